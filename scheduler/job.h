@@ -1,0 +1,85 @@
+// The scheduler's domain types: plain values, free of gRPC and protobuf. server/
+// converts between these and the API messages in one place (server/convert.cc).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace reelfarm::scheduler {
+
+enum class JobState { kQueued = 1, kRunning, kSucceeded, kFailed, kCancelled };
+enum class TaskState { kPending = 1, kLeased, kSucceeded, kFailed, kCancelled };
+enum class TaskKind { kChunk = 1, kAssemble };
+
+bool IsTerminal(JobState s);
+const char* ToString(JobState s);
+const char* ToString(TaskState s);
+
+// What the server learnt about the input when it probed it.
+struct MediaInfo {
+  int width = 0;
+  int height = 0;
+  int64_t frame_count = 0;
+  int fps_num = 0;
+  int fps_den = 1;
+  std::string codec;
+  std::string pixel_format;
+};
+
+struct UpscaleSpec {
+  std::string input;
+  std::string output;
+  std::string model;
+  int scale = 2;
+  int chunk_frames = 48;
+  bool overwrite = false;
+  int crf = 18;
+};
+
+struct JobSpec {
+  std::string name;
+  std::string project = "default";
+  int priority = 50;
+  int max_attempts = 3;
+  UpscaleSpec upscale;
+};
+
+struct Job {
+  int64_t id = 0;
+  JobSpec spec;
+  MediaInfo input_info;
+  JobState state = JobState::kQueued;
+  std::string error;
+  int64_t created_unix_ms = 0;
+  int64_t started_unix_ms = 0;
+  int64_t finished_unix_ms = 0;
+};
+
+struct Task {
+  int64_t job_id = 0;
+  int index = 0;
+  TaskKind kind = TaskKind::kChunk;
+  int64_t frame_begin = 0;  // inclusive
+  int64_t frame_end = 0;    // exclusive
+  TaskState state = TaskState::kPending;
+  int attempts = 0;
+  std::vector<std::string> workers;  // every worker that held a lease on it, in order
+  std::string error;
+  std::string model_digest;  // reported by the worker that finished it
+  double seconds = 0;        // run time of the successful attempt
+
+  int64_t frames() const { return frame_end - frame_begin; }
+};
+
+// A half-open frame range [begin, end).
+struct FrameRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+
+// Splits [0, frame_count) into consecutive ranges of `chunk` frames (the last may be
+// shorter). Every frame is in exactly one range. `chunk` must be >= 1.
+std::vector<FrameRange> SplitIntoChunks(int64_t frame_count, int64_t chunk);
+
+}  // namespace reelfarm::scheduler

@@ -1,0 +1,54 @@
+// JobStore: where the scheduler's state is made durable.
+//
+// Contract:
+//  - A call returns only after its change is committed (durable across a process
+//    crash); the scheduler acknowledges nothing before that.
+//  - Thread-safety: implementations are safe to call from several threads.
+//  - Errors: UNAVAILABLE / INTERNAL statuses carry the backend's message; nothing
+//    throws.
+// Implementations: InMemoryJobStore (tests), SqliteJobStore (default).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "scheduler/job.h"
+
+namespace reelfarm::scheduler {
+
+class JobStore {
+ public:
+  JobStore() = default;
+  JobStore(const JobStore&) = delete;
+  JobStore& operator=(const JobStore&) = delete;
+  virtual ~JobStore() = default;
+
+  // Stores a new job and all its tasks in one transaction and returns the job's id
+  // (assigned by the store, > 0, never reused). `job.id` and the tasks' job_id are
+  // ignored on input.
+  virtual absl::StatusOr<int64_t> CreateJob(const Job& job,
+                                            const std::vector<Task>& tasks) = 0;
+
+  // Replaces the stored state of a job (state, error, timestamps).
+  virtual absl::Status UpdateJob(const Job& job) = 0;
+
+  // Replaces the stored state of one task (matched by job_id and index).
+  virtual absl::Status UpdateTask(const Task& task) = 0;
+
+  // Everything, for a restart: jobs ordered by id, tasks ordered by (job_id, index).
+  struct Snapshot {
+    std::vector<Job> jobs;
+    std::vector<Task> tasks;
+  };
+  virtual absl::StatusOr<Snapshot> LoadAll() = 0;
+};
+
+// Keeps everything in memory; for unit tests.
+std::unique_ptr<JobStore> NewInMemoryJobStore();
+
+// SQLite in WAL mode at `path` (created with its schema if missing).
+absl::StatusOr<std::unique_ptr<JobStore>> OpenSqliteJobStore(const std::string& path);
+
+}  // namespace reelfarm::scheduler
