@@ -1,0 +1,505 @@
+// SqliteJobStore: the default JobStore, one SQLite file in WAL mode.
+//
+// One connection behind a mutex; every write is one committed transaction with
+// synchronous=FULL, so a call that returned OK survives a crash. Specs and
+// media info are JSON text, so adding a field needs no schema step; the schema
+// itself evolves through kMigrations, recorded in `schema_version`.
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/memory/memory.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "scheduler/job_store.h"
+
+namespace reelfarm::scheduler {
+
+// Missing keys keep the struct's defaults, so rows written before a field
+// existed still load.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpscaleSpec, input, output,
+                                                model, scale, chunk_frames,
+                                                overwrite, crf)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobSpec, name, project,
+                                                priority, max_attempts, upscale)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
+                                                frame_count, fps_num, fps_den,
+                                                codec, pixel_format)
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int kBusyTimeoutMs = 5000;
+
+// Forward-only: step i brings the schema from version i to i + 1. Never edit a
+// shipped step; append one.
+constexpr const char* kMigrations[] = {
+    // Version 1. AUTOINCREMENT: job ids are never reused, even after a delete.
+    R"sql(
+CREATE TABLE jobs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  spec TEXT NOT NULL,        -- JobSpec as JSON
+  input_info TEXT NOT NULL,  -- MediaInfo as JSON
+  state INTEGER NOT NULL,
+  error TEXT NOT NULL,
+  created_unix_ms INTEGER NOT NULL,
+  started_unix_ms INTEGER NOT NULL,
+  finished_unix_ms INTEGER NOT NULL);
+CREATE TABLE tasks(
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  idx INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  frame_begin INTEGER NOT NULL,
+  frame_end INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  workers TEXT NOT NULL,     -- JSON array of worker names, in lease order
+  error TEXT NOT NULL,
+  model_digest TEXT NOT NULL,
+  seconds REAL NOT NULL,
+  PRIMARY KEY(job_id, idx));
+)sql",
+};
+
+struct SqliteDeleter {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+};
+using DbPtr = std::unique_ptr<sqlite3, SqliteDeleter>;
+using StmtPtr = std::unique_ptr<sqlite3_stmt, SqliteDeleter>;
+
+// Failures of the host (locks, files, disk, memory) are UNAVAILABLE: retrying
+// or fixing the host helps. Our only constraint a caller can break is a
+// repeated task index. Anything else (corruption, a bug in our SQL) is
+// INTERNAL.
+absl::StatusCode CodeFor(int rc) {
+  if ((rc & 0xff) == SQLITE_CONSTRAINT)
+    return absl::StatusCode::kInvalidArgument;
+  static constexpr int kHost[] = {
+      SQLITE_BUSY,  SQLITE_LOCKED, SQLITE_CANTOPEN, SQLITE_READONLY,
+      SQLITE_IOERR, SQLITE_FULL,   SQLITE_PERM,     SQLITE_PROTOCOL,
+      SQLITE_NOMEM, SQLITE_NOLFS};
+  const bool host =
+      std::count(std::begin(kHost), std::end(kHost), rc & 0xff) > 0;
+  return host ? absl::StatusCode::kUnavailable : absl::StatusCode::kInternal;
+}
+
+// The one connection, with its path for error messages. Not thread-safe.
+class Connection {
+ public:
+  Connection(std::string path, DbPtr db)
+      : path_(std::move(path)), db_(std::move(db)) {}
+
+  sqlite3* db() const { return db_.get(); }
+  const std::string& path() const { return path_; }
+
+  // `what` failed with `rc`: names the file and carries SQLite's message.
+  absl::Status Error(int rc, absl::string_view what) const {
+    std::string message =
+        absl::StrCat("job store '", path_, "': ", what, ": ",
+                     db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc));
+    const int primary = rc & 0xff;
+    if (primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY) {
+      absl::StrAppend(&message, "; check that folder '",
+                      std::filesystem::path(path_).parent_path().string(),
+                      "' exists and that it and the file are writable");
+    }
+    return absl::Status(CodeFor(rc), message);
+  }
+
+  // Runs statements that return no rows.
+  absl::Status Exec(const std::string& sql, absl::string_view what) {
+    int rc = sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, nullptr);
+    return rc == SQLITE_OK ? absl::OkStatus() : Error(rc, what);
+  }
+
+  absl::StatusOr<StmtPtr> Prepare(const char* sql) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                &raw, nullptr);
+    StmtPtr stmt(raw);
+    if (rc != SQLITE_OK) return Error(rc, absl::StrCat("prepare '", sql, "'"));
+    return stmt;
+  }
+
+ private:
+  std::string path_;
+  DbPtr db_;
+};
+
+// One use of a statement: binds in order, steps, reads columns, and resets it
+// on destruction so that no statement stays active (pinning a read) between
+// calls.
+class Call {
+ public:
+  Call(const Connection& conn, sqlite3_stmt* stmt) : conn_(conn), stmt_(stmt) {}
+  ~Call() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  Call(const Call&) = delete;
+  Call& operator=(const Call&) = delete;
+
+  // Binds the next parameters, in order.
+  template <typename... Args>
+  Call& Bind(const Args&... args) {
+    (BindOne(args), ...);
+    return *this;
+  }
+
+  // True when a row is ready, false when done.
+  absl::StatusOr<bool> Step(absl::string_view what) {
+    if (bind_rc_ != SQLITE_OK) return conn_.Error(bind_rc_, what);
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) return rc == SQLITE_ROW;
+    return conn_.Error(rc, what);
+  }
+
+  int64_t ColumnInt(int i) const { return sqlite3_column_int64(stmt_, i); }
+  double ColumnReal(int i) const { return sqlite3_column_double(stmt_, i); }
+  std::string ColumnText(int i) const {
+    const auto* text =
+        reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
+    return text ? std::string(text, sqlite3_column_bytes(stmt_, i))
+                : std::string();
+  }
+
+ private:
+  void BindOne(int v) { BindOne(static_cast<int64_t>(v)); }
+  void BindOne(int64_t v) { Check(sqlite3_bind_int64(stmt_, ++bound_, v)); }
+  void BindOne(double v) { Check(sqlite3_bind_double(stmt_, ++bound_, v)); }
+  void BindOne(const std::string& v) {
+    Check(sqlite3_bind_text64(stmt_, ++bound_, v.data(), v.size(),
+                              SQLITE_TRANSIENT, SQLITE_UTF8));
+  }
+  void Check(int rc) {
+    if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+  }
+
+  const Connection& conn_;
+  sqlite3_stmt* stmt_;
+  int bound_ = 0;
+  int bind_rc_ = SQLITE_OK;
+};
+
+// Runs `body` between BEGIN and COMMIT; rolls back if either fails. IMMEDIATE
+// (`write`) takes the write lock up front, so a writer never fails half-way on
+// lock upgrade; a plain BEGIN gives a consistent read.
+absl::Status InTransaction(Connection& conn, bool write,
+                           const std::function<absl::Status()>& body) {
+  RETURN_IF_ERROR(conn.Exec(write ? "BEGIN IMMEDIATE" : "BEGIN", "begin"));
+  absl::Status status = body();
+  if (status.ok()) status = conn.Exec("COMMIT", "commit");
+  if (!status.ok() && !sqlite3_get_autocommit(conn.db())) {
+    sqlite3_exec(conn.db(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  return status;
+}
+
+// nlohmann::json throws on invalid UTF-8; such text is refused, not mangled.
+absl::StatusOr<std::string> Dump(const json& j, absl::string_view what) {
+  try {
+    return j.dump();
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " cannot be stored: ", e.what(), "; give UTF-8 text"));
+  }
+}
+
+// A stored value that this build cannot read.
+absl::Status Damaged(const Connection& conn, absl::string_view row,
+                     absl::string_view problem) {
+  return absl::InternalError(absl::StrCat(
+      "job store '", conn.path(), "': ", row, ": ", problem,
+      "; the database is damaged or from another program; restore a backup"));
+}
+
+template <typename Enum>
+bool InRange(int64_t v, Enum first, Enum last) {
+  return v >= static_cast<int>(first) && v <= static_cast<int>(last);
+}
+
+// Columns: id, spec, input_info, state, error, created, started, finished.
+absl::StatusOr<Job> JobFromRow(const Connection& conn, const Call& row) {
+  Job job;
+  job.id = row.ColumnInt(0);
+  const std::string where = absl::StrCat("job ", job.id);
+  try {
+    job.spec = json::parse(row.ColumnText(1)).get<JobSpec>();
+    job.input_info = json::parse(row.ColumnText(2)).get<MediaInfo>();
+  } catch (const json::exception& e) {
+    return Damaged(conn, where, e.what());
+  }
+  const int64_t state = row.ColumnInt(3);
+  if (!InRange(state, JobState::kQueued, JobState::kCancelled)) {
+    return Damaged(conn, where, absl::StrCat("unknown state ", state));
+  }
+  job.state = static_cast<JobState>(state);
+  job.error = row.ColumnText(4);
+  job.created_unix_ms = row.ColumnInt(5);
+  job.started_unix_ms = row.ColumnInt(6);
+  job.finished_unix_ms = row.ColumnInt(7);
+  return job;
+}
+
+// Columns: job_id, idx, kind, frame_begin, frame_end, state, attempts, workers,
+// error, model_digest, seconds.
+absl::StatusOr<Task> TaskFromRow(const Connection& conn, const Call& row) {
+  Task task;
+  task.job_id = row.ColumnInt(0);
+  task.index = static_cast<int>(row.ColumnInt(1));
+  const std::string where = absl::StrCat("task ", task.job_id, "/", task.index);
+  const int64_t kind = row.ColumnInt(2);
+  const int64_t state = row.ColumnInt(5);
+  if (!InRange(kind, TaskKind::kChunk, TaskKind::kAssemble) ||
+      !InRange(state, TaskState::kPending, TaskState::kCancelled)) {
+    return Damaged(conn, where,
+                   absl::StrCat("unknown kind ", kind, " or state ", state));
+  }
+  task.kind = static_cast<TaskKind>(kind);
+  task.frame_begin = row.ColumnInt(3);
+  task.frame_end = row.ColumnInt(4);
+  task.state = static_cast<TaskState>(state);
+  task.attempts = static_cast<int>(row.ColumnInt(6));
+  try {
+    task.workers =
+        json::parse(row.ColumnText(7)).get<std::vector<std::string>>();
+  } catch (const json::exception& e) {
+    return Damaged(conn, where, e.what());
+  }
+  task.error = row.ColumnText(8);
+  task.model_digest = row.ColumnText(9);
+  task.seconds = row.ColumnReal(10);
+  return task;
+}
+
+// Runs a SELECT and converts every row with `from_row`.
+template <typename T>
+absl::Status ReadAll(const Connection& conn, sqlite3_stmt* stmt,
+                     absl::StatusOr<T> (*from_row)(const Connection&,
+                                                   const Call&),
+                     std::vector<T>* out) {
+  Call call(conn, stmt);
+  for (;;) {
+    ASSIGN_OR_RETURN(const bool row, call.Step("load all"));
+    if (!row) return absl::OkStatus();
+    ASSIGN_OR_RETURN(T value, from_row(conn, call));
+    out->push_back(std::move(value));
+  }
+}
+
+class SqliteJobStore final : public JobStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(
+      const std::string& path) {
+    if (path.empty()) {
+      return absl::InvalidArgumentError(
+          "job store path is empty; give a file such as "
+          "/var/lib/reelfarm/jobs.db");
+    }
+    sqlite3* raw = nullptr;
+    // NOMUTEX: calls are serialised by mu_.
+    int rc = sqlite3_open_v2(
+        path.c_str(), &raw,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+        nullptr);
+    Connection conn(path, DbPtr(raw));
+    if (rc != SQLITE_OK) return conn.Error(rc, "open");
+    auto store = absl::WrapUnique(new SqliteJobStore(std::move(conn)));
+    RETURN_IF_ERROR(store->Init());
+    return std::unique_ptr<JobStore>(std::move(store));
+  }
+
+  absl::StatusOr<int64_t> CreateJob(const Job& job,
+                                    const std::vector<Task>& tasks) override {
+    ASSIGN_OR_RETURN(const std::string spec, Dump(json(job.spec), "job spec"));
+    ASSIGN_OR_RETURN(const std::string info,
+                     Dump(json(job.input_info), "input info"));
+    absl::MutexLock lock(&mu_);
+    int64_t id = 0;
+    const absl::Status status =
+        InTransaction(conn_, /*write=*/true, [&]() -> absl::Status {
+          Call job_row(conn_, insert_job_.get());
+          job_row.Bind(spec, info, static_cast<int>(job.state), job.error,
+                       job.created_unix_ms, job.started_unix_ms,
+                       job.finished_unix_ms);
+          RETURN_IF_ERROR(job_row.Step("insert job").status());
+          id = sqlite3_last_insert_rowid(conn_.db());
+          for (const Task& t : tasks) {
+            ASSIGN_OR_RETURN(const std::string workers,
+                             Dump(json(t.workers), "task workers"));
+            Call row(conn_, insert_task_.get());
+            row.Bind(id, t.index, static_cast<int>(t.kind), t.frame_begin,
+                     t.frame_end, static_cast<int>(t.state), t.attempts,
+                     workers, t.error, t.model_digest, t.seconds);
+            RETURN_IF_ERROR(
+                row.Step(absl::StrCat("insert task ", id, "/", t.index))
+                    .status());
+          }
+          return absl::OkStatus();
+        });
+    if (!status.ok()) return status;
+    return id;
+  }
+
+  absl::Status UpdateJob(const Job& job) override {
+    absl::MutexLock lock(&mu_);
+    Call call(conn_, update_job_.get());
+    call.Bind(static_cast<int>(job.state), job.error, job.created_unix_ms,
+              job.started_unix_ms, job.finished_unix_ms, job.id);
+    return CheckUpdated(call, absl::StrCat("job ", job.id));
+  }
+
+  absl::Status UpdateTask(const Task& task) override {
+    ASSIGN_OR_RETURN(const std::string workers,
+                     Dump(json(task.workers), "task workers"));
+    absl::MutexLock lock(&mu_);
+    Call call(conn_, update_task_.get());
+    call.Bind(static_cast<int>(task.state), task.attempts, workers, task.error,
+              task.model_digest, task.seconds, task.job_id, task.index);
+    return CheckUpdated(call,
+                        absl::StrCat("task ", task.job_id, "/", task.index));
+  }
+
+  absl::StatusOr<Snapshot> LoadAll() override {
+    absl::MutexLock lock(&mu_);
+    Snapshot snapshot;
+    // One read transaction: both tables from the same snapshot.
+    const absl::Status status = InTransaction(conn_, /*write=*/false, [&] {
+      RETURN_IF_ERROR(
+          ReadAll(conn_, select_jobs_.get(), &JobFromRow, &snapshot.jobs));
+      return ReadAll(conn_, select_tasks_.get(), &TaskFromRow, &snapshot.tasks);
+    });
+    if (!status.ok()) return status;
+    return snapshot;
+  }
+
+ private:
+  explicit SqliteJobStore(Connection conn) : conn_(std::move(conn)) {}
+
+  // Steps an UPDATE of one row; NOT_FOUND when it matched none.
+  absl::Status CheckUpdated(Call& call, const std::string& row)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    RETURN_IF_ERROR(call.Step(absl::StrCat("update ", row)).status());
+    if (sqlite3_changes(conn_.db()) > 0) return absl::OkStatus();
+    return absl::NotFoundError(
+        absl::StrCat(row, " is not in job store '", conn_.path(), "'"));
+  }
+
+  absl::Status Init() {
+    absl::MutexLock lock(&mu_);
+    if (sqlite3_db_readonly(conn_.db(), "main") == 1) {
+      return conn_.Error(SQLITE_READONLY, "open for writing");
+    }
+    int rc = sqlite3_busy_timeout(conn_.db(), kBusyTimeoutMs);
+    if (rc != SQLITE_OK) return conn_.Error(rc, "set busy timeout");
+    ASSIGN_OR_RETURN(const std::string mode,
+                     QueryText("PRAGMA journal_mode=WAL"));
+    if (mode != "wal") {
+      return absl::UnavailableError(absl::StrCat(
+          "job store '", conn_.path(), "': journal mode is '", mode,
+          "', not 'wal'; give a file on a local filesystem"));
+    }
+    RETURN_IF_ERROR(conn_.Exec("PRAGMA synchronous=FULL", "set synchronous"));
+    RETURN_IF_ERROR(
+        conn_.Exec("PRAGMA foreign_keys=ON", "enable foreign keys"));
+    RETURN_IF_ERROR(Migrate());
+    const std::pair<StmtPtr*, const char*> statements[] = {
+        {&insert_job_,
+         "INSERT INTO jobs(spec, input_info, state, error, created_unix_ms, "
+         "started_unix_ms, finished_unix_ms) VALUES(?, ?, ?, ?, ?, ?, ?)"},
+        {&insert_task_,
+         "INSERT INTO tasks(job_id, idx, kind, frame_begin, frame_end, state, "
+         "attempts, workers, error, model_digest, seconds) "
+         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+        {&update_job_,
+         "UPDATE jobs SET state = ?, error = ?, created_unix_ms = ?, "
+         "started_unix_ms = ?, finished_unix_ms = ? WHERE id = ?"},
+        {&update_task_,
+         "UPDATE tasks SET state = ?, attempts = ?, workers = ?, error = ?, "
+         "model_digest = ?, seconds = ? WHERE job_id = ? AND idx = ?"},
+        {&select_jobs_,
+         "SELECT id, spec, input_info, state, error, created_unix_ms, "
+         "started_unix_ms, finished_unix_ms FROM jobs ORDER BY id"},
+        {&select_tasks_,
+         "SELECT job_id, idx, kind, frame_begin, frame_end, state, attempts, "
+         "workers, error, model_digest, seconds FROM tasks ORDER BY job_id, "
+         "idx"},
+    };
+    for (const auto& [slot, sql] : statements) {
+      ASSIGN_OR_RETURN(*slot, conn_.Prepare(sql));
+    }
+    return absl::OkStatus();
+  }
+
+  // The first column of the first row of `sql` as text ("" when no row).
+  absl::StatusOr<std::string> QueryText(const char* sql)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ASSIGN_OR_RETURN(StmtPtr stmt, conn_.Prepare(sql));
+    Call call(conn_, stmt.get());
+    ASSIGN_OR_RETURN(const bool row, call.Step(sql));
+    return row ? call.ColumnText(0) : std::string();
+  }
+
+  // Brings the schema to the newest version, all steps in one transaction.
+  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return InTransaction(conn_, /*write=*/true, [&]() -> absl::Status {
+      RETURN_IF_ERROR(conn_.Exec(
+          "CREATE TABLE IF NOT EXISTS schema_version("
+          "version INTEGER PRIMARY KEY, applied_unix_ms INTEGER NOT NULL)",
+          "create schema_version"));
+      ASSIGN_OR_RETURN(
+          const std::string text,
+          QueryText("SELECT COALESCE(MAX(version), 0) FROM schema_version"));
+      int64_t current = 0;
+      const int64_t latest = static_cast<int64_t>(std::size(kMigrations));
+      if (!absl::SimpleAtoi(text, &current) || current > latest) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("job store '", conn_.path(), "': schema version '",
+                         text, "' is not one this build knows (up to ", latest,
+                         "); run a newer reelfarm or give another file"));
+      }
+      for (int64_t v = current + 1; v <= latest; ++v) {
+        const std::string what = absl::StrCat("migrate schema to version ", v);
+        RETURN_IF_ERROR(conn_.Exec(kMigrations[v - 1], what));
+        RETURN_IF_ERROR(conn_.Exec(
+            absl::StrCat("INSERT INTO schema_version VALUES(", v,
+                         ", CAST((julianday('now') - 2440587.5) * 86400000 "
+                         "AS INTEGER))"),
+            what));
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Mutex mu_;
+  // Before the statements, so that they are finalized before it closes.
+  Connection conn_ ABSL_GUARDED_BY(mu_);
+  StmtPtr insert_job_ ABSL_GUARDED_BY(mu_);
+  StmtPtr insert_task_ ABSL_GUARDED_BY(mu_);
+  StmtPtr update_job_ ABSL_GUARDED_BY(mu_);
+  StmtPtr update_task_ ABSL_GUARDED_BY(mu_);
+  StmtPtr select_jobs_ ABSL_GUARDED_BY(mu_);
+  StmtPtr select_tasks_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<JobStore>> OpenSqliteJobStore(
+    const std::string& path) {
+  return SqliteJobStore::Open(path);
+}
+
+}  // namespace reelfarm::scheduler

@@ -1,0 +1,179 @@
+#include "server/convert.h"
+
+#include <filesystem>
+
+namespace reelfarm::server {
+namespace s = scheduler;
+
+v1::JobState ToProto(s::JobState st) {
+  switch (st) {
+    case s::JobState::kQueued: return v1::JOB_STATE_QUEUED;
+    case s::JobState::kRunning: return v1::JOB_STATE_RUNNING;
+    case s::JobState::kSucceeded: return v1::JOB_STATE_SUCCEEDED;
+    case s::JobState::kFailed: return v1::JOB_STATE_FAILED;
+    case s::JobState::kCancelled: return v1::JOB_STATE_CANCELLED;
+  }
+  return v1::JOB_STATE_UNSPECIFIED;
+}
+
+s::JobState FromProto(v1::JobState st) {
+  switch (st) {
+    case v1::JOB_STATE_RUNNING: return s::JobState::kRunning;
+    case v1::JOB_STATE_SUCCEEDED: return s::JobState::kSucceeded;
+    case v1::JOB_STATE_FAILED: return s::JobState::kFailed;
+    case v1::JOB_STATE_CANCELLED: return s::JobState::kCancelled;
+    default: return s::JobState::kQueued;
+  }
+}
+
+static v1::TaskState ToProto(s::TaskState st) {
+  switch (st) {
+    case s::TaskState::kPending: return v1::TASK_STATE_PENDING;
+    case s::TaskState::kLeased: return v1::TASK_STATE_LEASED;
+    case s::TaskState::kSucceeded: return v1::TASK_STATE_SUCCEEDED;
+    case s::TaskState::kFailed: return v1::TASK_STATE_FAILED;
+    case s::TaskState::kCancelled: return v1::TASK_STATE_CANCELLED;
+  }
+  return v1::TASK_STATE_UNSPECIFIED;
+}
+
+static v1::TaskKind ToProto(s::TaskKind k) {
+  return k == s::TaskKind::kChunk ? v1::TASK_KIND_CHUNK : v1::TASK_KIND_ASSEMBLE;
+}
+
+v1::UpscaleSpec ToProto(const s::UpscaleSpec& u) {
+  v1::UpscaleSpec out;
+  out.set_input(u.input);
+  out.set_output(u.output);
+  out.set_model(u.model);
+  out.set_scale(u.scale);
+  out.set_chunk_frames(u.chunk_frames);
+  out.set_overwrite(u.overwrite);
+  out.set_crf(u.crf);
+  return out;
+}
+
+static v1::JobSpec ToProto(const s::JobSpec& spec) {
+  v1::JobSpec out;
+  out.set_name(spec.name);
+  out.set_project(spec.project);
+  out.set_priority(spec.priority);
+  out.set_max_attempts(spec.max_attempts);
+  *out.mutable_upscale() = ToProto(spec.upscale);
+  return out;
+}
+
+static v1::MediaInfo ToProto(const s::MediaInfo& m) {
+  v1::MediaInfo out;
+  out.set_width(m.width);
+  out.set_height(m.height);
+  out.set_frame_count(m.frame_count);
+  out.set_fps_num(m.fps_num);
+  out.set_fps_den(m.fps_den);
+  out.set_codec(m.codec);
+  out.set_pixel_format(m.pixel_format);
+  return out;
+}
+
+v1::Job ToProto(const s::JobView& v) {
+  v1::Job out;
+  out.set_id(v.job.id);
+  *out.mutable_spec() = ToProto(v.job.spec);
+  out.set_state(ToProto(v.job.state));
+  out.set_error(v.job.error);
+  *out.mutable_input_info() = ToProto(v.job.input_info);
+  out.set_frames_total(v.frames_total);
+  out.set_frames_done(v.frames_done);
+  out.set_tasks_total(v.tasks_total);
+  out.set_tasks_done(v.tasks_done);
+  out.set_fps(v.fps);
+  out.set_eta_seconds(v.eta_seconds);
+  out.set_created_unix_ms(v.job.created_unix_ms);
+  out.set_started_unix_ms(v.job.started_unix_ms);
+  out.set_finished_unix_ms(v.job.finished_unix_ms);
+  out.set_output(v.job.spec.upscale.output);
+  for (size_t i = 0; i < v.tasks.size(); ++i) {
+    const s::Task& t = v.tasks[i];
+    v1::Task* pt = out.add_tasks();
+    pt->set_index(t.index);
+    pt->set_kind(ToProto(t.kind));
+    pt->set_frame_begin(t.frame_begin);
+    pt->set_frame_end(t.frame_end);
+    pt->set_state(ToProto(t.state));
+    pt->set_attempts(t.attempts);
+    pt->set_worker(t.workers.empty() ? "" : t.workers.back());
+    for (const auto& w : t.workers) pt->add_workers(w);
+    pt->set_error(t.error);
+    if (i < v.task_frames_done.size()) {
+      pt->set_frames_done(t.state == s::TaskState::kSucceeded ? t.frames()
+                                                               : v.task_frames_done[i]);
+    }
+  }
+  return out;
+}
+
+v1::Assignment ToProto(const s::Assignment& a) {
+  v1::Assignment out;
+  out.set_job_id(a.lease.job_id);
+  out.set_task_index(a.lease.task_index);
+  out.set_lease_id(a.lease.id);
+  out.set_lease_deadline_unix_ms(a.lease.deadline_ms);
+  out.set_kind(ToProto(a.task.kind));
+  *out.mutable_upscale() = ToProto(a.spec.upscale);
+  *out.mutable_input_info() = ToProto(a.input_info);
+  out.set_frame_begin(a.task.frame_begin);
+  out.set_frame_end(a.task.frame_end);
+  out.set_segment(a.segment);
+  for (const auto& seg : a.segments) out.add_segments(seg);
+  out.set_provenance_json(a.provenance_json);
+  out.set_attempt(a.lease.attempt);
+  return out;
+}
+
+v1::Worker ToProto(const s::WorkerView& w) {
+  v1::Worker out;
+  out.set_name(w.info.name);
+  out.set_state(w.leases.empty() ? "idle" : "busy");
+  out.set_slots(w.info.slots);
+  for (const auto& m : w.info.models) out.add_models(m);
+  for (const auto& l : w.leases) {
+    out.add_current_tasks(std::to_string(l.job_id) + "/" + std::to_string(l.task_index));
+  }
+  out.set_tasks_done(w.tasks_done);
+  return out;
+}
+
+s::TaskOutcome FromProto(const v1::TaskResult& r) {
+  s::TaskOutcome o;
+  o.ok = r.ok();
+  o.error = r.error();
+  o.retryable = r.retryable();
+  o.seconds = r.seconds();
+  o.model_digest = r.model_digest();
+  return o;
+}
+
+s::JobSpec FromProto(const v1::JobSpec& spec) {
+  s::JobSpec out;
+  const v1::UpscaleSpec& u = spec.upscale();
+  out.name = spec.name().empty() ? std::filesystem::path(u.output()).filename().string()
+                                 : spec.name();
+  out.project = spec.project().empty() ? "default" : spec.project();
+  out.priority = spec.has_priority() ? spec.priority() : 50;
+  out.max_attempts = spec.has_max_attempts() ? spec.max_attempts() : 3;
+  out.upscale.input = u.input();
+  out.upscale.output = u.output();
+  out.upscale.model = u.model();
+  out.upscale.scale = u.scale();
+  out.upscale.chunk_frames = u.has_chunk_frames() ? u.chunk_frames() : 48;
+  out.upscale.overwrite = u.overwrite();
+  out.upscale.crf = u.has_crf() ? u.crf() : 18;
+  return out;
+}
+
+grpc::Status ToGrpc(const absl::Status& st) {
+  if (st.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
+}
+
+}  // namespace reelfarm::server

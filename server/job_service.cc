@@ -1,0 +1,321 @@
+#include "server/job_service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/model_manifest.h"
+#include "server/convert.h"
+#include "worker/media/media.h"
+
+namespace reelfarm::server {
+namespace fs = std::filesystem;
+
+namespace {
+
+grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx,
+                                     const absl::Status& st) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpc(st));
+  return reactor;
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+// One WatchJob stream. PollWatchers() sends it an event when its job changed; after
+// the event with a terminal state it finishes. Deleted by gRPC after OnDone.
+class JobWatcher final : public grpc::ServerWriteReactor<v1::JobEvent> {
+ public:
+  JobWatcher(JobServiceImpl* service, int64_t job_id) : service_(service), job_id_(job_id) {}
+
+  // Called under the service's watchers_mu_.
+  void Poll(const scheduler::Scheduler& sched) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (writing_ || finished_) return;
+    if (cancelled_ || sent_terminal_) {
+      finished_ = true;
+      Finish(cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+      return;
+    }
+    absl::StatusOr<scheduler::JobView> v = sched.GetJob(job_id_);
+    if (!v.ok()) {
+      finished_ = true;
+      Finish(ToGrpc(v.status()));
+      return;
+    }
+    const bool terminal = scheduler::IsTerminal(v->job.state);
+    const auto key = std::make_tuple(v->job.state, v->frames_done, v->tasks_done);
+    const int64_t now = NowMs();
+    const bool changed = !sent_any_ || key != last_key_;
+    // State changes go out at once; frame progress at most 5 times a second, and a
+    // keep-alive every 2 s so a client sees fps/ETA move.
+    const bool due = !sent_any_ || terminal || std::get<0>(key) != std::get<0>(last_key_) ||
+                     (changed && now - last_sent_ms_ >= 200) || now - last_sent_ms_ >= 2000;
+    if (!due) return;
+    event_.Clear();
+    *event_.mutable_job() = ToProto(*v);
+    event_.mutable_job()->clear_tasks();
+    last_key_ = key;
+    last_sent_ms_ = now;
+    sent_any_ = true;
+    sent_terminal_ = terminal;
+    writing_ = true;
+    StartWrite(&event_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    writing_ = false;
+    if (!ok) cancelled_ = true;
+  }
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+  }
+  void OnDone() override {
+    service_->RemoveWatcher(this);
+    delete this;
+  }
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!writing_ && !finished_) {
+      finished_ = true;
+      Finish({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
+    }
+  }
+
+ private:
+  JobServiceImpl* const service_;
+  const int64_t job_id_;
+  std::mutex mu_;
+  v1::JobEvent event_;
+  bool writing_ = false;
+  bool finished_ = false;
+  bool cancelled_ = false;
+  bool sent_any_ = false;
+  bool sent_terminal_ = false;
+  std::tuple<scheduler::JobState, int64_t, int> last_key_{};
+  int64_t last_sent_ms_ = 0;
+};
+
+JobServiceImpl::JobServiceImpl(scheduler::Scheduler* sched, const common::Storage* storage,
+                               std::vector<std::string> model_path, Limits limits,
+                               prometheus::Registry& registry)
+    : sched_(sched),
+      storage_(storage),
+      model_path_(std::move(model_path)),
+      limits_(limits),
+      submitted_(prometheus::BuildCounter()
+                     .Name("reelfarm_jobs_submitted_total")
+                     .Help("SubmitJob calls by result (accepted, or the gRPC code)")
+                     .Register(registry)) {}
+
+JobServiceImpl::~JobServiceImpl() = default;
+
+absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::Validate(const v1::JobSpec& spec) const {
+  if (spec.kind_case() == v1::JobSpec::KIND_NOT_SET) {
+    return absl::InvalidArgumentError(
+        "spec is empty: set spec.upscale (input, output, model, scale)");
+  }
+  if (spec.has_generate()) {
+    return absl::UnimplementedError(
+        "spec.generate: generation jobs are not supported by this server yet; "
+        "submit spec.upscale");
+  }
+  const v1::UpscaleSpec& u = spec.upscale();
+  if (u.scale() < 2 || u.scale() > 4) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.scale is ", u.scale(), "; give 2, 3 or 4"));
+  }
+  if (u.has_chunk_frames() && u.chunk_frames() < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "upscale.chunk_frames is ", u.chunk_frames(), "; give 1 or more frames per chunk"));
+  }
+  if (u.has_crf() && (u.crf() < 0 || u.crf() > 51)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.crf is ", u.crf(), "; give 0..51 (18 is visually lossless)"));
+  }
+  if (spec.has_priority() && (spec.priority() < 0 || spec.priority() > 100)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("priority is ", spec.priority(), "; give 0..100"));
+  }
+  if (spec.has_max_attempts() && (spec.max_attempts() < 1 || spec.max_attempts() > 10)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_attempts is ", spec.max_attempts(), "; give 1..10"));
+  }
+  // Model: a built-in, a package on the server's model path, or one a worker has.
+  std::vector<std::string> known = common::BuiltinModels();
+  std::vector<common::ModelManifest> packages = common::FindModelPackages(model_path_);
+  for (const auto& m : packages) known.push_back(m.name);
+  for (const auto& m : sched_->KnownModels()) known.push_back(m);
+  std::sort(known.begin(), known.end());
+  known.erase(std::unique(known.begin(), known.end()), known.end());
+  if (u.model().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("upscale.model is empty; give one of: ",
+                                                   absl::StrJoin(known, ", ")));
+  }
+  if (std::find(known.begin(), known.end(), u.model()) == known.end()) {
+    return absl::NotFoundError(absl::StrCat("upscale.model '", u.model(),
+                                            "' not found; known models: ",
+                                            absl::StrJoin(known, ", ")));
+  }
+  for (const auto& m : packages) {
+    if (m.name == u.model() && m.scale != u.scale()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "upscale.scale is ", u.scale(), " but model '", m.name, "' is made for scale ",
+          m.scale, "; give scale ", m.scale, " or another model"));
+    }
+  }
+  // Paths.
+  ASSIGN_OR_RETURN(fs::path input, storage_->Resolve(u.input(), "upscale.input"));
+  ASSIGN_OR_RETURN(fs::path output, storage_->Resolve(u.output(), "upscale.output"));
+  if (!absl::EndsWith(u.output(), ".mp4")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "upscale.output '", u.output(),
+        "' must end in .mp4 (H.264 in MP4 is the output format of this version)"));
+  }
+  if (input.lexically_normal() == output.lexically_normal()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "upscale.output '", u.output(), "' is the input; give another path"));
+  }
+  if (!fs::exists(input)) {
+    return absl::NotFoundError(absl::StrCat("upscale.input '", u.input(),
+                                            "' not found under the storage root '",
+                                            storage_->root().string(), "'"));
+  }
+  if (fs::exists(output) && !u.overwrite()) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "upscale.output '", u.output(), "' exists; set overwrite to replace it"));
+  }
+  absl::StatusOr<media::VideoInfo> info = media::ProbeVideo(input.string());
+  if (!info.ok()) {
+    return absl::Status(info.status().code(),
+                        absl::StrCat("upscale.input '", u.input(), "': ",
+                                     info.status().message()));
+  }
+  if (info->width > limits_.max_width || info->height > limits_.max_height) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "upscale.input '", u.input(), "' is ", info->width, "x", info->height,
+        ", over the limit of ", limits_.max_width, "x", limits_.max_height));
+  }
+  if (info->frame_count > limits_.max_frames) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "upscale.input '", u.input(), "' has ", info->frame_count,
+        " frames, over the limit of ", limits_.max_frames));
+  }
+  scheduler::MediaInfo mi;
+  mi.width = info->width;
+  mi.height = info->height;
+  mi.frame_count = info->frame_count;
+  mi.fps_num = info->fps_num;
+  mi.fps_den = info->fps_den;
+  mi.codec = info->codec;
+  mi.pixel_format = info->pixel_format;
+  return mi;
+}
+
+absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(
+    const v1::SubmitJobRequest& req) {
+  ASSIGN_OR_RETURN(scheduler::MediaInfo info, Validate(req.spec()));
+  ASSIGN_OR_RETURN(scheduler::JobView v, sched_->Submit(FromProto(req.spec()), info));
+  v1::SubmitJobResponse resp;
+  resp.set_job_id(v.job.id);
+  *resp.mutable_job() = ToProto(v);
+  spdlog::info("job submitted job={} input={} output={} model={} scale={} frames={} tasks={}",
+               v.job.id, v.job.spec.upscale.input, v.job.spec.upscale.output,
+               v.job.spec.upscale.model, v.job.spec.upscale.scale, v.frames_total,
+               v.tasks_total);
+  return resp;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
+                                                    const v1::SubmitJobRequest* req,
+                                                    v1::SubmitJobResponse* resp) {
+  absl::StatusOr<v1::SubmitJobResponse> r = DoSubmit(*req);
+  submitted_
+      .Add({{"result", r.ok() ? "accepted" : absl::StatusCodeToString(r.status().code())}})
+      .Increment();
+  if (!r.ok()) {
+    spdlog::info("job refused code={}: {}", absl::StatusCodeToString(r.status().code()),
+                 r.status().message());
+    return FinishWith(ctx, r.status());
+  }
+  *resp = std::move(*r);
+  return FinishWith(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
+                                                 const v1::GetJobRequest* req,
+                                                 v1::Job* resp) {
+  absl::StatusOr<scheduler::JobView> v = sched_->GetJob(req->job_id());
+  if (v.ok()) *resp = ToProto(*v);
+  return FinishWith(ctx, v.status());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
+                                                   const v1::ListJobsRequest* req,
+                                                   v1::ListJobsResponse* resp) {
+  std::vector<scheduler::JobState> states;
+  for (int s : req->states()) states.push_back(FromProto(static_cast<v1::JobState>(s)));
+  for (const auto& v : sched_->ListJobs(states, req->limit() > 0 ? req->limit() : 100)) {
+    *resp->add_jobs() = ToProto(v);
+  }
+  return FinishWith(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
+                                                    const v1::CancelJobRequest* req,
+                                                    v1::Job* resp) {
+  absl::StatusOr<scheduler::JobView> v = sched_->Cancel(req->job_id());
+  if (v.ok()) {
+    *resp = ToProto(*v);
+    spdlog::info("job cancelled job={}", req->job_id());
+  }
+  return FinishWith(ctx, v.status());
+}
+
+grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
+    grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
+  (void)ctx;
+  auto* w = new JobWatcher(this, req->job_id());
+  std::lock_guard<std::mutex> lock(watchers_mu_);
+  watchers_.insert(w);
+  w->Poll(*sched_);
+  return w;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
+                                                      const v1::ListWorkersRequest* req,
+                                                      v1::ListWorkersResponse* resp) {
+  (void)req;
+  for (const auto& w : sched_->ListWorkers()) *resp->add_workers() = ToProto(w);
+  return FinishWith(ctx, absl::OkStatus());
+}
+
+void JobServiceImpl::PollWatchers() {
+  std::lock_guard<std::mutex> lock(watchers_mu_);
+  for (JobWatcher* w : watchers_) w->Poll(*sched_);
+}
+
+void JobServiceImpl::CloseWatchers() {
+  std::lock_guard<std::mutex> lock(watchers_mu_);
+  for (JobWatcher* w : watchers_) w->Close();
+}
+
+void JobServiceImpl::RemoveWatcher(JobWatcher* w) {
+  std::lock_guard<std::mutex> lock(watchers_mu_);
+  watchers_.erase(w);
+}
+
+}  // namespace reelfarm::server

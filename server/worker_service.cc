@@ -1,0 +1,217 @@
+#include "server/worker_service.h"
+
+#include <deque>
+
+#include <spdlog/spdlog.h>
+
+#include "server/convert.h"
+
+namespace reelfarm::server {
+
+// One worker's stream. Reads are handled as they arrive; writes go through an outbox
+// so that only one is in flight. Deleted by gRPC after OnDone.
+class WorkerSession final
+    : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage> {
+ public:
+  WorkerSession(WorkerServiceImpl* service, std::string peer)
+      : service_(service), peer_(std::move(peer)) {
+    StartRead(&in_);
+  }
+
+  const std::string& name() const { return name_; }
+
+  // Queues a message; dropped once the stream is finishing. Thread-safe.
+  void Send(v1::ServerMessage msg) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finish_called_ || finishing_) return;
+    outbox_.push_back(std::move(msg));
+    if (!writing_) WriteNextLocked();
+  }
+
+  // Ends the stream from the server side.
+  void Close(const grpc::Status& status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    finishing_ = true;
+    final_status_ = status;
+    MaybeFinishLocked();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Close(grpc::Status::OK);
+      return;
+    }
+    if (!Handle(in_)) return;
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    writing_ = false;
+    if (!ok) {
+      outbox_.clear();
+      finishing_ = true;
+    }
+    if (!outbox_.empty() && !finishing_) {
+      WriteNextLocked();
+    } else {
+      MaybeFinishLocked();
+    }
+  }
+
+  void OnCancel() override { Close(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    if (registered_) {
+      service_->Unregister(name_, this);
+      spdlog::info("worker disconnected worker={}", name_);
+    }
+    delete this;
+  }
+
+ private:
+  void WriteNextLocked() {
+    current_ = std::move(outbox_.front());
+    outbox_.pop_front();
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  void MaybeFinishLocked() {
+    if (finishing_ && !writing_ && !finish_called_) {
+      finish_called_ = true;
+      Finish(final_status_);
+    }
+  }
+
+  // Returns false when the stream was closed because of the message.
+  bool Handle(const v1::WorkerMessage& msg) {
+    scheduler::Scheduler* sched = service_->sched_;
+    if (!registered_) {
+      if (!msg.has_hello() || msg.hello().name().empty()) {
+        Close({grpc::StatusCode::INVALID_ARGUMENT,
+               "the first message on a worker stream must be a Hello with a name"});
+        return false;
+      }
+      name_ = msg.hello().name();
+      if (!service_->Register(name_, this)) {
+        Close({grpc::StatusCode::ALREADY_EXISTS,
+               "a worker named '" + name_ + "' is already connected; give each "
+               "worker a unique --name"});
+        return false;
+      }
+      registered_ = true;
+      scheduler::WorkerInfo info;
+      info.name = name_;
+      info.slots = std::max(1, msg.hello().slots());
+      info.models.assign(msg.hello().models().begin(), msg.hello().models().end());
+      v1::ServerMessage welcome;
+      welcome.mutable_welcome()->set_heartbeat_interval_ms(sched->options().heartbeat_ms);
+      welcome.mutable_welcome()->set_lease_duration_ms(sched->options().lease_ms);
+      Send(std::move(welcome));
+      sched->RegisterWorker(info);
+      spdlog::info("worker connected worker={} peer={} slots={} models={}", name_, peer_,
+                   info.slots, info.models.size());
+      return true;
+    }
+    switch (msg.msg_case()) {
+      case v1::WorkerMessage::kHeartbeat: {
+        std::vector<uint64_t> ids(msg.heartbeat().lease_ids().begin(),
+                                  msg.heartbeat().lease_ids().end());
+        for (uint64_t stale : sched->Heartbeat(name_, ids)) {
+          v1::ServerMessage cancel;
+          cancel.mutable_cancel()->set_lease_id(stale);
+          cancel.mutable_cancel()->set_reason("lease is no longer current");
+          Send(std::move(cancel));
+        }
+        break;
+      }
+      case v1::WorkerMessage::kProgress:
+        (void)sched->ReportProgress(name_, msg.progress().lease_id(),
+                                    msg.progress().frames_done());
+        break;
+      case v1::WorkerMessage::kResult: {
+        const v1::TaskResult& r = msg.result();
+        absl::Status st = sched->Complete(name_, r.lease_id(), FromProto(r));
+        if (!st.ok()) {
+          spdlog::warn("result refused worker={} lease={}: {}", name_, r.lease_id(),
+                       st.message());
+          v1::ServerMessage rejected;
+          rejected.set_rejected(std::string(st.message()));
+          Send(std::move(rejected));
+        } else if (!r.ok()) {
+          spdlog::warn("task failed worker={} lease={} retryable={}: {}", name_,
+                       r.lease_id(), r.retryable(), r.error());
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    return true;
+  }
+
+  WorkerServiceImpl* const service_;
+  const std::string peer_;
+  v1::WorkerMessage in_;
+  std::string name_;
+  bool registered_ = false;  // touched only by the reading side
+
+  std::mutex mu_;
+  std::deque<v1::ServerMessage> outbox_;
+  v1::ServerMessage current_;
+  bool writing_ = false;
+  bool finishing_ = false;
+  bool finish_called_ = false;
+  grpc::Status final_status_;
+};
+
+grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* WorkerServiceImpl::Connect(
+    grpc::CallbackServerContext* ctx) {
+  return new WorkerSession(this, ctx->peer());
+}
+
+bool WorkerServiceImpl::Register(const std::string& name, WorkerSession* s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sessions_.emplace(name, s).second;
+}
+
+void WorkerServiceImpl::Unregister(const std::string& name, WorkerSession* s) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sessions_.find(name);
+    if (it == sessions_.end() || it->second != s) return;
+    sessions_.erase(it);
+  }
+  sched_->UnregisterWorker(name);
+}
+
+void WorkerServiceImpl::Dispatch() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const scheduler::Lease& lease : sched_->TakeRevoked()) {
+    auto it = sessions_.find(lease.worker);
+    if (it == sessions_.end()) continue;
+    v1::ServerMessage cancel;
+    cancel.mutable_cancel()->set_lease_id(lease.id);
+    cancel.mutable_cancel()->set_reason("lease revoked (job ended or lease expired)");
+    it->second->Send(std::move(cancel));
+  }
+  for (auto& [name, session] : sessions_) {
+    while (auto a = sched_->LeaseNext(name)) {
+      spdlog::info("leased job={} task={} worker={} lease={} attempt={}", a->lease.job_id,
+                   a->lease.task_index, name, a->lease.id, a->lease.attempt);
+      v1::ServerMessage msg;
+      *msg.mutable_assignment() = ToProto(*a);
+      session->Send(std::move(msg));
+    }
+  }
+}
+
+void WorkerServiceImpl::CloseAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [name, session] : sessions_) {
+    session->Close({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
+  }
+}
+
+}  // namespace reelfarm::server

@@ -1,0 +1,224 @@
+#include "worker/agent.h"
+
+#include <ATen/Parallel.h>
+
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include "worker/inference/model.h"
+
+#ifndef REELFARM_VERSION
+#define REELFARM_VERSION "dev"
+#endif
+
+namespace reelfarm::worker {
+
+using SteadyClock = std::chrono::steady_clock;
+
+Agent::Agent(const common::Storage& storage, AgentOptions options,
+             prometheus::Registry& registry)
+    : storage_(storage),
+      options_(std::move(options)),
+      frames_(prometheus::BuildCounter()
+                  .Name("reelfarm_worker_frames_processed_total")
+                  .Help("Frames run through a model and encoded, by model and device")
+                  .Register(registry)),
+      tasks_(prometheus::BuildCounter()
+                 .Name("reelfarm_worker_tasks_total")
+                 .Help("Tasks finished by this worker, by kind and result")
+                 .Register(registry)),
+      stage_seconds_(prometheus::BuildCounter()
+                         .Name("reelfarm_worker_stage_seconds_total")
+                         .Help("Seconds spent per pipeline stage")
+                         .Register(registry)) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
+  channel_ = grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(),
+                                       args);
+  stub_ = v1::WorkerService::NewStub(channel_);
+  for (int i = 0; i < options_.slots; ++i) slots_.emplace_back([this, i] { SlotLoop(i); });
+  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+}
+
+Agent::~Agent() {
+  Stop();
+  for (auto& t : slots_) t.join();
+  heartbeat_.join();
+}
+
+void Agent::Stop() {
+  stop_.store(true);
+  {
+    std::lock_guard<std::mutex> lock(stream_mu_);
+    if (ctx_) ctx_->TryCancel();
+  }
+  DropAllWork("worker stopping");
+  work_cv_.notify_all();
+}
+
+bool Agent::Send(const v1::WorkerMessage& msg) {
+  std::lock_guard<std::mutex> lock(stream_mu_);
+  if (!stream_) return false;
+  return stream_->Write(msg);
+}
+
+void Agent::DropAllWork(const std::string& why) {
+  std::lock_guard<std::mutex> lock(work_mu_);
+  for (auto& [id, flag] : active_) flag->store(true);
+  if (!active_.empty()) spdlog::warn("stopping {} task(s): {}", active_.size(), why);
+  active_.clear();
+  queue_.clear();
+}
+
+void Agent::Run() {
+  int backoff_ms = 200;
+  while (!stop_.load()) {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Connect(&ctx);
+    {
+      std::lock_guard<std::mutex> lock(stream_mu_);
+      stream_ = stream.get();
+      ctx_ = &ctx;
+      if (stop_.load()) ctx.TryCancel();
+    }
+    v1::WorkerMessage hello;
+    v1::Hello* h = hello.mutable_hello();
+    h->set_name(options_.name);
+    h->set_slots(options_.slots);
+    for (const auto& m : inference::AvailableModels(options_.pipeline.model_path)) {
+      h->add_models(m);
+    }
+    h->add_devices(options_.pipeline.device);
+    h->set_version(REELFARM_VERSION);
+    v1::ServerMessage first;
+    bool connected = Send(hello) && stream->Read(&first) && first.has_welcome();
+    if (connected) {
+      heartbeat_ms_.store(std::max<int64_t>(100, first.welcome().heartbeat_interval_ms()));
+      spdlog::info("connected to {} as worker={} slots={}", options_.server, options_.name,
+                   options_.slots);
+      backoff_ms = 200;
+      Serve(stream.get());
+    }
+    {
+      std::lock_guard<std::mutex> lock(stream_mu_);
+      stream_ = nullptr;
+      ctx_ = nullptr;
+    }
+    ctx.TryCancel();
+    grpc::Status st = stream->Finish();
+    DropAllWork("connection to server lost");
+    if (stop_.load()) break;
+    spdlog::warn("stream to {} ended ({}: {}); reconnecting in {} ms", options_.server,
+                 static_cast<int>(st.error_code()), st.error_message(), backoff_ms);
+    for (int waited = 0; waited < backoff_ms && !stop_.load(); waited += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    backoff_ms = std::min(backoff_ms * 2, 5000);
+  }
+}
+
+void Agent::Serve(grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream) {
+  v1::ServerMessage msg;
+  while (stream->Read(&msg)) {
+    if (msg.has_assignment()) {
+      Work w{msg.assignment(), std::make_shared<std::atomic<bool>>(false)};
+      spdlog::info("assigned job={} task={} lease={} attempt={}", w.assignment.job_id(),
+                   w.assignment.task_index(), w.assignment.lease_id(),
+                   w.assignment.attempt());
+      std::lock_guard<std::mutex> lock(work_mu_);
+      active_[w.assignment.lease_id()] = w.cancelled;
+      queue_.push_back(std::move(w));
+      work_cv_.notify_one();
+    } else if (msg.has_cancel()) {
+      std::lock_guard<std::mutex> lock(work_mu_);
+      auto it = active_.find(msg.cancel().lease_id());
+      if (it != active_.end()) {
+        spdlog::info("cancel lease={}: {}", it->first, msg.cancel().reason());
+        it->second->store(true);
+        active_.erase(it);
+      }
+    } else if (!msg.rejected().empty()) {
+      spdlog::warn("server refused a result: {}", msg.rejected());
+    }
+  }
+}
+
+void Agent::SlotLoop(int slot) {
+  at::set_num_threads(options_.threads);
+  PipelineOptions popts = options_.pipeline;
+  TaskRunner runner(storage_, popts);
+  while (true) {
+    Work w;
+    {
+      std::unique_lock<std::mutex> lock(work_mu_);
+      work_cv_.wait(lock, [&] { return stop_.load() || !queue_.empty(); });
+      if (stop_.load()) return;
+      w = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    const v1::Assignment& a = w.assignment;
+    const uint64_t lease = a.lease_id();
+    auto last_sent = SteadyClock::now();
+    auto progress = [&](int64_t frames) {
+      auto now = SteadyClock::now();
+      if (now - last_sent < std::chrono::milliseconds(100)) return;
+      last_sent = now;
+      v1::WorkerMessage m;
+      m.mutable_progress()->set_lease_id(lease);
+      m.mutable_progress()->set_frames_done(frames);
+      Send(m);
+    };
+    TaskReport r = runner.Run(a, progress, *w.cancelled);
+    const bool cancelled = w.cancelled->load();
+    {
+      std::lock_guard<std::mutex> lock(work_mu_);
+      active_.erase(lease);
+    }
+    const char* kind = a.kind() == v1::TASK_KIND_ASSEMBLE ? "assemble" : "chunk";
+    tasks_.Add({{"kind", kind}, {"result", r.ok ? "ok" : cancelled ? "cancelled" : "failed"}})
+        .Increment();
+    frames_.Add({{"model", a.upscale().model()}, {"device", options_.pipeline.device}})
+        .Increment(static_cast<double>(r.ok ? r.frames_done : 0));
+    for (const auto& [stage, s] : r.stage_seconds) {
+      stage_seconds_.Add({{"stage", stage}}).Increment(s);
+    }
+    if (r.ok) {
+      spdlog::info("task done job={} task={} lease={} frames={} seconds={:.2f}", a.job_id(),
+                   a.task_index(), lease, r.frames_done, r.seconds);
+    } else {
+      spdlog::warn("task failed job={} task={} lease={} retryable={}: {}", a.job_id(),
+                   a.task_index(), lease, r.retryable, r.error);
+    }
+    if (cancelled) continue;  // the lease is gone; the server would refuse the result
+    v1::WorkerMessage m;
+    v1::TaskResult* res = m.mutable_result();
+    res->set_lease_id(lease);
+    res->set_ok(r.ok);
+    res->set_error(r.error);
+    res->set_retryable(r.retryable);
+    res->set_frames_done(r.frames_done);
+    res->set_seconds(r.seconds);
+    res->set_model_digest(r.model_digest);
+    if (!Send(m)) spdlog::warn("result for lease={} not sent: no connection", lease);
+    (void)slot;
+  }
+}
+
+void Agent::HeartbeatLoop() {
+  while (!stop_.load()) {
+    v1::WorkerMessage m;
+    {
+      std::lock_guard<std::mutex> lock(work_mu_);
+      for (const auto& [id, flag] : active_) m.mutable_heartbeat()->add_lease_ids(id);
+    }
+    Send(m);
+    const int64_t wait = heartbeat_ms_.load();
+    for (int64_t waited = 0; waited < wait && !stop_.load(); waited += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+}
+
+}  // namespace reelfarm::worker

@@ -1,0 +1,283 @@
+#include "worker/pipeline.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/version.h>
+
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "worker/bounded_queue.h"
+#include "worker/inference/model.h"
+#include "worker/media/media.h"
+
+#ifndef REELFARM_VERSION
+#define REELFARM_VERSION "dev"
+#endif
+
+namespace reelfarm::worker {
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+TaskReport Failure(const absl::Status& st, std::string_view context) {
+  TaskReport r;
+  r.ok = false;
+  r.error = absl::StrCat(context, st.message());
+  // Bad input and models that reject it fail the same way on every worker.
+  switch (st.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnimplemented:
+      r.retryable = false;
+      break;
+    default:
+      r.retryable = true;
+  }
+  return r;
+}
+
+// The first error of any stage; the others then stop.
+class FirstError {
+ public:
+  void Set(absl::Status st) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (status_.ok()) status_ = std::move(st);
+  }
+  absl::Status Get() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return status_;
+  }
+
+ private:
+  std::mutex mu_;
+  absl::Status status_;
+};
+
+}  // namespace
+
+TaskRunner::TaskRunner(const common::Storage& storage, PipelineOptions options)
+    : storage_(storage), options_(std::move(options)) {}
+
+TaskRunner::~TaskRunner() = default;
+
+absl::StatusOr<inference::Model*> TaskRunner::GetModel(const std::string& name, int scale) {
+  const std::string key = absl::StrCat(name, "@", scale);
+  auto it = models_.find(key);
+  if (it != models_.end()) return it->second.get();
+  auto t0 = Clock::now();
+  ASSIGN_OR_RETURN(std::unique_ptr<inference::Model> m,
+                   inference::LoadModel(name, scale, options_.model_path, options_.device));
+  spdlog::info("model loaded model={} scale={} device={} seconds={:.3f}", name, scale,
+               options_.device, Since(t0));
+  inference::Model* raw = m.get();
+  models_[key] = std::move(m);
+  return raw;
+}
+
+TaskReport TaskRunner::Run(const v1::Assignment& a,
+                           const std::function<void(int64_t)>& progress,
+                           const std::atomic<bool>& cancelled) {
+  auto t0 = Clock::now();
+  TaskReport r = a.kind() == v1::TASK_KIND_ASSEMBLE ? RunAssemble(a)
+                                                    : RunChunk(a, progress, cancelled);
+  r.seconds = Since(t0);
+  return r;
+}
+
+TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
+                                const std::function<void(int64_t)>& progress,
+                                const std::atomic<bool>& cancelled) {
+  const v1::UpscaleSpec& up = a.upscale();
+  auto model = GetModel(up.model(), up.scale());
+  if (!model.ok()) return Failure(model.status(), "");
+  auto input = storage_.Resolve(up.input(), "upscale.input");
+  if (!input.ok()) return Failure(input.status(), "");
+  auto segment = storage_.Resolve(a.segment(), "segment");
+  if (!segment.ok()) return Failure(segment.status(), "");
+  std::error_code ec;
+  fs::create_directories(segment->parent_path(), ec);
+  const fs::path tmp = common::Storage::TempPathFor(*segment);
+
+  auto source = media::OpenVideoSource(input->string(), a.frame_begin(), a.frame_end());
+  if (!source.ok()) return Failure(source.status(), "");
+  media::EncodeOptions enc;
+  enc.width = a.input_info().width() * up.scale();
+  enc.height = a.input_info().height() * up.scale();
+  enc.fps_num = a.input_info().fps_num();
+  enc.fps_den = a.input_info().fps_den();
+  enc.crf = up.has_crf() ? up.crf() : 18;
+  enc.first_index = a.frame_begin();
+  auto sink = media::OpenH264Sink(tmp.string(), enc);
+  if (!sink.ok()) return Failure(sink.status(), "");
+
+  TaskReport report;
+  FirstError error;
+  BoundedQueue<media::Frame> decoded(4), upscaled(4);
+  double decode_s = 0, infer_s = 0, encode_s = 0;
+  int64_t written = 0;
+
+  std::thread decoder([&] {
+    while (!cancelled.load()) {
+      auto t = Clock::now();
+      media::Frame f;
+      absl::StatusOr<bool> more = (*source)->Next(&f);
+      decode_s += Since(t);
+      if (!more.ok()) {
+        error.Set(more.status());
+        break;
+      }
+      if (!*more || !decoded.Push(std::move(f))) break;
+    }
+    decoded.Close();
+  });
+  std::thread encoder([&] {
+    while (auto f = upscaled.Pop()) {
+      auto t = Clock::now();
+      absl::Status st = (*sink)->Write(*f);
+      encode_s += Since(t);
+      if (!st.ok()) {
+        error.Set(st);
+        break;
+      }
+      progress(++written);
+    }
+    upscaled.Close();
+    decoded.Close();
+  });
+  {
+    c10::InferenceMode guard;
+    inference::Model* m = *model;
+    while (auto f = decoded.Pop()) {
+      if (cancelled.load()) break;
+      auto t = Clock::now();
+      at::Tensor x = at::from_blob(f->planes.data(), {1, 3, f->height, f->width}, at::kFloat);
+      absl::StatusOr<at::Tensor> y = m->Upscale(x);
+      if (!y.ok()) {
+        error.Set(absl::Status(y.status().code(),
+                               absl::StrCat("frame ", f->index, ": ", y.status().message())));
+        break;
+      }
+      at::Tensor out = y->to(at::kCPU).contiguous();
+      media::Frame g;
+      g.width = static_cast<int>(out.size(3));
+      g.height = static_cast<int>(out.size(2));
+      g.index = f->index;
+      g.planes.assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+      if (options_.frame_delay_ms > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(options_.frame_delay_ms));
+      }
+      infer_s += Since(t);
+      if (!upscaled.Push(std::move(g))) break;
+    }
+    decoded.Close();
+    upscaled.Close();
+  }
+  decoder.join();
+  encoder.join();
+
+  report.stage_seconds = {{"decode", decode_s}, {"infer", infer_s}, {"encode", encode_s}};
+  report.model_digest = (*model)->digest();
+  report.frames_done = written;
+  absl::Status st = error.Get();
+  if (st.ok() && cancelled.load()) st = absl::CancelledError("task cancelled");
+  if (st.ok() && written != a.frame_end() - a.frame_begin()) {
+    st = absl::InternalError(absl::StrCat("wrote ", written, " frames of ",
+                                          a.frame_end() - a.frame_begin()));
+  }
+  if (st.ok()) st = (*sink)->Close();
+  sink->reset();
+  if (st.ok()) {
+    auto t = Clock::now();
+    st = common::Storage::Publish(tmp, *segment);
+    report.stage_seconds["publish"] = Since(t);
+  }
+  if (!st.ok()) {
+    fs::remove(tmp, ec);
+    TaskReport failed = Failure(st, absl::StrCat("input '", up.input(), "': "));
+    failed.frames_done = written;
+    failed.stage_seconds = report.stage_seconds;
+    return failed;
+  }
+  report.ok = true;
+  return report;
+}
+
+TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
+  const v1::UpscaleSpec& up = a.upscale();
+  std::vector<std::string> segments;
+  for (const auto& s : a.segments()) {
+    auto p = storage_.Resolve(s, "segment");
+    if (!p.ok()) return Failure(p.status(), "");
+    if (!fs::exists(*p)) {
+      // The chunk said it published it; the shared storage lost it. Worth a retry.
+      return Failure(absl::UnavailableError(absl::StrCat("segment '", s, "' is missing")), "");
+    }
+    segments.push_back(p->string());
+  }
+  auto output = storage_.Resolve(up.output(), "upscale.output");
+  if (!output.ok()) return Failure(output.status(), "");
+  std::error_code ec;
+  fs::create_directories(output->parent_path(), ec);
+  const fs::path tmp = common::Storage::TempPathFor(*output);
+  auto t = Clock::now();
+  absl::Status st = media::ConcatSegments(segments, tmp.string());
+  if (st.ok()) st = common::Storage::Publish(tmp, *output);
+  if (!st.ok()) {
+    fs::remove(tmp, ec);
+    return Failure(st, absl::StrCat("assemble '", up.output(), "': "));
+  }
+  TaskReport report;
+  report.stage_seconds["assemble"] = Since(t);
+
+  // Provenance: what the server knows of the job, plus this worker's software.
+  nlohmann::json prov = nlohmann::json::parse(a.provenance_json(), nullptr, false);
+  if (prov.is_discarded()) prov = nlohmann::json::object();
+  std::string digest;
+  if (prov.contains("chunks") && !prov["chunks"].empty()) {
+    digest = prov["chunks"][0].value("model_digest", "");
+  }
+  prov["model"] = {{"name", up.model()}, {"scale", up.scale()}, {"digest", digest}};
+  prov["output"] = up.output();
+  prov["assembled_by"] = options_.worker_name;
+  prov["assembled_unix_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+  prov["software"] = {{"reelfarm", REELFARM_VERSION},
+                      {"ffmpeg", media::LibraryVersions()},
+                      {"libtorch", TORCH_VERSION}};
+  const fs::path sidecar = fs::path(output->string() + ".json");
+  const fs::path sidecar_tmp = common::Storage::TempPathFor(sidecar);
+  {
+    std::ofstream out(sidecar_tmp);
+    out << prov.dump(2) << "\n";
+    if (!out) {
+      return Failure(absl::UnavailableError(absl::StrCat(
+                         "cannot write sidecar '", sidecar.string(), "'")),
+                     "");
+    }
+  }
+  st = common::Storage::Publish(sidecar_tmp, sidecar);
+  if (!st.ok()) return Failure(st, "");
+  // The parts folder is no longer needed.
+  auto parts = storage_.Resolve(common::Storage::JobPartsDir(a.job_id()), "parts");
+  if (parts.ok()) fs::remove_all(parts->parent_path(), ec);
+  report.model_digest = digest;
+  report.ok = true;
+  return report;
+}
+
+}  // namespace reelfarm::worker

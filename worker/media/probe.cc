@@ -1,0 +1,68 @@
+// ProbeVideo and LibraryVersions.
+#include <string>
+
+#include "worker/media/av_util.h"
+#include "worker/media/media.h"
+
+extern "C" {
+#include <libavutil/avutil.h>
+#include <libavutil/pixdesc.h>
+}
+
+namespace reelfarm::media {
+namespace {
+
+std::string VersionText(unsigned version) {
+  return std::to_string(AV_VERSION_MAJOR(version)) + "." +
+         std::to_string(AV_VERSION_MINOR(version)) + "." +
+         std::to_string(AV_VERSION_MICRO(version));
+}
+
+}  // namespace
+
+absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
+  ASSIGN_OR_RETURN(std::unique_ptr<VideoInput> input, VideoInput::Open(path));
+  // Decoding the first frame finds a corrupt or truncated stream now rather than in
+  // the middle of a job.
+  ASSIGN_OR_RETURN(AvFramePtr frame, AllocFrame());
+  ASSIGN_OR_RETURN(bool decoded, input->ReadFrame(frame.get()));
+  if (!decoded) {
+    return absl::FailedPreconditionError(
+        "input '" + path +
+        "': no video frame decodes (the file is truncated or its video stream is corrupt); "
+        "give a complete video file");
+  }
+  const AVStream& stream = input->stream();
+  const AVCodecParameters& par = *stream.codecpar;
+  const AVRational fps = StreamFrameRate(stream);
+  if (fps.num <= 0) {
+    return absl::FailedPreconditionError(
+        "input '" + path +
+        "': its video stream has no frame rate; give a constant-frame-rate video");
+  }
+  VideoInfo info;
+  info.width = par.width > 0 ? par.width : frame->width;
+  info.height = par.height > 0 ? par.height : frame->height;
+  info.fps_num = fps.num;
+  info.fps_den = fps.den;
+  info.codec = avcodec_get_name(par.codec_id);
+  const char* pix_fmt = av_get_pix_fmt_name(static_cast<AVPixelFormat>(
+      par.format != AV_PIX_FMT_NONE ? par.format : frame->format));
+  info.pixel_format = pix_fmt ? pix_fmt : "unknown";
+  if (stream.nb_frames > 0) {
+    info.frame_count = stream.nb_frames;
+  } else {
+    // No count in the container (e.g. Matroska, raw H.264): count the packets.
+    RETURN_IF_ERROR(input->CountRemainingPackets().status());
+    info.frame_count = input->packets_read();
+  }
+  return info;
+}
+
+std::string LibraryVersions() {
+  return std::string("FFmpeg ") + av_version_info() + " lavc " +
+         VersionText(avcodec_version()) + " lavf " + VersionText(avformat_version()) +
+         " sws " + VersionText(swscale_version());
+}
+
+}  // namespace reelfarm::media

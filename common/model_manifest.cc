@@ -1,0 +1,83 @@
+#include "common/model_manifest.h"
+
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace reelfarm::common {
+namespace fs = std::filesystem;
+
+absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
+  const fs::path file = dir / "model.json";
+  std::ifstream in(file);
+  if (!in) return absl::NotFoundError(absl::StrCat("no model.json in '", dir.string(), "'"));
+  ModelManifest m;
+  m.name = dir.filename().string();
+  m.dir = dir;
+  try {
+    nlohmann::json j = nlohmann::json::parse(in);
+    m.kind = j.value("kind", "upscaler");
+    m.scale = j.value("scale", 0);
+    m.file = j.value("file", "model.pt");
+    m.channels = j.value("channels", 3);
+    if (j.contains("input_range")) {
+      m.input_min = j["input_range"].at(0).get<double>();
+      m.input_max = j["input_range"].at(1).get<double>();
+    }
+    m.colour_space = j.value("colour_space", "srgb");
+    m.temporal_window = j.value("temporal_window", 1);
+    m.tile = j.value("tile", 0);
+    m.tile_overlap = j.value("tile_overlap", 0);
+    m.memory_bytes = j.value("memory_bytes", int64_t{0});
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model manifest '", file.string(), "': ", e.what()));
+  }
+  if (m.kind != "upscaler") {
+    return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(),
+                                                   "': kind '", m.kind,
+                                                   "' is not supported; use 'upscaler'"));
+  }
+  if (m.scale < 1 || m.scale > 8) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': scale ", m.scale, " must be 1..8"));
+  }
+  if (m.channels != 3) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': channels ", m.channels, " must be 3"));
+  }
+  if (!fs::exists(dir / m.file)) {
+    return absl::NotFoundError(absl::StrCat("model manifest '", file.string(),
+                                            "': file '", m.file, "' is missing"));
+  }
+  return m;
+}
+
+std::vector<ModelManifest> FindModelPackages(const std::vector<std::string>& search_path,
+                                             std::vector<std::string>* errors) {
+  std::vector<ModelManifest> out;
+  std::set<std::string> seen;
+  for (const std::string& root : search_path) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(root, ec)) {
+      if (!entry.is_directory() || !fs::exists(entry.path() / "model.json")) continue;
+      auto m = ReadModelManifest(entry.path());
+      if (!m.ok()) {
+        if (errors) errors->push_back(std::string(m.status().message()));
+        continue;
+      }
+      if (seen.insert(m->name).second) out.push_back(std::move(*m));
+    }
+  }
+  return out;
+}
+
+const std::vector<std::string>& BuiltinModels() {
+  static const std::vector<std::string> kBuiltins = {"bicubic"};
+  return kBuiltins;
+}
+
+}  // namespace reelfarm::common

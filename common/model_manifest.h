@@ -1,0 +1,42 @@
+// Model packages: a folder `<name>/` holding `model.json` and TorchScript file(s).
+// Both the server (to validate specs) and the worker (to load models) read manifests.
+// The manifest format is documented in models/README.md.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace reelfarm::common {
+
+struct ModelManifest {
+  std::string name;             // the folder's name
+  std::string kind;             // "upscaler" (denoiser/decoder come later)
+  int scale = 0;                // upscale factor the network was made for
+  std::string file = "model.pt";
+  int channels = 3;
+  double input_min = 0.0;       // value range the network expects ...
+  double input_max = 1.0;       // ... and returns
+  std::string colour_space = "srgb";
+  int temporal_window = 1;      // frames in per frame out
+  int tile = 0;                 // tile size in input pixels (0: whole frames)
+  int tile_overlap = 0;
+  int64_t memory_bytes = 0;     // estimate for placement
+  std::filesystem::path dir;    // where it was found
+};
+
+// Reads `<dir>/model.json`. INVALID_ARGUMENT naming the file and field when malformed.
+absl::StatusOr<ModelManifest> ReadModelManifest(const std::filesystem::path& dir);
+
+// Every valid package directly under each folder of `search_path` (first one wins on
+// a name clash). Invalid packages are skipped; their errors go to `errors`.
+std::vector<ModelManifest> FindModelPackages(const std::vector<std::string>& search_path,
+                                             std::vector<std::string>* errors = nullptr);
+
+// Built-in resamplers every worker has.
+const std::vector<std::string>& BuiltinModels();
+
+}  // namespace reelfarm::common

@@ -1,0 +1,26 @@
+// The one place where API messages and scheduler domain types meet.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include "reelfarm/v1/jobs.pb.h"
+#include "reelfarm/v1/workers.pb.h"
+#include "scheduler/scheduler.h"
+
+namespace reelfarm::server {
+
+v1::JobState ToProto(scheduler::JobState s);
+scheduler::JobState FromProto(v1::JobState s);
+v1::Job ToProto(const scheduler::JobView& v);
+v1::Assignment ToProto(const scheduler::Assignment& a);
+v1::Worker ToProto(const scheduler::WorkerView& w);
+scheduler::TaskOutcome FromProto(const v1::TaskResult& r);
+
+// Copies the spec with defaults applied; does not validate (job_service.cc does).
+scheduler::JobSpec FromProto(const v1::JobSpec& spec);
+v1::UpscaleSpec ToProto(const scheduler::UpscaleSpec& u);
+
+// Status conversion: absl's codes are gRPC's.
+grpc::Status ToGrpc(const absl::Status& s);
+
+}  // namespace reelfarm::server

@@ -1,0 +1,75 @@
+// JobService: the client API over the scheduler. Handlers validate, call the
+// scheduler and finish; WatchJob streams are fed by the server's dispatcher loop.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+
+#include "common/storage.h"
+#include "reelfarm/v1/jobs.grpc.pb.h"
+#include "scheduler/scheduler.h"
+
+namespace reelfarm::server {
+
+struct Limits {
+  int max_width = 8192;
+  int max_height = 8192;
+  int64_t max_frames = 1'000'000;
+};
+
+class JobWatcher;
+
+class JobServiceImpl final : public v1::JobService::CallbackService {
+ public:
+  JobServiceImpl(scheduler::Scheduler* sched, const common::Storage* storage,
+                 std::vector<std::string> model_path, Limits limits,
+                 prometheus::Registry& registry);
+  ~JobServiceImpl() override;
+
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
+                                      const v1::SubmitJobRequest* req,
+                                      v1::SubmitJobResponse* resp) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx,
+                                   const v1::GetJobRequest* req, v1::Job* resp) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
+                                     const v1::ListJobsRequest* req,
+                                     v1::ListJobsResponse* resp) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx,
+                                      const v1::CancelJobRequest* req,
+                                      v1::Job* resp) override;
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* ctx,
+                                                   const v1::WatchJobRequest* req) override;
+  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx,
+                                        const v1::ListWorkersRequest* req,
+                                        v1::ListWorkersResponse* resp) override;
+
+  // Sends due events to every open WatchJob stream. Called by the dispatcher loop.
+  void PollWatchers();
+  // Ends every open WatchJob stream (server shutdown).
+  void CloseWatchers();
+
+  // Validates a spec; the message of an error names the field and the value.
+  absl::StatusOr<scheduler::MediaInfo> Validate(const v1::JobSpec& spec) const;
+
+ private:
+  friend class JobWatcher;
+  absl::StatusOr<v1::SubmitJobResponse> DoSubmit(const v1::SubmitJobRequest& req);
+  void RemoveWatcher(JobWatcher* w);
+
+  scheduler::Scheduler* const sched_;
+  const common::Storage* const storage_;
+  const std::vector<std::string> model_path_;
+  const Limits limits_;
+  prometheus::Family<prometheus::Counter>& submitted_;
+
+  std::mutex watchers_mu_;
+  std::set<JobWatcher*> watchers_;  // guarded by watchers_mu_
+};
+
+}  // namespace reelfarm::server

@@ -1,0 +1,79 @@
+#include "server/local_workers.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+extern char** environ;
+
+namespace reelfarm::server {
+
+LocalWorkers::LocalWorkers(std::vector<std::vector<std::string>> argvs)
+    : argvs_(std::move(argvs)) {
+  pids_.assign(argvs_.size(), -1);
+  for (size_t i = 0; i < argvs_.size(); ++i) pids_[i] = Spawn(static_cast<int>(i));
+  supervisor_ = std::thread([this] { Supervise(); });
+}
+
+pid_t LocalWorkers::Spawn(int i) {
+  std::vector<char*> argv;
+  for (const auto& a : argvs_[i]) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
+  if (rc != 0) {
+    spdlog::error("cannot start local worker '{}': {}", argvs_[i][0], strerror(rc));
+    return -1;
+  }
+  spdlog::info("local worker started pid={} binary={}", pid, argvs_[i][0]);
+  return pid;
+}
+
+void LocalWorkers::Supervise() {
+  while (!stop_.load()) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < pids_.size(); ++i) {
+      if (pids_[i] != pid) continue;
+      if (stop_.load()) break;
+      spdlog::warn("local worker pid={} exited (status {}); restarting it", pid, status);
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      pids_[i] = Spawn(static_cast<int>(i));
+    }
+  }
+}
+
+LocalWorkers::~LocalWorkers() {
+  stop_.store(true);
+  if (supervisor_.joinable()) supervisor_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (pid_t pid : pids_) {
+    if (pid > 0) kill(pid, SIGTERM);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (pid_t& pid : pids_) {
+    if (pid <= 0) continue;
+    while (waitpid(pid, nullptr, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    pid = -1;
+  }
+}
+
+}  // namespace reelfarm::server

@@ -1,0 +1,35 @@
+// LocalWorkers: the embedded default. Starts N reelfarm-worker processes beside the
+// server (separate processes, so a crash in media or model code cannot take the
+// server down), restarts one that dies, and stops them all on destruction.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace reelfarm::server {
+
+class LocalWorkers final {
+ public:
+  // `argvs[i]` is the command line of worker i (argv[0] is the binary).
+  explicit LocalWorkers(std::vector<std::vector<std::string>> argvs);
+  ~LocalWorkers();
+  LocalWorkers(const LocalWorkers&) = delete;
+  LocalWorkers& operator=(const LocalWorkers&) = delete;
+
+ private:
+  pid_t Spawn(int i);
+  void Supervise();
+
+  const std::vector<std::vector<std::string>> argvs_;
+  std::mutex mu_;
+  std::vector<pid_t> pids_;  // guarded by mu_
+  std::atomic<bool> stop_{false};
+  std::thread supervisor_;
+};
+
+}  // namespace reelfarm::server

@@ -1,0 +1,57 @@
+// FarmServer: wires the scheduler, its store, the storage root and the gRPC services,
+// and runs the dispatcher loop that leases work, expires leases and feeds watchers.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/server.h>
+#include <prometheus/registry.h>
+
+#include "common/storage.h"
+#include "scheduler/scheduler.h"
+#include "server/job_service.h"
+#include "server/worker_service.h"
+
+namespace reelfarm::server {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:7700";  // port 0 picks a free port
+  std::string state_db;                   // SQLite file
+  std::string storage_root;
+  std::vector<std::string> model_path;
+  scheduler::SchedulerOptions scheduler;
+  Limits limits;
+};
+
+class FarmServer final {
+ public:
+  // Opens the store, loads the state and starts serving.
+  static absl::StatusOr<std::unique_ptr<FarmServer>> Start(const ServerOptions& options,
+                                                           prometheus::Registry& registry);
+  ~FarmServer();  // Shutdown() if not done
+
+  int port() const { return port_; }
+  const common::Storage& storage() const { return *storage_; }
+  // Stops serving: ends streams, stops the dispatcher, waits for handlers.
+  void Shutdown();
+
+ private:
+  FarmServer() = default;
+  void DispatchLoop();
+
+  std::unique_ptr<scheduler::JobStore> store_;
+  std::unique_ptr<common::Storage> storage_;
+  std::unique_ptr<scheduler::Scheduler> sched_;
+  std::unique_ptr<WorkerServiceImpl> workers_;
+  std::unique_ptr<JobServiceImpl> jobs_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread dispatcher_;
+};
+
+}  // namespace reelfarm::server

@@ -1,0 +1,41 @@
+// WorkerService: one bidirectional stream per worker. Incoming messages are handled on
+// gRPC's callback threads; assignments and cancellations are pushed by the server's
+// dispatcher loop through Send().
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "reelfarm/v1/workers.grpc.pb.h"
+#include "scheduler/scheduler.h"
+
+namespace reelfarm::server {
+
+class WorkerSession;
+
+class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
+ public:
+  explicit WorkerServiceImpl(scheduler::Scheduler* sched) : sched_(sched) {}
+
+  grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* Connect(
+      grpc::CallbackServerContext* ctx) override;
+
+  // Leases work to every connected worker with a free slot and delivers revocations.
+  void Dispatch();
+  // Ends every stream (server shutdown).
+  void CloseAll();
+
+ private:
+  friend class WorkerSession;
+  // Returns false if a worker of that name is already connected.
+  bool Register(const std::string& name, WorkerSession* s);
+  void Unregister(const std::string& name, WorkerSession* s);
+
+  scheduler::Scheduler* const sched_;
+  std::mutex mu_;
+  std::map<std::string, WorkerSession*> sessions_;  // guarded by mu_
+};
+
+}  // namespace reelfarm::server

@@ -1,0 +1,86 @@
+// Agent: a worker's link to the server. Holds one WorkerService.Connect stream,
+// announces what the worker can do, runs assignments on `slots` threads (one
+// TaskRunner each), renews leases with heartbeats, reports progress and results, and
+// reconnects with back-off when the stream breaks.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+
+#include "common/storage.h"
+#include "reelfarm/v1/workers.grpc.pb.h"
+#include "worker/pipeline.h"
+
+namespace reelfarm::worker {
+
+struct AgentOptions {
+  std::string server = "127.0.0.1:7700";
+  std::string name;
+  int slots = 1;
+  int threads = 1;  // LibTorch intra-op threads
+  PipelineOptions pipeline;
+};
+
+class Agent final {
+ public:
+  Agent(const common::Storage& storage, AgentOptions options,
+        prometheus::Registry& registry);
+  ~Agent();  // Stop() and join
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Serves until Stop(): connects, runs assignments, reconnects after failures.
+  void Run();
+  // Thread-safe; makes Run() return.
+  void Stop();
+
+ private:
+  struct Work {
+    v1::Assignment assignment;
+    std::shared_ptr<std::atomic<bool>> cancelled;
+  };
+
+  void SlotLoop(int slot);
+  void HeartbeatLoop();
+  // Sends on the current stream; false if there is none.
+  bool Send(const v1::WorkerMessage& msg);
+  void Serve(grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream);
+  void DropAllWork(const std::string& why);
+
+  const common::Storage& storage_;
+  const AgentOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+
+  prometheus::Family<prometheus::Counter>& frames_;
+  prometheus::Family<prometheus::Counter>& tasks_;
+  prometheus::Family<prometheus::Counter>& stage_seconds_;
+
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> heartbeat_ms_{2000};
+
+  std::mutex stream_mu_;  // guards stream_ and ctx_ writes
+  grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream_ = nullptr;
+  grpc::ClientContext* ctx_ = nullptr;
+
+  std::mutex work_mu_;
+  std::condition_variable work_cv_;
+  std::deque<Work> queue_;                                          // guarded by work_mu_
+  std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> active_;  // guarded by work_mu_
+
+  std::vector<std::thread> slots_;
+  std::thread heartbeat_;
+};
+
+}  // namespace reelfarm::worker

@@ -1,0 +1,45 @@
+// Model: what turns a batch of frames into upscaled frames. Implementations: the
+// built-in bicubic resampler (LibTorch interpolate) and TorchScript upscalers loaded
+// from model packages (common/model_manifest.h).
+//
+// Contract: Upscale takes float [N, 3, H, W] in [0, 1] and returns float
+// [N, 3, H*scale, W*scale] clamped to [0, 1] on the same device. c10::Error never
+// leaves this library: failures come back as statuses (INVALID_ARGUMENT when the model
+// rejects the input or returns the wrong shape: not retryable). One thread uses a
+// Model at a time; the caller holds c10::InferenceMode in that thread.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace reelfarm::inference {
+
+class Model {
+ public:
+  Model() = default;
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+  virtual ~Model() = default;
+
+  virtual const std::string& name() const = 0;
+  virtual int scale() const = 0;
+  // "builtin:bicubic" or "sha256:<hex of the TorchScript file>", for provenance.
+  virtual const std::string& digest() const = 0;
+  virtual absl::StatusOr<at::Tensor> Upscale(const at::Tensor& frames) = 0;
+};
+
+// Model names a worker can load: the built-ins and every package on `search_path`.
+std::vector<std::string> AvailableModels(const std::vector<std::string>& search_path);
+
+// Loads `name` for `scale` on `device` ("cpu", "cuda:0"). NOT_FOUND for an unknown
+// model, INVALID_ARGUMENT for a scale the model was not made for.
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int scale,
+                                                 const std::vector<std::string>& search_path,
+                                                 const std::string& device);
+
+}  // namespace reelfarm::inference

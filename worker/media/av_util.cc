@@ -1,0 +1,273 @@
+#include "worker/media/av_util.h"
+
+#include <cerrno>
+#include <filesystem>
+#include <map>
+#include <system_error>
+#include <utility>
+
+extern "C" {
+#include <libavutil/error.h>
+}
+
+namespace reelfarm::media {
+namespace {
+
+std::string InputName(const std::string& path) { return "input '" + path + "'"; }
+
+// What the file holds instead of a video stream, e.g. "audio only".
+std::string DescribeStreams(const AVFormatContext& format) {
+  std::map<std::string, int> counts;
+  bool only_audio = format.nb_streams > 0;
+  for (unsigned i = 0; i < format.nb_streams; ++i) {
+    const AVStream& st = *format.streams[i];
+    const AVMediaType type = st.codecpar->codec_type;
+    if (type != AVMEDIA_TYPE_AUDIO) only_audio = false;
+    const char* name = av_get_media_type_string(type);
+    if (type == AVMEDIA_TYPE_VIDEO && (st.disposition & AV_DISPOSITION_ATTACHED_PIC)) {
+      name = "cover picture";
+    }
+    ++counts[name ? name : "unknown"];
+  }
+  if (counts.empty()) return "the file has no streams";
+  if (only_audio) return "audio only";
+  std::string text = "streams:";
+  for (const auto& [name, count] : counts) {
+    text += (text.back() == ':' ? " " : ", ") + std::to_string(count) + " " + name;
+  }
+  return text;
+}
+
+}  // namespace
+
+void AvOutputClose::operator()(AVFormatContext* c) const {
+  if (c->pb && !(c->oformat->flags & AVFMT_NOFILE)) avio_closep(&c->pb);
+  avformat_free_context(c);
+}
+
+std::string AvErrorText(int errnum) {
+  char buf[AV_ERROR_MAX_STRING_SIZE] = {};
+  if (av_strerror(errnum, buf, sizeof(buf)) < 0) return "FFmpeg error " + std::to_string(errnum);
+  return buf;
+}
+
+absl::Status AvError(absl::StatusCode code, int errnum, const std::string& what,
+                     const std::string& remedy) {
+  std::string message = what + " (" + AvErrorText(errnum) + ")";
+  if (!remedy.empty()) message += "; " + remedy;
+  return absl::Status(code, message);
+}
+
+absl::StatusOr<AvFramePtr> AllocFrame() {
+  AvFramePtr frame(av_frame_alloc());
+  if (!frame) return absl::ResourceExhaustedError("out of memory allocating an AVFrame");
+  return frame;
+}
+
+absl::StatusOr<AvPacketPtr> AllocPacket() {
+  AvPacketPtr packet(av_packet_alloc());
+  if (!packet) return absl::ResourceExhaustedError("out of memory allocating an AVPacket");
+  return packet;
+}
+
+AVRational StreamFrameRate(const AVStream& stream) {
+  if (stream.avg_frame_rate.num > 0 && stream.avg_frame_rate.den > 0) {
+    return stream.avg_frame_rate;
+  }
+  if (stream.r_frame_rate.num > 0 && stream.r_frame_rate.den > 0) return stream.r_frame_rate;
+  return AVRational{0, 1};
+}
+
+absl::StatusOr<AvOutputPtr> OpenOutput(const std::string& path, const char* format_name) {
+  AVFormatContext* raw = nullptr;
+  int ret = avformat_alloc_output_context2(&raw, nullptr, format_name, path.c_str());
+  if (ret < 0 || raw == nullptr) {
+    return AvError(absl::StatusCode::kInternal, ret,
+                   "output '" + path + "': cannot set up the " + format_name + " muxer");
+  }
+  AvOutputPtr output(raw);
+  if (!(output->oformat->flags & AVFMT_NOFILE)) {
+    ret = avio_open(&output->pb, ("file:" + path).c_str(), AVIO_FLAG_WRITE);
+    if (ret < 0) {
+      const absl::StatusCode code = ret == AVERROR(EACCES) || ret == AVERROR(EPERM)
+                                        ? absl::StatusCode::kPermissionDenied
+                                    : ret == AVERROR(ENOSPC) ? absl::StatusCode::kResourceExhausted
+                                                             : absl::StatusCode::kFailedPrecondition;
+      return AvError(code, ret,
+                     "output '" + path + "': cannot open for writing",
+                     "check that its folder exists and is writable");
+    }
+  }
+  return output;
+}
+
+absl::StatusOr<AvInputPtr> OpenInput(const std::string& path) {
+  std::error_code ec;
+  const auto file_status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(file_status)) {
+    return absl::NotFoundError(InputName(path) +
+                               ": no such file; give the path of an existing video file");
+  }
+  if (std::filesystem::is_directory(file_status)) {
+    return absl::FailedPreconditionError(InputName(path) +
+                                         ": is a directory; give a video file");
+  }
+  AVDictionary* options = nullptr;
+  av_dict_set(&options, "protocol_whitelist", "file", 0);
+  AVFormatContext* raw = nullptr;
+  // "file:" keeps a ':' in the path from being read as a protocol name.
+  int ret = avformat_open_input(&raw, ("file:" + path).c_str(), nullptr, &options);
+  av_dict_free(&options);
+  if (ret < 0) {
+    const absl::StatusCode code = ret == AVERROR(EACCES) ? absl::StatusCode::kPermissionDenied
+                                                         : absl::StatusCode::kFailedPrecondition;
+    return AvError(code, ret,
+                   InputName(path) + ": not a readable media file",
+                   "give a complete, uncorrupted video file");
+  }
+  AvInputPtr format(raw);
+  ret = avformat_find_stream_info(format.get(), nullptr);
+  if (ret < 0) {
+    return AvError(absl::StatusCode::kFailedPrecondition, ret,
+                   InputName(path) + ": cannot read its stream information",
+                   "the file is truncated or corrupt; give a complete video file");
+  }
+  return format;
+}
+
+absl::StatusOr<std::unique_ptr<VideoInput>> VideoInput::Open(const std::string& path) {
+  ASSIGN_OR_RETURN(AvInputPtr format, OpenInput(path));
+  const int index = av_find_best_stream(format.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+  if (index < 0 || (format->streams[index]->disposition & AV_DISPOSITION_ATTACHED_PIC)) {
+    return absl::FailedPreconditionError(InputName(path) + ": no video stream (" +
+                                         DescribeStreams(*format) +
+                                         "); give a file with video");
+  }
+  AVStream* stream = format->streams[index];
+  const AVCodecID codec_id = stream->codecpar->codec_id;
+  const AVCodec* codec = avcodec_find_decoder(codec_id);
+  if (codec == nullptr) {
+    return absl::FailedPreconditionError(
+        InputName(path) + ": this FFmpeg has no decoder for its video codec '" +
+        avcodec_get_name(codec_id) + "'; transcode it to H.264 or ProRes first");
+  }
+  AvCodecContextPtr decoder(avcodec_alloc_context3(codec));
+  if (!decoder) return absl::ResourceExhaustedError("out of memory allocating a decoder");
+  int ret = avcodec_parameters_to_context(decoder.get(), stream->codecpar);
+  if (ret < 0) {
+    return AvError(absl::StatusCode::kInternal, ret,
+                   InputName(path) + ": cannot copy the stream's codec parameters");
+  }
+  decoder->pkt_timebase = stream->time_base;
+  decoder->thread_count = 0;  // one per core
+  ret = avcodec_open2(decoder.get(), codec, nullptr);
+  if (ret < 0) {
+    return AvError(absl::StatusCode::kFailedPrecondition, ret,
+                   InputName(path) + ": cannot open the " + codec->name +
+                       " decoder for its video stream",
+                   "its codec parameters are unsupported or corrupt; transcode it first");
+  }
+  for (unsigned i = 0; i < format->nb_streams; ++i) {
+    if (static_cast<int>(i) != index) format->streams[i]->discard = AVDISCARD_ALL;
+  }
+  ASSIGN_OR_RETURN(AvPacketPtr packet, AllocPacket());
+  return std::unique_ptr<VideoInput>(new VideoInput(path, std::move(format), stream,
+                                                    std::move(decoder), std::move(packet)));
+}
+
+VideoInput::VideoInput(std::string path, AvInputPtr format, AVStream* stream,
+                       AvCodecContextPtr decoder, AvPacketPtr packet)
+    : path_(std::move(path)),
+      format_(std::move(format)),
+      stream_(stream),
+      decoder_(std::move(decoder)),
+      packet_(std::move(packet)) {}
+
+absl::StatusOr<bool> VideoInput::ReadFrame(AVFrame* frame) {
+  av_frame_unref(frame);
+  while (true) {
+    const int ret = avcodec_receive_frame(decoder_.get(), frame);
+    if (ret >= 0) return true;
+    if (ret == AVERROR_EOF) return false;
+    if (ret != AVERROR(EAGAIN)) {
+      return AvError(absl::StatusCode::kFailedPrecondition, ret,
+                     InputName(path_) + ": a video frame does not decode",
+                     "the video stream is corrupt; give an intact file");
+    }
+    if (draining_) {
+      return absl::InternalError(InputName(path_) +
+                                 ": the decoder asked for input after the end of the stream");
+    }
+    RETURN_IF_ERROR(FeedDecoder());
+  }
+}
+
+absl::Status VideoInput::FeedDecoder() {
+  while (true) {
+    int ret = av_read_frame(format_.get(), packet_.get());
+    if (ret == AVERROR_EOF) {
+      draining_ = true;
+      ret = avcodec_send_packet(decoder_.get(), nullptr);
+      if (ret < 0 && ret != AVERROR_EOF) {
+        return AvError(absl::StatusCode::kInternal, ret,
+                       InputName(path_) + ": cannot flush the decoder");
+      }
+      return absl::OkStatus();
+    }
+    if (ret < 0) {
+      return AvError(absl::StatusCode::kFailedPrecondition, ret,
+                     InputName(path_) + ": cannot read video packet " +
+                         std::to_string(packets_read_),
+                     "the file is truncated or damaged; give a complete file");
+    }
+    if (packet_->stream_index != stream_->index) {
+      av_packet_unref(packet_.get());
+      continue;
+    }
+    if (!any_packet_) {
+      any_packet_ = true;
+      first_packet_pts_ = packet_->pts;
+    }
+    const int64_t number = packets_read_++;
+    ret = avcodec_send_packet(decoder_.get(), packet_.get());
+    av_packet_unref(packet_.get());
+    if (ret < 0) {
+      return AvError(absl::StatusCode::kFailedPrecondition, ret,
+                     InputName(path_) + ": video packet " + std::to_string(number) + " does not decode",
+                     "the video stream is corrupt; give an intact file");
+    }
+    return absl::OkStatus();
+  }
+}
+
+absl::StatusOr<int64_t> VideoInput::CountRemainingPackets() {
+  int64_t count = 0;
+  while (true) {
+    const int ret = av_read_frame(format_.get(), packet_.get());
+    if (ret == AVERROR_EOF) return count;
+    if (ret < 0) {
+      return AvError(absl::StatusCode::kFailedPrecondition, ret,
+                     InputName(path_) + ": cannot read video packet " +
+                         std::to_string(packets_read_),
+                     "the file is truncated or damaged; give a complete file");
+    }
+    if (packet_->stream_index == stream_->index) {
+      ++count;
+      ++packets_read_;
+    }
+    av_packet_unref(packet_.get());
+  }
+}
+
+bool VideoInput::SeekBackward(int64_t timestamp) {
+  if (av_seek_frame(format_.get(), stream_->index, timestamp, AVSEEK_FLAG_BACKWARD) < 0) {
+    return false;
+  }
+  avcodec_flush_buffers(decoder_.get());
+  draining_ = false;
+  any_packet_ = false;
+  first_packet_pts_ = AV_NOPTS_VALUE;
+  return true;
+}
+
+}  // namespace reelfarm::media

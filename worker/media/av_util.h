@@ -1,0 +1,127 @@
+// Internal to worker/media: owning wrappers for the FFmpeg C types, AVERROR to
+// absl::Status conversion, and an opened input with a decoder for its video stream.
+// Nothing here is part of the media seam; only media/*.cc include it.
+#pragma once
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/frame.h>
+#include <libswscale/swscale.h>
+}
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace reelfarm::media {
+
+struct AvInputClose {
+  void operator()(AVFormatContext* c) const { avformat_close_input(&c); }
+};
+using AvInputPtr = std::unique_ptr<AVFormatContext, AvInputClose>;
+
+// Closes the output's file (when the muxer opened one) and frees the context. Does not
+// write a trailer: an output dropped before its trailer is left truncated.
+struct AvOutputClose {
+  void operator()(AVFormatContext* c) const;
+};
+using AvOutputPtr = std::unique_ptr<AVFormatContext, AvOutputClose>;
+
+struct AvCodecContextFree {
+  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
+};
+using AvCodecContextPtr = std::unique_ptr<AVCodecContext, AvCodecContextFree>;
+
+struct AvCodecParametersFree {
+  void operator()(AVCodecParameters* p) const { avcodec_parameters_free(&p); }
+};
+using AvCodecParametersPtr = std::unique_ptr<AVCodecParameters, AvCodecParametersFree>;
+
+struct AvFrameFree {
+  void operator()(AVFrame* f) const { av_frame_free(&f); }
+};
+using AvFramePtr = std::unique_ptr<AVFrame, AvFrameFree>;
+
+struct AvPacketFree {
+  void operator()(AVPacket* p) const { av_packet_free(&p); }
+};
+using AvPacketPtr = std::unique_ptr<AVPacket, AvPacketFree>;
+
+struct SwsContextFree {
+  void operator()(SwsContext* c) const { sws_freeContext(c); }
+};
+using SwsContextPtr = std::unique_ptr<SwsContext, SwsContextFree>;
+
+// FFmpeg's text for an AVERROR code, e.g. "Invalid data found when processing input".
+std::string AvErrorText(int errnum);
+
+// A status with `code` and the message "<what> (<FFmpeg's text>); <remedy>".
+absl::Status AvError(absl::StatusCode code, int errnum, const std::string& what,
+                     const std::string& remedy = "");
+
+absl::StatusOr<AvFramePtr> AllocFrame();
+absl::StatusOr<AvPacketPtr> AllocPacket();
+
+// The stream's frame rate: avg_frame_rate, else r_frame_rate, else {0, 1} (unknown).
+AVRational StreamFrameRate(const AVStream& stream);
+
+// Opens an output context of format `format_name` for `path` and opens its file.
+absl::StatusOr<AvOutputPtr> OpenOutput(const std::string& path, const char* format_name);
+
+// Opens `path` (demuxer only, with stream info) for reading; NOT_FOUND when it does not
+// exist, FAILED_PRECONDITION when FFmpeg cannot read it as media.
+absl::StatusOr<AvInputPtr> OpenInput(const std::string& path);
+
+// An input file with a decoder opened for its best video stream. Other streams are
+// discarded by the demuxer.
+class VideoInput final {
+ public:
+  // NOT_FOUND when `path` does not exist; FAILED_PRECONDITION when it is not media, has
+  // no video stream, or no decoder for it.
+  static absl::StatusOr<std::unique_ptr<VideoInput>> Open(const std::string& path);
+
+  VideoInput(const VideoInput&) = delete;
+  VideoInput& operator=(const VideoInput&) = delete;
+
+  // Decodes the next frame into `frame` (unreferenced first). False at the end of the
+  // stream; FAILED_PRECONDITION when a packet cannot be read or decoded.
+  absl::StatusOr<bool> ReadFrame(AVFrame* frame);
+
+  // Reads the rest of the file without decoding; returns how many video packets it had.
+  absl::StatusOr<int64_t> CountRemainingPackets();
+
+  // Seeks to the keyframe at or before `timestamp` (in the stream's time base) and
+  // flushes the decoder. Returns false (and leaves the position alone) when the
+  // demuxer cannot seek there.
+  bool SeekBackward(int64_t timestamp);
+
+  const std::string& path() const { return path_; }
+  const AVStream& stream() const { return *stream_; }
+  const AVCodecContext& decoder() const { return *decoder_; }
+  // Video packets read since Open, including the ones given to the decoder.
+  int64_t packets_read() const { return packets_read_; }
+  // Pts of the first video packet read since Open or the last seek; AV_NOPTS_VALUE
+  // when none was read or it had none.
+  int64_t first_packet_pts() const { return first_packet_pts_; }
+
+ private:
+  VideoInput(std::string path, AvInputPtr format, AVStream* stream,
+             AvCodecContextPtr decoder, AvPacketPtr packet);
+  // Gives the decoder the next video packet, or the end-of-stream signal.
+  absl::Status FeedDecoder();
+
+  std::string path_;
+  AvInputPtr format_;
+  AVStream* stream_;  // owned by format_
+  AvCodecContextPtr decoder_;
+  AvPacketPtr packet_;
+  bool draining_ = false;
+  bool any_packet_ = false;
+  int64_t packets_read_ = 0;
+  int64_t first_packet_pts_ = AV_NOPTS_VALUE;
+};
+
+}  // namespace reelfarm::media

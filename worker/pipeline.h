@@ -1,0 +1,66 @@
+// The worker's task pipeline: what one lease's work is, from assignment to published
+// output. Chunk tasks run decode → model → encode as stages on their own threads with
+// bounded queues between them, so the stages overlap; assemble tasks stream-copy the
+// segments into the final movie and write the provenance sidecar.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/storage.h"
+#include "reelfarm/v1/workers.pb.h"
+
+namespace reelfarm::inference {
+class Model;
+}
+
+namespace reelfarm::worker {
+
+struct PipelineOptions {
+  std::vector<std::string> model_path;
+  std::string device = "cpu";
+  std::string worker_name;
+  // Testing aid: sleep this long per frame in the model stage, to simulate a slow
+  // model so that a test can act while a chunk is in flight.
+  int frame_delay_ms = 0;
+};
+
+struct TaskReport {
+  bool ok = false;
+  std::string error;
+  bool retryable = true;
+  int64_t frames_done = 0;
+  double seconds = 0;
+  std::string model_digest;
+  // Seconds spent in each stage (decode, infer, encode, publish).
+  std::map<std::string, double> stage_seconds;
+};
+
+// Runs tasks for one slot. Keeps the models it loaded (a model is used by one thread).
+class TaskRunner final {
+ public:
+  TaskRunner(const common::Storage& storage, PipelineOptions options);
+  ~TaskRunner();
+  TaskRunner(const TaskRunner&) = delete;
+  TaskRunner& operator=(const TaskRunner&) = delete;
+
+  // `progress(frames_done)` is called as frames are written; `cancelled` is polled.
+  TaskReport Run(const v1::Assignment& a, const std::function<void(int64_t)>& progress,
+                 const std::atomic<bool>& cancelled);
+
+ private:
+  TaskReport RunChunk(const v1::Assignment& a, const std::function<void(int64_t)>& progress,
+                      const std::atomic<bool>& cancelled);
+  TaskReport RunAssemble(const v1::Assignment& a);
+  absl::StatusOr<inference::Model*> GetModel(const std::string& name, int scale);
+
+  const common::Storage& storage_;
+  const PipelineOptions options_;
+  std::map<std::string, std::unique_ptr<inference::Model>> models_;
+};
+
+}  // namespace reelfarm::worker
