@@ -237,7 +237,11 @@ int main(int argc, char** argv) {
   watch->add_option("id", job_id)->required();
   auto* workers = app.add_subcommand("workers", "list connected workers");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help is success; any usage error is 2
+  }
   c.Connect();
 
   if (*up) {

@@ -30,13 +30,13 @@ absl::StatusOr<Storage> Storage::Open(const fs::path& root) {
   return Storage(canonical);
 }
 
-absl::StatusOr<fs::path> Storage::Resolve(std::string_view relative,
-                                          std::string_view field) const {
+absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
+                                          absl::string_view field) const {
   if (relative.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, " is empty; give a path relative to the storage root"));
   }
-  fs::path p(relative);
+  fs::path p{std::string(relative)};
   if (p.is_absolute()) {
     return absl::PermissionDeniedError(absl::StrCat(
         field, " '", relative,

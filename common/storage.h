@@ -6,7 +6,7 @@
 
 #include <filesystem>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "common/status.h"
 
@@ -22,8 +22,8 @@ class Storage {
   // Resolves `relative` beneath the root. `field` names the spec field for messages.
   // PERMISSION_DENIED for an absolute path, a ".." that climbs out, or an existing
   // component that is a symbolic link leading outside; INVALID_ARGUMENT when empty.
-  absl::StatusOr<std::filesystem::path> Resolve(std::string_view relative,
-                                                std::string_view field) const;
+  absl::StatusOr<std::filesystem::path> Resolve(absl::string_view relative,
+                                                absl::string_view field) const;
 
   // A temporary name in the same folder as `final_path` (so rename is atomic).
   static std::filesystem::path TempPathFor(const std::filesystem::path& final_path);

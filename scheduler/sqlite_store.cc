@@ -111,6 +111,9 @@ class Connection {
         absl::StrCat("job store '", path_, "': ", what, ": ",
                      db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc));
     const int primary = rc & 0xff;
+    if (primary == SQLITE_CONSTRAINT) {
+      absl::StrAppend(&message, "; give each task of a job a distinct index");
+    }
     if (primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY) {
       absl::StrAppend(&message, "; check that folder '",
                       std::filesystem::path(path_).parent_path().string(),

@@ -248,7 +248,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
       .Increment();
   if (!r.ok()) {
     spdlog::info("job refused code={}: {}", absl::StatusCodeToString(r.status().code()),
-                 r.status().message());
+                 std::string(r.status().message()));
     return FinishWith(ctx, r.status());
   }
   *resp = std::move(*r);

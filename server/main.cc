@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
   options.scheduler.heartbeat_ms = std::max<int64_t>(200, options.scheduler.lease_ms / 8);
   auto srv = server::FarmServer::Start(options, *registry);
   if (!srv.ok()) {
-    spdlog::error("cannot start: {}", srv.status().message());
+    spdlog::error("cannot start: {}", std::string(srv.status().message()));
     return 1;
   }
   const int port = (*srv)->port();

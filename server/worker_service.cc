@@ -135,7 +135,7 @@ class WorkerSession final
         absl::Status st = sched->Complete(name_, r.lease_id(), FromProto(r));
         if (!st.ok()) {
           spdlog::warn("result refused worker={} lease={}: {}", name_, r.lease_id(),
-                       st.message());
+                       std::string(st.message()));
           v1::ServerMessage rejected;
           rejected.set_rejected(std::string(st.message()));
           Send(std::move(rejected));

@@ -1,0 +1,71 @@
+// Storage path confinement and publishing.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "common/model_manifest.h"
+#include "common/storage.h"
+#include "tests/testing/fixtures.h"
+
+namespace fs = std::filesystem;
+using reelfarm::common::Storage;
+
+TEST_CASE("paths resolve beneath the storage root only", "[unit][storage]") {
+  reelfarm::testing::TempDir dir;
+  fs::create_directories(dir.path() / "root/shots");
+  fs::create_directories(dir.path() / "outside");
+  auto storage = Storage::Open(dir.path() / "root");
+  REQUIRE(storage.ok());
+
+  auto ok = storage->Resolve("shots/sh010/plate.mp4", "upscale.input");
+  REQUIRE(ok.ok());
+  CHECK(*ok == storage->root() / "shots/sh010/plate.mp4");
+  CHECK(storage->Resolve("shots/../shots/a.mp4", "f").ok());
+
+  auto abs = storage->Resolve("/etc/passwd", "upscale.input");
+  CHECK(abs.status().code() == absl::StatusCode::kPermissionDenied);
+  CHECK(abs.status().message().find("upscale.input") != absl::string_view::npos);
+  CHECK(abs.status().message().find("/etc/passwd") != absl::string_view::npos);
+
+  auto up = storage->Resolve("shots/../../outside/x.mp4", "upscale.output");
+  CHECK(up.status().code() == absl::StatusCode::kPermissionDenied);
+  CHECK(up.status().message().find("upscale.output") != absl::string_view::npos);
+
+  CHECK(storage->Resolve("", "upscale.input").status().code() ==
+        absl::StatusCode::kInvalidArgument);
+
+  // A symbolic link inside the root that leads out is refused.
+  fs::create_directory_symlink(dir.path() / "outside", dir.path() / "root/escape");
+  auto link = storage->Resolve("escape/x.mp4", "upscale.input");
+  CHECK(link.status().code() == absl::StatusCode::kPermissionDenied);
+}
+
+TEST_CASE("publish moves a finished file into place atomically", "[unit][storage]") {
+  reelfarm::testing::TempDir dir;
+  fs::path final_path = dir.path() / "a/b/out.txt";
+  fs::path tmp = Storage::TempPathFor(final_path);
+  CHECK(tmp.parent_path() == final_path.parent_path());
+  CHECK(tmp.filename().string().rfind(".out.txt.tmp.", 0) == 0);
+  fs::create_directories(tmp.parent_path());
+  std::ofstream(tmp) << "done";
+  REQUIRE(Storage::Publish(tmp, final_path).ok());
+  CHECK(fs::exists(final_path));
+  CHECK_FALSE(fs::exists(tmp));
+}
+
+TEST_CASE("model manifests are read and checked", "[unit][models]") {
+  reelfarm::testing::TempDir dir;
+  fs::create_directories(dir.path() / "good");
+  std::ofstream(dir.path() / "good/model.json") << R"({"kind":"upscaler","scale":2})";
+  std::ofstream(dir.path() / "good/model.pt") << "x";
+  fs::create_directories(dir.path() / "bad");
+  std::ofstream(dir.path() / "bad/model.json") << R"({"kind":"upscaler","scale":0})";
+  std::ofstream(dir.path() / "bad/model.pt") << "x";
+  std::vector<std::string> errors;
+  auto found = reelfarm::common::FindModelPackages({dir.path().string()}, &errors);
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].name == "good");
+  CHECK(found[0].scale == 2);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].find("scale 0") != std::string::npos);
+}

@@ -1,0 +1,328 @@
+// Scheduler unit tests: chunking, leasing, lease expiry on a manual clock, fencing of
+// stale results, retries, cancellation and restart. No gRPC, no media.
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "scheduler/scheduler.h"
+#include "tests/testing/fixtures.h"
+
+namespace reelfarm::scheduler {
+namespace {
+
+JobSpec Spec(int chunk, const std::string& model = "bicubic") {
+  JobSpec s;
+  s.name = "shot";
+  s.upscale.input = "in.mp4";
+  s.upscale.output = "out.mp4";
+  s.upscale.model = model;
+  s.upscale.scale = 2;
+  s.upscale.chunk_frames = chunk;
+  return s;
+}
+
+MediaInfo Info(int64_t frames) {
+  MediaInfo m;
+  m.width = 320;
+  m.height = 180;
+  m.frame_count = frames;
+  m.fps_num = 24;
+  return m;
+}
+
+WorkerInfo Worker(const std::string& name, int slots = 1) {
+  return WorkerInfo{name, slots, {"bicubic"}};
+}
+
+struct Fixture {
+  std::unique_ptr<JobStore> store = NewInMemoryJobStore();
+  ManualClock clock;
+  std::unique_ptr<Scheduler> sched;
+  explicit Fixture(SchedulerOptions o = {}) {
+    auto s = Scheduler::Create(store.get(), &clock, o);
+    REQUIRE(s.ok());
+    sched = std::move(*s);
+  }
+};
+
+TaskOutcome Ok() {
+  TaskOutcome o;
+  o.ok = true;
+  o.model_digest = "builtin:bicubic";
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("chunks cover every frame exactly once, in order", "[unit][scheduler]") {
+  for (int64_t frames : {1, 7, 24, 96, 97, 1000}) {
+    for (int64_t chunk : {1, 5, 24, 48, 2000}) {
+      auto ranges = SplitIntoChunks(frames, chunk);
+      std::vector<int> seen(frames, 0);
+      int64_t expect_begin = 0;
+      for (const auto& r : ranges) {
+        CHECK(r.begin == expect_begin);
+        CHECK(r.end > r.begin);
+        CHECK(r.end - r.begin <= chunk);
+        for (int64_t f = r.begin; f < r.end; ++f) seen[f]++;
+        expect_begin = r.end;
+      }
+      CHECK(expect_begin == frames);
+      CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+      CHECK(ranges.size() == static_cast<size_t>((frames + chunk - 1) / chunk));
+    }
+  }
+  CHECK(SplitIntoChunks(10, 0).empty());
+}
+
+TEST_CASE("a job is chunk tasks then one assemble task, leased in order", "[unit][scheduler]") {
+  Fixture f;
+  auto v = f.sched->Submit(Spec(24), Info(96));
+  REQUIRE(v.ok());
+  REQUIRE(v->tasks.size() == 5);
+  CHECK(v->tasks[4].kind == TaskKind::kAssemble);
+  CHECK(v->frames_total == 96);
+  f.sched->RegisterWorker(Worker("w1", 8));
+  std::vector<Assignment> got;
+  while (auto a = f.sched->LeaseNext("w1")) got.push_back(*a);
+  // The assemble task waits for the chunks.
+  REQUIRE(got.size() == 4);
+  for (int i = 0; i < 4; ++i) {
+    CHECK(got[i].task.index == i);
+    CHECK(got[i].task.frame_begin == i * 24);
+    CHECK(got[i].segment == SegmentPath(v->job.id, i));
+  }
+  CHECK(f.sched->GetJob(v->job.id)->job.state == JobState::kRunning);
+  for (auto& a : got) REQUIRE(f.sched->Complete("w1", a.lease.id, Ok()).ok());
+  auto assemble = f.sched->LeaseNext("w1");
+  REQUIRE(assemble);
+  CHECK(assemble->task.kind == TaskKind::kAssemble);
+  CHECK(assemble->segments.size() == 4);
+  CHECK(assemble->provenance_json.find("builtin:bicubic") != std::string::npos);
+  REQUIRE(f.sched->Complete("w1", assemble->lease.id, Ok()).ok());
+  auto done = f.sched->GetJob(v->job.id);
+  CHECK(done->job.state == JobState::kSucceeded);
+  CHECK(done->frames_done == 96);
+  CHECK(done->tasks_done == 5);
+}
+
+TEST_CASE("a worker gets at most its slots and only models it has", "[unit][scheduler]") {
+  Fixture f;
+  REQUIRE(f.sched->Submit(Spec(10), Info(100)).ok());
+  f.sched->RegisterWorker(Worker("two", 2));
+  f.sched->RegisterWorker(WorkerInfo{"other", 4, {"espcn"}});
+  CHECK(f.sched->LeaseNext("two"));
+  CHECK(f.sched->LeaseNext("two"));
+  CHECK_FALSE(f.sched->LeaseNext("two"));
+  CHECK_FALSE(f.sched->LeaseNext("other"));
+  CHECK_FALSE(f.sched->LeaseNext("unknown"));
+}
+
+TEST_CASE("an expired lease puts the task back in the queue", "[unit][scheduler]") {
+  SchedulerOptions o;
+  o.lease_ms = 10'000;
+  Fixture f(o);
+  auto v = f.sched->Submit(Spec(50), Info(100));
+  REQUIRE(v.ok());
+  f.sched->RegisterWorker(Worker("w1"));
+  f.sched->RegisterWorker(Worker("w2"));
+  auto a = f.sched->LeaseNext("w1");
+  REQUIRE(a);
+
+  // Heartbeats renew the lease: 3 × 6 s is past the original deadline.
+  for (int i = 0; i < 3; ++i) {
+    f.clock.AdvanceMs(6'000);
+    CHECK(f.sched->Heartbeat("w1", {a->lease.id}).empty());
+    CHECK(f.sched->ExpireLeases().empty());
+  }
+  // Silence past the lease duration expires it.
+  f.clock.AdvanceMs(9'999);
+  CHECK(f.sched->ExpireLeases().empty());
+  f.clock.AdvanceMs(2);
+  auto expired = f.sched->ExpireLeases();
+  REQUIRE(expired.size() == 1);
+  CHECK(expired[0].id == a->lease.id);
+  auto view = f.sched->GetJob(v->job.id);
+  CHECK(view->tasks[0].state == TaskState::kPending);
+  CHECK(view->tasks[0].error.find("lease expired") != std::string::npos);
+  // The revoked lease is handed to the server to tell the worker.
+  auto revoked = f.sched->TakeRevoked();
+  REQUIRE(revoked.size() == 1);
+  CHECK(revoked[0].worker == "w1");
+  // w1 is still busy in its own view but holds no lease: the task goes to w2 as
+  // attempt 2 with a new lease id.
+  auto b = f.sched->LeaseNext("w2");
+  REQUIRE(b);
+  CHECK(b->task.index == 0);
+  CHECK(b->lease.attempt == 2);
+  CHECK(b->lease.id != a->lease.id);
+  CHECK(f.sched->GetJob(v->job.id)->tasks[0].workers == std::vector<std::string>{"w1", "w2"});
+  // A heartbeat for the old lease reports it as stale.
+  CHECK(f.sched->Heartbeat("w1", {a->lease.id}) == std::vector<uint64_t>{a->lease.id});
+}
+
+TEST_CASE("a result under a stale lease is refused (fencing)", "[unit][scheduler]") {
+  SchedulerOptions o;
+  o.lease_ms = 1'000;
+  Fixture f(o);
+  auto v = f.sched->Submit(Spec(100), Info(100));
+  f.sched->RegisterWorker(Worker("zombie"));
+  f.sched->RegisterWorker(Worker("w2"));
+  auto a = f.sched->LeaseNext("zombie");
+  REQUIRE(a);
+  f.clock.AdvanceMs(1'001);
+  REQUIRE(f.sched->ExpireLeases().size() == 1);
+  auto b = f.sched->LeaseNext("w2");
+  REQUIRE(b);
+
+  TaskOutcome late = Ok();
+  late.model_digest = "zombie-digest";
+  absl::Status st = f.sched->Complete("zombie", a->lease.id, late);
+  CHECK(st.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(st.message().find("not current") != absl::string_view::npos);
+  // Nor may it steal the new lease by naming it.
+  CHECK(f.sched->Complete("zombie", b->lease.id, late).code() ==
+        absl::StatusCode::kFailedPrecondition);
+  CHECK(f.sched->ReportProgress("zombie", a->lease.id, 10).code() ==
+        absl::StatusCode::kFailedPrecondition);
+
+  REQUIRE(f.sched->Complete("w2", b->lease.id, Ok()).ok());
+  auto view = f.sched->GetJob(v->job.id);
+  CHECK(view->tasks[0].state == TaskState::kSucceeded);
+  CHECK(view->tasks[0].model_digest == "builtin:bicubic");
+}
+
+TEST_CASE("a worker that disconnects releases its tasks at once", "[unit][scheduler]") {
+  Fixture f;
+  auto v = f.sched->Submit(Spec(10), Info(20));
+  f.sched->RegisterWorker(Worker("w1", 2));
+  auto a = f.sched->LeaseNext("w1");
+  auto b = f.sched->LeaseNext("w1");
+  REQUIRE((a && b));
+  f.sched->UnregisterWorker("w1");
+  auto view = f.sched->GetJob(v->job.id);
+  CHECK(view->tasks[0].state == TaskState::kPending);
+  CHECK(view->tasks[1].state == TaskState::kPending);
+  CHECK(view->tasks[0].error.find("disconnected") != std::string::npos);
+  CHECK(f.sched->Complete("w1", a->lease.id, Ok()).code() ==
+        absl::StatusCode::kFailedPrecondition);
+  CHECK(f.sched->ListWorkers().empty());
+}
+
+TEST_CASE("retryable failures retry up to max_attempts, then the job fails",
+          "[unit][scheduler]") {
+  Fixture f;
+  JobSpec spec = Spec(10);
+  spec.max_attempts = 2;
+  auto v = f.sched->Submit(spec, Info(20));
+  f.sched->RegisterWorker(Worker("w1"));
+  TaskOutcome io;
+  io.ok = false;
+  io.retryable = true;
+  io.error = "disk full";
+  auto a = f.sched->LeaseNext("w1");
+  REQUIRE(f.sched->Complete("w1", a->lease.id, io).ok());
+  CHECK(f.sched->GetJob(v->job.id)->job.state == JobState::kRunning);
+  auto b = f.sched->LeaseNext("w1");
+  REQUIRE(b);
+  CHECK(b->task.index == 0);
+  REQUIRE(f.sched->Complete("w1", b->lease.id, io).ok());
+  auto view = f.sched->GetJob(v->job.id);
+  CHECK(view->job.state == JobState::kFailed);
+  CHECK(view->job.error.find("task 0 (frames 0-9)") != std::string::npos);
+  CHECK(view->job.error.find("after 2 attempts") != std::string::npos);
+  CHECK(view->job.error.find("disk full") != std::string::npos);
+  CHECK(view->tasks[0].state == TaskState::kFailed);
+  CHECK_FALSE(f.sched->LeaseNext("w1"));
+}
+
+TEST_CASE("a non-retryable failure fails the job at once", "[unit][scheduler]") {
+  Fixture f;
+  auto v = f.sched->Submit(Spec(10), Info(30));
+  f.sched->RegisterWorker(Worker("w1", 3));
+  auto a = f.sched->LeaseNext("w1");
+  auto b = f.sched->LeaseNext("w1");
+  TaskOutcome bad;
+  bad.ok = false;
+  bad.retryable = false;
+  bad.error = "frame 3: corrupt";
+  REQUIRE(f.sched->Complete("w1", a->lease.id, bad).ok());
+  auto view = f.sched->GetJob(v->job.id);
+  CHECK(view->job.state == JobState::kFailed);
+  CHECK(view->job.error.find("not retryable") != std::string::npos);
+  CHECK(view->job.error.find("w1") != std::string::npos);
+  // The job's other lease is revoked.
+  auto revoked = f.sched->TakeRevoked();
+  REQUIRE(revoked.size() == 1);
+  CHECK(revoked[0].id == b->lease.id);
+}
+
+TEST_CASE("cancel ends the job and revokes its leases", "[unit][scheduler]") {
+  Fixture f;
+  auto v = f.sched->Submit(Spec(10), Info(30));
+  f.sched->RegisterWorker(Worker("w1"));
+  auto a = f.sched->LeaseNext("w1");
+  REQUIRE(a);
+  auto c = f.sched->Cancel(v->job.id);
+  REQUIRE(c.ok());
+  CHECK(c->job.state == JobState::kCancelled);
+  CHECK(f.sched->TakeRevoked().size() == 1);
+  CHECK(f.sched->Complete("w1", a->lease.id, Ok()).code() ==
+        absl::StatusCode::kFailedPrecondition);
+  CHECK_FALSE(f.sched->LeaseNext("w1"));
+  CHECK(f.sched->Cancel(v->job.id).status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(f.sched->Cancel(999).status().code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("higher priority jobs are leased first", "[unit][scheduler]") {
+  Fixture f;
+  JobSpec low = Spec(10), high = Spec(10);
+  low.priority = 10;
+  high.priority = 90;
+  auto l = f.sched->Submit(low, Info(10));
+  auto h = f.sched->Submit(high, Info(10));
+  f.sched->RegisterWorker(Worker("w1"));
+  auto a = f.sched->LeaseNext("w1");
+  REQUIRE(a);
+  CHECK(a->lease.job_id == h->job.id);
+}
+
+TEST_CASE("a restarted scheduler reloads jobs and re-queues leased tasks",
+          "[unit][scheduler]") {
+  reelfarm::testing::TempDir dir;
+  const std::string db = (dir.path() / "state.db").string();
+  ManualClock clock;
+  int64_t job_id = 0;
+  uint64_t old_lease = 0;
+  {
+    auto store = OpenSqliteJobStore(db);
+    REQUIRE(store.ok());
+    auto sched = Scheduler::Create(store->get(), &clock, {});
+    REQUIRE(sched.ok());
+    auto v = (*sched)->Submit(Spec(10), Info(30));
+    job_id = v->job.id;
+    (*sched)->RegisterWorker(Worker("w1"));
+    auto a = (*sched)->LeaseNext("w1");
+    REQUIRE((*sched)->Complete("w1", a->lease.id, Ok()).ok());
+    auto b = (*sched)->LeaseNext("w1");
+    old_lease = b->lease.id;
+  }
+  clock.AdvanceMs(1);
+  auto store = OpenSqliteJobStore(db);
+  REQUIRE(store.ok());
+  auto sched = Scheduler::Create(store->get(), &clock, {});
+  REQUIRE(sched.ok());
+  auto view = (*sched)->GetJob(job_id);
+  REQUIRE(view.ok());
+  CHECK(view->job.state == JobState::kRunning);
+  CHECK(view->tasks[0].state == TaskState::kSucceeded);
+  CHECK(view->tasks[1].state == TaskState::kPending);
+  CHECK(view->frames_done == 10);
+  (*sched)->RegisterWorker(Worker("w1"));
+  auto c = (*sched)->LeaseNext("w1");
+  REQUIRE(c);
+  CHECK(c->task.index == 1);
+  CHECK(c->lease.id > old_lease);
+}
+
+}  // namespace reelfarm::scheduler

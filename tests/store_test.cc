@@ -1,0 +1,448 @@
+// JobStore: one contract suite run unchanged against every implementation, then
+// what only the SQLite store promises (durability, ids, files, schema).
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "scheduler/job_store.h"
+#include "tests/testing/fixtures.h"
+
+namespace reelfarm::scheduler {
+namespace {
+
+using reelfarm::testing::TempDir;
+
+std::string DbPath(const TempDir& dir) {
+  return (dir.path() / "jobs.db").string();
+}
+
+// "memory" or "sqlite"; reopening the sqlite kind in the same dir sees the same
+// data.
+std::unique_ptr<JobStore> OpenStore(const std::string& kind,
+                                    const TempDir& dir) {
+  if (kind == "memory") return NewInMemoryJobStore();
+  absl::StatusOr<std::unique_ptr<JobStore>> store =
+      OpenSqliteJobStore(DbPath(dir));
+  INFO(store.status().ToString());
+  REQUIRE(store.ok());
+  return std::move(store).value();
+}
+
+// Runs SQL on the file behind the store's back; returns the first column of the
+// last row ("" if none).
+std::string RawSql(const std::string& path, const std::string& sql) {
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, &sqlite3_close);
+  std::string result;
+  auto keep = [](void* out, int, char** values, char**) {
+    *static_cast<std::string*>(out) = values[0] ? values[0] : "";
+    return 0;
+  };
+  INFO(sql);
+  REQUIRE(sqlite3_exec(db.get(), sql.c_str(), keep, &result, nullptr) ==
+          SQLITE_OK);
+  return result;
+}
+
+// Every field differs from its default, so a field that is not stored shows.
+Job MakeJob(const std::string& name) {
+  Job job;
+  job.id = 999;  // ignored by CreateJob
+  job.spec.name = name;
+  job.spec.project = "show \"quoted\" / ünïcode";
+  job.spec.priority = 77;
+  job.spec.max_attempts = 5;
+  job.spec.upscale.input = "shots/sh010/plate.mov";
+  job.spec.upscale.output = "out/sh010_x4.mov";
+  job.spec.upscale.model = "realesr-x4";
+  job.spec.upscale.scale = 4;
+  job.spec.upscale.chunk_frames = 24;
+  job.spec.upscale.overwrite = true;
+  job.spec.upscale.crf = 21;
+  job.input_info = {1920, 1080,   1234567890123, 24000,
+                    1001, "h264", "yuv420p10le"};
+  job.state = JobState::kRunning;
+  job.error = "not yet";
+  job.created_unix_ms = 1700000000123;
+  job.started_unix_ms = 1700000000456;
+  job.finished_unix_ms = 1700000000789;
+  return job;
+}
+
+// `n` tasks given in reverse index order; the last (index n-1) assembles.
+std::vector<Task> MakeTasks(int n) {
+  std::vector<Task> tasks;
+  for (int i = n - 1; i >= 0; --i) {
+    Task t;
+    t.job_id = 777;  // ignored by CreateJob
+    t.index = i;
+    t.kind = i == n - 1 ? TaskKind::kAssemble : TaskKind::kChunk;
+    t.frame_begin = i * 24;
+    t.frame_end = i * 24 + 24;
+    t.state = TaskState::kLeased;
+    t.attempts = i + 1;
+    t.workers = {"w-" + std::to_string(i), "gpu-box/2"};
+    t.error = "err " + std::to_string(i);
+    t.model_digest = "sha256:" + std::to_string(i);
+    t.seconds = 0.125 * (i + 1);
+    tasks.push_back(t);
+  }
+  return tasks;
+}
+
+void CheckSameJob(const Job& got, const Job& want) {
+  CHECK(got.id == want.id);
+  CHECK(got.spec.name == want.spec.name);
+  CHECK(got.spec.project == want.spec.project);
+  CHECK(got.spec.priority == want.spec.priority);
+  CHECK(got.spec.max_attempts == want.spec.max_attempts);
+  const UpscaleSpec& g = got.spec.upscale;
+  const UpscaleSpec& w = want.spec.upscale;
+  CHECK(g.input == w.input);
+  CHECK(g.output == w.output);
+  CHECK(g.model == w.model);
+  CHECK(g.scale == w.scale);
+  CHECK(g.chunk_frames == w.chunk_frames);
+  CHECK(g.overwrite == w.overwrite);
+  CHECK(g.crf == w.crf);
+  CHECK(got.input_info.width == want.input_info.width);
+  CHECK(got.input_info.height == want.input_info.height);
+  CHECK(got.input_info.frame_count == want.input_info.frame_count);
+  CHECK(got.input_info.fps_num == want.input_info.fps_num);
+  CHECK(got.input_info.fps_den == want.input_info.fps_den);
+  CHECK(got.input_info.codec == want.input_info.codec);
+  CHECK(got.input_info.pixel_format == want.input_info.pixel_format);
+  CHECK(got.state == want.state);
+  CHECK(got.error == want.error);
+  CHECK(got.created_unix_ms == want.created_unix_ms);
+  CHECK(got.started_unix_ms == want.started_unix_ms);
+  CHECK(got.finished_unix_ms == want.finished_unix_ms);
+}
+
+void CheckSameTask(const Task& got, const Task& want) {
+  CHECK(got.job_id == want.job_id);
+  CHECK(got.index == want.index);
+  CHECK(got.kind == want.kind);
+  CHECK(got.frame_begin == want.frame_begin);
+  CHECK(got.frame_end == want.frame_end);
+  CHECK(got.state == want.state);
+  CHECK(got.attempts == want.attempts);
+  CHECK(got.workers == want.workers);
+  CHECK(got.error == want.error);
+  CHECK(got.model_digest == want.model_digest);
+  CHECK(got.seconds == want.seconds);
+}
+
+JobStore::Snapshot Load(JobStore& store) {
+  absl::StatusOr<JobStore::Snapshot> snapshot = store.LoadAll();
+  INFO(snapshot.status().ToString());
+  REQUIRE(snapshot.ok());
+  return std::move(snapshot).value();
+}
+
+int64_t Create(JobStore& store, const Job& job,
+               const std::vector<Task>& tasks) {
+  absl::StatusOr<int64_t> id = store.CreateJob(job, tasks);
+  INFO(id.status().ToString());
+  REQUIRE(id.ok());
+  return *id;
+}
+
+// The stored form of `tasks` of job `id`, in index order.
+std::vector<Task> Stored(std::vector<Task> tasks, int64_t id) {
+  std::sort(tasks.begin(), tasks.end(),
+            [](const Task& a, const Task& b) { return a.index < b.index; });
+  for (Task& t : tasks) t.job_id = id;
+  return tasks;
+}
+
+TEST_CASE(
+    "JobStore round-trips every field of new jobs and their tasks, in order",
+    "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  TempDir dir;
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
+  const Job first = MakeJob("first");
+  const Job second = MakeJob("second");
+  const int64_t id1 = Create(*store, first, MakeTasks(3));
+  const int64_t id2 = Create(*store, second, MakeTasks(2));
+  const int64_t id3 = Create(*store, MakeJob("no tasks"), {});
+  CHECK(id1 > 0);
+  CHECK(id2 > id1);
+  CHECK(id3 > id2);
+
+  const JobStore::Snapshot snap = Load(*store);
+  REQUIRE(snap.jobs.size() == 3);
+  Job want1 = first, want2 = second;
+  want1.id = id1;
+  want2.id = id2;
+  CheckSameJob(snap.jobs[0], want1);
+  CheckSameJob(snap.jobs[1], want2);
+  CHECK(snap.jobs[2].id == id3);
+
+  std::vector<Task> want = Stored(MakeTasks(3), id1);
+  for (const Task& t : Stored(MakeTasks(2), id2)) want.push_back(t);
+  REQUIRE(snap.tasks.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i)
+    CheckSameTask(snap.tasks[i], want[i]);
+}
+
+TEST_CASE("JobStore updates of jobs and tasks are visible in LoadAll",
+          "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  TempDir dir;
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
+  Job job = MakeJob("update me");
+  job.id = Create(*store, job, MakeTasks(2));
+
+  job.state = JobState::kFailed;
+  job.error = "task 1 failed 3 times; see worker logs";
+  job.started_unix_ms = 11;
+  job.finished_unix_ms = 22;
+  REQUIRE(store->UpdateJob(job).ok());
+
+  std::vector<Task> tasks = Stored(MakeTasks(2), job.id);
+  tasks[1].state = TaskState::kFailed;
+  tasks[1].attempts = 3;
+  tasks[1].workers = {"a", "b", "c"};
+  tasks[1].error = "CUDA out of memory";
+  tasks[1].model_digest = "sha256:feed";
+  tasks[1].seconds = 12.5;
+  REQUIRE(store->UpdateTask(tasks[1]).ok());
+  tasks[0].state = TaskState::kSucceeded;
+  tasks[0].workers.clear();
+  tasks[0].error.clear();
+  REQUIRE(store->UpdateTask(tasks[0]).ok());
+
+  const JobStore::Snapshot snap = Load(*store);
+  REQUIRE(snap.jobs.size() == 1);
+  CheckSameJob(snap.jobs[0], job);
+  REQUIRE(snap.tasks.size() == 2);
+  CheckSameTask(snap.tasks[0], tasks[0]);
+  CheckSameTask(snap.tasks[1], tasks[1]);
+}
+
+TEST_CASE("JobStore update of a missing job or task is NOT_FOUND",
+          "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  TempDir dir;
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
+  const int64_t id = Create(*store, MakeJob("only"), MakeTasks(2));
+
+  Job ghost = MakeJob("ghost");
+  ghost.id = id + 100;
+  CHECK(store->UpdateJob(ghost).code() == absl::StatusCode::kNotFound);
+  Task task = Stored(MakeTasks(2), id)[0];
+  task.index = 2;  // the job exists, the index does not
+  CHECK(store->UpdateTask(task).code() == absl::StatusCode::kNotFound);
+  task.job_id = id + 100;
+  task.index = 0;
+  CHECK(store->UpdateTask(task).code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("JobStore refuses tasks that repeat an index and stores nothing",
+          "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  TempDir dir;
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
+  std::vector<Task> tasks = MakeTasks(3);
+  tasks[2].index = tasks[0].index;
+  CHECK(store->CreateJob(MakeJob("dup"), tasks).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  const JobStore::Snapshot snap = Load(*store);
+  CHECK(snap.jobs.empty());
+  CHECK(snap.tasks.empty());
+}
+
+TEST_CASE("JobStore keeps every create and update from 4 threads",
+          "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  TempDir dir;
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
+  constexpr int kThreads = 4, kJobsEach = 50, kTasks = 3;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int j = 0; j < kJobsEach; ++j) {
+        Job job = MakeJob("t" + std::to_string(t) + "-" + std::to_string(j));
+        absl::StatusOr<int64_t> id = store->CreateJob(job, MakeTasks(kTasks));
+        if (!id.ok()) {
+          ++failures;
+          continue;
+        }
+        job.id = *id;
+        job.state = JobState::kSucceeded;
+        job.finished_unix_ms = *id;
+        if (!store->UpdateJob(job).ok()) ++failures;
+        for (Task task : Stored(MakeTasks(kTasks), *id)) {
+          task.state = TaskState::kSucceeded;
+          task.workers = {"thread-" + std::to_string(t)};
+          task.model_digest = "digest-" + std::to_string(*id);
+          if (!store->UpdateTask(task).ok()) ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  CHECK(failures == 0);
+
+  const JobStore::Snapshot snap = Load(*store);
+  REQUIRE(snap.jobs.size() == kThreads * kJobsEach);
+  REQUIRE(snap.tasks.size() == kThreads * kJobsEach * kTasks);
+  int bad = 0;
+  for (size_t i = 0; i < snap.jobs.size(); ++i) {
+    const Job& job = snap.jobs[i];
+    if (i > 0 && job.id <= snap.jobs[i - 1].id) ++bad;
+    if (job.state != JobState::kSucceeded || job.finished_unix_ms != job.id)
+      ++bad;
+  }
+  for (size_t i = 0; i < snap.tasks.size(); ++i) {
+    const Task& task = snap.tasks[i];
+    if (task.job_id != snap.jobs[i / kTasks].id ||
+        task.index != int(i % kTasks))
+      ++bad;
+    if (task.state != TaskState::kSucceeded || task.workers.size() != 1 ||
+        task.model_digest != "digest-" + std::to_string(task.job_id)) {
+      ++bad;
+    }
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("SqliteJobStore keeps data across reopen and never reuses ids",
+          "[unit][store]") {
+  TempDir dir;
+  Job job = MakeJob("durable");
+  int64_t last = 0;
+  {
+    std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
+    job.id = Create(*store, job, MakeTasks(2));
+    job.state = JobState::kSucceeded;
+    REQUIRE(store->UpdateJob(job).ok());
+    last = Create(*store, MakeJob("to delete"), MakeTasks(1));
+  }
+  // Deleting the newest job behind the store's back must not free its id.
+  const std::string id = std::to_string(last);
+  RawSql(DbPath(dir), "DELETE FROM tasks WHERE job_id = " + id +
+                          "; DELETE FROM jobs WHERE id = " + id);
+  std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
+  const JobStore::Snapshot snap = Load(*store);
+  REQUIRE(snap.jobs.size() == 1);
+  CheckSameJob(snap.jobs[0], job);
+  REQUIRE(snap.tasks.size() == 2);
+  CheckSameTask(snap.tasks[1], Stored(MakeTasks(2), job.id)[1]);
+  CHECK(Create(*store, MakeJob("after"), {}) > last);
+}
+
+TEST_CASE("SqliteJobStore keeps an acknowledged job when the process is killed",
+          "[unit][store]") {
+  TempDir dir;
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {  // child: no Catch2 here
+    auto store = OpenSqliteJobStore(DbPath(dir));
+    if (!store.ok() ||
+        !(*store)->CreateJob(MakeJob("acked"), MakeTasks(2)).ok()) {
+      _exit(1);
+    }
+    kill(getpid(), SIGKILL);  // no destructors, no close
+    _exit(2);
+  }
+  int wstatus = 0;
+  REQUIRE(waitpid(pid, &wstatus, 0) == pid);
+  REQUIRE(WIFSIGNALED(wstatus));
+  std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
+  const JobStore::Snapshot snap = Load(*store);
+  REQUIRE(snap.jobs.size() == 1);
+  CHECK(snap.jobs[0].spec.name == "acked");
+  CHECK(snap.tasks.size() == 2);
+}
+
+TEST_CASE("SqliteJobStore in a missing or unwritable folder is UNAVAILABLE",
+          "[unit][store]") {
+  TempDir dir;
+  const std::string missing =
+      (dir.path() / "no-such-folder" / "jobs.db").string();
+  absl::StatusOr<std::unique_ptr<JobStore>> store = OpenSqliteJobStore(missing);
+  CHECK(store.status().code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains(missing));
+
+  if (geteuid() == 0) {
+    WARN(
+        "running as root: permissions are not enforced, skipping unwritable "
+        "case");
+    return;
+  }
+  const std::filesystem::path locked = dir.path() / "locked";
+  std::filesystem::create_directory(locked);
+  REQUIRE(chmod(locked.c_str(), 0500) == 0);
+  const std::string path = (locked / "jobs.db").string();
+  store = OpenSqliteJobStore(path);
+  chmod(locked.c_str(), 0700);
+  CHECK(store.status().code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains(path));
+}
+
+TEST_CASE("SqliteJobStore is in WAL mode with schema version 1",
+          "[unit][store]") {
+  TempDir dir;
+  std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
+  CHECK(RawSql(DbPath(dir), "PRAGMA journal_mode") == "wal");
+  CHECK(RawSql(DbPath(dir), "SELECT MAX(version) FROM schema_version") == "1");
+  store.reset();
+  store = OpenStore("sqlite", dir);  // reopening applies no step twice
+  CHECK(RawSql(DbPath(dir), "SELECT COUNT(*) FROM schema_version") == "1");
+}
+
+TEST_CASE("SqliteJobStore refuses a schema newer than it knows",
+          "[unit][store]") {
+  TempDir dir;
+  OpenStore("sqlite", dir).reset();
+  RawSql(DbPath(dir), "INSERT INTO schema_version VALUES(99, 0)");
+  absl::StatusOr<std::unique_ptr<JobStore>> store =
+      OpenSqliteJobStore(DbPath(dir));
+  CHECK(store.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains("'99'"));
+}
+
+TEST_CASE("SqliteJobStore reports a damaged stored row as INTERNAL",
+          "[unit][store]") {
+  TempDir dir;
+  std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
+  const int64_t id = Create(*store, MakeJob("victim"), MakeTasks(1));
+  SECTION("spec is not JSON") {
+    RawSql(DbPath(dir), "UPDATE jobs SET spec = 'not json'");
+  }
+  SECTION("workers is not a list of names") {
+    RawSql(DbPath(dir), "UPDATE tasks SET workers = '[1, 2]'");
+  }
+  SECTION("state is out of range") {
+    RawSql(DbPath(dir), "UPDATE jobs SET state = 42");
+  }
+  absl::StatusOr<JobStore::Snapshot> snap = store->LoadAll();
+  CHECK(snap.status().code() == absl::StatusCode::kInternal);
+  CHECK_THAT(
+      std::string(snap.status().message()),
+      Catch::Contains(std::to_string(id)) && Catch::Contains(DbPath(dir)));
+}
+
+}  // namespace
+}  // namespace reelfarm::scheduler

@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
 
   auto storage = common::Storage::Open(storage_root);
   if (!storage.ok()) {
-    spdlog::error("{}", storage.status().message());
+    spdlog::error("{}", std::string(storage.status().message()));
     return 1;
   }
 

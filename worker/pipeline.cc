@@ -32,7 +32,7 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-TaskReport Failure(const absl::Status& st, std::string_view context) {
+TaskReport Failure(const absl::Status& st, absl::string_view context) {
   TaskReport r;
   r.ok = false;
   r.error = absl::StrCat(context, st.message());
