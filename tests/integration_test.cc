@@ -1,0 +1,273 @@
+// End to end on a real farm: server and worker processes on loopback, a clip made with
+// ffmpeg's testsrc2, outputs checked frame by frame against an independent bicubic ×2.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/testing/farm.h"
+#include "tests/testing/fixtures.h"
+#include "tests/testing/models.h"
+#include "worker/media/media.h"
+
+namespace fs = std::filesystem;
+using namespace reelfarm;
+using testing::Farm;
+
+namespace {
+
+v1::JobSpec UpscaleSpec(const std::string& input, const std::string& output, int chunk,
+                        const std::string& model = "bicubic", int scale = 2) {
+  v1::JobSpec spec;
+  auto* u = spec.mutable_upscale();
+  u->set_input(input);
+  u->set_output(output);
+  u->set_model(model);
+  u->set_scale(scale);
+  u->set_chunk_frames(chunk);
+  return spec;
+}
+
+// Checks what a user would: size, frame count, frame rate, decodable to the end, and
+// every frame close to an independent upscale of its own source frame, closer than to
+// the neighbouring source frames (nothing lost, doubled or reordered at chunk seams).
+void CheckUpscaledClip(const fs::path& source, const fs::path& output, int frames,
+                       const std::string& reference_filter, double min_psnr) {
+  REQUIRE(fs::exists(output));
+  auto info = media::ProbeVideo(output.string());
+  REQUIRE(info.ok());
+  CHECK(info->width == 640);
+  CHECK(info->height == 360);
+  CHECK(info->frame_count == frames);
+  CHECK(info->fps_num == 24);
+  CHECK(info->fps_den == 1);
+
+  int status = 0;
+  std::string errors = testing::Capture(
+      "ffmpeg -nostdin -v error -i '" + output.string() + "' -f null - 2>&1", &status);
+  CHECK(status == 0);
+  CHECK(errors.empty());
+
+  int w = 0, h = 0;
+  auto out = testing::DecodeRgb(output, "", &w, &h);
+  auto ref = testing::DecodeRgb(source, reference_filter, &w, &h);
+  REQUIRE(out.size() == static_cast<size_t>(frames));
+  REQUIRE(ref.size() == static_cast<size_t>(frames));
+  double worst = 1e9;
+  int misplaced = 0;
+  for (int i = 0; i < frames; ++i) {
+    double own = testing::Psnr(out[i], ref[i]);
+    worst = std::min(worst, own);
+    if (i > 0 && testing::Psnr(out[i], ref[i - 1]) >= own) ++misplaced;
+    if (i + 1 < frames && testing::Psnr(out[i], ref[i + 1]) >= own) ++misplaced;
+  }
+  INFO("lowest PSNR against the reference: " << worst << " dB");
+  CHECK(worst >= min_psnr);
+  CHECK(misplaced == 0);
+}
+
+std::set<std::string> ChunkWorkers(const v1::Job& job) {
+  std::set<std::string> workers;
+  for (const auto& t : job.tasks()) {
+    if (t.kind() == v1::TASK_KIND_CHUNK) workers.insert(t.worker());
+  }
+  return workers;
+}
+
+}  // namespace
+
+TEST_CASE("an upscale job runs end to end on two workers", "[integration]") {
+  testing::TempDir dir;
+  testing::WriteNearestX2Model(dir.path() / "models", "nearest2x");
+  const std::string model_path = (dir.path() / "models").string();
+  Farm farm(dir.path() / "farm", {"--model-path", model_path});
+  testing::MakeTestClip(farm.storage() / "plates/sh010.mp4", 320, 180, 96);
+  farm.StartWorker("w1", {"--model-path", model_path});
+  farm.StartWorker("w2", {"--model-path", model_path});
+  farm.WaitForWorkers(2);
+
+  v1::SubmitJobResponse resp;
+  grpc::Status st = farm.Submit(UpscaleSpec("plates/sh010.mp4", "renders/sh010_x2.mp4", 24),
+                                &resp);
+  REQUIRE(st.ok());
+  CHECK(resp.job().tasks_total() == 5);  // 4 chunks + assemble
+  CHECK(resp.job().input_info().frame_count() == 96);
+
+  v1::Job job = farm.WaitForJob(resp.job_id());
+  REQUIRE(job.state() == v1::JOB_STATE_SUCCEEDED);
+  CHECK(job.frames_done() == 96);
+  CHECK(job.tasks_done() == 5);
+  CHECK(ChunkWorkers(job) == std::set<std::string>{"w1", "w2"});
+
+  CheckUpscaledClip(farm.storage() / "plates/sh010.mp4",
+                    farm.storage() / "renders/sh010_x2.mp4", 96,
+                    "scale=640:360:flags=bicubic", 35.0);
+
+  // Provenance sidecar, and no debris left behind.
+  std::ifstream side(farm.storage() / "renders/sh010_x2.mp4.json");
+  REQUIRE(side);
+  nlohmann::json prov = nlohmann::json::parse(side);
+  CHECK(prov["job_id"] == resp.job_id());
+  CHECK(prov["model"]["digest"] == "builtin:bicubic");
+  CHECK(prov["chunks"].size() == 4);
+  CHECK(prov["spec"]["input"] == "plates/sh010.mp4");
+  CHECK(prov["software"]["ffmpeg"].get<std::string>().find("lavc") != std::string::npos);
+  CHECK_FALSE(fs::exists(farm.storage() / ".reelfarm/jobs" / std::to_string(resp.job_id())));
+  for (const auto& e : fs::directory_iterator(farm.storage() / "renders")) {
+    CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);
+  }
+
+  SECTION("a TorchScript model package runs through the same farm") {
+    v1::SubmitJobResponse r2;
+    REQUIRE(farm.Submit(UpscaleSpec("plates/sh010.mp4", "renders/sh010_nn.mp4", 48,
+                                    "nearest2x"),
+                        &r2)
+                .ok());
+    v1::Job j2 = farm.WaitForJob(r2.job_id());
+    REQUIRE(j2.state() == v1::JOB_STATE_SUCCEEDED);
+    CheckUpscaledClip(farm.storage() / "plates/sh010.mp4",
+                      farm.storage() / "renders/sh010_nn.mp4", 96,
+                      "scale=640:360:flags=neighbor", 30.0);
+    std::ifstream side2(farm.storage() / "renders/sh010_nn.mp4.json");
+    nlohmann::json p2 = nlohmann::json::parse(side2);
+    CHECK(p2["model"]["digest"].get<std::string>().rfind("sha256:", 0) == 0);
+  }
+}
+
+TEST_CASE("a worker killed while it holds a lease costs only its chunk", "[integration]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  testing::MakeTestClip(farm.storage() / "plates/sh020.mp4", 320, 180, 96);
+  // A slow model (50 ms a frame) so that the kill lands mid-chunk.
+  farm.StartWorker("w1", {"--frame-delay-ms", "50"});
+  farm.StartWorker("w2", {"--frame-delay-ms", "50"});
+  farm.WaitForWorkers(2);
+
+  v1::SubmitJobResponse resp;
+  REQUIRE(farm.Submit(UpscaleSpec("plates/sh020.mp4", "renders/sh020_x2.mp4", 12), &resp)
+              .ok());
+  // Wait until w1 is part-way through a chunk, then SIGKILL it.
+  int victim = -1;
+  for (int i = 0; i < 600 && victim < 0; ++i) {
+    v1::Job job = farm.Get(resp.job_id());
+    for (const auto& t : job.tasks()) {
+      if (t.state() == v1::TASK_STATE_LEASED && t.worker() == "w1" && t.frames_done() > 0 &&
+          t.frames_done() < t.frame_end() - t.frame_begin()) {
+        victim = t.index();
+      }
+    }
+    if (victim < 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(victim >= 0);
+  farm.KillWorker("w1", SIGKILL);
+
+  v1::Job job = farm.WaitForJob(resp.job_id());
+  REQUIRE(job.state() == v1::JOB_STATE_SUCCEEDED);
+  const v1::Task& t = job.tasks(victim);
+  CHECK(t.state() == v1::TASK_STATE_SUCCEEDED);
+  CHECK(t.attempts() >= 2);
+  REQUIRE(t.workers_size() >= 2);
+  CHECK(t.workers(0) == "w1");
+  CHECK(t.workers(t.workers_size() - 1) == "w2");
+  CheckUpscaledClip(farm.storage() / "plates/sh020.mp4",
+                    farm.storage() / "renders/sh020_x2.mp4", 96,
+                    "scale=640:360:flags=bicubic", 35.0);
+}
+
+// Bad input: one farm (no workers needed) answers every class with its code and a
+// message naming the field.
+namespace {
+
+Farm& ValidationFarm() {
+  static testing::TempDir* dir = new testing::TempDir;
+  static Farm* farm = [] {
+    auto* f = new Farm(dir->path() / "farm");
+    testing::MakeTestClip(f->storage() / "plates/good.mp4", 64, 36, 12);
+    std::ofstream(f->storage() / "plates/notes.mp4") << "this is a text file, not a movie\n";
+    // A truncated movie: the first 2 KiB of a real one.
+    testing::MakeTestClip(f->storage() / "plates/full.mp4", 320, 180, 48);
+    std::ifstream in(f->storage() / "plates/full.mp4", std::ios::binary);
+    std::string bytes(2048, '\0');
+    in.read(bytes.data(), 2048);
+    std::ofstream(f->storage() / "plates/truncated.mp4", std::ios::binary) << bytes;
+    REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i sine=d=1 '" +
+                         (f->storage() / "plates/audio.m4a").string() + "'") == 0);
+    return f;
+  }();
+  return *farm;
+}
+
+void ExpectRefused(const v1::JobSpec& spec, grpc::StatusCode code, const std::string& needle) {
+  v1::SubmitJobResponse resp;
+  grpc::Status st = ValidationFarm().Submit(spec, &resp);
+  INFO("message: " << st.error_message());
+  CHECK(st.error_code() == code);
+  CHECK(st.error_message().find(needle) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("bad specs are INVALID_ARGUMENT naming the field", "[integration][validation]") {
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mp4", 24, "bicubic", 5),
+                grpc::StatusCode::INVALID_ARGUMENT, "upscale.scale is 5");
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mp4", 0),
+                grpc::StatusCode::INVALID_ARGUMENT, "upscale.chunk_frames is 0");
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mp4", -3),
+                grpc::StatusCode::INVALID_ARGUMENT, "upscale.chunk_frames is -3");
+  ExpectRefused(v1::JobSpec(), grpc::StatusCode::INVALID_ARGUMENT, "spec is empty");
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mov", 24),
+                grpc::StatusCode::INVALID_ARGUMENT, "upscale.output");
+}
+
+TEST_CASE("a missing input or model is NOT_FOUND naming it", "[integration][validation]") {
+  ExpectRefused(UpscaleSpec("plates/missing.mp4", "out/a.mp4", 24),
+                grpc::StatusCode::NOT_FOUND, "upscale.input 'plates/missing.mp4'");
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mp4", 24, "esrgan-nope"),
+                grpc::StatusCode::NOT_FOUND, "upscale.model 'esrgan-nope'");
+}
+
+TEST_CASE("an input that is not a readable video is FAILED_PRECONDITION",
+          "[integration][validation]") {
+  ExpectRefused(UpscaleSpec("plates/notes.mp4", "out/a.mp4", 24),
+                grpc::StatusCode::FAILED_PRECONDITION, "upscale.input 'plates/notes.mp4'");
+  ExpectRefused(UpscaleSpec("plates/truncated.mp4", "out/a.mp4", 24),
+                grpc::StatusCode::FAILED_PRECONDITION, "upscale.input 'plates/truncated.mp4'");
+  ExpectRefused(UpscaleSpec("plates/audio.m4a", "out/a.mp4", 24),
+                grpc::StatusCode::FAILED_PRECONDITION, "no video stream");
+}
+
+TEST_CASE("paths outside the storage root are PERMISSION_DENIED", "[integration][validation]") {
+  ExpectRefused(UpscaleSpec("/etc/passwd", "out/a.mp4", 24),
+                grpc::StatusCode::PERMISSION_DENIED, "upscale.input '/etc/passwd'");
+  ExpectRefused(UpscaleSpec("plates/../../secret.mp4", "out/a.mp4", 24),
+                grpc::StatusCode::PERMISSION_DENIED, "upscale.input");
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "../escape.mp4", 24),
+                grpc::StatusCode::PERMISSION_DENIED, "upscale.output '../escape.mp4'");
+}
+
+TEST_CASE("reelctl reports a refused submit with its code and exit status 4",
+          "[integration][validation]") {
+  Farm& farm = ValidationFarm();
+  int status = 0;
+  std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --server " +
+                                         farm.address() +
+                                         " submit upscale --input /etc/passwd --output "
+                                         "out/a.mp4 --scale 2 2>&1",
+                                     &status);
+  CHECK(status == 4);
+  CHECK(out.find("PERMISSION_DENIED") != std::string::npos);
+  CHECK(out.find("upscale.input") != std::string::npos);
+  // A usage error is exit status 2.
+  testing::Capture(std::string(REELFARM_REELCTL_BIN) + " submit upscale --scale 2 2>&1",
+                   &status);
+  CHECK(status == 2);
+  // An unreachable server is exit status 3.
+  testing::Capture(std::string(REELFARM_REELCTL_BIN) +
+                       " --server 127.0.0.1:1 list 2>&1",
+                   &status);
+  CHECK(status == 3);
+}

@@ -65,6 +65,12 @@ absl::Status AvError(absl::StatusCode code, int errnum, const std::string& what,
 absl::StatusOr<AvFramePtr> AllocFrame();
 absl::StatusOr<AvPacketPtr> AllocPacket();
 
+// True when the decoder reported errors in `frame` (it concealed damage, or a reference
+// frame was missing): its pixels are not the file's.
+inline bool DecodedWithErrors(const AVFrame& frame) {
+  return frame.decode_error_flags != 0 || (frame.flags & AV_FRAME_FLAG_CORRUPT) != 0;
+}
+
 // The stream's frame rate: avg_frame_rate, else r_frame_rate, else {0, 1} (unknown).
 AVRational StreamFrameRate(const AVStream& stream);
 

@@ -32,6 +32,12 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
         "': no video frame decodes (the file is truncated or its video stream is corrupt); "
         "give a complete video file");
   }
+  if (DecodedWithErrors(*frame)) {
+    return absl::FailedPreconditionError(
+        "input '" + path +
+        "': its first video frame is damaged (the decoder had to conceal errors); give an "
+        "intact video file");
+  }
   const AVStream& stream = input->stream();
   const AVCodecParameters& par = *stream.codecpar;
   const AVRational fps = StreamFrameRate(stream);

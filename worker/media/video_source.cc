@@ -1,3 +1,4 @@
+#include <cstdio>
 // OpenVideoSource: frames [begin, end) of a movie as planar float RGB.
 #include <cstdint>
 #include <memory>
@@ -202,7 +203,7 @@ absl::Status VideoSource::Open() {
 absl::Status VideoSource::Start() {
   if (begin_ == 0 || fps_.num <= 0 || time_base_.num <= 0) return absl::OkStatus();
   const int64_t target = start_pts_ + av_rescale_q(begin_, av_inv_q(fps_), time_base_);
-  if (input_->SeekBackward(target)) {
+  if (input_->SeekBackward(target)) { fprintf(stderr, "DBG seek begin=%ld target=%ld\n", (long)begin_, (long)target);
     seeked_ = true;
     check_seek_ = true;
     return absl::OkStatus();
@@ -210,7 +211,7 @@ absl::Status VideoSource::Start() {
   return Restart();  // the demuxer cannot seek: a failed seek may have moved it
 }
 
-absl::Status VideoSource::Restart() { return Open(); }
+absl::Status VideoSource::Restart() { fprintf(stderr, "DBG restart begin=%ld\n", (long)begin_); return Open(); }
 
 int64_t VideoSource::TimestampIndex(int64_t timestamp) const {
   return av_rescale_rnd(timestamp - start_pts_, int64_t{time_base_.num} * fps_.num,
@@ -250,8 +251,14 @@ absl::StatusOr<bool> VideoSource::Next(Frame* frame) {
     ASSIGN_OR_RETURN(int64_t index, IndexOf(*decoded_));
     if (index == kRestarted) continue;
     if (index > last_index_) last_index_ = index;
-    if (index < next_) continue;  // before the range, or a repeated timestamp
+    if (index < next_) continue;
+    if (index == begin_) fprintf(stderr, "DBG first of %ld decoded after %ld frames (key pts %ld)\n", (long)begin_, (long)decoded_since_open_, (long)input_->first_packet_pts());  // before the range, or a repeated timestamp
     if (index > next_) return Gap(index);
+    if (DecodedWithErrors(*decoded_)) {
+      return absl::FailedPreconditionError(
+          "input '" + path_ + "': frame " + std::to_string(index) +
+          " is damaged (the decoder had to conceal errors); give an intact file");
+    }
     RETURN_IF_ERROR(converter_.Convert(
         *decoded_, "input '" + path_ + "' frame " + std::to_string(index), frame));
     frame->index = next_++;

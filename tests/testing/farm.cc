@@ -1,0 +1,155 @@
+#include "tests/testing/farm.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+extern char** environ;
+
+namespace reelfarm::testing {
+namespace fs = std::filesystem;
+
+Farm::Farm(fs::path dir, std::vector<std::string> server_args)
+    : dir_(std::move(dir)), storage_(dir_ / "storage") {
+  fs::create_directories(storage_);
+  const fs::path port_file = dir_ / "server.port";
+  std::vector<std::string> argv = {REELFARM_SERVER_BIN,
+                                   "--listen", "127.0.0.1:0",
+                                   "--port-file", port_file.string(),
+                                   "--data-dir", dir_.string(),
+                                   "--metrics-listen", "",
+                                   "--lease-seconds", "5"};
+  argv.insert(argv.end(), server_args.begin(), server_args.end());
+  server_pid_ = Spawn(argv, "server.log");
+  for (int i = 0; i < 300 && !fs::exists(port_file); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!fs::exists(port_file)) DumpLogs();
+  REQUIRE(fs::exists(port_file));
+  std::ifstream(port_file) >> port_;
+  REQUIRE(port_ > 0);
+  stub_ = v1::JobService::NewStub(
+      grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+}
+
+Farm::~Farm() {
+  auto stop = [](pid_t pid) {
+    if (pid <= 0) return;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 200; ++i) {
+      if (waitpid(pid, nullptr, WNOHANG) != 0) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  };
+  for (auto& [name, pid] : workers_) stop(pid);
+  stop(server_pid_);
+}
+
+pid_t Farm::Spawn(const std::vector<std::string>& argv, const std::string& log_name) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  const std::string log = (dir_ / log_name).string();
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  REQUIRE(rc == 0);
+  return pid;
+}
+
+void Farm::StartWorker(const std::string& name, std::vector<std::string> extra_args) {
+  std::vector<std::string> argv = {REELFARM_WORKER_BIN,
+                                   "--server", address(),
+                                   "--name", name,
+                                   "--storage-root", storage_.string(),
+                                   "--threads", "1"};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  workers_[name] = Spawn(argv, "worker-" + name + ".log");
+}
+
+void Farm::KillWorker(const std::string& name, int signal) {
+  auto it = workers_.find(name);
+  REQUIRE(it != workers_.end());
+  kill(it->second, signal);
+  waitpid(it->second, nullptr, 0);
+  workers_.erase(it);
+}
+
+void Farm::WaitForWorkers(int n) {
+  int connected = 0;
+  for (int i = 0; i < 600; ++i) {
+    grpc::ClientContext ctx;
+    v1::ListWorkersResponse resp;
+    if (stub_->ListWorkers(&ctx, v1::ListWorkersRequest(), &resp).ok()) {
+      connected = resp.workers_size();
+      if (connected >= n) return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  DumpLogs();
+  FAIL("only " << connected << " of " << n << " workers connected");
+}
+
+grpc::Status Farm::Submit(const v1::JobSpec& spec, v1::SubmitJobResponse* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::SubmitJobRequest req;
+  *req.mutable_spec() = spec;
+  return stub_->SubmitJob(&ctx, req, resp);
+}
+
+v1::Job Farm::Get(int64_t id) {
+  grpc::ClientContext ctx;
+  v1::GetJobRequest req;
+  req.set_job_id(id);
+  v1::Job job;
+  grpc::Status st = stub_->GetJob(&ctx, req, &job);
+  REQUIRE(st.ok());
+  return job;
+}
+
+v1::Job Farm::WaitForJob(int64_t id, std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  v1::Job job;
+  while (std::chrono::steady_clock::now() < deadline) {
+    job = Get(id);
+    if (job.state() == v1::JOB_STATE_SUCCEEDED || job.state() == v1::JOB_STATE_FAILED ||
+        job.state() == v1::JOB_STATE_CANCELLED) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (job.state() != v1::JOB_STATE_SUCCEEDED) DumpLogs();
+  return job;
+}
+
+void Farm::DumpLogs() const {
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    if (entry.path().extension() != ".log") continue;
+    std::ifstream in(entry.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    if (text.size() > 6000) text = "..." + text.substr(text.size() - 6000);
+    std::cerr << "==== " << entry.path().filename().string() << "\n" << text << "\n";
+  }
+}
+
+}  // namespace reelfarm::testing
