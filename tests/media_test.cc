@@ -251,6 +251,18 @@ TEST_CASE("OpenVideoSource seeks across keyframes", "[unit][media]") {
     REQUIRE(static_cast<int64_t>(frames.size()) == end - begin);
     CheckAgainstReference(frames, begin, reference, 45.0);
   }
+
+  // MPEG-TS seeks by byte position and lands between keyframes: the source must notice
+  // and decode from frame 0 instead of returning nothing or the wrong frames.
+  const fs::path ts = dir.path() / "gop12.ts";
+  REQUIRE(Run("ffmpeg -nostdin -v error -y -i '" + clip.string() + "' -c copy '" +
+              ts.string() + "'") == 0);
+  for (const auto& [begin, end] : {std::pair<int64_t, int64_t>{30, 40}, {35, 36}, {47, 48}}) {
+    INFO("MPEG-TS range [" << begin << ", " << end << ")");
+    const auto frames = ReadRange(ts, begin, end);
+    REQUIRE(static_cast<int64_t>(frames.size()) == end - begin);
+    CheckAgainstReference(frames, begin, reference, 45.0);
+  }
 }
 
 TEST_CASE("Segments from OpenH264Sink concatenate into the whole clip", "[unit][media]") {

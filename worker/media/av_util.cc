@@ -227,6 +227,7 @@ absl::Status VideoInput::FeedDecoder() {
     if (!any_packet_) {
       any_packet_ = true;
       first_packet_pts_ = packet_->pts;
+      first_packet_key_ = (packet_->flags & AV_PKT_FLAG_KEY) != 0;
     }
     const int64_t number = packets_read_++;
     ret = avcodec_send_packet(decoder_.get(), packet_.get());
@@ -267,6 +268,7 @@ bool VideoInput::SeekBackward(int64_t timestamp) {
   draining_ = false;
   any_packet_ = false;
   first_packet_pts_ = AV_NOPTS_VALUE;
+  first_packet_key_ = false;
   return true;
 }
 

@@ -112,6 +112,8 @@ class VideoInput final {
   // Pts of the first video packet read since Open or the last seek; AV_NOPTS_VALUE
   // when none was read or it had none.
   int64_t first_packet_pts() const { return first_packet_pts_; }
+  // Whether that packet was flagged as a keyframe.
+  bool first_packet_key() const { return first_packet_key_; }
 
  private:
   VideoInput(std::string path, AvInputPtr format, AVStream* stream,
@@ -128,6 +130,7 @@ class VideoInput final {
   bool any_packet_ = false;
   int64_t packets_read_ = 0;
   int64_t first_packet_pts_ = AV_NOPTS_VALUE;
+  bool first_packet_key_ = false;
 };
 
 }  // namespace reelfarm::media

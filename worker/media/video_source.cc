@@ -1,4 +1,3 @@
-#include <cstdio>
 // OpenVideoSource: frames [begin, end) of a movie as planar float RGB.
 #include <cstdint>
 #include <memory>
@@ -203,7 +202,7 @@ absl::Status VideoSource::Open() {
 absl::Status VideoSource::Start() {
   if (begin_ == 0 || fps_.num <= 0 || time_base_.num <= 0) return absl::OkStatus();
   const int64_t target = start_pts_ + av_rescale_q(begin_, av_inv_q(fps_), time_base_);
-  if (input_->SeekBackward(target)) { fprintf(stderr, "DBG seek begin=%ld target=%ld\n", (long)begin_, (long)target);
+  if (input_->SeekBackward(target)) {
     seeked_ = true;
     check_seek_ = true;
     return absl::OkStatus();
@@ -211,7 +210,7 @@ absl::Status VideoSource::Start() {
   return Restart();  // the demuxer cannot seek: a failed seek may have moved it
 }
 
-absl::Status VideoSource::Restart() { fprintf(stderr, "DBG restart begin=%ld\n", (long)begin_); return Open(); }
+absl::Status VideoSource::Restart() { return Open(); }
 
 int64_t VideoSource::TimestampIndex(int64_t timestamp) const {
   return av_rescale_rnd(timestamp - start_pts_, int64_t{time_base_.num} * fps_.num,
@@ -232,10 +231,12 @@ absl::StatusOr<int64_t> VideoSource::IndexOf(const AVFrame& decoded) {
   const int64_t index = TimestampIndex(timestamp);
   if (check_seek_) {
     check_seek_ = false;
-    // The seek landed after `begin_`: its keyframe (the first packet read) or the first
-    // frame out of the decoder is later. Decode from frame 0 instead.
+    // The seek did not land on a keyframe at or before `begin_`: the first packet read
+    // is no keyframe or a later one, or the first frame out of the decoder is later.
+    // Decode from frame 0 instead.
     const int64_t key_pts = input_->first_packet_pts();
-    const bool key_late = key_pts != AV_NOPTS_VALUE && TimestampIndex(key_pts) > begin_;
+    const bool key_late = !input_->first_packet_key() ||
+                          (key_pts != AV_NOPTS_VALUE && TimestampIndex(key_pts) > begin_);
     if (key_late || index > begin_) {
       RETURN_IF_ERROR(Restart());
       return kRestarted;
@@ -247,12 +248,15 @@ absl::StatusOr<int64_t> VideoSource::IndexOf(const AVFrame& decoded) {
 absl::StatusOr<bool> VideoSource::Next(Frame* frame) {
   while (next_ < end_) {
     ASSIGN_OR_RETURN(bool decoded, input_->ReadFrame(decoded_.get()));
+    if (!decoded && check_seek_) {  // the seek landed where nothing decodes
+      RETURN_IF_ERROR(Restart());
+      continue;
+    }
     if (!decoded) return PastEnd();
     ASSIGN_OR_RETURN(int64_t index, IndexOf(*decoded_));
     if (index == kRestarted) continue;
     if (index > last_index_) last_index_ = index;
-    if (index < next_) continue;
-    if (index == begin_) fprintf(stderr, "DBG first of %ld decoded after %ld frames (key pts %ld)\n", (long)begin_, (long)decoded_since_open_, (long)input_->first_packet_pts());  // before the range, or a repeated timestamp
+    if (index < next_) continue;  // before the range, or a repeated timestamp
     if (index > next_) return Gap(index);
     if (DecodedWithErrors(*decoded_)) {
       return absl::FailedPreconditionError(

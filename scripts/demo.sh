@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: installs the dependencies, builds, starts a
+# local farm (server + 2 workers, SQLite state, a local storage root), makes a sample
+# clip, upscales it ×2 through the farm, prints the output, and stops the farm.
+#   REELFARM_DEMO_DIR  data folder (default ./reelfarm-data)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-deps.sh
+bash scripts/build.sh reelfarm-server reelfarm-worker reelctl
+
+DATA=$(realpath -m "${REELFARM_DEMO_DIR:-reelfarm-data}")
+mkdir -p "$DATA/storage/samples"
+rm -f "$DATA/server.port"
+echo "== starting the local farm (state and storage under $DATA)"
+build/server/reelfarm-server --data-dir "$DATA" --listen 127.0.0.1:0 \
+  --port-file "$DATA/server.port" --local-workers 2 --metrics-listen "" \
+  >"$DATA/server.log" 2>&1 &
+SERVER_PID=$!
+stop_farm() {
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+}
+trap stop_farm EXIT
+for _ in $(seq 1 100); do [ -s "$DATA/server.port" ] && break; sleep 0.1; done
+if [ ! -s "$DATA/server.port" ]; then cat "$DATA/server.log"; exit 1; fi
+export REELFARM_SERVER="127.0.0.1:$(cat "$DATA/server.port")"
+
+echo "== making a sample clip: 96 frames of testsrc2, 320x180 at 24 fps"
+ffmpeg -nostdin -hide_banner -loglevel error -y -f lavfi -i testsrc2=s=320x180:r=24 \
+  -frames:v 96 -c:v libx264 -pix_fmt yuv420p "$DATA/storage/samples/sample.mp4"
+
+echo "== upscaling it x2 through the farm"
+build/cli/reelctl submit upscale --input samples/sample.mp4 \
+  --output renders/sample_x2.mp4 --scale 2 --model bicubic --chunk 24 --overwrite --watch
+
+OUT="$DATA/storage/renders/sample_x2.mp4"
+read -r W H N < <(ffprobe -v error -select_streams v:0 -count_frames \
+  -show_entries stream=width,height,nb_read_frames -of csv=p=0:s=' ' "$OUT")
+echo "== output: $OUT"
+echo "   resolution ${W}x${H}, ${N} frames (provenance: $OUT.json)"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test: installs the dependencies (apt-get), builds into build/, runs ctest.
+# [gpu] tests are left out (CI has no GPU); they skip themselves without CUDA anyway.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-deps.sh
+bash scripts/build.sh
+ctest --test-dir build --output-on-failure -j "${REELFARM_TEST_JOBS:-2}" --timeout 900
