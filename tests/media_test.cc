@@ -1,6 +1,8 @@
 // Tests for worker/media: probing, ranged decoding, H.264 segments and their concat.
 // Clips are made with ffmpeg's testsrc2; frames are compared with the ffmpeg tool's own
 // rgb24 decode.
+#include "worker/media/media.h"
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "tests/testing/fixtures.h"
-#include "worker/media/media.h"
 
 namespace reelfarm::media {
 namespace {
@@ -53,8 +54,7 @@ std::vector<Frame> ReadRange(const fs::path& path, int64_t begin, int64_t end) {
 // Each frame has index begin.. in order, matches the ffmpeg tool's decode of the same
 // frame to at least `min_psnr` dB.
 void CheckAgainstReference(const std::vector<Frame>& frames, int64_t begin,
-                           const std::vector<std::vector<uint8_t>>& reference,
-                           double min_psnr) {
+                           const std::vector<std::vector<uint8_t>>& reference, double min_psnr) {
   for (size_t i = 0; i < frames.size(); ++i) {
     const int64_t index = begin + static_cast<int64_t>(i);
     CHECK(frames[i].index == index);
@@ -102,14 +102,13 @@ TEST_CASE("ProbeVideo describes a testsrc2 clip exactly", "[unit][media]") {
   CHECK(info->pixel_format == "yuv420p");
 }
 
-TEST_CASE("ProbeVideo counts packets when the container has no frame count",
-          "[unit][media]") {
+TEST_CASE("ProbeVideo counts packets when the container has no frame count", "[unit][media]") {
   TempDir dir;
   const fs::path clip = dir.path() / "clip.mp4";
   MakeTestClip(clip, 320, 180, 30, 24);
   const fs::path mkv = dir.path() / "clip.mkv";
-  REQUIRE(Run("ffmpeg -nostdin -v error -y -i '" + clip.string() + "' -c copy '" +
-              mkv.string() + "'") == 0);
+  REQUIRE(Run("ffmpeg -nostdin -v error -y -i '" + clip.string() + "' -c copy '" + mkv.string() +
+              "'") == 0);
   auto info = ProbeVideo(mkv.string());
   INFO(info.status().ToString());
   REQUIRE(info.ok());
@@ -139,8 +138,7 @@ TEST_CASE("ProbeVideo refuses what is not a readable video", "[unit][media]") {
 
   SECTION("an audio-only file") {
     const fs::path audio = dir.path() / "tone.m4a";
-    REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i sine=d=1 '" + audio.string() +
-                "'") == 0);
+    REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i sine=d=1 '" + audio.string() + "'") == 0);
     auto info = ProbeVideo(audio.string());
     INFO(info.status().ToString());
     CHECK(info.status().code() == absl::StatusCode::kFailedPrecondition);
@@ -233,19 +231,20 @@ TEST_CASE("OpenVideoSource seeks across keyframes", "[unit][media]") {
   const fs::path clip = dir.path() / "gop12.mp4";
   REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=320x180:r=24 "
               "-frames:v 48 -c:v libx264 -crf 12 -g 12 -keyint_min 12 -sc_threshold 0 "
-              "-pix_fmt yuv420p '" + clip.string() + "'") == 0);
+              "-pix_fmt yuv420p '" +
+              clip.string() + "'") == 0);
   // Keyframes really are every 12 frames, so [30, 40) starts with a seek to 24 and
   // crosses the keyframe at 36.
-  const std::string keys = Capture(
-      "ffprobe -v error -select_streams v:0 -show_entries packet=flags -of csv=p=0 '" +
-      clip.string() + "' | grep -c K");
+  const std::string keys =
+      Capture("ffprobe -v error -select_streams v:0 -show_entries packet=flags -of csv=p=0 '" +
+              clip.string() + "' | grep -c K");
   CHECK(std::stoi(keys) == 4);
   int w = 0, h = 0;
   const auto reference = DecodeRgb(clip, "", &w, &h);
   REQUIRE(reference.size() == 48);
 
-  for (const auto& [begin, end] : {std::pair<int64_t, int64_t>{30, 40}, {36, 37}, {35, 48},
-                                   {12, 13}, {1, 2}, {47, 48}}) {
+  for (const auto& [begin, end] :
+       {std::pair<int64_t, int64_t>{30, 40}, {36, 37}, {35, 48}, {12, 13}, {1, 2}, {47, 48}}) {
     INFO("range [" << begin << ", " << end << ")");
     const auto frames = ReadRange(clip, begin, end);
     REQUIRE(static_cast<int64_t>(frames.size()) == end - begin);
@@ -255,8 +254,8 @@ TEST_CASE("OpenVideoSource seeks across keyframes", "[unit][media]") {
   // MPEG-TS seeks by byte position and lands between keyframes: the source must notice
   // and decode from frame 0 instead of returning nothing or the wrong frames.
   const fs::path ts = dir.path() / "gop12.ts";
-  REQUIRE(Run("ffmpeg -nostdin -v error -y -i '" + clip.string() + "' -c copy '" +
-              ts.string() + "'") == 0);
+  REQUIRE(Run("ffmpeg -nostdin -v error -y -i '" + clip.string() + "' -c copy '" + ts.string() +
+              "'") == 0);
   for (const auto& [begin, end] : {std::pair<int64_t, int64_t>{30, 40}, {35, 36}, {47, 48}}) {
     INFO("MPEG-TS range [" << begin << ", " << end << ")");
     const auto frames = ReadRange(ts, begin, end);
@@ -298,7 +297,8 @@ TEST_CASE("Segments from OpenH264Sink concatenate into the whole clip", "[unit][
   CHECK(info->codec == "h264");
   const std::string probed = Capture(
       "ffprobe -v error -count_frames -select_streams v:0 -show_entries "
-      "stream=nb_read_frames,avg_frame_rate,r_frame_rate -of csv=p=0 '" + out.string() + "'");
+      "stream=nb_read_frames,avg_frame_rate,r_frame_rate -of csv=p=0 '" +
+      out.string() + "'");
   CHECK(probed.find("24/1,24/1,48") != std::string::npos);
   int status = -1;
   const std::string errors =
@@ -330,8 +330,8 @@ TEST_CASE("ConcatSegments refuses mismatched or missing segments", "[unit][media
 
   SECTION("different sizes") {
     const std::string odd = (dir.path() / "b.mp4").string();
-    absl::Status st = ConcatSegments({(dir.path() / "a.mp4").string(), odd},
-                                     (dir.path() / "out.mp4").string());
+    absl::Status st =
+        ConcatSegments({(dir.path() / "a.mp4").string(), odd}, (dir.path() / "out.mp4").string());
     INFO(st.ToString());
     CHECK(st.code() == absl::StatusCode::kInvalidArgument);
     CHECK_THAT(std::string(st.message()), Catch::Contains(odd));

@@ -89,12 +89,11 @@ absl::StatusOr<AvOutputPtr> OpenOutput(const std::string& path, const char* form
   if (!(output->oformat->flags & AVFMT_NOFILE)) {
     ret = avio_open(&output->pb, ("file:" + path).c_str(), AVIO_FLAG_WRITE);
     if (ret < 0) {
-      const absl::StatusCode code = ret == AVERROR(EACCES) || ret == AVERROR(EPERM)
-                                        ? absl::StatusCode::kPermissionDenied
-                                    : ret == AVERROR(ENOSPC) ? absl::StatusCode::kResourceExhausted
-                                                             : absl::StatusCode::kFailedPrecondition;
-      return AvError(code, ret,
-                     "output '" + path + "': cannot open for writing",
+      const absl::StatusCode code =
+          ret == AVERROR(EACCES) || ret == AVERROR(EPERM) ? absl::StatusCode::kPermissionDenied
+          : ret == AVERROR(ENOSPC)                        ? absl::StatusCode::kResourceExhausted
+                                                          : absl::StatusCode::kFailedPrecondition;
+      return AvError(code, ret, "output '" + path + "': cannot open for writing",
                      "check that its folder exists and is writable");
     }
   }
@@ -109,8 +108,7 @@ absl::StatusOr<AvInputPtr> OpenInput(const std::string& path) {
                                ": no such file; give the path of an existing video file");
   }
   if (std::filesystem::is_directory(file_status)) {
-    return absl::FailedPreconditionError(InputName(path) +
-                                         ": is a directory; give a video file");
+    return absl::FailedPreconditionError(InputName(path) + ": is a directory; give a video file");
   }
   AVDictionary* options = nullptr;
   av_dict_set(&options, "protocol_whitelist", "file", 0);
@@ -121,8 +119,7 @@ absl::StatusOr<AvInputPtr> OpenInput(const std::string& path) {
   if (ret < 0) {
     const absl::StatusCode code = ret == AVERROR(EACCES) ? absl::StatusCode::kPermissionDenied
                                                          : absl::StatusCode::kFailedPrecondition;
-    return AvError(code, ret,
-                   InputName(path) + ": not a readable media file",
+    return AvError(code, ret, InputName(path) + ": not a readable media file",
                    "give a complete, uncorrupted video file");
   }
   AvInputPtr format(raw);
@@ -140,8 +137,7 @@ absl::StatusOr<std::unique_ptr<VideoInput>> VideoInput::Open(const std::string& 
   const int index = av_find_best_stream(format.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
   if (index < 0 || (format->streams[index]->disposition & AV_DISPOSITION_ATTACHED_PIC)) {
     return absl::FailedPreconditionError(InputName(path) + ": no video stream (" +
-                                         DescribeStreams(*format) +
-                                         "); give a file with video");
+                                         DescribeStreams(*format) + "); give a file with video");
   }
   AVStream* stream = format->streams[index];
   const AVCodecID codec_id = stream->codecpar->codec_id;
@@ -162,17 +158,17 @@ absl::StatusOr<std::unique_ptr<VideoInput>> VideoInput::Open(const std::string& 
   decoder->thread_count = 0;  // one per core
   ret = avcodec_open2(decoder.get(), codec, nullptr);
   if (ret < 0) {
-    return AvError(absl::StatusCode::kFailedPrecondition, ret,
-                   InputName(path) + ": cannot open the " + codec->name +
-                       " decoder for its video stream",
-                   "its codec parameters are unsupported or corrupt; transcode it first");
+    return AvError(
+        absl::StatusCode::kFailedPrecondition, ret,
+        InputName(path) + ": cannot open the " + codec->name + " decoder for its video stream",
+        "its codec parameters are unsupported or corrupt; transcode it first");
   }
   for (unsigned i = 0; i < format->nb_streams; ++i) {
     if (static_cast<int>(i) != index) format->streams[i]->discard = AVDISCARD_ALL;
   }
   ASSIGN_OR_RETURN(AvPacketPtr packet, AllocPacket());
-  return std::unique_ptr<VideoInput>(new VideoInput(path, std::move(format), stream,
-                                                    std::move(decoder), std::move(packet)));
+  return std::unique_ptr<VideoInput>(
+      new VideoInput(path, std::move(format), stream, std::move(decoder), std::move(packet)));
 }
 
 VideoInput::VideoInput(std::string path, AvInputPtr format, AVStream* stream,
@@ -215,10 +211,10 @@ absl::Status VideoInput::FeedDecoder() {
       return absl::OkStatus();
     }
     if (ret < 0) {
-      return AvError(absl::StatusCode::kFailedPrecondition, ret,
-                     InputName(path_) + ": cannot read video packet " +
-                         std::to_string(packets_read_),
-                     "the file is truncated or damaged; give a complete file");
+      return AvError(
+          absl::StatusCode::kFailedPrecondition, ret,
+          InputName(path_) + ": cannot read video packet " + std::to_string(packets_read_),
+          "the file is truncated or damaged; give a complete file");
     }
     if (packet_->stream_index != stream_->index) {
       av_packet_unref(packet_.get());
@@ -233,9 +229,10 @@ absl::Status VideoInput::FeedDecoder() {
     ret = avcodec_send_packet(decoder_.get(), packet_.get());
     av_packet_unref(packet_.get());
     if (ret < 0) {
-      return AvError(absl::StatusCode::kFailedPrecondition, ret,
-                     InputName(path_) + ": video packet " + std::to_string(number) + " does not decode",
-                     "the video stream is corrupt; give an intact file");
+      return AvError(
+          absl::StatusCode::kFailedPrecondition, ret,
+          InputName(path_) + ": video packet " + std::to_string(number) + " does not decode",
+          "the video stream is corrupt; give an intact file");
     }
     return absl::OkStatus();
   }
@@ -247,10 +244,10 @@ absl::StatusOr<int64_t> VideoInput::CountRemainingPackets() {
     const int ret = av_read_frame(format_.get(), packet_.get());
     if (ret == AVERROR_EOF) return count;
     if (ret < 0) {
-      return AvError(absl::StatusCode::kFailedPrecondition, ret,
-                     InputName(path_) + ": cannot read video packet " +
-                         std::to_string(packets_read_),
-                     "the file is truncated or damaged; give a complete file");
+      return AvError(
+          absl::StatusCode::kFailedPrecondition, ret,
+          InputName(path_) + ": cannot read video packet " + std::to_string(packets_read_),
+          "the file is truncated or damaged; give a complete file");
     }
     if (packet_->stream_index == stream_->index) {
       ++count;

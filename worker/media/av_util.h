@@ -116,8 +116,8 @@ class VideoInput final {
   bool first_packet_key() const { return first_packet_key_; }
 
  private:
-  VideoInput(std::string path, AvInputPtr format, AVStream* stream,
-             AvCodecContextPtr decoder, AvPacketPtr packet);
+  VideoInput(std::string path, AvInputPtr format, AVStream* stream, AvCodecContextPtr decoder,
+             AvPacketPtr packet);
   // Gives the decoder the next video packet, or the end-of-stream signal.
   absl::Status FeedDecoder();
 

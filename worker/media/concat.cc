@@ -20,8 +20,7 @@ std::string SegmentName(size_t i, const std::string& path) {
 }
 
 // The segment's video stream (its only one, when made by OpenH264Sink).
-absl::StatusOr<AVStream*> VideoStreamOf(AVFormatContext* input, size_t i,
-                                        const std::string& path) {
+absl::StatusOr<AVStream*> VideoStreamOf(AVFormatContext* input, size_t i, const std::string& path) {
   const int index = av_find_best_stream(input, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
   if (index < 0) {
     return absl::InvalidArgumentError(SegmentName(i, path) +
@@ -54,14 +53,15 @@ absl::Status CheckSegments(const std::vector<std::string>& segments) {
                             SegmentName(0, segments[0]) + " is " + Describe(*first);
     if (par.codec_id != first->codec_id || par.width != first->width ||
         par.height != first->height) {
-      return absl::InvalidArgumentError(
-          odd + "; all segments must be encoded with the same options");
+      return absl::InvalidArgumentError(odd +
+                                        "; all segments must be encoded with the same options");
     }
     if (par.extradata_size != first->extradata_size ||
         !std::equal(par.extradata, par.extradata + par.extradata_size, first->extradata)) {
       return absl::InvalidArgumentError(
-          odd + ", with different codec headers (SPS/PPS); encode all segments with the "
-                "same options");
+          odd +
+          ", with different codec headers (SPS/PPS); encode all segments with the "
+          "same options");
     }
   }
   return absl::OkStatus();
@@ -146,10 +146,10 @@ absl::Status Concatenator::Append(size_t i, const std::string& path) {
     packet->pos = -1;
     ret = av_interleaved_write_frame(output_.get(), packet.get());
     if (ret < 0) {
-      return AvError(absl::StatusCode::kUnavailable, ret,
-                     "output '" + output_path_ + "': cannot write a packet of " +
-                         SegmentName(i, path),
-                     "check the disk and its free space");
+      return AvError(
+          absl::StatusCode::kUnavailable, ret,
+          "output '" + output_path_ + "': cannot write a packet of " + SegmentName(i, path),
+          "check the disk and its free space");
     }
   }
   offset_ = end;

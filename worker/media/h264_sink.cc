@@ -151,8 +151,7 @@ absl::Status H264Sink::OpenStream() {
   stream_->r_frame_rate = fps;
   ret = avformat_write_header(output_.get(), nullptr);
   if (ret < 0) {
-    return AvError(WriteErrorCode(ret), ret,
-                   "output '" + path_ + "': cannot write the MP4 header",
+    return AvError(WriteErrorCode(ret), ret, "output '" + path_ + "': cannot write the MP4 header",
                    "check the disk and its free space");
   }
   return absl::OkStatus();
@@ -163,13 +162,12 @@ absl::Status H264Sink::OpenScaler() {
   const AVPixelFormat src = float_input_ ? AV_PIX_FMT_GBRPF32 : AV_PIX_FMT_RGB48;
   const int w = options_.width;
   const int h = options_.height;
-  sws_.reset(sws_getContext(w, h, src, w, h, AV_PIX_FMT_YUV420P, kSwsFlags, nullptr, nullptr,
-                            nullptr));
+  sws_.reset(
+      sws_getContext(w, h, src, w, h, AV_PIX_FMT_YUV420P, kSwsFlags, nullptr, nullptr, nullptr));
   if (!sws_) return absl::InternalError("output '" + path_ + "': cannot set up libswscale");
   // Full-range RGB in; BT.601 limited-range YUV out, as tagged on the stream.
   if (sws_setColorspaceDetails(sws_.get(), sws_getCoefficients(SWS_CS_DEFAULT), 1,
-                               sws_getCoefficients(SWS_CS_ITU601), 0, 0, 1 << 16,
-                               1 << 16) < 0) {
+                               sws_getCoefficients(SWS_CS_ITU601), 0, 0, 1 << 16, 1 << 16) < 0) {
     return absl::InternalError("output '" + path_ + "': libswscale refused the colour matrix");
   }
   ASSIGN_OR_RETURN(yuv_, AllocFrame());

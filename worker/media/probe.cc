@@ -52,8 +52,8 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
   info.fps_num = fps.num;
   info.fps_den = fps.den;
   info.codec = avcodec_get_name(par.codec_id);
-  const char* pix_fmt = av_get_pix_fmt_name(static_cast<AVPixelFormat>(
-      par.format != AV_PIX_FMT_NONE ? par.format : frame->format));
+  const char* pix_fmt = av_get_pix_fmt_name(
+      static_cast<AVPixelFormat>(par.format != AV_PIX_FMT_NONE ? par.format : frame->format));
   info.pixel_format = pix_fmt ? pix_fmt : "unknown";
   if (stream.nb_frames > 0) {
     info.frame_count = stream.nb_frames;
@@ -66,9 +66,8 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
 }
 
 std::string LibraryVersions() {
-  return std::string("FFmpeg ") + av_version_info() + " lavc " +
-         VersionText(avcodec_version()) + " lavf " + VersionText(avformat_version()) +
-         " sws " + VersionText(swscale_version());
+  return std::string("FFmpeg ") + av_version_info() + " lavc " + VersionText(avcodec_version()) +
+         " lavf " + VersionText(avformat_version()) + " sws " + VersionText(swscale_version());
 }
 
 }  // namespace reelfarm::media

@@ -55,13 +55,13 @@ absl::Status RgbConverter::Configure(const AVFrame& in, const std::string& conte
   const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(src);
   if (desc == nullptr || !sws_isSupportedInput(src)) {
     return absl::FailedPreconditionError(
-        context + ": libswscale cannot convert its pixel format '" +
-        (desc ? desc->name : "none") + "' to RGB; transcode the source to yuv420p first");
+        context + ": libswscale cannot convert its pixel format '" + (desc ? desc->name : "none") +
+        "' to RGB; transcode the source to yuv420p first");
   }
   const AVPixelFormat dst =
       sws_isSupportedOutput(AV_PIX_FMT_GBRPF32) ? AV_PIX_FMT_GBRPF32 : AV_PIX_FMT_RGB48;
-  sws_.reset(sws_getContext(in.width, in.height, src, in.width, in.height, dst, kSwsFlags,
-                            nullptr, nullptr, nullptr));
+  sws_.reset(sws_getContext(in.width, in.height, src, in.width, in.height, dst, kSwsFlags, nullptr,
+                            nullptr, nullptr));
   if (!sws_) return absl::InternalError(context + ": cannot set up libswscale to RGB");
   if (!(desc->flags & AV_PIX_FMT_FLAG_RGB) && desc->nb_components >= 3) {
     int colorspace = in.colorspace;
@@ -69,8 +69,7 @@ absl::Status RgbConverter::Configure(const AVFrame& in, const std::string& conte
     if (colorspace < 1 || colorspace > 10 || colorspace == 8) colorspace = SWS_CS_ITU601;
     const int src_full = in.color_range == AVCOL_RANGE_JPEG || IsFullRangeFormat(src);
     if (sws_setColorspaceDetails(sws_.get(), sws_getCoefficients(colorspace), src_full,
-                                 sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16,
-                                 1 << 16) < 0) {
+                                 sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16) < 0) {
       return absl::InternalError(context + ": libswscale refused the colour matrix");
     }
   }
@@ -88,14 +87,13 @@ absl::Status RgbConverter::Configure(const AVFrame& in, const std::string& conte
   return absl::OkStatus();
 }
 
-absl::Status RgbConverter::Convert(const AVFrame& in, const std::string& context,
-                                   Frame* out) {
+absl::Status RgbConverter::Convert(const AVFrame& in, const std::string& context, Frame* out) {
   if (!sws_ || in.width != width_ || in.height != height_ || in.format != format_ ||
       in.colorspace != colorspace_ || in.color_range != range_) {
     RETURN_IF_ERROR(Configure(in, context));
   }
-  const int ret = sws_scale(sws_.get(), in.data, in.linesize, 0, in.height, rgb_->data,
-                            rgb_->linesize);
+  const int ret =
+      sws_scale(sws_.get(), in.data, in.linesize, 0, in.height, rgb_->data, rgb_->linesize);
   if (ret < 0) {
     return AvError(absl::StatusCode::kInternal, ret, context + ": RGB conversion failed");
   }
@@ -115,7 +113,8 @@ void RgbConverter::CopyOut(Frame* out) const {
     for (size_t c = 0; c < 3; ++c) {
       const uint8_t* base = rgb_->data[source_plane[c]];
       for (size_t y = 0; y < h; ++y) {
-        const auto* row = reinterpret_cast<const float*>(base + y * rgb_->linesize[source_plane[c]]);
+        const auto* row =
+            reinterpret_cast<const float*>(base + y * rgb_->linesize[source_plane[c]]);
         float* plane_row = dst + c * w * h + y * w;
         for (size_t x = 0; x < w; ++x) plane_row[x] = Clamp01(row[x]);
       }
@@ -132,8 +131,8 @@ void RgbConverter::CopyOut(Frame* out) const {
 
 class VideoSource final : public FrameSource {
  public:
-  static absl::StatusOr<std::unique_ptr<FrameSource>> Create(const std::string& path,
-                                                             int64_t begin, int64_t end);
+  static absl::StatusOr<std::unique_ptr<FrameSource>> Create(const std::string& path, int64_t begin,
+                                                             int64_t end);
   absl::StatusOr<bool> Next(Frame* frame) override;
 
  private:
@@ -171,8 +170,7 @@ class VideoSource final : public FrameSource {
 };
 
 absl::StatusOr<std::unique_ptr<FrameSource>> VideoSource::Create(const std::string& path,
-                                                                 int64_t begin,
-                                                                 int64_t end) {
+                                                                 int64_t begin, int64_t end) {
   if (begin < 0 || end < begin) {
     return absl::InvalidArgumentError("input '" + path + "': frame range [" +
                                       std::to_string(begin) + ", " + std::to_string(end) +
@@ -272,9 +270,8 @@ absl::StatusOr<bool> VideoSource::Next(Frame* frame) {
 }
 
 absl::Status VideoSource::PastEnd() const {
-  std::string ends = last_index_ >= 0
-                         ? "the video ends after frame " + std::to_string(last_index_)
-                         : "no frame decoded";
+  std::string ends = last_index_ >= 0 ? "the video ends after frame " + std::to_string(last_index_)
+                                      : "no frame decoded";
   return absl::FailedPreconditionError(
       "input '" + path_ + "': frame " + std::to_string(next_) + " is missing: " + ends +
       " (frames [" + std::to_string(begin_) + ", " + std::to_string(end_) +
@@ -291,8 +288,8 @@ absl::Status VideoSource::Gap(int64_t index) const {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path,
-                                                             int64_t begin, int64_t end) {
+absl::StatusOr<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path, int64_t begin,
+                                                             int64_t end) {
   return VideoSource::Create(path, begin, end);
 }
 
