@@ -81,8 +81,8 @@ using DbPtr = std::unique_ptr<sqlite3, SqliteDeleter>;
 using StmtPtr = std::unique_ptr<sqlite3_stmt, SqliteDeleter>;
 
 // Failures of the host (locks, files, disk, memory) are UNAVAILABLE: retrying
-// or fixing the host helps. Our only constraint a caller can break is a
-// repeated task index. Anything else (corruption, a bug in our SQL) is
+// or fixing the host helps. A broken constraint is the caller's value (a
+// repeated task index, a NaN). Anything else (corruption, a bug in our SQL) is
 // INTERNAL.
 absl::StatusCode CodeFor(int rc) {
   if ((rc & 0xff) == SQLITE_CONSTRAINT)
@@ -111,7 +111,7 @@ class Connection {
         absl::StrCat("job store '", path_, "': ", what, ": ",
                      db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc));
     const int primary = rc & 0xff;
-    if (primary == SQLITE_CONSTRAINT) {
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
       absl::StrAppend(&message, "; give each task of a job a distinct index");
     }
     if (primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY) {
@@ -406,6 +406,7 @@ class SqliteJobStore final : public JobStore {
     if (sqlite3_db_readonly(conn_.db(), "main") == 1) {
       return conn_.Error(SQLITE_READONLY, "open for writing");
     }
+    sqlite3_extended_result_codes(conn_.db(), 1);
     int rc = sqlite3_busy_timeout(conn_.db(), kBusyTimeoutMs);
     if (rc != SQLITE_OK) return conn_.Error(rc, "set busy timeout");
     ASSIGN_OR_RETURN(const std::string mode,
