@@ -155,7 +155,10 @@ absl::StatusOr<std::unique_ptr<VideoInput>> VideoInput::Open(const std::string& 
                    InputName(path) + ": cannot copy the stream's codec parameters");
   }
   decoder->pkt_timebase = stream->time_base;
-  decoder->thread_count = 0;  // one per core
+  // Slice threads only: with frame threads a frame's decode_error_flags race its
+  // output, so damage would go unreported now and then (seen with h264).
+  decoder->thread_count = 0;
+  decoder->thread_type = FF_THREAD_SLICE;
   ret = avcodec_open2(decoder.get(), codec, nullptr);
   if (ret < 0) {
     return AvError(
