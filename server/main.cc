@@ -17,6 +17,7 @@
 #include "common/logging.h"
 #include "server/local_workers.h"
 #include "server/server.h"
+#include "worker/media/media.h"
 
 namespace fs = std::filesystem;
 using namespace reelfarm;
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   common::InitLogging("server", log_level);
+  media::SetLibraryLogging(log_level == "debug" || log_level == "trace");
   if (storage_root.empty()) storage_root = (fs::path(data_dir) / "storage").string();
   if (state_db.empty()) state_db = (fs::path(data_dir) / "state.db").string();
   std::error_code ec;

@@ -18,6 +18,9 @@ namespace {
 namespace fs = std::filesystem;
 using testing::Capture;
 using testing::DecodeRgb;
+
+// The ffmpeg tool's rgb24 conversion with the chroma upsampling FrameSource uses.
+const char* const kSameChroma = "scale=flags=bicubic+accurate_rnd+full_chroma_int";
 using testing::MakeTestClip;
 using testing::Psnr;
 using testing::Run;
@@ -184,7 +187,7 @@ TEST_CASE("OpenVideoSource returns exactly the asked frames", "[unit][media]") {
   const fs::path clip = dir.path() / "clip.mp4";
   MakeTestClip(clip, 320, 180, 48, 24);
   int w = 0, h = 0;
-  const auto reference = DecodeRgb(clip, "", &w, &h);
+  const auto reference = DecodeRgb(clip, kSameChroma, &w, &h);
   REQUIRE(reference.size() == 48);
 
   SECTION("[10, 20)") {
@@ -240,7 +243,7 @@ TEST_CASE("OpenVideoSource seeks across keyframes", "[unit][media]") {
               clip.string() + "' | grep -c K");
   CHECK(std::stoi(keys) == 4);
   int w = 0, h = 0;
-  const auto reference = DecodeRgb(clip, "", &w, &h);
+  const auto reference = DecodeRgb(clip, kSameChroma, &w, &h);
   REQUIRE(reference.size() == 48);
 
   for (const auto& [begin, end] :
@@ -269,7 +272,8 @@ TEST_CASE("Segments from OpenH264Sink concatenate into the whole clip", "[unit][
   const fs::path clip = dir.path() / "clip.mp4";
   MakeTestClip(clip, 320, 180, 48, 24);
   int w = 0, h = 0;
-  const auto source = DecodeRgb(clip, "", &w, &h);
+  // Compared as YUV 4:2:0, the domain both movies are coded in.
+  const auto source = testing::DecodeYuv420(clip, "", &w, &h);
   REQUIRE(source.size() == 48);
 
   std::vector<std::string> segments;
@@ -306,7 +310,7 @@ TEST_CASE("Segments from OpenH264Sink concatenate into the whole clip", "[unit][
   CHECK(status == 0);
   CHECK(errors.empty());
 
-  const auto decoded = DecodeRgb(out, "", &w, &h);
+  const auto decoded = testing::DecodeYuv420(out, "", &w, &h);
   REQUIRE(decoded.size() == 48);
   for (size_t i = 0; i < decoded.size(); ++i) {
     const double own = Psnr(decoded[i], source[i]);

@@ -15,6 +15,7 @@
 #include "common/logging.h"
 #include "common/storage.h"
 #include "worker/agent.h"
+#include "worker/media/media.h"
 
 using namespace reelfarm;
 
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   common::InitLogging("worker", log_level);
+  media::SetLibraryLogging(log_level == "debug" || log_level == "trace");
   options.pipeline.worker_name = options.name;
   at::set_num_threads(options.threads);
 

@@ -54,8 +54,10 @@ void MakeTestClip(const fs::path& path, int width, int height, int frames, int f
   REQUIRE(Run(cmd.str()) == 0);
 }
 
-std::vector<std::vector<uint8_t>> DecodeRgb(const fs::path& path, const std::string& vf,
-                                            int* width, int* height) {
+namespace {
+std::vector<std::vector<uint8_t>> DecodeRaw(const fs::path& path, const std::string& vf,
+                                            const std::string& pix_fmt, int* width,
+                                            int* height) {
   int status = 0;
   std::string dims = Capture(
       "ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of "
@@ -74,10 +76,11 @@ std::vector<std::vector<uint8_t>> DecodeRgb(const fs::path& path, const std::str
       h = sh;
     }
   }
-  cmd += " -f rawvideo -pix_fmt rgb24 -";
+  cmd += " -f rawvideo -pix_fmt " + pix_fmt + " -";
   std::string raw = Capture(cmd, &status);
   REQUIRE(status == 0);
-  const size_t frame_bytes = static_cast<size_t>(w) * h * 3;
+  const size_t pixels = static_cast<size_t>(w) * h;
+  const size_t frame_bytes = pix_fmt == "rgb24" ? pixels * 3 : pixels * 3 / 2;
   REQUIRE(frame_bytes > 0);
   REQUIRE(raw.size() % frame_bytes == 0);
   std::vector<std::vector<uint8_t>> frames;
@@ -87,6 +90,17 @@ std::vector<std::vector<uint8_t>> DecodeRgb(const fs::path& path, const std::str
   if (width) *width = w;
   if (height) *height = h;
   return frames;
+}
+}  // namespace
+
+std::vector<std::vector<uint8_t>> DecodeRgb(const fs::path& path, const std::string& vf,
+                                            int* width, int* height) {
+  return DecodeRaw(path, vf, "rgb24", width, height);
+}
+
+std::vector<std::vector<uint8_t>> DecodeYuv420(const fs::path& path, const std::string& vf,
+                                               int* width, int* height) {
+  return DecodeRaw(path, vf, "yuv420p", width, height);
 }
 
 double Psnr(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {

@@ -40,7 +40,13 @@ std::vector<std::vector<uint8_t>> DecodeRgb(const std::filesystem::path& path,
                                             const std::string& vf, int* width,
                                             int* height);
 
-// PSNR in dB between two RGB24 frames of equal size (infinity if identical).
+// Same, as planar YUV 4:2:0 (Y, then U, then V; even sizes only): the domain the
+// movies are coded in, where PSNR is measured the way ffmpeg's psnr filter does.
+std::vector<std::vector<uint8_t>> DecodeYuv420(const std::filesystem::path& path,
+                                               const std::string& vf, int* width,
+                                               int* height);
+
+// PSNR in dB between two frames of equal size in bytes (infinity if identical).
 double Psnr(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b);
 
 }  // namespace reelfarm::testing

@@ -98,6 +98,10 @@ absl::StatusOr<std::unique_ptr<FrameSink>> OpenH264Sink(const std::string& path,
 absl::Status ConcatSegments(const std::vector<std::string>& segments,
                             const std::string& output_path);
 
+// Sends only FFmpeg's errors to stderr (x264 prints statistics at every close
+// otherwise). `verbose` keeps FFmpeg's default (info) level.
+void SetLibraryLogging(bool verbose);
+
 // "Lavc59.37.100 / Lavf59.27.100" style version string for provenance.
 std::string LibraryVersions();
 

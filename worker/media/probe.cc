@@ -6,6 +6,7 @@
 
 extern "C" {
 #include <libavutil/avutil.h>
+#include <libavutil/log.h>
 #include <libavutil/pixdesc.h>
 }
 
@@ -69,5 +70,11 @@ std::string LibraryVersions() {
   return std::string("FFmpeg ") + av_version_info() + " lavc " + VersionText(avcodec_version()) +
          " lavf " + VersionText(avformat_version()) + " sws " + VersionText(swscale_version());
 }
+
+}  // namespace reelfarm::media
+
+namespace reelfarm::media {
+
+void SetLibraryLogging(bool verbose) { av_log_set_level(verbose ? AV_LOG_INFO : AV_LOG_ERROR); }
 
 }  // namespace reelfarm::media
