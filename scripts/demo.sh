@@ -34,7 +34,7 @@ build/cli/reelctl submit upscale --input samples/sample.mp4 \
   --output renders/sample_x2.mp4 --scale 2 --model bicubic --chunk 24 --overwrite --watch
 
 OUT="$DATA/storage/renders/sample_x2.mp4"
-read -r W H N < <(ffprobe -v error -select_streams v:0 -count_frames \
-  -show_entries stream=width,height,nb_read_frames -of csv=p=0:s=' ' "$OUT")
+IFS=, read -r W H N < <(ffprobe -v error -select_streams v:0 -count_frames \
+  -show_entries stream=width,height,nb_read_frames -of csv=p=0 "$OUT")
 echo "== output: $OUT"
 echo "   resolution ${W}x${H}, ${N} frames (provenance: $OUT.json)"
