@@ -16,8 +16,9 @@ std::string SegmentPath(int64_t job_id, int index) {
 }
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Clock* clock,
-                                                             SchedulerOptions options) {
-  std::unique_ptr<Scheduler> s(new Scheduler(store, clock, options));
+                                                             SchedulerOptions options,
+                                                             SchedulerEvents* events) {
+  std::unique_ptr<Scheduler> s(new Scheduler(store, clock, options, events));
   ASSIGN_OR_RETURN(JobStore::Snapshot snap, store->LoadAll());
   absl::MutexLock lock(&s->mu_);
   for (Job& job : snap.jobs) {
@@ -34,9 +35,11 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Cl
     }
     it->second.tasks.push_back(std::move(task));
   }
+  const int64_t now = clock->NowMs();
   for (auto& [id, e] : s->jobs_) {
     e.progress.assign(e.tasks.size(), 0);
     e.lease_of.assign(e.tasks.size(), 0);
+    e.ready_since.assign(e.tasks.size(), now);
   }
   // Lease ids stay above any handed out before a restart.
   s->next_lease_id_ = static_cast<uint64_t>(clock->NowMs()) * 1000;
@@ -110,6 +113,8 @@ absl::StatusOr<JobView> Scheduler::Submit(JobSpec spec, MediaInfo input_info) {
   e.tasks = std::move(tasks);
   e.progress.assign(e.tasks.size(), 0);
   e.lease_of.assign(e.tasks.size(), 0);
+  e.ready_since.assign(e.tasks.size(), e.job.created_unix_ms);
+  events_->JobSubmitted(e.job);
   BumpLocked();
   return ViewLocked(e);
 }
@@ -175,6 +180,7 @@ absl::Status Scheduler::FinishJobLocked(JobEntry& e, JobState state,
   job.finished_unix_ms = clock_->NowMs();
   RETURN_IF_ERROR(store_->UpdateJob(job));
   e.job = std::move(job);
+  events_->JobFinished(e.job);
   for (size_t i = 0; i < e.tasks.size(); ++i) {
     Task& t = e.tasks[i];
     if (t.state != TaskState::kPending && t.state != TaskState::kLeased) continue;
@@ -318,11 +324,13 @@ std::optional<Assignment> Scheduler::LeaseNext(const std::string& worker) {
   lease.job_id = e.job.id;
   lease.task_index = best_index;
   lease.worker = worker;
-  lease.deadline_ms = clock_->NowMs() + options_.lease_ms;
+  lease.leased_ms = clock_->NowMs();
+  lease.deadline_ms = lease.leased_ms + options_.lease_ms;
   lease.attempt = task.attempts;
   leases_[lease.id] = lease;
   e.lease_of[best_index] = lease.id;
   e.progress[best_index] = 0;
+  events_->TaskLeased(e.job, task, clock_->NowMs() - e.ready_since[best_index]);
   BumpLocked();
   return MakeAssignmentLocked(e, best_index, lease);
 }
@@ -431,6 +439,8 @@ absl::Status Scheduler::Complete(const std::string& worker, uint64_t lease_id,
   e.lease_of[lease.task_index] = 0;
   e.progress[lease.task_index] = 0;
   leases_.erase(lease.id);
+  events_->TaskFinished(e.job, task, /*ok=*/true, /*will_retry=*/false,
+                        clock_->NowMs() - lease.leased_ms);
   auto wit = workers_.find(worker);
   if (wit != workers_.end()) ++wit->second.tasks_done;
   bool all_done = std::all_of(e.tasks.begin(), e.tasks.end(), [](const Task& t) {
@@ -456,6 +466,9 @@ absl::Status Scheduler::FailAttemptLocked(uint64_t lease_id, const std::string& 
   task.state = give_up ? TaskState::kFailed : TaskState::kPending;
   RETURN_IF_ERROR(store_->UpdateTask(task));
   e.tasks[lease.task_index] = task;
+  e.ready_since[lease.task_index] = clock_->NowMs();
+  events_->TaskFinished(e.job, task, /*ok=*/false, /*will_retry=*/!give_up,
+                        clock_->NowMs() - lease.leased_ms);
   BumpLocked();
   if (!give_up) return absl::OkStatus();
   std::string why = absl::StrCat(
@@ -477,6 +490,7 @@ std::vector<Lease> Scheduler::ExpireLeases() {
     if (lease.deadline_ms <= now) expired.push_back(lease);
   }
   for (const Lease& lease : expired) {
+    events_->LeaseExpired(lease);
     (void)FailAttemptLocked(
         lease.id,
         absl::StrCat("lease expired: worker '", lease.worker, "' sent no heartbeat for ",
@@ -485,6 +499,30 @@ std::vector<Lease> Scheduler::ExpireLeases() {
     revoked_.push_back(lease);
   }
   return expired;
+}
+
+Scheduler::Stats Scheduler::GetStats() const {
+  absl::MutexLock lock(&mu_);
+  Stats st;
+  for (const auto& [id, e] : jobs_) {
+    if (IsTerminal(e.job.state)) continue;
+    Stats::ProjectCounts& p = st.projects[e.job.spec.project];
+    ++p.jobs_active;
+    for (const Task& t : e.tasks) {
+      if (t.state == TaskState::kPending) ++p.tasks_queued;
+      if (t.state == TaskState::kLeased) ++p.tasks_running;
+    }
+  }
+  std::map<std::string, int> held;
+  for (const auto& [id, lease] : leases_) ++held[lease.worker];
+  for (const auto& [name, w] : workers_) {
+    if (held.count(name)) {
+      ++st.workers_busy;
+    } else {
+      ++st.workers_idle;
+    }
+  }
+  return st;
 }
 
 std::vector<Lease> Scheduler::TakeRevoked() {

@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status.h"
 #include "scheduler/clock.h"
+#include "scheduler/events.h"
 #include "scheduler/job.h"
 #include "scheduler/job_store.h"
 
@@ -41,6 +42,7 @@ struct Lease {
   int64_t job_id = 0;
   int task_index = 0;
   std::string worker;
+  int64_t leased_ms = 0;
   int64_t deadline_ms = 0;
   int attempt = 0;
 };
@@ -91,8 +93,10 @@ class Scheduler final {
  public:
   // Loads the store's state. Tasks that were leased when the process stopped go back
   // to the queue (their workers will be re-leased on reconnect).
+  // `events` (optional, not owned) must outlive the scheduler.
   static absl::StatusOr<std::unique_ptr<Scheduler>> Create(JobStore* store, Clock* clock,
-                                                           SchedulerOptions options);
+                                                           SchedulerOptions options,
+                                                           SchedulerEvents* events = nullptr);
 
   const SchedulerOptions& options() const { return options_; }
 
@@ -129,6 +133,19 @@ class Scheduler final {
   // lease expired): the server tells each worker to stop.
   std::vector<Lease> TakeRevoked();
 
+  // Counts for gauges, taken at scrape time.
+  struct Stats {
+    struct ProjectCounts {
+      int64_t tasks_queued = 0;   // pending and ready to lease
+      int64_t tasks_running = 0;  // leased
+      int64_t jobs_active = 0;    // not terminal
+    };
+    std::map<std::string, ProjectCounts> projects;
+    int64_t workers_idle = 0;
+    int64_t workers_busy = 0;
+  };
+  Stats GetStats() const;
+
   // Change notification: `version()` grows on every change; WaitForChange returns
   // when it differs from `seen` or after `timeout_ms`.
   uint64_t version() const;
@@ -140,6 +157,7 @@ class Scheduler final {
     std::vector<Task> tasks;
     std::vector<int64_t> progress;     // frames done by the current attempt
     std::vector<uint64_t> lease_of;    // current lease per task, 0 if none
+    std::vector<int64_t> ready_since;  // when each task last went back to the queue
   };
   struct WorkerEntry {
     WorkerInfo info;
@@ -147,8 +165,9 @@ class Scheduler final {
     bool connected = true;
   };
 
-  Scheduler(JobStore* store, Clock* clock, SchedulerOptions options)
-      : store_(store), clock_(clock), options_(options) {}
+  Scheduler(JobStore* store, Clock* clock, SchedulerOptions options,
+            SchedulerEvents* events)
+      : store_(store), clock_(clock), options_(options), events_(events ? events : &no_events_) {}
 
   JobView ViewLocked(const JobEntry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int ActiveLeasesLocked(const std::string& worker) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -168,6 +187,8 @@ class Scheduler final {
   JobStore* const store_;
   Clock* const clock_;
   const SchedulerOptions options_;
+  SchedulerEvents no_events_;
+  SchedulerEvents* const events_;
 
   mutable absl::Mutex mu_;
   mutable absl::CondVar changed_;

@@ -1,6 +1,7 @@
 // reelfarm-worker: leases tasks from a reelfarm-server, runs the media + model
 // pipeline, publishes results to the shared storage root.
 #include <ATen/Parallel.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -25,7 +26,11 @@ int main(int argc, char** argv) {
   char host[256] = "worker";
   gethostname(host, sizeof(host) - 1);
   options.name = std::string(host) + ":" + std::to_string(getpid());
-  options.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // The cores this process may run on (its affinity mask), not the machine's.
+  cpu_set_t cpus;
+  options.threads = sched_getaffinity(0, sizeof(cpus), &cpus) == 0
+                        ? std::max(1, CPU_COUNT(&cpus))
+                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string storage_root;
   std::string metrics_listen;
   std::string log_level = "info";
@@ -37,7 +42,7 @@ int main(int argc, char** argv) {
   app.add_option("--model-path", options.pipeline.model_path,
                  "folders of model packages (repeatable)");
   app.add_option("--threads", options.threads,
-                 "LibTorch threads (default: the cores this machine has)")
+                 "LibTorch threads (default: the cores this process may use)")
       ->check(CLI::Range(1, 1024));
   app.add_option("--slots", options.slots, "tasks run at once")->check(CLI::Range(1, 64))
       ->capture_default_str();
