@@ -15,6 +15,8 @@ const char* ToString(JobState s) {
     case JobState::kSucceeded: return "succeeded";
     case JobState::kFailed: return "failed";
     case JobState::kCancelled: return "cancelled";
+    case JobState::kPaused: return "paused";
+    case JobState::kWaiting: return "waiting";
   }
   return "unknown";
 }

@@ -3,12 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 namespace reelfarm::scheduler {
 
-enum class JobState { kQueued = 1, kRunning, kSucceeded, kFailed, kCancelled };
+// kPaused: no new tasks are leased (running ones finish). kWaiting: waits for the jobs
+// in depends_on to succeed. The numbers are stored: append, never renumber.
+enum class JobState { kQueued = 1, kRunning, kSucceeded, kFailed, kCancelled, kPaused, kWaiting };
 enum class TaskState { kPending = 1, kLeased, kSucceeded, kFailed, kCancelled };
 enum class TaskKind { kChunk = 1, kAssemble };
 
@@ -40,8 +43,12 @@ struct UpscaleSpec {
 struct JobSpec {
   std::string name;
   std::string project = "default";
-  int priority = 50;
+  int priority = 50;  // 0..100, higher first; may change while the job waits or runs
   int max_attempts = 3;
+  std::string request_id;            // client's id: a retried submit returns the first job
+  std::vector<int64_t> depends_on;   // jobs that must succeed first
+  std::map<std::string, std::string> requirements;  // worker tags, e.g. gpu=h100
+  int64_t memory_bytes = 0;          // the model's estimate, for placement (0: unknown)
   UpscaleSpec upscale;
 };
 
@@ -65,6 +72,8 @@ struct Task {
   TaskState state = TaskState::kPending;
   int attempts = 0;
   std::vector<std::string> workers;  // every worker that held a lease on it, in order
+  std::vector<std::string> errors;   // the error of each attempt ("" if none), same order
+  uint64_t lease_id = 0;             // current lease while kLeased (fencing token)
   std::string error;
   std::string model_digest;  // reported by the worker that finished it
   double seconds = 0;        // run time of the successful attempt

@@ -31,11 +31,24 @@ class JobStore {
   virtual absl::StatusOr<int64_t> CreateJob(const Job& job,
                                             const std::vector<Task>& tasks) = 0;
 
-  // Replaces the stored state of a job (state, error, timestamps).
+  // Replaces the stored state of a job (spec, input info, state, error, timestamps).
   virtual absl::Status UpdateJob(const Job& job) = 0;
 
   // Replaces the stored state of one task (matched by job_id and index).
   virtual absl::Status UpdateTask(const Task& task) = 0;
+
+  // One change in a batch. kInsertJob carries the id chosen by the caller (above every
+  // id stored so far); kInsertTask adds a task to an existing job.
+  struct Write {
+    enum class Kind { kInsertJob, kUpdateJob, kInsertTask, kUpdateTask };
+    Kind kind;
+    Job job;    // kInsertJob, kUpdateJob
+    Task task;  // kInsertTask, kUpdateTask
+  };
+  // Applies `writes` in order in one transaction: all or nothing. This is how the
+  // scheduler commits in groups (one durable commit for many state changes).
+  // NOT_FOUND (and nothing applied) when an update names a missing row.
+  virtual absl::Status Commit(const std::vector<Write>& writes) = 0;
 
   // Everything, for a restart: jobs ordered by id, tasks ordered by (job_id, index).
   struct Snapshot {

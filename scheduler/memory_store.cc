@@ -1,6 +1,7 @@
 // InMemoryJobStore: the JobStore fake for unit tests. Same contract as the
 // SQLite store (ids from 1, never reused; NOT_FOUND for missing rows;
 // INVALID_ARGUMENT for a repeated task index), but nothing survives the object.
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -48,38 +49,81 @@ class InMemoryJobStore final : public JobStore {
   }
 
   absl::Status UpdateJob(const Job& job) override {
-    absl::MutexLock lock(&mu_);
-    auto it = jobs_.find(job.id);
-    if (it == jobs_.end()) {
-      return absl::NotFoundError(
-          absl::StrCat("job ", job.id, " is not in the job store"));
-    }
-    // Only the mutable state, as the SQLite store does: spec and input are
-    // fixed at creation.
-    Job& stored = it->second;
-    stored.state = job.state;
-    stored.error = job.error;
-    stored.created_unix_ms = job.created_unix_ms;
-    stored.started_unix_ms = job.started_unix_ms;
-    stored.finished_unix_ms = job.finished_unix_ms;
-    return absl::OkStatus();
+    return Commit({{Write::Kind::kUpdateJob, job, {}}});
   }
 
   absl::Status UpdateTask(const Task& task) override {
+    return Commit({{Write::Kind::kUpdateTask, {}, task}});
+  }
+
+  absl::Status Commit(const std::vector<Write>& writes) override {
     absl::MutexLock lock(&mu_);
-    auto it = tasks_.find({task.job_id, task.index});
-    if (it == tasks_.end()) {
-      return absl::NotFoundError(absl::StrCat(
-          "task ", task.job_id, "/", task.index, " is not in the job store"));
+    // All or nothing: check every write against the state it will meet first.
+    std::set<int64_t> jobs;
+    std::set<std::pair<int64_t, int>> tasks;
+    for (const auto& [id, job] : jobs_) jobs.insert(id);
+    for (const auto& [key, task] : tasks_) tasks.insert(key);
+    for (const Write& w : writes) {
+      const std::pair<int64_t, int> key{w.task.job_id, w.task.index};
+      switch (w.kind) {
+        case Write::Kind::kInsertJob:
+          if (!jobs.insert(w.job.id).second || w.job.id < 1) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("job ", w.job.id, " exists already or is not > 0"));
+          }
+          break;
+        case Write::Kind::kUpdateJob:
+          if (!jobs.count(w.job.id)) {
+            return absl::NotFoundError(
+                absl::StrCat("job ", w.job.id, " is not in the job store"));
+          }
+          break;
+        case Write::Kind::kInsertTask:
+          if (!jobs.count(w.task.job_id) || !tasks.insert(key).second) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "task ", w.task.job_id, "/", w.task.index, " exists or has no job"));
+          }
+          break;
+        case Write::Kind::kUpdateTask:
+          if (!tasks.count(key)) {
+            return absl::NotFoundError(absl::StrCat(
+                "task ", w.task.job_id, "/", w.task.index, " is not in the job store"));
+          }
+          break;
+      }
     }
-    // Kind and frame range are fixed at creation.
-    Task& stored = it->second;
-    stored.state = task.state;
-    stored.attempts = task.attempts;
-    stored.workers = task.workers;
-    stored.error = task.error;
-    stored.model_digest = task.model_digest;
-    stored.seconds = task.seconds;
+    for (const Write& w : writes) {
+      switch (w.kind) {
+        case Write::Kind::kInsertJob:
+          jobs_[w.job.id] = w.job;
+          next_id_ = std::max(next_id_, w.job.id + 1);
+          break;
+        case Write::Kind::kUpdateJob: {
+          // Everything but the id and creation time, as the SQLite store does.
+          Job& stored = jobs_[w.job.id];
+          const int64_t created = stored.created_unix_ms;
+          stored = w.job;
+          stored.created_unix_ms = w.job.created_unix_ms ? w.job.created_unix_ms : created;
+          break;
+        }
+        case Write::Kind::kInsertTask:
+          tasks_[{w.task.job_id, w.task.index}] = w.task;
+          break;
+        case Write::Kind::kUpdateTask: {
+          // Kind and frame range are fixed at creation.
+          Task& stored = tasks_[{w.task.job_id, w.task.index}];
+          stored.state = w.task.state;
+          stored.attempts = w.task.attempts;
+          stored.workers = w.task.workers;
+          stored.errors = w.task.errors;
+          stored.lease_id = w.task.lease_id;
+          stored.error = w.task.error;
+          stored.model_digest = w.task.model_digest;
+          stored.seconds = w.task.seconds;
+          break;
+        }
+      }
+    }
     return absl::OkStatus();
   }
 

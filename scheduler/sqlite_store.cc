@@ -32,7 +32,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpscaleSpec, input, output,
                                                 model, scale, chunk_frames,
                                                 overwrite, crf)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobSpec, name, project,
-                                                priority, max_attempts, upscale)
+                                                priority, max_attempts, request_id,
+                                                depends_on, requirements,
+                                                memory_bytes, upscale)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
                                                 frame_count, fps_num, fps_den,
                                                 codec, pixel_format)
@@ -70,6 +72,12 @@ CREATE TABLE tasks(
   model_digest TEXT NOT NULL,
   seconds REAL NOT NULL,
   PRIMARY KEY(job_id, idx));
+)sql",
+    // Version 2: every attempt's error, and the current lease (so that a restarted
+    // server honours the leases of workers that were running).
+    R"sql(
+ALTER TABLE tasks ADD COLUMN errors TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE tasks ADD COLUMN lease_id INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 
@@ -246,7 +254,7 @@ absl::StatusOr<Job> JobFromRow(const Connection& conn, const Call& row) {
     return Damaged(conn, where, e.what());
   }
   const int64_t state = row.ColumnInt(3);
-  if (!InRange(state, JobState::kQueued, JobState::kCancelled)) {
+  if (!InRange(state, JobState::kQueued, JobState::kWaiting)) {
     return Damaged(conn, where, absl::StrCat("unknown state ", state));
   }
   job.state = static_cast<JobState>(state);
@@ -258,7 +266,7 @@ absl::StatusOr<Job> JobFromRow(const Connection& conn, const Call& row) {
 }
 
 // Columns: job_id, idx, kind, frame_begin, frame_end, state, attempts, workers,
-// error, model_digest, seconds.
+// error, model_digest, seconds, errors, lease_id.
 absl::StatusOr<Task> TaskFromRow(const Connection& conn, const Call& row) {
   Task task;
   task.job_id = row.ColumnInt(0);
@@ -279,12 +287,15 @@ absl::StatusOr<Task> TaskFromRow(const Connection& conn, const Call& row) {
   try {
     task.workers =
         json::parse(row.ColumnText(7)).get<std::vector<std::string>>();
+    task.errors =
+        json::parse(row.ColumnText(11)).get<std::vector<std::string>>();
   } catch (const json::exception& e) {
     return Damaged(conn, where, e.what());
   }
   task.error = row.ColumnText(8);
   task.model_digest = row.ColumnText(9);
   task.seconds = row.ColumnReal(10);
+  task.lease_id = static_cast<uint64_t>(row.ColumnInt(12));
   return task;
 }
 
@@ -341,15 +352,9 @@ class SqliteJobStore final : public JobStore {
           RETURN_IF_ERROR(job_row.Step("insert job").status());
           id = sqlite3_last_insert_rowid(conn_.db());
           for (const Task& t : tasks) {
-            ASSIGN_OR_RETURN(const std::string workers,
-                             Dump(json(t.workers), "task workers"));
-            Call row(conn_, insert_task_.get());
-            row.Bind(id, t.index, static_cast<int>(t.kind), t.frame_begin,
-                     t.frame_end, static_cast<int>(t.state), t.attempts,
-                     workers, t.error, t.model_digest, t.seconds);
-            RETURN_IF_ERROR(
-                row.Step(absl::StrCat("insert task ", id, "/", t.index))
-                    .status());
+            Task with_id = t;
+            with_id.job_id = id;
+            RETURN_IF_ERROR(InsertTask(with_id));
           }
           return absl::OkStatus();
         });
@@ -358,22 +363,34 @@ class SqliteJobStore final : public JobStore {
   }
 
   absl::Status UpdateJob(const Job& job) override {
-    absl::MutexLock lock(&mu_);
-    Call call(conn_, update_job_.get());
-    call.Bind(static_cast<int>(job.state), job.error, job.created_unix_ms,
-              job.started_unix_ms, job.finished_unix_ms, job.id);
-    return CheckUpdated(call, absl::StrCat("job ", job.id));
+    return Commit({{Write::Kind::kUpdateJob, job, {}}});
   }
 
   absl::Status UpdateTask(const Task& task) override {
-    ASSIGN_OR_RETURN(const std::string workers,
-                     Dump(json(task.workers), "task workers"));
+    return Commit({{Write::Kind::kUpdateTask, {}, task}});
+  }
+
+  absl::Status Commit(const std::vector<Write>& writes) override {
     absl::MutexLock lock(&mu_);
-    Call call(conn_, update_task_.get());
-    call.Bind(static_cast<int>(task.state), task.attempts, workers, task.error,
-              task.model_digest, task.seconds, task.job_id, task.index);
-    return CheckUpdated(call,
-                        absl::StrCat("task ", task.job_id, "/", task.index));
+    return InTransaction(conn_, /*write=*/true, [&]() -> absl::Status {
+      for (const Write& w : writes) {
+        switch (w.kind) {
+          case Write::Kind::kInsertJob:
+            RETURN_IF_ERROR(InsertJobWithId(w.job));
+            break;
+          case Write::Kind::kUpdateJob:
+            RETURN_IF_ERROR(WriteJob(w.job));
+            break;
+          case Write::Kind::kInsertTask:
+            RETURN_IF_ERROR(InsertTask(w.task));
+            break;
+          case Write::Kind::kUpdateTask:
+            RETURN_IF_ERROR(WriteTask(w.task));
+            break;
+        }
+      }
+      return absl::OkStatus();
+    });
   }
 
   absl::StatusOr<Snapshot> LoadAll() override {
@@ -391,6 +408,43 @@ class SqliteJobStore final : public JobStore {
 
  private:
   explicit SqliteJobStore(Connection conn) : conn_(std::move(conn)) {}
+
+  absl::Status InsertJobWithId(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ASSIGN_OR_RETURN(const std::string spec, Dump(json(job.spec), "job spec"));
+    ASSIGN_OR_RETURN(const std::string info, Dump(json(job.input_info), "input info"));
+    Call row(conn_, insert_job_with_id_.get());
+    row.Bind(job.id, spec, info, static_cast<int>(job.state), job.error,
+             job.created_unix_ms, job.started_unix_ms, job.finished_unix_ms);
+    return row.Step(absl::StrCat("insert job ", job.id)).status();
+  }
+
+  absl::Status WriteJob(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ASSIGN_OR_RETURN(const std::string spec, Dump(json(job.spec), "job spec"));
+    ASSIGN_OR_RETURN(const std::string info, Dump(json(job.input_info), "input info"));
+    Call call(conn_, update_job_.get());
+    call.Bind(spec, info, static_cast<int>(job.state), job.error, job.created_unix_ms,
+              job.started_unix_ms, job.finished_unix_ms, job.id);
+    return CheckUpdated(call, absl::StrCat("job ", job.id));
+  }
+
+  absl::Status InsertTask(const Task& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ASSIGN_OR_RETURN(const std::string workers, Dump(json(t.workers), "task workers"));
+    ASSIGN_OR_RETURN(const std::string errors, Dump(json(t.errors), "task errors"));
+    Call row(conn_, insert_task_.get());
+    row.Bind(t.job_id, t.index, static_cast<int>(t.kind), t.frame_begin, t.frame_end,
+             static_cast<int>(t.state), t.attempts, workers, t.error, t.model_digest,
+             t.seconds, errors, static_cast<int64_t>(t.lease_id));
+    return row.Step(absl::StrCat("insert task ", t.job_id, "/", t.index)).status();
+  }
+
+  absl::Status WriteTask(const Task& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ASSIGN_OR_RETURN(const std::string workers, Dump(json(t.workers), "task workers"));
+    ASSIGN_OR_RETURN(const std::string errors, Dump(json(t.errors), "task errors"));
+    Call call(conn_, update_task_.get());
+    call.Bind(static_cast<int>(t.state), t.attempts, workers, t.error, t.model_digest,
+              t.seconds, errors, static_cast<int64_t>(t.lease_id), t.job_id, t.index);
+    return CheckUpdated(call, absl::StrCat("task ", t.job_id, "/", t.index));
+  }
 
   // Steps an UPDATE of one row; NOT_FOUND when it matched none.
   absl::Status CheckUpdated(Call& call, const std::string& row)
@@ -424,23 +478,27 @@ class SqliteJobStore final : public JobStore {
         {&insert_job_,
          "INSERT INTO jobs(spec, input_info, state, error, created_unix_ms, "
          "started_unix_ms, finished_unix_ms) VALUES(?, ?, ?, ?, ?, ?, ?)"},
+        {&insert_job_with_id_,
+         "INSERT INTO jobs(id, spec, input_info, state, error, created_unix_ms, "
+         "started_unix_ms, finished_unix_ms) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"},
         {&insert_task_,
          "INSERT INTO tasks(job_id, idx, kind, frame_begin, frame_end, state, "
-         "attempts, workers, error, model_digest, seconds) "
-         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+         "attempts, workers, error, model_digest, seconds, errors, lease_id) "
+         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
         {&update_job_,
-         "UPDATE jobs SET state = ?, error = ?, created_unix_ms = ?, "
-         "started_unix_ms = ?, finished_unix_ms = ? WHERE id = ?"},
+         "UPDATE jobs SET spec = ?, input_info = ?, state = ?, error = ?, "
+         "created_unix_ms = ?, started_unix_ms = ?, finished_unix_ms = ? WHERE id = ?"},
         {&update_task_,
          "UPDATE tasks SET state = ?, attempts = ?, workers = ?, error = ?, "
-         "model_digest = ?, seconds = ? WHERE job_id = ? AND idx = ?"},
+         "model_digest = ?, seconds = ?, errors = ?, lease_id = ? "
+         "WHERE job_id = ? AND idx = ?"},
         {&select_jobs_,
          "SELECT id, spec, input_info, state, error, created_unix_ms, "
          "started_unix_ms, finished_unix_ms FROM jobs ORDER BY id"},
         {&select_tasks_,
          "SELECT job_id, idx, kind, frame_begin, frame_end, state, attempts, "
-         "workers, error, model_digest, seconds FROM tasks ORDER BY job_id, "
-         "idx"},
+         "workers, error, model_digest, seconds, errors, lease_id FROM tasks "
+         "ORDER BY job_id, idx"},
     };
     for (const auto& [slot, sql] : statements) {
       ASSIGN_OR_RETURN(*slot, conn_.Prepare(sql));
@@ -492,6 +550,7 @@ class SqliteJobStore final : public JobStore {
   // Before the statements, so that they are finalized before it closes.
   Connection conn_ ABSL_GUARDED_BY(mu_);
   StmtPtr insert_job_ ABSL_GUARDED_BY(mu_);
+  StmtPtr insert_job_with_id_ ABSL_GUARDED_BY(mu_);
   StmtPtr insert_task_ ABSL_GUARDED_BY(mu_);
   StmtPtr update_job_ ABSL_GUARDED_BY(mu_);
   StmtPtr update_task_ ABSL_GUARDED_BY(mu_);

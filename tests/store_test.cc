@@ -401,15 +401,15 @@ TEST_CASE("SqliteJobStore in a missing or unwritable folder is UNAVAILABLE",
   CHECK_THAT(std::string(store.status().message()), Catch::Contains(path));
 }
 
-TEST_CASE("SqliteJobStore is in WAL mode with schema version 1",
+TEST_CASE("SqliteJobStore is in WAL mode with schema version 2",
           "[unit][store]") {
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
   CHECK(RawSql(DbPath(dir), "PRAGMA journal_mode") == "wal");
-  CHECK(RawSql(DbPath(dir), "SELECT MAX(version) FROM schema_version") == "1");
+  CHECK(RawSql(DbPath(dir), "SELECT MAX(version) FROM schema_version") == "2");
   store.reset();
   store = OpenStore("sqlite", dir);  // reopening applies no step twice
-  CHECK(RawSql(DbPath(dir), "SELECT COUNT(*) FROM schema_version") == "1");
+  CHECK(RawSql(DbPath(dir), "SELECT COUNT(*) FROM schema_version") == "2");
 }
 
 TEST_CASE("SqliteJobStore refuses a schema newer than it knows",
@@ -446,3 +446,60 @@ TEST_CASE("SqliteJobStore reports a damaged stored row as INTERNAL",
 
 }  // namespace
 }  // namespace reelfarm::scheduler
+
+TEST_CASE("JobStore commits a batch of writes all or nothing", "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  TempDir dir;
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
+  using W = JobStore::Write;
+  Job job;
+  job.id = 42;
+  job.spec.name = "batch";
+  job.spec.depends_on = {7, 9};
+  job.spec.requirements = {{"gpu", "h100"}};
+  job.spec.request_id = "req-1";
+  Task t0;
+  t0.job_id = 42;
+  t0.index = 0;
+  Task t1 = t0;
+  t1.index = 1;
+  REQUIRE(store->Commit({{W::Kind::kInsertJob, job, {}},
+                         {W::Kind::kInsertTask, {}, t0},
+                         {W::Kind::kInsertTask, {}, t1}})
+              .ok());
+  // A batch whose last write names a missing task changes nothing.
+  Job changed = job;
+  changed.state = JobState::kPaused;
+  changed.spec.priority = 99;
+  Task missing = t0;
+  missing.index = 5;
+  absl::Status st = store->Commit({{W::Kind::kUpdateJob, changed, {}},
+                                   {W::Kind::kUpdateTask, {}, missing}});
+  CHECK(st.code() == absl::StatusCode::kNotFound);
+  auto snap = store->LoadAll();
+  REQUIRE(snap.ok());
+  REQUIRE(snap->jobs.size() == 1);
+  CHECK(snap->jobs[0].state == JobState::kQueued);
+  CHECK(snap->jobs[0].spec.priority == 50);
+  // A good batch applies every write: spec changes, attempt errors and the lease.
+  Task leased = t1;
+  leased.state = TaskState::kLeased;
+  leased.workers = {"w1", "w2"};
+  leased.errors = {"worker 'w1' disconnected", ""};
+  leased.lease_id = 123456789012345;
+  REQUIRE(store->Commit({{W::Kind::kUpdateJob, changed, {}},
+                         {W::Kind::kUpdateTask, {}, leased}})
+              .ok());
+  snap = store->LoadAll();
+  REQUIRE(snap.ok());
+  CHECK(snap->jobs[0].id == 42);
+  CHECK(snap->jobs[0].state == JobState::kPaused);
+  CHECK(snap->jobs[0].spec.priority == 99);
+  CHECK(snap->jobs[0].spec.depends_on == std::vector<int64_t>{7, 9});
+  CHECK(snap->jobs[0].spec.requirements.at("gpu") == "h100");
+  CHECK(snap->jobs[0].spec.request_id == "req-1");
+  REQUIRE(snap->tasks.size() == 2);
+  CHECK(snap->tasks[1].errors == leased.errors);
+  CHECK(snap->tasks[1].lease_id == leased.lease_id);
+  CHECK(snap->tasks[1].state == TaskState::kLeased);
+}
