@@ -444,8 +444,6 @@ TEST_CASE("SqliteJobStore reports a damaged stored row as INTERNAL",
       Catch::Contains(std::to_string(id)) && Catch::Contains(DbPath(dir)));
 }
 
-}  // namespace
-}  // namespace reelfarm::scheduler
 
 TEST_CASE("JobStore commits a batch of writes all or nothing", "[unit][store]") {
   const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
@@ -503,3 +501,6 @@ TEST_CASE("JobStore commits a batch of writes all or nothing", "[unit][store]") 
   CHECK(snap->tasks[1].lease_id == leased.lease_id);
   CHECK(snap->tasks[1].state == TaskState::kLeased);
 }
+
+}  // namespace
+}  // namespace reelfarm::scheduler
