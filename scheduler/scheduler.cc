@@ -1,7 +1,7 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
-#include <set>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -11,39 +11,82 @@
 
 namespace reelfarm::scheduler {
 
+using Write = JobStore::Write;
+
 std::string SegmentPath(int64_t job_id, int index) {
   return absl::StrFormat("%s/chunk_%06d.mp4", common::Storage::JobPartsDir(job_id), index);
 }
 
+Scheduler::Scheduler(JobStore* store, Clock* clock, SchedulerOptions options,
+                     SchedulerEvents* events)
+    : clock_(clock),
+      options_(std::move(options)),
+      events_(events ? events : &no_events_),
+      commits_(std::make_unique<CommitQueue>(store)) {}
+
+Scheduler::~Scheduler() = default;
+
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Clock* clock,
                                                              SchedulerOptions options,
                                                              SchedulerEvents* events) {
-  std::unique_ptr<Scheduler> s(new Scheduler(store, clock, options, events));
   ASSIGN_OR_RETURN(JobStore::Snapshot snap, store->LoadAll());
+  std::unique_ptr<Scheduler> s(new Scheduler(store, clock, std::move(options), events));
   absl::MutexLock lock(&s->mu_);
+  const int64_t now = clock->NowMs();
+  uint64_t max_lease = 0;
   for (Job& job : snap.jobs) {
+    s->next_job_id_ = std::max(s->next_job_id_, job.id + 1);
     JobEntry& e = s->jobs_[job.id];
     e.job = std::move(job);
+    if (!IsTerminal(e.job.state)) s->active_.insert(e.job.id);
+    for (int64_t dep : e.job.spec.depends_on) s->dependents_[dep].push_back(e.job.id);
+    if (!e.job.spec.request_id.empty()) {
+      s->request_ids_[{e.job.spec.project, e.job.spec.request_id}] = e.job.id;
+    }
   }
   for (Task& task : snap.tasks) {
     auto it = s->jobs_.find(task.job_id);
     if (it == s->jobs_.end()) continue;
-    if (task.state == TaskState::kLeased) {
-      // Its worker is gone with the old process; queue it again.
-      task.state = TaskState::kPending;
-      RETURN_IF_ERROR(store->UpdateTask(task));
-    }
     it->second.tasks.push_back(std::move(task));
   }
-  const int64_t now = clock->NowMs();
   for (auto& [id, e] : s->jobs_) {
-    e.progress.assign(e.tasks.size(), 0);
-    e.lease_of.assign(e.tasks.size(), 0);
-    e.ready_since.assign(e.tasks.size(), now);
+    std::vector<Task> tasks;
+    tasks.swap(e.tasks);
+    e.progress.assign(tasks.size(), 0);
+    e.ready_since.assign(tasks.size(), now);
+    e.tasks.resize(tasks.size());
+    for (Task& t : tasks) {
+      if (t.kind == TaskKind::kChunk) ++e.chunks_total;
+      if (t.kind == TaskKind::kAssemble) e.assemble_index = t.index;
+      if (t.kind == TaskKind::kChunk && t.state == TaskState::kSucceeded) ++e.chunks_succeeded;
+      if (t.kind == TaskKind::kChunk && t.state == TaskState::kPending) {
+        e.ready_chunks.insert(t.index);
+      }
+      if (t.state == TaskState::kLeased && t.lease_id != 0 && !t.workers.empty()) {
+        // Honour the lease for one lease duration: its worker may reconnect and finish.
+        Lease lease;
+        lease.id = t.lease_id;
+        lease.job_id = id;
+        lease.task_index = t.index;
+        lease.worker = t.workers.back();
+        lease.leased_ms = now;
+        lease.deadline_ms = now + s->options_.lease_ms;
+        lease.attempt = t.attempts;
+        s->leases_[lease.id] = lease;
+        ++s->projects_[e.job.spec.project].running;
+        max_lease = std::max(max_lease, lease.id);
+      }
+      e.tasks[t.index] = std::move(t);
+    }
   }
-  // Lease ids stay above any handed out before a restart.
-  s->next_lease_id_ = static_cast<uint64_t>(clock->NowMs()) * 1000;
+  // Lease ids stay above any handed out before.
+  s->next_lease_id_ = std::max<uint64_t>(static_cast<uint64_t>(now) * 1000, max_lease + 1);
   return s;
+}
+
+const ProjectPolicy& Scheduler::PolicyFor(const std::string& project) const {
+  auto it = options_.projects.find(project);
+  return it == options_.projects.end() ? default_policy_ : it->second;
 }
 
 void Scheduler::BumpLocked() {
@@ -65,29 +108,26 @@ uint64_t Scheduler::WaitForChange(uint64_t seen, int64_t timeout_ms) const {
   return version_;
 }
 
-absl::StatusOr<JobView> Scheduler::Submit(JobSpec spec, MediaInfo input_info) {
-  const UpscaleSpec& up = spec.upscale;
-  if (up.chunk_frames < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("upscale.chunk_frames is ", up.chunk_frames, "; give 1 or more"));
-  }
-  std::vector<FrameRange> ranges = SplitIntoChunks(input_info.frame_count, up.chunk_frames);
-  if (ranges.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("upscale.input '", up.input, "' has no frames"));
-  }
-  if (static_cast<int64_t>(ranges.size()) + 1 > options_.max_tasks_per_job) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.chunk_frames ", up.chunk_frames, " makes ", ranges.size(),
-        " tasks, over the limit of ", options_.max_tasks_per_job,
-        "; give larger chunks"));
-  }
-  Job job;
-  job.spec = std::move(spec);
-  job.input_info = std::move(input_info);
-  job.state = JobState::kQueued;
-  job.created_unix_ms = clock_->NowMs();
+absl::Status Scheduler::health() { return commits_->health(); }
+
+uint64_t Scheduler::CommitLocked(Writes w) {
+  BumpLocked();
+  return commits_->Append(std::move(w));
+}
+
+absl::StatusOr<JobView> Scheduler::Durable(uint64_t seq, int64_t job_id) {
+  RETURN_IF_ERROR(commits_->WaitFor(seq));
+  return GetJob(job_id);
+}
+
+Scheduler::JobEntry* Scheduler::FindLocked(int64_t job_id) {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
+std::vector<Task> Scheduler::MakeTasks(const JobSpec& spec, const MediaInfo& info) {
   std::vector<Task> tasks;
+  std::vector<FrameRange> ranges = SplitIntoChunks(info.frame_count, spec.upscale.chunk_frames);
   for (size_t i = 0; i < ranges.size(); ++i) {
     Task t;
     t.index = static_cast<int>(i);
@@ -99,24 +139,122 @@ absl::StatusOr<JobView> Scheduler::Submit(JobSpec spec, MediaInfo input_info) {
   Task assemble;
   assemble.index = static_cast<int>(ranges.size());
   assemble.kind = TaskKind::kAssemble;
-  assemble.frame_begin = 0;
-  assemble.frame_end = 0;
   tasks.push_back(assemble);
+  return tasks;
+}
 
-  absl::MutexLock lock(&mu_);
-  // Committed before anything can see it.
-  ASSIGN_OR_RETURN(int64_t id, store_->CreateJob(job, tasks));
-  job.id = id;
-  for (Task& t : tasks) t.job_id = id;
-  JobEntry& e = jobs_[id];
-  e.job = std::move(job);
+void Scheduler::AddTasksLocked(JobEntry& e, std::vector<Task> tasks, Writes* w) {
+  const int64_t now = clock_->NowMs();
+  for (Task& t : tasks) {
+    t.job_id = e.job.id;
+    w->push_back({Write::Kind::kInsertTask, {}, t});
+    if (t.kind == TaskKind::kChunk) {
+      ++e.chunks_total;
+      if (t.state == TaskState::kPending) e.ready_chunks.insert(t.index);
+    } else {
+      e.assemble_index = t.index;
+    }
+  }
   e.tasks = std::move(tasks);
   e.progress.assign(e.tasks.size(), 0);
-  e.lease_of.assign(e.tasks.size(), 0);
-  e.ready_since.assign(e.tasks.size(), e.job.created_unix_ms);
-  events_->JobSubmitted(e.job);
-  BumpLocked();
-  return ViewLocked(e);
+  e.ready_since.assign(e.tasks.size(), now);
+}
+
+absl::StatusOr<JobView> Scheduler::Submit(JobSpec spec, std::optional<MediaInfo> input_info) {
+  if (spec.upscale.chunk_frames < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "upscale.chunk_frames is ", spec.upscale.chunk_frames, "; give 1 or more"));
+  }
+  std::vector<Task> tasks;
+  if (input_info) {
+    if (input_info->frame_count < 1) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("upscale.input '", spec.upscale.input, "' has no frames"));
+    }
+    tasks = MakeTasks(spec, *input_info);
+    if (static_cast<int64_t>(tasks.size()) > options_.max_tasks_per_job) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "upscale.chunk_frames ", spec.upscale.chunk_frames, " makes ", tasks.size(),
+          " tasks, over the limit of ", options_.max_tasks_per_job,
+          " per job; give larger chunks"));
+    }
+  }
+  uint64_t seq = 0;
+  int64_t id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(commits_->health());
+    if (!spec.request_id.empty()) {
+      auto it = request_ids_.find({spec.project, spec.request_id});
+      if (it != request_ids_.end()) {
+        // A retried submit: the first one's answer, once it is durable.
+        id = it->second;
+        seq = commits_->Append({});
+      }
+    }
+    if (id == 0) {
+      // Admission.
+      const int64_t adding = static_cast<int64_t>(tasks.size());
+      int64_t queued_total = 0, queued_project = 0;
+      for (int64_t active : active_) {
+        const JobEntry& e = jobs_.at(active);
+        const int64_t pending = static_cast<int64_t>(e.ready_chunks.size()) +
+                                (e.assemble_index >= 0 &&
+                                 e.tasks[e.assemble_index].state == TaskState::kPending);
+        queued_total += pending;
+        if (e.job.spec.project == spec.project) queued_project += pending;
+      }
+      const ProjectPolicy& policy = PolicyFor(spec.project);
+      const int64_t project_limit =
+          policy.max_queued ? policy.max_queued : options_.max_queued_tasks_per_project;
+      if (project_limit && queued_project + adding > project_limit) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "project '", spec.project, "' has ", queued_project,
+            " queued tasks and this job adds ", adding, ", over the project's queue limit of ",
+            project_limit, "; wait for the queue to drain or ask for a larger limit"));
+      }
+      if (options_.max_queued_tasks && queued_total + adding > options_.max_queued_tasks) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "the farm has ", queued_total, " queued tasks and this job adds ", adding,
+            ", over the farm's queue limit of ", options_.max_queued_tasks,
+            "; wait for the queue to drain"));
+      }
+      // Dependencies.
+      bool waiting = false;
+      for (int64_t dep : spec.depends_on) {
+        JobEntry* d = FindLocked(dep);
+        if (!d) {
+          return absl::NotFoundError(absl::StrCat("depends_on: job ", dep, " not found"));
+        }
+        if (d->job.state == JobState::kFailed || d->job.state == JobState::kCancelled) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "depends_on: job ", dep, " has ", ToString(d->job.state),
+              "; retry it first or drop the dependency"));
+        }
+        if (d->job.state != JobState::kSucceeded) waiting = true;
+      }
+      Job job;
+      job.id = id = next_job_id_++;
+      job.spec = std::move(spec);
+      if (input_info) job.input_info = *input_info;
+      job.state = waiting || !input_info ? JobState::kWaiting : JobState::kQueued;
+      job.created_unix_ms = clock_->NowMs();
+      JobEntry& e = jobs_[id];
+      e.job = job;
+      Writes w;
+      w.push_back({Write::Kind::kInsertJob, job, {}});
+      AddTasksLocked(e, std::move(tasks), &w);
+      active_.insert(id);
+      for (int64_t dep : e.job.spec.depends_on) dependents_[dep].push_back(id);
+      if (!e.job.spec.request_id.empty()) {
+        request_ids_[{e.job.spec.project, e.job.spec.request_id}] = id;
+      }
+      events_->JobSubmitted(e.job);
+      seq = CommitLocked(std::move(w));
+    }
+  }
+  // Nothing is acknowledged before it is committed.
+  return Durable(seq, id);
 }
 
 JobView Scheduler::ViewLocked(const JobEntry& e) const {
@@ -136,11 +274,9 @@ JobView Scheduler::ViewLocked(const JobEntry& e) const {
   int64_t end = e.job.finished_unix_ms ? e.job.finished_unix_ms : clock_->NowMs();
   if (e.job.started_unix_ms > 0 && end > e.job.started_unix_ms && v.frames_done > 0) {
     v.fps = v.frames_done * 1000.0 / static_cast<double>(end - e.job.started_unix_ms);
-    if (!IsTerminal(e.job.state)) {
-      v.eta_seconds = static_cast<double>(v.frames_total - v.frames_done) / v.fps;
-    } else {
-      v.eta_seconds = 0;
-    }
+    v.eta_seconds = IsTerminal(e.job.state)
+                        ? 0
+                        : static_cast<double>(v.frames_total - v.frames_done) / v.fps;
   }
   return v;
 }
@@ -172,113 +308,120 @@ std::vector<JobView> Scheduler::ListJobs(const std::vector<JobState>& states,
   return out;
 }
 
-absl::Status Scheduler::FinishJobLocked(JobEntry& e, JobState state,
-                                        const std::string& error) {
+void Scheduler::SetTaskLocked(JobEntry& e, const Task& t, Writes* w) {
+  Task& old = e.tasks[t.index];
+  if (t.kind == TaskKind::kChunk) {
+    if (old.state == TaskState::kPending) e.ready_chunks.erase(t.index);
+    if (t.state == TaskState::kPending) e.ready_chunks.insert(t.index);
+    if (old.state == TaskState::kSucceeded) --e.chunks_succeeded;
+    if (t.state == TaskState::kSucceeded) ++e.chunks_succeeded;
+  }
+  if (t.state == TaskState::kPending && old.state != TaskState::kPending) {
+    e.ready_since[t.index] = clock_->NowMs();
+  }
+  old = t;
+  w->push_back({Write::Kind::kUpdateTask, {}, t});
+}
+
+void Scheduler::SetJobLocked(JobEntry& e, Job job, Writes* w) {
+  e.job = std::move(job);
+  if (IsTerminal(e.job.state)) {
+    active_.erase(e.job.id);
+  } else {
+    active_.insert(e.job.id);
+  }
+  w->push_back({Write::Kind::kUpdateJob, e.job, {}});
+}
+
+void Scheduler::ReleaseLeaseLocked(uint64_t lease_id) {
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return;
+  const Lease lease = it->second;
+  leases_.erase(it);
+  JobEntry& e = jobs_.at(lease.job_id);
+  --projects_[e.job.spec.project].running;
+  auto wit = workers_.find(lease.worker);
+  if (wit != workers_.end()) {
+    --wit->second.running;
+    wit->second.memory_in_use -= e.job.spec.memory_bytes;
+  }
+  e.progress[lease.task_index] = 0;
+}
+
+void Scheduler::FinishJobLocked(JobEntry& e, JobState state, const std::string& error,
+                                Writes* w) {
   Job job = e.job;
   job.state = state;
   job.error = error;
   job.finished_unix_ms = clock_->NowMs();
-  RETURN_IF_ERROR(store_->UpdateJob(job));
-  e.job = std::move(job);
+  SetJobLocked(e, std::move(job), w);
   events_->JobFinished(e.job);
-  for (size_t i = 0; i < e.tasks.size(); ++i) {
-    Task& t = e.tasks[i];
-    if (t.state != TaskState::kPending && t.state != TaskState::kLeased) continue;
-    if (e.lease_of[i] != 0) {
-      auto it = leases_.find(e.lease_of[i]);
-      if (it != leases_.end()) {
-        revoked_.push_back(it->second);
-        leases_.erase(it);
+  for (const Task& task : std::vector<Task>(e.tasks)) {
+    if (task.state != TaskState::kPending && task.state != TaskState::kLeased) continue;
+    if (task.lease_id != 0) {
+      auto it = leases_.find(task.lease_id);
+      if (it != leases_.end()) revoked_.push_back(it->second);
+      ReleaseLeaseLocked(task.lease_id);
+    }
+    Task t = task;
+    t.state = TaskState::kCancelled;
+    t.lease_id = 0;
+    SetTaskLocked(e, t, w);
+  }
+  if (state == JobState::kSucceeded) {
+    WakeDependentsLocked(e.job.id, w);
+    return;
+  }
+  // Jobs that depend on this one cannot run now.
+  auto dit = dependents_.find(e.job.id);
+  if (dit == dependents_.end()) return;
+  for (int64_t dep_id : std::vector<int64_t>(dit->second)) {
+    JobEntry* d = FindLocked(dep_id);
+    if (!d || IsTerminal(d->job.state)) continue;
+    FinishJobLocked(*d, JobState::kFailed,
+                    absl::StrCat("depends_on: job ", e.job.id, " ", ToString(state),
+                                 error.empty() ? "" : ": ", error),
+                    w);
+  }
+}
+
+bool Scheduler::FitsLocked(const WorkerEntry& w, const JobEntry& e) const {
+  const JobSpec& spec = e.job.spec;
+  if (std::find(w.info.models.begin(), w.info.models.end(), spec.upscale.model) ==
+      w.info.models.end()) {
+    return false;
+  }
+  for (const auto& [key, value] : spec.requirements) {
+    auto it = w.info.tags.find(key);
+    if (it == w.info.tags.end() || it->second != value) return false;
+  }
+  if (w.info.memory_bytes > 0 && spec.memory_bytes > 0 &&
+      w.memory_in_use + spec.memory_bytes > w.info.memory_bytes) {
+    return false;
+  }
+  return true;
+}
+
+int Scheduler::NextTaskLocked(const JobEntry& e, const std::string& worker) const {
+  for (int index : e.ready_chunks) {
+    const Task& t = e.tasks[index];
+    // Prefer another worker for a task that failed on this one, if one could take it.
+    bool failed_here = false;
+    for (size_t i = 0; i < t.workers.size() && i < t.errors.size(); ++i) {
+      failed_here |= t.workers[i] == worker && !t.errors[i].empty();
+    }
+    if (failed_here) {
+      bool other = false;
+      for (const auto& [name, w] : workers_) {
+        other |= name != worker && !w.draining && FitsLocked(w, e);
       }
-      e.lease_of[i] = 0;
+      if (other) continue;
     }
-    Task copy = t;
-    copy.state = TaskState::kCancelled;
-    RETURN_IF_ERROR(store_->UpdateTask(copy));
-    t = std::move(copy);
-    e.progress[i] = 0;
+    return index;
   }
-  BumpLocked();
-  return absl::OkStatus();
-}
-
-absl::StatusOr<JobView> Scheduler::Cancel(int64_t job_id) {
-  absl::MutexLock lock(&mu_);
-  auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) {
-    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
-  }
-  JobEntry& e = it->second;
-  if (IsTerminal(e.job.state)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "job ", job_id, " has already ", ToString(e.job.state), "; nothing to cancel"));
-  }
-  RETURN_IF_ERROR(FinishJobLocked(e, JobState::kCancelled, "cancelled by request"));
-  return ViewLocked(e);
-}
-
-void Scheduler::RegisterWorker(const WorkerInfo& info) {
-  absl::MutexLock lock(&mu_);
-  WorkerEntry& w = workers_[info.name];
-  w.info = info;
-  w.connected = true;
-  BumpLocked();
-}
-
-void Scheduler::UnregisterWorker(const std::string& name) {
-  absl::MutexLock lock(&mu_);
-  std::vector<uint64_t> held;
-  for (const auto& [id, lease] : leases_) {
-    if (lease.worker == name) held.push_back(id);
-  }
-  for (uint64_t id : held) {
-    // A store failure here leaves the lease to expire later; nothing else to do.
-    (void)FailAttemptLocked(id, absl::StrCat("worker '", name, "' disconnected"),
-                            /*retryable=*/true);
-  }
-  workers_.erase(name);
-  BumpLocked();
-}
-
-std::vector<WorkerView> Scheduler::ListWorkers() const {
-  absl::MutexLock lock(&mu_);
-  std::vector<WorkerView> out;
-  for (const auto& [name, w] : workers_) {
-    WorkerView v;
-    v.info = w.info;
-    v.tasks_done = w.tasks_done;
-    for (const auto& [id, lease] : leases_) {
-      if (lease.worker == name) v.leases.push_back(lease);
-    }
-    out.push_back(std::move(v));
-  }
-  return out;
-}
-
-std::vector<std::string> Scheduler::KnownModels() const {
-  absl::MutexLock lock(&mu_);
-  std::set<std::string> models;
-  for (const auto& [name, w] : workers_) models.insert(w.info.models.begin(), w.info.models.end());
-  return {models.begin(), models.end()};
-}
-
-int Scheduler::ActiveLeasesLocked(const std::string& worker) const {
-  int n = 0;
-  for (const auto& [id, lease] : leases_) n += lease.worker == worker;
-  return n;
-}
-
-int Scheduler::NextTaskLocked(const JobEntry& e) const {
-  bool chunks_done = true;
-  for (size_t i = 0; i < e.tasks.size(); ++i) {
-    const Task& t = e.tasks[i];
-    if (t.kind == TaskKind::kChunk) {
-      if (t.state == TaskState::kPending) return static_cast<int>(i);
-      if (t.state != TaskState::kSucceeded) chunks_done = false;
-    } else if (t.kind == TaskKind::kAssemble && t.state == TaskState::kPending &&
-               chunks_done) {
-      return static_cast<int>(i);
-    }
+  if (e.ready_chunks.empty() && e.chunks_succeeded == e.chunks_total &&
+      e.assemble_index >= 0 && e.tasks[e.assemble_index].state == TaskState::kPending) {
+    return e.assemble_index;
   }
   return -1;
 }
@@ -286,52 +429,70 @@ int Scheduler::NextTaskLocked(const JobEntry& e) const {
 std::optional<Assignment> Scheduler::LeaseNext(const std::string& worker) {
   absl::MutexLock lock(&mu_);
   auto wit = workers_.find(worker);
-  if (wit == workers_.end() || !wit->second.connected) return std::nullopt;
-  const WorkerInfo& info = wit->second.info;
-  if (ActiveLeasesLocked(worker) >= info.slots) return std::nullopt;
-  // Highest priority first, then oldest.
+  if (wit == workers_.end() || wit->second.draining || !commits_->health().ok()) {
+    return std::nullopt;
+  }
+  WorkerEntry& w = wit->second;
+  if (w.running >= w.info.slots) return std::nullopt;
+  // Highest priority; then the project furthest below its weighted share; then oldest.
+  using Key = std::tuple<int, double, double, int64_t>;
+  std::optional<Key> best_key;
   JobEntry* best = nullptr;
   int best_index = -1;
-  for (auto& [id, e] : jobs_) {
-    if (IsTerminal(e.job.state)) continue;
-    if (best && e.job.spec.priority <= best->job.spec.priority) continue;
-    const std::string& model = e.job.spec.upscale.model;
-    if (std::find(info.models.begin(), info.models.end(), model) == info.models.end()) {
-      continue;
-    }
-    int index = NextTaskLocked(e);
+  for (int64_t id : active_) {
+    JobEntry& e = jobs_.at(id);
+    if (e.job.state != JobState::kQueued && e.job.state != JobState::kRunning) continue;
+    if (!FitsLocked(w, e)) continue;
+    const std::string& project = e.job.spec.project;
+    const ProjectPolicy& policy = PolicyFor(project);
+    const ProjectEntry& p = projects_[project];
+    if (policy.max_running > 0 && p.running >= policy.max_running) continue;
+    const double weight = policy.weight > 0 ? policy.weight : 1.0;
+    Key key{-e.job.spec.priority, p.running / weight, p.leased_total / weight, id};
+    if (best_key && !(key < *best_key)) continue;
+    int index = NextTaskLocked(e, worker);
     if (index < 0) continue;
+    best_key = key;
     best = &e;
     best_index = index;
   }
   if (!best) return std::nullopt;
   JobEntry& e = *best;
-  Task task = e.tasks[best_index];
-  task.state = TaskState::kLeased;
-  task.attempts += 1;
-  task.workers.push_back(worker);
-  if (!store_->UpdateTask(task).ok()) return std::nullopt;
-  if (e.job.state == JobState::kQueued) {
-    Job job = e.job;
-    job.state = JobState::kRunning;
-    job.started_unix_ms = clock_->NowMs();
-    if (!store_->UpdateJob(job).ok()) return std::nullopt;
-    e.job = std::move(job);
-  }
-  e.tasks[best_index] = task;
+  Writes writes;
+  const int64_t now = clock_->NowMs();
   Lease lease;
   lease.id = next_lease_id_++;
   lease.job_id = e.job.id;
   lease.task_index = best_index;
   lease.worker = worker;
-  lease.leased_ms = clock_->NowMs();
-  lease.deadline_ms = lease.leased_ms + options_.lease_ms;
+  lease.leased_ms = now;
+  lease.deadline_ms = now + options_.lease_ms;
+  Task task = e.tasks[best_index];
+  task.state = TaskState::kLeased;
+  task.attempts += 1;
+  task.workers.push_back(worker);
+  task.errors.resize(task.workers.size() - 1);
+  task.errors.push_back("");
+  task.lease_id = lease.id;
   lease.attempt = task.attempts;
+  events_->TaskLeased(e.job, task, now - e.ready_since[best_index]);
+  SetTaskLocked(e, task, &writes);
+  if (e.job.state == JobState::kQueued) {
+    Job job = e.job;
+    job.state = JobState::kRunning;
+    job.started_unix_ms = now;
+    SetJobLocked(e, std::move(job), &writes);
+  }
   leases_[lease.id] = lease;
-  e.lease_of[best_index] = lease.id;
+  ++w.running;
+  w.memory_in_use += e.job.spec.memory_bytes;
+  ProjectEntry& p = projects_[e.job.spec.project];
+  ++p.running;
+  ++p.leased_total;
   e.progress[best_index] = 0;
-  events_->TaskLeased(e.job, task, clock_->NowMs() - e.ready_since[best_index]);
-  BumpLocked();
+  // The assignment may go out before the lease is durable: after a crash the task is
+  // pending again and the worker's lease is refused on reconnect.
+  CommitLocked(std::move(writes));
   return MakeAssignmentLocked(e, best_index, lease);
 }
 
@@ -377,6 +538,7 @@ Assignment Scheduler::MakeAssignmentLocked(const JobEntry& e, int index,
         {"fps", {e.job.input_info.fps_num, e.job.input_info.fps_den}},
         {"codec", e.job.input_info.codec},
         {"pixel_format", e.job.input_info.pixel_format}}},
+      {"depends_on", e.job.spec.depends_on},
       {"created_unix_ms", e.job.created_unix_ms},
       {"started_unix_ms", e.job.started_unix_ms},
       {"chunks", chunks}};
@@ -417,69 +579,69 @@ absl::Status Scheduler::ReportProgress(const std::string& worker, uint64_t lease
 
 absl::Status Scheduler::Complete(const std::string& worker, uint64_t lease_id,
                                  const TaskOutcome& outcome) {
-  absl::MutexLock lock(&mu_);
-  auto it = leases_.find(lease_id);
-  if (it == leases_.end() || it->second.worker != worker) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "lease ", lease_id, " is not current (it expired, or the task was given to "
-        "another worker or cancelled); result dropped"));
+  uint64_t seq = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = leases_.find(lease_id);
+    if (it == leases_.end() || it->second.worker != worker) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "lease ", lease_id, " is not current (it expired, or the task was given to "
+          "another worker or cancelled); result dropped"));
+    }
+    Writes writes;
+    if (!outcome.ok) {
+      FailAttemptLocked(lease_id, outcome.error, outcome.retryable, &writes);
+    } else {
+      const Lease lease = it->second;
+      JobEntry& e = jobs_.at(lease.job_id);
+      Task task = e.tasks[lease.task_index];
+      task.state = TaskState::kSucceeded;
+      task.error.clear();
+      task.lease_id = 0;
+      task.seconds = outcome.seconds;
+      task.model_digest = outcome.model_digest;
+      ReleaseLeaseLocked(lease.id);
+      SetTaskLocked(e, task, &writes);
+      auto wit = workers_.find(worker);
+      if (wit != workers_.end()) ++wit->second.tasks_done;
+      events_->TaskFinished(e.job, task, /*ok=*/true, /*will_retry=*/false,
+                            clock_->NowMs() - lease.leased_ms);
+      const bool all_done = std::all_of(e.tasks.begin(), e.tasks.end(), [](const Task& t) {
+        return t.state == TaskState::kSucceeded;
+      });
+      if (all_done) FinishJobLocked(e, JobState::kSucceeded, "", &writes);
+    }
+    seq = CommitLocked(std::move(writes));
   }
-  if (!outcome.ok) {
-    return FailAttemptLocked(lease_id, outcome.error, outcome.retryable);
-  }
-  const Lease lease = it->second;
-  JobEntry& e = jobs_.at(lease.job_id);
-  Task task = e.tasks[lease.task_index];
-  task.state = TaskState::kSucceeded;
-  task.error.clear();
-  task.seconds = outcome.seconds;
-  task.model_digest = outcome.model_digest;
-  RETURN_IF_ERROR(store_->UpdateTask(task));
-  e.tasks[lease.task_index] = task;
-  e.lease_of[lease.task_index] = 0;
-  e.progress[lease.task_index] = 0;
-  leases_.erase(lease.id);
-  events_->TaskFinished(e.job, task, /*ok=*/true, /*will_retry=*/false,
-                        clock_->NowMs() - lease.leased_ms);
-  auto wit = workers_.find(worker);
-  if (wit != workers_.end()) ++wit->second.tasks_done;
-  bool all_done = std::all_of(e.tasks.begin(), e.tasks.end(), [](const Task& t) {
-    return t.state == TaskState::kSucceeded;
-  });
-  if (all_done) RETURN_IF_ERROR(FinishJobLocked(e, JobState::kSucceeded, ""));
-  BumpLocked();
-  return absl::OkStatus();
+  return commits_->WaitFor(seq);
 }
 
-absl::Status Scheduler::FailAttemptLocked(uint64_t lease_id, const std::string& error,
-                                          bool retryable) {
+void Scheduler::FailAttemptLocked(uint64_t lease_id, const std::string& error,
+                                  bool retryable, Writes* w) {
   auto it = leases_.find(lease_id);
-  if (it == leases_.end()) return absl::OkStatus();
+  if (it == leases_.end()) return;
   const Lease lease = it->second;
-  leases_.erase(it);
+  ReleaseLeaseLocked(lease_id);
   JobEntry& e = jobs_.at(lease.job_id);
-  e.lease_of[lease.task_index] = 0;
-  e.progress[lease.task_index] = 0;
   Task task = e.tasks[lease.task_index];
   task.error = error;
+  task.lease_id = 0;
+  if (!task.errors.empty()) task.errors.back() = error;
   const bool give_up = !retryable || task.attempts >= e.job.spec.max_attempts;
   task.state = give_up ? TaskState::kFailed : TaskState::kPending;
-  RETURN_IF_ERROR(store_->UpdateTask(task));
-  e.tasks[lease.task_index] = task;
-  e.ready_since[lease.task_index] = clock_->NowMs();
+  SetTaskLocked(e, task, w);
   events_->TaskFinished(e.job, task, /*ok=*/false, /*will_retry=*/!give_up,
                         clock_->NowMs() - lease.leased_ms);
-  BumpLocked();
-  if (!give_up) return absl::OkStatus();
+  if (!give_up) return;
   std::string why = absl::StrCat(
       "task ", task.index,
       task.kind == TaskKind::kChunk
           ? absl::StrCat(" (frames ", task.frame_begin, "-", task.frame_end - 1, ")")
           : std::string(" (assemble)"),
       " failed on worker '", lease.worker, "' after ", task.attempts,
-      task.attempts == 1 ? " attempt" : " attempts",
-      retryable ? "" : " (not retryable)", ": ", error);
-  return FinishJobLocked(e, JobState::kFailed, why);
+      task.attempts == 1 ? " attempt" : " attempts", retryable ? "" : " (not retryable)",
+      ": ", error);
+  FinishJobLocked(e, JobState::kFailed, why, w);
 }
 
 std::vector<Lease> Scheduler::ExpireLeases() {
@@ -489,40 +651,19 @@ std::vector<Lease> Scheduler::ExpireLeases() {
   for (const auto& [id, lease] : leases_) {
     if (lease.deadline_ms <= now) expired.push_back(lease);
   }
+  if (expired.empty()) return expired;
+  Writes writes;
   for (const Lease& lease : expired) {
     events_->LeaseExpired(lease);
-    (void)FailAttemptLocked(
+    FailAttemptLocked(
         lease.id,
         absl::StrCat("lease expired: worker '", lease.worker, "' sent no heartbeat for ",
                      options_.lease_ms / 1000.0, " s"),
-        /*retryable=*/true);
+        /*retryable=*/true, &writes);
     revoked_.push_back(lease);
   }
+  CommitLocked(std::move(writes));
   return expired;
-}
-
-Scheduler::Stats Scheduler::GetStats() const {
-  absl::MutexLock lock(&mu_);
-  Stats st;
-  for (const auto& [id, e] : jobs_) {
-    if (IsTerminal(e.job.state)) continue;
-    Stats::ProjectCounts& p = st.projects[e.job.spec.project];
-    ++p.jobs_active;
-    for (const Task& t : e.tasks) {
-      if (t.state == TaskState::kPending) ++p.tasks_queued;
-      if (t.state == TaskState::kLeased) ++p.tasks_running;
-    }
-  }
-  std::map<std::string, int> held;
-  for (const auto& [id, lease] : leases_) ++held[lease.worker];
-  for (const auto& [name, w] : workers_) {
-    if (held.count(name)) {
-      ++st.workers_busy;
-    } else {
-      ++st.workers_idle;
-    }
-  }
-  return st;
 }
 
 std::vector<Lease> Scheduler::TakeRevoked() {

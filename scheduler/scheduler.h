@@ -1,17 +1,24 @@
 // Scheduler: the farm's brain. Owns the in-memory view of jobs, tasks, workers and
-// leases; makes every change durable through JobStore before it is visible or
-// acknowledged. No gRPC here: server/ adapts the API to these calls.
+// leases; makes every change durable through a CommitQueue (group commit into the
+// JobStore) and acknowledges nothing before it is committed. No gRPC here: server/
+// adapts the API to these calls.
+//
+// Policy, in order: a task goes only to a worker that has its model, every tag the job
+// requires, free memory for the model's estimate and a free slot; among the jobs that
+// fit, the highest priority wins; among equal priorities, the project furthest below
+// its weighted share of the running tasks (and under its cap); then the oldest job.
+// A task that failed on a worker goes to another one when another can take it.
 //
 // Thread-safety: every public method may be called from any thread.
-// Leases: each lease id is a fencing token, unique for the life of the process (and
-// never below any id handed out before a restart). A result, progress report or
-// heartbeat under a lease that is not current is refused.
+// Leases: each lease id is a fencing token, unique across restarts. A result, progress
+// report or heartbeat under a lease that is not current is refused.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -19,22 +26,35 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status.h"
 #include "scheduler/clock.h"
+#include "scheduler/commit_queue.h"
 #include "scheduler/events.h"
 #include "scheduler/job.h"
 #include "scheduler/job_store.h"
 
 namespace reelfarm::scheduler {
 
+struct ProjectPolicy {
+  double weight = 1.0;      // share of running tasks relative to other projects
+  int max_running = 0;      // cap on concurrent tasks (0: none)
+  int64_t max_queued = 0;   // admission: queued tasks (0: the global per-project limit)
+};
+
 struct SchedulerOptions {
   int64_t lease_ms = 20'000;      // a lease not renewed for this long expires
   int64_t heartbeat_ms = 2'000;   // what workers are told to use
   int max_tasks_per_job = 100'000;
+  // Admission: 0 means unlimited.
+  int64_t max_queued_tasks = 0;
+  int64_t max_queued_tasks_per_project = 0;
+  std::map<std::string, ProjectPolicy> projects;  // others get ProjectPolicy{}
 };
 
 struct WorkerInfo {
   std::string name;
   int slots = 1;
   std::vector<std::string> models;
+  std::map<std::string, std::string> tags;
+  int64_t memory_bytes = 0;  // 0: unknown, no memory check
 };
 
 struct Lease {
@@ -84,6 +104,7 @@ struct WorkerView {
   WorkerInfo info;
   std::vector<Lease> leases;
   int64_t tasks_done = 0;
+  bool draining = false;
 };
 
 // Relative path of chunk `index`'s segment for `job_id`.
@@ -91,27 +112,49 @@ std::string SegmentPath(int64_t job_id, int index);
 
 class Scheduler final {
  public:
-  // Loads the store's state. Tasks that were leased when the process stopped go back
-  // to the queue (their workers will be re-leased on reconnect).
+  // Loads the store's state. Tasks that were leased keep their lease for one lease
+  // duration, so that their workers can reconnect and finish them.
   // `events` (optional, not owned) must outlive the scheduler.
   static absl::StatusOr<std::unique_ptr<Scheduler>> Create(JobStore* store, Clock* clock,
                                                            SchedulerOptions options,
                                                            SchedulerEvents* events = nullptr);
+  ~Scheduler();
 
   const SchedulerOptions& options() const { return options_; }
 
-  // Splits the job into tasks and commits it; returns the committed job.
-  absl::StatusOr<JobView> Submit(JobSpec spec, MediaInfo input_info);
+  // Admits the job and commits it. `input_info` is empty when the input is the output
+  // of a job in depends_on: its tasks are made once that job succeeds (see
+  // JobsToActivate). A spec with a request_id already seen in its project returns the
+  // first job. RESOURCE_EXHAUSTED past a queue limit; NOT_FOUND for an unknown
+  // dependency; FAILED_PRECONDITION for one that already failed.
+  absl::StatusOr<JobView> Submit(JobSpec spec, std::optional<MediaInfo> input_info);
   absl::StatusOr<JobView> GetJob(int64_t job_id) const;
   // Newest first; `states` empty means all.
   std::vector<JobView> ListJobs(const std::vector<JobState>& states, int limit) const;
-  // Cancels a job that has not ended; its leases are revoked (see TakeRevoked).
-  absl::StatusOr<JobView> Cancel(int64_t job_id);
 
-  // Workers.
-  void RegisterWorker(const WorkerInfo& info);
+  // Control. Each returns the job after the change is committed.
+  absl::StatusOr<JobView> Cancel(int64_t job_id);
+  absl::StatusOr<JobView> Pause(int64_t job_id);
+  absl::StatusOr<JobView> Resume(int64_t job_id);
+  absl::StatusOr<JobView> SetPriority(int64_t job_id, int priority);
+  // Queues the failed and cancelled tasks of a failed or cancelled job again.
+  absl::StatusOr<JobView> Retry(int64_t job_id);
+
+  // Jobs whose dependencies succeeded but whose input was not there to probe at
+  // submit: the server probes each and calls Activate or FailJob.
+  std::vector<std::pair<int64_t, JobSpec>> JobsToActivate() const;
+  absl::Status Activate(int64_t job_id, const MediaInfo& input_info);
+  absl::Status FailJob(int64_t job_id, const std::string& error);
+
+  // Workers. RegisterWorker returns the leases in `held` (leases the worker says it
+  // still runs, after a reconnect) that are not current: the worker must stop them.
+  // Leases the server thinks the worker holds but that it does not report are failed.
+  std::vector<uint64_t> RegisterWorker(const WorkerInfo& info,
+                                       const std::vector<uint64_t>& held = {});
   // The worker is gone: its leases are released and their tasks queued again.
   void UnregisterWorker(const std::string& name);
+  // A draining worker finishes its tasks and takes no more. NOT_FOUND if unknown.
+  absl::Status Drain(const std::string& name, bool drain);
   std::vector<WorkerView> ListWorkers() const;
   std::vector<std::string> KnownModels() const;
 
@@ -122,8 +165,8 @@ class Scheduler final {
                                   const std::vector<uint64_t>& lease_ids);
   absl::Status ReportProgress(const std::string& worker, uint64_t lease_id,
                               int64_t frames_done);
-  // Records a task's outcome. FAILED_PRECONDITION if the lease is not current
-  // (fencing); the result is then dropped.
+  // Records a task's outcome and returns once it is committed. FAILED_PRECONDITION if
+  // the lease is not current (fencing); the result is then dropped.
   absl::Status Complete(const std::string& worker, uint64_t lease_id,
                         const TaskOutcome& outcome);
   // Expires leases past their deadline; their tasks are queued again (or fail the
@@ -136,15 +179,20 @@ class Scheduler final {
   // Counts for gauges, taken at scrape time.
   struct Stats {
     struct ProjectCounts {
-      int64_t tasks_queued = 0;   // pending and ready to lease
+      int64_t tasks_queued = 0;   // pending
       int64_t tasks_running = 0;  // leased
       int64_t jobs_active = 0;    // not terminal
     };
     std::map<std::string, ProjectCounts> projects;
     int64_t workers_idle = 0;
     int64_t workers_busy = 0;
+    int64_t workers_draining = 0;
+    uint64_t commit_batches = 0;
+    uint64_t commit_writes = 0;
   };
   Stats GetStats() const;
+  // OK while the store takes commits.
+  absl::Status health();
 
   // Change notification: `version()` grows on every change; WaitForChange returns
   // when it differs from `seen` or after `timeout_ms`.
@@ -156,48 +204,82 @@ class Scheduler final {
     Job job;
     std::vector<Task> tasks;
     std::vector<int64_t> progress;     // frames done by the current attempt
-    std::vector<uint64_t> lease_of;    // current lease per task, 0 if none
     std::vector<int64_t> ready_since;  // when each task last went back to the queue
+    std::set<int> ready_chunks;        // pending chunk tasks, by index
+    int chunks_total = 0;
+    int chunks_succeeded = 0;
+    int assemble_index = -1;
   };
   struct WorkerEntry {
     WorkerInfo info;
     int64_t tasks_done = 0;
-    bool connected = true;
+    int64_t memory_in_use = 0;
+    int running = 0;
+    bool draining = false;
   };
+  struct ProjectEntry {
+    int running = 0;
+    int64_t leased_total = 0;
+  };
+  using Writes = std::vector<JobStore::Write>;
 
   Scheduler(JobStore* store, Clock* clock, SchedulerOptions options,
-            SchedulerEvents* events)
-      : store_(store), clock_(clock), options_(options), events_(events ? events : &no_events_) {}
+            SchedulerEvents* events);
 
+  const ProjectPolicy& PolicyFor(const std::string& project) const;
   JobView ViewLocked(const JobEntry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int ActiveLeasesLocked(const std::string& worker) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Index of the next task of `e` that may be leased, or -1.
-  int NextTaskLocked(const JobEntry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  JobEntry* FindLocked(int64_t job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddTasksLocked(JobEntry& e, std::vector<Task> tasks, Writes* w)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static std::vector<Task> MakeTasks(const JobSpec& spec, const MediaInfo& info);
+  // Queued, running or waiting, from the job's dependencies and history.
+  JobState NaturalStateLocked(const JobEntry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool FitsLocked(const WorkerEntry& w, const JobEntry& e) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Index of the next task of `e` for `worker`, or -1.
+  int NextTaskLocked(const JobEntry& e, const std::string& worker) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Assignment MakeAssignmentLocked(const JobEntry& e, int index, const Lease& lease) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetTaskLocked(JobEntry& e, const Task& t, Writes* w)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetJobLocked(JobEntry& e, Job job, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseLeaseLocked(uint64_t lease_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the attempt under `lease_id` as failed: queue again or fail the job.
-  absl::Status FailAttemptLocked(uint64_t lease_id, const std::string& error,
-                                 bool retryable)
+  void FailAttemptLocked(uint64_t lease_id, const std::string& error, bool retryable,
+                         Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the job in `state`; revokes its leases; fails the jobs that depend on it.
+  void FinishJobLocked(JobEntry& e, JobState state, const std::string& error, Writes* w)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the job in `state`; revokes its other leases.
-  absl::Status FinishJobLocked(JobEntry& e, JobState state, const std::string& error)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A dependency of the jobs waiting on `job_id` succeeded: start those now ready.
+  void WakeDependentsLocked(int64_t job_id, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues the writes and returns their sequence number.
+  uint64_t CommitLocked(Writes w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<JobView> Durable(uint64_t seq, int64_t job_id);
   void BumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  JobStore* const store_;
   Clock* const clock_;
   const SchedulerOptions options_;
   SchedulerEvents no_events_;
   SchedulerEvents* const events_;
+  const ProjectPolicy default_policy_;
 
   mutable absl::Mutex mu_;
   mutable absl::CondVar changed_;
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t next_job_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<int64_t, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
+  std::set<int64_t> active_ ABSL_GUARDED_BY(mu_);  // jobs not in a terminal state
+  std::map<int64_t, std::vector<int64_t>> dependents_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, int64_t> request_ids_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, WorkerEntry> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ProjectEntry> projects_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> draining_ ABSL_GUARDED_BY(mu_);  // survives reconnects
   std::vector<Lease> revoked_ ABSL_GUARDED_BY(mu_);
+  // Last: destroyed first, so that it commits what is queued while the rest lives.
+  std::unique_ptr<CommitQueue> commits_;
 };
 
 }  // namespace reelfarm::scheduler

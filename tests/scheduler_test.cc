@@ -30,8 +30,13 @@ MediaInfo Info(int64_t frames) {
   return m;
 }
 
-WorkerInfo Worker(const std::string& name, int slots = 1) {
-  return WorkerInfo{name, slots, {"bicubic"}};
+WorkerInfo Worker(const std::string& name, int slots = 1,
+                  std::vector<std::string> models = {"bicubic"}) {
+  WorkerInfo w;
+  w.name = name;
+  w.slots = slots;
+  w.models = std::move(models);
+  return w;
 }
 
 struct Fixture {
@@ -110,7 +115,7 @@ TEST_CASE("a worker gets at most its slots and only models it has", "[unit][sche
   Fixture f;
   REQUIRE(f.sched->Submit(Spec(10), Info(100)).ok());
   f.sched->RegisterWorker(Worker("two", 2));
-  f.sched->RegisterWorker(WorkerInfo{"other", 4, {"espcn"}});
+  f.sched->RegisterWorker(Worker("other", 4, {"espcn"}));
   CHECK(f.sched->LeaseNext("two"));
   CHECK(f.sched->LeaseNext("two"));
   CHECK_FALSE(f.sched->LeaseNext("two"));
@@ -287,13 +292,13 @@ TEST_CASE("higher priority jobs are leased first", "[unit][scheduler]") {
   CHECK(a->lease.job_id == h->job.id);
 }
 
-TEST_CASE("a restarted scheduler reloads jobs and re-queues leased tasks",
+TEST_CASE("a restarted scheduler reloads jobs and honours leases of returning workers",
           "[unit][scheduler]") {
   reelfarm::testing::TempDir dir;
   const std::string db = (dir.path() / "state.db").string();
   ManualClock clock;
   int64_t job_id = 0;
-  uint64_t old_lease = 0;
+  uint64_t lease1 = 0, lease2 = 0;
   {
     auto store = OpenSqliteJobStore(db);
     REQUIRE(store.ok());
@@ -302,10 +307,14 @@ TEST_CASE("a restarted scheduler reloads jobs and re-queues leased tasks",
     auto v = (*sched)->Submit(Spec(10), Info(30));
     job_id = v->job.id;
     (*sched)->RegisterWorker(Worker("w1"));
+    (*sched)->RegisterWorker(Worker("w2"));
     auto a = (*sched)->LeaseNext("w1");
     REQUIRE((*sched)->Complete("w1", a->lease.id, Ok()).ok());
-    auto b = (*sched)->LeaseNext("w1");
-    old_lease = b->lease.id;
+    lease1 = (*sched)->LeaseNext("w1")->lease.id;
+    lease2 = (*sched)->LeaseNext("w2")->lease.id;
+    // Complete waits for the commit; the later leases are committed when the
+    // scheduler (and its commit queue) goes away, as on a clean stop. A crash before
+    // their commit would leave the tasks pending, which is also safe.
   }
   clock.AdvanceMs(1);
   auto store = OpenSqliteJobStore(db);
@@ -316,13 +325,28 @@ TEST_CASE("a restarted scheduler reloads jobs and re-queues leased tasks",
   REQUIRE(view.ok());
   CHECK(view->job.state == JobState::kRunning);
   CHECK(view->tasks[0].state == TaskState::kSucceeded);
-  CHECK(view->tasks[1].state == TaskState::kPending);
+  CHECK(view->tasks[1].state == TaskState::kLeased);
+  CHECK(view->tasks[2].state == TaskState::kLeased);
   CHECK(view->frames_done == 10);
-  (*sched)->RegisterWorker(Worker("w1"));
+
+  // w1 comes back still running its task: the lease holds and its result counts.
+  CHECK((*sched)->RegisterWorker(Worker("w1"), {lease1}).empty());
+  CHECK((*sched)->Complete("w1", lease1, Ok()).ok());
+  // w2 comes back without its task (it restarted): the task is queued again, and a
+  // lease it does not hold is refused.
+  CHECK((*sched)->RegisterWorker(Worker("w2"), {999}) == std::vector<uint64_t>{999});
+  view = (*sched)->GetJob(job_id);
+  CHECK(view->tasks[1].state == TaskState::kSucceeded);
+  CHECK(view->tasks[2].state == TaskState::kPending);
+  CHECK(view->tasks[2].errors.back().find("restarted") != std::string::npos);
+  CHECK((*sched)->Complete("w2", lease2, Ok()).code() ==
+        absl::StatusCode::kFailedPrecondition);
+  // The task failed on w2, so w1 (which can take it) gets it.
+  CHECK_FALSE((*sched)->LeaseNext("w2"));
   auto c = (*sched)->LeaseNext("w1");
   REQUIRE(c);
-  CHECK(c->task.index == 1);
-  CHECK(c->lease.id > old_lease);
+  CHECK(c->task.index == 2);
+  CHECK(c->lease.id > std::max(lease1, lease2));
 }
 
 }  // namespace reelfarm::scheduler

@@ -1,0 +1,78 @@
+#include "scheduler/commit_queue.h"
+
+namespace reelfarm::scheduler {
+
+CommitQueue::CommitQueue(JobStore* store) : store_(store) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+CommitQueue::~CommitQueue() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+    work_.Signal();
+  }
+  thread_.join();
+}
+
+uint64_t CommitQueue::Append(std::vector<JobStore::Write> writes) {
+  absl::MutexLock lock(&mu_);
+  if (writes.empty()) return appended_seq_;
+  for (auto& w : writes) queue_.push_back(std::move(w));
+  ++appended_seq_;
+  work_.Signal();
+  return appended_seq_;
+}
+
+absl::Status CommitQueue::WaitFor(uint64_t seq) {
+  absl::MutexLock lock(&mu_);
+  while (committed_seq_ < seq && failure_.ok()) committed_.Wait(&mu_);
+  return committed_seq_ >= seq ? absl::OkStatus() : failure_;
+}
+
+absl::Status CommitQueue::health() {
+  absl::MutexLock lock(&mu_);
+  return failure_;
+}
+
+uint64_t CommitQueue::batches() const {
+  absl::MutexLock lock(&mu_);
+  return batches_;
+}
+
+uint64_t CommitQueue::writes() const {
+  absl::MutexLock lock(&mu_);
+  return writes_;
+}
+
+void CommitQueue::Loop() {
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    while (queue_.empty() && !stop_) work_.Wait(&mu_);
+    if (queue_.empty() || !failure_.ok()) {
+      if (stop_) return;
+      // After a failure nothing more is committed: drop, and let waiters see the error.
+      queue_.clear();
+      continue;
+    }
+    std::vector<JobStore::Write> batch;
+    batch.swap(queue_);
+    const uint64_t covers = appended_seq_;
+    mu_.Unlock();
+    absl::Status st = store_->Commit(batch);
+    mu_.Lock();
+    if (st.ok()) {
+      committed_seq_ = covers;
+      ++batches_;
+      writes_ += batch.size();
+    } else {
+      failure_ = absl::UnavailableError(
+          std::string("job store commit failed; the server stops taking changes until it "
+                      "is restarted: ") +
+          std::string(st.message()));
+    }
+    committed_.SignalAll();
+  }
+}
+
+}  // namespace reelfarm::scheduler
