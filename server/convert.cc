@@ -12,6 +12,8 @@ v1::JobState ToProto(s::JobState st) {
     case s::JobState::kSucceeded: return v1::JOB_STATE_SUCCEEDED;
     case s::JobState::kFailed: return v1::JOB_STATE_FAILED;
     case s::JobState::kCancelled: return v1::JOB_STATE_CANCELLED;
+    case s::JobState::kPaused: return v1::JOB_STATE_PAUSED;
+    case s::JobState::kWaiting: return v1::JOB_STATE_WAITING;
   }
   return v1::JOB_STATE_UNSPECIFIED;
 }
@@ -22,6 +24,8 @@ s::JobState FromProto(v1::JobState st) {
     case v1::JOB_STATE_SUCCEEDED: return s::JobState::kSucceeded;
     case v1::JOB_STATE_FAILED: return s::JobState::kFailed;
     case v1::JOB_STATE_CANCELLED: return s::JobState::kCancelled;
+    case v1::JOB_STATE_PAUSED: return s::JobState::kPaused;
+    case v1::JOB_STATE_WAITING: return s::JobState::kWaiting;
     default: return s::JobState::kQueued;
   }
 }
@@ -59,6 +63,9 @@ static v1::JobSpec ToProto(const s::JobSpec& spec) {
   out.set_project(spec.project);
   out.set_priority(spec.priority);
   out.set_max_attempts(spec.max_attempts);
+  out.set_request_id(spec.request_id);
+  for (int64_t d : spec.depends_on) out.add_depends_on(d);
+  for (const auto& [k, v] : spec.requirements) (*out.mutable_requirements())[k] = v;
   *out.mutable_upscale() = ToProto(spec.upscale);
   return out;
 }
@@ -103,6 +110,7 @@ v1::Job ToProto(const s::JobView& v) {
     pt->set_attempts(t.attempts);
     pt->set_worker(t.workers.empty() ? "" : t.workers.back());
     for (const auto& w : t.workers) pt->add_workers(w);
+    for (const auto& err : t.errors) pt->add_errors(err);
     pt->set_error(t.error);
     if (i < v.task_frames_done.size()) {
       pt->set_frames_done(t.state == s::TaskState::kSucceeded ? t.frames()
@@ -133,7 +141,10 @@ v1::Assignment ToProto(const s::Assignment& a) {
 v1::Worker ToProto(const s::WorkerView& w) {
   v1::Worker out;
   out.set_name(w.info.name);
-  out.set_state(w.leases.empty() ? "idle" : "busy");
+  out.set_state(w.draining ? (w.leases.empty() ? "drained" : "draining")
+                           : (w.leases.empty() ? "idle" : "busy"));
+  for (const auto& [k, v] : w.info.tags) (*out.mutable_tags())[k] = v;
+  out.set_memory_bytes(w.info.memory_bytes);
   out.set_slots(w.info.slots);
   for (const auto& m : w.info.models) out.add_models(m);
   for (const auto& l : w.leases) {
@@ -161,6 +172,9 @@ s::JobSpec FromProto(const v1::JobSpec& spec) {
   out.project = spec.project().empty() ? "default" : spec.project();
   out.priority = spec.has_priority() ? spec.priority() : 50;
   out.max_attempts = spec.has_max_attempts() ? spec.max_attempts() : 3;
+  out.request_id = spec.request_id();
+  out.depends_on.assign(spec.depends_on().begin(), spec.depends_on().end());
+  out.requirements.insert(spec.requirements().begin(), spec.requirements().end());
   out.upscale.input = u.input();
   out.upscale.output = u.output();
   out.upscale.model = u.model();

@@ -123,7 +123,8 @@ JobServiceImpl::JobServiceImpl(scheduler::Scheduler* sched, const common::Storag
 
 JobServiceImpl::~JobServiceImpl() = default;
 
-absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::Validate(const v1::JobSpec& spec) const {
+absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
+    const v1::JobSpec& spec, int64_t* memory_bytes) const {
   if (spec.kind_case() == v1::JobSpec::KIND_NOT_SET) {
     return absl::InvalidArgumentError(
         "spec is empty: set spec.upscale (input, output, model, scale)");
@@ -171,10 +172,18 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::Validate(const v1::JobSpec&
                                             absl::StrJoin(known, ", ")));
   }
   for (const auto& m : packages) {
-    if (m.name == u.model() && m.scale != u.scale()) {
+    if (m.name != u.model()) continue;
+    if (m.scale != u.scale()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "upscale.scale is ", u.scale(), " but model '", m.name, "' is made for scale ",
           m.scale, "; give scale ", m.scale, " or another model"));
+    }
+    *memory_bytes = m.memory_bytes;
+  }
+  for (const auto& [key, value] : spec.requirements()) {
+    if (key.empty()) {
+      return absl::InvalidArgumentError(
+          "requirements: a tag name is empty; give tags such as gpu=h100");
     }
   }
   // Paths.
@@ -189,29 +198,44 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::Validate(const v1::JobSpec&
     return absl::InvalidArgumentError(absl::StrCat(
         "upscale.output '", u.output(), "' is the input; give another path"));
   }
-  if (!fs::exists(input)) {
-    return absl::NotFoundError(absl::StrCat("upscale.input '", u.input(),
-                                            "' not found under the storage root '",
-                                            storage_->root().string(), "'"));
-  }
   if (fs::exists(output) && !u.overwrite()) {
     return absl::AlreadyExistsError(absl::StrCat(
         "upscale.output '", u.output(), "' exists; set overwrite to replace it"));
   }
+  if (!fs::exists(input)) {
+    // The output of a job this one depends on is probed when that job succeeds.
+    for (int64_t dep : spec.depends_on()) {
+      auto d = sched_->GetJob(dep);
+      if (d.ok() && d->job.spec.upscale.output == u.input()) {
+        return std::optional<scheduler::MediaInfo>();
+      }
+    }
+    return absl::NotFoundError(absl::StrCat("upscale.input '", u.input(),
+                                            "' not found under the storage root '",
+                                            storage_->root().string(), "'"));
+  }
+  ASSIGN_OR_RETURN(scheduler::MediaInfo mi, ProbeInput(u.input()));
+  return std::optional<scheduler::MediaInfo>(mi);
+}
+
+absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(
+    const std::string& relative) const {
+  ASSIGN_OR_RETURN(fs::path input, storage_->Resolve(relative, "upscale.input"));
   absl::StatusOr<media::VideoInfo> info = media::ProbeVideo(input.string());
   if (!info.ok()) {
     return absl::Status(info.status().code(),
-                        absl::StrCat("upscale.input '", u.input(), "': ",
+                        absl::StrCat("upscale.input '", relative, "': ",
                                      info.status().message()));
   }
+  const std::string u_input = relative;
   if (info->width > limits_.max_width || info->height > limits_.max_height) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "upscale.input '", u.input(), "' is ", info->width, "x", info->height,
+        "upscale.input '", u_input, "' is ", info->width, "x", info->height,
         ", over the limit of ", limits_.max_width, "x", limits_.max_height));
   }
   if (info->frame_count > limits_.max_frames) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "upscale.input '", u.input(), "' has ", info->frame_count,
+        "upscale.input '", u_input, "' has ", info->frame_count,
         " frames, over the limit of ", limits_.max_frames));
   }
   scheduler::MediaInfo mi;
@@ -227,8 +251,12 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::Validate(const v1::JobSpec&
 
 absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(
     const v1::SubmitJobRequest& req) {
-  ASSIGN_OR_RETURN(scheduler::MediaInfo info, Validate(req.spec()));
-  ASSIGN_OR_RETURN(scheduler::JobView v, sched_->Submit(FromProto(req.spec()), info));
+  int64_t memory_bytes = 0;
+  ASSIGN_OR_RETURN(std::optional<scheduler::MediaInfo> info,
+                   Validate(req.spec(), &memory_bytes));
+  scheduler::JobSpec spec = FromProto(req.spec());
+  spec.memory_bytes = memory_bytes;
+  ASSIGN_OR_RETURN(scheduler::JobView v, sched_->Submit(std::move(spec), info));
   v1::SubmitJobResponse resp;
   resp.set_job_id(v.job.id);
   *resp.mutable_job() = ToProto(v);
@@ -301,6 +329,71 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListWorkers(grpc::CallbackServerContex
   (void)req;
   for (const auto& w : sched_->ListWorkers()) *resp->add_workers() = ToProto(w);
   return FinishWith(ctx, absl::OkStatus());
+}
+
+namespace {
+grpc::ServerUnaryReactor* FinishJob(grpc::CallbackServerContext* ctx,
+                                    const absl::StatusOr<scheduler::JobView>& v,
+                                    v1::Job* resp, const char* what) {
+  if (v.ok()) {
+    *resp = ToProto(*v);
+    spdlog::info("job {} job={} state={}", what, v->job.id, scheduler::ToString(v->job.state));
+  }
+  return FinishWith(ctx, v.status());
+}
+}  // namespace
+
+grpc::ServerUnaryReactor* JobServiceImpl::PauseJob(grpc::CallbackServerContext* ctx,
+                                                   const v1::PauseJobRequest* req,
+                                                   v1::Job* resp) {
+  return FinishJob(ctx, sched_->Pause(req->job_id()), resp, "paused");
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ResumeJob(grpc::CallbackServerContext* ctx,
+                                                    const v1::ResumeJobRequest* req,
+                                                    v1::Job* resp) {
+  return FinishJob(ctx, sched_->Resume(req->job_id()), resp, "resumed");
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::RetryJob(grpc::CallbackServerContext* ctx,
+                                                   const v1::RetryJobRequest* req,
+                                                   v1::Job* resp) {
+  return FinishJob(ctx, sched_->Retry(req->job_id()), resp, "retried");
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::SetPriority(grpc::CallbackServerContext* ctx,
+                                                      const v1::SetPriorityRequest* req,
+                                                      v1::Job* resp) {
+  return FinishJob(ctx, sched_->SetPriority(req->job_id(), req->priority()), resp,
+                   "reprioritised");
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::DrainWorker(grpc::CallbackServerContext* ctx,
+                                                      const v1::DrainWorkerRequest* req,
+                                                      v1::Worker* resp) {
+  absl::Status st = sched_->Drain(req->name(), req->drain());
+  if (st.ok()) {
+    for (const auto& w : sched_->ListWorkers()) {
+      if (w.info.name == req->name()) *resp = ToProto(w);
+    }
+    resp->set_name(req->name());
+    spdlog::info("worker {} worker={}", req->drain() ? "draining" : "undrained", req->name());
+  }
+  return FinishWith(ctx, st);
+}
+
+void JobServiceImpl::ActivateWaitingJobs() {
+  for (const auto& [id, spec] : sched_->JobsToActivate()) {
+    absl::StatusOr<scheduler::MediaInfo> info = ProbeInput(spec.upscale.input);
+    if (info.ok()) {
+      spdlog::info("job activated job={} input={} frames={}", id, spec.upscale.input,
+                   info->frame_count);
+      (void)sched_->Activate(id, *info);
+    } else {
+      spdlog::warn("job failed job={}: {}", id, std::string(info.status().message()));
+      (void)sched_->FailJob(id, std::string(info.status().message()));
+    }
+  }
 }
 
 void JobServiceImpl::PollWatchers() {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -48,14 +49,37 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx,
                                         const v1::ListWorkersRequest* req,
                                         v1::ListWorkersResponse* resp) override;
+  grpc::ServerUnaryReactor* PauseJob(grpc::CallbackServerContext* ctx,
+                                     const v1::PauseJobRequest* req, v1::Job* resp) override;
+  grpc::ServerUnaryReactor* ResumeJob(grpc::CallbackServerContext* ctx,
+                                      const v1::ResumeJobRequest* req,
+                                      v1::Job* resp) override;
+  grpc::ServerUnaryReactor* RetryJob(grpc::CallbackServerContext* ctx,
+                                     const v1::RetryJobRequest* req, v1::Job* resp) override;
+  grpc::ServerUnaryReactor* SetPriority(grpc::CallbackServerContext* ctx,
+                                        const v1::SetPriorityRequest* req,
+                                        v1::Job* resp) override;
+  grpc::ServerUnaryReactor* DrainWorker(grpc::CallbackServerContext* ctx,
+                                        const v1::DrainWorkerRequest* req,
+                                        v1::Worker* resp) override;
+
+  // Probes the inputs of jobs whose dependencies made them (called by the dispatcher
+  // loop, never on a gRPC thread).
+  void ActivateWaitingJobs();
 
   // Sends due events to every open WatchJob stream. Called by the dispatcher loop.
   void PollWatchers();
   // Ends every open WatchJob stream (server shutdown).
   void CloseWatchers();
 
-  // Validates a spec; the message of an error names the field and the value.
-  absl::StatusOr<scheduler::MediaInfo> Validate(const v1::JobSpec& spec) const;
+  // Validates a spec; the message of an error names the field and the value. Returns
+  // the probed input, or nullopt when the input is the output of a job the spec
+  // depends on (probed when that job succeeds). `memory_bytes` gets the model's
+  // estimate when its manifest gives one.
+  absl::StatusOr<std::optional<scheduler::MediaInfo>> Validate(const v1::JobSpec& spec,
+                                                               int64_t* memory_bytes) const;
+  // Probes an input file and checks the limits.
+  absl::StatusOr<scheduler::MediaInfo> ProbeInput(const std::string& input) const;
 
  private:
   friend class JobWatcher;

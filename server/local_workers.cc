@@ -1,16 +1,16 @@
 #include "server/local_workers.h"
 
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cerrno>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
 
-extern char** environ;
 
 namespace reelfarm::server {
 
@@ -25,10 +25,18 @@ pid_t LocalWorkers::Spawn(int i) {
   std::vector<char*> argv;
   for (const auto& a : argvs_[i]) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
-  if (rc != 0) {
-    spdlog::error("cannot start local worker '{}': {}", argvs_[i][0], strerror(rc));
+  const pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    // A local worker dies with its server, even one killed with SIGKILL: a restarted
+    // server starts its own, under the same names.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  if (pid < 0) {
+    spdlog::error("cannot start local worker '{}': {}", argvs_[i][0], strerror(errno));
     return -1;
   }
   spdlog::info("local worker started pid={} binary={}", pid, argvs_[i][0]);

@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
   int worker_threads = 0;
   double lease_seconds = 20;
   std::string worker_bin;
+  std::vector<std::string> projects;
+  int64_t max_queued = 0, max_queued_per_project = 0;
   app.add_option("--listen", listen, "gRPC address; port 0 picks a free one")
       ->capture_default_str();
   app.add_option("--data-dir", data_dir,
@@ -65,6 +67,12 @@ int main(int argc, char** argv) {
   app.add_option("--worker-binary", worker_bin, "reelfarm-worker to start for local workers");
   app.add_option("--lease-seconds", lease_seconds, "lease duration; renewed by heartbeats")
       ->capture_default_str();
+  app.add_option("--project", projects,
+                 "fair share: NAME=WEIGHT[:MAX_RUNNING], e.g. sh010=2:40 (repeatable)");
+  app.add_option("--max-queued-tasks", max_queued,
+                 "refuse submits past this many queued tasks on the farm (0: no limit)");
+  app.add_option("--max-queued-tasks-per-project", max_queued_per_project,
+                 "refuse submits past this many queued tasks in one project (0: no limit)");
   app.add_option("--log-level", log_level)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -104,6 +112,25 @@ int main(int argc, char** argv) {
   options.model_path = model_path;
   options.scheduler.lease_ms = static_cast<int64_t>(lease_seconds * 1000);
   options.scheduler.heartbeat_ms = std::max<int64_t>(200, options.scheduler.lease_ms / 8);
+  options.scheduler.max_queued_tasks = max_queued;
+  options.scheduler.max_queued_tasks_per_project = max_queued_per_project;
+  for (const std::string& p : projects) {
+    // NAME=WEIGHT[:MAX_RUNNING]
+    scheduler::ProjectPolicy policy;
+    const auto eq = p.find('=');
+    char* end = nullptr;
+    if (eq == std::string::npos || eq == 0) {
+      spdlog::error("--project '{}': give NAME=WEIGHT[:MAX_RUNNING], e.g. sh010=2:40", p);
+      return 2;
+    }
+    policy.weight = std::strtod(p.c_str() + eq + 1, &end);
+    if (end && *end == ':') policy.max_running = std::atoi(end + 1);
+    if (policy.weight <= 0 || (end && *end != ':' && *end != '\0')) {
+      spdlog::error("--project '{}': the weight must be a number > 0", p);
+      return 2;
+    }
+    options.scheduler.projects[p.substr(0, eq)] = policy;
+  }
   auto srv = server::FarmServer::Start(options, *registry);
   if (!srv.ok()) {
     spdlog::error("cannot start: {}", std::string(srv.status().message()));

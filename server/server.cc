@@ -41,6 +41,7 @@ void FarmServer::DispatchLoop() {
       spdlog::warn("lease expired job={} task={} worker={} lease={}", lease.job_id,
                    lease.task_index, lease.worker, lease.id);
     }
+    jobs_->ActivateWaitingJobs();
     workers_->Dispatch();
     jobs_->PollWatchers();
   }

@@ -105,13 +105,22 @@ class WorkerSession final
       info.name = name_;
       info.slots = std::max(1, msg.hello().slots());
       info.models.assign(msg.hello().models().begin(), msg.hello().models().end());
+      info.tags.insert(msg.hello().tags().begin(), msg.hello().tags().end());
+      info.memory_bytes = msg.hello().memory_bytes();
       v1::ServerMessage welcome;
       welcome.mutable_welcome()->set_heartbeat_interval_ms(sched->options().heartbeat_ms);
       welcome.mutable_welcome()->set_lease_duration_ms(sched->options().lease_ms);
       Send(std::move(welcome));
-      sched->RegisterWorker(info);
-      spdlog::info("worker connected worker={} peer={} slots={} models={}", name_, peer_,
-                   info.slots, info.models.size());
+      std::vector<uint64_t> held(msg.hello().held_leases().begin(),
+                                 msg.hello().held_leases().end());
+      for (uint64_t stale : sched->RegisterWorker(info, held)) {
+        v1::ServerMessage cancel;
+        cancel.mutable_cancel()->set_lease_id(stale);
+        cancel.mutable_cancel()->set_reason("lease is no longer current");
+        Send(std::move(cancel));
+      }
+      spdlog::info("worker connected worker={} peer={} slots={} models={} held_leases={}",
+                   name_, peer_, info.slots, info.models.size(), held.size());
       return true;
     }
     switch (msg.msg_case()) {
@@ -132,17 +141,25 @@ class WorkerSession final
         break;
       case v1::WorkerMessage::kResult: {
         const v1::TaskResult& r = msg.result();
+        // Returns once the outcome is committed; only then is it acknowledged.
         absl::Status st = sched->Complete(name_, r.lease_id(), FromProto(r));
+        v1::ServerMessage ack;
+        ack.mutable_ack()->set_lease_id(r.lease_id());
+        ack.mutable_ack()->set_accepted(st.ok());
+        ack.mutable_ack()->set_message(std::string(st.message()));
         if (!st.ok()) {
           spdlog::warn("result refused worker={} lease={}: {}", name_, r.lease_id(),
                        std::string(st.message()));
-          v1::ServerMessage rejected;
-          rejected.set_rejected(std::string(st.message()));
-          Send(std::move(rejected));
+          if (st.code() != absl::StatusCode::kFailedPrecondition) {
+            // Not a fencing refusal: the store failed. No answer, so the worker keeps
+            // the result and sends it again after it reconnects.
+            break;
+          }
         } else if (!r.ok()) {
           spdlog::warn("task failed worker={} lease={} retryable={}: {}", name_,
                        r.lease_id(), r.retryable(), r.error());
         }
+        Send(std::move(ack));
         break;
       }
       default:

@@ -70,6 +70,18 @@ void Agent::DropAllWork(const std::string& why) {
   if (!active_.empty()) spdlog::warn("stopping {} task(s): {}", active_.size(), why);
   active_.clear();
   queue_.clear();
+  unacked_.clear();
+}
+
+void Agent::SendResult(const v1::WorkerMessage& result) {
+  {
+    std::lock_guard<std::mutex> lock(work_mu_);
+    unacked_[result.result().lease_id()] = result;
+  }
+  if (!Send(result)) {
+    spdlog::warn("result for lease={} kept until the server is back",
+                 result.result().lease_id());
+  }
 }
 
 void Agent::Run() {
@@ -92,13 +104,25 @@ void Agent::Run() {
     }
     h->add_devices(options_.pipeline.device);
     h->set_version(REELFARM_VERSION);
+    h->mutable_tags()->insert(options_.tags.begin(), options_.tags.end());
+    h->set_memory_bytes(options_.memory_bytes);
+    std::vector<v1::WorkerMessage> resend;
+    {
+      std::lock_guard<std::mutex> lock(work_mu_);
+      for (const auto& [id, flag] : active_) h->add_held_leases(id);
+      for (const auto& [id, msg] : unacked_) {
+        if (!active_.count(id)) h->add_held_leases(id);
+        resend.push_back(msg);
+      }
+    }
     v1::ServerMessage first;
     bool connected = Send(hello) && stream->Read(&first) && first.has_welcome();
     if (connected) {
       heartbeat_ms_.store(std::max<int64_t>(100, first.welcome().heartbeat_interval_ms()));
-      spdlog::info("connected to {} as worker={} slots={}", options_.server, options_.name,
-                   options_.slots);
+      spdlog::info("connected to {} as worker={} slots={} held_leases={}", options_.server,
+                   options_.name, options_.slots, h->held_leases_size());
       backoff_ms = 200;
+      for (const auto& msg : resend) Send(msg);
       Serve(stream.get());
     }
     {
@@ -108,8 +132,8 @@ void Agent::Run() {
     }
     ctx.TryCancel();
     grpc::Status st = stream->Finish();
-    DropAllWork("connection to server lost");
     if (stop_.load()) break;
+    // Tasks keep running: the server may honour their leases when we are back.
     spdlog::warn("stream to {} ended ({}: {}); reconnecting in {} ms", options_.server,
                  static_cast<int>(st.error_code()), st.error_message(), backoff_ms);
     for (int waited = 0; waited < backoff_ms && !stop_.load(); waited += 50) {
@@ -133,14 +157,22 @@ void Agent::Serve(grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>
       work_cv_.notify_one();
     } else if (msg.has_cancel()) {
       std::lock_guard<std::mutex> lock(work_mu_);
-      auto it = active_.find(msg.cancel().lease_id());
+      const uint64_t id = msg.cancel().lease_id();
+      unacked_.erase(id);
+      auto it = active_.find(id);
       if (it != active_.end()) {
         spdlog::info("cancel lease={}: {}", it->first, msg.cancel().reason());
         it->second->store(true);
         active_.erase(it);
       }
-    } else if (!msg.rejected().empty()) {
-      spdlog::warn("server refused a result: {}", msg.rejected());
+      // A task still queued for a slot is dropped there (its flag is set).
+    } else if (msg.has_ack()) {
+      std::lock_guard<std::mutex> lock(work_mu_);
+      unacked_.erase(msg.ack().lease_id());
+      if (!msg.ack().accepted()) {
+        spdlog::warn("server refused the result of lease={}: {}", msg.ack().lease_id(),
+                     msg.ack().message());
+      }
     }
   }
 }
@@ -158,6 +190,7 @@ void Agent::SlotLoop(int slot) {
       w = std::move(queue_.front());
       queue_.pop_front();
     }
+    if (w.cancelled->load()) continue;
     const v1::Assignment& a = w.assignment;
     const uint64_t lease = a.lease_id();
     auto last_sent = SteadyClock::now();
@@ -172,10 +205,6 @@ void Agent::SlotLoop(int slot) {
     };
     TaskReport r = runner.Run(a, progress, *w.cancelled);
     const bool cancelled = w.cancelled->load();
-    {
-      std::lock_guard<std::mutex> lock(work_mu_);
-      active_.erase(lease);
-    }
     const char* kind = a.kind() == v1::TASK_KIND_ASSEMBLE ? "assemble" : "chunk";
     tasks_.Add({{"kind", kind}, {"result", r.ok ? "ok" : cancelled ? "cancelled" : "failed"}})
         .Increment();
@@ -192,6 +221,11 @@ void Agent::SlotLoop(int slot) {
                    a.task_index(), lease, r.retryable, r.error);
     }
     if (cancelled) continue;  // the lease is gone; the server would refuse the result
+    {
+      // Held until answered: from here the lease is reported through unacked_.
+      std::lock_guard<std::mutex> lock(work_mu_);
+      active_.erase(lease);
+    }
     v1::WorkerMessage m;
     v1::TaskResult* res = m.mutable_result();
     res->set_lease_id(lease);
@@ -201,7 +235,7 @@ void Agent::SlotLoop(int slot) {
     res->set_frames_done(r.frames_done);
     res->set_seconds(r.seconds);
     res->set_model_digest(r.model_digest);
-    if (!Send(m)) spdlog::warn("result for lease={} not sent: no connection", lease);
+    SendResult(m);
     (void)slot;
   }
 }
@@ -211,6 +245,8 @@ void Agent::HeartbeatLoop() {
     v1::WorkerMessage m;
     {
       std::lock_guard<std::mutex> lock(work_mu_);
+      // Unanswered results are not listed: their leases end when the server commits
+      // them, and a cancel for one then must not drop a result not yet committed.
       for (const auto& [id, flag] : active_) m.mutable_heartbeat()->add_lease_ids(id);
     }
     Send(m);

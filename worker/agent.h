@@ -1,7 +1,10 @@
 // Agent: a worker's link to the server. Holds one WorkerService.Connect stream,
 // announces what the worker can do, runs assignments on `slots` threads (one
 // TaskRunner each), renews leases with heartbeats, reports progress and results, and
-// reconnects with back-off when the stream breaks.
+// reconnects with back-off when the stream breaks. Running tasks survive a broken
+// stream: after reconnecting the worker names the leases it still holds, and the
+// server keeps those that are current (e.g. after the server restarted) and cancels
+// the rest.
 #pragma once
 
 #include <atomic>
@@ -29,6 +32,8 @@ struct AgentOptions {
   std::string name;
   int slots = 1;
   int threads = 1;  // LibTorch intra-op threads
+  std::map<std::string, std::string> tags;  // e.g. gpu=h100, site=lon
+  int64_t memory_bytes = 0;                 // memory offered to models (0: not said)
   PipelineOptions pipeline;
 };
 
@@ -57,6 +62,8 @@ class Agent final {
   bool Send(const v1::WorkerMessage& msg);
   void Serve(grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream);
   void DropAllWork(const std::string& why);
+  // Sends a result and keeps it until the server answers it.
+  void SendResult(const v1::WorkerMessage& result);
 
   const common::Storage& storage_;
   const AgentOptions options_;
@@ -78,6 +85,9 @@ class Agent final {
   std::condition_variable work_cv_;
   std::deque<Work> queue_;                                          // guarded by work_mu_
   std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> active_;  // guarded by work_mu_
+  // Results not yet answered by the server, by lease: sent again after a reconnect,
+  // so that a server restarted between a result and its commit still gets it.
+  std::map<uint64_t, v1::WorkerMessage> unacked_;  // guarded by work_mu_
 
   std::vector<std::thread> slots_;
   std::thread heartbeat_;

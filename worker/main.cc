@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <memory>
 #include <thread>
 
@@ -47,12 +48,24 @@ int main(int argc, char** argv) {
   app.add_option("--slots", options.slots, "tasks run at once")->check(CLI::Range(1, 64))
       ->capture_default_str();
   app.add_option("--device", options.pipeline.device, "cpu or cuda:N")->capture_default_str();
+  std::vector<std::string> tags;
+  app.add_option("--tag", tags, "a tag jobs can require, KEY=VALUE (repeatable)");
+  app.add_option("--memory-bytes", options.memory_bytes,
+                 "memory offered to models; tasks whose model needs more go elsewhere");
   app.add_option("--metrics-listen", metrics_listen, "address of /metrics; empty disables it");
   app.add_option("--frame-delay-ms", options.pipeline.frame_delay_ms,
                  "testing: sleep per frame to simulate a slow model");
   app.add_option("--log-level", log_level)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
+  for (const std::string& t : tags) {
+    const auto eq = t.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::fprintf(stderr, "--tag '%s': give KEY=VALUE, e.g. gpu=h100\n", t.c_str());
+      return 2;
+    }
+    options.tags[t.substr(0, eq)] = t.substr(eq + 1);
+  }
   common::InitLogging("worker", log_level);
   media::SetLibraryLogging(log_level == "debug" || log_level == "trace");
   options.pipeline.worker_name = options.name;
