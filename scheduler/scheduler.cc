@@ -405,15 +405,17 @@ bool Scheduler::FitsLocked(const WorkerEntry& w, const JobEntry& e) const {
 int Scheduler::NextTaskLocked(const JobEntry& e, const std::string& worker) const {
   for (int index : e.ready_chunks) {
     const Task& t = e.tasks[index];
-    // Prefer another worker for a task that failed on this one, if one could take it.
-    bool failed_here = false;
-    for (size_t i = 0; i < t.workers.size() && i < t.errors.size(); ++i) {
-      failed_here |= t.workers[i] == worker && !t.errors[i].empty();
-    }
-    if (failed_here) {
+    // Prefer a worker that has not failed this task, if one could take it.
+    auto failed_on = [&t](const std::string& name) {
+      for (size_t i = 0; i < t.workers.size() && i < t.errors.size(); ++i) {
+        if (t.workers[i] == name && !t.errors[i].empty()) return true;
+      }
+      return false;
+    };
+    if (failed_on(worker)) {
       bool other = false;
       for (const auto& [name, w] : workers_) {
-        other |= name != worker && !w.draining && FitsLocked(w, e);
+        other |= name != worker && !w.draining && FitsLocked(w, e) && !failed_on(name);
       }
       if (other) continue;
     }

@@ -1,0 +1,364 @@
+// Scheduler policy scenarios on an in-memory store and a manual clock: the expected
+// order of assignments for priority, fair share, placement, dependencies, retries,
+// pause/resume, drain, admission and idempotent submit.
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <random>
+
+#include "scheduler/scheduler.h"
+
+namespace reelfarm::scheduler {
+namespace {
+
+JobSpec Spec(const std::string& project, int priority = 50, int chunk = 1) {
+  JobSpec s;
+  s.name = "shot";
+  s.project = project;
+  s.priority = priority;
+  s.upscale.input = "in.mp4";
+  s.upscale.output = "out_" + project + ".mp4";
+  s.upscale.model = "bicubic";
+  s.upscale.scale = 2;
+  s.upscale.chunk_frames = chunk;
+  return s;
+}
+
+MediaInfo Frames(int64_t n) {
+  MediaInfo m;
+  m.width = 64;
+  m.height = 36;
+  m.frame_count = n;
+  m.fps_num = 24;
+  return m;
+}
+
+WorkerInfo Worker(const std::string& name, int slots = 1,
+                  std::map<std::string, std::string> tags = {}, int64_t memory = 0) {
+  WorkerInfo w;
+  w.name = name;
+  w.slots = slots;
+  w.models = {"bicubic"};
+  w.tags = std::move(tags);
+  w.memory_bytes = memory;
+  return w;
+}
+
+TaskOutcome Ok() {
+  TaskOutcome o;
+  o.ok = true;
+  return o;
+}
+
+TaskOutcome Fail(const std::string& error, bool retryable) {
+  TaskOutcome o;
+  o.error = error;
+  o.retryable = retryable;
+  return o;
+}
+
+struct Farm {
+  std::unique_ptr<JobStore> store = NewInMemoryJobStore();
+  ManualClock clock;
+  std::unique_ptr<Scheduler> sched;
+  explicit Farm(SchedulerOptions o = {}) {
+    auto s = Scheduler::Create(store.get(), &clock, std::move(o));
+    REQUIRE(s.ok());
+    sched = std::move(*s);
+  }
+  int64_t Submit(JobSpec spec, int64_t frames) {
+    auto v = sched->Submit(std::move(spec), Frames(frames));
+    REQUIRE(v.ok());
+    return v->job.id;
+  }
+  JobState State(int64_t id) { return sched->GetJob(id)->job.state; }
+};
+
+}  // namespace
+
+TEST_CASE("priority: higher first, and a change applies to the next leases",
+          "[unit][policy]") {
+  Farm f;
+  const int64_t low = f.Submit(Spec("a", 10), 3);
+  const int64_t mid = f.Submit(Spec("a", 50), 3);
+  f.sched->RegisterWorker(Worker("w", 1));
+  auto a = f.sched->LeaseNext("w");
+  REQUIRE(a);
+  CHECK(a->lease.job_id == mid);
+  REQUIRE(f.sched->Complete("w", a->lease.id, Ok()).ok());
+  // Raised while it waits: the low job now goes first.
+  auto raised = f.sched->SetPriority(low, 90);
+  REQUIRE(raised.ok());
+  CHECK(raised->job.spec.priority == 90);
+  auto b = f.sched->LeaseNext("w");
+  REQUIRE(b);
+  CHECK(b->lease.job_id == low);
+  CHECK(f.sched->SetPriority(low, 101).status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(f.sched->SetPriority(999, 5).status().code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("fair share: weights 2:1 give a 2:1 split of 300 tasks", "[unit][policy]") {
+  SchedulerOptions o;
+  o.projects["feature"].weight = 2;
+  o.projects["commercial"].weight = 1;
+  Farm f(o);
+  // Equal priority, plenty of work in both projects; the 1:1 submission order and
+  // the job ids would favour neither.
+  f.Submit(Spec("commercial"), 1000);
+  f.Submit(Spec("feature"), 1000);
+  f.sched->RegisterWorker(Worker("w", 30));
+  std::map<int64_t, std::string> project_of;
+  for (const auto& j : f.sched->ListJobs({}, 0)) project_of[j.job.id] = j.job.spec.project;
+  std::vector<Assignment> running;
+  std::map<std::string, int> leased;
+  std::mt19937 rng(7);
+  for (int n = 0; n < 300; ++n) {
+    auto a = f.sched->LeaseNext("w");
+    if (!a) {
+      // All 30 slots busy: a random running task finishes.
+      std::uniform_int_distribution<size_t> pick(0, running.size() - 1);
+      const size_t i = pick(rng);
+      REQUIRE(f.sched->Complete("w", running[i].lease.id, Ok()).ok());
+      running.erase(running.begin() + static_cast<long>(i));
+      a = f.sched->LeaseNext("w");
+    }
+    REQUIRE(a);
+    ++leased[project_of[a->lease.job_id]];
+    running.push_back(*a);
+  }
+  INFO("feature " << leased["feature"] << ", commercial " << leased["commercial"]);
+  const double ratio = double(leased["feature"]) / leased["commercial"];
+  CHECK(ratio >= 1.8);
+  CHECK(ratio <= 2.2);
+}
+
+TEST_CASE("fair share: a project's cap limits its running tasks", "[unit][policy]") {
+  SchedulerOptions o;
+  o.projects["capped"].max_running = 2;
+  Farm f(o);
+  f.Submit(Spec("capped", 90), 10);
+  f.Submit(Spec("other", 10), 10);
+  f.sched->RegisterWorker(Worker("w", 5));
+  std::map<int64_t, int> per_job;
+  for (int i = 0; i < 5; ++i) {
+    auto a = f.sched->LeaseNext("w");
+    REQUIRE(a);
+    ++per_job[a->lease.job_id];
+  }
+  CHECK(per_job[1] == 2);  // the high-priority project stops at its cap
+  CHECK(per_job[2] == 3);
+}
+
+TEST_CASE("placement: tags, memory and slots", "[unit][policy]") {
+  Farm f;
+  JobSpec h100 = Spec("a");
+  h100.requirements = {{"gpu", "h100"}};
+  const int64_t tagged = f.Submit(h100, 2);
+  JobSpec big = Spec("a");
+  big.memory_bytes = 10'000;
+  const int64_t heavy = f.Submit(big, 2);
+  f.sched->RegisterWorker(Worker("cpu", 4, {{"gpu", "none"}}, 5'000));
+  f.sched->RegisterWorker(Worker("gpu", 4, {{"gpu", "h100"}, {"site", "lon"}}, 16'000));
+  // The CPU worker fits neither job: wrong tag, too little memory.
+  CHECK_FALSE(f.sched->LeaseNext("cpu"));
+  // The GPU worker takes the tagged job's tasks, then one heavy task: a second heavy
+  // task would need 20,000 bytes of its 16,000.
+  std::map<int64_t, int> got;
+  while (auto a = f.sched->LeaseNext("gpu")) ++got[a->lease.job_id];
+  CHECK(got[tagged] == 2);
+  CHECK(got[heavy] == 1);
+  auto workers = f.sched->ListWorkers();
+  REQUIRE(workers.size() == 2);
+  CHECK(workers[1].leases.size() == 3);
+}
+
+TEST_CASE("dependencies: a chain runs in order, and a failure fails what depends on it",
+          "[unit][policy]") {
+  Farm f;
+  const int64_t first = f.Submit(Spec("a"), 1);
+  JobSpec second_spec = Spec("a");
+  second_spec.depends_on = {first};
+  const int64_t second = f.Submit(second_spec, 1);
+  JobSpec third_spec = Spec("a");
+  third_spec.depends_on = {second};
+  const int64_t third = f.Submit(third_spec, 1);
+  CHECK(f.State(second) == JobState::kWaiting);
+  CHECK(f.State(third) == JobState::kWaiting);
+  f.sched->RegisterWorker(Worker("w", 4));
+  // Only the first job's chunk, then its assemble task.
+  auto a = f.sched->LeaseNext("w");
+  REQUIRE(a);
+  CHECK(a->lease.job_id == first);
+  CHECK_FALSE(f.sched->LeaseNext("w"));
+  REQUIRE(f.sched->Complete("w", a->lease.id, Ok()).ok());
+  auto asm1 = f.sched->LeaseNext("w");
+  REQUIRE(asm1);
+  REQUIRE(f.sched->Complete("w", asm1->lease.id, Ok()).ok());
+  CHECK(f.State(first) == JobState::kSucceeded);
+  CHECK(f.State(second) == JobState::kQueued);
+  CHECK(f.State(third) == JobState::kWaiting);
+  // The second job fails for good: the third fails, naming it.
+  auto b = f.sched->LeaseNext("w");
+  REQUIRE(b);
+  CHECK(b->lease.job_id == second);
+  REQUIRE(f.sched->Complete("w", b->lease.id, Fail("model rejects 64x36", false)).ok());
+  CHECK(f.State(second) == JobState::kFailed);
+  auto t = f.sched->GetJob(third);
+  CHECK(t->job.state == JobState::kFailed);
+  CHECK(t->job.error.find("depends_on: job " + std::to_string(second) + " failed") !=
+        std::string::npos);
+  // A new job cannot depend on a failed or unknown one.
+  JobSpec late = Spec("a");
+  late.depends_on = {second};
+  CHECK(f.sched->Submit(late, Frames(1)).status().code() ==
+        absl::StatusCode::kFailedPrecondition);
+  late.depends_on = {12345};
+  CHECK(f.sched->Submit(late, Frames(1)).status().code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("dependencies: a job on another job's output gets its tasks when it succeeds",
+          "[unit][policy]") {
+  Farm f;
+  const int64_t first = f.Submit(Spec("a"), 1);
+  JobSpec chained = Spec("a");
+  chained.depends_on = {first};
+  chained.upscale.input = "out_a.mp4";
+  auto v = f.sched->Submit(chained, std::nullopt);
+  REQUIRE(v.ok());
+  CHECK(v->tasks.empty());
+  CHECK(f.sched->JobsToActivate().empty());
+  f.sched->RegisterWorker(Worker("w"));
+  for (int i = 0; i < 2; ++i) {
+    auto a = f.sched->LeaseNext("w");
+    REQUIRE(a);
+    REQUIRE(f.sched->Complete("w", a->lease.id, Ok()).ok());
+  }
+  auto ready = f.sched->JobsToActivate();
+  REQUIRE(ready.size() == 1);
+  CHECK(ready[0].first == v->job.id);
+  REQUIRE(f.sched->Activate(v->job.id, Frames(4)).ok());
+  auto after = f.sched->GetJob(v->job.id);
+  CHECK(after->job.state == JobState::kQueued);
+  CHECK(after->tasks.size() == 5);
+  CHECK(after->job.input_info.frame_count == 4);
+}
+
+TEST_CASE("retries: on another worker, up to max_attempts", "[unit][policy]") {
+  Farm f;
+  JobSpec spec = Spec("a");
+  spec.max_attempts = 3;
+  const int64_t id = f.Submit(spec, 1);
+  f.sched->RegisterWorker(Worker("w1"));
+  f.sched->RegisterWorker(Worker("w2"));
+  auto a = f.sched->LeaseNext("w1");
+  REQUIRE(a);
+  REQUIRE(f.sched->Complete("w1", a->lease.id, Fail("CUDA out of memory", true)).ok());
+  // w1 is free, but the task prefers w2.
+  CHECK_FALSE(f.sched->LeaseNext("w1"));
+  auto b = f.sched->LeaseNext("w2");
+  REQUIRE(b);
+  CHECK(b->lease.attempt == 2);
+  REQUIRE(f.sched->Complete("w2", b->lease.id, Fail("I/O error", true)).ok());
+  // Both failed it: any worker may try the last attempt.
+  auto c = f.sched->LeaseNext("w1");
+  REQUIRE(c);
+  REQUIRE(f.sched->Complete("w1", c->lease.id, Fail("I/O error again", true)).ok());
+  auto v = f.sched->GetJob(id);
+  CHECK(v->job.state == JobState::kFailed);
+  const Task& t = v->tasks[0];
+  CHECK(t.workers == std::vector<std::string>{"w1", "w2", "w1"});
+  CHECK(t.errors ==
+        std::vector<std::string>{"CUDA out of memory", "I/O error", "I/O error again"});
+  // Retry gives the failed tasks a fresh budget and keeps their history.
+  auto r = f.sched->Retry(id);
+  REQUIRE(r.ok());
+  CHECK(r->job.state == JobState::kRunning);
+  CHECK(r->job.error.empty());
+  CHECK(r->tasks[0].state == TaskState::kPending);
+  CHECK(r->tasks[0].errors.size() == 3);
+  auto d = f.sched->LeaseNext("w2");
+  REQUIRE(d);
+  REQUIRE(f.sched->Complete("w2", d->lease.id, Ok()).ok());
+  CHECK(f.sched->Retry(id).status().code() == absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_CASE("pause stops new leases; resume restores them", "[unit][policy]") {
+  Farm f;
+  const int64_t id = f.Submit(Spec("a"), 3);
+  f.sched->RegisterWorker(Worker("w", 3));
+  auto a = f.sched->LeaseNext("w");
+  REQUIRE(a);
+  auto p = f.sched->Pause(id);
+  REQUIRE(p.ok());
+  CHECK(p->job.state == JobState::kPaused);
+  CHECK_FALSE(f.sched->LeaseNext("w"));
+  // The running task finishes normally.
+  REQUIRE(f.sched->Complete("w", a->lease.id, Ok()).ok());
+  CHECK(f.State(id) == JobState::kPaused);
+  auto r = f.sched->Resume(id);
+  REQUIRE(r.ok());
+  CHECK(r->job.state == JobState::kRunning);
+  CHECK(f.sched->LeaseNext("w"));
+  CHECK(f.sched->Resume(id).status().code() == absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_CASE("drain: a draining worker finishes its task and takes no more", "[unit][policy]") {
+  Farm f;
+  f.Submit(Spec("a"), 4);
+  f.sched->RegisterWorker(Worker("w1"));
+  f.sched->RegisterWorker(Worker("w2"));
+  auto a = f.sched->LeaseNext("w1");
+  REQUIRE(a);
+  REQUIRE(f.sched->Drain("w1", true).ok());
+  CHECK(f.sched->Complete("w1", a->lease.id, Ok()).ok());
+  CHECK_FALSE(f.sched->LeaseNext("w1"));
+  CHECK(f.sched->LeaseNext("w2"));
+  auto workers = f.sched->ListWorkers();
+  CHECK(workers[0].draining);
+  CHECK_FALSE(workers[1].draining);
+  // Draining survives a reconnect; undrain restores it.
+  f.sched->UnregisterWorker("w1");
+  f.sched->RegisterWorker(Worker("w1"));
+  CHECK_FALSE(f.sched->LeaseNext("w1"));
+  REQUIRE(f.sched->Drain("w1", false).ok());
+  CHECK(f.sched->LeaseNext("w1"));
+  CHECK(f.sched->Drain("nobody", true).code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("admission: queue limits per project and in total", "[unit][policy]") {
+  SchedulerOptions o;
+  o.max_queued_tasks = 20;
+  o.max_queued_tasks_per_project = 12;
+  Farm f(o);
+  f.Submit(Spec("a"), 10);  // 11 tasks with the assemble task
+  auto over_project = f.sched->Submit(Spec("a"), Frames(1));
+  CHECK(over_project.status().code() == absl::StatusCode::kResourceExhausted);
+  CHECK(over_project.status().message().find("project 'a'") != absl::string_view::npos);
+  f.Submit(Spec("b"), 8);  // 9 tasks: 20 queued in all
+  auto over_farm = f.sched->Submit(Spec("c"), Frames(1));
+  CHECK(over_farm.status().code() == absl::StatusCode::kResourceExhausted);
+  CHECK(over_farm.status().message().find("farm's queue limit of 20") !=
+        absl::string_view::npos);
+  // Leasing drains the queue and makes room again.
+  f.sched->RegisterWorker(Worker("w", 2));
+  REQUIRE(f.sched->LeaseNext("w"));
+  REQUIRE(f.sched->LeaseNext("w"));
+  CHECK(f.sched->Submit(Spec("c"), Frames(1)).ok());
+}
+
+TEST_CASE("idempotent submit: a retried request id returns the first job", "[unit][policy]") {
+  Farm f;
+  JobSpec spec = Spec("a");
+  spec.request_id = "nuke-render-0042";
+  auto first = f.sched->Submit(spec, Frames(5));
+  auto again = f.sched->Submit(spec, Frames(5));
+  REQUIRE((first.ok() && again.ok()));
+  CHECK(again->job.id == first->job.id);
+  CHECK(f.sched->ListJobs({}, 0).size() == 1);
+  // The same id in another project is another request.
+  spec.project = "b";
+  auto other = f.sched->Submit(spec, Frames(5));
+  CHECK(other->job.id != first->job.id);
+}
+
+}  // namespace reelfarm::scheduler
