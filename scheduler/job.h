@@ -73,7 +73,8 @@ struct Task {
   int attempts = 0;
   std::vector<std::string> workers;  // every worker that held a lease on it, in order
   std::vector<std::string> errors;   // the error of each attempt ("" if none), same order
-  uint64_t lease_id = 0;             // current lease while kLeased (fencing token)
+  uint64_t lease_id = 0;  // kLeased: the current lease (fencing token); kSucceeded: the
+                          // lease whose result was accepted (its output counts)
   std::string error;
   std::string model_digest;  // reported by the worker that finished it
   double seconds = 0;        // run time of the successful attempt

@@ -13,8 +13,9 @@ namespace reelfarm::scheduler {
 
 using Write = JobStore::Write;
 
-std::string SegmentPath(int64_t job_id, int index) {
-  return absl::StrFormat("%s/chunk_%06d.mp4", common::Storage::JobPartsDir(job_id), index);
+std::string SegmentPath(int64_t job_id, int index, uint64_t lease_id) {
+  return absl::StrFormat("%s/chunk_%06d.lease_%d.mp4", common::Storage::JobPartsDir(job_id),
+                         index, lease_id);
 }
 
 Scheduler::Scheduler(JobStore* store, Clock* clock, SchedulerOptions options,
@@ -506,13 +507,13 @@ Assignment Scheduler::MakeAssignmentLocked(const JobEntry& e, int index,
   a.spec = e.job.spec;
   a.input_info = e.job.input_info;
   if (a.task.kind == TaskKind::kChunk) {
-    a.segment = SegmentPath(e.job.id, index);
+    a.segment = SegmentPath(e.job.id, index, lease.id);
     return a;
   }
   nlohmann::json chunks = nlohmann::json::array();
   for (const Task& t : e.tasks) {
     if (t.kind != TaskKind::kChunk) continue;
-    a.segments.push_back(SegmentPath(e.job.id, t.index));
+    a.segments.push_back(SegmentPath(e.job.id, t.index, t.lease_id));
     chunks.push_back({{"index", t.index},
                       {"frames", {t.frame_begin, t.frame_end}},
                       {"worker", t.workers.empty() ? "" : t.workers.back()},
@@ -599,8 +600,7 @@ absl::Status Scheduler::Complete(const std::string& worker, uint64_t lease_id,
       Task task = e.tasks[lease.task_index];
       task.state = TaskState::kSucceeded;
       task.error.clear();
-      task.lease_id = 0;
-      task.seconds = outcome.seconds;
+      task.seconds = outcome.seconds;  // lease_id stays: the lease whose output counts
       task.model_digest = outcome.model_digest;
       ReleaseLeaseLocked(lease.id);
       SetTaskLocked(e, task, &writes);

@@ -107,8 +107,10 @@ struct WorkerView {
   bool draining = false;
 };
 
-// Relative path of chunk `index`'s segment for `job_id`.
-std::string SegmentPath(int64_t job_id, int index);
+// Relative path of the segment that chunk `index` of `job_id` writes under `lease_id`.
+// Each lease writes its own file, and assembly reads the one of the lease whose result
+// was accepted: a zombie worker that finishes late never overwrites what counts.
+std::string SegmentPath(int64_t job_id, int index, uint64_t lease_id);
 
 class Scheduler final {
  public:

@@ -95,14 +95,15 @@ TEST_CASE("a job is chunk tasks then one assemble task, leased in order", "[unit
   for (int i = 0; i < 4; ++i) {
     CHECK(got[i].task.index == i);
     CHECK(got[i].task.frame_begin == i * 24);
-    CHECK(got[i].segment == SegmentPath(v->job.id, i));
+    CHECK(got[i].segment == SegmentPath(v->job.id, i, got[i].lease.id));
   }
   CHECK(f.sched->GetJob(v->job.id)->job.state == JobState::kRunning);
   for (auto& a : got) REQUIRE(f.sched->Complete("w1", a.lease.id, Ok()).ok());
   auto assemble = f.sched->LeaseNext("w1");
   REQUIRE(assemble);
   CHECK(assemble->task.kind == TaskKind::kAssemble);
-  CHECK(assemble->segments.size() == 4);
+  REQUIRE(assemble->segments.size() == 4);
+  for (int i = 0; i < 4; ++i) CHECK(assemble->segments[i] == got[i].segment);
   CHECK(assemble->provenance_json.find("builtin:bicubic") != std::string::npos);
   REQUIRE(f.sched->Complete("w1", assemble->lease.id, Ok()).ok());
   auto done = f.sched->GetJob(v->job.id);
