@@ -74,6 +74,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-queued-tasks-per-project", max_queued_per_project,
                  "refuse submits past this many queued tasks in one project (0: no limit)");
   app.add_option("--log-level", log_level)->capture_default_str();
+  // A flag given twice takes its last value (wrappers append overrides).
+  for (CLI::Option* opt : app.get_options()) {
+    if (opt->get_expected_max() <= 1) opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  }
   CLI11_PARSE(app, argc, argv);
 
   common::InitLogging("server", log_level);

@@ -20,16 +20,24 @@ namespace reelfarm::testing {
 namespace fs = std::filesystem;
 
 Farm::Farm(fs::path dir, std::vector<std::string> server_args)
-    : dir_(std::move(dir)), storage_(dir_ / "storage") {
+    : dir_(std::move(dir)), storage_(dir_ / "storage"), server_args_(std::move(server_args)) {
   fs::create_directories(storage_);
+  StartServer();
+  stub_ = v1::JobService::NewStub(
+      grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+}
+
+void Farm::StartServer() {
   const fs::path port_file = dir_ / "server.port";
+  fs::remove(port_file);
+  // Flags given later win (the server takes the last of a repeated flag).
   std::vector<std::string> argv = {REELFARM_SERVER_BIN,
-                                   "--listen", "127.0.0.1:0",
+                                   "--listen", "127.0.0.1:" + std::to_string(port_),
                                    "--port-file", port_file.string(),
                                    "--data-dir", dir_.string(),
                                    "--metrics-listen", "",
                                    "--lease-seconds", "5"};
-  argv.insert(argv.end(), server_args.begin(), server_args.end());
+  argv.insert(argv.end(), server_args_.begin(), server_args_.end());
   server_pid_ = Spawn(argv, "server.log");
   for (int i = 0; i < 300 && !fs::exists(port_file); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -38,8 +46,27 @@ Farm::Farm(fs::path dir, std::vector<std::string> server_args)
   REQUIRE(fs::exists(port_file));
   std::ifstream(port_file) >> port_;
   REQUIRE(port_ > 0);
-  stub_ = v1::JobService::NewStub(
-      grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+}
+
+void Farm::RestartServerAfterKill() {
+  kill(server_pid_, SIGKILL);
+  waitpid(server_pid_, nullptr, 0);
+  StartServer();
+}
+
+namespace {
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+std::string Farm::ServerLog() const { return ReadFile(dir_ / "server.log"); }
+
+std::string Farm::WorkerLog(const std::string& name) const {
+  return ReadFile(dir_ / ("worker-" + name + ".log"));
 }
 
 Farm::~Farm() {
@@ -53,7 +80,10 @@ Farm::~Farm() {
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
   };
-  for (auto& [name, pid] : workers_) stop(pid);
+  for (auto& [name, pid] : workers_) {
+    kill(pid, SIGCONT);  // a test may have stopped one
+    stop(pid);
+  }
   stop(server_pid_);
 }
 
@@ -88,8 +118,10 @@ void Farm::KillWorker(const std::string& name, int signal) {
   auto it = workers_.find(name);
   REQUIRE(it != workers_.end());
   kill(it->second, signal);
-  waitpid(it->second, nullptr, 0);
-  workers_.erase(it);
+  if (signal == SIGKILL || signal == SIGTERM) {
+    waitpid(it->second, nullptr, 0);
+    workers_.erase(it);
+  }
 }
 
 void Farm::WaitForWorkers(int n) {
@@ -116,11 +148,21 @@ grpc::Status Farm::Submit(const v1::JobSpec& spec, v1::SubmitJobResponse* resp) 
 }
 
 v1::Job Farm::Get(int64_t id) {
-  grpc::ClientContext ctx;
   v1::GetJobRequest req;
   req.set_job_id(id);
   v1::Job job;
-  grpc::Status st = stub_->GetJob(&ctx, req, &job);
+  grpc::Status st;
+  // Rides through a server restart: a call cut by it is tried again.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    st = stub_->GetJob(&ctx, req, &job);
+    if (st.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!st.ok()) DumpLogs();
+  INFO("GetJob " << id << ": " << st.error_message());
   REQUIRE(st.ok());
   return job;
 }

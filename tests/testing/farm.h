@@ -29,7 +29,13 @@ class Farm {
   v1::JobService::Stub& jobs() { return *stub_; }
 
   void StartWorker(const std::string& name, std::vector<std::string> extra_args = {});
+  // Sends `signal`; for SIGKILL/SIGTERM also reaps the process and forgets it.
   void KillWorker(const std::string& name, int signal);
+  // SIGKILLs the server, then starts it again on the same port and data folder.
+  void RestartServerAfterKill();
+  // The server's log so far (to look for events).
+  std::string ServerLog() const;
+  std::string WorkerLog(const std::string& name) const;
   // Polls ListWorkers until `n` are connected; fails the test after 30 s.
   void WaitForWorkers(int n);
   // Polls GetJob until the job ends (or `timeout`); returns the last state seen.
@@ -42,7 +48,10 @@ class Farm {
  private:
   pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_name);
 
+  void StartServer();
+
   std::filesystem::path dir_, storage_;
+  std::vector<std::string> server_args_;
   pid_t server_pid_ = -1;
   int port_ = 0;
   std::map<std::string, pid_t> workers_;

@@ -1,0 +1,161 @@
+// Fault tests on real processes: the server killed mid-job and restarted, a worker
+// that stalls without heartbeats and comes back with a stale result, cancellation
+// reaching running tasks. Each ends with every job in the right state and complete
+// outputs.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "tests/testing/checks.h"
+#include "tests/testing/farm.h"
+#include "tests/testing/fixtures.h"
+
+namespace fs = std::filesystem;
+using namespace reelfarm;
+using testing::CheckUpscaledClip;
+using testing::Farm;
+using testing::UpscaleSpec;
+
+namespace {
+
+// Polls GetJob until `pred` holds (30 s at most).
+template <typename Pred>
+v1::Job WaitUntil(Farm& farm, int64_t id, Pred pred) {
+  v1::Job job;
+  for (int i = 0; i < 1500; ++i) {
+    job = farm.Get(id);
+    if (pred(job)) return job;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  farm.DumpLogs();
+  FAIL("job " << id << " never reached the expected state");
+  return job;
+}
+
+int CountTasks(const v1::Job& job, v1::TaskState state) {
+  int n = 0;
+  for (const auto& t : job.tasks()) n += t.state() == state;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("the server killed mid-job restarts and loses nothing", "[integration][fault]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  testing::MakeTestClip(farm.storage() / "plates/a.mp4", 320, 180, 96);
+  testing::MakeTestClip(farm.storage() / "plates/b.mp4", 320, 180, 48);
+  farm.StartWorker("w1", {"--frame-delay-ms", "25"});
+  farm.StartWorker("w2", {"--frame-delay-ms", "25"});
+  farm.WaitForWorkers(2);
+
+  v1::SubmitJobResponse a;
+  REQUIRE(farm.Submit(UpscaleSpec("plates/a.mp4", "renders/a.mp4", 12), &a).ok());
+  // Some chunks done and two running when the server dies.
+  v1::Job before = WaitUntil(farm, a.job_id(), [](const v1::Job& j) {
+    return CountTasks(j, v1::TASK_STATE_SUCCEEDED) >= 2 &&
+           CountTasks(j, v1::TASK_STATE_LEASED) == 2;
+  });
+  // A second job, acknowledged just before the kill.
+  v1::SubmitJobResponse b;
+  REQUIRE(farm.Submit(UpscaleSpec("plates/b.mp4", "renders/b.mp4", 24), &b).ok());
+  std::map<int, std::string> running;
+  const v1::Job at_kill = farm.Get(a.job_id());
+  for (const auto& t : at_kill.tasks()) {
+    if (t.state() == v1::TASK_STATE_LEASED) running[t.index()] = t.worker();
+  }
+  farm.RestartServerAfterKill();
+
+  v1::Job ja = farm.WaitForJob(a.job_id());
+  v1::Job jb = farm.WaitForJob(b.job_id());
+  REQUIRE(ja.state() == v1::JOB_STATE_SUCCEEDED);
+  REQUIRE(jb.state() == v1::JOB_STATE_SUCCEEDED);
+  // Finished chunks were not redone, and the leases running at the kill were honoured
+  // when their workers reconnected: one attempt each, by the same worker.
+  for (const auto& t : before.tasks()) {
+    if (t.state() == v1::TASK_STATE_SUCCEEDED) CHECK(ja.tasks(t.index()).attempts() == 1);
+  }
+  for (const auto& [index, worker] : running) {
+    INFO("task " << index);
+    CHECK(ja.tasks(index).attempts() == 1);
+    CHECK(ja.tasks(index).worker() == worker);
+  }
+  CheckUpscaledClip(farm.storage() / "plates/a.mp4", farm.storage() / "renders/a.mp4", 96,
+                    "scale=640:360:flags=bicubic", 35.0);
+  CheckUpscaledClip(farm.storage() / "plates/b.mp4", farm.storage() / "renders/b.mp4", 48,
+                    "scale=640:360:flags=bicubic", 35.0);
+}
+
+TEST_CASE("a stalled worker loses its lease, and its late result is refused",
+          "[integration][fault]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm", {"--lease-seconds", "2"});
+  testing::MakeTestClip(farm.storage() / "plates/c.mp4", 320, 180, 48);
+  farm.StartWorker("stalls", {"--frame-delay-ms", "40"});
+  farm.WaitForWorkers(1);
+  v1::SubmitJobResponse resp;
+  REQUIRE(farm.Submit(UpscaleSpec("plates/c.mp4", "renders/c.mp4", 48), &resp).ok());
+  // Mid-chunk, the worker stops (no heartbeats, no progress).
+  WaitUntil(farm, resp.job_id(), [](const v1::Job& j) { return j.tasks(0).frames_done() > 4; });
+  farm.KillWorker("stalls", SIGSTOP);
+  farm.StartWorker("healthy");
+  // The lease expires and the chunk moves to the healthy worker, which finishes the job.
+  v1::Job job = farm.WaitForJob(resp.job_id());
+  REQUIRE(job.state() == v1::JOB_STATE_SUCCEEDED);
+  const v1::Task& t = job.tasks(0);
+  REQUIRE(t.workers_size() == 2);
+  CHECK(t.workers(0) == "stalls");
+  CHECK(t.workers(1) == "healthy");
+  CHECK(t.errors(0).find("lease expired") != std::string::npos);
+  // The stalled worker wakes up: whatever it sends under its old lease is refused or
+  // cancelled, and the published output stays the one that counted.
+  farm.KillWorker("stalls", SIGCONT);
+  for (int i = 0; i < 150; ++i) {
+    const std::string log = farm.WorkerLog("stalls");
+    if (log.find("cancel lease=") != std::string::npos ||
+        log.find("refused the result") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const std::string log = farm.WorkerLog("stalls");
+  CHECK((log.find("cancel lease=") != std::string::npos ||
+         log.find("refused the result") != std::string::npos));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(farm.Get(resp.job_id()).state() == v1::JOB_STATE_SUCCEEDED);
+  CheckUpscaledClip(farm.storage() / "plates/c.mp4", farm.storage() / "renders/c.mp4", 48,
+                    "scale=640:360:flags=bicubic", 35.0);
+}
+
+TEST_CASE("cancel stops running tasks within 2 s", "[integration][fault]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  testing::MakeTestClip(farm.storage() / "plates/d.mp4", 320, 180, 96);
+  farm.StartWorker("w1", {"--frame-delay-ms", "100"});
+  farm.WaitForWorkers(1);
+  v1::SubmitJobResponse resp;
+  REQUIRE(farm.Submit(UpscaleSpec("plates/d.mp4", "renders/d.mp4", 96), &resp).ok());
+  WaitUntil(farm, resp.job_id(), [](const v1::Job& j) { return j.tasks(0).frames_done() > 0; });
+  grpc::ClientContext ctx;
+  v1::CancelJobRequest req;
+  req.set_job_id(resp.job_id());
+  v1::Job cancelled;
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(farm.jobs().CancelJob(&ctx, req, &cancelled).ok());
+  CHECK(cancelled.state() == v1::JOB_STATE_CANCELLED);
+  // The worker logs the task's end when its pipeline has stopped.
+  bool stopped = false;
+  while (!stopped && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5)) {
+    stopped = farm.WorkerLog("w1").find("task cancelled") != std::string::npos;
+    if (!stopped) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO("stopped after " << seconds << " s");
+  CHECK(stopped);
+  CHECK(seconds < 2.0);
+  CHECK_FALSE(fs::exists(farm.storage() / "renders/d.mp4"));
+}
