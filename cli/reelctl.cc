@@ -32,6 +32,7 @@ const char* StateName(v1::JobState s) {
     case v1::JOB_STATE_FAILED: return "failed";
     case v1::JOB_STATE_CANCELLED: return "cancelled";
     case v1::JOB_STATE_PAUSED: return "paused";
+    case v1::JOB_STATE_WAITING: return "waiting";
     default: return "unknown";
   }
 }
@@ -111,6 +112,11 @@ void PrintJob(const v1::Job& j) {
   std::printf("job %lld  %s\n", static_cast<long long>(j.id()), StateName(j.state()));
   std::printf("  name      %s (project %s, priority %d)\n", j.spec().name().c_str(),
               j.spec().project().c_str(), j.spec().priority());
+  if (j.spec().depends_on_size() > 0) {
+    std::string deps;
+    for (int64_t d : j.spec().depends_on()) deps += (deps.empty() ? "" : ", ") + std::to_string(d);
+    std::printf("  after     job %s\n", deps.c_str());
+  }
   std::printf("  upscale   %s -> %s  model %s x%d  chunk %d\n", u.input().c_str(),
               u.output().c_str(), u.model().c_str(), u.scale(), u.chunk_frames());
   const auto& in = j.input_info();
@@ -130,10 +136,15 @@ void PrintJob(const v1::Job& j) {
                       static_cast<long long>(t.frame_begin()),
                       static_cast<long long>(t.frame_end() - 1));
       }
-      std::printf("  %-5d %-9s %-13s %-10s %-8d %s%s%s\n", t.index(),
+      std::printf("  %-5d %-9s %-13s %-10s %-8d %s\n", t.index(),
                   t.kind() == v1::TASK_KIND_CHUNK ? "chunk" : "assemble", frames,
-                  TaskStateName(t.state()), t.attempts(), t.worker().c_str(),
-                  t.error().empty() ? "" : "  error: ", t.error().c_str());
+                  TaskStateName(t.state()), t.attempts(), t.worker().c_str());
+      // Every attempt that failed, with its worker and error.
+      for (int i = 0; i < t.errors_size() && i < t.workers_size(); ++i) {
+        if (t.errors(i).empty()) continue;
+        std::printf("        attempt %d on %s: %s\n", i + 1, t.workers(i).c_str(),
+                    t.errors(i).c_str());
+      }
     }
   }
 }
@@ -223,6 +234,15 @@ int main(int argc, char** argv) {
   up->add_option("--name", name, "job name");
   up->add_option("--project", project, "project (show)");
   up->add_flag("--overwrite", overwrite, "replace an existing output");
+  std::vector<int64_t> depends_on;
+  std::vector<std::string> requires_tags;
+  std::string request_id;
+  int max_attempts = 3;
+  up->add_option("--depends-on", depends_on, "job ids that must succeed first (repeatable)");
+  up->add_option("--require", requires_tags, "worker tag the job needs, KEY=VALUE (repeatable)");
+  up->add_option("--request-id", request_id,
+                 "your id for this submit: retrying it never makes a second job");
+  auto* attempts_opt = up->add_option("--max-attempts", max_attempts, "tries per task, 1..10");
   up->add_flag("--watch", watch_after, "follow progress until the job ends");
 
   int64_t job_id = 0;
@@ -236,6 +256,21 @@ int main(int argc, char** argv) {
   auto* watch = app.add_subcommand("watch", "follow a job's progress until it ends");
   watch->add_option("id", job_id)->required();
   auto* workers = app.add_subcommand("workers", "list connected workers");
+  auto* pause = app.add_subcommand("pause", "lease no more tasks of a job (running ones finish)");
+  pause->add_option("id", job_id)->required();
+  auto* resume = app.add_subcommand("resume", "resume a paused job");
+  resume->add_option("id", job_id)->required();
+  auto* retry = app.add_subcommand("retry", "queue the failed tasks of a failed job again");
+  retry->add_option("id", job_id)->required();
+  auto* prio = app.add_subcommand("priority", "change a job's priority (0..100)");
+  int new_priority = 50;
+  prio->add_option("id", job_id)->required();
+  prio->add_option("priority", new_priority)->required();
+  auto* drain = app.add_subcommand("drain", "let a worker finish its tasks and take no more");
+  std::string worker_name;
+  bool undrain = false;
+  drain->add_option("worker", worker_name)->required();
+  drain->add_flag("--undo", undrain, "let the worker take work again");
 
   try {
     app.parse(argc, argv);
@@ -258,6 +293,18 @@ int main(int argc, char** argv) {
     if (chunk_opt->count()) u->set_chunk_frames(chunk);
     if (crf_opt->count()) u->set_crf(crf);
     u->set_overwrite(overwrite);
+    for (int64_t d : depends_on) js->add_depends_on(d);
+    for (const std::string& t : requires_tags) {
+      const auto eq = t.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        std::fprintf(stderr, "reelctl: --require '%s': give KEY=VALUE, e.g. gpu=h100\n",
+                     t.c_str());
+        return 2;
+      }
+      (*js->mutable_requirements())[t.substr(0, eq)] = t.substr(eq + 1);
+    }
+    js->set_request_id(request_id);
+    if (attempts_opt->count()) js->set_max_attempts(max_attempts);
     grpc::ClientContext ctx;
     c.SetDeadline(&ctx);
     v1::SubmitJobResponse resp;
@@ -332,6 +379,59 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*watch) return Watch(c, job_id);
+  if (*pause || *resume || *retry || *prio) {
+    grpc::ClientContext ctx;
+    c.SetDeadline(&ctx);
+    v1::Job job;
+    grpc::Status st;
+    const char* done = "";
+    if (*pause) {
+      v1::PauseJobRequest req;
+      req.set_job_id(job_id);
+      st = c.stub->PauseJob(&ctx, req, &job);
+      done = "paused";
+    } else if (*resume) {
+      v1::ResumeJobRequest req;
+      req.set_job_id(job_id);
+      st = c.stub->ResumeJob(&ctx, req, &job);
+      done = "resumed";
+    } else if (*retry) {
+      v1::RetryJobRequest req;
+      req.set_job_id(job_id);
+      st = c.stub->RetryJob(&ctx, req, &job);
+      done = "queued again";
+    } else {
+      v1::SetPriorityRequest req;
+      req.set_job_id(job_id);
+      req.set_priority(new_priority);
+      st = c.stub->SetPriority(&ctx, req, &job);
+      done = "reprioritised";
+    }
+    if (!st.ok()) return ReportRpcError(st);
+    if (c.json) {
+      std::printf("%s\n", ToJson(job).c_str());
+    } else {
+      std::printf("job %lld %s: %s, priority %d\n", static_cast<long long>(job.id()), done,
+                  StateName(job.state()), job.spec().priority());
+    }
+    return 0;
+  }
+  if (*drain) {
+    grpc::ClientContext ctx;
+    c.SetDeadline(&ctx);
+    v1::DrainWorkerRequest req;
+    req.set_name(worker_name);
+    req.set_drain(!undrain);
+    v1::Worker w;
+    grpc::Status st = c.stub->DrainWorker(&ctx, req, &w);
+    if (!st.ok()) return ReportRpcError(st);
+    if (c.json) {
+      std::printf("%s\n", ToJson(w).c_str());
+    } else {
+      std::printf("worker %s %s\n", w.name().c_str(), w.state().c_str());
+    }
+    return 0;
+  }
   if (*workers) {
     grpc::ClientContext ctx;
     c.SetDeadline(&ctx);

@@ -227,3 +227,46 @@ TEST_CASE("reelctl reports a refused submit with its code and exit status 4",
                    &status);
   CHECK(status == 3);
 }
+
+TEST_CASE("reelctl chains a job onto another job's output with --depends-on",
+          "[integration]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  testing::MakeTestClip(farm.storage() / "plates/small.mp4", 160, 90, 24);
+  farm.StartWorker("w1");
+  farm.WaitForWorkers(1);
+  const std::string ctl = std::string(REELFARM_REELCTL_BIN) + " --server " + farm.address();
+  int status = 0;
+  // The first job: 160x90 -> 320x180, paused so that the second is submitted while
+  // the first's output does not exist yet.
+  std::string out = testing::Capture(
+      ctl + " --json submit upscale --input plates/small.mp4 --output stage1/x2.mp4 "
+            "--scale 2 --chunk 12",
+      &status);
+  REQUIRE(status == 0);
+  const int64_t first = std::stoll(nlohmann::json::parse(out)["jobId"].get<std::string>());
+  testing::Capture(ctl + " pause " + std::to_string(first), &status);
+  REQUIRE(status == 0);
+  out = testing::Capture(ctl + " --json submit upscale --input stage1/x2.mp4 --output "
+                               "stage2/x4.mp4 --scale 2 --chunk 12 --depends-on " +
+                             std::to_string(first),
+                         &status);
+  REQUIRE(status == 0);
+  auto second_json = nlohmann::json::parse(out);
+  const int64_t second = std::stoll(second_json["jobId"].get<std::string>());
+  CHECK(second_json["job"]["state"] == "JOB_STATE_WAITING");
+  testing::Capture(ctl + " resume " + std::to_string(first), &status);
+  REQUIRE(status == 0);
+  // `watch` exits 0 once the second job succeeds.
+  out = testing::Capture(ctl + " watch " + std::to_string(second), &status);
+  INFO(out);
+  CHECK(status == 0);
+  CHECK(farm.WaitForJob(first).state() == v1::JOB_STATE_SUCCEEDED);
+  v1::Job job = farm.WaitForJob(second);
+  REQUIRE(job.state() == v1::JOB_STATE_SUCCEEDED);
+  CHECK(job.input_info().width() == 320);
+  CHECK(job.input_info().frame_count() == 24);
+  // Two bicubic x2 steps against one x4 of the source.
+  CheckUpscaledClip(farm.storage() / "plates/small.mp4", farm.storage() / "stage2/x4.mp4", 24,
+                    "scale=640:360:flags=bicubic", 30.0);
+}
