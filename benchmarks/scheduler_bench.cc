@@ -1,0 +1,289 @@
+// Scheduler benchmark: a real reelfarm-server process (SQLite, durable state) driven
+// over loopback gRPC by simulated workers that finish each task the moment they get
+// it. Prints one JSON line per figure:
+//   dispatch      tasks completed per second with 1, 16 and 256 workers
+//   submit        SubmitJob latency p50/p99 for a 1-chunk job (a chunk + assembly) and
+//                 a 10,000-frame job (10,000 chunks of 1 frame + assembly)
+//   memory        server resident memory per queued task with ~1,000,000 queued tasks
+//   restart       time for a SIGKILLed server to reload them and answer again
+// Usage: bench_scheduler [--quick]   (--quick: smaller counts, for a smoke run)
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "reelfarm/v1/jobs.grpc.pb.h"
+#include "reelfarm/v1/workers.grpc.pb.h"
+
+extern char** environ;
+namespace fs = std::filesystem;
+namespace v1 = reelfarm::v1;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+void Die(const std::string& what) {
+  std::fprintf(stderr, "bench_scheduler: %s\n", what.c_str());
+  std::exit(1);
+}
+
+// A reelfarm-server child process on a data folder.
+class Server {
+ public:
+  explicit Server(fs::path dir) : dir_(std::move(dir)) { Start(); }
+  ~Server() { Stop(SIGTERM); }
+
+  void Start() {
+    const fs::path port_file = dir_ / "port";
+    fs::remove(port_file);
+    std::vector<std::string> args = {REELFARM_SERVER_BIN, "--data-dir", dir_.string(),
+                                     "--listen", "127.0.0.1:" + std::to_string(port_),
+                                     "--port-file", port_file.string(), "--metrics-listen",
+                                     "", "--lease-seconds", "120", "--log-level", "error"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+      Die("cannot start " + args[0]);
+    }
+    for (int i = 0; i < 6000 && !fs::exists(port_file); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (!fs::exists(port_file)) Die("server did not start");
+    std::ifstream(port_file) >> port_;
+    stub_ = v1::JobService::NewStub(
+        grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+  }
+
+  void Stop(int sig) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  v1::JobService::Stub& jobs() { return *stub_; }
+
+  int64_t RssBytes() const {
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+    std::string key;
+    while (in >> key) {
+      if (key == "VmRSS:") {
+        int64_t kb = 0;
+        in >> kb;
+        return kb * 1024;
+      }
+    }
+    return 0;
+  }
+
+  int64_t Submit(const std::string& input, const std::string& output, int chunk) {
+    grpc::ClientContext ctx;
+    v1::SubmitJobRequest req;
+    auto* u = req.mutable_spec()->mutable_upscale();
+    u->set_input(input);
+    u->set_output(output);
+    u->set_model("bicubic");
+    u->set_scale(2);
+    u->set_chunk_frames(chunk);
+    v1::SubmitJobResponse resp;
+    grpc::Status st = stub_->SubmitJob(&ctx, req, &resp);
+    if (!st.ok()) Die("submit: " + st.error_message());
+    return resp.job_id();
+  }
+
+  bool AllDone(const std::vector<int64_t>& ids) {
+    for (int64_t id : ids) {
+      grpc::ClientContext ctx;
+      v1::GetJobRequest req;
+      req.set_job_id(id);
+      v1::Job job;
+      if (!stub_->GetJob(&ctx, req, &job).ok()) return false;
+      if (job.state() == v1::JOB_STATE_FAILED) Die("job failed: " + job.error());
+      if (job.state() != v1::JOB_STATE_SUCCEEDED) return false;
+    }
+    return true;
+  }
+
+ private:
+  fs::path dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::unique_ptr<v1::JobService::Stub> stub_;
+};
+
+// A worker that reports success for every assignment at once.
+class SimWorker {
+ public:
+  SimWorker(const std::string& address, std::string name) : name_(std::move(name)) {
+    channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    stub_ = v1::WorkerService::NewStub(channel_);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~SimWorker() {
+    stop_ = true;
+    ctx_.TryCancel();
+    thread_.join();
+  }
+  int64_t done() const { return done_.load(); }
+
+ private:
+  void Run() {
+    auto stream = stub_->Connect(&ctx_);
+    v1::WorkerMessage hello;
+    hello.mutable_hello()->set_name(name_);
+    hello.mutable_hello()->set_slots(1);
+    hello.mutable_hello()->add_models("bicubic");
+    if (!stream->Write(hello)) return;
+    v1::ServerMessage msg;
+    while (!stop_ && stream->Read(&msg)) {
+      if (!msg.has_assignment()) continue;
+      v1::WorkerMessage result;
+      result.mutable_result()->set_lease_id(msg.assignment().lease_id());
+      result.mutable_result()->set_ok(true);
+      result.mutable_result()->set_model_digest("builtin:bicubic");
+      if (!stream->Write(result)) break;
+      ++done_;
+    }
+    stream->Finish();
+  }
+
+  std::string name_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> done_{0};
+  std::thread thread_;
+};
+
+void MakeClip(const fs::path& path, int frames) {
+  fs::create_directories(path.parent_path());
+  const std::string cmd =
+      "ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=32x32:r=24 -frames:v " +
+      std::to_string(frames) + " -c:v libx264 -preset ultrafast '" + path.string() + "'";
+  if (std::system(cmd.c_str()) != 0) Die("ffmpeg failed: " + cmd);
+}
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  const fs::path root = fs::temp_directory_path() / ("reelfarm-bench-" + std::to_string(getpid()));
+  const int clip_frames = quick ? 1000 : 10000;
+  MakeClip(root / "clips/storage/clips/long.mp4", clip_frames);
+  MakeClip(root / "clips/storage/clips/one.mp4", 1);
+  auto data_dir = [&](const std::string& name) {
+    fs::path d = root / name;
+    fs::create_directories(d / "storage");
+    fs::copy(root / "clips/storage/clips", d / "storage/clips", fs::copy_options::recursive);
+    return d;
+  };
+
+  // Dispatch throughput: jobs of 1-frame chunks, every task finished at once.
+  for (int workers : {1, 16, 256}) {
+    Server server(data_dir("dispatch" + std::to_string(workers)));
+    std::vector<std::unique_ptr<SimWorker>> sims;
+    for (int i = 0; i < workers; ++i) {
+      sims.push_back(std::make_unique<SimWorker>(server.address(), "sim" + std::to_string(i)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + workers * 2));
+    const int jobs = quick ? 2 : (workers == 1 ? 1 : 3);
+    const auto t0 = Clock::now();
+    std::vector<int64_t> ids;
+    for (int j = 0; j < jobs; ++j) {
+      ids.push_back(server.Submit("clips/long.mp4", "out/d" + std::to_string(j) + ".mp4", 1));
+    }
+    while (!server.AllDone(ids)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const double s = Seconds(t0);
+    const int64_t tasks = static_cast<int64_t>(jobs) * (clip_frames + 1);
+    std::printf(
+        "{\"bench\":\"dispatch\",\"workers\":%d,\"tasks\":%lld,\"seconds\":%.3f,"
+        "\"tasks_per_s\":%.0f,\"store\":\"sqlite\"}\n",
+        workers, static_cast<long long>(tasks), s, tasks / s);
+    std::fflush(stdout);
+  }
+
+  // Submit latency, on a server with no workers (so the queue grows as it would).
+  {
+    Server server(data_dir("submit"));
+    for (const auto& [name, input, count] :
+         {std::make_tuple("1-chunk", "clips/one.mp4", quick ? 50 : 300),
+          std::make_tuple("10000-frame", "clips/long.mp4", quick ? 5 : 40)}) {
+      std::vector<double> ms;
+      for (int i = 0; i < count; ++i) {
+        const auto t0 = Clock::now();
+        server.Submit(input, "out/s_" + std::string(name) + std::to_string(i) + ".mp4",
+                      1);
+        ms.push_back(Seconds(t0) * 1000);
+      }
+      std::printf(
+          "{\"bench\":\"submit\",\"job\":\"%s\",\"count\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f}\n",
+          name, count, Percentile(ms, 0.5), Percentile(ms, 0.99));
+      std::fflush(stdout);
+    }
+  }
+
+  // Memory with ~1,000,000 queued tasks, then restart time.
+  {
+    const fs::path dir = data_dir("memory");
+    Server server(dir);
+    const int64_t rss0 = server.RssBytes();
+    const int jobs = quick ? 20 : 100;
+    const auto t0 = Clock::now();
+    for (int j = 0; j < jobs; ++j) server.Submit("clips/long.mp4", "out/m" + std::to_string(j) + ".mp4", 1);
+    const double submit_s = Seconds(t0);
+    const int64_t tasks = static_cast<int64_t>(jobs) * (clip_frames + 1);
+    const int64_t rss1 = server.RssBytes();
+    std::printf(
+        "{\"bench\":\"memory\",\"queued_tasks\":%lld,\"rss_bytes\":%lld,"
+        "\"bytes_per_task\":%.0f,\"submit_seconds\":%.1f}\n",
+        static_cast<long long>(tasks), static_cast<long long>(rss1),
+        double(rss1 - rss0) / tasks, submit_s);
+    std::fflush(stdout);
+    server.Stop(SIGKILL);
+    const auto t1 = Clock::now();
+    server.Start();
+    // Answering ListJobs means the state is loaded and served.
+    for (;;) {
+      grpc::ClientContext ctx;
+      v1::ListJobsRequest req;
+      req.set_limit(1);
+      v1::ListJobsResponse resp;
+      if (server.jobs().ListJobs(&ctx, req, &resp).ok()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::printf("{\"bench\":\"restart\",\"tasks\":%lld,\"seconds\":%.2f,\"rss_bytes\":%lld}\n",
+                static_cast<long long>(tasks), Seconds(t1),
+                static_cast<long long>(server.RssBytes()));
+    std::fflush(stdout);
+  }
+  std::error_code ec;
+  fs::remove_all(root, ec);
+  return 0;
+}
