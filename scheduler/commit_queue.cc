@@ -30,6 +30,19 @@ absl::Status CommitQueue::WaitFor(uint64_t seq) {
   return committed_seq_ >= seq ? absl::OkStatus() : failure_;
 }
 
+void CommitQueue::AfterCommit(uint64_t seq, std::function<void(const absl::Status&)> done) {
+  absl::Status now;
+  {
+    absl::MutexLock lock(&mu_);
+    if (committed_seq_ < seq && failure_.ok()) {
+      callbacks_.emplace(seq, std::move(done));
+      return;
+    }
+    now = committed_seq_ >= seq ? absl::OkStatus() : failure_;
+  }
+  done(now);
+}
+
 absl::Status CommitQueue::health() {
   absl::MutexLock lock(&mu_);
   return failure_;
@@ -50,6 +63,14 @@ void CommitQueue::Loop() {
   for (;;) {
     while (queue_.empty() && !stop_) work_.Wait(&mu_);
     if (queue_.empty() || !failure_.ok()) {
+      if (!failure_.ok() && !callbacks_.empty()) {
+        auto due = std::move(callbacks_);
+        callbacks_.clear();
+        const absl::Status failure = failure_;
+        mu_.Unlock();
+        for (auto& [seq, fn] : due) fn(failure);
+        mu_.Lock();
+      }
       if (stop_) return;
       // After a failure nothing more is committed: drop, and let waiters see the error.
       queue_.clear();
@@ -72,6 +93,19 @@ void CommitQueue::Loop() {
           std::string(st.message()));
     }
     committed_.SignalAll();
+    // Answer those waiting for this commit, outside the lock.
+    std::vector<std::function<void(const absl::Status&)>> due;
+    const absl::Status result = failure_;
+    for (auto it = callbacks_.begin();
+         it != callbacks_.end() && (it->first <= committed_seq_ || !result.ok());) {
+      due.push_back(std::move(it->second));
+      it = callbacks_.erase(it);
+    }
+    if (!due.empty()) {
+      mu_.Unlock();
+      for (auto& fn : due) fn(result);
+      mu_.Lock();
+    }
   }
 }
 

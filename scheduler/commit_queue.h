@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -27,6 +29,10 @@ class CommitQueue final {
   // later wait fails with that error: the in-memory state is then ahead of the store
   // and the server must stop taking writes (a restart reloads the committed state).
   absl::Status WaitFor(uint64_t seq);
+  // Runs `done` once every write up to `seq` is committed (with OK) or commits have
+  // failed (with the error): at once in this thread if that is already so, else on the
+  // committer thread. `done` must be quick and must not call back into this queue.
+  void AfterCommit(uint64_t seq, std::function<void(const absl::Status&)> done);
   // The error that stopped commits, or OK.
   absl::Status health();
 
@@ -42,6 +48,8 @@ class CommitQueue final {
   absl::CondVar work_;       // writes queued, or stopping
   absl::CondVar committed_;  // committed_seq_ moved, or failed
   std::vector<JobStore::Write> queue_ ABSL_GUARDED_BY(mu_);
+  std::multimap<uint64_t, std::function<void(const absl::Status&)>> callbacks_
+      ABSL_GUARDED_BY(mu_);
   uint64_t appended_seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t committed_seq_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status failure_ ABSL_GUARDED_BY(mu_);

@@ -582,40 +582,62 @@ absl::Status Scheduler::ReportProgress(const std::string& worker, uint64_t lease
 
 absl::Status Scheduler::Complete(const std::string& worker, uint64_t lease_id,
                                  const TaskOutcome& outcome) {
+  absl::Mutex done_mu;
+  bool done = false;
+  absl::Status result;
+  CompleteAsync(worker, lease_id, outcome, [&](const absl::Status& st) {
+    absl::MutexLock lock(&done_mu);
+    result = st;
+    done = true;
+  });
+  absl::MutexLock lock(&done_mu);
+  done_mu.Await(absl::Condition(&done));
+  return result;
+}
+
+void Scheduler::CompleteAsync(const std::string& worker, uint64_t lease_id,
+                              const TaskOutcome& outcome,
+                              std::function<void(const absl::Status&)> done) {
   uint64_t seq = 0;
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
     auto it = leases_.find(lease_id);
     if (it == leases_.end() || it->second.worker != worker) {
-      return absl::FailedPreconditionError(absl::StrCat(
+      refused = absl::FailedPreconditionError(absl::StrCat(
           "lease ", lease_id, " is not current (it expired, or the task was given to "
           "another worker or cancelled); result dropped"));
-    }
-    Writes writes;
-    if (!outcome.ok) {
-      FailAttemptLocked(lease_id, outcome.error, outcome.retryable, &writes);
     } else {
-      const Lease lease = it->second;
-      JobEntry& e = jobs_.at(lease.job_id);
-      Task task = e.tasks[lease.task_index];
-      task.state = TaskState::kSucceeded;
-      task.error.clear();
-      task.seconds = outcome.seconds;  // lease_id stays: the lease whose output counts
-      task.model_digest = outcome.model_digest;
-      ReleaseLeaseLocked(lease.id);
-      SetTaskLocked(e, task, &writes);
-      auto wit = workers_.find(worker);
-      if (wit != workers_.end()) ++wit->second.tasks_done;
-      events_->TaskFinished(e.job, task, /*ok=*/true, /*will_retry=*/false,
-                            clock_->NowMs() - lease.leased_ms);
-      const bool all_done = std::all_of(e.tasks.begin(), e.tasks.end(), [](const Task& t) {
-        return t.state == TaskState::kSucceeded;
-      });
-      if (all_done) FinishJobLocked(e, JobState::kSucceeded, "", &writes);
+      Writes writes;
+      if (!outcome.ok) {
+        FailAttemptLocked(lease_id, outcome.error, outcome.retryable, &writes);
+      } else {
+        const Lease lease = it->second;
+        JobEntry& e = jobs_.at(lease.job_id);
+        Task task = e.tasks[lease.task_index];
+        task.state = TaskState::kSucceeded;
+        task.error.clear();
+        task.seconds = outcome.seconds;  // lease_id stays: the lease whose output counts
+        task.model_digest = outcome.model_digest;
+        ReleaseLeaseLocked(lease.id);
+        SetTaskLocked(e, task, &writes);
+        auto wit = workers_.find(worker);
+        if (wit != workers_.end()) ++wit->second.tasks_done;
+        events_->TaskFinished(e.job, task, /*ok=*/true, /*will_retry=*/false,
+                              clock_->NowMs() - lease.leased_ms);
+        const bool all_done = std::all_of(e.tasks.begin(), e.tasks.end(), [](const Task& t) {
+          return t.state == TaskState::kSucceeded;
+        });
+        if (all_done) FinishJobLocked(e, JobState::kSucceeded, "", &writes);
+      }
+      seq = CommitLocked(std::move(writes));
     }
-    seq = CommitLocked(std::move(writes));
   }
-  return commits_->WaitFor(seq);
+  if (!refused.ok()) {
+    done(refused);
+    return;
+  }
+  commits_->AfterCommit(seq, std::move(done));
 }
 
 void Scheduler::FailAttemptLocked(uint64_t lease_id, const std::string& error,

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -171,6 +172,10 @@ class Scheduler final {
   // the lease is not current (fencing); the result is then dropped.
   absl::Status Complete(const std::string& worker, uint64_t lease_id,
                         const TaskOutcome& outcome);
+  // Same, without blocking: `done` gets the answer once the outcome is committed (or
+  // at once when it is refused). It runs on the commit thread: quick, no callbacks in.
+  void CompleteAsync(const std::string& worker, uint64_t lease_id, const TaskOutcome& outcome,
+                     std::function<void(const absl::Status&)> done);
   // Expires leases past their deadline; their tasks are queued again (or fail the
   // job past max attempts). Returns the expired leases, which are also revoked.
   std::vector<Lease> ExpireLeases();

@@ -15,6 +15,7 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
   s->storage_ = std::make_unique<common::Storage>(std::move(storage));
   ASSIGN_OR_RETURN(s->sched_, scheduler::Scheduler::Create(
                                   s->store_.get(), &scheduler::RealClock(), options.scheduler));
+  // workers_ is declared before sched_ (destruction order) but built after it.
   s->workers_ = std::make_unique<WorkerServiceImpl>(s->sched_.get());
   s->jobs_ = std::make_unique<JobServiceImpl>(s->sched_.get(), s->storage_.get(),
                                               options.model_path, options.limits, registry);

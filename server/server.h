@@ -43,11 +43,13 @@ class FarmServer final {
   FarmServer() = default;
   void DispatchLoop();
 
+  // Destroyed bottom-up: the gRPC server first, then the scheduler (whose commit thread
+  // may still answer workers through workers_), then the services, then the store.
   std::unique_ptr<scheduler::JobStore> store_;
   std::unique_ptr<common::Storage> storage_;
-  std::unique_ptr<scheduler::Scheduler> sched_;
   std::unique_ptr<WorkerServiceImpl> workers_;
   std::unique_ptr<JobServiceImpl> jobs_;
+  std::unique_ptr<scheduler::Scheduler> sched_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::atomic<bool> stop_{false};

@@ -141,25 +141,18 @@ class WorkerSession final
         break;
       case v1::WorkerMessage::kResult: {
         const v1::TaskResult& r = msg.result();
-        // Returns once the outcome is committed; only then is it acknowledged.
-        absl::Status st = sched->Complete(name_, r.lease_id(), FromProto(r));
-        v1::ServerMessage ack;
-        ack.mutable_ack()->set_lease_id(r.lease_id());
-        ack.mutable_ack()->set_accepted(st.ok());
-        ack.mutable_ack()->set_message(std::string(st.message()));
-        if (!st.ok()) {
-          spdlog::warn("result refused worker={} lease={}: {}", name_, r.lease_id(),
-                       std::string(st.message()));
-          if (st.code() != absl::StatusCode::kFailedPrecondition) {
-            // Not a fencing refusal: the store failed. No answer, so the worker keeps
-            // the result and sends it again after it reconnects.
-            break;
-          }
-        } else if (!r.ok()) {
+        if (!r.ok()) {
           spdlog::warn("task failed worker={} lease={} retryable={}: {}", name_,
                        r.lease_id(), r.retryable(), r.error());
         }
-        Send(std::move(ack));
+        // Answered once the outcome is committed, without holding this thread.
+        WorkerServiceImpl* service = service_;
+        const std::string name = name_;
+        const uint64_t lease = r.lease_id();
+        sched->CompleteAsync(name_, lease, FromProto(r),
+                             [service, name, lease](const absl::Status& st) {
+                               service->AnswerResult(name, lease, st);
+                             });
         break;
       }
       default:
@@ -201,6 +194,24 @@ void WorkerServiceImpl::Unregister(const std::string& name, WorkerSession* s) {
     sessions_.erase(it);
   }
   sched_->UnregisterWorker(name);
+}
+
+void WorkerServiceImpl::AnswerResult(const std::string& worker, uint64_t lease_id,
+                                     const absl::Status& st) {
+  if (!st.ok()) {
+    spdlog::warn("result refused worker={} lease={}: {}", worker, lease_id,
+                 std::string(st.message()));
+    // Not a fencing refusal: the store failed. No answer, so the worker keeps the
+    // result and sends it again after it reconnects.
+    if (st.code() != absl::StatusCode::kFailedPrecondition) return;
+  }
+  v1::ServerMessage ack;
+  ack.mutable_ack()->set_lease_id(lease_id);
+  ack.mutable_ack()->set_accepted(st.ok());
+  ack.mutable_ack()->set_message(std::string(st.message()));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(worker);
+  if (it != sessions_.end()) it->second->Send(std::move(ack));
 }
 
 void WorkerServiceImpl::Dispatch() {

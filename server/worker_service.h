@@ -26,6 +26,8 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   void Dispatch();
   // Ends every stream (server shutdown).
   void CloseAll();
+  // Answers a worker's result once its outcome is committed (or refused).
+  void AnswerResult(const std::string& worker, uint64_t lease_id, const absl::Status& st);
 
  private:
   friend class WorkerSession;

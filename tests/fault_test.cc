@@ -59,12 +59,12 @@ TEST_CASE("the server killed mid-job restarts and loses nothing", "[integration]
     return CountTasks(j, v1::TASK_STATE_SUCCEEDED) >= 2 &&
            CountTasks(j, v1::TASK_STATE_LEASED) == 2;
   });
-  // A second job, acknowledged just before the kill.
+  // A second job, acknowledged just before the kill. Its acknowledgement also means
+  // that every change made before it (the leases seen above) is committed.
   v1::SubmitJobResponse b;
   REQUIRE(farm.Submit(UpscaleSpec("plates/b.mp4", "renders/b.mp4", 24), &b).ok());
   std::map<int, std::string> running;
-  const v1::Job at_kill = farm.Get(a.job_id());
-  for (const auto& t : at_kill.tasks()) {
+  for (const auto& t : before.tasks()) {
     if (t.state() == v1::TASK_STATE_LEASED) running[t.index()] = t.worker();
   }
   farm.RestartServerAfterKill();
