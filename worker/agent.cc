@@ -34,7 +34,10 @@ Agent::Agent(const common::Storage& storage, AgentOptions options,
                          .Register(registry)) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
+  // Reconnect soon after a server restart: leases are honoured for one lease duration.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
   channel_ = grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(),
                                        args);
   stub_ = v1::WorkerService::NewStub(channel_);
@@ -88,10 +91,12 @@ void Agent::Run() {
   int backoff_ms = 200;
   while (!stop_.load()) {
     grpc::ClientContext ctx;
+    // Wait for the channel to connect (it retries with its own short back-off) rather
+    // than fail at once while the server is away.
+    ctx.set_wait_for_ready(true);
     auto stream = stub_->Connect(&ctx);
     {
-      std::lock_guard<std::mutex> lock(stream_mu_);
-      stream_ = stream.get();
+      std::lock_guard<std::mutex> lock(ctx_mu_);
       ctx_ = &ctx;
       if (stop_.load()) ctx.TryCancel();
     }
@@ -116,18 +121,26 @@ void Agent::Run() {
       }
     }
     v1::ServerMessage first;
-    bool connected = Send(hello) && stream->Read(&first) && first.has_welcome();
+    // Other threads send only once the server has welcomed us.
+    bool connected = stream->Write(hello) && stream->Read(&first) && first.has_welcome();
     if (connected) {
       heartbeat_ms_.store(std::max<int64_t>(100, first.welcome().heartbeat_interval_ms()));
       spdlog::info("connected to {} as worker={} slots={} held_leases={}", options_.server,
                    options_.name, options_.slots, h->held_leases_size());
       backoff_ms = 200;
+      {
+        std::lock_guard<std::mutex> lock(stream_mu_);
+        stream_ = stream.get();
+      }
       for (const auto& msg : resend) Send(msg);
       Serve(stream.get());
     }
     {
       std::lock_guard<std::mutex> lock(stream_mu_);
       stream_ = nullptr;
+    }
+    {
+      std::lock_guard<std::mutex> lock(ctx_mu_);
       ctx_ = nullptr;
     }
     ctx.TryCancel();
@@ -139,7 +152,7 @@ void Agent::Run() {
     for (int waited = 0; waited < backoff_ms && !stop_.load(); waited += 50) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    backoff_ms = std::min(backoff_ms * 2, 5000);
+    backoff_ms = std::min(backoff_ms * 2, 1000);
   }
 }
 

@@ -77,8 +77,11 @@ class Agent final {
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> heartbeat_ms_{2000};
 
-  std::mutex stream_mu_;  // guards stream_ and ctx_ writes
+  // stream_: set while connected; writes go through it under stream_mu_. ctx_ has its
+  // own mutex so that Stop() can cancel a write that is blocked holding stream_mu_.
+  std::mutex stream_mu_;
   grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream_ = nullptr;
+  std::mutex ctx_mu_;
   grpc::ClientContext* ctx_ = nullptr;
 
   std::mutex work_mu_;
