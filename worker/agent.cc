@@ -94,12 +94,14 @@ void Agent::Run() {
     // Wait for the channel to connect (it retries with its own short back-off) rather
     // than fail at once while the server is away.
     ctx.set_wait_for_ready(true);
-    auto stream = stub_->Connect(&ctx);
     {
+      // Published before the call starts (starting it blocks until the channel is
+      // ready): a cancel then ends the call as soon as it starts.
       std::lock_guard<std::mutex> lock(ctx_mu_);
       ctx_ = &ctx;
       if (stop_.load()) ctx.TryCancel();
     }
+    auto stream = stub_->Connect(&ctx);
     v1::WorkerMessage hello;
     v1::Hello* h = hello.mutable_hello();
     h->set_name(options_.name);
