@@ -313,10 +313,14 @@ Scheduler::Stats Scheduler::GetStats() const {
     const JobEntry& e = jobs_.at(id);
     Stats::ProjectCounts& p = st.projects[e.job.spec.project];
     ++p.jobs_active;
-    for (const Task& t : e.tasks) {
-      if (t.state == TaskState::kPending) ++p.tasks_queued;
-      if (t.state == TaskState::kLeased) ++p.tasks_running;
+    // From the indexes, not by visiting every task: scrapes stay cheap with a long queue.
+    p.tasks_queued += static_cast<int64_t>(e.ready_chunks.size());
+    if (e.assemble_index >= 0 && e.tasks[e.assemble_index].state == TaskState::kPending) {
+      ++p.tasks_queued;
     }
+  }
+  for (const auto& [id, lease] : leases_) {
+    ++st.projects[jobs_.at(lease.job_id).job.spec.project].tasks_running;
   }
   for (const auto& [name, w] : workers_) {
     if (w.draining) {

@@ -361,4 +361,27 @@ TEST_CASE("idempotent submit: a retried request id returns the first job", "[uni
   CHECK(other->job.id != first->job.id);
 }
 
+TEST_CASE("stats count queued and running tasks per project, and workers by state",
+          "[unit][policy]") {
+  Farm f;
+  f.Submit(Spec("a"), 3);  // 3 chunks + assemble
+  f.Submit(Spec("b"), 1);  // 1 chunk + assemble
+  f.sched->RegisterWorker(Worker("w1", 2));
+  f.sched->RegisterWorker(Worker("w2", 1));
+  f.sched->RegisterWorker(Worker("w3", 1));
+  REQUIRE(f.sched->Drain("w3", true).ok());
+  REQUIRE(f.sched->LeaseNext("w1"));
+  REQUIRE(f.sched->LeaseNext("w1"));
+  auto st = f.sched->GetStats();
+  // Fair share: one task of each project on w1.
+  CHECK(st.projects["a"].tasks_running == 1);
+  CHECK(st.projects["b"].tasks_running == 1);
+  CHECK(st.projects["a"].tasks_queued == 3);  // 2 chunks + the assemble task
+  CHECK(st.projects["b"].tasks_queued == 1);
+  CHECK(st.projects["a"].jobs_active == 1);
+  CHECK(st.workers_busy == 1);
+  CHECK(st.workers_idle == 1);
+  CHECK(st.workers_draining == 1);
+}
+
 }  // namespace reelfarm::scheduler
