@@ -1,0 +1,200 @@
+"""Client and Job: thin, typed wrappers over reelfarm's gRPC JobService."""
+
+import json
+import os
+
+import grpc
+from google.protobuf import json_format
+
+from reelfarm import errors
+from reelfarm.v1 import jobs_pb2, jobs_pb2_grpc
+
+_STATES = {
+    jobs_pb2.JOB_STATE_QUEUED: "queued",
+    jobs_pb2.JOB_STATE_RUNNING: "running",
+    jobs_pb2.JOB_STATE_SUCCEEDED: "succeeded",
+    jobs_pb2.JOB_STATE_FAILED: "failed",
+    jobs_pb2.JOB_STATE_CANCELLED: "cancelled",
+    jobs_pb2.JOB_STATE_PAUSED: "paused",
+    jobs_pb2.JOB_STATE_WAITING: "waiting",
+}
+_TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class Job:
+    """A snapshot of a job. ``refresh()`` and ``wait()`` return newer snapshots."""
+
+    def __init__(self, client, proto):
+        self._client = client
+        self.proto = proto
+
+    id = property(lambda self: self.proto.id)
+    state = property(lambda self: _STATES.get(self.proto.state, "unknown"))
+    error = property(lambda self: self.proto.error)
+    output = property(lambda self: self.proto.output)
+    frames_done = property(lambda self: self.proto.frames_done)
+    frames_total = property(lambda self: self.proto.frames_total)
+    tasks_done = property(lambda self: self.proto.tasks_done)
+    tasks_total = property(lambda self: self.proto.tasks_total)
+    fps = property(lambda self: self.proto.fps)
+    eta_seconds = property(lambda self: self.proto.eta_seconds)
+    done = property(lambda self: self.state in _TERMINAL)
+    succeeded = property(lambda self: self.state == "succeeded")
+
+    def __repr__(self):
+        return (f"Job(id={self.id}, state={self.state!r}, frames={self.frames_done}/"
+                f"{self.frames_total}, output={self.output!r})")
+
+    def refresh(self):
+        return self._client.get(self.id)
+
+    def wait(self, timeout=None, on_progress=None, raise_on_failure=False):
+        """Follows the job until it ends and returns the final snapshot.
+
+        on_progress(job) is called for each progress event. Raises TimeoutError after
+        ``timeout`` seconds, and JobFailed when raise_on_failure and the job did not
+        succeed.
+        """
+        last = self
+        for job in self._client.watch(self.id, timeout=timeout):
+            last = job
+            if on_progress:
+                on_progress(job)
+        if not last.done:
+            last = last.refresh()
+        if not last.done:
+            raise TimeoutError(f"job {self.id} still {last.state} after {timeout} s")
+        if raise_on_failure and not last.succeeded:
+            raise errors.JobFailed(grpc.StatusCode.ABORTED,
+                                   f"job {last.id} {last.state}: {last.error}")
+        return last
+
+
+class Client:
+    """A connection to a reelfarm server.
+
+    address: "host:port"; default $REELFARM_SERVER, else 127.0.0.1:7700.
+    token: sent as "authorization: Bearer <token>" metadata (default $REELFARM_TOKEN).
+    timeout: seconds for each unary call.
+    """
+
+    def __init__(self, address=None, token=None, timeout=30.0):
+        self.address = address or os.environ.get("REELFARM_SERVER", "127.0.0.1:7700")
+        token = token if token is not None else os.environ.get("REELFARM_TOKEN")
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+        self._channel = grpc.insecure_channel(self.address)
+        self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise errors.from_rpc_error(err) from None
+
+    # Submitting.
+    def submit_upscale(self, input, output, scale=2, model="bicubic", chunk_frames=None,
+                       crf=None, overwrite=False, name="", project="", priority=None,
+                       depends_on=(), requirements=None, request_id="", max_attempts=None):
+        """Upscales the movie ``input`` into ``output`` (paths relative to the storage root)."""
+        spec = jobs_pb2.JobSpec(name=name, project=project, request_id=request_id,
+                                depends_on=list(depends_on),
+                                requirements=dict(requirements or {}))
+        if priority is not None:
+            spec.priority = priority
+        if max_attempts is not None:
+            spec.max_attempts = max_attempts
+        up = spec.upscale
+        up.input, up.output, up.model, up.scale, up.overwrite = (input, output, model, scale,
+                                                                 overwrite)
+        if chunk_frames is not None:
+            up.chunk_frames = chunk_frames
+        if crf is not None:
+            up.crf = crf
+        return self._submit(spec)
+
+    def submit_generate(self, model, prompt, output, seeds=(1,), steps=20, guidance_scale=5.0,
+                        sampler="euler", width=256, height=256, frames=48, fps=24,
+                        negative_prompt="", name="", project=""):
+        """Generates takes with a denoiser model. Servers that do not run generation jobs
+        yet answer Unimplemented."""
+        spec = jobs_pb2.JobSpec(name=name, project=project)
+        g = spec.generate
+        g.model, g.prompt, g.negative_prompt, g.output = model, prompt, negative_prompt, output
+        g.seeds.extend(seeds)
+        g.steps, g.guidance_scale, g.sampler = steps, guidance_scale, sampler
+        g.width, g.height, g.frames, g.fps = width, height, frames, fps
+        return self._submit(spec)
+
+    def submit(self, spec):
+        """Submits a spec given as a dict (the JobSpec's fields, snake_case or camelCase)
+        or as the path of a .json (or .yaml, with PyYAML) file holding one."""
+        if isinstance(spec, (str, os.PathLike)):
+            path = os.fspath(spec)
+            with open(path, encoding="utf-8") as f:
+                if path.endswith((".yaml", ".yml")):
+                    import yaml  # optional: python3-yaml
+                    spec = yaml.safe_load(f)
+                else:
+                    spec = json.load(f)
+        try:
+            message = json_format.ParseDict(spec, jobs_pb2.JobSpec())
+        except json_format.ParseError as err:
+            raise errors.InvalidSpec(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
+        return self._submit(message)
+
+    def _submit(self, spec):
+        resp = self._call(self._stub.SubmitJob, jobs_pb2.SubmitJobRequest(spec=spec))
+        return Job(self, resp.job)
+
+    # Reading and control.
+    def get(self, job_id):
+        return Job(self, self._call(self._stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id)))
+
+    def list(self, states=None, limit=100):
+        by_name = {v: k for k, v in _STATES.items()}
+        req = jobs_pb2.ListJobsRequest(limit=limit,
+                                       states=[by_name[s] for s in (states or [])])
+        return [Job(self, j) for j in self._call(self._stub.ListJobs, req).jobs]
+
+    def cancel(self, job_id):
+        return Job(self, self._call(self._stub.CancelJob,
+                                    jobs_pb2.CancelJobRequest(job_id=job_id)))
+
+    def pause(self, job_id):
+        return Job(self, self._call(self._stub.PauseJob, jobs_pb2.PauseJobRequest(job_id=job_id)))
+
+    def resume(self, job_id):
+        return Job(self, self._call(self._stub.ResumeJob,
+                                    jobs_pb2.ResumeJobRequest(job_id=job_id)))
+
+    def retry(self, job_id):
+        return Job(self, self._call(self._stub.RetryJob, jobs_pb2.RetryJobRequest(job_id=job_id)))
+
+    def set_priority(self, job_id, priority):
+        return Job(self, self._call(self._stub.SetPriority,
+                                    jobs_pb2.SetPriorityRequest(job_id=job_id,
+                                                                priority=priority)))
+
+    def workers(self):
+        return list(self._call(self._stub.ListWorkers, jobs_pb2.ListWorkersRequest()).workers)
+
+    def watch(self, job_id, timeout=None):
+        """Yields a Job snapshot for each progress event until the job ends."""
+        try:
+            for event in self._stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id),
+                                             timeout=timeout, metadata=self._metadata):
+                yield Job(self, event.job)
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and timeout is not None:
+                return
+            raise errors.from_rpc_error(err) from None

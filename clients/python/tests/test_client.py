@@ -1,0 +1,97 @@
+"""The SDK against a real server with a local worker: submit, watch, wait, outputs,
+and a typed exception for each status class."""
+import json
+import subprocess
+
+import pytest
+
+import reelfarm
+
+
+def frame_count(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                          "-show_entries", "stream=nb_read_frames,width,height", "-of",
+                          "json", str(path)], check=True, capture_output=True, text=True)
+    s = json.loads(out.stdout)["streams"][0]
+    return int(s["nb_read_frames"]), s["width"], s["height"]
+
+
+def test_submit_watch_and_output(farm):
+    client = reelfarm.Client(farm.address)
+    src = farm.clip("plates/a.mp4", frames=48)
+    job = client.submit_upscale(src, "renders/a_x2.mp4", scale=2, chunk_frames=16)
+    assert job.id > 0
+    assert job.tasks_total == 4  # 3 chunks + assembly
+    events = list(client.watch(job.id))
+    assert events, "watch yields progress events"
+    assert events[-1].state == "succeeded"
+    assert events[-1].frames_done == 48
+    # Progress only moves forward.
+    done = [e.frames_done for e in events]
+    assert done == sorted(done)
+    assert frame_count(farm.storage / "renders/a_x2.mp4") == (48, 320, 180)
+    assert (farm.storage / "renders/a_x2.mp4.json").exists()
+    assert client.get(job.id).output == "renders/a_x2.mp4"
+    assert any(j.id == job.id for j in client.list(states=["succeeded"]))
+
+
+def test_wait_with_progress_callback_and_dict_spec(farm, tmp_path):
+    client = reelfarm.Client(farm.address)
+    src = farm.clip("plates/b.mp4", frames=24)
+    seen = []
+    job = client.submit({"name": "b", "upscale": {"input": src, "output": "renders/b.mp4",
+                                                  "model": "bicubic", "scale": 2,
+                                                  "chunk_frames": 12}})
+    final = job.wait(timeout=120, on_progress=seen.append)
+    assert final.succeeded
+    assert final.frames_done == 24
+    assert seen and seen[-1].state == "succeeded"
+    # The same spec from a JSON file, with a request id: submitting twice makes one job.
+    spec_file = tmp_path / "job.json"
+    spec_file.write_text(json.dumps({"requestId": "py-b-1", "upscale": {
+        "input": src, "output": "renders/b2.mp4", "model": "bicubic", "scale": 2}}))
+    first = client.submit(spec_file)
+    again = client.submit(spec_file)
+    assert again.id == first.id
+    assert first.wait(timeout=120, raise_on_failure=True).succeeded
+
+
+def test_invalid_spec(farm):
+    client = reelfarm.Client(farm.address)
+    src = farm.clip("plates/c.mp4", frames=4)
+    with pytest.raises(reelfarm.InvalidSpec) as err:
+        client.submit_upscale(src, "renders/c.mp4", scale=5)
+    assert "upscale.scale is 5" in err.value.message
+    with pytest.raises(reelfarm.InvalidSpec):
+        client.submit({"upscale": {"input": src, "bogus_field": 1}})
+
+
+def test_not_found(farm):
+    client = reelfarm.Client(farm.address)
+    with pytest.raises(reelfarm.NotFound) as err:
+        client.submit_upscale("plates/missing.mp4", "renders/x.mp4")
+    assert "upscale.input 'plates/missing.mp4'" in err.value.message
+    with pytest.raises(reelfarm.NotFound):
+        client.get(987654)
+
+
+def test_permission_denied(farm):
+    client = reelfarm.Client(farm.address)
+    with pytest.raises(reelfarm.PermissionDenied) as err:
+        client.submit_upscale("/etc/passwd", "renders/x.mp4")
+    assert "upscale.input" in err.value.message
+
+
+def test_queue_full(small_queue_farm):
+    client = reelfarm.Client(small_queue_farm.address)
+    src = small_queue_farm.clip("plates/q.mp4", frames=2)
+    client.submit_upscale(src, "renders/q1.mp4", chunk_frames=1)  # 3 tasks: at the limit
+    with pytest.raises(reelfarm.QueueFull) as err:
+        client.submit_upscale(src, "renders/q2.mp4", chunk_frames=1)
+    assert "queue limit of 3" in err.value.message
+
+
+def test_unavailable():
+    client = reelfarm.Client("127.0.0.1:1", timeout=2)
+    with pytest.raises(reelfarm.Unavailable):
+        client.list()
