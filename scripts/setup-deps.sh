@@ -14,6 +14,7 @@ PKGS=(
   libabsl-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   python3 python3-grpcio python3-protobuf python3-pytest python3-numpy
+  python3-pip python3-venv python3-setuptools python3-yaml
 )
 
 missing=()

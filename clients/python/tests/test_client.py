@@ -95,3 +95,26 @@ def test_unavailable():
     client = reelfarm.Client("127.0.0.1:1", timeout=2)
     with pytest.raises(reelfarm.Unavailable):
         client.list()
+
+
+def test_pip_install(tmp_path):
+    """`pip install clients/python` builds the stubs and installs an importable package
+    (from a copy, so that the source tree stays clean; no network: no build isolation)."""
+    import pathlib
+    import shutil
+    import sys
+    repo = pathlib.Path(__file__).resolve().parents[3]
+    shutil.copytree(repo / "proto", tmp_path / "src/proto")
+    shutil.copytree(repo / "clients/python", tmp_path / "src/clients/python",
+                    ignore=shutil.ignore_patterns("tests", "build", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages",
+                    str(tmp_path / "venv")], check=True)
+    py = str(tmp_path / "venv/bin/python")
+    subprocess.run([py, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
+                    str(tmp_path / "src/clients/python")], check=True, cwd=tmp_path)
+    out = subprocess.run([py, "-c", "import reelfarm, reelfarm.v1.jobs_pb2 as p;"
+                          "print(reelfarm.__file__, p.JobSpec.DESCRIPTOR.full_name)"],
+                         check=True, capture_output=True, text=True, cwd=tmp_path,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert "site-packages" in out.stdout
+    assert "reelfarm.v1.JobSpec" in out.stdout
