@@ -162,11 +162,33 @@ void Scheduler::AddTasksLocked(JobEntry& e, std::vector<Task> tasks, Writes* w) 
 }
 
 absl::StatusOr<JobView> Scheduler::Submit(JobSpec spec, std::optional<MediaInfo> input_info) {
+  std::pair<int64_t, uint64_t> admitted;
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<Task> tasks;
+    ASSIGN_OR_RETURN(admitted, AdmitLocked(std::move(spec), std::move(input_info),
+                                           std::move(tasks), /*dry_run=*/false, nullptr));
+  }
+  // Nothing is acknowledged before it is committed.
+  return Durable(admitted.second, admitted.first);
+}
+
+absl::StatusOr<JobView> Scheduler::DryRun(JobSpec spec, std::optional<MediaInfo> input_info) {
+  absl::MutexLock lock(&mu_);
+  JobView view;
+  RETURN_IF_ERROR(
+      AdmitLocked(std::move(spec), std::move(input_info), {}, /*dry_run=*/true, &view)
+          .status());
+  return view;
+}
+
+absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
+    JobSpec spec, std::optional<MediaInfo> input_info, std::vector<Task> tasks, bool dry_run,
+    JobView* view) {
   if (spec.upscale.chunk_frames < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "upscale.chunk_frames is ", spec.upscale.chunk_frames, "; give 1 or more"));
   }
-  std::vector<Task> tasks;
   if (input_info) {
     if (input_info->frame_count < 1) {
       return absl::FailedPreconditionError(
@@ -180,82 +202,76 @@ absl::StatusOr<JobView> Scheduler::Submit(JobSpec spec, std::optional<MediaInfo>
           " per job; give larger chunks"));
     }
   }
-  uint64_t seq = 0;
-  int64_t id = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(commits_->health());
-    if (!spec.request_id.empty()) {
-      auto it = request_ids_.find({spec.project, spec.request_id});
-      if (it != request_ids_.end()) {
-        // A retried submit: the first one's answer, once it is durable.
-        id = it->second;
-        seq = commits_->Append({});
-      }
-    }
-    if (id == 0) {
-      // Admission.
-      const int64_t adding = static_cast<int64_t>(tasks.size());
-      int64_t queued_total = 0, queued_project = 0;
-      for (int64_t active : active_) {
-        const JobEntry& e = jobs_.at(active);
-        const int64_t pending = static_cast<int64_t>(e.ready_chunks.size()) +
-                                (e.assemble_index >= 0 &&
-                                 e.tasks[e.assemble_index].state == TaskState::kPending);
-        queued_total += pending;
-        if (e.job.spec.project == spec.project) queued_project += pending;
-      }
-      const ProjectPolicy& policy = PolicyFor(spec.project);
-      const int64_t project_limit =
-          policy.max_queued ? policy.max_queued : options_.max_queued_tasks_per_project;
-      if (project_limit && queued_project + adding > project_limit) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "project '", spec.project, "' has ", queued_project,
-            " queued tasks and this job adds ", adding, ", over the project's queue limit of ",
-            project_limit, "; wait for the queue to drain or ask for a larger limit"));
-      }
-      if (options_.max_queued_tasks && queued_total + adding > options_.max_queued_tasks) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "the farm has ", queued_total, " queued tasks and this job adds ", adding,
-            ", over the farm's queue limit of ", options_.max_queued_tasks,
-            "; wait for the queue to drain"));
-      }
-      // Dependencies.
-      bool waiting = false;
-      for (int64_t dep : spec.depends_on) {
-        JobEntry* d = FindLocked(dep);
-        if (!d) {
-          return absl::NotFoundError(absl::StrCat("depends_on: job ", dep, " not found"));
-        }
-        if (d->job.state == JobState::kFailed || d->job.state == JobState::kCancelled) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "depends_on: job ", dep, " has ", ToString(d->job.state),
-              "; retry it first or drop the dependency"));
-        }
-        if (d->job.state != JobState::kSucceeded) waiting = true;
-      }
-      Job job;
-      job.id = id = next_job_id_++;
-      job.spec = std::move(spec);
-      if (input_info) job.input_info = *input_info;
-      job.state = waiting || !input_info ? JobState::kWaiting : JobState::kQueued;
-      job.created_unix_ms = clock_->NowMs();
-      JobEntry& e = jobs_[id];
-      e.job = job;
-      Writes w;
-      w.push_back({Write::Kind::kInsertJob, job, {}});
-      AddTasksLocked(e, std::move(tasks), &w);
-      active_.insert(id);
-      for (int64_t dep : e.job.spec.depends_on) dependents_[dep].push_back(id);
-      if (!e.job.spec.request_id.empty()) {
-        request_ids_[{e.job.spec.project, e.job.spec.request_id}] = id;
-      }
-      events_->JobSubmitted(e.job);
-      seq = CommitLocked(std::move(w));
-    }
+  RETURN_IF_ERROR(commits_->health());
+  if (!spec.request_id.empty() && !dry_run) {
+    auto it = request_ids_.find({spec.project, spec.request_id});
+    // A retried submit: the first one's answer, once it is durable.
+    if (it != request_ids_.end()) return std::make_pair(it->second, commits_->Append({}));
   }
-  // Nothing is acknowledged before it is committed.
-  return Durable(seq, id);
+  // Admission.
+  const int64_t adding = static_cast<int64_t>(tasks.size());
+  int64_t queued_total = 0, queued_project = 0;
+  for (int64_t active : active_) {
+    const JobEntry& e = jobs_.at(active);
+    const int64_t pending =
+        static_cast<int64_t>(e.ready_chunks.size()) +
+        (e.assemble_index >= 0 && e.tasks[e.assemble_index].state == TaskState::kPending);
+    queued_total += pending;
+    if (e.job.spec.project == spec.project) queued_project += pending;
+  }
+  const ProjectPolicy& policy = PolicyFor(spec.project);
+  const int64_t project_limit =
+      policy.max_queued ? policy.max_queued : options_.max_queued_tasks_per_project;
+  if (project_limit && queued_project + adding > project_limit) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "project '", spec.project, "' has ", queued_project,
+        " queued tasks and this job adds ", adding, ", over the project's queue limit of ",
+        project_limit, "; wait for the queue to drain or ask for a larger limit"));
+  }
+  if (options_.max_queued_tasks && queued_total + adding > options_.max_queued_tasks) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the farm has ", queued_total, " queued tasks and this job adds ", adding,
+        ", over the farm's queue limit of ", options_.max_queued_tasks,
+        "; wait for the queue to drain"));
+  }
+  // Dependencies.
+  bool waiting = false;
+  for (int64_t dep : spec.depends_on) {
+    JobEntry* d = FindLocked(dep);
+    if (!d) return absl::NotFoundError(absl::StrCat("depends_on: job ", dep, " not found"));
+    if (d->job.state == JobState::kFailed || d->job.state == JobState::kCancelled) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("depends_on: job ", dep, " has ", ToString(d->job.state),
+                       "; retry it first or drop the dependency"));
+    }
+    if (d->job.state != JobState::kSucceeded) waiting = true;
+  }
+  Job job;
+  job.spec = std::move(spec);
+  if (input_info) job.input_info = *input_info;
+  job.state = waiting || !input_info ? JobState::kWaiting : JobState::kQueued;
+  job.created_unix_ms = clock_->NowMs();
+  if (dry_run) {
+    JobEntry e;
+    e.job = std::move(job);
+    Writes ignored;
+    AddTasksLocked(e, std::move(tasks), &ignored);
+    *view = ViewLocked(e);
+    return std::make_pair(int64_t{0}, uint64_t{0});
+  }
+  const int64_t id = job.id = next_job_id_++;
+  JobEntry& e = jobs_[id];
+  e.job = std::move(job);
+  Writes w;
+  w.push_back({Write::Kind::kInsertJob, e.job, {}});
+  AddTasksLocked(e, std::move(tasks), &w);
+  active_.insert(id);
+  for (int64_t dep : e.job.spec.depends_on) dependents_[dep].push_back(id);
+  if (!e.job.spec.request_id.empty()) {
+    request_ids_[{e.job.spec.project, e.job.spec.request_id}] = id;
+  }
+  events_->JobSubmitted(e.job);
+  return std::make_pair(id, CommitLocked(std::move(w)));
 }
 
 JobView Scheduler::ViewLocked(const JobEntry& e) const {
@@ -291,16 +307,17 @@ absl::StatusOr<JobView> Scheduler::GetJob(int64_t job_id) const {
   return ViewLocked(it->second);
 }
 
-std::vector<JobView> Scheduler::ListJobs(const std::vector<JobState>& states,
-                                         int limit) const {
+std::vector<JobView> Scheduler::ListJobs(const ListFilter& f) const {
   absl::MutexLock lock(&mu_);
   std::vector<JobView> out;
   for (auto it = jobs_.rbegin(); it != jobs_.rend(); ++it) {
-    if (limit > 0 && static_cast<int>(out.size()) >= limit) break;
+    if (f.limit > 0 && static_cast<int>(out.size()) >= f.limit) break;
     const Job& j = it->second.job;
-    if (!states.empty() && std::find(states.begin(), states.end(), j.state) == states.end()) {
+    if (!f.states.empty() && std::find(f.states.begin(), f.states.end(), j.state) == f.states.end()) {
       continue;
     }
+    if (!f.project.empty() && j.spec.project != f.project) continue;
+    if (j.created_unix_ms < f.since_unix_ms) continue;
     JobView v = ViewLocked(it->second);
     v.tasks.clear();
     v.task_frames_done.clear();

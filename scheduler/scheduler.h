@@ -131,9 +131,20 @@ class Scheduler final {
   // first job. RESOURCE_EXHAUSTED past a queue limit; NOT_FOUND for an unknown
   // dependency; FAILED_PRECONDITION for one that already failed.
   absl::StatusOr<JobView> Submit(JobSpec spec, std::optional<MediaInfo> input_info);
+  // Every check of Submit, and the job with the tasks it would make; nothing is kept.
+  absl::StatusOr<JobView> DryRun(JobSpec spec, std::optional<MediaInfo> input_info);
   absl::StatusOr<JobView> GetJob(int64_t job_id) const;
-  // Newest first; `states` empty means all.
-  std::vector<JobView> ListJobs(const std::vector<JobState>& states, int limit) const;
+  struct ListFilter {
+    std::vector<JobState> states;  // empty: all
+    std::string project;           // empty: all
+    int64_t since_unix_ms = 0;     // created at or after
+    int limit = 100;               // 0: no limit
+  };
+  // Newest first.
+  std::vector<JobView> ListJobs(const ListFilter& filter) const;
+  std::vector<JobView> ListJobs(const std::vector<JobState>& states, int limit) const {
+    return ListJobs(ListFilter{states, "", 0, limit});
+  }
 
   // Control. Each returns the job after the change is committed.
   absl::StatusOr<JobView> Cancel(int64_t job_id);
@@ -260,6 +271,14 @@ class Scheduler final {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A dependency of the jobs waiting on `job_id` succeeded: start those now ready.
   void WakeDependentsLocked(int64_t job_id, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Submit's checks and admission; `dry_run` keeps nothing. Returns the new job's id (0
+  // for a dry run, or the first job's for a repeated request id) and the sequence
+  // number to wait for.
+  absl::StatusOr<std::pair<int64_t, uint64_t>> AdmitLocked(JobSpec spec,
+                                                           std::optional<MediaInfo> info,
+                                                           std::vector<Task> tasks,
+                                                           bool dry_run, JobView* view)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues the writes and returns their sequence number.
   uint64_t CommitLocked(Writes w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<JobView> Durable(uint64_t seq, int64_t job_id);

@@ -256,8 +256,13 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(
                    Validate(req.spec(), &memory_bytes));
   scheduler::JobSpec spec = FromProto(req.spec());
   spec.memory_bytes = memory_bytes;
-  ASSIGN_OR_RETURN(scheduler::JobView v, sched_->Submit(std::move(spec), info));
   v1::SubmitJobResponse resp;
+  if (req.validate_only()) {
+    ASSIGN_OR_RETURN(scheduler::JobView v, sched_->DryRun(std::move(spec), info));
+    *resp.mutable_job() = ToProto(v);
+    return resp;
+  }
+  ASSIGN_OR_RETURN(scheduler::JobView v, sched_->Submit(std::move(spec), info));
   resp.set_job_id(v.job.id);
   *resp.mutable_job() = ToProto(v);
   spdlog::info("job submitted job={} input={} output={} model={} scale={} frames={} tasks={}",
@@ -294,11 +299,12 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                    const v1::ListJobsRequest* req,
                                                    v1::ListJobsResponse* resp) {
-  std::vector<scheduler::JobState> states;
-  for (int s : req->states()) states.push_back(FromProto(static_cast<v1::JobState>(s)));
-  for (const auto& v : sched_->ListJobs(states, req->limit() > 0 ? req->limit() : 100)) {
-    *resp->add_jobs() = ToProto(v);
-  }
+  scheduler::Scheduler::ListFilter filter;
+  for (int s : req->states()) filter.states.push_back(FromProto(static_cast<v1::JobState>(s)));
+  filter.project = req->project();
+  filter.since_unix_ms = req->since_unix_ms();
+  filter.limit = req->limit() > 0 ? req->limit() : 100;
+  for (const auto& v : sched_->ListJobs(filter)) *resp->add_jobs() = ToProto(v);
   return FinishWith(ctx, absl::OkStatus());
 }
 
