@@ -24,6 +24,10 @@ class WorkerSession final
   void Send(v1::ServerMessage msg) {
     std::lock_guard<std::mutex> lock(mu_);
     if (finish_called_ || finishing_) return;
+    if (msg.has_assignment()) {
+      const v1::Assignment& a = msg.assignment();
+      leases_[a.lease_id()] = {a.job_id(), a.task_index(), a.attempt()};
+    }
     outbox_.push_back(std::move(msg));
     if (!writing_) WriteNextLocked();
   }
@@ -63,6 +67,7 @@ class WorkerSession final
 
   void OnDone() override {
     if (registered_) {
+      service_->metrics_->WorkerDisconnected();
       service_->Unregister(name_, this);
       spdlog::info("worker disconnected worker={}", name_);
     }
@@ -101,6 +106,7 @@ class WorkerSession final
         return false;
       }
       registered_ = true;
+      service_->metrics_->WorkerConnected();
       scheduler::WorkerInfo info;
       info.name = name_;
       info.slots = std::max(1, msg.hello().slots());
@@ -130,8 +136,31 @@ class WorkerSession final
         (void)sched->ReportProgress(name_, msg.progress().lease_id(),
                                     msg.progress().frames_done());
         break;
+      case v1::WorkerMessage::kTaskLog: {
+        LeaseTask t;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          auto it = leases_.find(msg.task_log().lease_id());
+          if (it == leases_.end()) break;  // never assigned here: dropped
+          t = it->second;
+        }
+        std::vector<std::string> lines(msg.task_log().lines().begin(),
+                                       msg.task_log().lines().end());
+        absl::Status st = service_->task_logs_->Append(
+            t.job_id, t.task_index, "[" + name_ + " attempt " + std::to_string(t.attempt) + "] ",
+            lines);
+        if (!st.ok()) {
+          spdlog::warn("task log dropped job={} task={} worker={}: {}", t.job_id,
+                       t.task_index, name_, std::string(st.message()));
+        }
+        break;
+      }
       case v1::WorkerMessage::kResult: {
         const v1::TaskResult& r = msg.result();
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          leases_.erase(r.lease_id());
+        }
         absl::Status st = sched->Complete(name_, r.lease_id(), FromProto(r));
         if (!st.ok()) {
           spdlog::warn("result refused worker={} lease={}: {}", name_, r.lease_id(),
@@ -151,6 +180,13 @@ class WorkerSession final
     return true;
   }
 
+  // What each lease sent on this stream is for, so task logs find their file.
+  struct LeaseTask {
+    int64_t job_id = 0;
+    int task_index = 0;
+    int attempt = 0;
+  };
+
   WorkerServiceImpl* const service_;
   const std::string peer_;
   v1::WorkerMessage in_;
@@ -164,6 +200,7 @@ class WorkerSession final
   bool finishing_ = false;
   bool finish_called_ = false;
   grpc::Status final_status_;
+  std::map<uint64_t, LeaseTask> leases_;  // guarded by mu_
 };
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* WorkerServiceImpl::Connect(
