@@ -16,11 +16,14 @@
 
 #include <grpcpp/grpcpp.h>
 #include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include "common/storage.h"
 #include "reelfarm/v1/workers.grpc.pb.h"
 #include "worker/pipeline.h"
+#include "worker/task_log_sink.h"
 
 namespace reelfarm::worker {
 
@@ -30,6 +33,9 @@ struct AgentOptions {
   int slots = 1;
   int threads = 1;  // LibTorch intra-op threads
   PipelineOptions pipeline;
+  // Where slot threads' log lines are captured per task (borrowed; may be null: task
+  // logs are then not sent).
+  TaskLogSink* task_log = nullptr;
 };
 
 class Agent final {
@@ -39,6 +45,13 @@ class Agent final {
   ~Agent();  // Stop() and join
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
+
+  // Loads every model the worker can offer (built-ins and packages on the model path)
+  // on its device and runs one small frame through each, timing the load. Models that
+  // fail are logged and not advertised. Afterwards the worker is ready (ready()).
+  // Call before Run(); returns the number of models that are warm.
+  int Warm();
+  bool ready() const { return ready_.load(); }
 
   // Serves until Stop(): connects, runs assignments, reconnects after failures.
   void Run();
@@ -57,6 +70,10 @@ class Agent final {
   bool Send(const v1::WorkerMessage& msg);
   void Serve(grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream);
   void DropAllWork(const std::string& why);
+  // Sends what the task log sink kept for `lease_id` (all leases if 0).
+  void SendTaskLogs(uint64_t lease_id);
+  // Bytes of what a successful task published (segment, or movie and sidecar).
+  int64_t PublishedBytes(const v1::Assignment& a) const;
 
   const common::Storage& storage_;
   const AgentOptions options_;
@@ -66,6 +83,16 @@ class Agent final {
   prometheus::Family<prometheus::Counter>& frames_;
   prometheus::Family<prometheus::Counter>& tasks_;
   prometheus::Family<prometheus::Counter>& stage_seconds_;
+  prometheus::Family<prometheus::Histogram>& stage_hist_;
+  prometheus::Family<prometheus::Counter>& bytes_written_;
+  prometheus::Family<prometheus::Gauge>& model_load_;
+  prometheus::Gauge& ready_gauge_;
+
+  std::vector<std::string> models_;  // advertised; set by Warm() before Run()
+  // Held while task log lines are taken and sent, so that a lease's lines reach the
+  // server in order and before its result.
+  std::mutex log_send_mu_;
+  std::atomic<bool> ready_{false};
 
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> heartbeat_ms_{2000};
