@@ -14,6 +14,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "tests/testing/fixtures.h"
+
 extern char** environ;
 
 namespace reelfarm::testing {
@@ -27,7 +29,8 @@ Farm::Farm(fs::path dir, std::vector<std::string> server_args)
                                    "--listen", "127.0.0.1:0",
                                    "--port-file", port_file.string(),
                                    "--data-dir", dir_.string(),
-                                   "--metrics-listen", "",
+                                   "--metrics-listen", "127.0.0.1:0",
+                                   "--metrics-port-file", (dir_ / "server.metrics.port").string(),
                                    "--lease-seconds", "5"};
   argv.insert(argv.end(), server_args.begin(), server_args.end());
   server_pid_ = Spawn(argv, "server.log");
@@ -38,6 +41,9 @@ Farm::Farm(fs::path dir, std::vector<std::string> server_args)
   REQUIRE(fs::exists(port_file));
   std::ifstream(port_file) >> port_;
   REQUIRE(port_ > 0);
+  // Written before the gRPC port file.
+  std::ifstream(dir_ / "server.metrics.port") >> metrics_port_;
+  REQUIRE(metrics_port_ > 0);
   stub_ = v1::JobService::NewStub(
       grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
 }
@@ -79,9 +85,48 @@ void Farm::StartWorker(const std::string& name, std::vector<std::string> extra_a
                                    "--server", address(),
                                    "--name", name,
                                    "--storage-root", storage_.string(),
-                                   "--threads", "1"};
+                                   "--threads", "1",
+                                   "--metrics-listen", "127.0.0.1:0",
+                                   "--metrics-port-file",
+                                   (dir_ / (name + ".metrics.port")).string(),
+                                   "--health-listen", "127.0.0.1:0",
+                                   "--health-port-file",
+                                   (dir_ / (name + ".health.port")).string()};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   workers_[name] = Spawn(argv, "worker-" + name + ".log");
+}
+
+namespace {
+
+int WaitForPortFile(const fs::path& path) {
+  for (int i = 0; i < 600 && !fs::exists(path); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  int port = 0;
+  std::ifstream(path) >> port;
+  INFO("port file " << path.string());
+  REQUIRE(port > 0);
+  return port;
+}
+
+}  // namespace
+
+int Farm::WorkerMetricsPort(const std::string& name) const {
+  return WaitForPortFile(dir_ / (name + ".metrics.port"));
+}
+
+int Farm::WorkerHealthPort(const std::string& name) const {
+  return WaitForPortFile(dir_ / (name + ".health.port"));
+}
+
+std::string Farm::Scrape(int port) {
+  int status = 0;
+  std::string text = Capture(
+      "curl -sS --fail --max-time 10 http://127.0.0.1:" + std::to_string(port) + "/metrics",
+      &status);
+  INFO("scrape of port " << port);
+  REQUIRE(status == 0);
+  return text;
 }
 
 void Farm::KillWorker(const std::string& name, int signal) {

@@ -28,7 +28,16 @@ class Farm {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   v1::JobService::Stub& jobs() { return *stub_; }
 
+  // Every worker serves /metrics and a gRPC health service on loopback ports of its own.
   void StartWorker(const std::string& name, std::vector<std::string> extra_args = {});
+  // Ports of the server's and a worker's /metrics, and a worker's health service (the
+  // worker is waited for up to 30 s to write its port file).
+  int server_metrics_port() const { return metrics_port_; }
+  int WorkerMetricsPort(const std::string& name) const;
+  int WorkerHealthPort(const std::string& name) const;
+  // GET /metrics of the process listening on `port` (curl); fails the test on error.
+  static std::string Scrape(int port);
+  const std::filesystem::path& dir() const { return dir_; }
   void KillWorker(const std::string& name, int signal);
   // Polls ListWorkers until `n` are connected; fails the test after 30 s.
   void WaitForWorkers(int n);
@@ -45,6 +54,7 @@ class Farm {
   std::filesystem::path dir_, storage_;
   pid_t server_pid_ = -1;
   int port_ = 0;
+  int metrics_port_ = 0;
   std::map<std::string, pid_t> workers_;
   std::unique_ptr<v1::JobService::Stub> stub_;
 };
