@@ -4,6 +4,7 @@
 #include <ctime>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -67,6 +68,34 @@ class JsonFormatter final : public spdlog::formatter {
   }
 };
 
+// The text pattern, with newlines inside a message written as "\n" so that every
+// event stays on one line (TorchScript errors, for one, span many lines).
+class OneLineFormatter final : public spdlog::formatter {
+ public:
+  OneLineFormatter() : inner_("%Y-%m-%dT%H:%M:%S.%e %l %n %v") {}
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    spdlog::memory_buf_t buf;
+    inner_.format(msg, buf);
+    size_t end = buf.size();
+    while (end > 0 && (buf.data()[end - 1] == '\n' || buf.data()[end - 1] == '\r')) --end;
+    for (size_t i = 0; i < end; ++i) {
+      const char c = buf.data()[i];
+      if (c == '\n') {
+        dest.append(std::string_view("\\n"));
+      } else if (c != '\r') {
+        dest.push_back(c);
+      }
+    }
+    dest.push_back('\n');
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<OneLineFormatter>();
+  }
+
+ private:
+  spdlog::pattern_formatter inner_;
+};
+
 }  // namespace
 
 std::unique_ptr<spdlog::formatter> NewJsonLogFormatter() {
@@ -79,7 +108,7 @@ void InitLogging(const std::string& name, const std::string& level,
   if (format == "json") {
     logger->set_formatter(NewJsonLogFormatter());
   } else {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %n %v");
+    logger->set_formatter(std::make_unique<OneLineFormatter>());
   }
   logger->set_level(spdlog::level::from_str(level));
   spdlog::set_default_logger(logger);

@@ -124,12 +124,16 @@ int main(int argc, char** argv) {
   }
 
   // Readiness for probes: NOT_SERVING until Warm() has loaded the models.
+  grpc::CallbackGenericService unimplemented;
   std::unique_ptr<grpc::Server> health;
   if (!health_listen.empty()) {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort(health_listen, grpc::InsecureServerCredentials(), &port);
+    // gRPC refuses a server with no callback method of its own; this one answers
+    // UNIMPLEMENTED to anything but the health service.
+    builder.RegisterCallbackGenericService(&unimplemented);
     health = builder.BuildAndStart();
     if (!health || port == 0) {
       spdlog::error("cannot serve health on '{}'; give another --health-listen",
