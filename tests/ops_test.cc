@@ -113,9 +113,9 @@ grpc::health::v1::HealthCheckResponse::ServingStatus CheckHealth(const std::stri
 
 }  // namespace
 
-TEST_CASE("after a job, both processes' /metrics count what the job did", "[integration]") {
+TEST_CASE("after a job the server and worker /metrics count what the job did", "[integration]") {
   testing::TempDir dir;
-  Farm farm(dir.path() / "farm");
+  Farm farm(dir.path() / "farm", {"--metrics"});
   testing::MakeTestClip(farm.storage() / "plates/m.mp4", 160, 90, 48);
 
   // Submitted before any worker connects: the queue gauge shows all 3 tasks waiting.
@@ -141,7 +141,7 @@ TEST_CASE("after a job, both processes' /metrics count what the job did", "[inte
   const double published = static_cast<double>(fs::file_size(out) +
                                                fs::file_size(out.string() + ".json"));
 
-  SECTION("server") {
+  {  // The server.
     const std::string text = Farm::Scrape(farm.server_metrics_port());
     CheckWithPromtool(text, dir.path() / "server.prom");
     auto s = ParseMetrics(text);
@@ -181,7 +181,7 @@ TEST_CASE("after a job, both processes' /metrics count what the job did", "[inte
     }
   }
 
-  SECTION("workers") {
+  {  // The workers, summed.
     std::vector<Sample> all;
     for (const std::string w : {"w1", "w2"}) {
       const std::string text = Farm::Scrape(farm.WorkerMetricsPort(w));
@@ -216,7 +216,7 @@ TEST_CASE("after a job, both processes' /metrics count what the job did", "[inte
   }
 }
 
-TEST_CASE("the server answers the standard health and reflection services; workers "
+TEST_CASE("the server answers the standard health and reflection services and workers "
           "report ready when warm",
           "[integration]") {
   testing::TempDir dir;
@@ -293,7 +293,7 @@ TEST_CASE("the server answers the standard health and reflection services; worke
   CHECK(Value(s, "reelfarm_worker_ready") == 1);
 }
 
-TEST_CASE("reelctl logs shows a failed task's LibTorch error; logs can be JSON",
+TEST_CASE("reelctl logs shows a failed task's LibTorch error and logs can be JSON",
           "[integration]") {
   testing::TempDir dir;
   testing::WriteFailsOnWideFramesModel(dir.path() / "models", "widefail");

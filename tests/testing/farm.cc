@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -29,9 +30,18 @@ Farm::Farm(fs::path dir, std::vector<std::string> server_args)
                                    "--listen", "127.0.0.1:0",
                                    "--port-file", port_file.string(),
                                    "--data-dir", dir_.string(),
-                                   "--metrics-listen", "127.0.0.1:0",
-                                   "--metrics-port-file", (dir_ / "server.metrics.port").string(),
                                    "--lease-seconds", "5"};
+  // /metrics only when asked (see farm.h): its HTTP listener takes a second to stop.
+  const bool metrics =
+      std::find(server_args.begin(), server_args.end(), "--metrics") != server_args.end();
+  server_args.erase(std::remove(server_args.begin(), server_args.end(), "--metrics"),
+                    server_args.end());
+  if (metrics) {
+    argv.insert(argv.end(), {"--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
+                             (dir_ / "server.metrics.port").string()});
+  } else {
+    argv.insert(argv.end(), {"--metrics-listen", ""});
+  }
   argv.insert(argv.end(), server_args.begin(), server_args.end());
   server_pid_ = Spawn(argv, "server.log");
   for (int i = 0; i < 300 && !fs::exists(port_file); ++i) {
@@ -41,26 +51,36 @@ Farm::Farm(fs::path dir, std::vector<std::string> server_args)
   REQUIRE(fs::exists(port_file));
   std::ifstream(port_file) >> port_;
   REQUIRE(port_ > 0);
-  // Written before the gRPC port file.
-  std::ifstream(dir_ / "server.metrics.port") >> metrics_port_;
-  REQUIRE(metrics_port_ > 0);
+  if (metrics) {
+    // Written before the gRPC port file.
+    std::ifstream(dir_ / "server.metrics.port") >> metrics_port_;
+    REQUIRE(metrics_port_ > 0);
+  }
   stub_ = v1::JobService::NewStub(
       grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
 }
 
 Farm::~Farm() {
-  auto stop = [](pid_t pid) {
-    if (pid <= 0) return;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 200; ++i) {
-      if (waitpid(pid, nullptr, WNOHANG) != 0) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // SIGTERM to every process first, then reap them: their shutdowns (each ends its
+  // streams and HTTP listener) overlap instead of adding up.
+  std::vector<pid_t> pids;
+  for (auto& [name, pid] : workers_) pids.push_back(pid);
+  pids.push_back(server_pid_);
+  for (pid_t pid : pids) {
+    if (pid > 0) kill(pid, SIGTERM);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (pid_t pid : pids) {
+    if (pid <= 0) continue;
+    while (waitpid(pid, nullptr, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-  };
-  for (auto& [name, pid] : workers_) stop(pid);
-  stop(server_pid_);
+  }
 }
 
 pid_t Farm::Spawn(const std::vector<std::string>& argv, const std::string& log_name) {

@@ -18,7 +18,9 @@ namespace reelfarm::testing {
 
 class Farm {
  public:
-  // `dir` holds the state, the storage root (dir/storage) and the logs.
+  // `dir` holds the state, the storage root (dir/storage) and the logs. `server_args`
+  // are added to the server's command line; "--metrics" among them turns on the
+  // server's /metrics on a free port (server_metrics_port()).
   explicit Farm(std::filesystem::path dir, std::vector<std::string> server_args = {});
   ~Farm();
   Farm(const Farm&) = delete;
@@ -32,7 +34,7 @@ class Farm {
   void StartWorker(const std::string& name, std::vector<std::string> extra_args = {});
   // Ports of the server's and a worker's /metrics, and a worker's health service (the
   // worker is waited for up to 30 s to write its port file).
-  int server_metrics_port() const { return metrics_port_; }
+  int server_metrics_port() const { return metrics_port_; }  // 0 without "--metrics"
   int WorkerMetricsPort(const std::string& name) const;
   int WorkerHealthPort(const std::string& name) const;
   // GET /metrics of the process listening on `port` (curl); fails the test on error.
