@@ -146,9 +146,10 @@ class WorkerSession final
         }
         std::vector<std::string> lines(msg.task_log().lines().begin(),
                                        msg.task_log().lines().end());
-        absl::Status st = service_->task_logs_->Append(
-            t.job_id, t.task_index, "[" + name_ + " attempt " + std::to_string(t.attempt) + "] ",
-            lines);
+        const std::string prefix =
+            "[" + name_ + " attempt " + std::to_string(t.attempt) + "] ";
+        absl::Status st =
+            service_->task_logs_->Append(t.job_id, t.task_index, prefix, lines);
         if (!st.ok()) {
           spdlog::warn("task log dropped job={} task={} worker={}: {}", t.job_id,
                        t.task_index, name_, std::string(st.message()));

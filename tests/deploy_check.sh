@@ -59,7 +59,7 @@ done
 [ "$(grep -c '^kind: Deployment' <<<"$OUT")" -eq 2 ] || fail "expected 2 Deployments"
 
 # Images and units start the binaries with flags they accept.
-for f in "$D"/docker/*.Dockerfile "$D"/systemd/*.service; do
+for f in "$D"/docker/*.Dockerfile "$D"/systemd/*.service "$D"/k8s/base/*.yaml; do
   for flag in $(grep -v '^\s*#' "$f" | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
     case "$flag" in
       --from|--no-install-recommends|--interval|--timeout|--start-period|--retries|--home-dir|--create-home|--system|--uid|--gpus) continue ;;

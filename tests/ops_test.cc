@@ -337,6 +337,23 @@ TEST_CASE("reelctl logs shows a failed task's LibTorch error and logs can be JSO
   // Kept on the server's disk, under its data folder.
   CHECK(fs::exists(farm.dir() / "logs" / id / "0.log"));
 
+  // --follow on a job that is still running: returns once the job has ended, with the
+  // lines of every task, the last one (assemble) included.
+  v1::SubmitJobResponse ok;
+  REQUIRE(farm.Submit(Upscale("plates/l.mp4", "renders/l_ok.mp4", 6), &ok).ok());
+  const std::string ok_id = std::to_string(ok.job_id());
+  std::string followed = testing::Capture(
+      "timeout 60 " + reelctl + "logs " + ok_id + " --follow 2>&1", &status);
+  INFO("reelctl logs --follow: " << followed);
+  CHECK(status == 0);
+  CHECK(farm.Get(ok.job_id()).state() == v1::JOB_STATE_SUCCEEDED);
+  for (int t = 0; t < 3; ++t) {
+    CHECK(followed.find("[task " + std::to_string(t) + "] [w1 attempt 1]") !=
+          std::string::npos);
+    CHECK(followed.find("task done job=" + ok_id + " task=" + std::to_string(t)) !=
+          std::string::npos);
+  }
+
   // --log-format json: every line of both processes' logs is a JSON object, and the
   // failure carries the job and task ids as fields.
   bool found = false;
