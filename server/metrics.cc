@@ -6,6 +6,9 @@
 #include <prometheus/metric_family.h>
 
 #include "absl/synchronization/mutex.h"
+#include "grpc/health/v1/health.pb.h"
+#include "reelfarm/v1/jobs.pb.h"
+#include "reelfarm/v1/workers.pb.h"
 
 namespace reelfarm::server {
 
@@ -44,13 +47,15 @@ const prometheus::Histogram::BucketBoundaries kStoreBuckets = {
 const std::set<std::string>& KnownMethods() {
   static const std::set<std::string>* known = [] {
     auto* s = new std::set<std::string>;
-    const auto* pool = google::protobuf::DescriptorPool::generated_pool();
-    for (const char* name : {"reelfarm.v1.JobService", "reelfarm.v1.WorkerService",
-                             "grpc.health.v1.Health"}) {
-      const auto* svc = pool->FindServiceByName(name);
-      if (!svc) continue;
-      for (int i = 0; i < svc->method_count(); ++i) {
-        s->insert("/" + svc->full_name() + "/" + svc->method(i)->name());
+    // Through the generated messages, so the files are linked in and registered.
+    for (const google::protobuf::FileDescriptor* file :
+         {v1::SubmitJobRequest::descriptor()->file(), v1::WorkerMessage::descriptor()->file(),
+          grpc::health::v1::HealthCheckRequest::descriptor()->file()}) {
+      for (int i = 0; i < file->service_count(); ++i) {
+        const auto* svc = file->service(i);
+        for (int j = 0; j < svc->method_count(); ++j) {
+          s->insert("/" + svc->full_name() + "/" + svc->method(j)->name());
+        }
       }
     }
     s->insert("/grpc.health.v1.Health/Check");
