@@ -217,7 +217,7 @@ TEST_CASE("after a job the server and worker /metrics count what the job did", "
 }
 
 TEST_CASE("the server answers the standard health and reflection services and workers "
-          "report ready when warm",
+          "report not ready until their models are warm",
           "[integration]") {
   testing::TempDir dir;
   Farm farm(dir.path() / "farm");
@@ -276,21 +276,30 @@ TEST_CASE("the server answers the standard health and reflection services and wo
   stream->WritesDone();
   CHECK(stream->Finish().ok());
 
-  // A worker's health service turns SERVING once its models are warm.
-  farm.StartWorker("w1");
+  // A worker answers NOT_SERVING while it warms its models (made slow here: 2 s per
+  // model), is not connected to the server meanwhile, then turns SERVING.
+  farm.StartWorker("w1", {"--frame-delay-ms", "2000"});
   const std::string worker_health = "127.0.0.1:" + std::to_string(farm.WorkerHealthPort("w1"));
-  auto state = grpc::health::v1::HealthCheckResponse::UNKNOWN;
+  CHECK(CheckHealth(worker_health, "", &st) ==
+        grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  CHECK(st.ok());
+  CHECK(Value(ParseMetrics(Farm::Scrape(farm.WorkerMetricsPort("w1"))),
+              "reelfarm_worker_ready") == 0);
+  {
+    grpc::ClientContext list_ctx;
+    v1::ListWorkersResponse workers;
+    REQUIRE(farm.jobs().ListWorkers(&list_ctx, v1::ListWorkersRequest(), &workers).ok());
+    CHECK(workers.workers_size() == 0);
+  }
+  auto state = grpc::health::v1::HealthCheckResponse::NOT_SERVING;
   for (int i = 0; i < 300 && state != grpc::health::v1::HealthCheckResponse::SERVING; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
     state = CheckHealth(worker_health, "", &st);
-    if (state != grpc::health::v1::HealthCheckResponse::SERVING) {
-      // Before warm-up ends the answer is NOT_SERVING, never SERVING early.
-      CHECK((!st.ok() || state == grpc::health::v1::HealthCheckResponse::NOT_SERVING));
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
   }
   CHECK(state == grpc::health::v1::HealthCheckResponse::SERVING);
-  auto s = ParseMetrics(Farm::Scrape(farm.WorkerMetricsPort("w1")));
-  CHECK(Value(s, "reelfarm_worker_ready") == 1);
+  CHECK(Value(ParseMetrics(Farm::Scrape(farm.WorkerMetricsPort("w1"))),
+              "reelfarm_worker_ready") == 1);
+  farm.WaitForWorkers(1);
 }
 
 TEST_CASE("reelctl logs shows a failed task's LibTorch error and logs can be JSON",

@@ -121,6 +121,11 @@ int Agent::Warm() {
       // One small frame: the first run pays for lazy initialisation (kernels, device).
       absl::StatusOr<at::Tensor> y = (*m)->Upscale(at::zeros({1, 3, 16, 16}));
       st = y.status();
+      // The slow-model testing aid applies to the warm-up frame too.
+      if (options_.pipeline.frame_delay_ms > 0) {
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(options_.pipeline.frame_delay_ms));
+      }
     }
     const double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
     if (!st.ok()) {
