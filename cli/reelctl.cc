@@ -14,6 +14,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 
 namespace v1 = reelfarm::v1;
@@ -204,6 +205,53 @@ int Watch(Context& c, int64_t id) {
   return ExitFor(last);
 }
 
+// Prints each task's lines as "[task N] <line>" (or one JSON object per message).
+int Logs(Context& c, int64_t id, int task, bool follow) {
+  grpc::ClientContext ctx;
+  v1::GetTaskLogsRequest req;
+  req.set_job_id(id);
+  if (task >= 0) req.set_task_index(task);
+  req.set_follow(follow);
+  if (!follow) c.SetDeadline(&ctx, 60);
+  auto reader = c.stub->GetTaskLogs(&ctx, req);
+  v1::TaskLogLines m;
+  while (reader->Read(&m)) {
+    if (c.json) {
+      std::printf("%s\n", ToJson(m).c_str());
+    } else {
+      for (const auto& line : m.lines()) {
+        std::printf("[task %d] %s\n", m.task_index(), line.c_str());
+      }
+    }
+    std::fflush(stdout);
+  }
+  grpc::Status st = reader->Finish();
+  if (!st.ok()) return ReportRpcError(st);
+  return 0;
+}
+
+// grpc.health.v1 Check: exit 0 when SERVING, 1 when not, 3 when unreachable. Meant for
+// container health checks and scripts (`reelctl --server HOST:PORT health`).
+int Health(Context& c, const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  c.SetDeadline(&ctx, 5);
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(service);
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::Status st = stub->Check(&ctx, req, &resp);
+  if (!st.ok()) return ReportRpcError(st);
+  const std::string name =
+      grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+  if (c.json) {
+    std::printf("%s\n", ToJson(resp).c_str());
+  } else {
+    std::printf("%s\n", name.c_str());
+  }
+  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : kExitFailed;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -271,6 +319,17 @@ int main(int argc, char** argv) {
   bool undrain = false;
   drain->add_option("worker", worker_name)->required();
   drain->add_flag("--undo", undrain, "let the worker take work again");
+  auto* logs = app.add_subcommand("logs", "show what workers logged for a job's tasks");
+  logs->add_option("id", job_id)->required();
+  int log_task = -1;
+  bool follow = false;
+  logs->add_option("--task", log_task, "only this task (index, as in `reelctl get`)");
+  logs->add_flag("--follow,-f", follow, "keep printing new lines until the job ends");
+  auto* health = app.add_subcommand(
+      "health", "check a server's or worker's gRPC health service (exit 0 when SERVING)");
+  std::string health_service;
+  health->add_option("--service", health_service,
+                     "service to check, e.g. reelfarm.v1.JobService (default: overall)");
 
   try {
     app.parse(argc, argv);
@@ -432,6 +491,8 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (*logs) return Logs(c, job_id, log_task, follow);
+  if (*health) return Health(c, health_service);
   if (*workers) {
     grpc::ClientContext ctx;
     c.SetDeadline(&ctx);

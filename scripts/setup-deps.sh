@@ -14,8 +14,13 @@ PKGS=(
   libabsl-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   python3 python3-grpcio python3-protobuf python3-pytest python3-numpy
-  python3-pip python3-venv python3-setuptools python3-yaml
+  python3-pip python3-venv python3-setuptools
+  # Operations checks: promtool (prometheus), YAML parsing, scraping /metrics.
+  prometheus python3-yaml curl
 )
+# kubectl (for `kubectl kustomize` in the deploy check): Debian's kubernetes-client,
+# unless some kubectl is already installed (e.g. Google Cloud SDK's, which conflicts).
+if ! command -v kubectl >/dev/null 2>&1; then PKGS+=(kubernetes-client); fi
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -30,5 +35,15 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 echo "setup-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# The prometheus package starts its daemon on install (init script or systemd). Only
+# promtool is wanted: without a policy-rc.d already in place, one that forbids starting
+# services is put there for the install and removed afterwards.
+POLICY=/usr/sbin/policy-rc.d
+if [ ! -e "$POLICY" ]; then
+  printf '#!/bin/sh\n# reelfarm setup-deps: no service starts during install\nexit 101\n' \
+    | $SUDO tee "$POLICY" >/dev/null
+  $SUDO chmod 755 "$POLICY"
+  trap '$SUDO rm -f "$POLICY"' EXIT
+fi
 $SUDO apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <filesystem>
+#include <map>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -109,17 +112,113 @@ class JobWatcher final : public grpc::ServerWriteReactor<v1::JobEvent> {
   int64_t last_sent_ms_ = 0;
 };
 
+// One GetTaskLogs stream. Each Poll() reads the lines appended since the last one and
+// writes them, one TaskLogLines per write; without `follow` (or once the job has ended)
+// it finishes after sending what there was. Deleted by gRPC after OnDone.
+class TaskLogStreamer final : public grpc::ServerWriteReactor<v1::TaskLogLines> {
+ public:
+  TaskLogStreamer(JobServiceImpl* service, const v1::GetTaskLogsRequest& req)
+      : service_(service),
+        job_id_(req.job_id()),
+        task_(req.has_task_index() ? std::optional<int>(req.task_index()) : std::nullopt),
+        follow_(req.follow()) {}
+
+  // Called under the service's watchers_mu_.
+  void Poll(const scheduler::Scheduler& sched, const TaskLogStore& logs) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (writing_ || finished_) return;
+    if (cancelled_) {
+      FinishLocked(grpc::Status::CANCELLED);
+      return;
+    }
+    absl::StatusOr<scheduler::JobView> v = sched.GetJob(job_id_);
+    if (!v.ok()) {
+      FinishLocked(ToGrpc(v.status()));
+      return;
+    }
+    if (task_ && (*task_ < 0 || *task_ >= v->tasks_total)) {
+      FinishLocked(ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+          "task_index ", *task_, ": job ", job_id_, " has tasks 0..", v->tasks_total - 1,
+          "; give one of them or leave it out for all"))));
+      return;
+    }
+    // The state is read before the files: workers send a task's lines before its
+    // result, so once the job has ended every line is already in the files.
+    const bool ended = scheduler::IsTerminal(v->job.state);
+    for (auto& chunk : logs.ReadNew(job_id_, task_, &offsets_, 1000)) {
+      v1::TaskLogLines m;
+      m.set_task_index(chunk.task_index);
+      for (auto& line : chunk.lines) m.add_lines(std::move(line));
+      pending_.push_back(std::move(m));
+    }
+    if (!follow_ || ended) last_read_ = true;
+    WriteNextLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    writing_ = false;
+    if (!ok) {
+      cancelled_ = true;
+      pending_.clear();
+      return;
+    }
+    WriteNextLocked();
+  }
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+  }
+  void OnDone() override {
+    service_->RemoveLogStreamer(this);
+    delete this;
+  }
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!writing_) FinishLocked({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
+  }
+
+ private:
+  void WriteNextLocked() {
+    if (writing_ || finished_) return;
+    if (!pending_.empty()) {
+      current_ = std::move(pending_.front());
+      pending_.pop_front();
+      writing_ = true;
+      StartWrite(&current_);
+    } else if (last_read_) {
+      FinishLocked(grpc::Status::OK);
+    }
+  }
+  void FinishLocked(const grpc::Status& st) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(st);
+  }
+
+  JobServiceImpl* const service_;
+  const int64_t job_id_;
+  const std::optional<int> task_;
+  const bool follow_;
+  std::mutex mu_;
+  std::map<int, uint64_t> offsets_;
+  std::deque<v1::TaskLogLines> pending_;
+  v1::TaskLogLines current_;
+  bool writing_ = false;
+  bool finished_ = false;
+  bool cancelled_ = false;
+  bool last_read_ = false;
+};
+
 JobServiceImpl::JobServiceImpl(scheduler::Scheduler* sched, const common::Storage* storage,
                                std::vector<std::string> model_path, Limits limits,
-                               prometheus::Registry& registry)
+                               ServerMetrics* metrics, const TaskLogStore* task_logs)
     : sched_(sched),
       storage_(storage),
       model_path_(std::move(model_path)),
       limits_(limits),
-      submitted_(prometheus::BuildCounter()
-                     .Name("reelfarm_jobs_submitted_total")
-                     .Help("SubmitJob calls by result (accepted, or the gRPC code)")
-                     .Register(registry)) {}
+      metrics_(metrics),
+      task_logs_(task_logs) {}
 
 JobServiceImpl::~JobServiceImpl() = default;
 
@@ -276,10 +375,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
                                                     const v1::SubmitJobRequest* req,
                                                     v1::SubmitJobResponse* resp) {
   absl::StatusOr<v1::SubmitJobResponse> r = DoSubmit(*req);
-  submitted_
-      .Add({{"result", r.ok() ? "accepted" : absl::StatusCodeToString(r.status().code())}})
-      .Increment();
   if (!r.ok()) {
+    // Accepted jobs are counted by the scheduler's JobSubmitted event.
+    metrics_->SubmitRefused(r.status().code());
     spdlog::info("job refused code={}: {}", absl::StatusCodeToString(r.status().code()),
                  std::string(r.status().message()));
     return FinishWith(ctx, r.status());
@@ -402,14 +500,31 @@ void JobServiceImpl::ActivateWaitingJobs() {
   }
 }
 
+grpc::ServerWriteReactor<v1::TaskLogLines>* JobServiceImpl::GetTaskLogs(
+    grpc::CallbackServerContext* ctx, const v1::GetTaskLogsRequest* req) {
+  (void)ctx;
+  auto* s = new TaskLogStreamer(this, *req);
+  std::lock_guard<std::mutex> lock(watchers_mu_);
+  log_streams_.insert(s);
+  s->Poll(*sched_, *task_logs_);
+  return s;
+}
+
 void JobServiceImpl::PollWatchers() {
   std::lock_guard<std::mutex> lock(watchers_mu_);
   for (JobWatcher* w : watchers_) w->Poll(*sched_);
+  for (TaskLogStreamer* s : log_streams_) s->Poll(*sched_, *task_logs_);
 }
 
 void JobServiceImpl::CloseWatchers() {
   std::lock_guard<std::mutex> lock(watchers_mu_);
   for (JobWatcher* w : watchers_) w->Close();
+  for (TaskLogStreamer* s : log_streams_) s->Close();
+}
+
+void JobServiceImpl::RemoveLogStreamer(TaskLogStreamer* s) {
+  std::lock_guard<std::mutex> lock(watchers_mu_);
+  log_streams_.erase(s);
 }
 
 void JobServiceImpl::RemoveWatcher(JobWatcher* w) {

@@ -9,12 +9,11 @@
 #include <string>
 #include <vector>
 
-#include <prometheus/counter.h>
-#include <prometheus/registry.h>
-
 #include "common/storage.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 #include "scheduler/scheduler.h"
+#include "server/metrics.h"
+#include "server/task_logs.h"
 
 namespace reelfarm::server {
 
@@ -25,12 +24,13 @@ struct Limits {
 };
 
 class JobWatcher;
+class TaskLogStreamer;
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
   JobServiceImpl(scheduler::Scheduler* sched, const common::Storage* storage,
                  std::vector<std::string> model_path, Limits limits,
-                 prometheus::Registry& registry);
+                 ServerMetrics* metrics, const TaskLogStore* task_logs);
   ~JobServiceImpl() override;
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
@@ -67,9 +67,13 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   // loop, never on a gRPC thread).
   void ActivateWaitingJobs();
 
-  // Sends due events to every open WatchJob stream. Called by the dispatcher loop.
+  grpc::ServerWriteReactor<v1::TaskLogLines>* GetTaskLogs(
+      grpc::CallbackServerContext* ctx, const v1::GetTaskLogsRequest* req) override;
+
+  // Sends due events to every open WatchJob stream and new lines to every GetTaskLogs
+  // stream. Called by the dispatcher loop.
   void PollWatchers();
-  // Ends every open WatchJob stream (server shutdown).
+  // Ends every open WatchJob and GetTaskLogs stream (server shutdown).
   void CloseWatchers();
 
   // Validates a spec; the message of an error names the field and the value. Returns
@@ -83,17 +87,21 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
 
  private:
   friend class JobWatcher;
+  friend class TaskLogStreamer;
   absl::StatusOr<v1::SubmitJobResponse> DoSubmit(const v1::SubmitJobRequest& req);
   void RemoveWatcher(JobWatcher* w);
+  void RemoveLogStreamer(TaskLogStreamer* s);
 
   scheduler::Scheduler* const sched_;
   const common::Storage* const storage_;
   const std::vector<std::string> model_path_;
   const Limits limits_;
-  prometheus::Family<prometheus::Counter>& submitted_;
+  ServerMetrics* const metrics_;
+  const TaskLogStore* const task_logs_;
 
   std::mutex watchers_mu_;
-  std::set<JobWatcher*> watchers_;  // guarded by watchers_mu_
+  std::set<JobWatcher*> watchers_;          // guarded by watchers_mu_
+  std::set<TaskLogStreamer*> log_streams_;  // guarded by watchers_mu_
 };
 
 }  // namespace reelfarm::server

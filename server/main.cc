@@ -31,6 +31,14 @@ static fs::path FindWorkerBinary() {
   return "reelfarm-worker";
 }
 
+// Written whole under a temporary name and renamed, so a reader never sees half of it.
+static void WritePortFile(const std::string& path, int port) {
+  std::error_code ec;
+  std::ofstream(path + ".tmp") << port << "\n";
+  fs::rename(path + ".tmp", path, ec);
+  if (ec) spdlog::error("cannot write port file '{}': {}", path, ec.message());
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"reelfarm-server: the farm's gRPC API, scheduler and state"};
   std::string listen = "127.0.0.1:7700";
@@ -40,7 +48,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> model_path;
   std::string metrics_listen = "127.0.0.1:9770";
   std::string port_file;
+  std::string metrics_port_file;
+  std::string task_log_dir;
   std::string log_level = "info";
+  std::string log_format = "text";
   int local_workers = 0;
   int worker_threads = 0;
   double lease_seconds = 20;
@@ -57,9 +68,13 @@ int main(int argc, char** argv) {
   app.add_option("--state-db", state_db, "SQLite state file (default: DATA_DIR/state.db)");
   app.add_option("--model-path", model_path, "folders of model packages (repeatable)");
   app.add_option("--metrics-listen", metrics_listen,
-                 "address of /metrics; empty disables it")
+                 "address of /metrics (port 0 picks a free one); empty disables it")
       ->capture_default_str();
   app.add_option("--port-file", port_file, "write the gRPC port here once listening");
+  app.add_option("--metrics-port-file", metrics_port_file,
+                 "write the /metrics port here once listening");
+  app.add_option("--task-log-dir", task_log_dir,
+                 "folder of task logs, DIR/<job>/<task>.log (default: DATA_DIR/logs)");
   app.add_option("--local-workers", local_workers, "start N workers beside the server")
       ->check(CLI::Range(0, 64));
   app.add_option("--worker-threads", worker_threads,
@@ -74,16 +89,20 @@ int main(int argc, char** argv) {
   app.add_option("--max-queued-tasks-per-project", max_queued_per_project,
                  "refuse submits past this many queued tasks in one project (0: no limit)");
   app.add_option("--log-level", log_level)->capture_default_str();
+  app.add_option("--log-format", log_format, "text, or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   // A flag given twice takes its last value (wrappers append overrides).
   for (CLI::Option* opt : app.get_options()) {
     if (opt->get_expected_max() <= 1) opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }
   CLI11_PARSE(app, argc, argv);
 
-  common::InitLogging("server", log_level);
+  common::InitLogging("server", log_level, log_format);
   media::SetLibraryLogging(log_level == "debug" || log_level == "trace");
   if (storage_root.empty()) storage_root = (fs::path(data_dir) / "storage").string();
   if (state_db.empty()) state_db = (fs::path(data_dir) / "state.db").string();
+  if (task_log_dir.empty()) task_log_dir = (fs::path(data_dir) / "logs").string();
   std::error_code ec;
   fs::create_directories(data_dir, ec);
   fs::create_directories(storage_root, ec);
@@ -101,7 +120,6 @@ int main(int argc, char** argv) {
     try {
       exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
       exposer->RegisterCollectable(registry);
-      spdlog::info("metrics on http://{}/metrics", metrics_listen);
     } catch (const std::exception& e) {
       spdlog::error("cannot serve metrics on '{}': {}; use --metrics-listen", metrics_listen,
                     e.what());
@@ -113,6 +131,7 @@ int main(int argc, char** argv) {
   options.listen = listen;
   options.state_db = state_db;
   options.storage_root = storage_root;
+  options.task_log_dir = task_log_dir;
   options.model_path = model_path;
   options.scheduler.lease_ms = static_cast<int64_t>(lease_seconds * 1000);
   options.scheduler.heartbeat_ms = std::max<int64_t>(200, options.scheduler.lease_ms / 8);
@@ -143,10 +162,15 @@ int main(int argc, char** argv) {
   const int port = (*srv)->port();
   spdlog::info("listening on port {} state={} storage={}", port, state_db,
                (*srv)->storage().root().string());
-  if (!port_file.empty()) {
-    std::ofstream(port_file + ".tmp") << port << "\n";
-    fs::rename(port_file + ".tmp", port_file, ec);
+  if (exposer) {
+    // Registered only now: the gauges read the scheduler, which exists from here on.
+    exposer->RegisterCollectable((*srv)->metrics_collectable());
+    const auto ports = exposer->GetListeningPorts();
+    const int metrics_port = ports.empty() ? 0 : ports[0];
+    spdlog::info("metrics on port {} (/metrics)", metrics_port);
+    if (!metrics_port_file.empty()) WritePortFile(metrics_port_file, metrics_port);
   }
+  if (!port_file.empty()) WritePortFile(port_file, port);
 
   std::unique_ptr<server::LocalWorkers> workers;
   if (local_workers > 0) {
@@ -160,7 +184,8 @@ int main(int argc, char** argv) {
                                     "--name", "local-" + std::to_string(i + 1),
                                     "--storage-root", (*srv)->storage().root().string(),
                                     "--threads", std::to_string(threads),
-                                    "--log-level", log_level};
+                                    "--log-level", log_level,
+                                    "--log-format", log_format};
       for (const auto& m : model_path) {
         a.push_back("--model-path");
         a.push_back(m);

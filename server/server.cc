@@ -1,7 +1,11 @@
 #include "server/server.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
+
+#include "server/timed_store.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -10,16 +14,31 @@ namespace reelfarm::server {
 absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOptions& options,
                                                              prometheus::Registry& registry) {
   std::unique_ptr<FarmServer> s(new FarmServer);
-  ASSIGN_OR_RETURN(s->store_, scheduler::OpenSqliteJobStore(options.state_db));
+  s->metrics_ = std::make_unique<ServerMetrics>(registry);
+  s->task_logs_ = std::make_unique<TaskLogStore>(options.task_log_dir);
+  ASSIGN_OR_RETURN(std::unique_ptr<scheduler::JobStore> sqlite,
+                   scheduler::OpenSqliteJobStore(options.state_db));
+  s->store_ = std::make_unique<TimedJobStore>(std::move(sqlite), s->metrics_.get());
   ASSIGN_OR_RETURN(common::Storage storage, common::Storage::Open(options.storage_root));
   s->storage_ = std::make_unique<common::Storage>(std::move(storage));
-  ASSIGN_OR_RETURN(s->sched_, scheduler::Scheduler::Create(
-                                  s->store_.get(), &scheduler::RealClock(), options.scheduler));
+  ASSIGN_OR_RETURN(s->sched_,
+                   scheduler::Scheduler::Create(s->store_.get(), &scheduler::RealClock(),
+                                                options.scheduler, s->metrics_.get()));
+  s->metrics_->AttachScheduler(s->sched_.get());
   // workers_ is declared before sched_ (destruction order) but built after it.
-  s->workers_ = std::make_unique<WorkerServiceImpl>(s->sched_.get());
+  s->workers_ = std::make_unique<WorkerServiceImpl>(s->sched_.get(), s->metrics_.get(),
+                                                    s->task_logs_.get());
   s->jobs_ = std::make_unique<JobServiceImpl>(s->sched_.get(), s->storage_.get(),
-                                              options.model_path, options.limits, registry);
+                                              options.model_path, options.limits,
+                                              s->metrics_.get(), s->task_logs_.get());
+  // Both are process-wide switches that apply to builders made after them.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(NewGrpcMetricsInterceptorFactory(s->metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Plaintext on the address given (loopback by default); TLS comes with the security
   // issue.
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
@@ -29,6 +48,12 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
   if (!s->server_ || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on '", options.listen, "'; is another server using that port?"));
+  }
+  // The overall status ("") and each service's read SERVING until Shutdown().
+  if (auto* health = s->server_->GetHealthCheckService()) {
+    health->SetServingStatus(true);
+    health->SetServingStatus(v1::JobService::service_full_name(), true);
+    health->SetServingStatus(v1::WorkerService::service_full_name(), true);
   }
   s->dispatcher_ = std::thread([srv = s.get()] { srv->DispatchLoop(); });
   return s;
@@ -50,11 +75,13 @@ void FarmServer::DispatchLoop() {
 
 void FarmServer::Shutdown() {
   if (stop_.exchange(true)) return;
+  if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   if (dispatcher_.joinable()) dispatcher_.join();
   jobs_->CloseWatchers();
   workers_->CloseAll();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server_->Wait();
+  metrics_->AttachScheduler(nullptr);  // a scrape from now on sees no gauges
 }
 
 FarmServer::~FarmServer() { Shutdown(); }

@@ -14,6 +14,8 @@
 #include "common/storage.h"
 #include "scheduler/scheduler.h"
 #include "server/job_service.h"
+#include "server/metrics.h"
+#include "server/task_logs.h"
 #include "server/worker_service.h"
 
 namespace reelfarm::server {
@@ -22,6 +24,7 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:7700";  // port 0 picks a free port
   std::string state_db;                   // SQLite file
   std::string storage_root;
+  std::string task_log_dir;               // task logs: DIR/<job>/<task>.log
   std::vector<std::string> model_path;
   scheduler::SchedulerOptions scheduler;
   Limits limits;
@@ -29,13 +32,19 @@ struct ServerOptions {
 
 class FarmServer final {
  public:
-  // Opens the store, loads the state and starts serving.
+  // Opens the store, loads the state and starts serving JobService, WorkerService,
+  // the standard health service (grpc.health.v1: SERVING while up, NOT_SERVING once
+  // shutting down) and server reflection. Metrics go to `registry`; the scrape-time
+  // gauges come from metrics_collectable(), which the caller registers with its exposer.
   static absl::StatusOr<std::unique_ptr<FarmServer>> Start(const ServerOptions& options,
                                                            prometheus::Registry& registry);
   ~FarmServer();  // Shutdown() if not done
 
   int port() const { return port_; }
   const common::Storage& storage() const { return *storage_; }
+  std::shared_ptr<prometheus::Collectable> metrics_collectable() const {
+    return metrics_->stats_collectable();
+  }
   // Stops serving: ends streams, stops the dispatcher, waits for handlers.
   void Shutdown();
 
@@ -44,7 +53,10 @@ class FarmServer final {
   void DispatchLoop();
 
   // Destroyed bottom-up: the gRPC server first, then the scheduler (whose commit thread
-  // may still answer workers through workers_), then the services, then the store.
+  // may still answer workers through workers_), then the services, then the store;
+  // metrics and task logs last, since the others report to them until they are gone.
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<TaskLogStore> task_logs_;
   std::unique_ptr<scheduler::JobStore> store_;
   std::unique_ptr<common::Storage> storage_;
   std::unique_ptr<WorkerServiceImpl> workers_;

@@ -24,6 +24,10 @@ class WorkerSession final
   void Send(v1::ServerMessage msg) {
     std::lock_guard<std::mutex> lock(mu_);
     if (finish_called_ || finishing_) return;
+    if (msg.has_assignment()) {
+      const v1::Assignment& a = msg.assignment();
+      leases_[a.lease_id()] = {a.job_id(), a.task_index(), a.attempt()};
+    }
     outbox_.push_back(std::move(msg));
     if (!writing_) WriteNextLocked();
   }
@@ -63,6 +67,7 @@ class WorkerSession final
 
   void OnDone() override {
     if (registered_) {
+      service_->metrics_->WorkerDisconnected();
       service_->Unregister(name_, this);
       spdlog::info("worker disconnected worker={}", name_);
     }
@@ -101,6 +106,7 @@ class WorkerSession final
         return false;
       }
       registered_ = true;
+      service_->metrics_->WorkerConnected();
       scheduler::WorkerInfo info;
       info.name = name_;
       info.slots = std::max(1, msg.hello().slots());
@@ -118,6 +124,12 @@ class WorkerSession final
         cancel.mutable_cancel()->set_lease_id(stale);
         cancel.mutable_cancel()->set_reason("lease is no longer current");
         Send(std::move(cancel));
+      }
+      // Leases kept across the reconnect: their task logs go to the right file too.
+      for (const auto& w : sched->ListWorkers()) {
+        if (w.info.name != name_) continue;
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const auto& l : w.leases) leases_[l.id] = {l.job_id, l.task_index, l.attempt};
       }
       spdlog::info("worker connected worker={} peer={} slots={} models={} held_leases={}",
                    name_, peer_, info.slots, info.models.size(), held.size());
@@ -139,8 +151,32 @@ class WorkerSession final
         (void)sched->ReportProgress(name_, msg.progress().lease_id(),
                                     msg.progress().frames_done());
         break;
+      case v1::WorkerMessage::kTaskLog: {
+        LeaseTask t;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          auto it = leases_.find(msg.task_log().lease_id());
+          if (it == leases_.end()) break;  // never assigned here: dropped
+          t = it->second;
+        }
+        std::vector<std::string> lines(msg.task_log().lines().begin(),
+                                       msg.task_log().lines().end());
+        const std::string prefix =
+            "[" + name_ + " attempt " + std::to_string(t.attempt) + "] ";
+        absl::Status st =
+            service_->task_logs_->Append(t.job_id, t.task_index, prefix, lines);
+        if (!st.ok()) {
+          spdlog::warn("task log dropped job={} task={} worker={}: {}", t.job_id,
+                       t.task_index, name_, std::string(st.message()));
+        }
+        break;
+      }
       case v1::WorkerMessage::kResult: {
         const v1::TaskResult& r = msg.result();
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          leases_.erase(r.lease_id());
+        }
         if (!r.ok()) {
           spdlog::warn("task failed worker={} lease={} retryable={}: {}", name_,
                        r.lease_id(), r.retryable(), r.error());
@@ -161,6 +197,13 @@ class WorkerSession final
     return true;
   }
 
+  // What each lease sent on this stream is for, so task logs find their file.
+  struct LeaseTask {
+    int64_t job_id = 0;
+    int task_index = 0;
+    int attempt = 0;
+  };
+
   WorkerServiceImpl* const service_;
   const std::string peer_;
   v1::WorkerMessage in_;
@@ -174,6 +217,7 @@ class WorkerSession final
   bool finishing_ = false;
   bool finish_called_ = false;
   grpc::Status final_status_;
+  std::map<uint64_t, LeaseTask> leases_;  // guarded by mu_
 };
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* WorkerServiceImpl::Connect(

@@ -10,6 +10,8 @@
 
 #include "reelfarm/v1/workers.grpc.pb.h"
 #include "scheduler/scheduler.h"
+#include "server/metrics.h"
+#include "server/task_logs.h"
 
 namespace reelfarm::server {
 
@@ -17,7 +19,10 @@ class WorkerSession;
 
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  explicit WorkerServiceImpl(scheduler::Scheduler* sched) : sched_(sched) {}
+  // `metrics` and `task_logs` are borrowed and must outlive the service.
+  WorkerServiceImpl(scheduler::Scheduler* sched, ServerMetrics* metrics,
+                    TaskLogStore* task_logs)
+      : sched_(sched), metrics_(metrics), task_logs_(task_logs) {}
 
   grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
@@ -36,6 +41,8 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   void Unregister(const std::string& name, WorkerSession* s);
 
   scheduler::Scheduler* const sched_;
+  ServerMetrics* const metrics_;
+  TaskLogStore* const task_logs_;
   std::mutex mu_;
   std::map<std::string, WorkerSession*> sessions_;  // guarded by mu_
 };

@@ -1,8 +1,12 @@
-// Storage path confinement and publishing.
+// Storage path confinement and publishing; manifests; the JSON log format.
 #include <catch2/catch.hpp>
 
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+#include <spdlog/details/log_msg.h>
+
+#include "common/logging.h"
 #include "common/model_manifest.h"
 #include "common/storage.h"
 #include "tests/testing/fixtures.h"
@@ -68,4 +72,25 @@ TEST_CASE("model manifests are read and checked", "[unit][models]") {
   CHECK(found[0].scale == 2);
   REQUIRE(errors.size() == 1);
   CHECK(errors[0].find("scale 0") != std::string::npos);
+}
+
+TEST_CASE("JSON logs: one object per line with key=value fields", "[unit][common]") {
+  auto formatter = reelfarm::common::NewJsonLogFormatter();
+  const std::string text =
+      "task failed job=12 task=3 lease=99 retryable=false: frame 0:\nmodel said no";
+  spdlog::details::log_msg msg("worker", spdlog::level::warn, text);
+  spdlog::memory_buf_t buf;
+  formatter->format(msg, buf);
+  const std::string line(buf.data(), buf.size());
+  REQUIRE(!line.empty());
+  CHECK(line.back() == '\n');
+  CHECK(line.find('\n') == line.size() - 1);  // the message's newline is escaped
+  nlohmann::json j = nlohmann::json::parse(line);
+  CHECK(j["level"] == "warning");
+  CHECK(j["process"] == "worker");
+  CHECK(j["msg"] == text);
+  CHECK(j["job"] == "12");
+  CHECK(j["task"] == "3");
+  CHECK(j["retryable"] == "false");
+  CHECK(j["ts"].get<std::string>().size() == 24);  // 2026-01-02T03:04:05.678Z
 }

@@ -1,11 +1,15 @@
 #include "worker/agent.h"
 
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 
 #include <chrono>
+#include <filesystem>
 
 #include <spdlog/spdlog.h>
 
+#include "common/model_manifest.h"
 #include "worker/inference/model.h"
 
 #ifndef REELFARM_VERSION
@@ -15,6 +19,14 @@
 namespace reelfarm::worker {
 
 using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+// Per-task stage times: from a few milliseconds (publish) to an hour (a long chunk).
+const prometheus::Histogram::BucketBoundaries kStageBuckets = {
+    0.001, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+
+}  // namespace
 
 Agent::Agent(const common::Storage& storage, AgentOptions options,
              prometheus::Registry& registry)
@@ -30,8 +42,27 @@ Agent::Agent(const common::Storage& storage, AgentOptions options,
                  .Register(registry)),
       stage_seconds_(prometheus::BuildCounter()
                          .Name("reelfarm_worker_stage_seconds_total")
-                         .Help("Seconds spent per pipeline stage")
-                         .Register(registry)) {
+                         .Help("Seconds spent per pipeline stage (decode, infer, encode, "
+                               "publish, assemble), summed over tasks")
+                         .Register(registry)),
+      stage_hist_(prometheus::BuildHistogram()
+                      .Name("reelfarm_worker_stage_duration_seconds")
+                      .Help("Seconds one task spent in a pipeline stage")
+                      .Register(registry)),
+      bytes_written_(prometheus::BuildCounter()
+                         .Name("reelfarm_worker_written_bytes_total")
+                         .Help("Bytes published to the storage root, by task kind")
+                         .Register(registry)),
+      model_load_(prometheus::BuildGauge()
+                      .Name("reelfarm_worker_model_load_duration_seconds")
+                      .Help("Seconds the last warm-up load of a model took, by model "
+                            "and device")
+                      .Register(registry)),
+      ready_gauge_(prometheus::BuildGauge()
+                       .Name("reelfarm_worker_ready")
+                       .Help("1 once the worker's models are warm, else 0")
+                       .Register(registry)
+                       .Add({})) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
   // Reconnect soon after a server restart: leases are honoured for one lease duration.
@@ -87,6 +118,83 @@ void Agent::SendResult(const v1::WorkerMessage& result) {
   }
 }
 
+int Agent::Warm() {
+  // Each model at the scale it was made for; built-ins at ×2.
+  std::map<std::string, int> scales;
+  for (const auto& name : common::BuiltinModels()) scales[name] = 2;
+  for (const auto& m : common::FindModelPackages(options_.pipeline.model_path)) {
+    scales.emplace(m.name, m.scale);
+  }
+  c10::InferenceMode guard;
+  std::vector<std::string> warm;
+  for (const auto& [name, scale] : scales) {
+    const auto t0 = SteadyClock::now();
+    absl::StatusOr<std::unique_ptr<inference::Model>> m = inference::LoadModel(
+        name, scale, options_.pipeline.model_path, options_.pipeline.device);
+    absl::Status st = m.status();
+    if (st.ok()) {
+      // One small frame: the first run pays for lazy initialisation (kernels, device).
+      absl::StatusOr<at::Tensor> y = (*m)->Upscale(at::zeros({1, 3, 16, 16}));
+      st = y.status();
+      // The slow-model testing aid applies to the warm-up frame too.
+      if (options_.pipeline.frame_delay_ms > 0) {
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(options_.pipeline.frame_delay_ms));
+      }
+    }
+    const double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+    if (!st.ok()) {
+      spdlog::error("model not offered model={} device={}: warm-up failed: {}", name,
+                    options_.pipeline.device, std::string(st.message()));
+      continue;
+    }
+    model_load_.Add({{"model", name}, {"device", options_.pipeline.device}}).Set(seconds);
+    spdlog::info("model warm model={} scale={} device={} seconds={:.3f}", name, scale,
+                 options_.pipeline.device, seconds);
+    warm.push_back(name);
+  }
+  models_ = warm;
+  ready_.store(true);
+  ready_gauge_.Set(1);
+  return static_cast<int>(warm.size());
+}
+
+void Agent::SendTaskLogs(uint64_t lease_id) {
+  if (!options_.task_log) return;
+  std::lock_guard<std::mutex> lock(log_send_mu_);
+  std::map<uint64_t, std::vector<std::string>> all;
+  if (lease_id != 0) {
+    auto lines = options_.task_log->Take(lease_id);
+    if (!lines.empty()) all[lease_id] = std::move(lines);
+  } else {
+    all = options_.task_log->TakeAll();
+  }
+  for (auto& [id, lines] : all) {
+    v1::WorkerMessage m;
+    m.mutable_task_log()->set_lease_id(id);
+    for (auto& line : lines) m.mutable_task_log()->add_lines(std::move(line));
+    Send(m);
+  }
+}
+
+int64_t Agent::PublishedBytes(const v1::Assignment& a) const {
+  std::vector<std::string> files;
+  if (a.kind() == v1::TASK_KIND_ASSEMBLE) {
+    files = {a.upscale().output(), a.upscale().output() + ".json"};
+  } else {
+    files = {a.segment()};
+  }
+  int64_t total = 0;
+  for (const auto& f : files) {
+    auto p = storage_.Resolve(f, "output");
+    std::error_code ec;
+    if (!p.ok()) continue;
+    const auto size = std::filesystem::file_size(*p, ec);
+    if (!ec) total += static_cast<int64_t>(size);
+  }
+  return total;
+}
+
 void Agent::Run() {
   int backoff_ms = 200;
   while (!stop_.load()) {
@@ -106,9 +214,7 @@ void Agent::Run() {
     v1::Hello* h = hello.mutable_hello();
     h->set_name(options_.name);
     h->set_slots(options_.slots);
-    for (const auto& m : inference::AvailableModels(options_.pipeline.model_path)) {
-      h->add_models(m);
-    }
+    for (const auto& m : models_) h->add_models(m);
     h->add_devices(options_.pipeline.device);
     h->set_version(REELFARM_VERSION);
     h->mutable_tags()->insert(options_.tags.begin(), options_.tags.end());
@@ -218,7 +324,21 @@ void Agent::SlotLoop(int slot) {
       m.mutable_progress()->set_frames_done(frames);
       Send(m);
     };
-    TaskReport r = runner.Run(a, progress, *w.cancelled);
+    TaskReport r;
+    {
+      // What this thread logs from here to the result goes to the task's log.
+      TaskLogSink::Capture capture(lease);
+      spdlog::info("task started job={} task={} lease={} attempt={} worker={}", a.job_id(),
+                   a.task_index(), lease, a.attempt(), options_.name);
+      r = runner.Run(a, progress, *w.cancelled);
+      if (r.ok) {
+        spdlog::info("task done job={} task={} lease={} frames={} seconds={:.2f}",
+                     a.job_id(), a.task_index(), lease, r.frames_done, r.seconds);
+      } else {
+        spdlog::warn("task failed job={} task={} lease={} retryable={}: {}", a.job_id(),
+                     a.task_index(), lease, r.retryable, r.error);
+      }
+    }
     const bool cancelled = w.cancelled->load();
     const char* kind = a.kind() == v1::TASK_KIND_ASSEMBLE ? "assemble" : "chunk";
     tasks_.Add({{"kind", kind}, {"result", r.ok ? "ok" : cancelled ? "cancelled" : "failed"}})
@@ -227,20 +347,22 @@ void Agent::SlotLoop(int slot) {
         .Increment(static_cast<double>(r.ok ? r.frames_done : 0));
     for (const auto& [stage, s] : r.stage_seconds) {
       stage_seconds_.Add({{"stage", stage}}).Increment(s);
+      stage_hist_.Add({{"stage", stage}}, kStageBuckets).Observe(s);
     }
     if (r.ok) {
-      spdlog::info("task done job={} task={} lease={} frames={} seconds={:.2f}", a.job_id(),
-                   a.task_index(), lease, r.frames_done, r.seconds);
-    } else {
-      spdlog::warn("task failed job={} task={} lease={} retryable={}: {}", a.job_id(),
-                   a.task_index(), lease, r.retryable, r.error);
+      bytes_written_.Add({{"kind", kind}}).Increment(static_cast<double>(PublishedBytes(a)));
     }
-    if (cancelled) continue;  // the lease is gone; the server would refuse the result
+    if (cancelled) {
+      // The lease is gone; the server would refuse the result and drop its lines.
+      if (options_.task_log) options_.task_log->Take(lease);
+      continue;
+    }
     {
       // Held until answered: from here the lease is reported through unacked_.
       std::lock_guard<std::mutex> lock(work_mu_);
       active_.erase(lease);
     }
+    SendTaskLogs(lease);  // before the result, so the log is complete when it lands
     v1::WorkerMessage m;
     v1::TaskResult* res = m.mutable_result();
     res->set_lease_id(lease);
@@ -265,6 +387,7 @@ void Agent::HeartbeatLoop() {
       for (const auto& [id, flag] : active_) m.mutable_heartbeat()->add_lease_ids(id);
     }
     Send(m);
+    SendTaskLogs(0);  // lines of running tasks, for `reelctl logs --follow`
     const int64_t wait = heartbeat_ms_.load();
     for (int64_t waited = 0; waited < wait && !stop_.load(); waited += 50) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));

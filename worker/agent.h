@@ -19,11 +19,14 @@
 
 #include <grpcpp/grpcpp.h>
 #include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include "common/storage.h"
 #include "reelfarm/v1/workers.grpc.pb.h"
 #include "worker/pipeline.h"
+#include "worker/task_log_sink.h"
 
 namespace reelfarm::worker {
 
@@ -35,6 +38,9 @@ struct AgentOptions {
   std::map<std::string, std::string> tags;  // e.g. gpu=h100, site=lon
   int64_t memory_bytes = 0;                 // memory offered to models (0: not said)
   PipelineOptions pipeline;
+  // Where slot threads' log lines are captured per task (borrowed; may be null: task
+  // logs are then not sent).
+  TaskLogSink* task_log = nullptr;
 };
 
 class Agent final {
@@ -44,6 +50,13 @@ class Agent final {
   ~Agent();  // Stop() and join
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
+
+  // Loads every model the worker can offer (built-ins and packages on the model path)
+  // on its device and runs one small frame through each, timing the load. Models that
+  // fail are logged and not advertised. Afterwards the worker is ready (ready()).
+  // Call before Run(); returns the number of models that are warm.
+  int Warm();
+  bool ready() const { return ready_.load(); }
 
   // Serves until Stop(): connects, runs assignments, reconnects after failures.
   void Run();
@@ -64,6 +77,10 @@ class Agent final {
   void DropAllWork(const std::string& why);
   // Sends a result and keeps it until the server answers it.
   void SendResult(const v1::WorkerMessage& result);
+  // Sends what the task log sink kept for `lease_id` (all leases if 0).
+  void SendTaskLogs(uint64_t lease_id);
+  // Bytes of what a successful task published (segment, or movie and sidecar).
+  int64_t PublishedBytes(const v1::Assignment& a) const;
 
   const common::Storage& storage_;
   const AgentOptions options_;
@@ -73,6 +90,16 @@ class Agent final {
   prometheus::Family<prometheus::Counter>& frames_;
   prometheus::Family<prometheus::Counter>& tasks_;
   prometheus::Family<prometheus::Counter>& stage_seconds_;
+  prometheus::Family<prometheus::Histogram>& stage_hist_;
+  prometheus::Family<prometheus::Counter>& bytes_written_;
+  prometheus::Family<prometheus::Gauge>& model_load_;
+  prometheus::Gauge& ready_gauge_;
+
+  std::vector<std::string> models_;  // advertised; set by Warm() before Run()
+  // Held while task log lines are taken and sent, so that a lease's lines reach the
+  // server in order and before its result.
+  std::mutex log_send_mu_;
+  std::atomic<bool> ready_{false};
 
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> heartbeat_ms_{2000};

@@ -6,10 +6,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <thread>
 
 #include <CLI/CLI.hpp>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
@@ -17,9 +21,19 @@
 #include "common/logging.h"
 #include "common/storage.h"
 #include "worker/agent.h"
+#include "worker/device_metrics.h"
 #include "worker/media/media.h"
+#include "worker/task_log_sink.h"
 
 using namespace reelfarm;
+
+// Written whole under a temporary name and renamed, so a reader never sees half of it.
+static void WritePortFile(const std::string& path, int port) {
+  std::error_code ec;
+  std::ofstream(path + ".tmp") << port << "\n";
+  std::filesystem::rename(path + ".tmp", path, ec);
+  if (ec) spdlog::error("cannot write port file '{}': {}", path, ec.message());
+}
 
 int main(int argc, char** argv) {
   CLI::App app{"reelfarm-worker: runs the farm's tasks"};
@@ -34,7 +48,11 @@ int main(int argc, char** argv) {
                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string storage_root;
   std::string metrics_listen;
+  std::string metrics_port_file;
+  std::string health_listen;
+  std::string health_port_file;
   std::string log_level = "info";
+  std::string log_format = "text";
   app.add_option("--server", options.server, "reelfarm-server address")
       ->capture_default_str();
   app.add_option("--name", options.name, "unique worker name (default host:pid)");
@@ -52,10 +70,22 @@ int main(int argc, char** argv) {
   app.add_option("--tag", tags, "a tag jobs can require, KEY=VALUE (repeatable)");
   app.add_option("--memory-bytes", options.memory_bytes,
                  "memory offered to models; tasks whose model needs more go elsewhere");
-  app.add_option("--metrics-listen", metrics_listen, "address of /metrics; empty disables it");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "address of /metrics, e.g. 0.0.0.0:9771 (port 0 picks a free one); "
+                 "empty disables it");
+  app.add_option("--metrics-port-file", metrics_port_file,
+                 "write the /metrics port here once listening");
+  app.add_option("--health-listen", health_listen,
+                 "address of a gRPC health service (grpc.health.v1): NOT_SERVING until "
+                 "the models are warm, then SERVING; empty disables it");
+  app.add_option("--health-port-file", health_port_file,
+                 "write the health port here once listening");
   app.add_option("--frame-delay-ms", options.pipeline.frame_delay_ms,
                  "testing: sleep per frame to simulate a slow model");
   app.add_option("--log-level", log_level)->capture_default_str();
+  app.add_option("--log-format", log_format, "text, or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   for (const std::string& t : tags) {
@@ -66,7 +96,11 @@ int main(int argc, char** argv) {
     }
     options.tags[t.substr(0, eq)] = t.substr(eq + 1);
   }
-  common::InitLogging("worker", log_level);
+  common::InitLogging("worker", log_level, log_format);
+  // Added before any thread logs: the logger's sink list is not changed afterwards.
+  auto task_log = std::make_shared<worker::TaskLogSink>();
+  spdlog::default_logger()->sinks().push_back(task_log);
+  options.task_log = task_log.get();
   media::SetLibraryLogging(log_level == "debug" || log_level == "trace");
   options.pipeline.worker_name = options.name;
   at::set_num_threads(options.threads);
@@ -84,17 +118,44 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   auto registry = std::make_shared<prometheus::Registry>();
+  auto device_metrics = std::make_shared<worker::DeviceMetrics>(options.pipeline.device);
   std::unique_ptr<prometheus::Exposer> exposer;
   if (!metrics_listen.empty()) {
     try {
       exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
-      exposer->RegisterCollectable(registry);
-      auto ports = exposer->GetListeningPorts();
-      spdlog::info("metrics on port {}", ports.empty() ? 0 : ports[0]);
     } catch (const std::exception& e) {
-      spdlog::error("cannot serve metrics on '{}': {}", metrics_listen, e.what());
+      spdlog::error("cannot serve metrics on '{}': {}; give another --metrics-listen",
+                    metrics_listen, e.what());
       return 1;
     }
+    exposer->RegisterCollectable(registry);
+    exposer->RegisterCollectable(device_metrics);
+    const auto ports = exposer->GetListeningPorts();
+    const int port = ports.empty() ? 0 : ports[0];
+    spdlog::info("metrics on port {} (/metrics)", port);
+    if (!metrics_port_file.empty()) WritePortFile(metrics_port_file, port);
+  }
+
+  // Readiness for probes: NOT_SERVING until Warm() has loaded the models.
+  grpc::CallbackGenericService unimplemented;
+  std::unique_ptr<grpc::Server> health;
+  if (!health_listen.empty()) {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(health_listen, grpc::InsecureServerCredentials(), &port);
+    // gRPC refuses a server with no callback method of its own; this one answers
+    // UNIMPLEMENTED to anything but the health service.
+    builder.RegisterCallbackGenericService(&unimplemented);
+    health = builder.BuildAndStart();
+    if (!health || port == 0) {
+      spdlog::error("cannot serve health on '{}'; give another --health-listen",
+                    health_listen);
+      return 1;
+    }
+    health->GetHealthCheckService()->SetServingStatus(false);
+    spdlog::info("health on port {} (grpc.health.v1)", port);
+    if (!health_port_file.empty()) WritePortFile(health_port_file, port);
   }
 
   spdlog::info("worker={} server={} storage={} threads={} slots={} device={}", options.name,
@@ -107,7 +168,11 @@ int main(int argc, char** argv) {
     spdlog::info("signal {}: stopping", sig);
     agent.Stop();
   });
+  const int warm = agent.Warm();
+  spdlog::info("ready: {} model(s) warm", warm);
+  if (health) health->GetHealthCheckService()->SetServingStatus(true);
   agent.Run();
+  if (health) health->Shutdown();
   if (signals.joinable()) {
     // Run() may have ended for another reason; wake the signal thread.
     kill(getpid(), SIGTERM);

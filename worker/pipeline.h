@@ -24,8 +24,9 @@ struct PipelineOptions {
   std::vector<std::string> model_path;
   std::string device = "cpu";
   std::string worker_name;
-  // Testing aid: sleep this long per frame in the model stage, to simulate a slow
-  // model so that a test can act while a chunk is in flight.
+  // Testing aid: sleep this long per frame in the model stage (and per model at the
+  // worker's warm-up), to simulate a slow model so that a test can act while a chunk
+  // is in flight or before the worker is ready.
   int frame_delay_ms = 0;
 };
 

@@ -7,12 +7,15 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
+
+#include "tests/testing/fixtures.h"
 
 extern char** environ;
 
@@ -22,6 +25,11 @@ namespace fs = std::filesystem;
 Farm::Farm(fs::path dir, std::vector<std::string> server_args)
     : dir_(std::move(dir)), storage_(dir_ / "storage"), server_args_(std::move(server_args)) {
   fs::create_directories(storage_);
+  // /metrics only when asked (see farm.h): its HTTP listener takes a second to stop.
+  metrics_ = std::find(server_args_.begin(), server_args_.end(), "--metrics") !=
+             server_args_.end();
+  server_args_.erase(std::remove(server_args_.begin(), server_args_.end(), "--metrics"),
+                     server_args_.end());
   StartServer();
   stub_ = v1::JobService::NewStub(
       grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
@@ -30,13 +38,19 @@ Farm::Farm(fs::path dir, std::vector<std::string> server_args)
 void Farm::StartServer() {
   const fs::path port_file = dir_ / "server.port";
   fs::remove(port_file);
-  // Flags given later win (the server takes the last of a repeated flag).
+  // Flags given later win (the server takes the last of a repeated flag). Port 0 on
+  // the first start; a restart takes the same port.
   std::vector<std::string> argv = {REELFARM_SERVER_BIN,
                                    "--listen", "127.0.0.1:" + std::to_string(port_),
                                    "--port-file", port_file.string(),
                                    "--data-dir", dir_.string(),
-                                   "--metrics-listen", "",
                                    "--lease-seconds", "5"};
+  if (metrics_) {
+    argv.insert(argv.end(), {"--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
+                             (dir_ / "server.metrics.port").string()});
+  } else {
+    argv.insert(argv.end(), {"--metrics-listen", ""});
+  }
   argv.insert(argv.end(), server_args_.begin(), server_args_.end());
   server_pid_ = Spawn(argv, "server.log");
   for (int i = 0; i < 300 && !fs::exists(port_file); ++i) {
@@ -46,6 +60,11 @@ void Farm::StartServer() {
   REQUIRE(fs::exists(port_file));
   std::ifstream(port_file) >> port_;
   REQUIRE(port_ > 0);
+  if (metrics_) {
+    // Written before the gRPC port file.
+    std::ifstream(dir_ / "server.metrics.port") >> metrics_port_;
+    REQUIRE(metrics_port_ > 0);
+  }
 }
 
 void Farm::RestartServerAfterKill() {
@@ -70,21 +89,28 @@ std::string Farm::WorkerLog(const std::string& name) const {
 }
 
 Farm::~Farm() {
-  auto stop = [](pid_t pid) {
-    if (pid <= 0) return;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 200; ++i) {
-      if (waitpid(pid, nullptr, WNOHANG) != 0) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-  };
-  for (auto& [name, pid] : workers_) {
+  // SIGTERM to every process first, then reap them: their shutdowns (each ends its
+  // streams and HTTP listener) overlap instead of adding up.
+  std::vector<pid_t> pids;
+  for (auto& [name, pid] : workers_) pids.push_back(pid);
+  pids.push_back(server_pid_);
+  for (pid_t pid : pids) {
+    if (pid <= 0) continue;
     kill(pid, SIGCONT);  // a test may have stopped one
-    stop(pid);
+    kill(pid, SIGTERM);
   }
-  stop(server_pid_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (pid_t pid : pids) {
+    if (pid <= 0) continue;
+    while (waitpid(pid, nullptr, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
 }
 
 pid_t Farm::Spawn(const std::vector<std::string>& argv, const std::string& log_name) {
@@ -109,9 +135,48 @@ void Farm::StartWorker(const std::string& name, std::vector<std::string> extra_a
                                    "--server", address(),
                                    "--name", name,
                                    "--storage-root", storage_.string(),
-                                   "--threads", "1"};
+                                   "--threads", "1",
+                                   "--metrics-listen", "127.0.0.1:0",
+                                   "--metrics-port-file",
+                                   (dir_ / (name + ".metrics.port")).string(),
+                                   "--health-listen", "127.0.0.1:0",
+                                   "--health-port-file",
+                                   (dir_ / (name + ".health.port")).string()};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   workers_[name] = Spawn(argv, "worker-" + name + ".log");
+}
+
+namespace {
+
+int WaitForPortFile(const fs::path& path) {
+  for (int i = 0; i < 600 && !fs::exists(path); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  int port = 0;
+  std::ifstream(path) >> port;
+  INFO("port file " << path.string());
+  REQUIRE(port > 0);
+  return port;
+}
+
+}  // namespace
+
+int Farm::WorkerMetricsPort(const std::string& name) const {
+  return WaitForPortFile(dir_ / (name + ".metrics.port"));
+}
+
+int Farm::WorkerHealthPort(const std::string& name) const {
+  return WaitForPortFile(dir_ / (name + ".health.port"));
+}
+
+std::string Farm::Scrape(int port) {
+  int status = 0;
+  std::string text = Capture(
+      "curl -sS --fail --max-time 10 http://127.0.0.1:" + std::to_string(port) + "/metrics",
+      &status);
+  INFO("scrape of port " << port);
+  REQUIRE(status == 0);
+  return text;
 }
 
 void Farm::KillWorker(const std::string& name, int signal) {

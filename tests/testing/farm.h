@@ -18,7 +18,9 @@ namespace reelfarm::testing {
 
 class Farm {
  public:
-  // `dir` holds the state, the storage root (dir/storage) and the logs.
+  // `dir` holds the state, the storage root (dir/storage) and the logs. `server_args`
+  // are added to the server's command line; "--metrics" among them turns on the
+  // server's /metrics on a free port (server_metrics_port()).
   explicit Farm(std::filesystem::path dir, std::vector<std::string> server_args = {});
   ~Farm();
   Farm(const Farm&) = delete;
@@ -28,12 +30,21 @@ class Farm {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   v1::JobService::Stub& jobs() { return *stub_; }
 
+  // Every worker serves /metrics and a gRPC health service on loopback ports of its own.
   void StartWorker(const std::string& name, std::vector<std::string> extra_args = {});
+  // Ports of the server's and a worker's /metrics, and a worker's health service (the
+  // worker is waited for up to 30 s to write its port file).
+  int server_metrics_port() const { return metrics_port_; }  // 0 without "--metrics"
+  int WorkerMetricsPort(const std::string& name) const;
+  int WorkerHealthPort(const std::string& name) const;
+  // GET /metrics of the process listening on `port` (curl); fails the test on error.
+  static std::string Scrape(int port);
+  const std::filesystem::path& dir() const { return dir_; }
   // Sends `signal`; for SIGKILL/SIGTERM also reaps the process and forgets it.
   void KillWorker(const std::string& name, int signal);
   // SIGKILLs the server, then starts it again on the same port and data folder.
   void RestartServerAfterKill();
-  // The server's log so far (to look for events).
+  // A process's log so far (to look for events).
   std::string ServerLog() const;
   std::string WorkerLog(const std::string& name) const;
   // Polls ListWorkers until `n` are connected; fails the test after 30 s.
@@ -47,13 +58,14 @@ class Farm {
 
  private:
   pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_name);
-
   void StartServer();
 
   std::filesystem::path dir_, storage_;
   std::vector<std::string> server_args_;
+  bool metrics_ = false;
   pid_t server_pid_ = -1;
   int port_ = 0;
+  int metrics_port_ = 0;
   std::map<std::string, pid_t> workers_;
   std::unique_ptr<v1::JobService::Stub> stub_;
 };

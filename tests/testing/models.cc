@@ -43,4 +43,16 @@ def forward(self, x):
   WriteManifest(dir / name, 2);
 }
 
+void WriteFailsOnWideFramesModel(const fs::path& dir, const std::string& name) {
+  fs::create_directories(dir / name);
+  torch::jit::Module m("FailsOnWideFrames");
+  m.define(R"(
+def forward(self, x):
+    assert x.size(3) <= 32, "frame too wide for this test model"
+    return torch.repeat_interleave(torch.repeat_interleave(x, 2, 2), 2, 3)
+)");
+  m.save((dir / name / "model.pt").string());
+  WriteManifest(dir / name, 2);
+}
+
 }  // namespace reelfarm::testing

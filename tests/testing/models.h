@@ -14,4 +14,9 @@ void WriteNearestX2Model(const std::filesystem::path& dir, const std::string& na
 // A broken "×2 upscaler" that returns its input unchanged (wrong shape).
 void WriteIdentityModel(const std::filesystem::path& dir, const std::string& name);
 
+// A ×2 nearest-neighbour upscaler that fails a TorchScript assert (a LibTorch
+// error at run time) for frames wider than 32 pixels, with a message containing
+// "frame too wide for this test model". Small frames (a worker's warm-up) pass.
+void WriteFailsOnWideFramesModel(const std::filesystem::path& dir, const std::string& name);
+
 }  // namespace reelfarm::testing

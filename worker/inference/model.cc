@@ -74,6 +74,10 @@ class TorchScriptModel final : public Model {
       return absl::InvalidArgumentError(absl::StrCat(
           "model '", manifest_.name, "' rejected input ", ShapeString(x), ": ",
           e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      // A TorchScript `raise`/`assert` is a torch::jit::JITException, not a c10::Error.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model '", manifest_.name, "' rejected input ", ShapeString(x), ": ", e.what()));
     }
     const int s = manifest_.scale;
     if (y.dim() != 4 || y.size(0) != x.size(0) || y.size(1) != 3 ||

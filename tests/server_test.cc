@@ -1,0 +1,189 @@
+// Server unit tests without processes: ServerMetrics fed by a real Scheduler on a
+// manual clock (counters, histograms, scrape-time gauges, retries and lease expiry),
+// the timing store decorator, and the task log files.
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include <prometheus/registry.h>
+
+#include "scheduler/scheduler.h"
+#include "server/metrics.h"
+#include "server/task_logs.h"
+#include "server/timed_store.h"
+#include "tests/testing/fixtures.h"
+
+namespace reelfarm::server {
+namespace {
+
+using scheduler::ManualClock;
+
+// The value of the sample of family `name` whose labels include `match`; -1 if none.
+double Find(const std::vector<prometheus::MetricFamily>& families, const std::string& name,
+            const std::map<std::string, std::string>& match = {},
+            const std::string& field = "value") {
+  for (const auto& f : families) {
+    if (f.name != name) continue;
+    for (const auto& m : f.metric) {
+      bool ok = true;
+      for (const auto& [k, v] : match) {
+        bool has = false;
+        for (const auto& l : m.label) has |= l.name == k && l.value == v;
+        ok = ok && has;
+      }
+      if (!ok) continue;
+      if (field == "count") return static_cast<double>(m.histogram.sample_count);
+      switch (f.type) {
+        case prometheus::MetricType::Counter: return m.counter.value;
+        case prometheus::MetricType::Gauge: return m.gauge.value;
+        default: return static_cast<double>(m.histogram.sample_count);
+      }
+    }
+  }
+  return -1;
+}
+
+scheduler::JobSpec Spec(const std::string& project) {
+  scheduler::JobSpec s;
+  s.project = project;
+  s.upscale.input = "in.mp4";
+  s.upscale.output = "out.mp4";
+  s.upscale.model = "bicubic";
+  s.upscale.chunk_frames = 10;
+  s.max_attempts = 2;
+  return s;
+}
+
+scheduler::MediaInfo Info(int64_t frames) {
+  scheduler::MediaInfo m;
+  m.width = 64;
+  m.height = 36;
+  m.frame_count = frames;
+  m.fps_num = 24;
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("server metrics follow the scheduler: jobs, attempts, retries, expiry, gauges",
+          "[unit][server]") {
+  prometheus::Registry registry;
+  ServerMetrics metrics(registry);
+  TimedJobStore store(scheduler::NewInMemoryJobStore(), &metrics);
+  ManualClock clock;
+  scheduler::SchedulerOptions opts;
+  opts.lease_ms = 1000;
+  auto created = scheduler::Scheduler::Create(&store, &clock, opts, &metrics);
+  REQUIRE(created.ok());
+  scheduler::Scheduler& sched = **created;
+  metrics.AttachScheduler(&sched);
+
+  REQUIRE(sched.Submit(Spec("showA"), Info(20)).ok());  // 2 chunks + assemble
+  auto gauges = metrics.stats_collectable()->Collect();
+  CHECK(Find(gauges, "reelfarm_tasks_queued", {{"pool", "default"}, {"project", "showA"}}) ==
+        3);
+  CHECK(Find(gauges, "reelfarm_jobs_active", {{"project", "showA"}}) == 1);
+  CHECK(Find(gauges, "reelfarm_workers", {{"state", "idle"}}) == 0);
+
+  scheduler::WorkerInfo w1;
+  w1.name = "w1";
+  w1.models = {"bicubic"};
+  sched.RegisterWorker(w1);
+  auto a = sched.LeaseNext("w1");
+  REQUIRE(a.has_value());
+  clock.AdvanceMs(1500);  // past the lease: expires, queued again (attempt 1 of 2)
+  REQUIRE(sched.ExpireLeases().size() == 1);
+  gauges = metrics.stats_collectable()->Collect();
+  CHECK(Find(gauges, "reelfarm_workers", {{"state", "idle"}}) == 1);
+
+  // Then every task succeeds.
+  scheduler::TaskOutcome ok;
+  ok.ok = true;
+  while (auto next = sched.LeaseNext("w1")) {
+    gauges = metrics.stats_collectable()->Collect();
+    CHECK(Find(gauges, "reelfarm_tasks_running", {{"project", "showA"}}) == 1);
+    CHECK(Find(gauges, "reelfarm_workers", {{"state", "busy"}}) == 1);
+    clock.AdvanceMs(200);
+    REQUIRE(sched.Complete("w1", next->lease.id, ok).ok());
+  }
+  REQUIRE(sched.GetJob(1)->job.state == scheduler::JobState::kSucceeded);
+
+  auto families = registry.Collect();
+  CHECK(Find(families, "reelfarm_jobs_submitted_total",
+             {{"kind", "upscale"}, {"project", "showA"}}) == 1);
+  CHECK(Find(families, "reelfarm_jobs_finished_total",
+             {{"project", "showA"}, {"state", "succeeded"}}) == 1);
+  CHECK(Find(families, "reelfarm_lease_expirations_total") == 1);
+  CHECK(Find(families, "reelfarm_task_retries_total", {{"kind", "chunk"}}) == 1);
+  CHECK(Find(families, "reelfarm_task_attempts_total", {{"kind", "chunk"}, {"result", "failed"}}) ==
+        1);
+  CHECK(Find(families, "reelfarm_task_attempts_total",
+             {{"kind", "chunk"}, {"result", "succeeded"}}) == 2);
+  CHECK(Find(families, "reelfarm_task_attempts_total",
+             {{"kind", "assemble"}, {"result", "succeeded"}}) == 1);
+  CHECK(Find(families, "reelfarm_task_run_duration_seconds", {{"kind", "chunk"}}, "count") ==
+        3);
+  CHECK(Find(families, "reelfarm_task_queue_wait_seconds", {{"kind", "chunk"}}, "count") == 3);
+  // One store call per group commit (the scheduler batches its writes).
+  const double commits =
+      Find(families, "reelfarm_store_commit_duration_seconds", {{"op", "commit"}}, "count");
+  CHECK(commits >= 1);
+  CHECK(commits == static_cast<double>(sched.GetStats().commit_batches));
+  CHECK(Find(families, "reelfarm_store_errors_total") == -1);
+
+  // Finished jobs leave the gauges; a detached collector reports nothing.
+  gauges = metrics.stats_collectable()->Collect();
+  CHECK(Find(gauges, "reelfarm_tasks_queued") == -1);
+  metrics.AttachScheduler(nullptr);
+  CHECK(metrics.stats_collectable()->Collect().empty());
+}
+
+TEST_CASE("gRPC calls are labelled by known method and code only", "[unit][server]") {
+  prometheus::Registry registry;
+  ServerMetrics metrics(registry);
+  metrics.GrpcCall("/reelfarm.v1.JobService/SubmitJob", 3, 0.01);
+  metrics.GrpcCall("/evil.Service/" + std::string(50, 'x'), 12, 0.01);
+  auto families = registry.Collect();
+  CHECK(Find(families, "reelfarm_grpc_requests_total",
+             {{"service", "reelfarm.v1.JobService"},
+              {"method", "SubmitJob"},
+              {"code", "INVALID_ARGUMENT"}}) == 1);
+  CHECK(Find(families, "reelfarm_grpc_requests_total",
+             {{"service", "unknown"}, {"method", "unknown"}, {"code", "UNIMPLEMENTED"}}) == 1);
+}
+
+TEST_CASE("task logs: appended per task, read back from offsets, whole lines only",
+          "[unit][server]") {
+  testing::TempDir dir;
+  TaskLogStore logs(dir.path());
+  REQUIRE(logs.Append(7, 0, "[w1 attempt 1] ", {"first", "two\nlines"}).ok());
+  REQUIRE(logs.Append(7, 2, "[w2 attempt 1] ", {"other task"}).ok());
+  std::map<int, uint64_t> offsets;
+  auto all = logs.ReadNew(7, std::nullopt, &offsets, 100);
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].task_index == 0);
+  CHECK(all[0].lines == std::vector<std::string>{"[w1 attempt 1] first",
+                                                 "[w1 attempt 1] two",
+                                                 "[w1 attempt 1] lines"});
+  CHECK(all[1].task_index == 2);
+  CHECK(all[1].lines == std::vector<std::string>{"[w2 attempt 1] other task"});
+  CHECK(logs.ReadNew(7, std::nullopt, &offsets, 100).empty());
+
+  // A half-written line waits for its newline.
+  std::ofstream(dir.path() / "7" / "0.log", std::ios::app) << "partial";
+  CHECK(logs.ReadNew(7, 0, &offsets, 100).empty());
+  std::ofstream(dir.path() / "7" / "0.log", std::ios::app) << " line\n";
+  auto more = logs.ReadNew(7, 0, &offsets, 100);
+  REQUIRE(more.size() == 1);
+  CHECK(more[0].lines == std::vector<std::string>{"partial line"});
+
+  // Long logs come back in pieces of at most max_lines.
+  std::vector<std::string> many(25, "x");
+  REQUIRE(logs.Append(8, 1, "", many).ok());
+  std::map<int, uint64_t> fresh;
+  auto pieces = logs.ReadNew(8, 1, &fresh, 10);
+  REQUIRE(pieces.size() == 3);
+  CHECK(pieces[2].lines.size() == 5);
+  CHECK(logs.ReadNew(99, std::nullopt, &fresh, 10).empty());  // unknown job: nothing
+}
+
+}  // namespace reelfarm::server
