@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <map>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -15,28 +16,22 @@
 #include <grpcpp/grpcpp.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "absl/strings/ascii.h"
+#include "cli/job_file.h"
+#include "cli/progress.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 
 namespace v1 = reelfarm::v1;
+using reelfarm::cli::Display;
+using reelfarm::cli::ProgressLine;
+using reelfarm::cli::StateName;
+using reelfarm::cli::WatchJobs;
 
 namespace {
 
 constexpr int kExitFailed = 1;
 constexpr int kExitUnreachable = 3;
 constexpr int kExitRejected = 4;
-
-const char* StateName(v1::JobState s) {
-  switch (s) {
-    case v1::JOB_STATE_QUEUED: return "queued";
-    case v1::JOB_STATE_RUNNING: return "running";
-    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
-    case v1::JOB_STATE_FAILED: return "failed";
-    case v1::JOB_STATE_CANCELLED: return "cancelled";
-    case v1::JOB_STATE_PAUSED: return "paused";
-    case v1::JOB_STATE_WAITING: return "waiting";
-    default: return "unknown";
-  }
-}
 
 const char* TaskStateName(v1::TaskState s) {
   switch (s) {
@@ -49,16 +44,11 @@ const char* TaskStateName(v1::TaskState s) {
   }
 }
 
-bool IsTerminal(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
-         s == v1::JOB_STATE_CANCELLED;
-}
-
 int ExitFor(const v1::Job& job) {
   return job.state() == v1::JOB_STATE_SUCCEEDED ? 0 : kExitFailed;
 }
 
-int ReportRpcError(const grpc::Status& st) {
+int ReportRpcError(const grpc::Status& st, const std::string& what = "") {
   static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
                                  "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
                                  "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
@@ -66,8 +56,8 @@ int ReportRpcError(const grpc::Status& st) {
                                  "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
                                  "UNAUTHENTICATED"};
   int code = st.error_code();
-  std::fprintf(stderr, "reelctl: %s: %s\n", code >= 0 && code <= 16 ? kNames[code] : "ERROR",
-               st.error_message().c_str());
+  std::fprintf(stderr, "reelctl: %s%s: %s\n", what.c_str(),
+               code >= 0 && code <= 16 ? kNames[code] : "ERROR", st.error_message().c_str());
   if (code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED) {
     return kExitUnreachable;
   }
@@ -80,32 +70,6 @@ std::string ToJson(const google::protobuf::Message& m) {
   opts.always_print_primitive_fields = true;
   (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
   return out;
-}
-
-std::string Duration(double s) {
-  if (s < 0) return "?";
-  char buf[32];
-  int t = static_cast<int>(s + 0.5);
-  if (t >= 3600) {
-    std::snprintf(buf, sizeof(buf), "%dh%02dm", t / 3600, (t / 60) % 60);
-  } else if (t >= 60) {
-    std::snprintf(buf, sizeof(buf), "%dm%02ds", t / 60, t % 60);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%ds", t);
-  }
-  return buf;
-}
-
-std::string ProgressLine(const v1::Job& j) {
-  char buf[256];
-  double pct = j.frames_total() ? 100.0 * j.frames_done() / j.frames_total() : 0;
-  std::snprintf(buf, sizeof(buf),
-                "job %lld %-9s %5.1f%%  frames %lld/%lld  tasks %d/%d  %.1f fps  ETA %s",
-                static_cast<long long>(j.id()), StateName(j.state()), pct,
-                static_cast<long long>(j.frames_done()),
-                static_cast<long long>(j.frames_total()), j.tasks_done(), j.tasks_total(),
-                j.fps(), IsTerminal(j.state()) ? "-" : Duration(j.eta_seconds()).c_str());
-  return buf;
 }
 
 void PrintJob(const v1::Job& j) {
@@ -125,7 +89,7 @@ void PrintJob(const v1::Job& j) {
               in.codec().c_str(), in.pixel_format().c_str(),
               static_cast<long long>(in.frame_count()), in.fps_num(), in.fps_den());
   std::printf("  output    %dx%d\n", in.width() * u.scale(), in.height() * u.scale());
-  std::printf("  progress  %s\n", ProgressLine(j).c_str());
+  std::printf("  progress  %s\n", ProgressLine(j, false).c_str());
   if (!j.error().empty()) std::printf("  error     %s\n", j.error().c_str());
   if (j.tasks_size() > 0) {
     std::printf("  %-5s %-9s %-13s %-10s %-8s %s\n", "task", "kind", "frames", "state",
@@ -165,44 +129,101 @@ struct Context {
   }
 };
 
-int Watch(Context& c, int64_t id) {
-  grpc::ClientContext ctx;
-  v1::WatchJobRequest req;
-  req.set_job_id(id);
-  auto reader = c.stub->WatchJob(&ctx, req);
-  v1::JobEvent ev;
-  v1::Job last;
-  const bool tty = !c.json && isatty(STDOUT_FILENO);
-  std::string last_line;
-  while (reader->Read(&ev)) {
-    last = ev.job();
-    if (c.json) {
-      std::printf("%s\n", ToJson(ev).c_str());
-      std::fflush(stdout);
+// Follows jobs to their end: bars on a terminal, plain lines when piped, JSON events
+// with --json. Exit 0 when every job succeeded, 1 otherwise.
+int Watch(Context& c, const std::vector<int64_t>& ids) {
+  const Display display = c.json ? Display::kJson
+                          : isatty(STDOUT_FILENO) ? Display::kTerminal
+                                                  : Display::kLines;
+  grpc::Status st;
+  std::vector<v1::Job> jobs = WatchJobs(*c.stub, ids, display, stdout, &st);
+  if (!st.ok()) return ReportRpcError(st);
+  int rc = 0;
+  for (const auto& j : jobs) {
+    if (!c.json) {
+      if (j.state() == v1::JOB_STATE_SUCCEEDED) {
+        std::printf("job %lld succeeded: %s\n", static_cast<long long>(j.id()),
+                    j.output().c_str());
+      } else {
+        std::printf("job %lld %s: %s\n", static_cast<long long>(j.id()),
+                    StateName(j.state()), j.error().c_str());
+      }
+    }
+    rc = std::max(rc, ExitFor(j));
+  }
+  return rc;
+}
+
+// Submits the jobs of a file in dependency order, naming each job's dependencies by
+// the ids the server gave. With dry_run, each spec is validated and its tasks printed.
+int SubmitFile(Context& c, const std::string& path, const std::vector<std::string>& sets,
+               bool dry_run, bool watch) {
+  auto jobs = reelfarm::cli::LoadJobFile(path, sets, [](const std::string& name) {
+    return std::getenv(name.c_str());
+  });
+  if (!jobs.ok()) {
+    std::fprintf(stderr, "reelctl: %s\n", std::string(jobs.status().message()).c_str());
+    return 2;
+  }
+  std::map<std::string, int64_t> ids;
+  std::map<std::string, std::string> outputs;  // name -> output, for dry runs
+  std::vector<int64_t> submitted;
+  std::string json_out = "[";
+  for (const auto& job : *jobs) {
+    v1::SubmitJobRequest req;
+    *req.mutable_spec() = job.spec;
+    req.set_validate_only(dry_run);
+    bool input_from_file_job = false;
+    for (const std::string& dep : job.after) {
+      if (dry_run) {
+        input_from_file_job |= outputs[dep] == job.spec.upscale().input();
+      } else {
+        req.mutable_spec()->add_depends_on(ids.at(dep));
+      }
+    }
+    outputs[job.name] = job.spec.upscale().output();
+    if (dry_run && input_from_file_job) {
+      // Its input does not exist until that job runs; the server checks it then.
+      std::printf("job '%s': input %s is made by a job of this file; checked when it runs\n",
+                  job.name.c_str(), job.spec.upscale().input().c_str());
       continue;
     }
-    std::string line = ProgressLine(last);
-    if (tty) {
-      std::printf("\r\033[K%s", line.c_str());
-    } else if (line != last_line) {
-      std::printf("%s\n", line.c_str());
+    grpc::ClientContext ctx;
+    c.SetDeadline(&ctx);
+    v1::SubmitJobResponse resp;
+    grpc::Status st = c.stub->SubmitJob(&ctx, req, &resp);
+    if (!st.ok()) return ReportRpcError(st, "job '" + job.name + "': ");
+    ids[job.name] = resp.job_id();
+    if (c.json) {
+      json_out += (json_out.size() > 1 ? "," : "") + ToJson(resp);
+      submitted.push_back(resp.job_id());
+      continue;
     }
-    last_line = line;
-    std::fflush(stdout);
-  }
-  grpc::Status st = reader->Finish();
-  if (tty) std::printf("\n");
-  if (!st.ok()) return ReportRpcError(st);
-  if (!c.json) {
-    if (last.state() == v1::JOB_STATE_SUCCEEDED) {
-      std::printf("job %lld succeeded: %s\n", static_cast<long long>(last.id()),
-                  last.output().c_str());
+    if (dry_run) {
+      std::printf("job '%s': ok, %d tasks (%lld frames of %dx%d)\n", job.name.c_str(),
+                  resp.job().tasks_total(), static_cast<long long>(resp.job().frames_total()),
+                  resp.job().input_info().width(), resp.job().input_info().height());
+      for (const auto& t : resp.job().tasks()) {
+        if (t.kind() == v1::TASK_KIND_CHUNK) {
+          std::printf("  task %d  chunk     frames %lld-%lld\n", t.index(),
+                      static_cast<long long>(t.frame_begin()),
+                      static_cast<long long>(t.frame_end() - 1));
+        } else {
+          std::printf("  task %d  assemble  %s\n", t.index(),
+                      resp.job().spec().upscale().output().c_str());
+        }
+      }
     } else {
-      std::printf("job %lld %s: %s\n", static_cast<long long>(last.id()),
-                  StateName(last.state()), last.error().c_str());
+      std::printf("submitted job %lld '%s': %s -> %s\n", static_cast<long long>(resp.job_id()),
+                  job.name.c_str(), job.spec.upscale().input().c_str(),
+                  job.spec.upscale().output().c_str());
+      submitted.push_back(resp.job_id());
     }
   }
-  return ExitFor(last);
+  if (c.json) std::printf("%s]\n", json_out.c_str());
+  std::fflush(stdout);
+  if (watch && !dry_run && !submitted.empty()) return Watch(c, submitted);
+  return 0;
 }
 
 // Prints each task's lines as "[task N] <line>" (or one JSON object per message).
@@ -264,8 +285,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--json", c.json, "print JSON for scripts");
 
-  auto* submit = app.add_subcommand("submit", "submit a job");
-  submit->require_subcommand(1);
+  auto* submit = app.add_subcommand(
+      "submit", "submit a job: `submit upscale ...`, or the jobs of a file with -f");
+  submit->require_subcommand(0, 1);
+  std::string job_file;
+  std::vector<std::string> sets;
+  bool dry_run = false, watch_file = false;
+  submit->add_option("-f,--file", job_file,
+                     "YAML or JSON job file: one spec, a list, or {jobs: [...]}; depends_on "
+                     "may name jobs of the file; ${VAR} comes from the environment");
+  submit->add_option("--set", sets, "override a field in every job, e.g. upscale.crf=20");
+  submit->add_flag("--dry-run", dry_run,
+                   "validate on the server and print the tasks each job would make");
+  submit->add_flag("--watch", watch_file, "follow the submitted jobs until they end");
   auto* up = submit->add_subcommand("upscale", "upscale a movie");
   std::string input, output, model = "bicubic", name, project;
   int scale = 2, chunk = 48, priority = 50, crf = 18;
@@ -299,10 +331,18 @@ int main(int argc, char** argv) {
   auto* list = app.add_subcommand("list", "list jobs, newest first");
   int limit = 50;
   list->add_option("--limit", limit)->capture_default_str();
+  std::vector<std::string> list_states;
+  std::string list_project, list_since;
+  list->add_option("--state", list_states,
+                   "only these states: queued running succeeded failed cancelled paused "
+                   "waiting (repeatable)");
+  list->add_option("--project", list_project, "only this project");
+  list->add_option("--since", list_since, "only jobs created in the last 30m, 12h, 2d ...");
   auto* cancel = app.add_subcommand("cancel", "cancel a job");
   cancel->add_option("id", job_id)->required();
-  auto* watch = app.add_subcommand("watch", "follow a job's progress until it ends");
-  watch->add_option("id", job_id)->required();
+  auto* watch = app.add_subcommand("watch", "follow jobs' progress until they end");
+  std::vector<int64_t> watch_ids;
+  watch->add_option("ids", watch_ids, "job ids")->required();
   auto* workers = app.add_subcommand("workers", "list connected workers");
   auto* pause = app.add_subcommand("pause", "lease no more tasks of a job (running ones finish)");
   pause->add_option("id", job_id)->required();
@@ -338,6 +378,13 @@ int main(int argc, char** argv) {
   }
   c.Connect();
 
+  if (*submit && !*up) {
+    if (job_file.empty()) {
+      std::fprintf(stderr, "reelctl: submit needs `upscale ...` or -f FILE\n");
+      return 2;
+    }
+    return SubmitFile(c, job_file, sets, dry_run, watch_file);
+  }
   if (*up) {
     v1::SubmitJobRequest req;
     v1::JobSpec* js = req.mutable_spec();
@@ -379,7 +426,7 @@ int main(int argc, char** argv) {
                   scale, resp.job().tasks_total());
     }
     std::fflush(stdout);
-    return watch_after ? Watch(c, resp.job_id()) : 0;
+    return watch_after ? Watch(c, {resp.job_id()}) : 0;
   }
   if (*get) {
     grpc::ClientContext ctx;
@@ -401,6 +448,30 @@ int main(int argc, char** argv) {
     c.SetDeadline(&ctx);
     v1::ListJobsRequest req;
     req.set_limit(limit);
+    req.set_project(list_project);
+    for (const std::string& state_name : list_states) {
+      v1::JobState state;
+      if (!v1::JobState_Parse("JOB_STATE_" + absl::AsciiStrToUpper(state_name), &state)) {
+        std::fprintf(stderr, "reelctl: --state '%s' is not a job state\n", state_name.c_str());
+        return 2;
+      }
+      req.add_states(state);
+    }
+    if (!list_since.empty()) {
+      char unit = list_since.back();
+      const double n = std::atof(list_since.c_str());
+      const double mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600
+                          : unit == 'd' ? 86400 : -1;
+      if (mult < 0 || n <= 0) {
+        std::fprintf(stderr, "reelctl: --since '%s': give a duration such as 30m, 12h, 2d\n",
+                     list_since.c_str());
+        return 2;
+      }
+      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+      req.set_since_unix_ms(now - static_cast<int64_t>(n * mult * 1000));
+    }
     v1::ListJobsResponse resp;
     grpc::Status st = c.stub->ListJobs(&ctx, req, &resp);
     if (!st.ok()) return ReportRpcError(st);
@@ -437,7 +508,7 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  if (*watch) return Watch(c, job_id);
+  if (*watch) return Watch(c, watch_ids);
   if (*pause || *resume || *retry || *prio) {
     grpc::ClientContext ctx;
     c.SetDeadline(&ctx);

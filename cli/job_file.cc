@@ -1,0 +1,210 @@
+#include "cli/job_file.h"
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <google/protobuf/util/json_util.h>
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace reelfarm::cli {
+namespace {
+
+using nlohmann::json;
+
+// A YAML node as JSON: scalars that read as integers, reals or booleans become those.
+json ToJson(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      json out = json::object();
+      for (const auto& kv : node) out[kv.first.as<std::string>()] = ToJson(kv.second);
+      return out;
+    }
+    case YAML::NodeType::Sequence: {
+      json out = json::array();
+      for (const auto& item : node) out.push_back(ToJson(item));
+      return out;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string text = node.Scalar();
+      if (node.Tag() == "!") return text;  // quoted: a string
+      int64_t i = 0;
+      double d = 0;
+      bool b = false;
+      if (YAML::convert<int64_t>::decode(node, i)) return i;
+      if (YAML::convert<double>::decode(node, d)) return d;
+      if (YAML::convert<bool>::decode(node, b)) return b;
+      return text;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+// Sets `path` (dotted) in `j` to `value` (parsed as a YAML scalar).
+absl::Status ApplySet(json& j, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--set '", assignment, "': give KEY.PATH=VALUE, e.g. upscale.crf=20"));
+  }
+  json* at = &j;
+  for (absl::string_view part : absl::StrSplit(assignment.substr(0, eq), '.')) {
+    at = &(*at)[std::string(part)];
+  }
+  *at = ToJson(YAML::Load(assignment.substr(eq + 1)));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ExpandVariables(
+    const std::string& text, const std::function<const char*(const std::string&)>& getenv) {
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    const size_t start = text.find("${", i);
+    if (start == std::string::npos) {
+      out += text.substr(i);
+      break;
+    }
+    out += text.substr(i, start - i);
+    const size_t end = text.find('}', start);
+    if (end == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'${' at offset ", start, " has no closing '}'"));
+    }
+    std::string name = text.substr(start + 2, end - start - 2);
+    std::string fallback;
+    bool has_fallback = false;
+    if (const auto dash = name.find(":-"); dash != std::string::npos) {
+      fallback = name.substr(dash + 2);
+      name = name.substr(0, dash);
+      has_fallback = true;
+    }
+    const char* value = getenv(name);
+    if (value && *value) {
+      out += value;
+    } else if (has_fallback) {
+      out += fallback;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "variable ${", name, "} is not set; export it or write ${", name, ":-default}"));
+    }
+    i = end + 1;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<FileJob>> LoadJobFile(
+    const std::string& path, const std::vector<std::string>& sets,
+    const std::function<const char*(const std::string&)>& getenv) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("job file '", path, "' cannot be read"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto expanded = ExpandVariables(ss.str(), getenv);
+  if (!expanded.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job file '", path, "': ", expanded.status().message()));
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(*expanded);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("job file '", path, "': ", e.what()));
+  }
+  std::vector<YAML::Node> nodes;
+  if (root.IsMap() && root["jobs"]) {
+    for (const auto& n : root["jobs"]) nodes.push_back(n);
+  } else if (root.IsSequence()) {
+    for (const auto& n : root) nodes.push_back(n);
+  } else if (root.IsMap()) {
+    nodes.push_back(root);
+  }
+  if (nodes.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job file '", path, "' holds no job; give a spec or jobs: [...]"));
+  }
+  std::vector<FileJob> jobs;
+  std::map<std::string, size_t> by_name;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (!nodes[i].IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("job file '", path, "': job ", i + 1, " is not a map of fields"));
+    }
+    json j = ToJson(nodes[i]);
+    for (const std::string& s : sets) {
+      absl::Status st = ApplySet(j, s);
+      if (!st.ok()) return st;
+    }
+    FileJob job;
+    job.name = j.value("name", absl::StrCat("job", i + 1));
+    const std::string where = absl::StrCat("job file '", path, "': job '", job.name, "'");
+    std::vector<int64_t> ids;
+    for (const char* key : {"depends_on", "dependsOn"}) {
+      if (!j.contains(key)) continue;
+      json deps = j[key];
+      if (!deps.is_array()) deps = json::array({deps});
+      for (const json& d : deps) {
+        if (d.is_number_integer()) {
+          ids.push_back(d.get<int64_t>());
+        } else if (d.is_string()) {
+          job.after.push_back(d.get<std::string>());
+        } else {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": depends_on takes job names or ids"));
+        }
+      }
+      j.erase(key);
+    }
+    google::protobuf::util::JsonParseOptions options;
+    auto st = google::protobuf::util::JsonStringToMessage(j.dump(), &job.spec, options);
+    if (!st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", st.message().as_string()));
+    }
+    for (int64_t id : ids) job.spec.add_depends_on(id);
+    if (job.spec.name().empty()) job.spec.set_name(job.name);
+    if (!by_name.emplace(job.name, i).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("job file '", path, "': two jobs are named '", job.name, "'"));
+    }
+    jobs.push_back(std::move(job));
+  }
+  // Order: each job after those it names (depth-first; a cycle is an error).
+  std::vector<FileJob> ordered;
+  std::vector<int> mark(jobs.size(), 0);  // 0 new, 1 visiting, 2 done
+  std::function<absl::Status(size_t)> visit = [&](size_t i) -> absl::Status {
+    if (mark[i] == 2) return absl::OkStatus();
+    if (mark[i] == 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "job file '", path, "': depends_on makes a cycle through job '", jobs[i].name, "'"));
+    }
+    mark[i] = 1;
+    for (const std::string& dep : jobs[i].after) {
+      auto it = by_name.find(dep);
+      if (it == by_name.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "job file '", path, "': job '", jobs[i].name, "' depends on '", dep,
+            "', which is not a job of the file; give its name or a job id"));
+      }
+      absl::Status st = visit(it->second);
+      if (!st.ok()) return st;
+    }
+    mark[i] = 2;
+    ordered.push_back(jobs[i]);
+    return absl::OkStatus();
+  };
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    absl::Status st = visit(i);
+    if (!st.ok()) return st;
+  }
+  return ordered;
+}
+
+}  // namespace reelfarm::cli

@@ -1,0 +1,34 @@
+// Job files for `reelctl submit -f`: YAML or JSON holding one job spec, a list of them,
+// or {jobs: [...]}. Each job takes every JobSpec field (snake_case or camelCase);
+// `depends_on` may name other jobs of the file as well as give job ids. `${VAR}` and
+// `${VAR:-default}` are expanded from the environment before parsing, and `--set
+// key.path=value` overrides a field in every job.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "reelfarm/v1/jobs.pb.h"
+
+namespace reelfarm::cli {
+
+struct FileJob {
+  std::string name;                        // the spec's name, or "job<N>"
+  v1::JobSpec spec;                        // depends_on holds only the ids given as ids
+  std::vector<std::string> after;          // names of jobs of the file it depends on
+};
+
+// The jobs in an order where each comes after the jobs it names. INVALID_ARGUMENT with
+// the file, the job and the field for a malformed file, an unknown field, an unset
+// variable, an unknown or circular dependency.
+absl::StatusOr<std::vector<FileJob>> LoadJobFile(
+    const std::string& path, const std::vector<std::string>& sets,
+    const std::function<const char*(const std::string&)>& getenv);
+
+// Expands ${VAR} and ${VAR:-default}; INVALID_ARGUMENT naming an unset variable.
+absl::StatusOr<std::string> ExpandVariables(
+    const std::string& text, const std::function<const char*(const std::string&)>& getenv);
+
+}  // namespace reelfarm::cli

@@ -1,0 +1,90 @@
+// reelctl job files: variables, --set, dependencies by name, and their errors.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <map>
+
+#include "cli/job_file.h"
+#include "tests/testing/fixtures.h"
+
+using reelfarm::cli::ExpandVariables;
+using reelfarm::cli::LoadJobFile;
+
+namespace {
+
+const char* FakeEnv(const std::string& name) {
+  static const std::map<std::string, std::string> env = {{"SHOT", "sh010"}, {"EMPTY", ""}};
+  auto it = env.find(name);
+  return it == env.end() ? nullptr : it->second.c_str();
+}
+
+std::string Write(const reelfarm::testing::TempDir& dir, const std::string& text) {
+  const std::string path = (dir.path() / "jobs.yaml").string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("job files expand ${VAR} and ${VAR:-default}", "[unit][cli]") {
+  CHECK(*ExpandVariables("plates/${SHOT}.mp4", FakeEnv) == "plates/sh010.mp4");
+  CHECK(*ExpandVariables("${EMPTY:-x}/${NOPE:-y}", FakeEnv) == "x/y");
+  auto unset = ExpandVariables("plates/${NOPE}.mp4", FakeEnv);
+  CHECK(unset.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(unset.status().message().find("${NOPE}") != absl::string_view::npos);
+  CHECK_FALSE(ExpandVariables("${OPEN", FakeEnv).ok());
+}
+
+TEST_CASE("a job file orders jobs by their dependencies and applies --set",
+          "[unit][cli]") {
+  reelfarm::testing::TempDir dir;
+  const std::string path = Write(dir, R"(
+jobs:
+  - name: x4
+    depends_on: [x2, 17]
+    upscale: {input: renders/${SHOT}_x2.mp4, output: renders/${SHOT}_x4.mp4, scale: 2}
+  - name: x2
+    priority: 70
+    requirements: {gpu: h100}
+    upscale:
+      input: plates/${SHOT}.mp4
+      output: renders/${SHOT}_x2.mp4
+      model: bicubic
+      scale: 2
+      chunk_frames: 24
+)");
+  auto jobs = LoadJobFile(path, {"upscale.crf=20", "project=feature"}, FakeEnv);
+  REQUIRE(jobs.ok());
+  REQUIRE(jobs->size() == 2);
+  CHECK((*jobs)[0].name == "x2");  // the dependency first
+  CHECK((*jobs)[1].name == "x4");
+  CHECK((*jobs)[1].after == std::vector<std::string>{"x2"});
+  REQUIRE((*jobs)[1].spec.depends_on_size() == 1);
+  CHECK((*jobs)[1].spec.depends_on(0) == 17);
+  const auto& x2 = (*jobs)[0].spec;
+  CHECK(x2.upscale().input() == "plates/sh010.mp4");
+  CHECK(x2.upscale().chunk_frames() == 24);
+  CHECK(x2.upscale().crf() == 20);
+  CHECK(x2.project() == "feature");
+  CHECK(x2.priority() == 70);
+  CHECK(x2.requirements().at("gpu") == "h100");
+  CHECK((*jobs)[1].spec.upscale().crf() == 20);
+}
+
+TEST_CASE("job file errors name the file, the job and the problem", "[unit][cli]") {
+  reelfarm::testing::TempDir dir;
+  auto load = [&](const std::string& text) { return LoadJobFile(Write(dir, text), {}, FakeEnv); };
+  auto unknown_field = load("name: a\nupscale: {input: a.mp4, scael: 2}\n");
+  CHECK(unknown_field.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(unknown_field.status().message().find("job 'a'") != absl::string_view::npos);
+  CHECK(unknown_field.status().message().find("scael") != absl::string_view::npos);
+  auto cycle = load("jobs:\n- {name: a, depends_on: [b]}\n- {name: b, depends_on: [a]}\n");
+  CHECK(cycle.status().message().find("cycle") != absl::string_view::npos);
+  auto missing = load("jobs:\n- {name: a, depends_on: [zz]}\n");
+  CHECK(missing.status().message().find("'zz'") != absl::string_view::npos);
+  auto twice = load("jobs:\n- {name: a}\n- {name: a}\n");
+  CHECK(twice.status().message().find("two jobs are named 'a'") != absl::string_view::npos);
+  CHECK(load("[not: [valid").status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(LoadJobFile((dir.path() / "none.yaml").string(), {}, FakeEnv).status().code() ==
+        absl::StatusCode::kNotFound);
+}
