@@ -25,6 +25,12 @@ struct MediaInfo {
   int fps_den = 1;
   std::string codec;
   std::string pixel_format;
+  // Colour tags (AVCOL_* values; 2 unspecified) and audio, carried to the output.
+  int colour_primaries = 2;
+  int colour_transfer = 2;
+  int colour_matrix = 2;
+  int colour_range = 0;
+  bool has_audio = false;
 };
 
 struct UpscaleSpec {
@@ -35,6 +41,11 @@ struct UpscaleSpec {
   int chunk_frames = 48;
   bool overwrite = false;
   int crf = 18;
+  // Output codec and options (worker/media/output_format.h); empty: the defaults of
+  // the output's extension.
+  std::string codec;
+  std::string preset;
+  std::string pix_fmt;
 };
 
 struct JobSpec {

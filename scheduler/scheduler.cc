@@ -12,7 +12,7 @@
 namespace reelfarm::scheduler {
 
 std::string SegmentPath(int64_t job_id, int index) {
-  return absl::StrFormat("%s/chunk_%06d.mp4", common::Storage::JobPartsDir(job_id), index);
+  return absl::StrFormat("%s/chunk_%06d.mov", common::Storage::JobPartsDir(job_id), index);
 }
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Clock* clock,

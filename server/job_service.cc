@@ -12,6 +12,7 @@
 #include "common/model_manifest.h"
 #include "server/convert.h"
 #include "worker/media/media.h"
+#include "worker/media/output_format.h"
 
 namespace reelfarm::server {
 namespace fs = std::filesystem;
@@ -180,11 +181,10 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::Validate(const v1::JobSpec&
   // Paths.
   ASSIGN_OR_RETURN(fs::path input, storage_->Resolve(u.input(), "upscale.input"));
   ASSIGN_OR_RETURN(fs::path output, storage_->Resolve(u.output(), "upscale.output"));
-  if (!absl::EndsWith(u.output(), ".mp4")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.output '", u.output(),
-        "' must end in .mp4 (H.264 in MP4 is the output format of this version)"));
-  }
+  ASSIGN_OR_RETURN(const media::OutputFormat format,
+                   media::ResolveOutputFormat(u.output(), u.format().codec(),
+                                              u.format().pix_fmt(), u.format().preset(),
+                                              u.has_crf() ? u.crf() : 18));
   if (input.lexically_normal() == output.lexically_normal()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "upscale.output '", u.output(), "' is the input; give another path"));
@@ -193,6 +193,10 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::Validate(const v1::JobSpec&
     return absl::NotFoundError(absl::StrCat("upscale.input '", u.input(),
                                             "' not found under the storage root '",
                                             storage_->root().string(), "'"));
+  }
+  if (format.image_sequence()) {
+    // A sequence "exists" when its first frame does (frame numbers follow the input's).
+    output = media::FramePath(output.string(), 0);
   }
   if (fs::exists(output) && !u.overwrite()) {
     return absl::AlreadyExistsError(absl::StrCat(
@@ -222,6 +226,11 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::Validate(const v1::JobSpec&
   mi.fps_den = info->fps_den;
   mi.codec = info->codec;
   mi.pixel_format = info->pixel_format;
+  mi.colour_primaries = info->colour.primaries;
+  mi.colour_transfer = info->colour.transfer;
+  mi.colour_matrix = info->colour.matrix;
+  mi.colour_range = info->colour.range;
+  mi.has_audio = info->has_audio;
   return mi;
 }
 

@@ -166,12 +166,16 @@ absl::StatusOr<std::unique_ptr<VideoInput>> VideoInput::Open(const std::string& 
         InputName(path) + ": cannot open the " + codec->name + " decoder for its video stream",
         "its codec parameters are unsupported or corrupt; transcode it first");
   }
+  bool has_audio = false;
   for (unsigned i = 0; i < format->nb_streams; ++i) {
+    if (format->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO) has_audio = true;
     if (static_cast<int>(i) != index) format->streams[i]->discard = AVDISCARD_ALL;
   }
   ASSIGN_OR_RETURN(AvPacketPtr packet, AllocPacket());
-  return std::unique_ptr<VideoInput>(
+  std::unique_ptr<VideoInput> input(
       new VideoInput(path, std::move(format), stream, std::move(decoder), std::move(packet)));
+  input->has_audio_ = has_audio;
+  return input;
 }
 
 VideoInput::VideoInput(std::string path, AvInputPtr format, AVStream* stream,

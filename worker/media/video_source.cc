@@ -1,6 +1,8 @@
 // OpenVideoSource: frames [begin, end) of a movie as planar float RGB.
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <vector>
 #include <string>
 #include <utility>
 
@@ -88,7 +90,52 @@ absl::Status RgbConverter::Configure(const AVFrame& in, const std::string& conte
   return absl::OkStatus();
 }
 
+// RGB sources need no matrix: their samples are read as they are, integers divided by
+// their maximum (so 10-, 12- and 16-bit values keep every bit in the float) and floats
+// copied. libswscale would go through a 15-bit intermediate here.
+bool IsDirectRgb(const AVPixFmtDescriptor& d) {
+  return (d.flags & AV_PIX_FMT_FLAG_RGB) && d.nb_components >= 3 &&
+         !(d.flags & (AV_PIX_FMT_FLAG_PAL | AV_PIX_FMT_FLAG_BITSTREAM)) &&
+         (!(d.flags & AV_PIX_FMT_FLAG_FLOAT) || d.comp[0].depth == 32);
+}
+
+void CopyRgbExact(const AVFrame& in, const AVPixFmtDescriptor& d, Frame* out) {
+  const size_t w = static_cast<size_t>(in.width);
+  const size_t h = static_cast<size_t>(in.height);
+  out->width = in.width;
+  out->height = in.height;
+  out->planes.resize(3 * w * h);
+  std::vector<uint32_t> line(w);
+  for (int c = 0; c < 3; ++c) {  // comp 0, 1, 2 are R, G, B in every RGB format
+    const AVComponentDescriptor& comp = d.comp[c];
+    const float scale = 1.0f / static_cast<float>((uint64_t{1} << comp.depth) - 1);
+    for (size_t y = 0; y < h; ++y) {
+      float* dst = out->planes.data() + c * w * h + y * w;
+      if (d.flags & AV_PIX_FMT_FLAG_FLOAT) {
+        const uint8_t* row = in.data[comp.plane] + y * in.linesize[comp.plane] + comp.offset;
+        for (size_t x = 0; x < w; ++x) {
+          uint32_t bits;
+          std::memcpy(&bits, row + x * comp.step, 4);
+          if (d.flags & AV_PIX_FMT_FLAG_BE) bits = __builtin_bswap32(bits);
+          float v;
+          std::memcpy(&v, &bits, 4);
+          dst[x] = Clamp01(v);
+        }
+        continue;
+      }
+      av_read_image_line2(line.data(), const_cast<const uint8_t**>(in.data), in.linesize, &d, 0,
+                          static_cast<int>(y), c, static_cast<int>(w), 0, 4);
+      for (size_t x = 0; x < w; ++x) dst[x] = static_cast<float>(line[x]) * scale;
+    }
+  }
+}
+
 absl::Status RgbConverter::Convert(const AVFrame& in, const std::string& context, Frame* out) {
+  const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(static_cast<AVPixelFormat>(in.format));
+  if (desc != nullptr && IsDirectRgb(*desc)) {
+    CopyRgbExact(in, *desc, out);
+    return absl::OkStatus();
+  }
   if (!sws_ || in.width != width_ || in.height != height_ || in.format != format_ ||
       in.colorspace != colorspace_ || in.color_range != range_) {
     RETURN_IF_ERROR(Configure(in, context));
