@@ -31,6 +31,7 @@ struct MediaInfo {
   int colour_matrix = 2;
   int colour_range = 0;
   bool has_audio = false;
+  int64_t first_frame = 0;  // number of frame 0 of the job's ranges
 };
 
 struct UpscaleSpec {
@@ -46,6 +47,9 @@ struct UpscaleSpec {
   std::string codec;
   std::string preset;
   std::string pix_fmt;
+  // Inclusive frame range of the input (-1: from the start / to the end).
+  int64_t first_frame = -1;
+  int64_t last_frame = -1;
 };
 
 struct JobSpec {

@@ -31,7 +31,7 @@ namespace reelfarm::scheduler {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpscaleSpec, input, output,
                                                 model, scale, chunk_frames,
                                                 overwrite, crf, codec, preset,
-                                                pix_fmt)
+                                                pix_fmt, first_frame, last_frame)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobSpec, name, project,
                                                 priority, max_attempts, upscale)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
@@ -39,7 +39,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
                                                 codec, pixel_format,
                                                 colour_primaries, colour_transfer,
                                                 colour_matrix, colour_range,
-                                                has_audio)
+                                                has_audio, first_frame)
 
 namespace {
 

@@ -53,6 +53,8 @@ v1::UpscaleSpec ToProto(const s::UpscaleSpec& u) {
   out.mutable_format()->set_codec(u.codec);
   out.mutable_format()->set_preset(u.preset);
   out.mutable_format()->set_pix_fmt(u.pix_fmt);
+  if (u.first_frame >= 0) out.set_first_frame(u.first_frame);
+  if (u.last_frame >= 0) out.set_last_frame(u.last_frame);
   return out;
 }
 
@@ -80,6 +82,7 @@ static v1::MediaInfo ToProto(const s::MediaInfo& m) {
   out.set_colour_matrix(m.colour_matrix);
   out.set_colour_range(m.colour_range);
   out.set_has_audio(m.has_audio);
+  out.set_first_frame(m.first_frame);
   return out;
 }
 
@@ -179,6 +182,8 @@ s::JobSpec FromProto(const v1::JobSpec& spec) {
   out.upscale.codec = u.format().codec();
   out.upscale.preset = u.format().preset();
   out.upscale.pix_fmt = u.format().pix_fmt();
+  out.upscale.first_frame = u.has_first_frame() ? u.first_frame() : -1;
+  out.upscale.last_frame = u.has_last_frame() ? u.last_frame() : -1;
   return out;
 }
 

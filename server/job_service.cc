@@ -32,6 +32,46 @@ int64_t NowMs() {
       .count();
 }
 
+// Probes the input (a movie, or an image sequence when its name has a frame pattern)
+// and narrows it to the spec's frame range. Errors name upscale.input and the frames.
+absl::StatusOr<media::VideoInfo> ProbeInput(const v1::UpscaleSpec& u, const fs::path& input,
+                                            const fs::path& root) {
+  const int64_t first = u.has_first_frame() ? u.first_frame() : -1;
+  const int64_t last = u.has_last_frame() ? u.last_frame() : -1;
+  if ((u.has_first_frame() && first < 0) || (u.has_last_frame() && last < 0) ||
+      (first >= 0 && last >= 0 && last < first)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "upscale.first_frame/last_frame ", first, "-", last,
+        " is not a frame range; give 0 <= first_frame <= last_frame"));
+  }
+  const bool sequence = media::HasFramePattern(u.input());
+  if (!sequence && !fs::exists(input)) {
+    return absl::NotFoundError(absl::StrCat("upscale.input '", u.input(),
+                                            "' not found under the storage root '",
+                                            root.string(), "'"));
+  }
+  absl::StatusOr<media::VideoInfo> info = sequence
+                                              ? media::ProbeImageSequence(input.string(), first, last)
+                                              : media::ProbeVideo(input.string());
+  if (!info.ok()) {
+    return absl::Status(info.status().code(), absl::StrCat("upscale.input '", u.input(), "': ",
+                                                           info.status().message()));
+  }
+  if (!sequence && (first >= 0 || last >= 0)) {
+    const int64_t begin = std::max<int64_t>(first, 0);
+    const int64_t end = last >= 0 ? last + 1 : info->frame_count;
+    if (end > info->frame_count || begin >= end) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "upscale.first_frame/last_frame ", begin, "-", end - 1, " is outside upscale.input '",
+          u.input(), "', which has frames 0-", info->frame_count - 1,
+          "; give a range inside it"));
+    }
+    info->first_frame = begin;
+    info->frame_count = end - begin;
+  }
+  return info;
+}
+
 }  // namespace
 
 // One WatchJob stream. PollWatchers() sends it an event when its job changed; after
@@ -189,24 +229,15 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::Validate(const v1::JobSpec&
     return absl::InvalidArgumentError(absl::StrCat(
         "upscale.output '", u.output(), "' is the input; give another path"));
   }
-  if (!fs::exists(input)) {
-    return absl::NotFoundError(absl::StrCat("upscale.input '", u.input(),
-                                            "' not found under the storage root '",
-                                            storage_->root().string(), "'"));
-  }
+  absl::StatusOr<media::VideoInfo> info = ProbeInput(u, input, storage_->root());
+  if (!info.ok()) return info.status();
   if (format.image_sequence()) {
     // A sequence "exists" when its first frame does (frame numbers follow the input's).
-    output = media::FramePath(output.string(), 0);
+    output = media::FramePath(output.string(), info->first_frame);
   }
   if (fs::exists(output) && !u.overwrite()) {
     return absl::AlreadyExistsError(absl::StrCat(
         "upscale.output '", u.output(), "' exists; set overwrite to replace it"));
-  }
-  absl::StatusOr<media::VideoInfo> info = media::ProbeVideo(input.string());
-  if (!info.ok()) {
-    return absl::Status(info.status().code(),
-                        absl::StrCat("upscale.input '", u.input(), "': ",
-                                     info.status().message()));
   }
   if (info->width > limits_.max_width || info->height > limits_.max_height) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -231,6 +262,7 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::Validate(const v1::JobSpec&
   mi.colour_matrix = info->colour.matrix;
   mi.colour_range = info->colour.range;
   mi.has_audio = info->has_audio;
+  mi.first_frame = info->first_frame;
   return mi;
 }
 

@@ -127,3 +127,48 @@ TEST_CASE("an EXR sequence job publishes numbered frames and a sidecar",
     CHECK(testing::Psnr(out[i], ref[i]) >= 38.0);
   }
 }
+
+TEST_CASE("a 16-bit PNG sequence keeps its frame numbers; gaps are refused naming them",
+          "[integration][formats]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  const fs::path plates = farm.storage() / "plates/sh050";
+  fs::create_directories(plates);
+  REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=160x90:r=24 "
+                       "-frames:v 12 -pix_fmt rgb48be -start_number 1001 '" +
+                       (plates / "sh050.%04d.png").string() + "'") == 0);
+  farm.StartWorker("w1");
+  farm.WaitForWorkers(1);
+
+  v1::JobSpec spec =
+      Spec("plates/sh050/sh050.####.png", "renders/sh050/sh050.####.png", 3);
+  spec.mutable_upscale()->set_first_frame(1003);
+  spec.mutable_upscale()->set_last_frame(1010);
+  SubmitAndWait(farm, spec);
+  const fs::path out = farm.storage() / "renders/sh050";
+  CHECK_FALSE(fs::exists(out / "sh050.1002.png"));
+  CHECK_FALSE(fs::exists(out / "sh050.1011.png"));
+  for (int n = 1003; n <= 1010; ++n) {
+    const fs::path file = out / ("sh050." + std::to_string(n) + ".png");
+    INFO(file.string());
+    REQUIRE(fs::exists(file));
+    CHECK(Probe(file, "-show_entries stream=width,height,pix_fmt") == "320\n180\nrgb48be\n");
+    // Frame n of the output is the bicubic x2 of frame n of the input.
+    int w = 0, h = 0;
+    const auto got = testing::DecodeYuv420(file, "", &w, &h);
+    const auto want = testing::DecodeYuv420(plates / ("sh050." + std::to_string(n) + ".png"),
+                                            "scale=320:180:flags=bicubic", &w, &h);
+    REQUIRE(got.size() == 1);
+    REQUIRE(want.size() == 1);
+    CHECK(testing::Psnr(got[0], want[0]) >= 35.0);
+  }
+
+  fs::remove(plates / "sh050.1005.png");
+  fs::remove(plates / "sh050.1006.png");
+  v1::SubmitJobResponse resp;
+  grpc::Status st = farm.Submit(
+      Spec("plates/sh050/sh050.####.png", "renders/gap/gap.####.exr", 4), &resp);
+  CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK_THAT(st.error_message(), Catch::Contains("upscale.input 'plates/sh050/sh050.####.png'") &&
+                                     Catch::Contains("1005-1006"));
+}

@@ -120,7 +120,13 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   fs::create_directories(segment->parent_path(), ec);
   const fs::path tmp = common::Storage::TempPathFor(*segment);
 
-  auto source = media::OpenVideoSource(input->string(), a.frame_begin(), a.frame_end());
+  // Task ranges count from the job's first frame; sources take frame numbers.
+  const int64_t first = a.input_info().first_frame();
+  auto source = media::HasFramePattern(up.input())
+                    ? media::OpenImageSequenceSource(input->string(), first + a.frame_begin(),
+                                                     first + a.frame_end())
+                    : media::OpenVideoSource(input->string(), first + a.frame_begin(),
+                                             first + a.frame_end());
   if (!source.ok()) return Failure(source.status(), "");
   auto sink = OpenSink(a, *format, format->image_sequence() ? segment->string() : tmp.string());
   if (!sink.ok()) return Failure(sink.status(), "");
@@ -252,7 +258,7 @@ absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
     o.width = in.width() * up.scale();
     o.height = in.height() * up.scale();
     o.codec = format.codec;
-    o.first_number = 0;  // frame numbers of a movie input start at 0
+    o.first_number = 0;  // frames carry their input's number as index
     return media::OpenImageSequenceSink(path, o);
   }
   media::EncodeOptions enc;
@@ -269,7 +275,7 @@ absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
   enc.colour.transfer = in.colour_transfer();
   enc.colour.matrix = in.colour_matrix();
   enc.colour.range = in.colour_range();
-  enc.first_index = a.frame_begin();
+  enc.first_index = in.first_frame() + a.frame_begin();
   return media::OpenMovieSink(path, enc);
 }
 

@@ -15,6 +15,7 @@ extern "C" {
 #include <string>
 
 #include "common/status.h"
+#include "worker/media/media.h"
 
 namespace reelfarm::media {
 

@@ -15,6 +15,10 @@
 
 namespace reelfarm::media {
 
+// The largest frame width and height decoded; larger inputs are refused
+// (FAILED_PRECONDITION naming the size) before any frame buffer is allocated.
+inline constexpr int kMaxFrameSide = 8192;
+
 // Colour tags of a video stream, as FFmpeg's AVCOL_* values (ISO/IEC 23091-4 code
 // points: 1 BT.709, 2 unspecified, 6 BT.601/SMPTE 170M, 9 BT.2020, ...).
 struct ColourInfo {
@@ -34,6 +38,7 @@ struct VideoInfo {
   std::string pixel_format;  // e.g. "yuv420p"
   ColourInfo colour;
   bool has_audio = false;    // the file also has an audio stream
+  int64_t first_frame = 0;   // number of the first frame (image sequences: its file's)
 };
 
 // Opens `path` and describes its best video stream.
@@ -69,6 +74,21 @@ class FrameSource {
 // frame is reached (FAILED_PRECONDITION naming the frame).
 absl::StatusOr<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path,
                                                              int64_t begin, int64_t end);
+
+// Describes the image sequence `pattern` (`plates/sh010.####.exr` or `%04d`) over the
+// frame numbers [first, last] (inclusive; -1: the lowest/highest number on disk).
+// NOT_FOUND when no frame exists; FAILED_PRECONDITION naming every missing frame (as
+// ranges) when there are gaps, or naming the file when the first frame does not
+// decode. fps is 24/1 (images carry none); first_frame is `first`.
+absl::StatusOr<VideoInfo> ProbeImageSequence(const std::string& pattern, int64_t first = -1,
+                                             int64_t last = -1);
+
+// Frames numbered [begin, end) of the image sequence `pattern`, one file each, in
+// order; Frame::index is the frame's number. A missing or undecodable file fails when
+// reached (FAILED_PRECONDITION naming the file and frame). 8- to 16-bit integer and
+// float RGB images are converted exactly.
+absl::StatusOr<std::unique_ptr<FrameSource>> OpenImageSequenceSource(const std::string& pattern,
+                                                                     int64_t begin, int64_t end);
 
 struct EncodeOptions {
   int width = 0;
