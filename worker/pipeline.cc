@@ -17,6 +17,7 @@
 #include "worker/inference/model.h"
 #include "worker/media/media.h"
 #include "worker/media/output_format.h"
+#include "worker/model_stage.h"
 
 #ifndef REELFARM_VERSION
 #define REELFARM_VERSION "dev"
@@ -120,13 +121,19 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   fs::create_directories(segment->parent_path(), ec);
   const fs::path tmp = common::Storage::TempPathFor(*segment);
 
-  // Task ranges count from the job's first frame; sources take frame numbers.
+  // Task ranges count from the job's first frame; sources take frame numbers. Temporal
+  // models need context frames beyond the task's own.
   const int64_t first = a.input_info().first_frame();
+  ModelStageRange range;
+  range.target_begin = first + a.frame_begin();
+  range.target_end = first + a.frame_end();
+  range.input_first = first;
+  range.input_last = first + std::max<int64_t>(a.input_info().frame_count(), a.frame_end()) - 1;
+  int64_t decode_begin = 0, decode_end = 0;
+  ContextRange(range, (*model)->temporal_window(), &decode_begin, &decode_end);
   auto source = media::HasFramePattern(up.input())
-                    ? media::OpenImageSequenceSource(input->string(), first + a.frame_begin(),
-                                                     first + a.frame_end())
-                    : media::OpenVideoSource(input->string(), first + a.frame_begin(),
-                                             first + a.frame_end());
+                    ? media::OpenImageSequenceSource(input->string(), decode_begin, decode_end)
+                    : media::OpenVideoSource(input->string(), decode_begin, decode_end);
   if (!source.ok()) return Failure(source.status(), "");
   auto sink = OpenSink(a, *format, format->image_sequence() ? segment->string() : tmp.string());
   if (!sink.ok()) return Failure(sink.status(), "");
@@ -167,29 +174,9 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   });
   {
     c10::InferenceMode guard;
-    inference::Model* m = *model;
-    while (auto f = decoded.Pop()) {
-      if (cancelled.load()) break;
-      auto t = Clock::now();
-      at::Tensor x = at::from_blob(f->planes.data(), {1, 3, f->height, f->width}, at::kFloat);
-      absl::StatusOr<at::Tensor> y = m->Upscale(x);
-      if (!y.ok()) {
-        error.Set(absl::Status(y.status().code(),
-                               absl::StrCat("frame ", f->index, ": ", y.status().message())));
-        break;
-      }
-      at::Tensor out = y->to(at::kCPU).contiguous();
-      media::Frame g;
-      g.width = static_cast<int>(out.size(3));
-      g.height = static_cast<int>(out.size(2));
-      g.index = f->index;
-      g.planes.assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
-      if (options_.frame_delay_ms > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(options_.frame_delay_ms));
-      }
-      infer_s += Since(t);
-      if (!upscaled.Push(std::move(g))) break;
-    }
+    absl::Status st = RunModelStage(**model, range, decoded, upscaled, cancelled,
+                                    options_.frame_delay_ms, &infer_s);
+    if (!st.ok()) error.Set(st);
     decoded.Close();
     upscaled.Close();
   }

@@ -106,10 +106,16 @@ class ImageSequenceSource final : public FrameSource {
                                            std::to_string(number) +
                                            " of the sequence is missing; render it again");
     }
-    ASSIGN_OR_RETURN(std::unique_ptr<VideoInput> input, VideoInput::Open(path));
+    auto named = [number](const absl::Status& st) {
+      return absl::Status(st.code(), "frame " + std::to_string(number) + " of the sequence: " +
+                                         std::string(st.message()));
+    };
+    absl::StatusOr<std::unique_ptr<VideoInput>> input = VideoInput::Open(path);
+    if (!input.ok()) return named(input.status());
     ASSIGN_OR_RETURN(AvFramePtr decoded, AllocFrame());
-    ASSIGN_OR_RETURN(bool got, input->ReadFrame(decoded.get()));
-    if (!got || DecodedWithErrors(*decoded)) {
+    absl::StatusOr<bool> got = (*input)->ReadFrame(decoded.get());
+    if (!got.ok()) return named(got.status());
+    if (!*got || DecodedWithErrors(*decoded)) {
       return absl::FailedPreconditionError("input '" + path + "': frame " +
                                            std::to_string(number) +
                                            " does not decode (truncated or corrupt image); "
