@@ -90,16 +90,8 @@ TEST_CASE("bad input met by a worker fails at once, naming file, frame and cause
   for (const char* name : {"gap", "corrupt", "huge", "good"}) {
     MakeSequence(farm.storage() / "plates" / name, 6);
   }
-  farm.StartWorker("w1", {"--model-path", model_path});
-  farm.WaitForWorkers(1);
-
-  // Each input is broken after it was accepted, so the worker is the one to find out.
-  struct Case {
-    const char* input;
-    std::string model;
-    std::vector<std::string> needles;
-  };
-  std::vector<std::pair<v1::JobSpec, std::vector<std::string>>> cases;
+  // Each input is broken after it was accepted and before a worker connects, so the
+  // worker is the one to find out.
   auto submit = [&](const v1::JobSpec& spec) {
     v1::SubmitJobResponse resp;
     grpc::Status st = farm.Submit(spec, &resp);
@@ -108,7 +100,6 @@ TEST_CASE("bad input met by a worker fails at once, naming file, frame and cause
     return resp.job_id();
   };
   const int64_t shape = submit(Spec("plates/good/p.####.png", "renders/s/s.####.png", 6, "broken"));
-  // Give the worker a moment on the first job before the files change under it.
   const int64_t gap = submit(Spec("plates/gap/p.####.png", "renders/g/g.####.png", 6));
   const int64_t corrupt = submit(Spec("plates/corrupt/p.####.png", "renders/k/k.####.png", 6));
   const int64_t huge = submit(Spec("plates/huge/p.####.png", "renders/h/h.####.png", 6));
@@ -118,6 +109,8 @@ TEST_CASE("bad input met by a worker fails at once, naming file, frame and cause
   REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i color=s=8200x8 -frames:v 1 "
                        "-pix_fmt rgb48be '" +
                        (farm.storage() / "plates/huge/p.1002.png").string() + "'") == 0);
+  farm.StartWorker("w1", {"--model-path", model_path});
+  farm.WaitForWorkers(1);
 
   const std::vector<std::pair<int64_t, std::vector<std::string>>> expect = {
       {shape, {"frame 1001", "model 'broken' returned shape [1, 3, 36, 64]",
