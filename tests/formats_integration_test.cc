@@ -128,7 +128,7 @@ TEST_CASE("an EXR sequence job publishes numbered frames and a sidecar",
   }
 }
 
-TEST_CASE("a 16-bit PNG sequence keeps its frame numbers; gaps are refused naming them",
+TEST_CASE("a 16-bit PNG sequence keeps its frame numbers and gaps are refused naming them",
           "[integration][formats]") {
   testing::TempDir dir;
   Farm farm(dir.path() / "farm");

@@ -172,7 +172,7 @@ TEST_CASE("tiled output equals untiled output", "[unit][inference]") {
   CHECK((*a - *c).abs().max().item<float>() > 1e-2f);
 }
 
-TEST_CASE("manifests give batch and temporal window; temporal models take k frames",
+TEST_CASE("manifests give batch and temporal window, and temporal models take k frames",
           "[unit][inference]") {
   c10::InferenceMode guard;
   testing::TempDir dir;
