@@ -50,9 +50,9 @@ absl::StatusOr<media::VideoInfo> ProbeInput(const v1::UpscaleSpec& u, const fs::
                                             "' not found under the storage root '",
                                             root.string(), "'"));
   }
-  absl::StatusOr<media::VideoInfo> info = sequence
-                                              ? media::ProbeImageSequence(input.string(), first, last)
-                                              : media::ProbeVideo(input.string());
+  absl::StatusOr<media::VideoInfo> info =
+      sequence ? media::ProbeImageSequence(input.string(), first, last)
+               : media::ProbeVideo(input.string());
   if (!info.ok()) {
     return absl::Status(info.status().code(), absl::StrCat("upscale.input '", u.input(), "': ",
                                                            info.status().message()));

@@ -237,6 +237,11 @@ TEST_CASE("bad specs are INVALID_ARGUMENT naming the field", "[integration][vali
                 "upscale.format.pix_fmt is 'yuv420p'");
   ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.exr", 24),
                 grpc::StatusCode::INVALID_ARGUMENT, "####");
+  v1::JobSpec past_end = UpscaleSpec("plates/good.mp4", "out/a.mp4", 24);
+  past_end.mutable_upscale()->set_first_frame(10);
+  past_end.mutable_upscale()->set_last_frame(100000);
+  ExpectRefused(past_end, grpc::StatusCode::INVALID_ARGUMENT,
+                "upscale.first_frame/last_frame 10-100000 is outside upscale.input");
 }
 
 TEST_CASE("a missing input or model is NOT_FOUND naming it", "[integration][validation]") {

@@ -42,17 +42,20 @@ absl::Status RunModelStage(inference::Model& model, const ModelStageRange& range
                           absl::StrCat("frame ", targets.front(), ": ", y.status().message()));
     }
     at::Tensor result = y->contiguous();
+    std::vector<media::Frame> done(targets.size());
     for (size_t i = 0; i < targets.size(); ++i) {
       at::Tensor one = result[static_cast<int64_t>(i)];
-      media::Frame g;
+      media::Frame& g = done[i];
       g.width = static_cast<int>(one.size(2));
       g.height = static_cast<int>(one.size(1));
       g.index = targets[i];
       g.planes.assign(one.data_ptr<float>(), one.data_ptr<float>() + one.numel());
-      if (frame_delay_ms > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(frame_delay_ms));
-      }
-      *seconds += std::chrono::duration<double>(Clock::now() - t).count();
+    }
+    if (frame_delay_ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(frame_delay_ms * done.size()));
+    }
+    *seconds += std::chrono::duration<double>(Clock::now() - t).count();
+    for (media::Frame& g : done) {
       if (!out.Push(std::move(g))) return absl::OkStatus();
     }
     inputs.clear();
