@@ -302,14 +302,27 @@ int main(int argc, char** argv) {
   std::string input, output, model = "bicubic", name, project;
   int scale = 2, chunk = 48, priority = 50, crf = 18;
   bool watch_after = false, overwrite = false;
-  up->add_option("--input", input, "input movie, relative to the storage root")->required();
-  up->add_option("--output", output, "output .mp4, relative to the storage root")
+  up->add_option("--input", input,
+                 "input movie or image sequence (x.####.exr), relative to the storage root")
       ->required();
+  up->add_option("--output", output,
+                 "output .mp4/.mov, or an image sequence x.####.exr/.png/.tif/.dpx, relative "
+                 "to the storage root")
+      ->required();
+  std::string codec, pix_fmt, preset;
+  int64_t first_frame = -1, last_frame = -1;
+  up->add_option("--codec", codec,
+                 "h264, h265, prores_422hq, prores_4444, dnxhr_hq (default: by extension)");
+  up->add_option("--pix-fmt", pix_fmt, "pixel format written (default: the codec's)");
+  up->add_option("--preset", preset, "x264/x265 preset (default veryfast)");
+  auto* first_opt = up->add_option("--first-frame", first_frame, "first frame, inclusive");
+  auto* last_opt = up->add_option("--last-frame", last_frame, "last frame, inclusive");
   up->add_option("--model", model, "model name")->capture_default_str();
   up->add_option("--scale", scale, "2, 3 or 4")->capture_default_str();
   auto* chunk_opt = up->add_option("--chunk", chunk, "frames per chunk task")
                         ->capture_default_str();
-  auto* crf_opt = up->add_option("--crf", crf, "H.264 quality 0..51")->capture_default_str();
+  auto* crf_opt =
+      up->add_option("--crf", crf, "H.264/H.265 quality 0..51")->capture_default_str();
   auto* prio_opt = up->add_option("--priority", priority, "0..100")->capture_default_str();
   up->add_option("--name", name, "job name");
   up->add_option("--project", project, "project (show)");
@@ -411,6 +424,11 @@ int main(int argc, char** argv) {
     }
     js->set_request_id(request_id);
     if (attempts_opt->count()) js->set_max_attempts(max_attempts);
+    u->mutable_format()->set_codec(codec);
+    u->mutable_format()->set_pix_fmt(pix_fmt);
+    u->mutable_format()->set_preset(preset);
+    if (first_opt->count()) u->set_first_frame(first_frame);
+    if (last_opt->count()) u->set_last_frame(last_frame);
     grpc::ClientContext ctx;
     c.SetDeadline(&ctx);
     v1::SubmitJobResponse resp;

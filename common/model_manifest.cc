@@ -31,6 +31,8 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
     m.temporal_window = j.value("temporal_window", 1);
     m.tile = j.value("tile", 0);
     m.tile_overlap = j.value("tile_overlap", 0);
+    m.batch = j.value("batch", 1);
+    m.fp16 = j.value("fp16", false);
     m.memory_bytes = j.value("memory_bytes", int64_t{0});
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(
@@ -44,6 +46,20 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
   if (m.scale < 1 || m.scale > 8) {
     return absl::InvalidArgumentError(absl::StrCat(
         "model manifest '", file.string(), "': scale ", m.scale, " must be 1..8"));
+  }
+  if (m.batch < 1 || m.batch > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': batch ", m.batch, " must be 1..64"));
+  }
+  if (m.temporal_window < 1 || m.temporal_window % 2 == 0 || m.temporal_window > 15) {
+    return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(),
+                                                   "': temporal_window ", m.temporal_window,
+                                                   " must be odd, 1..15"));
+  }
+  if (m.tile < 0 || m.tile_overlap < 0 || (m.tile > 0 && 2 * m.tile_overlap >= m.tile)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': tile ", m.tile, " with tile_overlap ",
+        m.tile_overlap, " is invalid; give tile 0 (whole frames) or tile > 2 * tile_overlap"));
   }
   if (m.channels != 3) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -76,7 +92,7 @@ std::vector<ModelManifest> FindModelPackages(const std::vector<std::string>& sea
 }
 
 const std::vector<std::string>& BuiltinModels() {
-  static const std::vector<std::string> kBuiltins = {"bicubic"};
+  static const std::vector<std::string> kBuiltins = {"bicubic", "lanczos"};
   return kBuiltins;
 }
 

@@ -23,7 +23,9 @@ struct ModelManifest {
   std::string colour_space = "srgb";
   int temporal_window = 1;      // frames in per frame out
   int tile = 0;                 // tile size in input pixels (0: whole frames)
-  int tile_overlap = 0;
+  int tile_overlap = 0;         // input pixels shared by neighbouring tiles
+  int batch = 1;                // frames per forward call
+  bool fp16 = false;            // may run in half precision on CUDA
   int64_t memory_bytes = 0;     // estimate for placement
   std::filesystem::path dir;    // where it was found
 };

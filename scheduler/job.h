@@ -28,6 +28,13 @@ struct MediaInfo {
   int fps_den = 1;
   std::string codec;
   std::string pixel_format;
+  // Colour tags (AVCOL_* values; 2 unspecified) and audio, carried to the output.
+  int colour_primaries = 2;
+  int colour_transfer = 2;
+  int colour_matrix = 2;
+  int colour_range = 0;
+  bool has_audio = false;
+  int64_t first_frame = 0;  // number of frame 0 of the job's ranges
 };
 
 struct UpscaleSpec {
@@ -38,6 +45,14 @@ struct UpscaleSpec {
   int chunk_frames = 48;
   bool overwrite = false;
   int crf = 18;
+  // Output codec and options (worker/media/output_format.h); empty: the defaults of
+  // the output's extension.
+  std::string codec;
+  std::string preset;
+  std::string pix_fmt;
+  // Inclusive frame range of the input (-1: from the start / to the end).
+  int64_t first_frame = -1;
+  int64_t last_frame = -1;
 };
 
 struct JobSpec {

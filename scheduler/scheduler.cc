@@ -13,8 +13,9 @@ namespace reelfarm::scheduler {
 
 using Write = JobStore::Write;
 
+// MOV: every movie codec the worker writes (H.264/H.265, ProRes, DNxHR) fits in it.
 std::string SegmentPath(int64_t job_id, int index, uint64_t lease_id) {
-  return absl::StrFormat("%s/chunk_%06d.lease_%d.mp4", common::Storage::JobPartsDir(job_id),
+  return absl::StrFormat("%s/chunk_%06d.lease_%d.mov", common::Storage::JobPartsDir(job_id),
                          index, lease_id);
 }
 

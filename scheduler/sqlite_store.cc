@@ -30,14 +30,18 @@ namespace reelfarm::scheduler {
 // existed still load.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpscaleSpec, input, output,
                                                 model, scale, chunk_frames,
-                                                overwrite, crf)
+                                                overwrite, crf, codec, preset,
+                                                pix_fmt, first_frame, last_frame)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobSpec, name, project,
                                                 priority, max_attempts, request_id,
                                                 depends_on, requirements,
                                                 memory_bytes, upscale)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
                                                 frame_count, fps_num, fps_den,
-                                                codec, pixel_format)
+                                                codec, pixel_format,
+                                                colour_primaries, colour_transfer,
+                                                colour_matrix, colour_range,
+                                                has_audio, first_frame)
 
 namespace {
 

@@ -54,6 +54,11 @@ v1::UpscaleSpec ToProto(const s::UpscaleSpec& u) {
   out.set_chunk_frames(u.chunk_frames);
   out.set_overwrite(u.overwrite);
   out.set_crf(u.crf);
+  out.mutable_format()->set_codec(u.codec);
+  out.mutable_format()->set_preset(u.preset);
+  out.mutable_format()->set_pix_fmt(u.pix_fmt);
+  if (u.first_frame >= 0) out.set_first_frame(u.first_frame);
+  if (u.last_frame >= 0) out.set_last_frame(u.last_frame);
   return out;
 }
 
@@ -79,6 +84,12 @@ static v1::MediaInfo ToProto(const s::MediaInfo& m) {
   out.set_fps_den(m.fps_den);
   out.set_codec(m.codec);
   out.set_pixel_format(m.pixel_format);
+  out.set_colour_primaries(m.colour_primaries);
+  out.set_colour_transfer(m.colour_transfer);
+  out.set_colour_matrix(m.colour_matrix);
+  out.set_colour_range(m.colour_range);
+  out.set_has_audio(m.has_audio);
+  out.set_first_frame(m.first_frame);
   return out;
 }
 
@@ -182,6 +193,11 @@ s::JobSpec FromProto(const v1::JobSpec& spec) {
   out.upscale.chunk_frames = u.has_chunk_frames() ? u.chunk_frames() : 48;
   out.upscale.overwrite = u.overwrite();
   out.upscale.crf = u.has_crf() ? u.crf() : 18;
+  out.upscale.codec = u.format().codec();
+  out.upscale.preset = u.format().preset();
+  out.upscale.pix_fmt = u.format().pix_fmt();
+  out.upscale.first_frame = u.has_first_frame() ? u.first_frame() : -1;
+  out.upscale.last_frame = u.has_last_frame() ? u.last_frame() : -1;
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include "common/model_manifest.h"
 #include "server/convert.h"
 #include "worker/media/media.h"
+#include "worker/media/output_format.h"
 
 namespace reelfarm::server {
 namespace fs = std::filesystem;
@@ -32,6 +33,46 @@ int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// Probes the input (a movie, or an image sequence when its name has a frame pattern)
+// and narrows it to the spec's frame range. Errors name upscale.input and the frames.
+absl::StatusOr<media::VideoInfo> ProbeInput(const v1::UpscaleSpec& u, const fs::path& input,
+                                            const fs::path& root) {
+  const int64_t first = u.has_first_frame() ? u.first_frame() : -1;
+  const int64_t last = u.has_last_frame() ? u.last_frame() : -1;
+  if ((u.has_first_frame() && first < 0) || (u.has_last_frame() && last < 0) ||
+      (first >= 0 && last >= 0 && last < first)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "upscale.first_frame/last_frame ", first, "-", last,
+        " is not a frame range; give 0 <= first_frame <= last_frame"));
+  }
+  const bool sequence = media::HasFramePattern(u.input());
+  if (!sequence && !fs::exists(input)) {
+    return absl::NotFoundError(absl::StrCat("upscale.input '", u.input(),
+                                            "' not found under the storage root '",
+                                            root.string(), "'"));
+  }
+  absl::StatusOr<media::VideoInfo> info =
+      sequence ? media::ProbeImageSequence(input.string(), first, last)
+               : media::ProbeVideo(input.string());
+  if (!info.ok()) {
+    return absl::Status(info.status().code(), absl::StrCat("upscale.input '", u.input(), "': ",
+                                                           info.status().message()));
+  }
+  if (!sequence && (first >= 0 || last >= 0)) {
+    const int64_t begin = std::max<int64_t>(first, 0);
+    const int64_t end = last >= 0 ? last + 1 : info->frame_count;
+    if (end > info->frame_count || begin >= end) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "upscale.first_frame/last_frame ", begin, "-", end - 1, " is outside upscale.input '",
+          u.input(), "', which has frames 0-", info->frame_count - 1,
+          "; give a range inside it"));
+    }
+    info->first_frame = begin;
+    info->frame_count = end - begin;
+  }
+  return info;
 }
 
 }  // namespace
@@ -288,45 +329,44 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
   // Paths.
   ASSIGN_OR_RETURN(fs::path input, storage_->Resolve(u.input(), "upscale.input"));
   ASSIGN_OR_RETURN(fs::path output, storage_->Resolve(u.output(), "upscale.output"));
-  if (!absl::EndsWith(u.output(), ".mp4")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.output '", u.output(),
-        "' must end in .mp4 (H.264 in MP4 is the output format of this version)"));
-  }
+  ASSIGN_OR_RETURN(const media::OutputFormat format,
+                   media::ResolveOutputFormat(u.output(), u.format().codec(),
+                                              u.format().pix_fmt(), u.format().preset(),
+                                              u.has_crf() ? u.crf() : 18));
   if (input.lexically_normal() == output.lexically_normal()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "upscale.output '", u.output(), "' is the input; give another path"));
+  }
+  if (!media::HasFramePattern(u.input()) && !fs::exists(input)) {
+    // The output of a job this one depends on is probed when that job succeeds.
+    for (int64_t dep : spec.depends_on()) {
+      auto d = sched_->GetJob(dep);
+      if (d.ok() && d->job.spec.upscale.output == u.input()) {
+        if (!format.image_sequence() && fs::exists(output) && !u.overwrite()) {
+          return absl::AlreadyExistsError(absl::StrCat(
+              "upscale.output '", u.output(), "' exists; set overwrite to replace it"));
+        }
+        return std::optional<scheduler::MediaInfo>();
+      }
+    }
+  }
+  ASSIGN_OR_RETURN(scheduler::MediaInfo mi, ProbeInput(u));
+  if (format.image_sequence()) {
+    // A sequence "exists" when its first frame does (frame numbers follow the input's).
+    output = media::FramePath(output.string(), mi.first_frame);
   }
   if (fs::exists(output) && !u.overwrite()) {
     return absl::AlreadyExistsError(absl::StrCat(
         "upscale.output '", u.output(), "' exists; set overwrite to replace it"));
   }
-  if (!fs::exists(input)) {
-    // The output of a job this one depends on is probed when that job succeeds.
-    for (int64_t dep : spec.depends_on()) {
-      auto d = sched_->GetJob(dep);
-      if (d.ok() && d->job.spec.upscale.output == u.input()) {
-        return std::optional<scheduler::MediaInfo>();
-      }
-    }
-    return absl::NotFoundError(absl::StrCat("upscale.input '", u.input(),
-                                            "' not found under the storage root '",
-                                            storage_->root().string(), "'"));
-  }
-  ASSIGN_OR_RETURN(scheduler::MediaInfo mi, ProbeInput(u.input()));
   return std::optional<scheduler::MediaInfo>(mi);
 }
 
-absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(
-    const std::string& relative) const {
-  ASSIGN_OR_RETURN(fs::path input, storage_->Resolve(relative, "upscale.input"));
-  absl::StatusOr<media::VideoInfo> info = media::ProbeVideo(input.string());
-  if (!info.ok()) {
-    return absl::Status(info.status().code(),
-                        absl::StrCat("upscale.input '", relative, "': ",
-                                     info.status().message()));
-  }
-  const std::string u_input = relative;
+absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(const v1::UpscaleSpec& u) const {
+  ASSIGN_OR_RETURN(fs::path input, storage_->Resolve(u.input(), "upscale.input"));
+  absl::StatusOr<media::VideoInfo> info = server::ProbeInput(u, input, storage_->root());
+  if (!info.ok()) return info.status();
+  const std::string& u_input = u.input();
   if (info->width > limits_.max_width || info->height > limits_.max_height) {
     return absl::FailedPreconditionError(absl::StrCat(
         "upscale.input '", u_input, "' is ", info->width, "x", info->height,
@@ -345,6 +385,12 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(
   mi.fps_den = info->fps_den;
   mi.codec = info->codec;
   mi.pixel_format = info->pixel_format;
+  mi.colour_primaries = info->colour.primaries;
+  mi.colour_transfer = info->colour.transfer;
+  mi.colour_matrix = info->colour.matrix;
+  mi.colour_range = info->colour.range;
+  mi.has_audio = info->has_audio;
+  mi.first_frame = info->first_frame;
   return mi;
 }
 
@@ -488,7 +534,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::DrainWorker(grpc::CallbackServerContex
 
 void JobServiceImpl::ActivateWaitingJobs() {
   for (const auto& [id, spec] : sched_->JobsToActivate()) {
-    absl::StatusOr<scheduler::MediaInfo> info = ProbeInput(spec.upscale.input);
+    absl::StatusOr<scheduler::MediaInfo> info = ProbeInput(ToProto(spec.upscale));
     if (info.ok()) {
       spdlog::info("job activated job={} input={} frames={}", id, spec.upscale.input,
                    info->frame_count);

@@ -82,8 +82,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   // estimate when its manifest gives one.
   absl::StatusOr<std::optional<scheduler::MediaInfo>> Validate(const v1::JobSpec& spec,
                                                                int64_t* memory_bytes) const;
-  // Probes an input file and checks the limits.
-  absl::StatusOr<scheduler::MediaInfo> ProbeInput(const std::string& input) const;
+  // Probes the input (a movie or an image sequence, with its frame range) and checks
+  // the limits.
+  absl::StatusOr<scheduler::MediaInfo> ProbeInput(const v1::UpscaleSpec& u) const;
 
  private:
   friend class JobWatcher;

@@ -2,7 +2,11 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <torch/cuda.h>
+
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <vector>
 
 #include "tests/testing/fixtures.h"
 #include "tests/testing/models.h"
@@ -65,4 +69,144 @@ TEST_CASE("a model whose output shape is wrong fails with a clear error", "[unit
   CHECK(y.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK(y.status().message().find("returned shape [1, 3, 8, 8]") != absl::string_view::npos);
   CHECK(y.status().message().find("expected [1, 3, 16, 16]") != absl::string_view::npos);
+}
+
+namespace {
+
+// Lanczos-3 written out plainly in double precision: the reference for LanczosUpscale.
+double L3(double x) {
+  if (std::abs(x) < 1e-12) return 1.0;
+  if (std::abs(x) >= 3) return 0.0;
+  const double p = M_PI * x;
+  return 3 * std::sin(p) * std::sin(p / 3) / (p * p);
+}
+
+std::vector<double> NaiveLanczos(const at::Tensor& img, int s) {  // img [H, W]
+  const int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1));
+  auto a = img.accessor<float, 2>();
+  std::vector<double> tmp(static_cast<size_t>(h) * w * s), out(static_cast<size_t>(h) * s * w * s);
+  auto weights = [&](int j, int size, std::vector<std::pair<int, double>>* taps) {
+    const double x = (j + 0.5) / s - 0.5;
+    const int q = static_cast<int>(std::floor(x + 0.5));  // nearest input pixel
+    double sum = 0;
+    taps->clear();
+    for (int i = q - 3; i <= q + 3; ++i) {
+      const double wt = L3(x - i);
+      taps->push_back({std::clamp(i, 0, size - 1), wt});
+      sum += wt;
+    }
+    for (auto& t : *taps) t.second /= sum;
+  };
+  std::vector<std::pair<int, double>> taps;
+  for (int y = 0; y < h; ++y) {
+    for (int j = 0; j < w * s; ++j) {
+      weights(j, w, &taps);
+      double v = 0;
+      for (auto& [i, wt] : taps) v += wt * a[y][i];
+      tmp[static_cast<size_t>(y) * w * s + j] = v;
+    }
+  }
+  for (int j = 0; j < h * s; ++j) {
+    weights(j, h, &taps);
+    for (int x = 0; x < w * s; ++x) {
+      double v = 0;
+      for (auto& [i, wt] : taps) v += wt * tmp[static_cast<size_t>(i) * w * s + x];
+      out[static_cast<size_t>(j) * w * s + x] = v;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("lanczos is a Lanczos-3 resampler", "[unit][inference]") {
+  c10::InferenceMode guard;
+  for (int scale : {2, 3, 4}) {
+    auto m = inference::LoadModel("lanczos", scale, {}, "cpu");
+    REQUIRE(m.ok());
+    CHECK((*m)->digest() == "builtin:lanczos");
+    at::manual_seed(3);
+    at::Tensor x = at::rand({1, 3, 11, 17}) * 0.6 + 0.2;  // stays inside [0, 1] after ringing
+    auto y = (*m)->Upscale(x);
+    REQUIRE(y.ok());
+    REQUIRE(y->sizes() == at::IntArrayRef({1, 3, 11 * scale, 17 * scale}));
+    const std::vector<double> ref = NaiveLanczos(x[0][1].contiguous(), scale);
+    at::Tensor got = (*y)[0][1].contiguous();
+    double worst = 0;
+    for (int64_t i = 0; i < got.numel(); ++i) {
+      worst = std::max(worst, std::abs(got.data_ptr<float>()[i] - ref[static_cast<size_t>(i)]));
+    }
+    INFO("scale " << scale);
+    CHECK(worst < 1e-5);
+    // A flat picture stays flat; a smooth one stays near bicubic.
+    auto flat = (*m)->Upscale(at::full({1, 3, 8, 8}, 0.3));
+    CHECK(at::allclose(*flat, at::full({1, 3, 8 * scale, 8 * scale}, 0.3), 1e-5, 1e-5));
+  }
+}
+
+TEST_CASE("tiled output equals untiled output", "[unit][inference]") {
+  c10::InferenceMode guard;
+  testing::TempDir dir;
+  testing::WriteConvX2Model(dir.path(), "whole");
+  // overlap 8: blending keeps 2 pixels from every cut, the model's receptive radius.
+  testing::WriteConvX2Model(dir.path(), "tiled", "\"tile\": 24, \"tile_overlap\": 8");
+  testing::WriteConvX2Model(dir.path(), "tooshort", "\"tile\": 24, \"tile_overlap\": 2");
+  auto whole = inference::LoadModel("whole", 2, {dir.path().string()}, "cpu");
+  auto tiled = inference::LoadModel("tiled", 2, {dir.path().string()}, "cpu");
+  auto bad = inference::LoadModel("tooshort", 2, {dir.path().string()}, "cpu");
+  REQUIRE(whole.ok());
+  REQUIRE(tiled.ok());
+  REQUIRE(bad.ok());
+  at::manual_seed(5);
+  at::Tensor x = at::rand({2, 3, 53, 70});  // 4x5 tiles, uneven last ones
+  auto a = (*whole)->Upscale(x);
+  auto b = (*tiled)->Upscale(x);
+  auto c = (*bad)->Upscale(x);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  REQUIRE(c.ok());
+  CHECK(b->sizes() == a->sizes());
+  const float diff = (*a - *b).abs().max().item<float>();
+  CHECK(diff < 1e-3f);
+  // The test can fail: with too little overlap the seams show.
+  CHECK((*a - *c).abs().max().item<float>() > 1e-2f);
+}
+
+TEST_CASE("manifests give batch and temporal window, and temporal models take k frames",
+          "[unit][inference]") {
+  c10::InferenceMode guard;
+  testing::TempDir dir;
+  testing::WriteTemporalX2Model(dir.path(), "temporal");
+  auto m = inference::LoadModel("temporal", 2, {dir.path().string()}, "cpu");
+  REQUIRE(m.ok());
+  CHECK((*m)->temporal_window() == 3);
+  CHECK((*m)->batch() == 2);
+  at::Tensor prev = at::full({1, 3, 4, 4}, 0.2), cur = at::full({1, 3, 4, 4}, 0.4),
+             next = at::full({1, 3, 4, 4}, 0.8);
+  auto y = (*m)->Upscale(at::cat({prev, cur, next}, 1));
+  REQUIRE(y.ok());
+  CHECK(at::allclose(*y, at::full({1, 3, 8, 8}, 0.45), 1e-5, 1e-5));
+  auto wrong = (*m)->Upscale(cur);
+  CHECK(wrong.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(wrong.status().message().find("[N, 9, H, W]") != absl::string_view::npos);
+}
+
+TEST_CASE("CUDA: a model runs on cuda:0 like on the CPU", "[gpu][inference]") {
+  if (!torch::cuda::is_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  c10::InferenceMode guard;
+  testing::TempDir dir;
+  testing::WriteConvX2Model(dir.path(), "conv", "\"fp16\": true");
+  auto cpu = inference::LoadModel("conv", 2, {dir.path().string()}, "cpu");
+  auto gpu = inference::LoadModel("conv", 2, {dir.path().string()}, "cuda:0");
+  REQUIRE(cpu.ok());
+  REQUIRE(gpu.ok());
+  at::Tensor x = at::rand({2, 3, 64, 64});
+  auto a = (*cpu)->Upscale(x);
+  auto b = (*gpu)->Upscale(x);
+  REQUIRE(b.ok());
+  CHECK(b->device().is_cpu());
+  CHECK((*a - *b).abs().max().item<float>() < 2e-2f);  // fp16
 }

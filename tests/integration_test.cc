@@ -175,8 +175,24 @@ TEST_CASE("bad specs are INVALID_ARGUMENT naming the field", "[integration][vali
   ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mp4", -3),
                 grpc::StatusCode::INVALID_ARGUMENT, "upscale.chunk_frames is -3");
   ExpectRefused(v1::JobSpec(), grpc::StatusCode::INVALID_ARGUMENT, "spec is empty");
-  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mov", 24),
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mkv", 24),
                 grpc::StatusCode::INVALID_ARGUMENT, "upscale.output");
+  v1::JobSpec prores_in_mp4 = UpscaleSpec("plates/good.mp4", "out/a.mp4", 24);
+  prores_in_mp4.mutable_upscale()->mutable_format()->set_codec("prores_4444");
+  ExpectRefused(prores_in_mp4, grpc::StatusCode::INVALID_ARGUMENT,
+                "upscale.format.codec is 'prores_4444' but upscale.output 'out/a.mp4' is .mp4, "
+                "which takes: h264, h265");
+  v1::JobSpec bad_pix_fmt = UpscaleSpec("plates/good.mp4", "out/a.mov", 24);
+  bad_pix_fmt.mutable_upscale()->mutable_format()->set_pix_fmt("yuv420p");
+  ExpectRefused(bad_pix_fmt, grpc::StatusCode::INVALID_ARGUMENT,
+                "upscale.format.pix_fmt is 'yuv420p'");
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.exr", 24),
+                grpc::StatusCode::INVALID_ARGUMENT, "####");
+  v1::JobSpec past_end = UpscaleSpec("plates/good.mp4", "out/a.mp4", 24);
+  past_end.mutable_upscale()->set_first_frame(10);
+  past_end.mutable_upscale()->set_last_frame(100000);
+  ExpectRefused(past_end, grpc::StatusCode::INVALID_ARGUMENT,
+                "upscale.first_frame/last_frame 10-100000 is outside upscale.input");
 }
 
 TEST_CASE("a missing input or model is NOT_FOUND naming it", "[integration][validation]") {

@@ -134,8 +134,14 @@ int Agent::Warm() {
     absl::Status st = m.status();
     if (st.ok()) {
       // One small frame: the first run pays for lazy initialisation (kernels, device).
+      // A model that loads but fails this run (a temporal model wants k frames, a model
+      // may reject a 16x16 frame) is still offered: its tasks then fail with the model's
+      // own error, naming the frame, instead of waiting for a worker forever.
       absl::StatusOr<at::Tensor> y = (*m)->Upscale(at::zeros({1, 3, 16, 16}));
-      st = y.status();
+      if (!y.ok()) {
+        spdlog::warn("model warm-up run failed model={} device={}: {}", name,
+                     options_.pipeline.device, std::string(y.status().message()));
+      }
       // The slow-model testing aid applies to the warm-up frame too.
       if (options_.pipeline.frame_delay_ms > 0) {
         std::this_thread::sleep_for(
@@ -144,7 +150,7 @@ int Agent::Warm() {
     }
     const double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
     if (!st.ok()) {
-      spdlog::error("model not offered model={} device={}: warm-up failed: {}", name,
+      spdlog::error("model not offered model={} device={}: it does not load: {}", name,
                     options_.pipeline.device, std::string(st.message()));
       continue;
     }

@@ -16,6 +16,8 @@
 #include "worker/bounded_queue.h"
 #include "worker/inference/model.h"
 #include "worker/media/media.h"
+#include "worker/media/output_format.h"
+#include "worker/model_stage.h"
 
 #ifndef REELFARM_VERSION
 #define REELFARM_VERSION "dev"
@@ -106,22 +108,34 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   if (!model.ok()) return Failure(model.status(), "");
   auto input = storage_.Resolve(up.input(), "upscale.input");
   if (!input.ok()) return Failure(input.status(), "");
-  auto segment = storage_.Resolve(a.segment(), "segment");
+  auto format = media::ResolveOutputFormat(up.output(), up.format().codec(),
+                                           up.format().pix_fmt(), up.format().preset(),
+                                           up.has_crf() ? up.crf() : 18);
+  if (!format.ok()) return Failure(format.status(), "");
+  // Movies: a segment under the parts folder, published when complete. Image
+  // sequences: each frame straight to its final name, published as it is written.
+  auto segment = storage_.Resolve(format->image_sequence() ? up.output() : a.segment(),
+                                  format->image_sequence() ? "upscale.output" : "segment");
   if (!segment.ok()) return Failure(segment.status(), "");
   std::error_code ec;
   fs::create_directories(segment->parent_path(), ec);
   const fs::path tmp = common::Storage::TempPathFor(*segment);
 
-  auto source = media::OpenVideoSource(input->string(), a.frame_begin(), a.frame_end());
+  // Task ranges count from the job's first frame; sources take frame numbers. Temporal
+  // models need context frames beyond the task's own.
+  const int64_t first = a.input_info().first_frame();
+  ModelStageRange range;
+  range.target_begin = first + a.frame_begin();
+  range.target_end = first + a.frame_end();
+  range.input_first = first;
+  range.input_last = first + std::max<int64_t>(a.input_info().frame_count(), a.frame_end()) - 1;
+  int64_t decode_begin = 0, decode_end = 0;
+  ContextRange(range, (*model)->temporal_window(), &decode_begin, &decode_end);
+  auto source = media::HasFramePattern(up.input())
+                    ? media::OpenImageSequenceSource(input->string(), decode_begin, decode_end)
+                    : media::OpenVideoSource(input->string(), decode_begin, decode_end);
   if (!source.ok()) return Failure(source.status(), "");
-  media::EncodeOptions enc;
-  enc.width = a.input_info().width() * up.scale();
-  enc.height = a.input_info().height() * up.scale();
-  enc.fps_num = a.input_info().fps_num();
-  enc.fps_den = a.input_info().fps_den();
-  enc.crf = up.has_crf() ? up.crf() : 18;
-  enc.first_index = a.frame_begin();
-  auto sink = media::OpenH264Sink(tmp.string(), enc);
+  auto sink = OpenSink(a, *format, format->image_sequence() ? segment->string() : tmp.string());
   if (!sink.ok()) return Failure(sink.status(), "");
 
   TaskReport report;
@@ -160,29 +174,9 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   });
   {
     c10::InferenceMode guard;
-    inference::Model* m = *model;
-    while (auto f = decoded.Pop()) {
-      if (cancelled.load()) break;
-      auto t = Clock::now();
-      at::Tensor x = at::from_blob(f->planes.data(), {1, 3, f->height, f->width}, at::kFloat);
-      absl::StatusOr<at::Tensor> y = m->Upscale(x);
-      if (!y.ok()) {
-        error.Set(absl::Status(y.status().code(),
-                               absl::StrCat("frame ", f->index, ": ", y.status().message())));
-        break;
-      }
-      at::Tensor out = y->to(at::kCPU).contiguous();
-      media::Frame g;
-      g.width = static_cast<int>(out.size(3));
-      g.height = static_cast<int>(out.size(2));
-      g.index = f->index;
-      g.planes.assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
-      if (options_.frame_delay_ms > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(options_.frame_delay_ms));
-      }
-      infer_s += Since(t);
-      if (!upscaled.Push(std::move(g))) break;
-    }
+    absl::Status st = RunModelStage(**model, range, decoded, upscaled, cancelled,
+                                    options_.frame_delay_ms, &infer_s);
+    if (!st.ok()) error.Set(st);
     decoded.Close();
     upscaled.Close();
   }
@@ -200,7 +194,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   }
   if (st.ok()) st = (*sink)->Close();
   sink->reset();
-  if (st.ok()) {
+  if (st.ok() && !format->image_sequence()) {
     auto t = Clock::now();
     st = common::Storage::Publish(tmp, *segment);
     report.stage_seconds["publish"] = Since(t);
@@ -218,31 +212,89 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
 
 TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
   const v1::UpscaleSpec& up = a.upscale();
-  std::vector<std::string> segments;
-  for (const auto& s : a.segments()) {
-    auto p = storage_.Resolve(s, "segment");
-    if (!p.ok()) return Failure(p.status(), "");
-    if (!fs::exists(*p)) {
-      // The chunk said it published it; the shared storage lost it. Worth a retry.
-      return Failure(absl::UnavailableError(absl::StrCat("segment '", s, "' is missing")), "");
-    }
-    segments.push_back(p->string());
-  }
+  auto format = media::ResolveOutputFormat(up.output(), up.format().codec(),
+                                           up.format().pix_fmt(), up.format().preset(),
+                                           up.has_crf() ? up.crf() : 18);
+  if (!format.ok()) return Failure(format.status(), "");
   auto output = storage_.Resolve(up.output(), "upscale.output");
   if (!output.ok()) return Failure(output.status(), "");
-  std::error_code ec;
-  fs::create_directories(output->parent_path(), ec);
-  const fs::path tmp = common::Storage::TempPathFor(*output);
-  auto t = Clock::now();
-  absl::Status st = media::ConcatSegments(segments, tmp.string());
-  if (st.ok()) st = common::Storage::Publish(tmp, *output);
-  if (!st.ok()) {
-    fs::remove(tmp, ec);
-    return Failure(st, absl::StrCat("assemble '", up.output(), "': "));
-  }
   TaskReport report;
-  report.stage_seconds["assemble"] = Since(t);
+  if (!format->image_sequence()) {
+    auto t = Clock::now();
+    absl::Status st = AssembleMovie(a, *format, *output);
+    if (!st.ok()) return Failure(st, absl::StrCat("assemble '", up.output(), "': "));
+    report.stage_seconds["assemble"] = Since(t);
+  }
+  // Image sequences: the chunks published every frame; only the sidecar is left.
+  absl::Status st = WriteSidecar(a, *output, &report.model_digest);
+  if (!st.ok()) return Failure(st, "");
+  // The parts folder is no longer needed.
+  std::error_code ec;
+  auto parts = storage_.Resolve(common::Storage::JobPartsDir(a.job_id()), "parts");
+  if (parts.ok()) fs::remove_all(parts->parent_path(), ec);
+  report.ok = true;
+  return report;
+}
 
+absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
+    const v1::Assignment& a, const media::OutputFormat& format, const std::string& path) {
+  const v1::UpscaleSpec& up = a.upscale();
+  const v1::MediaInfo& in = a.input_info();
+  if (format.image_sequence()) {
+    media::ImageSequenceOptions o;
+    o.width = in.width() * up.scale();
+    o.height = in.height() * up.scale();
+    o.codec = format.codec;
+    o.first_number = 0;  // frames carry their input's number as index
+    return media::OpenImageSequenceSink(path, o);
+  }
+  media::EncodeOptions enc;
+  enc.width = in.width() * up.scale();
+  enc.height = in.height() * up.scale();
+  enc.fps_num = in.fps_num();
+  enc.fps_den = in.fps_den();
+  enc.codec = format.codec;
+  enc.pix_fmt = format.pix_fmt;
+  enc.container = "mov";  // segments; assembly writes the job's container
+  enc.crf = format.crf;
+  enc.preset = format.preset;
+  enc.colour.primaries = in.colour_primaries();
+  enc.colour.transfer = in.colour_transfer();
+  enc.colour.matrix = in.colour_matrix();
+  enc.colour.range = in.colour_range();
+  enc.first_index = in.first_frame() + a.frame_begin();
+  return media::OpenMovieSink(path, enc);
+}
+
+absl::Status TaskRunner::AssembleMovie(const v1::Assignment& a, const media::OutputFormat& format,
+                                       const fs::path& output) {
+  const v1::UpscaleSpec& up = a.upscale();
+  std::vector<std::string> segments;
+  for (const auto& s : a.segments()) {
+    ASSIGN_OR_RETURN(fs::path p, storage_.Resolve(s, "segment"));
+    if (!fs::exists(p)) {
+      // The chunk said it published it; the shared storage lost it. Worth a retry.
+      return absl::UnavailableError(absl::StrCat("segment '", s, "' is missing"));
+    }
+    segments.push_back(p.string());
+  }
+  std::string audio;
+  if (a.input_info().has_audio()) {
+    ASSIGN_OR_RETURN(fs::path input, storage_.Resolve(up.input(), "upscale.input"));
+    audio = input.string();
+  }
+  std::error_code ec;
+  fs::create_directories(output.parent_path(), ec);
+  const fs::path tmp = common::Storage::TempPathFor(output);
+  absl::Status st = media::ConcatSegments(segments, tmp.string(), format.container, audio);
+  if (st.ok()) st = common::Storage::Publish(tmp, output);
+  if (!st.ok()) fs::remove(tmp, ec);
+  return st;
+}
+
+absl::Status TaskRunner::WriteSidecar(const v1::Assignment& a, const fs::path& output,
+                                      std::string* model_digest) {
+  const v1::UpscaleSpec& up = a.upscale();
   // Provenance: what the server knows of the job, plus this worker's software.
   nlohmann::json prov = nlohmann::json::parse(a.provenance_json(), nullptr, false);
   if (prov.is_discarded()) prov = nlohmann::json::object();
@@ -259,25 +311,18 @@ TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
   prov["software"] = {{"reelfarm", REELFARM_VERSION},
                       {"ffmpeg", media::LibraryVersions()},
                       {"libtorch", TORCH_VERSION}};
-  const fs::path sidecar = fs::path(output->string() + ".json");
+  const fs::path sidecar = fs::path(output.string() + ".json");
   const fs::path sidecar_tmp = common::Storage::TempPathFor(sidecar);
   {
     std::ofstream out(sidecar_tmp);
     out << prov.dump(2) << "\n";
     if (!out) {
-      return Failure(absl::UnavailableError(absl::StrCat(
-                         "cannot write sidecar '", sidecar.string(), "'")),
-                     "");
+      return absl::UnavailableError(absl::StrCat("cannot write sidecar '", sidecar.string(), "'"));
     }
   }
-  st = common::Storage::Publish(sidecar_tmp, sidecar);
-  if (!st.ok()) return Failure(st, "");
-  // The parts folder is no longer needed.
-  auto parts = storage_.Resolve(common::Storage::JobPartsDir(a.job_id()), "parts");
-  if (parts.ok()) fs::remove_all(parts->parent_path(), ec);
-  report.model_digest = digest;
-  report.ok = true;
-  return report;
+  RETURN_IF_ERROR(common::Storage::Publish(sidecar_tmp, sidecar));
+  *model_digest = digest;
+  return absl::OkStatus();
 }
 
 }  // namespace reelfarm::worker

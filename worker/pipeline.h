@@ -17,6 +17,10 @@
 namespace reelfarm::inference {
 class Model;
 }
+namespace reelfarm::media {
+class FrameSink;
+struct OutputFormat;
+}
 
 namespace reelfarm::worker {
 
@@ -57,6 +61,16 @@ class TaskRunner final {
   TaskReport RunChunk(const v1::Assignment& a, const std::function<void(int64_t)>& progress,
                       const std::atomic<bool>& cancelled);
   TaskReport RunAssemble(const v1::Assignment& a);
+  // The chunk's sink: a movie segment at `path`, or the image sequence `path` names.
+  absl::StatusOr<std::unique_ptr<media::FrameSink>> OpenSink(const v1::Assignment& a,
+                                                             const media::OutputFormat& format,
+                                                             const std::string& path);
+  // Stream-copies the segments (and the input's audio) into `output`, atomically.
+  absl::Status AssembleMovie(const v1::Assignment& a, const media::OutputFormat& format,
+                             const std::filesystem::path& output);
+  // Writes `<output>.json`, the provenance sidecar.
+  absl::Status WriteSidecar(const v1::Assignment& a, const std::filesystem::path& output,
+                            std::string* model_digest);
   absl::StatusOr<inference::Model*> GetModel(const std::string& name, int scale);
 
   const common::Storage& storage_;

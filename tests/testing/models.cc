@@ -8,9 +8,10 @@ namespace reelfarm::testing {
 namespace fs = std::filesystem;
 
 namespace {
-void WriteManifest(const fs::path& dir, int scale) {
+void WriteManifest(const fs::path& dir, int scale, const std::string& extra = "") {
   std::ofstream(dir / "model.json") << "{\"kind\": \"upscaler\", \"scale\": " << scale
-                                    << ", \"file\": \"model.pt\", \"channels\": 3}\n";
+                                    << ", \"file\": \"model.pt\", \"channels\": 3"
+                                    << (extra.empty() ? "" : ", ") << extra << "}\n";
 }
 }  // namespace
 
@@ -30,6 +31,41 @@ def forward(self, x):
 )");
   m.save((dir / name / "model.pt").string());
   WriteManifest(dir / name, 2);
+}
+
+void WriteConvX2Model(const fs::path& dir, const std::string& name,
+                      const std::string& manifest_extra) {
+  fs::create_directories(dir / name);
+  at::manual_seed(7);
+  torch::jit::Module m("ConvX2");
+  m.register_parameter("w1", at::randn({8, 3, 3, 3}) * 0.3, false);
+  m.register_parameter("w2", at::randn({12, 8, 3, 3}) * 0.3, false);
+  m.define(R"(
+def forward(self, x):
+    h = torch.relu(torch.conv2d(x, self.w1, None, 1, 1))
+    return torch.pixel_shuffle(torch.conv2d(h, self.w2, None, 1, 1), 2) + 0.5
+)");
+  m.save((dir / name / "model.pt").string());
+  WriteManifest(dir / name, 2, manifest_extra);
+}
+
+void WriteTemporalX2Model(const fs::path& dir, const std::string& name) {
+  fs::create_directories(dir / name);
+  const float weight[3] = {0.25f, 0.5f, 0.25f};
+  at::Tensor w = at::zeros({12, 9, 1, 1});
+  for (int f = 0; f < 3; ++f) {
+    for (int c = 0; c < 3; ++c) {
+      for (int k = 0; k < 4; ++k) w[c * 4 + k][f * 3 + c][0][0] = weight[f];
+    }
+  }
+  torch::jit::Module m("TemporalX2");
+  m.register_parameter("w", w, false);
+  m.define(R"(
+def forward(self, x):
+    return torch.pixel_shuffle(torch.conv2d(x, self.w), 2)
+)");
+  m.save((dir / name / "model.pt").string());
+  WriteManifest(dir / name, 2, "\"temporal_window\": 3, \"batch\": 2");
 }
 
 void WriteIdentityModel(const fs::path& dir, const std::string& name) {

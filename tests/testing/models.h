@@ -11,6 +11,17 @@ namespace reelfarm::testing {
 // nearest-neighbour ×2. Written to `<dir>/<name>/` with its manifest.
 void WriteNearestX2Model(const std::filesystem::path& dir, const std::string& name);
 
+// A ×2 upscaler with a receptive field: two 3×3 convs (3→8→12, ReLU between) +
+// pixel_shuffle, seeded random weights; each output pixel depends on input pixels up to
+// 2 away. `manifest_extra` is spliced into model.json (e.g. "\"tile\": 32, ...").
+void WriteConvX2Model(const std::filesystem::path& dir, const std::string& name,
+                      const std::string& manifest_extra = "");
+
+// A temporal ×2 upscaler, temporal_window 3: a 1×1 conv over the 9 channels of three
+// frames (weights 0.25, 0.5, 0.25 per colour) to 12 channels + pixel_shuffle, i.e. a
+// nearest ×2 of the weighted mean of the previous, current and next frame.
+void WriteTemporalX2Model(const std::filesystem::path& dir, const std::string& name);
+
 // A broken "×2 upscaler" that returns its input unchanged (wrong shape).
 void WriteIdentityModel(const std::filesystem::path& dir, const std::string& name);
 

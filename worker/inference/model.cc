@@ -4,10 +4,19 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/model_manifest.h"
 #include "common/storage.h"
+#include "worker/inference/resamplers.h"
+#include "worker/inference/tiling.h"
+
+#ifdef REELFARM_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace reelfarm::inference {
 namespace {
@@ -15,38 +24,6 @@ namespace {
 std::string ShapeString(const at::Tensor& t) {
   return absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]");
 }
-
-absl::Status CheckInput(const at::Tensor& x, const std::string& name) {
-  if (x.dim() != 4 || x.size(1) != 3) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model '", name, "': input shape ", ShapeString(x), " is not [N, 3, H, W]"));
-  }
-  return absl::OkStatus();
-}
-
-class BicubicModel final : public Model {
- public:
-  explicit BicubicModel(int scale) : scale_(scale) {}
-  const std::string& name() const override { return name_; }
-  int scale() const override { return scale_; }
-  const std::string& digest() const override { return digest_; }
-
-  absl::StatusOr<at::Tensor> Upscale(const at::Tensor& x) override {
-    RETURN_IF_ERROR(CheckInput(x, name_));
-    try {
-      at::Tensor y = at::upsample_bicubic2d(x, {x.size(2) * scale_, x.size(3) * scale_},
-                                            /*align_corners=*/false);
-      return y.clamp_(0.0, 1.0);
-    } catch (const c10::Error& e) {
-      return absl::InternalError(absl::StrCat("bicubic: ", e.what_without_backtrace()));
-    }
-  }
-
- private:
-  const int scale_;
-  const std::string name_ = "bicubic";
-  const std::string digest_ = "builtin:bicubic";
-};
 
 class TorchScriptModel final : public Model {
  public:
@@ -61,11 +38,27 @@ class TorchScriptModel final : public Model {
   int scale() const override { return manifest_.scale; }
   const std::string& digest() const override { return digest_; }
 
+  int temporal_window() const override { return manifest_.temporal_window; }
+  int batch() const override { return manifest_.batch; }
+
   absl::StatusOr<at::Tensor> Upscale(const at::Tensor& x) override {
-    RETURN_IF_ERROR(CheckInput(x, manifest_.name));
+    const int64_t channels = 3 * manifest_.temporal_window;
+    if (x.dim() != 4 || x.size(1) != channels) {
+      return absl::InvalidArgumentError(absl::StrCat("model '", manifest_.name, "': input shape ",
+                                                     ShapeString(x), " is not [N, ", channels,
+                                                     ", H, W]"));
+    }
+    return UpscaleTiled([this](const at::Tensor& t) { return Forward(t); }, x, manifest_.scale,
+                        manifest_.tile, manifest_.tile_overlap);
+  }
+
+ private:
+  // One forward call on the device, with the manifest's value range; the result is
+  // checked against the manifest's scale and comes back as float on the CPU.
+  absl::StatusOr<at::Tensor> Forward(const at::Tensor& x) {
     at::Tensor y;
     try {
-      at::Tensor in = x.to(device_);
+      at::Tensor in = ToDevice(x);
       const double lo = manifest_.input_min, hi = manifest_.input_max;
       if (lo != 0.0 || hi != 1.0) in = in * (hi - lo) + lo;
       y = module_.forward({in}).toTensor();
@@ -87,10 +80,41 @@ class TorchScriptModel final : public Model {
           ShapeString(x), "; its manifest says scale ", s, ", so expected [", x.size(0),
           ", 3, ", x.size(2) * s, ", ", x.size(3) * s, "]"));
     }
-    return y.to(at::kFloat).clamp_(0.0, 1.0);
+    try {
+      return ToHost(y).clamp_(0.0, 1.0);
+    } catch (const c10::Error& e) {
+      return absl::InternalError(absl::StrCat("model '", manifest_.name,
+                                              "': copying the result back failed: ",
+                                              e.what_without_backtrace()));
+    }
   }
 
- private:
+#ifdef REELFARM_WITH_CUDA
+  // CUDA: pinned host buffer, non-blocking copies on this instance's own stream, and
+  // half precision when the manifest allows it.
+  at::Tensor ToDevice(const at::Tensor& x) {
+    if (!device_.is_cuda()) return x.to(device_);
+    if (!stream_) stream_ = c10::cuda::getStreamFromPool(false, device_.index());
+    c10::cuda::CUDAStreamGuard guard(*stream_);
+    at::Tensor in = x.is_pinned() ? x : x.pin_memory();
+    in = in.to(device_, /*non_blocking=*/true);
+    return manifest_.fp16 ? in.to(at::kHalf) : in;
+  }
+  at::Tensor ToHost(const at::Tensor& y) {
+    if (!device_.is_cuda()) return y.to(at::kFloat);
+    c10::cuda::CUDAStreamGuard guard(*stream_);
+    at::Tensor host = at::empty(y.sizes(), y.options().device(at::kCPU).dtype(at::kFloat)
+                                               .pinned_memory(true));
+    host.copy_(y.to(at::kFloat), /*non_blocking=*/true);
+    stream_->synchronize();
+    return host;
+  }
+  std::optional<c10::cuda::CUDAStream> stream_;
+#else
+  at::Tensor ToDevice(const at::Tensor& x) { return x.to(device_); }
+  at::Tensor ToHost(const at::Tensor& y) { return y.to(at::kCPU).to(at::kFloat); }
+#endif
+
   const common::ModelManifest manifest_;
   torch::jit::Module module_;
   const std::string digest_;
@@ -119,12 +143,12 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int sc
     return absl::FailedPreconditionError(
         absl::StrCat("device '", device, "': this LibTorch has no CUDA device"));
   }
-  if (name == "bicubic") {
+  if (name == "bicubic" || name == "lanczos") {
     if (scale < 2 || scale > 4) {
       return absl::InvalidArgumentError(
-          absl::StrCat("model 'bicubic': scale ", scale, " is not one of 2, 3, 4"));
+          absl::StrCat("model '", name, "': scale ", scale, " is not one of 2, 3, 4"));
     }
-    return std::make_unique<BicubicModel>(scale);
+    return name == "bicubic" ? MakeBicubic(scale) : MakeLanczos(scale);
   }
   for (auto& m : common::FindModelPackages(search_path)) {
     if (m.name != name) continue;
@@ -137,6 +161,17 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int sc
     try {
       torch::jit::Module module = torch::jit::load(file.string(), dev);
       module.eval();
+      if (dev.is_cuda() && m.fp16) module.to(at::kHalf);
+      if (!dev.is_cuda()) {
+        // Frozen and optimised for inference on the CPU (constants folded, convolutions
+        // with prepacked oneDNN weights): ~1.5-2x faster convolutions than the module
+        // as saved. A module the passes do not take runs as it was.
+        try {
+          module = torch::jit::optimize_for_inference(module);
+        } catch (const c10::Error&) {
+          // Runs unoptimised; the result is the same.
+        }
+      }
       return std::make_unique<TorchScriptModel>(std::move(m), std::move(module),
                                                 "sha256:" + sha, dev);
     } catch (const c10::Error& e) {

@@ -1,9 +1,12 @@
 // Model: what turns a batch of frames into upscaled frames. Implementations: the
-// built-in bicubic resampler (LibTorch interpolate) and TorchScript upscalers loaded
-// from model packages (common/model_manifest.h).
+// built-in resamplers bicubic and lanczos (resamplers.h) and TorchScript upscalers
+// loaded from model packages (common/model_manifest.h).
 //
-// Contract: Upscale takes float [N, 3, H, W] in [0, 1] and returns float
-// [N, 3, H*scale, W*scale] clamped to [0, 1] on the same device. c10::Error never
+// Contract: Upscale takes float [N, 3*k, H, W] in [0, 1] on the CPU, where k is
+// temporal_window(): k frames concatenated along channels, oldest first, the frame to
+// upscale in the middle (k = 1: plain [N, 3, H, W]). It returns float
+// [N, 3, H*scale, W*scale] clamped to [0, 1] on the CPU. Frames bigger than the
+// manifest's `tile` run as blended tiles (tiling.h). c10::Error never
 // leaves this library: failures come back as statuses (INVALID_ARGUMENT when the model
 // rejects the input or returns the wrong shape: not retryable). One thread uses a
 // Model at a time; the caller holds c10::InferenceMode in that thread.
@@ -30,6 +33,11 @@ class Model {
   virtual int scale() const = 0;
   // "builtin:bicubic" or "sha256:<hex of the TorchScript file>", for provenance.
   virtual const std::string& digest() const = 0;
+  // Frames in per frame out (odd); the caller supplies temporal_window() / 2 frames of
+  // context on each side, repeating the first/last frame of the input at its ends.
+  virtual int temporal_window() const { return 1; }
+  // Frames the caller should give per Upscale call.
+  virtual int batch() const { return 1; }
   virtual absl::StatusOr<at::Tensor> Upscale(const at::Tensor& frames) = 0;
 };
 

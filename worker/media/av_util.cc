@@ -140,6 +140,14 @@ absl::StatusOr<std::unique_ptr<VideoInput>> VideoInput::Open(const std::string& 
                                          DescribeStreams(*format) + "); give a file with video");
   }
   AVStream* stream = format->streams[index];
+  // Refused before the decoder allocates anything for it.
+  const int w = stream->codecpar->width, h = stream->codecpar->height;
+  if (w > kMaxFrameSide || h > kMaxFrameSide) {
+    return absl::FailedPreconditionError(
+        InputName(path) + ": frame size " + std::to_string(w) + "x" + std::to_string(h) +
+        " is over the limit of " + std::to_string(kMaxFrameSide) + "x" +
+        std::to_string(kMaxFrameSide) + "; give a smaller input (or crop it)");
+  }
   const AVCodecID codec_id = stream->codecpar->codec_id;
   const AVCodec* codec = avcodec_find_decoder(codec_id);
   if (codec == nullptr) {
@@ -155,6 +163,8 @@ absl::StatusOr<std::unique_ptr<VideoInput>> VideoInput::Open(const std::string& 
                    InputName(path) + ": cannot copy the stream's codec parameters");
   }
   decoder->pkt_timebase = stream->time_base;
+  // A stream that grows past the limit mid-way is refused by the decoder itself.
+  decoder->max_pixels = int64_t{kMaxFrameSide} * kMaxFrameSide;
   // Slice threads only: with frame threads a frame's decode_error_flags race its
   // output, so damage would go unreported now and then (seen with h264).
   decoder->thread_count = 0;
@@ -166,12 +176,16 @@ absl::StatusOr<std::unique_ptr<VideoInput>> VideoInput::Open(const std::string& 
         InputName(path) + ": cannot open the " + codec->name + " decoder for its video stream",
         "its codec parameters are unsupported or corrupt; transcode it first");
   }
+  bool has_audio = false;
   for (unsigned i = 0; i < format->nb_streams; ++i) {
+    if (format->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO) has_audio = true;
     if (static_cast<int>(i) != index) format->streams[i]->discard = AVDISCARD_ALL;
   }
   ASSIGN_OR_RETURN(AvPacketPtr packet, AllocPacket());
-  return std::unique_ptr<VideoInput>(
+  std::unique_ptr<VideoInput> input(
       new VideoInput(path, std::move(format), stream, std::move(decoder), std::move(packet)));
+  input->has_audio_ = has_audio;
+  return input;
 }
 
 VideoInput::VideoInput(std::string path, AvInputPtr format, AVStream* stream,

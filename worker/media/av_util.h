@@ -15,6 +15,7 @@ extern "C" {
 #include <string>
 
 #include "common/status.h"
+#include "worker/media/media.h"
 
 namespace reelfarm::media {
 
@@ -107,6 +108,8 @@ class VideoInput final {
   const std::string& path() const { return path_; }
   const AVStream& stream() const { return *stream_; }
   const AVCodecContext& decoder() const { return *decoder_; }
+  // Whether the file has an audio stream (discarded here; ConcatSegments copies it).
+  bool has_audio() const { return has_audio_; }
   // Video packets read since Open, including the ones given to the decoder.
   int64_t packets_read() const { return packets_read_; }
   // Pts of the first video packet read since Open or the last seek; AV_NOPTS_VALUE
@@ -131,6 +134,7 @@ class VideoInput final {
   int64_t packets_read_ = 0;
   int64_t first_packet_pts_ = AV_NOPTS_VALUE;
   bool first_packet_key_ = false;
+  bool has_audio_ = false;
 };
 
 }  // namespace reelfarm::media

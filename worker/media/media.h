@@ -15,6 +15,19 @@
 
 namespace reelfarm::media {
 
+// The largest frame width and height decoded; larger inputs are refused
+// (FAILED_PRECONDITION naming the size) before any frame buffer is allocated.
+inline constexpr int kMaxFrameSide = 8192;
+
+// Colour tags of a video stream, as FFmpeg's AVCOL_* values (ISO/IEC 23091-4 code
+// points: 1 BT.709, 2 unspecified, 6 BT.601/SMPTE 170M, 9 BT.2020, ...).
+struct ColourInfo {
+  int primaries = 2;  // AVCOL_PRI_*
+  int transfer = 2;   // AVCOL_TRC_*
+  int matrix = 2;     // AVCOL_SPC_*
+  int range = 0;      // AVCOL_RANGE_*: 0 unspecified, 1 limited (tv), 2 full (pc)
+};
+
 struct VideoInfo {
   int width = 0;
   int height = 0;
@@ -23,6 +36,9 @@ struct VideoInfo {
   int fps_den = 1;
   std::string codec;         // e.g. "h264"
   std::string pixel_format;  // e.g. "yuv420p"
+  ColourInfo colour;
+  bool has_audio = false;    // the file also has an audio stream
+  int64_t first_frame = 0;   // number of the first frame (image sequences: its file's)
 };
 
 // Opens `path` and describes its best video stream.
@@ -59,13 +75,35 @@ class FrameSource {
 absl::StatusOr<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path,
                                                              int64_t begin, int64_t end);
 
+// Describes the image sequence `pattern` (`plates/sh010.####.exr` or `%04d`) over the
+// frame numbers [first, last] (inclusive; -1: the lowest/highest number on disk).
+// NOT_FOUND when no frame exists; FAILED_PRECONDITION naming every missing frame (as
+// ranges) when there are gaps, or naming the file when the first frame does not
+// decode. fps is 24/1 (images carry none); first_frame is `first`.
+absl::StatusOr<VideoInfo> ProbeImageSequence(const std::string& pattern, int64_t first = -1,
+                                             int64_t last = -1);
+
+// Frames numbered [begin, end) of the image sequence `pattern`, one file each, in
+// order; Frame::index is the frame's number. A missing or undecodable file fails when
+// reached (FAILED_PRECONDITION naming the file and frame). 8- to 16-bit integer and
+// float RGB images are converted exactly.
+absl::StatusOr<std::unique_ptr<FrameSource>> OpenImageSequenceSource(const std::string& pattern,
+                                                                     int64_t begin, int64_t end);
+
 struct EncodeOptions {
   int width = 0;
   int height = 0;
   int fps_num = 24;
   int fps_den = 1;
-  int crf = 18;
-  std::string preset = "veryfast";
+  // Codec and pixel format as output_format.h names them (ResolveOutputFormat).
+  std::string codec = "h264";
+  std::string pix_fmt = "yuv420p";
+  std::string container = "mp4";  // muxer: "mp4" or "mov"
+  int crf = 18;                    // h264/h265 only
+  std::string preset = "veryfast"; // h264/h265 only
+  // Tagged on the stream. The matrix is also the one RGB is converted with when
+  // libswscale has it (else BT.601, tagged so); range is full only for h264/h265.
+  ColourInfo colour;
   // Frame number of the first frame written: the segment's timestamps start at 0;
   // this is recorded only for messages.
   int64_t first_index = 0;
@@ -87,16 +125,41 @@ class FrameSink {
   virtual absl::Status Close() = 0;
 };
 
-// H.264 (libx264, yuv420p) in MP4 at `path`, as a closed-GOP segment with timestamps
-// from 0 and no B-frames, so that segments concatenate by stream copy.
+// A movie at `path` in `options.container` with `options.codec` (h264, h265,
+// prores_422hq, prores_4444, dnxhr_hq): a closed-GOP segment with timestamps from 0
+// and no B-frames, so that segments made with the same options concatenate by stream
+// copy. INVALID_ARGUMENT naming the option for options the encoder refuses.
+absl::StatusOr<std::unique_ptr<FrameSink>> OpenMovieSink(const std::string& path,
+                                                         const EncodeOptions& options);
+
+// OpenMovieSink with H.264 (yuv420p) in MP4.
 absl::StatusOr<std::unique_ptr<FrameSink>> OpenH264Sink(const std::string& path,
                                                         const EncodeOptions& options);
 
-// Stream-copies `segments` (made by OpenH264Sink with the same options), in order,
-// into one MP4 at `output_path` with continuous timestamps; no re-encode. The caller
+struct ImageSequenceOptions {
+  int width = 0;
+  int height = 0;
+  std::string codec = "exr";  // exr (half, zip), png (16-bit), tiff (16-bit), dpx (10-bit)
+  // File number of the frame with index 0: a frame with index i is written to
+  // FramePath(pattern, first_number + i) (output_format.h).
+  int64_t first_number = 0;
+};
+
+// Writes each frame to its own file named by `pattern` (`renders/sh010.####.exr`),
+// to a temporary name first and renamed into place (Storage::Publish) as soon as it
+// is complete, so a reader never sees a partial image. Close() has nothing left to do.
+absl::StatusOr<std::unique_ptr<FrameSink>> OpenImageSequenceSink(
+    const std::string& pattern, const ImageSequenceOptions& options);
+
+// Stream-copies `segments` (made by OpenMovieSink with the same options), in order,
+// into one movie at `output_path` (muxer `container`: "mp4" or "mov") with continuous
+// timestamps; no re-encode. When `audio_from` is not empty, that file's first audio
+// stream is stream-copied beside the video (cut to the video's length). The caller
 // publishes `output_path` (a temporary name) itself.
 absl::Status ConcatSegments(const std::vector<std::string>& segments,
-                            const std::string& output_path);
+                            const std::string& output_path,
+                            const std::string& container = "mp4",
+                            const std::string& audio_from = "");
 
 // Sends only FFmpeg's errors to stderr (x264 prints statistics at every close
 // otherwise). `verbose` keeps FFmpeg's default (info) level.

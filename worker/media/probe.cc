@@ -56,6 +56,16 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
   const char* pix_fmt = av_get_pix_fmt_name(
       static_cast<AVPixelFormat>(par.format != AV_PIX_FMT_NONE ? par.format : frame->format));
   info.pixel_format = pix_fmt ? pix_fmt : "unknown";
+  // The stream's tags, else the first frame's (some demuxers leave them to the codec).
+  info.colour.primaries = par.color_primaries != AVCOL_PRI_UNSPECIFIED ? par.color_primaries
+                                                                       : frame->color_primaries;
+  info.colour.transfer = par.color_trc != AVCOL_TRC_UNSPECIFIED ? par.color_trc
+                                                                 : frame->color_trc;
+  info.colour.matrix = par.color_space != AVCOL_SPC_UNSPECIFIED ? par.color_space
+                                                                 : frame->colorspace;
+  info.colour.range = par.color_range != AVCOL_RANGE_UNSPECIFIED ? par.color_range
+                                                                  : frame->color_range;
+  info.has_audio = input->has_audio();
   if (stream.nb_frames > 0) {
     info.frame_count = stream.nb_frames;
   } else {

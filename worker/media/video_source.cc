@@ -6,6 +6,7 @@
 
 #include "worker/media/av_util.h"
 #include "worker/media/media.h"
+#include "worker/media/rgb_convert.h"
 
 extern "C" {
 #include <libavutil/mathematics.h>
@@ -14,121 +15,6 @@ extern "C" {
 
 namespace reelfarm::media {
 namespace {
-
-// Frames keep their size, so the filter only decides how chroma is upsampled. BICUBIC
-// interpolates subsampled chroma instead of repeating each sample over its 2x2 pixels
-// (the ffmpeg tool's default for -pix_fmt rgb24): the model then sees smooth colour
-// edges, and a bicubic x2 through the farm stays within ~41 dB (YUV PSNR) of
-// `-vf scale=2*iw:2*ih:flags=bicubic` on testsrc2, against ~38.5 dB with POINT.
-constexpr int kSwsFlags = SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT;
-
-float Clamp01(float v) { return v >= 0.0f ? (v <= 1.0f ? v : 1.0f) : 0.0f; }  // NaN -> 0
-
-bool IsFullRangeFormat(AVPixelFormat format) {
-  return format == AV_PIX_FMT_YUVJ420P || format == AV_PIX_FMT_YUVJ422P ||
-         format == AV_PIX_FMT_YUVJ444P || format == AV_PIX_FMT_YUVJ440P ||
-         format == AV_PIX_FMT_YUVJ411P;
-}
-
-// Converts decoded frames to planar float RGB with the colour defaults of the ffmpeg
-// tool's rgb24 conversion: the frame's own matrix (BT.601 when unspecified) and range
-// (limited when unspecified), to full-range RGB.
-class RgbConverter {
- public:
-  // `context` ("input 'x' frame 12") starts the error messages.
-  absl::Status Convert(const AVFrame& in, const std::string& context, Frame* out);
-
- private:
-  absl::Status Configure(const AVFrame& in, const std::string& context);
-  void CopyOut(Frame* out) const;
-
-  SwsContextPtr sws_;
-  AvFramePtr rgb_;  // GBRPF32 when libswscale can write it, else RGB48
-  int width_ = 0;
-  int height_ = 0;
-  int format_ = AV_PIX_FMT_NONE;
-  int colorspace_ = AVCOL_SPC_UNSPECIFIED;
-  int range_ = AVCOL_RANGE_UNSPECIFIED;
-};
-
-absl::Status RgbConverter::Configure(const AVFrame& in, const std::string& context) {
-  const auto src = static_cast<AVPixelFormat>(in.format);
-  const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(src);
-  if (desc == nullptr || !sws_isSupportedInput(src)) {
-    return absl::FailedPreconditionError(
-        context + ": libswscale cannot convert its pixel format '" + (desc ? desc->name : "none") +
-        "' to RGB; transcode the source to yuv420p first");
-  }
-  const AVPixelFormat dst =
-      sws_isSupportedOutput(AV_PIX_FMT_GBRPF32) ? AV_PIX_FMT_GBRPF32 : AV_PIX_FMT_RGB48;
-  sws_.reset(sws_getContext(in.width, in.height, src, in.width, in.height, dst, kSwsFlags, nullptr,
-                            nullptr, nullptr));
-  if (!sws_) return absl::InternalError(context + ": cannot set up libswscale to RGB");
-  if (!(desc->flags & AV_PIX_FMT_FLAG_RGB) && desc->nb_components >= 3) {
-    int colorspace = in.colorspace;
-    // The scale filter's rule: unknown or unsupported matrices are BT.601.
-    if (colorspace < 1 || colorspace > 10 || colorspace == 8) colorspace = SWS_CS_ITU601;
-    const int src_full = in.color_range == AVCOL_RANGE_JPEG || IsFullRangeFormat(src);
-    if (sws_setColorspaceDetails(sws_.get(), sws_getCoefficients(colorspace), src_full,
-                                 sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16) < 0) {
-      return absl::InternalError(context + ": libswscale refused the colour matrix");
-    }
-  }
-  ASSIGN_OR_RETURN(rgb_, AllocFrame());
-  rgb_->format = dst;
-  rgb_->width = in.width;
-  rgb_->height = in.height;
-  const int ret = av_frame_get_buffer(rgb_.get(), 0);
-  if (ret < 0) return AvError(absl::StatusCode::kResourceExhausted, ret, context);
-  width_ = in.width;
-  height_ = in.height;
-  format_ = in.format;
-  colorspace_ = in.colorspace;
-  range_ = in.color_range;
-  return absl::OkStatus();
-}
-
-absl::Status RgbConverter::Convert(const AVFrame& in, const std::string& context, Frame* out) {
-  if (!sws_ || in.width != width_ || in.height != height_ || in.format != format_ ||
-      in.colorspace != colorspace_ || in.color_range != range_) {
-    RETURN_IF_ERROR(Configure(in, context));
-  }
-  const int ret =
-      sws_scale(sws_.get(), in.data, in.linesize, 0, in.height, rgb_->data, rgb_->linesize);
-  if (ret < 0) {
-    return AvError(absl::StatusCode::kInternal, ret, context + ": RGB conversion failed");
-  }
-  CopyOut(out);
-  return absl::OkStatus();
-}
-
-void RgbConverter::CopyOut(Frame* out) const {
-  const size_t w = static_cast<size_t>(width_);
-  const size_t h = static_cast<size_t>(height_);
-  out->width = width_;
-  out->height = height_;
-  out->planes.resize(3 * w * h);
-  float* dst = out->planes.data();
-  if (rgb_->format == AV_PIX_FMT_GBRPF32) {
-    const int source_plane[3] = {2, 0, 1};  // GBRP stores G, B, R; we want R, G, B
-    for (size_t c = 0; c < 3; ++c) {
-      const uint8_t* base = rgb_->data[source_plane[c]];
-      for (size_t y = 0; y < h; ++y) {
-        const auto* row =
-            reinterpret_cast<const float*>(base + y * rgb_->linesize[source_plane[c]]);
-        float* plane_row = dst + c * w * h + y * w;
-        for (size_t x = 0; x < w; ++x) plane_row[x] = Clamp01(row[x]);
-      }
-    }
-    return;
-  }
-  for (size_t y = 0; y < h; ++y) {
-    const auto* row = reinterpret_cast<const uint16_t*>(rgb_->data[0] + y * rgb_->linesize[0]);
-    for (size_t x = 0; x < w; ++x) {
-      for (size_t c = 0; c < 3; ++c) dst[c * w * h + y * w + x] = row[3 * x + c] / 65535.0f;
-    }
-  }
-}
 
 class VideoSource final : public FrameSource {
  public:

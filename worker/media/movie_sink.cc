@@ -1,4 +1,5 @@
-// OpenH264Sink: planar float RGB frames to H.264 (libx264, yuv420p) in MP4.
+// OpenMovieSink: planar float RGB frames to H.264, H.265, ProRes or DNxHR in MP4/MOV,
+// as closed-GOP segments that concatenate by stream copy.
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +13,7 @@
 
 extern "C" {
 #include <libavutil/opt.h>
+#include <libavutil/pixdesc.h>
 }
 
 namespace reelfarm::media {
@@ -34,23 +36,29 @@ absl::StatusCode WriteErrorCode(int errnum) {
 
 absl::Status ValidateOptions(const std::string& path, const EncodeOptions& o) {
   std::string problem;
-  if (o.width <= 0 || o.height <= 0 || o.width % 2 != 0 || o.height % 2 != 0) {
+  const AVPixelFormat pix_fmt = av_get_pix_fmt(o.pix_fmt.c_str());
+  const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(pix_fmt);
+  if (desc == nullptr) {
+    problem = "pixel format '" + o.pix_fmt + "' is unknown";
+  } else if (o.width <= 0 || o.height <= 0 || o.width % (1 << desc->log2_chroma_w) != 0 ||
+             o.height % (1 << desc->log2_chroma_h) != 0) {
     problem = "size " + std::to_string(o.width) + "x" + std::to_string(o.height) +
-              " is not a positive even size (yuv420p needs even sizes)";
+              " is not a positive size that " + o.pix_fmt + " can hold (" + o.pix_fmt +
+              " needs " + (desc->log2_chroma_h ? "even sizes" : "an even width") + ")";
   } else if (o.fps_num <= 0 || o.fps_den <= 0) {
     problem = "frame rate " + std::to_string(o.fps_num) + "/" + std::to_string(o.fps_den) +
               " is not positive";
   } else if (o.crf < 0 || o.crf > 51) {
     problem = "crf " + std::to_string(o.crf) + " is outside [0, 51]";
-  } else if (o.preset.empty()) {
-    problem = "the x264 preset is empty";
+  } else if (o.container != "mp4" && o.container != "mov") {
+    problem = "container '" + o.container + "' is not mp4 or mov";
   }
   if (problem.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError("output '" + path + "': " + problem +
                                     "; fix the encode options");
 }
 
-class H264Sink final : public FrameSink {
+class MovieSink final : public FrameSink {
  public:
   static absl::StatusOr<std::unique_ptr<FrameSink>> Create(const std::string& path,
                                                            const EncodeOptions& options);
@@ -58,7 +66,7 @@ class H264Sink final : public FrameSink {
   absl::Status Close() override;
 
  private:
-  H264Sink(std::string path, EncodeOptions options)
+  MovieSink(std::string path, EncodeOptions options)
       : path_(std::move(path)), options_(std::move(options)) {}
   absl::Status OpenEncoder();
   absl::Status OpenStream();
@@ -85,12 +93,12 @@ class H264Sink final : public FrameSink {
   bool closed_ = false;
 };
 
-absl::StatusOr<std::unique_ptr<FrameSink>> H264Sink::Create(const std::string& path,
+absl::StatusOr<std::unique_ptr<FrameSink>> MovieSink::Create(const std::string& path,
                                                             const EncodeOptions& options) {
   RETURN_IF_ERROR(ValidateOptions(path, options));
-  std::unique_ptr<H264Sink> sink(new H264Sink(path, options));
+  std::unique_ptr<MovieSink> sink(new MovieSink(path, options));
   // The container is named: the path may be a temporary name such as "x.mp4.tmp.123".
-  ASSIGN_OR_RETURN(sink->output_, OpenOutput(path, "mp4"));
+  ASSIGN_OR_RETURN(sink->output_, OpenOutput(path, options.container.c_str()));
   RETURN_IF_ERROR(sink->OpenEncoder());
   RETURN_IF_ERROR(sink->OpenStream());
   RETURN_IF_ERROR(sink->OpenScaler());
@@ -98,12 +106,43 @@ absl::StatusOr<std::unique_ptr<FrameSink>> H264Sink::Create(const std::string& p
   return std::unique_ptr<FrameSink>(std::move(sink));
 }
 
-absl::Status H264Sink::OpenEncoder() {
-  const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
+// FFmpeg's encoder and its private options for each codec of output_format.h.
+struct EncoderChoice {
+  const char* encoder;
+  std::vector<std::pair<std::string, std::string>> options;
+};
+
+absl::StatusOr<EncoderChoice> ChooseEncoder(const EncodeOptions& o, const std::string& path) {
+  if (o.codec == "h264") {
+    // Headers that do not depend on the content, so segments concatenate.
+    return EncoderChoice{"libx264",
+                         {{"preset", o.preset},
+                          {"crf", std::to_string(o.crf)},
+                          {"x264-params", "stitchable=1"}}};
+  }
+  if (o.codec == "h265") {
+    // No B-frames and closed GOPs, as for H.264; no per-encode info SEI, so every
+    // segment's headers are the same.
+    return EncoderChoice{"libx265",
+                         {{"preset", o.preset},
+                          {"crf", std::to_string(o.crf)},
+                          {"x265-params", "bframes=0:open-gop=0:info=0:log-level=error"}}};
+  }
+  if (o.codec == "prores_422hq") return EncoderChoice{"prores_ks", {{"profile", "hq"}}};
+  if (o.codec == "prores_4444") return EncoderChoice{"prores_ks", {{"profile", "4444"}}};
+  if (o.codec == "dnxhr_hq") return EncoderChoice{"dnxhd", {{"profile", "dnxhr_hq"}}};
+  return absl::InvalidArgumentError("output '" + path + "': codec '" + o.codec +
+                                    "' is not a movie codec; give h264, h265, prores_422hq, "
+                                    "prores_4444 or dnxhr_hq");
+}
+
+absl::Status MovieSink::OpenEncoder() {
+  ASSIGN_OR_RETURN(EncoderChoice choice, ChooseEncoder(options_, path_));
+  const AVCodec* codec = avcodec_find_encoder_by_name(choice.encoder);
   if (codec == nullptr) {
-    return absl::FailedPreconditionError(
-        "output '" + path_ + "': this FFmpeg (" + LibraryVersions() +
-        ") has no libx264 encoder; install an FFmpeg built with --enable-libx264");
+    return absl::FailedPreconditionError("output '" + path_ + "': this FFmpeg (" +
+                                         LibraryVersions() + ") has no " + choice.encoder +
+                                         " encoder; install an FFmpeg built with it");
   }
   encoder_.reset(avcodec_alloc_context3(codec));
   if (!encoder_) return absl::ResourceExhaustedError("out of memory allocating an encoder");
@@ -111,33 +150,44 @@ absl::Status H264Sink::OpenEncoder() {
   const AVRational fps{options_.fps_num, options_.fps_den};
   e.width = options_.width;
   e.height = options_.height;
-  e.pix_fmt = AV_PIX_FMT_YUV420P;
+  e.pix_fmt = av_get_pix_fmt(options_.pix_fmt.c_str());
   e.sample_aspect_ratio = AVRational{1, 1};
   e.time_base = av_inv_q(fps);
   e.framerate = fps;
   e.max_b_frames = 0;
   e.flags |= AV_CODEC_FLAG_CLOSED_GOP;
   if (output_->oformat->flags & AVFMT_GLOBALHEADER) e.flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-  // What ConvertToYuv writes: BT.601 matrix, limited range.
-  e.colorspace = AVCOL_SPC_SMPTE170M;
-  e.color_range = AVCOL_RANGE_MPEG;
+  // What ConvertToYuv writes: the matrix libswscale has coefficients for (BT.601
+  // otherwise, as the source assumed when it decoded), limited range except for
+  // x264/x265 asked for full range.
+  const int m = options_.colour.matrix;
+  const bool sws_matrix = m == 1 || m == 4 || m == 5 || m == 6 || m == 7 || m == 9;
+  e.colorspace = sws_matrix ? static_cast<AVColorSpace>(m) : AVCOL_SPC_SMPTE170M;
+  const bool x26x = options_.codec == "h264" || options_.codec == "h265";
+  e.color_range =
+      x26x && options_.colour.range == AVCOL_RANGE_JPEG ? AVCOL_RANGE_JPEG : AVCOL_RANGE_MPEG;
+  e.color_primaries = static_cast<AVColorPrimaries>(options_.colour.primaries);
+  e.color_trc = static_cast<AVColorTransferCharacteristic>(options_.colour.transfer);
   AVDictionary* opts = nullptr;
-  av_dict_set(&opts, "preset", options_.preset.c_str(), 0);
-  av_dict_set(&opts, "crf", std::to_string(options_.crf).c_str(), 0);
-  // Headers that do not depend on the content, so segments concatenate.
-  av_dict_set(&opts, "x264-params", "stitchable=1", 0);
+  std::string described;
+  for (const auto& [key, value] : choice.options) {
+    av_dict_set(&opts, key.c_str(), value.c_str(), 0);
+    described += (described.empty() ? "" : ", ") + key + " " + value;
+  }
   const int ret = avcodec_open2(encoder_.get(), codec, &opts);
   av_dict_free(&opts);
   if (ret < 0) {
     return AvError(absl::StatusCode::kInvalidArgument, ret,
-                   "output '" + path_ + "': libx264 refused the options (preset '" +
-                       options_.preset + "', crf " + std::to_string(options_.crf) + ")",
-                   "give a preset x264 knows, e.g. veryfast");
+                   "output '" + path_ + "': " + choice.encoder + " refused the options (" +
+                       described + ", pix_fmt " + options_.pix_fmt + ", " +
+                       std::to_string(options_.width) + "x" + std::to_string(options_.height) +
+                       ")",
+                   "change the format options");
   }
   return absl::OkStatus();
 }
 
-absl::Status H264Sink::OpenStream() {
+absl::Status MovieSink::OpenStream() {
   stream_ = avformat_new_stream(output_.get(), nullptr);
   if (stream_ == nullptr) return absl::ResourceExhaustedError("out of memory adding a stream");
   int ret = avcodec_parameters_from_context(stream_->codecpar, encoder_.get());
@@ -151,37 +201,41 @@ absl::Status H264Sink::OpenStream() {
   stream_->r_frame_rate = fps;
   ret = avformat_write_header(output_.get(), nullptr);
   if (ret < 0) {
-    return AvError(WriteErrorCode(ret), ret, "output '" + path_ + "': cannot write the MP4 header",
+    return AvError(WriteErrorCode(ret), ret, "output '" + path_ + "': cannot write the " + options_.container + " header",
                    "check the disk and its free space");
   }
   return absl::OkStatus();
 }
 
-absl::Status H264Sink::OpenScaler() {
+absl::Status MovieSink::OpenScaler() {
   float_input_ = sws_isSupportedInput(AV_PIX_FMT_GBRPF32) > 0;
   const AVPixelFormat src = float_input_ ? AV_PIX_FMT_GBRPF32 : AV_PIX_FMT_RGB48;
+  const AVPixelFormat dst = encoder_->pix_fmt;
   const int w = options_.width;
   const int h = options_.height;
-  sws_.reset(
-      sws_getContext(w, h, src, w, h, AV_PIX_FMT_YUV420P, kSwsFlags, nullptr, nullptr, nullptr));
+  sws_.reset(sws_getContext(w, h, src, w, h, dst, kSwsFlags, nullptr, nullptr, nullptr));
   if (!sws_) return absl::InternalError("output '" + path_ + "': cannot set up libswscale");
-  // Full-range RGB in; BT.601 limited-range YUV out, as tagged on the stream.
+  // Full-range RGB in; YUV out with the matrix and range tagged on the stream.
+  const int full = encoder_->color_range == AVCOL_RANGE_JPEG ? 1 : 0;
   if (sws_setColorspaceDetails(sws_.get(), sws_getCoefficients(SWS_CS_DEFAULT), 1,
-                               sws_getCoefficients(SWS_CS_ITU601), 0, 0, 1 << 16, 1 << 16) < 0) {
+                               sws_getCoefficients(encoder_->colorspace), full, 0, 1 << 16,
+                               1 << 16) < 0) {
     return absl::InternalError("output '" + path_ + "': libswscale refused the colour matrix");
   }
   ASSIGN_OR_RETURN(yuv_, AllocFrame());
-  yuv_->format = AV_PIX_FMT_YUV420P;
+  yuv_->format = dst;
   yuv_->width = w;
   yuv_->height = h;
-  yuv_->color_range = AVCOL_RANGE_MPEG;
-  yuv_->colorspace = AVCOL_SPC_SMPTE170M;
+  yuv_->color_range = encoder_->color_range;
+  yuv_->colorspace = encoder_->colorspace;
+  yuv_->color_primaries = encoder_->color_primaries;
+  yuv_->color_trc = encoder_->color_trc;
   const int ret = av_frame_get_buffer(yuv_.get(), 0);
   if (ret < 0) return AvError(absl::StatusCode::kResourceExhausted, ret, "yuv frame buffer");
   return absl::OkStatus();
 }
 
-absl::Status H264Sink::ConvertToYuv(const Frame& frame) {
+absl::Status MovieSink::ConvertToYuv(const Frame& frame) {
   // The encoder may still hold a reference to the last frame's buffer.
   int ret = av_frame_make_writable(yuv_.get());
   if (ret < 0) return AvError(absl::StatusCode::kResourceExhausted, ret, Where());
@@ -217,7 +271,7 @@ absl::Status H264Sink::ConvertToYuv(const Frame& frame) {
   return absl::OkStatus();
 }
 
-absl::Status H264Sink::Write(const Frame& frame) {
+absl::Status MovieSink::Write(const Frame& frame) {
   if (closed_) {
     return absl::FailedPreconditionError("output '" + path_ +
                                          "': Write after Close; open a new sink");
@@ -241,16 +295,16 @@ absl::Status H264Sink::Write(const Frame& frame) {
   return absl::OkStatus();
 }
 
-absl::Status H264Sink::Encode(const AVFrame* frame) {
+absl::Status MovieSink::Encode(const AVFrame* frame) {
   int ret = avcodec_send_frame(encoder_.get(), frame);
   if (ret < 0) {
-    return AvError(absl::StatusCode::kInternal, ret, Where() + ": libx264 refused the frame");
+    return AvError(absl::StatusCode::kInternal, ret, Where() + ": the encoder refused the frame");
   }
   while (true) {
     ret = avcodec_receive_packet(encoder_.get(), packet_.get());
     if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF) return absl::OkStatus();
     if (ret < 0) {
-      return AvError(absl::StatusCode::kInternal, ret, Where() + ": libx264 failed");
+      return AvError(absl::StatusCode::kInternal, ret, Where() + ": the encoder failed");
     }
     if (packet_->duration <= 0) packet_->duration = 1;  // one frame, in 1/fps
     av_packet_rescale_ts(packet_.get(), encoder_->time_base, stream_->time_base);
@@ -263,7 +317,7 @@ absl::Status H264Sink::Encode(const AVFrame* frame) {
   }
 }
 
-absl::Status H264Sink::Close() {
+absl::Status MovieSink::Close() {
   if (closed_) return absl::OkStatus();
   closed_ = true;
   RETURN_IF_ERROR(Encode(nullptr));
@@ -282,9 +336,18 @@ absl::Status H264Sink::Close() {
 
 }  // namespace
 
+absl::StatusOr<std::unique_ptr<FrameSink>> OpenMovieSink(const std::string& path,
+                                                         const EncodeOptions& options) {
+  return MovieSink::Create(path, options);
+}
+
 absl::StatusOr<std::unique_ptr<FrameSink>> OpenH264Sink(const std::string& path,
                                                         const EncodeOptions& options) {
-  return H264Sink::Create(path, options);
+  EncodeOptions h264 = options;
+  h264.codec = "h264";
+  h264.pix_fmt = "yuv420p";
+  h264.container = "mp4";
+  return MovieSink::Create(path, h264);
 }
 
 }  // namespace reelfarm::media

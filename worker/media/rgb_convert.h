@@ -1,0 +1,33 @@
+// Internal to worker/media: decoded AVFrames to planar float RGB frames (media.h's
+// Frame), shared by the movie and image-sequence sources.
+#pragma once
+
+#include <string>
+
+#include "worker/media/av_util.h"
+#include "worker/media/media.h"
+
+namespace reelfarm::media {
+
+// Converts decoded frames to planar float RGB with the colour defaults of the ffmpeg
+// tool's rgb24 conversion: the frame's own matrix (BT.601 when unspecified) and range
+// (limited when unspecified), to full-range RGB.
+class RgbConverter {
+ public:
+  // `context` ("input 'x' frame 12") starts the error messages.
+  absl::Status Convert(const AVFrame& in, const std::string& context, Frame* out);
+
+ private:
+  absl::Status Configure(const AVFrame& in, const std::string& context);
+  void CopyOut(Frame* out) const;
+
+  SwsContextPtr sws_;
+  AvFramePtr rgb_;  // GBRPF32 when libswscale can write it, else RGB48
+  int width_ = 0;
+  int height_ = 0;
+  int format_ = AV_PIX_FMT_NONE;
+  int colorspace_ = AVCOL_SPC_UNSPECIFIED;
+  int range_ = AVCOL_RANGE_UNSPECIFIED;
+};
+
+}  // namespace reelfarm::media
