@@ -8,12 +8,15 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <fstream>
 #include <map>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/client_interceptor.h>
+#include <yaml-cpp/yaml.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "absl/strings/ascii.h"
@@ -114,14 +117,70 @@ void PrintJob(const v1::Job& j) {
   }
 }
 
+// Adds "authorization: Bearer <token>" to every call on the channel.
+class TokenInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit TokenInterceptor(std::string token) : token_(std::move(token)) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert({"authorization", "Bearer " + token_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string token_;
+};
+
+class TokenInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit TokenInterceptorFactory(std::string token) : token_(std::move(token)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new TokenInterceptor(token_);
+  }
+
+ private:
+  const std::string token_;
+};
+
+// Server and token: flags, else $REELFARM_SERVER / $REELFARM_TOKEN, else the config
+// file ($REELFARM_CONFIG, default ~/.config/reelfarm/reelctl.yaml: `server:`, `token:`).
+void LoadDefaults(std::string* server, std::string* token) {
+  std::string path;
+  if (const char* p = std::getenv("REELFARM_CONFIG")) {
+    path = p;
+  } else if (const char* home = std::getenv("HOME")) {
+    path = std::string(home) + "/.config/reelfarm/reelctl.yaml";
+  }
+  try {
+    if (!path.empty() && std::ifstream(path)) {
+      YAML::Node config = YAML::LoadFile(path);
+      if (config["server"]) *server = config["server"].as<std::string>();
+      if (config["token"]) *token = config["token"].as<std::string>();
+    }
+  } catch (const YAML::Exception& e) {
+    std::fprintf(stderr, "reelctl: config '%s': %s (ignored)\n", path.c_str(), e.what());
+  }
+  if (const char* env = std::getenv("REELFARM_SERVER")) *server = env;
+  if (const char* env = std::getenv("REELFARM_TOKEN")) *token = env;
+}
+
 struct Context {
   std::string server;
+  std::string token;
   bool json = false;
+  std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::JobService::Stub> stub;
 
   void Connect() {
-    stub = v1::JobService::NewStub(
-        grpc::CreateChannel(server, grpc::InsecureChannelCredentials()));
+    std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> hooks;
+    if (!token.empty()) hooks.push_back(std::make_unique<TokenInterceptorFactory>(token));
+    channel = grpc::experimental::CreateCustomChannelWithInterceptors(
+        server, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(hooks));
+    stub = v1::JobService::NewStub(channel);
   }
   // A deadline for unary calls, so an unreachable server fails fast.
   void SetDeadline(grpc::ClientContext* ctx, int seconds = 30) {
@@ -279,9 +338,10 @@ int main(int argc, char** argv) {
   CLI::App app{"reelctl: submit and follow reelfarm jobs"};
   app.require_subcommand(1);
   Context c;
-  const char* env = std::getenv("REELFARM_SERVER");
-  c.server = env ? env : "127.0.0.1:7700";
-  app.add_option("--server", c.server, "server address (or REELFARM_SERVER)")
+  c.server = "127.0.0.1:7700";
+  LoadDefaults(&c.server, &c.token);
+  app.add_option("--server", c.server,
+                 "server address (or REELFARM_SERVER, or `server:` in the config file)")
       ->capture_default_str();
   app.add_flag("--json", c.json, "print JSON for scripts");
 
@@ -356,7 +416,9 @@ int main(int argc, char** argv) {
   auto* watch = app.add_subcommand("watch", "follow jobs' progress until they end");
   std::vector<int64_t> watch_ids;
   watch->add_option("ids", watch_ids, "job ids")->required();
+  app.add_option("--token", c.token, "API token (or REELFARM_TOKEN, or the config file)");
   auto* workers = app.add_subcommand("workers", "list connected workers");
+  auto* models = app.add_subcommand("models", "list the models connected workers offer");
   auto* pause = app.add_subcommand("pause", "lease no more tasks of a job (running ones finish)");
   pause->add_option("id", job_id)->required();
   auto* resume = app.add_subcommand("resume", "resume a paused job");
@@ -582,6 +644,34 @@ int main(int argc, char** argv) {
   }
   if (*logs) return Logs(c, job_id, log_task, follow);
   if (*health) return Health(c, health_service);
+  if (*models) {
+    grpc::ClientContext ctx;
+    c.SetDeadline(&ctx);
+    v1::ListWorkersResponse resp;
+    grpc::Status st = c.stub->ListWorkers(&ctx, v1::ListWorkersRequest(), &resp);
+    if (!st.ok()) return ReportRpcError(st);
+    std::map<std::string, std::vector<std::string>> offered;  // model -> workers
+    for (const auto& w : resp.workers()) {
+      for (const auto& m : w.models()) offered[m].push_back(w.name());
+    }
+    if (c.json) {
+      std::string out = "{";
+      for (const auto& [m, ws] : offered) {
+        out += (out.size() > 1 ? "," : "") + std::string("\"") + m + "\":[";
+        for (size_t i = 0; i < ws.size(); ++i) out += (i ? ",\"" : "\"") + ws[i] + "\"";
+        out += "]";
+      }
+      std::printf("%s}\n", out.c_str());
+      return 0;
+    }
+    std::printf("%-24s %s\n", "MODEL", "WORKERS");
+    for (const auto& [m, ws] : offered) {
+      std::string names;
+      for (const auto& w : ws) names += (names.empty() ? "" : ",") + w;
+      std::printf("%-24s %s\n", m.c_str(), names.c_str());
+    }
+    return 0;
+  }
   if (*workers) {
     grpc::ClientContext ctx;
     c.SetDeadline(&ctx);

@@ -78,6 +78,25 @@ jobs:
                          &status);
   CHECK(status == 0);
   CHECK(nlohmann::json::parse(out)["tasks"].size() == 4);
+  // The server address from a config file, and the models the workers offer.
+  const fs::path config = dir.path() / "reelctl.yaml";
+  std::ofstream(config) << "server: " << farm.address() << "\ntoken: t0ken\n";
+  out = testing::Capture("REELFARM_CONFIG=" + config.string() + " " +
+                             std::string(REELFARM_REELCTL_BIN) + " models",
+                         &status);
+  CHECK(status == 0);
+  CHECK(out.find("bicubic") != std::string::npos);
+  CHECK(out.find("w1") != std::string::npos);
+  out = testing::Capture("REELFARM_CONFIG=" + config.string() + " " +
+                             std::string(REELFARM_REELCTL_BIN) + " --json models",
+                         &status);
+  CHECK(nlohmann::json::parse(out)["bicubic"][0] == "w1");
+  // $REELFARM_SERVER wins over the file.
+  testing::Capture("REELFARM_CONFIG=" + config.string() +
+                       " REELFARM_SERVER=127.0.0.1:1 " + std::string(REELFARM_REELCTL_BIN) +
+                       " list 2>&1",
+                   &status);
+  CHECK(status == 3);
   // A bad file is a usage error.
   std::ofstream(dir.path() / "bad.yaml") << "upscale: {input: a.mp4, scael: 2}\n";
   testing::Capture(Ctl(farm) + " submit -f " + (dir.path() / "bad.yaml").string() + " 2>&1",
