@@ -282,6 +282,10 @@ class Scheduler final {
   // Queues the writes and returns their sequence number.
   uint64_t CommitLocked(Writes w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<JobView> Durable(uint64_t seq, int64_t job_id);
+  // Runs `change` on the job under the lock (NOT_FOUND for an unknown job), commits
+  // what it wrote, and returns the job once that is durable.
+  absl::StatusOr<JobView> ChangeJob(int64_t job_id,
+                                    const std::function<absl::Status(JobEntry&, Writes*)>& change);
   void BumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Clock* const clock_;

@@ -21,62 +21,58 @@ JobState Scheduler::NaturalStateLocked(const JobEntry& e) const {
   return e.job.started_unix_ms > 0 ? JobState::kRunning : JobState::kQueued;
 }
 
-absl::StatusOr<JobView> Scheduler::Cancel(int64_t job_id) {
+absl::StatusOr<JobView> Scheduler::ChangeJob(
+    int64_t job_id, const std::function<absl::Status(JobEntry&, Writes*)>& change) {
   uint64_t seq = 0;
   {
     absl::MutexLock lock(&mu_);
     JobEntry* e = FindLocked(job_id);
     if (!e) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
-    if (IsTerminal(e->job.state)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job ", job_id, " has already ", ToString(e->job.state), "; nothing to cancel"));
-    }
     Writes w;
-    FinishJobLocked(*e, JobState::kCancelled, "cancelled by request", &w);
+    RETURN_IF_ERROR(change(*e, &w));
     seq = CommitLocked(std::move(w));
   }
   return Durable(seq, job_id);
+}
+
+absl::StatusOr<JobView> Scheduler::Cancel(int64_t job_id) {
+  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) {
+    if (IsTerminal(e.job.state)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " has already ", ToString(e.job.state), "; nothing to cancel"));
+    }
+    FinishJobLocked(e, JobState::kCancelled, "cancelled by request", w);
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<JobView> Scheduler::Pause(int64_t job_id) {
-  uint64_t seq = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    JobEntry* e = FindLocked(job_id);
-    if (!e) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
-    if (IsTerminal(e->job.state)) {
+  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) {
+    if (IsTerminal(e.job.state)) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "job ", job_id, " has ", ToString(e->job.state), "; only a job that has not "
-          "ended can be paused"));
+          "job ", job_id, " has ", ToString(e.job.state),
+          "; only a job that has not ended can be paused"));
     }
-    Writes w;
-    if (e->job.state != JobState::kPaused) {
-      Job job = e->job;
+    if (e.job.state != JobState::kPaused) {
+      Job job = e.job;
       job.state = JobState::kPaused;
-      SetJobLocked(*e, std::move(job), &w);
+      SetJobLocked(e, std::move(job), w);
     }
-    seq = CommitLocked(std::move(w));
-  }
-  return Durable(seq, job_id);
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<JobView> Scheduler::Resume(int64_t job_id) {
-  uint64_t seq = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    JobEntry* e = FindLocked(job_id);
-    if (!e) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
-    if (e->job.state != JobState::kPaused) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job ", job_id, " is ", ToString(e->job.state), ", not paused"));
+  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) {
+    if (e.job.state != JobState::kPaused) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is ", ToString(e.job.state), ", not paused"));
     }
-    Writes w;
-    Job job = e->job;
-    job.state = NaturalStateLocked(*e);
-    SetJobLocked(*e, std::move(job), &w);
-    seq = CommitLocked(std::move(w));
-  }
-  return Durable(seq, job_id);
+    Job job = e.job;
+    job.state = NaturalStateLocked(e);
+    SetJobLocked(e, std::move(job), w);
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<JobView> Scheduler::SetPriority(int64_t job_id, int priority) {
@@ -84,22 +80,16 @@ absl::StatusOr<JobView> Scheduler::SetPriority(int64_t job_id, int priority) {
     return absl::InvalidArgumentError(
         absl::StrCat("priority is ", priority, "; give 0..100"));
   }
-  uint64_t seq = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    JobEntry* e = FindLocked(job_id);
-    if (!e) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
-    if (IsTerminal(e->job.state)) {
+  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) {
+    if (IsTerminal(e.job.state)) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "job ", job_id, " has ", ToString(e->job.state), "; its priority no longer matters"));
+          "job ", job_id, " has ", ToString(e.job.state), "; its priority no longer matters"));
     }
-    Writes w;
-    Job job = e->job;
+    Job job = e.job;
     job.spec.priority = priority;
-    SetJobLocked(*e, std::move(job), &w);
-    seq = CommitLocked(std::move(w));
-  }
-  return Durable(seq, job_id);
+    SetJobLocked(e, std::move(job), w);
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<JobView> Scheduler::Retry(int64_t job_id) {
