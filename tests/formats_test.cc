@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "tests/testing/fixtures.h"
+#include "tests/testing/frames.h"
 #include "worker/media/media.h"
 #include "worker/media/output_format.h"
 
@@ -27,21 +28,6 @@ using testing::Psnr;
 using testing::Run;
 using testing::TempDir;
 
-std::vector<Frame> ReadAll(const fs::path& path, int64_t begin, int64_t end) {
-  auto source = OpenVideoSource(path.string(), begin, end);
-  INFO(source.status().ToString());
-  REQUIRE(source.ok());
-  std::vector<Frame> frames;
-  while (true) {
-    Frame frame;
-    auto more = (*source)->Next(&frame);
-    INFO(more.status().ToString());
-    REQUIRE(more.ok());
-    if (!*more) break;
-    frames.push_back(std::move(frame));
-  }
-  return frames;
-}
 
 void WriteAll(FrameSink* sink, const std::vector<Frame>& frames, size_t begin, size_t end) {
   for (size_t i = begin; i < end; ++i) {
@@ -112,7 +98,7 @@ TEST_CASE("Movie codecs write their format and keep the pictures", "[unit][media
   TempDir dir;
   const fs::path clip = dir.path() / "clip.mp4";
   MakeTestClip(clip, 320, 180, 10, 24);
-  const auto frames = ReadAll(clip, 0, 10);
+  const auto frames = testing::ReadFrames(clip, 0, 10);
   // Compared in YUV 4:2:0, the domain the source is coded in (RGB would count the
   // chroma subsampling of the source twice).
   int w = 0, h = 0;
@@ -158,7 +144,7 @@ TEST_CASE("Chunked segments equal one encode after stream-copy concat",
   TempDir dir;
   const fs::path clip = dir.path() / "clip.mp4";
   MakeTestClip(clip, 320, 180, 13, 24);
-  const auto frames = ReadAll(clip, 0, 13);
+  const auto frames = testing::ReadFrames(clip, 0, 13);
   for (const Case& c : cases) {
     DYNAMIC_SECTION(c.codec) {
       const EncodeOptions o = MovieOptions(c.file, c.codec, "", 320, 180, c.crf);
@@ -247,7 +233,7 @@ TEST_CASE("Image sequences are written frame by frame with #### numbers",
   TempDir dir;
   const fs::path clip = dir.path() / "clip.mp4";
   MakeTestClip(clip, 64, 36, 3, 24);
-  const auto frames = ReadAll(clip, 0, 3);
+  const auto frames = testing::ReadFrames(clip, 0, 3);
   const size_t n = 64 * 36;
   for (const Case& c : cases) {
     DYNAMIC_SECTION(c.codec) {
@@ -323,7 +309,7 @@ TEST_CASE("16-bit PNG goes through a float frame and back without losing a bit",
   for (uint16_t v : source) odd_low_bits += (v & 0xff) != (v >> 8);
   REQUIRE(odd_low_bits > source.size() / 2);  // not 8-bit values times 257
 
-  const auto frames = ReadAll(in, 0, 1);
+  const auto frames = testing::ReadFrames(in, 0, 1);
   REQUIRE(frames.size() == 1);
   const size_t n = 96 * 54;
   double worst = 0;
@@ -361,7 +347,7 @@ TEST_CASE("Colour tags and audio are carried into the output", "[unit][media][fo
   CHECK(info->colour.range == 1);
   CHECK(info->has_audio);
 
-  const auto frames = ReadAll(clip, 0, 24);
+  const auto frames = testing::ReadFrames(clip, 0, 24);
   EncodeOptions o = MovieOptions("x.mov", "prores_422hq", "", 320, 180);
   o.colour = info->colour;
   std::vector<std::string> parts;

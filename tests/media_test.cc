@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tests/testing/fixtures.h"
+#include "tests/testing/frames.h"
 
 namespace reelfarm::media {
 namespace {
@@ -38,21 +39,6 @@ std::vector<uint8_t> ToRgb24(const Frame& frame) {
   return rgb;
 }
 
-// Reads frames [begin, end) of `path`, failing the test on any error.
-std::vector<Frame> ReadRange(const fs::path& path, int64_t begin, int64_t end) {
-  auto source = OpenVideoSource(path.string(), begin, end);
-  REQUIRE(source.ok());
-  std::vector<Frame> frames;
-  while (true) {
-    Frame frame;
-    auto more = (*source)->Next(&frame);
-    INFO(more.status().ToString());
-    REQUIRE(more.ok());
-    if (!*more) break;
-    frames.push_back(std::move(frame));
-  }
-  return frames;
-}
 
 // Each frame has index begin.. in order, matches the ffmpeg tool's decode of the same
 // frame to at least `min_psnr` dB.
@@ -191,7 +177,7 @@ TEST_CASE("OpenVideoSource returns exactly the asked frames", "[unit][media]") {
   REQUIRE(reference.size() == 48);
 
   SECTION("[10, 20)") {
-    const auto frames = ReadRange(clip, 10, 20);
+    const auto frames = testing::ReadFrames(clip, 10, 20);
     REQUIRE(frames.size() == 10);
     CHECK(frames[0].width == 320);
     CHECK(frames[0].height == 180);
@@ -200,12 +186,12 @@ TEST_CASE("OpenVideoSource returns exactly the asked frames", "[unit][media]") {
   }
 
   SECTION("[0, 48)") {
-    const auto frames = ReadRange(clip, 0, 48);
+    const auto frames = testing::ReadFrames(clip, 0, 48);
     REQUIRE(frames.size() == 48);
     CheckAgainstReference(frames, 0, reference, 45.0);
   }
 
-  SECTION("an empty range") { CHECK(ReadRange(clip, 5, 5).empty()); }
+  SECTION("an empty range") { CHECK(testing::ReadFrames(clip, 5, 5).empty()); }
 
   SECTION("[40, 60) fails at frame 48") {
     auto source = OpenVideoSource(clip.string(), 40, 60);
@@ -249,7 +235,7 @@ TEST_CASE("OpenVideoSource seeks across keyframes", "[unit][media]") {
   for (const auto& [begin, end] :
        {std::pair<int64_t, int64_t>{30, 40}, {36, 37}, {35, 48}, {12, 13}, {1, 2}, {47, 48}}) {
     INFO("range [" << begin << ", " << end << ")");
-    const auto frames = ReadRange(clip, begin, end);
+    const auto frames = testing::ReadFrames(clip, begin, end);
     REQUIRE(static_cast<int64_t>(frames.size()) == end - begin);
     CheckAgainstReference(frames, begin, reference, 45.0);
   }
@@ -261,7 +247,7 @@ TEST_CASE("OpenVideoSource seeks across keyframes", "[unit][media]") {
               "'") == 0);
   for (const auto& [begin, end] : {std::pair<int64_t, int64_t>{30, 40}, {35, 36}, {47, 48}}) {
     INFO("MPEG-TS range [" << begin << ", " << end << ")");
-    const auto frames = ReadRange(ts, begin, end);
+    const auto frames = testing::ReadFrames(ts, begin, end);
     REQUIRE(static_cast<int64_t>(frames.size()) == end - begin);
     CheckAgainstReference(frames, begin, reference, 45.0);
   }
@@ -280,7 +266,7 @@ TEST_CASE("Segments from OpenH264Sink concatenate into the whole clip", "[unit][
   for (int64_t begin = 0; begin < 48; begin += 16) {
     // A temporary-looking name: the sink picks MP4 by name, not by extension.
     const fs::path segment = dir.path() / ("seg" + std::to_string(begin) + ".mp4.tmp.123");
-    WriteSegment(segment, ReadRange(clip, begin, begin + 16), begin);
+    WriteSegment(segment, testing::ReadFrames(clip, begin, begin + 16), begin);
     auto info = ProbeVideo(segment.string());
     REQUIRE(info.ok());
     CHECK(info->frame_count == 16);
@@ -328,9 +314,9 @@ TEST_CASE("ConcatSegments refuses mismatched or missing segments", "[unit][media
   const fs::path large = dir.path() / "large.mp4";
   MakeTestClip(small, 320, 180, 4, 24);
   MakeTestClip(large, 640, 360, 4, 24);
-  WriteSegment(dir.path() / "a.mp4", ReadRange(small, 0, 4), 0);
-  WriteSegment(dir.path() / "b.mp4", ReadRange(large, 0, 4), 4);
-  WriteSegment(dir.path() / "c.mp4", ReadRange(small, 0, 4), 8, /*crf=*/30);
+  WriteSegment(dir.path() / "a.mp4", testing::ReadFrames(small, 0, 4), 0);
+  WriteSegment(dir.path() / "b.mp4", testing::ReadFrames(large, 0, 4), 4);
+  WriteSegment(dir.path() / "c.mp4", testing::ReadFrames(small, 0, 4), 8, /*crf=*/30);
 
   SECTION("different sizes") {
     const std::string odd = (dir.path() / "b.mp4").string();

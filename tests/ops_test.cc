@@ -16,6 +16,7 @@
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "tests/testing/checks.h"
 #include "tests/testing/farm.h"
 #include "tests/testing/fixtures.h"
 #include "tests/testing/models.h"
@@ -85,17 +86,6 @@ void CheckWithPromtool(const std::string& text, const fs::path& scratch) {
   CHECK(status == 0);
 }
 
-v1::JobSpec Upscale(const std::string& input, const std::string& output, int chunk,
-                    const std::string& model = "bicubic") {
-  v1::JobSpec spec;
-  auto* u = spec.mutable_upscale();
-  u->set_input(input);
-  u->set_output(output);
-  u->set_model(model);
-  u->set_scale(2);
-  u->set_chunk_frames(chunk);
-  return spec;
-}
 
 grpc::health::v1::HealthCheckResponse::ServingStatus CheckHealth(const std::string& address,
                                                                  const std::string& service,
@@ -120,10 +110,10 @@ TEST_CASE("after a job the server and worker /metrics count what the job did", "
 
   // Submitted before any worker connects: the queue gauge shows all 3 tasks waiting.
   v1::SubmitJobResponse resp;
-  REQUIRE(farm.Submit(Upscale("plates/m.mp4", "renders/m_x2.mp4", 24), &resp).ok());
+  REQUIRE(farm.Submit(testing::UpscaleSpec("plates/m.mp4", "renders/m_x2.mp4", 24), &resp).ok());
   REQUIRE(resp.job().tasks_total() == 3);  // 2 chunks + assemble
   v1::SubmitJobResponse refused;
-  CHECK(farm.Submit(Upscale("plates/missing.mp4", "renders/x.mp4", 24), &refused)
+  CHECK(farm.Submit(testing::UpscaleSpec("plates/missing.mp4", "renders/x.mp4", 24), &refused)
             .error_code() == grpc::StatusCode::NOT_FOUND);
   {
     auto s = ParseMetrics(Farm::Scrape(farm.server_metrics_port()));
@@ -313,7 +303,7 @@ TEST_CASE("reelctl logs shows a failed task's LibTorch error and logs can be JSO
   farm.WaitForWorkers(1);
 
   v1::SubmitJobResponse resp;
-  REQUIRE(farm.Submit(Upscale("plates/l.mp4", "renders/l_x2.mp4", 12, "widefail"), &resp)
+  REQUIRE(farm.Submit(testing::UpscaleSpec("plates/l.mp4", "renders/l_x2.mp4", 12, "widefail"), &resp)
               .ok());
   v1::Job job = farm.WaitForJob(resp.job_id());
   REQUIRE(job.state() == v1::JOB_STATE_FAILED);
@@ -349,7 +339,7 @@ TEST_CASE("reelctl logs shows a failed task's LibTorch error and logs can be JSO
   // --follow on a job that is still running: returns once the job has ended, with the
   // lines of every task, the last one (assemble) included.
   v1::SubmitJobResponse ok;
-  REQUIRE(farm.Submit(Upscale("plates/l.mp4", "renders/l_ok.mp4", 6), &ok).ok());
+  REQUIRE(farm.Submit(testing::UpscaleSpec("plates/l.mp4", "renders/l_ok.mp4", 6), &ok).ok());
   const std::string ok_id = std::to_string(ok.job_id());
   std::string followed = testing::Capture(
       "timeout 60 " + reelctl + "logs " + ok_id + " --follow 2>&1", &status);

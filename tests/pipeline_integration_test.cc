@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "tests/testing/checks.h"
 #include "tests/testing/farm.h"
 #include "tests/testing/fixtures.h"
 #include "tests/testing/models.h"
@@ -18,14 +19,8 @@ namespace {
 
 v1::JobSpec Spec(const std::string& input, const std::string& output, int chunk,
                  const std::string& model = "bicubic") {
-  v1::JobSpec spec;
-  auto* u = spec.mutable_upscale();
-  u->set_input(input);
-  u->set_output(output);
-  u->set_model(model);
-  u->set_scale(2);
-  u->set_chunk_frames(chunk);
-  u->set_overwrite(true);
+  v1::JobSpec spec = testing::UpscaleSpec(input, output, chunk, model);
+  spec.mutable_upscale()->set_overwrite(true);
   spec.set_max_attempts(3);
   return spec;
 }
