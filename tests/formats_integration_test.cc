@@ -1,5 +1,5 @@
 // Output formats end to end on a real farm: a chunked ProRes job equals a single-task
-// one frame for frame, with the input's colour tags and audio; an EXR sequence job
+// one frame for frame, with the input's colour tags, audio and timecode; an EXR sequence job
 // publishes every frame under its number and only a sidecar at assembly.
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -47,7 +47,7 @@ std::string Probe(const fs::path& path, const std::string& what) {
 
 }  // namespace
 
-TEST_CASE("a chunked ProRes job equals a single-task job and keeps colour and audio",
+TEST_CASE("a chunked ProRes job equals a single-task job and keeps colour, audio, timecode",
           "[integration][formats]") {
   testing::TempDir dir;
   Farm farm(dir.path() / "farm");
@@ -57,7 +57,8 @@ TEST_CASE("a chunked ProRes job equals a single-task job and keeps colour and au
                        "-f lavfi -i sine=f=440:r=48000 -frames:v 24 -t 1 -c:v libx264 -crf 12 "
                        "-vf scale=out_color_matrix=bt709:out_range=tv,format=yuv420p "
                        "-color_primaries bt709 -color_trc bt709 -colorspace bt709 "
-                       "-color_range tv -c:a aac -shortest '" + plate.string() + "'") == 0);
+                       "-color_range tv -timecode 10:00:00:00 -c:a aac -shortest '" +
+                       plate.string() + "'") == 0);
   farm.StartWorker("w1");
   farm.StartWorker("w2");
   farm.WaitForWorkers(2);
@@ -71,6 +72,16 @@ TEST_CASE("a chunked ProRes job equals a single-task job and keeps colour and au
                        "height,color_space,color_transfer,color_primaries") ==
         "prores\n4444\n640\n360\nbt709\nbt709\nbt709\n");
   CHECK(Probe(chunked, "-select_streams a:0 -show_entries stream=codec_name") == "aac\n");
+  CHECK(Probe(chunked, "-select_streams v:0 -show_entries stream_tags=timecode") ==
+        "10:00:00:00\n");
+  // A frame range starts at the timecode of its first frame.
+  v1::JobSpec range = Spec("plates/sh030.mov", "renders/range.mov", 5);
+  range.mutable_upscale()->set_first_frame(6);
+  range.mutable_upscale()->set_last_frame(17);
+  SubmitAndWait(farm, range);
+  CHECK(Probe(farm.storage() / "renders/range.mov",
+              "-select_streams v:0 -show_entries stream=nb_frames:stream_tags=timecode") ==
+        "12\n10:00:00:06\n");
   int w = 0, h = 0;
   const auto a = testing::DecodeRgb(chunked, "", &w, &h);
   const auto b = testing::DecodeRgb(single, "", &w, &h);

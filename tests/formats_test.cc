@@ -337,7 +337,7 @@ TEST_CASE("Colour tags and audio are carried into the output", "[unit][media][fo
               "-i sine=f=440:r=48000 -frames:v 24 -t 1 -c:v libx264 "
               "-vf scale=out_color_matrix=bt709:out_range=tv,format=yuv420p "
               "-color_primaries bt709 -color_trc bt709 -colorspace bt709 -color_range tv "
-              "-c:a aac -shortest '" + clip.string() + "'") == 0);
+              "-timecode 01:02:03:04 -c:a aac -shortest '" + clip.string() + "'") == 0);
   auto info = ProbeVideo(clip.string());
   INFO(info.status().ToString());
   REQUIRE(info.ok());
@@ -346,6 +346,7 @@ TEST_CASE("Colour tags and audio are carried into the output", "[unit][media][fo
   CHECK(info->colour.matrix == 1);
   CHECK(info->colour.range == 1);
   CHECK(info->has_audio);
+  CHECK(info->timecode == "01:02:03:04");
 
   const auto frames = testing::ReadFrames(clip, 0, 24);
   EncodeOptions o = MovieOptions("x.mov", "prores_422hq", "", 320, 180);
@@ -358,7 +359,7 @@ TEST_CASE("Colour tags and audio are carried into the output", "[unit][media][fo
     WriteAll(sink->get(), frames, 12 * k, 12 * k + 12);
   }
   const fs::path out = dir.path() / "out.mov";
-  absl::Status st = ConcatSegments(parts, out.string(), "mov", clip.string());
+  absl::Status st = ConcatSegments(parts, out.string(), "mov", clip.string(), "01:02:03:10");
   INFO(st.ToString());
   REQUIRE(st.ok());
   CHECK(Probe(out, "color_primaries,color_transfer,color_space,color_range") ==
@@ -366,12 +367,31 @@ TEST_CASE("Colour tags and audio are carried into the output", "[unit][media][fo
   const std::string audio = Capture("ffprobe -v error -select_streams a:0 -show_entries "
                                     "stream=codec_name -of csv=p=0 '" + out.string() + "'");
   CHECK(audio == "aac\n");
+  CHECK(Capture("ffprobe -v error -select_streams v:0 -show_entries stream_tags=timecode "
+                "-of csv=p=0 '" + out.string() + "'") == "01:02:03:10\n");
+  auto read = ReadTimecode(out.string());
+  REQUIRE(read.ok());
+  CHECK(*read == "01:02:03:10");
   // BT.709 in, BT.709 out: the pictures match the source closely.
   int w = 0, h = 0;
   const auto a = DecodeYuv420(clip, "", &w, &h);
   const auto b = DecodeYuv420(out, "", &w, &h);
   REQUIRE(b.size() == 24);
   CHECK(LumaPsnr(a[5], b[5], w, h) >= 40.0);
+}
+
+TEST_CASE("TimecodeAfter counts frames at the clip's rate, drop frame included",
+          "[unit][media][formats]") {
+  CHECK(TimecodeAfter("01:00:00:00", 24, 1, 0).value() == "01:00:00:00");
+  CHECK(TimecodeAfter("01:00:00:00", 24, 1, 30).value() == "01:00:01:06");
+  CHECK(TimecodeAfter("00:59:59:24", 25, 1, 1).value() == "01:00:00:00");
+  // 29.97 drop frame skips frame numbers 0 and 1 at each minute but every tenth.
+  CHECK(TimecodeAfter("00:00:59;29", 30000, 1001, 1).value() == "00:01:00;02");
+  CHECK(TimecodeAfter("00:09:59;29", 30000, 1001, 1).value() == "00:10:00;00");
+  auto bad = TimecodeAfter("one o'clock", 24, 1, 3);
+  CHECK(bad.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(std::string(bad.status().message()).find("one o'clock") != std::string::npos);
+  CHECK(!TimecodeAfter("01:00:00:00", 0, 1, 3).ok());
 }
 
 TEST_CASE("ResolveOutputFormat checks the extension, codec and options agree",

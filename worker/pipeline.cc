@@ -278,15 +278,29 @@ absl::Status TaskRunner::AssembleMovie(const v1::Assignment& a, const media::Out
     }
     segments.push_back(p.string());
   }
-  std::string audio;
-  if (a.input_info().has_audio()) {
+  const v1::MediaInfo& info = a.input_info();
+  std::string audio, timecode;
+  if (!media::HasFramePattern(up.input())) {
     ASSIGN_OR_RETURN(fs::path input, storage_.Resolve(up.input(), "upscale.input"));
-    audio = input.string();
+    if (info.has_audio()) audio = input.string();
+    // The output starts at the timecode of its first frame in the input.
+    ASSIGN_OR_RETURN(std::string start, media::ReadTimecode(input.string()));
+    if (!start.empty()) {
+      auto shifted = media::TimecodeAfter(start, info.fps_num(), info.fps_den(),
+                                          info.first_frame());
+      if (shifted.ok()) {
+        timecode = *shifted;
+      } else {
+        spdlog::warn("job {}: timecode not carried: {}", a.job_id(),
+                     std::string(shifted.status().message()));
+      }
+    }
   }
   std::error_code ec;
   fs::create_directories(output.parent_path(), ec);
   const fs::path tmp = common::Storage::TempPathFor(output);
-  absl::Status st = media::ConcatSegments(segments, tmp.string(), format.container, audio);
+  absl::Status st =
+      media::ConcatSegments(segments, tmp.string(), format.container, audio, timecode);
   if (st.ok()) st = common::Storage::Publish(tmp, output);
   if (!st.ok()) fs::remove(tmp, ec);
   return st;

@@ -185,7 +185,24 @@ absl::StatusOr<std::unique_ptr<VideoInput>> VideoInput::Open(const std::string& 
   std::unique_ptr<VideoInput> input(
       new VideoInput(path, std::move(format), stream, std::move(decoder), std::move(packet)));
   input->has_audio_ = has_audio;
+  input->timecode_ = FindTimecode(*input->format_, *stream);
   return input;
+}
+
+std::string FindTimecode(const AVFormatContext& format, const AVStream& video) {
+  auto get = [](const AVDictionary* dict) -> std::string {
+    const AVDictionaryEntry* e = av_dict_get(dict, "timecode", nullptr, 0);
+    return e != nullptr && e->value != nullptr ? e->value : "";
+  };
+  std::string tc = get(video.metadata);
+  // MOV/MP4 keep it on the timecode (tmcd) track, MXF and others on the file.
+  for (unsigned i = 0; tc.empty() && i < format.nb_streams; ++i) {
+    if (format.streams[i]->codecpar->codec_type == AVMEDIA_TYPE_DATA) {
+      tc = get(format.streams[i]->metadata);
+    }
+  }
+  if (tc.empty()) tc = get(format.metadata);
+  return tc;
 }
 
 VideoInput::VideoInput(std::string path, AvInputPtr format, AVStream* stream,

@@ -75,6 +75,9 @@ inline bool DecodedWithErrors(const AVFrame& frame) {
 // The stream's frame rate: avg_frame_rate, else r_frame_rate, else {0, 1} (unknown).
 AVRational StreamFrameRate(const AVStream& stream);
 
+// The start timecode of `video` in `format` (see VideoInput::timecode); empty if none.
+std::string FindTimecode(const AVFormatContext& format, const AVStream& video);
+
 // Opens an output context of format `format_name` for `path` and opens its file.
 absl::StatusOr<AvOutputPtr> OpenOutput(const std::string& path, const char* format_name);
 
@@ -110,6 +113,10 @@ class VideoInput final {
   const AVCodecContext& decoder() const { return *decoder_; }
   // Whether the file has an audio stream (discarded here; ConcatSegments copies it).
   bool has_audio() const { return has_audio_; }
+  // SMPTE timecode of the first frame ("01:00:00:00", ";" before the frames when drop
+  // frame), from the video stream's, a timecode track's or the file's metadata; empty
+  // when the file has none.
+  const std::string& timecode() const { return timecode_; }
   // Video packets read since Open, including the ones given to the decoder.
   int64_t packets_read() const { return packets_read_; }
   // Pts of the first video packet read since Open or the last seek; AV_NOPTS_VALUE
@@ -135,6 +142,7 @@ class VideoInput final {
   int64_t first_packet_pts_ = AV_NOPTS_VALUE;
   bool first_packet_key_ = false;
   bool has_audio_ = false;
+  std::string timecode_;
 };
 
 }  // namespace reelfarm::media

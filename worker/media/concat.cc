@@ -74,7 +74,7 @@ class Concatenator {
       : output_path_(std::move(output_path)), container_(std::move(container)) {}
   // Opens the output with a stream like `first`'s (and one like `audio`'s, when not
   // null) and writes the header.
-  absl::Status Start(const AVStream& first, const AVStream* audio);
+  absl::Status Start(const AVStream& first, const AVStream* audio, const std::string& timecode);
   // Appends every video packet of segment `i`, shifted to follow the previous ones.
   absl::Status Append(size_t i, const std::string& path);
   // Copies the audio packets of `audio` in `input` that start before the video's end.
@@ -91,7 +91,8 @@ class Concatenator {
   int64_t offset_ = 0;  // end of the segments so far, in stream_'s time base
 };
 
-absl::Status Concatenator::Start(const AVStream& first, const AVStream* audio) {
+absl::Status Concatenator::Start(const AVStream& first, const AVStream* audio,
+                                 const std::string& timecode) {
   ASSIGN_OR_RETURN(output_, OpenOutput(output_path_, container_.c_str()));
   stream_ = avformat_new_stream(output_.get(), nullptr);
   if (stream_ == nullptr) return absl::ResourceExhaustedError("out of memory adding a stream");
@@ -111,6 +112,8 @@ absl::Status Concatenator::Start(const AVStream& first, const AVStream* audio) {
   frame_rate_ = StreamFrameRate(first);
   stream_->avg_frame_rate = frame_rate_;
   stream_->r_frame_rate = frame_rate_;
+  // The MOV/MP4 muxer writes a timecode track for it.
+  if (!timecode.empty()) av_dict_set(&stream_->metadata, "timecode", timecode.c_str(), 0);
   if (audio != nullptr) {
     audio_stream_ = avformat_new_stream(output_.get(), nullptr);
     if (audio_stream_ == nullptr) return absl::ResourceExhaustedError("out of memory");
@@ -237,7 +240,7 @@ absl::Status Concatenator::Finish() {
 
 absl::Status ConcatSegments(const std::vector<std::string>& segments,
                             const std::string& output_path, const std::string& container,
-                            const std::string& audio_from) {
+                            const std::string& audio_from, const std::string& timecode) {
   if (segments.empty()) {
     return absl::InvalidArgumentError("concat into '" + output_path +
                                       "': no segments given; give at least one");
@@ -255,7 +258,7 @@ absl::Status ConcatSegments(const std::vector<std::string>& segments,
   {
     ASSIGN_OR_RETURN(AvInputPtr first, OpenInput(segments[0]));
     ASSIGN_OR_RETURN(AVStream * stream, VideoStreamOf(first.get(), 0, segments[0]));
-    RETURN_IF_ERROR(concat.Start(*stream, audio));
+    RETURN_IF_ERROR(concat.Start(*stream, audio, timecode));
   }
   for (size_t i = 0; i < segments.size(); ++i) {
     RETURN_IF_ERROR(concat.Append(i, segments[i]));

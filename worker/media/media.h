@@ -39,6 +39,9 @@ struct VideoInfo {
   ColourInfo colour;
   bool has_audio = false;    // the file also has an audio stream
   int64_t first_frame = 0;   // number of the first frame (image sequences: its file's)
+  // SMPTE start timecode of the first frame ("01:00:00:00"; ';' before the frames when
+  // drop frame), empty when the file has none (image sequences never have one here).
+  std::string timecode;
 };
 
 // Opens `path` and describes its best video stream.
@@ -46,6 +49,17 @@ struct VideoInfo {
 // file, is corrupt, has no video stream, or its codec has no decoder; each message
 // names the file and says what to give instead.
 absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path);
+
+// The start timecode of the movie at `path` (VideoInfo::timecode) without decoding a
+// frame; empty when it has none. Errors as ProbeVideo's.
+absl::StatusOr<std::string> ReadTimecode(const std::string& path);
+
+// The timecode `frames` frames after `start` at `fps_num/fps_den` (drop-frame counting
+// when `start` says so, as SMPTE 12M does at 30000/1001 and 60000/1001), e.g.
+// TimecodeAfter("01:00:00:00", 24, 1, 30) is "01:00:01:06". INVALID_ARGUMENT when
+// `start` is not a timecode for that rate.
+absl::StatusOr<std::string> TimecodeAfter(const std::string& start, int fps_num, int fps_den,
+                                          int64_t frames);
 
 // One decoded frame: planar RGB, float in [0, 1], `planes.size() == 3 * width * height`
 // (all of R, then G, then B).
@@ -154,12 +168,14 @@ absl::StatusOr<std::unique_ptr<FrameSink>> OpenImageSequenceSink(
 // Stream-copies `segments` (made by OpenMovieSink with the same options), in order,
 // into one movie at `output_path` (muxer `container`: "mp4" or "mov") with continuous
 // timestamps; no re-encode. When `audio_from` is not empty, that file's first audio
-// stream is stream-copied beside the video (cut to the video's length). The caller
+// stream is stream-copied beside the video (cut to the video's length). A non-empty
+// `timecode` is the output's start timecode (written as a timecode track). The caller
 // publishes `output_path` (a temporary name) itself.
 absl::Status ConcatSegments(const std::vector<std::string>& segments,
                             const std::string& output_path,
                             const std::string& container = "mp4",
-                            const std::string& audio_from = "");
+                            const std::string& audio_from = "",
+                            const std::string& timecode = "");
 
 // Sends only FFmpeg's errors to stderr (x264 prints statistics at every close
 // otherwise). `verbose` keeps FFmpeg's default (info) level.

@@ -1,4 +1,5 @@
 // ProbeVideo and LibraryVersions.
+#include <limits>
 #include <string>
 
 #include "worker/media/av_util.h"
@@ -8,6 +9,7 @@ extern "C" {
 #include <libavutil/avutil.h>
 #include <libavutil/log.h>
 #include <libavutil/pixdesc.h>
+#include <libavutil/timecode.h>
 }
 
 namespace reelfarm::media {
@@ -66,6 +68,7 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
   info.colour.range = par.color_range != AVCOL_RANGE_UNSPECIFIED ? par.color_range
                                                                   : frame->color_range;
   info.has_audio = input->has_audio();
+  info.timecode = input->timecode();
   if (stream.nb_frames > 0) {
     info.frame_count = stream.nb_frames;
   } else {
@@ -74,6 +77,29 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
     info.frame_count = input->packets_read();
   }
   return info;
+}
+
+absl::StatusOr<std::string> ReadTimecode(const std::string& path) {
+  ASSIGN_OR_RETURN(std::unique_ptr<VideoInput> input, VideoInput::Open(path));
+  return input->timecode();
+}
+
+absl::StatusOr<std::string> TimecodeAfter(const std::string& start, int fps_num, int fps_den,
+                                          int64_t frames) {
+  AVTimecode tc;
+  const AVRational rate{fps_num, fps_den};
+  if (fps_num <= 0 || fps_den <= 0 ||
+      av_timecode_init_from_string(&tc, rate, start.c_str(), nullptr) < 0) {
+    return absl::InvalidArgumentError("timecode '" + start + "' is not a timecode at " +
+                                      std::to_string(fps_num) + "/" + std::to_string(fps_den) +
+                                      " fps; give HH:MM:SS:FF (HH:MM:SS;FF for drop frame)");
+  }
+  if (frames < 0 || frames > std::numeric_limits<int>::max() - tc.start) {
+    return absl::InvalidArgumentError("timecode offset " + std::to_string(frames) +
+                                      " is out of range");
+  }
+  char buf[AV_TIMECODE_STR_SIZE];
+  return std::string(av_timecode_make_string(&tc, buf, static_cast<int>(frames)));
 }
 
 std::string LibraryVersions() {
