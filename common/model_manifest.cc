@@ -34,6 +34,7 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
     m.batch = j.value("batch", 1);
     m.fp16 = j.value("fp16", false);
     m.memory_bytes = j.value("memory_bytes", int64_t{0});
+    m.tile_memory_per_pixel = j.value("tile_memory_per_pixel", int64_t{0});
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("model manifest '", file.string(), "': ", e.what()));
@@ -55,6 +56,11 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
     return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(),
                                                    "': temporal_window ", m.temporal_window,
                                                    " must be odd, 1..15"));
+  }
+  if (m.tile_memory_per_pixel < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': tile_memory_per_pixel ",
+        m.tile_memory_per_pixel, " must be >= 0 (bytes of device memory per input pixel)"));
   }
   if (m.tile < 0 || m.tile_overlap < 0 || (m.tile > 0 && 2 * m.tile_overlap >= m.tile)) {
     return absl::InvalidArgumentError(absl::StrCat(

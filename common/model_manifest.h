@@ -27,6 +27,9 @@ struct ModelManifest {
   int batch = 1;                // frames per forward call
   bool fp16 = false;            // may run in half precision on CUDA
   int64_t memory_bytes = 0;     // estimate for placement
+  // Device memory one input pixel takes in a forward call (activations included). With
+  // tile 0, the tile is chosen from the device's free memory when the model loads.
+  int64_t tile_memory_per_pixel = 0;
   std::filesystem::path dir;    // where it was found
 };
 

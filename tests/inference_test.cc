@@ -11,6 +11,7 @@
 #include "tests/testing/fixtures.h"
 #include "tests/testing/models.h"
 #include "worker/inference/model.h"
+#include "worker/inference/tiling.h"
 
 using namespace reelfarm;
 
@@ -170,6 +171,66 @@ TEST_CASE("tiled output equals untiled output", "[unit][inference]") {
   CHECK(diff < 1e-3f);
   // The test can fail: with too little overlap the seams show.
   CHECK((*a - *c).abs().max().item<float>() > 1e-2f);
+}
+
+TEST_CASE("TileForMemory takes the largest tile whose batch fits half the free memory",
+          "[unit][inference]") {
+  const int64_t gib = int64_t{1} << 30;
+  for (int batch : {1, 4}) {
+    for (int64_t per_pixel : {int64_t{512}, int64_t{4096}, int64_t{65536}}) {
+      INFO("batch " << batch << ", " << per_pixel << " bytes per pixel");
+      const int t = inference::TileForMemory(gib, per_pixel, batch, 8);
+      REQUIRE(t > 0);
+      CHECK(t % 16 == 0);
+      const auto used = [&](int64_t side) { return side * side * per_pixel * batch; };
+      CHECK(used(t) <= gib / 2);
+      CHECK(used(t + 16) > gib / 2);
+    }
+  }
+  // Too little memory: never below a tile that is more than its overlap.
+  CHECK(inference::TileForMemory(1 << 20, 1 << 20, 1, 8) == 2 * 8 + 16);
+  // Plenty: whole frames, even the largest.
+  CHECK(inference::TileForMemory(64 * gib, 16, 1, 8) == 0);
+  CHECK(inference::TileForMemory(gib, 0, 1, 8) == 0);
+  auto free = inference::FreeDeviceMemory("cpu");
+  REQUIRE(free.ok());
+  CHECK(*free > 0);
+  CHECK(inference::FreeDeviceMemory("tpu:3").status().code() ==
+        absl::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("a manifest without a tile gets one from free memory, and it is used",
+          "[unit][inference]") {
+  c10::InferenceMode guard;
+  testing::TempDir dir;
+  auto free = inference::FreeDeviceMemory("cpu");
+  REQUIRE(free.ok());
+  // About 40x40 input pixels' worth of half the free memory per pixel: a 32-pixel tile,
+  // unless free memory moves by a third before the model loads.
+  const int64_t per_pixel = *free / 2 / (40 * 40);
+  testing::WriteFailsOnWideFramesModel(
+      dir.path(), "narrow", "\"tile_memory_per_pixel\": " + std::to_string(per_pixel));
+  testing::WriteFailsOnWideFramesModel(dir.path(), "whole");
+  testing::WriteFailsOnWideFramesModel(dir.path(), "roomy", "\"tile_memory_per_pixel\": 4");
+  auto narrow = inference::LoadModel("narrow", 2, {dir.path().string()}, "cpu");
+  auto whole = inference::LoadModel("whole", 2, {dir.path().string()}, "cpu");
+  auto roomy = inference::LoadModel("roomy", 2, {dir.path().string()}, "cpu");
+  REQUIRE(narrow.ok());
+  REQUIRE(whole.ok());
+  REQUIRE(roomy.ok());
+  CHECK((*narrow)->tile() == 32);
+  CHECK((*whole)->tile() == 0);
+  CHECK((*roomy)->tile() == 0);
+  // The model refuses frames wider than 32 pixels: only the tiled one gets through a
+  // 100-pixel-wide frame, and it gives the nearest x2 of the whole frame.
+  at::manual_seed(3);
+  at::Tensor x = at::rand({1, 3, 30, 100});
+  auto y = (*narrow)->Upscale(x);
+  INFO(y.status().ToString());
+  REQUIRE(y.ok());
+  CHECK(at::equal(*y, x.repeat_interleave(2, 2).repeat_interleave(2, 3)));
+  CHECK(!(*whole)->Upscale(x).ok());
+  CHECK(!(*roomy)->Upscale(x).ok());
 }
 
 TEST_CASE("manifests give batch and temporal window, and temporal models take k frames",

@@ -83,8 +83,8 @@ absl::StatusOr<inference::Model*> TaskRunner::GetModel(const std::string& name, 
   auto t0 = Clock::now();
   ASSIGN_OR_RETURN(std::unique_ptr<inference::Model> m,
                    inference::LoadModel(name, scale, options_.model_path, options_.device));
-  spdlog::info("model loaded model={} scale={} device={} seconds={:.3f}", name, scale,
-               options_.device, Since(t0));
+  spdlog::info("model loaded model={} scale={} device={} tile={} seconds={:.3f}", name, scale,
+               options_.device, m->tile(), Since(t0));
   inference::Model* raw = m.get();
   models_[key] = std::move(m);
   return raw;

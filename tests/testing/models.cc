@@ -79,7 +79,8 @@ def forward(self, x):
   WriteManifest(dir / name, 2);
 }
 
-void WriteFailsOnWideFramesModel(const fs::path& dir, const std::string& name) {
+void WriteFailsOnWideFramesModel(const fs::path& dir, const std::string& name,
+                                 const std::string& manifest_extra) {
   fs::create_directories(dir / name);
   torch::jit::Module m("FailsOnWideFrames");
   m.define(R"(
@@ -88,7 +89,7 @@ def forward(self, x):
     return torch.repeat_interleave(torch.repeat_interleave(x, 2, 2), 2, 3)
 )");
   m.save((dir / name / "model.pt").string());
-  WriteManifest(dir / name, 2);
+  WriteManifest(dir / name, 2, manifest_extra);
 }
 
 }  // namespace reelfarm::testing

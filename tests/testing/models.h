@@ -28,6 +28,8 @@ void WriteIdentityModel(const std::filesystem::path& dir, const std::string& nam
 // A ×2 nearest-neighbour upscaler that fails a TorchScript assert (a LibTorch
 // error at run time) for frames wider than 32 pixels, with a message containing
 // "frame too wide for this test model". Small frames (a worker's warm-up) pass.
-void WriteFailsOnWideFramesModel(const std::filesystem::path& dir, const std::string& name);
+// `manifest_extra` as for WriteConvX2Model.
+void WriteFailsOnWideFramesModel(const std::filesystem::path& dir, const std::string& name,
+                                 const std::string& manifest_extra = "");
 
 }  // namespace reelfarm::testing

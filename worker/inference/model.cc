@@ -40,6 +40,7 @@ class TorchScriptModel final : public Model {
 
   int temporal_window() const override { return manifest_.temporal_window; }
   int batch() const override { return manifest_.batch; }
+  int tile() const override { return manifest_.tile; }
 
   absl::StatusOr<at::Tensor> Upscale(const at::Tensor& x) override {
     const int64_t channels = 3 * manifest_.temporal_window;
@@ -155,6 +156,15 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int sc
     if (m.scale != scale) {
       return absl::InvalidArgumentError(absl::StrCat(
           "model '", name, "' is made for scale ", m.scale, ", not ", scale));
+    }
+    if (m.tile == 0 && m.tile_memory_per_pixel > 0) {
+      absl::StatusOr<int64_t> free = FreeDeviceMemory(device);
+      if (!free.ok()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "model '", name, "': its tile is chosen from free device memory, but ",
+            free.status().message()));
+      }
+      m.tile = TileForMemory(*free, m.tile_memory_per_pixel, m.batch, m.tile_overlap);
     }
     const auto file = m.dir / m.file;
     ASSIGN_OR_RETURN(std::string sha, common::Sha256File(file));

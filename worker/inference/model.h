@@ -38,6 +38,10 @@ class Model {
   virtual int temporal_window() const { return 1; }
   // Frames the caller should give per Upscale call.
   virtual int batch() const { return 1; }
+  // Tile side in input pixels that frames are cut into (0: whole frames): the
+  // manifest's `tile`, or the one chosen from free device memory at load
+  // (`tile_memory_per_pixel`, TileForMemory in tiling.h).
+  virtual int tile() const { return 0; }
   virtual absl::StatusOr<at::Tensor> Upscale(const at::Tensor& frames) = 0;
 };
 

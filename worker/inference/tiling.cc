@@ -3,10 +3,18 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+
+#ifdef REELFARM_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
+#endif
 
 namespace reelfarm::inference {
 namespace {
@@ -77,6 +85,82 @@ absl::StatusOr<at::Tensor> UpscaleTiled(
     }
   }
   return out.div_(weight.clamp_min_(1e-12));
+}
+
+namespace {
+
+// The largest frame side decoded (media::kMaxFrameSide; not included to keep this
+// library free of the media code).
+constexpr int64_t kLargestFrameSide = 8192;
+
+// A number from a line "Key: 123 kB" of /proc/meminfo, in bytes; -1 when absent.
+int64_t MeminfoBytes(const std::string& key) {
+  std::ifstream in("/proc/meminfo");
+  std::string name, unit;
+  int64_t value = 0;
+  while (in >> name >> value) {
+    std::getline(in, unit);
+    if (name == key + ":") return value * 1024;
+  }
+  return -1;
+}
+
+// memory.max - memory.current of this process's cgroup (v2); -1 when unlimited or
+// unknown.
+int64_t CgroupHeadroom() {
+  std::ifstream max_in("/sys/fs/cgroup/memory.max"), cur_in("/sys/fs/cgroup/memory.current");
+  std::string max_text;
+  int64_t current = 0;
+  if (!(max_in >> max_text) || max_text == "max" || !(cur_in >> current)) return -1;
+  try {
+    return std::max<int64_t>(0, std::stoll(max_text) - current);
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+}  // namespace
+
+int TileForMemory(int64_t free_bytes, int64_t bytes_per_pixel, int batch, int overlap) {
+  const int64_t floor_tile = 2 * int64_t{overlap} + 16;
+  if (bytes_per_pixel <= 0) return 0;
+  const double pixels =
+      static_cast<double>(std::max<int64_t>(free_bytes, 0)) / 2.0 /
+      (static_cast<double>(bytes_per_pixel) * std::max(batch, 1));
+  if (pixels >= static_cast<double>(kLargestFrameSide * kLargestFrameSide)) return 0;
+  const int64_t side = static_cast<int64_t>(std::floor(std::sqrt(pixels))) / 16 * 16;
+  return static_cast<int>(std::max(side, floor_tile));
+}
+
+absl::StatusOr<int64_t> FreeDeviceMemory(const std::string& device) {
+  if (device == "cpu") {
+    int64_t available = MeminfoBytes("MemAvailable");
+    if (available < 0) {
+      return absl::UnavailableError("cannot read MemAvailable from /proc/meminfo");
+    }
+    const int64_t headroom = CgroupHeadroom();
+    if (headroom >= 0) available = std::min(available, headroom);
+    return available;
+  }
+#ifdef REELFARM_WITH_CUDA
+  try {
+    const c10::Device dev(device);
+    if (dev.is_cuda()) {
+      c10::cuda::CUDAGuard guard(dev.index() < 0 ? 0 : dev.index());
+      size_t free = 0, total = 0;
+      if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+        return absl::UnavailableError(absl::StrCat("device '", device,
+                                                   "': cudaMemGetInfo failed"));
+      }
+      return static_cast<int64_t>(free);
+    }
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(absl::StrCat("device '", device, "': ",
+                                                   e.what_without_backtrace()));
+  }
+#endif
+  return absl::InvalidArgumentError(
+      absl::StrCat("device '", device, "' has no free-memory query in this build"));
 }
 
 }  // namespace reelfarm::inference

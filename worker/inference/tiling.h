@@ -4,7 +4,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <functional>
+#include <string>
 
 #include "common/status.h"
 
@@ -21,5 +23,18 @@ namespace reelfarm::inference {
 absl::StatusOr<at::Tensor> UpscaleTiled(
     const std::function<absl::StatusOr<at::Tensor>(const at::Tensor&)>& run, const at::Tensor& x,
     int scale, int tile, int overlap);
+
+// The tile side (input pixels) for a model that needs `bytes_per_pixel` of device
+// memory per input pixel, running `batch` tiles per call, when `free_bytes` are free:
+// the largest multiple of 16 whose batch uses at most half of the free memory (the
+// rest is left for the decoder, encoder and allocator slack), at least
+// 2 * overlap + 16 (a smaller tile would be all overlap), and 0 (whole frames) when
+// frames of the largest size decoded fit.
+int TileForMemory(int64_t free_bytes, int64_t bytes_per_pixel, int batch, int overlap);
+
+// Free memory on `device` ("cpu", "cuda:N") in bytes: for the CPU, the kernel's
+// MemAvailable, capped by this cgroup's memory limit; for CUDA, what the driver
+// reports free (blocks LibTorch's caching allocator keeps are not counted).
+absl::StatusOr<int64_t> FreeDeviceMemory(const std::string& device);
 
 }  // namespace reelfarm::inference
