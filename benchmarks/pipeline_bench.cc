@@ -175,6 +175,7 @@ int main(int argc, char** argv) {
     else if (a == "--keep" && i + 1 < argc) keep = argv[++i];
     else Die("unknown argument '" + a + "'; see the header of pipeline_bench.cc");
   }
+  worker::KeepFrameBuffersInHeap();
   at::set_num_threads(threads);
   media::SetLibraryLogging(false);
   const fs::path work = keep.empty() ? fs::temp_directory_path() / "reelfarm-bench" : fs::path(keep);

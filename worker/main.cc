@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
   options.task_log = task_log.get();
   media::SetLibraryLogging(log_level == "debug" || log_level == "trace");
   options.pipeline.worker_name = options.name;
+  worker::KeepFrameBuffersInHeap();
   at::set_num_threads(options.threads);
 
   auto storage = common::Storage::Open(storage_root);

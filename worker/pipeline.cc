@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+#include <malloc.h>
 #include <torch/version.h>
 
 #include <chrono>
@@ -337,6 +338,11 @@ absl::Status TaskRunner::WriteSidecar(const v1::Assignment& a, const fs::path& o
   RETURN_IF_ERROR(common::Storage::Publish(sidecar_tmp, sidecar));
   *model_digest = digest;
   return absl::OkStatus();
+}
+
+void KeepFrameBuffersInHeap() {
+  mallopt(M_MMAP_THRESHOLD, 512 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 }  // namespace reelfarm::worker
