@@ -180,7 +180,7 @@ struct Context {
   // `server` may list several servers sharing one PostgreSQL database: the command
   // then goes to the leader. False (after a message) for a malformed list.
   bool Connect() {
-    absl::StatusOr<common::ServerList> servers = common::ServerList::Parse(server);
+    absl::StatusOr<reelfarm::common::ServerList> servers = reelfarm::common::ServerList::Parse(server);
     if (!servers.ok()) {
       std::fprintf(stderr, "reelctl: --server: %s\n", std::string(servers.status().message()).c_str());
       return false;
@@ -200,7 +200,7 @@ struct Context {
   // standby's answer names the leader, which is tried next. A few rounds, so that a
   // failover in progress (a standby about to lead) is waited for; else the current
   // address, and the command reports its error.
-  std::string FindLeader(common::ServerList& servers) {
+  std::string FindLeader(reelfarm::common::ServerList& servers) {
     const size_t tries = 3 * servers.size() + 2;
     for (size_t i = 0; i < tries; ++i) {
       grpc::ClientContext ctx;

@@ -26,8 +26,15 @@ absl::StatusCode CodeFor(absl::string_view sqlstate, bool connection_lost) {
   return absl::StatusCode::kInternal;
 }
 
+// libpq's message on one line.
 std::string Trimmed(const char* text) {
-  return std::string(absl::StripTrailingAsciiWhitespace(text ? text : ""));
+  std::string out(absl::StripTrailingAsciiWhitespace(text ? text : ""));
+  for (size_t i = out.find('\n'); i != std::string::npos; i = out.find('\n', i)) {
+    size_t end = i + 1;
+    while (end < out.size() && (out[end] == '\t' || out[end] == ' ')) ++end;
+    out.replace(i, end - i, "; ");
+  }
+  return out;
 }
 
 }  // namespace

@@ -40,25 +40,26 @@ std::string WithPort(const std::string& listen, int port, bool for_clients) {
 
 }  // namespace
 
+// What a standby answers: kept across standby periods (each has its own service).
+struct StandbyAnswer {
+  std::mutex mu;
+  std::string message = "this reelfarm-server is a standby and has not found the leader yet; "
+                        "try again or another server";
+  std::string leader;  // address, or ""
+};
+
 // Answers every method of every service while this server is a standby.
 class StandbyService final : public grpc::CallbackGenericService {
  public:
-  void Set(std::string message, std::string leader) {
-    std::lock_guard<std::mutex> lock(mu_);
-    message_ = std::move(message);
-    leader_ = std::move(leader);
-  }
+  explicit StandbyService(std::shared_ptr<StandbyAnswer> answer) : answer_(std::move(answer)) {}
   grpc::ServerGenericBidiReactor* CreateReactor(
       grpc::GenericCallbackServerContext* ctx) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return new Refusal(ctx, message_, leader_);
+    std::lock_guard<std::mutex> lock(answer_->mu);
+    return new Refusal(ctx, answer_->message, answer_->leader);
   }
 
  private:
-  std::mutex mu_;
-  std::string message_ = "this reelfarm-server is a standby and has not found the leader yet; "
-                         "try again or another server";
-  std::string leader_;
+  const std::shared_ptr<StandbyAnswer> answer_;
 };
 
 // The leading FarmServer's gauges, or none.
@@ -82,7 +83,7 @@ HaServer::HaServer(ServerOptions options, prometheus::Registry& registry)
     : options_(std::move(options)),
       registry_(registry),
       collectable_(std::make_shared<ForwardingCollectable>()),
-      standby_service_(std::make_unique<StandbyService>()) {}
+      answer_(std::make_shared<StandbyAnswer>()) {}
 
 absl::StatusOr<std::unique_ptr<HaServer>> HaServer::Start(ServerOptions options,
                                                          std::string advertise,
@@ -109,6 +110,8 @@ absl::Status HaServer::StartStandby() {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port);
+  // A generic service serves one server only: a new one for each standby period.
+  standby_service_ = std::make_unique<StandbyService>(answer_);
   builder.RegisterCallbackGenericService(standby_service_.get());
   standby_ = builder.BuildAndStart();
   if (!standby_ || port == 0) {
@@ -126,18 +129,23 @@ bool HaServer::Pause(int ms) {
   return !stop_cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stop_; });
 }
 
+void HaServer::SetStandbyAnswer(std::string message, std::string leader) {
+  std::lock_guard<std::mutex> lock(answer_->mu);
+  answer_->message = std::move(message);
+  answer_->leader = std::move(leader);
+}
+
 void HaServer::UpdateStandbyAnswer() {
   absl::StatusOr<scheduler::LeaderElection::Leader> leader = election_->CurrentLeader();
   if (!leader.ok()) {
-    standby_service_->Set(
-        absl::StrCat("this reelfarm-server is a standby and cannot reach the database (",
+    SetStandbyAnswer(
+        absl::StrCat("this reelfarm-server stands by and cannot reach the database (",
                      leader.status().message(), "); no leader is known, try again later"),
         "");
   } else if (leader->address.empty() || leader->address == advertise_) {
-    standby_service_->Set(
-        "this reelfarm-server is a standby; no leader yet, try again shortly", "");
+    SetStandbyAnswer("this reelfarm-server is a standby; no leader yet, try again shortly", "");
   } else {
-    standby_service_->Set(
+    SetStandbyAnswer(
         absl::StrCat("this reelfarm-server is a standby; the leader is '", leader->address,
                      "' (epoch ", leader->epoch, "): send calls there"),
         leader->address);
@@ -176,7 +184,8 @@ void HaServer::Loop() {
       std::string why;
       while (Pause(kPollMs)) {
         if (!election_->StillLeading()) {
-          why = "the leadership session to the database ended";
+          why = absl::StrCat("the leadership session to database '",
+                             scheduler::RedactDatabaseUrl(options_.store), "' ended");
           break;
         }
         if (absl::Status health = farm_->health(); !health.ok()) {
@@ -189,6 +198,9 @@ void HaServer::Loop() {
       spdlog::error("stepping down from epoch {}: {}; standby until this server can lead "
                     "again (then the committed state is reloaded)",
                     epoch, why);
+      SetStandbyAnswer(absl::StrCat("this reelfarm-server stepped down (", why,
+                                    ") and stands by; try again later"),
+                       "");
       collectable_->Set(nullptr);
       farm_->Shutdown();
       farm_.reset();
@@ -201,6 +213,7 @@ void HaServer::Loop() {
       spdlog::warn("standby: {}", std::string(bound.message()));
       if (!Pause(kPollMs)) return;
     }
+    spdlog::info("standing by on port {}", port_);
     if (!Pause(kPollMs)) return;
   }
 }

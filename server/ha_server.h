@@ -25,6 +25,7 @@
 namespace reelfarm::server {
 
 class StandbyService;
+struct StandbyAnswer;
 class ForwardingCollectable;
 
 // Trailing metadata key of a standby's UNAVAILABLE answers: the leader's address.
@@ -56,7 +57,9 @@ class HaServer final {
   void Loop();
   // Sleeps up to `ms` or until Shutdown(); false once shutting down.
   bool Pause(int ms);
+  // What the standby answers: the leader named in the database, or why none is known.
   void UpdateStandbyAnswer();
+  void SetStandbyAnswer(std::string message, std::string leader);
 
   ServerOptions options_;
   prometheus::Registry& registry_;
@@ -64,8 +67,9 @@ class HaServer final {
   int port_ = 0;
   std::unique_ptr<scheduler::LeaderElection> election_;
   std::shared_ptr<ForwardingCollectable> collectable_;
-  std::unique_ptr<StandbyService> standby_service_;
-  std::unique_ptr<grpc::Server> standby_;       // while not leading
+  std::shared_ptr<StandbyAnswer> answer_;
+  std::unique_ptr<StandbyService> standby_service_;  // outlives standby_
+  std::unique_ptr<grpc::Server> standby_;            // while not leading
   std::unique_ptr<FarmServer> farm_;            // while leading
   std::atomic<int64_t> leading_epoch_{0};
   std::mutex stop_mu_;
