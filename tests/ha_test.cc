@@ -84,6 +84,17 @@ TEST_CASE("a standby takes over within 15 s when the leader is SIGKILLed mid-job
                                        Catch::Contains("'" + farm.address() + "'"));
     CHECK(Trailer(ctx, "reelfarm-leader") == farm.address());
   }
+  // reelctl given the standby first goes to the leader it names.
+  {
+    int status = 0;
+    const std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --server " +
+                                                 farm.standby_address() + "," + farm.address() +
+                                                 " --json get " + std::to_string(a.job_id()),
+                                             &status);
+    INFO(out);
+    CHECK(status == 0);
+    CHECK_THAT(out, Catch::Contains("plates/a.mp4"));
+  }
   // Some chunks done and some running when the leader dies.
   v1::Job before;
   for (int i = 0; i < 1500; ++i) {
@@ -118,6 +129,17 @@ TEST_CASE("a standby takes over within 15 s when the leader is SIGKILLed mid-job
 
   const v1::Job done = farm.WaitForJob(a.job_id());
   REQUIRE(done.state() == v1::JOB_STATE_SUCCEEDED);
+  // reelctl given the dead leader first passes on to the new one.
+  {
+    int status = 0;
+    const std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --server " +
+                                                 farm.address() + "," + farm.standby_address() +
+                                                 " --json get " + std::to_string(a.job_id()),
+                                             &status);
+    INFO(out);
+    CHECK(status == 0);
+    CHECK_THAT(out, Catch::Contains("SUCCEEDED"));
+  }
   CHECK_THAT(farm.StandbyLog(), Catch::Contains("leading epoch=2"));
   // Complete: every frame, decodable, each close to its own source frame.
   testing::CheckUpscaledClip(farm.storage() / "plates/a.mp4", farm.storage() / "renders/a.mp4",
