@@ -76,6 +76,7 @@ class Server {
         store_(g_postgres.empty() ? (dir_ / "state.db").string()
                                   : NewDatabase(dir_.filename().string())) {
     Start();
+    WaitUntilServing();
   }
   ~Server() { Stop(SIGTERM); }
 
@@ -100,6 +101,19 @@ class Server {
     std::ifstream(port_file) >> port_;
     stub_ = v1::JobService::NewStub(
         grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+  }
+
+  // Until the server serves (on PostgreSQL it listens as a standby first, until it
+  // has taken the leadership and loaded the state).
+  void WaitUntilServing() {
+    for (;;) {
+      grpc::ClientContext ctx;
+      v1::ListJobsRequest req;
+      req.set_limit(1);
+      v1::ListJobsResponse resp;
+      if (stub_->ListJobs(&ctx, req, &resp).ok()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
   }
 
   void Stop(int sig) {
@@ -322,14 +336,7 @@ int main(int argc, char** argv) {
     const auto t1 = Clock::now();
     server.Start();
     // Answering ListJobs means the state is loaded and served.
-    for (;;) {
-      grpc::ClientContext ctx;
-      v1::ListJobsRequest req;
-      req.set_limit(1);
-      v1::ListJobsResponse resp;
-      if (server.jobs().ListJobs(&ctx, req, &resp).ok()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    server.WaitUntilServing();
     std::printf(
         "{\"bench\":\"restart\",\"tasks\":%lld,\"seconds\":%.2f,\"rss_bytes\":%lld,"
         "\"store\":\"%s\"}\n",

@@ -87,15 +87,15 @@ std::vector<std::string> JobParams(const JobRow& r) {
           Num(r.started_unix_ms), Num(r.finished_unix_ms)};
 }
 
+// One round trip: the insert, and job_ids moved past the id.
 constexpr const char* kInsertJob =
-    "INSERT INTO jobs(id, spec, input_info, state, error, created_unix_ms, "
-    "started_unix_ms, finished_unix_ms) VALUES($1, $2, $3, $4, $5, $6, $7, $8)";
+    "WITH j AS (INSERT INTO jobs(id, spec, input_info, state, error, created_unix_ms, "
+    "started_unix_ms, finished_unix_ms) VALUES($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id) "
+    "SELECT setval('job_ids', GREATEST((SELECT id FROM j), (SELECT last_value FROM job_ids)))";
 constexpr const char* kInsertNewJob =
     "INSERT INTO jobs(id, spec, input_info, state, error, created_unix_ms, "
     "started_unix_ms, finished_unix_ms) VALUES(nextval('job_ids'), $1, $2, $3, $4, $5, "
     "$6, $7) RETURNING id";
-constexpr const char* kKeepIdsAbove =
-    "SELECT setval('job_ids', GREATEST($1::bigint, (SELECT last_value FROM job_ids)))";
 constexpr const char* kUpdateJob =
     "UPDATE jobs SET spec = $2, input_info = $3, state = $4, error = $5, "
     "created_unix_ms = $6, started_unix_ms = $7, finished_unix_ms = $8 WHERE id = $1";
@@ -224,24 +224,25 @@ class PostgresJobStore final : public JobStore {
   absl::Status InTransaction(bool write, const std::function<absl::Status()>& body)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     RETURN_IF_ERROR(conn_->EnsureConnected());
-    RETURN_IF_ERROR(conn_->Run(
-        write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin"));
-    absl::Status status = write ? CheckFence() : absl::OkStatus();
+    absl::Status status = write && fence_epoch_ != 0
+                              ? BeginFenced()
+                              : conn_->Run(write ? "BEGIN"
+                                                 : "BEGIN ISOLATION LEVEL REPEATABLE READ "
+                                                   "READ ONLY",
+                                           "begin");
     if (status.ok()) status = body();
     if (status.ok()) status = conn_->Run("COMMIT", "commit");
     if (!status.ok() && !conn_->broken()) conn_->Run("ROLLBACK", "rollback").IgnoreError();
     return status;
   }
 
-  // UNAVAILABLE once another server has taken the leadership from the epoch this
-  // store writes for.
-  absl::Status CheckFence() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (fence_epoch_ == 0) return absl::OkStatus();
+  // Begins a write transaction that only a leader of fence_epoch_ may commit (one
+  // round trip): UNAVAILABLE once another server has taken the leadership.
+  absl::Status BeginFenced() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ASSIGN_OR_RETURN(PgResultPtr r,
-                     conn_->ExecPrepared("fence",
-                                         "SELECT epoch, address FROM leadership "
-                                         "WHERE id = 1 FOR SHARE",
-                                         {}, "check leadership"));
+                     conn_->Exec("BEGIN; SELECT epoch, address FROM leadership "
+                                 "WHERE id = 1 FOR SHARE",
+                                 {}, "begin and check the leadership"));
     const int64_t epoch = PgConnection::FirstInt(r.get());
     if (epoch == fence_epoch_) return absl::OkStatus();
     return conn_->Error(
@@ -256,10 +257,9 @@ class PostgresJobStore final : public JobStore {
     switch (w.kind) {
       case Write::Kind::kInsertJob: {
         ASSIGN_OR_RETURN(const JobRow row, ToRow(w.job));
-        const std::string what = absl::StrCat("insert job ", w.job.id);
-        RETURN_IF_ERROR(conn_->ExecPrepared("insert_job", kInsertJob, JobParams(row), what)
-                            .status());
-        return conn_->ExecPrepared("keep_ids_above", kKeepIdsAbove, {Num(w.job.id)}, what)
+        return conn_
+            ->ExecPrepared("insert_job", kInsertJob, JobParams(row),
+                           absl::StrCat("insert job ", w.job.id))
             .status();
       }
       case Write::Kind::kUpdateJob: {
