@@ -99,8 +99,14 @@ class Server {
     }
     if (!fs::exists(port_file)) Die("server did not start");
     std::ifstream(port_file) >> port_;
-    stub_ = v1::JobService::NewStub(
-        grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+    // Reconnects as soon as a worker would (the restart figure is the server's time, not
+    // gRPC's default back-off of 1 s and more after a refused connection).
+    grpc::ChannelArguments channel_args;
+    channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    channel_args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
+    stub_ = v1::JobService::NewStub(grpc::CreateCustomChannel(
+        address(), grpc::InsecureChannelCredentials(), channel_args));
   }
 
   // Until the server serves (on PostgreSQL it listens as a standby first, until it

@@ -168,51 +168,54 @@ void HaServer::Loop() {
     }
     last_error.clear();
     const int64_t epoch = election_->epoch();
-    // The port passes from the standby service to the farm.
+    ServerOptions options = options_;
+    options.epoch = epoch;
+    // The farm binds the port beside the standby (gRPC listens with SO_REUSEPORT), and
+    // only then does the standby go: the port never refuses connections. The same the
+    // other way round when stepping down.
+    absl::StatusOr<std::unique_ptr<FarmServer>> farm = FarmServer::Start(options, registry_);
+    if (!farm.ok()) {
+      spdlog::error("epoch {}: cannot serve: {}", epoch, std::string(farm.status().message()));
+      election_->Resign();
+      if (!Pause(kPollMs)) return;
+      continue;
+    }
     standby_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
     standby_->Wait();
     standby_.reset();
-    ServerOptions options = options_;
-    options.epoch = epoch;
-    absl::StatusOr<std::unique_ptr<FarmServer>> farm = FarmServer::Start(options, registry_);
-    if (farm.ok()) {
-      farm_ = std::move(*farm);
-      collectable_->Set(farm_->metrics_collectable());
-      leading_epoch_.store(epoch);
-      spdlog::info("leading epoch={} address={} database={}", epoch, advertise_,
-                   scheduler::RedactDatabaseUrl(options_.store));
-      std::string why;
-      while (Pause(kPollMs)) {
-        if (!election_->StillLeading()) {
-          why = absl::StrCat("the leadership session to database '",
-                             scheduler::RedactDatabaseUrl(options_.store), "' ended");
-          break;
-        }
-        if (absl::Status health = farm_->health(); !health.ok()) {
-          why = std::string(health.message());
-          break;
-        }
+    farm_ = std::move(*farm);
+    collectable_->Set(farm_->metrics_collectable());
+    leading_epoch_.store(epoch);
+    spdlog::info("leading epoch={} address={} database={}", epoch, advertise_,
+                 scheduler::RedactDatabaseUrl(options_.store));
+    std::string why;
+    while (Pause(kPollMs)) {
+      if (!election_->StillLeading()) {
+        why = absl::StrCat("the leadership session to database '",
+                           scheduler::RedactDatabaseUrl(options_.store), "' ended");
+        break;
       }
-      leading_epoch_.store(0);
-      if (why.empty()) return;  // Shutdown() stops the farm
-      spdlog::error("stepping down from epoch {}: {}; standby until this server can lead "
-                    "again (then the committed state is reloaded)",
-                    epoch, why);
-      SetStandbyAnswer(absl::StrCat("this reelfarm-server stepped down (", why,
-                                    ") and stands by; try again later"),
-                       "");
-      collectable_->Set(nullptr);
-      farm_->Shutdown();
-      farm_.reset();
-    } else {
-      spdlog::error("epoch {}: cannot serve: {}", epoch, std::string(farm.status().message()));
+      if (absl::Status health = farm_->health(); !health.ok()) {
+        why = std::string(health.message());
+        break;
+      }
     }
-    election_->Resign();
-    // Back to standby on the same port (retried: the port may take a moment to free).
+    leading_epoch_.store(0);
+    if (why.empty()) return;  // Shutdown() stops the farm
+    spdlog::error("stepping down from epoch {}: {}; standby until this server can lead "
+                  "again (then the committed state is reloaded)",
+                  epoch, why);
+    SetStandbyAnswer(
+        absl::StrCat("this reelfarm-server stepped down (", why, ") and stands by; try again later"),
+        "");
+    collectable_->Set(nullptr);
     for (absl::Status bound = StartStandby(); !bound.ok(); bound = StartStandby()) {
       spdlog::warn("standby: {}", std::string(bound.message()));
       if (!Pause(kPollMs)) return;
     }
+    farm_->Shutdown();
+    farm_.reset();
+    election_->Resign();
     spdlog::info("standing by on port {}", port_);
     if (!Pause(kPollMs)) return;
   }
