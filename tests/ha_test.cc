@@ -2,6 +2,7 @@
 // PostgreSQL: a standby that takes over from a SIGKILLed leader mid-job, a wrong or
 // unreachable database at start-up, and a database that goes away while serving.
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -238,4 +239,62 @@ TEST_CASE("a server whose database goes away refuses writes and recovers when it
   testing::CheckUpscaledClip(farm.storage() / "plates/b.mp4", farm.storage() / "renders/b.mp4",
                              24, "scale=640:360:flags=bicubic", 35.0);
   CHECK_THAT(farm.ServerLog(), Catch::Contains("stepping down from epoch 1"));
+}
+
+TEST_CASE("a stalled leader is replaced, and once it wakes it changes nothing",
+          "[integration][postgres][failover][slow]") {
+  testing::TempDir dir;
+  const std::string url = testing::NewPostgresDatabase(testing::SharedPostgresUrl());
+  Farm farm(dir.path() / "farm", {"--store", url});
+  farm.StartStandby();
+  testing::MakeTestClip(farm.storage() / "plates/a.mp4", 320, 180, 24);
+  v1::SubmitJobResponse a;  // no workers: it stays queued
+  REQUIRE(farm.Submit(UpscaleSpec("plates/a.mp4", "renders/a.mp4", 12), &a).ok());
+
+  // Stopped, not dead: its sessions stay open until PostgreSQL ends the idle
+  // leadership session, which frees the lock for the standby.
+  farm.SignalLeader(SIGSTOP);
+  const auto stopped = Clock::now();
+  grpc::Status st;
+  while (Clock::now() - stopped < std::chrono::seconds(60)) {
+    grpc::ClientContext ctx;
+    v1::Job job;
+    st = GetJobFrom(farm.standby_address(), a.job_id(), &ctx, &job);
+    if (st.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const double takeover_s = std::chrono::duration<double>(Clock::now() - stopped).count();
+  INFO("takeover after " << takeover_s << " s; last answer: " << st.error_message());
+  REQUIRE(st.ok());
+  CHECK(takeover_s < 30.0);
+  std::printf("stalled leader: the standby served %.2f s after SIGSTOP\n", takeover_s);
+
+  // The old leader wakes up believing it leads: a change sent to it is refused.
+  farm.SignalLeader(SIGCONT);
+  {
+    auto stub = v1::JobService::NewStub(
+        grpc::CreateChannel(farm.address(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::CancelJobRequest req;
+    req.set_job_id(a.job_id());
+    v1::Job job;
+    st = stub->CancelJob(&ctx, req, &job);
+    INFO("cancel sent to the deposed leader: " << st.error_message());
+    CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
+  }
+  // It steps down; the new leader's state is untouched.
+  for (int i = 0; i < 100 && farm.ServerLog().find("stepping down from epoch 1") ==
+                                  std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK_THAT(farm.ServerLog(), Catch::Contains("stepping down from epoch 1"));
+  grpc::ClientContext ctx;
+  v1::Job job;
+  REQUIRE(GetJobFrom(farm.standby_address(), a.job_id(), &ctx, &job).ok());
+  CHECK(job.state() == v1::JOB_STATE_QUEUED);
+  CHECK(testing::PostgresQuery(url, "SELECT state FROM jobs WHERE id = " +
+                                        std::to_string(a.job_id())) == "1");
+  CHECK(testing::PostgresQuery(url, "SELECT epoch FROM leadership") == "2");
 }

@@ -90,6 +90,8 @@ void Farm::StartStandby() {
       grpc::CreateChannel(standby_address(), grpc::InsecureChannelCredentials()));
 }
 
+void Farm::SignalLeader(int signal) { kill(server_pid_, signal); }
+
 void Farm::KillLeader() {
   kill(server_pid_, SIGKILL);
   waitpid(server_pid_, nullptr, 0);

@@ -52,6 +52,8 @@ class Farm {
   std::string standby_address() const { return "127.0.0.1:" + std::to_string(standby_port_); }
   // SIGKILLs the first server (the leader) and reaps it.
   void KillLeader();
+  // Sends `signal` (SIGSTOP, SIGCONT) to the first server.
+  void SignalLeader(int signal);
   // A process's log so far (to look for events).
   std::string ServerLog() const;
   std::string StandbyLog() const;
