@@ -1,4 +1,5 @@
-// Scheduler benchmark: a real reelfarm-server process (SQLite, durable state) driven
+// Scheduler benchmark: a real reelfarm-server process (durable state in SQLite, or in
+// PostgreSQL with --store postgres) driven
 // over loopback gRPC by simulated workers that finish each task the moment they get
 // it. Prints one JSON line per figure:
 //   dispatch      tasks completed per second with 1, 16 and 256 workers
@@ -6,7 +7,10 @@
 //                 a 10,000-frame job (10,000 chunks of 1 frame + assembly)
 //   memory        server resident memory per queued task with ~1,000,000 queued tasks
 //   restart       time for a SIGKILLed server to reload them and answer again
-// Usage: bench_scheduler [--quick]   (--quick: smaller counts, for a smoke run)
+// Usage: bench_scheduler [--quick] [--store sqlite|postgres] [--postgres-url URL]
+//   --quick: smaller counts, for a smoke run. --store postgres: each server gets a new
+//   database on the PostgreSQL server at --postgres-url (a superuser's URL), or on one
+//   started for the run with tests/pg_server.sh.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -26,6 +30,7 @@
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
+#include <libpq-fe.h>
 
 #include "reelfarm/v1/jobs.grpc.pb.h"
 #include "reelfarm/v1/workers.grpc.pb.h"
@@ -46,10 +51,33 @@ void Die(const std::string& what) {
   std::exit(1);
 }
 
-// A reelfarm-server child process on a data folder.
+// The PostgreSQL server databases are made on ("" for SQLite), and the store's name.
+std::string g_postgres;
+std::string g_store = "sqlite";
+
+// A new database on g_postgres; its URL.
+std::string NewDatabase(const std::string& name) {
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(g_postgres.c_str()), &PQfinish);
+  if (PQstatus(conn.get()) != CONNECTION_OK) Die(PQerrorMessage(conn.get()));
+  const std::string db = name + "_" + std::to_string(getpid());
+  PGresult* r = PQexec(conn.get(), ("CREATE DATABASE " + db).c_str());
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  if (!ok) Die(PQerrorMessage(conn.get()));
+  return g_postgres.substr(0, g_postgres.rfind('/') + 1) + db;
+}
+
+// A reelfarm-server child process on a data folder (and a database of its own with
+// PostgreSQL).
 class Server {
  public:
-  explicit Server(fs::path dir) : dir_(std::move(dir)) { Start(); }
+  explicit Server(fs::path dir)
+      : dir_(std::move(dir)),
+        store_(g_postgres.empty() ? (dir_ / "state.db").string()
+                                  : NewDatabase(dir_.filename().string())) {
+    Start();
+    WaitUntilServing();
+  }
   ~Server() { Stop(SIGTERM); }
 
   void Start() {
@@ -58,7 +86,8 @@ class Server {
     std::vector<std::string> args = {REELFARM_SERVER_BIN, "--data-dir", dir_.string(),
                                      "--listen", "127.0.0.1:" + std::to_string(port_),
                                      "--port-file", port_file.string(), "--metrics-listen",
-                                     "", "--lease-seconds", "120", "--log-level", "error"};
+                                     "", "--lease-seconds", "120", "--log-level", "error",
+                                     "--store", store_};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -70,8 +99,27 @@ class Server {
     }
     if (!fs::exists(port_file)) Die("server did not start");
     std::ifstream(port_file) >> port_;
-    stub_ = v1::JobService::NewStub(
-        grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+    // Reconnects as soon as a worker would (the restart figure is the server's time, not
+    // gRPC's default back-off of 1 s and more after a refused connection).
+    grpc::ChannelArguments channel_args;
+    channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    channel_args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
+    stub_ = v1::JobService::NewStub(grpc::CreateCustomChannel(
+        address(), grpc::InsecureChannelCredentials(), channel_args));
+  }
+
+  // Until the server serves (on PostgreSQL it listens as a standby first, until it
+  // has taken the leadership and loaded the state).
+  void WaitUntilServing() {
+    for (;;) {
+      grpc::ClientContext ctx;
+      v1::ListJobsRequest req;
+      req.set_limit(1);
+      v1::ListJobsResponse resp;
+      if (stub_->ListJobs(&ctx, req, &resp).ok()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
   }
 
   void Stop(int sig) {
@@ -127,6 +175,7 @@ class Server {
 
  private:
   fs::path dir_;
+  std::string store_;
   pid_t pid_ = -1;
   int port_ = 0;
   std::unique_ptr<v1::JobService::Stub> stub_;
@@ -193,8 +242,30 @@ double Percentile(std::vector<double> v, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") {
+      quick = true;
+    } else if (arg == "--store" && i + 1 < argc) {
+      g_store = argv[++i];
+    } else if (arg == "--postgres-url" && i + 1 < argc) {
+      g_postgres = argv[++i];
+    } else {
+      Die("usage: bench_scheduler [--quick] [--store sqlite|postgres] [--postgres-url URL]");
+    }
+  }
   const fs::path root = fs::temp_directory_path() / ("reelfarm-bench-" + std::to_string(getpid()));
+  // A PostgreSQL server for the run, unless one was given; stopped at the end.
+  const fs::path pg_state = root / "pg";
+  const bool own_postgres = g_store == "postgres" && g_postgres.empty();
+  if (own_postgres) {
+    const std::string start = "bash " REELFARM_SOURCE_DIR "/tests/pg_server.sh start " +
+                              pg_state.string();
+    if (std::system(start.c_str()) != 0) Die("cannot start PostgreSQL: " + start);
+    std::ifstream(pg_state / "url") >> g_postgres;
+  }
+  if (g_store != "sqlite" && g_store != "postgres") Die("--store: give sqlite or postgres");
   const int clip_frames = quick ? 1000 : 10000;
   MakeClip(root / "clips/storage/clips/long.mp4", clip_frames);
   MakeClip(root / "clips/storage/clips/one.mp4", 1);
@@ -224,8 +295,8 @@ int main(int argc, char** argv) {
     const int64_t tasks = static_cast<int64_t>(jobs) * (clip_frames + 1);
     std::printf(
         "{\"bench\":\"dispatch\",\"workers\":%d,\"tasks\":%lld,\"seconds\":%.3f,"
-        "\"tasks_per_s\":%.0f,\"store\":\"sqlite\"}\n",
-        workers, static_cast<long long>(tasks), s, tasks / s);
+        "\"tasks_per_s\":%.0f,\"store\":\"%s\"}\n",
+        workers, static_cast<long long>(tasks), s, tasks / s, g_store.c_str());
     std::fflush(stdout);
   }
 
@@ -243,8 +314,9 @@ int main(int argc, char** argv) {
         ms.push_back(Seconds(t0) * 1000);
       }
       std::printf(
-          "{\"bench\":\"submit\",\"job\":\"%s\",\"count\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f}\n",
-          name, count, Percentile(ms, 0.5), Percentile(ms, 0.99));
+          "{\"bench\":\"submit\",\"job\":\"%s\",\"count\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
+          "\"store\":\"%s\"}\n",
+          name, count, Percentile(ms, 0.5), Percentile(ms, 0.99), g_store.c_str());
       std::fflush(stdout);
     }
   }
@@ -262,26 +334,24 @@ int main(int argc, char** argv) {
     const int64_t rss1 = server.RssBytes();
     std::printf(
         "{\"bench\":\"memory\",\"queued_tasks\":%lld,\"rss_bytes\":%lld,"
-        "\"bytes_per_task\":%.0f,\"submit_seconds\":%.1f}\n",
+        "\"bytes_per_task\":%.0f,\"submit_seconds\":%.1f,\"store\":\"%s\"}\n",
         static_cast<long long>(tasks), static_cast<long long>(rss1),
-        double(rss1 - rss0) / tasks, submit_s);
+        double(rss1 - rss0) / tasks, submit_s, g_store.c_str());
     std::fflush(stdout);
     server.Stop(SIGKILL);
     const auto t1 = Clock::now();
     server.Start();
     // Answering ListJobs means the state is loaded and served.
-    for (;;) {
-      grpc::ClientContext ctx;
-      v1::ListJobsRequest req;
-      req.set_limit(1);
-      v1::ListJobsResponse resp;
-      if (server.jobs().ListJobs(&ctx, req, &resp).ok()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    std::printf("{\"bench\":\"restart\",\"tasks\":%lld,\"seconds\":%.2f,\"rss_bytes\":%lld}\n",
-                static_cast<long long>(tasks), Seconds(t1),
-                static_cast<long long>(server.RssBytes()));
+    server.WaitUntilServing();
+    std::printf(
+        "{\"bench\":\"restart\",\"tasks\":%lld,\"seconds\":%.2f,\"rss_bytes\":%lld,"
+        "\"store\":\"%s\"}\n",
+        static_cast<long long>(tasks), Seconds(t1), static_cast<long long>(server.RssBytes()),
+        g_store.c_str());
     std::fflush(stdout);
+  }
+  if (own_postgres) {
+    std::system(("bash " REELFARM_SOURCE_DIR "/tests/pg_server.sh stop " + pg_state.string()).c_str());
   }
   std::error_code ec;
   fs::remove_all(root, ec);

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <google/protobuf/util/json_util.h>
@@ -22,6 +23,7 @@
 #include "absl/strings/ascii.h"
 #include "cli/job_file.h"
 #include "cli/progress.h"
+#include "common/server_list.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 
 namespace v1 = reelfarm::v1;
@@ -175,12 +177,53 @@ struct Context {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::JobService::Stub> stub;
 
-  void Connect() {
+  // `server` may list several servers sharing one PostgreSQL database: the command
+  // then goes to the leader. False (after a message) for a malformed list.
+  bool Connect() {
+    absl::StatusOr<reelfarm::common::ServerList> servers = reelfarm::common::ServerList::Parse(server);
+    if (!servers.ok()) {
+      std::fprintf(stderr, "reelctl: --server: %s\n", std::string(servers.status().message()).c_str());
+      return false;
+    }
+    server = servers->size() > 1 ? FindLeader(*servers) : servers->current();
+    channel = MakeChannel(server);
+    stub = v1::JobService::NewStub(channel);
+    return true;
+  }
+  std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) const {
     std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> hooks;
     if (!token.empty()) hooks.push_back(std::make_unique<TokenInterceptorFactory>(token));
-    channel = grpc::experimental::CreateCustomChannelWithInterceptors(
-        server, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(hooks));
-    stub = v1::JobService::NewStub(channel);
+    return grpc::experimental::CreateCustomChannelWithInterceptors(
+        address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(hooks));
+  }
+  // The server that answers a JobService call with anything but UNAVAILABLE leads; a
+  // standby's answer names the leader, which is tried next. A few rounds, so that a
+  // failover in progress (a standby about to lead) is waited for; else the current
+  // address, and the command reports its error.
+  std::string FindLeader(reelfarm::common::ServerList& servers) {
+    const size_t tries = 3 * servers.size() + 2;
+    for (size_t i = 0; i < tries; ++i) {
+      grpc::ClientContext ctx;
+      SetDeadline(&ctx, 3);
+      v1::ListWorkersRequest req;
+      v1::ListWorkersResponse resp;
+      const grpc::Status st =
+          v1::JobService::NewStub(MakeChannel(servers.current()))->ListWorkers(&ctx, req, &resp);
+      if (st.error_code() != grpc::StatusCode::UNAVAILABLE &&
+          st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+        return servers.current();
+      }
+      std::string leader;
+      const auto& trailers = ctx.GetServerTrailingMetadata();
+      if (auto it = trailers.find("reelfarm-leader"); it != trailers.end()) {
+        leader.assign(it->second.data(), it->second.size());
+      }
+      if (leader.empty() && (i + 1) % servers.size() == 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+      servers.Next(leader);
+    }
+    return servers.current();
   }
   // A deadline for unary calls, so an unreachable server fails fast.
   void SetDeadline(grpc::ClientContext* ctx, int seconds = 30) {
@@ -341,7 +384,9 @@ int main(int argc, char** argv) {
   c.server = "127.0.0.1:7700";
   LoadDefaults(&c.server, &c.token);
   app.add_option("--server", c.server,
-                 "server address (or REELFARM_SERVER, or `server:` in the config file)")
+                 "server address, or a comma-separated list of servers sharing one "
+                 "PostgreSQL database to use the leader of (or REELFARM_SERVER, or "
+                 "`server:` in the config file)")
       ->capture_default_str();
   app.add_flag("--json", c.json, "print JSON for scripts");
 
@@ -451,7 +496,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is success; any usage error is 2
   }
-  c.Connect();
+  if (!c.Connect()) return 2;
 
   if (*submit && !*up) {
     if (job_file.empty()) {

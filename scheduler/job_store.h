@@ -6,7 +6,8 @@
 //  - Thread-safety: implementations are safe to call from several threads.
 //  - Errors: UNAVAILABLE / INTERNAL statuses carry the backend's message; nothing
 //    throws.
-// Implementations: InMemoryJobStore (tests), SqliteJobStore (default).
+// Implementations: InMemoryJobStore (tests), SqliteJobStore (default),
+// PostgresJobStore (several servers, active/standby).
 #pragma once
 
 #include <memory>
@@ -63,5 +64,12 @@ std::unique_ptr<JobStore> NewInMemoryJobStore();
 
 // SQLite in WAL mode at `path` (created with its schema if missing).
 absl::StatusOr<std::unique_ptr<JobStore>> OpenSqliteJobStore(const std::string& path);
+
+// PostgreSQL at `url` (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE), its schema
+// created or migrated first. Connects at once: a wrong or unreachable URL fails here,
+// naming it. `fence_epoch` > 0: every write checks that this epoch still leads (see
+// LeaderElection) and is refused with UNAVAILABLE once another server took over.
+absl::StatusOr<std::unique_ptr<JobStore>> OpenPostgresJobStore(const std::string& url,
+                                                               int64_t fence_epoch = 0);
 
 }  // namespace reelfarm::scheduler

@@ -81,8 +81,12 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Cl
       e.tasks[t.index] = std::move(t);
     }
   }
-  // Lease ids stay above any handed out before.
-  s->next_lease_id_ = std::max<uint64_t>(static_cast<uint64_t>(now) * 1000, max_lease + 1);
+  // Lease ids stay above any handed out before (by this server or an earlier leader).
+  const uint64_t first =
+      s->options_.lease_epoch > 0
+          ? static_cast<uint64_t>(s->options_.lease_epoch) << kLeaseEpochShift
+          : static_cast<uint64_t>(now) * 1000;
+  s->next_lease_id_ = std::max<uint64_t>(first, max_lease + 1);
   return s;
 }
 

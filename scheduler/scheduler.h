@@ -48,7 +48,16 @@ struct SchedulerOptions {
   int64_t max_queued_tasks = 0;
   int64_t max_queued_tasks_per_project = 0;
   std::map<std::string, ProjectPolicy> projects;  // others get ProjectPolicy{}
+  // Leader's epoch (PostgreSQL active/standby; 0: a single server): lease ids then
+  // carry it in their high bits (LeaseEpoch), above every id of earlier epochs.
+  int64_t lease_epoch = 0;
 };
+
+// Lease ids of an epoch e > 0 are e << kLeaseEpochShift plus a counter.
+inline constexpr int kLeaseEpochShift = 40;
+inline int64_t LeaseEpoch(uint64_t lease_id) {
+  return static_cast<int64_t>(lease_id >> kLeaseEpochShift);
+}
 
 struct WorkerInfo {
   std::string name;

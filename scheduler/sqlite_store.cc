@@ -1,9 +1,9 @@
 // SqliteJobStore: the default JobStore, one SQLite file in WAL mode.
 //
 // One connection behind a mutex; every write is one committed transaction with
-// synchronous=FULL, so a call that returned OK survives a crash. Specs and
-// media info are JSON text, so adding a field needs no schema step; the schema
-// itself evolves through kMigrations, recorded in `schema_version`.
+// synchronous=FULL, so a call that returned OK survives a crash. Rows are
+// store_rows.h's (JSON text for specs, so adding a field needs no schema step);
+// the schema itself evolves through kMigrations, recorded in `schema_version`.
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -11,7 +11,6 @@
 #include <functional>
 #include <iterator>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,29 +22,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "scheduler/job_store.h"
+#include "scheduler/store_rows.h"
 
 namespace reelfarm::scheduler {
 
-// Missing keys keep the struct's defaults, so rows written before a field
-// existed still load.
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpscaleSpec, input, output,
-                                                model, scale, chunk_frames,
-                                                overwrite, crf, codec, preset,
-                                                pix_fmt, first_frame, last_frame)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobSpec, name, project,
-                                                priority, max_attempts, request_id,
-                                                depends_on, requirements,
-                                                memory_bytes, upscale)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
-                                                frame_count, fps_num, fps_den,
-                                                codec, pixel_format,
-                                                colour_primaries, colour_transfer,
-                                                colour_matrix, colour_range,
-                                                has_audio, first_frame)
-
 namespace {
-
-using nlohmann::json;
 
 constexpr int kBusyTimeoutMs = 5000;
 
@@ -223,84 +204,37 @@ absl::Status InTransaction(Connection& conn, bool write,
   return status;
 }
 
-// nlohmann::json throws on invalid UTF-8; such text is refused, not mangled.
-absl::StatusOr<std::string> Dump(const json& j, absl::string_view what) {
-  try {
-    return j.dump();
-  } catch (const json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " cannot be stored: ", e.what(), "; give UTF-8 text"));
-  }
-}
-
-// A stored value that this build cannot read.
-absl::Status Damaged(const Connection& conn, absl::string_view row,
-                     absl::string_view problem) {
-  return absl::InternalError(absl::StrCat(
-      "job store '", conn.path(), "': ", row, ": ", problem,
-      "; the database is damaged or from another program; restore a backup"));
-}
-
-template <typename Enum>
-bool InRange(int64_t v, Enum first, Enum last) {
-  return v >= static_cast<int>(first) && v <= static_cast<int>(last);
-}
-
 // Columns: id, spec, input_info, state, error, created, started, finished.
-absl::StatusOr<Job> JobFromRow(const Connection& conn, const Call& row) {
-  Job job;
-  job.id = row.ColumnInt(0);
-  const std::string where = absl::StrCat("job ", job.id);
-  try {
-    job.spec = json::parse(row.ColumnText(1)).get<JobSpec>();
-    job.input_info = json::parse(row.ColumnText(2)).get<MediaInfo>();
-  } catch (const json::exception& e) {
-    return Damaged(conn, where, e.what());
-  }
-  const int64_t state = row.ColumnInt(3);
-  if (!InRange(state, JobState::kQueued, JobState::kWaiting)) {
-    return Damaged(conn, where, absl::StrCat("unknown state ", state));
-  }
-  job.state = static_cast<JobState>(state);
-  job.error = row.ColumnText(4);
-  job.created_unix_ms = row.ColumnInt(5);
-  job.started_unix_ms = row.ColumnInt(6);
-  job.finished_unix_ms = row.ColumnInt(7);
-  return job;
+absl::StatusOr<Job> JobFromRow(const Connection& conn, const Call& call) {
+  JobRow row;
+  row.id = call.ColumnInt(0);
+  row.spec = call.ColumnText(1);
+  row.input_info = call.ColumnText(2);
+  row.state = call.ColumnInt(3);
+  row.error = call.ColumnText(4);
+  row.created_unix_ms = call.ColumnInt(5);
+  row.started_unix_ms = call.ColumnInt(6);
+  row.finished_unix_ms = call.ColumnInt(7);
+  return FromRow(row, conn.path());
 }
 
-// Columns: job_id, idx, kind, frame_begin, frame_end, state, attempts, workers,
-// error, model_digest, seconds, errors, lease_id.
-absl::StatusOr<Task> TaskFromRow(const Connection& conn, const Call& row) {
-  Task task;
-  task.job_id = row.ColumnInt(0);
-  task.index = static_cast<int>(row.ColumnInt(1));
-  const std::string where = absl::StrCat("task ", task.job_id, "/", task.index);
-  const int64_t kind = row.ColumnInt(2);
-  const int64_t state = row.ColumnInt(5);
-  if (!InRange(kind, TaskKind::kChunk, TaskKind::kAssemble) ||
-      !InRange(state, TaskState::kPending, TaskState::kCancelled)) {
-    return Damaged(conn, where,
-                   absl::StrCat("unknown kind ", kind, " or state ", state));
-  }
-  task.kind = static_cast<TaskKind>(kind);
-  task.frame_begin = row.ColumnInt(3);
-  task.frame_end = row.ColumnInt(4);
-  task.state = static_cast<TaskState>(state);
-  task.attempts = static_cast<int>(row.ColumnInt(6));
-  try {
-    task.workers =
-        json::parse(row.ColumnText(7)).get<std::vector<std::string>>();
-    task.errors =
-        json::parse(row.ColumnText(11)).get<std::vector<std::string>>();
-  } catch (const json::exception& e) {
-    return Damaged(conn, where, e.what());
-  }
-  task.error = row.ColumnText(8);
-  task.model_digest = row.ColumnText(9);
-  task.seconds = row.ColumnReal(10);
-  task.lease_id = static_cast<uint64_t>(row.ColumnInt(12));
-  return task;
+// Columns: those of TaskRow, in its order.
+absl::StatusOr<Task> TaskFromRow(const Connection& conn, const Call& call) {
+  TaskRow row;
+  row.job_id = call.ColumnInt(0);
+  row.index = call.ColumnInt(1);
+  row.kind = call.ColumnInt(2);
+  row.frame_begin = call.ColumnInt(3);
+  row.frame_end = call.ColumnInt(4);
+  row.state = call.ColumnInt(5);
+  row.attempts = call.ColumnInt(6);
+  row.workers = call.ColumnText(7);
+  row.error = call.ColumnText(8);
+  row.model_digest = call.ColumnText(9);
+  row.seconds = call.ColumnReal(10);
+  row.errors = call.ColumnText(11);
+  row.lease_id = call.ColumnInt(12);
+  return FromRow(row, conn.path());
 }
 
 // Runs a SELECT and converts every row with `from_row`.
@@ -342,17 +276,14 @@ class SqliteJobStore final : public JobStore {
 
   absl::StatusOr<int64_t> CreateJob(const Job& job,
                                     const std::vector<Task>& tasks) override {
-    ASSIGN_OR_RETURN(const std::string spec, Dump(json(job.spec), "job spec"));
-    ASSIGN_OR_RETURN(const std::string info,
-                     Dump(json(job.input_info), "input info"));
+    ASSIGN_OR_RETURN(const JobRow r, ToRow(job));
     absl::MutexLock lock(&mu_);
     int64_t id = 0;
     const absl::Status status =
         InTransaction(conn_, /*write=*/true, [&]() -> absl::Status {
           Call job_row(conn_, insert_job_.get());
-          job_row.Bind(spec, info, static_cast<int>(job.state), job.error,
-                       job.created_unix_ms, job.started_unix_ms,
-                       job.finished_unix_ms);
+          job_row.Bind(r.spec, r.input_info, r.state, r.error,
+                       r.created_unix_ms, r.started_unix_ms, r.finished_unix_ms);
           RETURN_IF_ERROR(job_row.Step("insert job").status());
           id = sqlite3_last_insert_rowid(conn_.db());
           for (const Task& t : tasks) {
@@ -414,39 +345,35 @@ class SqliteJobStore final : public JobStore {
   explicit SqliteJobStore(Connection conn) : conn_(std::move(conn)) {}
 
   absl::Status InsertJobWithId(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    ASSIGN_OR_RETURN(const std::string spec, Dump(json(job.spec), "job spec"));
-    ASSIGN_OR_RETURN(const std::string info, Dump(json(job.input_info), "input info"));
+    ASSIGN_OR_RETURN(const JobRow r, ToRow(job));
     Call row(conn_, insert_job_with_id_.get());
-    row.Bind(job.id, spec, info, static_cast<int>(job.state), job.error,
-             job.created_unix_ms, job.started_unix_ms, job.finished_unix_ms);
+    row.Bind(r.id, r.spec, r.input_info, r.state, r.error, r.created_unix_ms,
+             r.started_unix_ms, r.finished_unix_ms);
     return row.Step(absl::StrCat("insert job ", job.id)).status();
   }
 
   absl::Status WriteJob(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    ASSIGN_OR_RETURN(const std::string spec, Dump(json(job.spec), "job spec"));
-    ASSIGN_OR_RETURN(const std::string info, Dump(json(job.input_info), "input info"));
+    ASSIGN_OR_RETURN(const JobRow r, ToRow(job));
     Call call(conn_, update_job_.get());
-    call.Bind(spec, info, static_cast<int>(job.state), job.error, job.created_unix_ms,
-              job.started_unix_ms, job.finished_unix_ms, job.id);
+    call.Bind(r.spec, r.input_info, r.state, r.error, r.created_unix_ms,
+              r.started_unix_ms, r.finished_unix_ms, r.id);
     return CheckUpdated(call, absl::StrCat("job ", job.id));
   }
 
   absl::Status InsertTask(const Task& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    ASSIGN_OR_RETURN(const std::string workers, Dump(json(t.workers), "task workers"));
-    ASSIGN_OR_RETURN(const std::string errors, Dump(json(t.errors), "task errors"));
+    ASSIGN_OR_RETURN(const TaskRow r, ToRow(t));
     Call row(conn_, insert_task_.get());
-    row.Bind(t.job_id, t.index, static_cast<int>(t.kind), t.frame_begin, t.frame_end,
-             static_cast<int>(t.state), t.attempts, workers, t.error, t.model_digest,
-             t.seconds, errors, static_cast<int64_t>(t.lease_id));
+    row.Bind(r.job_id, r.index, r.kind, r.frame_begin, r.frame_end, r.state,
+             r.attempts, r.workers, r.error, r.model_digest, r.seconds, r.errors,
+             r.lease_id);
     return row.Step(absl::StrCat("insert task ", t.job_id, "/", t.index)).status();
   }
 
   absl::Status WriteTask(const Task& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    ASSIGN_OR_RETURN(const std::string workers, Dump(json(t.workers), "task workers"));
-    ASSIGN_OR_RETURN(const std::string errors, Dump(json(t.errors), "task errors"));
+    ASSIGN_OR_RETURN(const TaskRow r, ToRow(t));
     Call call(conn_, update_task_.get());
-    call.Bind(static_cast<int>(t.state), t.attempts, workers, t.error, t.model_digest,
-              t.seconds, errors, static_cast<int64_t>(t.lease_id), t.job_id, t.index);
+    call.Bind(r.state, r.attempts, r.workers, r.error, r.model_digest, r.seconds,
+              r.errors, r.lease_id, r.job_id, r.index);
     return CheckUpdated(call, absl::StrCat("task ", t.job_id, "/", t.index));
   }
 

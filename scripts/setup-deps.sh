@@ -11,6 +11,9 @@ PKGS=(
   prometheus-cpp-dev
   catch2
   libsqlite3-dev libssl-dev
+  # PostgreSQL state: libpq for the store; the server binaries (initdb, pg_ctl) for
+  # tests/pg_server.sh, which runs a throwaway server per test run.
+  libpq-dev postgresql
   libabsl-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   python3 python3-grpcio python3-protobuf python3-pytest python3-numpy
@@ -35,9 +38,10 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 echo "setup-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# The prometheus package starts its daemon on install (init script or systemd). Only
-# promtool is wanted: without a policy-rc.d already in place, one that forbids starting
-# services is put there for the install and removed afterwards.
+# The prometheus and postgresql packages start their daemons on install (init script or
+# systemd). Only promtool and PostgreSQL's programs are wanted (the tests run their own
+# server): without a policy-rc.d already in place, one that forbids starting services is
+# put there for the install and removed afterwards.
 POLICY=/usr/sbin/policy-rc.d
 if [ ! -e "$POLICY" ]; then
   printf '#!/bin/sh\n# reelfarm setup-deps: no service starts during install\nexit 101\n' \

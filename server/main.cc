@@ -1,5 +1,6 @@
-// reelfarm-server: the gRPC API, the scheduler and its SQLite state, /metrics; with
-// --local-workers N, also N workers beside it (the embedded default).
+// reelfarm-server: the gRPC API, the scheduler and its state (SQLite, or PostgreSQL
+// with active/standby servers), /metrics; with --local-workers N, also N workers beside
+// it (the embedded default).
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,6 +16,8 @@
 #include <spdlog/spdlog.h>
 
 #include "common/logging.h"
+#include "scheduler/pg_connection.h"
+#include "server/ha_server.h"
 #include "server/local_workers.h"
 #include "server/server.h"
 #include "worker/media/media.h"
@@ -44,7 +47,8 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:7700";
   std::string data_dir = "reelfarm-data";
   std::string storage_root;
-  std::string state_db;
+  std::string store;
+  std::string advertise;
   std::vector<std::string> model_path;
   std::string metrics_listen = "127.0.0.1:9770";
   std::string port_file;
@@ -65,7 +69,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--storage-root", storage_root,
                  "storage root shared with workers (default: DATA_DIR/storage)");
-  app.add_option("--state-db", state_db, "SQLite state file (default: DATA_DIR/state.db)");
+  app.add_option("--store,--state-db", store,
+                 "state: a SQLite file (default: DATA_DIR/state.db), or "
+                 "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE for servers sharing "
+                 "one database, one leading and the others standing by");
+  app.add_option("--advertise", advertise,
+                 "with PostgreSQL: the address standbys tell clients to use while this "
+                 "server leads (default: the --listen host and port)");
   app.add_option("--model-path", model_path, "folders of model packages (repeatable)");
   app.add_option("--metrics-listen", metrics_listen,
                  "address of /metrics (port 0 picks a free one); empty disables it")
@@ -101,7 +111,7 @@ int main(int argc, char** argv) {
   common::InitLogging("server", log_level, log_format);
   media::SetLibraryLogging(log_level == "debug" || log_level == "trace");
   if (storage_root.empty()) storage_root = (fs::path(data_dir) / "storage").string();
-  if (state_db.empty()) state_db = (fs::path(data_dir) / "state.db").string();
+  if (store.empty()) store = (fs::path(data_dir) / "state.db").string();
   if (task_log_dir.empty()) task_log_dir = (fs::path(data_dir) / "logs").string();
   std::error_code ec;
   fs::create_directories(data_dir, ec);
@@ -129,7 +139,7 @@ int main(int argc, char** argv) {
 
   server::ServerOptions options;
   options.listen = listen;
-  options.state_db = state_db;
+  options.store = store;
   options.storage_root = storage_root;
   options.task_log_dir = task_log_dir;
   options.model_path = model_path;
@@ -154,17 +164,42 @@ int main(int argc, char** argv) {
     }
     options.scheduler.projects[p.substr(0, eq)] = policy;
   }
-  auto srv = server::FarmServer::Start(options, *registry);
-  if (!srv.ok()) {
-    spdlog::error("cannot start: {}", std::string(srv.status().message()));
-    return 1;
+  // One server on SQLite, or one of several on PostgreSQL (leader or standby).
+  std::unique_ptr<server::FarmServer> farm;
+  std::unique_ptr<server::HaServer> ha;
+  int port = 0;
+  std::string root;
+  std::shared_ptr<prometheus::Collectable> gauges;
+  if (scheduler::IsPostgresUrl(store)) {
+    auto storage = common::Storage::Open(storage_root);
+    auto srv = storage.ok() ? server::HaServer::Start(options, advertise, *registry)
+                            : absl::StatusOr<std::unique_ptr<server::HaServer>>(storage.status());
+    if (!srv.ok()) {
+      spdlog::error("cannot start: {}", std::string(srv.status().message()));
+      return 1;
+    }
+    ha = std::move(*srv);
+    port = ha->port();
+    root = storage->root().string();
+    gauges = ha->metrics_collectable();
+    spdlog::info("standing by on port {} (advertised as {}) until this server leads; "
+                 "state={} storage={}",
+                 port, ha->advertise(), scheduler::RedactDatabaseUrl(store), root);
+  } else {
+    auto srv = server::FarmServer::Start(options, *registry);
+    if (!srv.ok()) {
+      spdlog::error("cannot start: {}", std::string(srv.status().message()));
+      return 1;
+    }
+    farm = std::move(*srv);
+    port = farm->port();
+    root = farm->storage().root().string();
+    gauges = farm->metrics_collectable();
+    spdlog::info("listening on port {} state={} storage={}", port, store, root);
   }
-  const int port = (*srv)->port();
-  spdlog::info("listening on port {} state={} storage={}", port, state_db,
-               (*srv)->storage().root().string());
   if (exposer) {
     // Registered only now: the gauges read the scheduler, which exists from here on.
-    exposer->RegisterCollectable((*srv)->metrics_collectable());
+    exposer->RegisterCollectable(gauges);
     const auto ports = exposer->GetListeningPorts();
     const int metrics_port = ports.empty() ? 0 : ports[0];
     spdlog::info("metrics on port {} (/metrics)", metrics_port);
@@ -182,7 +217,7 @@ int main(int argc, char** argv) {
       std::vector<std::string> a = {worker_bin,
                                     "--server", "127.0.0.1:" + std::to_string(port),
                                     "--name", "local-" + std::to_string(i + 1),
-                                    "--storage-root", (*srv)->storage().root().string(),
+                                    "--storage-root", root,
                                     "--threads", std::to_string(threads),
                                     "--log-level", log_level,
                                     "--log-format", log_format};
@@ -199,6 +234,7 @@ int main(int argc, char** argv) {
   sigwait(&sigs, &sig);
   spdlog::info("signal {}: shutting down", sig);
   workers.reset();
-  (*srv)->Shutdown();
+  if (farm) farm->Shutdown();
+  if (ha) ha->Shutdown();
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
 
+#include "scheduler/pg_connection.h"
 #include "server/timed_store.h"
 
 #include "absl/strings/str_cat.h"
@@ -16,14 +17,18 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
   std::unique_ptr<FarmServer> s(new FarmServer);
   s->metrics_ = std::make_unique<ServerMetrics>(registry);
   s->task_logs_ = std::make_unique<TaskLogStore>(options.task_log_dir);
-  ASSIGN_OR_RETURN(std::unique_ptr<scheduler::JobStore> sqlite,
-                   scheduler::OpenSqliteJobStore(options.state_db));
-  s->store_ = std::make_unique<TimedJobStore>(std::move(sqlite), s->metrics_.get());
+  ASSIGN_OR_RETURN(std::unique_ptr<scheduler::JobStore> store,
+                   scheduler::IsPostgresUrl(options.store)
+                       ? scheduler::OpenPostgresJobStore(options.store, options.epoch)
+                       : scheduler::OpenSqliteJobStore(options.store));
+  s->store_ = std::make_unique<TimedJobStore>(std::move(store), s->metrics_.get());
   ASSIGN_OR_RETURN(common::Storage storage, common::Storage::Open(options.storage_root));
   s->storage_ = std::make_unique<common::Storage>(std::move(storage));
+  scheduler::SchedulerOptions sched_options = options.scheduler;
+  sched_options.lease_epoch = options.epoch;
   ASSIGN_OR_RETURN(s->sched_,
                    scheduler::Scheduler::Create(s->store_.get(), &scheduler::RealClock(),
-                                                options.scheduler, s->metrics_.get()));
+                                                sched_options, s->metrics_.get()));
   s->metrics_->AttachScheduler(s->sched_.get());
   // workers_ is declared before sched_ (destruction order) but built after it.
   s->workers_ = std::make_unique<WorkerServiceImpl>(s->sched_.get(), s->metrics_.get(),

@@ -22,7 +22,8 @@ namespace reelfarm::server {
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:7700";  // port 0 picks a free port
-  std::string state_db;                   // SQLite file
+  std::string store;  // SQLite file, or postgres://... (see HaServer for active/standby)
+  int64_t epoch = 0;  // PostgreSQL: the leader's epoch (fences writes, marks lease ids)
   std::string storage_root;
   std::string task_log_dir;               // task logs: DIR/<job>/<task>.log
   std::vector<std::string> model_path;
@@ -47,6 +48,9 @@ class FarmServer final {
   }
   // Stops serving: ends streams, stops the dispatcher, waits for handlers.
   void Shutdown();
+  // OK while the store takes commits; else the error that stopped them (the server
+  // then answers changes with UNAVAILABLE).
+  absl::Status health() { return sched_->health(); }
 
  private:
   FarmServer() = default;

@@ -8,6 +8,7 @@
 
 #include "common/logging.h"
 #include "common/model_manifest.h"
+#include "common/server_list.h"
 #include "common/storage.h"
 #include "tests/testing/fixtures.h"
 
@@ -93,4 +94,21 @@ TEST_CASE("JSON logs: one object per line with key=value fields", "[unit][common
   CHECK(j["task"] == "3");
   CHECK(j["retryable"] == "false");
   CHECK(j["ts"].get<std::string>().size() == 24);  // 2026-01-02T03:04:05.678Z
+}
+
+TEST_CASE("server lists follow the leader a standby names", "[unit][servers]") {
+  auto list = reelfarm::common::ServerList::Parse("a:1, b:2,a:1");
+  REQUIRE(list.ok());
+  CHECK(list->addresses() == std::vector<std::string>{"a:1", "b:2"});
+  CHECK(list->current() == "a:1");
+  CHECK(list->Next() == "b:2");
+  CHECK(list->Next() == "a:1");
+  CHECK(list->Next("b:2") == "b:2");
+  // A leader nobody listed is followed too, and kept.
+  CHECK(list->Next("c:3") == "c:3");
+  CHECK(list->size() == 3);
+  CHECK(list->Next() == "a:1");
+  auto bad = reelfarm::common::ServerList::Parse("a:1,,b:2");
+  CHECK(bad.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(bad.status().message()), Catch::Contains("'a:1,,b:2'"));
 }

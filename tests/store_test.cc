@@ -1,5 +1,6 @@
-// JobStore: one contract suite run unchanged against every implementation, then
-// what only the SQLite store promises (durability, ids, files, schema).
+// JobStore: one contract suite run unchanged against every implementation (in-memory,
+// SQLite, PostgreSQL), then what only the durable stores promise (durability, ids,
+// schema, damaged rows) and what only PostgreSQL does (fencing, outages, URLs).
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -9,7 +10,9 @@
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +20,7 @@
 
 #include "scheduler/job_store.h"
 #include "tests/testing/fixtures.h"
+#include "tests/testing/postgres.h"
 
 namespace reelfarm::scheduler {
 namespace {
@@ -27,21 +31,39 @@ std::string DbPath(const TempDir& dir) {
   return (dir.path() / "jobs.db").string();
 }
 
-// "memory" or "sqlite"; reopening the sqlite kind in the same dir sees the same
-// data.
+// The PostgreSQL database of the store kept in `dir` (made on first use).
+std::string PgUrl(const TempDir& dir) {
+  const std::filesystem::path file = dir.path() / "pg_url";
+  if (!std::filesystem::exists(file)) {
+    const std::string url = testing::NewPostgresDatabase(testing::SharedPostgresUrl());
+    std::ofstream(file) << url;
+    return url;
+  }
+  std::string url;
+  std::ifstream(file) >> url;
+  return url;
+}
+
+// "memory", "sqlite" or "postgres"; reopening a durable kind with the same `dir` sees
+// the same data.
 std::unique_ptr<JobStore> OpenStore(const std::string& kind,
                                     const TempDir& dir) {
   if (kind == "memory") return NewInMemoryJobStore();
   absl::StatusOr<std::unique_ptr<JobStore>> store =
-      OpenSqliteJobStore(DbPath(dir));
+      kind == "sqlite" ? OpenSqliteJobStore(DbPath(dir)) : OpenPostgresJobStore(PgUrl(dir));
   INFO(store.status().ToString());
   REQUIRE(store.ok());
   return std::move(store).value();
 }
 
+// What a durable store's messages call it.
+std::string StoreName(const std::string& kind, const TempDir& dir) {
+  return kind == "sqlite" ? DbPath(dir) : PgUrl(dir);
+}
+
 // Runs SQL on the file behind the store's back; returns the first column of the
 // last row ("" if none).
-std::string RawSql(const std::string& path, const std::string& sql) {
+std::string RawSqlite(const std::string& path, const std::string& sql) {
   sqlite3* raw = nullptr;
   REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
   std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, &sqlite3_close);
@@ -54,6 +76,12 @@ std::string RawSql(const std::string& path, const std::string& sql) {
   REQUIRE(sqlite3_exec(db.get(), sql.c_str(), keep, &result, nullptr) ==
           SQLITE_OK);
   return result;
+}
+
+// Same for either durable kind.
+std::string RawSql(const std::string& kind, const TempDir& dir, const std::string& sql) {
+  return kind == "sqlite" ? RawSqlite(DbPath(dir), sql)
+                          : testing::PostgresQuery(PgUrl(dir), sql);
 }
 
 // Every field differs from its default, so a field that is not stored shows.
@@ -171,7 +199,7 @@ std::vector<Task> Stored(std::vector<Task> tasks, int64_t id) {
 TEST_CASE(
     "JobStore round-trips every field of new jobs and their tasks, in order",
     "[unit][store]") {
-  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore(kind, dir);
@@ -202,7 +230,7 @@ TEST_CASE(
 
 TEST_CASE("JobStore updates of jobs and tasks are visible in LoadAll",
           "[unit][store]") {
-  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore(kind, dir);
@@ -238,7 +266,7 @@ TEST_CASE("JobStore updates of jobs and tasks are visible in LoadAll",
 
 TEST_CASE("JobStore update of a missing job or task is NOT_FOUND",
           "[unit][store]") {
-  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore(kind, dir);
@@ -257,7 +285,7 @@ TEST_CASE("JobStore update of a missing job or task is NOT_FOUND",
 
 TEST_CASE("JobStore refuses tasks that repeat an index and stores nothing",
           "[unit][store]") {
-  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore(kind, dir);
@@ -272,7 +300,7 @@ TEST_CASE("JobStore refuses tasks that repeat an index and stores nothing",
 
 TEST_CASE("JobStore keeps every create and update from 4 threads",
           "[unit][store]") {
-  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore(kind, dir);
@@ -327,13 +355,15 @@ TEST_CASE("JobStore keeps every create and update from 4 threads",
   CHECK(bad == 0);
 }
 
-TEST_CASE("SqliteJobStore keeps data across reopen and never reuses ids",
+TEST_CASE("Durable JobStores keep data across reopen and never reuse ids",
           "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "sqlite", "postgres");
+  CAPTURE(kind);
   TempDir dir;
   Job job = MakeJob("durable");
   int64_t last = 0;
   {
-    std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
+    std::unique_ptr<JobStore> store = OpenStore(kind, dir);
     job.id = Create(*store, job, MakeTasks(2));
     job.state = JobState::kSucceeded;
     REQUIRE(store->UpdateJob(job).ok());
@@ -341,9 +371,9 @@ TEST_CASE("SqliteJobStore keeps data across reopen and never reuses ids",
   }
   // Deleting the newest job behind the store's back must not free its id.
   const std::string id = std::to_string(last);
-  RawSql(DbPath(dir), "DELETE FROM tasks WHERE job_id = " + id +
-                          "; DELETE FROM jobs WHERE id = " + id);
-  std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
+  RawSql(kind, dir, "DELETE FROM tasks WHERE job_id = " + id +
+                        "; DELETE FROM jobs WHERE id = " + id);
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
   const JobStore::Snapshot snap = Load(*store);
   REQUIRE(snap.jobs.size() == 1);
   CheckSameJob(snap.jobs[0], job);
@@ -352,13 +382,16 @@ TEST_CASE("SqliteJobStore keeps data across reopen and never reuses ids",
   CHECK(Create(*store, MakeJob("after"), {}) > last);
 }
 
-TEST_CASE("SqliteJobStore keeps an acknowledged job when the process is killed",
+TEST_CASE("Durable JobStores keep an acknowledged job when the process is killed",
           "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "sqlite", "postgres");
+  CAPTURE(kind);
   TempDir dir;
+  const std::string name = StoreName(kind, dir);  // made before the fork
   const pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {  // child: no Catch2 here
-    auto store = OpenSqliteJobStore(DbPath(dir));
+    auto store = kind == "sqlite" ? OpenSqliteJobStore(name) : OpenPostgresJobStore(name);
     if (!store.ok() ||
         !(*store)->CreateJob(MakeJob("acked"), MakeTasks(2)).ok()) {
       _exit(1);
@@ -369,7 +402,7 @@ TEST_CASE("SqliteJobStore keeps an acknowledged job when the process is killed",
   int wstatus = 0;
   REQUIRE(waitpid(pid, &wstatus, 0) == pid);
   REQUIRE(WIFSIGNALED(wstatus));
-  std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
   const JobStore::Snapshot snap = Load(*store);
   REQUIRE(snap.jobs.size() == 1);
   CHECK(snap.jobs[0].spec.name == "acked");
@@ -405,48 +438,70 @@ TEST_CASE("SqliteJobStore is in WAL mode with schema version 2",
           "[unit][store]") {
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
-  CHECK(RawSql(DbPath(dir), "PRAGMA journal_mode") == "wal");
-  CHECK(RawSql(DbPath(dir), "SELECT MAX(version) FROM schema_version") == "2");
+  CHECK(RawSqlite(DbPath(dir), "PRAGMA journal_mode") == "wal");
+  CHECK(RawSqlite(DbPath(dir), "SELECT MAX(version) FROM schema_version") == "2");
   store.reset();
   store = OpenStore("sqlite", dir);  // reopening applies no step twice
-  CHECK(RawSql(DbPath(dir), "SELECT COUNT(*) FROM schema_version") == "2");
+  CHECK(RawSqlite(DbPath(dir), "SELECT COUNT(*) FROM schema_version") == "2");
 }
 
-TEST_CASE("SqliteJobStore refuses a schema newer than it knows",
-          "[unit][store]") {
+TEST_CASE("PostgresJobStore migrates once, with schema version 1, even when servers "
+          "start together",
+          "[unit][store][postgres]") {
   TempDir dir;
-  OpenStore("sqlite", dir).reset();
-  RawSql(DbPath(dir), "INSERT INTO schema_version VALUES(99, 0)");
+  const std::string url = PgUrl(dir);
+  constexpr int kOpeners = 4;
+  std::vector<absl::Status> results(kOpeners);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kOpeners; ++i) {
+    threads.emplace_back([&, i] { results[i] = OpenPostgresJobStore(url).status(); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const absl::Status& st : results) CHECK(st.ToString() == "OK");
+  CHECK(RawSql("postgres", dir, "SELECT MAX(version) FROM schema_version") == "1");
+  CHECK(RawSql("postgres", dir, "SELECT COUNT(*) FROM schema_version") == "1");
+  OpenStore("postgres", dir).reset();  // reopening applies no step twice
+  CHECK(RawSql("postgres", dir, "SELECT COUNT(*) FROM schema_version") == "1");
+}
+
+TEST_CASE("Durable JobStores refuse a schema newer than they know",
+          "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "sqlite", "postgres");
+  CAPTURE(kind);
+  TempDir dir;
+  OpenStore(kind, dir).reset();
+  RawSql(kind, dir, "INSERT INTO schema_version VALUES(99, 0)");
   absl::StatusOr<std::unique_ptr<JobStore>> store =
-      OpenSqliteJobStore(DbPath(dir));
+      kind == "sqlite" ? OpenSqliteJobStore(DbPath(dir)) : OpenPostgresJobStore(PgUrl(dir));
   CHECK(store.status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK_THAT(std::string(store.status().message()), Catch::Contains("'99'"));
 }
 
-TEST_CASE("SqliteJobStore reports a damaged stored row as INTERNAL",
+TEST_CASE("Durable JobStores report a damaged stored row as INTERNAL",
           "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "sqlite", "postgres");
+  CAPTURE(kind);
   TempDir dir;
-  std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
   const int64_t id = Create(*store, MakeJob("victim"), MakeTasks(1));
   SECTION("spec is not JSON") {
-    RawSql(DbPath(dir), "UPDATE jobs SET spec = 'not json'");
+    RawSql(kind, dir, "UPDATE jobs SET spec = 'not json'");
   }
   SECTION("workers is not a list of names") {
-    RawSql(DbPath(dir), "UPDATE tasks SET workers = '[1, 2]'");
+    RawSql(kind, dir, "UPDATE tasks SET workers = '[1, 2]'");
   }
   SECTION("state is out of range") {
-    RawSql(DbPath(dir), "UPDATE jobs SET state = 42");
+    RawSql(kind, dir, "UPDATE jobs SET state = 42");
   }
   absl::StatusOr<JobStore::Snapshot> snap = store->LoadAll();
   CHECK(snap.status().code() == absl::StatusCode::kInternal);
-  CHECK_THAT(
-      std::string(snap.status().message()),
-      Catch::Contains(std::to_string(id)) && Catch::Contains(DbPath(dir)));
+  CHECK_THAT(std::string(snap.status().message()),
+             Catch::Contains(std::to_string(id)) &&
+                 Catch::Contains(StoreName(kind, dir)));
 }
 
-
 TEST_CASE("JobStore commits a batch of writes all or nothing", "[unit][store]") {
-  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore(kind, dir);
   using W = JobStore::Write;
@@ -500,6 +555,93 @@ TEST_CASE("JobStore commits a batch of writes all or nothing", "[unit][store]") 
   CHECK(snap->tasks[1].errors == leased.errors);
   CHECK(snap->tasks[1].lease_id == leased.lease_id);
   CHECK(snap->tasks[1].state == TaskState::kLeased);
+}
+
+TEST_CASE("PostgresJobStore of a deposed leader commits nothing", "[unit][store][postgres]") {
+  TempDir dir;
+  OpenStore("postgres", dir).reset();  // schema
+  RawSql("postgres", dir, "UPDATE leadership SET epoch = 7, address = 'a:1'");
+  absl::StatusOr<std::unique_ptr<JobStore>> leader = OpenPostgresJobStore(PgUrl(dir), 7);
+  REQUIRE(leader.ok());
+  const int64_t id = Create(**leader, MakeJob("before"), MakeTasks(1));
+  // Another server takes over: the epoch moves on.
+  RawSql("postgres", dir, "UPDATE leadership SET epoch = 8, address = 'b:2'");
+  Job job = MakeJob("after");
+  job.id = id;
+  job.state = JobState::kFailed;
+  const absl::Status st = (*leader)->UpdateJob(job);
+  CHECK(st.code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(st.message()),
+             Catch::Contains("epoch 8") && Catch::Contains("'b:2'"));
+  CHECK((*leader)->CreateJob(MakeJob("refused"), {}).status().code() ==
+        absl::StatusCode::kUnavailable);
+  const JobStore::Snapshot snap = Load(*OpenStore("postgres", dir));
+  REQUIRE(snap.jobs.size() == 1);
+  CHECK(snap.jobs[0].spec.name == "before");
+  CHECK(snap.jobs[0].state == JobState::kRunning);
+}
+
+TEST_CASE("PostgresJobStore with a wrong or unreachable URL fails at once, naming it",
+          "[unit][store][postgres]") {
+  SECTION("nothing listens on the port") {
+    const std::string url = "postgres://reelfarm:s3cret@127.0.0.1:1/farm";
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::StatusOr<std::unique_ptr<JobStore>> store = OpenPostgresJobStore(url);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+    CHECK(store.status().code() == absl::StatusCode::kUnavailable);
+    const std::string message(store.status().message());
+    CHECK_THAT(message, Catch::Contains("postgres://reelfarm:***@127.0.0.1:1/farm"));
+    CHECK_THAT(message, !Catch::Contains("s3cret"));
+  }
+  SECTION("the database does not exist") {
+    const std::string server = testing::SharedPostgresUrl();
+    const std::string url = server.substr(0, server.rfind('/')) + "/no_such_db";
+    absl::StatusOr<std::unique_ptr<JobStore>> store = OpenPostgresJobStore(url);
+    CHECK(store.status().code() == absl::StatusCode::kUnavailable);
+    CHECK_THAT(std::string(store.status().message()),
+               Catch::Contains(url) && Catch::Contains("no_such_db\" does not exist"));
+  }
+  SECTION("the URL is malformed") {
+    absl::StatusOr<std::unique_ptr<JobStore>> store =
+        OpenPostgresJobStore("postgres://reelfarm@127.0.0.1:notaport/farm");
+    CHECK(store.status().code() != absl::StatusCode::kOk);
+    CHECK_THAT(std::string(store.status().message()),
+               Catch::Contains("postgres://reelfarm@127.0.0.1:notaport/farm"));
+  }
+}
+
+TEST_CASE("PostgresJobStore answers UNAVAILABLE while the database is away and "
+          "recovers when it is back",
+          "[unit][store][postgres][slow]") {
+  testing::PostgresServer server;
+  const std::string url = testing::NewPostgresDatabase(server.url());
+  absl::StatusOr<std::unique_ptr<JobStore>> opened = OpenPostgresJobStore(url);
+  REQUIRE(opened.ok());
+  JobStore& store = **opened;
+  Job job = MakeJob("kept");
+  job.id = Create(store, job, MakeTasks(2));
+
+  server.Pause();
+  Job changed = job;
+  changed.state = JobState::kSucceeded;
+  const absl::Status away = store.UpdateJob(changed);
+  CHECK(away.code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(away.message()), Catch::Contains(url));
+  CHECK(store.CreateJob(MakeJob("lost"), {}).status().code() ==
+        absl::StatusCode::kUnavailable);
+  CHECK(store.LoadAll().status().code() == absl::StatusCode::kUnavailable);
+
+  server.Resume();
+  // The next call reconnects; nothing refused while away was stored.
+  JobStore::Snapshot snap = Load(store);
+  REQUIRE(snap.jobs.size() == 1);
+  CheckSameJob(snap.jobs[0], job);
+  REQUIRE(store.UpdateJob(changed).ok());
+  CHECK(Create(store, MakeJob("after"), {}) > job.id);
+  snap = Load(store);
+  REQUIRE(snap.jobs.size() == 2);
+  CHECK(snap.jobs[0].state == JobState::kSucceeded);
+  CHECK(snap.tasks.size() == 2);
 }
 
 }  // namespace

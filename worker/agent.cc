@@ -32,6 +32,7 @@ Agent::Agent(const common::Storage& storage, AgentOptions options,
              prometheus::Registry& registry)
     : storage_(storage),
       options_(std::move(options)),
+      servers_(common::ServerList::Parse(options_.server).value()),
       frames_(prometheus::BuildCounter()
                   .Name("reelfarm_worker_frames_processed_total")
                   .Help("Frames run through a model and encoded, by model and device")
@@ -63,15 +64,6 @@ Agent::Agent(const common::Storage& storage, AgentOptions options,
                        .Help("1 once the worker's models are warm, else 0")
                        .Register(registry)
                        .Add({})) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
-  // Reconnect soon after a server restart: leases are honoured for one lease duration.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
-  channel_ = grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(),
-                                       args);
-  stub_ = v1::WorkerService::NewStub(channel_);
   for (int i = 0; i < options_.slots; ++i) slots_.emplace_back([this, i] { SlotLoop(i); });
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
 }
@@ -201,13 +193,30 @@ int64_t Agent::PublishedBytes(const v1::Assignment& a) const {
   return total;
 }
 
+v1::WorkerService::Stub& Agent::StubFor(const std::string& address) {
+  std::unique_ptr<v1::WorkerService::Stub>& stub = stubs_[address];
+  if (!stub) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
+    // Reconnect soon after a server restart: leases are honoured for one lease duration.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
+    stub = v1::WorkerService::NewStub(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  }
+  return *stub;
+}
+
 void Agent::Run() {
   int backoff_ms = 200;
   while (!stop_.load()) {
     grpc::ClientContext ctx;
-    // Wait for the channel to connect (it retries with its own short back-off) rather
-    // than fail at once while the server is away.
-    ctx.set_wait_for_ready(true);
+    // One server: wait for the channel to connect (it retries with its own short
+    // back-off) rather than fail at once while the server is away. Several: fail fast,
+    // to try the next one.
+    ctx.set_wait_for_ready(servers_.size() == 1);
+    const std::string server = servers_.current();
     {
       // Published before the call starts (starting it blocks until the channel is
       // ready): a cancel then ends the call as soon as it starts.
@@ -215,7 +224,7 @@ void Agent::Run() {
       ctx_ = &ctx;
       if (stop_.load()) ctx.TryCancel();
     }
-    auto stream = stub_->Connect(&ctx);
+    auto stream = StubFor(server).Connect(&ctx);
     v1::WorkerMessage hello;
     v1::Hello* h = hello.mutable_hello();
     h->set_name(options_.name);
@@ -236,10 +245,11 @@ void Agent::Run() {
     }
     v1::ServerMessage first;
     // Other threads send only once the server has welcomed us.
-    bool connected = stream->Write(hello) && stream->Read(&first) && first.has_welcome();
+    const bool answered = stream->Write(hello) && stream->Read(&first);
+    const bool connected = answered && first.has_welcome();
     if (connected) {
       heartbeat_ms_.store(std::max<int64_t>(100, first.welcome().heartbeat_interval_ms()));
-      spdlog::info("connected to {} as worker={} slots={} held_leases={}", options_.server,
+      spdlog::info("connected to {} as worker={} slots={} held_leases={}", server,
                    options_.name, options_.slots, h->held_leases_size());
       backoff_ms = 200;
       {
@@ -257,12 +267,25 @@ void Agent::Run() {
       std::lock_guard<std::mutex> lock(ctx_mu_);
       ctx_ = nullptr;
     }
-    ctx.TryCancel();
+    // Otherwise the server has ended the call, and its status (with a standby's leader
+    // hint) is there to read.
+    if (answered && !connected) ctx.TryCancel();
     grpc::Status st = stream->Finish();
     if (stop_.load()) break;
+    std::string leader;
+    const auto& trailers = ctx.GetServerTrailingMetadata();
+    if (auto it = trailers.find("reelfarm-leader"); it != trailers.end()) {
+      leader.assign(it->second.data(), it->second.size());
+    }
+    if (!leader.empty() || servers_.size() > 1) {
+      servers_.Next(leader);
+      // A standby named the leader: go there at once.
+      if (!leader.empty()) backoff_ms = std::min(backoff_ms, 100);
+    }
     // Tasks keep running: the server may honour their leases when we are back.
-    spdlog::warn("stream to {} ended ({}: {}); reconnecting in {} ms", options_.server,
-                 static_cast<int>(st.error_code()), st.error_message(), backoff_ms);
+    spdlog::warn("stream to {} ended ({}: {}); reconnecting to {} in {} ms", server,
+                 static_cast<int>(st.error_code()), st.error_message(), servers_.current(),
+                 backoff_ms);
     for (int waited = 0; waited < backoff_ms && !stop_.load(); waited += 50) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }

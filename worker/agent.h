@@ -23,6 +23,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "common/server_list.h"
 #include "common/storage.h"
 #include "reelfarm/v1/workers.grpc.pb.h"
 #include "worker/pipeline.h"
@@ -31,6 +32,8 @@
 namespace reelfarm::worker {
 
 struct AgentOptions {
+  // One address, or a list "host:port,host:port" of servers sharing one PostgreSQL
+  // database: the worker follows the leader (a standby's answer names it).
   std::string server = "127.0.0.1:7700";
   std::string name;
   int slots = 1;
@@ -84,8 +87,11 @@ class Agent final {
 
   const common::Storage& storage_;
   const AgentOptions options_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  // The stub for `address` (made on first use). Only Run() calls it.
+  v1::WorkerService::Stub& StubFor(const std::string& address);
+
+  common::ServerList servers_;  // only Run() touches it
+  std::map<std::string, std::unique_ptr<v1::WorkerService::Stub>> stubs_;
 
   prometheus::Family<prometheus::Counter>& frames_;
   prometheus::Family<prometheus::Counter>& tasks_;

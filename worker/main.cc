@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/logging.h"
+#include "common/server_list.h"
 #include "common/storage.h"
 #include "worker/agent.h"
 #include "worker/device_metrics.h"
@@ -53,7 +54,9 @@ int main(int argc, char** argv) {
   std::string health_port_file;
   std::string log_level = "info";
   std::string log_format = "text";
-  app.add_option("--server", options.server, "reelfarm-server address")
+  app.add_option("--server", options.server,
+                 "reelfarm-server address, or a comma-separated list of servers sharing "
+                 "one PostgreSQL database (the worker follows the leader)")
       ->capture_default_str();
   app.add_option("--name", options.name, "unique worker name (default host:pid)");
   app.add_option("--storage-root", storage_root, "the storage root shared with the server")
@@ -106,6 +109,10 @@ int main(int argc, char** argv) {
   worker::KeepFrameBuffersInHeap();
   at::set_num_threads(options.threads);
 
+  if (auto servers = common::ServerList::Parse(options.server); !servers.ok()) {
+    spdlog::error("--server: {}", std::string(servers.status().message()));
+    return 2;
+  }
   auto storage = common::Storage::Open(storage_root);
   if (!storage.ok()) {
     spdlog::error("{}", std::string(storage.status().message()));

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include <grpcpp/grpcpp.h>
 
@@ -35,36 +36,66 @@ Farm::Farm(fs::path dir, std::vector<std::string> server_args)
       grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
 }
 
-void Farm::StartServer() {
-  const fs::path port_file = dir_ / "server.port";
+std::pair<pid_t, int> Farm::StartServerProcess(int port, const std::string& name) {
+  const fs::path port_file = dir_ / (name + ".port");
   fs::remove(port_file);
   // Flags given later win (the server takes the last of a repeated flag). Port 0 on
   // the first start; a restart takes the same port.
   std::vector<std::string> argv = {REELFARM_SERVER_BIN,
-                                   "--listen", "127.0.0.1:" + std::to_string(port_),
+                                   "--listen", "127.0.0.1:" + std::to_string(port),
                                    "--port-file", port_file.string(),
                                    "--data-dir", dir_.string(),
                                    "--lease-seconds", "5"};
   if (metrics_) {
     argv.insert(argv.end(), {"--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
-                             (dir_ / "server.metrics.port").string()});
+                             (dir_ / (name + ".metrics.port")).string()});
   } else {
     argv.insert(argv.end(), {"--metrics-listen", ""});
   }
   argv.insert(argv.end(), server_args_.begin(), server_args_.end());
-  server_pid_ = Spawn(argv, "server.log");
+  const pid_t pid = Spawn(argv, name + ".log");
   for (int i = 0; i < 300 && !fs::exists(port_file); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (!fs::exists(port_file)) DumpLogs();
   REQUIRE(fs::exists(port_file));
-  std::ifstream(port_file) >> port_;
-  REQUIRE(port_ > 0);
+  std::ifstream(port_file) >> port;
+  REQUIRE(port > 0);
+  return {pid, port};
+}
+
+void Farm::StartServer() {
+  std::tie(server_pid_, port_) = StartServerProcess(port_, "server");
   if (metrics_) {
     // Written before the gRPC port file.
     std::ifstream(dir_ / "server.metrics.port") >> metrics_port_;
     REQUIRE(metrics_port_ > 0);
   }
+}
+
+void Farm::StartStandby() {
+  // The first server leads once it answers a JobService call.
+  grpc::Status st;
+  for (int i = 0; i < 600; ++i) {
+    grpc::ClientContext ctx;
+    v1::ListWorkersResponse resp;
+    st = stub_->ListWorkers(&ctx, v1::ListWorkersRequest(), &resp);
+    if (st.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  INFO("the first server never led: " << st.error_message());
+  REQUIRE(st.ok());
+  std::tie(standby_pid_, standby_port_) = StartServerProcess(0, "standby");
+  other_stub_ = v1::JobService::NewStub(
+      grpc::CreateChannel(standby_address(), grpc::InsecureChannelCredentials()));
+}
+
+void Farm::SignalLeader(int signal) { kill(server_pid_, signal); }
+
+void Farm::KillLeader() {
+  kill(server_pid_, SIGKILL);
+  waitpid(server_pid_, nullptr, 0);
+  server_pid_ = -1;
 }
 
 void Farm::RestartServerAfterKill() {
@@ -84,6 +115,8 @@ std::string ReadFile(const fs::path& p) {
 
 std::string Farm::ServerLog() const { return ReadFile(dir_ / "server.log"); }
 
+std::string Farm::StandbyLog() const { return ReadFile(dir_ / "standby.log"); }
+
 std::string Farm::WorkerLog(const std::string& name) const {
   return ReadFile(dir_ / ("worker-" + name + ".log"));
 }
@@ -94,6 +127,7 @@ Farm::~Farm() {
   std::vector<pid_t> pids;
   for (auto& [name, pid] : workers_) pids.push_back(pid);
   pids.push_back(server_pid_);
+  pids.push_back(standby_pid_);
   for (pid_t pid : pids) {
     if (pid <= 0) continue;
     kill(pid, SIGCONT);  // a test may have stopped one
@@ -132,7 +166,9 @@ pid_t Farm::Spawn(const std::vector<std::string>& argv, const std::string& log_n
 
 void Farm::StartWorker(const std::string& name, std::vector<std::string> extra_args) {
   std::vector<std::string> argv = {REELFARM_WORKER_BIN,
-                                   "--server", address(),
+                                   "--server",
+                                   standby_port_ ? address() + "," + standby_address()
+                                                 : address(),
                                    "--name", name,
                                    "--storage-root", storage_.string(),
                                    "--threads", "1",
@@ -222,8 +258,11 @@ v1::Job Farm::Get(int64_t id) {
     grpc::ClientContext ctx;
     ctx.set_wait_for_ready(true);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    // With a standby, each attempt goes to the other server until one leads.
+    if (other_stub_) ctx.set_wait_for_ready(false);
     st = stub_->GetJob(&ctx, req, &job);
     if (st.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    if (other_stub_) std::swap(stub_, other_stub_);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   if (!st.ok()) DumpLogs();

@@ -44,8 +44,19 @@ class Farm {
   void KillWorker(const std::string& name, int signal);
   // SIGKILLs the server, then starts it again on the same port and data folder.
   void RestartServerAfterKill();
+
+  // Active/standby (the server args give --store postgres://...): waits until the
+  // first server leads, then starts a second one on the same database. Workers started
+  // afterwards are given both addresses; Get() follows the leader.
+  void StartStandby();
+  std::string standby_address() const { return "127.0.0.1:" + std::to_string(standby_port_); }
+  // SIGKILLs the first server (the leader) and reaps it.
+  void KillLeader();
+  // Sends `signal` (SIGSTOP, SIGCONT) to the first server.
+  void SignalLeader(int signal);
   // A process's log so far (to look for events).
   std::string ServerLog() const;
+  std::string StandbyLog() const;
   std::string WorkerLog(const std::string& name) const;
   // Polls ListWorkers until `n` are connected; fails the test after 30 s.
   void WaitForWorkers(int n);
@@ -58,16 +69,21 @@ class Farm {
 
  private:
   pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_name);
+  // Starts a server writing its port to `port_file` and returns its pid and port.
+  std::pair<pid_t, int> StartServerProcess(int port, const std::string& name);
   void StartServer();
 
   std::filesystem::path dir_, storage_;
   std::vector<std::string> server_args_;
   bool metrics_ = false;
   pid_t server_pid_ = -1;
+  pid_t standby_pid_ = -1;
   int port_ = 0;
+  int standby_port_ = 0;
   int metrics_port_ = 0;
   std::map<std::string, pid_t> workers_;
   std::unique_ptr<v1::JobService::Stub> stub_;
+  std::unique_ptr<v1::JobService::Stub> other_stub_;  // the standby's, swapped by Get()
 };
 
 }  // namespace reelfarm::testing

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import grpc
 from google.protobuf import json_format
@@ -73,18 +74,46 @@ class Job:
 class Client:
     """A connection to a reelfarm server.
 
-    address: "host:port"; default $REELFARM_SERVER, else 127.0.0.1:7700.
+    address: "host:port"; default $REELFARM_SERVER, else 127.0.0.1:7700. Servers that
+        share one PostgreSQL database (a leader and its standbys) are given as a list,
+        "host:port,host:port" or a Python list: calls go to the leader, and follow it
+        when a standby takes over (a standby's UNAVAILABLE answer names the leader).
     token: sent as "authorization: Bearer <token>" metadata (default $REELFARM_TOKEN).
     timeout: seconds for each unary call.
     """
 
     def __init__(self, address=None, token=None, timeout=30.0):
-        self.address = address or os.environ.get("REELFARM_SERVER", "127.0.0.1:7700")
+        address = address or os.environ.get("REELFARM_SERVER", "127.0.0.1:7700")
+        if isinstance(address, str):
+            address = address.split(",")
+        self._addresses = [a.strip() for a in address]
+        if not self._addresses or not all(self._addresses):
+            raise ValueError(f"server list {address!r} has an empty address; "
+                             "give HOST:PORT[,HOST:PORT...]")
         token = token if token is not None else os.environ.get("REELFARM_TOKEN")
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
-        self._channel = grpc.insecure_channel(self.address)
+        self._channel = None
+        self._connect(self._addresses[0])
+
+    def _connect(self, address):
+        if self._channel is not None:
+            self._channel.close()
+        self.address = address
+        self._channel = grpc.insecure_channel(address)
         self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
+
+    def _follow_leader(self, err):
+        """After UNAVAILABLE: to the leader a standby named, else the next server."""
+        leader = dict(err.trailing_metadata() or ()).get("reelfarm-leader", "")
+        if leader:
+            if leader not in self._addresses:
+                self._addresses.append(leader)
+            self._connect(leader)
+        elif len(self._addresses) > 1:
+            i = self._addresses.index(self.address) if self.address in self._addresses else -1
+            self._connect(self._addresses[(i + 1) % len(self._addresses)])
+        return bool(leader) or len(self._addresses) > 1
 
     def close(self):
         self._channel.close()
@@ -96,10 +125,18 @@ class Client:
         self.close()
 
     def _call(self, method, request):
-        try:
-            return method(request, timeout=self._timeout, metadata=self._metadata)
-        except grpc.RpcError as err:
-            raise errors.from_rpc_error(err) from None
+        """Calls the JobService method named ``method`` on the leader."""
+        tries = 3 * len(self._addresses) + 2
+        for attempt in range(tries):
+            try:
+                return getattr(self._stub, method)(request, timeout=self._timeout,
+                                                  metadata=self._metadata)
+            except grpc.RpcError as err:
+                if (err.code() != grpc.StatusCode.UNAVAILABLE or attempt + 1 == tries
+                        or not self._follow_leader(err)):
+                    raise errors.from_rpc_error(err) from None
+                if not dict(err.trailing_metadata() or ()).get("reelfarm-leader"):
+                    time.sleep(0.2)  # a takeover in progress
 
     # Submitting.
     def submit_upscale(self, input, output, scale=2, model="bicubic", chunk_frames=None,
@@ -153,40 +190,40 @@ class Client:
         return self._submit(message)
 
     def _submit(self, spec):
-        resp = self._call(self._stub.SubmitJob, jobs_pb2.SubmitJobRequest(spec=spec))
+        resp = self._call("SubmitJob", jobs_pb2.SubmitJobRequest(spec=spec))
         return Job(self, resp.job)
 
     # Reading and control.
     def get(self, job_id):
-        return Job(self, self._call(self._stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id)))
+        return Job(self, self._call("GetJob", jobs_pb2.GetJobRequest(job_id=job_id)))
 
     def list(self, states=None, limit=100):
         by_name = {v: k for k, v in _STATES.items()}
         req = jobs_pb2.ListJobsRequest(limit=limit,
                                        states=[by_name[s] for s in (states or [])])
-        return [Job(self, j) for j in self._call(self._stub.ListJobs, req).jobs]
+        return [Job(self, j) for j in self._call("ListJobs", req).jobs]
 
     def cancel(self, job_id):
-        return Job(self, self._call(self._stub.CancelJob,
+        return Job(self, self._call("CancelJob",
                                     jobs_pb2.CancelJobRequest(job_id=job_id)))
 
     def pause(self, job_id):
-        return Job(self, self._call(self._stub.PauseJob, jobs_pb2.PauseJobRequest(job_id=job_id)))
+        return Job(self, self._call("PauseJob", jobs_pb2.PauseJobRequest(job_id=job_id)))
 
     def resume(self, job_id):
-        return Job(self, self._call(self._stub.ResumeJob,
+        return Job(self, self._call("ResumeJob",
                                     jobs_pb2.ResumeJobRequest(job_id=job_id)))
 
     def retry(self, job_id):
-        return Job(self, self._call(self._stub.RetryJob, jobs_pb2.RetryJobRequest(job_id=job_id)))
+        return Job(self, self._call("RetryJob", jobs_pb2.RetryJobRequest(job_id=job_id)))
 
     def set_priority(self, job_id, priority):
-        return Job(self, self._call(self._stub.SetPriority,
+        return Job(self, self._call("SetPriority",
                                     jobs_pb2.SetPriorityRequest(job_id=job_id,
                                                                 priority=priority)))
 
     def workers(self):
-        return list(self._call(self._stub.ListWorkers, jobs_pb2.ListWorkersRequest()).workers)
+        return list(self._call("ListWorkers", jobs_pb2.ListWorkersRequest()).workers)
 
     def watch(self, job_id, timeout=None):
         """Yields a Job snapshot for each progress event until the job ends."""

@@ -118,3 +118,36 @@ def test_pip_install(tmp_path):
                          env={"PATH": "/usr/bin:/bin"})
     assert "site-packages" in out.stdout
     assert "reelfarm.v1.JobSpec" in out.stdout
+
+
+def test_follows_the_leader_a_standby_names(farm):
+    """A standby answers every call UNAVAILABLE with the leader's address in the
+    `reelfarm-leader` trailing metadata (server/ha_server.h); the client moves there."""
+    from concurrent import futures
+
+    import grpc
+
+    class Standby(grpc.GenericRpcHandler):
+        def service(self, details):
+            def refuse(request, context):
+                context.set_trailing_metadata((("reelfarm-leader", farm.address),))
+                context.abort(grpc.StatusCode.UNAVAILABLE,
+                              f"this reelfarm-server is a standby; the leader is '{farm.address}'")
+            return grpc.unary_unary_rpc_method_handler(refuse)
+
+    standby = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    standby.add_generic_rpc_handlers((Standby(),))
+    port = standby.add_insecure_port("127.0.0.1:0")
+    standby.start()
+    try:
+        client = reelfarm.Client(f"127.0.0.1:{port}")
+        assert isinstance(client.workers(), list)
+        assert client.address == farm.address
+        # A dead server first in the list is passed over.
+        listed = reelfarm.Client(["127.0.0.1:1", farm.address])
+        assert isinstance(listed.list(), list)
+        assert listed.address == farm.address
+    finally:
+        standby.stop(0)
+    with pytest.raises(ValueError, match="empty address"):
+        reelfarm.Client("127.0.0.1:1,,127.0.0.1:2")

@@ -1,0 +1,136 @@
+#include "scheduler/store_rows.h"
+
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace reelfarm::scheduler {
+
+// Missing keys keep the struct's defaults, so rows written before a field
+// existed still load.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpscaleSpec, input, output,
+                                                model, scale, chunk_frames,
+                                                overwrite, crf, codec, preset,
+                                                pix_fmt, first_frame, last_frame)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobSpec, name, project,
+                                                priority, max_attempts, request_id,
+                                                depends_on, requirements,
+                                                memory_bytes, upscale)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
+                                                frame_count, fps_num, fps_den,
+                                                codec, pixel_format,
+                                                colour_primaries, colour_transfer,
+                                                colour_matrix, colour_range,
+                                                has_audio, first_frame)
+
+namespace {
+
+using nlohmann::json;
+
+// nlohmann::json throws on invalid UTF-8; such text is refused, not mangled.
+absl::StatusOr<std::string> Dump(const json& j, absl::string_view what) {
+  try {
+    return j.dump();
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " cannot be stored: ", e.what(), "; give UTF-8 text"));
+  }
+}
+
+// A stored value that this build cannot read.
+absl::Status Damaged(absl::string_view store, absl::string_view row,
+                     absl::string_view problem) {
+  return absl::InternalError(absl::StrCat(
+      "job store '", store, "': ", row, ": ", problem,
+      "; the database is damaged or from another program; restore a backup"));
+}
+
+template <typename Enum>
+bool InRange(int64_t v, Enum first, Enum last) {
+  return v >= static_cast<int>(first) && v <= static_cast<int>(last);
+}
+
+}  // namespace
+
+absl::StatusOr<JobRow> ToRow(const Job& job) {
+  JobRow row;
+  row.id = job.id;
+  ASSIGN_OR_RETURN(row.spec, Dump(json(job.spec), "job spec"));
+  ASSIGN_OR_RETURN(row.input_info, Dump(json(job.input_info), "input info"));
+  row.state = static_cast<int>(job.state);
+  row.error = job.error;
+  row.created_unix_ms = job.created_unix_ms;
+  row.started_unix_ms = job.started_unix_ms;
+  row.finished_unix_ms = job.finished_unix_ms;
+  return row;
+}
+
+absl::StatusOr<TaskRow> ToRow(const Task& t) {
+  TaskRow row;
+  row.job_id = t.job_id;
+  row.index = t.index;
+  row.kind = static_cast<int>(t.kind);
+  row.frame_begin = t.frame_begin;
+  row.frame_end = t.frame_end;
+  row.state = static_cast<int>(t.state);
+  row.attempts = t.attempts;
+  ASSIGN_OR_RETURN(row.workers, Dump(json(t.workers), "task workers"));
+  row.error = t.error;
+  row.model_digest = t.model_digest;
+  row.seconds = t.seconds;
+  ASSIGN_OR_RETURN(row.errors, Dump(json(t.errors), "task errors"));
+  row.lease_id = static_cast<int64_t>(t.lease_id);
+  return row;
+}
+
+absl::StatusOr<Job> FromRow(const JobRow& row, absl::string_view store) {
+  Job job;
+  job.id = row.id;
+  const std::string where = absl::StrCat("job ", job.id);
+  try {
+    job.spec = json::parse(row.spec).get<JobSpec>();
+    job.input_info = json::parse(row.input_info).get<MediaInfo>();
+  } catch (const json::exception& e) {
+    return Damaged(store, where, e.what());
+  }
+  if (!InRange(row.state, JobState::kQueued, JobState::kWaiting)) {
+    return Damaged(store, where, absl::StrCat("unknown state ", row.state));
+  }
+  job.state = static_cast<JobState>(row.state);
+  job.error = row.error;
+  job.created_unix_ms = row.created_unix_ms;
+  job.started_unix_ms = row.started_unix_ms;
+  job.finished_unix_ms = row.finished_unix_ms;
+  return job;
+}
+
+absl::StatusOr<Task> FromRow(const TaskRow& row, absl::string_view store) {
+  Task task;
+  task.job_id = row.job_id;
+  task.index = static_cast<int>(row.index);
+  const std::string where = absl::StrCat("task ", task.job_id, "/", task.index);
+  if (!InRange(row.kind, TaskKind::kChunk, TaskKind::kAssemble) ||
+      !InRange(row.state, TaskState::kPending, TaskState::kCancelled)) {
+    return Damaged(store, where,
+                   absl::StrCat("unknown kind ", row.kind, " or state ", row.state));
+  }
+  task.kind = static_cast<TaskKind>(row.kind);
+  task.frame_begin = row.frame_begin;
+  task.frame_end = row.frame_end;
+  task.state = static_cast<TaskState>(row.state);
+  task.attempts = static_cast<int>(row.attempts);
+  try {
+    task.workers = json::parse(row.workers).get<std::vector<std::string>>();
+    task.errors = json::parse(row.errors).get<std::vector<std::string>>();
+  } catch (const json::exception& e) {
+    return Damaged(store, where, e.what());
+  }
+  task.error = row.error;
+  task.model_digest = row.model_digest;
+  task.seconds = row.seconds;
+  task.lease_id = static_cast<uint64_t>(row.lease_id);
+  return task;
+}
+
+}  // namespace reelfarm::scheduler
