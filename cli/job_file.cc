@@ -108,7 +108,13 @@ absl::StatusOr<std::vector<FileJob>> LoadJobFile(
   if (!in) return absl::NotFoundError(absl::StrCat("job file '", path, "' cannot be read"));
   std::stringstream ss;
   ss << in.rdbuf();
-  auto expanded = ExpandVariables(ss.str(), getenv);
+  return ParseJobText(ss.str(), path, sets, getenv);
+}
+
+absl::StatusOr<std::vector<FileJob>> ParseJobText(
+    const std::string& text, const std::string& path, const std::vector<std::string>& sets,
+    const std::function<const char*(const std::string&)>& getenv) {
+  auto expanded = ExpandVariables(text, getenv);
   if (!expanded.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("job file '", path, "': ", expanded.status().message()));

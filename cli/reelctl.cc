@@ -22,6 +22,7 @@
 #include "absl/strings/ascii.h"
 #include "cli/job_file.h"
 #include "cli/progress.h"
+#include "common/grpc_security.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 
 namespace v1 = reelfarm::v1;
@@ -117,38 +118,10 @@ void PrintJob(const v1::Job& j) {
   }
 }
 
-// Adds "authorization: Bearer <token>" to every call on the channel.
-class TokenInterceptor final : public grpc::experimental::Interceptor {
- public:
-  explicit TokenInterceptor(std::string token) : token_(std::move(token)) {}
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(
-            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
-      methods->GetSendInitialMetadata()->insert({"authorization", "Bearer " + token_});
-    }
-    methods->Proceed();
-  }
-
- private:
-  const std::string token_;
-};
-
-class TokenInterceptorFactory final
-    : public grpc::experimental::ClientInterceptorFactoryInterface {
- public:
-  explicit TokenInterceptorFactory(std::string token) : token_(std::move(token)) {}
-  grpc::experimental::Interceptor* CreateClientInterceptor(
-      grpc::experimental::ClientRpcInfo*) override {
-    return new TokenInterceptor(token_);
-  }
-
- private:
-  const std::string token_;
-};
-
-// Server and token: flags, else $REELFARM_SERVER / $REELFARM_TOKEN, else the config
-// file ($REELFARM_CONFIG, default ~/.config/reelfarm/reelctl.yaml: `server:`, `token:`).
-void LoadDefaults(std::string* server, std::string* token) {
+// Server, token and TLS: flags, else $REELFARM_SERVER / $REELFARM_TOKEN /
+// $REELFARM_TLS_CA / $REELFARM_INSECURE=1, else the config file ($REELFARM_CONFIG,
+// default ~/.config/reelfarm/reelctl.yaml: `server:`, `token:`, `tls_ca:`, `insecure:`).
+void LoadDefaults(std::string* server, std::string* token, common::ClientTlsOptions* tls) {
   std::string path;
   if (const char* p = std::getenv("REELFARM_CONFIG")) {
     path = p;
@@ -160,27 +133,36 @@ void LoadDefaults(std::string* server, std::string* token) {
       YAML::Node config = YAML::LoadFile(path);
       if (config["server"]) *server = config["server"].as<std::string>();
       if (config["token"]) *token = config["token"].as<std::string>();
+      if (config["tls_ca"]) tls->ca_file = config["tls_ca"].as<std::string>();
+      if (config["insecure"]) tls->insecure = config["insecure"].as<bool>();
     }
   } catch (const YAML::Exception& e) {
     std::fprintf(stderr, "reelctl: config '%s': %s (ignored)\n", path.c_str(), e.what());
   }
   if (const char* env = std::getenv("REELFARM_SERVER")) *server = env;
   if (const char* env = std::getenv("REELFARM_TOKEN")) *token = env;
+  if (const char* env = std::getenv("REELFARM_TLS_CA")) tls->ca_file = env;
+  if (const char* env = std::getenv("REELFARM_INSECURE")) tls->insecure = std::string(env) == "1";
 }
 
 struct Context {
   std::string server;
   std::string token;
+  common::ClientTlsOptions tls;
   bool json = false;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::JobService::Stub> stub;
 
-  void Connect() {
-    std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> hooks;
-    if (!token.empty()) hooks.push_back(std::make_unique<TokenInterceptorFactory>(token));
-    channel = grpc::experimental::CreateCustomChannelWithInterceptors(
-        server, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(hooks));
+  // False (with the reason on stderr) when the TLS files cannot be read.
+  bool Connect() {
+    auto ch = common::MakeChannel(server, tls, token);
+    if (!ch.ok()) {
+      std::fprintf(stderr, "reelctl: %s\n", std::string(ch.status().message()).c_str());
+      return false;
+    }
+    channel = *ch;
     stub = v1::JobService::NewStub(channel);
+    return true;
   }
   // A deadline for unary calls, so an unreachable server fails fast.
   void SetDeadline(grpc::ClientContext* ctx, int seconds = 30) {
@@ -313,8 +295,7 @@ int Logs(Context& c, int64_t id, int task, bool follow) {
 // grpc.health.v1 Check: exit 0 when SERVING, 1 when not, 3 when unreachable. Meant for
 // container health checks and scripts (`reelctl --server HOST:PORT health`).
 int Health(Context& c, const std::string& service) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials()));
+  auto stub = grpc::health::v1::Health::NewStub(c.channel);
   grpc::ClientContext ctx;
   c.SetDeadline(&ctx, 5);
   grpc::health::v1::HealthCheckRequest req;
@@ -339,7 +320,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Context c;
   c.server = "127.0.0.1:7700";
-  LoadDefaults(&c.server, &c.token);
+  LoadDefaults(&c.server, &c.token, &c.tls);
   app.add_option("--server", c.server,
                  "server address (or REELFARM_SERVER, or `server:` in the config file)")
       ->capture_default_str();
@@ -417,6 +398,13 @@ int main(int argc, char** argv) {
   std::vector<int64_t> watch_ids;
   watch->add_option("ids", watch_ids, "job ids")->required();
   app.add_option("--token", c.token, "API token (or REELFARM_TOKEN, or the config file)");
+  app.add_option("--tls-ca", c.tls.ca_file,
+                 "PEM CAs trusted for the server (or REELFARM_TLS_CA, or `tls_ca:`; default: "
+                 "the system's)");
+  app.add_option("--tls-server-name", c.tls.server_name,
+                 "name to check in the server's certificate (default: the --server host)");
+  app.add_flag("--insecure", c.tls.insecure,
+               "plaintext, no TLS (or REELFARM_INSECURE=1, or `insecure: true`)");
   auto* workers = app.add_subcommand("workers", "list connected workers");
   auto* models = app.add_subcommand("models", "list the models connected workers offer");
   auto* pause = app.add_subcommand("pause", "lease no more tasks of a job (running ones finish)");
@@ -451,7 +439,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is success; any usage error is 2
   }
-  c.Connect();
+  if (!c.Connect()) return 2;
 
   if (*submit && !*up) {
     if (job_file.empty()) {

@@ -12,6 +12,30 @@
 
 namespace reelfarm::common {
 
+// An open file descriptor, closed on destruction. path() names it for libraries that
+// take paths (FFmpeg): "/proc/self/fd/N", which reaches the file or folder that was
+// opened, whatever has been renamed or swapped in at its old path since.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd();
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  std::string path() const;
+
+ private:
+  int fd_ = -1;
+};
+
 class Storage {
  public:
   // `root` must exist; it is made absolute and canonical.
@@ -25,12 +49,26 @@ class Storage {
   absl::StatusOr<std::filesystem::path> Resolve(absl::string_view relative,
                                                 absl::string_view field) const;
 
+  // Opens `path` (a path Resolve() returned, or one relative to the root) with
+  // `flags`, resolving every component beneath the root at the time of the call: a
+  // symbolic link (or "..") that leads out of the root, even one swapped in after
+  // Resolve(), fails with PERMISSION_DENIED (openat2 RESOLVE_BENEATH). NOT_FOUND when
+  // it does not exist. `field` names the spec field for messages.
+  absl::StatusOr<UniqueFd> OpenBeneath(const std::filesystem::path& path, int flags,
+                                       absl::string_view field) const;
+  // The folder `dir` (as OpenBeneath), made first with its missing parents when
+  // `create`; opened O_PATH, for use through UniqueFd::path() + "/name".
+  absl::StatusOr<UniqueFd> OpenDirBeneath(const std::filesystem::path& dir, bool create,
+                                          absl::string_view field) const;
+
   // A temporary name in the same folder as `final_path` (so rename is atomic).
   static std::filesystem::path TempPathFor(const std::filesystem::path& final_path);
 
   // Atomically moves `temp` to `final_path` (creating its folder), fsyncing the file.
+  // Without `replace`, an existing `final_path` is kept and ALREADY_EXISTS returned.
+  // A failed write or rename (read-only or full storage) is UNAVAILABLE: retryable.
   static absl::Status Publish(const std::filesystem::path& temp,
-                              const std::filesystem::path& final_path);
+                              const std::filesystem::path& final_path, bool replace = true);
 
   // The folder holding a job's intermediate files (segments), relative to the root.
   static std::string JobPartsDir(int64_t job_id);

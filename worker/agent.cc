@@ -69,8 +69,15 @@ Agent::Agent(const common::Storage& storage, AgentOptions options,
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
-  channel_ = grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(),
-                                       args);
+  auto channel = common::MakeChannel(options_.server, options_.tls, options_.token, args);
+  if (!channel.ok()) {
+    // main() checks the TLS files first; this is a file that went away since.
+    spdlog::error("cannot set up the channel to {}: {}", options_.server,
+                  std::string(channel.status().message()));
+    channel_ = grpc::CreateChannel("unix:/nonexistent", grpc::InsecureChannelCredentials());
+  } else {
+    channel_ = *channel;
+  }
   stub_ = v1::WorkerService::NewStub(channel_);
   for (int i = 0; i < options_.slots; ++i) slots_.emplace_back([this, i] { SlotLoop(i); });
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });

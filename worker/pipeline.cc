@@ -4,6 +4,8 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/version.h>
 
+#include <fcntl.h>
+
 #include <chrono>
 #include <fstream>
 #include <mutex>
@@ -43,6 +45,7 @@ TaskReport Failure(const absl::Status& st, absl::string_view context) {
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kUnimplemented:
       r.retryable = false;
       break;
@@ -114,12 +117,25 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   if (!format.ok()) return Failure(format.status(), "");
   // Movies: a segment under the parts folder, published when complete. Image
   // sequences: each frame straight to its final name, published as it is written.
+  const char* out_field = format->image_sequence() ? "upscale.output" : "segment";
   auto segment = storage_.Resolve(format->image_sequence() ? up.output() : a.segment(),
-                                  format->image_sequence() ? "upscale.output" : "segment");
+                                  out_field);
   if (!segment.ok()) return Failure(segment.status(), "");
+  // The input and the output folder are opened beneath the root now, at the time of
+  // use: a symbolic link swapped in since the submit cannot lead out of the root.
+  // FFmpeg then reaches them through /proc/self/fd.
+  const bool sequence_in = media::HasFramePattern(up.input());
+  auto input_fd = sequence_in
+                      ? storage_.OpenDirBeneath(input->parent_path(), false, "upscale.input")
+                      : storage_.OpenBeneath(*input, O_RDONLY, "upscale.input");
+  if (!input_fd.ok()) return Failure(input_fd.status(), "");
+  const std::string input_path =
+      sequence_in ? input_fd->path() + "/" + input->filename().string() : input_fd->path();
+  auto out_dir = storage_.OpenDirBeneath(segment->parent_path(), true, out_field);
+  if (!out_dir.ok()) return Failure(out_dir.status(), "");
+  const fs::path out_path = fs::path(out_dir->path()) / segment->filename();
   std::error_code ec;
-  fs::create_directories(segment->parent_path(), ec);
-  const fs::path tmp = common::Storage::TempPathFor(*segment);
+  const fs::path tmp = common::Storage::TempPathFor(out_path);
 
   // Task ranges count from the job's first frame; sources take frame numbers. Temporal
   // models need context frames beyond the task's own.
@@ -131,11 +147,11 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   range.input_last = first + std::max<int64_t>(a.input_info().frame_count(), a.frame_end()) - 1;
   int64_t decode_begin = 0, decode_end = 0;
   ContextRange(range, (*model)->temporal_window(), &decode_begin, &decode_end);
-  auto source = media::HasFramePattern(up.input())
-                    ? media::OpenImageSequenceSource(input->string(), decode_begin, decode_end)
-                    : media::OpenVideoSource(input->string(), decode_begin, decode_end);
-  if (!source.ok()) return Failure(source.status(), "");
-  auto sink = OpenSink(a, *format, format->image_sequence() ? segment->string() : tmp.string());
+  auto source = sequence_in
+                    ? media::OpenImageSequenceSource(input_path, decode_begin, decode_end)
+                    : media::OpenVideoSource(input_path, decode_begin, decode_end);
+  if (!source.ok()) return Failure(source.status(), absl::StrCat("input '", up.input(), "': "));
+  auto sink = OpenSink(a, *format, format->image_sequence() ? out_path.string() : tmp.string());
   if (!sink.ok()) return Failure(sink.status(), "");
 
   TaskReport report;
@@ -196,7 +212,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   sink->reset();
   if (st.ok() && !format->image_sequence()) {
     auto t = Clock::now();
-    st = common::Storage::Publish(tmp, *segment);
+    st = common::Storage::Publish(tmp, out_path);
     report.stage_seconds["publish"] = Since(t);
   }
   if (!st.ok()) {
@@ -226,7 +242,11 @@ TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
     report.stage_seconds["assemble"] = Since(t);
   }
   // Image sequences: the chunks published every frame; only the sidecar is left.
-  absl::Status st = WriteSidecar(a, *output, &report.model_digest);
+  // The sidecar goes beside the output, in its folder opened beneath the root.
+  auto out_dir = storage_.OpenDirBeneath(output->parent_path(), true, "upscale.output");
+  if (!out_dir.ok()) return Failure(out_dir.status(), "");
+  absl::Status st = WriteSidecar(a, fs::path(out_dir->path()) / output->filename(),
+                                 &report.model_digest);
   if (!st.ok()) return Failure(st, "");
   // The parts folder is no longer needed.
   std::error_code ec;
@@ -269,25 +289,36 @@ absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
 absl::Status TaskRunner::AssembleMovie(const v1::Assignment& a, const media::OutputFormat& format,
                                        const fs::path& output) {
   const v1::UpscaleSpec& up = a.upscale();
+  // Every file is opened beneath the root at the time of use (see RunChunk).
+  std::vector<common::UniqueFd> open_files;
   std::vector<std::string> segments;
   for (const auto& s : a.segments()) {
     ASSIGN_OR_RETURN(fs::path p, storage_.Resolve(s, "segment"));
-    if (!fs::exists(p)) {
+    auto fd = storage_.OpenBeneath(p, O_RDONLY, "segment");
+    if (fd.status().code() == absl::StatusCode::kNotFound) {
       // The chunk said it published it; the shared storage lost it. Worth a retry.
       return absl::UnavailableError(absl::StrCat("segment '", s, "' is missing"));
     }
-    segments.push_back(p.string());
+    if (!fd.ok()) return fd.status();
+    segments.push_back(fd->path());
+    open_files.push_back(std::move(*fd));
   }
   std::string audio;
   if (a.input_info().has_audio()) {
     ASSIGN_OR_RETURN(fs::path input, storage_.Resolve(up.input(), "upscale.input"));
-    audio = input.string();
+    ASSIGN_OR_RETURN(common::UniqueFd fd,
+                     storage_.OpenBeneath(input, O_RDONLY, "upscale.input"));
+    audio = fd.path();
+    open_files.push_back(std::move(fd));
   }
+  ASSIGN_OR_RETURN(common::UniqueFd dir,
+                   storage_.OpenDirBeneath(output.parent_path(), true, "upscale.output"));
+  const fs::path final_path = fs::path(dir.path()) / output.filename();
   std::error_code ec;
-  fs::create_directories(output.parent_path(), ec);
-  const fs::path tmp = common::Storage::TempPathFor(output);
+  const fs::path tmp = common::Storage::TempPathFor(final_path);
   absl::Status st = media::ConcatSegments(segments, tmp.string(), format.container, audio);
-  if (st.ok()) st = common::Storage::Publish(tmp, output);
+  // An output made since the submit is kept unless the job says overwrite.
+  if (st.ok()) st = common::Storage::Publish(tmp, final_path, up.overwrite());
   if (!st.ok()) fs::remove(tmp, ec);
   return st;
 }

@@ -123,7 +123,15 @@ absl::StatusOr<AvInputPtr> OpenInput(const std::string& path) {
                    "give a complete, uncorrupted video file");
   }
   AvInputPtr format(raw);
-  ret = avformat_find_stream_info(format.get(), nullptr);
+  // Finding the stream information decodes a few frames: those decoders get the same
+  // frame-size limit as ours, so a crafted header cannot make them allocate a bomb.
+  std::vector<AVDictionary*> stream_options(format->nb_streams, nullptr);
+  for (AVDictionary*& d : stream_options) {
+    av_dict_set_int(&d, "max_pixels", int64_t{kMaxFrameSide} * kMaxFrameSide, 0);
+  }
+  ret = avformat_find_stream_info(format.get(),
+                                  stream_options.empty() ? nullptr : stream_options.data());
+  for (AVDictionary*& d : stream_options) av_dict_free(&d);
   if (ret < 0) {
     return AvError(absl::StatusCode::kFailedPrecondition, ret,
                    InputName(path) + ": cannot read its stream information",

@@ -76,14 +76,29 @@ class Client:
     address: "host:port"; default $REELFARM_SERVER, else 127.0.0.1:7700.
     token: sent as "authorization: Bearer <token>" metadata (default $REELFARM_TOKEN).
     timeout: seconds for each unary call.
+    tls_ca: PEM file of the CAs trusted for the server's certificate (default
+        $REELFARM_TLS_CA, else the system's CAs).
+    insecure: plaintext instead of TLS, for a server started with --insecure (default:
+        $REELFARM_INSECURE == "1").
     """
 
-    def __init__(self, address=None, token=None, timeout=30.0):
+    def __init__(self, address=None, token=None, timeout=30.0, tls_ca=None, insecure=None):
         self.address = address or os.environ.get("REELFARM_SERVER", "127.0.0.1:7700")
         token = token if token is not None else os.environ.get("REELFARM_TOKEN")
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
-        self._channel = grpc.insecure_channel(self.address)
+        if insecure is None:
+            insecure = os.environ.get("REELFARM_INSECURE") == "1"
+        tls_ca = tls_ca if tls_ca is not None else os.environ.get("REELFARM_TLS_CA")
+        if insecure:
+            self._channel = grpc.insecure_channel(self.address)
+        else:
+            roots = None
+            if tls_ca:
+                with open(tls_ca, "rb") as f:
+                    roots = f.read()
+            self._channel = grpc.secure_channel(
+                self.address, grpc.ssl_channel_credentials(root_certificates=roots))
         self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
 
     def close(self):
