@@ -387,7 +387,8 @@ TEST_CASE("TLS: plaintext refused, mutual TLS refuses a worker without a certifi
   Farm farm(dir.path() / "farm",
             {"--tls-cert", pki.server_cert.string(), "--tls-key", pki.server_key.string(),
              "--tls-client-ca", pki.ca.string(), "--require-worker-cert", "--tokens-file",
-             tokens.string(), "--local-workers", "1", "--worker-threads", "1"});
+             tokens.string(), "--local-workers", "1", "--worker-threads", "1",
+             "--local-worker-tls-ca", pki.ca.string()});
   common::ClientTlsOptions tls;
   tls.ca_file = pki.ca.string();
   farm.SetClient(tls, kAdmin);
@@ -643,4 +644,78 @@ TEST_CASE("hostile input while a good job runs: the job completes, both processe
   v1::SubmitJobResponse after;
   REQUIRE(farm.Submit(UpscaleSpec("plates/good.mp4", "renders/after.mp4", 24), &after).ok());
   CHECK(farm.WaitForJob(after.job_id()).state() == v1::JOB_STATE_SUCCEEDED);
+}
+
+namespace {
+
+// A tmpfs mounted over `path` for the test's lifetime (needs root or CAP_SYS_ADMIN).
+class TmpfsMount {
+ public:
+  TmpfsMount(const fs::path& path, const std::string& size) : path_(path) {
+    fs::create_directories(path);
+    mounted_ = testing::Run("mount -t tmpfs -o size=" + size + " tmpfs " + path.string() +
+                            " 2>/dev/null") == 0;
+  }
+  ~TmpfsMount() {
+    if (mounted_) testing::Run("umount -l " + path_.string());
+  }
+  bool mounted() const { return mounted_; }
+  bool Remount(const std::string& mode) {
+    return testing::Run("mount -o remount," + mode + " " + path_.string()) == 0;
+  }
+
+ private:
+  fs::path path_;
+  bool mounted_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("a full disk or a read-only storage root: retryable I/O, no partial output",
+          "[integration][security][resources]") {
+  testing::TempDir dir;
+  TmpfsMount root(dir.path() / "farm/storage", "32m");
+  if (!root.mounted()) {
+    WARN("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): not checked");
+    return;
+  }
+  TmpfsMount full(dir.path() / "farm/storage/full", "64k");
+  REQUIRE(full.mounted());
+  Farm farm(dir.path() / "farm");
+  const fs::path s = farm.storage();
+  testing::MakeTestClip(s / "plates/a.mp4", 320, 180, 48);
+  farm.StartWorker("w1");
+  farm.WaitForWorkers(1);
+
+  // Full: the chunks fit, the assembled movie does not.
+  v1::JobSpec spec = UpscaleSpec("plates/a.mp4", "full/a.mp4", 24);
+  spec.set_max_attempts(2);
+  v1::SubmitJobResponse a;
+  REQUIRE(farm.Submit(spec, &a).ok());
+  v1::Job ja = farm.WaitForJob(a.job_id());
+  CHECK(ja.state() == v1::JOB_STATE_FAILED);
+  INFO("error: " << ja.error());
+  CHECK(ja.error().find("No space left") != std::string::npos);
+  CHECK(ja.tasks(ja.tasks_size() - 1).attempts() == 2);  // retried: I/O, not bad input
+  CHECK(fs::is_empty(s / "full"));                         // not even a temporary file
+
+  // Read-only storage root: every task fails to write, and is retried.
+  REQUIRE(root.Remount("ro"));
+  spec = UpscaleSpec("plates/a.mp4", "renders/b.mp4", 24);
+  spec.set_max_attempts(2);
+  v1::SubmitJobResponse b;
+  REQUIRE(farm.Submit(spec, &b).ok());
+  v1::Job jb = farm.WaitForJob(b.job_id());
+  CHECK(jb.state() == v1::JOB_STATE_FAILED);
+  INFO("error: " << jb.error());
+  CHECK(jb.error().find("Read-only file system") != std::string::npos);
+  CHECK(jb.tasks(0).attempts() == 2);
+  REQUIRE(root.Remount("rw"));
+  CHECK_FALSE(fs::exists(s / "renders/b.mp4"));
+
+  // Both processes kept serving: the same job now runs.
+  REQUIRE(farm.Submit(UpscaleSpec("plates/a.mp4", "renders/c.mp4", 24), &b).ok());
+  CHECK(farm.WaitForJob(b.job_id()).state() == v1::JOB_STATE_SUCCEEDED);
+  CHECK(farm.Alive("server"));
+  CHECK(farm.Alive("w1"));
 }

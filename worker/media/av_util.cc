@@ -58,6 +58,14 @@ absl::Status AvError(absl::StatusCode code, int errnum, const std::string& what,
   return absl::Status(code, message);
 }
 
+absl::StatusCode WriteErrorCode(int errnum) {
+  if (errnum == AVERROR(ENOSPC)) return absl::StatusCode::kResourceExhausted;
+  if (errnum == AVERROR(EACCES) || errnum == AVERROR(EPERM)) {
+    return absl::StatusCode::kPermissionDenied;
+  }
+  return absl::StatusCode::kUnavailable;  // EROFS, EIO, EDQUOT...: worth a retry
+}
+
 absl::StatusOr<AvFramePtr> AllocFrame() {
   AvFramePtr frame(av_frame_alloc());
   if (!frame) return absl::ResourceExhaustedError("out of memory allocating an AVFrame");
@@ -89,11 +97,7 @@ absl::StatusOr<AvOutputPtr> OpenOutput(const std::string& path, const char* form
   if (!(output->oformat->flags & AVFMT_NOFILE)) {
     ret = avio_open(&output->pb, ("file:" + path).c_str(), AVIO_FLAG_WRITE);
     if (ret < 0) {
-      const absl::StatusCode code =
-          ret == AVERROR(EACCES) || ret == AVERROR(EPERM) ? absl::StatusCode::kPermissionDenied
-          : ret == AVERROR(ENOSPC)                        ? absl::StatusCode::kResourceExhausted
-                                                          : absl::StatusCode::kFailedPrecondition;
-      return AvError(code, ret, "output '" + path + "': cannot open for writing",
+      return AvError(WriteErrorCode(ret), ret, "output '" + path + "': cannot open for writing",
                      "check that its folder exists and is writable");
     }
   }
