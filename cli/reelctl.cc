@@ -26,6 +26,7 @@
 #include "reelfarm/v1/jobs.grpc.pb.h"
 
 namespace v1 = reelfarm::v1;
+namespace common = reelfarm::common;
 using reelfarm::cli::Display;
 using reelfarm::cli::ProgressLine;
 using reelfarm::cli::StateName;
