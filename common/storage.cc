@@ -42,6 +42,10 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
     return absl::InvalidArgumentError(
         absl::StrCat(field, " is empty; give a path relative to the storage root"));
   }
+  if (relative.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " holds a NUL character; give a plain relative path"));
+  }
   fs::path p{std::string(relative)};
   if (p.is_absolute()) {
     return absl::PermissionDeniedError(absl::StrCat(

@@ -232,7 +232,7 @@ Pki MakePki(const fs::path& dir) {
       "openssl req" + ec + "-keyout worker.key -out worker.csr -subj /CN=render01 && "
       "openssl x509 -req -in worker.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
       "-out worker.crt -days 2 -extfile worker.ext";
-  REQUIRE(testing::Run(cmd + " 2>/dev/null") == 0);
+  REQUIRE(testing::Run("(" + cmd + ") >/dev/null 2>&1") == 0);
   return {dir / "ca.crt", dir / "server.crt", dir / "server.key", dir / "worker.crt",
           dir / "worker.key"};
 }
@@ -709,7 +709,9 @@ TEST_CASE("a full disk or a read-only storage root: retryable I/O, no partial ou
   CHECK(jb.state() == v1::JOB_STATE_FAILED);
   INFO("error: " << jb.error());
   CHECK(jb.error().find("Read-only file system") != std::string::npos);
-  CHECK(jb.tasks(0).attempts() == 2);
+  int most_attempts = 0;
+  for (const auto& t : jb.tasks()) most_attempts = std::max(most_attempts, t.attempts());
+  CHECK(most_attempts == 2);  // retried: I/O, not bad input
   REQUIRE(root.Remount("rw"));
   CHECK_FALSE(fs::exists(s / "renders/b.mp4"));
 

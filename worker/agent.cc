@@ -243,7 +243,11 @@ void Agent::Run() {
     }
     v1::ServerMessage first;
     // Other threads send only once the server has welcomed us.
-    bool connected = stream->Write(hello) && stream->Read(&first) && first.has_welcome();
+    const bool wrote = stream->Write(hello);
+    // A failed first read means the server ended the call (e.g. refused the token):
+    // Finish() then returns its status, which a cancel would hide.
+    const bool read = wrote && stream->Read(&first);
+    bool connected = read && first.has_welcome();
     if (connected) {
       heartbeat_ms_.store(std::max<int64_t>(100, first.welcome().heartbeat_interval_ms()));
       spdlog::info("connected to {} as worker={} slots={} held_leases={}", options_.server,
@@ -264,7 +268,7 @@ void Agent::Run() {
       std::lock_guard<std::mutex> lock(ctx_mu_);
       ctx_ = nullptr;
     }
-    ctx.TryCancel();
+    if (connected || read || stop_.load()) ctx.TryCancel();
     grpc::Status st = stream->Finish();
     if (stop_.load()) break;
     // Tasks keep running: the server may honour their leases when we are back.
