@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -92,6 +93,22 @@ UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
 
 std::string UniqueFd::path() const { return absl::StrCat("/proc/self/fd/", fd_); }
 
+absl::Status NameFdPath(const absl::Status& st, const UniqueFd& fd, absl::string_view name) {
+  if (st.ok() || fd.get() < 0) return st;
+  const std::string from = fd.path();
+  std::string text(st.message());
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at)) {
+    const size_t end = at + from.size();
+    if (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) {
+      at = end;  // /proc/self/fd/7 is not /proc/self/fd/70
+      continue;
+    }
+    text.replace(at, from.size(), name.data(), name.size());
+    at += name.size();
+  }
+  return absl::Status(st.code(), text);
+}
+
 namespace {
 
 // openat2 beneath `dirfd`: no component may leave it, magic links are refused.
@@ -117,17 +134,33 @@ absl::StatusOr<UniqueFd> Storage::OpenBeneath(const fs::path& path, int flags,
     return absl::UnavailableError(absl::StrCat("storage root '", root_.string(),
                                                "': ", std::strerror(errno)));
   }
-  int fd = OpenAt2Beneath(root.get(), rel.string(), flags, 0644);
+  return OpenBeneathFd(root.get(), rel.string(), flags,
+                       absl::StrCat(field, " '", rel.string(), "'"), "the storage root");
+}
+
+absl::StatusOr<UniqueFd> OpenInFolder(const std::string& folder, const std::string& name,
+                                      int flags, const std::string& what) {
+  UniqueFd dir(::open(folder.empty() ? "." : folder.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (dir.get() < 0) {
+    const int err = errno;
+    if (err == ENOENT) return absl::NotFoundError(absl::StrCat(what, ": no such folder"));
+    return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(err)));
+  }
+  return OpenBeneathFd(dir.get(), name, flags, what, "its folder");
+}
+
+absl::StatusOr<UniqueFd> OpenBeneathFd(int dirfd, const std::string& relative, int flags,
+                                       const std::string& what, const std::string& beneath) {
+  int fd = OpenAt2Beneath(dirfd, relative, flags, 0644);
   if (fd >= 0) return UniqueFd(fd);
   const int err = errno;
-  const std::string what = absl::StrCat(field, " '", rel.string(), "'");
   switch (err) {
     case EXDEV:
     case ELOOP:
       return absl::PermissionDeniedError(absl::StrCat(
-          what, " resolves outside the storage root (through a symbolic link or '..')"));
+          what, " resolves outside ", beneath, " (through a symbolic link or '..')"));
     case ENOENT:
-      return absl::NotFoundError(absl::StrCat(what, " not found under the storage root"));
+      return absl::NotFoundError(absl::StrCat(what, " not found under ", beneath));
     case EACCES:
     case EPERM:
       return absl::PermissionDeniedError(absl::StrCat(what, ": ", std::strerror(err)));

@@ -36,6 +36,21 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+// `st` with every mention of `fd.path()` replaced by `name`: messages of a library that
+// was handed /proc/self/fd/N then name the file or folder as the job does.
+absl::Status NameFdPath(const absl::Status& st, const UniqueFd& fd, absl::string_view name);
+
+// Opens `relative` beneath the folder `dirfd` (openat2 RESOLVE_BENEATH |
+// RESOLVE_NO_MAGICLINKS): PERMISSION_DENIED when a symbolic link or ".." leads out of it
+// (naming `beneath`, e.g. "the storage root"), NOT_FOUND when missing, UNAVAILABLE for
+// I/O errors (retryable). `what` starts each message.
+absl::StatusOr<UniqueFd> OpenBeneathFd(int dirfd, const std::string& relative, int flags,
+                                       const std::string& what, const std::string& beneath);
+// The file `name` of `folder` (a path; "" for the current folder), opened beneath the
+// folder as OpenBeneathFd: a file that is a link leading out of its folder is refused.
+absl::StatusOr<UniqueFd> OpenInFolder(const std::string& folder, const std::string& name,
+                                      int flags, const std::string& what);
+
 class Storage {
  public:
   // `root` must exist; it is made absolute and canonical.

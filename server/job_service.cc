@@ -74,6 +74,11 @@ absl::StatusOr<media::VideoInfo> ProbeInput(const v1::UpscaleSpec& u, const fs::
                                            last)
                : media::ProbeVideo(fd->path());
   if (!info.ok()) {
+    // Named as the job names it, not as /proc/self/fd/N.
+    const std::string folder = input.parent_path().lexically_relative(root).string();
+    info = common::NameFdPath(info.status(), *fd, sequence ? folder : u.input());
+  }
+  if (!info.ok()) {
     return absl::Status(info.status().code(), absl::StrCat("upscale.input '", u.input(), "': ",
                                                            info.status().message()));
   }

@@ -36,6 +36,12 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// The folder of a storage-relative path, "." for one at the root.
+std::string RelativeFolder(const std::string& relative) {
+  const std::string folder = fs::path(relative).parent_path().string();
+  return folder.empty() ? "." : folder;
+}
+
 TaskReport Failure(const absl::Status& st, absl::string_view context) {
   TaskReport r;
   r.ok = false;
@@ -134,6 +140,15 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   auto out_dir = storage_.OpenDirBeneath(segment->parent_path(), true, out_field);
   if (!out_dir.ok()) return Failure(out_dir.status(), "");
   const fs::path out_path = fs::path(out_dir->path()) / segment->filename();
+  // Messages name the files as the job does, not as /proc/self/fd/N.
+  const std::string input_name =
+      sequence_in ? RelativeFolder(up.input()) : up.input();
+  const std::string out_name =
+      RelativeFolder(format->image_sequence() ? up.output() : a.segment());
+  const auto named = [&](const absl::Status& st) {
+    return common::NameFdPath(common::NameFdPath(st, *input_fd, input_name), *out_dir,
+                              out_name);
+  };
   std::error_code ec;
   const fs::path tmp = common::Storage::TempPathFor(out_path);
 
@@ -150,9 +165,9 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   auto source = sequence_in
                     ? media::OpenImageSequenceSource(input_path, decode_begin, decode_end)
                     : media::OpenVideoSource(input_path, decode_begin, decode_end);
-  if (!source.ok()) return Failure(source.status(), absl::StrCat("input '", up.input(), "': "));
+  if (!source.ok()) return Failure(named(source.status()), "");
   auto sink = OpenSink(a, *format, format->image_sequence() ? out_path.string() : tmp.string());
-  if (!sink.ok()) return Failure(sink.status(), "");
+  if (!sink.ok()) return Failure(named(sink.status()), "");
 
   TaskReport report;
   FirstError error;
@@ -217,7 +232,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   }
   if (!st.ok()) {
     fs::remove(tmp, ec);
-    TaskReport failed = Failure(st, absl::StrCat("input '", up.input(), "': "));
+    TaskReport failed = Failure(named(st), absl::StrCat("input '", up.input(), "': "));
     failed.frames_done = written;
     failed.stage_seconds = report.stage_seconds;
     return failed;
@@ -320,7 +335,11 @@ absl::Status TaskRunner::AssembleMovie(const v1::Assignment& a, const media::Out
   // An output made since the submit is kept unless the job says overwrite.
   if (st.ok()) st = common::Storage::Publish(tmp, final_path, up.overwrite());
   if (!st.ok()) fs::remove(tmp, ec);
-  return st;
+  for (size_t i = 0; i < open_files.size() && i < static_cast<size_t>(a.segments_size()); ++i) {
+    st = common::NameFdPath(st, open_files[i], a.segments(static_cast<int>(i)));
+  }
+  if (!audio.empty()) st = common::NameFdPath(st, open_files.back(), up.input());
+  return common::NameFdPath(st, dir, RelativeFolder(up.output()));
 }
 
 absl::Status TaskRunner::WriteSidecar(const v1::Assignment& a, const fs::path& output,
