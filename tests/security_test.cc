@@ -249,7 +249,7 @@ bool Eventually(Pred pred, int seconds) {
 
 }  // namespace
 
-TEST_CASE("tokens and roles: every call checks; other projects' jobs stay out of reach",
+TEST_CASE("tokens and roles: every call checks and other projects' jobs stay out of reach",
           "[integration][security]") {
   testing::TempDir dir;
   const fs::path tokens = dir.path() / "tokens.yaml";
