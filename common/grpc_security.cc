@@ -17,7 +17,7 @@ namespace {
 // to a loopback server that asked for it.
 class TokenInterceptor final : public grpc::experimental::Interceptor {
  public:
-  explicit TokenInterceptor(const std::string& token) : token_(token) {}
+  explicit TokenInterceptor(std::string token) : token_(std::move(token)) {}
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
@@ -27,7 +27,7 @@ class TokenInterceptor final : public grpc::experimental::Interceptor {
   }
 
  private:
-  const std::string& token_;  // owned by the factory, which the channel keeps
+  const std::string token_;
 };
 
 class TokenInterceptorFactory final
