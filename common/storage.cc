@@ -60,11 +60,19 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
   }
   fs::path full = root_ / normal;
   // Follow what exists of the path: a symbolic link may not lead outside the root.
+  // The non-throwing calls: a component too long for the file system (ENAMETOOLONG)
+  // is an answer, not an exception (found by fuzz/path_resolver_fuzz.cc).
   fs::path existing = full;
-  while (!existing.empty() && existing != root_ && !fs::exists(fs::symlink_status(existing))) {
+  std::error_code ec;
+  while (!existing.empty() && existing != root_) {
+    const fs::file_status st = fs::symlink_status(existing, ec);
+    if (ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " '", relative, "': ", ec.message()));
+    }
+    if (fs::exists(st)) break;
     existing = existing.parent_path();
   }
-  std::error_code ec;
   fs::path real = fs::weakly_canonical(existing, ec);
   if (ec) {
     return absl::PermissionDeniedError(
