@@ -85,9 +85,9 @@ class Server {
     fs::remove(port_file);
     std::vector<std::string> args = {REELFARM_SERVER_BIN, "--data-dir", dir_.string(),
                                      "--listen", "127.0.0.1:" + std::to_string(port_),
-                                     "--port-file", port_file.string(), "--metrics-listen",
-                                     "", "--lease-seconds", "120", "--log-level", "error",
-                                     "--store", store_};
+                                     "--port-file", port_file.string(), "--insecure",
+                                     "--no-auth", "--metrics-listen", "", "--lease-seconds",
+                                     "120", "--log-level", "error", "--store", store_};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -108,7 +108,38 @@ absl::StatusOr<std::vector<FileJob>> LoadJobFile(
   if (!in) return absl::NotFoundError(absl::StrCat("job file '", path, "' cannot be read"));
   std::stringstream ss;
   ss << in.rdbuf();
-  auto expanded = ExpandVariables(ss.str(), getenv);
+  return ParseJobText(ss.str(), path, sets, getenv);
+}
+
+namespace {
+
+absl::StatusOr<std::vector<FileJob>> ParseJobTextOrThrow(
+    const std::string& text, const std::string& path, const std::vector<std::string>& sets,
+    const std::function<const char*(const std::string&)>& getenv);
+
+}  // namespace
+
+absl::StatusOr<std::vector<FileJob>> ParseJobText(
+    const std::string& text, const std::string& path, const std::vector<std::string>& sets,
+    const std::function<const char*(const std::string&)>& getenv) {
+  // yaml-cpp and nlohmann::json report bad input by throwing: a map as a key, a name
+  // that is a number, text that is not UTF-8, a --set value that is not YAML... Every
+  // one of them is a bad file, not a crash (found by fuzz/job_spec_fuzz.cc).
+  try {
+    return ParseJobTextOrThrow(text, path, sets, getenv);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("job file '", path, "': ", e.what()));
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("job file '", path, "': ", e.what()));
+  }
+}
+
+namespace {
+
+absl::StatusOr<std::vector<FileJob>> ParseJobTextOrThrow(
+    const std::string& text, const std::string& path, const std::vector<std::string>& sets,
+    const std::function<const char*(const std::string&)>& getenv) {
+  auto expanded = ExpandVariables(text, getenv);
   if (!expanded.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("job file '", path, "': ", expanded.status().message()));
@@ -206,5 +237,7 @@ absl::StatusOr<std::vector<FileJob>> LoadJobFile(
   }
   return ordered;
 }
+
+}  // namespace
 
 }  // namespace reelfarm::cli

@@ -27,6 +27,12 @@ absl::StatusOr<std::vector<FileJob>> LoadJobFile(
     const std::string& path, const std::vector<std::string>& sets,
     const std::function<const char*(const std::string&)>& getenv);
 
+// The same for the text of a job file; `source` names it in messages. Never throws,
+// whatever the text (fuzzed: fuzz/job_spec_fuzz.cc).
+absl::StatusOr<std::vector<FileJob>> ParseJobText(
+    const std::string& text, const std::string& source, const std::vector<std::string>& sets,
+    const std::function<const char*(const std::string&)>& getenv);
+
 // Expands ${VAR} and ${VAR:-default}; INVALID_ARGUMENT naming an unset variable.
 absl::StatusOr<std::string> ExpandVariables(
     const std::string& text, const std::function<const char*(const std::string&)>& getenv);

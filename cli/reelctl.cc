@@ -24,9 +24,11 @@
 #include "cli/job_file.h"
 #include "cli/progress.h"
 #include "common/server_list.h"
+#include "common/grpc_security.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 
 namespace v1 = reelfarm::v1;
+namespace common = reelfarm::common;
 using reelfarm::cli::Display;
 using reelfarm::cli::ProgressLine;
 using reelfarm::cli::StateName;
@@ -119,38 +121,10 @@ void PrintJob(const v1::Job& j) {
   }
 }
 
-// Adds "authorization: Bearer <token>" to every call on the channel.
-class TokenInterceptor final : public grpc::experimental::Interceptor {
- public:
-  explicit TokenInterceptor(std::string token) : token_(std::move(token)) {}
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(
-            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
-      methods->GetSendInitialMetadata()->insert({"authorization", "Bearer " + token_});
-    }
-    methods->Proceed();
-  }
-
- private:
-  const std::string token_;
-};
-
-class TokenInterceptorFactory final
-    : public grpc::experimental::ClientInterceptorFactoryInterface {
- public:
-  explicit TokenInterceptorFactory(std::string token) : token_(std::move(token)) {}
-  grpc::experimental::Interceptor* CreateClientInterceptor(
-      grpc::experimental::ClientRpcInfo*) override {
-    return new TokenInterceptor(token_);
-  }
-
- private:
-  const std::string token_;
-};
-
-// Server and token: flags, else $REELFARM_SERVER / $REELFARM_TOKEN, else the config
-// file ($REELFARM_CONFIG, default ~/.config/reelfarm/reelctl.yaml: `server:`, `token:`).
-void LoadDefaults(std::string* server, std::string* token) {
+// Server, token and TLS: flags, else $REELFARM_SERVER / $REELFARM_TOKEN /
+// $REELFARM_TLS_CA / $REELFARM_INSECURE=1, else the config file ($REELFARM_CONFIG,
+// default ~/.config/reelfarm/reelctl.yaml: `server:`, `token:`, `tls_ca:`, `insecure:`).
+void LoadDefaults(std::string* server, std::string* token, common::ClientTlsOptions* tls) {
   std::string path;
   if (const char* p = std::getenv("REELFARM_CONFIG")) {
     path = p;
@@ -162,27 +136,40 @@ void LoadDefaults(std::string* server, std::string* token) {
       YAML::Node config = YAML::LoadFile(path);
       if (config["server"]) *server = config["server"].as<std::string>();
       if (config["token"]) *token = config["token"].as<std::string>();
+      if (config["tls_ca"]) tls->ca_file = config["tls_ca"].as<std::string>();
+      if (config["insecure"]) tls->insecure = config["insecure"].as<bool>();
     }
   } catch (const YAML::Exception& e) {
     std::fprintf(stderr, "reelctl: config '%s': %s (ignored)\n", path.c_str(), e.what());
   }
   if (const char* env = std::getenv("REELFARM_SERVER")) *server = env;
   if (const char* env = std::getenv("REELFARM_TOKEN")) *token = env;
+  if (const char* env = std::getenv("REELFARM_TLS_CA")) tls->ca_file = env;
+  if (const char* env = std::getenv("REELFARM_INSECURE")) tls->insecure = std::string(env) == "1";
 }
 
 struct Context {
   std::string server;
   std::string token;
+  common::ClientTlsOptions tls;
   bool json = false;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::JobService::Stub> stub;
 
   // `server` may list several servers sharing one PostgreSQL database: the command
-  // then goes to the leader. False (after a message) for a malformed list.
+  // then goes to the leader. False (after a message) for a malformed list or TLS files
+  // that cannot be read.
   bool Connect() {
-    absl::StatusOr<reelfarm::common::ServerList> servers = reelfarm::common::ServerList::Parse(server);
+    absl::StatusOr<common::ServerList> servers = common::ServerList::Parse(server);
     if (!servers.ok()) {
-      std::fprintf(stderr, "reelctl: --server: %s\n", std::string(servers.status().message()).c_str());
+      std::fprintf(stderr, "reelctl: --server: %s\n",
+                   std::string(servers.status().message()).c_str());
+      return false;
+    }
+    // Reads the TLS files once, so that a missing one is reported before any call.
+    auto first = common::MakeChannel(servers->current(), tls, token);
+    if (!first.ok()) {
+      std::fprintf(stderr, "reelctl: %s\n", std::string(first.status().message()).c_str());
       return false;
     }
     server = servers->size() > 1 ? FindLeader(*servers) : servers->current();
@@ -190,17 +177,17 @@ struct Context {
     stub = v1::JobService::NewStub(channel);
     return true;
   }
+  // Connect() has checked the TLS files; one that went away since fails the calls.
   std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) const {
-    std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> hooks;
-    if (!token.empty()) hooks.push_back(std::make_unique<TokenInterceptorFactory>(token));
-    return grpc::experimental::CreateCustomChannelWithInterceptors(
-        address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(hooks));
+    auto ch = common::MakeChannel(address, tls, token);
+    return ch.ok() ? *ch
+                   : grpc::CreateChannel("unix:/nonexistent", grpc::InsecureChannelCredentials());
   }
   // The server that answers a JobService call with anything but UNAVAILABLE leads; a
   // standby's answer names the leader, which is tried next. A few rounds, so that a
   // failover in progress (a standby about to lead) is waited for; else the current
   // address, and the command reports its error.
-  std::string FindLeader(reelfarm::common::ServerList& servers) {
+  std::string FindLeader(common::ServerList& servers) {
     const size_t tries = 3 * servers.size() + 2;
     for (size_t i = 0; i < tries; ++i) {
       grpc::ClientContext ctx;
@@ -356,8 +343,7 @@ int Logs(Context& c, int64_t id, int task, bool follow) {
 // grpc.health.v1 Check: exit 0 when SERVING, 1 when not, 3 when unreachable. Meant for
 // container health checks and scripts (`reelctl --server HOST:PORT health`).
 int Health(Context& c, const std::string& service) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials()));
+  auto stub = grpc::health::v1::Health::NewStub(c.channel);
   grpc::ClientContext ctx;
   c.SetDeadline(&ctx, 5);
   grpc::health::v1::HealthCheckRequest req;
@@ -382,7 +368,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Context c;
   c.server = "127.0.0.1:7700";
-  LoadDefaults(&c.server, &c.token);
+  LoadDefaults(&c.server, &c.token, &c.tls);
   app.add_option("--server", c.server,
                  "server address, or a comma-separated list of servers sharing one "
                  "PostgreSQL database to use the leader of (or REELFARM_SERVER, or "
@@ -462,6 +448,13 @@ int main(int argc, char** argv) {
   std::vector<int64_t> watch_ids;
   watch->add_option("ids", watch_ids, "job ids")->required();
   app.add_option("--token", c.token, "API token (or REELFARM_TOKEN, or the config file)");
+  app.add_option("--tls-ca", c.tls.ca_file,
+                 "PEM CAs trusted for the server (or REELFARM_TLS_CA, or `tls_ca:`; default: "
+                 "the system's)");
+  app.add_option("--tls-server-name", c.tls.server_name,
+                 "name to check in the server's certificate (default: the --server host)");
+  app.add_flag("--insecure", c.tls.insecure,
+               "plaintext, no TLS (or REELFARM_INSECURE=1, or `insecure: true`)");
   auto* workers = app.add_subcommand("workers", "list connected workers");
   auto* models = app.add_subcommand("models", "list the models connected workers offer");
   auto* pause = app.add_subcommand("pause", "lease no more tasks of a job (running ones finish)");

@@ -1,8 +1,15 @@
 #include "common/storage.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <openssl/evp.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 
 #include <atomic>
 #include <cstdio>
@@ -36,6 +43,10 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
     return absl::InvalidArgumentError(
         absl::StrCat(field, " is empty; give a path relative to the storage root"));
   }
+  if (relative.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " holds a NUL character; give a plain relative path"));
+  }
   fs::path p{std::string(relative)};
   if (p.is_absolute()) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -49,11 +60,19 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
   }
   fs::path full = root_ / normal;
   // Follow what exists of the path: a symbolic link may not lead outside the root.
+  // The non-throwing calls: a component too long for the file system (ENAMETOOLONG)
+  // is an answer, not an exception (found by fuzz/path_resolver_fuzz.cc).
   fs::path existing = full;
-  while (!existing.empty() && existing != root_ && !fs::exists(fs::symlink_status(existing))) {
+  std::error_code ec;
+  while (!existing.empty() && existing != root_) {
+    const fs::file_status st = fs::symlink_status(existing, ec);
+    if (ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " '", relative, "': ", ec.message()));
+    }
+    if (fs::exists(st)) break;
     existing = existing.parent_path();
   }
-  std::error_code ec;
   fs::path real = fs::weakly_canonical(existing, ec);
   if (ec) {
     return absl::PermissionDeniedError(
@@ -68,6 +87,130 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
   return full;
 }
 
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.release();
+  }
+  return *this;
+}
+
+std::string UniqueFd::path() const { return absl::StrCat("/proc/self/fd/", fd_); }
+
+absl::Status NameFdPath(const absl::Status& st, const UniqueFd& fd, absl::string_view name) {
+  if (st.ok() || fd.get() < 0) return st;
+  const std::string from = fd.path();
+  std::string text(st.message());
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at)) {
+    const size_t end = at + from.size();
+    if (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) {
+      at = end;  // /proc/self/fd/7 is not /proc/self/fd/70
+      continue;
+    }
+    text.replace(at, from.size(), name.data(), name.size());
+    at += name.size();
+  }
+  return absl::Status(st.code(), text);
+}
+
+namespace {
+
+// openat2 beneath `dirfd`: no component may leave it, magic links are refused.
+int OpenAt2Beneath(int dirfd, const std::string& relative, int flags, mode_t mode) {
+  struct open_how how {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.mode = (flags & O_CREAT) ? mode : 0;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(::syscall(SYS_openat2, dirfd, relative.c_str(), &how, sizeof(how)));
+}
+
+}  // namespace
+
+absl::StatusOr<UniqueFd> Storage::OpenBeneath(const fs::path& path, int flags,
+                                              absl::string_view field) const {
+  fs::path rel = path.is_absolute() ? path.lexically_relative(root_) : path;
+  if (rel.empty() || *rel.begin() == "..") {
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, " '", path.string(), "' is not beneath the storage root"));
+  }
+  UniqueFd root(::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (root.get() < 0) {
+    return absl::UnavailableError(absl::StrCat("storage root '", root_.string(),
+                                               "': ", std::strerror(errno)));
+  }
+  return OpenBeneathFd(root.get(), rel.string(), flags,
+                       absl::StrCat(field, " '", rel.string(), "'"), "the storage root");
+}
+
+absl::StatusOr<UniqueFd> OpenInFolder(const std::string& folder, const std::string& name,
+                                      int flags, const std::string& what) {
+  UniqueFd dir(::open(folder.empty() ? "." : folder.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (dir.get() < 0) {
+    const int err = errno;
+    if (err == ENOENT) return absl::NotFoundError(absl::StrCat(what, ": no such folder"));
+    return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(err)));
+  }
+  return OpenBeneathFd(dir.get(), name, flags, what, "its folder");
+}
+
+absl::StatusOr<UniqueFd> OpenBeneathFd(int dirfd, const std::string& relative, int flags,
+                                       const std::string& what, const std::string& beneath) {
+  int fd = OpenAt2Beneath(dirfd, relative, flags, 0644);
+  if (fd >= 0) return UniqueFd(fd);
+  const int err = errno;
+  switch (err) {
+    case EXDEV:
+    case ELOOP:
+      return absl::PermissionDeniedError(absl::StrCat(
+          what, " resolves outside ", beneath, " (through a symbolic link or '..')"));
+    case ENOENT:
+      return absl::NotFoundError(absl::StrCat(what, " not found under ", beneath));
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(absl::StrCat(what, ": ", std::strerror(err)));
+    case ENOSYS:
+      return absl::UnimplementedError(
+          "openat2 is missing: this kernel is older than 5.6, which the worker needs");
+    default:
+      // EROFS, ENOSPC, EIO...: the storage, not the job, is at fault; worth a retry.
+      return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(err)));
+  }
+}
+
+absl::StatusOr<UniqueFd> Storage::OpenDirBeneath(const fs::path& dir, bool create,
+                                                 absl::string_view field) const {
+  fs::path rel = dir.is_absolute() ? dir.lexically_relative(root_) : dir.lexically_normal();
+  if (rel.empty() || rel == ".") {
+    UniqueFd root(::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (root.get() < 0) {
+      return absl::UnavailableError(absl::StrCat("storage root '", root_.string(),
+                                                 "': ", std::strerror(errno)));
+    }
+    return root;
+  }
+  if (!create) return OpenBeneath(rel, O_PATH | O_DIRECTORY, field);
+  // One component at a time, each made (if missing) inside the folder opened before
+  // it, so that no step can be redirected out of the root.
+  fs::path done;
+  for (const fs::path& part : rel) {
+    done /= part;
+    auto fd = OpenBeneath(done, O_PATH | O_DIRECTORY, field);
+    if (fd.ok()) continue;
+    if (fd.status().code() != absl::StatusCode::kNotFound) return fd.status();
+    ASSIGN_OR_RETURN(UniqueFd parent,
+                     OpenDirBeneath(done.parent_path(), false, field));
+    if (::mkdirat(parent.get(), part.c_str(), 0755) != 0 && errno != EEXIST) {
+      return absl::UnavailableError(absl::StrCat(field, " folder '", done.string(),
+                                                 "' cannot be made: ", std::strerror(errno)));
+    }
+  }
+  return OpenBeneath(rel, O_PATH | O_DIRECTORY, field);
+}
+
 fs::path Storage::TempPathFor(const fs::path& final_path) {
   static std::atomic<uint64_t> counter{0};
   return final_path.parent_path() /
@@ -75,18 +218,30 @@ fs::path Storage::TempPathFor(const fs::path& final_path) {
                       counter.fetch_add(1));
 }
 
-absl::Status Storage::Publish(const fs::path& temp, const fs::path& final_path) {
+absl::Status Storage::Publish(const fs::path& temp, const fs::path& final_path,
+                              bool replace) {
   std::error_code ec;
   fs::create_directories(final_path.parent_path(), ec);
-  int fd = ::open(temp.c_str(), O_RDONLY);
+  int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
-    ::fsync(fd);
+    const int rc = ::fsync(fd);
+    const int err = errno;
     ::close(fd);
+    if (rc != 0) {
+      return absl::UnavailableError(absl::StrCat("publish '", final_path.string(),
+                                                 "': fsync: ", std::strerror(err)));
+    }
   }
-  fs::rename(temp, final_path, ec);
-  if (ec) {
+  if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, final_path.c_str(),
+                  replace ? 0 : RENAME_NOREPLACE) != 0) {
+    const int err = errno;
+    if (err == EEXIST) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "'", final_path.filename().string(),
+          "' exists (made after the job was submitted); set overwrite to replace it"));
+    }
     return absl::UnavailableError(absl::StrCat("publish '", final_path.string(),
-                                               "': ", ec.message()));
+                                               "': ", std::strerror(err)));
   }
   return absl::OkStatus();
 }

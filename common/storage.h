@@ -12,6 +12,45 @@
 
 namespace reelfarm::common {
 
+// An open file descriptor, closed on destruction. path() names it for libraries that
+// take paths (FFmpeg): "/proc/self/fd/N", which reaches the file or folder that was
+// opened, whatever has been renamed or swapped in at its old path since.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd();
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  std::string path() const;
+
+ private:
+  int fd_ = -1;
+};
+
+// `st` with every mention of `fd.path()` replaced by `name`: messages of a library that
+// was handed /proc/self/fd/N then name the file or folder as the job does.
+absl::Status NameFdPath(const absl::Status& st, const UniqueFd& fd, absl::string_view name);
+
+// Opens `relative` beneath the folder `dirfd` (openat2 RESOLVE_BENEATH |
+// RESOLVE_NO_MAGICLINKS): PERMISSION_DENIED when a symbolic link or ".." leads out of it
+// (naming `beneath`, e.g. "the storage root"), NOT_FOUND when missing, UNAVAILABLE for
+// I/O errors (retryable). `what` starts each message.
+absl::StatusOr<UniqueFd> OpenBeneathFd(int dirfd, const std::string& relative, int flags,
+                                       const std::string& what, const std::string& beneath);
+// The file `name` of `folder` (a path; "" for the current folder), opened beneath the
+// folder as OpenBeneathFd: a file that is a link leading out of its folder is refused.
+absl::StatusOr<UniqueFd> OpenInFolder(const std::string& folder, const std::string& name,
+                                      int flags, const std::string& what);
+
 class Storage {
  public:
   // `root` must exist; it is made absolute and canonical.
@@ -25,12 +64,26 @@ class Storage {
   absl::StatusOr<std::filesystem::path> Resolve(absl::string_view relative,
                                                 absl::string_view field) const;
 
+  // Opens `path` (a path Resolve() returned, or one relative to the root) with
+  // `flags`, resolving every component beneath the root at the time of the call: a
+  // symbolic link (or "..") that leads out of the root, even one swapped in after
+  // Resolve(), fails with PERMISSION_DENIED (openat2 RESOLVE_BENEATH). NOT_FOUND when
+  // it does not exist. `field` names the spec field for messages.
+  absl::StatusOr<UniqueFd> OpenBeneath(const std::filesystem::path& path, int flags,
+                                       absl::string_view field) const;
+  // The folder `dir` (as OpenBeneath), made first with its missing parents when
+  // `create`; opened O_PATH, for use through UniqueFd::path() + "/name".
+  absl::StatusOr<UniqueFd> OpenDirBeneath(const std::filesystem::path& dir, bool create,
+                                          absl::string_view field) const;
+
   // A temporary name in the same folder as `final_path` (so rename is atomic).
   static std::filesystem::path TempPathFor(const std::filesystem::path& final_path);
 
   // Atomically moves `temp` to `final_path` (creating its folder), fsyncing the file.
+  // Without `replace`, an existing `final_path` is kept and ALREADY_EXISTS returned.
+  // A failed write or rename (read-only or full storage) is UNAVAILABLE: retryable.
   static absl::Status Publish(const std::filesystem::path& temp,
-                              const std::filesystem::path& final_path);
+                              const std::filesystem::path& final_path, bool replace = true);
 
   // The folder holding a job's intermediate files (segments), relative to the root.
   static std::string JobPartsDir(int64_t job_id);

@@ -12,7 +12,9 @@ DATA=$(realpath -m "${REELFARM_DEMO_DIR:-reelfarm-data}")
 mkdir -p "$DATA/storage/samples"
 rm -f "$DATA/server.port"
 echo "== starting the local farm (state and storage under $DATA)"
-build/server/reelfarm-server --data-dir "$DATA" --listen 127.0.0.1:0 \
+# One workstation, loopback only: plaintext and no tokens, chosen explicitly (see README,
+# "Security", for TLS and tokens on a shared network).
+build/server/reelfarm-server --data-dir "$DATA" --listen 127.0.0.1:0 --insecure --no-auth \
   --port-file "$DATA/server.port" --local-workers 2 --metrics-listen "" \
   >"$DATA/server.log" 2>&1 &
 SERVER_PID=$!
@@ -30,7 +32,7 @@ ffmpeg -nostdin -hide_banner -loglevel error -y -f lavfi -i testsrc2=s=320x180:r
   -frames:v 96 -c:v libx264 -pix_fmt yuv420p "$DATA/storage/samples/sample.mp4"
 
 echo "== upscaling it x2 through the farm"
-build/cli/reelctl submit upscale --input samples/sample.mp4 \
+build/cli/reelctl --insecure submit upscale --input samples/sample.mp4 \
   --output renders/sample_x2.mp4 --scale 2 --model bicubic --chunk 24 --overwrite --watch
 
 OUT="$DATA/storage/renders/sample_x2.mp4"

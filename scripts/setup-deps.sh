@@ -20,6 +20,9 @@ PKGS=(
   python3-pip python3-venv python3-setuptools
   # Operations checks: promtool (prometheus), YAML parsing, scraping /metrics.
   prometheus python3-yaml curl
+  # Security: test certificates (openssl), libFuzzer targets (clang and its runtimes,
+  # scripts/fuzz.sh).
+  openssl clang libclang-rt-dev
 )
 # kubectl (for `kubectl kustomize` in the deploy check): Debian's kubernetes-client,
 # unless some kubectl is already installed (e.g. Google Cloud SDK's, which conflicts).

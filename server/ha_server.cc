@@ -1,5 +1,7 @@
 #include "server/ha_server.h"
 
+#include "common/grpc_security.h"
+
 #include <unistd.h>
 
 #include <grpcpp/generic/async_generic_service.h>
@@ -107,9 +109,12 @@ std::shared_ptr<prometheus::Collectable> HaServer::metrics_collectable() const {
 
 absl::Status HaServer::StartStandby() {
   grpc::EnableDefaultHealthCheckService(true);
+  // The standby answers on the leader's terms: the same TLS (mutual TLS included).
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
+                   common::MakeServerCredentials(options_.tls));
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options_.listen, creds, &port);
   // A generic service serves one server only: a new one for each standby period.
   standby_service_ = std::make_unique<StandbyService>(answer_);
   builder.RegisterCallbackGenericService(standby_service_.get());

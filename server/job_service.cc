@@ -1,5 +1,7 @@
 #include "server/job_service.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <chrono>
 #include <deque>
@@ -29,6 +31,13 @@ grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
+// Answers the call with `expr`'s status and returns, when it is not OK.
+#define RETURN_FINISH_IF_ERROR(ctx, expr)               \
+  do {                                                   \
+    ::absl::Status _st = (expr);                         \
+    if (!_st.ok()) return FinishWith((ctx), _st);        \
+  } while (0)
+
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -38,7 +47,8 @@ int64_t NowMs() {
 // Probes the input (a movie, or an image sequence when its name has a frame pattern)
 // and narrows it to the spec's frame range. Errors name upscale.input and the frames.
 absl::StatusOr<media::VideoInfo> ProbeInput(const v1::UpscaleSpec& u, const fs::path& input,
-                                            const fs::path& root) {
+                                            const common::Storage& storage) {
+  const fs::path& root = storage.root();
   const int64_t first = u.has_first_frame() ? u.first_frame() : -1;
   const int64_t last = u.has_last_frame() ? u.last_frame() : -1;
   if ((u.has_first_frame() && first < 0) || (u.has_last_frame() && last < 0) ||
@@ -53,9 +63,21 @@ absl::StatusOr<media::VideoInfo> ProbeInput(const v1::UpscaleSpec& u, const fs::
                                             "' not found under the storage root '",
                                             root.string(), "'"));
   }
+  // Opened beneath the root (no symbolic link out, even one made since Resolve()) and
+  // read through /proc/self/fd.
+  absl::StatusOr<common::UniqueFd> fd =
+      sequence ? storage.OpenDirBeneath(input.parent_path(), false, "upscale.input")
+               : storage.OpenBeneath(input, O_RDONLY, "upscale.input");
+  if (!fd.ok()) return fd.status();
   absl::StatusOr<media::VideoInfo> info =
-      sequence ? media::ProbeImageSequence(input.string(), first, last)
-               : media::ProbeVideo(input.string());
+      sequence ? media::ProbeImageSequence(fd->path() + "/" + input.filename().string(), first,
+                                           last)
+               : media::ProbeVideo(fd->path());
+  if (!info.ok()) {
+    // Named as the job names it, not as /proc/self/fd/N.
+    const std::string folder = input.parent_path().lexically_relative(root).string();
+    info = common::NameFdPath(info.status(), *fd, sequence ? folder : u.input());
+  }
   if (!info.ok()) {
     return absl::Status(info.status().code(), absl::StrCat("upscale.input '", u.input(), "': ",
                                                            info.status().message()));
@@ -74,6 +96,15 @@ absl::StatusOr<media::VideoInfo> ProbeInput(const v1::UpscaleSpec& u, const fs::
   }
   return info;
 }
+
+// A write stream refused before it starts (authentication, access): it finishes at
+// once with `status`. Deleted by gRPC after OnDone.
+template <typename T>
+class RefusedWriter final : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit RefusedWriter(const absl::Status& status) { this->Finish(ToGrpc(status)); }
+  void OnDone() override { delete this; }
+};
 
 }  // namespace
 
@@ -253,13 +284,84 @@ class TaskLogStreamer final : public grpc::ServerWriteReactor<v1::TaskLogLines> 
 
 JobServiceImpl::JobServiceImpl(scheduler::Scheduler* sched, const common::Storage* storage,
                                std::vector<std::string> model_path, Limits limits,
-                               ServerMetrics* metrics, const TaskLogStore* task_logs)
+                               ServerMetrics* metrics, const TaskLogStore* task_logs,
+                               Authenticator* auth)
     : sched_(sched),
       storage_(storage),
       model_path_(std::move(model_path)),
       limits_(limits),
       metrics_(metrics),
-      task_logs_(task_logs) {}
+      task_logs_(task_logs),
+      auth_(auth) {}
+
+absl::StatusOr<Principal> JobServiceImpl::Caller(grpc::CallbackServerContext* ctx,
+                                                 std::initializer_list<Role> roles,
+                                                 const std::string& what) const {
+  ASSIGN_OR_RETURN(Principal p, auth_->Authenticate(*ctx));
+  RETURN_IF_ERROR(RequireRole(p, roles, what));
+  return p;
+}
+
+absl::Status JobServiceImpl::CheckJobAccess(grpc::CallbackServerContext* ctx, int64_t id,
+                                            bool control, const std::string& what) const {
+  ASSIGN_OR_RETURN(Principal p,
+                   control ? Caller(ctx, {Role::kAdmin, Role::kSubmitter}, what)
+                           : Caller(ctx, {Role::kAdmin, Role::kSubmitter, Role::kViewer}, what));
+  ASSIGN_OR_RETURN(scheduler::JobView v, sched_->GetJob(id));
+  const std::string& project = v.job.spec.project;
+  if (control ? !p.CanControl(project) : !p.CanSee(project)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "'", p.name, "' may not ", what, " job ", id, ": it belongs to project '", project,
+        "', which is not one of its projects"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JobServiceImpl::CheckSpecLimits(const v1::JobSpec& spec) const {
+  const auto size = static_cast<int64_t>(spec.ByteSizeLong());
+  if (size > limits_.max_spec_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("spec is ", size, " bytes, over the limit of ",
+                                                   limits_.max_spec_bytes));
+  }
+  const auto check = [&](const std::string& field, const std::string& value) {
+    if (value.size() > limits_.max_string_length) {
+      return absl::InvalidArgumentError(absl::StrCat(field, " is ", value.size(),
+                                                     " characters, over the limit of ",
+                                                     limits_.max_string_length));
+    }
+    if (value.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(field, " holds a NUL character"));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(check("name", spec.name()));
+  RETURN_IF_ERROR(check("project", spec.project()));
+  RETURN_IF_ERROR(check("request_id", spec.request_id()));
+  if (spec.requirements_size() > limits_.max_requirements) {
+    return absl::InvalidArgumentError(absl::StrCat("requirements has ", spec.requirements_size(),
+                                                   " tags, over the limit of ",
+                                                   limits_.max_requirements));
+  }
+  for (const auto& [key, value] : spec.requirements()) {
+    RETURN_IF_ERROR(check("requirements key", key));
+    RETURN_IF_ERROR(check(absl::StrCat("requirements['", key.substr(0, 64), "']"), value));
+  }
+  if (spec.depends_on_size() > limits_.max_depends_on) {
+    return absl::InvalidArgumentError(absl::StrCat("depends_on has ", spec.depends_on_size(),
+                                                   " jobs, over the limit of ",
+                                                   limits_.max_depends_on));
+  }
+  if (spec.has_upscale()) {
+    const v1::UpscaleSpec& u = spec.upscale();
+    RETURN_IF_ERROR(check("upscale.input", u.input()));
+    RETURN_IF_ERROR(check("upscale.output", u.output()));
+    RETURN_IF_ERROR(check("upscale.model", u.model()));
+    RETURN_IF_ERROR(check("upscale.format.codec", u.format().codec()));
+    RETURN_IF_ERROR(check("upscale.format.preset", u.format().preset()));
+    RETURN_IF_ERROR(check("upscale.format.pix_fmt", u.format().pix_fmt()));
+  }
+  return absl::OkStatus();
+}
 
 JobServiceImpl::~JobServiceImpl() = default;
 
@@ -364,7 +466,7 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
 
 absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(const v1::UpscaleSpec& u) const {
   ASSIGN_OR_RETURN(fs::path input, storage_->Resolve(u.input(), "upscale.input"));
-  absl::StatusOr<media::VideoInfo> info = server::ProbeInput(u, input, storage_->root());
+  absl::StatusOr<media::VideoInfo> info = server::ProbeInput(u, input, *storage_);
   if (!info.ok()) return info.status();
   const std::string& u_input = u.input();
   if (info->width > limits_.max_width || info->height > limits_.max_height) {
@@ -395,12 +497,36 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(const v1::Upscal
 }
 
 absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(
-    const v1::SubmitJobRequest& req) {
+    const v1::SubmitJobRequest& req, const Principal& caller) {
+  RETURN_IF_ERROR(CheckSpecLimits(req.spec()));
+  scheduler::JobSpec spec = FromProto(req.spec());
+  if (!caller.CanControl(spec.project)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "'", caller.name, "' may not submit to project '", spec.project,
+        "'; set project to one of its projects"));
+  }
+  for (int64_t dep : req.spec().depends_on()) {
+    auto d = sched_->GetJob(dep);
+    if (d.ok() && !caller.CanSee(d->job.spec.project)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "depends_on: job ", dep, " belongs to project '", d->job.spec.project,
+          "', which '", caller.name, "' may not see"));
+    }
+  }
   int64_t memory_bytes = 0;
   ASSIGN_OR_RETURN(std::optional<scheduler::MediaInfo> info,
                    Validate(req.spec(), &memory_bytes));
-  scheduler::JobSpec spec = FromProto(req.spec());
   spec.memory_bytes = memory_bytes;
+  if (info) {
+    const int64_t chunks =
+        (info->frame_count + spec.upscale.chunk_frames - 1) / spec.upscale.chunk_frames;
+    if (chunks + 1 > limits_.max_tasks_per_job) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "upscale.chunk_frames ", spec.upscale.chunk_frames, " makes ", chunks + 1,
+          " tasks of ", info->frame_count, " frames, over the limit of ",
+          limits_.max_tasks_per_job, " tasks per job; give a larger chunk_frames"));
+    }
+  }
   v1::SubmitJobResponse resp;
   if (req.validate_only()) {
     ASSIGN_OR_RETURN(scheduler::JobView v, sched_->DryRun(std::move(spec), info));
@@ -420,7 +546,9 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
                                                     const v1::SubmitJobRequest* req,
                                                     v1::SubmitJobResponse* resp) {
-  absl::StatusOr<v1::SubmitJobResponse> r = DoSubmit(*req);
+  absl::StatusOr<Principal> caller = Caller(ctx, {Role::kAdmin, Role::kSubmitter}, "submit jobs");
+  absl::StatusOr<v1::SubmitJobResponse> r =
+      caller.ok() ? DoSubmit(*req, *caller) : absl::StatusOr<v1::SubmitJobResponse>(caller.status());
   if (!r.ok()) {
     // Accepted jobs are counted by the scheduler's JobSubmitted event.
     metrics_->SubmitRefused(r.status().code());
@@ -435,6 +563,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                  const v1::GetJobRequest* req,
                                                  v1::Job* resp) {
+  RETURN_FINISH_IF_ERROR(ctx, CheckJobAccess(ctx, req->job_id(), false, "see"));
   absl::StatusOr<scheduler::JobView> v = sched_->GetJob(req->job_id());
   if (v.ok()) *resp = ToProto(*v);
   return FinishWith(ctx, v.status());
@@ -443,18 +572,45 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                    const v1::ListJobsRequest* req,
                                                    v1::ListJobsResponse* resp) {
+  absl::StatusOr<Principal> caller =
+      Caller(ctx, {Role::kAdmin, Role::kSubmitter, Role::kViewer}, "list jobs");
+  if (!caller.ok()) return FinishWith(ctx, caller.status());
+  if (!req->project().empty() && !caller->CanSee(req->project())) {
+    return FinishWith(ctx, absl::PermissionDeniedError(absl::StrCat(
+                               "'", caller->name, "' may not list project '", req->project(),
+                               "', which is not one of its projects")));
+  }
   scheduler::Scheduler::ListFilter filter;
   for (int s : req->states()) filter.states.push_back(FromProto(static_cast<v1::JobState>(s)));
   filter.project = req->project();
   filter.since_unix_ms = req->since_unix_ms();
   filter.limit = req->limit() > 0 ? req->limit() : 100;
-  for (const auto& v : sched_->ListJobs(filter)) *resp->add_jobs() = ToProto(v);
+  std::vector<scheduler::JobView> jobs;
+  if (caller->role == Role::kSubmitter && filter.project.empty()) {
+    // A submitter sees its own projects' jobs only: each project's newest, merged.
+    for (const std::string& p : caller->projects) {
+      filter.project = p;
+      for (auto& v : sched_->ListJobs(filter)) jobs.push_back(std::move(v));
+    }
+    std::sort(jobs.begin(), jobs.end(), [](const auto& a, const auto& b) {
+      return a.job.created_unix_ms != b.job.created_unix_ms
+                 ? a.job.created_unix_ms > b.job.created_unix_ms
+                 : a.job.id > b.job.id;
+    });
+    if (filter.limit > 0 && jobs.size() > static_cast<size_t>(filter.limit)) {
+      jobs.resize(filter.limit);
+    }
+  } else {
+    jobs = sched_->ListJobs(filter);
+  }
+  for (const auto& v : jobs) *resp->add_jobs() = ToProto(v);
   return FinishWith(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                     const v1::CancelJobRequest* req,
                                                     v1::Job* resp) {
+  RETURN_FINISH_IF_ERROR(ctx, CheckJobAccess(ctx, req->job_id(), true, "cancel"));
   absl::StatusOr<scheduler::JobView> v = sched_->Cancel(req->job_id());
   if (v.ok()) {
     *resp = ToProto(*v);
@@ -465,7 +621,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
     grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
-  (void)ctx;
+  absl::Status access = CheckJobAccess(ctx, req->job_id(), false, "watch");
+  if (!access.ok()) return new RefusedWriter<v1::JobEvent>(access);
   auto* w = new JobWatcher(this, req->job_id());
   std::lock_guard<std::mutex> lock(watchers_mu_);
   watchers_.insert(w);
@@ -477,6 +634,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListWorkers(grpc::CallbackServerContex
                                                       const v1::ListWorkersRequest* req,
                                                       v1::ListWorkersResponse* resp) {
   (void)req;
+  RETURN_FINISH_IF_ERROR(
+      ctx, Caller(ctx, {Role::kAdmin, Role::kSubmitter, Role::kViewer}, "list workers").status());
   for (const auto& w : sched_->ListWorkers()) *resp->add_workers() = ToProto(w);
   return FinishWith(ctx, absl::OkStatus());
 }
@@ -496,24 +655,28 @@ grpc::ServerUnaryReactor* FinishJob(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* JobServiceImpl::PauseJob(grpc::CallbackServerContext* ctx,
                                                    const v1::PauseJobRequest* req,
                                                    v1::Job* resp) {
+  RETURN_FINISH_IF_ERROR(ctx, CheckJobAccess(ctx, req->job_id(), true, "pause"));
   return FinishJob(ctx, sched_->Pause(req->job_id()), resp, "paused");
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ResumeJob(grpc::CallbackServerContext* ctx,
                                                     const v1::ResumeJobRequest* req,
                                                     v1::Job* resp) {
+  RETURN_FINISH_IF_ERROR(ctx, CheckJobAccess(ctx, req->job_id(), true, "resume"));
   return FinishJob(ctx, sched_->Resume(req->job_id()), resp, "resumed");
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::RetryJob(grpc::CallbackServerContext* ctx,
                                                    const v1::RetryJobRequest* req,
                                                    v1::Job* resp) {
+  RETURN_FINISH_IF_ERROR(ctx, CheckJobAccess(ctx, req->job_id(), true, "retry"));
   return FinishJob(ctx, sched_->Retry(req->job_id()), resp, "retried");
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::SetPriority(grpc::CallbackServerContext* ctx,
                                                       const v1::SetPriorityRequest* req,
                                                       v1::Job* resp) {
+  RETURN_FINISH_IF_ERROR(ctx, CheckJobAccess(ctx, req->job_id(), true, "reprioritise"));
   return FinishJob(ctx, sched_->SetPriority(req->job_id(), req->priority()), resp,
                    "reprioritised");
 }
@@ -521,6 +684,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SetPriority(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* JobServiceImpl::DrainWorker(grpc::CallbackServerContext* ctx,
                                                       const v1::DrainWorkerRequest* req,
                                                       v1::Worker* resp) {
+  RETURN_FINISH_IF_ERROR(ctx, Caller(ctx, {Role::kAdmin}, "drain workers").status());
   absl::Status st = sched_->Drain(req->name(), req->drain());
   if (st.ok()) {
     for (const auto& w : sched_->ListWorkers()) {
@@ -548,7 +712,8 @@ void JobServiceImpl::ActivateWaitingJobs() {
 
 grpc::ServerWriteReactor<v1::TaskLogLines>* JobServiceImpl::GetTaskLogs(
     grpc::CallbackServerContext* ctx, const v1::GetTaskLogsRequest* req) {
-  (void)ctx;
+  absl::Status access = CheckJobAccess(ctx, req->job_id(), false, "read the logs of");
+  if (!access.ok()) return new RefusedWriter<v1::TaskLogLines>(access);
   auto* s = new TaskLogStreamer(this, *req);
   std::lock_guard<std::mutex> lock(watchers_mu_);
   log_streams_.insert(s);

@@ -12,6 +12,7 @@
 #include "common/storage.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 #include "scheduler/scheduler.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 #include "server/task_logs.h"
 
@@ -21,6 +22,11 @@ struct Limits {
   int max_width = 8192;
   int max_height = 8192;
   int64_t max_frames = 1'000'000;
+  int64_t max_spec_bytes = 64 * 1024;    // serialized JobSpec
+  size_t max_string_length = 1024;       // name, project, paths, model, tags, request id
+  int max_requirements = 64;             // worker tags a job may require
+  int max_depends_on = 1000;
+  int64_t max_tasks_per_job = 100'000;
 };
 
 class JobWatcher;
@@ -28,9 +34,11 @@ class TaskLogStreamer;
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
+  // `auth` decides who may call what (borrowed; must outlive the service).
   JobServiceImpl(scheduler::Scheduler* sched, const common::Storage* storage,
                  std::vector<std::string> model_path, Limits limits,
-                 ServerMetrics* metrics, const TaskLogStore* task_logs);
+                 ServerMetrics* metrics, const TaskLogStore* task_logs,
+                 Authenticator* auth);
   ~JobServiceImpl() override;
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
@@ -89,7 +97,19 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
  private:
   friend class JobWatcher;
   friend class TaskLogStreamer;
-  absl::StatusOr<v1::SubmitJobResponse> DoSubmit(const v1::SubmitJobRequest& req);
+  absl::StatusOr<v1::SubmitJobResponse> DoSubmit(const v1::SubmitJobRequest& req,
+                                                  const Principal& caller);
+  // The caller of `ctx` if it has one of `roles`; else UNAUTHENTICATED or
+  // PERMISSION_DENIED naming `what`.
+  absl::StatusOr<Principal> Caller(grpc::CallbackServerContext* ctx,
+                                   std::initializer_list<Role> roles,
+                                   const std::string& what) const;
+  // OK when `caller` may see (or, with `control`, control) job `id`: NOT_FOUND for
+  // an unknown job, PERMISSION_DENIED for another project's.
+  absl::Status CheckJobAccess(grpc::CallbackServerContext* ctx, int64_t id, bool control,
+                              const std::string& what) const;
+  // Sizes and lengths of a spec against the limits (INVALID_ARGUMENT naming the field).
+  absl::Status CheckSpecLimits(const v1::JobSpec& spec) const;
   void RemoveWatcher(JobWatcher* w);
   void RemoveLogStreamer(TaskLogStreamer* s);
 
@@ -99,6 +119,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   const Limits limits_;
   ServerMetrics* const metrics_;
   const TaskLogStore* const task_logs_;
+  Authenticator* const auth_;
 
   std::mutex watchers_mu_;
   std::set<JobWatcher*> watchers_;          // guarded by watchers_mu_

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cerrno>
 #include <cstring>
@@ -14,8 +15,19 @@
 
 namespace reelfarm::server {
 
-LocalWorkers::LocalWorkers(std::vector<std::vector<std::string>> argvs)
+extern "C" char** environ;
+
+LocalWorkers::LocalWorkers(std::vector<std::vector<std::string>> argvs,
+                           std::vector<std::string> env)
     : argvs_(std::move(argvs)) {
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string var(*e);
+    const bool replaced = std::any_of(env.begin(), env.end(), [&](const std::string& x) {
+      return x.substr(0, x.find('=') + 1) == var.substr(0, var.find('=') + 1);
+    });
+    if (!replaced) env_.push_back(var);
+  }
+  env_.insert(env_.end(), env.begin(), env.end());
   pids_.assign(argvs_.size(), -1);
   for (size_t i = 0; i < argvs_.size(); ++i) pids_[i] = Spawn(static_cast<int>(i));
   supervisor_ = std::thread([this] { Supervise(); });
@@ -25,6 +37,9 @@ pid_t LocalWorkers::Spawn(int i) {
   std::vector<char*> argv;
   for (const auto& a : argvs_[i]) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& e : env_) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
   const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
@@ -32,7 +47,7 @@ pid_t LocalWorkers::Spawn(int i) {
     // server starts its own, under the same names.
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(1);
-    execv(argv[0], argv.data());
+    execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   if (pid < 0) {

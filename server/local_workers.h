@@ -15,8 +15,9 @@ namespace reelfarm::server {
 
 class LocalWorkers final {
  public:
-  // `argvs[i]` is the command line of worker i (argv[0] is the binary).
-  explicit LocalWorkers(std::vector<std::vector<std::string>> argvs);
+  // `argvs[i]` is the command line of worker i (argv[0] is the binary); `env`
+  // ("NAME=VALUE") is added to the environment each worker inherits.
+  LocalWorkers(std::vector<std::vector<std::string>> argvs, std::vector<std::string> env = {});
   ~LocalWorkers();
   LocalWorkers(const LocalWorkers&) = delete;
   LocalWorkers& operator=(const LocalWorkers&) = delete;
@@ -26,6 +27,7 @@ class LocalWorkers final {
   void Supervise();
 
   const std::vector<std::vector<std::string>> argvs_;
+  std::vector<std::string> env_;  // the whole environment of a worker
   std::mutex mu_;
   std::vector<pid_t> pids_;  // guarded by mu_
   std::atomic<bool> stop_{false};

@@ -10,6 +10,8 @@
 #include <optional>
 #include <thread>
 
+#include <openssl/rand.h>
+
 #include <CLI/CLI.hpp>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
@@ -24,6 +26,19 @@
 
 namespace fs = std::filesystem;
 using namespace reelfarm;
+
+// A fresh random token (hex of 32 bytes) for the local workers; never written anywhere.
+static std::string RandomToken() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return "";
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
+}
 
 static fs::path FindWorkerBinary() {
   fs::path self = fs::read_symlink("/proc/self/exe");
@@ -62,6 +77,9 @@ int main(int argc, char** argv) {
   std::string worker_bin;
   std::vector<std::string> projects;
   int64_t max_queued = 0, max_queued_per_project = 0;
+  server::ServerOptions options;
+  bool no_auth = false;
+  std::string local_worker_ca, local_worker_tls_name = "localhost";
   app.add_option("--listen", listen, "gRPC address; port 0 picks a free one")
       ->capture_default_str();
   app.add_option("--data-dir", data_dir,
@@ -98,6 +116,39 @@ int main(int argc, char** argv) {
                  "refuse submits past this many queued tasks on the farm (0: no limit)");
   app.add_option("--max-queued-tasks-per-project", max_queued_per_project,
                  "refuse submits past this many queued tasks in one project (0: no limit)");
+  app.add_option("--tls-cert", options.tls.cert_file, "PEM certificate (chain) of the gRPC port");
+  app.add_option("--tls-key", options.tls.key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", options.tls.client_ca_file,
+                 "PEM CAs of client certificates (mutual TLS); a certificate presented "
+                 "must be signed by one of them");
+  app.add_flag("--require-client-cert", options.tls.require_client_cert,
+               "refuse the TLS handshake of any client without a certificate");
+  app.add_flag("--require-worker-cert", options.require_worker_cert,
+               "refuse workers without a verified client certificate (clients may still "
+               "connect without one)");
+  app.add_flag("--insecure", options.tls.insecure,
+               "plaintext gRPC instead of TLS (loopback or trusted networks only)");
+  app.add_option("--tokens-file", options.tokens_file,
+                 "YAML tokens and roles (admin, submitter, viewer, worker); read again "
+                 "when it changes");
+  app.add_flag("--no-auth", no_auth, "no tokens: every caller is an admin");
+  app.add_option("--local-worker-tls-ca", local_worker_ca,
+                 "CA the local workers trust for this server (default: --tls-cert, "
+                 "which then must be self-signed)");
+  app.add_option("--local-worker-tls-name", local_worker_tls_name,
+                 "name the local workers check in the server's certificate")
+      ->capture_default_str();
+  app.add_option("--max-message-bytes", options.max_message_bytes,
+                 "largest gRPC request taken")
+      ->capture_default_str();
+  app.add_option("--max-spec-bytes", options.limits.max_spec_bytes,
+                 "largest job spec taken")
+      ->capture_default_str();
+  app.add_option("--max-frames", options.limits.max_frames, "most frames in one job")
+      ->capture_default_str();
+  app.add_option("--max-tasks-per-job", options.limits.max_tasks_per_job,
+                 "most tasks in one job")
+      ->capture_default_str();
   app.add_option("--log-level", log_level)->capture_default_str();
   app.add_option("--log-format", log_format, "text, or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))
@@ -137,7 +188,18 @@ int main(int argc, char** argv) {
     }
   }
 
-  server::ServerOptions options;
+  if (options.tokens_file.empty() && !no_auth) {
+    spdlog::error("give --tokens-file (tokens and roles), or --no-auth to let every caller "
+                  "do everything");
+    return 2;
+  }
+  if (!options.tokens_file.empty() && no_auth) {
+    spdlog::error("--tokens-file and --no-auth both given; give one of them");
+    return 2;
+  }
+  if (local_workers > 0 && options.tokens_file.size() > 0) {
+    options.local_worker_token = RandomToken();
+  }
   options.listen = listen;
   options.store = store;
   options.storage_root = storage_root;
@@ -221,13 +283,30 @@ int main(int argc, char** argv) {
                                     "--threads", std::to_string(threads),
                                     "--log-level", log_level,
                                     "--log-format", log_format};
+      if (options.tls.insecure) {
+        a.push_back("--insecure");
+      } else {
+        a.insert(a.end(), {"--tls-ca", local_worker_ca.empty() ? options.tls.cert_file
+                                                               : local_worker_ca,
+                           "--tls-server-name", local_worker_tls_name});
+        if (!options.tls.client_ca_file.empty()) {
+          // Mutual TLS: the local workers present the server's own certificate.
+          a.insert(a.end(), {"--tls-cert", options.tls.cert_file, "--tls-key",
+                             options.tls.key_file});
+        }
+      }
       for (const auto& m : model_path) {
         a.push_back("--model-path");
         a.push_back(m);
       }
       argvs.push_back(std::move(a));
     }
-    workers = std::make_unique<server::LocalWorkers>(std::move(argvs));
+    // The token goes by environment, not argv (which every local user can read).
+    std::vector<std::string> env;
+    if (!options.local_worker_token.empty()) {
+      env.push_back("REELFARM_TOKEN=" + options.local_worker_token);
+    }
+    workers = std::make_unique<server::LocalWorkers>(std::move(argvs), std::move(env));
   }
 
   int sig = 0;

@@ -30,12 +30,29 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
                    scheduler::Scheduler::Create(s->store_.get(), &scheduler::RealClock(),
                                                 sched_options, s->metrics_.get()));
   s->metrics_->AttachScheduler(s->sched_.get());
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
+                   common::MakeServerCredentials(options.tls));
+  if (options.tls.insecure) {
+    spdlog::warn("plaintext gRPC on '{}' (--insecure): tokens and job data cross the "
+                 "network unencrypted; use it on loopback or a trusted network only",
+                 options.listen);
+  }
+  ASSIGN_OR_RETURN(s->auth_, Authenticator::Create(options.tokens_file));
+  if (!s->auth_->enabled()) {
+    spdlog::warn("no tokens file (--no-auth): every caller may submit, cancel and drain; "
+                 "give --tokens-file on a shared network");
+  }
+  if (!options.local_worker_token.empty()) {
+    s->auth_->AddToken("local-workers", Role::kWorker, options.local_worker_token);
+  }
   // workers_ is declared before sched_ (destruction order) but built after it.
   s->workers_ = std::make_unique<WorkerServiceImpl>(s->sched_.get(), s->metrics_.get(),
-                                                    s->task_logs_.get());
+                                                    s->task_logs_.get(), s->auth_.get(),
+                                                    options.require_worker_cert);
   s->jobs_ = std::make_unique<JobServiceImpl>(s->sched_.get(), s->storage_.get(),
                                               options.model_path, options.limits,
-                                              s->metrics_.get(), s->task_logs_.get());
+                                              s->metrics_.get(), s->task_logs_.get(),
+                                              s->auth_.get());
   // Both are process-wide switches that apply to builders made after them.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -44,9 +61,8 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
       interceptors;
   interceptors.push_back(NewGrpcMetricsInterceptorFactory(s->metrics_.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  // Plaintext on the address given (loopback by default); TLS comes with the security
-  // issue.
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(options.listen, creds, &s->port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.RegisterService(s->jobs_.get());
   builder.RegisterService(s->workers_.get());
   s->server_ = builder.BuildAndStart();

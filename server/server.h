@@ -11,8 +11,10 @@
 #include <grpcpp/server.h>
 #include <prometheus/registry.h>
 
+#include "common/grpc_security.h"
 #include "common/storage.h"
 #include "scheduler/scheduler.h"
+#include "server/auth.h"
 #include "server/job_service.h"
 #include "server/metrics.h"
 #include "server/task_logs.h"
@@ -29,6 +31,16 @@ struct ServerOptions {
   std::vector<std::string> model_path;
   scheduler::SchedulerOptions scheduler;
   Limits limits;
+  // TLS on the gRPC port, or plaintext with `tls.insecure` (logged as a warning).
+  common::ServerTlsOptions tls;
+  // Tokens and roles (auth.h); empty: every caller is an admin (logged as a warning).
+  std::string tokens_file;
+  // A worker token known only to this process, for the local workers (may be empty).
+  std::string local_worker_token;
+  // WorkerService.Connect refuses a peer without a verified TLS client certificate.
+  bool require_worker_cert = false;
+  // Largest gRPC message the server takes (requests); larger ones get RESOURCE_EXHAUSTED.
+  int max_message_bytes = 4 * 1024 * 1024;
 };
 
 class FarmServer final {
@@ -63,6 +75,7 @@ class FarmServer final {
   std::unique_ptr<TaskLogStore> task_logs_;
   std::unique_ptr<scheduler::JobStore> store_;
   std::unique_ptr<common::Storage> storage_;
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<WorkerServiceImpl> workers_;
   std::unique_ptr<JobServiceImpl> jobs_;
   std::unique_ptr<scheduler::Scheduler> sched_;

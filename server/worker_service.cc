@@ -220,8 +220,36 @@ class WorkerSession final
   std::map<uint64_t, LeaseTask> leases_;  // guarded by mu_
 };
 
+namespace {
+
+// A worker stream refused before it starts: finishes at once. Deleted after OnDone.
+class RefusedSession final
+    : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage> {
+ public:
+  explicit RefusedSession(const absl::Status& status) { Finish(ToGrpc(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+absl::Status WorkerServiceImpl::Admit(grpc::CallbackServerContext* ctx) const {
+  ASSIGN_OR_RETURN(Principal p, auth_->Authenticate(*ctx));
+  RETURN_IF_ERROR(RequireRole(p, {Role::kWorker, Role::kAdmin}, "connect as a worker"));
+  if (require_client_cert_ && !p.has_client_cert) {
+    return absl::UnauthenticatedError(
+        "workers must present a TLS client certificate signed by the server's "
+        "--tls-client-ca; give the worker --tls-cert and --tls-key");
+  }
+  return absl::OkStatus();
+}
+
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* WorkerServiceImpl::Connect(
     grpc::CallbackServerContext* ctx) {
+  absl::Status admitted = Admit(ctx);
+  if (!admitted.ok()) {
+    spdlog::warn("worker refused peer={}: {}", ctx->peer(), std::string(admitted.message()));
+    return new RefusedSession(admitted);
+  }
   return new WorkerSession(this, ctx->peer());
 }
 

@@ -10,6 +10,7 @@
 
 #include "reelfarm/v1/workers.grpc.pb.h"
 #include "scheduler/scheduler.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 #include "server/task_logs.h"
 
@@ -19,10 +20,16 @@ class WorkerSession;
 
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  // `metrics` and `task_logs` are borrowed and must outlive the service.
+  // `metrics`, `task_logs` and `auth` are borrowed and must outlive the service. A
+  // worker needs a worker (or admin) token and, with `require_client_cert`, a verified
+  // TLS client certificate.
   WorkerServiceImpl(scheduler::Scheduler* sched, ServerMetrics* metrics,
-                    TaskLogStore* task_logs)
-      : sched_(sched), metrics_(metrics), task_logs_(task_logs) {}
+                    TaskLogStore* task_logs, Authenticator* auth, bool require_client_cert)
+      : sched_(sched),
+        metrics_(metrics),
+        task_logs_(task_logs),
+        auth_(auth),
+        require_client_cert_(require_client_cert) {}
 
   grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
@@ -39,10 +46,14 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   // Returns false if a worker of that name is already connected.
   bool Register(const std::string& name, WorkerSession* s);
   void Unregister(const std::string& name, WorkerSession* s);
+  // OK when the caller may connect as a worker.
+  absl::Status Admit(grpc::CallbackServerContext* ctx) const;
 
   scheduler::Scheduler* const sched_;
   ServerMetrics* const metrics_;
   TaskLogStore* const task_logs_;
+  Authenticator* const auth_;
+  const bool require_client_cert_;
   std::mutex mu_;
   std::map<std::string, WorkerSession*> sessions_;  // guarded by mu_
 };

@@ -1,6 +1,8 @@
 // Storage path confinement and publishing; manifests; the JSON log format.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -43,6 +45,71 @@ TEST_CASE("paths resolve beneath the storage root only", "[unit][storage]") {
   fs::create_directory_symlink(dir.path() / "outside", dir.path() / "root/escape");
   auto link = storage->Resolve("escape/x.mp4", "upscale.input");
   CHECK(link.status().code() == absl::StatusCode::kPermissionDenied);
+}
+
+TEST_CASE("files open beneath the root at the time of use", "[unit][storage]") {
+  reelfarm::testing::TempDir dir;
+  fs::create_directories(dir.path() / "root/shots/a");
+  fs::create_directories(dir.path() / "outside/renders");
+  std::ofstream(dir.path() / "root/shots/a/plate.mp4") << "inside";
+  std::ofstream(dir.path() / "outside/plate.mp4") << "secret";
+  auto storage = Storage::Open(dir.path() / "root");
+  REQUIRE(storage.ok());
+
+  auto path = storage->Resolve("shots/a/plate.mp4", "upscale.input");
+  REQUIRE(path.ok());
+  auto fd = storage->OpenBeneath(*path, O_RDONLY, "upscale.input");
+  REQUIRE(fd.ok());
+  std::string text;
+  std::ifstream(fd->path()) >> text;
+  CHECK(text == "inside");
+
+  // The folder is swapped for a link leading out after Resolve() accepted the path.
+  fs::rename(dir.path() / "root/shots/a", dir.path() / "root/shots/a.real");
+  fs::create_directory_symlink(dir.path() / "outside", dir.path() / "root/shots/a");
+  auto swapped = storage->OpenBeneath(*path, O_RDONLY, "upscale.input");
+  CHECK(swapped.status().code() == absl::StatusCode::kPermissionDenied);
+  CHECK(swapped.status().message().find("outside the storage root") != absl::string_view::npos);
+  // A relative link leading out, and a link inside the root, which is fine.
+  fs::create_directory_symlink("../../outside", dir.path() / "root/shots/up");
+  CHECK(storage->OpenBeneath("shots/up/plate.mp4", O_RDONLY, "f").status().code() ==
+        absl::StatusCode::kPermissionDenied);
+  fs::create_directory_symlink("a.real", dir.path() / "root/shots/in");
+  CHECK(storage->OpenBeneath("shots/in/plate.mp4", O_RDONLY, "f").ok());
+  CHECK(storage->OpenBeneath("shots/none.mp4", O_RDONLY, "f").status().code() ==
+        absl::StatusCode::kNotFound);
+  CHECK(storage->OpenBeneath("/etc/passwd", O_RDONLY, "f").status().code() ==
+        absl::StatusCode::kPermissionDenied);
+
+  // Folders for outputs are made one component at a time, never through a link out.
+  auto made = storage->OpenDirBeneath("renders/sh010/v1", true, "upscale.output");
+  REQUIRE(made.ok());
+  CHECK(fs::is_directory(dir.path() / "root/renders/sh010/v1"));
+  CHECK(storage->OpenDirBeneath("shots/a/renders/new", true, "upscale.output")
+            .status()
+            .code() == absl::StatusCode::kPermissionDenied);
+  CHECK(fs::is_empty(dir.path() / "outside/renders"));
+  CHECK_FALSE(fs::exists(dir.path() / "outside/renders/new"));
+
+  // Paths with a NUL character are refused rather than cut short.
+  CHECK(storage->Resolve(std::string("shots/a\0/../x", 13), "f").status().code() ==
+        absl::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("publish keeps an existing file unless asked to replace it", "[unit][storage]") {
+  reelfarm::testing::TempDir dir;
+  const fs::path final_path = dir.path() / "out.txt";
+  std::ofstream(final_path) << "precious";
+  const fs::path tmp = Storage::TempPathFor(final_path);
+  std::ofstream(tmp) << "new";
+  auto st = Storage::Publish(tmp, final_path, /*replace=*/false);
+  CHECK(st.code() == absl::StatusCode::kAlreadyExists);
+  std::string text;
+  std::ifstream(final_path) >> text;
+  CHECK(text == "precious");
+  REQUIRE(Storage::Publish(tmp, final_path, /*replace=*/true).ok());
+  std::ifstream(final_path) >> text;
+  CHECK(text == "new");
 }
 
 TEST_CASE("publish moves a finished file into place atomically", "[unit][storage]") {

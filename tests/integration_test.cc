@@ -225,8 +225,7 @@ TEST_CASE("reelctl reports a refused submit with its code and exit status 4",
           "[integration][validation]") {
   Farm& farm = ValidationFarm();
   int status = 0;
-  std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --server " +
-                                         farm.address() +
+  std::string out = testing::Capture(farm.Reelctl() +
                                          " submit upscale --input /etc/passwd --output "
                                          "out/a.mp4 --scale 2 2>&1",
                                      &status);
@@ -251,7 +250,7 @@ TEST_CASE("reelctl chains a job onto another job's output with --depends-on",
   testing::MakeTestClip(farm.storage() / "plates/small.mp4", 160, 90, 24);
   farm.StartWorker("w1");
   farm.WaitForWorkers(1);
-  const std::string ctl = std::string(REELFARM_REELCTL_BIN) + " --server " + farm.address();
+  const std::string ctl = farm.Reelctl();
   int status = 0;
   // The first job: 160x90 -> 320x180, paused so that the second is submitted while
   // the first's output does not exist yet.

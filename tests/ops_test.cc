@@ -224,8 +224,7 @@ TEST_CASE("the server answers the standard health and reflection services and wo
 
   // reelctl health: exit status 0 when SERVING, 3 when nothing answers.
   int status = -1;
-  std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --server " +
-                                         farm.address() + " health 2>&1",
+  std::string out = testing::Capture(farm.Reelctl() + " health 2>&1",
                                      &status);
   CHECK(status == 0);
   CHECK(out.find("SERVING") != std::string::npos);
@@ -309,7 +308,7 @@ TEST_CASE("reelctl logs shows a failed task's LibTorch error and logs can be JSO
   REQUIRE(job.state() == v1::JOB_STATE_FAILED);
   const std::string id = std::to_string(resp.job_id());
   const std::string reelctl =
-      std::string(REELFARM_REELCTL_BIN) + " --server " + farm.address() + " ";
+      farm.Reelctl() + " ";
 
   int status = -1;
   std::string out = testing::Capture(reelctl + "logs " + id + " 2>&1", &status);

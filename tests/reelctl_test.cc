@@ -18,7 +18,7 @@ using testing::Farm;
 namespace {
 
 std::string Ctl(Farm& farm) {
-  return std::string(REELFARM_REELCTL_BIN) + " --server " + farm.address();
+  return farm.Reelctl();
 }
 
 }  // namespace
@@ -80,7 +80,7 @@ jobs:
   CHECK(nlohmann::json::parse(out)["tasks"].size() == 4);
   // The server address from a config file, and the models the workers offer.
   const fs::path config = dir.path() / "reelctl.yaml";
-  std::ofstream(config) << "server: " << farm.address() << "\ntoken: t0ken\n";
+  std::ofstream(config) << "server: " << farm.address() << "\ntoken: t0ken\ninsecure: true\n";
   out = testing::Capture("REELFARM_CONFIG=" + config.string() + " " +
                              std::string(REELFARM_REELCTL_BIN) + " models",
                          &status);

@@ -115,6 +115,29 @@ TEST_CASE("ProbeImageSequence finds the range and names the missing frames",
              Catch::Contains("sh010.1004.png") && Catch::Contains("frame 1004"));
 }
 
+TEST_CASE("a frame that is a link leading out of its sequence's folder is refused",
+          "[unit][media][sequence]") {
+  TempDir dir;
+  MakeSequence(dir.path() / "plates/sh010.%04d.png", 3, "-pix_fmt rgb24");
+  MakeSequence(dir.path() / "elsewhere/x.%04d.png", 1, "-pix_fmt rgb24");
+  // A held frame (a link to the frame before it) is fine; a link out is not.
+  fs::remove(dir.path() / "plates/sh010.1002.png");
+  fs::create_symlink("sh010.1001.png", dir.path() / "plates/sh010.1002.png");
+  fs::remove(dir.path() / "plates/sh010.1003.png");
+  fs::create_symlink(dir.path() / "elsewhere/x.1001.png", dir.path() / "plates/sh010.1003.png");
+  const std::string pattern = (dir.path() / "plates/sh010.####.png").string();
+  auto source = OpenImageSequenceSource(pattern, 1001, 1004);
+  REQUIRE(source.ok());
+  Frame f;
+  CHECK(*(*source)->Next(&f));
+  CHECK(*(*source)->Next(&f));
+  CHECK(f.index == 1002);
+  auto out = (*source)->Next(&f);
+  CHECK(out.status().code() == absl::StatusCode::kPermissionDenied);
+  CHECK_THAT(std::string(out.status().message()),
+             Catch::Contains("sh010.1003.png") && Catch::Contains("outside its folder"));
+}
+
 TEST_CASE("16-bit, 10-bit and float sequences convert to float frames exactly",
           "[unit][media][sequence]") {
   struct Case {

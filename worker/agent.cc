@@ -202,8 +202,16 @@ v1::WorkerService::Stub& Agent::StubFor(const std::string& address) {
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
-    stub = v1::WorkerService::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    auto channel = common::MakeChannel(address, options_.tls, options_.token, args);
+    if (!channel.ok()) {
+      // main() checks the TLS files first; this is a file that went away since.
+      spdlog::error("cannot set up the channel to {}: {}", address,
+                    std::string(channel.status().message()));
+      stub = v1::WorkerService::NewStub(
+          grpc::CreateChannel("unix:/nonexistent", grpc::InsecureChannelCredentials()));
+    } else {
+      stub = v1::WorkerService::NewStub(*channel);
+    }
   }
   return *stub;
 }
@@ -245,8 +253,9 @@ void Agent::Run() {
     }
     v1::ServerMessage first;
     // Other threads send only once the server has welcomed us.
-    const bool answered = stream->Write(hello) && stream->Read(&first);
-    const bool connected = answered && first.has_welcome();
+    const bool wrote = stream->Write(hello);
+    const bool read = wrote && stream->Read(&first);
+    const bool connected = read && first.has_welcome();
     if (connected) {
       heartbeat_ms_.store(std::max<int64_t>(100, first.welcome().heartbeat_interval_ms()));
       spdlog::info("connected to {} as worker={} slots={} held_leases={}", server,
@@ -267,9 +276,10 @@ void Agent::Run() {
       std::lock_guard<std::mutex> lock(ctx_mu_);
       ctx_ = nullptr;
     }
-    // Otherwise the server has ended the call, and its status (with a standby's leader
-    // hint) is there to read.
-    if (answered && !connected) ctx.TryCancel();
+    // A failed first read means the server ended the call (it refused the token, or a
+    // standby named its leader): Finish() then returns its status, which a cancel would
+    // hide.
+    if ((read && !connected) || stop_.load()) ctx.TryCancel();
     grpc::Status st = stream->Finish();
     if (stop_.load()) break;
     std::string leader;

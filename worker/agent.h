@@ -24,6 +24,7 @@
 #include <prometheus/registry.h>
 
 #include "common/server_list.h"
+#include "common/grpc_security.h"
 #include "common/storage.h"
 #include "reelfarm/v1/workers.grpc.pb.h"
 #include "worker/pipeline.h"
@@ -41,6 +42,8 @@ struct AgentOptions {
   std::map<std::string, std::string> tags;  // e.g. gpu=h100, site=lon
   int64_t memory_bytes = 0;                 // memory offered to models (0: not said)
   PipelineOptions pipeline;
+  common::ClientTlsOptions tls;  // TLS to the server (or plaintext when insecure)
+  std::string token;             // worker token, sent as a bearer token
   // Where slot threads' log lines are captured per task (borrowed; may be null: task
   // logs are then not sent).
   TaskLogSink* task_log = nullptr;

@@ -85,6 +85,17 @@ int main(int argc, char** argv) {
                  "write the health port here once listening");
   app.add_option("--frame-delay-ms", options.pipeline.frame_delay_ms,
                  "testing: sleep per frame to simulate a slow model");
+  std::string token_file;
+  app.add_option("--tls-ca", options.tls.ca_file,
+                 "PEM CAs trusted for the server's certificate (default: the system's)");
+  app.add_option("--tls-cert", options.tls.cert_file,
+                 "PEM client certificate (mutual TLS), with --tls-key");
+  app.add_option("--tls-key", options.tls.key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-server-name", options.tls.server_name,
+                 "name to check in the server's certificate (default: the --server host)");
+  app.add_flag("--insecure", options.tls.insecure, "plaintext gRPC to the server");
+  app.add_option("--token-file", token_file,
+                 "file holding the worker token (default: $REELFARM_TOKEN)");
   app.add_option("--log-level", log_level)->capture_default_str();
   app.add_option("--log-format", log_format, "text, or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))
@@ -100,6 +111,24 @@ int main(int argc, char** argv) {
     options.tags[t.substr(0, eq)] = t.substr(eq + 1);
   }
   common::InitLogging("worker", log_level, log_format);
+  if (!token_file.empty()) {
+    auto token = common::ReadTokenFile(token_file);
+    if (!token.ok()) {
+      spdlog::error("{}", std::string(token.status().message()));
+      return 2;
+    }
+    options.token = *token;
+  } else if (const char* env = std::getenv("REELFARM_TOKEN")) {
+    options.token = env;
+  }
+  // Reads the TLS files now, so that a wrong path stops the worker with its name.
+  if (auto ch = common::MakeChannel(options.server, options.tls, ""); !ch.ok()) {
+    spdlog::error("{}", std::string(ch.status().message()));
+    return 2;
+  }
+  if (options.tls.insecure) {
+    spdlog::warn("plaintext gRPC to {} (--insecure)", options.server);
+  }
   // Added before any thread logs: the logger's sink list is not changed afterwards.
   auto task_log = std::make_shared<worker::TaskLogSink>();
   spdlog::default_logger()->sinks().push_back(task_log);

@@ -5,6 +5,8 @@
 #include <malloc.h>
 #include <torch/version.h>
 
+#include <fcntl.h>
+
 #include <chrono>
 #include <fstream>
 #include <mutex>
@@ -35,6 +37,12 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// The folder of a storage-relative path, "." for one at the root.
+std::string RelativeFolder(const std::string& relative) {
+  const std::string folder = fs::path(relative).parent_path().string();
+  return folder.empty() ? "." : folder;
+}
+
 TaskReport Failure(const absl::Status& st, absl::string_view context) {
   TaskReport r;
   r.ok = false;
@@ -44,6 +52,7 @@ TaskReport Failure(const absl::Status& st, absl::string_view context) {
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kUnimplemented:
       r.retryable = false;
       break;
@@ -115,12 +124,34 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   if (!format.ok()) return Failure(format.status(), "");
   // Movies: a segment under the parts folder, published when complete. Image
   // sequences: each frame straight to its final name, published as it is written.
+  const char* out_field = format->image_sequence() ? "upscale.output" : "segment";
   auto segment = storage_.Resolve(format->image_sequence() ? up.output() : a.segment(),
-                                  format->image_sequence() ? "upscale.output" : "segment");
+                                  out_field);
   if (!segment.ok()) return Failure(segment.status(), "");
+  // The input and the output folder are opened beneath the root now, at the time of
+  // use: a symbolic link swapped in since the submit cannot lead out of the root.
+  // FFmpeg then reaches them through /proc/self/fd.
+  const bool sequence_in = media::HasFramePattern(up.input());
+  auto input_fd = sequence_in
+                      ? storage_.OpenDirBeneath(input->parent_path(), false, "upscale.input")
+                      : storage_.OpenBeneath(*input, O_RDONLY, "upscale.input");
+  if (!input_fd.ok()) return Failure(input_fd.status(), "");
+  const std::string input_path =
+      sequence_in ? input_fd->path() + "/" + input->filename().string() : input_fd->path();
+  auto out_dir = storage_.OpenDirBeneath(segment->parent_path(), true, out_field);
+  if (!out_dir.ok()) return Failure(out_dir.status(), "");
+  const fs::path out_path = fs::path(out_dir->path()) / segment->filename();
+  // Messages name the files as the job does, not as /proc/self/fd/N.
+  const std::string input_name =
+      sequence_in ? RelativeFolder(up.input()) : up.input();
+  const std::string out_name =
+      RelativeFolder(format->image_sequence() ? up.output() : a.segment());
+  const auto named = [&](const absl::Status& st) {
+    return common::NameFdPath(common::NameFdPath(st, *input_fd, input_name), *out_dir,
+                              out_name);
+  };
   std::error_code ec;
-  fs::create_directories(segment->parent_path(), ec);
-  const fs::path tmp = common::Storage::TempPathFor(*segment);
+  const fs::path tmp = common::Storage::TempPathFor(out_path);
 
   // Task ranges count from the job's first frame; sources take frame numbers. Temporal
   // models need context frames beyond the task's own.
@@ -132,12 +163,12 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   range.input_last = first + std::max<int64_t>(a.input_info().frame_count(), a.frame_end()) - 1;
   int64_t decode_begin = 0, decode_end = 0;
   ContextRange(range, (*model)->temporal_window(), &decode_begin, &decode_end);
-  auto source = media::HasFramePattern(up.input())
-                    ? media::OpenImageSequenceSource(input->string(), decode_begin, decode_end)
-                    : media::OpenVideoSource(input->string(), decode_begin, decode_end);
-  if (!source.ok()) return Failure(source.status(), "");
-  auto sink = OpenSink(a, *format, format->image_sequence() ? segment->string() : tmp.string());
-  if (!sink.ok()) return Failure(sink.status(), "");
+  auto source = sequence_in
+                    ? media::OpenImageSequenceSource(input_path, decode_begin, decode_end)
+                    : media::OpenVideoSource(input_path, decode_begin, decode_end);
+  if (!source.ok()) return Failure(named(source.status()), "");
+  auto sink = OpenSink(a, *format, format->image_sequence() ? out_path.string() : tmp.string());
+  if (!sink.ok()) return Failure(named(sink.status()), "");
 
   TaskReport report;
   FirstError error;
@@ -197,12 +228,12 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   sink->reset();
   if (st.ok() && !format->image_sequence()) {
     auto t = Clock::now();
-    st = common::Storage::Publish(tmp, *segment);
+    st = common::Storage::Publish(tmp, out_path);
     report.stage_seconds["publish"] = Since(t);
   }
   if (!st.ok()) {
     fs::remove(tmp, ec);
-    TaskReport failed = Failure(st, absl::StrCat("input '", up.input(), "': "));
+    TaskReport failed = Failure(named(st), absl::StrCat("input '", up.input(), "': "));
     failed.frames_done = written;
     failed.stage_seconds = report.stage_seconds;
     return failed;
@@ -227,7 +258,11 @@ TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
     report.stage_seconds["assemble"] = Since(t);
   }
   // Image sequences: the chunks published every frame; only the sidecar is left.
-  absl::Status st = WriteSidecar(a, *output, &report.model_digest);
+  // The sidecar goes beside the output, in its folder opened beneath the root.
+  auto out_dir = storage_.OpenDirBeneath(output->parent_path(), true, "upscale.output");
+  if (!out_dir.ok()) return Failure(out_dir.status(), "");
+  absl::Status st = WriteSidecar(a, fs::path(out_dir->path()) / output->filename(),
+                                 &report.model_digest);
   if (!st.ok()) return Failure(st, "");
   // The parts folder is no longer needed.
   std::error_code ec;
@@ -270,24 +305,33 @@ absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
 absl::Status TaskRunner::AssembleMovie(const v1::Assignment& a, const media::OutputFormat& format,
                                        const fs::path& output) {
   const v1::UpscaleSpec& up = a.upscale();
+  // Every file is opened beneath the root at the time of use (see RunChunk).
+  std::vector<common::UniqueFd> open_files;
   std::vector<std::string> segments;
   for (const auto& s : a.segments()) {
     ASSIGN_OR_RETURN(fs::path p, storage_.Resolve(s, "segment"));
-    if (!fs::exists(p)) {
+    auto fd = storage_.OpenBeneath(p, O_RDONLY, "segment");
+    if (fd.status().code() == absl::StatusCode::kNotFound) {
       // The chunk said it published it; the shared storage lost it. Worth a retry.
       return absl::UnavailableError(absl::StrCat("segment '", s, "' is missing"));
     }
-    segments.push_back(p.string());
+    if (!fd.ok()) return fd.status();
+    segments.push_back(fd->path());
+    open_files.push_back(std::move(*fd));
   }
   const v1::MediaInfo& info = a.input_info();
   std::string audio, timecode;
+  bool input_open = false;
   if (!media::HasFramePattern(up.input())) {
     ASSIGN_OR_RETURN(fs::path input, storage_.Resolve(up.input(), "upscale.input"));
-    if (info.has_audio()) audio = input.string();
+    ASSIGN_OR_RETURN(common::UniqueFd fd,
+                     storage_.OpenBeneath(input, O_RDONLY, "upscale.input"));
+    if (info.has_audio()) audio = fd.path();
     // The output starts at the timecode of its first frame in the input.
-    ASSIGN_OR_RETURN(std::string start, media::ReadTimecode(input.string()));
-    if (!start.empty()) {
-      auto shifted = media::TimecodeAfter(start, info.fps_num(), info.fps_den(),
+    absl::StatusOr<std::string> start = media::ReadTimecode(fd.path());
+    if (!start.ok()) return common::NameFdPath(start.status(), fd, up.input());
+    if (!start->empty()) {
+      auto shifted = media::TimecodeAfter(*start, info.fps_num(), info.fps_den(),
                                           info.first_frame());
       if (shifted.ok()) {
         timecode = *shifted;
@@ -296,15 +340,24 @@ absl::Status TaskRunner::AssembleMovie(const v1::Assignment& a, const media::Out
                      std::string(shifted.status().message()));
       }
     }
+    open_files.push_back(std::move(fd));
+    input_open = true;
   }
+  ASSIGN_OR_RETURN(common::UniqueFd dir,
+                   storage_.OpenDirBeneath(output.parent_path(), true, "upscale.output"));
+  const fs::path final_path = fs::path(dir.path()) / output.filename();
   std::error_code ec;
-  fs::create_directories(output.parent_path(), ec);
-  const fs::path tmp = common::Storage::TempPathFor(output);
+  const fs::path tmp = common::Storage::TempPathFor(final_path);
   absl::Status st =
       media::ConcatSegments(segments, tmp.string(), format.container, audio, timecode);
-  if (st.ok()) st = common::Storage::Publish(tmp, output);
+  // An output made since the submit is kept unless the job says overwrite.
+  if (st.ok()) st = common::Storage::Publish(tmp, final_path, up.overwrite());
   if (!st.ok()) fs::remove(tmp, ec);
-  return st;
+  for (size_t i = 0; i < open_files.size() && i < static_cast<size_t>(a.segments_size()); ++i) {
+    st = common::NameFdPath(st, open_files[i], a.segments(static_cast<int>(i)));
+  }
+  if (input_open) st = common::NameFdPath(st, open_files.back(), up.input());
+  return common::NameFdPath(st, dir, RelativeFolder(up.output()));
 }
 
 absl::Status TaskRunner::WriteSidecar(const v1::Assignment& a, const fs::path& output,

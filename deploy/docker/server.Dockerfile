@@ -22,6 +22,8 @@ USER 10001:10001
 # /var/lib/reelfarm: SQLite state (state.db) and task logs; /mnt/farm: the storage root.
 VOLUME ["/var/lib/reelfarm"]
 EXPOSE 7700 9770
+# Over TLS: give the container REELFARM_TLS_CA (and a certificate naming 127.0.0.1), or
+# REELFARM_INSECURE=1 for a server run with --insecure.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
   CMD ["reelctl", "--server", "127.0.0.1:7700", "health"]
 ENTRYPOINT ["reelfarm-server", "--listen", "0.0.0.0:7700", "--metrics-listen", "0.0.0.0:9770", \

@@ -21,7 +21,7 @@ USER 10001:10001
 EXPOSE 9771 9772
 # Ready (SERVING) once the models are warm; see deploy/README.md.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["reelctl", "--server", "127.0.0.1:9772", "health"]
+  CMD ["reelctl", "--server", "127.0.0.1:9772", "--insecure", "health"]
 # The server address and the storage root come from the environment / arguments:
 #   docker run ... reelfarm/worker-cpu --server farm:7700
 ENTRYPOINT ["reelfarm-worker", "--storage-root", "/mnt/farm", \

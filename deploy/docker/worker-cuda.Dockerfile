@@ -38,7 +38,7 @@ ENV LD_LIBRARY_PATH=/opt/libtorch/lib \
 USER 10001:10001
 EXPOSE 9771 9772
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-  CMD ["reelctl", "--server", "127.0.0.1:9772", "health"]
+  CMD ["reelctl", "--server", "127.0.0.1:9772", "--insecure", "health"]
 ENTRYPOINT ["reelfarm-worker", "--device", "cuda:0", "--storage-root", "/mnt/farm", \
             "--model-path", "/opt/reelfarm/models", \
             "--metrics-listen", "0.0.0.0:9771", "--health-listen", "0.0.0.0:9772", \

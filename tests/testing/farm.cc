@@ -31,9 +31,25 @@ Farm::Farm(fs::path dir, std::vector<std::string> server_args)
              server_args_.end();
   server_args_.erase(std::remove(server_args_.begin(), server_args_.end(), "--metrics"),
                      server_args_.end());
+  const auto has = [&](const char* flag) {
+    return std::find(server_args_.begin(), server_args_.end(), flag) != server_args_.end();
+  };
+  if (!has("--tls-cert")) server_args_.insert(server_args_.begin(), "--insecure");
+  if (!has("--tokens-file")) server_args_.insert(server_args_.begin(), "--no-auth");
   StartServer();
-  stub_ = v1::JobService::NewStub(
-      grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+  common::ClientTlsOptions plaintext;
+  plaintext.insecure = true;
+  SetClient(plaintext, "");
+}
+
+void Farm::SetClient(const common::ClientTlsOptions& tls, const std::string& token) {
+  auto channel = common::MakeChannel(address(), tls, token);
+  REQUIRE(channel.ok());
+  stub_ = v1::JobService::NewStub(*channel);
+}
+
+std::string Farm::Reelctl() const {
+  return std::string(REELFARM_REELCTL_BIN) + " --server " + address() + " --insecure";
 }
 
 std::pair<pid_t, int> Farm::StartServerProcess(int port, const std::string& name) {
@@ -178,6 +194,10 @@ void Farm::StartWorker(const std::string& name, std::vector<std::string> extra_a
                                    "--health-listen", "127.0.0.1:0",
                                    "--health-port-file",
                                    (dir_ / (name + ".health.port")).string()};
+  if (std::find(extra_args.begin(), extra_args.end(), "--tls-ca") == extra_args.end() &&
+      std::find(extra_args.begin(), extra_args.end(), "--insecure") == extra_args.end()) {
+    argv.push_back("--insecure");
+  }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   workers_[name] = Spawn(argv, "worker-" + name + ".log");
 }
@@ -213,6 +233,16 @@ std::string Farm::Scrape(int port) {
   INFO("scrape of port " << port);
   REQUIRE(status == 0);
   return text;
+}
+
+bool Farm::Alive(const std::string& name) {
+  pid_t pid = server_pid_;
+  if (name != "server") {
+    auto it = workers_.find(name);
+    if (it == workers_.end()) return false;
+    pid = it->second;
+  }
+  return pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0;
 }
 
 void Farm::KillWorker(const std::string& name, int signal) {

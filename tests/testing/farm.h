@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/grpc_security.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 
 namespace reelfarm::testing {
@@ -20,7 +21,9 @@ class Farm {
  public:
   // `dir` holds the state, the storage root (dir/storage) and the logs. `server_args`
   // are added to the server's command line; "--metrics" among them turns on the
-  // server's /metrics on a free port (server_metrics_port()).
+  // server's /metrics on a free port (server_metrics_port()). The server runs with
+  // --insecure unless `server_args` give --tls-cert, and with --no-auth unless they
+  // give --tokens-file; the farm's own client (jobs()) then needs SetClient().
   explicit Farm(std::filesystem::path dir, std::vector<std::string> server_args = {});
   ~Farm();
   Farm(const Farm&) = delete;
@@ -29,8 +32,13 @@ class Farm {
   const std::filesystem::path& storage() const { return storage_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   v1::JobService::Stub& jobs() { return *stub_; }
+  // The TLS options and token of the farm's own client (jobs(), Submit, Get...).
+  void SetClient(const common::ClientTlsOptions& tls, const std::string& token);
+  // "reelctl --server ADDRESS --insecure" (plaintext farms), for shell commands.
+  std::string Reelctl() const;
 
   // Every worker serves /metrics and a gRPC health service on loopback ports of its own.
+  // It connects with --insecure unless `extra_args` give --tls-ca or --insecure.
   void StartWorker(const std::string& name, std::vector<std::string> extra_args = {});
   // Ports of the server's and a worker's /metrics, and a worker's health service (the
   // worker is waited for up to 30 s to write its port file).
@@ -40,6 +48,8 @@ class Farm {
   // GET /metrics of the process listening on `port` (curl); fails the test on error.
   static std::string Scrape(int port);
   const std::filesystem::path& dir() const { return dir_; }
+  // Whether the server ("server") or worker `name` is still running (not exited).
+  bool Alive(const std::string& name);
   // Sends `signal`; for SIGKILL/SIGTERM also reaps the process and forgets it.
   void KillWorker(const std::string& name, int signal);
   // SIGKILLs the server, then starts it again on the same port and data folder.

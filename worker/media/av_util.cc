@@ -58,6 +58,14 @@ absl::Status AvError(absl::StatusCode code, int errnum, const std::string& what,
   return absl::Status(code, message);
 }
 
+absl::StatusCode WriteErrorCode(int errnum) {
+  if (errnum == AVERROR(ENOSPC)) return absl::StatusCode::kResourceExhausted;
+  if (errnum == AVERROR(EACCES) || errnum == AVERROR(EPERM)) {
+    return absl::StatusCode::kPermissionDenied;
+  }
+  return absl::StatusCode::kUnavailable;  // EROFS, EIO, EDQUOT...: worth a retry
+}
+
 absl::StatusOr<AvFramePtr> AllocFrame() {
   AvFramePtr frame(av_frame_alloc());
   if (!frame) return absl::ResourceExhaustedError("out of memory allocating an AVFrame");
@@ -89,11 +97,7 @@ absl::StatusOr<AvOutputPtr> OpenOutput(const std::string& path, const char* form
   if (!(output->oformat->flags & AVFMT_NOFILE)) {
     ret = avio_open(&output->pb, ("file:" + path).c_str(), AVIO_FLAG_WRITE);
     if (ret < 0) {
-      const absl::StatusCode code =
-          ret == AVERROR(EACCES) || ret == AVERROR(EPERM) ? absl::StatusCode::kPermissionDenied
-          : ret == AVERROR(ENOSPC)                        ? absl::StatusCode::kResourceExhausted
-                                                          : absl::StatusCode::kFailedPrecondition;
-      return AvError(code, ret, "output '" + path + "': cannot open for writing",
+      return AvError(WriteErrorCode(ret), ret, "output '" + path + "': cannot open for writing",
                      "check that its folder exists and is writable");
     }
   }
@@ -123,7 +127,15 @@ absl::StatusOr<AvInputPtr> OpenInput(const std::string& path) {
                    "give a complete, uncorrupted video file");
   }
   AvInputPtr format(raw);
-  ret = avformat_find_stream_info(format.get(), nullptr);
+  // Finding the stream information decodes a few frames: those decoders get the same
+  // frame-size limit as ours, so a crafted header cannot make them allocate a bomb.
+  std::vector<AVDictionary*> stream_options(format->nb_streams, nullptr);
+  for (AVDictionary*& d : stream_options) {
+    av_dict_set_int(&d, "max_pixels", int64_t{kMaxFrameSide} * kMaxFrameSide, 0);
+  }
+  ret = avformat_find_stream_info(format.get(),
+                                  stream_options.empty() ? nullptr : stream_options.data());
+  for (AVDictionary*& d : stream_options) av_dict_free(&d);
   if (ret < 0) {
     return AvError(absl::StatusCode::kFailedPrecondition, ret,
                    InputName(path) + ": cannot read its stream information",

@@ -59,6 +59,10 @@ using SwsContextPtr = std::unique_ptr<SwsContext, SwsContextFree>;
 // FFmpeg's text for an AVERROR code, e.g. "Invalid data found when processing input".
 std::string AvErrorText(int errnum);
 
+// The code of a failed write: ENOSPC RESOURCE_EXHAUSTED, EACCES/EPERM PERMISSION_DENIED,
+// anything else (EROFS, EIO...) UNAVAILABLE; the first and last are retried.
+absl::StatusCode WriteErrorCode(int errnum);
+
 // A status with `code` and the message "<what> (<FFmpeg's text>); <remedy>".
 absl::Status AvError(absl::StatusCode code, int errnum, const std::string& what,
                      const std::string& remedy = "");

@@ -1,5 +1,7 @@
 // Image-sequence inputs: ProbeImageSequence (frame range, gaps) and
 // OpenImageSequenceSource (one file per frame, decoded with the FFmpeg libraries).
+#include <fcntl.h>
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -9,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/storage.h"
 #include "worker/media/av_util.h"
 #include "worker/media/media.h"
 #include "worker/media/output_format.h"
@@ -106,11 +109,19 @@ class ImageSequenceSource final : public FrameSource {
                                            std::to_string(number) +
                                            " of the sequence is missing; render it again");
     }
-    auto named = [number](const absl::Status& st) {
-      return absl::Status(st.code(), "frame " + std::to_string(number) + " of the sequence: " +
-                                         std::string(st.message()));
+    // Opened within the sequence's folder: a frame that is a symbolic link leading out
+    // of it is refused (links to frames beside it are fine).
+    const fs::path p(path);
+    absl::StatusOr<common::UniqueFd> fd = common::OpenInFolder(
+        p.parent_path().string(), p.filename().string(), O_RDONLY, "input '" + path + "'");
+    if (!fd.ok()) return fd.status();
+    auto named = [number, &fd, &path](const absl::Status& st) {
+      return common::NameFdPath(
+          absl::Status(st.code(), "frame " + std::to_string(number) + " of the sequence: " +
+                                      std::string(st.message())),
+          *fd, path);
     };
-    absl::StatusOr<std::unique_ptr<VideoInput>> input = VideoInput::Open(path);
+    absl::StatusOr<std::unique_ptr<VideoInput>> input = VideoInput::Open(fd->path());
     if (!input.ok()) return named(input.status());
     ASSIGN_OR_RETURN(AvFramePtr decoded, AllocFrame());
     absl::StatusOr<bool> got = (*input)->ReadFrame(decoded.get());

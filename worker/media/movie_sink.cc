@@ -26,14 +26,6 @@ constexpr int kSwsFlags = SWS_AREA | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INP;
 
 float Clamp01(float v) { return v >= 0.0f ? (v <= 1.0f ? v : 1.0f) : 0.0f; }  // NaN -> 0
 
-absl::StatusCode WriteErrorCode(int errnum) {
-  if (errnum == AVERROR(ENOSPC)) return absl::StatusCode::kResourceExhausted;
-  if (errnum == AVERROR(EACCES) || errnum == AVERROR(EPERM)) {
-    return absl::StatusCode::kPermissionDenied;
-  }
-  return absl::StatusCode::kUnavailable;
-}
-
 absl::Status ValidateOptions(const std::string& path, const EncodeOptions& o) {
   std::string problem;
   const AVPixelFormat pix_fmt = av_get_pix_fmt(o.pix_fmt.c_str());

@@ -55,6 +55,9 @@ std::string Extension(const std::string& path) {
   return absl::AsciiStrToLower(path.substr(dot));
 }
 
+// Widest padding a pattern may ask for (`####...`, `%0Nd`); wider is no pattern.
+constexpr int kMaxPatternWidth = 32;
+
 // Position and length of the frame-number pattern in `path`, and its digit width
 // (0: no padding). False when there is none.
 bool FindPattern(const std::string& path, size_t* pos, size_t* len, int* width) {
@@ -62,19 +65,22 @@ bool FindPattern(const std::string& path, size_t* pos, size_t* len, int* width) 
   if (hash != std::string::npos) {
     size_t end = hash;
     while (end < path.size() && path[end] == '#') ++end;
-    *pos = hash;
-    *len = end - hash;
-    *width = static_cast<int>(end - hash);
-    return true;
+    if (end - hash <= static_cast<size_t>(kMaxPatternWidth)) {
+      *pos = hash;
+      *len = end - hash;
+      *width = static_cast<int>(end - hash);
+      return true;
+    }
   }
   for (size_t i = path.find('%'); i != std::string::npos; i = path.find('%', i + 1)) {
     size_t j = i + 1;
     int w = 0;
     while (j < path.size() && std::isdigit(static_cast<unsigned char>(path[j]))) {
-      w = w * 10 + (path[j] - '0');
+      // Capped as it is read: a long run of digits must not overflow (fuzz/corpus).
+      w = std::min(w * 10 + (path[j] - '0'), kMaxPatternWidth + 1);
       ++j;
     }
-    if (j < path.size() && path[j] == 'd' && w <= 32) {
+    if (j < path.size() && path[j] == 'd' && w <= kMaxPatternWidth) {
       *pos = i;
       *len = j + 1 - i;
       *width = w;

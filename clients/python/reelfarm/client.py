@@ -80,9 +80,13 @@ class Client:
         when a standby takes over (a standby's UNAVAILABLE answer names the leader).
     token: sent as "authorization: Bearer <token>" metadata (default $REELFARM_TOKEN).
     timeout: seconds for each unary call.
+    tls_ca: PEM file of the CAs trusted for the server's certificate (default
+        $REELFARM_TLS_CA, else the system's CAs).
+    insecure: plaintext instead of TLS, for a server started with --insecure (default:
+        $REELFARM_INSECURE == "1").
     """
 
-    def __init__(self, address=None, token=None, timeout=30.0):
+    def __init__(self, address=None, token=None, timeout=30.0, tls_ca=None, insecure=None):
         address = address or os.environ.get("REELFARM_SERVER", "127.0.0.1:7700")
         if isinstance(address, str):
             address = address.split(",")
@@ -93,6 +97,14 @@ class Client:
         token = token if token is not None else os.environ.get("REELFARM_TOKEN")
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
+        if insecure is None:
+            insecure = os.environ.get("REELFARM_INSECURE") == "1"
+        self._insecure = insecure
+        tls_ca = tls_ca if tls_ca is not None else os.environ.get("REELFARM_TLS_CA")
+        self._roots = None
+        if tls_ca:
+            with open(tls_ca, "rb") as f:
+                self._roots = f.read()
         self._channel = None
         self._connect(self._addresses[0])
 
@@ -100,7 +112,11 @@ class Client:
         if self._channel is not None:
             self._channel.close()
         self.address = address
-        self._channel = grpc.insecure_channel(address)
+        if self._insecure:
+            self._channel = grpc.insecure_channel(address)
+        else:
+            self._channel = grpc.secure_channel(
+                address, grpc.ssl_channel_credentials(root_certificates=self._roots))
         self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
 
     def _follow_leader(self, err):

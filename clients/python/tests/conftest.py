@@ -21,6 +21,9 @@ class Farm:
         self.log = open(self.root / "server.log", "w")
         self.proc = subprocess.Popen(
             [SERVER_BIN, "--data-dir", str(self.root), "--listen", "127.0.0.1:0",
+             # Plaintext and no tokens unless the test gives TLS or a tokens file.
+             *(() if "--tls-cert" in extra else ("--insecure",)),
+             *(() if "--tokens-file" in extra else ("--no-auth",)),
              "--port-file", str(port_file), "--metrics-listen", "",
              "--local-workers", str(local_workers), "--worker-threads", "1", *extra],
             stdout=self.log, stderr=subprocess.STDOUT)

@@ -17,7 +17,7 @@ def frame_count(path):
 
 
 def test_submit_watch_and_output(farm):
-    client = reelfarm.Client(farm.address)
+    client = reelfarm.Client(farm.address, insecure=True)
     src = farm.clip("plates/a.mp4", frames=48)
     job = client.submit_upscale(src, "renders/a_x2.mp4", scale=2, chunk_frames=16)
     assert job.id > 0
@@ -36,7 +36,7 @@ def test_submit_watch_and_output(farm):
 
 
 def test_wait_with_progress_callback_and_dict_spec(farm, tmp_path):
-    client = reelfarm.Client(farm.address)
+    client = reelfarm.Client(farm.address, insecure=True)
     src = farm.clip("plates/b.mp4", frames=24)
     seen = []
     job = client.submit({"name": "b", "upscale": {"input": src, "output": "renders/b.mp4",
@@ -57,7 +57,7 @@ def test_wait_with_progress_callback_and_dict_spec(farm, tmp_path):
 
 
 def test_invalid_spec(farm):
-    client = reelfarm.Client(farm.address)
+    client = reelfarm.Client(farm.address, insecure=True)
     src = farm.clip("plates/c.mp4", frames=4)
     with pytest.raises(reelfarm.InvalidSpec) as err:
         client.submit_upscale(src, "renders/c.mp4", scale=5)
@@ -67,7 +67,7 @@ def test_invalid_spec(farm):
 
 
 def test_not_found(farm):
-    client = reelfarm.Client(farm.address)
+    client = reelfarm.Client(farm.address, insecure=True)
     with pytest.raises(reelfarm.NotFound) as err:
         client.submit_upscale("plates/missing.mp4", "renders/x.mp4")
     assert "upscale.input 'plates/missing.mp4'" in err.value.message
@@ -76,14 +76,14 @@ def test_not_found(farm):
 
 
 def test_permission_denied(farm):
-    client = reelfarm.Client(farm.address)
+    client = reelfarm.Client(farm.address, insecure=True)
     with pytest.raises(reelfarm.PermissionDenied) as err:
         client.submit_upscale("/etc/passwd", "renders/x.mp4")
     assert "upscale.input" in err.value.message
 
 
 def test_queue_full(small_queue_farm):
-    client = reelfarm.Client(small_queue_farm.address)
+    client = reelfarm.Client(small_queue_farm.address, insecure=True)
     src = small_queue_farm.clip("plates/q.mp4", frames=2)
     client.submit_upscale(src, "renders/q1.mp4", chunk_frames=1)  # 3 tasks: at the limit
     with pytest.raises(reelfarm.QueueFull) as err:
@@ -92,7 +92,7 @@ def test_queue_full(small_queue_farm):
 
 
 def test_unavailable():
-    client = reelfarm.Client("127.0.0.1:1", timeout=2)
+    client = reelfarm.Client("127.0.0.1:1", timeout=2, insecure=True)
     with pytest.raises(reelfarm.Unavailable):
         client.list()
 
