@@ -1,7 +1,5 @@
 #include "server/ha_server.h"
 
-#include "common/grpc_security.h"
-
 #include <unistd.h>
 
 #include <grpcpp/generic/async_generic_service.h>
@@ -10,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_security.h"
 #include "scheduler/pg_connection.h"
 
 namespace reelfarm::server {
