@@ -89,7 +89,7 @@ void CommitQueue::Loop() {
     } else {
       failure_ = absl::UnavailableError(
           std::string("job store commit failed; the server stops taking changes until it "
-                      "is restarted: ") +
+                      "reloads its state (a restart; on PostgreSQL, when it leads again): ") +
           std::string(st.message()));
     }
     committed_.SignalAll();

@@ -99,10 +99,27 @@ constexpr const char* kInsertNewJob =
 constexpr const char* kUpdateJob =
     "UPDATE jobs SET spec = $2, input_info = $3, state = $4, error = $5, "
     "created_unix_ms = $6, started_unix_ms = $7, finished_unix_ms = $8 WHERE id = $1";
-constexpr const char* kInsertTask =
+// Many tasks in one statement: one array per column, zipped by unnest.
+constexpr const char* kInsertTasks =
     "INSERT INTO tasks(job_id, idx, kind, frame_begin, frame_end, state, attempts, workers, "
     "error, model_digest, seconds, errors, lease_id) "
-    "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+    "SELECT * FROM unnest($1::bigint[], $2::int[], $3::int[], $4::bigint[], $5::bigint[], "
+    "$6::int[], $7::int[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::text[], "
+    "$13::bigint[])";
+constexpr size_t kTasksPerInsert = 10'000;
+
+// Appends `value` to the text form of an array begun with "{": quoted, with double
+// quotes and backslashes escaped.
+void AppendElement(std::string* array, const std::string& value) {
+  if (array->size() > 1) array->push_back(',');
+  array->push_back('"');
+  for (char c : value) {
+    if (c == '"' || c == '\\') array->push_back('\\');
+    array->push_back(c);
+  }
+  array->push_back('"');
+}
+
 constexpr const char* kUpdateTask =
     "UPDATE tasks SET state = $3, attempts = $4, workers = $5, error = $6, "
     "model_digest = $7, seconds = $8, errors = $9, lease_id = $10 "
@@ -143,12 +160,13 @@ class PostgresJobStore final : public JobStore {
       ASSIGN_OR_RETURN(PgResultPtr r, conn_->ExecPrepared("insert_new_job", kInsertNewJob,
                                                           params, "insert job"));
       id = PgConnection::FirstInt(r.get());
-      for (const Task& t : tasks) {
-        Task with_id = t;
-        with_id.job_id = id;
-        RETURN_IF_ERROR(Apply({Write::Kind::kInsertTask, {}, with_id}));
+      std::vector<Task> with_id = tasks;
+      std::vector<const Task*> rows;
+      for (Task& t : with_id) {
+        t.job_id = id;
+        rows.push_back(&t);
       }
-      return absl::OkStatus();
+      return InsertTasks(rows);
     });
     if (!status.ok()) return status;
     return id;
@@ -165,8 +183,18 @@ class PostgresJobStore final : public JobStore {
   absl::Status Commit(const std::vector<Write>& writes) override {
     absl::MutexLock lock(&mu_);
     return InTransaction(/*write=*/true, [&]() -> absl::Status {
-      for (const Write& w : writes) RETURN_IF_ERROR(Apply(w));
-      return absl::OkStatus();
+      // Runs of task inserts (a new job's tasks) go as one statement each.
+      std::vector<const Task*> inserts;
+      for (const Write& w : writes) {
+        if (w.kind == Write::Kind::kInsertTask) {
+          inserts.push_back(&w.task);
+          continue;
+        }
+        RETURN_IF_ERROR(InsertTasks(inserts));
+        inserts.clear();
+        RETURN_IF_ERROR(Apply(w));
+      }
+      return InsertTasks(inserts);
     });
   }
 
@@ -269,13 +297,8 @@ class PostgresJobStore final : public JobStore {
                                                             JobParams(row), "update " + what));
         return Updated(r.get(), what);
       }
-      case Write::Kind::kInsertTask: {
-        ASSIGN_OR_RETURN(const TaskRow row, ToRow(w.task));
-        return conn_
-            ->ExecPrepared("insert_task", kInsertTask, TaskParams(row, false),
-                           absl::StrCat("insert task ", w.task.job_id, "/", w.task.index))
-            .status();
-      }
+      case Write::Kind::kInsertTask:
+        return InsertTasks({&w.task});
       case Write::Kind::kUpdateTask: {
         ASSIGN_OR_RETURN(const TaskRow row, ToRow(w.task));
         const std::string what = absl::StrCat("task ", w.task.job_id, "/", w.task.index);
@@ -286,6 +309,26 @@ class PostgresJobStore final : public JobStore {
       }
     }
     return absl::InternalError("unknown write kind");
+  }
+
+  absl::Status InsertTasks(const std::vector<const Task*>& tasks)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (size_t first = 0; first < tasks.size(); first += kTasksPerInsert) {
+      const size_t end = std::min(tasks.size(), first + kTasksPerInsert);
+      std::vector<std::string> columns(13, "{");
+      for (size_t i = first; i < end; ++i) {
+        ASSIGN_OR_RETURN(const TaskRow row, ToRow(*tasks[i]));
+        const std::vector<std::string> values = TaskParams(row, /*update=*/false);
+        for (size_t c = 0; c < columns.size(); ++c) AppendElement(&columns[c], values[c]);
+      }
+      for (std::string& column : columns) column.push_back('}');
+      RETURN_IF_ERROR(conn_
+                          ->ExecPrepared("insert_tasks", kInsertTasks, columns,
+                                         absl::StrCat("insert ", end - first, " tasks of job ",
+                                                      tasks[first]->job_id))
+                          .status());
+    }
+    return absl::OkStatus();
   }
 
   absl::Status Updated(const PGresult* r, const std::string& row) const

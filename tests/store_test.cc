@@ -122,7 +122,7 @@ std::vector<Task> MakeTasks(int n) {
     t.state = TaskState::kLeased;
     t.attempts = i + 1;
     t.workers = {"w-" + std::to_string(i), "gpu-box/2"};
-    t.error = "err " + std::to_string(i);
+    t.error = "err " + std::to_string(i) + " in \"C:\\plates\\{a,b}\"";
     t.model_digest = "sha256:" + std::to_string(i);
     t.seconds = 0.125 * (i + 1);
     tasks.push_back(t);

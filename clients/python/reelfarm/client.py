@@ -242,12 +242,22 @@ class Client:
         return list(self._call("ListWorkers", jobs_pb2.ListWorkersRequest()).workers)
 
     def watch(self, job_id, timeout=None):
-        """Yields a Job snapshot for each progress event until the job ends."""
-        try:
-            for event in self._stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id),
-                                             timeout=timeout, metadata=self._metadata):
-                yield Job(self, event.job)
-        except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and timeout is not None:
+        """Yields a Job snapshot for each progress event until the job ends. With several
+        servers, a watch cut by a change of leader goes on with the new leader."""
+        tries = 3 * len(self._addresses) + 2
+        while True:
+            try:
+                for event in self._stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id),
+                                                 timeout=timeout, metadata=self._metadata):
+                    tries = 3 * len(self._addresses) + 2
+                    yield Job(self, event.job)
                 return
-            raise errors.from_rpc_error(err) from None
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and timeout is not None:
+                    return
+                tries -= 1
+                if (err.code() != grpc.StatusCode.UNAVAILABLE or tries <= 0
+                        or not self._follow_leader(err)):
+                    raise errors.from_rpc_error(err) from None
+                if not dict(err.trailing_metadata() or ()).get("reelfarm-leader"):
+                    time.sleep(0.2)  # a takeover in progress

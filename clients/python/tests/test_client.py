@@ -147,6 +147,11 @@ def test_follows_the_leader_a_standby_names(farm):
         listed = reelfarm.Client(["127.0.0.1:1", farm.address])
         assert isinstance(listed.list(), list)
         assert listed.address == farm.address
+        # A watch opened on the standby goes on with the leader.
+        job = client.submit_upscale(farm.clip("plates/ha.mp4", frames=12), "renders/ha.mp4")
+        watching = reelfarm.Client(f"127.0.0.1:{port}")
+        assert list(watching.watch(job.id))[-1].state == "succeeded"
+        assert watching.address == farm.address
     finally:
         standby.stop(0)
     with pytest.raises(ValueError, match="empty address"):
