@@ -66,7 +66,7 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
   std::error_code ec;
   while (!existing.empty() && existing != root_) {
     const fs::file_status st = fs::symlink_status(existing, ec);
-    if (ec) {
+    if (ec && st.type() != fs::file_type::not_found) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, " '", relative, "': ", ec.message()));
     }

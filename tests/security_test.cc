@@ -439,6 +439,29 @@ TEST_CASE("TLS: plaintext refused, mutual TLS refuses a worker without a certifi
   CHECK(fs::file_size(farm.storage() / "renders/a.mp4") > 0);
 }
 
+TEST_CASE("TLS with --require-client-cert: no client certificate, no handshake",
+          "[integration][security]") {
+  testing::TempDir dir;
+  const Pki pki = MakePki(dir.path() / "pki");
+  Farm farm(dir.path() / "farm",
+            {"--tls-cert", pki.server_cert.string(), "--tls-key", pki.server_key.string(),
+             "--tls-client-ca", pki.ca.string(), "--require-client-cert"});
+  common::ClientTlsOptions tls;
+  tls.ca_file = pki.ca.string();
+  auto no_cert = Client(farm.address(), "", tls);
+  CHECK(ListCode(*no_cert) == grpc::StatusCode::UNAVAILABLE);
+  tls.cert_file = pki.worker_cert.string();
+  tls.key_file = pki.worker_key.string();
+  auto with_cert = Client(farm.address(), "", tls);
+  CHECK(ListCode(*with_cert) == grpc::StatusCode::OK);
+  // A certificate from another CA is refused as well.
+  const Pki other = MakePki(dir.path() / "other");
+  tls.cert_file = other.worker_cert.string();
+  tls.key_file = other.worker_key.string();
+  auto foreign = Client(farm.address(), "", tls);
+  CHECK(ListCode(*foreign) == grpc::StatusCode::UNAVAILABLE);
+}
+
 TEST_CASE("storage confinement holds when the worker opens files, not only at submit",
           "[integration][security]") {
   testing::TempDir dir;
