@@ -1,12 +1,13 @@
 // Trains models/shapes_t2v: a text-conditioned video denoiser (flow matching) on clips
 // rendered by shapes_data.cc. Deterministic for a given --seed and --threads.
 //
-//   reelfarm-train-shapes --out models/shapes_t2v --steps 2500 --seed 1234 --threads 2
+//   reelfarm-train-shapes --out models/shapes_t2v --steps 2500 --seed 1234 --threads 1
 //
 // Writes denoiser.pt, text_encoder.pt, decoder.pt, vocab.txt and model.json into --out
 // (every --save-every steps, so an interrupted run leaves a usable package).
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
 #include <chrono>
@@ -35,7 +36,7 @@ struct Recipe {
   double ema = 0.995;
   double cond_drop = 0.1;  // prompts dropped for classifier-free guidance
   uint64_t seed = 1234;
-  int threads = 2;
+  int threads = 1;  // one intra-op thread: OpenMP barriers spin badly on a shared machine
   int save_every = 250;
   int max_tokens = 8;
 };
@@ -100,6 +101,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   at::set_num_threads(r.threads);
+  // Plain interpreter + eager autograd: the profiling executor's optimised graphs were
+  // far slower to train here and make step times erratic.
+  torch::jit::setGraphExecutorOptimize(false);
   at::manual_seed(r.seed);
   std::mt19937_64 rng(r.seed);
 
