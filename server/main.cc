@@ -58,6 +58,8 @@ int main(int argc, char** argv) {
   std::string worker_bin;
   std::vector<std::string> projects;
   int64_t max_queued = 0, max_queued_per_project = 0;
+  int64_t max_tasks_per_job = 0;
+  int max_generate_steps = 200;
   app.add_option("--listen", listen, "gRPC address; port 0 picks a free one")
       ->capture_default_str();
   app.add_option("--data-dir", data_dir,
@@ -88,6 +90,11 @@ int main(int argc, char** argv) {
                  "refuse submits past this many queued tasks on the farm (0: no limit)");
   app.add_option("--max-queued-tasks-per-project", max_queued_per_project,
                  "refuse submits past this many queued tasks in one project (0: no limit)");
+  app.add_option("--max-tasks-per-job", max_tasks_per_job,
+                 "refuse jobs (e.g. generate wedges) with more tasks than this (0: default)");
+  app.add_option("--max-generate-steps", max_generate_steps,
+                 "most sampler steps a generate take may ask for")
+      ->capture_default_str();
   app.add_option("--log-level", log_level)->capture_default_str();
   app.add_option("--log-format", log_format, "text, or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))
@@ -136,6 +143,8 @@ int main(int argc, char** argv) {
   options.scheduler.lease_ms = static_cast<int64_t>(lease_seconds * 1000);
   options.scheduler.heartbeat_ms = std::max<int64_t>(200, options.scheduler.lease_ms / 8);
   options.scheduler.max_queued_tasks = max_queued;
+  if (max_tasks_per_job > 0) options.scheduler.max_tasks_per_job = max_tasks_per_job;
+  options.limits.max_generate_steps = max_generate_steps;
   options.scheduler.max_queued_tasks_per_project = max_queued_per_project;
   for (const std::string& p : projects) {
     // NAME=WEIGHT[:MAX_RUNNING]
