@@ -35,7 +35,7 @@ struct GenFarm {
                                                            "--max-generate-steps", "50",
                                                            "--max-tasks-per-job", "10"});
     for (int i = 1; i <= workers; ++i) {
-      farm->StartWorker("w" + std::to_string(i), {"--model-path", models, "--threads", "1"});
+      farm->StartWorker("w" + std::to_string(i), {"--model-path", models});
     }
     if (workers > 0) farm->WaitForWorkers(workers);
   }

@@ -50,8 +50,8 @@ TEST_CASE("the shipped shapes_t2v model moves shapes the way the prompt says",
   testing::TempDir dir;
   const std::string models = std::string(REELFARM_SOURCE_DIR) + "/models";
   testing::Farm farm(dir.path() / "farm", {"--model-path", models});
-  farm.StartWorker("w1", {"--model-path", models, "--threads", "2"});
-  farm.StartWorker("w2", {"--model-path", models, "--threads", "2"});
+  farm.StartWorker("w1", {"--model-path", models});
+  farm.StartWorker("w2", {"--model-path", models});
   farm.WaitForWorkers(2);
 
   v1::JobSpec spec;
