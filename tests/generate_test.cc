@@ -217,3 +217,47 @@ TEST_CASE("a model that produces NaN fails its take at once, saying so",
   REQUIRE(full.tasks_size() == 1);
   CHECK(full.tasks(0).attempts() == 1);
 }
+
+TEST_CASE("reelctl submit generate runs a wedge of seeds; a job file chains it into an upscale",
+          "[integration][generate][reelctl]") {
+  GenFarm f(1);
+  const std::string ctl = std::string(REELFARM_REELCTL_BIN) + " --server " + f.farm->address();
+  int status = 0;
+  std::string out = testing::Capture(
+      ctl + " submit generate --model tiny --prompt 'red circle moving right' --seeds 1-3 "
+            "--frames 4 --size 32x24 --steps 4 --output gen/cli.####.png --watch 2>&1",
+      &status);
+  INFO(out);
+  CHECK(status == 0);
+  CHECK_THAT(out, Catch::Contains("3 takes of 4 frames at 32x24"));
+  for (int take = 1; take <= 3; ++take) {
+    char pattern[48];
+    std::snprintf(pattern, sizeof pattern, "gen/cli_take%03d.####.png", take);
+    CHECK(Frames(*f.farm, pattern).size() == 4);
+  }
+  // Bad input comes back as the server's message and exit code 2.
+  out = testing::Capture(ctl + " submit generate --model tiny --seeds 1 --size 33x24 "
+                               "--output gen/bad.####.png 2>&1",
+                         &status);
+  CHECK(status != 0);
+  CHECK_THAT(out, Catch::Contains("generate.width") && Catch::Contains("stride 8"));
+
+  // generate -> upscale through depends_on by name.
+  const fs::path file = f.dir.path() / "chain.yaml";
+  std::ofstream(file) << R"(
+jobs:
+  - name: up
+    depends_on: [look]
+    upscale: {input: gen/look_take001.mp4, output: renders/look_x2.mp4, model: bicubic, scale: 2}
+  - name: look
+    generate: {model: tiny, prompt: blue square, seeds: [5], width: 32, height: 24, frames: 4,
+               steps: 4, output: gen/look.mp4}
+)";
+  out = testing::Capture(ctl + " submit -f " + file.string() + " --watch 2>&1", &status);
+  CHECK(status == 0);
+  int w = 0, h = 0;
+  auto frames = testing::DecodeRgb(f.farm->storage() / "renders/look_x2.mp4", "", &w, &h);
+  CHECK(frames.size() == 4);
+  CHECK(w == 64);
+  CHECK(h == 48);
+}
