@@ -9,6 +9,7 @@
 #include <iostream>
 #include <memory>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -340,6 +341,23 @@ int Health(Context& c, const std::string& service) {
 
 }  // namespace
 
+// Submits one job; prints it as JSON or with `describe`; follows it with `watch`.
+int SubmitOne(Context& c, const v1::SubmitJobRequest& req, bool watch,
+              const std::function<void(const v1::SubmitJobResponse&)>& describe) {
+  grpc::ClientContext ctx;
+  c.SetDeadline(&ctx);
+  v1::SubmitJobResponse resp;
+  grpc::Status st = c.stub->SubmitJob(&ctx, req, &resp);
+  if (!st.ok()) return ReportRpcError(st);
+  if (c.json) {
+    std::printf("%s\n", ToJson(resp).c_str());
+  } else {
+    describe(resp);
+  }
+  std::fflush(stdout);
+  return watch ? Watch(c, {resp.job_id()}) : 0;
+}
+
 // Options every `submit <kind>` takes.
 struct JobOptions {
   std::string name, project, request_id;
@@ -450,22 +468,13 @@ int SubmitGenerate(Context& c, const JobOptions& jo, const GenerateOptions& go) 
   g->set_output(go.output);
   g->mutable_format()->set_codec(go.codec);
   g->set_overwrite(go.overwrite);
-  grpc::ClientContext ctx;
-  c.SetDeadline(&ctx);
-  v1::SubmitJobResponse resp;
-  grpc::Status st = c.stub->SubmitJob(&ctx, req, &resp);
-  if (!st.ok()) return ReportRpcError(st);
-  if (c.json) {
-    std::printf("%s\n", ToJson(resp).c_str());
-  } else {
+  return SubmitOne(c, req, jo.watch, [](const v1::SubmitJobResponse& resp) {
     const auto& sg = resp.job().spec().generate();
     std::printf("submitted job %lld '%s': %s, %d takes of %d frames at %dx%d -> %s\n",
                 static_cast<long long>(resp.job_id()), resp.job().spec().name().c_str(),
                 sg.model().c_str(), resp.job().tasks_total(), sg.frames(), sg.width(),
                 sg.height(), sg.output().c_str());
-  }
-  std::fflush(stdout);
-  return jo.watch ? Watch(c, {resp.job_id()}) : 0;
+  });
 }
 
 int main(int argc, char** argv) {
@@ -606,22 +615,13 @@ int main(int argc, char** argv) {
     u->mutable_format()->set_preset(preset);
     if (first_opt->count()) u->set_first_frame(first_frame);
     if (last_opt->count()) u->set_last_frame(last_frame);
-    grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
-    v1::SubmitJobResponse resp;
-    grpc::Status st = c.stub->SubmitJob(&ctx, req, &resp);
-    if (!st.ok()) return ReportRpcError(st);
-    if (c.json) {
-      std::printf("%s\n", ToJson(resp).c_str());
-    } else {
+    return SubmitOne(c, req, jo.watch, [&](const v1::SubmitJobResponse& resp) {
       const auto& in = resp.job().input_info();
       std::printf("submitted job %lld: %s (%dx%d, %lld frames) -> %s x%d, %d tasks\n",
                   static_cast<long long>(resp.job_id()), input.c_str(), in.width(),
                   in.height(), static_cast<long long>(in.frame_count()), output.c_str(),
                   scale, resp.job().tasks_total());
-    }
-    std::fflush(stdout);
-    return jo.watch ? Watch(c, {resp.job_id()}) : 0;
+    });
   }
   if (*get) {
     grpc::ClientContext ctx;

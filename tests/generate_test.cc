@@ -57,18 +57,6 @@ v1::JobSpec GenerateSpec(const std::string& output, std::vector<int64_t> seeds,
   return spec;
 }
 
-v1::Job RunJob(Farm& farm, const v1::JobSpec& spec) {
-  v1::SubmitJobResponse resp;
-  grpc::Status st = farm.Submit(spec, &resp);
-  INFO(st.error_message());
-  REQUIRE(st.ok());
-  v1::Job job = farm.WaitForJob(resp.job_id());
-  if (job.state() != v1::JOB_STATE_SUCCEEDED) farm.DumpLogs();
-  INFO(job.error());
-  REQUIRE(job.state() == v1::JOB_STATE_SUCCEEDED);
-  return job;
-}
-
 // Every frame of the PNG sequence `pattern` ("####" for the number), as RGB24.
 std::vector<std::vector<uint8_t>> Frames(const Farm& farm, const std::string& pattern) {
   std::string p = (farm.storage() / pattern).string();
@@ -93,9 +81,9 @@ void RequireInvalid(const grpc::Status& st, const std::vector<std::string>& word
 TEST_CASE("same spec and seed give identical frames; another seed differs",
           "[integration][generate]") {
   GenFarm f(1);
-  RunJob(*f.farm, GenerateSpec("gen/a.####.png", {7}));
-  RunJob(*f.farm, GenerateSpec("gen/b.####.png", {7}));
-  RunJob(*f.farm, GenerateSpec("gen/c.####.png", {8}));
+  f.farm->RunToSuccess(GenerateSpec("gen/a.####.png", {7}));
+  f.farm->RunToSuccess(GenerateSpec("gen/b.####.png", {7}));
+  f.farm->RunToSuccess(GenerateSpec("gen/c.####.png", {8}));
   auto a = Frames(*f.farm, "gen/a_take001.####.png");
   auto b = Frames(*f.farm, "gen/b_take001.####.png");
   auto c = Frames(*f.farm, "gen/c_take001.####.png");
@@ -107,7 +95,7 @@ TEST_CASE("same spec and seed give identical frames; another seed differs",
   // A guided take differs from an unguided one of the same seed (guidance is applied).
   v1::JobSpec unguided = GenerateSpec("gen/d.####.png", {7});
   unguided.mutable_generate()->set_guidance_scale(1.0f);
-  RunJob(*f.farm, unguided);
+  f.farm->RunToSuccess(unguided);
   CHECK(Frames(*f.farm, "gen/d_take001.####.png") != a);
 }
 
@@ -118,7 +106,7 @@ TEST_CASE("a wedge of 2 prompts x 4 seeds is 8 takes over 2 workers with sidecar
   spec.set_name("sh010");
   spec.mutable_generate()->add_prompts("red circle moving right");
   spec.mutable_generate()->add_prompts("blue square");
-  v1::Job job = RunJob(*f.farm, spec);
+  v1::Job job = f.farm->RunToSuccess(spec);
   CHECK(job.tasks_total() == 8);
   v1::Job full = f.farm->Get(job.id());
   std::set<std::string> workers;

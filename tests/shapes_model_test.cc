@@ -66,15 +66,8 @@ TEST_CASE("the shipped shapes_t2v model moves shapes the way the prompt says",
   g->set_height(256);
   g->set_frames(16);
   g->set_output("gen/shapes.####.png");
-  v1::SubmitJobResponse resp;
   const auto t0 = std::chrono::steady_clock::now();
-  grpc::Status st = farm.Submit(spec, &resp);
-  INFO(st.error_message());
-  REQUIRE(st.ok());
-  v1::Job job = farm.WaitForJob(resp.job_id());
-  if (job.state() != v1::JOB_STATE_SUCCEEDED) farm.DumpLogs();
-  INFO(job.error());
-  REQUIRE(job.state() == v1::JOB_STATE_SUCCEEDED);
+  farm.RunToSuccess(spec);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("shapes_t2v: 4 takes of 16 frames at 256x256 in %.1f s on 2 workers\n", seconds);
 
