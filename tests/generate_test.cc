@@ -29,6 +29,7 @@ struct GenFarm {
     models = (dir.path() / "models").string();
     testing::WriteFixtureDenoiser(dir.path() / "models", "tiny");
     testing::WriteFixtureDenoiser(dir.path() / "models", "uncond", "none");
+    testing::WriteFixtureDenoiser(dir.path() / "models", "pets", "class");
     testing::WriteFixtureDenoiser(dir.path() / "models", "broken", "none", 8, 32, /*nan=*/true);
     farm = std::make_unique<Farm>(dir.path() / "farm",
                                   std::vector<std::string>{"--model-path", models,
@@ -248,4 +249,38 @@ jobs:
   CHECK(frames.size() == 4);
   CHECK(w == 64);
   CHECK(h == 48);
+}
+
+TEST_CASE("a class-conditioned model takes only its labels as prompts", "[integration][generate]") {
+  GenFarm f(1);
+  v1::JobSpec spec = GenerateSpec("gen/cow.####.png", {1}, "cow");
+  spec.mutable_generate()->set_model("pets");
+  RequireInvalid(Refused(*f.farm, spec), {"generate.prompt", "'cow'", "cat, dog"});
+  spec = GenerateSpec("gen/cat.####.png", {1}, "cat");
+  spec.mutable_generate()->set_model("pets");
+  f.farm->RunToSuccess(spec);
+  spec = GenerateSpec("gen/dog.####.png", {1}, "dog");
+  spec.mutable_generate()->set_model("pets");
+  f.farm->RunToSuccess(spec);
+  CHECK(Frames(*f.farm, "gen/cat_take001.####.png") != Frames(*f.farm, "gen/dog_take001.####.png"));
+}
+
+TEST_CASE("an init image with low strength keeps the take close to it; ddim runs",
+          "[integration][generate]") {
+  GenFarm f(1);
+  REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=32x24 -frames:v 1 '" +
+                       (f.farm->storage() / "init.png").string() + "'") == 0);
+  int w = 0, h = 0;
+  const auto init = testing::DecodeRgb(f.farm->storage() / "init.png", "", &w, &h).at(0);
+  v1::JobSpec spec = GenerateSpec("gen/i2v.####.png", {3});
+  spec.mutable_generate()->set_init("init.png");
+  spec.mutable_generate()->set_strength(0.2f);
+  f.farm->RunToSuccess(spec);
+  spec = GenerateSpec("gen/t2v.####.png", {3});
+  spec.mutable_generate()->set_sampler("ddim");
+  f.farm->RunToSuccess(spec);
+  const double with_init = testing::Psnr(Frames(*f.farm, "gen/i2v_take001.####.png")[0], init);
+  const double without = testing::Psnr(Frames(*f.farm, "gen/t2v_take001.####.png")[0], init);
+  INFO(with_init << " dB with init, " << without << " dB without");
+  CHECK(with_init > without + 6);
 }
