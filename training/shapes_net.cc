@@ -60,7 +60,12 @@ torch::jit::Module MakeShapesDenoiser(const ShapesNetConfig& cfg) {
   m.register_attribute("emb_half", c10::IntType::get(), cfg.emb_dim / 2);
   AddLinear(m, "e1", cfg.emb_dim + cfg.cond_dim, cfg.emb_dim);
   AddLinear(m, "e2", cfg.emb_dim, cfg.emb_dim);
-  AddConv(m, "inp", io + 2, cfg.width1);  // + x and y coordinate channels
+  // A low-resolution clip predicted from the text alone, fed in beside the latents: a
+  // direct, position-aware path from the prompt to where the shape is in each frame.
+  // Without it the network learnt colour but ignored the direction words.
+  m.register_attribute("io", c10::IntType::get(), io);
+  AddLinear(m, "prior", cfg.cond_dim, io * 8 * 8);
+  AddConv(m, "inp", 2 * io + 2, cfg.width1);  // latents, prior, x and y coordinates
   m.register_module("d1", ResBlock("d1", cfg.width1, cfg.emb_dim));
   AddConv(m, "down1", cfg.width1, cfg.width2);
   m.register_module("d2", ResBlock("d2", cfg.width2, cfg.emb_dim));
@@ -92,7 +97,9 @@ def forward(self, x, t, cond):
     # translation-equivariant stack of convolutions cannot place on its own.
     ys = torch.linspace(-1.0, 1.0, hh).view(1, 1, hh, 1).expand(b, 1, hh, ww)
     xs = torch.linspace(-1.0, 1.0, ww).view(1, 1, 1, ww).expand(b, 1, hh, ww)
-    h = torch.cat([x.reshape(b, c * f, hh, ww), xs.to(x.dtype), ys.to(x.dtype)], 1)
+    prior = torch.linear(cond, self.prior_w, self.prior_b).reshape(b, self.io, 8, 8)
+    prior = torch.upsample_bilinear2d(prior, [hh, ww], False, None, None)
+    h = torch.cat([x.reshape(b, c * f, hh, ww), prior, xs.to(x.dtype), ys.to(x.dtype)], 1)
     h = torch.conv2d(h, self.inp_w, self.inp_b, [1, 1], [1, 1])
     s1 = self.d1.forward(h, e)
     h = torch.conv2d(s1, self.down1_w, self.down1_b, [2, 2], [1, 1])

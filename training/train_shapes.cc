@@ -39,6 +39,8 @@ struct Recipe {
   int threads = 1;  // one intra-op thread: OpenMP barriers spin badly on a shared machine
   int save_every = 250;
   int max_tokens = 8;
+  std::string resume;    // a package folder to start from (a second stage)
+  double t_shift = 0.0;  // times are sigmoid(N(t_shift, 1)): > 0 trains noisier steps more
 };
 
 std::vector<int64_t> Tokenize(const std::string& prompt, const std::map<std::string, int64_t>& vocab,
@@ -80,7 +82,8 @@ void Save(const Recipe& r, const ShapesNetConfig& cfg, torch::jit::Module& den,
       {"training",
        {{"program", "reelfarm-train-shapes"}, {"steps", step}, {"batch", r.batch},
         {"latent_size", r.size}, {"lr", r.lr}, {"ema", r.ema}, {"cond_drop", r.cond_drop},
-        {"seed", r.seed}, {"threads", r.threads}, {"seconds", std::round(seconds)},
+        {"seed", r.seed}, {"threads", r.threads}, {"t_shift", r.t_shift},
+        {"resumed_from", r.resume}, {"seconds", std::round(seconds)},
         {"final_loss", loss}}}};
   std::ofstream(fs::path(r.out) / "model.json") << j.dump(2) << "\n";
 }
@@ -98,6 +101,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", r.seed);
   app.add_option("--threads", r.threads);
   app.add_option("--save-every", r.save_every);
+  app.add_option("--resume", r.resume, "start from this package's denoiser and text encoder");
+  app.add_option("--t-shift", r.t_shift, "mean of the logit-normal time distribution");
   CLI11_PARSE(app, argc, argv);
 
   at::set_num_threads(r.threads);
@@ -115,6 +120,10 @@ int main(int argc, char** argv) {
 
   torch::jit::Module den = reelfarm::training::MakeShapesDenoiser(cfg);
   torch::jit::Module enc = reelfarm::training::MakeTextEncoder(cfg);
+  if (!r.resume.empty()) {
+    den = torch::jit::load((fs::path(r.resume) / "denoiser.pt").string());
+    enc = torch::jit::load((fs::path(r.resume) / "text_encoder.pt").string());
+  }
   std::vector<at::Tensor> params = reelfarm::training::TrainableParameters(den);
   for (const auto& p : reelfarm::training::TrainableParameters(enc)) params.push_back(p);
   std::vector<at::Tensor> m1, m2, ema;
@@ -159,7 +168,7 @@ int main(int argc, char** argv) {
       }
     }
     x0 = x0.permute({0, 4, 1, 2, 3}).contiguous() * 2 - 1;
-    at::Tensor t = at::sigmoid(at::randn({B}));  // logit-normal times
+    at::Tensor t = at::sigmoid(at::randn({B}) + r.t_shift);  // logit-normal times
     at::Tensor noise = at::randn_like(x0);
     at::Tensor tt = t.view({B, 1, 1, 1, 1});
     at::Tensor xt = (1 - tt) * x0 + tt * noise;
