@@ -10,7 +10,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 
 namespace reelfarm::cli {
 namespace {
@@ -239,5 +242,40 @@ absl::StatusOr<std::vector<FileJob>> ParseJobTextOrThrow(
 }
 
 }  // namespace
+absl::StatusOr<std::vector<int64_t>> ParseSeeds(const std::string& text) {
+  std::vector<int64_t> out;
+  auto bad = [&](const std::string& part) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--seeds '", text, "': '", part, "' is not a seed or a range; give e.g. 7, 1-8 or 1,5,9-12"));
+  };
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    const std::string p(absl::StripAsciiWhitespace(part));
+    const size_t dash = p.find('-', 1);  // a leading '-' is a sign
+    int64_t a = 0, b = 0;
+    if (dash == std::string::npos) {
+      if (!absl::SimpleAtoi(p, &a)) return bad(p);
+      out.push_back(a);
+      continue;
+    }
+    if (!absl::SimpleAtoi(p.substr(0, dash), &a) || !absl::SimpleAtoi(p.substr(dash + 1), &b) ||
+        b < a || b - a >= 100000) {
+      return bad(p);
+    }
+    for (int64_t s = a; s <= b; ++s) out.push_back(s);
+  }
+  if (out.empty()) return bad(text);
+  return out;
+}
+
+absl::StatusOr<std::pair<int, int>> ParseSize(const std::string& text) {
+  const size_t x = text.find('x');
+  int w = 0, h = 0;
+  if (x == std::string::npos || !absl::SimpleAtoi(text.substr(0, x), &w) ||
+      !absl::SimpleAtoi(text.substr(x + 1), &h) || w < 1 || h < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--size '", text, "': give WIDTHxHEIGHT, e.g. 256x256"));
+  }
+  return std::make_pair(w, h);
+}
 
 }  // namespace reelfarm::cli

@@ -37,4 +37,11 @@ absl::StatusOr<std::vector<FileJob>> ParseJobText(
 absl::StatusOr<std::string> ExpandVariables(
     const std::string& text, const std::function<const char*(const std::string&)>& getenv);
 
+// Seeds for `reelctl submit generate --seeds`: "7", "1-8" (inclusive), "1,5,9-12".
+// INVALID_ARGUMENT naming the part that is not a number or a range.
+absl::StatusOr<std::vector<int64_t>> ParseSeeds(const std::string& text);
+
+// "256x256" -> {256, 256}; INVALID_ARGUMENT unless WIDTHxHEIGHT with positive numbers.
+absl::StatusOr<std::pair<int, int>> ParseSize(const std::string& text);
+
 }  // namespace reelfarm::cli

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <memory>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 #include <thread>
@@ -103,13 +104,16 @@ void PrintJob(const v1::Job& j) {
                 "attempts", "worker");
     for (const auto& t : j.tasks()) {
       char frames[48] = "-";
-      if (t.kind() == v1::TASK_KIND_CHUNK) {
+      if (t.kind() != v1::TASK_KIND_ASSEMBLE) {
         std::snprintf(frames, sizeof(frames), "%lld-%lld",
                       static_cast<long long>(t.frame_begin()),
                       static_cast<long long>(t.frame_end() - 1));
       }
       std::printf("  %-5d %-9s %-13s %-10s %-8d %s\n", t.index(),
-                  t.kind() == v1::TASK_KIND_CHUNK ? "chunk" : "assemble", frames,
+                  t.kind() == v1::TASK_KIND_CHUNK  ? "chunk"
+                  : t.kind() == v1::TASK_KIND_TAKE ? "take"
+                                                   : "assemble",
+                  frames,
                   TaskStateName(t.state()), t.attempts(), t.worker().c_str());
       // Every attempt that failed, with its worker and error.
       for (int i = 0; i < t.errors_size() && i < t.workers_size(); ++i) {
@@ -293,7 +297,10 @@ int SubmitFile(Context& c, const std::string& path, const std::vector<std::strin
                   resp.job().tasks_total(), static_cast<long long>(resp.job().frames_total()),
                   resp.job().input_info().width(), resp.job().input_info().height());
       for (const auto& t : resp.job().tasks()) {
-        if (t.kind() == v1::TASK_KIND_CHUNK) {
+        if (t.kind() == v1::TASK_KIND_TAKE) {
+          std::printf("  task %d  take      %s_take%03d\n", t.index(),
+                      resp.job().spec().name().c_str(), t.index() + 1);
+        } else if (t.kind() == v1::TASK_KIND_CHUNK) {
           std::printf("  task %d  chunk     frames %lld-%lld\n", t.index(),
                       static_cast<long long>(t.frame_begin()),
                       static_cast<long long>(t.frame_end() - 1));
@@ -363,6 +370,142 @@ int Health(Context& c, const std::string& service) {
 
 }  // namespace
 
+// Submits one job; prints it as JSON or with `describe`; follows it with `watch`.
+int SubmitOne(Context& c, const v1::SubmitJobRequest& req, bool watch,
+              const std::function<void(const v1::SubmitJobResponse&)>& describe) {
+  grpc::ClientContext ctx;
+  c.SetDeadline(&ctx);
+  v1::SubmitJobResponse resp;
+  grpc::Status st = c.stub->SubmitJob(&ctx, req, &resp);
+  if (!st.ok()) return ReportRpcError(st);
+  if (c.json) {
+    std::printf("%s\n", ToJson(resp).c_str());
+  } else {
+    describe(resp);
+  }
+  std::fflush(stdout);
+  return watch ? Watch(c, {resp.job_id()}) : 0;
+}
+
+// Options every `submit <kind>` takes.
+struct JobOptions {
+  std::string name, project, request_id;
+  int priority = 50, max_attempts = 3;
+  CLI::Option* priority_opt = nullptr;
+  CLI::Option* attempts_opt = nullptr;
+  std::vector<int64_t> depends_on;
+  std::vector<std::string> requires_tags;
+  bool watch = false;
+};
+
+void AddJobOptions(CLI::App* sub, JobOptions* o) {
+  o->priority_opt = sub->add_option("--priority", o->priority, "0..100")->capture_default_str();
+  sub->add_option("--name", o->name, "job name");
+  sub->add_option("--project", o->project, "project (show)");
+  sub->add_option("--depends-on", o->depends_on, "job ids that must succeed first (repeatable)");
+  sub->add_option("--require", o->requires_tags, "worker tag the job needs, KEY=VALUE (repeatable)");
+  sub->add_option("--request-id", o->request_id,
+                  "your id for this submit: retrying it never makes a second job");
+  o->attempts_opt = sub->add_option("--max-attempts", o->max_attempts, "tries per task, 1..10");
+  sub->add_flag("--watch", o->watch, "follow progress until the job ends");
+}
+
+// False (after saying why) for a malformed option.
+bool ApplyJobOptions(const JobOptions& o, v1::JobSpec* js) {
+  js->set_name(o.name);
+  js->set_project(o.project);
+  if (o.priority_opt->count()) js->set_priority(o.priority);
+  for (int64_t d : o.depends_on) js->add_depends_on(d);
+  for (const std::string& t : o.requires_tags) {
+    const auto eq = t.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::fprintf(stderr, "reelctl: --require '%s': give KEY=VALUE, e.g. gpu=h100\n", t.c_str());
+      return false;
+    }
+    (*js->mutable_requirements())[t.substr(0, eq)] = t.substr(eq + 1);
+  }
+  js->set_request_id(o.request_id);
+  if (o.attempts_opt->count()) js->set_max_attempts(o.max_attempts);
+  return true;
+}
+
+struct GenerateOptions {
+  std::string model, negative_prompt, sampler, seeds = "0", size, output, init, codec;
+  std::vector<std::string> prompts;
+  std::vector<float> guidance;
+  int steps = 0, frames = 0, fps = 0;
+  float strength = 0;
+  bool overwrite = false;
+};
+
+void AddGenerateOptions(CLI::App* gen, GenerateOptions* o) {
+  gen->add_option("--model", o->model, "denoiser model package")->required();
+  gen->add_option("--prompt", o->prompts,
+                  "what to generate; repeat it for a wedge of prompts");
+  gen->add_option("--negative-prompt", o->negative_prompt, "what to steer away from");
+  gen->add_option("--seeds", o->seeds, "seeds of the takes: 7, 1-8 or 1,5,9-12")
+      ->capture_default_str();
+  gen->add_option("--steps", o->steps, "sampler steps (default: the model's)");
+  gen->add_option("--guidance", o->guidance,
+                  "classifier-free guidance scale; repeat it for a wedge (default: the model's)");
+  gen->add_option("--sampler", o->sampler, "euler or ddim (default: the model's)");
+  gen->add_option("--size", o->size, "WIDTHxHEIGHT, multiples of the model's stride (default 256x256)");
+  gen->add_option("--frames", o->frames, "frames per take (default 16)");
+  gen->add_option("--fps", o->fps, "frame rate of movies (default 24)");
+  gen->add_option("--init", o->init, "image or clip to start from (image-to-video)");
+  gen->add_option("--strength", o->strength, "0 < strength <= 1 with --init (default 0.6)");
+  gen->add_option("--output", o->output,
+                  "output of each take: gen/sh010.mov or gen/sh010.####.png; the take's name "
+                  "({name}_take001) replaces '{take}' or the file's stem")
+      ->required();
+  gen->add_option("--codec", o->codec, "codec (default: by extension)");
+  gen->add_flag("--overwrite", o->overwrite, "replace existing take outputs");
+}
+
+int SubmitGenerate(Context& c, const JobOptions& jo, const GenerateOptions& go) {
+  v1::SubmitJobRequest req;
+  v1::JobSpec* js = req.mutable_spec();
+  if (!ApplyJobOptions(jo, js)) return 2;
+  v1::GenerateSpec* g = js->mutable_generate();
+  g->set_model(go.model);
+  if (go.prompts.size() == 1) g->set_prompt(go.prompts[0]);
+  if (go.prompts.size() > 1) for (const auto& p : go.prompts) g->add_prompts(p);
+  g->set_negative_prompt(go.negative_prompt);
+  auto seeds = reelfarm::cli::ParseSeeds(go.seeds);
+  if (!seeds.ok()) {
+    std::fprintf(stderr, "reelctl: %s\n", std::string(seeds.status().message()).c_str());
+    return 2;
+  }
+  for (int64_t s : *seeds) g->add_seeds(s);
+  if (!go.size.empty()) {
+    auto size = reelfarm::cli::ParseSize(go.size);
+    if (!size.ok()) {
+      std::fprintf(stderr, "reelctl: %s\n", std::string(size.status().message()).c_str());
+      return 2;
+    }
+    g->set_width(size->first);
+    g->set_height(size->second);
+  }
+  g->set_steps(go.steps);
+  if (go.guidance.size() == 1) g->set_guidance_scale(go.guidance[0]);
+  if (go.guidance.size() > 1) for (float v : go.guidance) g->add_guidance_scales(v);
+  g->set_sampler(go.sampler);
+  g->set_frames(go.frames);
+  g->set_fps(go.fps);
+  g->set_init(go.init);
+  g->set_strength(go.strength);
+  g->set_output(go.output);
+  g->mutable_format()->set_codec(go.codec);
+  g->set_overwrite(go.overwrite);
+  return SubmitOne(c, req, jo.watch, [](const v1::SubmitJobResponse& resp) {
+    const auto& sg = resp.job().spec().generate();
+    std::printf("submitted job %lld '%s': %s, %d takes of %d frames at %dx%d -> %s\n",
+                static_cast<long long>(resp.job_id()), resp.job().spec().name().c_str(),
+                sg.model().c_str(), resp.job().tasks_total(), sg.frames(), sg.width(),
+                sg.height(), sg.output().c_str());
+  });
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"reelctl: submit and follow reelfarm jobs"};
   app.require_subcommand(1);
@@ -390,9 +533,14 @@ int main(int argc, char** argv) {
                    "validate on the server and print the tasks each job would make");
   submit->add_flag("--watch", watch_file, "follow the submitted jobs until they end");
   auto* up = submit->add_subcommand("upscale", "upscale a movie");
-  std::string input, output, model = "bicubic", name, project;
-  int scale = 2, chunk = 48, priority = 50, crf = 18;
-  bool watch_after = false, overwrite = false;
+  auto* gen = submit->add_subcommand(
+      "generate", "generate takes with a denoiser model: a wedge of prompts x seeds");
+  JobOptions jo;
+  AddJobOptions(up, &jo);
+  AddJobOptions(gen, &jo);
+  std::string input, output, model = "bicubic";
+  int scale = 2, chunk = 48, crf = 18;
+  bool overwrite = false;
   up->add_option("--input", input,
                  "input movie or image sequence (x.####.exr), relative to the storage root")
       ->required();
@@ -414,20 +562,9 @@ int main(int argc, char** argv) {
                         ->capture_default_str();
   auto* crf_opt =
       up->add_option("--crf", crf, "H.264/H.265 quality 0..51")->capture_default_str();
-  auto* prio_opt = up->add_option("--priority", priority, "0..100")->capture_default_str();
-  up->add_option("--name", name, "job name");
-  up->add_option("--project", project, "project (show)");
   up->add_flag("--overwrite", overwrite, "replace an existing output");
-  std::vector<int64_t> depends_on;
-  std::vector<std::string> requires_tags;
-  std::string request_id;
-  int max_attempts = 3;
-  up->add_option("--depends-on", depends_on, "job ids that must succeed first (repeatable)");
-  up->add_option("--require", requires_tags, "worker tag the job needs, KEY=VALUE (repeatable)");
-  up->add_option("--request-id", request_id,
-                 "your id for this submit: retrying it never makes a second job");
-  auto* attempts_opt = up->add_option("--max-attempts", max_attempts, "tries per task, 1..10");
-  up->add_flag("--watch", watch_after, "follow progress until the job ends");
+  GenerateOptions go;
+  AddGenerateOptions(gen, &go);
 
   int64_t job_id = 0;
   auto* get = app.add_subcommand("get", "show a job and its tasks");
@@ -491,9 +628,10 @@ int main(int argc, char** argv) {
   }
   if (!c.Connect()) return 2;
 
+  if (*gen) return SubmitGenerate(c, jo, go);
   if (*submit && !*up) {
     if (job_file.empty()) {
-      std::fprintf(stderr, "reelctl: submit needs `upscale ...` or -f FILE\n");
+      std::fprintf(stderr, "reelctl: submit needs `upscale ...`, `generate ...` or -f FILE\n");
       return 2;
     }
     return SubmitFile(c, job_file, sets, dry_run, watch_file);
@@ -501,9 +639,7 @@ int main(int argc, char** argv) {
   if (*up) {
     v1::SubmitJobRequest req;
     v1::JobSpec* js = req.mutable_spec();
-    js->set_name(name);
-    js->set_project(project);
-    if (prio_opt->count()) js->set_priority(priority);
+    if (!ApplyJobOptions(jo, js)) return 2;
     v1::UpscaleSpec* u = js->mutable_upscale();
     u->set_input(input);
     u->set_output(output);
@@ -512,39 +648,18 @@ int main(int argc, char** argv) {
     if (chunk_opt->count()) u->set_chunk_frames(chunk);
     if (crf_opt->count()) u->set_crf(crf);
     u->set_overwrite(overwrite);
-    for (int64_t d : depends_on) js->add_depends_on(d);
-    for (const std::string& t : requires_tags) {
-      const auto eq = t.find('=');
-      if (eq == std::string::npos || eq == 0) {
-        std::fprintf(stderr, "reelctl: --require '%s': give KEY=VALUE, e.g. gpu=h100\n",
-                     t.c_str());
-        return 2;
-      }
-      (*js->mutable_requirements())[t.substr(0, eq)] = t.substr(eq + 1);
-    }
-    js->set_request_id(request_id);
-    if (attempts_opt->count()) js->set_max_attempts(max_attempts);
     u->mutable_format()->set_codec(codec);
     u->mutable_format()->set_pix_fmt(pix_fmt);
     u->mutable_format()->set_preset(preset);
     if (first_opt->count()) u->set_first_frame(first_frame);
     if (last_opt->count()) u->set_last_frame(last_frame);
-    grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
-    v1::SubmitJobResponse resp;
-    grpc::Status st = c.stub->SubmitJob(&ctx, req, &resp);
-    if (!st.ok()) return ReportRpcError(st);
-    if (c.json) {
-      std::printf("%s\n", ToJson(resp).c_str());
-    } else {
+    return SubmitOne(c, req, jo.watch, [&](const v1::SubmitJobResponse& resp) {
       const auto& in = resp.job().input_info();
       std::printf("submitted job %lld: %s (%dx%d, %lld frames) -> %s x%d, %d tasks\n",
                   static_cast<long long>(resp.job_id()), input.c_str(), in.width(),
                   in.height(), static_cast<long long>(in.frame_count()), output.c_str(),
                   scale, resp.job().tasks_total());
-    }
-    std::fflush(stdout);
-    return watch_after ? Watch(c, {resp.job_id()}) : 0;
+    });
   }
   if (*get) {
     grpc::ClientContext ctx;

@@ -10,6 +10,69 @@
 namespace reelfarm::common {
 namespace fs = std::filesystem;
 
+namespace {
+
+void ReadDenoiserFields(const nlohmann::json& j, ModelManifest* m) {
+  m->prediction = j.value("prediction", "velocity");
+  m->latent_channels = j.value("latent_channels", 3);
+  m->latent_frames = j.value("latent_frames", 0);
+  m->latent_scale = j.value("latent_scale", 1);
+  m->stride = j.value("stride", m->latent_scale);
+  m->max_frames = j.value("max_frames", 240);
+  m->decoder = j.value("decoder", "");
+  if (j.contains("conditioning")) {
+    const nlohmann::json& c = j["conditioning"];
+    m->conditioning = c.value("type", "none");
+    m->text_encoder = c.value("encoder", "");
+    m->tokenizer = c.value("tokenizer", "");
+    m->max_tokens = c.value("max_tokens", 16);
+    m->class_labels = c.value("labels", std::vector<std::string>{});
+  }
+  if (j.contains("defaults")) {
+    const nlohmann::json& d = j["defaults"];
+    m->default_steps = d.value("steps", 20);
+    m->default_guidance = d.value("guidance_scale", 3.0);
+    m->default_sampler = d.value("sampler", "euler");
+  }
+}
+
+absl::Status CheckDenoiser(const ModelManifest& m, const fs::path& file) {
+  auto bad = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(), "': ", what));
+  };
+  if (m.prediction != "velocity") return bad("prediction '" + m.prediction + "' must be 'velocity'");
+  if (m.latent_channels < 1 || m.latent_frames < 0 || m.latent_scale < 1 || m.stride < 1 ||
+      m.stride % m.latent_scale != 0 || m.max_frames < 1) {
+    return bad("latent_channels, latent_frames, latent_scale, stride, max_frames must be "
+               "positive, with stride a multiple of latent_scale");
+  }
+  if (m.decoder.empty() && (m.latent_channels != 3 || m.latent_scale != 1)) {
+    return bad("without a decoder the latents are the frames: latent_channels 3, latent_scale 1");
+  }
+  if (m.conditioning != "none" && m.conditioning != "text" && m.conditioning != "class") {
+    return bad("conditioning.type '" + m.conditioning + "' must be none, text or class");
+  }
+  if (m.conditioning == "class" && m.class_labels.empty()) {
+    return bad("conditioning.labels is empty; list the class labels");
+  }
+  std::vector<std::string> files = {m.file};
+  if (!m.decoder.empty()) files.push_back(m.decoder);
+  if (m.conditioning == "text") {
+    if (m.text_encoder.empty() || m.tokenizer.empty()) {
+      return bad("text conditioning needs conditioning.encoder and conditioning.tokenizer");
+    }
+    files.push_back(m.text_encoder);
+    files.push_back(m.tokenizer);
+  }
+  for (const auto& f : files) {
+    if (!fs::exists(m.dir / f)) return absl::NotFoundError(absl::StrCat(
+        "model manifest '", file.string(), "': file '", f, "' is missing"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
   const fs::path file = dir / "model.json";
   std::ifstream in(file);
@@ -35,14 +98,19 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
     m.fp16 = j.value("fp16", false);
     m.memory_bytes = j.value("memory_bytes", int64_t{0});
     m.tile_memory_per_pixel = j.value("tile_memory_per_pixel", int64_t{0});
+    if (m.kind == "denoiser") ReadDenoiserFields(j, &m);
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("model manifest '", file.string(), "': ", e.what()));
   }
+  if (m.kind == "denoiser") {
+    RETURN_IF_ERROR(CheckDenoiser(m, file));
+    return m;
+  }
   if (m.kind != "upscaler") {
     return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(),
                                                    "': kind '", m.kind,
-                                                   "' is not supported; use 'upscaler'"));
+                                                   "' is not supported; use 'upscaler' or 'denoiser'"));
   }
   if (m.scale < 1 || m.scale > 8) {
     return absl::InvalidArgumentError(absl::StrCat(

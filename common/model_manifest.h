@@ -14,7 +14,7 @@ namespace reelfarm::common {
 
 struct ModelManifest {
   std::string name;             // the folder's name
-  std::string kind;             // "upscaler" (denoiser/decoder come later)
+  std::string kind;             // "upscaler" or "denoiser"
   int scale = 0;                // upscale factor the network was made for
   std::string file = "model.pt";
   int channels = 3;
@@ -31,6 +31,23 @@ struct ModelManifest {
   // tile 0, the tile is chosen from the device's free memory when the model loads.
   int64_t tile_memory_per_pixel = 0;
   std::filesystem::path dir;    // where it was found
+
+  // kind "denoiser" (generation; models/README.md has the contract):
+  std::string prediction = "velocity";  // what forward() returns: flow-matching velocity
+  int latent_channels = 3;
+  int latent_frames = 0;        // fixed latent clip length (0: one latent per frame)
+  int latent_scale = 1;         // output pixels per latent pixel
+  int stride = 1;               // width and height must be multiples of this
+  int max_frames = 240;         // most frames a take may ask for
+  std::string decoder;          // TorchScript latents -> frames ("" : latents are RGB)
+  std::string conditioning = "none";  // "none", "text" or "class"
+  std::string text_encoder;     // text: TorchScript tokens -> embedding
+  std::string tokenizer;        // text: vocabulary file, one token a line
+  int max_tokens = 16;          // text: prompt length in tokens
+  std::vector<std::string> class_labels;  // class: the prompts it knows
+  int default_steps = 20;
+  double default_guidance = 3.0;
+  std::string default_sampler = "euler";
 };
 
 // Reads `<dir>/model.json`. INVALID_ARGUMENT naming the file and field when malformed.

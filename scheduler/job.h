@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,7 +14,9 @@ namespace reelfarm::scheduler {
 // in depends_on to succeed. The numbers are stored: append, never renumber.
 enum class JobState { kQueued = 1, kRunning, kSucceeded, kFailed, kCancelled, kPaused, kWaiting };
 enum class TaskState { kPending = 1, kLeased, kSucceeded, kFailed, kCancelled };
-enum class TaskKind { kChunk = 1, kAssemble };
+// kTake: one take of a generation wedge. Chunks and takes are "work" tasks: they run
+// in any order; an assemble task waits for every chunk.
+enum class TaskKind { kChunk = 1, kAssemble, kTake };
 
 bool IsTerminal(JobState s);
 const char* ToString(JobState s);
@@ -55,6 +58,58 @@ struct UpscaleSpec {
   int64_t last_frame = -1;
 };
 
+// One take of a generation wedge, as the spec gives it (unset: the spec's value).
+struct GenerateTake {
+  std::optional<int64_t> seed;
+  std::optional<std::string> prompt;
+  std::optional<int> steps;
+  std::optional<double> guidance_scale;
+  std::optional<std::string> sampler;
+};
+
+// A generation job (jobs.proto GenerateSpec documents each field). 0 / "" fields take
+// the model's defaults, filled in by the server at submit.
+struct GenerateSpec {
+  std::string model;
+  std::string prompt;
+  std::string negative_prompt;
+  std::vector<int64_t> seeds;
+  int steps = 0;
+  double guidance_scale = 0;
+  std::string sampler;
+  int width = 256;
+  int height = 256;
+  int frames = 16;
+  int fps = 24;
+  std::string output;
+  std::vector<std::string> prompts;
+  std::vector<double> guidance_scales;
+  std::vector<int> step_counts;
+  std::vector<std::string> samplers;
+  std::vector<GenerateTake> takes;
+  std::string init;
+  double strength = 0;
+  std::string codec;
+  std::string preset;
+  std::string pix_fmt;
+  bool overwrite = false;
+  int crf = 18;
+};
+
+// A take with every value resolved (wedge.h).
+struct Take {
+  int index = 0;           // 0-based, = its task's index
+  std::string name;        // "{job name}_take{NNN}", NNN = index + 1
+  std::string output;      // the take's output path
+  int64_t seed = 0;
+  std::string prompt;
+  int steps = 0;
+  double guidance_scale = 0;
+  std::string sampler;
+  // Names of the wedge axes with more than one value (what differs between takes).
+  std::vector<std::string> varying;
+};
+
 struct JobSpec {
   std::string name;
   std::string project = "default";
@@ -65,6 +120,9 @@ struct JobSpec {
   std::map<std::string, std::string> requirements;  // worker tags, e.g. gpu=h100
   int64_t memory_bytes = 0;          // the model's estimate, for placement (0: unknown)
   UpscaleSpec upscale;
+  GenerateSpec generate;             // used when `generate.model` is set
+  bool is_generate() const { return !generate.model.empty(); }
+  const std::string& model() const { return is_generate() ? generate.model : upscale.model; }
 };
 
 struct Job {
@@ -95,6 +153,7 @@ struct Task {
   double seconds = 0;        // run time of the successful attempt
 
   int64_t frames() const { return frame_end - frame_begin; }
+  bool is_work() const { return kind != TaskKind::kAssemble; }  // a chunk or a take
 };
 
 // A half-open frame range [begin, end).

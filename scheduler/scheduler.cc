@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/storage.h"
+#include "scheduler/wedge.h"
 
 namespace reelfarm::scheduler {
 
@@ -17,6 +18,37 @@ using Write = JobStore::Write;
 std::string SegmentPath(int64_t job_id, int index, uint64_t lease_id) {
   return absl::StrFormat("%s/chunk_%06d.lease_%d.mov", common::Storage::JobPartsDir(job_id),
                          index, lease_id);
+}
+
+// What a take's sidecar records of the job: the spec, the take's values and which of
+// them the wedge varies.
+static nlohmann::json TakeProvenance(const Job& job, const Take& take) {
+  const GenerateSpec& g = job.spec.generate;
+  return {{"job_id", job.id},
+          {"name", job.spec.name},
+          {"project", job.spec.project},
+          {"take",
+           {{"index", take.index},
+            {"name", take.name},
+            {"output", take.output},
+            {"seed", take.seed},
+            {"prompt", take.prompt},
+            {"negative_prompt", g.negative_prompt},
+            {"steps", take.steps},
+            {"guidance_scale", take.guidance_scale},
+            {"sampler", take.sampler},
+            {"varying", take.varying}}},
+          {"spec",
+           {{"kind", "generate"},
+            {"model", g.model},
+            {"width", g.width},
+            {"height", g.height},
+            {"frames", g.frames},
+            {"fps", g.fps},
+            {"init", g.init},
+            {"strength", g.strength},
+            {"output", g.output},
+            {"takes", WedgeSize(g)}}}};
 }
 
 Scheduler::Scheduler(JobStore* store, Clock* clock, SchedulerOptions options,
@@ -58,10 +90,10 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Cl
     e.ready_since.assign(tasks.size(), now);
     e.tasks.resize(tasks.size());
     for (Task& t : tasks) {
-      if (t.kind == TaskKind::kChunk) ++e.chunks_total;
+      if (t.is_work()) ++e.chunks_total;
       if (t.kind == TaskKind::kAssemble) e.assemble_index = t.index;
-      if (t.kind == TaskKind::kChunk && t.state == TaskState::kSucceeded) ++e.chunks_succeeded;
-      if (t.kind == TaskKind::kChunk && t.state == TaskState::kPending) {
+      if (t.is_work() && t.state == TaskState::kSucceeded) ++e.chunks_succeeded;
+      if (t.is_work() && t.state == TaskState::kPending) {
         e.ready_chunks.insert(t.index);
       }
       if (t.state == TaskState::kLeased && t.lease_id != 0 && !t.workers.empty()) {
@@ -133,6 +165,19 @@ Scheduler::JobEntry* Scheduler::FindLocked(int64_t job_id) {
 
 std::vector<Task> Scheduler::MakeTasks(const JobSpec& spec, const MediaInfo& info) {
   std::vector<Task> tasks;
+  if (spec.is_generate()) {
+    // One task per take, each making every frame; no assembly.
+    const int64_t takes = WedgeSize(spec.generate);
+    for (int64_t i = 0; i < takes; ++i) {
+      Task t;
+      t.index = static_cast<int>(i);
+      t.kind = TaskKind::kTake;
+      t.frame_begin = 0;
+      t.frame_end = info.frame_count;
+      tasks.push_back(t);
+    }
+    return tasks;
+  }
   std::vector<FrameRange> ranges = SplitIntoChunks(info.frame_count, spec.upscale.chunk_frames);
   for (size_t i = 0; i < ranges.size(); ++i) {
     Task t;
@@ -154,7 +199,7 @@ void Scheduler::AddTasksLocked(JobEntry& e, std::vector<Task> tasks, Writes* w) 
   for (Task& t : tasks) {
     t.job_id = e.job.id;
     w->push_back({Write::Kind::kInsertTask, {}, t});
-    if (t.kind == TaskKind::kChunk) {
+    if (t.is_work()) {
       ++e.chunks_total;
       if (t.state == TaskState::kPending) e.ready_chunks.insert(t.index);
     } else {
@@ -190,7 +235,7 @@ absl::StatusOr<JobView> Scheduler::DryRun(JobSpec spec, std::optional<MediaInfo>
 absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
     JobSpec spec, std::optional<MediaInfo> input_info, std::vector<Task> tasks, bool dry_run,
     JobView* view) {
-  if (spec.upscale.chunk_frames < 1) {
+  if (!spec.is_generate() && spec.upscale.chunk_frames < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "upscale.chunk_frames is ", spec.upscale.chunk_frames, "; give 1 or more"));
   }
@@ -198,6 +243,14 @@ absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
     if (input_info->frame_count < 1) {
       return absl::FailedPreconditionError(
           absl::StrCat("upscale.input '", spec.upscale.input, "' has no frames"));
+    }
+    // Checked before the tasks are made: a wedge's size is a product.
+    if (spec.is_generate() && WedgeSize(spec.generate) > options_.max_tasks_per_job) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "generate: the wedge (prompts x seeds x guidance_scales x step_counts x samplers, "
+          "or takes) makes ", WedgeSize(spec.generate), " takes, over the limit of ",
+          options_.max_tasks_per_job, " tasks per job; give at most ",
+          options_.max_tasks_per_job, " takes or split the wedge into several jobs"));
     }
     tasks = MakeTasks(spec, *input_info);
     if (static_cast<int64_t>(tasks.size()) > options_.max_tasks_per_job) {
@@ -287,7 +340,7 @@ JobView Scheduler::ViewLocked(const JobEntry& e) const {
   v.tasks_total = static_cast<int>(e.tasks.size());
   for (size_t i = 0; i < e.tasks.size(); ++i) {
     const Task& t = e.tasks[i];
-    if (t.kind == TaskKind::kChunk) {
+    if (t.is_work()) {
       v.frames_total += t.frames();
       v.frames_done += t.state == TaskState::kSucceeded ? t.frames() : e.progress[i];
     }
@@ -333,7 +386,7 @@ std::vector<JobView> Scheduler::ListJobs(const ListFilter& f) const {
 
 void Scheduler::SetTaskLocked(JobEntry& e, const Task& t, Writes* w) {
   Task& old = e.tasks[t.index];
-  if (t.kind == TaskKind::kChunk) {
+  if (t.is_work()) {
     if (old.state == TaskState::kPending) e.ready_chunks.erase(t.index);
     if (t.state == TaskState::kPending) e.ready_chunks.insert(t.index);
     if (old.state == TaskState::kSucceeded) --e.chunks_succeeded;
@@ -410,7 +463,7 @@ void Scheduler::FinishJobLocked(JobEntry& e, JobState state, const std::string& 
 
 bool Scheduler::FitsLocked(const WorkerEntry& w, const JobEntry& e) const {
   const JobSpec& spec = e.job.spec;
-  if (std::find(w.info.models.begin(), w.info.models.end(), spec.upscale.model) ==
+  if (std::find(w.info.models.begin(), w.info.models.end(), spec.model()) ==
       w.info.models.end()) {
     return false;
   }
@@ -530,6 +583,11 @@ Assignment Scheduler::MakeAssignmentLocked(const JobEntry& e, int index,
   a.input_info = e.job.input_info;
   if (a.task.kind == TaskKind::kChunk) {
     a.segment = SegmentPath(e.job.id, index, lease.id);
+    return a;
+  }
+  if (a.task.kind == TaskKind::kTake) {
+    a.take = ExpandWedge(e.job.spec.name, e.job.spec.generate).at(index);
+    a.provenance_json = TakeProvenance(e.job, a.take).dump();
     return a;
   }
   nlohmann::json chunks = nlohmann::json::array();
@@ -683,7 +741,9 @@ void Scheduler::FailAttemptLocked(uint64_t lease_id, const std::string& error,
       "task ", task.index,
       task.kind == TaskKind::kChunk
           ? absl::StrCat(" (frames ", task.frame_begin, "-", task.frame_end - 1, ")")
-          : std::string(" (assemble)"),
+          : task.kind == TaskKind::kTake
+                ? absl::StrCat(" (take ", TakeName(e.job.spec.name, task.index), ")")
+                : std::string(" (assemble)"),
       " failed on worker '", lease.worker, "' after ", task.attempts,
       task.attempts == 1 ? " attempt" : " attempts", retryable ? "" : " (not retryable)",
       ": ", error);

@@ -85,7 +85,8 @@ struct Assignment {
   MediaInfo input_info;
   std::string segment;                // CHUNK: segment to write (relative path)
   std::vector<std::string> segments;  // ASSEMBLE: the segments, in order
-  std::string provenance_json;        // ASSEMBLE: what the farm knows of the job
+  std::string provenance_json;        // ASSEMBLE, TAKE: what the farm knows of the job
+  Take take;                          // TAKE: the take's resolved values
 };
 
 // What the worker reports when a task ends.

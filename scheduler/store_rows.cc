@@ -7,16 +7,40 @@
 
 namespace reelfarm::scheduler {
 
+// Explicit takes: unset values are absent keys.
+void to_json(nlohmann::json& j, const GenerateTake& t) {
+  j = nlohmann::json::object();
+  if (t.seed) j["seed"] = *t.seed;
+  if (t.prompt) j["prompt"] = *t.prompt;
+  if (t.steps) j["steps"] = *t.steps;
+  if (t.guidance_scale) j["guidance_scale"] = *t.guidance_scale;
+  if (t.sampler) j["sampler"] = *t.sampler;
+}
+void from_json(const nlohmann::json& j, GenerateTake& t) {
+  if (j.contains("seed")) t.seed = j["seed"].get<int64_t>();
+  if (j.contains("prompt")) t.prompt = j["prompt"].get<std::string>();
+  if (j.contains("steps")) t.steps = j["steps"].get<int>();
+  if (j.contains("guidance_scale")) t.guidance_scale = j["guidance_scale"].get<double>();
+  if (j.contains("sampler")) t.sampler = j["sampler"].get<std::string>();
+}
+
 // Missing keys keep the struct's defaults, so rows written before a field
 // existed still load.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpscaleSpec, input, output,
                                                 model, scale, chunk_frames,
                                                 overwrite, crf, codec, preset,
                                                 pix_fmt, first_frame, last_frame)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GenerateSpec, model, prompt,
+                                                negative_prompt, seeds, steps,
+                                                guidance_scale, sampler, width, height,
+                                                frames, fps, output, prompts,
+                                                guidance_scales, step_counts, samplers,
+                                                takes, init, strength, codec, preset,
+                                                pix_fmt, overwrite, crf)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobSpec, name, project,
                                                 priority, max_attempts, request_id,
                                                 depends_on, requirements,
-                                                memory_bytes, upscale)
+                                                memory_bytes, upscale, generate)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
                                                 frame_count, fps_num, fps_den,
                                                 codec, pixel_format,
@@ -110,7 +134,7 @@ absl::StatusOr<Task> FromRow(const TaskRow& row, absl::string_view store) {
   task.job_id = row.job_id;
   task.index = static_cast<int>(row.index);
   const std::string where = absl::StrCat("task ", task.job_id, "/", task.index);
-  if (!InRange(row.kind, TaskKind::kChunk, TaskKind::kAssemble) ||
+  if (!InRange(row.kind, TaskKind::kChunk, TaskKind::kTake) ||
       !InRange(row.state, TaskState::kPending, TaskState::kCancelled)) {
     return Damaged(store, where,
                    absl::StrCat("unknown kind ", row.kind, " or state ", row.state));

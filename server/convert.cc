@@ -42,7 +42,61 @@ static v1::TaskState ToProto(s::TaskState st) {
 }
 
 static v1::TaskKind ToProto(s::TaskKind k) {
-  return k == s::TaskKind::kChunk ? v1::TASK_KIND_CHUNK : v1::TASK_KIND_ASSEMBLE;
+  switch (k) {
+    case s::TaskKind::kChunk: return v1::TASK_KIND_CHUNK;
+    case s::TaskKind::kAssemble: return v1::TASK_KIND_ASSEMBLE;
+    case s::TaskKind::kTake: return v1::TASK_KIND_TAKE;
+  }
+  return v1::TASK_KIND_UNSPECIFIED;
+}
+
+static v1::GenerateTake ToProto(const s::GenerateTake& t) {
+  v1::GenerateTake out;
+  if (t.seed) out.set_seed(*t.seed);
+  if (t.prompt) out.set_prompt(*t.prompt);
+  if (t.steps) out.set_steps(*t.steps);
+  if (t.guidance_scale) out.set_guidance_scale(static_cast<float>(*t.guidance_scale));
+  if (t.sampler) out.set_sampler(*t.sampler);
+  return out;
+}
+
+static v1::GenerateTake ToProto(const s::Take& t) {
+  v1::GenerateTake out;
+  out.set_seed(t.seed);
+  out.set_prompt(t.prompt);
+  out.set_steps(t.steps);
+  out.set_guidance_scale(static_cast<float>(t.guidance_scale));
+  out.set_sampler(t.sampler);
+  return out;
+}
+
+static v1::GenerateSpec ToProto(const s::GenerateSpec& g) {
+  v1::GenerateSpec out;
+  out.set_model(g.model);
+  out.set_prompt(g.prompt);
+  out.set_negative_prompt(g.negative_prompt);
+  for (int64_t seed : g.seeds) out.add_seeds(seed);
+  out.set_steps(g.steps);
+  out.set_guidance_scale(static_cast<float>(g.guidance_scale));
+  out.set_sampler(g.sampler);
+  out.set_width(g.width);
+  out.set_height(g.height);
+  out.set_frames(g.frames);
+  out.set_fps(g.fps);
+  out.set_output(g.output);
+  for (const auto& p : g.prompts) out.add_prompts(p);
+  for (double gs : g.guidance_scales) out.add_guidance_scales(static_cast<float>(gs));
+  for (int st : g.step_counts) out.add_step_counts(st);
+  for (const auto& sa : g.samplers) out.add_samplers(sa);
+  for (const auto& t : g.takes) *out.add_takes() = ToProto(t);
+  out.set_init(g.init);
+  out.set_strength(static_cast<float>(g.strength));
+  out.mutable_format()->set_codec(g.codec);
+  out.mutable_format()->set_preset(g.preset);
+  out.mutable_format()->set_pix_fmt(g.pix_fmt);
+  out.set_overwrite(g.overwrite);
+  out.set_crf(g.crf);
+  return out;
 }
 
 v1::UpscaleSpec ToProto(const s::UpscaleSpec& u) {
@@ -71,7 +125,11 @@ static v1::JobSpec ToProto(const s::JobSpec& spec) {
   out.set_request_id(spec.request_id);
   for (int64_t d : spec.depends_on) out.add_depends_on(d);
   for (const auto& [k, v] : spec.requirements) (*out.mutable_requirements())[k] = v;
-  *out.mutable_upscale() = ToProto(spec.upscale);
+  if (spec.is_generate()) {
+    *out.mutable_generate() = ToProto(spec.generate);
+  } else {
+    *out.mutable_upscale() = ToProto(spec.upscale);
+  }
   return out;
 }
 
@@ -109,7 +167,8 @@ v1::Job ToProto(const s::JobView& v) {
   out.set_created_unix_ms(v.job.created_unix_ms);
   out.set_started_unix_ms(v.job.started_unix_ms);
   out.set_finished_unix_ms(v.job.finished_unix_ms);
-  out.set_output(v.job.spec.upscale.output);
+  out.set_output(v.job.spec.is_generate() ? v.job.spec.generate.output
+                                          : v.job.spec.upscale.output);
   for (size_t i = 0; i < v.tasks.size(); ++i) {
     const s::Task& t = v.tasks[i];
     v1::Task* pt = out.add_tasks();
@@ -138,7 +197,14 @@ v1::Assignment ToProto(const s::Assignment& a) {
   out.set_lease_id(a.lease.id);
   out.set_lease_deadline_unix_ms(a.lease.deadline_ms);
   out.set_kind(ToProto(a.task.kind));
-  *out.mutable_upscale() = ToProto(a.spec.upscale);
+  if (a.task.kind == s::TaskKind::kTake) {
+    *out.mutable_generate() = ToProto(a.spec.generate);
+    *out.mutable_take() = ToProto(a.take);
+    out.set_take_name(a.take.name);
+    out.set_take_output(a.take.output);
+  } else {
+    *out.mutable_upscale() = ToProto(a.spec.upscale);
+  }
   *out.mutable_input_info() = ToProto(a.input_info);
   out.set_frame_begin(a.task.frame_begin);
   out.set_frame_end(a.task.frame_end);
@@ -175,11 +241,55 @@ s::TaskOutcome FromProto(const v1::TaskResult& r) {
   return o;
 }
 
+static s::GenerateSpec GenerateFromProto(const v1::GenerateSpec& g) {
+  s::GenerateSpec out;
+  out.model = g.model();
+  out.prompt = g.prompt();
+  out.negative_prompt = g.negative_prompt();
+  out.seeds.assign(g.seeds().begin(), g.seeds().end());
+  out.steps = g.steps();
+  out.guidance_scale = g.guidance_scale();
+  out.sampler = g.sampler();
+  out.width = g.width();
+  out.height = g.height();
+  out.frames = g.frames();
+  out.fps = g.fps();
+  out.output = g.output();
+  out.prompts.assign(g.prompts().begin(), g.prompts().end());
+  out.guidance_scales.assign(g.guidance_scales().begin(), g.guidance_scales().end());
+  out.step_counts.assign(g.step_counts().begin(), g.step_counts().end());
+  out.samplers.assign(g.samplers().begin(), g.samplers().end());
+  for (const auto& t : g.takes()) {
+    s::GenerateTake take;
+    if (t.has_seed()) take.seed = t.seed();
+    if (t.has_prompt()) take.prompt = t.prompt();
+    if (t.has_steps()) take.steps = t.steps();
+    if (t.has_guidance_scale()) take.guidance_scale = t.guidance_scale();
+    if (t.has_sampler()) take.sampler = t.sampler();
+    out.takes.push_back(take);
+  }
+  out.init = g.init();
+  out.strength = g.strength();
+  out.codec = g.format().codec();
+  out.preset = g.format().preset();
+  out.pix_fmt = g.format().pix_fmt();
+  out.overwrite = g.overwrite();
+  out.crf = g.has_crf() ? g.crf() : 18;
+  return out;
+}
+
 s::JobSpec FromProto(const v1::JobSpec& spec) {
   s::JobSpec out;
   const v1::UpscaleSpec& u = spec.upscale();
-  out.name = spec.name().empty() ? std::filesystem::path(u.output()).filename().string()
-                                 : spec.name();
+  if (spec.has_generate()) {
+    out.generate = GenerateFromProto(spec.generate());
+    // Default name: the output's stem ("gen/sh010.####.png" -> "sh010").
+    const std::string file = std::filesystem::path(out.generate.output).filename().string();
+    out.name = spec.name().empty() ? file.substr(0, file.find('.')) : spec.name();
+  } else {
+    out.name = spec.name().empty() ? std::filesystem::path(u.output()).filename().string()
+                                   : spec.name();
+  }
   out.project = spec.project().empty() ? "default" : spec.project();
   out.priority = spec.has_priority() ? spec.priority() : 50;
   out.max_attempts = spec.has_max_attempts() ? spec.max_attempts() : 3;

@@ -15,7 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/model_manifest.h"
+#include "scheduler/wedge.h"
 #include "server/convert.h"
+#include "server/generate_spec.h"
 #include "worker/media/media.h"
 #include "worker/media/output_format.h"
 
@@ -366,15 +368,36 @@ absl::Status JobServiceImpl::CheckSpecLimits(const v1::JobSpec& spec) const {
 JobServiceImpl::~JobServiceImpl() = default;
 
 absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
-    const v1::JobSpec& spec, int64_t* memory_bytes) const {
+    v1::JobSpec& spec, int64_t* memory_bytes) const {
   if (spec.kind_case() == v1::JobSpec::KIND_NOT_SET) {
     return absl::InvalidArgumentError(
-        "spec is empty: set spec.upscale (input, output, model, scale)");
+        "spec is empty: set spec.upscale (input, output, model, scale) or spec.generate "
+        "(model, prompt, seeds, output)");
+  }
+  if (spec.has_priority() && (spec.priority() < 0 || spec.priority() > 100)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("priority is ", spec.priority(), "; give 0..100"));
+  }
+  if (spec.has_max_attempts() && (spec.max_attempts() < 1 || spec.max_attempts() > 10)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_attempts is ", spec.max_attempts(), "; give 1..10"));
+  }
+  for (const auto& [key, value] : spec.requirements()) {
+    if (key.empty()) {
+      return absl::InvalidArgumentError(
+          "requirements: a tag name is empty; give tags such as gpu=h100");
+    }
   }
   if (spec.has_generate()) {
-    return absl::UnimplementedError(
-        "spec.generate: generation jobs are not supported by this server yet; "
-        "submit spec.upscale");
+    GenerateLimits gl;
+    gl.max_steps = limits_.max_generate_steps;
+    gl.max_width = limits_.max_width;
+    gl.max_height = limits_.max_height;
+    gl.max_frames = limits_.max_frames;
+    ASSIGN_OR_RETURN(scheduler::MediaInfo info,
+                     PrepareGenerate(spec.mutable_generate(), common::FindModelPackages(model_path_),
+                                     gl, *storage_, memory_bytes));
+    return std::optional<scheduler::MediaInfo>(info);
   }
   const v1::UpscaleSpec& u = spec.upscale();
   if (u.scale() < 2 || u.scale() > 4) {
@@ -388,14 +411,6 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
   if (u.has_crf() && (u.crf() < 0 || u.crf() > 51)) {
     return absl::InvalidArgumentError(
         absl::StrCat("upscale.crf is ", u.crf(), "; give 0..51 (18 is visually lossless)"));
-  }
-  if (spec.has_priority() && (spec.priority() < 0 || spec.priority() > 100)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("priority is ", spec.priority(), "; give 0..100"));
-  }
-  if (spec.has_max_attempts() && (spec.max_attempts() < 1 || spec.max_attempts() > 10)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_attempts is ", spec.max_attempts(), "; give 1..10"));
   }
   // Model: a built-in, a package on the server's model path, or one a worker has.
   std::vector<std::string> known = common::BuiltinModels();
@@ -422,12 +437,6 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
     }
     *memory_bytes = m.memory_bytes;
   }
-  for (const auto& [key, value] : spec.requirements()) {
-    if (key.empty()) {
-      return absl::InvalidArgumentError(
-          "requirements: a tag name is empty; give tags such as gpu=h100");
-    }
-  }
   // Paths.
   ASSIGN_OR_RETURN(fs::path input, storage_->Resolve(u.input(), "upscale.input"));
   ASSIGN_OR_RETURN(fs::path output, storage_->Resolve(u.output(), "upscale.output"));
@@ -443,7 +452,13 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
     // The output of a job this one depends on is probed when that job succeeds.
     for (int64_t dep : spec.depends_on()) {
       auto d = sched_->GetJob(dep);
-      if (d.ok() && d->job.spec.upscale.output == u.input()) {
+      bool made_by_dep = d.ok() && !d->job.spec.is_generate() && d->job.spec.upscale.output == u.input();
+      if (d.ok() && d->job.spec.is_generate()) {
+        for (const auto& take : scheduler::ExpandWedge(d->job.spec.name, d->job.spec.generate)) {
+          made_by_dep |= take.output == u.input();
+        }
+      }
+      if (made_by_dep) {
         if (!format.image_sequence() && fs::exists(output) && !u.overwrite()) {
           return absl::AlreadyExistsError(absl::StrCat(
               "upscale.output '", u.output(), "' exists; set overwrite to replace it"));
@@ -514,10 +529,12 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(
     }
   }
   int64_t memory_bytes = 0;
-  ASSIGN_OR_RETURN(std::optional<scheduler::MediaInfo> info,
-                   Validate(req.spec(), &memory_bytes));
+  v1::JobSpec proto = req.spec();  // Validate fills a generate spec's model defaults
+  ASSIGN_OR_RETURN(std::optional<scheduler::MediaInfo> info, Validate(proto, &memory_bytes));
+  spec = FromProto(proto);
   spec.memory_bytes = memory_bytes;
-  if (info) {
+  if (spec.is_generate()) RETURN_IF_ERROR(CheckTakeOutputs(spec, *storage_));
+  if (info && !spec.is_generate()) {
     const int64_t chunks =
         (info->frame_count + spec.upscale.chunk_frames - 1) / spec.upscale.chunk_frames;
     if (chunks + 1 > limits_.max_tasks_per_job) {
@@ -536,10 +553,16 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(
   ASSIGN_OR_RETURN(scheduler::JobView v, sched_->Submit(std::move(spec), info));
   resp.set_job_id(v.job.id);
   *resp.mutable_job() = ToProto(v);
-  spdlog::info("job submitted job={} input={} output={} model={} scale={} frames={} tasks={}",
-               v.job.id, v.job.spec.upscale.input, v.job.spec.upscale.output,
-               v.job.spec.upscale.model, v.job.spec.upscale.scale, v.frames_total,
-               v.tasks_total);
+  if (v.job.spec.is_generate()) {
+    spdlog::info("job submitted job={} kind=generate output={} model={} takes={} frames={}",
+                 v.job.id, v.job.spec.generate.output, v.job.spec.generate.model,
+                 v.tasks_total, v.frames_total);
+  } else {
+    spdlog::info("job submitted job={} input={} output={} model={} scale={} frames={} tasks={}",
+                 v.job.id, v.job.spec.upscale.input, v.job.spec.upscale.output,
+                 v.job.spec.upscale.model, v.job.spec.upscale.scale, v.frames_total,
+                 v.tasks_total);
+  }
   return resp;
 }
 

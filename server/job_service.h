@@ -27,6 +27,7 @@ struct Limits {
   int max_requirements = 64;             // worker tags a job may require
   int max_depends_on = 1000;
   int64_t max_tasks_per_job = 100'000;
+  int max_generate_steps = 200;  // sampler steps a generate take may ask for
 };
 
 class JobWatcher;
@@ -88,7 +89,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   // the probed input, or nullopt when the input is the output of a job the spec
   // depends on (probed when that job succeeds). `memory_bytes` gets the model's
   // estimate when its manifest gives one.
-  absl::StatusOr<std::optional<scheduler::MediaInfo>> Validate(const v1::JobSpec& spec,
+  absl::StatusOr<std::optional<scheduler::MediaInfo>> Validate(v1::JobSpec& spec,
                                                                int64_t* memory_bytes) const;
   // Probes the input (a movie or an image sequence, with its frame range) and checks
   // the limits.

@@ -15,13 +15,15 @@ namespace reelfarm::server {
 namespace {
 
 const char* TaskKindName(scheduler::TaskKind k) {
-  return k == scheduler::TaskKind::kAssemble ? "assemble" : "chunk";
+  switch (k) {
+    case scheduler::TaskKind::kAssemble: return "assemble";
+    case scheduler::TaskKind::kTake: return "take";
+    default: return "chunk";
+  }
 }
 
-// Every job is an upscale for now; generation jobs will add their kind here.
 const char* JobKindName(const scheduler::Job& job) {
-  (void)job;
-  return "upscale";
+  return job.spec.is_generate() ? "generate" : "upscale";
 }
 
 const char* JobStateName(scheduler::JobState s) {

@@ -88,3 +88,17 @@ TEST_CASE("job file errors name the file, the job and the problem", "[unit][cli]
   CHECK(LoadJobFile((dir.path() / "none.yaml").string(), {}, FakeEnv).status().code() ==
         absl::StatusCode::kNotFound);
 }
+
+TEST_CASE("--seeds takes numbers, ranges and lists; --size takes WIDTHxHEIGHT", "[unit][cli]") {
+  CHECK(*reelfarm::cli::ParseSeeds("1-8") == std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8});
+  CHECK(*reelfarm::cli::ParseSeeds("7") == std::vector<int64_t>{7});
+  CHECK(*reelfarm::cli::ParseSeeds("1,5,9-11") == std::vector<int64_t>{1, 5, 9, 10, 11});
+  CHECK(*reelfarm::cli::ParseSeeds("-3") == std::vector<int64_t>{-3});
+  auto bad = reelfarm::cli::ParseSeeds("1-x");
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(std::string(bad.status().message()), Catch::Contains("'1-x'"));
+  CHECK_FALSE(reelfarm::cli::ParseSeeds("8-1").ok());
+  CHECK(*reelfarm::cli::ParseSize("256x128") == std::make_pair(256, 128));
+  CHECK_FALSE(reelfarm::cli::ParseSize("256").ok());
+  CHECK_FALSE(reelfarm::cli::ParseSize("0x5").ok());
+}

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "scheduler/scheduler.h"
+#include "scheduler/wedge.h"
 #include "tests/testing/fixtures.h"
 
 namespace reelfarm::scheduler {
@@ -348,6 +349,50 @@ TEST_CASE("a restarted scheduler reloads jobs and honours leases of returning wo
   REQUIRE(c);
   CHECK(c->task.index == 2);
   CHECK(c->lease.id > std::max(lease1, lease2));
+}
+
+
+TEST_CASE("a wedge expands prompts x seeds x parameters in a fixed order, named takes",
+          "[unit][generate]") {
+  GenerateSpec g;
+  g.prompts = {"red circle", "blue square"};
+  g.seeds = {1, 2, 3};
+  g.guidance_scales = {2.0, 4.0};
+  g.steps = 20;
+  g.sampler = "euler";
+  g.output = "gen/sh010.####.png";
+  std::vector<Take> takes = ExpandWedge("sh010", g);
+  REQUIRE(takes.size() == 12);
+  CHECK(WedgeSize(g) == 12);
+  CHECK(takes[0].name == "sh010_take001");
+  CHECK(takes[0].output == "gen/sh010_take001.####.png");
+  CHECK(takes[11].name == "sh010_take012");
+  // Prompts outermost, then seeds, then guidance.
+  CHECK(takes[1].prompt == "red circle");
+  CHECK(takes[1].seed == 1);
+  CHECK(takes[1].guidance_scale == 4.0);
+  CHECK(takes[2].seed == 2);
+  CHECK(takes[6].prompt == "blue square");
+  CHECK(takes[0].varying == std::vector<std::string>{"prompt", "seed", "guidance_scale"});
+  CHECK(takes[5].steps == 20);
+
+  GenerateSpec list;
+  list.prompt = "red circle";
+  list.seeds = {9};
+  list.steps = 10;
+  list.output = "gen/{take}/f.####.png";
+  GenerateTake a, b;
+  b.seed = 4;
+  b.sampler = "ddim";
+  list.takes = {a, b};
+  takes = ExpandWedge("look", list);
+  REQUIRE(takes.size() == 2);
+  CHECK(takes[0].seed == 9);
+  CHECK(takes[1].seed == 4);
+  CHECK(takes[1].sampler == "ddim");
+  CHECK(takes[1].output == "gen/look_take002/f.####.png");
+  CHECK(takes[0].varying == std::vector<std::string>{"seed", "sampler"});
+  CHECK(TakeOutput("renders/plate.mov", "x_take003") == "renders/x_take003.mov");
 }
 
 }  // namespace reelfarm::scheduler

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/model_manifest.h"
+#include "worker/inference/generator.h"
 #include "worker/inference/model.h"
 
 #ifndef REELFARM_VERSION
@@ -114,11 +115,23 @@ int Agent::Warm() {
   // Each model at the scale it was made for; built-ins at ×2.
   std::map<std::string, int> scales;
   for (const auto& name : common::BuiltinModels()) scales[name] = 2;
+  std::vector<std::string> warm;
   for (const auto& m : common::FindModelPackages(options_.pipeline.model_path)) {
-    scales.emplace(m.name, m.scale);
+    if (m.kind == "upscaler") scales.emplace(m.name, m.scale);
+    if (m.kind != "denoiser") continue;
+    // Denoisers are offered when their modules load.
+    const auto t0 = SteadyClock::now();
+    auto g = inference::Generator::Load(m, options_.pipeline.device);
+    if (!g.ok()) {
+      spdlog::error("model not offered model={} device={}: it does not load: {}", m.name,
+                    options_.pipeline.device, std::string(g.status().message()));
+      continue;
+    }
+    const double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+    model_load_.Add({{"model", m.name}, {"device", options_.pipeline.device}}).Set(seconds);
+    warm.push_back(m.name);
   }
   c10::InferenceMode guard;
-  std::vector<std::string> warm;
   for (const auto& [name, scale] : scales) {
     const auto t0 = SteadyClock::now();
     absl::StatusOr<std::unique_ptr<inference::Model>> m = inference::LoadModel(
@@ -179,6 +192,8 @@ int64_t Agent::PublishedBytes(const v1::Assignment& a) const {
   std::vector<std::string> files;
   if (a.kind() == v1::TASK_KIND_ASSEMBLE) {
     files = {a.upscale().output(), a.upscale().output() + ".json"};
+  } else if (a.kind() == v1::TASK_KIND_TAKE) {
+    files = {a.take_output(), a.take_output() + ".json"};
   } else {
     files = {a.segment()};
   }
@@ -379,10 +394,13 @@ void Agent::SlotLoop(int slot) {
       }
     }
     const bool cancelled = w.cancelled->load();
-    const char* kind = a.kind() == v1::TASK_KIND_ASSEMBLE ? "assemble" : "chunk";
+    const char* kind = a.kind() == v1::TASK_KIND_ASSEMBLE ? "assemble"
+                       : a.kind() == v1::TASK_KIND_TAKE   ? "take"
+                                                          : "chunk";
     tasks_.Add({{"kind", kind}, {"result", r.ok ? "ok" : cancelled ? "cancelled" : "failed"}})
         .Increment();
-    frames_.Add({{"model", a.upscale().model()}, {"device", options_.pipeline.device}})
+    frames_.Add({{"model", a.kind() == v1::TASK_KIND_TAKE ? a.generate().model()
+                                                          : a.upscale().model()}, {"device", options_.pipeline.device}})
         .Increment(static_cast<double>(r.ok ? r.frames_done : 0));
     for (const auto& [stage, s] : r.stage_seconds) {
       stage_seconds_.Add({{"stage", stage}}).Increment(s);

@@ -1,6 +1,7 @@
 #include "worker/pipeline.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <malloc.h>
 #include <torch/version.h>
@@ -17,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/bounded_queue.h"
+#include "worker/inference/generator.h"
 #include "worker/inference/model.h"
 #include "worker/media/media.h"
 #include "worker/media/output_format.h"
@@ -105,6 +107,7 @@ TaskReport TaskRunner::Run(const v1::Assignment& a,
                            const std::atomic<bool>& cancelled) {
   auto t0 = Clock::now();
   TaskReport r = a.kind() == v1::TASK_KIND_ASSEMBLE ? RunAssemble(a)
+                 : a.kind() == v1::TASK_KIND_TAKE   ? RunTake(a, progress, cancelled)
                                                     : RunChunk(a, progress, cancelled);
   r.seconds = Since(t0);
   return r;
@@ -238,6 +241,148 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
     failed.stage_seconds = report.stage_seconds;
     return failed;
   }
+  report.ok = true;
+  return report;
+}
+
+absl::StatusOr<inference::Generator*> TaskRunner::GetGenerator(const std::string& name) {
+  auto it = generators_.find(name);
+  if (it != generators_.end()) return it->second.get();
+  for (const auto& m : common::FindModelPackages(options_.model_path)) {
+    if (m.name != name) continue;
+    auto t0 = Clock::now();
+    ASSIGN_OR_RETURN(std::unique_ptr<inference::Generator> g,
+                     inference::Generator::Load(m, options_.device));
+    spdlog::info("model loaded model={} kind=denoiser device={} seconds={:.3f}", name,
+                 options_.device, Since(t0));
+    inference::Generator* raw = g.get();
+    generators_[name] = std::move(g);
+    return raw;
+  }
+  return absl::NotFoundError(absl::StrCat("model '", name, "' not found on the model path"));
+}
+
+// The first frame of `path` (a movie or an image sequence) as planar RGB.
+static absl::StatusOr<media::Frame> ReadInitFrame(const std::string& path, const std::string& spec) {
+  absl::StatusOr<std::unique_ptr<media::FrameSource>> source;
+  if (media::HasFramePattern(spec)) {
+    ASSIGN_OR_RETURN(media::VideoInfo info, media::ProbeImageSequence(path));
+    source = media::OpenImageSequenceSource(path, info.first_frame, info.first_frame + 1);
+  } else {
+    source = media::OpenVideoSource(path, 0, 1);
+  }
+  if (!source.ok()) return source.status();
+  media::Frame f;
+  ASSIGN_OR_RETURN(bool got, (*source)->Next(&f));
+  if (!got) return absl::FailedPreconditionError(absl::StrCat("generate.init '", spec, "' has no frame"));
+  return f;
+}
+
+TaskReport TaskRunner::RunTake(const v1::Assignment& a,
+                               const std::function<void(int64_t)>& progress,
+                               const std::atomic<bool>& cancelled) {
+  const v1::GenerateSpec& g = a.generate();
+  const v1::GenerateTake& take = a.take();
+  const std::string context = absl::StrCat("take ", a.take_name(), ": ");
+  auto generator = GetGenerator(g.model());
+  if (!generator.ok()) return Failure(generator.status(), context);
+  auto format = media::ResolveOutputFormat(a.take_output(), g.format().codec(),
+                                           g.format().pix_fmt(), g.format().preset(),
+                                           g.has_crf() ? g.crf() : 18);
+  if (!format.ok()) return Failure(format.status(), context);
+  auto output = storage_.Resolve(a.take_output(), "generate.output");
+  if (!output.ok()) return Failure(output.status(), context);
+
+  inference::GenerateRequest req;
+  req.prompt = take.prompt();
+  req.negative_prompt = g.negative_prompt();
+  req.sampler = take.sampler();
+  req.seed = take.seed();
+  req.steps = take.steps();
+  req.guidance_scale = take.guidance_scale();
+  req.width = g.width();
+  req.height = g.height();
+  req.frames = g.frames();
+  if (!g.init().empty()) {
+    auto init_path = storage_.Resolve(g.init(), "generate.init");
+    if (!init_path.ok()) return Failure(init_path.status(), context);
+    auto init = ReadInitFrame(init_path->string(), g.init());
+    if (!init.ok()) return Failure(init.status(), context);
+    req.init_rgb = std::move(init->planes);
+    req.init_width = init->width;
+    req.init_height = init->height;
+    req.strength = g.strength();
+  }
+
+  TaskReport report;
+  auto t0 = Clock::now();
+  absl::StatusOr<inference::GeneratedClip> clip;
+  {
+    c10::InferenceMode guard;
+    clip = (*generator)->Generate(req, [&] { return cancelled.load(); }, nullptr);
+  }
+  report.stage_seconds["infer"] = Since(t0);
+  report.model_digest = (*generator)->digest();
+  if (!clip.ok()) return Failure(clip.status(), context);
+
+  // The frames: an image sequence straight to its names, a movie to a temporary name
+  // published when complete.
+  std::error_code ec;
+  fs::create_directories(output->parent_path(), ec);
+  const fs::path tmp = common::Storage::TempPathFor(*output);
+  absl::StatusOr<std::unique_ptr<media::FrameSink>> sink;
+  if (format->image_sequence()) {
+    media::ImageSequenceOptions o;
+    o.width = clip->width;
+    o.height = clip->height;
+    o.codec = format->codec;
+    sink = media::OpenImageSequenceSink(output->string(), o);
+  } else {
+    media::EncodeOptions enc;
+    enc.width = clip->width;
+    enc.height = clip->height;
+    enc.fps_num = g.fps();
+    enc.fps_den = 1;
+    enc.codec = format->codec;
+    enc.pix_fmt = format->pix_fmt;
+    enc.container = format->container;
+    enc.crf = format->crf;
+    enc.preset = format->preset;
+    enc.colour.primaries = enc.colour.transfer = enc.colour.matrix = 1;  // BT.709
+    sink = media::OpenMovieSink(tmp.string(), enc);
+  }
+  if (!sink.ok()) return Failure(sink.status(), context);
+  t0 = Clock::now();
+  absl::Status st;
+  for (size_t i = 0; i < clip->frames.size() && st.ok(); ++i) {
+    if (cancelled.load()) st = absl::CancelledError("task cancelled");
+    media::Frame f;
+    f.width = clip->width;
+    f.height = clip->height;
+    f.index = static_cast<int64_t>(i);
+    f.planes = std::move(clip->frames[i]);
+    if (st.ok()) st = (*sink)->Write(f);
+    if (st.ok()) progress(++report.frames_done);
+  }
+  if (st.ok()) st = (*sink)->Close();
+  sink->reset();
+  if (st.ok() && !format->image_sequence()) st = common::Storage::Publish(tmp, *output);
+  report.stage_seconds["encode"] = Since(t0);
+  if (!st.ok()) {
+    fs::remove(tmp, ec);
+    return Failure(st, context);
+  }
+  // Provenance: the server's record of the job and take, the model and this worker.
+  nlohmann::json prov = nlohmann::json::parse(a.provenance_json(), nullptr, false);
+  if (prov.is_discarded()) prov = nlohmann::json::object();
+  prov["model"] = {{"name", g.model()}, {"digest", report.model_digest}};
+  prov["output"] = a.take_output();
+  prov["worker"] = options_.worker_name;
+  prov["device"] = options_.device;
+  prov["threads"] = at::get_num_threads();
+  prov["seconds"] = report.stage_seconds;
+  st = PublishSidecar(std::move(prov), *output);
+  if (!st.ok()) return Failure(st, context);
   report.ok = true;
   return report;
 }
@@ -376,6 +521,12 @@ absl::Status TaskRunner::WriteSidecar(const v1::Assignment& a, const fs::path& o
   prov["assembled_unix_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
+  RETURN_IF_ERROR(PublishSidecar(std::move(prov), output));
+  *model_digest = digest;
+  return absl::OkStatus();
+}
+
+absl::Status TaskRunner::PublishSidecar(nlohmann::json prov, const fs::path& output) const {
   prov["software"] = {{"reelfarm", REELFARM_VERSION},
                       {"ffmpeg", media::LibraryVersions()},
                       {"libtorch", TORCH_VERSION}};
@@ -388,9 +539,7 @@ absl::Status TaskRunner::WriteSidecar(const v1::Assignment& a, const fs::path& o
       return absl::UnavailableError(absl::StrCat("cannot write sidecar '", sidecar.string(), "'"));
     }
   }
-  RETURN_IF_ERROR(common::Storage::Publish(sidecar_tmp, sidecar));
-  *model_digest = digest;
-  return absl::OkStatus();
+  return common::Storage::Publish(sidecar_tmp, sidecar);
 }
 
 void KeepFrameBuffersInHeap() {

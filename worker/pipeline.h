@@ -11,11 +11,14 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "common/storage.h"
 #include "reelfarm/v1/workers.pb.h"
 
 namespace reelfarm::inference {
 class Model;
+class Generator;
 }
 namespace reelfarm::media {
 class FrameSink;
@@ -61,6 +64,10 @@ class TaskRunner final {
   TaskReport RunChunk(const v1::Assignment& a, const std::function<void(int64_t)>& progress,
                       const std::atomic<bool>& cancelled);
   TaskReport RunAssemble(const v1::Assignment& a);
+  // One take of a generate job: sampler, then the frames to the take's output and its
+  // sidecar (take.cc).
+  TaskReport RunTake(const v1::Assignment& a, const std::function<void(int64_t)>& progress,
+                     const std::atomic<bool>& cancelled);
   // The chunk's sink: a movie segment at `path`, or the image sequence `path` names.
   absl::StatusOr<std::unique_ptr<media::FrameSink>> OpenSink(const v1::Assignment& a,
                                                              const media::OutputFormat& format,
@@ -71,11 +78,15 @@ class TaskRunner final {
   // Writes `<output>.json`, the provenance sidecar.
   absl::Status WriteSidecar(const v1::Assignment& a, const std::filesystem::path& output,
                             std::string* model_digest);
+  // Adds this worker's software to `prov` and publishes it as `<output>.json`.
+  absl::Status PublishSidecar(nlohmann::json prov, const std::filesystem::path& output) const;
+  absl::StatusOr<inference::Generator*> GetGenerator(const std::string& name);
   absl::StatusOr<inference::Model*> GetModel(const std::string& name, int scale);
 
   const common::Storage& storage_;
   const PipelineOptions options_;
   std::map<std::string, std::unique_ptr<inference::Model>> models_;
+  std::map<std::string, std::unique_ptr<inference::Generator>> generators_;
 };
 
 // Keeps freed frame buffers in the heap for the next frame. An upscaled 1440p frame

@@ -301,6 +301,18 @@ v1::Job Farm::Get(int64_t id) {
   return job;
 }
 
+v1::Job Farm::RunToSuccess(const v1::JobSpec& spec) {
+  v1::SubmitJobResponse resp;
+  grpc::Status st = Submit(spec, &resp);
+  INFO(st.error_message());
+  REQUIRE(st.ok());
+  v1::Job job = WaitForJob(resp.job_id());
+  if (job.state() != v1::JOB_STATE_SUCCEEDED) DumpLogs();
+  INFO(job.error());
+  REQUIRE(job.state() == v1::JOB_STATE_SUCCEEDED);
+  return job;
+}
+
 v1::Job Farm::WaitForJob(int64_t id, std::chrono::seconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   v1::Job job;

@@ -73,6 +73,9 @@ class Farm {
   // Polls GetJob until the job ends (or `timeout`); returns the last state seen.
   v1::Job WaitForJob(int64_t id, std::chrono::seconds timeout = std::chrono::seconds(180));
   grpc::Status Submit(const v1::JobSpec& spec, v1::SubmitJobResponse* resp);
+  // Submits (the submit must succeed), waits for the end and requires success, dumping
+  // the logs when it failed; returns the job as it ended.
+  v1::Job RunToSuccess(const v1::JobSpec& spec);
   v1::Job Get(int64_t id);
   // Prints every process's log to the test output (for failures).
   void DumpLogs() const;

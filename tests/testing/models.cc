@@ -93,3 +93,55 @@ def forward(self, x):
 }
 
 }  // namespace reelfarm::testing
+
+namespace reelfarm::testing {
+
+void WriteFixtureDenoiser(const fs::path& dir, const std::string& name,
+                          const std::string& conditioning, int stride, int max_frames,
+                          bool nan) {
+  const fs::path pkg = dir / name;
+  fs::create_directories(pkg);
+  at::manual_seed(11);
+  const int64_t cond_dim = conditioning == "text" ? 8 : conditioning == "class" ? 2 : 0;
+  // A convolution over each frame's channels, plus a per-channel push from the
+  // conditioning: different prompts give different frames.
+  torch::jit::Module den("FixtureDenoiser");
+  den.register_parameter("w", at::randn({3, 3, 3, 3}) * 0.2, false);
+  den.register_parameter("p", at::randn({std::max<int64_t>(cond_dim, 1), 3}) * 0.5, false);
+  den.register_attribute("nan", c10::BoolType::get(), nan);
+  den.register_attribute("cond_dim", c10::IntType::get(), cond_dim);
+  den.define(R"(
+def forward(self, x, t, cond):
+    b, c, f, h, w = x.shape
+    y = x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+    y = torch.tanh(torch.conv2d(y, self.w, None, 1, 1)).reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
+    v = x - 0.5 * y
+    if self.cond_dim > 0:
+        v = v - torch.matmul(cond, self.p)[:, :, None, None, None]
+    if self.nan:
+        v = v * float('nan')
+    return v
+)");
+  den.save((pkg / "denoiser.pt").string());
+  std::string cond_json = R"({"type": "none"})";
+  if (conditioning == "text") {
+    torch::jit::Module enc("FixtureTextEncoder");
+    enc.register_parameter("emb", at::randn({8, cond_dim}), false);
+    enc.define(R"(
+def forward(self, tokens):
+    return torch.embedding(self.emb, tokens).mean(1)
+)");
+    enc.save((pkg / "text_encoder.pt").string());
+    std::ofstream(pkg / "vocab.txt") << "<pad>\n<unk>\nred\nblue\ncircle\nsquare\nmoving\nright\n";
+    cond_json = R"({"type": "text", "encoder": "text_encoder.pt", "tokenizer": "vocab.txt", "max_tokens": 6})";
+  } else if (conditioning == "class") {
+    cond_json = R"({"type": "class", "labels": ["cat", "dog"]})";
+  }
+  std::ofstream(pkg / "model.json")
+      << "{\"kind\": \"denoiser\", \"file\": \"denoiser.pt\", \"latent_channels\": 3, "
+      << "\"latent_frames\": 0, \"latent_scale\": 1, \"stride\": " << stride
+      << ", \"max_frames\": " << max_frames << ", \"conditioning\": " << cond_json
+      << ", \"defaults\": {\"steps\": 4, \"guidance_scale\": 2.0, \"sampler\": \"euler\"}}\n";
+}
+
+}  // namespace reelfarm::testing

@@ -33,3 +33,15 @@ void WriteFailsOnWideFramesModel(const std::filesystem::path& dir, const std::st
                                  const std::string& manifest_extra = "");
 
 }  // namespace reelfarm::testing
+
+namespace reelfarm::testing {
+
+// A denoiser package (kind "denoiser", models/README.md) with small random weights:
+// latents are the frames (no decoder, stride `stride`). `conditioning` is "text" (a
+// word vocabulary and an embedding text encoder), "class" (labels "cat", "dog") or
+// "none". `nan` makes the denoiser return NaN.
+void WriteFixtureDenoiser(const std::filesystem::path& dir, const std::string& name,
+                          const std::string& conditioning = "text", int stride = 8,
+                          int max_frames = 32, bool nan = false);
+
+}  // namespace reelfarm::testing

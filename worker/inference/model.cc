@@ -130,9 +130,7 @@ std::vector<std::string> AvailableModels(const std::vector<std::string>& search_
   return names;
 }
 
-absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int scale,
-                                                 const std::vector<std::string>& search_path,
-                                                 const std::string& device) {
+absl::StatusOr<c10::Device> ParseDevice(const std::string& device) {
   c10::Device dev(c10::kCPU);
   try {
     dev = c10::Device(device);
@@ -144,6 +142,13 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int sc
     return absl::FailedPreconditionError(
         absl::StrCat("device '", device, "': this LibTorch has no CUDA device"));
   }
+  return dev;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int scale,
+                                                 const std::vector<std::string>& search_path,
+                                                 const std::string& device) {
+  ASSIGN_OR_RETURN(const c10::Device dev, ParseDevice(device));
   if (name == "bicubic" || name == "lanczos") {
     if (scale < 2 || scale > 4) {
       return absl::InvalidArgumentError(
@@ -153,6 +158,10 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int sc
   }
   for (auto& m : common::FindModelPackages(search_path)) {
     if (m.name != name) continue;
+    if (m.kind != "upscaler") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model '", name, "' is a ", m.kind, ", not an upscaler; use it in a generate job"));
+    }
     if (m.scale != scale) {
       return absl::InvalidArgumentError(absl::StrCat(
           "model '", name, "' is made for scale ", m.scale, ", not ", scale));

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <memory>
 #include <string>
@@ -47,6 +48,10 @@ class Model {
 
 // Model names a worker can load: the built-ins and every package on `search_path`.
 std::vector<std::string> AvailableModels(const std::vector<std::string>& search_path);
+
+// "cpu" or "cuda:N"; INVALID_ARGUMENT when malformed, FAILED_PRECONDITION for CUDA
+// without a CUDA LibTorch.
+absl::StatusOr<c10::Device> ParseDevice(const std::string& device);
 
 // Loads `name` for `scale` on `device` ("cpu", "cuda:0"). NOT_FOUND for an unknown
 // model, INVALID_ARGUMENT for a scale the model was not made for.
