@@ -116,6 +116,36 @@ int main(int argc, char** argv) {
                  "refuse submits past this many queued tasks on the farm (0: no limit)");
   app.add_option("--max-queued-tasks-per-project", max_queued_per_project,
                  "refuse submits past this many queued tasks in one project (0: no limit)");
+  app.add_option("--tls-cert", options.tls.cert_file, "PEM certificate (chain) of the gRPC port");
+  app.add_option("--tls-key", options.tls.key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", options.tls.client_ca_file,
+                 "PEM CAs of client certificates (mutual TLS); a certificate presented "
+                 "must be signed by one of them");
+  app.add_flag("--require-client-cert", options.tls.require_client_cert,
+               "refuse the TLS handshake of any client without a certificate");
+  app.add_flag("--require-worker-cert", options.require_worker_cert,
+               "refuse workers without a verified client certificate (clients may still "
+               "connect without one)");
+  app.add_flag("--insecure", options.tls.insecure,
+               "plaintext gRPC instead of TLS (loopback or trusted networks only)");
+  app.add_option("--tokens-file", options.tokens_file,
+                 "YAML tokens and roles (admin, submitter, viewer, worker); read again "
+                 "when it changes");
+  app.add_flag("--no-auth", no_auth, "no tokens: every caller is an admin");
+  app.add_option("--local-worker-tls-ca", local_worker_ca,
+                 "CA the local workers trust for this server (default: --tls-cert, "
+                 "which then must be self-signed)");
+  app.add_option("--local-worker-tls-name", local_worker_tls_name,
+                 "name the local workers check in the server's certificate")
+      ->capture_default_str();
+  app.add_option("--max-message-bytes", options.max_message_bytes,
+                 "largest gRPC request taken")
+      ->capture_default_str();
+  app.add_option("--max-spec-bytes", options.limits.max_spec_bytes,
+                 "largest job spec taken")
+      ->capture_default_str();
+  app.add_option("--max-frames", options.limits.max_frames, "most frames in one job")
+      ->capture_default_str();
   app.add_option("--max-tasks-per-job", options.limits.max_tasks_per_job,
                  "most tasks in one job (chunks, or the takes of a generate wedge)")
       ->capture_default_str();
