@@ -88,7 +88,7 @@ TEST_CASE("a standby takes over within 15 s when the leader is SIGKILLed mid-job
   // reelctl given the standby first goes to the leader it names.
   {
     int status = 0;
-    const std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --server " +
+    const std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --insecure --server " +
                                                  farm.standby_address() + "," + farm.address() +
                                                  " --json get " + std::to_string(a.job_id()),
                                              &status);
@@ -133,7 +133,7 @@ TEST_CASE("a standby takes over within 15 s when the leader is SIGKILLed mid-job
   // reelctl given the dead leader first passes on to the new one.
   {
     int status = 0;
-    const std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --server " +
+    const std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --insecure --server " +
                                                  farm.address() + "," + farm.standby_address() +
                                                  " --json get " + std::to_string(a.job_id()),
                                              &status);
@@ -169,7 +169,8 @@ TEST_CASE("reelfarm-server with a wrong or unreachable database fails at once, n
   const auto t0 = Clock::now();
   int status = 0;
   const std::string out = testing::Capture(
-      std::string(REELFARM_SERVER_BIN) + " --listen 127.0.0.1:0 --metrics-listen '' --data-dir '" +
+      std::string(REELFARM_SERVER_BIN) +
+          " --listen 127.0.0.1:0 --insecure --no-auth --metrics-listen '' --data-dir '" +
           dir.path().string() + "' --store '" + url + "' 2>&1",
       &status);
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();

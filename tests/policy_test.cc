@@ -282,7 +282,7 @@ TEST_CASE("retries: on another worker, up to max_attempts", "[unit][policy]") {
   CHECK(f.sched->Retry(id).status().code() == absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_CASE("pause stops new leases; resume restores them", "[unit][policy]") {
+TEST_CASE("pause stops new leases, and resume restores them", "[unit][policy]") {
   Farm f;
   const int64_t id = f.Submit(Spec("a"), 3);
   f.sched->RegisterWorker(Worker("w", 3));

@@ -23,7 +23,7 @@ std::string Ctl(Farm& farm) {
 
 }  // namespace
 
-TEST_CASE("reelctl runs a job file of two dependent jobs; --dry-run makes none",
+TEST_CASE("reelctl runs a job file of two dependent jobs, and --dry-run makes none",
           "[integration][reelctl]") {
   testing::TempDir dir;
   Farm farm(dir.path() / "farm");

@@ -140,16 +140,16 @@ def test_follows_the_leader_a_standby_names(farm):
     port = standby.add_insecure_port("127.0.0.1:0")
     standby.start()
     try:
-        client = reelfarm.Client(f"127.0.0.1:{port}")
+        client = reelfarm.Client(f"127.0.0.1:{port}", insecure=True)
         assert isinstance(client.workers(), list)
         assert client.address == farm.address
         # A dead server first in the list is passed over.
-        listed = reelfarm.Client(["127.0.0.1:1", farm.address])
+        listed = reelfarm.Client(["127.0.0.1:1", farm.address], insecure=True)
         assert isinstance(listed.list(), list)
         assert listed.address == farm.address
         # A watch opened on the standby goes on with the leader.
         job = client.submit_upscale(farm.clip("plates/ha.mp4", frames=12), "renders/ha.mp4")
-        watching = reelfarm.Client(f"127.0.0.1:{port}")
+        watching = reelfarm.Client(f"127.0.0.1:{port}", insecure=True)
         assert list(watching.watch(job.id))[-1].state == "succeeded"
         assert watching.address == farm.address
     finally:
