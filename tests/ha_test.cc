@@ -281,8 +281,13 @@ TEST_CASE("a stalled leader is replaced, and once it wakes it changes nothing",
     req.set_job_id(a.job_id());
     v1::Job job;
     st = stub->CancelJob(&ctx, req, &job);
-    INFO("cancel sent to the deposed leader: " << st.error_message());
-    CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
+    INFO("cancel sent to the deposed leader: " << st.error_code() << " "
+                                                  << st.error_message());
+    // Refused: UNAVAILABLE, or CANCELLED when the call meets the server stepping down
+    // (gRPC's answer to a call cut by a shutdown); the state check below shows that
+    // nothing changed either way.
+    CHECK((st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+           st.error_code() == grpc::StatusCode::CANCELLED));
   }
   // It steps down; the new leader's state is untouched.
   for (int i = 0; i < 100 && farm.ServerLog().find("stepping down from epoch 1") ==
