@@ -362,6 +362,31 @@ absl::Status JobServiceImpl::CheckSpecLimits(const v1::JobSpec& spec) const {
     RETURN_IF_ERROR(check("upscale.format.preset", u.format().preset()));
     RETURN_IF_ERROR(check("upscale.format.pix_fmt", u.format().pix_fmt()));
   }
+  if (spec.has_generate()) {
+    const v1::GenerateSpec& g = spec.generate();
+    RETURN_IF_ERROR(check("generate.model", g.model()));
+    RETURN_IF_ERROR(check("generate.prompt", g.prompt()));
+    RETURN_IF_ERROR(check("generate.negative_prompt", g.negative_prompt()));
+    RETURN_IF_ERROR(check("generate.sampler", g.sampler()));
+    RETURN_IF_ERROR(check("generate.output", g.output()));
+    RETURN_IF_ERROR(check("generate.init", g.init()));
+    RETURN_IF_ERROR(check("generate.format.codec", g.format().codec()));
+    RETURN_IF_ERROR(check("generate.format.preset", g.format().preset()));
+    RETURN_IF_ERROR(check("generate.format.pix_fmt", g.format().pix_fmt()));
+    for (int i = 0; i < g.prompts_size(); ++i) {
+      RETURN_IF_ERROR(check(absl::StrCat("generate.prompts[", i, "]"), g.prompts(i)));
+    }
+    for (int i = 0; i < g.samplers_size(); ++i) {
+      RETURN_IF_ERROR(check(absl::StrCat("generate.samplers[", i, "]"), g.samplers(i)));
+    }
+    for (int i = 0; i < g.takes_size(); ++i) {
+      RETURN_IF_ERROR(check(absl::StrCat("generate.takes[", i, "].prompt"), g.takes(i).prompt()));
+      RETURN_IF_ERROR(
+          check(absl::StrCat("generate.takes[", i, "].sampler"), g.takes(i).sampler()));
+    }
+    // The wedge's size (its takes, one task each) is checked against
+    // --max-tasks-per-job when the job is expanded.
+  }
   return absl::OkStatus();
 }
 

@@ -191,6 +191,18 @@ TEST_CASE("generate refuses a wedge over the per-job task limit", "[integration]
   RequireInvalid(Refused(*f.farm, spec), {"wedge", "12 takes", "limit of 10"});
 }
 
+TEST_CASE("generate refuses over-long or NUL-holding prompts, naming the field",
+          "[integration][generate][security]") {
+  GenFarm f(0);
+  v1::JobSpec spec = GenerateSpec("gen/x.####.png", {1});
+  spec.mutable_generate()->set_prompt(std::string(2000, 'a'));
+  RequireInvalid(Refused(*f.farm, spec), {"generate.prompt", "2000 characters", "1024"});
+  spec.mutable_generate()->set_prompt("red circle");
+  spec.mutable_generate()->add_prompts("blue square");
+  spec.mutable_generate()->add_prompts(std::string("red\0circle", 10));
+  RequireInvalid(Refused(*f.farm, spec), {"generate.prompts[1]", "NUL"});
+}
+
 TEST_CASE("a model that produces NaN fails its take at once, saying so",
           "[integration][generate]") {
   GenFarm f(1);
