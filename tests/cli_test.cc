@@ -89,7 +89,7 @@ TEST_CASE("job file errors name the file, the job and the problem", "[unit][cli]
         absl::StatusCode::kNotFound);
 }
 
-TEST_CASE("reelctl parses --seeds as numbers, ranges and lists, and --size as WIDTHxHEIGHT", "[unit][cli]") {
+TEST_CASE("seeds take numbers, ranges and lists, sizes take WIDTHxHEIGHT", "[unit][cli]") {
   CHECK(*reelfarm::cli::ParseSeeds("1-8") == std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8});
   CHECK(*reelfarm::cli::ParseSeeds("7") == std::vector<int64_t>{7});
   CHECK(*reelfarm::cli::ParseSeeds("1,5,9-11") == std::vector<int64_t>{1, 5, 9, 10, 11});

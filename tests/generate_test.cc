@@ -79,7 +79,7 @@ void RequireInvalid(const grpc::Status& st, const std::vector<std::string>& word
 
 }  // namespace
 
-TEST_CASE("same spec and seed give identical frames, and another seed differs",
+TEST_CASE("same spec and seed give identical frames, another seed differs",
           "[integration][generate]") {
   GenFarm f(1);
   f.farm->RunToSuccess(GenerateSpec("gen/a.####.png", {7}));
@@ -219,7 +219,7 @@ TEST_CASE("a model that produces NaN fails its take at once, saying so",
   CHECK(full.tasks(0).attempts() == 1);
 }
 
-TEST_CASE("reelctl submit generate runs a wedge of seeds, and a job file chains it into an upscale",
+TEST_CASE("reelctl submit generate runs a wedge of seeds, a job file chains it into an upscale",
           "[integration][generate][reelctl]") {
   GenFarm f(1);
   const std::string ctl = f.farm->Reelctl();
@@ -277,7 +277,7 @@ TEST_CASE("a class-conditioned model takes only its labels as prompts", "[integr
   CHECK(Frames(*f.farm, "gen/cat_take001.####.png") != Frames(*f.farm, "gen/dog_take001.####.png"));
 }
 
-TEST_CASE("an init image with low strength keeps the take close to it, and ddim runs",
+TEST_CASE("an init image with low strength keeps the take close to it, ddim runs",
           "[integration][generate]") {
   GenFarm f(1);
   REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=32x24 -frames:v 1 '" +

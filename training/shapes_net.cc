@@ -112,6 +112,9 @@ def forward(self, x, t, cond):
     h = self.u1.forward(h, e)
     h = torch.group_norm(h, 8, self.nout_w, self.nout_b, 1e-5, False)
     h = torch.conv2d(h * torch.sigmoid(h), self.out_w, self.out_b, [1, 1], [1, 1])
+    # The prior also goes straight to the output, weighted by t: near pure noise the
+    # velocity is noise - E[x_0 | prompt], which it can then carry alone.
+    h = h - t[:, None, None, None] * prior
     return h.reshape(b, c, f, hh, ww)
 )");
   return m;

@@ -1,7 +1,7 @@
 // Trains models/shapes_t2v: a text-conditioned video denoiser (flow matching) on clips
 // rendered by shapes_data.cc. Deterministic for a given --seed and --threads.
 //
-//   reelfarm-train-shapes --out models/shapes_t2v --steps 2500 --seed 1234 --threads 1
+//   reelfarm-train-shapes --out models/shapes_t2v --steps 2000 --seed 1234 --threads 1
 //
 // Writes denoiser.pt, text_encoder.pt, decoder.pt, vocab.txt and model.json into --out
 // (every --save-every steps, so an interrupted run leaves a usable package).
@@ -29,7 +29,7 @@ namespace {
 
 struct Recipe {
   std::string out = "models/shapes_t2v";
-  int steps = 2500;
+  int steps = 2000;
   int batch = 32;
   int size = 32;         // latent side (the shipped model draws at 1/8 of 256x256)
   double lr = 2e-3;
@@ -40,7 +40,7 @@ struct Recipe {
   int save_every = 250;
   int max_tokens = 8;
   std::string resume;    // a package folder to start from (a second stage)
-  double t_shift = 0.0;  // times are sigmoid(N(t_shift, 1)): > 0 trains noisier steps more
+  double t_shift = 0.5;  // times are sigmoid(N(t_shift, 1)): > 0 trains noisier steps more
 };
 
 std::vector<int64_t> Tokenize(const std::string& prompt, const std::map<std::string, int64_t>& vocab,
@@ -77,7 +77,7 @@ void Save(const Recipe& r, const ShapesNetConfig& cfg, torch::jit::Module& den,
       {"conditioning",
        {{"type", "text"}, {"encoder", "text_encoder.pt"}, {"tokenizer", "vocab.txt"},
         {"max_tokens", r.max_tokens}}},
-      {"defaults", {{"steps", 20}, {"guidance_scale", 3.0}, {"sampler", "euler"},
+      {"defaults", {{"steps", 20}, {"guidance_scale", 5.0}, {"sampler", "euler"},
                     {"width", 256}, {"height", 256}, {"frames", 16}}},
       {"training",
        {{"program", "reelfarm-train-shapes"}, {"steps", step}, {"batch", r.batch},
