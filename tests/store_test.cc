@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -226,6 +227,71 @@ TEST_CASE(
   REQUIRE(snap.tasks.size() == want.size());
   for (size_t i = 0; i < want.size(); ++i)
     CheckSameTask(snap.tasks[i], want[i]);
+}
+
+TEST_CASE("JobStore round-trips a generate job's wedge and its take tasks",
+          "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
+  CAPTURE(kind);
+  TempDir dir;
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
+  Job job;
+  job.spec.name = "wedge";
+  GenerateSpec& g = job.spec.generate;
+  g.model = "shapes_t2v";
+  g.prompt = "red circle moving right";
+  g.negative_prompt = "blur";
+  g.seeds = {1, -2, 9007199254740993};
+  g.prompts = {"red circle moving right", "blue square moving up"};
+  g.guidance_scales = {3.5, 5.0};
+  g.step_counts = {8, 20};
+  g.samplers = {"euler", "ddim"};
+  GenerateTake take;
+  take.seed = 42;
+  take.prompt = "a \"quoted\" prompt";
+  g.takes = {take, GenerateTake{}};
+  g.width = 96;
+  g.height = 64;
+  g.frames = 12;
+  g.output = "gen/{name}.####.png";
+  g.strength = 0.25;
+  std::vector<Task> tasks;
+  for (int i = 0; i < 3; ++i) {
+    Task t;
+    t.index = i;
+    t.kind = TaskKind::kTake;
+    t.frame_end = 12;
+    tasks.push_back(t);
+  }
+  const int64_t id = Create(*store, job, tasks);
+
+  const JobStore::Snapshot snap = Load(*store);
+  REQUIRE(snap.jobs.size() == 1);
+  const GenerateSpec& got = snap.jobs[0].spec.generate;
+  CHECK(snap.jobs[0].spec.is_generate());
+  CHECK(got.model == g.model);
+  CHECK(got.prompt == g.prompt);
+  CHECK(got.negative_prompt == g.negative_prompt);
+  CHECK(got.seeds == g.seeds);
+  CHECK(got.prompts == g.prompts);
+  CHECK(got.guidance_scales == g.guidance_scales);
+  CHECK(got.step_counts == g.step_counts);
+  CHECK(got.samplers == g.samplers);
+  REQUIRE(got.takes.size() == 2);
+  CHECK(got.takes[0].seed == std::optional<int64_t>(42));
+  CHECK(got.takes[0].prompt == g.takes[0].prompt);
+  CHECK(!got.takes[0].steps.has_value());
+  CHECK(!got.takes[1].seed.has_value());
+  CHECK(got.width == 96);
+  CHECK(got.height == 64);
+  CHECK(got.frames == 12);
+  CHECK(got.output == g.output);
+  CHECK(got.strength == 0.25);
+  REQUIRE(snap.tasks.size() == 3);
+  for (const Task& t : snap.tasks) {
+    CHECK(t.job_id == id);
+    CHECK(t.kind == TaskKind::kTake);
+  }
 }
 
 TEST_CASE("JobStore updates of jobs and tasks are visible in LoadAll",
