@@ -178,8 +178,10 @@ class Client:
     def submit_generate(self, model, prompt, output, seeds=(1,), steps=20, guidance_scale=5.0,
                         sampler="euler", width=256, height=256, frames=48, fps=24,
                         negative_prompt="", name="", project=""):
-        """Generates takes with a denoiser model. Servers that do not run generation jobs
-        yet answer Unimplemented."""
+        """Generates one take per seed with a denoiser model (see models/README.md), as
+        image sequences or movies at `output` (each take's name replaces "{take}", else
+        the file's stem: "gen/sh010.####.png" -> "gen/sh010_take001.####.png").
+        For wedges over prompts, guidance or samplers, give a spec dict to submit()."""
         spec = jobs_pb2.JobSpec(name=name, project=project)
         g = spec.generate
         g.model, g.prompt, g.negative_prompt, g.output = model, prompt, negative_prompt, output
