@@ -32,12 +32,6 @@ class JobStore {
   virtual absl::StatusOr<int64_t> CreateJob(const Job& job,
                                             const std::vector<Task>& tasks) = 0;
 
-  // Replaces the stored state of a job (spec, input info, state, error, timestamps).
-  virtual absl::Status UpdateJob(const Job& job) = 0;
-
-  // Replaces the stored state of one task (matched by job_id and index).
-  virtual absl::Status UpdateTask(const Task& task) = 0;
-
   // One change in a batch. kInsertJob carries the id chosen by the caller (above every
   // id stored so far); kInsertTask adds a task to an existing job.
   struct Write {
@@ -50,6 +44,17 @@ class JobStore {
   // scheduler commits in groups (one durable commit for many state changes).
   // NOT_FOUND (and nothing applied) when an update names a missing row.
   virtual absl::Status Commit(const std::vector<Write>& writes) = 0;
+
+  // Replaces the stored state of a job (spec, input info, state, error, timestamps): a
+  // Commit of one write, unless a store has something cheaper.
+  virtual absl::Status UpdateJob(const Job& job) {
+    return Commit({{Write::Kind::kUpdateJob, job, {}}});
+  }
+
+  // Replaces the stored state of one task (matched by job_id and index).
+  virtual absl::Status UpdateTask(const Task& task) {
+    return Commit({{Write::Kind::kUpdateTask, {}, task}});
+  }
 
   // Everything, for a restart: jobs ordered by id, tasks ordered by (job_id, index).
   struct Snapshot {

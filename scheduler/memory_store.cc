@@ -48,14 +48,6 @@ class InMemoryJobStore final : public JobStore {
     return id;
   }
 
-  absl::Status UpdateJob(const Job& job) override {
-    return Commit({{Write::Kind::kUpdateJob, job, {}}});
-  }
-
-  absl::Status UpdateTask(const Task& task) override {
-    return Commit({{Write::Kind::kUpdateTask, {}, task}});
-  }
-
   absl::Status Commit(const std::vector<Write>& writes) override {
     absl::MutexLock lock(&mu_);
     // All or nothing: check every write against the state it will meet first.

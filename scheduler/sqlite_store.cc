@@ -297,14 +297,6 @@ class SqliteJobStore final : public JobStore {
     return id;
   }
 
-  absl::Status UpdateJob(const Job& job) override {
-    return Commit({{Write::Kind::kUpdateJob, job, {}}});
-  }
-
-  absl::Status UpdateTask(const Task& task) override {
-    return Commit({{Write::Kind::kUpdateTask, {}, task}});
-  }
-
   absl::Status Commit(const std::vector<Write>& writes) override {
     absl::MutexLock lock(&mu_);
     return InTransaction(conn_, /*write=*/true, [&]() -> absl::Status {
