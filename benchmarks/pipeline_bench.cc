@@ -3,7 +3,8 @@
 // ESPCN-style ×2 TorchScript model, against each stage alone and against the script a
 // TD would write (Python + python3-torch between two ffmpeg rawvideo pipes).
 // Prints one JSON line per model. Usage:
-//   reelfarm-bench-pipeline [--frames 240] [--threads N] [--no-python] [--keep DIR]
+//   reelfarm-bench-pipeline [--frames 240] [--threads N] [--model bicubic|espcn2x]
+//                           [--no-python] [--e2e-only] [--keep DIR]
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/script.h>
@@ -18,6 +19,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/resource.h>
 
 #include <nlohmann/json.hpp>
 
@@ -102,7 +105,16 @@ print(n)
 
 struct StageFps {
   double decode = 0, infer = 0, encode = 0;
+  // CPU time (all threads of the process) per frame, in milliseconds.
+  double decode_cpu_ms = 0, infer_cpu_ms = 0, encode_cpu_ms = 0;
 };
+
+// User + system CPU seconds of the whole process so far.
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 
 // Each stage alone: decode all frames; run the model and encode over the first
 // kSample decoded frames, cycled to the same count (keeps memory near 1.3 GB; 24
@@ -112,6 +124,7 @@ StageFps StagesAlone(const std::string& clip, inference::Model& model, int frame
   StageFps fps;
   std::vector<media::Frame> sample;
   auto t0 = Clock::now();
+  double c0 = CpuSeconds();
   {
     auto source = media::OpenVideoSource(clip, 0, frames);
     Check(source.status());
@@ -123,25 +136,27 @@ StageFps StagesAlone(const std::string& clip, inference::Model& model, int frame
     }
   }
   fps.decode = frames / Seconds(t0);
+  fps.decode_cpu_ms = (CpuSeconds() - c0) * 1e3 / frames;
 
   std::vector<media::Frame> upscaled;
   t0 = Clock::now();
+  c0 = CpuSeconds();
   {
     c10::InferenceMode guard;
     for (int i = 0; i < frames; ++i) {
       media::Frame& f = sample[i % sample.size()];
-      at::Tensor x = at::from_blob(f.planes.data(), {1, 3, f.height, f.width}, at::kFloat);
-      auto y = model.Upscale(x);
-      Check(y.status());
-      at::Tensor out = y->contiguous();
-      media::Frame g;  // the same copy out the pipeline makes
-      g.width = static_cast<int>(out.size(3));
-      g.height = static_cast<int>(out.size(2));
-      g.planes.assign(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+      const at::Tensor x = at::from_blob(f.planes.data(), {1, 3, f.height, f.width}, at::kFloat);
+      media::Frame g;  // as the pipeline's model stage does: straight into a new frame
+      g.width = f.width * model.scale();
+      g.height = f.height * model.scale();
+      g.planes.resize(3 * static_cast<size_t>(g.width) * g.height);
+      at::Tensor out = at::from_blob(g.planes.data(), {1, 3, g.height, g.width}, at::kFloat);
+      Check(model.UpscaleInto(x, out));
       if (upscaled.size() < sample.size()) upscaled.push_back(std::move(g));
     }
   }
   fps.infer = frames / Seconds(t0);
+  fps.infer_cpu_ms = (CpuSeconds() - c0) * 1e3 / frames;
 
   const fs::path tmp = fs::temp_directory_path() / "reelfarm-bench-encode.mov";
   media::EncodeOptions enc;
@@ -149,6 +164,7 @@ StageFps StagesAlone(const std::string& clip, inference::Model& model, int frame
   enc.height = 2 * kHeight;
   enc.container = "mov";
   t0 = Clock::now();
+  c0 = CpuSeconds();
   {
     auto sink = media::OpenMovieSink(tmp.string(), enc);
     Check(sink.status());
@@ -156,6 +172,7 @@ StageFps StagesAlone(const std::string& clip, inference::Model& model, int frame
     Check((*sink)->Close());
   }
   fps.encode = frames / Seconds(t0);
+  fps.encode_cpu_ms = (CpuSeconds() - c0) * 1e3 / frames;
   fs::remove(tmp);
   return fps;
 }
@@ -166,12 +183,16 @@ int main(int argc, char** argv) {
   int frames = 240;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   bool python = true;
+  bool stages = true;  // --e2e-only: the pipeline alone (for profiling it)
   std::string keep;
+  std::vector<std::string> models = {"bicubic", "espcn2x"};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--frames" && i + 1 < argc) frames = std::atoi(argv[++i]);
     else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (a == "--no-python") python = false;
+    else if (a == "--e2e-only") stages = python = false;
+    else if (a == "--model" && i + 1 < argc) models = {argv[++i]};
     else if (a == "--keep" && i + 1 < argc) keep = argv[++i];
     else Die("unknown argument '" + a + "'; see the header of pipeline_bench.cc");
   }
@@ -196,7 +217,7 @@ int main(int argc, char** argv) {
   popts.model_path = {(work / "models").string()};
   worker::TaskRunner runner(*storage, popts);
 
-  for (const std::string model_name : {"bicubic", "espcn2x"}) {
+  for (const std::string& model_name : models) {
     v1::Assignment a;
     a.set_job_id(1);
     a.set_kind(v1::TASK_KIND_CHUNK);
@@ -216,13 +237,15 @@ int main(int argc, char** argv) {
     in->set_fps_num(24);
     in->set_fps_den(1);
     std::atomic<bool> cancelled{false};
+    const double cpu0 = CpuSeconds();
     const worker::TaskReport r = runner.Run(a, [](int64_t) {}, cancelled);
+    const double e2e_cpu_ms = (CpuSeconds() - cpu0) * 1e3 / frames;
     if (!r.ok) Die(model_name + ": " + r.error);
     const double e2e = frames / r.seconds;
 
     auto model = inference::LoadModel(model_name, 2, popts.model_path, "cpu");
     Check(model.status());
-    const StageFps alone = StagesAlone(clip.string(), **model, frames);
+    const StageFps alone = stages ? StagesAlone(clip.string(), **model, frames) : StageFps{1, 1, 1};
     const double slowest = std::min({alone.decode, alone.infer, alone.encode});
 
     nlohmann::json line = {
@@ -233,8 +256,12 @@ int main(int argc, char** argv) {
         {"e2e_fps", e2e},
         {"stage_fps_alone", {{"decode", alone.decode}, {"infer", alone.infer},
                              {"encode", alone.encode}}},
+        {"stage_cpu_ms_per_frame_alone", {{"decode", alone.decode_cpu_ms},
+                                          {"infer", alone.infer_cpu_ms},
+                                          {"encode", alone.encode_cpu_ms}}},
         {"stage_busy_seconds_in_e2e", r.stage_seconds},
         {"e2e_over_slowest_stage", e2e / slowest},
+        {"e2e_cpu_ms_per_frame", e2e_cpu_ms},
     };
     if (python) {
       const std::string model_arg =

@@ -259,7 +259,7 @@ TEST_CASE("Image sequences are written frame by frame with #### numbers",
         REQUIRE(fs::exists(file));
         CHECK(Probe(file, "pix_fmt") == std::string(c.pix_fmt) + "\n");
         CHECK(Probe(file, "width,height") == "64\n36\n");
-        const std::vector<float>& want = frames[i].planes;
+        const auto& want = frames[i].planes;
         double worst = 0;
         if (std::string(c.codec) == "exr") {
           // Header: channel list entries "B\0" + pixel type (1 = HALF); compression

@@ -31,35 +31,45 @@ absl::Status RunModelStage(inference::Model& model, const ModelStageRange& range
   const size_t batch = static_cast<size_t>(std::max(1, model.batch()));
   std::deque<media::Frame> window;  // consecutive decoded frames, by index
   std::vector<at::Tensor> inputs;   // [3k, H, W] per pending target
+  std::vector<media::Frame> held;   // k = 1: the frames `inputs` view, kept instead of copied
   std::vector<int64_t> targets;
+  held.reserve(batch);
 
   auto flush = [&]() -> absl::Status {
     if (inputs.empty()) return absl::OkStatus();
     const auto t = Clock::now();
-    absl::StatusOr<at::Tensor> y = model.Upscale(at::stack(inputs));
-    if (!y.ok()) {
-      return absl::Status(y.status().code(),
-                          absl::StrCat("frame ", targets.front(), ": ", y.status().message()));
-    }
-    at::Tensor result = y->contiguous();
+    const int64_t h = inputs[0].size(1), w = inputs[0].size(2), s = model.scale();
     std::vector<media::Frame> done(targets.size());
     for (size_t i = 0; i < targets.size(); ++i) {
-      at::Tensor one = result[static_cast<int64_t>(i)];
-      media::Frame& g = done[i];
-      g.width = static_cast<int>(one.size(2));
-      g.height = static_cast<int>(one.size(1));
-      g.index = targets[i];
-      g.planes.assign(one.data_ptr<float>(), one.data_ptr<float>() + one.numel());
+      done[i].width = static_cast<int>(w * s);
+      done[i].height = static_cast<int>(h * s);
+      done[i].index = targets[i];
+      done[i].planes.resize(static_cast<size_t>(3 * h * s * w * s));
+    }
+    absl::Status st;
+    if (inputs.size() == 1) {  // straight into the frame: no copy of the output
+      at::Tensor into = View(done[0]).unsqueeze(0);
+      st = model.UpscaleInto(inputs[0].unsqueeze(0), into);
+    } else {
+      absl::StatusOr<at::Tensor> y = model.Upscale(at::stack(inputs));
+      st = y.status();
+      for (size_t i = 0; st.ok() && i < done.size(); ++i) {
+        View(done[i]).copy_((*y)[static_cast<int64_t>(i)]);
+      }
+    }
+    if (!st.ok()) {
+      return absl::Status(st.code(), absl::StrCat("frame ", targets.front(), ": ", st.message()));
     }
     if (frame_delay_ms > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(frame_delay_ms * done.size()));
     }
     *seconds += std::chrono::duration<double>(Clock::now() - t).count();
+    inputs.clear();
+    held.clear();
+    targets.clear();
     for (media::Frame& g : done) {
       if (!out.Push(std::move(g))) return absl::OkStatus();
     }
-    inputs.clear();
-    targets.clear();
     return absl::OkStatus();
   };
 
@@ -72,13 +82,25 @@ absl::Status RunModelStage(inference::Model& model, const ModelStageRange& range
       window.push_back(std::move(*f));
     }
     const auto t = Clock::now();
-    std::vector<at::Tensor> frames;
-    for (int64_t j = target - half; j <= target + half; ++j) {
-      const int64_t n = std::clamp(j, range.input_first, range.input_last);
-      frames.push_back(View(window[static_cast<size_t>(n - window.front().index)]));
+    if (k == 1) {
+      // The frame leaves the window for `held`, which keeps it until the batch has run
+      // (no copy; the window would drop it now anyway).
+      while (window.front().index < target) window.pop_front();
+      if (window.front().index != target) {
+        return absl::InternalError(absl::StrCat("frame ", target, " did not come from the decoder"));
+      }
+      held.push_back(std::move(window.front()));
+      window.pop_front();
+      inputs.push_back(View(held.back()));
+    } else {
+      std::vector<at::Tensor> frames;
+      for (int64_t j = target - half; j <= target + half; ++j) {
+        const int64_t n = std::clamp(j, range.input_first, range.input_last);
+        frames.push_back(View(window[static_cast<size_t>(n - window.front().index)]));
+      }
+      // cat copies, so the window may drop frames before the batch runs.
+      inputs.push_back(at::cat(frames, 0));
     }
-    // cat copies, so the window may drop frames before the batch runs.
-    inputs.push_back(k == 1 ? frames[0].clone() : at::cat(frames, 0));
     targets.push_back(target);
     while (!window.empty() && window.front().index < target + 1 - half) window.pop_front();
     *seconds += std::chrono::duration<double>(Clock::now() - t).count();

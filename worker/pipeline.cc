@@ -308,7 +308,7 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
     if (!init_path.ok()) return Failure(init_path.status(), context);
     auto init = ReadInitFrame(init_path->string(), g.init());
     if (!init.ok()) return Failure(init.status(), context);
-    req.init_rgb = std::move(init->planes);
+    req.init_rgb.assign(init->planes.begin(), init->planes.end());
     req.init_width = init->width;
     req.init_height = init->height;
     req.strength = g.strength();
@@ -360,7 +360,8 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
     f.width = clip->width;
     f.height = clip->height;
     f.index = static_cast<int64_t>(i);
-    f.planes = std::move(clip->frames[i]);
+    f.planes.assign(clip->frames[i].begin(), clip->frames[i].end());
+    clip->frames[i] = {};
     if (st.ok()) st = (*sink)->Write(f);
     if (st.ok()) progress(++report.frames_done);
   }

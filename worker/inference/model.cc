@@ -82,7 +82,9 @@ class TorchScriptModel final : public Model {
           ", 3, ", x.size(2) * s, ", ", x.size(3) * s, "]"));
     }
     try {
-      return ToHost(y).clamp_(0.0, 1.0);
+      // NaN (a broken model) becomes 0, as frames are never NaN (media.h).
+      at::Tensor host = ToHost(y);
+      return at::nan_to_num_(host, 0.0, 1.0, 0.0).clamp_(0.0, 1.0);
     } catch (const c10::Error& e) {
       return absl::InternalError(absl::StrCat("model '", manifest_.name,
                                               "': copying the result back failed: ",
@@ -123,6 +125,18 @@ class TorchScriptModel final : public Model {
 };
 
 }  // namespace
+
+absl::Status Model::UpscaleInto(const at::Tensor& frames, at::Tensor& out) {
+  absl::StatusOr<at::Tensor> y = Upscale(frames);
+  if (!y.ok()) return y.status();
+  if (!y->sizes().equals(out.sizes())) {
+    return absl::InvalidArgumentError(absl::StrCat("model '", name(), "' returned shape ",
+                                                   ShapeString(*y), " where ",
+                                                   ShapeString(out), " was expected"));
+  }
+  out.copy_(*y);
+  return absl::OkStatus();
+}
 
 std::vector<std::string> AvailableModels(const std::vector<std::string>& search_path) {
   std::vector<std::string> names = common::BuiltinModels();

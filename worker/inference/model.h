@@ -44,6 +44,11 @@ class Model {
   // (`tile_memory_per_pixel`, TileForMemory in tiling.h).
   virtual int tile() const { return 0; }
   virtual absl::StatusOr<at::Tensor> Upscale(const at::Tensor& frames) = 0;
+  // Upscale into `out`, a float [N, 3, H*scale, W*scale] CPU tensor the caller
+  // allocated (contiguous, e.g. over a frame's planes). The default runs Upscale and
+  // copies; the built-in resamplers write their result there directly, which saves a
+  // pass over the output (44 MB a frame at 2560x1440).
+  virtual absl::Status UpscaleInto(const at::Tensor& frames, at::Tensor& out);
 };
 
 // Model names a worker can load: the built-ins and every package on `search_path`.

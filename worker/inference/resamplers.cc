@@ -4,11 +4,23 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+// The hot loops are built twice, for AVX2 and for the baseline, and the one the CPU
+// can run is chosen when the library loads.
+#define REELFARM_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define REELFARM_CPU_CLONES
+#endif
 
 namespace reelfarm::inference {
 namespace {
@@ -68,75 +80,182 @@ PhaseKernel LanczosKernel(int scale) {
   return k;
 }
 
-// One row of `n` input pixels to n * scale output pixels, with TAPS taps. Interior
-// pixels (all taps in range) run with constant weights per phase, which the compiler
-// vectorises; the few at the edges clamp their taps (edges replicated).
-template <int TAPS>
-void UpscaleRow(const float* in, int64_t n, const PhaseKernel& k, float* phase_buf, float* out) {
-  const int s = k.scale;
+// One row of `n` input pixels to n * scale output pixels, with TAPS taps and SCALE
+// phases (0: the scale at run time). Interior pixels (all taps in range) run with
+// constant weights, which the compiler vectorises; the few at the edges clamp their
+// taps (edges replicated).
+template <int TAPS, int SCALE>
+REELFARM_CPU_CLONES
+void UpscaleRow(const float* in, int64_t n, const PhaseKernel& k, float* out) {
+  const int s = SCALE > 0 ? SCALE : k.scale;
+  int64_t lo = 0, hi = n;  // q in [lo, hi): every phase's taps lie inside the row
   for (int p = 0; p < s; ++p) {
-    float w[TAPS];
-    std::copy_n(&k.weights[static_cast<size_t>(p) * TAPS], TAPS, w);
-    const int64_t base = k.base[p];
-    const int64_t lo = std::clamp<int64_t>(-base, 0, n);
-    const int64_t hi = std::clamp<int64_t>(n - TAPS + 1 - base, lo, n);
-    for (int64_t q = lo; q < hi; ++q) {
-      const float* a = in + q + base;
+    lo = std::max<int64_t>(lo, -k.base[p]);
+    hi = std::min<int64_t>(hi, n - TAPS + 1 - k.base[p]);
+  }
+  lo = std::min(lo, n);
+  hi = std::max(hi, lo);
+  auto edge = [&](int64_t q) {
+    for (int p = 0; p < s; ++p) {
+      const float* w = &k.weights[static_cast<size_t>(p) * TAPS];
       float acc = 0;
-      for (int t = 0; t < TAPS; ++t) acc += w[t] * a[t];
-      phase_buf[q] = acc;
-    }
-    for (int64_t q = 0; q < n; ++q) {
-      if (q >= lo && q < hi) {
-        out[q * s + p] = phase_buf[q];
-        continue;
+      for (int t = 0; t < TAPS; ++t) {
+        acc += w[t] * in[std::clamp<int64_t>(q + k.base[p] + t, 0, n - 1)];
       }
-      float acc = 0;
-      for (int t = 0; t < TAPS; ++t) acc += w[t] * in[std::clamp<int64_t>(q + base + t, 0, n - 1)];
       out[q * s + p] = acc;
     }
+  };
+  for (int64_t q = 0; q < lo; ++q) edge(q);
+  if (SCALE > 0) {
+    float w[SCALE > 0 ? SCALE : 1][TAPS];
+    int64_t base[SCALE > 0 ? SCALE : 1];
+    for (int p = 0; p < SCALE; ++p) {
+      base[p] = k.base[p];
+      std::copy_n(&k.weights[static_cast<size_t>(p) * TAPS], TAPS, w[p]);
+    }
+    for (int64_t q = lo; q < hi; ++q) {
+      for (int p = 0; p < SCALE; ++p) {
+        const float* a = in + q + base[p];
+        float acc = 0;
+        for (int t = 0; t < TAPS; ++t) acc += w[p][t] * a[t];
+        out[q * SCALE + p] = acc;
+      }
+    }
+  } else {
+    for (int p = 0; p < s; ++p) {
+      const float* w = &k.weights[static_cast<size_t>(p) * TAPS];
+      const int64_t base = k.base[p];
+      for (int64_t q = lo; q < hi; ++q) {
+        const float* a = in + q + base;
+        float acc = 0;
+        for (int t = 0; t < TAPS; ++t) acc += w[t] * a[t];
+        out[q * s + p] = acc;
+      }
+    }
+  }
+  for (int64_t q = hi; q < n; ++q) edge(q);
+}
+
+template <int TAPS>
+void UpscaleRowAnyScale(const float* in, int64_t n, const PhaseKernel& k, float* out) {
+  if (k.scale == 2) {
+    UpscaleRow<TAPS, 2>(in, n, k, out);
+  } else if (k.scale == 4) {
+    UpscaleRow<TAPS, 4>(in, n, k, out);
+  } else {
+    UpscaleRow<TAPS, 0>(in, n, k, out);
   }
 }
 
-// [N, C, H, W] float to [N, C, H * scale, W * scale]: rows first (into a buffer of
-// [N * C, H, W * scale]), then columns as weighted sums of whole rows. Runs on
-// LibTorch's intra-op threads.
-at::Tensor SeparableUpscale(const at::Tensor& x, const PhaseKernel& k) {
+// One output row as the weighted sum of 4 rows (bicubic), clamped to [0, 1] if asked.
+// Built for AVX2 too, chosen at load time where the CPU has it. The row is stored with
+// streaming stores: the frame goes to another thread through memory anyway, and they
+// spare reading each destination line before it is overwritten.
+REELFARM_CPU_CLONES
+void ColumnSum4(const float* const* rows, const float* wy, int64_t n, bool clamp,
+                float* __restrict o) {
+  const float w0 = wy[0], w1 = wy[1], w2 = wy[2], w3 = wy[3];
+  const float* __restrict a0 = rows[0];
+  const float* __restrict a1 = rows[1];
+  const float* __restrict a2 = rows[2];
+  const float* __restrict a3 = rows[3];
+  const float lo = clamp ? 0.0f : -std::numeric_limits<float>::infinity();
+  const float hi = clamp ? 1.0f : std::numeric_limits<float>::infinity();
+  auto one = [&](int64_t j) {
+    const float v = w0 * a0[j] + w1 * a1[j] + w2 * a2[j] + w3 * a3[j];
+    return std::min(std::max(v, lo), hi);
+  };
+  int64_t j = 0;
+#if defined(__x86_64__)
+  for (; j < n && (reinterpret_cast<uintptr_t>(o + j) & 15) != 0; ++j) o[j] = one(j);
+  const __m128 vw0 = _mm_set1_ps(w0), vw1 = _mm_set1_ps(w1), vw2 = _mm_set1_ps(w2),
+               vw3 = _mm_set1_ps(w3), vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
+  for (; j + 4 <= n; j += 4) {
+    __m128 v = _mm_add_ps(_mm_add_ps(_mm_mul_ps(vw0, _mm_loadu_ps(a0 + j)),
+                                     _mm_mul_ps(vw1, _mm_loadu_ps(a1 + j))),
+                          _mm_add_ps(_mm_mul_ps(vw2, _mm_loadu_ps(a2 + j)),
+                                     _mm_mul_ps(vw3, _mm_loadu_ps(a3 + j))));
+    _mm_stream_ps(o + j, _mm_min_ps(_mm_max_ps(v, vlo), vhi));
+  }
+#endif
+  for (; j < n; ++j) o[j] = one(j);
+}
+
+// The same with any number of taps (lanczos: 7).
+REELFARM_CPU_CLONES
+void ColumnSum(const float* const* rows, const float* wy, int taps, int64_t n, bool clamp,
+               float* __restrict o) {
+  std::fill(o, o + n, 0.0f);
+  for (int t = 0; t < taps; ++t) {
+    const float wt = wy[t];
+    if (wt == 0.0f) continue;
+    const float* __restrict a = rows[t];
+    for (int64_t j = 0; j < n; ++j) o[j] += wt * a[j];
+  }
+  if (clamp) {
+    for (int64_t j = 0; j < n; ++j) o[j] = std::min(std::max(o[j], 0.0f), 1.0f);
+  }
+}
+
+// Output rows per work item: the input rows they need, upscaled along the row, stay
+// in a buffer of a few hundred KB (in cache) while the column pass reads them.
+constexpr int64_t kStripRows = 32;
+
+// [N, C, H, W] float to [N, C, H * scale, W * scale], in strips of output rows: each
+// strip upscales the input rows it needs along the row into a small buffer, then
+// writes its output rows as weighted sums of those (clamped to [0, 1] when `clamp`).
+// One pass over the output, no full-size intermediate; strips run on LibTorch's
+// intra-op threads.
+// Writes into `*into` when given (float, CPU, contiguous, of the output's shape).
+at::Tensor SeparableUpscale(const at::Tensor& x, const PhaseKernel& k, bool clamp,
+                            const at::Tensor* into = nullptr) {
   const at::Tensor in = x.to(at::kCPU, at::kFloat).contiguous();
   const int64_t n = in.size(0), c = in.size(1), h = in.size(2), w = in.size(3);
   const int s = k.scale, taps = k.taps;
   const int64_t out_w = w * s, out_h = h * s, planes = n * c;
-  at::Tensor rows = at::empty({planes, h, out_w}, in.options());
-  at::Tensor out = at::empty({n, c, out_h, out_w}, in.options());
+  at::Tensor out = into ? *into : at::empty({n, c, out_h, out_w}, in.options());
+  if (out.numel() == 0) return out;
   const float* src = in.data_ptr<float>();
-  float* mid = rows.data_ptr<float>();
   float* dst = out.data_ptr<float>();
-  at::parallel_for(0, planes * h, 16, [&](int64_t begin, int64_t end) {
-    std::vector<float> phase_buf(static_cast<size_t>(w));
-    for (int64_t r = begin; r < end; ++r) {
-      if (taps == 4) {
-        UpscaleRow<4>(src + r * w, w, k, phase_buf.data(), mid + r * out_w);
-      } else {
-        UpscaleRow<2 * kLobes + 1>(src + r * w, w, k, phase_buf.data(), mid + r * out_w);
-      }
-    }
-  });
-  at::parallel_for(0, planes * out_h, 16, [&](int64_t begin, int64_t end) {
+  const int min_base = *std::min_element(k.base.begin(), k.base.end());
+  const int max_base = *std::max_element(k.base.begin(), k.base.end());
+  const int64_t strips = (out_h + kStripRows - 1) / kStripRows;
+  at::parallel_for(0, planes * strips, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf;
     std::vector<const float*> row(static_cast<size_t>(taps));
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t plane = r / out_h, y = r % out_h, q = y / s, p = y % s;
-      const float* wy = &k.weights[static_cast<size_t>(p) * taps];
-      for (int t = 0; t < taps; ++t) {
-        row[t] = mid + (plane * h + std::clamp<int64_t>(q + k.base[p] + t, 0, h - 1)) * out_w;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t plane = item / strips;
+      const int64_t y0 = (item % strips) * kStripRows;
+      const int64_t y1 = std::min(out_h, y0 + kStripRows);
+      const int64_t r0 = std::clamp<int64_t>(y0 / s + min_base, 0, h - 1);
+      const int64_t r1 = std::clamp<int64_t>((y1 - 1) / s + max_base + taps - 1, 0, h - 1);
+      buf.resize(static_cast<size_t>((r1 - r0 + 1) * out_w));
+      for (int64_t r = r0; r <= r1; ++r) {
+        const float* line = src + (plane * h + r) * w;
+        float* o = buf.data() + (r - r0) * out_w;
+        if (taps == 4) {
+          UpscaleRowAnyScale<4>(line, w, k, o);
+        } else {
+          UpscaleRowAnyScale<2 * kLobes + 1>(line, w, k, o);
+        }
       }
-      float* o = dst + r * out_w;
-      std::fill(o, o + out_w, 0.0f);
-      for (int t = 0; t < taps; ++t) {
-        const float wt = wy[t];
-        if (wt == 0.0f) continue;
-        const float* a = row[t];
-        for (int64_t j = 0; j < out_w; ++j) o[j] += wt * a[j];
+      for (int64_t y = y0; y < y1; ++y) {
+        const int64_t q = y / s, p = y % s;
+        const float* wy = &k.weights[static_cast<size_t>(p) * taps];
+        for (int t = 0; t < taps; ++t) {
+          row[t] = buf.data() +
+                   (std::clamp<int64_t>(q + k.base[p] + t, 0, h - 1) - r0) * out_w;
+        }
+        float* o = dst + (plane * out_h + y) * out_w;
+        if (taps == 4) {
+          ColumnSum4(row.data(), wy, out_w, clamp, o);
+        } else {
+          ColumnSum(row.data(), wy, taps, out_w, clamp, o);
+        }
       }
+#if defined(__x86_64__)
+      _mm_sfence();  // the streaming stores are visible before the strip is done
+#endif
     }
   });
   return out;
@@ -151,19 +270,41 @@ class ResamplerModel final : public Model {
   const std::string& digest() const override { return digest_; }
 
   absl::StatusOr<at::Tensor> Upscale(const at::Tensor& x) override {
-    if (x.dim() != 4 || x.size(1) != 3) {
-      return absl::InvalidArgumentError(absl::StrCat("model '", name_, "': input has ",
-                                                     x.dim(), " dimensions, not [N, 3, H, W]"));
+    RETURN_IF_ERROR(CheckInput(x));
+    try {
+      return SeparableUpscale(x, Kernel(), /*clamp=*/true);
+    } catch (const c10::Error& e) {
+      return absl::InternalError(absl::StrCat(name_, ": ", e.what_without_backtrace()));
+    }
+  }
+
+  absl::Status UpscaleInto(const at::Tensor& x, at::Tensor& out) override {
+    RETURN_IF_ERROR(CheckInput(x));
+    if (!out.sizes().equals({x.size(0), 3, x.size(2) * scale_, x.size(3) * scale_}) ||
+        out.scalar_type() != at::kFloat || !out.device().is_cpu() || !out.is_contiguous()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model '", name_, "': the output tensor is not float [", x.size(0),
+                       ", 3, ", x.size(2) * scale_, ", ", x.size(3) * scale_,
+                       "] on the CPU, contiguous"));
     }
     try {
-      at::Tensor y = SeparableUpscale(x, lanczos_ ? LanczosKernel(scale_) : BicubicKernel(scale_));
-      return y.clamp_(0.0, 1.0);
+      SeparableUpscale(x, Kernel(), /*clamp=*/true, &out);
+      return absl::OkStatus();
     } catch (const c10::Error& e) {
       return absl::InternalError(absl::StrCat(name_, ": ", e.what_without_backtrace()));
     }
   }
 
  private:
+  absl::Status CheckInput(const at::Tensor& x) const {
+    if (x.dim() != 4 || x.size(1) != 3) {
+      return absl::InvalidArgumentError(absl::StrCat("model '", name_, "': input has ",
+                                                     x.dim(), " dimensions, not [N, 3, H, W]"));
+    }
+    return absl::OkStatus();
+  }
+  PhaseKernel Kernel() const { return lanczos_ ? LanczosKernel(scale_) : BicubicKernel(scale_); }
+
   const std::string name_;
   const std::string digest_;
   const int scale_;
@@ -173,11 +314,11 @@ class ResamplerModel final : public Model {
 }  // namespace
 
 at::Tensor LanczosUpscale(const at::Tensor& x, int scale) {
-  return SeparableUpscale(x, LanczosKernel(scale));
+  return SeparableUpscale(x, LanczosKernel(scale), /*clamp=*/false);
 }
 
 at::Tensor BicubicUpscale(const at::Tensor& x, int scale) {
-  return SeparableUpscale(x, BicubicKernel(scale));
+  return SeparableUpscale(x, BicubicKernel(scale), /*clamp=*/false);
 }
 
 std::unique_ptr<Model> MakeBicubic(int scale) {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -61,13 +62,39 @@ absl::StatusOr<std::string> ReadTimecode(const std::string& path);
 absl::StatusOr<std::string> TimecodeAfter(const std::string& start, int fps_num, int fps_den,
                                           int64_t frames);
 
-// One decoded frame: planar RGB, float in [0, 1], `planes.size() == 3 * width * height`
+// std::allocator whose value-less construct leaves the element uninitialised, so that
+// resizing a frame's buffer does not zero it before it is written (44 MB of memset per
+// 2560x1440 frame).
+template <typename T>
+struct DefaultInitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = DefaultInitAllocator<U>;
+  };
+  DefaultInitAllocator() = default;
+  template <typename U>
+  DefaultInitAllocator(const DefaultInitAllocator<U>&) noexcept {}
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+// A frame's samples. resize() leaves new values unset: write them all.
+using PlaneBuffer = std::vector<float, DefaultInitAllocator<float>>;
+
+// One decoded frame: planar RGB, float in [0, 1] (never NaN: sources and the model
+// stage keep that true, and sinks rely on it), `planes.size() == 3 * width * height`
 // (all of R, then G, then B).
 struct Frame {
   int width = 0;
   int height = 0;
   int64_t index = 0;  // 0-based frame number in the source
-  std::vector<float> planes;
+  PlaneBuffer planes;
 };
 
 // Reads frames in order. Not thread-safe; one consumer.

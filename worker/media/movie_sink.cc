@@ -79,7 +79,6 @@ class MovieSink final : public FrameSink {
   AvFramePtr yuv_;
   AvPacketPtr packet_;
   bool float_input_ = false;  // GBRPF32 into libswscale, else RGB48
-  std::vector<float> staging_float_;
   std::vector<uint16_t> staging_48_;
   int64_t next_pts_ = 0;
   bool closed_ = false;
@@ -236,13 +235,11 @@ absl::Status MovieSink::ConvertToYuv(const Frame& frame) {
   const uint8_t* src[4] = {};
   int src_stride[4] = {};
   if (float_input_) {
-    staging_float_.resize(3 * n);
-    const size_t from[3] = {1, 2, 0};  // GBRP wants G, B, R; frames hold R, G, B
+    // The frame's planes go to libswscale as they are (it clips to [0, 1] as it reads
+    // GBRPF32); GBRP wants G, B, R, frames hold R, G, B.
+    const size_t from[3] = {1, 2, 0};
     for (size_t p = 0; p < 3; ++p) {
-      const float* in = rgb + from[p] * n;
-      float* out = staging_float_.data() + p * n;
-      for (size_t i = 0; i < n; ++i) out[i] = Clamp01(in[i]);
-      src[p] = reinterpret_cast<const uint8_t*>(out);
+      src[p] = reinterpret_cast<const uint8_t*>(rgb + from[p] * n);
       src_stride[p] = frame.width * static_cast<int>(sizeof(float));
     }
   } else {

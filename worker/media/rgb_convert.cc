@@ -120,6 +120,24 @@ absl::Status RgbConverter::Convert(const AVFrame& in, const std::string& context
       in.colorspace != colorspace_ || in.color_range != range_) {
     RETURN_IF_ERROR(Configure(in, context));
   }
+  if (rgb_->format == AV_PIX_FMT_GBRPF32) {
+    // Straight into the frame's planes (libswscale clips its float output to [0, 1]);
+    // GBRP writes G, B, R, frames hold R, G, B.
+    const size_t n = static_cast<size_t>(width_) * height_;
+    out->width = width_;
+    out->height = height_;
+    out->planes.resize(3 * n);
+    float* rgb = out->planes.data();
+    uint8_t* dst[4] = {reinterpret_cast<uint8_t*>(rgb + n), reinterpret_cast<uint8_t*>(rgb + 2 * n),
+                       reinterpret_cast<uint8_t*>(rgb), nullptr};
+    const int stride = width_ * static_cast<int>(sizeof(float));
+    const int dst_stride[4] = {stride, stride, stride, 0};
+    const int ret = sws_scale(sws_.get(), in.data, in.linesize, 0, in.height, dst, dst_stride);
+    if (ret < 0) {
+      return AvError(absl::StatusCode::kInternal, ret, context + ": RGB conversion failed");
+    }
+    return absl::OkStatus();
+  }
   const int ret =
       sws_scale(sws_.get(), in.data, in.linesize, 0, in.height, rgb_->data, rgb_->linesize);
   if (ret < 0) {
