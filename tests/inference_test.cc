@@ -77,6 +77,54 @@ TEST_CASE("a model whose output shape is wrong fails with a clear error", "[unit
   CHECK(y.status().message().find("expected [1, 3, 16, 16]") != absl::string_view::npos);
 }
 
+TEST_CASE("a model's output is clamped to [0, 1] and NaN becomes 0", "[unit][inference]") {
+  c10::InferenceMode guard;
+  testing::TempDir dir;
+  testing::WriteUnboundedModel(dir.path(), "unbounded");
+  auto m = inference::LoadModel("unbounded", 2, {dir.path().string()}, "cpu");
+  REQUIRE(m.ok());
+  const at::Tensor x = at::rand({1, 3, 6, 8});
+  auto y = (*m)->Upscale(x);
+  REQUIRE(y.ok());
+  CHECK((*y)[0][0][0][0].item<float>() == 0.0f);  // NaN
+  CHECK((*y)[0][0][0][1].item<float>() == 1.0f);  // +inf
+  CHECK((*y)[0][0][0][2].item<float>() == 0.0f);  // -inf
+  const at::Tensor ref = (at::upsample_nearest2d(x, {12, 16}) * 4.0 - 2.0).clamp(0, 1);
+  CHECK((*y)[0][1].equal(ref[0][1]));
+  CHECK(at::isfinite(*y).all().item<bool>());
+  CHECK(y->min().item<float>() >= 0.0f);
+  CHECK(y->max().item<float>() <= 1.0f);
+}
+
+TEST_CASE("UpscaleInto writes the model's result into the caller's buffer",
+          "[unit][inference]") {
+  c10::InferenceMode guard;
+  testing::TempDir dir;
+  testing::WriteNearestX2Model(dir.path(), "nearest2x");
+  for (const char* name : {"bicubic", "lanczos", "nearest2x"}) {
+    INFO(name);
+    auto m = inference::LoadModel(name, 2, {dir.path().string()}, "cpu");
+    REQUIRE(m.ok());
+    // 70 output rows: more than one strip of the resamplers; width 2 * 37 = 74 is not a
+    // multiple of 4 floats, and the buffer starts one float past an aligned address.
+    const at::Tensor x = at::rand({1, 3, 35, 37}) * 1.4 - 0.2;
+    std::vector<float> buffer(1 + 3 * 70 * 74, -7.0f);
+    at::Tensor out = at::from_blob(buffer.data() + 1, {1, 3, 70, 74}, at::kFloat);
+    REQUIRE((*m)->UpscaleInto(x, out).ok());
+    auto y = (*m)->Upscale(x);
+    REQUIRE(y.ok());
+    CHECK(out.equal(*y));
+    CHECK(buffer[0] == -7.0f);  // nothing written before the buffer
+    CHECK(out.min().item<float>() >= 0.0f);
+    CHECK(out.max().item<float>() <= 1.0f);
+
+    at::Tensor wrong = at::empty({1, 3, 70, 72});
+    const absl::Status st = (*m)->UpscaleInto(x, wrong);
+    CHECK(st.code() == absl::StatusCode::kInvalidArgument);
+    CHECK(st.message().find("[1, 3, 70, 74]") != absl::string_view::npos);
+  }
+}
+
 namespace {
 
 // Lanczos-3 written out plainly in double precision: the reference for LanczosUpscale.

@@ -92,6 +92,21 @@ def forward(self, x):
   WriteManifest(dir / name, 2, manifest_extra);
 }
 
+void WriteUnboundedModel(const fs::path& dir, const std::string& name) {
+  fs::create_directories(dir / name);
+  torch::jit::Module m("Unbounded");
+  m.define(R"(
+def forward(self, x):
+    y = torch.repeat_interleave(torch.repeat_interleave(x, 2, 2), 2, 3) * 4.0 - 2.0
+    y[:, 0, 0, 0] = float("nan")
+    y[:, 0, 0, 1] = float("inf")
+    y[:, 0, 0, 2] = -float("inf")
+    return y
+)");
+  m.save((dir / name / "model.pt").string());
+  WriteManifest(dir / name, 2);
+}
+
 }  // namespace reelfarm::testing
 
 namespace reelfarm::testing {

@@ -25,6 +25,10 @@ void WriteTemporalX2Model(const std::filesystem::path& dir, const std::string& n
 // A broken "×2 upscaler" that returns its input unchanged (wrong shape).
 void WriteIdentityModel(const std::filesystem::path& dir, const std::string& name);
 
+// A ×2 "upscaler" whose output leaves [0, 1]: nearest ×2 of 4x - 2, with NaN, +inf
+// and -inf at pixels (0, 0), (0, 1) and (0, 2) of the red plane.
+void WriteUnboundedModel(const std::filesystem::path& dir, const std::string& name);
+
 // A ×2 nearest-neighbour upscaler that fails a TorchScript assert (a LibTorch
 // error at run time) for frames wider than 32 pixels, with a message containing
 // "frame too wide for this test model". Small frames (a worker's warm-up) pass.

@@ -162,7 +162,7 @@ void ColumnSum4(const float* const* rows, const float* wy, int64_t n, bool clamp
   const float lo = clamp ? 0.0f : -std::numeric_limits<float>::infinity();
   const float hi = clamp ? 1.0f : std::numeric_limits<float>::infinity();
   auto one = [&](int64_t j) {
-    const float v = w0 * a0[j] + w1 * a1[j] + w2 * a2[j] + w3 * a3[j];
+    const float v = (w0 * a0[j] + w1 * a1[j]) + (w2 * a2[j] + w3 * a3[j]);  // as below
     return std::min(std::max(v, lo), hi);
   };
   int64_t j = 0;
