@@ -206,6 +206,39 @@ TEST_CASE("after a job the server and worker /metrics count what the job did", "
   }
 }
 
+namespace {
+
+// The value of `var` in the environment of process `pid` ("" when unset).
+std::string EnvironmentOf(pid_t pid, const std::string& var) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+  std::string entry;
+  while (std::getline(in, entry, '\0')) {
+    if (entry.rfind(var + "=", 0) == 0) return entry.substr(var.size() + 1);
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("a worker runs LibTorch's OpenMP threads with passive waits unless told otherwise",
+          "[integration]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  unsetenv("OMP_WAIT_POLICY");
+  farm.StartWorker("default");
+  setenv("OMP_WAIT_POLICY", "ACTIVE", 1);
+  farm.StartWorker("spinning");
+  unsetenv("OMP_WAIT_POLICY");
+  farm.WaitForWorkers(2);  // both restarted or not, they serve
+  CHECK(EnvironmentOf(farm.WorkerPid("default"), "OMP_WAIT_POLICY") == "PASSIVE");
+  CHECK(EnvironmentOf(farm.WorkerPid("spinning"), "OMP_WAIT_POLICY") == "ACTIVE");
+  // The same process: the restart is an exec, so the pid the server knows stays true.
+  CHECK(farm.Alive("default"));
+  testing::MakeTestClip(farm.storage() / "plates/a.mp4", 160, 90, 24);
+  const v1::Job job = farm.RunToSuccess(testing::UpscaleSpec("plates/a.mp4", "renders/a.mp4", 12));
+  CHECK(job.state() == v1::JOB_STATE_SUCCEEDED);
+}
+
 TEST_CASE("the server answers the standard health and reflection services and workers "
           "report not ready until their models are warm",
           "[integration]") {

@@ -24,6 +24,7 @@
 #include "worker/agent.h"
 #include "worker/device_metrics.h"
 #include "worker/media/media.h"
+#include "worker/pipeline.h"
 #include "worker/task_log_sink.h"
 
 using namespace reelfarm;
@@ -37,6 +38,7 @@ static void WritePortFile(const std::string& path, int port) {
 }
 
 int main(int argc, char** argv) {
+  worker::RestartWithPassiveOpenMpWaits(argv);
   CLI::App app{"reelfarm-worker: runs the farm's tasks"};
   worker::AgentOptions options;
   char host[256] = "worker";

@@ -7,8 +7,10 @@
 #include <torch/version.h>
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -541,6 +543,13 @@ absl::Status TaskRunner::PublishSidecar(nlohmann::json prov, const fs::path& out
     }
   }
   return common::Storage::Publish(sidecar_tmp, sidecar);
+}
+
+void RestartWithPassiveOpenMpWaits(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  // exec failed (no /proc?): keep running with the policy libgomp already has.
 }
 
 void KeepFrameBuffersInHeap() {

@@ -97,4 +97,15 @@ class TaskRunner final {
 // resident memory stays at its peak. Call once, early in main.
 void KeepFrameBuffersInHeap();
 
+// LibTorch's OpenMP threads spin while they wait for work (libgomp's default policy),
+// and on a worker whose decoder and encoder share the cores with the model that spin
+// is CPU taken from them: with OMP_WAIT_POLICY=PASSIVE the ESPCN run of
+// reelfarm-bench-pipeline spends about 7% less CPU per frame end to end on 2 cores.
+// libgomp reads the policy once, as it loads, before main; so when OMP_WAIT_POLICY is
+// not set this sets it to PASSIVE and executes the program again (same pid,
+// arguments and environment otherwise). An operator who wants spinning sets
+// OMP_WAIT_POLICY=ACTIVE. Call first thing in main; returns only if nothing was done
+// or the exec failed (then the process goes on as it is).
+void RestartWithPassiveOpenMpWaits(char** argv);
+
 }  // namespace reelfarm::worker

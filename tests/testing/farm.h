@@ -48,6 +48,8 @@ class Farm {
   // GET /metrics of the process listening on `port` (curl); fails the test on error.
   static std::string Scrape(int port);
   const std::filesystem::path& dir() const { return dir_; }
+  // The pid of worker `name` (started and not killed).
+  pid_t WorkerPid(const std::string& name) const { return workers_.at(name); }
   // Whether the server ("server") or worker `name` is still running (not exited).
   bool Alive(const std::string& name);
   // Sends `signal`; for SIGKILL/SIGTERM also reaps the process and forgets it.
