@@ -146,6 +146,11 @@ absl::StatusOr<scheduler::MediaInfo> PrepareGenerate(
       return absl::NotFoundError(absl::StrCat("generate.init '", g->init(),
                                               "' not found under the storage root"));
     }
+    if (m.latent_channels != 3) {
+      return Invalid("init", absl::StrCat("is set, but model '", m.name, "' has ", m.latent_channels,
+                                          "-channel latents; an init image needs a model whose "
+                                          "latents are RGB (latent_channels 3)"));
+    }
     if (!(g->strength() > 0 && g->strength() <= 1)) {
       return Invalid("strength", absl::StrCat("is ", g->strength(), "; give 0 < strength <= 1"));
     }

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -31,6 +32,22 @@ struct GenFarm {
     testing::WriteFixtureDenoiser(dir.path() / "models", "uncond", "none");
     testing::WriteFixtureDenoiser(dir.path() / "models", "pets", "class");
     testing::WriteFixtureDenoiser(dir.path() / "models", "broken", "none", 8, 32, /*nan=*/true);
+    // A package whose manifest says its latents have 4 channels (not RGB) and a decoder:
+    // only its manifest is read, by the server at submit (the "decoder" is a copy).
+    testing::WriteFixtureDenoiser(dir.path() / "models", "latent4", "none");
+    const fs::path manifest = dir.path() / "models/latent4/model.json";
+    std::string json;
+    {
+      std::ifstream in(manifest);
+      json.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    const std::string three = "\"latent_channels\": 3";
+    REQUIRE(json.find(three) != std::string::npos);
+    json.replace(json.find(three), three.size(),
+                 "\"latent_channels\": 4, \"decoder\": \"decoder.pt\"");
+    std::ofstream(manifest) << json;
+    fs::copy_file(dir.path() / "models/latent4/denoiser.pt",
+                  dir.path() / "models/latent4/decoder.pt");
     farm = std::make_unique<Farm>(dir.path() / "farm",
                                   std::vector<std::string>{"--model-path", models,
                                                            "--max-generate-steps", "50",
@@ -275,6 +292,22 @@ TEST_CASE("a class-conditioned model takes only its labels as prompts", "[integr
   spec.mutable_generate()->set_model("pets");
   f.farm->RunToSuccess(spec);
   CHECK(Frames(*f.farm, "gen/cat_take001.####.png") != Frames(*f.farm, "gen/dog_take001.####.png"));
+}
+
+TEST_CASE("generate refuses an init image for a model whose latents are not RGB",
+          "[integration][generate]") {
+  GenFarm f(0);
+  REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=32x24 -frames:v 1 '" +
+                       (f.farm->storage() / "init.png").string() + "'") == 0);
+  v1::JobSpec spec = GenerateSpec("gen/x.####.png", {1}, "");
+  spec.mutable_generate()->set_model("latent4");
+  spec.mutable_generate()->set_init("init.png");
+  RequireInvalid(Refused(*f.farm, spec), {"generate.init", "'latent4'", "4-channel latents"});
+  // The same spec without the init image is taken.
+  spec.mutable_generate()->clear_init();
+  v1::SubmitJobResponse resp;
+  const grpc::Status st = f.farm->Submit(spec, &resp);
+  CHECK(st.ok());
 }
 
 TEST_CASE("an init image with low strength keeps the take close to it, ddim runs",

@@ -169,6 +169,11 @@ absl::StatusOr<GeneratedClip> Generator::Generate(const GenerateRequest& req,
     const double start = req.init_rgb.empty() ? 1.0 : req.strength;
     at::Tensor x = noise;
     if (!req.init_rgb.empty()) {
+      if (m.latent_channels != 3) {  // refused at submit; a worker does not trust that
+        return absl::InvalidArgumentError(absl::StrCat(
+            "model '", m.name, "' has ", m.latent_channels,
+            "-channel latents and cannot start from an init image"));
+      }
       // The init image in latent space: resized to the latent size, repeated over time,
       // in [-1, 1]. Only for models whose latents are RGB (checked at submit).
       at::Tensor img = at::from_blob(const_cast<float*>(req.init_rgb.data()),
