@@ -63,7 +63,7 @@ std::string ProgressLine(const v1::Job& j, bool bar) {
   return buf;
 }
 
-std::vector<v1::Job> WatchJobs(v1::JobService::Stub& stub, const std::vector<int64_t>& ids,
+std::vector<v1::Job> WatchJobs(const WatchStubs& stubs, const std::vector<int64_t>& ids,
                                Display display, FILE* out, grpc::Status* status) {
   std::mutex mu;
   std::condition_variable changed;
@@ -72,30 +72,39 @@ std::vector<v1::Job> WatchJobs(v1::JobService::Stub& stub, const std::vector<int
   std::vector<std::string> events;  // JSON lines to print
   size_t version = 0;
   *status = grpc::Status::OK;
-  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
   std::vector<std::thread> readers;
   for (size_t i = 0; i < ids.size(); ++i) {
     jobs[i].set_id(ids[i]);
-    contexts.push_back(std::make_unique<grpc::ClientContext>());
     readers.emplace_back([&, i] {
-      v1::WatchJobRequest req;
-      req.set_job_id(ids[i]);
-      auto reader = stub.WatchJob(contexts[i].get(), req);
-      v1::JobEvent ev;
-      while (reader->Read(&ev)) {
-        std::string json;
-        if (display == Display::kJson) {
-          google::protobuf::util::JsonPrintOptions opts;
-          opts.always_print_primitive_fields = true;
-          (void)google::protobuf::util::MessageToJsonString(ev, &json, opts);
+      grpc::Status st;
+      for (std::shared_ptr<v1::JobService::Stub> stub = stubs(nullptr); stub;
+           stub = stubs(&st)) {
+        grpc::ClientContext ctx;
+        v1::WatchJobRequest req;
+        req.set_job_id(ids[i]);
+        auto reader = stub->WatchJob(&ctx, req);
+        v1::JobEvent ev;
+        bool over = false;
+        while (reader->Read(&ev)) {
+          std::string json;
+          if (display == Display::kJson) {
+            google::protobuf::util::JsonPrintOptions opts;
+            opts.always_print_primitive_fields = true;
+            (void)google::protobuf::util::MessageToJsonString(ev, &json, opts);
+          }
+          over = IsTerminal(ev.job().state());
+          std::lock_guard<std::mutex> lock(mu);
+          jobs[i] = ev.job();
+          if (!json.empty()) events.push_back(std::move(json));
+          ++version;
+          changed.notify_one();
         }
-        std::lock_guard<std::mutex> lock(mu);
-        jobs[i] = ev.job();
-        if (!json.empty()) events.push_back(std::move(json));
-        ++version;
-        changed.notify_one();
+        st = reader->Finish();
+        if (st.ok() || over) {
+          st = grpc::Status::OK;
+          break;
+        }
       }
-      grpc::Status st = reader->Finish();
       std::lock_guard<std::mutex> lock(mu);
       if (!st.ok() && status->ok()) *status = st;
       ended[i] = true;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,9 +24,16 @@ std::string ProgressLine(const v1::Job& job, bool bar);
 
 enum class Display { kTerminal, kLines, kJson };
 
+// Where a watch reads from: called with nullptr for the first stream of each job, and
+// with the status of a stream that ended before its job did; returns the stub to
+// (re)open the stream on, or nullptr to give up with that status. reelctl's moves to
+// the leader after a failover. Called from several threads at once.
+using WatchStubs =
+    std::function<std::shared_ptr<v1::JobService::Stub>(const grpc::Status* failed)>;
+
 // Follows `ids` until every job ends, drawing on `out`. Returns the final snapshot of
-// each job (in `ids` order); `status` gets the first stream error, if any.
-std::vector<v1::Job> WatchJobs(v1::JobService::Stub& stub, const std::vector<int64_t>& ids,
+// each job (in `ids` order); `status` gets the first error a stream was given up on.
+std::vector<v1::Job> WatchJobs(const WatchStubs& stubs, const std::vector<int64_t>& ids,
                                Display display, FILE* out, grpc::Status* status);
 
 }  // namespace reelfarm::cli

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <mutex>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -153,7 +154,8 @@ void LoadDefaults(std::string* server, std::string* token, common::ClientTlsOpti
 }
 
 struct Context {
-  std::string server;
+  std::string server;       // after Connect(): the one the commands go to (the leader)
+  std::string server_list;  // after Connect(): --server as given
   std::string token;
   common::ClientTlsOptions tls;
   bool json = false;
@@ -176,6 +178,7 @@ struct Context {
       std::fprintf(stderr, "reelctl: %s\n", std::string(first.status().message()).c_str());
       return false;
     }
+    server_list = server;
     server = servers->size() > 1 ? FindLeader(*servers) : servers->current();
     channel = MakeChannel(server);
     stub = v1::JobService::NewStub(channel);
@@ -228,8 +231,24 @@ int Watch(Context& c, const std::vector<int64_t>& ids) {
   const Display display = c.json ? Display::kJson
                           : isatty(STDOUT_FILENO) ? Display::kTerminal
                                                   : Display::kLines;
+  // A stream cut by a change of leader (the leader killed, or shutting down) goes on
+  // with the new leader when --server lists several servers.
+  std::mutex mu;
+  std::shared_ptr<v1::JobService::Stub> stub = v1::JobService::NewStub(c.channel);
+  int reconnects = 0;
+  auto stubs = [&](const grpc::Status* failed) -> std::shared_ptr<v1::JobService::Stub> {
+    std::lock_guard<std::mutex> lock(mu);
+    if (failed == nullptr) return stub;
+    const bool cut = failed->error_code() == grpc::StatusCode::UNAVAILABLE ||
+                     failed->error_code() == grpc::StatusCode::CANCELLED;
+    absl::StatusOr<common::ServerList> servers = common::ServerList::Parse(c.server_list);
+    if (!cut || !servers.ok() || servers->size() < 2 || ++reconnects > 10) return nullptr;
+    c.server = c.FindLeader(*servers);
+    stub = v1::JobService::NewStub(c.MakeChannel(c.server));
+    return stub;
+  };
   grpc::Status st;
-  std::vector<v1::Job> jobs = WatchJobs(*c.stub, ids, display, stdout, &st);
+  std::vector<v1::Job> jobs = WatchJobs(stubs, ids, display, stdout, &st);
   if (!st.ok()) return ReportRpcError(st);
   int rc = 0;
   for (const auto& j : jobs) {

@@ -96,6 +96,22 @@ TEST_CASE("a standby takes over within 15 s when the leader is SIGKILLed mid-job
     CHECK(status == 0);
     CHECK_THAT(out, Catch::Contains("plates/a.mp4"));
   }
+  // reelctl watch, started on the leader, goes on with the standby once it leads.
+  int watch_status = -1;
+  std::string watch_out;
+  std::thread watcher([&] {
+    watch_out = testing::Capture("timeout 180 " + std::string(REELFARM_REELCTL_BIN) +
+                                     " --insecure --server " +
+                                     farm.address() + "," + farm.standby_address() +
+                                     " watch " + std::to_string(a.job_id()) + " 2>&1",
+                                 &watch_status);
+  });
+  struct JoinAtExit {
+    std::thread& t;
+    ~JoinAtExit() {
+      if (t.joinable()) t.join();
+    }
+  } join_watcher{watcher};
   // Some chunks done and some running when the leader dies.
   v1::Job before;
   for (int i = 0; i < 1500; ++i) {
@@ -129,6 +145,12 @@ TEST_CASE("a standby takes over within 15 s when the leader is SIGKILLed mid-job
               takeover_s);
 
   const v1::Job done = farm.WaitForJob(a.job_id());
+  watcher.join();
+  {
+    INFO(watch_out);
+    CHECK(watch_status == 0);
+    CHECK_THAT(watch_out, Catch::Contains("job " + std::to_string(a.job_id()) + " succeeded"));
+  }
   REQUIRE(done.state() == v1::JOB_STATE_SUCCEEDED);
   // reelctl given the dead leader first passes on to the new one.
   {
