@@ -175,19 +175,40 @@ class Client:
             up.crf = crf
         return self._submit(spec)
 
-    def submit_generate(self, model, prompt, output, seeds=(1,), steps=20, guidance_scale=5.0,
-                        sampler="euler", width=256, height=256, frames=48, fps=24,
-                        negative_prompt="", name="", project=""):
-        """Generates one take per seed with a denoiser model (see models/README.md), as
-        image sequences or movies at `output` (each take's name replaces "{take}", else
-        the file's stem: "gen/sh010.####.png" -> "gen/sh010_take001.####.png").
-        For wedges over prompts, guidance or samplers, give a spec dict to submit()."""
+    def submit_generate(self, model, prompt, output, seeds=(1,), steps=None,
+                        guidance_scale=None, sampler=None, width=256, height=256, frames=48,
+                        fps=24, negative_prompt="", init="", strength=None, overwrite=False,
+                        name="", project=""):
+        """Generates takes with a denoiser model (see models/README.md), as image
+        sequences or movies at `output` (each take's name replaces "{take}", else the
+        file's stem: "gen/sh010.####.png" -> "gen/sh010_take001.####.png").
+
+        A wedge: `prompt`, `steps`, `guidance_scale` and `sampler` each take one value or
+        a list of values, and `seeds` a list; every combination is one take, prompts
+        outermost and seeds innermost. None leaves a parameter to the model's default.
+        `init` (a path under the storage root) starts each take from that image, noised
+        to `strength` (default 0.6). For explicit takes, give a spec dict to submit()."""
         spec = jobs_pb2.JobSpec(name=name, project=project)
         g = spec.generate
-        g.model, g.prompt, g.negative_prompt, g.output = model, prompt, negative_prompt, output
+        g.model, g.negative_prompt, g.output = model, negative_prompt, output
         g.seeds.extend(seeds)
-        g.steps, g.guidance_scale, g.sampler = steps, guidance_scale, sampler
         g.width, g.height, g.frames, g.fps = width, height, frames, fps
+        g.init, g.overwrite = init, overwrite
+        if strength is not None:
+            g.strength = strength
+
+        def axis(value, single, many):
+            if value is None:
+                return
+            if isinstance(value, (list, tuple)):
+                getattr(g, many).extend(value)
+            else:
+                setattr(g, single, value)
+
+        axis(prompt, "prompt", "prompts")
+        axis(steps, "steps", "step_counts")
+        axis(guidance_scale, "guidance_scale", "guidance_scales")
+        axis(sampler, "sampler", "samplers")
         return self._submit(spec)
 
     def submit(self, spec):
