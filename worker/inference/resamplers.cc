@@ -106,9 +106,9 @@ void UpscaleRow(const float* in, int64_t n, const PhaseKernel& k, float* out) {
     }
   };
   for (int64_t q = 0; q < lo; ++q) edge(q);
-  if (SCALE > 0) {
-    float w[SCALE > 0 ? SCALE : 1][TAPS];
-    int64_t base[SCALE > 0 ? SCALE : 1];
+  if constexpr (SCALE > 0) {
+    float w[SCALE][TAPS];
+    int64_t base[SCALE];
     for (int p = 0; p < SCALE; ++p) {
       base[p] = k.base[p];
       std::copy_n(&k.weights[static_cast<size_t>(p) * TAPS], TAPS, w[p]);
