@@ -623,6 +623,70 @@ TEST_CASE("JobStore commits a batch of writes all or nothing", "[unit][store]") 
   CHECK(snap->tasks[1].state == TaskState::kLeased);
 }
 
+TEST_CASE("JobStore applies a run of task updates in order, all or nothing", "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
+  TempDir dir;
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
+  using W = JobStore::Write;
+  Job job;
+  job.id = 7;
+  std::vector<W> create = {{W::Kind::kInsertJob, job, {}}};
+  std::vector<Task> tasks(6);
+  for (int i = 0; i < 6; ++i) {
+    tasks[i].job_id = 7;
+    tasks[i].index = i;
+    create.push_back({W::Kind::kInsertTask, {}, tasks[i]});
+  }
+  REQUIRE(store->Commit(create).ok());
+  // Six updates in one commit, task 2 twice (the second one wins), with text that
+  // needs quoting in an array.
+  std::vector<W> run;
+  for (int i = 0; i < 6; ++i) {
+    Task t = tasks[i];
+    t.state = TaskState::kLeased;
+    t.attempts = i;
+    t.workers = {"w\"" + std::to_string(i) + "\\,{x}"};
+    t.lease_id = 1000 + i;
+    run.push_back({W::Kind::kUpdateTask, {}, t});
+  }
+  Task again = run[2].task;
+  again.state = TaskState::kSucceeded;
+  again.error = "done, \"really\"";
+  again.seconds = 2.5;
+  run.push_back({W::Kind::kUpdateTask, {}, again});
+  REQUIRE(store->Commit(run).ok());
+  auto snap = store->LoadAll();
+  REQUIRE(snap.ok());
+  REQUIRE(snap->tasks.size() == 6);
+  for (int i = 0; i < 6; ++i) {
+    INFO("task " << i);
+    const Task& t = snap->tasks[i];
+    CHECK(t.state == (i == 2 ? TaskState::kSucceeded : TaskState::kLeased));
+    CHECK(t.attempts == i);
+    CHECK(t.workers == std::vector<std::string>{"w\"" + std::to_string(i) + "\\,{x}"});
+    CHECK(t.lease_id == 1000 + i);
+  }
+  CHECK(snap->tasks[2].error == "done, \"really\"");
+  CHECK(snap->tasks[2].seconds == 2.5);
+  // A run that names a missing task among good ones is NOT_FOUND naming it, and
+  // changes none of them.
+  std::vector<W> bad;
+  for (int i = 0; i < 6; ++i) {
+    Task t = snap->tasks[i];
+    t.state = TaskState::kFailed;
+    bad.push_back({W::Kind::kUpdateTask, {}, t});
+  }
+  Task ghost = tasks[0];
+  ghost.index = 40;
+  bad.insert(bad.begin() + 3, {W::Kind::kUpdateTask, {}, ghost});
+  const absl::Status st = store->Commit(bad);
+  CHECK(st.code() == absl::StatusCode::kNotFound);
+  CHECK_THAT(std::string(st.message()), Catch::Contains("7/40"));
+  auto after = store->LoadAll();
+  REQUIRE(after.ok());
+  for (const Task& t : after->tasks) CHECK(t.state != TaskState::kFailed);
+}
+
 TEST_CASE("PostgresJobStore of a deposed leader commits nothing", "[unit][store][postgres]") {
   TempDir dir;
   OpenStore("postgres", dir).reset();  // schema
