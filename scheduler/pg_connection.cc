@@ -147,6 +147,74 @@ absl::StatusOr<PgResultPtr> PgConnection::ExecPrepared(const char* name, const s
                what);
 }
 
+absl::StatusOr<std::vector<int64_t>> PgConnection::ExecPreparedPipelined(
+    const char* name, const std::string& sql, const std::vector<std::vector<std::string>>& params,
+    absl::string_view what) {
+  if (params.size() > kMaxPipelined) {
+    return absl::InternalError(absl::StrCat(what, ": ", params.size(), " statements in one "
+                                            "pipeline; at most ", kMaxPipelined));
+  }
+  if (!prepared_.count(name)) {
+    RETURN_IF_ERROR(Check(PQprepare(conn_, name, sql.c_str(), 0, nullptr), what).status());
+    prepared_.insert(name);
+  }
+  if (PQenterPipelineMode(conn_) != 1) {
+    return Error(broken() ? absl::StatusCode::kUnavailable : absl::StatusCode::kInternal, what,
+                 "cannot enter pipeline mode: " + Trimmed(PQerrorMessage(conn_)));
+  }
+  absl::Status status;
+  size_t sent = 0;
+  for (const auto& p : params) {
+    const std::vector<const char*> values = Pointers(p);
+    if (PQsendQueryPrepared(conn_, name, static_cast<int>(p.size()), values.data(), nullptr,
+                            nullptr, 0) != 1) {
+      status = Error(absl::StatusCode::kUnavailable, what, Trimmed(PQerrorMessage(conn_)));
+      break;
+    }
+    ++sent;
+  }
+  if (PQpipelineSync(conn_) != 1 && status.ok()) {
+    status = Error(absl::StatusCode::kUnavailable, what, Trimmed(PQerrorMessage(conn_)));
+  }
+  // Every statement sent gives a result and a NULL after it; the sync gives its own.
+  std::vector<int64_t> rows;
+  rows.reserve(sent);
+  for (size_t i = 0; i < sent && !broken(); ++i) {
+    PGresult* raw = PQgetResult(conn_);
+    if (raw == nullptr) break;
+    if (PQresultStatus(raw) == PGRES_PIPELINE_ABORTED) {
+      PQclear(raw);
+    } else {
+      absl::StatusOr<PgResultPtr> r = Check(raw, what);
+      if (!r.ok()) {
+        if (status.ok()) status = r.status();
+      } else {
+        int64_t n = 0;
+        (void)absl::SimpleAtoi(PQcmdTuples(r->get()), &n);
+        rows.push_back(n);
+      }
+    }
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);  // to the NULL
+  }
+  for (int nulls = 0; !broken() && nulls < 2;) {  // to the sync's result
+    PGresult* raw = PQgetResult(conn_);
+    if (raw == nullptr) {
+      ++nulls;
+      continue;
+    }
+    const bool sync = PQresultStatus(raw) == PGRES_PIPELINE_SYNC;
+    PQclear(raw);
+    if (sync) break;
+  }
+  if (PQexitPipelineMode(conn_) != 1 && status.ok()) {
+    status = Error(broken() ? absl::StatusCode::kUnavailable : absl::StatusCode::kInternal, what,
+                   "cannot leave pipeline mode: " + Trimmed(PQerrorMessage(conn_)));
+  }
+  if (!status.ok()) return status;
+  if (broken()) return Error(absl::StatusCode::kUnavailable, what, Trimmed(PQerrorMessage(conn_)));
+  return rows;
+}
+
 int64_t PgConnection::FirstInt(const PGresult* r) {
   int64_t v = 0;
   if (PQntuples(r) < 1 || PQgetisnull(r, 0, 0)) return 0;

@@ -67,6 +67,16 @@ class PgConnection final {
                                            const std::vector<std::string>& params,
                                            absl::string_view what);
 
+  // Runs the prepared statement `name` once per entry of `params`, all sent before any
+  // answer is read (libpq's pipeline mode: one round trip for the lot, each statement
+  // still its own, in order). Returns the rows each one affected. The first statement
+  // that fails gives the error (the ones after it are skipped by the server). At most
+  // kMaxPipelined entries per call.
+  static constexpr size_t kMaxPipelined = 1000;
+  absl::StatusOr<std::vector<int64_t>> ExecPreparedPipelined(
+      const char* name, const std::string& sql,
+      const std::vector<std::vector<std::string>>& params, absl::string_view what);
+
   // The first column of the first row as int64 (0 when no row).
   static int64_t FirstInt(const PGresult* r);
 

@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <functional>
 #include <iterator>
-#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -125,16 +124,6 @@ constexpr const char* kUpdateTask =
     "UPDATE tasks SET state = $3, attempts = $4, workers = $5, error = $6, "
     "model_digest = $7, seconds = $8, errors = $9, lease_id = $10 "
     "WHERE job_id = $1 AND idx = $2";
-// Many task updates in one statement, zipped by unnest as kInsertTasks is; the keys
-// must be distinct (an UPDATE ... FROM applies one of several matching rows).
-constexpr const char* kUpdateTasks =
-    "UPDATE tasks AS t SET state = u.state, attempts = u.attempts, workers = u.workers, "
-    "error = u.error, model_digest = u.model_digest, seconds = u.seconds, "
-    "errors = u.errors, lease_id = u.lease_id "
-    "FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[], $5::text[], $6::text[], "
-    "$7::text[], $8::float8[], $9::text[], $10::bigint[]) "
-    "AS u(job_id, idx, state, attempts, workers, error, model_digest, seconds, errors, "
-    "lease_id) WHERE t.job_id = u.job_id AND t.idx = u.idx";
 constexpr const char* kSelectJobs =
     "SELECT id, spec, input_info, state, error, created_unix_ms, started_unix_ms, "
     "finished_unix_ms FROM jobs ORDER BY id";
@@ -338,31 +327,32 @@ class PostgresJobStore final : public JobStore {
     return absl::OkStatus();
   }
 
-  // A run of task updates as one statement. A task updated twice in the run takes its
-  // last state, as one statement after another would leave it. When fewer rows match
-  // than were sent, the updates run again one by one (same values) to name the task
-  // that is not there.
+  // A run of task updates in one round trip: each its own statement, in order, sent
+  // together (PgConnection::ExecPreparedPipelined). NOT_FOUND names a task that is not
+  // there.
   absl::Status UpdateTasks(const std::vector<const Task*>& tasks)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (tasks.empty()) return absl::OkStatus();
     if (tasks.size() == 1) return UpdateOneTask(*tasks[0]);
-    std::map<std::pair<int64_t, int64_t>, const Task*> last;
-    for (const Task* t : tasks) last[{t->job_id, t->index}] = t;
-    std::vector<std::string> columns(10, "{");
-    for (const auto& [key, t] : last) {
-      ASSIGN_OR_RETURN(const TaskRow row, ToRow(*t));
-      const std::vector<std::string> values = TaskParams(row, /*update=*/true);
-      for (size_t c = 0; c < columns.size(); ++c) AppendElement(&columns[c], values[c]);
+    for (size_t first = 0; first < tasks.size(); first += PgConnection::kMaxPipelined) {
+      const size_t end = std::min(tasks.size(), first + PgConnection::kMaxPipelined);
+      std::vector<std::vector<std::string>> params;
+      params.reserve(end - first);
+      for (size_t i = first; i < end; ++i) {
+        ASSIGN_OR_RETURN(const TaskRow row, ToRow(*tasks[i]));
+        params.push_back(TaskParams(row, /*update=*/true));
+      }
+      ASSIGN_OR_RETURN(const std::vector<int64_t> rows,
+                       conn_->ExecPreparedPipelined("update_task", kUpdateTask, params,
+                                                    absl::StrCat("update ", end - first,
+                                                                 " tasks")));
+      for (size_t i = first; i < end; ++i) {
+        if (i - first < rows.size() && rows[i - first] > 0) continue;
+        return absl::NotFoundError(absl::StrCat("task ", tasks[i]->job_id, "/",
+                                                tasks[i]->index, " is not in job store '",
+                                                conn_->display_url(), "'"));
+      }
     }
-    for (std::string& column : columns) column.push_back('}');
-    ASSIGN_OR_RETURN(PgResultPtr r,
-                     conn_->ExecPrepared("update_tasks", kUpdateTasks, columns,
-                                         absl::StrCat("update ", last.size(), " tasks")));
-    if (std::string(PQcmdTuples(r.get())) == std::to_string(last.size())) {
-      return absl::OkStatus();
-    }
-    for (const auto& [key, t] : last) RETURN_IF_ERROR(UpdateOneTask(*t));
-    return absl::InternalError("a task update matched no row, then every one did");
+    return absl::OkStatus();
   }
 
   absl::Status UpdateOneTask(const Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
