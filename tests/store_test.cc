@@ -664,7 +664,7 @@ TEST_CASE("JobStore applies a run of task updates in order, all or nothing", "[u
     CHECK(t.state == (i == 2 ? TaskState::kSucceeded : TaskState::kLeased));
     CHECK(t.attempts == i);
     CHECK(t.workers == std::vector<std::string>{"w\"" + std::to_string(i) + "\\,{x}"});
-    CHECK(t.lease_id == 1000 + i);
+    CHECK(t.lease_id == static_cast<uint64_t>(1000 + i));
   }
   CHECK(snap->tasks[2].error == "done, \"really\"");
   CHECK(snap->tasks[2].seconds == 2.5);
