@@ -244,34 +244,35 @@ int main(int argc, char** argv) {
     if (!r.ok) Die(model_name + ": " + r.error);
     const double e2e = frames / r.seconds;
 
-    auto model = inference::LoadModel(model_name, 2, popts.model_path, "cpu");
-    Check(model.status());
-    const StageFps alone = stages ? StagesAlone(clip.string(), **model, frames) : StageFps{1, 1, 1};
-    const double slowest = std::min({alone.decode, alone.infer, alone.encode});
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const double cpu_bound =
-        cores * 1e3 / (alone.decode_cpu_ms + alone.infer_cpu_ms + alone.encode_cpu_ms);
-
     nlohmann::json line = {
         {"model", model_name},
         {"frames", frames},
         {"size", "1280x720 -> 2560x1440"},
         {"threads", threads},
-        {"e2e_fps", e2e},
-        {"stage_fps_alone", {{"decode", alone.decode}, {"infer", alone.infer},
-                             {"encode", alone.encode}}},
-        {"stage_cpu_ms_per_frame_alone", {{"decode", alone.decode_cpu_ms},
-                                          {"infer", alone.infer_cpu_ms},
-                                          {"encode", alone.encode_cpu_ms}}},
-        {"stage_busy_seconds_in_e2e", r.stage_seconds},
-        {"e2e_over_slowest_stage", e2e / slowest},
-        {"e2e_cpu_ms_per_frame", e2e_cpu_ms},
-        // What the machine's cores allow when the stages share them: every stage's CPU
-        // time per frame (alone) spent on all cores at once, and how near e2e comes.
-        {"cpu_bound_fps", cpu_bound},
-        {"e2e_over_cpu_bound", e2e / cpu_bound},
         {"cores", cores},
+        {"e2e_fps", e2e},
+        {"e2e_cpu_ms_per_frame", e2e_cpu_ms},
+        {"stage_busy_seconds_in_e2e", r.stage_seconds},
     };
+    if (stages) {
+      auto model = inference::LoadModel(model_name, 2, popts.model_path, "cpu");
+      Check(model.status());
+      const StageFps alone = StagesAlone(clip.string(), **model, frames);
+      const double slowest = std::min({alone.decode, alone.infer, alone.encode});
+      // What the machine's cores allow when the stages share them: every stage's CPU
+      // time per frame (alone) spent on all cores at once, and how near e2e comes.
+      const double cpu_bound =
+          cores * 1e3 / (alone.decode_cpu_ms + alone.infer_cpu_ms + alone.encode_cpu_ms);
+      line["stage_fps_alone"] = {
+          {"decode", alone.decode}, {"infer", alone.infer}, {"encode", alone.encode}};
+      line["stage_cpu_ms_per_frame_alone"] = {{"decode", alone.decode_cpu_ms},
+                                              {"infer", alone.infer_cpu_ms},
+                                              {"encode", alone.encode_cpu_ms}};
+      line["e2e_over_slowest_stage"] = e2e / slowest;
+      line["cpu_bound_fps"] = cpu_bound;
+      line["e2e_over_cpu_bound"] = e2e / cpu_bound;
+    }
     if (python) {
       const std::string model_arg =
           model_name == "bicubic" ? "bicubic" : (work / "models/espcn2x/model.pt").string();

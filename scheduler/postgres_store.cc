@@ -347,9 +347,7 @@ class PostgresJobStore final : public JobStore {
                                                                  " tasks")));
       for (size_t i = first; i < end; ++i) {
         if (i - first < rows.size() && rows[i - first] > 0) continue;
-        return absl::NotFoundError(absl::StrCat("task ", tasks[i]->job_id, "/",
-                                                tasks[i]->index, " is not in job store '",
-                                                conn_->display_url(), "'"));
+        return NotThere(absl::StrCat("task ", tasks[i]->job_id, "/", tasks[i]->index));
       }
     }
     return absl::OkStatus();
@@ -366,6 +364,10 @@ class PostgresJobStore final : public JobStore {
   absl::Status Updated(const PGresult* r, const std::string& row) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (std::string(PQcmdTuples(const_cast<PGresult*>(r))) != "0") return absl::OkStatus();
+    return NotThere(row);
+  }
+
+  absl::Status NotThere(const std::string& row) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return absl::NotFoundError(
         absl::StrCat(row, " is not in job store '", conn_->display_url(), "'"));
   }

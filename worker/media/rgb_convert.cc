@@ -52,12 +52,16 @@ absl::Status RgbConverter::Configure(const AVFrame& in, const std::string& conte
       return absl::InternalError(context + ": libswscale refused the colour matrix");
     }
   }
-  ASSIGN_OR_RETURN(rgb_, AllocFrame());
-  rgb_->format = dst;
-  rgb_->width = in.width;
-  rgb_->height = in.height;
-  const int ret = av_frame_get_buffer(rgb_.get(), 0);
-  if (ret < 0) return AvError(absl::StatusCode::kResourceExhausted, ret, context);
+  float_out_ = dst == AV_PIX_FMT_GBRPF32;
+  rgb48_.reset();
+  if (!float_out_) {
+    ASSIGN_OR_RETURN(rgb48_, AllocFrame());
+    rgb48_->format = dst;
+    rgb48_->width = in.width;
+    rgb48_->height = in.height;
+    const int ret = av_frame_get_buffer(rgb48_.get(), 0);
+    if (ret < 0) return AvError(absl::StatusCode::kResourceExhausted, ret, context);
+  }
   width_ = in.width;
   height_ = in.height;
   format_ = in.format;
@@ -120,7 +124,7 @@ absl::Status RgbConverter::Convert(const AVFrame& in, const std::string& context
       in.colorspace != colorspace_ || in.color_range != range_) {
     RETURN_IF_ERROR(Configure(in, context));
   }
-  if (rgb_->format == AV_PIX_FMT_GBRPF32) {
+  if (float_out_) {
     // Straight into the frame's planes (libswscale clips its float output to [0, 1]);
     // GBRP writes G, B, R, frames hold R, G, B.
     const size_t n = static_cast<size_t>(width_) * height_;
@@ -139,36 +143,23 @@ absl::Status RgbConverter::Convert(const AVFrame& in, const std::string& context
     return absl::OkStatus();
   }
   const int ret =
-      sws_scale(sws_.get(), in.data, in.linesize, 0, in.height, rgb_->data, rgb_->linesize);
+      sws_scale(sws_.get(), in.data, in.linesize, 0, in.height, rgb48_->data, rgb48_->linesize);
   if (ret < 0) {
     return AvError(absl::StatusCode::kInternal, ret, context + ": RGB conversion failed");
   }
-  CopyOut(out);
+  CopyOut48(out);
   return absl::OkStatus();
 }
 
-void RgbConverter::CopyOut(Frame* out) const {
+void RgbConverter::CopyOut48(Frame* out) const {
   const size_t w = static_cast<size_t>(width_);
   const size_t h = static_cast<size_t>(height_);
   out->width = width_;
   out->height = height_;
   out->planes.resize(3 * w * h);
   float* dst = out->planes.data();
-  if (rgb_->format == AV_PIX_FMT_GBRPF32) {
-    const int source_plane[3] = {2, 0, 1};  // GBRP stores G, B, R; we want R, G, B
-    for (size_t c = 0; c < 3; ++c) {
-      const uint8_t* base = rgb_->data[source_plane[c]];
-      for (size_t y = 0; y < h; ++y) {
-        const auto* row =
-            reinterpret_cast<const float*>(base + y * rgb_->linesize[source_plane[c]]);
-        float* plane_row = dst + c * w * h + y * w;
-        for (size_t x = 0; x < w; ++x) plane_row[x] = Clamp01(row[x]);
-      }
-    }
-    return;
-  }
   for (size_t y = 0; y < h; ++y) {
-    const auto* row = reinterpret_cast<const uint16_t*>(rgb_->data[0] + y * rgb_->linesize[0]);
+    const auto* row = reinterpret_cast<const uint16_t*>(rgb48_->data[0] + y * rgb48_->linesize[0]);
     for (size_t x = 0; x < w; ++x) {
       for (size_t c = 0; c < 3; ++c) dst[c * w * h + y * w + x] = row[3 * x + c] / 65535.0f;
     }

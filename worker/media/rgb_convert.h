@@ -19,10 +19,13 @@ class RgbConverter {
 
  private:
   absl::Status Configure(const AVFrame& in, const std::string& context);
-  void CopyOut(Frame* out) const;
+  // From rgb48_ into `out`.
+  void CopyOut48(Frame* out) const;
 
   SwsContextPtr sws_;
-  AvFramePtr rgb_;  // GBRPF32 when libswscale can write it, else RGB48
+  bool float_out_ = false;  // libswscale writes GBRPF32 straight into the frame's planes
+  AvFramePtr rgb48_;        // else RGB48 here, then converted
+
   int width_ = 0;
   int height_ = 0;
   int format_ = AV_PIX_FMT_NONE;
