@@ -87,6 +87,28 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
   return full;
 }
 
+absl::StatusOr<fs::path> Storage::ResolveJobPath(absl::string_view relative,
+                                                 absl::string_view field) const {
+  ASSIGN_OR_RETURN(fs::path full, Resolve(relative, field));
+  const auto reserved = [&](const fs::path& p) {
+    const fs::path rel = p.lexically_relative(root_);
+    return !rel.empty() && *rel.begin() == kFarmDir;
+  };
+  std::error_code ec;
+  // The name as given, and where the part of it that exists leads.
+  fs::path existing = full;
+  while (!existing.empty() && existing != root_ && !fs::exists(fs::symlink_status(existing, ec))) {
+    existing = existing.parent_path();
+  }
+  const fs::path real = fs::weakly_canonical(existing, ec);
+  if (reserved(full.lexically_normal()) || (!ec && reserved(real))) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        field, " '", relative, "' lies in the farm's own folder '", kFarmDir,
+        "' (job scratch and segments); give a path outside it"));
+  }
+  return full;
+}
+
 UniqueFd::~UniqueFd() {
   if (fd_ >= 0) ::close(fd_);
 }
@@ -246,20 +268,136 @@ absl::Status Storage::Publish(const fs::path& temp, const fs::path& final_path,
   return absl::OkStatus();
 }
 
+std::string Storage::JobScratchDir(int64_t job_id) {
+  return absl::StrCat(kFarmDir, "/jobs/", job_id);
+}
+
 std::string Storage::JobPartsDir(int64_t job_id) {
-  return absl::StrCat(".reelfarm/jobs/", job_id, "/parts");
+  return absl::StrCat(JobScratchDir(job_id), "/parts");
+}
+
+std::string Storage::JobStagingDir(int64_t job_id) {
+  return absl::StrCat(JobScratchDir(job_id), "/staged");
+}
+
+bool Storage::IsPublished(const fs::path& staged, const fs::path& final_path) {
+  struct stat a, b;
+  return ::stat(staged.c_str(), &a) == 0 && ::lstat(final_path.c_str(), &b) == 0 &&
+         a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+absl::Status Storage::PublishStaged(const std::vector<StagedFile>& files, bool replace) {
+  const auto taken = [](const fs::path& final_path) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "'", final_path.filename().string(),
+        "' exists and is not this job's; set overwrite to replace it, or move it away"));
+  };
+  // Checked first, so that a taken name fails the job before anything is published.
+  std::vector<bool> done(files.size(), false);
+  for (size_t i = 0; i < files.size(); ++i) {
+    const auto& [staged, final_path] = files[i];
+    int fd = ::open(staged.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) {
+      const int err = errno;
+      if (fd >= 0) ::close(fd);
+      return absl::UnavailableError(absl::StrCat("publish '", final_path.filename().string(),
+                                                 "': ", std::strerror(err)));
+    }
+    ::close(fd);
+    done[i] = IsPublished(staged, final_path);
+    struct stat st;
+    if (done[i] || ::lstat(final_path.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "'", final_path.filename().string(), "' is a folder; give an output file name"));
+    }
+    if (!replace) return taken(final_path);
+  }
+  std::vector<size_t> linked;
+  const auto undo = [&] {
+    for (size_t i : linked) {
+      if (IsPublished(files[i].first, files[i].second)) ::unlink(files[i].second.c_str());
+    }
+  };
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (done[i]) continue;
+    const auto& [staged, final_path] = files[i];
+    int rc = 0;
+    if (replace) {
+      // A second link beside the final name, renamed over it.
+      const fs::path temp = TempPathFor(final_path);
+      rc = ::link(staged.c_str(), temp.c_str());
+      if (rc == 0) {
+        rc = ::rename(temp.c_str(), final_path.c_str());
+        if (rc != 0) {
+          const int err = errno;
+          ::unlink(temp.c_str());
+          errno = err;
+        }
+      }
+    } else {
+      rc = ::link(staged.c_str(), final_path.c_str());
+    }
+    if (rc != 0) {
+      const int err = errno;
+      undo();
+      if (err == EEXIST) return taken(final_path);  // made since the check
+      if (err == EISDIR) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "'", final_path.filename().string(), "' is a folder; give an output file name"));
+      }
+      return absl::UnavailableError(absl::StrCat("publish '", final_path.filename().string(),
+                                                 "': ", std::strerror(err)));
+    }
+    linked.push_back(i);
+  }
+  // The new names are durable once their folders are.
+  std::vector<fs::path> folders;
+  for (const auto& [staged, final_path] : files) {
+    if (folders.empty() || folders.back() != final_path.parent_path()) {
+      folders.push_back(final_path.parent_path());
+    }
+  }
+  for (const fs::path& folder : folders) {
+    int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::close(fd);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckOutputFree(const fs::path& path, absl::string_view field,
+                             absl::string_view name, bool replace) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return absl::OkStatus();
+  if (S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        field, " '", name, "' is a folder; give a file name (a folder is never replaced)"));
+  }
+  if (replace) return absl::OkStatus();
+  return absl::AlreadyExistsError(
+      absl::StrCat(field, " '", name, "' exists; set overwrite to replace it"));
 }
 
 absl::StatusOr<std::string> Sha256File(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read '", path.string(), "'"));
+  return Sha256Files({path});
+}
+
+absl::StatusOr<std::string> Sha256Files(const std::vector<fs::path>& paths) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
                                                                &EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  char buf[1 << 16];
-  while (in) {
-    in.read(buf, sizeof(buf));
-    EVP_DigestUpdate(ctx.get(), buf, static_cast<size_t>(in.gcount()));
+  std::vector<char> buf(1 << 16);
+  for (const fs::path& path : paths) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read '", path.string(), "'"));
+    while (in) {
+      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
+    }
+    if (in.bad()) return absl::UnavailableError(absl::StrCat("cannot read '", path.string(), "'"));
   }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

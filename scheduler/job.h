@@ -150,6 +150,7 @@ struct Task {
                           // lease whose result was accepted (its output counts)
   std::string error;
   std::string model_digest;  // reported by the worker that finished it
+  std::string output_digest;  // CHUNK: digest of its published output, checked at assembly
   double seconds = 0;        // run time of the successful attempt
 
   int64_t frames() const { return frame_end - frame_begin; }

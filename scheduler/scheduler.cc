@@ -594,6 +594,8 @@ Assignment Scheduler::MakeAssignmentLocked(const JobEntry& e, int index,
   for (const Task& t : e.tasks) {
     if (t.kind != TaskKind::kChunk) continue;
     a.segments.push_back(SegmentPath(e.job.id, t.index, t.lease_id));
+    a.segment_digests.push_back(t.output_digest);
+    a.segment_frames.push_back(t.frames());
     chunks.push_back({{"index", t.index},
                       {"frames", {t.frame_begin, t.frame_end}},
                       {"worker", t.workers.empty() ? "" : t.workers.back()},
@@ -699,6 +701,7 @@ void Scheduler::CompleteAsync(const std::string& worker, uint64_t lease_id,
         task.error.clear();
         task.seconds = outcome.seconds;  // lease_id stays: the lease whose output counts
         task.model_digest = outcome.model_digest;
+        task.output_digest = outcome.output_digest;
         ReleaseLeaseLocked(lease.id);
         SetTaskLocked(e, task, &writes);
         auto wit = workers_.find(worker);

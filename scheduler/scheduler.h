@@ -85,6 +85,8 @@ struct Assignment {
   MediaInfo input_info;
   std::string segment;                // CHUNK: segment to write (relative path)
   std::vector<std::string> segments;  // ASSEMBLE: the segments, in order
+  std::vector<std::string> segment_digests;  // ASSEMBLE: each chunk's output_digest
+  std::vector<int64_t> segment_frames;       // ASSEMBLE: each chunk's frame count
   std::string provenance_json;        // ASSEMBLE, TAKE: what the farm knows of the job
   Take take;                          // TAKE: the take's resolved values
 };
@@ -96,6 +98,7 @@ struct TaskOutcome {
   bool retryable = true;
   double seconds = 0;
   std::string model_digest;
+  std::string output_digest;  // CHUNK: what it published ("sha256:HEX")
 };
 
 // A job with its tasks and progress, as clients see it.

@@ -210,6 +210,8 @@ v1::Assignment ToProto(const s::Assignment& a) {
   out.set_frame_end(a.task.frame_end);
   out.set_segment(a.segment);
   for (const auto& seg : a.segments) out.add_segments(seg);
+  for (const auto& d : a.segment_digests) out.add_segment_digests(d);
+  for (int64_t n : a.segment_frames) out.add_segment_frames(n);
   out.set_provenance_json(a.provenance_json);
   out.set_attempt(a.lease.attempt);
   return out;
@@ -238,6 +240,7 @@ s::TaskOutcome FromProto(const v1::TaskResult& r) {
   o.retryable = r.retryable();
   o.seconds = r.seconds();
   o.model_digest = r.model_digest();
+  o.output_digest = r.output_digest();
   return o;
 }
 

@@ -164,6 +164,26 @@ int main(int argc, char** argv) {
 
   common::InitLogging("server", log_level, log_format);
   media::SetLibraryLogging(log_level == "debug" || log_level == "trace");
+  // Start-up errors: one line naming the flag to change, exit 2 (a usage error).
+  const auto usage_error = [](const std::string& line) {
+    spdlog::error("{}", line);
+    return 2;
+  };
+  if (options.tls.cert_file.empty() && !options.tls.insecure) {
+    return usage_error("give --tls-cert and --tls-key (TLS), or --insecure for plaintext "
+                       "gRPC on loopback or a trusted network");
+  }
+  if (!options.tokens_file.empty() && !fs::is_regular_file(options.tokens_file)) {
+    return usage_error("--tokens-file '" + options.tokens_file +
+                       "' does not exist or is not a file; give the YAML file of tokens and "
+                       "roles, or --no-auth");
+  }
+  if (!storage_root.empty() && !fs::is_directory(storage_root)) {
+    return usage_error("--storage-root '" + storage_root +
+                       "' does not exist or is not a folder; create it (the folder the "
+                       "server and its workers share), or leave the flag out to use "
+                       "DATA_DIR/storage");
+  }
   if (storage_root.empty()) storage_root = (fs::path(data_dir) / "storage").string();
   if (store.empty()) store = (fs::path(data_dir) / "state.db").string();
   if (task_log_dir.empty()) task_log_dir = (fs::path(data_dir) / "logs").string();
@@ -185,20 +205,18 @@ int main(int argc, char** argv) {
       exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
       exposer->RegisterCollectable(registry);
     } catch (const std::exception& e) {
-      spdlog::error("cannot serve metrics on '{}': {}; use --metrics-listen", metrics_listen,
-                    e.what());
-      return 1;
+      return usage_error("--metrics-listen '" + metrics_listen +
+                         "': cannot serve metrics there (" + e.what() +
+                         "); give another address, port 0 for a free one, or '' to disable");
     }
   }
 
   if (options.tokens_file.empty() && !no_auth) {
-    spdlog::error("give --tokens-file (tokens and roles), or --no-auth to let every caller "
-                  "do everything");
-    return 2;
+    return usage_error("give --tokens-file (tokens and roles), or --no-auth to let every "
+                       "caller do everything");
   }
   if (!options.tokens_file.empty() && no_auth) {
-    spdlog::error("--tokens-file and --no-auth both given; give one of them");
-    return 2;
+    return usage_error("--tokens-file and --no-auth both given; give one of them");
   }
   if (local_workers > 0 && options.tokens_file.size() > 0) {
     options.local_worker_token = RandomToken();
@@ -241,10 +259,7 @@ int main(int argc, char** argv) {
     auto storage = common::Storage::Open(storage_root);
     auto srv = storage.ok() ? server::HaServer::Start(options, advertise, *registry)
                             : absl::StatusOr<std::unique_ptr<server::HaServer>>(storage.status());
-    if (!srv.ok()) {
-      spdlog::error("cannot start: {}", std::string(srv.status().message()));
-      return 1;
-    }
+    if (!srv.ok()) return usage_error("cannot start: " + std::string(srv.status().message()));
     ha = std::move(*srv);
     port = ha->port();
     root = storage->root().string();
@@ -254,10 +269,7 @@ int main(int argc, char** argv) {
                  port, ha->advertise(), scheduler::RedactDatabaseUrl(store), root);
   } else {
     auto srv = server::FarmServer::Start(options, *registry);
-    if (!srv.ok()) {
-      spdlog::error("cannot start: {}", std::string(srv.status().message()));
-      return 1;
-    }
+    if (!srv.ok()) return usage_error("cannot start: " + std::string(srv.status().message()));
     farm = std::move(*srv);
     port = farm->port();
     root = farm->storage().root().string();
