@@ -1,8 +1,12 @@
 // reelfarm-server: the gRPC API, the scheduler and its state (SQLite, or PostgreSQL
 // with active/standby servers), /metrics; with --local-workers N, also N workers beside
 // it (the embedded default).
+#include <netdb.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <filesystem>
 #include <fstream>
@@ -47,6 +51,38 @@ static fs::path FindWorkerBinary() {
     if (fs::exists(p)) return p;
   }
   return "reelfarm-worker";
+}
+
+// Whether `listen` (HOST:PORT, or [V6]:PORT) names a TCP port that something else holds:
+// checked before start-up so that the operator gets one line about --listen rather than
+// gRPC core's log. Other forms (unix:, port 0) are left to gRPC.
+static bool PortTaken(const std::string& listen) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos || listen.rfind("unix:", 0) == 0) return false;
+  std::string host = listen.substr(0, colon);
+  const std::string port = listen.substr(colon + 1);
+  if (port.empty() || port == "0") return false;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found) != 0) {
+    return false;
+  }
+  bool taken = false;
+  for (addrinfo* a = found; a != nullptr && !taken; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    taken = bind(fd, a->ai_addr, a->ai_addrlen) != 0 && errno == EADDRINUSE;
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return taken;
 }
 
 // Written whole under a temporary name and renamed, so a reader never sees half of it.
@@ -177,6 +213,11 @@ int main(int argc, char** argv) {
     return usage_error("--tokens-file '" + options.tokens_file +
                        "' does not exist or is not a file; give the YAML file of tokens and "
                        "roles, or --no-auth");
+  }
+  if (PortTaken(listen)) {
+    return usage_error("--listen '" + listen +
+                       "': the port is in use; is another server running there? Give "
+                       "another --listen (port 0 picks a free one)");
   }
   if (!storage_root.empty() && !fs::is_directory(storage_root)) {
     return usage_error("--storage-root '" + storage_root +

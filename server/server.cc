@@ -74,6 +74,11 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
   absl::StatusOr<common::Storage> storage = common::Storage::Open(options.storage_root);
   if (!storage.ok()) return ForFlag(storage.status(), "--storage-root");
   s->storage_ = std::make_unique<common::Storage>(std::move(*storage));
+  // The farm's own folder exists from the start, so that a link to it (or into it) is
+  // seen for what it is when a job names it.
+  std::error_code ec;
+  std::filesystem::create_directories(
+      s->storage_->root() / common::Storage::kFarmDir / "jobs", ec);
   scheduler::SchedulerOptions sched_options = options.scheduler;
   sched_options.lease_epoch = options.epoch;
   ASSIGN_OR_RETURN(s->sched_,

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "common/storage.h"
 #include "tests/testing/fixtures.h"

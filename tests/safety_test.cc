@@ -82,8 +82,8 @@ TEST_CASE("reelctl submit sends every flag of upscale and generate to the server
   testing::MakeTestClip(farm.storage() / "plates/a.mp4", 64, 36, 24);
   int status = -1;
   std::string out = Ctl(farm,
-                        "--json submit upscale --input plates/a.mp4 --output renders/a.mov "
-                        "--codec prores_4444 --pix-fmt yuva444p10le --preset slow "
+                        "--json submit upscale --input plates/a.mp4 --output renders/a.mp4 "
+                        "--codec h265 --pix-fmt yuv420p10le --preset slow "
                         "--first-frame 2 --last-frame 20 --model lanczos --scale 3 --chunk 7 "
                         "--crf 23 --overwrite --priority 90 --max-attempts 1 --name shot-a "
                         "--project sh010 --require gpu=h100 --request-id req-1",
@@ -102,9 +102,9 @@ TEST_CASE("reelctl submit sends every flag of upscale and generate to the server
   CHECK(spec["requestId"] == "req-1");
   json u = spec["upscale"];
   CHECK(u["input"] == "plates/a.mp4");
-  CHECK(u["output"] == "renders/a.mov");
-  CHECK(u["format"]["codec"] == "prores_4444");
-  CHECK(u["format"]["pixFmt"] == "yuva444p10le");
+  CHECK(u["output"] == "renders/a.mp4");
+  CHECK(u["format"]["codec"] == "h265");
+  CHECK(u["format"]["pixFmt"] == "yuv420p10le");
   CHECK(u["format"]["preset"] == "slow");
   CHECK(u["firstFrame"] == "2");  // int64 is a string in proto3 JSON
   CHECK(u["lastFrame"] == "20");
@@ -309,8 +309,8 @@ TEST_CASE("the farm's own folder is no job's input or output, and assembly check
   // Named directly, by a path that climbs into it, or through a link: refused.
   fs::create_symlink(".reelfarm", root / "innocent");
   for (const std::string& out :
-       {parts + "/chunk_000000.lease_1.mov", "renders/../.reelfarm/x.mp4",
-        "innocent/jobs/1/parts/x.mov"}) {
+       std::vector<std::string>{parts + "/chunk_000000.lease_1.mov", "renders/../.reelfarm/x.mp4",
+                                "innocent/jobs/1/parts/x.mov"}) {
     grpc::Status st = farm.Submit(Upscale("plates/b.mp4", out), &resp);
     INFO(out << ": " << st.error_message());
     CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);

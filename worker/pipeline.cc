@@ -482,6 +482,36 @@ TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
   return report;
 }
 
+absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
+    const v1::Assignment& a, const media::OutputFormat& format, const std::string& path) {
+  const v1::UpscaleSpec& up = a.upscale();
+  const v1::MediaInfo& in = a.input_info();
+  if (format.image_sequence()) {
+    media::ImageSequenceOptions o;
+    o.width = in.width() * up.scale();
+    o.height = in.height() * up.scale();
+    o.codec = format.codec;
+    o.first_number = 0;  // frames carry their input's number as index
+    return media::OpenImageSequenceSink(path, o);
+  }
+  media::EncodeOptions enc;
+  enc.width = in.width() * up.scale();
+  enc.height = in.height() * up.scale();
+  enc.fps_num = in.fps_num();
+  enc.fps_den = in.fps_den();
+  enc.codec = format.codec;
+  enc.pix_fmt = format.pix_fmt;
+  enc.container = "mov";  // segments; assembly writes the job's container
+  enc.crf = format.crf;
+  enc.preset = format.preset;
+  enc.colour.primaries = in.colour_primaries();
+  enc.colour.transfer = in.colour_transfer();
+  enc.colour.matrix = in.colour_matrix();
+  enc.colour.range = in.colour_range();
+  enc.first_index = in.first_frame() + a.frame_begin();
+  return media::OpenMovieSink(path, enc);
+}
+
 absl::StatusOr<common::UniqueFd> TaskRunner::OpenStaging(int64_t job_id,
                                                          const std::string& sub) const {
   std::string dir = common::Storage::JobStagingDir(job_id);
