@@ -11,11 +11,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <system_error>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -280,10 +282,50 @@ std::string Storage::JobStagingDir(int64_t job_id) {
   return absl::StrCat(JobScratchDir(job_id), "/staged");
 }
 
+namespace {
+
+// Whether two regular files hold the same bytes.
+bool SameBytes(const fs::path& a, const fs::path& b) {
+  std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
+  std::vector<char> ba(1 << 16), bb(1 << 16);
+  while (fa && fb) {
+    fa.read(ba.data(), static_cast<std::streamsize>(ba.size()));
+    fb.read(bb.data(), static_cast<std::streamsize>(bb.size()));
+    if (fa.gcount() != fb.gcount() ||
+        !std::equal(ba.begin(), ba.begin() + fa.gcount(), bb.begin())) {
+      return false;
+    }
+  }
+  return !fa.bad() && !fb.bad() && fa.eof() && fb.eof();
+}
+
+// A copy of `staged` beside `final_path` (another file system than the staging
+// folder's: link(2) cannot cross it), written and fsynced; the caller links or renames
+// it into place and removes it.
+absl::Status CopyBeside(const fs::path& staged, const fs::path& final_path, fs::path* copy) {
+  *copy = Storage::TempPathFor(final_path);
+  std::error_code ec;
+  fs::copy_file(staged, *copy, ec);
+  int fd = ec ? -1 : ::open(copy->c_str(), O_RDONLY | O_CLOEXEC);
+  if (!ec && (fd < 0 || ::fsync(fd) != 0)) ec = std::error_code(errno, std::generic_category());
+  if (fd >= 0) ::close(fd);
+  if (ec) {
+    fs::remove(*copy);
+    return absl::UnavailableError(absl::StrCat("publish '", final_path.filename().string(),
+                                               "': ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 bool Storage::IsPublished(const fs::path& staged, const fs::path& final_path) {
   struct stat a, b;
-  return ::stat(staged.c_str(), &a) == 0 && ::lstat(final_path.c_str(), &b) == 0 &&
-         a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+  if (::stat(staged.c_str(), &a) != 0 || ::lstat(final_path.c_str(), &b) != 0) return false;
+  if (a.st_dev == b.st_dev) return a.st_ino == b.st_ino;
+  // Published as a copy onto another file system: the same bytes.
+  return S_ISREG(a.st_mode) && S_ISREG(b.st_mode) && a.st_size == b.st_size &&
+         SameBytes(staged, final_path);
 }
 
 absl::Status Storage::PublishStaged(const std::vector<StagedFile>& files, bool replace) {
@@ -322,21 +364,35 @@ absl::Status Storage::PublishStaged(const std::vector<StagedFile>& files, bool r
   for (size_t i = 0; i < files.size(); ++i) {
     if (done[i]) continue;
     const auto& [staged, final_path] = files[i];
+    // Without `replace`: linked at the final name. With it: a second link made in the
+    // staging folder (so that nothing of ours is left beside the output if the process
+    // dies here) and renamed over the final name. Across file systems (a mount inside
+    // the root), a copy beside the final name takes the staged file's place.
     int rc = 0;
     if (replace) {
-      // A second link beside the final name, renamed over it.
-      const fs::path temp = TempPathFor(final_path);
+      const fs::path temp = TempPathFor(staged);
       rc = ::link(staged.c_str(), temp.c_str());
       if (rc == 0) {
         rc = ::rename(temp.c_str(), final_path.c_str());
-        if (rc != 0) {
-          const int err = errno;
-          ::unlink(temp.c_str());
-          errno = err;
-        }
+        const int err = errno;
+        if (rc != 0) ::unlink(temp.c_str());
+        errno = err;
       }
     } else {
       rc = ::link(staged.c_str(), final_path.c_str());
+    }
+    if (rc != 0 && errno == EXDEV) {
+      fs::path copy;
+      absl::Status copied = CopyBeside(staged, final_path, &copy);
+      if (!copied.ok()) {
+        undo();
+        return copied;
+      }
+      rc = replace ? ::rename(copy.c_str(), final_path.c_str())
+                   : ::link(copy.c_str(), final_path.c_str());
+      const int err = errno;
+      if (rc != 0 || !replace) ::unlink(copy.c_str());
+      errno = err;
     }
     if (rc != 0) {
       const int err = errno;

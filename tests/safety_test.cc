@@ -8,10 +8,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <iterator>
 #include <thread>
 
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
 #include "common/storage.h"
@@ -167,7 +171,7 @@ TEST_CASE("reelctl submit sends every flag of upscale and generate to the server
   CHECK(json::parse(out)["jobs"].size() == 2);
 }
 
-TEST_CASE("--dry-run in any position validates and submits nothing", "[integration][safety]") {
+TEST_CASE("dry run in any position of submit validates and submits nothing", "[integration][safety]") {
   testing::TempDir dir;
   testing::WriteFixtureDenoiser(dir.path() / "models", "tiny");
   Farm farm(dir.path() / "farm", {"--model-path", (dir.path() / "models").string()});
@@ -390,4 +394,36 @@ TEST_CASE("names with control characters are refused at submit", "[integration][
   v1::JobSpec spec = Upscale("plates/a.mp4", "renders/été.mp4");
   spec.set_name("plan séquence ✓");
   CHECK(farm.Submit(spec, &resp).ok());
+}
+
+TEST_CASE("a call to a method the port does not serve is answered with a message",
+          "[integration][safety]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  auto channel = grpc::CreateChannel(farm.address(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  for (const std::string& method : {std::string("/no.such.Service/Method"),
+                                    std::string("/reelfarm.v1.JobService/\x1b[2Jx")}) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::ByteBuffer request, response;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    grpc::Status status;
+    stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status st) {
+                     std::lock_guard<std::mutex> lock(mu);
+                     status = st;
+                     done = true;
+                     cv.notify_one();
+                   });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    INFO(status.error_message());
+    CHECK(status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+    CHECK(status.error_message().find("is not served here") != std::string::npos);
+    CHECK(status.error_message().find("reelfarm.v1.JobService") != std::string::npos);
+    CHECK(status.error_message().find('\x1b') == std::string::npos);  // escaped
+  }
 }

@@ -770,10 +770,12 @@ TEST_CASE("a worker whose TLS handshake fails says so and backs off",
     }
     return n;
   };
-  CHECK(Eventually([&] { return failures("distrust") > 0; }, 20));
-  CHECK(Eventually([&] { return failures("foreign") > 0; }, 20));
-  INFO(farm.WorkerLog("distrust"));
-  INFO(farm.WorkerLog("foreign"));
+  if (!Eventually([&] { return failures("distrust") > 0; }, 20)) {
+    FAIL_CHECK("no handshake error logged:\n" << farm.WorkerLog("distrust"));
+  }
+  if (!Eventually([&] { return failures("foreign") > 0; }, 20)) {
+    FAIL_CHECK("no handshake error logged:\n" << farm.WorkerLog("foreign"));
+  }
   CHECK(farm.WorkerLog("distrust").find("--tls-ca") != std::string::npos);
   // It backs off, and repeats the same line at most every 30 s: a few lines, not one a
   // second.

@@ -315,13 +315,24 @@ void Agent::Run() {
     // that this worker does not trust) fails again until someone changes one: back off
     // further than for a server that is away.
     const std::string& why = st.error_message();
-    const bool tls_failure = why.find("andshake") != std::string::npos ||
+    // Under TLS 1.3 a server that refuses this worker's client certificate closes the
+    // connection once the handshake is done: the call then fails before any answer
+    // with "Socket closed" (a server that is away refuses the connection instead).
+    const bool refused_cert = !options_.tls.insecure && !read &&
+                              why.find("Socket closed") != std::string::npos;
+    const bool tls_failure = refused_cert || why.find("andshake") != std::string::npos ||
                              why.find("SSL") != std::string::npos ||
                              why.find("ertificate") != std::string::npos;
     const int max_backoff_ms = tls_failure ? 10'000 : 1'000;
     // Tasks keep running: the server may honour their leases when we are back.
     if (connected || why != last_logged || SteadyClock::now() - last_logged_at > std::chrono::seconds(30)) {
-      if (tls_failure) {
+      if (refused_cert) {
+        spdlog::error("cannot connect to {}: TLS handshake failed: the server closed the "
+                      "connection ({}); it refuses this worker's client certificate, or "
+                      "wants one: check --tls-cert and --tls-key against the server's "
+                      "--tls-client-ca; retrying every {} s",
+                      server, why, max_backoff_ms / 1000);
+      } else if (tls_failure) {
         spdlog::error("cannot connect to {}: TLS handshake failed ({}); check --tls-ca, "
                       "--tls-cert and --tls-key against the server's; retrying every {} s",
                       server, why, max_backoff_ms / 1000);
