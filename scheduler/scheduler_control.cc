@@ -279,6 +279,10 @@ std::vector<WorkerView> Scheduler::ListWorkers() const {
     v.info = w.info;
     v.tasks_done = w.tasks_done;
     v.draining = w.draining;
+    v.unhealthy = w.leases_expired > 0;
+    v.unhealthy_since_ms = w.unhealthy_since_ms;
+    v.leases_expired = w.leases_expired;
+    v.unhealthy_reason = w.unhealthy_reason;
     for (const auto& [id, lease] : leases_) {
       if (lease.worker == name) v.leases.push_back(lease);
     }
@@ -313,7 +317,10 @@ Scheduler::Stats Scheduler::GetStats() const {
     ++st.projects[jobs_.at(lease.job_id).job.spec.project].tasks_running;
   }
   for (const auto& [name, w] : workers_) {
-    if (w.draining) {
+    st.worker_unhealthy[name] = w.leases_expired > 0;
+    if (w.leases_expired > 0) {
+      ++st.workers_unhealthy;
+    } else if (w.draining) {
       ++st.workers_draining;
     } else if (w.running > 0) {
       ++st.workers_busy;
