@@ -210,6 +210,9 @@ std::vector<uint64_t> Scheduler::RegisterWorker(const WorkerInfo& info,
   w.draining = draining_.count(info.name) > 0;
   w.running = 0;
   w.memory_in_use = 0;
+  w.leases_expired = 0;  // it says hello: alive
+  w.unhealthy_since_ms = 0;
+  w.unhealthy_reason.clear();
   const std::set<uint64_t> reported(held.begin(), held.end());
   std::vector<uint64_t> stale;
   for (uint64_t id : held) {

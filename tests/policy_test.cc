@@ -384,7 +384,6 @@ TEST_CASE("stats count queued and running tasks per project, and workers by stat
   CHECK(st.workers_draining == 1);
 }
 
-}  // namespace reelfarm::scheduler
 
 // Issue 16, item 4: a stalled worker got the assemble task back after each expired
 // lease (attempts 1, 2, 3 on the same worker) while another worker was idle.
@@ -482,10 +481,15 @@ TEST_CASE("a worker whose lease expired is unhealthy and gets no work until it h
   // job (busy now), rather than go back to a.
   CHECK_FALSE(f.sched->LeaseNext("a").has_value());
   REQUIRE(f.sched->Complete("b", b1->lease.id, Ok()).ok());
-  auto b2 = f.sched->LeaseNext("b");
+  auto b2 = f.sched->LeaseNext("b");  // the second job's assemble (higher priority)
   REQUIRE(b2);
-  CHECK(b2->lease.job_id == first);
-  CHECK(b2->lease.attempt == 2);
+  CHECK(b2->lease.job_id == second);
+  REQUIRE(f.sched->Complete("b", b2->lease.id, Ok()).ok());
+  auto b3 = f.sched->LeaseNext("b");
+  REQUIRE(b3);
+  CHECK(b3->lease.job_id == first);
+  CHECK(b3->task.index == 0);
+  CHECK(b3->lease.attempt == 2);
 }
 
 TEST_CASE("a task whose lease expired goes back to its worker when no other can take it",
@@ -512,3 +516,5 @@ TEST_CASE("a task whose lease expired goes back to its worker when no other can 
   CHECK(again->task.index == 0);
   CHECK(again->lease.attempt == 2);
 }
+
+}  // namespace reelfarm::scheduler
