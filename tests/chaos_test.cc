@@ -67,14 +67,17 @@ uint64_t HashFile(const fs::path& p) {
 // Every file beneath the storage root but the farm's own folder, by relative path.
 std::map<std::string, uint64_t> Snapshot(const fs::path& root) {
   std::map<std::string, uint64_t> out;
-  for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator();
-       ++it) {
-    const std::string rel = fs::relative(it->path(), root).string();
+  // Workers write while it looks (temporary files come and go): errors skip an entry.
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string rel = it->path().lexically_relative(root).string();
     if (rel == ".reelfarm") {
       it.disable_recursion_pending();
       continue;
     }
-    if (it->is_regular_file()) out[rel] = HashFile(it->path());
+    std::error_code type_ec;
+    if (fs::is_regular_file(it->path(), type_ec)) out[rel] = HashFile(it->path());
   }
   return out;
 }
