@@ -216,7 +216,7 @@ class Chaos {
   fs::path Path(const std::string& rel) const { return farm_.storage() / rel; }
 
   void Setup();
-  void SubmitNext();
+  void SubmitNext(bool must_refuse = false);
   void Submit(ChaosJob& job);
   void Fault(int round);
   void Poll();
@@ -317,7 +317,7 @@ void Chaos::Submit(ChaosJob& job) {
   }
 }
 
-void Chaos::SubmitNext() {
+void Chaos::SubmitNext(bool must_refuse) {
   ChaosJob job;
   job.n = static_cast<int>(jobs_.size()) + 1;
   const std::string stem = "j" + std::to_string(job.n);
@@ -348,12 +348,11 @@ void Chaos::SubmitNext() {
     job.reference = "gen:" + std::to_string(seed);
   };
 
-  // Weights: upscale movie 5, sequence 4, generate movie 2, sequence 2, dependent 3,
-  // overwrite 2, must-refuse 2 (three of them, one of each kind, at most).
+  // Weights: upscale movie 5, sequence 6, generate movie 2, sequence 2, dependent 3,
+  // overwrite 2.
   static const std::vector<std::pair<Kind, int>> kWeights = {
-      {Kind::kUpscaleMovie, 5}, {Kind::kUpscaleSequence, 4}, {Kind::kGenerateMovie, 2},
-      {Kind::kGenerateSequence, 2}, {Kind::kDependent, 3}, {Kind::kOverwrite, 2},
-      {Kind::kMustRefuse, 2}};
+      {Kind::kUpscaleMovie, 5}, {Kind::kUpscaleSequence, 6}, {Kind::kGenerateMovie, 2},
+      {Kind::kGenerateSequence, 2}, {Kind::kDependent, 3}, {Kind::kOverwrite, 2}};
   int r = Pick(20);
   for (const auto& [k, w] : kWeights) {
     if (r < w) {
@@ -371,7 +370,9 @@ void Chaos::SubmitNext() {
     }
   }
   if (job.kind == Kind::kDependent && movies.empty()) job.kind = Kind::kUpscaleMovie;
-  if (job.kind == Kind::kMustRefuse && must_refuse_made_ >= 3) job.kind = Kind::kUpscaleSequence;
+  // The three must-refuse submits come at rounds of their own (see Run).
+  if (job.kind == Kind::kMustRefuse) job.kind = Kind::kUpscaleSequence;
+  if (must_refuse) job.kind = Kind::kMustRefuse;
 
   switch (job.kind) {
     case Kind::kUpscaleMovie:
@@ -495,6 +496,9 @@ void Chaos::Run() {
   const auto t0 = SteadyClock::now();
   Setup();
   for (int i = 0; i < 4; ++i) SubmitNext();
+  // Each must-refuse case once, at a round of the seed's choice.
+  std::set<int> refuse_rounds;
+  while (refuse_rounds.size() < 3) refuse_rounds.insert(Pick(rounds_));
   for (int round = 0; round < rounds_; ++round) {
     for (const std::string& w : std::set<std::string>(stopped_)) {
       if (round < wake_round_[w]) continue;
@@ -505,6 +509,7 @@ void Chaos::Run() {
     for (const std::string& w : dead_) farm_.StartWorker(w, worker_args_);
     dead_.clear();
     for (int k = Pick(3); k > 0; --k) SubmitNext();
+    if (refuse_rounds.count(round)) SubmitNext(/*must_refuse=*/true);
     Sleep(Uniform(0.3, 1.5));
     Fault(round);
     Poll();
@@ -714,7 +719,7 @@ TEST_CASE("chaos: workers and the server killed and stopped at random lose and o
   testing::TempDir dir;
   const std::string models = std::string(REELFARM_SOURCE_DIR) + "/models";
   Farm farm(dir.path() / "farm", {"--lease-seconds", "3", "--model-path", models});
-  const std::vector<std::string> worker_args = {"--model-path", models, "--frame-delay-ms", "15"};
+  const std::vector<std::string> worker_args = {"--model-path", models, "--frame-delay-ms", "30"};
   for (int i = 1; i <= kWorkers; ++i) farm.StartWorker("w" + std::to_string(i), worker_args);
   farm.WaitForWorkers(kWorkers);
   Chaos chaos(farm, {farm.address()}, /*two_servers=*/false, seed, rounds, worker_args);
@@ -738,7 +743,7 @@ TEST_CASE("chaos on PostgreSQL with a standby: workers and either server killed 
   Farm farm(dir.path() / "farm",
             {"--store", url, "--lease-seconds", "3", "--model-path", models});
   farm.StartStandby();
-  const std::vector<std::string> worker_args = {"--model-path", models, "--frame-delay-ms", "15"};
+  const std::vector<std::string> worker_args = {"--model-path", models, "--frame-delay-ms", "30"};
   for (int i = 1; i <= kWorkers; ++i) farm.StartWorker("w" + std::to_string(i), worker_args);
   farm.WaitForWorkers(kWorkers);
   Chaos chaos(farm, {farm.address(), farm.standby_address()}, /*two_servers=*/true, seed, rounds,
