@@ -123,6 +123,19 @@ class Client {
     return job;
   }
 
+  // Names of the workers the server sees holding a task.
+  std::set<std::string> BusyWorkers() {
+    v1::ListWorkersResponse resp;
+    const grpc::Status st = Retry([&](v1::JobService::Stub& s, grpc::ClientContext* ctx) {
+      return s.ListWorkers(ctx, v1::ListWorkersRequest(), &resp);
+    });
+    std::set<std::string> busy;
+    for (const auto& w : resp.workers()) {
+      if (st.ok() && w.current_tasks_size() > 0) busy.insert(w.name());
+    }
+    return busy;
+  }
+
   std::string ServerList() const {
     std::string s;
     for (const auto& a : addresses_) s += (s.empty() ? "" : ",") + a;
@@ -450,9 +463,17 @@ void Chaos::Fault(int round) {
     const std::string w = "w" + std::to_string(i);
     if (!stopped_.count(w) && !dead_.count(w)) up.push_back(w);
   }
-  // At least one worker stays up.
+  // At least one worker stays up. A worker fault hits a busy worker when there is one.
   const bool may_take_worker = up.size() > 1;
   const double r = Uniform(0, 1);
+  if (r < 0.7 && may_take_worker) {
+    const std::set<std::string> busy = client_.BusyWorkers();
+    std::vector<std::string> busy_up;
+    for (const std::string& w : up) {
+      if (busy.count(w)) busy_up.push_back(w);
+    }
+    if (!busy_up.empty()) up = busy_up;
+  }
   std::string what;
   if (r < 0.4 && may_take_worker) {
     const std::string w = up[Pick(static_cast<int>(up.size()))];
@@ -464,7 +485,7 @@ void Chaos::Fault(int round) {
     const std::string w = up[Pick(static_cast<int>(up.size()))];
     farm_.KillWorker(w, SIGSTOP);
     stopped_.insert(w);
-    wake_round_[w] = round + 1 + Pick(2);
+    wake_round_[w] = round + 2 + Pick(2);  // stopped past a lease, most times
     what = "SIGSTOP worker " + w;
     ++faults_["worker SIGSTOP"];
   } else if (two_servers_ && Pick(2)) {
@@ -719,7 +740,7 @@ TEST_CASE("chaos: workers and the server killed and stopped at random lose and o
   testing::TempDir dir;
   const std::string models = std::string(REELFARM_SOURCE_DIR) + "/models";
   Farm farm(dir.path() / "farm", {"--lease-seconds", "3", "--model-path", models});
-  const std::vector<std::string> worker_args = {"--model-path", models, "--frame-delay-ms", "30"};
+  const std::vector<std::string> worker_args = {"--model-path", models, "--frame-delay-ms", "50"};
   for (int i = 1; i <= kWorkers; ++i) farm.StartWorker("w" + std::to_string(i), worker_args);
   farm.WaitForWorkers(kWorkers);
   Chaos chaos(farm, {farm.address()}, /*two_servers=*/false, seed, rounds, worker_args);
@@ -743,7 +764,7 @@ TEST_CASE("chaos on PostgreSQL with a standby: workers and either server killed 
   Farm farm(dir.path() / "farm",
             {"--store", url, "--lease-seconds", "3", "--model-path", models});
   farm.StartStandby();
-  const std::vector<std::string> worker_args = {"--model-path", models, "--frame-delay-ms", "30"};
+  const std::vector<std::string> worker_args = {"--model-path", models, "--frame-delay-ms", "50"};
   for (int i = 1; i <= kWorkers; ++i) farm.StartWorker("w" + std::to_string(i), worker_args);
   farm.WaitForWorkers(kWorkers);
   Chaos chaos(farm, {farm.address(), farm.standby_address()}, /*two_servers=*/true, seed, rounds,
