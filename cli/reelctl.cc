@@ -877,12 +877,17 @@ int main(int argc, char** argv) {
       std::printf("%s\n", ToJson(resp).c_str());
       return 0;
     }
-    std::printf("%-24s %-6s %-5s %-6s %s\n", "NAME", "STATE", "SLOTS", "DONE", "TASKS");
+    std::printf("%-24s %-9s %-5s %-6s %s\n", "NAME", "STATE", "SLOTS", "DONE", "TASKS");
     for (const auto& w : resp.workers()) {
       std::string tasks;
       for (const auto& t : w.current_tasks()) tasks += (tasks.empty() ? "" : ",") + t;
-      std::printf("%-24s %-6s %-5d %-6lld %s\n", w.name().c_str(), w.state().c_str(),
+      std::printf("%-24s %-9s %-5d %-6lld %s\n", w.name().c_str(), w.state().c_str(),
                   w.slots(), static_cast<long long>(w.tasks_done()), tasks.c_str());
+      // Why it gets no work: the last lease that expired on it.
+      if (w.state() == "unhealthy") {
+        std::printf("    %d lease(s) expired, no heartbeat since; last: %s\n",
+                    w.leases_expired(), w.unhealthy_reason().c_str());
+      }
     }
     return 0;
   }

@@ -220,8 +220,14 @@ v1::Assignment ToProto(const s::Assignment& a) {
 v1::Worker ToProto(const s::WorkerView& w) {
   v1::Worker out;
   out.set_name(w.info.name);
-  out.set_state(w.draining ? (w.leases.empty() ? "drained" : "draining")
-                           : (w.leases.empty() ? "idle" : "busy"));
+  out.set_state(w.unhealthy  ? "unhealthy"
+                : w.draining ? (w.leases.empty() ? "drained" : "draining")
+                             : (w.leases.empty() ? "idle" : "busy"));
+  if (w.unhealthy) {
+    out.set_unhealthy_since_unix_ms(w.unhealthy_since_ms);
+    out.set_leases_expired(w.leases_expired);
+    out.set_unhealthy_reason(w.unhealthy_reason);
+  }
   for (const auto& [k, v] : w.info.tags) (*out.mutable_tags())[k] = v;
   out.set_memory_bytes(w.info.memory_bytes);
   out.set_slots(w.info.slots);

@@ -182,8 +182,9 @@ void FarmServer::DispatchLoop() {
   while (!stop_.load()) {
     seen = sched_->WaitForChange(seen, 100);
     for (const auto& lease : sched_->ExpireLeases()) {
-      spdlog::warn("lease expired job={} task={} worker={} lease={}", lease.job_id,
-                   lease.task_index, lease.worker, lease.id);
+      spdlog::warn("lease expired job={} task={} worker={} lease={}; the worker is "
+                   "unhealthy (no new work) until it heartbeats again",
+                   lease.job_id, lease.task_index, lease.worker, lease.id);
     }
     jobs_->ActivateWaitingJobs();
     workers_->Dispatch();

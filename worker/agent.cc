@@ -470,11 +470,14 @@ void Agent::SlotLoop(int slot) {
 void Agent::HeartbeatLoop() {
   while (!stop_.load()) {
     v1::WorkerMessage m;
+    // Sent with no leases too: it tells the server the worker is alive (a worker whose
+    // lease expired gets work again only after a heartbeat).
+    v1::Heartbeat* hb = m.mutable_heartbeat();
     {
       std::lock_guard<std::mutex> lock(work_mu_);
       // Unanswered results are not listed: their leases end when the server commits
       // them, and a cancel for one then must not drop a result not yet committed.
-      for (const auto& [id, flag] : active_) m.mutable_heartbeat()->add_lease_ids(id);
+      for (const auto& [id, flag] : active_) hb->add_lease_ids(id);
     }
     Send(m);
     SendTaskLogs(0);  // lines of running tasks, for `reelctl logs --follow`
