@@ -226,7 +226,7 @@ TEST_CASE("odd sizes, non-square pixels and rotation metadata are read on the gr
           "[unit][media][footage]") {
   TempDir dir;
   const fs::path odd = dir.path() / "odd_721x405.mkv";
-  Ffmpeg("-f lavfi -i testsrc2=s=721x405:r=25:d=1 -c:v ffv1 '" + odd.string() + "'");
+  Ffmpeg("-f lavfi -i testsrc2=s=722x406:r=25:d=1 -vf format=yuv444p,crop=721:405:0:0 -c:v ffv1 '" + odd.string() + "'");
   VideoInfo o = CheckOnGrid(odd, dir.path());
   CHECK(o.width == 721);
   CHECK(o.height == 405);
