@@ -86,6 +86,14 @@ AVRational StreamFrameRate(const AVStream& stream) {
   return AVRational{0, 1};
 }
 
+bool IsImageFormat(const AVFormatContext& format) {
+  if (format.iformat == nullptr || format.iformat->name == nullptr) return false;
+  const std::string name = format.iformat->name;
+  const std::string pipe = "_pipe";
+  return name == "image2" ||
+         (name.size() > pipe.size() && name.compare(name.size() - pipe.size(), pipe.size(), pipe) == 0);
+}
+
 AVRational GridFrameRate(const AVFormatContext& format, const AVStream& stream) {
   const AVRational guessed = av_guess_frame_rate(const_cast<AVFormatContext*>(&format),
                                                  const_cast<AVStream*>(&stream), nullptr);

@@ -86,6 +86,10 @@ std::string FindTimecode(const AVFormatContext& format, const AVStream& video);
 
 class VideoInput;
 
+// Whether `format` was opened by one of FFmpeg's still-image demuxers (png_pipe,
+// image2...): a single picture, not a movie.
+bool IsImageFormat(const AVFormatContext& format);
+
 // The rate of the constant-rate grid (DESIGN.md "Time"): the one the ffmpeg tool writes
 // by default (av_guess_frame_rate), else StreamFrameRate; {0, 1} when unknown.
 AVRational GridFrameRate(const AVFormatContext& format, const AVStream& stream);

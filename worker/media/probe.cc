@@ -25,6 +25,12 @@ std::string VersionText(unsigned version) {
 
 absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
   ASSIGN_OR_RETURN(std::unique_ptr<VideoInput> input, VideoInput::Open(path));
+  if (IsImageFormat(input->format())) {
+    return absl::FailedPreconditionError(
+        "input '" + path + "' is a single " + avcodec_get_name(input->stream().codecpar->codec_id) +
+        " image, not a movie; give a movie, or give the images as a sequence with a frame "
+        "pattern (e.g. 'plate.####.png')");
+  }
   // Decoding the first frame finds a corrupt or truncated stream now rather than in
   // the middle of a job.
   ASSIGN_OR_RETURN(AvFramePtr frame, AllocFrame());
