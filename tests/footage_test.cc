@@ -240,3 +240,32 @@ TEST_CASE("odd sizes, non-square pixels and rotation metadata are read on the gr
 }
 
 }  // namespace reelfarm::media
+
+namespace reelfarm::media {
+
+TEST_CASE("a still image given as a movie and a movie given as a sequence are named",
+          "[unit][media][footage]") {
+  TempDir dir;
+  const fs::path png = dir.path() / "still.png";
+  REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=64x36 -frames:v 1 '" +
+              png.string() + "'") == 0);
+  auto still = ProbeVideo(png.string());
+  REQUIRE_FALSE(still.ok());
+  CHECK(still.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(still.status().message()),
+             Catch::Contains("still.png' is a single png image, not a movie") &&
+                 Catch::Contains("plate.####.png"));
+  for (const char* n : {"1001", "1002"}) {
+    REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=64x36:r=24:d=1 "
+                "-c:v libx264 '" + (dir.path() / (std::string("m.") + n + ".mp4")).string() +
+                "'") == 0);
+  }
+  auto movies = ProbeImageSequence((dir.path() / "m.####.mp4").string());
+  REQUIRE_FALSE(movies.ok());
+  CHECK(movies.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(movies.status().message()),
+             Catch::Contains("m.1001.mp4' is a movie") &&
+                 Catch::Contains("without a frame pattern"));
+}
+
+}  // namespace reelfarm::media
