@@ -97,6 +97,12 @@ void PrintJob(const v1::Job& j) {
   std::printf("  input     %dx%d %s %s, %lld frames at %d/%d fps\n", in.width(), in.height(),
               in.codec().c_str(), in.pixel_format().c_str(),
               static_cast<long long>(in.frame_count()), in.fps_num(), in.fps_den());
+  if (in.held_frames() > 0 || in.dropped_frames() > 0) {
+    std::printf("  timeline  %lld coded frames on the constant-rate grid: %lld held, %lld dropped\n",
+                static_cast<long long>(in.coded_frames()),
+                static_cast<long long>(in.held_frames()),
+                static_cast<long long>(in.dropped_frames()));
+  }
   std::printf("  output    %dx%d\n", in.width() * u.scale(), in.height() * u.scale());
   std::printf("  progress  %s\n", ProgressLine(j, false).c_str());
   if (!j.error().empty()) std::printf("  error     %s\n", j.error().c_str());

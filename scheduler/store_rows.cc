@@ -46,7 +46,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
                                                 codec, pixel_format,
                                                 colour_primaries, colour_transfer,
                                                 colour_matrix, colour_range,
-                                                has_audio, first_frame)
+                                                has_audio, first_frame, coded_frames,
+                                                held_frames, dropped_frames)
 
 namespace {
 

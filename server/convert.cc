@@ -148,6 +148,9 @@ static v1::MediaInfo ToProto(const s::MediaInfo& m) {
   out.set_colour_range(m.colour_range);
   out.set_has_audio(m.has_audio);
   out.set_first_frame(m.first_frame);
+  out.set_coded_frames(m.coded_frames);
+  out.set_held_frames(m.held_frames);
+  out.set_dropped_frames(m.dropped_frames);
   return out;
 }
 

@@ -472,6 +472,12 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
   }
   for (const auto& m : packages) {
     if (m.name != u.model()) continue;
+    if (m.kind != "upscaler") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "upscale.model '", m.name, "' is a ", m.kind,
+          " model, not an upscaler; give an upscaler (such as bicubic) or use it in a "
+          "generate job"));
+    }
     if (m.scale != u.scale()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "upscale.scale is ", u.scale(), " but model '", m.name, "' is made for scale ",
@@ -563,6 +569,9 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(const v1::Upscal
   mi.colour_range = info->colour.range;
   mi.has_audio = info->has_audio;
   mi.first_frame = info->first_frame;
+  mi.coded_frames = info->coded_frames;
+  mi.held_frames = info->held_frames;
+  mi.dropped_frames = info->dropped_frames;
   return mi;
 }
 
