@@ -666,11 +666,16 @@ void Chaos::Check() {
       ++kept;
     }
   }
-  // No scratch: nothing under .reelfarm/jobs for a finished job, no temporary file.
+  // No scratch: nothing under .reelfarm/jobs for a finished job (the server sweeps it
+  // every 2 s, so it is given 10 s), no temporary file.
   for (const ChaosJob& j : jobs_) {
     if (j.id == 0) continue;
     INFO("job " << j.n << " (id " << j.id << ", " << KindName(j.kind) << ")");
-    CHECK_FALSE(fs::exists(farm_.storage() / ".reelfarm/jobs" / std::to_string(j.id)));
+    const fs::path scratch = farm_.storage() / ".reelfarm/jobs" / std::to_string(j.id);
+    for (int i = 0; i < 100 && fs::exists(scratch); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    CHECK_FALSE(fs::exists(scratch));
   }
   for (const auto& [rel, hash] : now) {
     INFO("file '" << rel << "'");
