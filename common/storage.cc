@@ -304,15 +304,28 @@ bool SameBytes(const fs::path& a, const fs::path& b) {
 // it into place and removes it.
 absl::Status CopyBeside(const fs::path& staged, const fs::path& final_path, fs::path* copy) {
   *copy = Storage::TempPathFor(final_path);
-  std::error_code ec;
-  fs::copy_file(staged, *copy, ec);
-  int fd = ec ? -1 : ::open(copy->c_str(), O_RDONLY | O_CLOEXEC);
-  if (!ec && (fd < 0 || ::fsync(fd) != 0)) ec = std::error_code(errno, std::generic_category());
-  if (fd >= 0) ::close(fd);
-  if (ec) {
-    fs::remove(*copy);
+  // Plain reads and writes, so that a full disk reads as ENOSPC (the kernel's
+  // in-kernel copy may report it otherwise).
+  UniqueFd in(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd out(in.get() < 0 ? -1
+                            : ::open(copy->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  int err = in.get() < 0 || out.get() < 0 ? errno : 0;
+  std::vector<char> buf(1 << 16);
+  while (err == 0) {
+    const ssize_t n = ::read(in.get(), buf.data(), buf.size());
+    if (n < 0) err = errno;
+    if (n <= 0) break;
+    for (ssize_t done = 0; done < n && err == 0;) {
+      const ssize_t w = ::write(out.get(), buf.data() + done, static_cast<size_t>(n - done));
+      if (w < 0) err = errno;
+      done += std::max<ssize_t>(w, 0);
+    }
+  }
+  if (err == 0 && ::fsync(out.get()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(copy->c_str());
     return absl::UnavailableError(absl::StrCat("publish '", final_path.filename().string(),
-                                               "': ", ec.message()));
+                                               "': ", std::strerror(err)));
   }
   return absl::OkStatus();
 }
