@@ -1,0 +1,278 @@
+// The TF.js importer (reelfarm-models import-tfjs) on UpscalerJS's ESRGAN packages,
+// fetched by scripts/fetch-models.sh (the ctest fixture `esrgan_models`): each imported
+// model against the package's own samples, ×8 against a plain layer-by-layer reference
+// written here apart from the importer, tiling, and the refused packages.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/model_manifest.h"
+#include "common/storage.h"
+#include "tests/testing/fixtures.h"
+#include "worker/inference/model.h"
+#include "worker/inference/tfjs/tfjs_import.h"
+
+using namespace reelfarm;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const fs::path kModels = fs::path(REELFARM_SOURCE_DIR) / "models";
+const fs::path kPackages = kModels / ".packages";
+
+fs::path Tgz(const std::string& size) {
+  return kPackages / ("upscalerjs-esrgan-" + size + "-1.0.0.tgz");
+}
+
+// The package unpacked (once per test run) with tar, for its assets and model files.
+fs::path Unpacked(const std::string& size) {
+  static testing::TempDir dir;
+  const fs::path out = dir.path() / size;
+  if (!fs::exists(out / "package")) {
+    fs::create_directories(out);
+    INFO("unpacking " << Tgz(size) << " (scripts/fetch-models.sh fetches it)");
+    REQUIRE(testing::Run("tar xzf '" + Tgz(size).string() + "' -C '" + out.string() + "'") == 0);
+  }
+  return out / "package";
+}
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A PNG decoded by ffmpeg as [1, 3, H, W] float in [0, 1].
+at::Tensor DecodePng(const fs::path& png, std::vector<uint8_t>* rgb = nullptr) {
+  int w = 0, h = 0;
+  auto frames = testing::DecodeRgb(png, "", &w, &h);
+  REQUIRE(frames.size() == 1);
+  if (rgb) *rgb = frames[0];
+  at::Tensor t = at::from_blob(frames[0].data(), {h, w, 3}, at::kByte).clone();
+  return t.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat).div(255.0);
+}
+
+// [1, 3, H, W] in [0, 1] -> packed RGB24, as a worker writes it.
+std::vector<uint8_t> ToRgb(const at::Tensor& y) {
+  at::Tensor t = y[0].mul(255.0).round().clamp(0, 255).to(at::kByte).permute({1, 2, 0}).contiguous();
+  return std::vector<uint8_t>(t.data_ptr<uint8_t>(), t.data_ptr<uint8_t>() + t.numel());
+}
+
+// A plain evaluation of a TF.js layers model: each layer by name, recursively from the
+// output, in NHWC as TF.js runs it, with the weights read from the shards in manifest
+// order. Written apart from the importer (no code generation, other ops).
+class ReferenceNet {
+ public:
+  explicit ReferenceNet(const fs::path& model_json) {
+    json j = json::parse(ReadFile(model_json));
+    const json& cfg = j["modelTopology"]["model_config"]["config"];
+    for (const json& l : cfg["layers"]) layers_[l["name"].get<std::string>()] = l;
+    output_ = cfg["output_layers"][0][0].get<std::string>();
+    for (const json& group : j["weightsManifest"]) {
+      std::string data;
+      for (const json& p : group["paths"]) data += ReadFile(model_json.parent_path() / p.get<std::string>());
+      size_t offset = 0;
+      for (const json& w : group["weights"]) {
+        auto shape = w["shape"].get<std::vector<int64_t>>();
+        at::Tensor t = at::empty(shape, at::kFloat);
+        REQUIRE(offset + t.numel() * 4 <= data.size());
+        std::memcpy(t.data_ptr<float>(), data.data() + offset, t.numel() * 4);
+        offset += t.numel() * 4;
+        weights_[w["name"].get<std::string>()] = t;
+      }
+    }
+  }
+  // x: [1, 3, H, W] in the network's range; returns the same layout.
+  at::Tensor Run(const at::Tensor& x) {
+    values_.clear();
+    values_["__input"] = x.permute({0, 2, 3, 1}).contiguous();
+    return Eval(output_).permute({0, 3, 1, 2});
+  }
+
+ private:
+  at::Tensor Eval(const std::string& name) {
+    if (auto it = values_.find(name); it != values_.end()) return it->second;
+    const json& l = layers_.at(name);
+    const std::string type = l["class_name"];
+    const json& c = l["config"];
+    std::vector<at::Tensor> in;
+    for (const json& n : l["inbound_nodes"].empty() ? json::array() : l["inbound_nodes"][0]) {
+      in.push_back(Eval(n[0].get<std::string>()));
+    }
+    at::Tensor y;
+    if (type == "InputLayer") {
+      y = values_.at("__input");
+    } else if (type == "Conv2D") {
+      at::Tensor k = weights_.at(name + "/kernel");  // HWIO
+      const int64_t pad = c["padding"] == "same" ? k.size(0) / 2 : 0;
+      REQUIRE((c["padding"] == "valid" || k.size(0) % 2 == 1));
+      y = at::conv2d(in[0].permute({0, 3, 1, 2}), k.permute({3, 2, 0, 1}),
+                     weights_.at(name + "/bias"), 1, pad)
+              .permute({0, 2, 3, 1});
+      if (c["activation"] == "relu") y = at::relu(y);
+      REQUIRE((c["activation"] == "relu" || c["activation"] == "linear"));
+    } else if (type == "Activation") {
+      REQUIRE(c["activation"] == "relu");
+      y = at::relu(in[0]);
+    } else if (type == "Concatenate") {
+      y = at::cat(in, 3);
+    } else if (type == "Add") {
+      y = in[0];
+      for (size_t i = 1; i < in.size(); ++i) y = y + in[i];
+    } else if (type == "MultiplyBeta") {
+      y = in[0] * 0.2;
+    } else if (type == "UpSampling2D") {
+      const int64_t s = c["size"][0];
+      at::Tensor nchw = in[0].permute({0, 3, 1, 2});
+      y = at::upsample_nearest2d(nchw, {nchw.size(2) * s, nchw.size(3) * s}).permute({0, 2, 3, 1});
+    } else if (type.rfind("PixelShuffle", 0) == 0) {
+      // tf.depthToSpace(x, b, 'NHWC'): [n, h, w, b*b*c] -> [n, h*b, w*b, c].
+      const int64_t b = std::stoi(type.substr(12));
+      const at::Tensor& x = in[0];
+      const int64_t n = x.size(0), h = x.size(1), w = x.size(2), ch = x.size(3) / (b * b);
+      y = x.reshape({n, h, w, b, b, ch}).permute({0, 1, 3, 2, 4, 5}).reshape({n, h * b, w * b, ch});
+    } else {
+      FAIL("reference: layer type " << type);
+    }
+    values_[name] = y;
+    return y;
+  }
+
+  std::map<std::string, json> layers_;
+  std::map<std::string, at::Tensor> weights_;
+  std::map<std::string, at::Tensor> values_;
+  std::string output_;
+};
+
+// The package's value range, as its JavaScript (getESRGANModelDefinition) feeds it.
+double RangeMax(const std::string& size) { return size == "thick" ? 1.0 : 255.0; }
+
+void CheckPackage(const std::string& size) {
+  c10::InferenceMode guard;
+  const fs::path pkg = Unpacked(size);
+  const std::string name = "esrgan-" + size;
+  auto manifest = common::ReadModelManifest(kModels / name);
+  INFO(manifest.status().ToString());
+  REQUIRE(manifest.ok());
+  CHECK(manifest->Scales() == std::vector<int>{2, 3, 4, 8});
+  CHECK(manifest->input_max == RangeMax(size));
+  const json source = json::parse(manifest->source_json);
+  CHECK(source["package"] == "@upscalerjs/" + name);
+  CHECK(source["version"] == "1.0.0");
+  CHECK(source["license"] == "MIT");
+  auto tgz_sha = common::Sha256File(Tgz(size));
+  REQUIRE(tgz_sha.ok());
+  CHECK(source["sha256"] == *tgz_sha);
+
+  const at::Tensor fixture = DecodePng(pkg / "assets/fixture.png");
+  for (int scale : {2, 3, 4}) {
+    auto model = inference::LoadModel(name, scale, {kModels.string()}, "cpu");
+    INFO(model.status().ToString());
+    REQUIRE(model.ok());
+    auto y = (*model)->Upscale(fixture);
+    REQUIRE(y.ok());
+    std::vector<uint8_t> ref;
+    DecodePng(pkg / ("assets/samples/" + std::to_string(scale) + "x/result.png"), &ref);
+    const double psnr = testing::Psnr(ToRgb(*y), ref);
+    INFO(name << " x" << scale << " against the package's sample: " << psnr << " dB");
+    CHECK(psnr >= 45.0);
+    // Bicubic, for scale: far below (about 34 dB).
+    auto bicubic = inference::LoadModel("bicubic", scale, {}, "cpu");
+    REQUIRE(bicubic.ok());
+    CHECK(testing::Psnr(ToRgb(*(*bicubic)->Upscale(fixture)), ref) < 40.0);
+  }
+  // x8 has no sample: the reference evaluation of the package's own files. The
+  // reference is first checked against the x2 sample.
+  const double hi = RangeMax(size);
+  for (int scale : {2, 8}) {
+    ReferenceNet ref(pkg / ("models/x" + std::to_string(scale) + "/model.json"));
+    at::Tensor r = ref.Run(fixture * hi).div(hi).clamp(0, 1);
+    REQUIRE(r.sizes() == at::IntArrayRef({1, 3, 128 * scale, 128 * scale}));
+    if (scale == 2) {
+      std::vector<uint8_t> sample;
+      DecodePng(pkg / "assets/samples/2x/result.png", &sample);
+      const double psnr = testing::Psnr(ToRgb(r), sample);
+      INFO("the reference evaluator against the x2 sample: " << psnr << " dB");
+      REQUIRE(psnr >= 45.0);
+      continue;
+    }
+    auto model = inference::LoadModel(name, scale, {kModels.string()}, "cpu");
+    REQUIRE(model.ok());
+    auto y = (*model)->Upscale(fixture);
+    REQUIRE(y.ok());
+    const double psnr = testing::Psnr(ToRgb(*y), ToRgb(r));
+    INFO(name << " x8 against the reference evaluator: " << psnr << " dB");
+    CHECK(psnr >= 60.0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("TF depth_to_space order differs from pixel_shuffle and the importer follows TF",
+          "[unit][esrgan]") {
+  const int64_t b = 2, c = 3, h = 2, w = 3;
+  at::Tensor x = at::arange(b * b * c * h * w, at::kFloat).reshape({1, b * b * c, h, w});
+  at::Tensor y = tfjs::DepthToSpaceNchw(x, b);
+  REQUIRE(y.sizes() == at::IntArrayRef({1, c, h * b, w * b}));
+  // TF: output (h*b + i, w*b + j, ch) = input (h, w, (i*b + j)*C + ch).
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int64_t i = 0; i < b; ++i)
+      for (int64_t j = 0; j < b; ++j)
+        for (int64_t yy = 0; yy < h; ++yy)
+          for (int64_t xx = 0; xx < w; ++xx)
+            REQUIRE(y[0][ch][yy * b + i][xx * b + j].item<float>() ==
+                    x[0][(i * b + j) * c + ch][yy][xx].item<float>());
+  CHECK_FALSE(at::equal(y, at::pixel_shuffle(x, b)));
+
+  // A one-layer model with PixelShuffle2x, imported: the same order.
+  json model = {
+      {"format", "layers-model"},
+      {"modelTopology",
+       {{"model_config",
+         {{"class_name", "Functional"},
+          {"config",
+           {{"layers",
+             {{{"class_name", "InputLayer"}, {"name", "in"},
+               {"config", {{"batch_input_shape", {nullptr, nullptr, nullptr, 12}}}},
+               {"inbound_nodes", json::array()}},
+              {{"class_name", "PixelShuffle2x"}, {"name", "ps"}, {"config", json::object()},
+               {"inbound_nodes", {{{"in", 0, 0, json::object()}}}}}}},
+            {"input_layers", {{"in", 0, 0}}},
+            {"output_layers", {{"ps", 0, 0}}}}}}}}},
+      {"weightsManifest", json::array()}};
+  auto net = tfjs::BuildNetwork(model.dump(), [](const std::string&) -> absl::StatusOr<std::string> {
+    return absl::NotFoundError("no shards");
+  });
+  INFO(net.status().ToString());
+  REQUIRE(net.ok());
+  CHECK(net->scale == 2);
+  c10::InferenceMode guard;
+  at::Tensor in = at::rand({1, 12, 5, 7});
+  at::Tensor out = net->module.forward({in}).toTensor();
+  CHECK(at::equal(out, tfjs::DepthToSpaceNchw(in, 2)));
+}
+
+TEST_CASE("esrgan-slim imported reproduces the package samples and the x8 reference",
+          "[integration][esrgan]") {
+  CheckPackage("slim");
+}
+
+TEST_CASE("esrgan-medium imported reproduces the package samples and the x8 reference",
+          "[integration][esrgan]") {
+  CheckPackage("medium");
+}
+
+TEST_CASE("esrgan-thick imported reproduces the package samples and the x8 reference",
+          "[integration][esrgan][slow]") {
+  CheckPackage("thick");
+}
