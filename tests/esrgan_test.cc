@@ -7,7 +7,9 @@
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -275,4 +277,195 @@ TEST_CASE("esrgan-medium imported reproduces the package samples and the x8 refe
 TEST_CASE("esrgan-thick imported reproduces the package samples and the x8 reference",
           "[integration][esrgan][slow]") {
   CheckPackage("thick");
+}
+
+namespace {
+
+// `dir` copied to a fresh folder under `tmp`.
+fs::path CopyOf(const fs::path& dir, const fs::path& tmp) {
+  const fs::path out = tmp / dir.filename();
+  fs::copy(dir, out, fs::copy_options::recursive);
+  return out;
+}
+
+void EditJson(const fs::path& file, const std::function<void(json&)>& edit) {
+  json j = json::parse(ReadFile(file));
+  edit(j);
+  std::ofstream(file) << j.dump();
+}
+
+json& LayerNamed(json& model, const std::string& name) {
+  for (json& l : model["modelTopology"]["model_config"]["config"]["layers"]) {
+    if (l["name"] == name) return l;
+  }
+  FAIL("no layer " << name);
+  throw;
+}
+
+json& WeightNamed(json& model, const std::string& name) {
+  for (json& w : model["weightsManifest"][0]["weights"]) {
+    if (w["name"] == name) return w;
+  }
+  FAIL("no weight " << name);
+  throw;
+}
+
+std::vector<std::string> Listing(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("bad TF.js packages are refused naming the layer and nothing is written",
+          "[integration][esrgan]") {
+  const fs::path slim = Unpacked("slim");
+  struct Case {
+    std::string what;
+    std::function<void(const fs::path& pkg)> edit;
+    std::vector<std::string> expect;
+  };
+  const std::vector<Case> cases = {
+      {"unknown layer",
+       [](const fs::path& p) {
+         EditJson(p / "models/x2/model.json",
+                  [](json& m) { LayerNamed(m, "F_1_1_Relu")["class_name"] = "PReLU"; });
+       },
+       {"layer 'F_1_1_Relu' (PReLU)", "layer type 'PReLU' is not supported"}},
+      {"weight shape mismatch",
+       [](const fs::path& p) {
+         EditJson(p / "models/x2/model.json", [](json& m) {
+           WeightNamed(m, "F_0/kernel")["shape"] = {3, 3, 64, 32};
+         });
+       },
+       {"layer 'F_0' (Conv2D)", "weight 'F_0/kernel' has shape [3, 3, 64, 32]",
+        "needs [3, 3, 64, 64]"}},
+      {"short shard",
+       [](const fs::path& p) {
+         const fs::path shard = p / "models/x2/group1-shard1of1.bin";
+         fs::resize_file(shard, fs::file_size(shard) - 8);
+       },
+       // The manifest's last weight is UPN3/bias (weights are listed by name).
+       {"layer 'UPN3' (Conv2D)", "weight 'UPN3/bias'", "shorter than the manifest says"}},
+      {"float16 weights",
+       [](const fs::path& p) {
+         EditJson(p / "models/x2/model.json",
+                  [](json& m) { WeightNamed(m, "SR/kernel")["dtype"] = "float16"; });
+       },
+       {"layer 'SR' (Conv2D)", "weight 'SR/kernel' has dtype float16", "only float32"}},
+      {"cycle",
+       [](const fs::path& p) {
+         EditJson(p / "models/x2/model.json", [](json& m) {
+           LayerNamed(m, "F_0")["inbound_nodes"] = {{{"LRL_1", 0, 0, json::object()}}};
+         });
+       },
+       {"(Conv2D): is part of a cycle", "F_0 -> ", "LRL_1"}},
+      {"two outputs",
+       [](const fs::path& p) {
+         EditJson(p / "models/x2/model.json", [](json& m) {
+           m["modelTopology"]["model_config"]["config"]["output_layers"].push_back({"UPN1", 0, 0});
+         });
+       },
+       {"2 outputs", "'SR' (Conv2D)", "'UPN1' (Conv2D)"}},
+  };
+  for (const Case& c : cases) {
+    SECTION(c.what) {
+      testing::TempDir tmp;
+      const fs::path pkg = CopyOf(slim, tmp.path());
+      c.edit(pkg);
+      const fs::path out = tmp.path() / "models";
+      fs::create_directories(out);
+      std::ofstream(out / "keep.txt") << "x";
+      const auto before = Listing(out);
+      auto r = tfjs::ImportPackage(pkg, "bad", out);
+      INFO(r.status().ToString());
+      REQUIRE(r.status().code() == absl::StatusCode::kInvalidArgument);
+      for (const auto& e : c.expect) CHECK_THAT(std::string(r.status().message()), Catch::Contains(e));
+      CHECK(Listing(out) == before);
+      // The tool says the same and fails; a folder it would create is not made.
+      int status = 0;
+      const std::string said = testing::Capture(std::string(REELFARM_MODELS_BIN) + " import-tfjs '" +
+                                                pkg.string() + "' --name bad --out '" +
+                                                (tmp.path() / "new").string() + "' 2>&1",
+                                                &status);
+      CHECK(status != 0);
+      CHECK_THAT(said, Catch::Contains(c.expect[0]));
+      CHECK_FALSE(fs::exists(tmp.path() / "new"));
+    }
+  }
+}
+
+TEST_CASE("the importer reads a package folder as well as its .tgz, and keeps what exists",
+          "[integration][esrgan]") {
+  testing::TempDir tmp;
+  auto r = tfjs::ImportPackage(Unpacked("slim"), "slim-from-folder", tmp.path());
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  CHECK(r->scales == std::vector<int>{2, 3, 4, 8});
+  CHECK(r->package == "@upscalerjs/esrgan-slim");
+  // Same networks as the .tgz gave (scripts/fetch-models.sh): same results.
+  c10::InferenceMode guard;
+  at::Tensor x = DecodePng(Unpacked("slim") / "assets/fixture.png");
+  auto a = inference::LoadModel("slim-from-folder", 3, {tmp.path().string()}, "cpu");
+  auto b = inference::LoadModel("esrgan-slim", 3, {kModels.string()}, "cpu");
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(at::equal(*(*a)->Upscale(x), *(*b)->Upscale(x)));
+  auto again = tfjs::ImportPackage(Unpacked("slim"), "slim-from-folder", tmp.path());
+  CHECK(again.status().code() == absl::StatusCode::kAlreadyExists);
+  tfjs::ImportOptions replace;
+  replace.replace = true;
+  CHECK(tfjs::ImportPackage(Tgz("slim"), "slim-from-folder", tmp.path(), replace).ok());
+}
+
+namespace {
+
+// Tiles of the smallest size the manifest allows (2 * overlap + 16) against whole
+// frames, on a frame one tile and a bit wide (and as tall, unless `thin`).
+void CheckTiling(const std::string& size, bool thin) {
+  c10::InferenceMode guard;
+  const std::string name = "esrgan-" + size;
+  auto m = common::ReadModelManifest(kModels / name);
+  REQUIRE(m.ok());
+  testing::TempDir tmp;
+  const fs::path copy = CopyOf(kModels / name, tmp.path());
+  int tile = 0;
+  for (const auto& s : m->scales) tile = std::max(tile, 2 * s.tile_overlap + 16);
+  EditJson(copy / "model.json", [&](json& j) { j["tile"] = tile; });
+  const at::Tensor fixture = DecodePng(Unpacked(size) / "assets/fixture.png");
+  const int64_t w = tile + 12, h = thin ? 40 : tile + 12;
+  const int64_t reps = (w + 127) / 128;
+  at::Tensor x = fixture.repeat({1, 1, reps, reps}).slice(2, 0, h).slice(3, 0, w).contiguous();
+  for (int scale : m->Scales()) {
+    auto whole = inference::LoadModel(name, scale, {kModels.string()}, "cpu");
+    auto tiled = inference::LoadModel(name, scale, {tmp.path().string()}, "cpu");
+    REQUIRE(whole.ok());
+    REQUIRE(tiled.ok());
+    REQUIRE(((*whole)->tile() == 0 || (*whole)->tile() >= w));
+    CHECK((*tiled)->tile() == tile);
+    auto a = (*whole)->Upscale(x);
+    auto b = (*tiled)->Upscale(x);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    const float diff = (*a - *b).abs().max().item<float>();
+    INFO(name << " x" << scale << " tile " << tile << ": largest difference " << diff * 255 << "/255");
+    CHECK(diff <= 1.0f / 255);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("esrgan-slim tiled with the manifest's overlap equals untiled", "[integration][esrgan]") {
+  CheckTiling("slim", false);
+}
+
+TEST_CASE("esrgan-medium tiled with the manifest's overlap equals untiled", "[integration][esrgan]") {
+  CheckTiling("medium", false);
+}
+
+TEST_CASE("esrgan-thick tiled with the manifest's overlap equals untiled",
+          "[integration][esrgan][slow]") {
+  CheckTiling("thick", true);
 }
