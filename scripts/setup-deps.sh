@@ -16,6 +16,8 @@ PKGS=(
   libpq-dev postgresql
   libabsl-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
+  # The model importer: npm .tgz packages (libarchive), `npm pack` (scripts/fetch-models.sh).
+  libarchive-dev npm
   python3 python3-grpcio python3-protobuf python3-pytest python3-numpy
   python3-pip python3-venv python3-setuptools
   # Operations checks: promtool (prometheus), YAML parsing, scraping /metrics.
