@@ -4,6 +4,7 @@
 // written here apart from the importer, tiling, and the refused packages.
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/cuda.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -472,4 +473,21 @@ TEST_CASE("esrgan-thick tiled with the manifest's overlap equals untiled",
   // Its receptive field reaches 154 input pixels (153 3x3 convolutions in a row), so
   // tiles are 1248 pixels: one thin frame at x2 keeps this to about a minute on CPU.
   CheckTiling("thick", true, {2});
+}
+
+TEST_CASE("CUDA: esrgan-slim on cuda:0 reproduces the package's x2 sample", "[gpu][esrgan]") {
+  if (!torch::cuda::is_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  c10::InferenceMode guard;
+  const fs::path pkg = Unpacked("slim");
+  auto model = inference::LoadModel("esrgan-slim", 2, {kModels.string()}, "cuda:0");
+  INFO(model.status().ToString());
+  REQUIRE(model.ok());
+  auto y = (*model)->Upscale(DecodePng(pkg / "assets/fixture.png"));
+  REQUIRE(y.ok());
+  std::vector<uint8_t> ref;
+  DecodePng(pkg / "assets/samples/2x/result.png", &ref);
+  CHECK(testing::Psnr(ToRgb(*y), ref) >= 45.0);
 }
