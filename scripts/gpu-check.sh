@@ -24,9 +24,9 @@ fi
 
 echo "== the [gpu] tests"
 if [ -n "${LIBTORCH:-}" ]; then export REELFARM_CMAKE_ARGS="${REELFARM_CMAKE_ARGS:-} -DCMAKE_PREFIX_PATH=$LIBTORCH"; fi
-bash scripts/build.sh test_inference reelfarm-models
+bash scripts/build.sh test_inference test_esrgan reelfarm-models
 # Without CUDA they skip themselves (and say so).
-build/tests/test_inference "[gpu]" --success 2>&1 | tail -n 3
+for t in test_inference test_esrgan; do build/tests/$t "[gpu]" 2>&1 | tail -n 3; done
 
 echo "== model-only throughput of every imported model"
 bash scripts/fetch-models.sh

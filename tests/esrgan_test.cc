@@ -491,3 +491,46 @@ TEST_CASE("CUDA: esrgan-slim on cuda:0 reproduces the package's x2 sample", "[gp
   DecodePng(pkg / "assets/samples/2x/result.png", &ref);
   CHECK(testing::Psnr(ToRgb(*y), ref) >= 45.0);
 }
+
+TEST_CASE("a package with several scales: ForScale picks each, the overlap must cover the receptive field",
+          "[unit][esrgan]") {
+  testing::TempDir tmp;
+  const fs::path dir = tmp.path() / "multi";
+  fs::create_directories(dir);
+  std::ofstream(dir / "x2.pt") << "x";
+  std::ofstream(dir / "x8.pt") << "x";
+  json j = {{"kind", "upscaler"},
+            {"input_range", {0, 255}},
+            {"scales",
+             {{"8", {{"file", "x8.pt"}, {"receptive_field", 10}, {"tile_overlap", 40},
+                     {"memory_per_megapixel", 2500000000}, {"memory_bytes", 900}}},
+              {"2", {{"file", "x2.pt"}, {"receptive_field", 10}, {"tile_overlap", 40},
+                     {"memory_per_megapixel", 1000000}, {"memory_bytes", 100}}}}},
+            {"source", {{"package", "@upscalerjs/esrgan-slim"}}}};
+  std::ofstream(dir / "model.json") << j.dump();
+  auto m = common::ReadModelManifest(dir);
+  INFO(m.status().ToString());
+  REQUIRE(m.ok());
+  CHECK(m->Scales() == std::vector<int>{2, 8});
+  CHECK(m->scale == 2);
+  CHECK(m->input_max == 255.0);
+  auto x8 = common::ForScale(*m, 8);
+  REQUIRE(x8.ok());
+  CHECK(x8->file == "x8.pt");
+  CHECK(x8->tile_memory_per_pixel == 2500);
+  CHECK(x8->memory_bytes == 900);
+  CHECK(json::parse(x8->source_json)["package"] == "@upscalerjs/esrgan-slim");
+  auto x3 = common::ForScale(*m, 3);
+  CHECK(x3.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(x3.status().message()), Catch::Contains("made for scale 2, 8, not 3"));
+  // Loading for a scale it has not: the same message.
+  auto load = inference::LoadModel("multi", 4, {tmp.path().string()}, "cpu");
+  CHECK_THAT(load.status().ToString(), Catch::Contains("made for scale 2, 8, not 4"));
+
+  j["scales"]["8"]["tile_overlap"] = 39;
+  std::ofstream(dir / "model.json") << j.dump();
+  auto bad = common::ReadModelManifest(dir);
+  CHECK(bad.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(bad.status().message()),
+             Catch::Contains("tile_overlap 39 does not cover receptive_field 10"));
+}

@@ -99,6 +99,13 @@ int main(int argc, char** argv) {
       try {
         torch::jit::Module module = torch::jit::load((m->dir / m->file).string(), dev);
         module.eval();
+        if (!cuda) {
+          // As the worker runs it on the CPU (model.cc): frozen, oneDNN convolutions.
+          try {
+            module = torch::jit::optimize_for_inference(module);
+          } catch (const c10::Error&) {
+          }
+        }
         const double range = m->input_max - m->input_min;
         at::Tensor x = (at::rand({1, 3, height, width}) * range + m->input_min).to(dev);
         auto [s32, y32] = Time(module, x, runs, dev);
