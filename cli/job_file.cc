@@ -1,5 +1,6 @@
 #include "cli/job_file.h"
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -20,17 +21,48 @@ namespace {
 
 using nlohmann::json;
 
+// Limits on a job file, so that a hostile or broken one (a "billion laughs" of nested
+// aliases, a huge or deeply nested document) is refused instead of eating the memory.
+constexpr size_t kMaxJobFileBytes = 4 << 20;
+constexpr int64_t kMaxJobFileValues = 100000;  // after expanding aliases
+constexpr int64_t kMaxJobFileTextBytes = 16 << 20;  // of all scalars, after expanding aliases
+constexpr int kMaxJobFileDepth = 32;
+
+// Counts the values ToJson makes; throws YAML::Exception past the limits.
+struct JsonBudget {
+  int64_t values = 0;
+  int64_t text_bytes = 0;
+  void Take(const YAML::Node& node, int depth) {
+    if (node.IsScalar()) text_bytes += static_cast<int64_t>(node.Scalar().size());
+    if (++values > kMaxJobFileValues || text_bytes > kMaxJobFileTextBytes) {
+      throw YAML::Exception(node.Mark(),
+                            absl::StrCat("more than ", kMaxJobFileValues, " values or ",
+                                         kMaxJobFileTextBytes >> 20,
+                                         " MiB of text once its aliases (*name) are expanded; a job "
+                                         "file that large is refused: split it, or use fewer "
+                                         "nested aliases"));
+    }
+    if (depth > kMaxJobFileDepth) {
+      throw YAML::Exception(node.Mark(), absl::StrCat("nested more than ", kMaxJobFileDepth,
+                                                      " levels deep; a job spec needs a few"));
+    }
+  }
+};
+
 // A YAML node as JSON: scalars that read as integers, reals or booleans become those.
-json ToJson(const YAML::Node& node) {
+json ToJson(const YAML::Node& node, JsonBudget& budget, int depth = 0) {
+  budget.Take(node, depth);
   switch (node.Type()) {
     case YAML::NodeType::Map: {
       json out = json::object();
-      for (const auto& kv : node) out[kv.first.as<std::string>()] = ToJson(kv.second);
+      for (const auto& kv : node) {
+        out[kv.first.as<std::string>()] = ToJson(kv.second, budget, depth + 1);
+      }
       return out;
     }
     case YAML::NodeType::Sequence: {
       json out = json::array();
-      for (const auto& item : node) out.push_back(ToJson(item));
+      for (const auto& item : node) out.push_back(ToJson(item, budget, depth + 1));
       return out;
     }
     case YAML::NodeType::Scalar: {
@@ -60,7 +92,8 @@ absl::Status ApplySet(json& j, const std::string& assignment) {
   for (absl::string_view part : absl::StrSplit(assignment.substr(0, eq), '.')) {
     at = &(*at)[std::string(part)];
   }
-  *at = ToJson(YAML::Load(assignment.substr(eq + 1)));
+  JsonBudget budget;
+  *at = ToJson(YAML::Load(assignment.substr(eq + 1)), budget);
   return absl::OkStatus();
 }
 
@@ -109,6 +142,13 @@ absl::StatusOr<std::vector<FileJob>> LoadJobFile(
     const std::function<const char*(const std::string&)>& getenv) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("job file '", path, "' cannot be read"));
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxJobFileBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("job file '", path, "' is ", size,
+                                                   " bytes, over the limit of ",
+                                                   kMaxJobFileBytes, "; split it"));
+  }
   std::stringstream ss;
   ss << in.rdbuf();
   return ParseJobText(ss.str(), path, sets, getenv);
@@ -128,6 +168,11 @@ absl::StatusOr<std::vector<FileJob>> ParseJobText(
   // yaml-cpp and nlohmann::json report bad input by throwing: a map as a key, a name
   // that is a number, text that is not UTF-8, a --set value that is not YAML... Every
   // one of them is a bad file, not a crash (found by fuzz/job_spec_fuzz.cc).
+  if (text.size() > kMaxJobFileBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("job file '", path, "' is ", text.size(),
+                                                   " bytes, over the limit of ",
+                                                   kMaxJobFileBytes, "; split it"));
+  }
   try {
     return ParseJobTextOrThrow(text, path, sets, getenv);
   } catch (const YAML::Exception& e) {
@@ -167,12 +212,13 @@ absl::StatusOr<std::vector<FileJob>> ParseJobTextOrThrow(
   }
   std::vector<FileJob> jobs;
   std::map<std::string, size_t> by_name;
+  JsonBudget budget;  // for the whole file
   for (size_t i = 0; i < nodes.size(); ++i) {
     if (!nodes[i].IsMap()) {
       return absl::InvalidArgumentError(
           absl::StrCat("job file '", path, "': job ", i + 1, " is not a map of fields"));
     }
-    json j = ToJson(nodes[i]);
+    json j = ToJson(nodes[i], budget);
     for (const std::string& s : sets) {
       absl::Status st = ApplySet(j, s);
       if (!st.ok()) return st;

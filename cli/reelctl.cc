@@ -97,6 +97,12 @@ void PrintJob(const v1::Job& j) {
   std::printf("  input     %dx%d %s %s, %lld frames at %d/%d fps\n", in.width(), in.height(),
               in.codec().c_str(), in.pixel_format().c_str(),
               static_cast<long long>(in.frame_count()), in.fps_num(), in.fps_den());
+  if (in.held_frames() > 0 || in.dropped_frames() > 0) {
+    std::printf("  timeline  %lld coded frames on the constant-rate grid: %lld held, %lld dropped\n",
+                static_cast<long long>(in.coded_frames()),
+                static_cast<long long>(in.held_frames()),
+                static_cast<long long>(in.dropped_frames()));
+  }
   std::printf("  output    %dx%d\n", in.width() * u.scale(), in.height() * u.scale());
   std::printf("  progress  %s\n", ProgressLine(j, false).c_str());
   if (!j.error().empty()) std::printf("  error     %s\n", j.error().c_str());
@@ -266,6 +272,27 @@ int Watch(Context& c, const std::vector<int64_t>& ids) {
   return rc;
 }
 
+// What a validated (not submitted) job would make: its tasks, one a line.
+void PrintDryRun(const std::string& name, const v1::SubmitJobResponse& resp) {
+  std::printf("job '%s': ok, %d tasks (%lld frames of %dx%d); nothing submitted\n",
+              name.c_str(), resp.job().tasks_total(),
+              static_cast<long long>(resp.job().frames_total()),
+              resp.job().input_info().width(), resp.job().input_info().height());
+  for (const auto& t : resp.job().tasks()) {
+    if (t.kind() == v1::TASK_KIND_TAKE) {
+      std::printf("  task %d  take      %s_take%03d\n", t.index(),
+                  resp.job().spec().name().c_str(), t.index() + 1);
+    } else if (t.kind() == v1::TASK_KIND_CHUNK) {
+      std::printf("  task %d  chunk     frames %lld-%lld\n", t.index(),
+                  static_cast<long long>(t.frame_begin()),
+                  static_cast<long long>(t.frame_end() - 1));
+    } else {
+      std::printf("  task %d  assemble  %s\n", t.index(),
+                  resp.job().spec().upscale().output().c_str());
+    }
+  }
+}
+
 // Submits the jobs of a file in dependency order, naming each job's dependencies by
 // the ids the server gave. With dry_run, each spec is validated and its tasks printed.
 int SubmitFile(Context& c, const std::string& path, const std::vector<std::string>& sets,
@@ -312,22 +339,7 @@ int SubmitFile(Context& c, const std::string& path, const std::vector<std::strin
       continue;
     }
     if (dry_run) {
-      std::printf("job '%s': ok, %d tasks (%lld frames of %dx%d)\n", job.name.c_str(),
-                  resp.job().tasks_total(), static_cast<long long>(resp.job().frames_total()),
-                  resp.job().input_info().width(), resp.job().input_info().height());
-      for (const auto& t : resp.job().tasks()) {
-        if (t.kind() == v1::TASK_KIND_TAKE) {
-          std::printf("  task %d  take      %s_take%03d\n", t.index(),
-                      resp.job().spec().name().c_str(), t.index() + 1);
-        } else if (t.kind() == v1::TASK_KIND_CHUNK) {
-          std::printf("  task %d  chunk     frames %lld-%lld\n", t.index(),
-                      static_cast<long long>(t.frame_begin()),
-                      static_cast<long long>(t.frame_end() - 1));
-        } else {
-          std::printf("  task %d  assemble  %s\n", t.index(),
-                      resp.job().spec().upscale().output().c_str());
-        }
-      }
+      PrintDryRun(job.name, resp);
     } else {
       std::printf("submitted job %lld '%s': %s -> %s\n", static_cast<long long>(resp.job_id()),
                   job.name.c_str(), job.spec.upscale().input().c_str(),
@@ -390,6 +402,8 @@ int Health(Context& c, const std::string& service) {
 }  // namespace
 
 // Submits one job; prints it as JSON or with `describe`; follows it with `watch`.
+// With req.validate_only (--dry-run), the server checks the job and answers with the
+// tasks it would make; nothing is submitted and nothing is watched.
 int SubmitOne(Context& c, const v1::SubmitJobRequest& req, bool watch,
               const std::function<void(const v1::SubmitJobResponse&)>& describe) {
   grpc::ClientContext ctx;
@@ -399,11 +413,13 @@ int SubmitOne(Context& c, const v1::SubmitJobRequest& req, bool watch,
   if (!st.ok()) return ReportRpcError(st);
   if (c.json) {
     std::printf("%s\n", ToJson(resp).c_str());
+  } else if (req.validate_only()) {
+    PrintDryRun(req.spec().name(), resp);
   } else {
     describe(resp);
   }
   std::fflush(stdout);
-  return watch ? Watch(c, {resp.job_id()}) : 0;
+  return watch && !req.validate_only() ? Watch(c, {resp.job_id()}) : 0;
 }
 
 // Options every `submit <kind>` takes.
@@ -415,6 +431,7 @@ struct JobOptions {
   std::vector<int64_t> depends_on;
   std::vector<std::string> requires_tags;
   bool watch = false;
+  bool dry_run = false;
 };
 
 void AddJobOptions(CLI::App* sub, JobOptions* o) {
@@ -427,6 +444,9 @@ void AddJobOptions(CLI::App* sub, JobOptions* o) {
                   "your id for this submit: retrying it never makes a second job");
   o->attempts_opt = sub->add_option("--max-attempts", o->max_attempts, "tries per task, 1..10");
   sub->add_flag("--watch", o->watch, "follow progress until the job ends");
+  sub->add_flag("--dry-run", o->dry_run,
+                "validate on the server and print the tasks the job would make; submit "
+                "nothing");
 }
 
 // False (after saying why) for a malformed option.
@@ -483,6 +503,7 @@ void AddGenerateOptions(CLI::App* gen, GenerateOptions* o) {
 
 int SubmitGenerate(Context& c, const JobOptions& jo, const GenerateOptions& go) {
   v1::SubmitJobRequest req;
+  req.set_validate_only(jo.dry_run);
   v1::JobSpec* js = req.mutable_spec();
   if (!ApplyJobOptions(jo, js)) return 2;
   v1::GenerateSpec* g = js->mutable_generate();
@@ -554,9 +575,11 @@ int main(int argc, char** argv) {
   auto* up = submit->add_subcommand("upscale", "upscale a movie");
   auto* gen = submit->add_subcommand(
       "generate", "generate takes with a denoiser model: a wedge of prompts x seeds");
-  JobOptions jo;
-  AddJobOptions(up, &jo);
-  AddJobOptions(gen, &jo);
+  // One set each: an option object is bound to one subcommand (sharing one struct let
+  // `generate`'s options replace `upscale`'s, and --priority was lost).
+  JobOptions up_jo, gen_jo;
+  AddJobOptions(up, &up_jo);
+  AddJobOptions(gen, &gen_jo);
   std::string input, output, model = "bicubic";
   int scale = 2, chunk = 48, crf = 18;
   bool overwrite = false;
@@ -647,7 +670,12 @@ int main(int argc, char** argv) {
   }
   if (!c.Connect()) return 2;
 
-  if (*gen) return SubmitGenerate(c, jo, go);
+  // `submit --dry-run/--watch KIND ...` means the same as `submit KIND ... --dry-run`.
+  for (JobOptions* jo : {&up_jo, &gen_jo}) {
+    jo->dry_run |= dry_run;
+    jo->watch |= watch_file;
+  }
+  if (*gen) return SubmitGenerate(c, gen_jo, go);
   if (*submit && !*up) {
     if (job_file.empty()) {
       std::fprintf(stderr, "reelctl: submit needs `upscale ...`, `generate ...` or -f FILE\n");
@@ -657,8 +685,9 @@ int main(int argc, char** argv) {
   }
   if (*up) {
     v1::SubmitJobRequest req;
+    req.set_validate_only(up_jo.dry_run);
     v1::JobSpec* js = req.mutable_spec();
-    if (!ApplyJobOptions(jo, js)) return 2;
+    if (!ApplyJobOptions(up_jo, js)) return 2;
     v1::UpscaleSpec* u = js->mutable_upscale();
     u->set_input(input);
     u->set_output(output);
@@ -672,7 +701,7 @@ int main(int argc, char** argv) {
     u->mutable_format()->set_preset(preset);
     if (first_opt->count()) u->set_first_frame(first_frame);
     if (last_opt->count()) u->set_last_frame(last_frame);
-    return SubmitOne(c, req, jo.watch, [&](const v1::SubmitJobResponse& resp) {
+    return SubmitOne(c, req, up_jo.watch, [&](const v1::SubmitJobResponse& resp) {
       const auto& in = resp.job().input_info();
       std::printf("submitted job %lld: %s (%dx%d, %lld frames) -> %s x%d, %d tasks\n",
                   static_cast<long long>(resp.job_id()), input.c_str(), in.width(),
@@ -854,12 +883,17 @@ int main(int argc, char** argv) {
       std::printf("%s\n", ToJson(resp).c_str());
       return 0;
     }
-    std::printf("%-24s %-6s %-5s %-6s %s\n", "NAME", "STATE", "SLOTS", "DONE", "TASKS");
+    std::printf("%-24s %-9s %-5s %-6s %s\n", "NAME", "STATE", "SLOTS", "DONE", "TASKS");
     for (const auto& w : resp.workers()) {
       std::string tasks;
       for (const auto& t : w.current_tasks()) tasks += (tasks.empty() ? "" : ",") + t;
-      std::printf("%-24s %-6s %-5d %-6lld %s\n", w.name().c_str(), w.state().c_str(),
+      std::printf("%-24s %-9s %-5d %-6lld %s\n", w.name().c_str(), w.state().c_str(),
                   w.slots(), static_cast<long long>(w.tasks_done()), tasks.c_str());
+      // Why it gets no work: the last lease that expired on it.
+      if (w.state() == "unhealthy") {
+        std::printf("    %d lease(s) expired, no heartbeat since; last: %s\n",
+                    w.leases_expired(), w.unhealthy_reason().c_str());
+      }
     }
     return 0;
   }

@@ -11,11 +11,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <system_error>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -83,6 +85,28 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
     return absl::PermissionDeniedError(absl::StrCat(
         field, " '", relative,
         "' resolves outside the storage root (through a symbolic link)"));
+  }
+  return full;
+}
+
+absl::StatusOr<fs::path> Storage::ResolveJobPath(absl::string_view relative,
+                                                 absl::string_view field) const {
+  ASSIGN_OR_RETURN(fs::path full, Resolve(relative, field));
+  const auto reserved = [&](const fs::path& p) {
+    const fs::path rel = p.lexically_relative(root_);
+    return !rel.empty() && *rel.begin() == kFarmDir;
+  };
+  std::error_code ec;
+  // The name as given, and where the part of it that exists leads.
+  fs::path existing = full;
+  while (!existing.empty() && existing != root_ && !fs::exists(fs::symlink_status(existing, ec))) {
+    existing = existing.parent_path();
+  }
+  const fs::path real = fs::weakly_canonical(existing, ec);
+  if (reserved(full.lexically_normal()) || (!ec && reserved(real))) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        field, " '", relative, "' lies in the farm's own folder '", kFarmDir,
+        "' (job scratch and segments); give a path outside it"));
   }
   return full;
 }
@@ -246,20 +270,203 @@ absl::Status Storage::Publish(const fs::path& temp, const fs::path& final_path,
   return absl::OkStatus();
 }
 
+std::string Storage::JobScratchDir(int64_t job_id) {
+  return absl::StrCat(kFarmDir, "/jobs/", job_id);
+}
+
 std::string Storage::JobPartsDir(int64_t job_id) {
-  return absl::StrCat(".reelfarm/jobs/", job_id, "/parts");
+  return absl::StrCat(JobScratchDir(job_id), "/parts");
+}
+
+std::string Storage::JobStagingDir(int64_t job_id) {
+  return absl::StrCat(JobScratchDir(job_id), "/staged");
+}
+
+namespace {
+
+// Whether two regular files hold the same bytes.
+bool SameBytes(const fs::path& a, const fs::path& b) {
+  std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
+  std::vector<char> ba(1 << 16), bb(1 << 16);
+  while (fa && fb) {
+    fa.read(ba.data(), static_cast<std::streamsize>(ba.size()));
+    fb.read(bb.data(), static_cast<std::streamsize>(bb.size()));
+    if (fa.gcount() != fb.gcount() ||
+        !std::equal(ba.begin(), ba.begin() + fa.gcount(), bb.begin())) {
+      return false;
+    }
+  }
+  return !fa.bad() && !fb.bad() && fa.eof() && fb.eof();
+}
+
+// A copy of `staged` beside `final_path` (another file system than the staging
+// folder's: link(2) cannot cross it), written and fsynced; the caller links or renames
+// it into place and removes it.
+absl::Status CopyBeside(const fs::path& staged, const fs::path& final_path, fs::path* copy) {
+  *copy = Storage::TempPathFor(final_path);
+  // Plain reads and writes, so that a full disk reads as ENOSPC (the kernel's
+  // in-kernel copy may report it otherwise).
+  UniqueFd in(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd out(in.get() < 0 ? -1
+                            : ::open(copy->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  int err = in.get() < 0 || out.get() < 0 ? errno : 0;
+  std::vector<char> buf(1 << 16);
+  while (err == 0) {
+    const ssize_t n = ::read(in.get(), buf.data(), buf.size());
+    if (n < 0) err = errno;
+    if (n <= 0) break;
+    for (ssize_t done = 0; done < n && err == 0;) {
+      const ssize_t w = ::write(out.get(), buf.data() + done, static_cast<size_t>(n - done));
+      if (w < 0) err = errno;
+      done += std::max<ssize_t>(w, 0);
+    }
+  }
+  if (err == 0 && ::fsync(out.get()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(copy->c_str());
+    return absl::UnavailableError(absl::StrCat("publish '", final_path.filename().string(),
+                                               "': ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool Storage::IsPublished(const fs::path& staged, const fs::path& final_path) {
+  struct stat a, b;
+  if (::stat(staged.c_str(), &a) != 0 || ::lstat(final_path.c_str(), &b) != 0) return false;
+  if (a.st_dev == b.st_dev) return a.st_ino == b.st_ino;
+  // Published as a copy onto another file system: the same bytes.
+  return S_ISREG(a.st_mode) && S_ISREG(b.st_mode) && a.st_size == b.st_size &&
+         SameBytes(staged, final_path);
+}
+
+absl::Status Storage::PublishStaged(const std::vector<StagedFile>& files, bool replace) {
+  const auto taken = [](const fs::path& final_path) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "'", final_path.filename().string(),
+        "' exists and is not this job's; set overwrite to replace it, or move it away"));
+  };
+  // Checked first, so that a taken name fails the job before anything is published.
+  std::vector<bool> done(files.size(), false);
+  for (size_t i = 0; i < files.size(); ++i) {
+    const auto& [staged, final_path] = files[i];
+    int fd = ::open(staged.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) {
+      const int err = errno;
+      if (fd >= 0) ::close(fd);
+      return absl::UnavailableError(absl::StrCat("publish '", final_path.filename().string(),
+                                                 "': ", std::strerror(err)));
+    }
+    ::close(fd);
+    done[i] = IsPublished(staged, final_path);
+    struct stat st;
+    if (done[i] || ::lstat(final_path.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "'", final_path.filename().string(), "' is a folder; give an output file name"));
+    }
+    if (!replace) return taken(final_path);
+  }
+  std::vector<size_t> linked;
+  const auto undo = [&] {
+    for (size_t i : linked) {
+      if (IsPublished(files[i].first, files[i].second)) ::unlink(files[i].second.c_str());
+    }
+  };
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (done[i]) continue;
+    const auto& [staged, final_path] = files[i];
+    // Without `replace`: linked at the final name. With it: a second link made in the
+    // staging folder (so that nothing of ours is left beside the output if the process
+    // dies here) and renamed over the final name. Across file systems (a mount inside
+    // the root), a copy beside the final name takes the staged file's place.
+    int rc = 0;
+    if (replace) {
+      const fs::path temp = TempPathFor(staged);
+      rc = ::link(staged.c_str(), temp.c_str());
+      if (rc == 0) {
+        rc = ::rename(temp.c_str(), final_path.c_str());
+        const int err = errno;
+        if (rc != 0) ::unlink(temp.c_str());
+        errno = err;
+      }
+    } else {
+      rc = ::link(staged.c_str(), final_path.c_str());
+    }
+    if (rc != 0 && errno == EXDEV) {
+      fs::path copy;
+      absl::Status copied = CopyBeside(staged, final_path, &copy);
+      if (!copied.ok()) {
+        undo();
+        return copied;
+      }
+      rc = replace ? ::rename(copy.c_str(), final_path.c_str())
+                   : ::link(copy.c_str(), final_path.c_str());
+      const int err = errno;
+      if (rc != 0 || !replace) ::unlink(copy.c_str());
+      errno = err;
+    }
+    if (rc != 0) {
+      const int err = errno;
+      undo();
+      if (err == EEXIST) return taken(final_path);  // made since the check
+      if (err == EISDIR) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "'", final_path.filename().string(), "' is a folder; give an output file name"));
+      }
+      return absl::UnavailableError(absl::StrCat("publish '", final_path.filename().string(),
+                                                 "': ", std::strerror(err)));
+    }
+    linked.push_back(i);
+  }
+  // The new names are durable once their folders are.
+  std::vector<fs::path> folders;
+  for (const auto& [staged, final_path] : files) {
+    if (folders.empty() || folders.back() != final_path.parent_path()) {
+      folders.push_back(final_path.parent_path());
+    }
+  }
+  for (const fs::path& folder : folders) {
+    int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::close(fd);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckOutputFree(const fs::path& path, absl::string_view field,
+                             absl::string_view name, bool replace) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return absl::OkStatus();
+  if (S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        field, " '", name, "' is a folder; give a file name (a folder is never replaced)"));
+  }
+  if (replace) return absl::OkStatus();
+  return absl::AlreadyExistsError(
+      absl::StrCat(field, " '", name, "' exists; set overwrite to replace it"));
 }
 
 absl::StatusOr<std::string> Sha256File(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read '", path.string(), "'"));
+  return Sha256Files({path});
+}
+
+absl::StatusOr<std::string> Sha256Files(const std::vector<fs::path>& paths) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
                                                                &EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  char buf[1 << 16];
-  while (in) {
-    in.read(buf, sizeof(buf));
-    EVP_DigestUpdate(ctx.get(), buf, static_cast<size_t>(in.gcount()));
+  std::vector<char> buf(1 << 16);
+  for (const fs::path& path : paths) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read '", path.string(), "'"));
+    while (in) {
+      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
+    }
+    if (in.bad()) return absl::UnavailableError(absl::StrCat("cannot read '", path.string(), "'"));
   }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

@@ -38,6 +38,11 @@ struct MediaInfo {
   int colour_range = 0;
   bool has_audio = false;
   int64_t first_frame = 0;  // number of frame 0 of the job's ranges
+  // A movie on its constant-rate grid: coded frames, grid frames that repeat the one
+  // before, coded frames with no grid frame (0 for image sequences).
+  int64_t coded_frames = 0;
+  int64_t held_frames = 0;
+  int64_t dropped_frames = 0;
 };
 
 struct UpscaleSpec {
@@ -150,6 +155,7 @@ struct Task {
                           // lease whose result was accepted (its output counts)
   std::string error;
   std::string model_digest;  // reported by the worker that finished it
+  std::string output_digest;  // CHUNK: digest of its published output, checked at assembly
   double seconds = 0;        // run time of the successful attempt
 
   int64_t frames() const { return frame_end - frame_begin; }

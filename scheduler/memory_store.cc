@@ -111,6 +111,7 @@ class InMemoryJobStore final : public JobStore {
           stored.lease_id = w.task.lease_id;
           stored.error = w.task.error;
           stored.model_digest = w.task.model_digest;
+          stored.output_digest = w.task.output_digest;
           stored.seconds = w.task.seconds;
           break;
         }

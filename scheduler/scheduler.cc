@@ -478,27 +478,31 @@ bool Scheduler::FitsLocked(const WorkerEntry& w, const JobEntry& e) const {
   return true;
 }
 
+bool Scheduler::LeaveToOtherLocked(const JobEntry& e, const Task& t,
+                                   const std::string& worker) const {
+  auto failed_on = [&t](const std::string& name) {
+    for (size_t i = 0; i < t.workers.size() && i < t.errors.size(); ++i) {
+      if (t.workers[i] == name && !t.errors[i].empty()) return true;
+    }
+    return false;
+  };
+  if (!failed_on(worker)) return false;
+  for (const auto& [name, w] : workers_) {
+    if (name != worker && !w.draining && w.leases_expired == 0 && FitsLocked(w, e) &&
+        !failed_on(name)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 int Scheduler::NextTaskLocked(const JobEntry& e, const std::string& worker) const {
   for (int index : e.ready_chunks) {
-    const Task& t = e.tasks[index];
-    // Prefer a worker that has not failed this task, if one could take it.
-    auto failed_on = [&t](const std::string& name) {
-      for (size_t i = 0; i < t.workers.size() && i < t.errors.size(); ++i) {
-        if (t.workers[i] == name && !t.errors[i].empty()) return true;
-      }
-      return false;
-    };
-    if (failed_on(worker)) {
-      bool other = false;
-      for (const auto& [name, w] : workers_) {
-        other |= name != worker && !w.draining && FitsLocked(w, e) && !failed_on(name);
-      }
-      if (other) continue;
-    }
-    return index;
+    if (!LeaveToOtherLocked(e, e.tasks[index], worker)) return index;
   }
   if (e.ready_chunks.empty() && e.chunks_succeeded == e.chunks_total &&
-      e.assemble_index >= 0 && e.tasks[e.assemble_index].state == TaskState::kPending) {
+      e.assemble_index >= 0 && e.tasks[e.assemble_index].state == TaskState::kPending &&
+      !LeaveToOtherLocked(e, e.tasks[e.assemble_index], worker)) {
     return e.assemble_index;
   }
   return -1;
@@ -507,7 +511,8 @@ int Scheduler::NextTaskLocked(const JobEntry& e, const std::string& worker) cons
 std::optional<Assignment> Scheduler::LeaseNext(const std::string& worker) {
   absl::MutexLock lock(&mu_);
   auto wit = workers_.find(worker);
-  if (wit == workers_.end() || wit->second.draining || !commits_->health().ok()) {
+  if (wit == workers_.end() || wit->second.draining || wit->second.leases_expired > 0 ||
+      !commits_->health().ok()) {
     return std::nullopt;
   }
   WorkerEntry& w = wit->second;
@@ -594,6 +599,8 @@ Assignment Scheduler::MakeAssignmentLocked(const JobEntry& e, int index,
   for (const Task& t : e.tasks) {
     if (t.kind != TaskKind::kChunk) continue;
     a.segments.push_back(SegmentPath(e.job.id, t.index, t.lease_id));
+    a.segment_digests.push_back(t.output_digest);
+    a.segment_frames.push_back(t.frames());
     chunks.push_back({{"index", t.index},
                       {"frames", {t.frame_begin, t.frame_end}},
                       {"worker", t.workers.empty() ? "" : t.workers.back()},
@@ -620,7 +627,10 @@ Assignment Scheduler::MakeAssignmentLocked(const JobEntry& e, int index,
         {"frame_count", e.job.input_info.frame_count},
         {"fps", {e.job.input_info.fps_num, e.job.input_info.fps_den}},
         {"codec", e.job.input_info.codec},
-        {"pixel_format", e.job.input_info.pixel_format}}},
+        {"pixel_format", e.job.input_info.pixel_format},
+        {"coded_frames", e.job.input_info.coded_frames},
+        {"held_frames", e.job.input_info.held_frames},
+        {"dropped_frames", e.job.input_info.dropped_frames}}},
       {"depends_on", e.job.spec.depends_on},
       {"created_unix_ms", e.job.created_unix_ms},
       {"started_unix_ms", e.job.started_unix_ms},
@@ -629,9 +639,19 @@ Assignment Scheduler::MakeAssignmentLocked(const JobEntry& e, int index,
   return a;
 }
 
+void Scheduler::MarkAliveLocked(const std::string& worker) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end() || it->second.leases_expired == 0) return;
+  it->second.leases_expired = 0;
+  it->second.unhealthy_since_ms = 0;
+  it->second.unhealthy_reason.clear();
+  BumpLocked();  // it may take work again
+}
+
 std::vector<uint64_t> Scheduler::Heartbeat(const std::string& worker,
                                            const std::vector<uint64_t>& lease_ids) {
   absl::MutexLock lock(&mu_);
+  MarkAliveLocked(worker);
   std::vector<uint64_t> stale;
   const int64_t deadline = clock_->NowMs() + options_.lease_ms;
   for (uint64_t id : lease_ids) {
@@ -648,6 +668,7 @@ std::vector<uint64_t> Scheduler::Heartbeat(const std::string& worker,
 absl::Status Scheduler::ReportProgress(const std::string& worker, uint64_t lease_id,
                                        int64_t frames_done) {
   absl::MutexLock lock(&mu_);
+  MarkAliveLocked(worker);
   auto it = leases_.find(lease_id);
   if (it == leases_.end() || it->second.worker != worker) {
     return absl::FailedPreconditionError(
@@ -699,6 +720,7 @@ void Scheduler::CompleteAsync(const std::string& worker, uint64_t lease_id,
         task.error.clear();
         task.seconds = outcome.seconds;  // lease_id stays: the lease whose output counts
         task.model_digest = outcome.model_digest;
+        task.output_digest = outcome.output_digest;
         ReleaseLeaseLocked(lease.id);
         SetTaskLocked(e, task, &writes);
         auto wit = workers_.find(worker);
@@ -761,11 +783,17 @@ std::vector<Lease> Scheduler::ExpireLeases() {
   Writes writes;
   for (const Lease& lease : expired) {
     events_->LeaseExpired(lease);
-    FailAttemptLocked(
-        lease.id,
+    const std::string error =
         absl::StrCat("lease expired: worker '", lease.worker, "' sent no heartbeat for ",
-                     options_.lease_ms / 1000.0, " s"),
-        /*retryable=*/true, &writes);
+                     options_.lease_ms / 1000.0, " s");
+    auto wit = workers_.find(lease.worker);
+    if (wit != workers_.end()) {
+      WorkerEntry& w = wit->second;
+      if (w.leases_expired++ == 0) w.unhealthy_since_ms = now;
+      w.unhealthy_reason = absl::StrCat("lease ", lease.id, " (job ", lease.job_id, " task ",
+                                        lease.task_index, ") ", error);
+    }
+    FailAttemptLocked(lease.id, error, /*retryable=*/true, &writes);
     revoked_.push_back(lease);
   }
   CommitLocked(std::move(writes));

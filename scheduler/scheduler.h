@@ -7,7 +7,11 @@
 // requires, free memory for the model's estimate and a free slot; among the jobs that
 // fit, the highest priority wins; among equal priorities, the project furthest below
 // its weighted share of the running tasks (and under its cap); then the oldest job.
-// A task that failed on a worker goes to another one when another can take it.
+// A task that failed on a worker (its lease expired there included) goes to another
+// one when another can take it, and to that worker again only when none can.
+// Health: a lease expires only when its worker sent nothing for a whole lease
+// (heartbeats have their own thread, so a busy worker still sends them). From its first
+// expired lease a worker is unhealthy: it gets no new work until it heartbeats again.
 //
 // Thread-safety: every public method may be called from any thread.
 // Leases: each lease id is a fencing token, unique across restarts. A result, progress
@@ -85,6 +89,8 @@ struct Assignment {
   MediaInfo input_info;
   std::string segment;                // CHUNK: segment to write (relative path)
   std::vector<std::string> segments;  // ASSEMBLE: the segments, in order
+  std::vector<std::string> segment_digests;  // ASSEMBLE: each chunk's output_digest
+  std::vector<int64_t> segment_frames;       // ASSEMBLE: each chunk's frame count
   std::string provenance_json;        // ASSEMBLE, TAKE: what the farm knows of the job
   Take take;                          // TAKE: the take's resolved values
 };
@@ -96,6 +102,7 @@ struct TaskOutcome {
   bool retryable = true;
   double seconds = 0;
   std::string model_digest;
+  std::string output_digest;  // CHUNK: what it published ("sha256:HEX")
 };
 
 // A job with its tasks and progress, as clients see it.
@@ -116,6 +123,11 @@ struct WorkerView {
   std::vector<Lease> leases;
   int64_t tasks_done = 0;
   bool draining = false;
+  // Unhealthy: a lease of it expired and it has not sent a heartbeat since.
+  bool unhealthy = false;
+  int64_t unhealthy_since_ms = 0;
+  int leases_expired = 0;        // since its last heartbeat
+  std::string unhealthy_reason;  // the last expiry, e.g. "lease 7 (job 3 task 2) expired: ..."
 };
 
 // Relative path of the segment that chunk `index` of `job_id` writes under `lease_id`.
@@ -185,6 +197,7 @@ class Scheduler final {
   // The next task for `worker`, if it has a free slot and a task fits it.
   std::optional<Assignment> LeaseNext(const std::string& worker);
   // Renews `worker`'s leases among `lease_ids`; returns those that are not current.
+  // A heartbeat (or progress report) makes an unhealthy worker healthy again.
   std::vector<uint64_t> Heartbeat(const std::string& worker,
                                   const std::vector<uint64_t>& lease_ids);
   absl::Status ReportProgress(const std::string& worker, uint64_t lease_id,
@@ -198,7 +211,8 @@ class Scheduler final {
   void CompleteAsync(const std::string& worker, uint64_t lease_id, const TaskOutcome& outcome,
                      std::function<void(const absl::Status&)> done);
   // Expires leases past their deadline; their tasks are queued again (or fail the
-  // job past max attempts). Returns the expired leases, which are also revoked.
+  // job past max attempts) and their workers are unhealthy until they heartbeat.
+  // Returns the expired leases, which are also revoked.
   std::vector<Lease> ExpireLeases();
   // Leases taken away from live workers since the last call (job cancelled or failed,
   // lease expired): the server tells each worker to stop.
@@ -215,6 +229,8 @@ class Scheduler final {
     int64_t workers_idle = 0;
     int64_t workers_busy = 0;
     int64_t workers_draining = 0;
+    int64_t workers_unhealthy = 0;  // counted here only, not as idle, busy or draining
+    std::map<std::string, bool> worker_unhealthy;  // every connected worker
     uint64_t commit_batches = 0;
     uint64_t commit_writes = 0;
   };
@@ -244,6 +260,9 @@ class Scheduler final {
     int64_t memory_in_use = 0;
     int running = 0;
     bool draining = false;
+    int leases_expired = 0;  // since the last heartbeat; > 0: unhealthy
+    int64_t unhealthy_since_ms = 0;
+    std::string unhealthy_reason;
   };
   struct ProjectEntry {
     int running = 0;
@@ -264,6 +283,10 @@ class Scheduler final {
   JobState NaturalStateLocked(const JobEntry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool FitsLocked(const WorkerEntry& w, const JobEntry& e) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `worker` should leave task `t` of `e` to another: an attempt of `t` failed
+  // on it and another healthy, undrained worker that has not failed it fits the job.
+  bool LeaveToOtherLocked(const JobEntry& e, const Task& t, const std::string& worker) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Index of the next task of `e` for `worker`, or -1.
   int NextTaskLocked(const JobEntry& e, const std::string& worker) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -273,6 +296,8 @@ class Scheduler final {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetJobLocked(JobEntry& e, Job job, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseLeaseLocked(uint64_t lease_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The worker sent a heartbeat or progress: healthy again.
+  void MarkAliveLocked(const std::string& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the attempt under `lease_id` as failed: queue again or fail the job.
   void FailAttemptLocked(uint64_t lease_id, const std::string& error, bool retryable,
                          Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -210,6 +210,9 @@ std::vector<uint64_t> Scheduler::RegisterWorker(const WorkerInfo& info,
   w.draining = draining_.count(info.name) > 0;
   w.running = 0;
   w.memory_in_use = 0;
+  w.leases_expired = 0;  // it says hello: alive
+  w.unhealthy_since_ms = 0;
+  w.unhealthy_reason.clear();
   const std::set<uint64_t> reported(held.begin(), held.end());
   std::vector<uint64_t> stale;
   for (uint64_t id : held) {
@@ -279,6 +282,10 @@ std::vector<WorkerView> Scheduler::ListWorkers() const {
     v.info = w.info;
     v.tasks_done = w.tasks_done;
     v.draining = w.draining;
+    v.unhealthy = w.leases_expired > 0;
+    v.unhealthy_since_ms = w.unhealthy_since_ms;
+    v.leases_expired = w.leases_expired;
+    v.unhealthy_reason = w.unhealthy_reason;
     for (const auto& [id, lease] : leases_) {
       if (lease.worker == name) v.leases.push_back(lease);
     }
@@ -313,7 +320,10 @@ Scheduler::Stats Scheduler::GetStats() const {
     ++st.projects[jobs_.at(lease.job_id).job.spec.project].tasks_running;
   }
   for (const auto& [name, w] : workers_) {
-    if (w.draining) {
+    st.worker_unhealthy[name] = w.leases_expired > 0;
+    if (w.leases_expired > 0) {
+      ++st.workers_unhealthy;
+    } else if (w.draining) {
       ++st.workers_draining;
     } else if (w.running > 0) {
       ++st.workers_busy;

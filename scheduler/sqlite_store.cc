@@ -64,6 +64,10 @@ CREATE TABLE tasks(
 ALTER TABLE tasks ADD COLUMN errors TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE tasks ADD COLUMN lease_id INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // Version 3: what a chunk published, checked when its job is assembled.
+    R"sql(
+ALTER TABLE tasks ADD COLUMN output_digest TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 struct SqliteDeleter {
@@ -234,6 +238,7 @@ absl::StatusOr<Task> TaskFromRow(const Connection& conn, const Call& call) {
   row.seconds = call.ColumnReal(10);
   row.errors = call.ColumnText(11);
   row.lease_id = call.ColumnInt(12);
+  row.output_digest = call.ColumnText(13);
   return FromRow(row, conn.path());
 }
 
@@ -357,7 +362,7 @@ class SqliteJobStore final : public JobStore {
     Call row(conn_, insert_task_.get());
     row.Bind(r.job_id, r.index, r.kind, r.frame_begin, r.frame_end, r.state,
              r.attempts, r.workers, r.error, r.model_digest, r.seconds, r.errors,
-             r.lease_id);
+             r.lease_id, r.output_digest);
     return row.Step(absl::StrCat("insert task ", t.job_id, "/", t.index)).status();
   }
 
@@ -365,7 +370,7 @@ class SqliteJobStore final : public JobStore {
     ASSIGN_OR_RETURN(const TaskRow r, ToRow(t));
     Call call(conn_, update_task_.get());
     call.Bind(r.state, r.attempts, r.workers, r.error, r.model_digest, r.seconds,
-              r.errors, r.lease_id, r.job_id, r.index);
+              r.errors, r.lease_id, r.output_digest, r.job_id, r.index);
     return CheckUpdated(call, absl::StrCat("task ", t.job_id, "/", t.index));
   }
 
@@ -406,21 +411,21 @@ class SqliteJobStore final : public JobStore {
          "started_unix_ms, finished_unix_ms) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"},
         {&insert_task_,
          "INSERT INTO tasks(job_id, idx, kind, frame_begin, frame_end, state, "
-         "attempts, workers, error, model_digest, seconds, errors, lease_id) "
-         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+         "attempts, workers, error, model_digest, seconds, errors, lease_id, "
+         "output_digest) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
         {&update_job_,
          "UPDATE jobs SET spec = ?, input_info = ?, state = ?, error = ?, "
          "created_unix_ms = ?, started_unix_ms = ?, finished_unix_ms = ? WHERE id = ?"},
         {&update_task_,
          "UPDATE tasks SET state = ?, attempts = ?, workers = ?, error = ?, "
-         "model_digest = ?, seconds = ?, errors = ?, lease_id = ? "
+         "model_digest = ?, seconds = ?, errors = ?, lease_id = ?, output_digest = ? "
          "WHERE job_id = ? AND idx = ?"},
         {&select_jobs_,
          "SELECT id, spec, input_info, state, error, created_unix_ms, "
          "started_unix_ms, finished_unix_ms FROM jobs ORDER BY id"},
         {&select_tasks_,
          "SELECT job_id, idx, kind, frame_begin, frame_end, state, attempts, "
-         "workers, error, model_digest, seconds, errors, lease_id FROM tasks "
+         "workers, error, model_digest, seconds, errors, lease_id, output_digest FROM tasks "
          "ORDER BY job_id, idx"},
     };
     for (const auto& [slot, sql] : statements) {

@@ -46,7 +46,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
                                                 codec, pixel_format,
                                                 colour_primaries, colour_transfer,
                                                 colour_matrix, colour_range,
-                                                has_audio, first_frame)
+                                                has_audio, first_frame, coded_frames,
+                                                held_frames, dropped_frames)
 
 namespace {
 
@@ -102,6 +103,7 @@ absl::StatusOr<TaskRow> ToRow(const Task& t) {
   ASSIGN_OR_RETURN(row.workers, Dump(json(t.workers), "task workers"));
   row.error = t.error;
   row.model_digest = t.model_digest;
+  row.output_digest = t.output_digest;
   row.seconds = t.seconds;
   ASSIGN_OR_RETURN(row.errors, Dump(json(t.errors), "task errors"));
   row.lease_id = static_cast<int64_t>(t.lease_id);
@@ -152,6 +154,7 @@ absl::StatusOr<Task> FromRow(const TaskRow& row, absl::string_view store) {
   }
   task.error = row.error;
   task.model_digest = row.model_digest;
+  task.output_digest = row.output_digest;
   task.seconds = row.seconds;
   task.lease_id = static_cast<uint64_t>(row.lease_id);
   return task;

@@ -25,7 +25,7 @@ struct JobRow {
 };
 
 // Columns of `tasks`: job_id, idx, kind, frame_begin, frame_end, state, attempts,
-// workers, error, model_digest, seconds, errors, lease_id.
+// workers, error, model_digest, seconds, errors, lease_id, output_digest.
 struct TaskRow {
   int64_t job_id = 0;
   int64_t index = 0;
@@ -40,6 +40,7 @@ struct TaskRow {
   double seconds = 0;
   std::string errors;  // JSON array, one entry per attempt
   int64_t lease_id = 0;
+  std::string output_digest;
 };
 
 // INVALID_ARGUMENT when a text is not UTF-8 (refused, not mangled).

@@ -148,6 +148,9 @@ static v1::MediaInfo ToProto(const s::MediaInfo& m) {
   out.set_colour_range(m.colour_range);
   out.set_has_audio(m.has_audio);
   out.set_first_frame(m.first_frame);
+  out.set_coded_frames(m.coded_frames);
+  out.set_held_frames(m.held_frames);
+  out.set_dropped_frames(m.dropped_frames);
   return out;
 }
 
@@ -210,6 +213,8 @@ v1::Assignment ToProto(const s::Assignment& a) {
   out.set_frame_end(a.task.frame_end);
   out.set_segment(a.segment);
   for (const auto& seg : a.segments) out.add_segments(seg);
+  for (const auto& d : a.segment_digests) out.add_segment_digests(d);
+  for (int64_t n : a.segment_frames) out.add_segment_frames(n);
   out.set_provenance_json(a.provenance_json);
   out.set_attempt(a.lease.attempt);
   return out;
@@ -218,8 +223,14 @@ v1::Assignment ToProto(const s::Assignment& a) {
 v1::Worker ToProto(const s::WorkerView& w) {
   v1::Worker out;
   out.set_name(w.info.name);
-  out.set_state(w.draining ? (w.leases.empty() ? "drained" : "draining")
-                           : (w.leases.empty() ? "idle" : "busy"));
+  out.set_state(w.unhealthy  ? "unhealthy"
+                : w.draining ? (w.leases.empty() ? "drained" : "draining")
+                             : (w.leases.empty() ? "idle" : "busy"));
+  if (w.unhealthy) {
+    out.set_unhealthy_since_unix_ms(w.unhealthy_since_ms);
+    out.set_leases_expired(w.leases_expired);
+    out.set_unhealthy_reason(w.unhealthy_reason);
+  }
   for (const auto& [k, v] : w.info.tags) (*out.mutable_tags())[k] = v;
   out.set_memory_bytes(w.info.memory_bytes);
   out.set_slots(w.info.slots);
@@ -238,6 +249,7 @@ s::TaskOutcome FromProto(const v1::TaskResult& r) {
   o.retryable = r.retryable();
   o.seconds = r.seconds();
   o.model_digest = r.model_digest();
+  o.output_digest = r.output_digest();
   return o;
 }
 

@@ -141,7 +141,7 @@ absl::StatusOr<scheduler::MediaInfo> PrepareGenerate(
 
   // Image-to-video.
   if (!g->init().empty()) {
-    ASSIGN_OR_RETURN(fs::path init, storage.Resolve(g->init(), "generate.init"));
+    ASSIGN_OR_RETURN(fs::path init, storage.ResolveJobPath(g->init(), "generate.init"));
     if (!media::HasFramePattern(g->init()) && !fs::exists(init)) {
       return absl::NotFoundError(absl::StrCat("generate.init '", g->init(),
                                               "' not found under the storage root"));
@@ -161,7 +161,7 @@ absl::StatusOr<scheduler::MediaInfo> PrepareGenerate(
     return Invalid("output", "is empty; give a movie (gen/sh010.mov) or an image sequence "
                              "(gen/sh010.####.png)");
   }
-  RETURN_IF_ERROR(storage.Resolve(g->output(), "generate.output").status());
+  RETURN_IF_ERROR(storage.ResolveJobPath(g->output(), "generate.output").status());
   if (g->has_crf() && (g->crf() < 0 || g->crf() > 51)) {
     return Invalid("crf", absl::StrCat("is ", g->crf(), "; give 0..51"));
   }
@@ -184,12 +184,20 @@ absl::StatusOr<scheduler::MediaInfo> PrepareGenerate(
 absl::Status CheckTakeOutputs(const scheduler::JobSpec& spec, const common::Storage& storage) {
   const scheduler::GenerateSpec& g = spec.generate;
   if (scheduler::WedgeSize(g) > 100'000) return absl::OkStatus();  // refused by the limit
+  // Every file a take writes (each frame of a sequence, and the sidecar) follows one
+  // rule: refused when it exists, unless the job says overwrite; a folder never.
   for (const auto& take : scheduler::ExpandWedge(spec.name, g)) {
-    ASSIGN_OR_RETURN(fs::path out, storage.Resolve(take.output, "generate.output"));
-    if (media::HasFramePattern(take.output)) out = media::FramePath(out.string(), 0);
-    if (fs::exists(out) && !g.overwrite) {
-      return absl::AlreadyExistsError(absl::StrCat("generate.output: take ", take.name, "'s output '",
-                                                   take.output, "' exists; set overwrite to replace it"));
+    ASSIGN_OR_RETURN(fs::path out, storage.ResolveJobPath(take.output, "generate.output"));
+    const std::string field = absl::StrCat("generate.output (take ", take.name, ")");
+    RETURN_IF_ERROR(common::CheckOutputFree(out.string() + ".json", field, take.output + ".json",
+                                            g.overwrite));
+    if (!media::HasFramePattern(take.output)) {
+      RETURN_IF_ERROR(common::CheckOutputFree(out, field, take.output, g.overwrite));
+      continue;
+    }
+    for (int64_t i = 0; i < g.frames; ++i) {
+      RETURN_IF_ERROR(common::CheckOutputFree(media::FramePath(out.string(), i), field,
+                                              media::FramePath(take.output, i), g.overwrite));
     }
   }
   return absl::OkStatus();

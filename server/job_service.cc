@@ -325,7 +325,11 @@ absl::Status JobServiceImpl::CheckSpecLimits(const v1::JobSpec& spec) const {
     return absl::InvalidArgumentError(absl::StrCat("spec is ", size, " bytes, over the limit of ",
                                                    limits_.max_spec_bytes));
   }
-  const auto check = [&](const std::string& field, const std::string& value) {
+  // Names, paths and tags are printed by reelctl, the logs and the monitor: a control
+  // character (a newline, a terminal escape) in one is refused, not stored. Free text
+  // (prompts) may hold newlines and tabs.
+  const auto check = [&](const std::string& field, const std::string& value,
+                         bool text = false) {
     if (value.size() > limits_.max_string_length) {
       return absl::InvalidArgumentError(absl::StrCat(field, " is ", value.size(),
                                                      " characters, over the limit of ",
@@ -333,6 +337,18 @@ absl::Status JobServiceImpl::CheckSpecLimits(const v1::JobSpec& spec) const {
     }
     if (value.find('\0') != std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat(field, " holds a NUL character"));
+    }
+    for (size_t i = 0; i < value.size(); ++i) {
+      const auto c = static_cast<unsigned char>(value[i]);
+      const bool c1 = c == 0xc2 && i + 1 < value.size() &&
+                      static_cast<unsigned char>(value[i + 1]) >= 0x80 &&
+                      static_cast<unsigned char>(value[i + 1]) <= 0x9f;  // U+0080..U+009F
+      const bool allowed = text && (c == '\n' || c == '\t');
+      if (((c < 0x20 || c == 0x7f) && !allowed) || c1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, " holds a control character (byte 0x", absl::Hex(c1 ? 0xc2 : c),
+            " at offset ", i, "); give printable text, without newlines or terminal escapes"));
+      }
     }
     return absl::OkStatus();
   };
@@ -365,8 +381,8 @@ absl::Status JobServiceImpl::CheckSpecLimits(const v1::JobSpec& spec) const {
   if (spec.has_generate()) {
     const v1::GenerateSpec& g = spec.generate();
     RETURN_IF_ERROR(check("generate.model", g.model()));
-    RETURN_IF_ERROR(check("generate.prompt", g.prompt()));
-    RETURN_IF_ERROR(check("generate.negative_prompt", g.negative_prompt()));
+    RETURN_IF_ERROR(check("generate.prompt", g.prompt(), true));
+    RETURN_IF_ERROR(check("generate.negative_prompt", g.negative_prompt(), true));
     RETURN_IF_ERROR(check("generate.sampler", g.sampler()));
     RETURN_IF_ERROR(check("generate.output", g.output()));
     RETURN_IF_ERROR(check("generate.init", g.init()));
@@ -374,13 +390,14 @@ absl::Status JobServiceImpl::CheckSpecLimits(const v1::JobSpec& spec) const {
     RETURN_IF_ERROR(check("generate.format.preset", g.format().preset()));
     RETURN_IF_ERROR(check("generate.format.pix_fmt", g.format().pix_fmt()));
     for (int i = 0; i < g.prompts_size(); ++i) {
-      RETURN_IF_ERROR(check(absl::StrCat("generate.prompts[", i, "]"), g.prompts(i)));
+      RETURN_IF_ERROR(check(absl::StrCat("generate.prompts[", i, "]"), g.prompts(i), true));
     }
     for (int i = 0; i < g.samplers_size(); ++i) {
       RETURN_IF_ERROR(check(absl::StrCat("generate.samplers[", i, "]"), g.samplers(i)));
     }
     for (int i = 0; i < g.takes_size(); ++i) {
-      RETURN_IF_ERROR(check(absl::StrCat("generate.takes[", i, "].prompt"), g.takes(i).prompt()));
+      RETURN_IF_ERROR(
+          check(absl::StrCat("generate.takes[", i, "].prompt"), g.takes(i).prompt(), true));
       RETURN_IF_ERROR(
           check(absl::StrCat("generate.takes[", i, "].sampler"), g.takes(i).sampler()));
     }
@@ -459,6 +476,12 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
   }
   for (const auto& m : packages) {
     if (m.name != u.model()) continue;
+    if (m.kind != "upscaler") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "upscale.model '", m.name, "' is a ", m.kind,
+          " model, not an upscaler; give an upscaler (such as bicubic) or use it in a "
+          "generate job"));
+    }
     scales = m.Scales();
     if (auto scaled = common::ForScale(m, u.scale()); scaled.ok()) {
       *memory_bytes = scaled->memory_bytes;
@@ -471,8 +494,8 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
                                                    "; give one of those or another model"));
   }
   // Paths.
-  ASSIGN_OR_RETURN(fs::path input, storage_->Resolve(u.input(), "upscale.input"));
-  ASSIGN_OR_RETURN(fs::path output, storage_->Resolve(u.output(), "upscale.output"));
+  ASSIGN_OR_RETURN(fs::path input, storage_->ResolveJobPath(u.input(), "upscale.input"));
+  ASSIGN_OR_RETURN(fs::path output, storage_->ResolveJobPath(u.output(), "upscale.output"));
   ASSIGN_OR_RETURN(const media::OutputFormat format,
                    media::ResolveOutputFormat(u.output(), u.format().codec(),
                                               u.format().pix_fmt(), u.format().preset(),
@@ -492,28 +515,41 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
         }
       }
       if (made_by_dep) {
-        if (!format.image_sequence() && fs::exists(output) && !u.overwrite()) {
-          return absl::AlreadyExistsError(absl::StrCat(
-              "upscale.output '", u.output(), "' exists; set overwrite to replace it"));
-        }
+        // A sequence's frames are checked when the input is known; the workers check
+        // every file again when they publish.
+        RETURN_IF_ERROR(CheckUpscaleOutputs(u, output, format, std::nullopt));
         return std::optional<scheduler::MediaInfo>();
       }
     }
   }
   ASSIGN_OR_RETURN(scheduler::MediaInfo mi, ProbeInput(u));
-  if (format.image_sequence()) {
-    // A sequence "exists" when its first frame does (frame numbers follow the input's).
-    output = media::FramePath(output.string(), mi.first_frame);
-  }
-  if (fs::exists(output) && !u.overwrite()) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "upscale.output '", u.output(), "' exists; set overwrite to replace it"));
-  }
+  RETURN_IF_ERROR(CheckUpscaleOutputs(u, output, format, mi));
   return std::optional<scheduler::MediaInfo>(mi);
 }
 
+// Every file an upscale job writes (the movie, or each frame of a sequence, whose
+// numbers follow the input's, and the sidecar) follows one rule: refused when it
+// exists, unless the job says overwrite; a folder never.
+absl::Status JobServiceImpl::CheckUpscaleOutputs(const v1::UpscaleSpec& u,
+                                                 const fs::path& output,
+                                                 const media::OutputFormat& format,
+                                                 const std::optional<scheduler::MediaInfo>& mi) {
+  const char* field = "upscale.output";
+  RETURN_IF_ERROR(common::CheckOutputFree(output.string() + ".json", field,
+                                          u.output() + ".json", u.overwrite()));
+  if (!format.image_sequence()) {
+    return common::CheckOutputFree(output, field, u.output(), u.overwrite());
+  }
+  if (!mi.has_value()) return absl::OkStatus();
+  for (int64_t i = mi->first_frame; i < mi->first_frame + mi->frame_count; ++i) {
+    RETURN_IF_ERROR(common::CheckOutputFree(media::FramePath(output.string(), i), field,
+                                            media::FramePath(u.output(), i), u.overwrite()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(const v1::UpscaleSpec& u) const {
-  ASSIGN_OR_RETURN(fs::path input, storage_->Resolve(u.input(), "upscale.input"));
+  ASSIGN_OR_RETURN(fs::path input, storage_->ResolveJobPath(u.input(), "upscale.input"));
   absl::StatusOr<media::VideoInfo> info = server::ProbeInput(u, input, *storage_);
   if (!info.ok()) return info.status();
   const std::string& u_input = u.input();
@@ -541,6 +577,9 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(const v1::Upscal
   mi.colour_range = info->colour.range;
   mi.has_audio = info->has_audio;
   mi.first_frame = info->first_frame;
+  mi.coded_frames = info->coded_frames;
+  mi.held_frames = info->held_frames;
+  mi.dropped_frames = info->dropped_frames;
   return mi;
 }
 

@@ -16,6 +16,10 @@
 #include "server/metrics.h"
 #include "server/task_logs.h"
 
+namespace reelfarm::media {
+struct OutputFormat;
+}
+
 namespace reelfarm::server {
 
 struct Limits {
@@ -111,6 +115,10 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
                               const std::string& what) const;
   // Sizes and lengths of a spec against the limits (INVALID_ARGUMENT naming the field).
   absl::Status CheckSpecLimits(const v1::JobSpec& spec) const;
+  static absl::Status CheckUpscaleOutputs(const v1::UpscaleSpec& u,
+                                          const std::filesystem::path& output,
+                                          const media::OutputFormat& format,
+                                          const std::optional<scheduler::MediaInfo>& mi);
   void RemoveWatcher(JobWatcher* w);
   void RemoveLogStreamer(TaskLogStreamer* s);
 

@@ -1,8 +1,12 @@
 // reelfarm-server: the gRPC API, the scheduler and its state (SQLite, or PostgreSQL
 // with active/standby servers), /metrics; with --local-workers N, also N workers beside
 // it (the embedded default).
+#include <netdb.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <filesystem>
 #include <fstream>
@@ -47,6 +51,38 @@ static fs::path FindWorkerBinary() {
     if (fs::exists(p)) return p;
   }
   return "reelfarm-worker";
+}
+
+// Whether `listen` (HOST:PORT, or [V6]:PORT) names a TCP port that something else holds:
+// checked before start-up so that the operator gets one line about --listen rather than
+// gRPC core's log. Other forms (unix:, port 0) are left to gRPC.
+static bool PortTaken(const std::string& listen) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos || listen.rfind("unix:", 0) == 0) return false;
+  std::string host = listen.substr(0, colon);
+  const std::string port = listen.substr(colon + 1);
+  if (port.empty() || port == "0") return false;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found) != 0) {
+    return false;
+  }
+  bool taken = false;
+  for (addrinfo* a = found; a != nullptr && !taken; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    taken = bind(fd, a->ai_addr, a->ai_addrlen) != 0 && errno == EADDRINUSE;
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return taken;
 }
 
 // Written whole under a temporary name and renamed, so a reader never sees half of it.
@@ -164,6 +200,31 @@ int main(int argc, char** argv) {
 
   common::InitLogging("server", log_level, log_format);
   media::SetLibraryLogging(log_level == "debug" || log_level == "trace");
+  // Start-up errors: one line naming the flag to change, exit 2 (a usage error).
+  const auto usage_error = [](const std::string& line) {
+    spdlog::error("{}", line);
+    return 2;
+  };
+  if (options.tls.cert_file.empty() && !options.tls.insecure) {
+    return usage_error("give --tls-cert and --tls-key (TLS), or --insecure for plaintext "
+                       "gRPC on loopback or a trusted network");
+  }
+  if (!options.tokens_file.empty() && !fs::is_regular_file(options.tokens_file)) {
+    return usage_error("--tokens-file '" + options.tokens_file +
+                       "' does not exist or is not a file; give the YAML file of tokens and "
+                       "roles, or --no-auth");
+  }
+  if (PortTaken(listen)) {
+    return usage_error("--listen '" + listen +
+                       "': the port is in use; is another server running there? Give "
+                       "another --listen (port 0 picks a free one)");
+  }
+  if (!storage_root.empty() && !fs::is_directory(storage_root)) {
+    return usage_error("--storage-root '" + storage_root +
+                       "' does not exist or is not a folder; create it (the folder the "
+                       "server and its workers share), or leave the flag out to use "
+                       "DATA_DIR/storage");
+  }
   if (storage_root.empty()) storage_root = (fs::path(data_dir) / "storage").string();
   if (store.empty()) store = (fs::path(data_dir) / "state.db").string();
   if (task_log_dir.empty()) task_log_dir = (fs::path(data_dir) / "logs").string();
@@ -185,20 +246,18 @@ int main(int argc, char** argv) {
       exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
       exposer->RegisterCollectable(registry);
     } catch (const std::exception& e) {
-      spdlog::error("cannot serve metrics on '{}': {}; use --metrics-listen", metrics_listen,
-                    e.what());
-      return 1;
+      return usage_error("--metrics-listen '" + metrics_listen +
+                         "': cannot serve metrics there (" + e.what() +
+                         "); give another address, port 0 for a free one, or '' to disable");
     }
   }
 
   if (options.tokens_file.empty() && !no_auth) {
-    spdlog::error("give --tokens-file (tokens and roles), or --no-auth to let every caller "
-                  "do everything");
-    return 2;
+    return usage_error("give --tokens-file (tokens and roles), or --no-auth to let every "
+                       "caller do everything");
   }
   if (!options.tokens_file.empty() && no_auth) {
-    spdlog::error("--tokens-file and --no-auth both given; give one of them");
-    return 2;
+    return usage_error("--tokens-file and --no-auth both given; give one of them");
   }
   if (local_workers > 0 && options.tokens_file.size() > 0) {
     options.local_worker_token = RandomToken();
@@ -241,10 +300,7 @@ int main(int argc, char** argv) {
     auto storage = common::Storage::Open(storage_root);
     auto srv = storage.ok() ? server::HaServer::Start(options, advertise, *registry)
                             : absl::StatusOr<std::unique_ptr<server::HaServer>>(storage.status());
-    if (!srv.ok()) {
-      spdlog::error("cannot start: {}", std::string(srv.status().message()));
-      return 1;
-    }
+    if (!srv.ok()) return usage_error("cannot start: " + std::string(srv.status().message()));
     ha = std::move(*srv);
     port = ha->port();
     root = storage->root().string();
@@ -254,10 +310,7 @@ int main(int argc, char** argv) {
                  port, ha->advertise(), scheduler::RedactDatabaseUrl(store), root);
   } else {
     auto srv = server::FarmServer::Start(options, *registry);
-    if (!srv.ok()) {
-      spdlog::error("cannot start: {}", std::string(srv.status().message()));
-      return 1;
-    }
+    if (!srv.ok()) return usage_error("cannot start: " + std::string(srv.status().message()));
     farm = std::move(*srv);
     port = farm->port();
     root = farm->storage().root().string();

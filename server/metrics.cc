@@ -110,14 +110,24 @@ class SchedulerStatsCollector final : public prometheus::Collectable {
           static_cast<double>(c.tasks_running));
       add(active, {{"project", project}}, static_cast<double>(c.jobs_active));
     }
-    auto workers = gauge("reelfarm_workers", "Connected workers by state (idle, busy, draining)");
+    auto workers = gauge("reelfarm_workers",
+                         "Connected workers by state (idle, busy, draining, unhealthy)");
     add(workers, {{"state", "idle"}}, static_cast<double>(st.workers_idle));
     add(workers, {{"state", "busy"}}, static_cast<double>(st.workers_busy));
     add(workers, {{"state", "draining"}}, static_cast<double>(st.workers_draining));
+    add(workers, {{"state", "unhealthy"}}, static_cast<double>(st.workers_unhealthy));
+    // One series per connected worker: 1 while a lease of it expired and it has sent no
+    // heartbeat since (it gets no work), else 0.
+    auto unhealthy = gauge("reelfarm_worker_unhealthy",
+                           "1 while the worker is unhealthy: a lease of it expired and it "
+                           "has not sent a heartbeat since; it gets no new work");
+    for (const auto& [name, bad] : st.worker_unhealthy) {
+      add(unhealthy, {{"worker", name}}, bad ? 1.0 : 0.0);
+    }
     std::vector<prometheus::MetricFamily> out;
     // Families without samples are left out (promtool reads an empty family as a
     // problem only in some versions; an absent family is unambiguous).
-    for (auto* f : {&queued, &running, &active, &workers}) {
+    for (auto* f : {&queued, &running, &active, &workers, &unhealthy}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }
     return out;

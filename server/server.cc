@@ -8,36 +8,95 @@
 #include "scheduler/pg_connection.h"
 #include "server/timed_store.h"
 
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace reelfarm::server {
+
+namespace {
+
+// A call to a method this port does not serve: UNIMPLEMENTED (what gRPC clients and
+// reflection tools expect for it), with a message that names the method as received
+// (bytes that are not printable ASCII escaped) and the services that are served.
+class UnknownMethodService final : public grpc::CallbackGenericService {
+ public:
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
+    class Reactor final : public grpc::ServerGenericBidiReactor {
+     public:
+      explicit Reactor(const std::string& method) {
+        std::string shown;
+        for (unsigned char c : method.substr(0, 200)) {
+          if (c >= 0x20 && c < 0x7f) {
+            shown.push_back(static_cast<char>(c));
+          } else {
+            absl::StrAppend(&shown, "\\x", absl::Hex(c, absl::kZeroPad2));
+          }
+        }
+        Finish(grpc::Status(
+            grpc::StatusCode::UNIMPLEMENTED,
+            absl::StrCat("method '", shown,
+                         "' is not served here; this port serves reelfarm.v1.JobService, "
+                         "reelfarm.v1.WorkerService, grpc.health.v1.Health and server "
+                         "reflection (use reelctl or the Python SDK)")));
+      }
+      void OnDone() override { delete this; }
+    };
+    return new Reactor(ctx->method());
+  }
+};
+
+// A start-up error names the flag that set what failed, so the operator knows what to
+// change.
+absl::Status ForFlag(const absl::Status& st, absl::string_view flag) {
+  if (st.ok() || absl::StrContains(st.message(), flag)) return st;
+  return absl::Status(st.code(), absl::StrCat(flag, ": ", st.message()));
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOptions& options,
                                                              prometheus::Registry& registry) {
   std::unique_ptr<FarmServer> s(new FarmServer);
   s->metrics_ = std::make_unique<ServerMetrics>(registry);
   s->task_logs_ = std::make_unique<TaskLogStore>(options.task_log_dir);
-  ASSIGN_OR_RETURN(std::unique_ptr<scheduler::JobStore> store,
-                   scheduler::IsPostgresUrl(options.store)
-                       ? scheduler::OpenPostgresJobStore(options.store, options.epoch)
-                       : scheduler::OpenSqliteJobStore(options.store));
+  absl::StatusOr<std::unique_ptr<scheduler::JobStore>> opened =
+      scheduler::IsPostgresUrl(options.store)
+          ? scheduler::OpenPostgresJobStore(options.store, options.epoch)
+          : scheduler::OpenSqliteJobStore(options.store);
+  if (!opened.ok()) return ForFlag(opened.status(), "--store");
+  std::unique_ptr<scheduler::JobStore> store = std::move(*opened);
   s->store_ = std::make_unique<TimedJobStore>(std::move(store), s->metrics_.get());
-  ASSIGN_OR_RETURN(common::Storage storage, common::Storage::Open(options.storage_root));
-  s->storage_ = std::make_unique<common::Storage>(std::move(storage));
+  absl::StatusOr<common::Storage> storage = common::Storage::Open(options.storage_root);
+  if (!storage.ok()) return ForFlag(storage.status(), "--storage-root");
+  s->storage_ = std::make_unique<common::Storage>(std::move(*storage));
+  // The farm's own folder exists from the start, so that a link to it (or into it) is
+  // seen for what it is when a job names it.
+  std::error_code ec;
+  std::filesystem::create_directories(
+      s->storage_->root() / common::Storage::kFarmDir / "jobs", ec);
   scheduler::SchedulerOptions sched_options = options.scheduler;
   sched_options.lease_epoch = options.epoch;
   ASSIGN_OR_RETURN(s->sched_,
                    scheduler::Scheduler::Create(s->store_.get(), &scheduler::RealClock(),
                                                 sched_options, s->metrics_.get()));
   s->metrics_->AttachScheduler(s->sched_.get());
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
-                   common::MakeServerCredentials(options.tls));
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
+      common::MakeServerCredentials(options.tls);
+  if (!creds.ok()) return ForFlag(creds.status(), "--tls-cert");
   if (options.tls.insecure) {
     spdlog::warn("plaintext gRPC on '{}' (--insecure): tokens and job data cross the "
                  "network unencrypted; use it on loopback or a trusted network only",
                  options.listen);
   }
-  ASSIGN_OR_RETURN(s->auth_, Authenticator::Create(options.tokens_file));
+  absl::StatusOr<std::unique_ptr<Authenticator>> auth =
+      Authenticator::Create(options.tokens_file);
+  if (!auth.ok()) return ForFlag(auth.status(), "--tokens-file");
+  s->auth_ = std::move(*auth);
   if (!s->auth_->enabled()) {
     spdlog::warn("no tokens file (--no-auth): every caller may submit, cancel and drain; "
                  "give --tokens-file on a shared network");
@@ -61,14 +120,18 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
       interceptors;
   interceptors.push_back(NewGrpcMetricsInterceptorFactory(s->metrics_.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  builder.AddListeningPort(options.listen, creds, &s->port_);
+  builder.AddListeningPort(options.listen, *creds, &s->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.RegisterService(s->jobs_.get());
   builder.RegisterService(s->workers_.get());
+  s->unknown_methods_ = std::make_unique<UnknownMethodService>();
+  builder.RegisterCallbackGenericService(s->unknown_methods_.get());
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat(
-        "cannot listen on '", options.listen, "'; is another server using that port?"));
+        "--listen '", options.listen,
+        "': cannot listen there; is another server using that port? Give another "
+        "--listen (port 0 picks a free one)"));
   }
   // The overall status ("") and each service's read SERVING until Shutdown().
   if (auto* health = s->server_->GetHealthCheckService()) {
@@ -77,7 +140,41 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
     health->SetServingStatus(v1::WorkerService::service_full_name(), true);
   }
   s->dispatcher_ = std::thread([srv = s.get()] { srv->DispatchLoop(); });
+  s->sweeper_ = std::thread([srv = s.get()] { srv->SweepLoop(); });
   return s;
+}
+
+void FarmServer::SweepLoop() {
+  while (!stop_.load()) {
+    SweepScratch();
+    for (int i = 0; i < 20 && !stop_.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
+
+void FarmServer::SweepScratch() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path jobs = storage_->root() / common::Storage::kFarmDir / "jobs";
+  for (fs::directory_iterator it(jobs, ec), end; !ec && it != end; it.increment(ec)) {
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(it->path().filename().string(), &id)) continue;
+    const absl::StatusOr<scheduler::JobView> job = sched_->GetJob(id);
+    const bool done =
+        job.ok() ? job->job.state == scheduler::JobState::kSucceeded ||
+                       job->job.state == scheduler::JobState::kCancelled
+                 : job.status().code() == absl::StatusCode::kNotFound;
+    if (!done) continue;
+    std::error_code rm;
+    fs::remove_all(it->path(), rm);
+    if (rm) {
+      spdlog::warn("job={} cannot remove its scratch '{}': {}", id, it->path().string(),
+                   rm.message());
+    } else {
+      spdlog::debug("job={} scratch removed", id);
+    }
+  }
 }
 
 void FarmServer::DispatchLoop() {
@@ -85,8 +182,9 @@ void FarmServer::DispatchLoop() {
   while (!stop_.load()) {
     seen = sched_->WaitForChange(seen, 100);
     for (const auto& lease : sched_->ExpireLeases()) {
-      spdlog::warn("lease expired job={} task={} worker={} lease={}", lease.job_id,
-                   lease.task_index, lease.worker, lease.id);
+      spdlog::warn("lease expired job={} task={} worker={} lease={}; the worker is "
+                   "unhealthy (no new work) until it heartbeats again",
+                   lease.job_id, lease.task_index, lease.worker, lease.id);
     }
     jobs_->ActivateWaitingJobs();
     workers_->Dispatch();
@@ -96,8 +194,12 @@ void FarmServer::DispatchLoop() {
 
 void FarmServer::Shutdown() {
   if (stop_.exchange(true)) return;
-  if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+  if (server_) {
+    if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+  }
   if (dispatcher_.joinable()) dispatcher_.join();
+  if (sweeper_.joinable()) sweeper_.join();
+  if (!server_) return;  // Start() failed before serving
   jobs_->CloseWatchers();
   workers_->CloseAll();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/server.h>
 #include <prometheus/registry.h>
 
@@ -67,6 +68,12 @@ class FarmServer final {
  private:
   FarmServer() = default;
   void DispatchLoop();
+  // Removes the scratch folders (Storage::JobScratchDir) of jobs that succeeded or were
+  // cancelled, and of jobs the store does not hold; a failed job's stay, so that
+  // `reelctl retry` reuses its finished chunks. Runs at start and every few seconds, so
+  // a server killed before it swept sweeps after its restart.
+  void SweepLoop();
+  void SweepScratch();
 
   // Destroyed bottom-up: the gRPC server first, then the scheduler (whose commit thread
   // may still answer workers through workers_), then the services, then the store;
@@ -79,10 +86,13 @@ class FarmServer final {
   std::unique_ptr<WorkerServiceImpl> workers_;
   std::unique_ptr<JobServiceImpl> jobs_;
   std::unique_ptr<scheduler::Scheduler> sched_;
+  // Answers calls to methods this port does not serve (garbage, typos, old clients).
+  std::unique_ptr<grpc::CallbackGenericService> unknown_methods_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::thread dispatcher_;
+  std::thread sweeper_;
 };
 
 }  // namespace reelfarm::server

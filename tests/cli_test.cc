@@ -102,3 +102,47 @@ TEST_CASE("seeds take numbers, ranges and lists, sizes take WIDTHxHEIGHT", "[uni
   CHECK_FALSE(reelfarm::cli::ParseSize("256").ok());
   CHECK_FALSE(reelfarm::cli::ParseSize("0x5").ok());
 }
+
+TEST_CASE("a job file's size, alias expansion and depth are limited", "[unit][cli]") {
+  reelfarm::testing::TempDir dir;
+  // A "billion laughs": nine levels of nine aliases each.
+  std::string bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
+  for (char c = 'b'; c <= 'i'; ++c) {
+    const char prev = static_cast<char>(c - 1);
+    bomb += std::string(1, c) + ": &" + c + " [";
+    for (int i = 0; i < 9; ++i) bomb += std::string(i ? "," : "") + "*" + prev;
+    bomb += "]\n";
+  }
+  bomb += "upscale: {input: a.mp4, output: b.mp4, model: *i}\n";
+  auto jobs = LoadJobFile(Write(dir, bomb), {}, FakeEnv);
+  REQUIRE_FALSE(jobs.ok());
+  CHECK(jobs.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(std::string(jobs.status().message()).find("aliases") != std::string::npos);
+  // The same through --set.
+  jobs = LoadJobFile(Write(dir, "upscale: {input: a.mp4, output: b.mp4}\n"),
+                     {"upscale.model=" + bomb.substr(0, bomb.find("upscale:")) + "x: *i"},
+                     FakeEnv);
+  REQUIRE_FALSE(jobs.ok());
+  CHECK(std::string(jobs.status().message()).find("aliases") != std::string::npos);
+  // Too deep.
+  std::string deep = "upscale: {input: a.mp4, output: b.mp4}\nname: " + std::string(40, '[') +
+                     std::string(40, ']') + "\n";
+  jobs = LoadJobFile(Write(dir, deep), {}, FakeEnv);
+  REQUIRE_FALSE(jobs.ok());
+  CHECK(std::string(jobs.status().message()).find("levels deep") != std::string::npos);
+  // Too large.
+  const std::string path = (dir.path() / "big.yaml").string();
+  {
+    std::ofstream big(path);
+    big << "upscale: {input: a.mp4, output: b.mp4}\n";
+    for (int i = 0; i < 200000; ++i) big << "# padding padding padding padding\n";
+  }
+  jobs = LoadJobFile(path, {}, FakeEnv);
+  REQUIRE_FALSE(jobs.ok());
+  CHECK(std::string(jobs.status().message()).find("over the limit") != std::string::npos);
+  // A file with a few aliases is fine.
+  jobs = LoadJobFile(Write(dir, "jobs:\n  - upscale: {input: a.mp4, output: b.mp4, model: &m lanczos}\n"
+                                "  - upscale: {input: b.mp4, output: c.mp4, model: *m}\n"),
+                     {}, FakeEnv);
+  CHECK(jobs.ok());
+}

@@ -125,6 +125,80 @@ TEST_CASE("publish moves a finished file into place atomically", "[unit][storage
   CHECK_FALSE(fs::exists(tmp));
 }
 
+TEST_CASE("staged outputs publish all or nothing, and a retry knows its own",
+          "[unit][storage]") {
+  reelfarm::testing::TempDir dir;
+  const fs::path staging = dir.path() / "staging";
+  const fs::path out = dir.path() / "out";
+  fs::create_directories(staging);
+  fs::create_directories(out);
+  const auto read = [](const fs::path& p) {
+    std::string text;
+    std::ifstream(p) >> text;
+    return text;
+  };
+  std::vector<Storage::StagedFile> files;
+  for (int i = 0; i < 4; ++i) {
+    const std::string name = "f" + std::to_string(i);
+    std::ofstream(staging / name) << "job" << i;
+    files.push_back({staging / name, out / name});
+  }
+  // One name is taken: nothing is published, the taken file is kept, the message
+  // names it.
+  std::ofstream(out / "f2") << "user";
+  auto st = Storage::PublishStaged(files, /*replace=*/false);
+  CHECK(st.code() == absl::StatusCode::kAlreadyExists);
+  CHECK(std::string(st.message()).find("'f2'") != std::string::npos);
+  CHECK_FALSE(fs::exists(out / "f0"));
+  CHECK(read(out / "f2") == "user");
+  // A symbolic link, even one that leads nowhere, is taken too.
+  fs::remove(out / "f2");
+  fs::create_symlink("nowhere", out / "f3");
+  CHECK(Storage::PublishStaged(files, false).code() == absl::StatusCode::kAlreadyExists);
+  CHECK_FALSE(fs::exists(out / "f0"));
+  fs::remove(out / "f3");
+  // Free: all published, as links to the staged files.
+  REQUIRE(Storage::PublishStaged(files, false).ok());
+  for (const auto& [staged, final_path] : files) CHECK(Storage::IsPublished(staged, final_path));
+  CHECK(read(out / "f1") == "job1");
+  // A retry of the same task: its own files count as published.
+  CHECK(Storage::PublishStaged(files, false).ok());
+  // Another job's files at those names are refused without overwrite, replace them
+  // with it; a folder is never replaced.
+  std::ofstream(dir.path() / "other") << "other";
+  std::vector<Storage::StagedFile> other = {{dir.path() / "other", out / "f1"}};
+  CHECK(Storage::PublishStaged(other, false).code() == absl::StatusCode::kAlreadyExists);
+  fs::create_symlink(dir.path() / "other", out / "link");
+  other.push_back({staging / "f0", out / "link"});
+  REQUIRE(Storage::PublishStaged(other, true).ok());
+  CHECK(read(out / "f1") == "other");
+  CHECK(fs::is_regular_file(fs::symlink_status(out / "link")));
+  CHECK(read(dir.path() / "other") == "other");  // the link was replaced, not followed
+  fs::create_directories(out / "dir");
+  CHECK(Storage::PublishStaged({{staging / "f0", out / "dir"}}, true).code() ==
+        absl::StatusCode::kFailedPrecondition);
+  // Nothing was written to the staged files through their links.
+  CHECK(read(staging / "f0") == "job0");
+}
+
+TEST_CASE("job paths may not lie in the farm's own folder", "[unit][storage]") {
+  reelfarm::testing::TempDir dir;
+  auto storage = Storage::Open(dir.path());
+  REQUIRE(storage.ok());
+  fs::create_directories(dir.path() / ".reelfarm/jobs/1/parts");
+  fs::create_symlink(".reelfarm/jobs", dir.path() / "shots");
+  for (const char* p : {".reelfarm/jobs/1/parts/x.mov", "a/../.reelfarm/y.mp4", "shots/1/z.mov",
+                        ".reelfarm"}) {
+    auto r = storage->ResolveJobPath(p, "upscale.output");
+    INFO(p);
+    CHECK(r.status().code() == absl::StatusCode::kPermissionDenied);
+  }
+  CHECK(storage->ResolveJobPath("renders/.reelfarm_not/x.mp4", "upscale.output").ok());
+  CHECK(storage->ResolveJobPath("renders/.reelfarm/x.mp4", "upscale.output").ok());
+  // The farm's own code may still reach it.
+  CHECK(storage->Resolve(".reelfarm/jobs/1/parts/x.mov", "segment").ok());
+}
+
 TEST_CASE("model manifests are read and checked", "[unit][models]") {
   reelfarm::testing::TempDir dir;
   fs::create_directories(dir.path() / "good");

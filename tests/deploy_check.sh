@@ -12,6 +12,7 @@ command -v promtool >/dev/null || fail "promtool not found; run scripts/setup-de
 command -v kubectl >/dev/null || fail "kubectl not found; run scripts/setup-deps.sh"
 
 promtool check rules "$D/prometheus/alerts.yml" || fail "alert rules rejected by promtool"
+promtool test rules "$D/prometheus/alerts_test.yml" || fail "alert rule unit tests failed"
 promtool check config "$D/prometheus/prometheus.yml" || fail "scrape config rejected"
 
 # Metric families the processes define: names registered in server/ and worker/.

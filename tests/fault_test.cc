@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
+#include <regex>
 #include <thread>
 
 #include "tests/testing/checks.h"
@@ -39,6 +40,25 @@ int CountTasks(const v1::Job& job, v1::TaskState state) {
   int n = 0;
   for (const auto& t : job.tasks()) n += t.state() == state;
   return n;
+}
+
+// The server's reelfarm_worker_unhealthy for `worker` (-1: no such sample).
+double UnhealthyGauge(Farm& farm, const std::string& worker) {
+  const std::string text = Farm::Scrape(farm.server_metrics_port());
+  std::smatch m;
+  const std::regex re("\\nreelfarm_worker_unhealthy\\{worker=\"" + worker + "\"\\} (\\S+)");
+  return std::regex_search(text, m, re) ? std::stod(m[1]) : -1;
+}
+
+// The worker's entry in ListWorkers (empty if it is not connected).
+v1::Worker FindWorker(Farm& farm, const std::string& name) {
+  grpc::ClientContext ctx;
+  v1::ListWorkersResponse resp;
+  REQUIRE(farm.jobs().ListWorkers(&ctx, v1::ListWorkersRequest(), &resp).ok());
+  for (const auto& w : resp.workers()) {
+    if (w.name() == name) return w;
+  }
+  return {};
 }
 
 }  // namespace
@@ -158,4 +178,81 @@ TEST_CASE("cancel stops running tasks within 2 s", "[integration][fault]") {
   CHECK(stopped);
   CHECK(seconds < 2.0);
   CHECK_FALSE(fs::exists(farm.storage() / "renders/d.mp4"));
+}
+
+// Issue 16, item 4: with --lease-seconds 3, a SIGSTOPped worker got the assemble task
+// three times in a row and the job failed while a healthy worker was idle.
+TEST_CASE("a stopped worker's task goes to the healthy worker, and the stopped one is "
+          "unhealthy until it heartbeats again",
+          "[integration][fault]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm", {"--lease-seconds", "3", "--metrics"});
+  testing::MakeTestClip(farm.storage() / "plates/s.mp4", 320, 180, 24);
+  farm.StartWorker("sa");
+  farm.StartWorker("sb");
+  farm.WaitForWorkers(2);
+  // sa stops while idle: the server cannot know, and offers work to workers in name
+  // order, so sa gets the first task and holds it stopped.
+  farm.KillWorker("sa", SIGSTOP);
+  v1::SubmitJobResponse resp;
+  REQUIRE(farm.Submit(UpscaleSpec("plates/s.mp4", "renders/s.mp4", 24), &resp).ok());
+  const auto t0 = std::chrono::steady_clock::now();
+  v1::Job job = farm.WaitForJob(resp.job_id(), std::chrono::seconds(60));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO("job ended after " << seconds << " s: " << job.error());
+  REQUIRE(job.state() == v1::JOB_STATE_SUCCEEDED);
+  // The chunk: first on sa (lease expired), then on sb. The assemble: sb only.
+  REQUIRE(job.tasks_size() == 2);
+  const v1::Task& chunk = job.tasks(0);
+  REQUIRE(chunk.workers_size() == 2);
+  CHECK(chunk.workers(0) == "sa");
+  CHECK(chunk.workers(1) == "sb");
+  CHECK_THAT(chunk.errors(0), Catch::Contains("lease expired: worker 'sa'"));
+  const v1::Task& assemble = job.tasks(1);
+  CHECK(assemble.attempts() == 1);
+  CHECK(assemble.worker() == "sb");
+  CheckUpscaledClip(farm.storage() / "plates/s.mp4", farm.storage() / "renders/s.mp4", 24,
+                    "scale=640:360:flags=bicubic", 35.0);
+  // `reelctl get` says what happened.
+  {
+    int status = 0;
+    const std::string out = testing::Capture(
+        farm.Reelctl() + " get " + std::to_string(resp.job_id()) + " 2>&1", &status);
+    INFO(out);
+    CHECK(status == 0);
+    CHECK_THAT(out, Catch::Contains("attempt 1 on sa: lease expired: worker 'sa' sent no "
+                                    "heartbeat for 3 s"));
+  }
+  // sa is unhealthy: ListWorkers, `reelctl workers` and the metric say so.
+  v1::Worker sa = FindWorker(farm, "sa");
+  CHECK(sa.state() == "unhealthy");
+  CHECK(sa.leases_expired() == 1);
+  CHECK_THAT(sa.unhealthy_reason(),
+             Catch::Contains("job " + std::to_string(resp.job_id()) + " task 0"));
+  CHECK(FindWorker(farm, "sb").state() == "idle");
+  {
+    int status = 0;
+    const std::string out = testing::Capture(farm.Reelctl() + " workers 2>&1", &status);
+    INFO(out);
+    CHECK(status == 0);
+    CHECK(std::regex_search(out, std::regex("\nsa +unhealthy ")));
+    CHECK(std::regex_search(out, std::regex("\nsb +idle ")));
+    CHECK_THAT(out, Catch::Contains("1 lease(s) expired, no heartbeat since"));
+  }
+  CHECK(UnhealthyGauge(farm, "sa") == 1);
+  CHECK(UnhealthyGauge(farm, "sb") == 0);
+  // Woken up, sa heartbeats (its stale lease is cancelled) and is healthy again.
+  farm.KillWorker("sa", SIGCONT);
+  std::string state;
+  for (int i = 0; i < 250 && state != "idle"; ++i) {
+    state = FindWorker(farm, "sa").state();
+    if (state != "idle") std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(state == "idle");
+  CHECK(UnhealthyGauge(farm, "sa") == 0);
+  // And it takes work again: a job offered to sa first runs there.
+  v1::Job next = farm.RunToSuccess(UpscaleSpec("plates/s.mp4", "renders/s2.mp4", 24));
+  CHECK(next.tasks(0).workers_size() == 1);
+  CHECK(next.tasks(0).worker() == "sa");
 }

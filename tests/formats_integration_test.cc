@@ -2,7 +2,9 @@
 // one frame for frame, with the input's colour tags, audio and timecode; an EXR sequence job
 // publishes every frame under its number and only a sidecar at assembly.
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -125,7 +127,12 @@ TEST_CASE("an EXR sequence job publishes numbered frames and a sidecar",
   REQUIRE(side);
   nlohmann::json prov = nlohmann::json::parse(side);
   CHECK(prov["job_id"] == id);
-  CHECK_FALSE(fs::exists(farm.storage() / ".reelfarm/jobs" / std::to_string(id)));
+  // The server sweeps a succeeded job's scratch every 2 s.
+  const fs::path scratch = farm.storage() / ".reelfarm/jobs" / std::to_string(id);
+  for (int i = 0; i < 100 && fs::exists(scratch); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK_FALSE(fs::exists(scratch));
 
   int w = 0, h = 0;
   const auto out = testing::DecodeYuv420(folder / "sh040.%04d.exr", "", &w, &h);

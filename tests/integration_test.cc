@@ -248,12 +248,10 @@ TEST_CASE("reelctl chains a job onto another job's output with --depends-on",
   testing::TempDir dir;
   Farm farm(dir.path() / "farm");
   testing::MakeTestClip(farm.storage() / "plates/small.mp4", 160, 90, 24);
-  farm.StartWorker("w1");
-  farm.WaitForWorkers(1);
   const std::string ctl = farm.Reelctl();
   int status = 0;
-  // The first job: 160x90 -> 320x180, paused so that the second is submitted while
-  // the first's output does not exist yet.
+  // The first job: 160x90 -> 320x180, paused (before any worker is there to finish it)
+  // so that the second is submitted while the first's output does not exist yet.
   std::string out = testing::Capture(
       ctl + " --json submit upscale --input plates/small.mp4 --output stage1/x2.mp4 "
             "--scale 2 --chunk 12",
@@ -270,6 +268,8 @@ TEST_CASE("reelctl chains a job onto another job's output with --depends-on",
   auto second_json = nlohmann::json::parse(out);
   const int64_t second = std::stoll(second_json["jobId"].get<std::string>());
   CHECK(second_json["job"]["state"] == "JOB_STATE_WAITING");
+  farm.StartWorker("w1");
+  farm.WaitForWorkers(1);
   testing::Capture(ctl + " resume " + std::to_string(first), &status);
   REQUIRE(status == 0);
   // `watch` exits 0 once the second job succeeds.

@@ -384,4 +384,137 @@ TEST_CASE("stats count queued and running tasks per project, and workers by stat
   CHECK(st.workers_draining == 1);
 }
 
+
+// Issue 16, item 4: a stalled worker got the assemble task back after each expired
+// lease (attempts 1, 2, 3 on the same worker) while another worker was idle.
+TEST_CASE("a task whose lease expired goes to another worker, the assemble task too",
+          "[unit][policy]") {
+  SchedulerOptions o;
+  o.lease_ms = 1000;
+  Farm f(o);
+  f.sched->RegisterWorker(Worker("a"));
+  f.sched->RegisterWorker(Worker("b"));
+  const int64_t id = f.Submit(Spec("p", 50, 1), 2);  // chunks 0, 1, then the assemble (2)
+  for (const char* w : {"a", "b"}) {
+    auto chunk = f.sched->LeaseNext(w);
+    REQUIRE(chunk);
+    REQUIRE(f.sched->Complete(w, chunk->lease.id, Ok()).ok());
+  }
+  auto assemble = f.sched->LeaseNext("a");
+  REQUIRE(assemble);
+  REQUIRE(assemble->task.kind == TaskKind::kAssemble);
+  f.clock.AdvanceMs(1500);
+  f.sched->Heartbeat("b", {});
+  REQUIRE(f.sched->ExpireLeases().size() == 1);
+  // a is alive again, but b can take the task: a is passed over, though asked first.
+  CHECK(f.sched->Heartbeat("a", {assemble->lease.id}) ==
+        std::vector<uint64_t>{assemble->lease.id});
+  CHECK_FALSE(f.sched->LeaseNext("a").has_value());
+  auto again = f.sched->LeaseNext("b");
+  REQUIRE(again);
+  CHECK(again->task.index == 2);
+  CHECK(again->lease.attempt == 2);
+  REQUIRE(f.sched->Complete("b", again->lease.id, Ok()).ok());
+  auto view = f.sched->GetJob(id);
+  REQUIRE(view.ok());
+  CHECK(view->job.state == JobState::kSucceeded);
+  // What happened stays on the task: each attempt's worker and error.
+  const Task& t = view->tasks[2];
+  CHECK(t.attempts == 2);
+  CHECK(t.workers == std::vector<std::string>{"a", "b"});
+  REQUIRE(t.errors.size() == 2);
+  CHECK_THAT(t.errors[0], Catch::Contains("lease expired: worker 'a'"));
+  CHECK(t.errors[1].empty());
+}
+
+TEST_CASE("a worker whose lease expired is unhealthy and gets no work until it heartbeats",
+          "[unit][policy]") {
+  SchedulerOptions o;
+  o.lease_ms = 1000;
+  Farm f(o);
+  f.sched->RegisterWorker(Worker("a", 2));
+  f.sched->RegisterWorker(Worker("b"));
+  const int64_t first = f.Submit(Spec("p", 50, 10), 10);  // one chunk + assemble
+  auto held = f.sched->LeaseNext("a");
+  REQUIRE(held);
+  f.clock.AdvanceMs(600);
+  CHECK(f.sched->Heartbeat("a", {held->lease.id}).empty());  // renewed: still healthy
+  f.clock.AdvanceMs(600);
+  CHECK(f.sched->ExpireLeases().empty());
+  // Then a stops: nothing for a whole lease.
+  f.clock.AdvanceMs(1000);
+  f.sched->Heartbeat("b", {});
+  REQUIRE(f.sched->ExpireLeases().size() == 1);
+
+  auto find = [&](const std::string& name) {
+    for (const WorkerView& w : f.sched->ListWorkers()) {
+      if (w.info.name == name) return w;
+    }
+    FAIL("no worker " << name);
+    return WorkerView{};
+  };
+  WorkerView a = find("a");
+  CHECK(a.unhealthy);
+  CHECK(a.leases_expired == 1);
+  CHECK(a.unhealthy_since_ms == f.clock.NowMs());
+  CHECK_THAT(a.unhealthy_reason,
+             Catch::Contains("job " + std::to_string(first) + " task 0") &&
+                 Catch::Contains("lease expired: worker 'a' sent no heartbeat for 1 s"));
+  CHECK_FALSE(find("b").unhealthy);
+  Scheduler::Stats st = f.sched->GetStats();
+  CHECK(st.workers_unhealthy == 1);
+  CHECK(st.workers_idle == 1);
+  CHECK(st.worker_unhealthy == std::map<std::string, bool>{{"a", true}, {"b", false}});
+
+  // No new work for a, not even a job that never failed on it, though a slot is free.
+  const int64_t second = f.Submit(Spec("q", 90, 10), 10);
+  CHECK_FALSE(f.sched->LeaseNext("a").has_value());
+  auto b1 = f.sched->LeaseNext("b");
+  REQUIRE(b1);
+  CHECK(b1->lease.job_id == second);  // higher priority
+  // Its progress report, under the stale lease, is refused, but shows it is alive.
+  CHECK(f.sched->ReportProgress("a", held->lease.id, 3).code() ==
+        absl::StatusCode::kFailedPrecondition);
+  CHECK_FALSE(find("a").unhealthy);
+  CHECK(f.sched->GetStats().workers_unhealthy == 0);
+  // Healthy again, but the chunk whose lease expired on a waits for b, which fits the
+  // job (busy now), rather than go back to a.
+  CHECK_FALSE(f.sched->LeaseNext("a").has_value());
+  REQUIRE(f.sched->Complete("b", b1->lease.id, Ok()).ok());
+  auto b2 = f.sched->LeaseNext("b");  // the second job's assemble (higher priority)
+  REQUIRE(b2);
+  CHECK(b2->lease.job_id == second);
+  REQUIRE(f.sched->Complete("b", b2->lease.id, Ok()).ok());
+  auto b3 = f.sched->LeaseNext("b");
+  REQUIRE(b3);
+  CHECK(b3->lease.job_id == first);
+  CHECK(b3->task.index == 0);
+  CHECK(b3->lease.attempt == 2);
+}
+
+TEST_CASE("a task whose lease expired goes back to its worker when no other can take it",
+          "[unit][policy]") {
+  SchedulerOptions o;
+  o.lease_ms = 1000;
+  Farm f(o);
+  f.sched->RegisterWorker(Worker("a"));
+  WorkerInfo other = Worker("b");
+  other.models = {"lanczos"};  // cannot take the job
+  f.sched->RegisterWorker(other);
+  f.sched->RegisterWorker(Worker("c"));
+  REQUIRE(f.sched->Drain("c", true).ok());  // could, but is draining
+  const int64_t id = f.Submit(Spec("p", 50, 10), 10);
+  auto first = f.sched->LeaseNext("a");
+  REQUIRE(first);
+  f.clock.AdvanceMs(1001);
+  REQUIRE(f.sched->ExpireLeases().size() == 1);
+  CHECK_FALSE(f.sched->LeaseNext("a").has_value());  // unhealthy
+  f.sched->Heartbeat("a", {});
+  auto again = f.sched->LeaseNext("a");
+  REQUIRE(again);
+  CHECK(again->lease.job_id == id);
+  CHECK(again->task.index == 0);
+  CHECK(again->lease.attempt == 2);
+}
+
 }  // namespace reelfarm::scheduler

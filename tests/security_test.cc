@@ -744,3 +744,43 @@ TEST_CASE("a full disk or a read-only storage root: retryable I/O, no partial ou
   CHECK(farm.Alive("server"));
   CHECK(farm.Alive("w1"));
 }
+
+TEST_CASE("a worker whose TLS handshake fails says so and backs off",
+          "[integration][security]") {
+  testing::TempDir dir;
+  const Pki pki = MakePki(dir.path() / "pki");
+  const Pki other = MakePki(dir.path() / "other");  // a CA the server does not know
+  Farm farm(dir.path() / "farm",
+            {"--tls-cert", pki.server_cert.string(), "--tls-key", pki.server_key.string(),
+             "--tls-client-ca", pki.ca.string(), "--require-client-cert"});
+  // A client certificate the server refuses, and a server certificate the worker does
+  // not trust.
+  farm.StartWorker("foreign", {"--tls-ca", pki.ca.string(), "--tls-server-name", "localhost",
+                               "--tls-cert", other.worker_cert.string(), "--tls-key",
+                               other.worker_key.string()});
+  farm.StartWorker("distrust", {"--tls-ca", other.ca.string(), "--tls-server-name", "localhost",
+                                "--tls-cert", pki.worker_cert.string(), "--tls-key",
+                                pki.worker_key.string()});
+  const auto failures = [&](const std::string& name) {
+    const std::string log = farm.WorkerLog(name);
+    size_t n = 0;
+    for (size_t at = log.find("TLS handshake failed"); at != std::string::npos;
+         at = log.find("TLS handshake failed", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  if (!Eventually([&] { return failures("distrust") > 0; }, 20)) {
+    FAIL_CHECK("no handshake error logged:\n" << farm.WorkerLog("distrust"));
+  }
+  if (!Eventually([&] { return failures("foreign") > 0; }, 20)) {
+    FAIL_CHECK("no handshake error logged:\n" << farm.WorkerLog("foreign"));
+  }
+  CHECK(farm.WorkerLog("distrust").find("--tls-ca") != std::string::npos);
+  // It backs off, and repeats the same line at most every 30 s: a few lines, not one a
+  // second.
+  std::this_thread::sleep_for(std::chrono::seconds(8));
+  CHECK(failures("distrust") <= 2);
+  CHECK(failures("foreign") <= 2);
+  CHECK(farm.Alive("distrust"));
+}

@@ -92,8 +92,17 @@ TEST_CASE("server metrics follow the scheduler: jobs, attempts, retries, expiry,
   REQUIRE(a.has_value());
   clock.AdvanceMs(1500);  // past the lease: expires, queued again (attempt 1 of 2)
   REQUIRE(sched.ExpireLeases().size() == 1);
+  // w1 sent no heartbeat for a whole lease: unhealthy until it sends one.
   gauges = metrics.stats_collectable()->Collect();
+  CHECK(Find(gauges, "reelfarm_workers", {{"state", "unhealthy"}}) == 1);
+  CHECK(Find(gauges, "reelfarm_workers", {{"state", "idle"}}) == 0);
+  CHECK(Find(gauges, "reelfarm_worker_unhealthy", {{"worker", "w1"}}) == 1);
+  CHECK_FALSE(sched.LeaseNext("w1").has_value());
+  sched.Heartbeat("w1", {});
+  gauges = metrics.stats_collectable()->Collect();
+  CHECK(Find(gauges, "reelfarm_workers", {{"state", "unhealthy"}}) == 0);
   CHECK(Find(gauges, "reelfarm_workers", {{"state", "idle"}}) == 1);
+  CHECK(Find(gauges, "reelfarm_worker_unhealthy", {{"worker", "w1"}}) == 0);
 
   // Then every task succeeds.
   scheduler::TaskOutcome ok;

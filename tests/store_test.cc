@@ -125,6 +125,7 @@ std::vector<Task> MakeTasks(int n) {
     t.workers = {"w-" + std::to_string(i), "gpu-box/2"};
     t.error = "err " + std::to_string(i) + " in \"C:\\plates\\{a,b}\"";
     t.model_digest = "sha256:" + std::to_string(i);
+    t.output_digest = i % 2 ? "" : "sha256:out" + std::to_string(i);
     t.seconds = 0.125 * (i + 1);
     tasks.push_back(t);
   }
@@ -171,6 +172,7 @@ void CheckSameTask(const Task& got, const Task& want) {
   CHECK(got.workers == want.workers);
   CHECK(got.error == want.error);
   CHECK(got.model_digest == want.model_digest);
+  CHECK(got.output_digest == want.output_digest);
   CHECK(got.seconds == want.seconds);
 }
 
@@ -315,6 +317,7 @@ TEST_CASE("JobStore updates of jobs and tasks are visible in LoadAll",
   tasks[1].workers = {"a", "b", "c"};
   tasks[1].error = "CUDA out of memory";
   tasks[1].model_digest = "sha256:feed";
+  tasks[1].output_digest = "sha256:5e9";
   tasks[1].seconds = 12.5;
   REQUIRE(store->UpdateTask(tasks[1]).ok());
   tasks[0].state = TaskState::kSucceeded;
@@ -500,18 +503,18 @@ TEST_CASE("SqliteJobStore in a missing or unwritable folder is UNAVAILABLE",
   CHECK_THAT(std::string(store.status().message()), Catch::Contains(path));
 }
 
-TEST_CASE("SqliteJobStore is in WAL mode with schema version 2",
+TEST_CASE("SqliteJobStore is in WAL mode with schema version 3",
           "[unit][store]") {
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
   CHECK(RawSqlite(DbPath(dir), "PRAGMA journal_mode") == "wal");
-  CHECK(RawSqlite(DbPath(dir), "SELECT MAX(version) FROM schema_version") == "2");
+  CHECK(RawSqlite(DbPath(dir), "SELECT MAX(version) FROM schema_version") == "3");
   store.reset();
   store = OpenStore("sqlite", dir);  // reopening applies no step twice
-  CHECK(RawSqlite(DbPath(dir), "SELECT COUNT(*) FROM schema_version") == "2");
+  CHECK(RawSqlite(DbPath(dir), "SELECT COUNT(*) FROM schema_version") == "3");
 }
 
-TEST_CASE("PostgresJobStore migrates once, with schema version 1, even when servers "
+TEST_CASE("PostgresJobStore migrates once, with schema version 2, even when servers "
           "start together",
           "[unit][store][postgres]") {
   TempDir dir;
@@ -524,10 +527,10 @@ TEST_CASE("PostgresJobStore migrates once, with schema version 1, even when serv
   }
   for (std::thread& t : threads) t.join();
   for (const absl::Status& st : results) CHECK(st.ToString() == "OK");
-  CHECK(RawSql("postgres", dir, "SELECT MAX(version) FROM schema_version") == "1");
-  CHECK(RawSql("postgres", dir, "SELECT COUNT(*) FROM schema_version") == "1");
+  CHECK(RawSql("postgres", dir, "SELECT MAX(version) FROM schema_version") == "2");
+  CHECK(RawSql("postgres", dir, "SELECT COUNT(*) FROM schema_version") == "2");
   OpenStore("postgres", dir).reset();  // reopening applies no step twice
-  CHECK(RawSql("postgres", dir, "SELECT COUNT(*) FROM schema_version") == "1");
+  CHECK(RawSql("postgres", dir, "SELECT COUNT(*) FROM schema_version") == "2");
 }
 
 TEST_CASE("Durable JobStores refuse a schema newer than they know",

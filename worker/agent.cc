@@ -242,12 +242,16 @@ v1::WorkerService::Stub& Agent::StubFor(const std::string& address) {
 
 void Agent::Run() {
   int backoff_ms = 200;
+  // The last failure logged, and when: the same one is logged again every 30 s, not on
+  // every retry.
+  std::string last_logged;
+  SteadyClock::time_point last_logged_at;
   while (!stop_.load()) {
     grpc::ClientContext ctx;
-    // One server: wait for the channel to connect (it retries with its own short
-    // back-off) rather than fail at once while the server is away. Several: fail fast,
-    // to try the next one.
-    ctx.set_wait_for_ready(servers_.size() == 1);
+    // Fail fast when the channel cannot connect (the server is away, or the TLS
+    // handshake fails): the reason is in the call's status, logged below, and the
+    // loop backs off. Waiting for the channel to be ready would retry in silence.
+    ctx.set_wait_for_ready(false);
     const std::string server = servers_.current();
     {
       // Published before the call starts (starting it blocks until the channel is
@@ -316,14 +320,42 @@ void Agent::Run() {
       // A standby named the leader: go there at once.
       if (!leader.empty()) backoff_ms = std::min(backoff_ms, 100);
     }
+    // A handshake that fails (a certificate the server refuses, or one of the server's
+    // that this worker does not trust) fails again until someone changes one: back off
+    // further than for a server that is away.
+    const std::string& why = st.error_message();
+    // Under TLS 1.3 a server that refuses this worker's client certificate closes the
+    // connection once the handshake is done: the call then fails before any answer
+    // with "Socket closed" (a server that is away refuses the connection instead).
+    const bool refused_cert = !options_.tls.insecure && !read &&
+                              why.find("Socket closed") != std::string::npos;
+    const bool tls_failure = refused_cert || why.find("andshake") != std::string::npos ||
+                             why.find("SSL") != std::string::npos ||
+                             why.find("ertificate") != std::string::npos;
+    const int max_backoff_ms = tls_failure ? 10'000 : 1'000;
     // Tasks keep running: the server may honour their leases when we are back.
-    spdlog::warn("stream to {} ended ({}: {}); reconnecting to {} in {} ms", server,
-                 static_cast<int>(st.error_code()), st.error_message(), servers_.current(),
-                 backoff_ms);
+    if (connected || why != last_logged || SteadyClock::now() - last_logged_at > std::chrono::seconds(30)) {
+      if (refused_cert) {
+        spdlog::error("cannot connect to {}: TLS handshake failed: the server closed the "
+                      "connection ({}); it refuses this worker's client certificate, or "
+                      "wants one: check --tls-cert and --tls-key against the server's "
+                      "--tls-client-ca; retrying every {} s",
+                      server, why, max_backoff_ms / 1000);
+      } else if (tls_failure) {
+        spdlog::error("cannot connect to {}: TLS handshake failed ({}); check --tls-ca, "
+                      "--tls-cert and --tls-key against the server's; retrying every {} s",
+                      server, why, max_backoff_ms / 1000);
+      } else {
+        spdlog::warn("stream to {} ended ({}: {}); reconnecting to {} in {} ms", server,
+                     static_cast<int>(st.error_code()), why, servers_.current(), backoff_ms);
+      }
+      last_logged = why;
+      last_logged_at = SteadyClock::now();
+    }
     for (int waited = 0; waited < backoff_ms && !stop_.load(); waited += 50) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    backoff_ms = std::min(backoff_ms * 2, 1000);
+    backoff_ms = std::min(backoff_ms * 2, max_backoff_ms);
   }
 }
 
@@ -438,6 +470,7 @@ void Agent::SlotLoop(int slot) {
     res->set_frames_done(r.frames_done);
     res->set_seconds(r.seconds);
     res->set_model_digest(r.model_digest);
+    res->set_output_digest(r.output_digest);
     SendResult(m);
     (void)slot;
   }
@@ -446,11 +479,14 @@ void Agent::SlotLoop(int slot) {
 void Agent::HeartbeatLoop() {
   while (!stop_.load()) {
     v1::WorkerMessage m;
+    // Sent with no leases too: it tells the server the worker is alive (a worker whose
+    // lease expired gets work again only after a heartbeat).
+    v1::Heartbeat* hb = m.mutable_heartbeat();
     {
       std::lock_guard<std::mutex> lock(work_mu_);
       // Unanswered results are not listed: their leases end when the server commits
       // them, and a cancel for one then must not drop a result not yet committed.
-      for (const auto& [id, flag] : active_) m.mutable_heartbeat()->add_lease_ids(id);
+      for (const auto& [id, flag] : active_) hb->add_lease_ids(id);
     }
     Send(m);
     SendTaskLogs(0);  // lines of running tasks, for `reelctl logs --follow`

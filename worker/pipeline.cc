@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -40,6 +41,19 @@ using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// The files an image sequence chunk wrote: `pattern`'s frames [begin, end).
+std::vector<fs::path> SequenceFiles(const fs::path& pattern, int64_t begin, int64_t end) {
+  std::vector<fs::path> files;
+  for (int64_t i = begin; i < end; ++i) files.emplace_back(media::FramePath(pattern.string(), i));
+  return files;
+}
+
+// An image sequence chunk writes its frames into a folder of its own in the parts
+// folder, named after its segment.
+std::string SequenceChunkFolder(const std::string& segment) {
+  return fs::path(segment).replace_extension().string();
 }
 
 // The folder of a storage-relative path, "." for one at the root.
@@ -122,17 +136,23 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   const v1::UpscaleSpec& up = a.upscale();
   auto model = GetModel(up.model(), up.scale());
   if (!model.ok()) return Failure(model.status(), "");
-  auto input = storage_.Resolve(up.input(), "upscale.input");
+  auto input = storage_.ResolveJobPath(up.input(), "upscale.input");
   if (!input.ok()) return Failure(input.status(), "");
   auto format = media::ResolveOutputFormat(up.output(), up.format().codec(),
                                            up.format().pix_fmt(), up.format().preset(),
                                            up.has_crf() ? up.crf() : 18);
   if (!format.ok()) return Failure(format.status(), "");
-  // Movies: a segment under the parts folder, published when complete. Image
-  // sequences: each frame straight to its final name, published as it is written.
-  const char* out_field = format->image_sequence() ? "upscale.output" : "segment";
-  auto segment = storage_.Resolve(format->image_sequence() ? up.output() : a.segment(),
-                                  out_field);
+  // Movies: a segment under the parts folder, published there when complete. Image
+  // sequences: the frames, under their output names, in a folder of the chunk's own
+  // there. The job's outputs are published only by the assembly, when every chunk is
+  // done: a failed job leaves nothing half-published.
+  const bool sequence_out = format->image_sequence();
+  const std::string segment_rel =
+      sequence_out ? SequenceChunkFolder(a.segment()) + "/" +
+                         fs::path(up.output()).filename().string()
+                   : a.segment();
+  const char* out_field = "segment";
+  auto segment = storage_.Resolve(segment_rel, out_field);
   if (!segment.ok()) return Failure(segment.status(), "");
   // The input and the output folder are opened beneath the root now, at the time of
   // use: a symbolic link swapped in since the submit cannot lead out of the root.
@@ -150,8 +170,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   // Messages name the files as the job does, not as /proc/self/fd/N.
   const std::string input_name =
       sequence_in ? RelativeFolder(up.input()) : up.input();
-  const std::string out_name =
-      RelativeFolder(format->image_sequence() ? up.output() : a.segment());
+  const std::string out_name = RelativeFolder(segment_rel);
   const auto named = [&](const absl::Status& st) {
     return common::NameFdPath(common::NameFdPath(st, *input_fd, input_name), *out_dir,
                               out_name);
@@ -173,7 +192,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
                     ? media::OpenImageSequenceSource(input_path, decode_begin, decode_end)
                     : media::OpenVideoSource(input_path, decode_begin, decode_end);
   if (!source.ok()) return Failure(named(source.status()), "");
-  auto sink = OpenSink(a, *format, format->image_sequence() ? out_path.string() : tmp.string());
+  auto sink = OpenSink(a, *format, sequence_out ? out_path.string() : tmp.string());
   if (!sink.ok()) return Failure(named(sink.status()), "");
 
   TaskReport report;
@@ -232,10 +251,18 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   }
   if (st.ok()) st = (*sink)->Close();
   sink->reset();
-  if (st.ok() && !format->image_sequence()) {
+  if (st.ok() && !sequence_out) {
     auto t = Clock::now();
     st = common::Storage::Publish(tmp, out_path);
     report.stage_seconds["publish"] = Since(t);
+  }
+  if (st.ok()) {
+    // What the assembly checks it joins: these bytes, these frames.
+    auto digest = common::Sha256Files(
+        sequence_out ? SequenceFiles(out_path, range.target_begin, range.target_end)
+                     : std::vector<fs::path>{out_path});
+    if (digest.ok()) report.output_digest = "sha256:" + *digest;
+    st = digest.status();
   }
   if (!st.ok()) {
     fs::remove(tmp, ec);
@@ -293,88 +320,112 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
                                            g.format().pix_fmt(), g.format().preset(),
                                            g.has_crf() ? g.crf() : 18);
   if (!format.ok()) return Failure(format.status(), context);
-  auto output = storage_.Resolve(a.take_output(), "generate.output");
+  auto output = storage_.ResolveJobPath(a.take_output(), "generate.output");
   if (!output.ok()) return Failure(output.status(), context);
+  // The take is written in the job's staging folder and published when complete, all of
+  // it or nothing, never over a file that is not the job's unless it says overwrite.
+  auto staging = OpenStaging(a.job_id(), absl::StrCat("take_", a.task_index()));
+  if (!staging.ok()) return Failure(staging.status(), context);
+  auto out_dir = storage_.OpenDirBeneath(output->parent_path(), true, "generate.output");
+  if (!out_dir.ok()) return Failure(out_dir.status(), context);
+  const fs::path staged = fs::path(staging->path()) / output->filename();
+  const fs::path final_path = fs::path(out_dir->path()) / output->filename();
 
-  inference::GenerateRequest req;
-  req.prompt = take.prompt();
-  req.negative_prompt = g.negative_prompt();
-  req.sampler = take.sampler();
-  req.seed = take.seed();
-  req.steps = take.steps();
-  req.guidance_scale = take.guidance_scale();
-  req.width = g.width();
-  req.height = g.height();
-  req.frames = g.frames();
-  if (!g.init().empty()) {
-    auto init_path = storage_.Resolve(g.init(), "generate.init");
-    if (!init_path.ok()) return Failure(init_path.status(), context);
-    auto init = ReadInitFrame(init_path->string(), g.init());
-    if (!init.ok()) return Failure(init.status(), context);
-    req.init_rgb.assign(init->planes.begin(), init->planes.end());
-    req.init_width = init->width;
-    req.init_height = init->height;
-    req.strength = g.strength();
-  }
-
-  TaskReport report;
-  auto t0 = Clock::now();
-  absl::StatusOr<inference::GeneratedClip> clip;
-  {
-    c10::InferenceMode guard;
-    clip = (*generator)->Generate(req, [&] { return cancelled.load(); }, nullptr);
-  }
-  report.stage_seconds["infer"] = Since(t0);
-  report.model_digest = (*generator)->digest();
-  if (!clip.ok()) return Failure(clip.status(), context);
-
-  // The frames: an image sequence straight to its names, a movie to a temporary name
-  // published when complete.
-  std::error_code ec;
-  fs::create_directories(output->parent_path(), ec);
-  const fs::path tmp = common::Storage::TempPathFor(*output);
-  absl::StatusOr<std::unique_ptr<media::FrameSink>> sink;
+  // Every file of the take, staged and final. All published already: an earlier
+  // attempt did it and could not report.
+  std::vector<common::Storage::StagedFile> files;
   if (format->image_sequence()) {
-    media::ImageSequenceOptions o;
-    o.width = clip->width;
-    o.height = clip->height;
-    o.codec = format->codec;
-    sink = media::OpenImageSequenceSink(output->string(), o);
+    for (int64_t i = 0; i < g.frames(); ++i) {
+      const std::string name = media::FramePath(output->filename().string(), i);
+      files.push_back({fs::path(staging->path()) / name, fs::path(out_dir->path()) / name});
+    }
   } else {
-    media::EncodeOptions enc;
-    enc.width = clip->width;
-    enc.height = clip->height;
-    enc.fps_num = g.fps();
-    enc.fps_den = 1;
-    enc.codec = format->codec;
-    enc.pix_fmt = format->pix_fmt;
-    enc.container = format->container;
-    enc.crf = format->crf;
-    enc.preset = format->preset;
-    enc.colour.primaries = enc.colour.transfer = enc.colour.matrix = 1;  // BT.709
-    sink = media::OpenMovieSink(tmp.string(), enc);
+    files.push_back({staged, final_path});
   }
-  if (!sink.ok()) return Failure(sink.status(), context);
-  t0 = Clock::now();
+  const bool published = std::all_of(files.begin(), files.end(), [](const auto& f) {
+    return common::Storage::IsPublished(f.first, f.second);
+  });
+  TaskReport report;
+  report.model_digest = (*generator)->digest();
   absl::Status st;
-  for (size_t i = 0; i < clip->frames.size() && st.ok(); ++i) {
-    if (cancelled.load()) st = absl::CancelledError("task cancelled");
-    media::Frame f;
-    f.width = clip->width;
-    f.height = clip->height;
-    f.index = static_cast<int64_t>(i);
-    f.planes.assign(clip->frames[i].begin(), clip->frames[i].end());
-    clip->frames[i] = {};
-    if (st.ok()) st = (*sink)->Write(f);
-    if (st.ok()) progress(++report.frames_done);
-  }
-  if (st.ok()) st = (*sink)->Close();
-  sink->reset();
-  if (st.ok() && !format->image_sequence()) st = common::Storage::Publish(tmp, *output);
-  report.stage_seconds["encode"] = Since(t0);
-  if (!st.ok()) {
-    fs::remove(tmp, ec);
-    return Failure(st, context);
+  if (!published) {
+    inference::GenerateRequest req;
+    req.prompt = take.prompt();
+    req.negative_prompt = g.negative_prompt();
+    req.sampler = take.sampler();
+    req.seed = take.seed();
+    req.steps = take.steps();
+    req.guidance_scale = take.guidance_scale();
+    req.width = g.width();
+    req.height = g.height();
+    req.frames = g.frames();
+    if (!g.init().empty()) {
+      auto init_path = storage_.ResolveJobPath(g.init(), "generate.init");
+      if (!init_path.ok()) return Failure(init_path.status(), context);
+      auto init = ReadInitFrame(init_path->string(), g.init());
+      if (!init.ok()) return Failure(init.status(), context);
+      req.init_rgb.assign(init->planes.begin(), init->planes.end());
+      req.init_width = init->width;
+      req.init_height = init->height;
+      req.strength = g.strength();
+    }
+
+    auto t0 = Clock::now();
+    absl::StatusOr<inference::GeneratedClip> clip;
+    {
+      c10::InferenceMode guard;
+      clip = (*generator)->Generate(req, [&] { return cancelled.load(); }, nullptr);
+    }
+    report.stage_seconds["infer"] = Since(t0);
+    report.model_digest = (*generator)->digest();
+    if (!clip.ok()) return Failure(clip.status(), context);
+
+    // The frames: an image sequence to its names in the staging folder, a movie to a
+    // temporary name there, renamed when complete.
+    std::error_code ec;
+    const fs::path tmp = common::Storage::TempPathFor(staged);
+    absl::StatusOr<std::unique_ptr<media::FrameSink>> sink;
+    if (format->image_sequence()) {
+      media::ImageSequenceOptions o;
+      o.width = clip->width;
+      o.height = clip->height;
+      o.codec = format->codec;
+      sink = media::OpenImageSequenceSink(staged.string(), o);
+    } else {
+      media::EncodeOptions enc;
+      enc.width = clip->width;
+      enc.height = clip->height;
+      enc.fps_num = g.fps();
+      enc.fps_den = 1;
+      enc.codec = format->codec;
+      enc.pix_fmt = format->pix_fmt;
+      enc.container = format->container;
+      enc.crf = format->crf;
+      enc.preset = format->preset;
+      enc.colour.primaries = enc.colour.transfer = enc.colour.matrix = 1;  // BT.709
+      sink = media::OpenMovieSink(tmp.string(), enc);
+    }
+    if (!sink.ok()) return Failure(sink.status(), context);
+    t0 = Clock::now();
+    for (size_t i = 0; i < clip->frames.size() && st.ok(); ++i) {
+      if (cancelled.load()) st = absl::CancelledError("task cancelled");
+      media::Frame f;
+      f.width = clip->width;
+      f.height = clip->height;
+      f.index = static_cast<int64_t>(i);
+      f.planes.assign(clip->frames[i].begin(), clip->frames[i].end());
+      clip->frames[i] = {};
+      if (st.ok()) st = (*sink)->Write(f);
+      if (st.ok()) progress(++report.frames_done);
+    }
+    if (st.ok()) st = (*sink)->Close();
+    sink->reset();
+    if (st.ok() && !format->image_sequence()) st = common::Storage::Publish(tmp, staged);
+    report.stage_seconds["encode"] = Since(t0);
+    if (!st.ok()) {
+      fs::remove(tmp, ec);
+      return Failure(common::NameFdPath(st, *out_dir, RelativeFolder(a.take_output())), context);
+    }
   }
   // Provenance: the server's record of the job and take, the model and this worker.
   nlohmann::json prov = nlohmann::json::parse(a.provenance_json(), nullptr, false);
@@ -385,8 +436,16 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
   prov["device"] = options_.device;
   prov["threads"] = at::get_num_threads();
   prov["seconds"] = report.stage_seconds;
-  st = PublishSidecar(std::move(prov), *output);
-  if (!st.ok()) return Failure(st, context);
+  // The frames and the sidecar are published together: all of them, or nothing.
+  Publication pub;
+  pub.final_dir = fs::path(out_dir->path());
+  pub.staging = fs::path(staging->path());
+  pub.files = std::move(files);
+  st = StageSidecar(std::move(prov), output->filename().string(), &pub);
+  if (st.ok()) st = common::Storage::PublishStaged(pub.files, g.overwrite());
+  if (!st.ok()) {
+    return Failure(common::NameFdPath(st, *out_dir, RelativeFolder(a.take_output())), context);
+  }
   report.ok = true;
   return report;
 }
@@ -397,26 +456,29 @@ TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
                                            up.format().pix_fmt(), up.format().preset(),
                                            up.has_crf() ? up.crf() : 18);
   if (!format.ok()) return Failure(format.status(), "");
-  auto output = storage_.Resolve(up.output(), "upscale.output");
+  auto output = storage_.ResolveJobPath(up.output(), "upscale.output");
   if (!output.ok()) return Failure(output.status(), "");
+  const std::string context = absl::StrCat("assemble '", up.output(), "': ");
   TaskReport report;
-  if (!format->image_sequence()) {
-    auto t = Clock::now();
-    absl::Status st = AssembleMovie(a, *format, *output);
-    if (!st.ok()) return Failure(st, absl::StrCat("assemble '", up.output(), "': "));
-    report.stage_seconds["assemble"] = Since(t);
-  }
-  // Image sequences: the chunks published every frame; only the sidecar is left.
-  // The sidecar goes beside the output, in its folder opened beneath the root.
-  auto out_dir = storage_.OpenDirBeneath(output->parent_path(), true, "upscale.output");
-  if (!out_dir.ok()) return Failure(out_dir.status(), "");
-  absl::Status st = WriteSidecar(a, fs::path(out_dir->path()) / output->filename(),
-                                 &report.model_digest);
-  if (!st.ok()) return Failure(st, "");
-  // The parts folder is no longer needed.
-  std::error_code ec;
-  auto parts = storage_.Resolve(common::Storage::JobPartsDir(a.job_id()), "parts");
-  if (parts.ok()) fs::remove_all(parts->parent_path(), ec);
+  auto t = Clock::now();
+  // Everything the job publishes (the movie or the frames, and the sidecar) is staged
+  // first and then published at once: all of it, or nothing.
+  Publication pub;
+  auto dir = storage_.OpenDirBeneath(output->parent_path(), true, "upscale.output");
+  if (!dir.ok()) return Failure(dir.status(), "");
+  auto staging = OpenStaging(a.job_id(), "");
+  if (!staging.ok()) return Failure(staging.status(), "");
+  pub.final_dir = fs::path(dir->path());
+  pub.staging = fs::path(staging->path());
+  absl::Status st = format->image_sequence() ? StageSequence(a, *output, &pub)
+                                             : StageMovie(a, *format, *output, &pub);
+  if (st.ok()) st = StageUpscaleSidecar(a, output->filename().string(), &pub, &report);
+  if (st.ok()) st = common::Storage::PublishStaged(pub.files, up.overwrite());
+  st = common::NameFdPath(st, *dir, RelativeFolder(up.output()));
+  if (!st.ok()) return Failure(st, context);
+  report.stage_seconds["assemble"] = Since(t);
+  // The job's scratch (segments, staged files) is removed by the server once the job
+  // has succeeded: until then a retry of this task finds what it published.
   report.ok = true;
   return report;
 }
@@ -451,13 +513,74 @@ absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
   return media::OpenMovieSink(path, enc);
 }
 
-absl::Status TaskRunner::AssembleMovie(const v1::Assignment& a, const media::OutputFormat& format,
-                                       const fs::path& output) {
+absl::StatusOr<common::UniqueFd> TaskRunner::OpenStaging(int64_t job_id,
+                                                         const std::string& sub) const {
+  std::string dir = common::Storage::JobStagingDir(job_id);
+  if (!sub.empty()) dir += "/" + sub;
+  return storage_.OpenDirBeneath(dir, true, "staging");
+}
+
+// Checks a chunk's output against the digest its accepted result reported: a segment
+// changed since (by another job, a person, a zombie) is never joined.
+static absl::Status CheckChunkOutput(const v1::Assignment& a, int i,
+                                     const std::vector<fs::path>& files) {
+  if (i >= a.segment_digests_size() || a.segment_digests(i).empty()) return absl::OkStatus();
+  auto digest = common::Sha256Files(files);
+  if (digest.status().code() == absl::StatusCode::kNotFound) {
+    return absl::UnavailableError(absl::StrCat("chunk ", i + 1, "'s output '", a.segments(i),
+                                               "' is missing a file"));
+  }
+  if (!digest.ok()) return digest.status();
+  if ("sha256:" + *digest != a.segment_digests(i)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "chunk ", i + 1, "'s output '", a.segments(i),
+        "' is not what the chunk published (its SHA-256 differs): it was changed since; "
+        "submit the job again"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TaskRunner::StageSequence(const v1::Assignment& a, const fs::path& output,
+                                       Publication* pub) {
+  const std::string pattern = output.filename().string();
+  // Chunks cover the job's frames in order: chunk i's count is segment_frames(i).
+  int64_t number = a.input_info().first_frame();
+  for (int i = 0; i < a.segments_size(); ++i) {
+    const int64_t count = i < a.segment_frames_size() ? a.segment_frames(i) : 0;
+    ASSIGN_OR_RETURN(fs::path folder,
+                     storage_.Resolve(SequenceChunkFolder(a.segments(i)), "segment"));
+    auto fd = storage_.OpenDirBeneath(folder, false, "segment");
+    if (fd.status().code() == absl::StatusCode::kNotFound) {
+      return absl::UnavailableError(
+          absl::StrCat("chunk ", i + 1, "'s frames '", a.segments(i), "' are missing"));
+    }
+    if (!fd.ok()) return fd.status();
+    const std::vector<fs::path> staged =
+        SequenceFiles(fs::path(fd->path()) / pattern, number, number + count);
+    RETURN_IF_ERROR(CheckChunkOutput(a, i, staged));
+    for (int64_t k = 0; k < count; ++k) {
+      pub->files.push_back({staged[k], pub->final_dir / media::FramePath(pattern, number + k)});
+    }
+    number += count;
+    pub->dirs.push_back(std::move(*fd));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TaskRunner::StageMovie(const v1::Assignment& a, const media::OutputFormat& format,
+                                    const fs::path& output, Publication* pub) {
   const v1::UpscaleSpec& up = a.upscale();
+  const fs::path final_path = pub->final_dir / output.filename();
+  const fs::path staged = pub->staging / output.filename();
+  pub->files.push_back({staged, final_path});
+  if (common::Storage::IsPublished(staged, final_path)) {
+    return absl::OkStatus();  // by an earlier attempt that did not report
+  }
   // Every file is opened beneath the root at the time of use (see RunChunk).
   std::vector<common::UniqueFd> open_files;
   std::vector<std::string> segments;
-  for (const auto& s : a.segments()) {
+  for (int i = 0; i < a.segments_size(); ++i) {
+    const std::string& s = a.segments(i);
     ASSIGN_OR_RETURN(fs::path p, storage_.Resolve(s, "segment"));
     auto fd = storage_.OpenBeneath(p, O_RDONLY, "segment");
     if (fd.status().code() == absl::StatusCode::kNotFound) {
@@ -465,6 +588,7 @@ absl::Status TaskRunner::AssembleMovie(const v1::Assignment& a, const media::Out
       return absl::UnavailableError(absl::StrCat("segment '", s, "' is missing"));
     }
     if (!fd.ok()) return fd.status();
+    RETURN_IF_ERROR(CheckChunkOutput(a, i, {fs::path(fd->path())}));
     segments.push_back(fd->path());
     open_files.push_back(std::move(*fd));
   }
@@ -472,7 +596,7 @@ absl::Status TaskRunner::AssembleMovie(const v1::Assignment& a, const media::Out
   std::string audio, timecode;
   bool input_open = false;
   if (!media::HasFramePattern(up.input())) {
-    ASSIGN_OR_RETURN(fs::path input, storage_.Resolve(up.input(), "upscale.input"));
+    ASSIGN_OR_RETURN(fs::path input, storage_.ResolveJobPath(up.input(), "upscale.input"));
     ASSIGN_OR_RETURN(common::UniqueFd fd,
                      storage_.OpenBeneath(input, O_RDONLY, "upscale.input"));
     if (info.has_audio()) audio = fd.path();
@@ -492,25 +616,21 @@ absl::Status TaskRunner::AssembleMovie(const v1::Assignment& a, const media::Out
     open_files.push_back(std::move(fd));
     input_open = true;
   }
-  ASSIGN_OR_RETURN(common::UniqueFd dir,
-                   storage_.OpenDirBeneath(output.parent_path(), true, "upscale.output"));
-  const fs::path final_path = fs::path(dir.path()) / output.filename();
   std::error_code ec;
-  const fs::path tmp = common::Storage::TempPathFor(final_path);
+  const fs::path tmp = common::Storage::TempPathFor(staged);
   absl::Status st =
       media::ConcatSegments(segments, tmp.string(), format.container, audio, timecode);
-  // An output made since the submit is kept unless the job says overwrite.
-  if (st.ok()) st = common::Storage::Publish(tmp, final_path, up.overwrite());
+  if (st.ok()) st = common::Storage::Publish(tmp, staged);
   if (!st.ok()) fs::remove(tmp, ec);
   for (size_t i = 0; i < open_files.size() && i < static_cast<size_t>(a.segments_size()); ++i) {
     st = common::NameFdPath(st, open_files[i], a.segments(static_cast<int>(i)));
   }
   if (input_open) st = common::NameFdPath(st, open_files.back(), up.input());
-  return common::NameFdPath(st, dir, RelativeFolder(up.output()));
+  return st;
 }
 
-absl::Status TaskRunner::WriteSidecar(const v1::Assignment& a, const fs::path& output,
-                                      std::string* model_digest) {
+absl::Status TaskRunner::StageUpscaleSidecar(const v1::Assignment& a, const std::string& name,
+                                             Publication* pub, TaskReport* report) {
   const v1::UpscaleSpec& up = a.upscale();
   // Provenance: what the server knows of the job, plus this worker's software.
   nlohmann::json prov = nlohmann::json::parse(a.provenance_json(), nullptr, false);
@@ -530,25 +650,29 @@ absl::Status TaskRunner::WriteSidecar(const v1::Assignment& a, const fs::path& o
   prov["assembled_unix_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
-  RETURN_IF_ERROR(PublishSidecar(std::move(prov), output));
-  *model_digest = digest;
-  return absl::OkStatus();
+  report->model_digest = digest;
+  return StageSidecar(std::move(prov), name, pub);
 }
 
-absl::Status TaskRunner::PublishSidecar(nlohmann::json prov, const fs::path& output) const {
+absl::Status TaskRunner::StageSidecar(nlohmann::json prov, const std::string& output_name,
+                                      Publication* pub) const {
+  const std::string name = output_name + ".json";
+  const fs::path staged = pub->staging / name;
+  const fs::path sidecar = pub->final_dir / name;
+  pub->files.push_back({staged, sidecar});
+  if (common::Storage::IsPublished(staged, sidecar)) return absl::OkStatus();
   prov["software"] = {{"reelfarm", REELFARM_VERSION},
                       {"ffmpeg", media::LibraryVersions()},
                       {"libtorch", TORCH_VERSION}};
-  const fs::path sidecar = fs::path(output.string() + ".json");
-  const fs::path sidecar_tmp = common::Storage::TempPathFor(sidecar);
+  const fs::path tmp = common::Storage::TempPathFor(staged);
   {
-    std::ofstream out(sidecar_tmp);
+    std::ofstream out(tmp);
     out << prov.dump(2) << "\n";
     if (!out) {
-      return absl::UnavailableError(absl::StrCat("cannot write sidecar '", sidecar.string(), "'"));
+      return absl::UnavailableError(absl::StrCat("cannot write sidecar '", name, "'"));
     }
   }
-  return common::Storage::Publish(sidecar_tmp, sidecar);
+  return common::Storage::Publish(tmp, staged);
 }
 
 void RestartWithPassiveOpenMpWaits(char** argv) {

@@ -44,6 +44,7 @@ struct TaskReport {
   int64_t frames_done = 0;
   double seconds = 0;
   std::string model_digest;
+  std::string output_digest;  // CHUNK: "sha256:HEX" of what it wrote (see workers.proto)
   // Seconds spent in each stage (decode, infer, encode, publish).
   std::map<std::string, double> stage_seconds;
 };
@@ -72,14 +73,30 @@ class TaskRunner final {
   absl::StatusOr<std::unique_ptr<media::FrameSink>> OpenSink(const v1::Assignment& a,
                                                              const media::OutputFormat& format,
                                                              const std::string& path);
-  // Stream-copies the segments (and the input's audio) into `output`, atomically.
-  absl::Status AssembleMovie(const v1::Assignment& a, const media::OutputFormat& format,
-                             const std::filesystem::path& output);
-  // Writes `<output>.json`, the provenance sidecar.
-  absl::Status WriteSidecar(const v1::Assignment& a, const std::filesystem::path& output,
-                            std::string* model_digest);
-  // Adds this worker's software to `prov` and publishes it as `<output>.json`.
-  absl::Status PublishSidecar(nlohmann::json prov, const std::filesystem::path& output) const;
+  // What a task publishes, staged in the job's scratch first; `dirs` keeps open the
+  // folders the /proc/self/fd paths in `files` go through.
+  struct Publication {
+    std::filesystem::path final_dir;  // the output's folder, opened beneath the root
+    std::filesystem::path staging;    // the job's staging folder, likewise
+    std::vector<common::Storage::StagedFile> files;
+    std::vector<common::UniqueFd> dirs;
+  };
+  // Stream-copies the segments (and the input's audio), checked against the digests
+  // their chunks reported, into the staged movie.
+  absl::Status StageMovie(const v1::Assignment& a, const media::OutputFormat& format,
+                          const std::filesystem::path& output, Publication* pub);
+  // The image sequence the chunks wrote, each chunk's frames checked likewise.
+  absl::Status StageSequence(const v1::Assignment& a, const std::filesystem::path& output,
+                             Publication* pub);
+  // `<output>.json`, the provenance sidecar of an upscale job.
+  absl::Status StageUpscaleSidecar(const v1::Assignment& a, const std::string& name,
+                                   Publication* pub, TaskReport* report);
+  // Adds this worker's software to `prov` and stages it as `<output_name>.json`.
+  absl::Status StageSidecar(nlohmann::json prov, const std::string& output_name,
+                            Publication* pub) const;
+  // The job's staging folder (in its scratch), opened beneath the root; `sub` a folder
+  // in it ("" for itself).
+  absl::StatusOr<common::UniqueFd> OpenStaging(int64_t job_id, const std::string& sub) const;
   absl::StatusOr<inference::Generator*> GetGenerator(const std::string& name);
   absl::StatusOr<inference::Model*> GetModel(const std::string& name, int scale);
 

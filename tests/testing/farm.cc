@@ -114,6 +114,12 @@ void Farm::KillLeader() {
   server_pid_ = -1;
 }
 
+void Farm::RestartStandbyAfterKill() {
+  kill(standby_pid_, SIGKILL);
+  waitpid(standby_pid_, nullptr, 0);
+  standby_pid_ = StartServerProcess(standby_port_, "standby").first;
+}
+
 void Farm::RestartServerAfterKill() {
   kill(server_pid_, SIGKILL);
   waitpid(server_pid_, nullptr, 0);

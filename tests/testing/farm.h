@@ -64,6 +64,9 @@ class Farm {
   std::string standby_address() const { return "127.0.0.1:" + std::to_string(standby_port_); }
   // SIGKILLs the first server (the leader) and reaps it.
   void KillLeader();
+  // SIGKILLs the second server (StartStandby's; it may lead by now), then starts it again
+  // on the same port.
+  void RestartStandbyAfterKill();
   // Sends `signal` (SIGSTOP, SIGCONT) to the first server.
   void SignalLeader(int signal);
   // A process's log so far (to look for events).

@@ -86,6 +86,21 @@ AVRational StreamFrameRate(const AVStream& stream) {
   return AVRational{0, 1};
 }
 
+bool IsImageFormat(const AVFormatContext& format) {
+  if (format.iformat == nullptr || format.iformat->name == nullptr) return false;
+  const std::string name = format.iformat->name;
+  const std::string pipe = "_pipe";
+  return name == "image2" ||
+         (name.size() > pipe.size() && name.compare(name.size() - pipe.size(), pipe.size(), pipe) == 0);
+}
+
+AVRational GridFrameRate(const AVFormatContext& format, const AVStream& stream) {
+  const AVRational guessed = av_guess_frame_rate(const_cast<AVFormatContext*>(&format),
+                                                 const_cast<AVStream*>(&stream), nullptr);
+  if (guessed.num > 0 && guessed.den > 0) return guessed;
+  return StreamFrameRate(stream);
+}
+
 absl::StatusOr<AvOutputPtr> OpenOutput(const std::string& path, const char* format_name) {
   AVFormatContext* raw = nullptr;
   int ret = avformat_alloc_output_context2(&raw, nullptr, format_name, path.c_str());
@@ -297,6 +312,25 @@ absl::StatusOr<int64_t> VideoInput::CountRemainingPackets() {
     }
     if (packet_->stream_index == stream_->index) {
       ++count;
+      ++packets_read_;
+    }
+    av_packet_unref(packet_.get());
+  }
+}
+
+absl::StatusOr<std::vector<VideoInput::PacketTimes>> VideoInput::ReadRemainingPacketTimes() {
+  std::vector<PacketTimes> times;
+  while (true) {
+    const int ret = av_read_frame(format_.get(), packet_.get());
+    if (ret == AVERROR_EOF) return times;
+    if (ret < 0) {
+      return AvError(
+          absl::StatusCode::kFailedPrecondition, ret,
+          InputName(path_) + ": cannot read video packet " + std::to_string(packets_read_),
+          "the file is truncated or damaged; give a complete file");
+    }
+    if (packet_->stream_index == stream_->index) {
+      times.push_back({packet_->pts, packet_->dts, packet_->flags});
       ++packets_read_;
     }
     av_packet_unref(packet_.get());

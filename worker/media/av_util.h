@@ -13,8 +13,10 @@ extern "C" {
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
+#include "worker/media/grid.h"
 #include "worker/media/media.h"
 
 namespace reelfarm::media {
@@ -82,6 +84,34 @@ AVRational StreamFrameRate(const AVStream& stream);
 // The start timecode of `video` in `format` (see VideoInput::timecode); empty if none.
 std::string FindTimecode(const AVFormatContext& format, const AVStream& video);
 
+class VideoInput;
+
+// Whether `format` was opened by one of FFmpeg's still-image demuxers (png_pipe,
+// image2...): a single picture, not a movie.
+bool IsImageFormat(const AVFormatContext& format);
+
+// The rate of the constant-rate grid (DESIGN.md "Time"): the one the ffmpeg tool writes
+// by default (av_guess_frame_rate), else StreamFrameRate; {0, 1} when unknown.
+AVRational GridFrameRate(const AVFormatContext& format, const AVStream& stream);
+
+// A movie's video stream on the constant-rate grid of DESIGN.md "Time": which coded
+// frame each output frame (slot) shows. Probe and every worker compute it the same
+// way from the packets alone, so a chunk's frames do not depend on who decodes it.
+struct Timeline {
+  AVRational rate{0, 1};
+  // Coded frames are known by their number in decode order (the packets lack
+  // presentation times); otherwise by their pts.
+  bool by_count = false;
+  // Per coded frame in presentation order: its pts in the stream's time base, or its
+  // number in decode order when by_count.
+  std::vector<int64_t> keys;
+  GridPlacement grid;
+};
+
+// Reads `input` (just opened) to its end without decoding and places its frames on the
+// grid. FAILED_PRECONDITION naming the file when it has no frame rate or no frame.
+absl::StatusOr<Timeline> ReadTimeline(VideoInput& input);
+
 // Opens an output context of format `format_name` for `path` and opens its file.
 absl::StatusOr<AvOutputPtr> OpenOutput(const std::string& path, const char* format_name);
 
@@ -107,6 +137,15 @@ class VideoInput final {
   // Reads the rest of the file without decoding; returns how many video packets it had.
   absl::StatusOr<int64_t> CountRemainingPackets();
 
+  struct PacketTimes {
+    int64_t pts = AV_NOPTS_VALUE;
+    int64_t dts = AV_NOPTS_VALUE;
+    int flags = 0;  // AV_PKT_FLAG_*
+  };
+  // Reads the rest of the file without decoding; returns its video packets' times in
+  // file (decode) order.
+  absl::StatusOr<std::vector<PacketTimes>> ReadRemainingPacketTimes();
+
   // Seeks to the keyframe at or before `timestamp` (in the stream's time base) and
   // flushes the decoder. Returns false (and leaves the position alone) when the
   // demuxer cannot seek there.
@@ -114,6 +153,7 @@ class VideoInput final {
 
   const std::string& path() const { return path_; }
   const AVStream& stream() const { return *stream_; }
+  const AVFormatContext& format() const { return *format_; }
   const AVCodecContext& decoder() const { return *decoder_; }
   // Whether the file has an audio stream (discarded here; ConcatSegments copies it).
   bool has_audio() const { return has_audio_; }

@@ -187,7 +187,13 @@ absl::Status Concatenator::Append(size_t i, const std::string& path) {
 
 absl::Status Concatenator::AppendAudio(AVFormatContext* input, const AVStream& audio) {
   ASSIGN_OR_RETURN(AvPacketPtr packet, AllocPacket());
-  const int64_t start = audio.start_time != AV_NOPTS_VALUE ? audio.start_time : 0;
+  // The video's grid starts at the file's start (its earliest stream, DESIGN.md "Time"),
+  // so audio keeps its offset from there: audio that starts before the video stays in
+  // sync with the held first frame.
+  const int64_t start =
+      input->start_time != AV_NOPTS_VALUE
+          ? av_rescale_q(input->start_time, AV_TIME_BASE_Q, audio.time_base)
+          : (audio.start_time != AV_NOPTS_VALUE ? audio.start_time : 0);
   const int64_t video_end = av_rescale_q(offset_, stream_->time_base, audio_stream_->time_base);
   while (true) {
     int ret = av_read_frame(input, packet.get());

@@ -175,6 +175,15 @@ absl::StatusOr<VideoInfo> ProbeImageSequence(const std::string& pattern, int64_t
         DescribeMissing(missing) + "; render them, or give a frame range without gaps");
   }
   const std::string path = FramePath(pattern, first);
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<VideoInput> movie, VideoInput::Open(path));
+    if (!IsImageFormat(movie->format())) {
+      return absl::FailedPreconditionError(
+          "input '" + pattern + "': '" + path + "' is a movie (" +
+          movie->format().iformat->name + "), not an image; give the movie's own path as the "
+          "input, without a frame pattern");
+    }
+  }
   ASSIGN_OR_RETURN(AvFramePtr frame, ImageSequenceSource::DecodeImage(path, first));
   VideoInfo info;
   info.width = frame->width;

@@ -32,7 +32,12 @@ struct ColourInfo {
 struct VideoInfo {
   int width = 0;
   int height = 0;
-  int64_t frame_count = 0;  // counted exactly when the container does not say
+  // Frames on the constant-rate grid (DESIGN.md "Time"): what the ffmpeg tool writes
+  // to a constant-frame-rate output by default, counted from the packets.
+  int64_t frame_count = 0;
+  int64_t coded_frames = 0;    // frames coded in the file
+  int64_t held_frames = 0;     // grid frames that repeat the one before (empty chunks, VFR)
+  int64_t dropped_frames = 0;  // coded frames that fall on no grid frame of their own
   int fps_num = 0;          // frame rate as a fraction, e.g. 24000/1001
   int fps_den = 1;
   std::string codec;         // e.g. "h264"
@@ -45,7 +50,8 @@ struct VideoInfo {
   std::string timecode;
 };
 
-// Opens `path` and describes its best video stream.
+// Opens `path` and describes its best video stream, on its constant-rate grid (the
+// frame rate is the grid's: the one ffmpeg writes by default).
 // NOT_FOUND when the file does not exist; FAILED_PRECONDITION when it is not a media
 // file, is corrupt, has no video stream, or its codec has no decoder; each message
 // names the file and says what to give instead.
@@ -109,10 +115,13 @@ class FrameSource {
   virtual absl::StatusOr<bool> Next(Frame* frame) = 0;
 };
 
-// Frames [begin, end) of the movie at `path`, in order, each exactly once. Seeks to
-// the keyframe at or before `begin` and decodes forward, so a chunk never decodes the
-// whole file. A range past the end of the file is an error when the first missing
-// frame is reached (FAILED_PRECONDITION naming the frame).
+// Frames [begin, end) of the movie at `path` on its constant-rate grid (DESIGN.md
+// "Time"), in order: frame i is the coded frame that slot i shows, the same whichever
+// range it is asked in. Reads the packets' times first (no decoding), then seeks to
+// the keyframe at or before the first coded frame wanted and decodes forward, so a
+// chunk never decodes the whole file (a file whose packets have no presentation times
+// is decoded from its start). A range past the end of the grid is an error when the
+// first missing frame is reached (FAILED_PRECONDITION naming the frame).
 absl::StatusOr<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path,
                                                              int64_t begin, int64_t end);
 

@@ -25,6 +25,12 @@ std::string VersionText(unsigned version) {
 
 absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
   ASSIGN_OR_RETURN(std::unique_ptr<VideoInput> input, VideoInput::Open(path));
+  if (IsImageFormat(input->format())) {
+    return absl::FailedPreconditionError(
+        "input '" + path + "' is a single " + avcodec_get_name(input->stream().codecpar->codec_id) +
+        " image, not a movie; give a movie, or give the images as a sequence with a frame "
+        "pattern (e.g. 'plate.####.png')");
+  }
   // Decoding the first frame finds a corrupt or truncated stream now rather than in
   // the middle of a job.
   ASSIGN_OR_RETURN(AvFramePtr frame, AllocFrame());
@@ -43,17 +49,16 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
   }
   const AVStream& stream = input->stream();
   const AVCodecParameters& par = *stream.codecpar;
-  const AVRational fps = StreamFrameRate(stream);
-  if (fps.num <= 0) {
-    return absl::FailedPreconditionError(
-        "input '" + path +
-        "': its video stream has no frame rate; give a constant-frame-rate video");
+  Timeline timeline;
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<VideoInput> packets, VideoInput::Open(path));
+    ASSIGN_OR_RETURN(timeline, ReadTimeline(*packets));
   }
   VideoInfo info;
   info.width = par.width > 0 ? par.width : frame->width;
   info.height = par.height > 0 ? par.height : frame->height;
-  info.fps_num = fps.num;
-  info.fps_den = fps.den;
+  info.fps_num = timeline.rate.num;
+  info.fps_den = timeline.rate.den;
   info.codec = avcodec_get_name(par.codec_id);
   const char* pix_fmt = av_get_pix_fmt_name(
       static_cast<AVPixelFormat>(par.format != AV_PIX_FMT_NONE ? par.format : frame->format));
@@ -69,13 +74,10 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
                                                                   : frame->color_range;
   info.has_audio = input->has_audio();
   info.timecode = input->timecode();
-  if (stream.nb_frames > 0) {
-    info.frame_count = stream.nb_frames;
-  } else {
-    // No count in the container (e.g. Matroska, raw H.264): count the packets.
-    RETURN_IF_ERROR(input->CountRemainingPackets().status());
-    info.frame_count = input->packets_read();
-  }
+  info.frame_count = static_cast<int64_t>(timeline.grid.slot_frame.size());
+  info.coded_frames = static_cast<int64_t>(timeline.keys.size());
+  info.held_frames = timeline.grid.held;
+  info.dropped_frames = timeline.grid.dropped;
   return info;
 }
 

@@ -1,4 +1,7 @@
-// OpenVideoSource: frames [begin, end) of a movie as planar float RGB.
+// OpenVideoSource: frames [begin, end) of a movie's constant-rate grid as planar float
+// RGB (DESIGN.md "Time": a coded frame is repeated in the slots it is held over, and a
+// dropped one is skipped).
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -23,37 +26,36 @@ class VideoSource final : public FrameSource {
   absl::StatusOr<bool> Next(Frame* frame) override;
 
  private:
-  static constexpr int64_t kRestarted = -1;
+  static constexpr int64_t kSkip = -1;  // not a frame of the timeline, or restarted
 
   VideoSource(std::string path, int64_t begin, int64_t end)
       : path_(std::move(path)), begin_(begin), end_(end), next_(begin) {}
   absl::Status Open();
-  // Positions the input at or before frame begin_.
+  // Positions the input at or before the coded frame that slot begin_ shows.
   absl::Status Start();
-  // Reopens the input at frame 0; frames are then found by decoding forward.
-  absl::Status Restart();
-  // Index of the frame just decoded, or kRestarted when the input was reopened and
-  // the frame is to be dropped.
-  absl::StatusOr<int64_t> IndexOf(const AVFrame& decoded);
-  int64_t TimestampIndex(int64_t timestamp) const;
+  // Reopens the input at its start; frames are then found by decoding forward.
+  absl::Status Restart() { return Open(); }
+  // The timeline's coded frame that `decoded` is, or kSkip.
+  absl::StatusOr<int64_t> CodedFrameOf(const AVFrame& decoded);
+  // Index of the last key <= `pts`, or -1.
+  int64_t KeyAtOrBefore(int64_t pts) const;
+  int64_t slot_count() const { return static_cast<int64_t>(timeline_.grid.slot_frame.size()); }
   absl::Status PastEnd() const;
-  absl::Status Gap(int64_t index) const;
 
   const std::string path_;
   const int64_t begin_;
   const int64_t end_;
-  int64_t next_;  // index of the next frame to return
+  int64_t next_;  // slot of the next frame to return
+  Timeline timeline_;
   std::unique_ptr<VideoInput> input_;
   AvFramePtr decoded_;
+  AvFramePtr shown_;          // the decoded frame of coded frame shown_frame_
+  int64_t shown_frame_ = -1;  // -1: none yet
+  bool ended_ = false;        // the decoder has no more frames
   RgbConverter converter_;
-  AVRational fps_{0, 1};
-  AVRational time_base_{0, 1};
-  int64_t start_pts_ = 0;
-  bool seeked_ = false;      // input_ was positioned by a seek, not opened at frame 0
-  bool check_seek_ = false;  // the next decoded frame is the first after the seek
-  bool counting_ = false;    // indexes come from counting frames, not timestamps
+  int64_t seek_frame_ = -1;  // the coded frame the last seek aimed at
+  bool check_seek_ = false;  // the next decoded frame is the first after a seek
   int64_t decoded_since_open_ = 0;
-  int64_t last_index_ = -1;  // highest index decoded so far, for messages
 };
 
 absl::StatusOr<std::unique_ptr<FrameSource>> VideoSource::Create(const std::string& path,
@@ -64,6 +66,10 @@ absl::StatusOr<std::unique_ptr<FrameSource>> VideoSource::Create(const std::stri
                                       ") is invalid; give 0 <= begin <= end");
   }
   std::unique_ptr<VideoSource> source(new VideoSource(path, begin, end));
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<VideoInput> packets, VideoInput::Open(path));
+    ASSIGN_OR_RETURN(source->timeline_, ReadTimeline(*packets));
+  }
   RETURN_IF_ERROR(source->Open());
   RETURN_IF_ERROR(source->Start());
   return std::unique_ptr<FrameSource>(std::move(source));
@@ -73,104 +79,97 @@ absl::Status VideoSource::Open() {
   ASSIGN_OR_RETURN(input_, VideoInput::Open(path_));
   if (!decoded_) {
     ASSIGN_OR_RETURN(decoded_, AllocFrame());
+    ASSIGN_OR_RETURN(shown_, AllocFrame());
   }
-  const AVStream& stream = input_->stream();
-  fps_ = StreamFrameRate(stream);
-  time_base_ = stream.time_base;
-  start_pts_ = stream.start_time != AV_NOPTS_VALUE ? stream.start_time : 0;
-  seeked_ = false;
   check_seek_ = false;
+  ended_ = false;
   decoded_since_open_ = 0;
   return absl::OkStatus();
 }
 
 absl::Status VideoSource::Start() {
-  if (begin_ == 0 || fps_.num <= 0 || time_base_.num <= 0) return absl::OkStatus();
-  const int64_t target = start_pts_ + av_rescale_q(begin_, av_inv_q(fps_), time_base_);
-  if (input_->SeekBackward(target)) {
-    seeked_ = true;
+  // Without presentation times a frame is known only by counting from the start.
+  if (timeline_.by_count || begin_ >= end_ || begin_ >= slot_count()) return absl::OkStatus();
+  const int64_t coded = timeline_.grid.slot_frame[begin_];
+  if (coded == 0) return absl::OkStatus();
+  if (input_->SeekBackward(timeline_.keys[coded])) {
+    seek_frame_ = coded;
     check_seek_ = true;
     return absl::OkStatus();
   }
   return Restart();  // the demuxer cannot seek: a failed seek may have moved it
 }
 
-absl::Status VideoSource::Restart() { return Open(); }
-
-int64_t VideoSource::TimestampIndex(int64_t timestamp) const {
-  return av_rescale_rnd(timestamp - start_pts_, int64_t{time_base_.num} * fps_.num,
-                        int64_t{time_base_.den} * fps_.den, AV_ROUND_NEAR_INF);
+int64_t VideoSource::KeyAtOrBefore(int64_t pts) const {
+  const auto& keys = timeline_.keys;
+  const auto it = std::upper_bound(keys.begin(), keys.end(), pts);
+  return it == keys.begin() ? -1 : static_cast<int64_t>(it - keys.begin()) - 1;
 }
 
-absl::StatusOr<int64_t> VideoSource::IndexOf(const AVFrame& decoded) {
+absl::StatusOr<int64_t> VideoSource::CodedFrameOf(const AVFrame& decoded) {
   const int64_t counted = decoded_since_open_++;
-  const int64_t timestamp = decoded.best_effort_timestamp;
-  if (!counting_ && (timestamp == AV_NOPTS_VALUE || fps_.num <= 0)) {
-    counting_ = true;
-    if (seeked_) {  // without timestamps a seek cannot tell where it landed
-      RETURN_IF_ERROR(Restart());
-      return kRestarted;
-    }
-  }
-  if (counting_) return counted;
-  const int64_t index = TimestampIndex(timestamp);
+  if (timeline_.by_count) return counted;
+  const int64_t pts = decoded.pts != AV_NOPTS_VALUE ? decoded.pts : decoded.best_effort_timestamp;
+  const int64_t coded = pts == AV_NOPTS_VALUE ? -1 : KeyAtOrBefore(pts);
   if (check_seek_) {
     check_seek_ = false;
-    // The seek did not land on a keyframe at or before `begin_`: the first packet read
-    // is no keyframe or a later one, or the first frame out of the decoder is later.
-    // Decode from frame 0 instead.
+    // The seek did not land on a keyframe at or before the frame wanted: the first packet
+    // read is no keyframe or a later one, or the first frame out of the decoder is later.
+    // Decode from the start instead.
     const int64_t key_pts = input_->first_packet_pts();
     const bool key_late = !input_->first_packet_key() ||
-                          (key_pts != AV_NOPTS_VALUE && TimestampIndex(key_pts) > begin_);
-    if (key_late || index > begin_) {
+                          (key_pts != AV_NOPTS_VALUE && key_pts > timeline_.keys[seek_frame_]);
+    if (key_late || coded < 0 || coded > seek_frame_) {
       RETURN_IF_ERROR(Restart());
-      return kRestarted;
+      return kSkip;
     }
   }
-  return index;
+  return coded < 0 ? kSkip : coded;
 }
 
 absl::StatusOr<bool> VideoSource::Next(Frame* frame) {
-  while (next_ < end_) {
+  if (next_ >= end_) return false;
+  if (next_ >= slot_count()) return PastEnd();
+  const int64_t wanted = timeline_.grid.slot_frame[next_];
+  while (shown_frame_ < wanted && !ended_) {
     ASSIGN_OR_RETURN(bool decoded, input_->ReadFrame(decoded_.get()));
     if (!decoded && check_seek_) {  // the seek landed where nothing decodes
       RETURN_IF_ERROR(Restart());
       continue;
     }
-    if (!decoded) return PastEnd();
-    ASSIGN_OR_RETURN(int64_t index, IndexOf(*decoded_));
-    if (index == kRestarted) continue;
-    if (index > last_index_) last_index_ = index;
-    if (index < next_) continue;  // before the range, or a repeated timestamp
-    if (index > next_) return Gap(index);
+    if (!decoded) {
+      // Fewer frames decode than the packets promised (a cut tail): the last one is held.
+      ended_ = true;
+      break;
+    }
+    ASSIGN_OR_RETURN(int64_t coded, CodedFrameOf(*decoded_));
+    if (coded == kSkip || coded < wanted) continue;  // before the range, or dropped
     if (DecodedWithErrors(*decoded_)) {
       return absl::FailedPreconditionError(
-          "input '" + path_ + "': frame " + std::to_string(index) +
+          "input '" + path_ + "': frame " + std::to_string(next_) +
           " is damaged (the decoder had to conceal errors); give an intact file");
     }
-    RETURN_IF_ERROR(converter_.Convert(
-        *decoded_, "input '" + path_ + "' frame " + std::to_string(index), frame));
-    frame->index = next_++;
-    return true;
+    av_frame_unref(shown_.get());
+    av_frame_move_ref(shown_.get(), decoded_.get());
+    // A coded frame that did not decode is stood in for by the next one that did.
+    shown_frame_ = coded;
   }
-  return false;
+  if (shown_frame_ < 0) return PastEnd();
+  RETURN_IF_ERROR(converter_.Convert(
+      *shown_, "input '" + path_ + "' frame " + std::to_string(next_), frame));
+  frame->index = next_++;
+  return true;
 }
 
 absl::Status VideoSource::PastEnd() const {
-  std::string ends = last_index_ >= 0 ? "the video ends after frame " + std::to_string(last_index_)
+  std::string ends = slot_count() > 0 ? "the video has " + std::to_string(slot_count()) +
+                                            " frames on its constant-rate grid"
                                       : "no frame decoded";
+  if (next_ < slot_count()) ends = "no frame decoded from there on";
   return absl::FailedPreconditionError(
       "input '" + path_ + "': frame " + std::to_string(next_) + " is missing: " + ends +
       " (frames [" + std::to_string(begin_) + ", " + std::to_string(end_) +
       ") were asked for); ask only for frames the file has (ProbeVideo's frame_count)");
-}
-
-absl::Status VideoSource::Gap(int64_t index) const {
-  return absl::FailedPreconditionError(
-      "input '" + path_ + "': frame " + std::to_string(next_) +
-      " is missing: the next decoded frame has timestamp of frame " + std::to_string(index) +
-      "; the file has a variable frame rate or dropped frames; convert it to a constant "
-      "frame rate first");
 }
 
 }  // namespace

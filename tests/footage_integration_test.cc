@@ -1,0 +1,193 @@
+// Real footage through a real farm (2 workers): messy movies (MPEG-4 Part 2 B-frames in
+// AVI, held frames, audio that starts first or later) are upscaled on the constant-rate
+// grid: chunked equals unchunked frame for frame, every frame matches ffmpeg's own
+// bicubic scale of the same grid frame, and the audio stays in sync. The wrong kind of
+// file or model is refused at submit in one sentence.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+#include "tests/testing/farm.h"
+#include "tests/testing/fixtures.h"
+#include "tests/testing/models.h"
+
+namespace fs = std::filesystem;
+using namespace reelfarm;
+using testing::Farm;
+
+namespace {
+
+void Ffmpeg(const std::string& args) {
+  INFO("ffmpeg " << args);
+  REQUIRE(testing::Run("ffmpeg -nostdin -hide_banner -loglevel error -y " + args) == 0);
+}
+
+v1::JobSpec Spec(const std::string& input, const std::string& output, int chunk,
+                 const std::string& model = "bicubic") {
+  v1::JobSpec spec;
+  auto* u = spec.mutable_upscale();
+  u->set_input(input);
+  u->set_output(output);
+  u->set_model(model);
+  u->set_scale(2);
+  u->set_chunk_frames(chunk);
+  u->set_overwrite(true);
+  return spec;
+}
+
+double ProbeNumber(const fs::path& path, const std::string& what) {
+  const std::string out = testing::Capture("ffprobe -v error " + what +
+                                           " -of default=nw=1:nk=1 '" + path.string() + "'");
+  return std::atof(out.c_str());
+}
+
+// A stream's start time in seconds ("v:0", "a:0").
+double StartTime(const fs::path& path, const std::string& stream) {
+  return ProbeNumber(path, "-select_streams " + stream + " -show_entries stream=start_time");
+}
+
+int64_t CountFrames(const fs::path& path) {
+  return static_cast<int64_t>(ProbeNumber(
+      path, "-select_streams v:0 -count_frames -show_entries stream=nb_read_frames"));
+}
+
+}  // namespace
+
+TEST_CASE("messy movies upscale on the grid, chunked equal to unchunked, with 2 workers",
+          "[integration][footage]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  const fs::path plates = farm.storage() / "plates";
+  fs::create_directories(plates);
+  const std::string src = "-f lavfi -i testsrc2=s=160x90:r=24";
+  // MPEG-4 Part 2 with B-frames, Xvid-tagged in AVI: no pts, best-effort timestamps from 1.
+  Ffmpeg(src + ":d=2 -c:v mpeg4 -bf 2 -g 12 -q:v 2 -vtag XVID '" +
+         (plates / "xvid.avi").string() + "'");
+  // Every 4th frame coded, empty chunks between (a screen capture's held frames).
+  Ffmpeg(src + ":d=2 -vf \"select='not(mod(n\\,4))'\" -c:v mjpeg -q:v 2 '" +
+         (plates / "held.avi").string() + "'");
+  farm.StartWorker("w1");
+  farm.StartWorker("w2");
+  farm.WaitForWorkers(2);
+
+  for (const char* name : {"xvid.avi", "held.avi"}) {
+    SECTION(name) {
+      const fs::path input = plates / name;
+      const std::string stem = fs::path(name).stem().string();
+      v1::Job chunked = farm.RunToSuccess(
+          Spec("plates/" + std::string(name), "renders/" + stem + "_c/f.####.png", 5));
+      v1::Job whole = farm.RunToSuccess(
+          Spec("plates/" + std::string(name), "renders/" + stem + "_w/f.####.png", 1000));
+      CHECK(chunked.tasks_total() > 3);
+      // ffmpeg's own constant-rate output of the input, scaled with its bicubic.
+      const fs::path ref = dir.path() / (stem + "_ref.mov");
+      Ffmpeg("-i '" + input.string() +
+             "' -vf scale=320:180:flags=bicubic,format=rgb24 -c:v png '" + ref.string() + "'");
+      // Compared as YUV 4:2:0, the domain the inputs are coded in, as every other
+      // upscale check of the suite does (CheckUpscaledClip).
+      int rw = 0, rh = 0;
+      const auto reference = testing::DecodeYuv420(ref, "", &rw, &rh);
+      const auto c = testing::DecodeYuv420(
+          farm.storage() / ("renders/" + stem + "_c/f.%04d.png"), "", &rw, &rh);
+      const auto w = testing::DecodeYuv420(
+          farm.storage() / ("renders/" + stem + "_w/f.%04d.png"), "", &rw, &rh);
+      CHECK(chunked.input_info().frame_count() == 48);
+      CHECK(static_cast<int64_t>(reference.size()) == chunked.input_info().frame_count());
+      REQUIRE(c.size() == static_cast<size_t>(chunked.input_info().frame_count()));
+      REQUIRE(w.size() == c.size());
+      for (size_t i = 0; i < c.size() && i < reference.size(); ++i) {
+        INFO("frame " << i);
+        CHECK(c[i] == w[i]);
+        const double psnr = testing::Psnr(c[i], reference[i]);
+        INFO("psnr " << psnr);
+        CHECK(psnr >= 35);
+      }
+      if (stem == "held") {
+        CHECK(chunked.input_info().coded_frames() == 12);
+        CHECK(chunked.input_info().held_frames() == 36);
+        const std::string shown = testing::Capture(
+            farm.Reelctl() + " get " + std::to_string(chunked.id()) + " 2>&1");
+        CHECK_THAT(shown, Catch::Contains("12 coded frames") && Catch::Contains("36 held"));
+      }
+    }
+  }
+}
+
+TEST_CASE("audio stays in sync when it starts before or after the video",
+          "[integration][footage]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  const fs::path plates = farm.storage() / "plates";
+  fs::create_directories(plates);
+  const fs::path v = dir.path() / "v.mp4";
+  const fs::path a = dir.path() / "a.m4a";
+  Ffmpeg("-f lavfi -i testsrc2=s=160x90:r=24:d=3 -c:v libx264 -bf 3 '" + v.string() + "'");
+  Ffmpeg("-f lavfi -i sine=f=440:r=48000:d=4 -c:a aac '" + a.string() + "'");
+  // Video 0.5 s after the audio (an empty edit), and audio 0.5 s after the video.
+  Ffmpeg("-itsoffset 0.5 -i '" + v.string() + "' -i '" + a.string() +
+         "' -map 0:v -map 1:a -c copy '" + (plates / "audio_first.mp4").string() + "'");
+  Ffmpeg("-i '" + v.string() + "' -itsoffset 0.5 -i '" + a.string() +
+         "' -map 0:v -map 1:a -c copy -t 3 '" + (plates / "video_first.mp4").string() + "'");
+  farm.StartWorker("w1");
+  farm.StartWorker("w2");
+  farm.WaitForWorkers(2);
+  for (const char* name : {"audio_first", "video_first"}) {
+    SECTION(name) {
+      const fs::path input = plates / (std::string(name) + ".mp4");
+      const std::string out = "renders/" + std::string(name) + ".mp4";
+      v1::Job job = farm.RunToSuccess(Spec("plates/" + std::string(name) + ".mp4", out, 10));
+      const fs::path output = farm.storage() / out;
+      const fs::path ffmpeg_out = dir.path() / (std::string(name) + "_ffmpeg.mp4");
+      Ffmpeg("-i '" + input.string() + "' '" + ffmpeg_out.string() + "'");
+      const int64_t frames = CountFrames(output);
+      INFO("farm frames " << frames << ", ffmpeg frames " << CountFrames(ffmpeg_out));
+      CHECK(frames == job.input_info().frame_count());
+      CHECK(std::llabs(frames - CountFrames(ffmpeg_out)) <= 1);
+      // The input's audio offset from its video's first grid frame is kept to a frame.
+      const double in_start = ProbeNumber(input, "-show_entries format=start_time");
+      const double in_offset = StartTime(input, "a:0") - in_start;
+      const double out_offset = StartTime(output, "a:0") - StartTime(output, "v:0");
+      INFO("audio offset in " << in_offset << " out " << out_offset);
+      CHECK(std::fabs(out_offset - in_offset) <= 1.0 / 24);
+      // Video that starts late is held from the file's start, so it lasts as long.
+      if (std::string(name) == "audio_first") {
+        CHECK(frames == 84);
+        CHECK(job.input_info().held_frames() >= 12);
+      }
+    }
+  }
+}
+
+TEST_CASE("the wrong kind of file or model is refused at submit in one sentence",
+          "[integration][footage]") {
+  testing::TempDir dir;
+  testing::WriteFixtureDenoiser(dir.path() / "models", "den");
+  const std::string model_path = (dir.path() / "models").string();
+  Farm farm(dir.path() / "farm", {"--model-path", model_path});
+  const fs::path plates = farm.storage() / "plates";
+  fs::create_directories(plates / "seq");
+  Ffmpeg("-f lavfi -i testsrc2=s=64x36 -frames:v 1 '" + (plates / "still.png").string() + "'");
+  for (const char* n : {"1001", "1002"}) {
+    Ffmpeg("-f lavfi -i testsrc2=s=64x36:r=24:d=1 -c:v libx264 '" +
+           (plates / "seq" / (std::string("m.") + n + ".mp4")).string() + "'");
+  }
+  Ffmpeg("-f lavfi -i testsrc2=s=64x36:r=24:d=1 -c:v libx264 '" +
+         (plates / "clip.mp4").string() + "'");
+  const std::vector<std::pair<v1::JobSpec, std::vector<std::string>>> cases = {
+      {Spec("plates/still.png", "renders/a.mp4", 24),
+       {"plates/still.png", "single png image, not a movie", "frame pattern"}},
+      {Spec("plates/seq/m.####.mp4", "renders/b.####.png", 24),
+       {"m.1001.mp4", "is a movie", "without a frame pattern"}},
+      {Spec("plates/clip.mp4", "renders/c.mp4", 24, "den"),
+       {"upscale.model 'den'", "not an upscaler"}},
+  };
+  for (const auto& [spec, needles] : cases) {
+    v1::SubmitJobResponse resp;
+    grpc::Status st = farm.Submit(spec, &resp);
+    INFO(st.error_message());
+    CHECK_FALSE(st.ok());
+    for (const auto& n : needles) CHECK_THAT(st.error_message(), Catch::Contains(n));
+    CHECK_THAT(st.error_message(), !Catch::Contains("scale 0"));
+  }
+}

@@ -1,0 +1,271 @@
+// Real footage on the constant-rate grid (DESIGN.md "Time"): messy movies made with the
+// ffmpeg tool (MPEG-4 Part 2 B-frames in AVI, held frames, VFR, edit lists, audio
+// first, many codecs, odd geometry) are read frame for frame as the ffmpeg tool writes
+// them to a constant-rate output, whichever range they are read in.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "tests/testing/fixtures.h"
+#include "tests/testing/frames.h"
+#include "worker/media/grid.h"
+#include "worker/media/media.h"
+
+namespace reelfarm::media {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::Capture;
+using testing::Psnr;
+using testing::Run;
+using testing::TempDir;
+
+// Runs the ffmpeg tool with `args` (quiet, overwriting), failing the test on error.
+void Ffmpeg(const std::string& args) {
+  INFO("ffmpeg " << args);
+  REQUIRE(Run("ffmpeg -nostdin -hide_banner -loglevel error -y " + args) == 0);
+}
+
+std::vector<uint8_t> ToRgb24(const Frame& frame) {
+  const size_t n = static_cast<size_t>(frame.width) * frame.height;
+  std::vector<uint8_t> rgb(3 * n);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t c = 0; c < 3; ++c) {
+      rgb[3 * i + c] = static_cast<uint8_t>(std::lround(frame.planes[c * n + i] * 255.0f));
+    }
+  }
+  return rgb;
+}
+
+// What `ffmpeg -i in out.mov` writes (its default constant-frame-rate placement), as
+// rgb24 frames: the reference the grid must reproduce. The conversion to RGB is the
+// one FrameSource does.
+std::vector<std::vector<uint8_t>> FfmpegGrid(const fs::path& in, const fs::path& work) {
+  const fs::path ref = work / (in.filename().string() + ".ref.mov");
+  Ffmpeg("-i '" + in.string() +
+         "' -an -sn -dn -vf 'scale=flags=bicubic+accurate_rnd+full_chroma_int,format=rgb24' "
+         "-c:v png '" + ref.string() + "'");
+  return testing::DecodeRgb(ref, "", nullptr, nullptr);
+}
+
+std::vector<Frame> ReadChunked(const fs::path& path, int64_t count, int64_t chunk) {
+  std::vector<Frame> all;
+  for (int64_t b = 0; b < count; b += chunk) {
+    auto part = testing::ReadFrames(path, b, std::min(count, b + chunk));
+    REQUIRE(part.size() == static_cast<size_t>(std::min(count, b + chunk) - b));
+    for (auto& f : part) all.push_back(std::move(f));
+  }
+  return all;
+}
+
+// The checks every fixture passes: the probe's count is ffmpeg's, frame i is ffmpeg's
+// frame i, and reading in chunks gives the same frames as reading it whole.
+VideoInfo CheckOnGrid(const fs::path& clip, const fs::path& work, double min_psnr = 35) {
+  INFO("fixture " << clip.filename().string());
+  auto info = ProbeVideo(clip.string());
+  INFO(info.status().ToString());
+  REQUIRE(info.ok());
+  const auto reference = FfmpegGrid(clip, work);
+  CHECK(info->frame_count == static_cast<int64_t>(reference.size()));
+  REQUIRE(std::llabs(info->frame_count - static_cast<int64_t>(reference.size())) <= 1);
+  const std::vector<Frame> whole = testing::ReadFrames(clip, 0, info->frame_count);
+  REQUIRE(whole.size() == static_cast<size_t>(info->frame_count));
+  const size_t n = std::min(whole.size(), reference.size());
+  for (size_t i = 0; i < n; ++i) {
+    CHECK(whole[i].index == static_cast<int64_t>(i));
+    const double psnr = Psnr(ToRgb24(whole[i]), reference[i]);
+    INFO("frame " << i << " psnr " << psnr);
+    CHECK(psnr >= min_psnr);
+  }
+  const std::vector<Frame> chunked = ReadChunked(clip, info->frame_count, 7);
+  REQUIRE(chunked.size() == whole.size());
+  for (size_t i = 0; i < whole.size(); ++i) {
+    INFO("frame " << i);
+    CHECK(chunked[i].planes == whole[i].planes);
+  }
+  return *info;
+}
+
+constexpr const char* kSrc = "-f lavfi -i testsrc2=s=320x180:r=24";
+
+}  // namespace
+
+TEST_CASE("PlaceOnGrid holds, drops and starts as the ffmpeg tool does", "[unit][media][grid]") {
+  // Evenly spaced: one slot each.
+  GridPlacement even = PlaceOnGrid({0, 1, 2, 3}, false);
+  CHECK(even.slot_frame == std::vector<int64_t>{0, 1, 2, 3});
+  CHECK(even.held == 0);
+  CHECK(even.dropped == 0);
+  // Coded at 0, 5, 10 (empty chunks between): each held until the next one's time,
+  // and the last held as long as the ones before it. ffmpeg rounds a gap of d slots to
+  // d - 1 repeats of the frame before, so the next frame already fills the slot before
+  // its own time (the held-frame AVI below matches ffmpeg's output frame for frame).
+  GridPlacement held = PlaceOnGrid({0, 5, 10}, false);
+  CHECK(held.slot_frame == std::vector<int64_t>{0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2});
+  CHECK(held.held == 11);
+  // Two frames in one slot: the grid drifts at most about two slots before dropping.
+  GridPlacement dense = PlaceOnGrid({0, 0.3, 0.6, 0.9, 1.2, 1.5, 4}, false);
+  CHECK(dense.dropped > 0);
+  CHECK(dense.slot_frame.size() == 5);
+  // A first frame half a slot or more late: filled from the origin with it, unless the
+  // grid may start late (one stream).
+  CHECK(PlaceOnGrid({12, 13}, false).slot_frame.size() == 14);
+  CHECK(PlaceOnGrid({12, 13}, true).slot_frame == std::vector<int64_t>{0, 1});
+}
+
+TEST_CASE("MPEG-4 Part 2 with B-frames in AVI is read on ffmpeg's grid", "[unit][media][footage]") {
+  TempDir dir;
+  const fs::path bf = dir.path() / "xvid_bf.avi";
+  Ffmpeg(std::string(kSrc) + ":d=3 -c:v mpeg4 -bf 2 -g 12 -q:v 2 -vtag XVID '" +
+         bf.string() + "'");
+  // The packets have no pts and the decoder's best-effort timestamps start at 1.
+  int status = 0;
+  const std::string pts = Capture("ffprobe -v error -select_streams v -show_entries "
+                                  "packet=pts -of csv=p=0 '" + bf.string() + "' | head -2",
+                                  &status);
+  REQUIRE(pts.find("N/A") != std::string::npos);
+  VideoInfo info = CheckOnGrid(bf, dir.path());
+  CHECK(info.frame_count == 72);
+  CHECK(info.coded_frames == 72);
+  CHECK(info.held_frames == 0);
+  CHECK(info.fps_num == 24);
+
+  // The same stream with its B-frames unpacked by the bitstream filter.
+  const fs::path unpacked = dir.path() / "xvid_unpacked.avi";
+  Ffmpeg("-i '" + bf.string() + "' -c copy -bsf:v mpeg4_unpack_bframes '" +
+         unpacked.string() + "'");
+  CHECK(CheckOnGrid(unpacked, dir.path()).frame_count == 72);
+}
+
+TEST_CASE("an AVI with empty chunks holds each frame until the next one's time",
+          "[unit][media][footage]") {
+  TempDir dir;
+  const fs::path clip = dir.path() / "held.avi";
+  // Every 5th frame coded (the muxer writes empty chunks for the others), then 8 in a row.
+  Ffmpeg("-f lavfi -i testsrc2=s=320x180:r=15:d=4 -vf \"select='not(mod(n\\,5))+gt(n\\,51)'\" "
+         "-c:v mjpeg -q:v 2 '" + clip.string() + "'");
+  const std::string nb = Capture("ffprobe -v error -count_packets -show_entries "
+                                 "stream=nb_frames,nb_read_packets -of csv=p=0 '" +
+                                 clip.string() + "'");
+  INFO("stream frames, packets: " << nb);
+  VideoInfo info = CheckOnGrid(clip, dir.path());
+  CHECK(info.frame_count == 60);
+  CHECK(info.coded_frames == 19);
+  CHECK(info.held_frames == 41);
+  CHECK(info.dropped_frames == 0);
+}
+
+TEST_CASE("variable frame rate from setpts is put on the grid", "[unit][media][footage]") {
+  TempDir dir;
+  const fs::path clip = dir.path() / "vfr.mkv";
+  // Frame n at n*(1 + 0.8*sin(n/5))/24 s: spacings from 0.2 to 1.8 slots.
+  Ffmpeg(std::string(kSrc) + ":d=4 -vf \"setpts='(N+4*sin(N/5))/(24*TB)'\" -fps_mode vfr "
+         "-c:v libx264 -g 24 '" + clip.string() + "'");
+  VideoInfo info = CheckOnGrid(clip, dir.path());
+  CHECK(info.frame_count >= 90);
+  CHECK(info.dropped_frames + info.held_frames > 0);
+}
+
+TEST_CASE("edit lists and audio that starts first keep their timing", "[unit][media][footage]") {
+  TempDir dir;
+  const fs::path src = dir.path() / "src.mp4";
+  Ffmpeg(std::string(kSrc) + ":d=4 -f lavfi -i sine=f=440:r=48000:d=4 -c:v libx264 -g 24 "
+         "-bf 3 -c:a aac '" + src.string() + "'");
+  // -ss with stream copy: an edit list that starts between keyframes (the frames before
+  // it are decoded only as references).
+  const fs::path cut = dir.path() / "ss_copy.mp4";
+  Ffmpeg("-ss 1.3 -i '" + src.string() + "' -c copy '" + cut.string() + "'");
+  VideoInfo c = CheckOnGrid(cut, dir.path());
+  CHECK(c.frame_count == 64);
+  // Video that starts 0.5 s after its audio (an empty edit): the first frame is held
+  // over the first 12 slots, as ffmpeg does, so the audio stays in sync.
+  const fs::path v = dir.path() / "v.mp4";
+  const fs::path a = dir.path() / "a.m4a";
+  Ffmpeg(std::string(kSrc) + ":d=3 -c:v libx264 -bf 3 '" + v.string() + "'");
+  Ffmpeg("-f lavfi -i sine=f=440:r=48000:d=4 -c:a aac '" + a.string() + "'");
+  for (const char* ext : {"mp4", "mkv"}) {
+    const fs::path late = dir.path() / (std::string("audio_first.") + ext);
+    Ffmpeg("-itsoffset 0.5 -i '" + v.string() + "' -i '" + a.string() +
+           "' -map 0:v -map 1:a -c copy '" + late.string() + "'");
+    VideoInfo l = CheckOnGrid(late, dir.path());
+    CHECK(l.frame_count >= 84);
+    CHECK(l.held_frames >= 12);
+    CHECK(l.has_audio);
+  }
+}
+
+TEST_CASE("many codecs and containers are read on ffmpeg's grid", "[unit][media][footage]") {
+  TempDir dir;
+  struct Case {
+    const char* name;
+    std::string args;
+  };
+  const std::vector<Case> cases = {
+      {"mpeg2_open_gop.ts", "-c:v mpeg2video -bf 2 -g 12 -q:v 3"},
+      {"h264_bpyramid.mp4", "-c:v libx264 -bf 3 -x264-params b-pyramid=normal:b-adapt=0 -g 20"},
+      {"hevc10_420.mkv", "-c:v libx265 -pix_fmt yuv420p10le -x265-params log-level=error"},
+      {"hevc10_422.mov", "-c:v libx265 -pix_fmt yuv422p10le -x265-params log-level=error"},
+      {"prores4444_alpha.mov", "-vf format=yuva444p10le -c:v prores_ks -profile:v 4444"},
+      {"dnxhr_hq.mxf", "-c:v dnxhd -profile:v dnxhr_hq -pix_fmt yuv422p"},
+      {"mjpeg.avi", "-c:v mjpeg -q:v 2"},
+      {"interlaced.mp4", "-c:v libx264 -flags +ildct+ilme -x264-params tff=1"},
+  };
+  for (const Case& c : cases) {
+    SECTION(c.name) {
+      const fs::path clip = dir.path() / c.name;
+      Ffmpeg(std::string(kSrc) + ":d=2 " + c.args + " '" + clip.string() + "'");
+      VideoInfo info = CheckOnGrid(clip, dir.path());
+      CHECK(info.frame_count == 48);
+    }
+  }
+}
+
+TEST_CASE("odd sizes, non-square pixels and rotation metadata are read on the grid",
+          "[unit][media][footage]") {
+  TempDir dir;
+  const fs::path odd = dir.path() / "odd_721x405.mkv";
+  Ffmpeg("-f lavfi -i testsrc2=s=722x406:r=25:d=1 -vf format=yuv444p,crop=721:405:0:0 -c:v ffv1 '" + odd.string() + "'");
+  VideoInfo o = CheckOnGrid(odd, dir.path());
+  CHECK(o.width == 721);
+  CHECK(o.height == 405);
+  const fs::path sar = dir.path() / "anamorphic.mp4";
+  Ffmpeg(std::string(kSrc) + ":d=1 -vf setsar=4/3 -c:v libx264 '" + sar.string() + "'");
+  CHECK(CheckOnGrid(sar, dir.path()).frame_count == 24);
+  const fs::path rotated = dir.path() / "phone.mp4";
+  Ffmpeg("-f lavfi -i testsrc2=s=320x180:r=30:d=1 -c:v libx264 -metadata:s:v rotate=90 '" +
+         rotated.string() + "'");
+  CHECK(CheckOnGrid(rotated, dir.path()).frame_count == 30);
+}
+
+}  // namespace reelfarm::media
+
+namespace reelfarm::media {
+
+TEST_CASE("a still image given as a movie and a movie given as a sequence are named",
+          "[unit][media][footage]") {
+  TempDir dir;
+  const fs::path png = dir.path() / "still.png";
+  REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=64x36 -frames:v 1 '" +
+              png.string() + "'") == 0);
+  auto still = ProbeVideo(png.string());
+  REQUIRE_FALSE(still.ok());
+  CHECK(still.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(still.status().message()),
+             Catch::Contains("still.png' is a single png image, not a movie") &&
+                 Catch::Contains("plate.####.png"));
+  for (const char* n : {"1001", "1002"}) {
+    REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=64x36:r=24:d=1 "
+                "-c:v libx264 '" + (dir.path() / (std::string("m.") + n + ".mp4")).string() +
+                "'") == 0);
+  }
+  auto movies = ProbeImageSequence((dir.path() / "m.####.mp4").string());
+  REQUIRE_FALSE(movies.ok());
+  CHECK(movies.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(movies.status().message()),
+             Catch::Contains("m.1001.mp4' is a movie") &&
+                 Catch::Contains("without a frame pattern"));
+}
+
+}  // namespace reelfarm::media
