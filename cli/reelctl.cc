@@ -599,7 +599,7 @@ int main(int argc, char** argv) {
   auto* first_opt = up->add_option("--first-frame", first_frame, "first frame, inclusive");
   auto* last_opt = up->add_option("--last-frame", last_frame, "last frame, inclusive");
   up->add_option("--model", model, "model name")->capture_default_str();
-  up->add_option("--scale", scale, "2, 3 or 4")->capture_default_str();
+  up->add_option("--scale", scale, "one of the model's scales (bicubic, lanczos: 2, 3, 4)")->capture_default_str();
   auto* chunk_opt = up->add_option("--chunk", chunk, "frames per chunk task")
                         ->capture_default_str();
   auto* crf_opt =

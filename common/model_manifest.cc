@@ -1,11 +1,14 @@
 #include "common/model_manifest.h"
 
+#include <algorithm>
 #include <fstream>
+#include <stdexcept>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace reelfarm::common {
 namespace fs = std::filesystem;
@@ -71,7 +74,84 @@ absl::Status CheckDenoiser(const ModelManifest& m, const fs::path& file) {
   return absl::OkStatus();
 }
 
+void ApplyScale(const ModelScale& s, ModelManifest* m) {
+  m->scale = s.scale;
+  m->file = s.file;
+  m->receptive_field = s.receptive_field;
+  m->tile_overlap = s.tile_overlap;
+  m->tile_memory_per_pixel = s.tile_memory_per_pixel;
+  m->memory_bytes = s.memory_bytes;
+}
+
+// `scales`: {"2": {"file": "x2.pt", "receptive_field": 10, "tile_overlap": 40,
+// "memory_per_megapixel": bytes, "memory_bytes": bytes}, ...}
+void ReadScales(const nlohmann::json& j, ModelManifest* m) {
+  for (const auto& [key, v] : j.items()) {
+    ModelScale s;
+    s.scale = std::stoi(key);
+    s.file = v.at("file").get<std::string>();
+    s.receptive_field = v.value("receptive_field", 0);
+    s.tile_overlap = v.value("tile_overlap", 0);
+    const int64_t per_mp = v.value("memory_per_megapixel", int64_t{0});
+    s.tile_memory_per_pixel = (per_mp + 999999) / 1000000;
+    s.memory_bytes = v.value("memory_bytes", int64_t{0});
+    m->scales.push_back(s);
+  }
+  std::sort(m->scales.begin(), m->scales.end(),
+            [](const ModelScale& a, const ModelScale& b) { return a.scale < b.scale; });
+  if (!m->scales.empty()) ApplyScale(m->scales.front(), m);
+}
+
+// The checks that depend on the scale, for `m` as set up for one.
+absl::Status CheckScaled(const ModelManifest& m, const fs::path& file) {
+  if (m.scale < 1 || m.scale > 8) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': scale ", m.scale, " must be 1..8"));
+  }
+  if (m.tile_memory_per_pixel < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': tile_memory_per_pixel ",
+        m.tile_memory_per_pixel, " must be >= 0 (bytes of device memory per input pixel)"));
+  }
+  if (m.tile < 0 || m.tile_overlap < 0 || (m.tile > 0 && 2 * m.tile_overlap >= m.tile)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': tile ", m.tile, " with tile_overlap ",
+        m.tile_overlap, " is invalid; give tile 0 (whole frames) or tile > 2 * tile_overlap"));
+  }
+  if (m.receptive_field < 0 || m.tile_overlap < 4 * m.receptive_field) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': scale ", m.scale, ": tile_overlap ",
+        m.tile_overlap, " does not cover receptive_field ", m.receptive_field,
+        "; give tile_overlap >= 4 * receptive_field"));
+  }
+  if (!fs::exists(m.dir / m.file)) {
+    return absl::NotFoundError(absl::StrCat("model manifest '", file.string(),
+                                            "': file '", m.file, "' is missing"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::vector<int> ModelManifest::Scales() const {
+  if (scales.empty()) return {scale};
+  std::vector<int> out;
+  for (const auto& s : scales) out.push_back(s.scale);
+  return out;
+}
+
+absl::StatusOr<ModelManifest> ForScale(const ModelManifest& m, int scale) {
+  if (m.scales.empty() && m.scale == scale) return m;
+  for (const auto& s : m.scales) {
+    if (s.scale != scale) continue;
+    ModelManifest out = m;
+    ApplyScale(s, &out);
+    return out;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("model '", m.name, "' is made for scale ",
+                                                 absl::StrJoin(m.Scales(), ", "), ", not ",
+                                                 scale));
+}
 
 absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
   const fs::path file = dir / "model.json";
@@ -98,10 +178,17 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
     m.fp16 = j.value("fp16", false);
     m.memory_bytes = j.value("memory_bytes", int64_t{0});
     m.tile_memory_per_pixel = j.value("tile_memory_per_pixel", int64_t{0});
+    m.channel_order = j.value("channel_order", "rgb");
+    m.receptive_field = j.value("receptive_field", 0);
+    if (j.contains("source")) m.source_json = j["source"].dump();
+    if (j.contains("scales")) ReadScales(j["scales"], &m);
     if (m.kind == "denoiser") ReadDenoiserFields(j, &m);
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("model manifest '", file.string(), "': ", e.what()));
+  } catch (const std::logic_error& e) {  // std::stoi of a `scales` key
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': a key of `scales` is not a number"));
   }
   if (m.kind == "denoiser") {
     RETURN_IF_ERROR(CheckDenoiser(m, file));
@@ -112,10 +199,6 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
                                                    "': kind '", m.kind,
                                                    "' is not supported; use 'upscaler' or 'denoiser'"));
   }
-  if (m.scale < 1 || m.scale > 8) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model manifest '", file.string(), "': scale ", m.scale, " must be 1..8"));
-  }
   if (m.batch < 1 || m.batch > 64) {
     return absl::InvalidArgumentError(absl::StrCat(
         "model manifest '", file.string(), "': batch ", m.batch, " must be 1..64"));
@@ -125,23 +208,23 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
                                                    "': temporal_window ", m.temporal_window,
                                                    " must be odd, 1..15"));
   }
-  if (m.tile_memory_per_pixel < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model manifest '", file.string(), "': tile_memory_per_pixel ",
-        m.tile_memory_per_pixel, " must be >= 0 (bytes of device memory per input pixel)"));
-  }
-  if (m.tile < 0 || m.tile_overlap < 0 || (m.tile > 0 && 2 * m.tile_overlap >= m.tile)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model manifest '", file.string(), "': tile ", m.tile, " with tile_overlap ",
-        m.tile_overlap, " is invalid; give tile 0 (whole frames) or tile > 2 * tile_overlap"));
-  }
   if (m.channels != 3) {
     return absl::InvalidArgumentError(absl::StrCat(
         "model manifest '", file.string(), "': channels ", m.channels, " must be 3"));
   }
-  if (!fs::exists(dir / m.file)) {
-    return absl::NotFoundError(absl::StrCat("model manifest '", file.string(),
-                                            "': file '", m.file, "' is missing"));
+  if (m.channel_order != "rgb") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': channel_order '", m.channel_order,
+        "' is not supported; frames are given as rgb"));
+  }
+  if (m.input_max <= m.input_min) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model manifest '", file.string(), "': input_range [", m.input_min, ", ", m.input_max,
+        "] is empty; give [min, max] with min < max"));
+  }
+  for (int scale : m.Scales()) {
+    ASSIGN_OR_RETURN(ModelManifest scaled, ForScale(m, scale));
+    RETURN_IF_ERROR(CheckScaled(scaled, file));
   }
   return m;
 }
@@ -163,6 +246,11 @@ std::vector<ModelManifest> FindModelPackages(const std::vector<std::string>& sea
     }
   }
   return out;
+}
+
+const std::vector<int>& BuiltinScales() {
+  static const std::vector<int> kScales = {2, 3, 4};
+  return kScales;
 }
 
 const std::vector<std::string>& BuiltinModels() {

@@ -12,6 +12,17 @@
 
 namespace reelfarm::common {
 
+// One scale of a package that has several (`scales` in model.json): its file and the
+// figures that depend on the scale.
+struct ModelScale {
+  int scale = 0;
+  std::string file;
+  int receptive_field = 0;
+  int tile_overlap = 0;
+  int64_t tile_memory_per_pixel = 0;
+  int64_t memory_bytes = 0;
+};
+
 struct ModelManifest {
   std::string name;             // the folder's name
   std::string kind;             // "upscaler" or "denoiser"
@@ -31,6 +42,17 @@ struct ModelManifest {
   // tile 0, the tile is chosen from the device's free memory when the model loads.
   int64_t tile_memory_per_pixel = 0;
   std::filesystem::path dir;    // where it was found
+  std::string channel_order = "rgb";  // of the network's input and output channels
+  // Farthest input pixel (input pixels) that reaches an output pixel; tile_overlap must
+  // be at least 4x this for tiles to give the untiled result (tiling.h).
+  int receptive_field = 0;
+  // Packages with several scales (`scales` in model.json), in increasing order; the
+  // fields above then hold the smallest one's figures (ForScale picks another).
+  std::vector<ModelScale> scales;
+  std::string source_json;      // `source` (where an imported package came from), as JSON
+
+  // The scales the package can run: `scales`, or the one `scale`.
+  std::vector<int> Scales() const;
 
   // kind "denoiser" (generation; models/README.md has the contract):
   std::string prediction = "velocity";  // what forward() returns: flow-matching velocity
@@ -53,12 +75,17 @@ struct ModelManifest {
 // Reads `<dir>/model.json`. INVALID_ARGUMENT naming the file and field when malformed.
 absl::StatusOr<ModelManifest> ReadModelManifest(const std::filesystem::path& dir);
 
+// `m` set up for `scale` (file, overlap, memory of that scale). INVALID_ARGUMENT naming
+// the scales it has when it has not this one.
+absl::StatusOr<ModelManifest> ForScale(const ModelManifest& m, int scale);
+
 // Every valid package directly under each folder of `search_path` (first one wins on
 // a name clash). Invalid packages are skipped; their errors go to `errors`.
 std::vector<ModelManifest> FindModelPackages(const std::vector<std::string>& search_path,
                                              std::vector<std::string>* errors = nullptr);
 
-// Built-in resamplers every worker has.
+// Built-in resamplers every worker has, and the scales they run.
 const std::vector<std::string>& BuiltinModels();
+const std::vector<int>& BuiltinScales();
 
 }  // namespace reelfarm::common

@@ -16,6 +16,8 @@ PKGS=(
   libpq-dev postgresql
   libabsl-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
+  # The model importer reads npm .tgz packages (libarchive).
+  libarchive-dev
   python3 python3-grpcio python3-protobuf python3-pytest python3-numpy
   python3-pip python3-venv python3-setuptools
   # Operations checks: promtool (prometheus), YAML parsing, scraping /metrics.
@@ -27,6 +29,9 @@ PKGS=(
 # kubectl (for `kubectl kustomize` in the deploy check): Debian's kubernetes-client,
 # unless some kubectl is already installed (e.g. Google Cloud SDK's, which conflicts).
 if ! command -v kubectl >/dev/null 2>&1; then PKGS+=(kubernetes-client); fi
+# npm (`npm pack` in scripts/fetch-models.sh): Debian's, unless some npm is already
+# installed (e.g. NodeSource's nodejs, which conflicts with it).
+if ! command -v npm >/dev/null 2>&1; then PKGS+=(npm); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -442,10 +442,6 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
     return std::optional<scheduler::MediaInfo>(info);
   }
   const v1::UpscaleSpec& u = spec.upscale();
-  if (u.scale() < 2 || u.scale() > 4) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("upscale.scale is ", u.scale(), "; give 2, 3 or 4"));
-  }
   if (u.has_chunk_frames() && u.chunk_frames() < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "upscale.chunk_frames is ", u.chunk_frames(), "; give 1 or more frames per chunk"));
@@ -470,6 +466,14 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
                                             "' not found; known models: ",
                                             absl::StrJoin(known, ", ")));
   }
+  // Scale: the model's (a package's `scales`, the built-ins' BuiltinScales); a model
+  // only workers have is checked by them, within the manifest's 1..8.
+  const std::vector<int>& builtin_scales = common::BuiltinScales();
+  std::vector<int> scales = {1, 2, 3, 4, 5, 6, 7, 8};
+  if (std::find(common::BuiltinModels().begin(), common::BuiltinModels().end(), u.model()) !=
+      common::BuiltinModels().end()) {
+    scales = builtin_scales;
+  }
   for (const auto& m : packages) {
     if (m.name != u.model()) continue;
     if (m.kind != "upscaler") {
@@ -478,12 +482,16 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
           " model, not an upscaler; give an upscaler (such as bicubic) or use it in a "
           "generate job"));
     }
-    if (m.scale != u.scale()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "upscale.scale is ", u.scale(), " but model '", m.name, "' is made for scale ",
-          m.scale, "; give scale ", m.scale, " or another model"));
+    scales = m.Scales();
+    if (auto scaled = common::ForScale(m, u.scale()); scaled.ok()) {
+      *memory_bytes = scaled->memory_bytes;
     }
-    *memory_bytes = m.memory_bytes;
+  }
+  if (std::find(scales.begin(), scales.end(), u.scale()) == scales.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("upscale.scale is ", u.scale(), " but model '",
+                                                   u.model(), "' is made for scale ",
+                                                   absl::StrJoin(scales, ", "),
+                                                   "; give one of those or another model"));
   }
   // Paths.
   ASSIGN_OR_RETURN(fs::path input, storage_->ResolveJobPath(u.input(), "upscale.input"));

@@ -4,8 +4,11 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <set>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -112,12 +115,18 @@ void Agent::SendResult(const v1::WorkerMessage& result) {
 }
 
 int Agent::Warm() {
-  // Each model at the scale it was made for; built-ins at ×2.
-  std::map<std::string, int> scales;
-  for (const auto& name : common::BuiltinModels()) scales[name] = 2;
+  // Each model at every scale it was made for; built-ins at ×2.
+  std::vector<std::pair<std::string, int>> scales;
+  std::set<std::string> seen;
+  for (const auto& name : common::BuiltinModels()) {
+    scales.emplace_back(name, 2);
+    seen.insert(name);
+  }
   std::vector<std::string> warm;
   for (const auto& m : common::FindModelPackages(options_.pipeline.model_path)) {
-    if (m.kind == "upscaler") scales.emplace(m.name, m.scale);
+    if (m.kind == "upscaler" && seen.insert(m.name).second) {
+      for (int s : m.Scales()) scales.emplace_back(m.name, s);
+    }
     if (m.kind != "denoiser") continue;
     // Denoisers are offered when their modules load.
     const auto t0 = SteadyClock::now();
@@ -162,7 +171,7 @@ int Agent::Warm() {
     model_load_.Add({{"model", name}, {"device", options_.pipeline.device}}).Set(seconds);
     spdlog::info("model warm model={} scale={} device={} seconds={:.3f}", name, scale,
                  options_.pipeline.device, seconds);
-    warm.push_back(name);
+    if (std::find(warm.begin(), warm.end(), name) == warm.end()) warm.push_back(name);
   }
   models_ = warm;
   ready_.store(true);

@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/model_manifest.h"
 #include "worker/bounded_queue.h"
 #include "worker/inference/generator.h"
 #include "worker/inference/model.h"
@@ -639,6 +640,11 @@ absl::Status TaskRunner::StageUpscaleSidecar(const v1::Assignment& a, const std:
     digest = prov["chunks"][0].value("model_digest", "");
   }
   prov["model"] = {{"name", up.model()}, {"scale", up.scale()}, {"digest", digest}};
+  // Where an imported model came from (package, version, licence, SHA-256).
+  for (const auto& m : common::FindModelPackages(options_.model_path)) {
+    if (m.name != up.model() || m.source_json.empty()) continue;
+    prov["model"]["source"] = nlohmann::json::parse(m.source_json, nullptr, false);
+  }
   prov["output"] = up.output();
   prov["assembled_by"] = options_.worker_name;
   prov["assembled_unix_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -4,6 +4,7 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -164,22 +165,20 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int sc
                                                  const std::string& device) {
   ASSIGN_OR_RETURN(const c10::Device dev, ParseDevice(device));
   if (name == "bicubic" || name == "lanczos") {
-    if (scale < 2 || scale > 4) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model '", name, "': scale ", scale, " is not one of 2, 3, 4"));
+    const std::vector<int>& scales = common::BuiltinScales();
+    if (std::find(scales.begin(), scales.end(), scale) == scales.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("model '", name, "': scale ", scale,
+                                                     " is not one of ", absl::StrJoin(scales, ", ")));
     }
     return name == "bicubic" ? MakeBicubic(scale) : MakeLanczos(scale);
   }
-  for (auto& m : common::FindModelPackages(search_path)) {
-    if (m.name != name) continue;
-    if (m.kind != "upscaler") {
+  for (const auto& package : common::FindModelPackages(search_path)) {
+    if (package.name != name) continue;
+    if (package.kind != "upscaler") {
       return absl::InvalidArgumentError(absl::StrCat(
-          "model '", name, "' is a ", m.kind, ", not an upscaler; use it in a generate job"));
+          "model '", name, "' is a ", package.kind, ", not an upscaler; use it in a generate job"));
     }
-    if (m.scale != scale) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model '", name, "' is made for scale ", m.scale, ", not ", scale));
-    }
+    ASSIGN_OR_RETURN(common::ModelManifest m, common::ForScale(package, scale));
     if (m.tile == 0 && m.tile_memory_per_pixel > 0) {
       absl::StatusOr<int64_t> free = FreeDeviceMemory(device);
       if (!free.ok()) {
