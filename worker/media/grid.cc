@@ -62,4 +62,22 @@ GridPlacement PlaceOnGrid(const std::vector<double>& times, bool late_start) {
   return g;
 }
 
+int64_t CutGrid(GridPlacement* grid, int64_t coded_end) {
+  auto& slots = grid->slot_frame;
+  const auto first_cut = std::lower_bound(slots.begin(), slots.end(), coded_end);
+  const int64_t removed = slots.end() - first_cut;
+  slots.erase(first_cut, slots.end());
+  grid->held = 0;
+  int64_t shown = 0;
+  for (size_t s = 0; s < slots.size(); ++s) {
+    if (s > 0 && slots[s] == slots[s - 1]) {
+      ++grid->held;
+    } else {
+      ++shown;
+    }
+  }
+  grid->dropped = std::max<int64_t>(coded_end, 0) - shown;
+  return removed;
+}
+
 }  // namespace reelfarm::media
