@@ -27,8 +27,10 @@ struct GridPlacement {
 GridPlacement PlaceOnGrid(const std::vector<double>& times, bool late_start);
 
 // Ends `grid` before its first slot that shows coded frame `coded_end` or a later one
-// (a truncated file's frames from the first damaged one on), and recounts held and
-// dropped over the coded frames [0, coded_end) that remain. Returns the slots removed.
+// (a truncated file's frames from the first damaged one on) and, when that removed any
+// slot, also the repeats of the last frame left (they stood for frames lost in the
+// cut); recounts held and dropped over the coded frames [0, coded_end). Returns the
+// number of slots removed.
 int64_t CutGrid(GridPlacement* grid, int64_t coded_end);
 
 }  // namespace reelfarm::media
