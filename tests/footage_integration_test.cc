@@ -5,7 +5,10 @@
 // file or model is refused at submit in one sentence.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "tests/testing/farm.h"
@@ -187,4 +190,74 @@ TEST_CASE("the wrong kind of file or model is refused at submit in one sentence"
     for (const auto& n : needles) CHECK_THAT(st.error_message(), Catch::Contains(n));
     CHECK_THAT(st.error_message(), !Catch::Contains("scale 0"));
   }
+}
+
+TEST_CASE("a clip cut short in its last GOP upscales every frame before the cut, with 2 workers",
+          "[integration][footage]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  const fs::path plates = farm.storage() / "plates";
+  fs::create_directories(plates);
+  // H.264 with B-frames in MPEG-TS, cut in the middle of a packet of its last GOP.
+  const fs::path full = dir.path() / "full.ts";
+  Ffmpeg("-f lavfi -i testsrc2=s=160x90:r=24:d=3 -c:v libx264 -g 24 -bf 3 '" + full.string() +
+         "'");
+  const std::string pos = testing::Capture(
+      "ffprobe -v error -select_streams v -show_entries packet=pos -of csv=p=0 '" +
+      full.string() + "' | grep -o '[0-9]*' | sed -n '62p;63p'");
+  long long pos62 = 0;
+  long long pos63 = 0;
+  REQUIRE(std::sscanf(pos.c_str(), "%lld %lld", &pos62, &pos63) == 2);
+  const fs::path input = plates / "cut.ts";
+  REQUIRE(testing::Run("head -c " + std::to_string((pos62 + pos63) / 2) + " '" +
+                       full.string() + "' > '" + input.string() + "'") == 0);
+  // ffmpeg's bicubic scale of its own decode of the cut file (damaged frames included)
+  // and of the whole file: the frames before the cut are the ones that agree.
+  const auto scaled = [&](const fs::path& in) {
+    const fs::path ref = dir.path() / (in.stem().string() + "_ref.mov");
+    Ffmpeg("-i '" + in.string() + "' -vf scale=320:180:flags=bicubic,format=rgb24 -c:v png '" +
+           ref.string() + "'");
+    return testing::DecodeRgb(ref, "", nullptr, nullptr);
+  };
+  const auto reference = scaled(input);
+  const auto whole_file = scaled(full);
+  size_t intact = 0;
+  while (intact < reference.size() && reference[intact] == whole_file[intact]) ++intact;
+  INFO("ffmpeg delivers " << reference.size() << " frames of the cut file, " << intact
+                          << " intact");
+  REQUIRE(intact >= 48);
+  REQUIRE(intact < reference.size());
+
+  farm.StartWorker("w1");
+  farm.StartWorker("w2");
+  farm.WaitForWorkers(2);
+  v1::Job chunked = farm.RunToSuccess(Spec("plates/cut.ts", "renders/cut_c/f.####.png", 10));
+  v1::Job whole = farm.RunToSuccess(Spec("plates/cut.ts", "renders/cut_w/f.####.png", 1000));
+  CHECK(chunked.tasks_total() > 3);
+  CHECK(chunked.input_info().frame_count() == static_cast<int64_t>(intact));
+  CHECK(chunked.input_info().tail_cut_frames() ==
+        static_cast<int64_t>(reference.size() - intact));
+  const auto c = testing::DecodeRgb(farm.storage() / "renders/cut_c/f.%04d.png", "", nullptr,
+                                    nullptr);
+  const auto w = testing::DecodeRgb(farm.storage() / "renders/cut_w/f.%04d.png", "", nullptr,
+                                    nullptr);
+  REQUIRE(c.size() == intact);
+  REQUIRE(w.size() == intact);
+  for (size_t i = 0; i < intact; ++i) {
+    INFO("frame " << i);
+    CHECK(c[i] == w[i]);
+    const double psnr = testing::Psnr(c[i], reference[i]);
+    INFO("psnr " << psnr);
+    CHECK(psnr >= 35);
+  }
+  // The job says the tail was cut: reelctl get and the sidecar.
+  const std::string shown =
+      testing::Capture(farm.Reelctl() + " get " + std::to_string(chunked.id()) + " 2>&1");
+  CHECK_THAT(shown, Catch::Contains("the file is truncated; its last " +
+                                    std::to_string(reference.size() - intact) + " frames"));
+  std::ifstream side(farm.storage() / "renders/cut_c/f.####.png.json");
+  REQUIRE(side);
+  const nlohmann::json prov = nlohmann::json::parse(side);
+  CHECK(prov["input_info"]["tail_cut_frames"] == reference.size() - intact);
+  CHECK(prov["input_info"]["frame_count"] == intact);
 }
