@@ -192,7 +192,7 @@ TEST_CASE("the wrong kind of file or model is refused at submit in one sentence"
   }
 }
 
-TEST_CASE("a clip cut short in its last GOP upscales every frame before the cut, with 2 workers",
+TEST_CASE("a clip cut short in its last GOP upscales every frame before the cut with 2 workers",
           "[integration][footage]") {
   testing::TempDir dir;
   Farm farm(dir.path() / "farm");
@@ -200,7 +200,7 @@ TEST_CASE("a clip cut short in its last GOP upscales every frame before the cut,
   fs::create_directories(plates);
   // H.264 with B-frames in MPEG-TS, cut in the middle of a packet of its last GOP.
   const fs::path full = dir.path() / "full.ts";
-  Ffmpeg("-f lavfi -i testsrc2=s=160x90:r=24:d=3 -c:v libx264 -g 24 -bf 3 '" + full.string() +
+  Ffmpeg("-f lavfi -i testsrc2=s=320x180:r=24:d=3 -c:v libx264 -g 24 -bf 3 '" + full.string() +
          "'");
   const std::string pos = testing::Capture(
       "ffprobe -v error -select_streams v -show_entries packet=pos -of csv=p=0 '" +
@@ -212,11 +212,13 @@ TEST_CASE("a clip cut short in its last GOP upscales every frame before the cut,
   REQUIRE(testing::Run("head -c " + std::to_string((pos62 + pos63) / 2) + " '" +
                        full.string() + "' > '" + input.string() + "'") == 0);
   // ffmpeg's bicubic scale of its own decode of the cut file (damaged frames included)
-  // and of the whole file: the frames before the cut are the ones that agree.
+  // and of the whole file: the frames before the cut are the ones that agree. Like the
+  // farm, it converts the frames to RGB first (as FrameSource does) and scales in RGB.
   const auto scaled = [&](const fs::path& in) {
     const fs::path ref = dir.path() / (in.stem().string() + "_ref.mov");
-    Ffmpeg("-i '" + in.string() + "' -vf scale=320:180:flags=bicubic,format=rgb24 -c:v png '" +
-           ref.string() + "'");
+    Ffmpeg("-i '" + in.string() +
+           "' -vf 'scale=flags=bicubic+accurate_rnd+full_chroma_int,format=rgb24,"
+           "scale=640:360:flags=bicubic' -c:v png '" + ref.string() + "'");
     return testing::DecodeRgb(ref, "", nullptr, nullptr);
   };
   const auto reference = scaled(input);
