@@ -103,6 +103,11 @@ void PrintJob(const v1::Job& j) {
                 static_cast<long long>(in.held_frames()),
                 static_cast<long long>(in.dropped_frames()));
   }
+  if (in.tail_cut_frames() > 0) {
+    std::printf("  tail      cut: the file is truncated; its last %lld frames do not decode "
+                "and are left out\n",
+                static_cast<long long>(in.tail_cut_frames()));
+  }
   std::printf("  output    %dx%d\n", in.width() * u.scale(), in.height() * u.scale());
   std::printf("  progress  %s\n", ProgressLine(j, false).c_str());
   if (!j.error().empty()) std::printf("  error     %s\n", j.error().c_str());

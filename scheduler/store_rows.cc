@@ -47,7 +47,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
                                                 colour_primaries, colour_transfer,
                                                 colour_matrix, colour_range,
                                                 has_audio, first_frame, coded_frames,
-                                                held_frames, dropped_frames)
+                                                held_frames, dropped_frames,
+                                                tail_cut_frames)
 
 namespace {
 

@@ -151,6 +151,7 @@ static v1::MediaInfo ToProto(const s::MediaInfo& m) {
   out.set_coded_frames(m.coded_frames);
   out.set_held_frames(m.held_frames);
   out.set_dropped_frames(m.dropped_frames);
+  out.set_tail_cut_frames(m.tail_cut_frames);
   return out;
 }
 

@@ -4,6 +4,7 @@
 // them to a constant-rate output, whichever range they are read in.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -113,6 +114,27 @@ TEST_CASE("PlaceOnGrid holds, drops and starts as the ffmpeg tool does", "[unit]
   // grid may start late (one stream).
   CHECK(PlaceOnGrid({12, 13}, false).slot_frame.size() == 14);
   CHECK(PlaceOnGrid({12, 13}, true).slot_frame == std::vector<int64_t>{0, 1});
+}
+
+TEST_CASE("CutGrid ends the grid before a truncated file's first damaged frame",
+          "[unit][media][grid]") {
+  GridPlacement held = PlaceOnGrid({0, 5, 10}, false);  // 0 x4, 1 x5, 2 x5
+  GridPlacement cut = held;
+  // Frame 2 damaged: frame 1 is shown once, its repeats stood for the frames lost.
+  CHECK(CutGrid(&cut, 2) == 9);
+  CHECK(cut.slot_frame == std::vector<int64_t>{0, 0, 0, 0, 1});
+  CHECK(cut.held == 3);
+  CHECK(cut.dropped == 0);
+  GridPlacement whole = held;
+  CHECK(CutGrid(&whole, 3) == 0);
+  CHECK(whole.slot_frame == held.slot_frame);
+  CHECK(whole.held == held.held);
+  GridPlacement dense = PlaceOnGrid({0, 0.3, 0.6, 0.9, 1.2, 1.5, 4}, false);
+  const int64_t dropped = dense.dropped;
+  CHECK(CutGrid(&dense, 7) == 0);
+  CHECK(dense.dropped == dropped);
+  CHECK(CutGrid(&dense, 0) == 5);
+  CHECK(dense.slot_frame.empty());
 }
 
 TEST_CASE("MPEG-4 Part 2 with B-frames in AVI is read on ffmpeg's grid", "[unit][media][footage]") {
@@ -237,6 +259,66 @@ TEST_CASE("odd sizes, non-square pixels and rotation metadata are read on the gr
   Ffmpeg("-f lavfi -i testsrc2=s=320x180:r=30:d=1 -c:v libx264 -metadata:s:v rotate=90 '" +
          rotated.string() + "'");
   CHECK(CheckOnGrid(rotated, dir.path()).frame_count == 30);
+}
+
+TEST_CASE("a clip cut short in its last GOP delivers every frame before the cut",
+          "[unit][media][footage]") {
+  TempDir dir;
+  // Cut in the middle of a packet of the last GOP (frames 48-71), as a copy or a
+  // download that stopped does. MPEG-TS tolerates it: the demuxer gives the half packet.
+  const char* bframes = GENERATE("-bf 0", "-bf 3");
+  INFO("x264 " << bframes);
+  const fs::path full = dir.path() / "full.ts";
+  Ffmpeg(std::string(kSrc) + ":d=3 -c:v libx264 -g 24 " + bframes + " '" + full.string() + "'");
+  const std::string pos = Capture("ffprobe -v error -select_streams v -show_entries packet=pos "
+                                  "-of csv=p=0 '" + full.string() + "' | grep -o '[0-9]*' | sed -n '62p;63p'");
+  long long pos62 = 0;
+  long long pos63 = 0;
+  REQUIRE(std::sscanf(pos.c_str(), "%lld %lld", &pos62, &pos63) == 2);
+  const fs::path clip = dir.path() / "cut.ts";
+  REQUIRE(Run("head -c " + std::to_string((pos62 + pos63) / 2) + " '" + full.string() + "' > '" +
+              clip.string() + "'") == 0);
+
+  // ffmpeg's own decode of the cut file delivers its damaged frames too (concealed);
+  // the frames before the cut are those it decodes exactly as from the whole file.
+  const auto reference = FfmpegGrid(clip, dir.path());
+  const auto whole_file = FfmpegGrid(full, dir.path());
+  REQUIRE(whole_file.size() == 72);
+  REQUIRE(reference.size() < 72);
+  size_t intact = 0;
+  while (intact < reference.size() && reference[intact] == whole_file[intact]) ++intact;
+  INFO("ffmpeg delivers " << reference.size() << " frames of the cut file, " << intact
+                          << " intact");
+  REQUIRE(intact >= 48);  // the cut is in the last GOP
+  REQUIRE(intact < reference.size());  // and some frame of it is damaged
+
+  auto info = ProbeVideo(clip.string());
+  INFO(info.status().ToString());
+  REQUIRE(info.ok());
+  CHECK(info->frame_count == static_cast<int64_t>(intact));
+  CHECK(info->tail_cut_frames == static_cast<int64_t>(reference.size() - intact));
+  CHECK(info->coded_frames == static_cast<int64_t>(intact));
+  CHECK(info->held_frames == 0);
+
+  const std::vector<Frame> whole = testing::ReadFrames(clip, 0, info->frame_count);
+  REQUIRE(whole.size() == static_cast<size_t>(info->frame_count));
+  for (size_t i = 0; i < whole.size(); ++i) {
+    const double psnr = Psnr(ToRgb24(whole[i]), reference[i]);
+    INFO("frame " << i << " psnr " << psnr);
+    CHECK(psnr >= 35);
+  }
+  const std::vector<Frame> chunked = ReadChunked(clip, info->frame_count, 7);
+  REQUIRE(chunked.size() == whole.size());
+  for (size_t i = 0; i < whole.size(); ++i) {
+    INFO("frame " << i);
+    CHECK(chunked[i].planes == whole[i].planes);
+  }
+
+  // The whole file says nothing was cut.
+  auto complete = ProbeVideo(full.string());
+  REQUIRE(complete.ok());
+  CHECK(complete->frame_count == 72);
+  CHECK(complete->tail_cut_frames == 0);
 }
 
 }  // namespace reelfarm::media

@@ -62,4 +62,28 @@ GridPlacement PlaceOnGrid(const std::vector<double>& times, bool late_start) {
   return g;
 }
 
+int64_t CutGrid(GridPlacement* grid, int64_t coded_end) {
+  auto& slots = grid->slot_frame;
+  const size_t before = slots.size();
+  slots.erase(std::lower_bound(slots.begin(), slots.end(), coded_end), slots.end());
+  // Cut short, the last frame left is shown once: its repeats stood for frames lost in
+  // the cut (e.g. B-frames whose packets came after the damaged one), not for its time.
+  if (slots.size() < before) {
+    while (slots.size() >= 2 && slots[slots.size() - 1] == slots[slots.size() - 2]) {
+      slots.pop_back();
+    }
+  }
+  grid->held = 0;
+  int64_t shown = 0;
+  for (size_t s = 0; s < slots.size(); ++s) {
+    if (s > 0 && slots[s] == slots[s - 1]) {
+      ++grid->held;
+    } else {
+      ++shown;
+    }
+  }
+  grid->dropped = std::max<int64_t>(coded_end, 0) - shown;
+  return static_cast<int64_t>(before - slots.size());
+}
+
 }  // namespace reelfarm::media

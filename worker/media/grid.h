@@ -26,4 +26,11 @@ struct GridPlacement {
 // stream); otherwise the first frame fills the slots before it.
 GridPlacement PlaceOnGrid(const std::vector<double>& times, bool late_start);
 
+// Ends `grid` before its first slot that shows coded frame `coded_end` or a later one
+// (a truncated file's frames from the first damaged one on) and, when that removed any
+// slot, also the repeats of the last frame left (they stood for frames lost in the
+// cut); recounts held and dropped over the coded frames [0, coded_end). Returns the
+// number of slots removed.
+int64_t CutGrid(GridPlacement* grid, int64_t coded_end);
+
 }  // namespace reelfarm::media

@@ -35,9 +35,12 @@ struct VideoInfo {
   // Frames on the constant-rate grid (DESIGN.md "Time"): what the ffmpeg tool writes
   // to a constant-frame-rate output by default, counted from the packets.
   int64_t frame_count = 0;
-  int64_t coded_frames = 0;    // frames coded in the file
+  int64_t coded_frames = 0;    // frames coded in the file (before a cut tail)
   int64_t held_frames = 0;     // grid frames that repeat the one before (empty chunks, VFR)
   int64_t dropped_frames = 0;  // coded frames that fall on no grid frame of their own
+  // Grid frames cut from the end: the file is truncated (its last GOP ends mid-way) and
+  // frame_count stops before the first frame that does not decode intact. 0 when whole.
+  int64_t tail_cut_frames = 0;
   int fps_num = 0;          // frame rate as a fraction, e.g. 24000/1001
   int fps_den = 1;
   std::string codec;         // e.g. "h264"

@@ -1,6 +1,9 @@
 // ProbeVideo and LibraryVersions.
+#include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "worker/media/av_util.h"
 #include "worker/media/media.h"
@@ -19,6 +22,65 @@ std::string VersionText(unsigned version) {
   return std::to_string(AV_VERSION_MAJOR(version)) + "." +
          std::to_string(AV_VERSION_MINOR(version)) + "." +
          std::to_string(AV_VERSION_MICRO(version));
+}
+
+// Decodes `input` from where it stands to its end and marks each coded frame of
+// `timeline` that comes out: kIntact, or kDamaged when the decoder concealed errors in
+// it. A frame that does not decode (or one after a packet that does not) stays kUnseen.
+enum FrameState : uint8_t { kUnseen, kIntact, kDamaged };
+absl::StatusOr<std::vector<FrameState>> DecodeToEnd(VideoInput& input, const Timeline& timeline,
+                                                    int64_t* first_key) {
+  ASSIGN_OR_RETURN(AvFramePtr frame, AllocFrame());
+  const auto& keys = timeline.keys;
+  std::vector<FrameState> states(keys.size(), kUnseen);
+  *first_key = -1;
+  int64_t counted = 0;
+  while (true) {
+    const absl::StatusOr<bool> decoded = input.ReadFrame(frame.get());
+    if (!decoded.ok() || !*decoded) break;  // the frames not out yet stay unseen
+    int64_t coded = counted++;
+    if (!timeline.by_count) {
+      const int64_t pts = frame->pts != AV_NOPTS_VALUE ? frame->pts : frame->best_effort_timestamp;
+      if (pts == AV_NOPTS_VALUE) continue;
+      coded = static_cast<int64_t>(std::upper_bound(keys.begin(), keys.end(), pts) -
+                                   keys.begin()) - 1;
+    }
+    if (coded < 0 || coded >= static_cast<int64_t>(keys.size())) continue;
+    const bool intact = !DecodedWithErrors(*frame);
+    if (states[coded] != kIntact) states[coded] = intact ? kIntact : kDamaged;
+    if (intact && frame->key_frame && *first_key < 0) *first_key = coded;
+  }
+  return states;
+}
+
+// The number of coded frames, in presentation order, that decode intact before the
+// first one that does not: all of them for a complete file, fewer for one cut in its
+// last GOP (the packet cut in half decodes with concealed errors, and the frames whose
+// packets are gone were never counted). Decodes from a keyframe before the end:
+// further back each time no intact keyframe comes out, from the start at last. A file
+// whose packets have no presentation times is not checked (its frames are known only
+// by counting from the start, and decoding all of it at submit costs too much).
+absl::StatusOr<int64_t> IntactCodedFrames(const std::string& path, const Timeline& timeline) {
+  const int64_t n = static_cast<int64_t>(timeline.keys.size());
+  if (timeline.by_count) return n;
+  int64_t back = 1;
+  while (true) {
+    const int64_t target = std::max<int64_t>(n - back, 0);
+    ASSIGN_OR_RETURN(std::unique_ptr<VideoInput> input, VideoInput::Open(path));
+    bool from_start = target == 0;
+    if (!from_start && !input->SeekBackward(timeline.keys[target])) {
+      ASSIGN_OR_RETURN(input, VideoInput::Open(path));  // a failed seek may have moved it
+      from_start = true;
+    }
+    int64_t first_key = -1;
+    ASSIGN_OR_RETURN(std::vector<FrameState> states, DecodeToEnd(*input, timeline, &first_key));
+    if (first_key >= 0 || from_start) {
+      int64_t end = from_start ? 0 : first_key;
+      while (end < n && states[end] == kIntact) ++end;
+      return end;
+    }
+    back = back * 4 + 8;
+  }
 }
 
 }  // namespace
@@ -74,8 +136,18 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
                                                                   : frame->color_range;
   info.has_audio = input->has_audio();
   info.timecode = input->timecode();
+  // A truncated file (its last GOP ends mid-way): the grid ends before the first frame
+  // that does not decode intact, so no worker is asked for it.
+  ASSIGN_OR_RETURN(const int64_t intact, IntactCodedFrames(path, timeline));
+  info.tail_cut_frames = CutGrid(&timeline.grid, intact);
+  if (timeline.grid.slot_frame.empty()) {
+    return absl::FailedPreconditionError(
+        "input '" + path +
+        "': none of its video frames decodes intact (the file is truncated or its video "
+        "stream is corrupt); give a complete video file");
+  }
   info.frame_count = static_cast<int64_t>(timeline.grid.slot_frame.size());
-  info.coded_frames = static_cast<int64_t>(timeline.keys.size());
+  info.coded_frames = intact;
   info.held_frames = timeline.grid.held;
   info.dropped_frames = timeline.grid.dropped;
   return info;
