@@ -403,7 +403,7 @@ TEST_CASE("a call to a method the port does not serve is answered with a message
   auto channel = grpc::CreateChannel(farm.address(), grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
   for (const std::string& method : {std::string("/no.such.Service/Method"),
-                                    std::string("/reelfarm.v1.JobService/S\xc3\xbcbmit")}) {
+                                    std::string("/reelfarm.v1.JobService/S\xc3\xbc" "bmit")}) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     grpc::Slice slice(std::string("\x08\x01"));
