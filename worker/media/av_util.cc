@@ -299,25 +299,6 @@ absl::Status VideoInput::FeedDecoder() {
   }
 }
 
-absl::StatusOr<int64_t> VideoInput::CountRemainingPackets() {
-  int64_t count = 0;
-  while (true) {
-    const int ret = av_read_frame(format_.get(), packet_.get());
-    if (ret == AVERROR_EOF) return count;
-    if (ret < 0) {
-      return AvError(
-          absl::StatusCode::kFailedPrecondition, ret,
-          InputName(path_) + ": cannot read video packet " + std::to_string(packets_read_),
-          "the file is truncated or damaged; give a complete file");
-    }
-    if (packet_->stream_index == stream_->index) {
-      ++count;
-      ++packets_read_;
-    }
-    av_packet_unref(packet_.get());
-  }
-}
-
 absl::StatusOr<std::vector<VideoInput::PacketTimes>> VideoInput::ReadRemainingPacketTimes() {
   std::vector<PacketTimes> times;
   while (true) {

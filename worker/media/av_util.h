@@ -134,9 +134,6 @@ class VideoInput final {
   // stream; FAILED_PRECONDITION when a packet cannot be read or decoded.
   absl::StatusOr<bool> ReadFrame(AVFrame* frame);
 
-  // Reads the rest of the file without decoding; returns how many video packets it had.
-  absl::StatusOr<int64_t> CountRemainingPackets();
-
   struct PacketTimes {
     int64_t pts = AV_NOPTS_VALUE;
     int64_t dts = AV_NOPTS_VALUE;
