@@ -133,13 +133,20 @@ int main(int argc, char** argv) {
   std::string model_dir = "models";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--frames" && i + 1 < argc) frames = std::atoi(argv[++i]);
-    else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
-    else if (a == "--models" && i + 1 < argc) models = Split(argv[++i]);
-    else if (a == "--scales" && i + 1 < argc) scales = Split(argv[++i]);
-    else if (a == "--model-dir" && i + 1 < argc) model_dir = argv[++i];
-    else if (a == "--no-python") python = false;
-    else Die("unknown argument '" + a + "'; see the header of esrgan_bench.cc");
+    if (a == "--frames" && i + 1 < argc)
+      frames = std::atoi(argv[++i]);
+    else if (a == "--threads" && i + 1 < argc)
+      threads = std::atoi(argv[++i]);
+    else if (a == "--models" && i + 1 < argc)
+      models = Split(argv[++i]);
+    else if (a == "--scales" && i + 1 < argc)
+      scales = Split(argv[++i]);
+    else if (a == "--model-dir" && i + 1 < argc)
+      model_dir = argv[++i];
+    else if (a == "--no-python")
+      python = false;
+    else
+      Die("unknown argument '" + a + "'; see the header of esrgan_bench.cc");
   }
   worker::KeepFrameBuffersInHeap();
   at::set_num_threads(threads);
@@ -149,9 +156,10 @@ int main(int argc, char** argv) {
   fs::remove_all(work);
   fs::create_directories(work / "storage/plates");
   const fs::path clip = work / "storage/plates/bench.mp4";
-  const std::string make = "ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=640x360:r=24 "
-                           "-frames:v " + std::to_string(frames) +
-                           " -c:v libx264 -crf 18 -pix_fmt yuv420p '" + clip.string() + "'";
+  const std::string make =
+      "ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=640x360:r=24 "
+      "-frames:v " +
+      std::to_string(frames) + " -c:v libx264 -crf 18 -pix_fmt yuv420p '" + clip.string() + "'";
   if (std::system(make.c_str()) != 0) Die("ffmpeg could not make the clip");
   const fs::path script = work / "td_baseline.py";
   std::ofstream(script) << kPythonScript;
@@ -196,16 +204,21 @@ int main(int argc, char** argv) {
       v1::Assignment warm = a;
       warm.set_frame_end(1);
       warm.set_segment("parts/warm.mov");
-      if (!runner.Run(warm, [](int64_t) {}, cancelled).ok) Die(name + ": warm-up task failed");
-      const worker::TaskReport r = runner.Run(a, [](int64_t) {}, cancelled);
+      if (!runner
+               .Run(
+                   warm, [](int64_t) {}, cancelled)
+               .ok)
+        Die(name + ": warm-up task failed");
+      const worker::TaskReport r = runner.Run(
+          a, [](int64_t) {}, cancelled);
       if (!r.ok) Die(name + ": " + r.error);
       const double e2e = frames / r.seconds;
       nlohmann::json line = {
           {"model", name},
           {"scale", scale},
           {"frames", frames},
-          {"size", "640x360 -> " + std::to_string(kWidth * scale) + "x" +
-                       std::to_string(kHeight * scale)},
+          {"size",
+           "640x360 -> " + std::to_string(kWidth * scale) + "x" + std::to_string(kHeight * scale)},
           {"threads", threads},
           {"tile", (*model)->tile()},
           {"model_only_fps", model_fps},
@@ -218,19 +231,20 @@ int main(int argc, char** argv) {
         // line that freezes it for inference as the worker does.
         for (const bool optimize : {false, true}) {
           const std::string key = optimize ? "python_optimized" : "python";
-          const std::string cmd =
-              "/usr/bin/python3 '" + script.string() + "' '" + clip.string() + "' '" +
-              (manifest->dir / manifest->file).string() + "' '" + (work / "td.mp4").string() +
-              "' " + std::to_string(frames) + " " + std::to_string(threads) + " " +
-              scale_text + " " + std::to_string(manifest->input_max) + " " +
-              (optimize ? "1" : "0") + " 2>/dev/null";
+          const std::string cmd = "/usr/bin/python3 '" + script.string() + "' '" + clip.string() +
+                                  "' '" + (manifest->dir / manifest->file).string() + "' '" +
+                                  (work / "td.mp4").string() + "' " + std::to_string(frames) + " " +
+                                  std::to_string(threads) + " " + scale_text + " " +
+                                  std::to_string(manifest->input_max) + " " +
+                                  (optimize ? "1" : "0") + " 2>/dev/null";
           FILE* p = popen(cmd.c_str(), "r");
           double steady = 0;
           const bool read = p && std::fscanf(p, "%lf", &steady) == 1;
           const int rc = p ? pclose(p) : -1;
           if (rc != 0 || !read) {
-            line[key + "_error"] = "the Python baseline failed (is python3-torch installed? "
-                                   "bash scripts/setup-bench-deps.sh)";
+            line[key + "_error"] =
+                "the Python baseline failed (is python3-torch installed? "
+                "bash scripts/setup-bench-deps.sh)";
             continue;
           }
           // From its third frame on (the first two pay for TorchScript's optimisation).

@@ -69,7 +69,8 @@ def forward(self, x):
     return torch.pixel_shuffle(torch.conv2d(h, self.w3, self.b3, 1, 1), 2)
 )");
   m.save((dir / "model.pt").string());
-  std::ofstream(dir / "model.json") << R"({"kind": "upscaler", "scale": 2})" << "\n";
+  std::ofstream(dir / "model.json") << R"({"kind": "upscaler", "scale": 2})"
+                                    << "\n";
 }
 
 // The TD's script: frames in from one ffmpeg pipe, through torch, out to another.
@@ -189,24 +190,33 @@ int main(int argc, char** argv) {
   std::vector<std::string> models = {"bicubic", "espcn2x"};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--frames" && i + 1 < argc) frames = std::atoi(argv[++i]);
-    else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
-    else if (a == "--no-python") python = false;
-    else if (a == "--e2e-only") stages = python = false;
-    else if (a == "--model" && i + 1 < argc) models = {argv[++i]};
-    else if (a == "--keep" && i + 1 < argc) keep = argv[++i];
-    else Die("unknown argument '" + a + "'; see the header of pipeline_bench.cc");
+    if (a == "--frames" && i + 1 < argc)
+      frames = std::atoi(argv[++i]);
+    else if (a == "--threads" && i + 1 < argc)
+      threads = std::atoi(argv[++i]);
+    else if (a == "--no-python")
+      python = false;
+    else if (a == "--e2e-only")
+      stages = python = false;
+    else if (a == "--model" && i + 1 < argc)
+      models = {argv[++i]};
+    else if (a == "--keep" && i + 1 < argc)
+      keep = argv[++i];
+    else
+      Die("unknown argument '" + a + "'; see the header of pipeline_bench.cc");
   }
   worker::KeepFrameBuffersInHeap();
   at::set_num_threads(threads);
   media::SetLibraryLogging(false);
-  const fs::path work = keep.empty() ? fs::temp_directory_path() / "reelfarm-bench" : fs::path(keep);
+  const fs::path work =
+      keep.empty() ? fs::temp_directory_path() / "reelfarm-bench" : fs::path(keep);
   fs::remove_all(work);
   fs::create_directories(work / "storage/plates");
   const fs::path clip = work / "storage/plates/bench.mp4";
-  const std::string make = "ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=1280x720:r=24 "
-                           "-frames:v " + std::to_string(frames) +
-                           " -c:v libx264 -crf 18 -pix_fmt yuv420p '" + clip.string() + "'";
+  const std::string make =
+      "ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=1280x720:r=24 "
+      "-frames:v " +
+      std::to_string(frames) + " -c:v libx264 -crf 18 -pix_fmt yuv420p '" + clip.string() + "'";
   if (std::system(make.c_str()) != 0) Die("ffmpeg could not make the clip");
   WriteEspcn(work / "models/espcn2x");
   const fs::path script = work / "td_baseline.py";
@@ -239,7 +249,8 @@ int main(int argc, char** argv) {
     in->set_fps_den(1);
     std::atomic<bool> cancelled{false};
     const double cpu0 = CpuSeconds();
-    const worker::TaskReport r = runner.Run(a, [](int64_t) {}, cancelled);
+    const worker::TaskReport r = runner.Run(
+        a, [](int64_t) {}, cancelled);
     const double e2e_cpu_ms = (CpuSeconds() - cpu0) * 1e3 / frames;
     if (!r.ok) Die(model_name + ": " + r.error);
     const double e2e = frames / r.seconds;
@@ -284,8 +295,9 @@ int main(int argc, char** argv) {
       const int rc = std::system(cmd.c_str());
       const double secs = Seconds(t0);
       if (rc != 0) {
-        line["python_error"] = "the Python baseline failed (is python3-torch installed? "
-                               "bash scripts/setup-bench-deps.sh)";
+        line["python_error"] =
+            "the Python baseline failed (is python3-torch installed? "
+            "bash scripts/setup-bench-deps.sh)";
       } else {
         line["python_fps"] = frames / secs;
         line["ours_over_python"] = e2e / (frames / secs);

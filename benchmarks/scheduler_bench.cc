@@ -83,11 +83,23 @@ class Server {
   void Start() {
     const fs::path port_file = dir_ / "port";
     fs::remove(port_file);
-    std::vector<std::string> args = {REELFARM_SERVER_BIN, "--data-dir", dir_.string(),
-                                     "--listen", "127.0.0.1:" + std::to_string(port_),
-                                     "--port-file", port_file.string(), "--insecure",
-                                     "--no-auth", "--metrics-listen", "", "--lease-seconds",
-                                     "120", "--log-level", "error", "--store", store_};
+    std::vector<std::string> args = {REELFARM_SERVER_BIN,
+                                     "--data-dir",
+                                     dir_.string(),
+                                     "--listen",
+                                     "127.0.0.1:" + std::to_string(port_),
+                                     "--port-file",
+                                     port_file.string(),
+                                     "--insecure",
+                                     "--no-auth",
+                                     "--metrics-listen",
+                                     "",
+                                     "--lease-seconds",
+                                     "120",
+                                     "--log-level",
+                                     "error",
+                                     "--store",
+                                     store_};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -105,8 +117,8 @@ class Server {
     channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     channel_args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
-    stub_ = v1::JobService::NewStub(grpc::CreateCustomChannel(
-        address(), grpc::InsecureChannelCredentials(), channel_args));
+    stub_ = v1::JobService::NewStub(
+        grpc::CreateCustomChannel(address(), grpc::InsecureChannelCredentials(), channel_args));
   }
 
   // Until the server serves (on PostgreSQL it listens as a standby first, until it
@@ -260,8 +272,8 @@ int main(int argc, char** argv) {
   const fs::path pg_state = root / "pg";
   const bool own_postgres = g_store == "postgres" && g_postgres.empty();
   if (own_postgres) {
-    const std::string start = "bash " REELFARM_SOURCE_DIR "/tests/pg_server.sh start " +
-                              pg_state.string();
+    const std::string start =
+        "bash " REELFARM_SOURCE_DIR "/tests/pg_server.sh start " + pg_state.string();
     if (std::system(start.c_str()) != 0) Die("cannot start PostgreSQL: " + start);
     std::ifstream(pg_state / "url") >> g_postgres;
   }
@@ -309,8 +321,7 @@ int main(int argc, char** argv) {
       std::vector<double> ms;
       for (int i = 0; i < count; ++i) {
         const auto t0 = Clock::now();
-        server.Submit(input, "out/s_" + std::string(name) + std::to_string(i) + ".mp4",
-                      1);
+        server.Submit(input, "out/s_" + std::string(name) + std::to_string(i) + ".mp4", 1);
         ms.push_back(Seconds(t0) * 1000);
       }
       std::printf(
@@ -328,15 +339,16 @@ int main(int argc, char** argv) {
     const int64_t rss0 = server.RssBytes();
     const int jobs = quick ? 20 : 100;
     const auto t0 = Clock::now();
-    for (int j = 0; j < jobs; ++j) server.Submit("clips/long.mp4", "out/m" + std::to_string(j) + ".mp4", 1);
+    for (int j = 0; j < jobs; ++j)
+      server.Submit("clips/long.mp4", "out/m" + std::to_string(j) + ".mp4", 1);
     const double submit_s = Seconds(t0);
     const int64_t tasks = static_cast<int64_t>(jobs) * (clip_frames + 1);
     const int64_t rss1 = server.RssBytes();
     std::printf(
         "{\"bench\":\"memory\",\"queued_tasks\":%lld,\"rss_bytes\":%lld,"
         "\"bytes_per_task\":%.0f,\"submit_seconds\":%.1f,\"store\":\"%s\"}\n",
-        static_cast<long long>(tasks), static_cast<long long>(rss1),
-        double(rss1 - rss0) / tasks, submit_s, g_store.c_str());
+        static_cast<long long>(tasks), static_cast<long long>(rss1), double(rss1 - rss0) / tasks,
+        submit_s, g_store.c_str());
     std::fflush(stdout);
     server.Stop(SIGKILL);
     const auto t1 = Clock::now();
@@ -351,7 +363,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   if (own_postgres) {
-    std::system(("bash " REELFARM_SOURCE_DIR "/tests/pg_server.sh stop " + pg_state.string()).c_str());
+    std::system(
+        ("bash " REELFARM_SOURCE_DIR "/tests/pg_server.sh stop " + pg_state.string()).c_str());
   }
   std::error_code ec;
   fs::remove_all(root, ec);

@@ -7,14 +7,14 @@
 #include <sstream>
 
 #include <google/protobuf/util/json_util.h>
-#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
 
-#include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "absl/strings/ascii.h"
 
 namespace reelfarm::cli {
 namespace {
@@ -24,7 +24,7 @@ using nlohmann::json;
 // Limits on a job file, so that a hostile or broken one (a "billion laughs" of nested
 // aliases, a huge or deeply nested document) is refused instead of eating the memory.
 constexpr size_t kMaxJobFileBytes = 4 << 20;
-constexpr int64_t kMaxJobFileValues = 100000;  // after expanding aliases
+constexpr int64_t kMaxJobFileValues = 100000;       // after expanding aliases
 constexpr int64_t kMaxJobFileTextBytes = 16 << 20;  // of all scalars, after expanding aliases
 constexpr int kMaxJobFileDepth = 32;
 
@@ -35,12 +35,12 @@ struct JsonBudget {
   void Take(const YAML::Node& node, int depth) {
     if (node.IsScalar()) text_bytes += static_cast<int64_t>(node.Scalar().size());
     if (++values > kMaxJobFileValues || text_bytes > kMaxJobFileTextBytes) {
-      throw YAML::Exception(node.Mark(),
-                            absl::StrCat("more than ", kMaxJobFileValues, " values or ",
-                                         kMaxJobFileTextBytes >> 20,
-                                         " MiB of text once its aliases (*name) are expanded; a job "
-                                         "file that large is refused: split it, or use fewer "
-                                         "nested aliases"));
+      throw YAML::Exception(
+          node.Mark(),
+          absl::StrCat("more than ", kMaxJobFileValues, " values or ", kMaxJobFileTextBytes >> 20,
+                       " MiB of text once its aliases (*name) are expanded; a job "
+                       "file that large is refused: split it, or use fewer "
+                       "nested aliases"));
     }
     if (depth > kMaxJobFileDepth) {
       throw YAML::Exception(node.Mark(), absl::StrCat("nested more than ", kMaxJobFileDepth,
@@ -85,8 +85,8 @@ json ToJson(const YAML::Node& node, JsonBudget& budget, int depth = 0) {
 absl::Status ApplySet(json& j, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--set '", assignment, "': give KEY.PATH=VALUE, e.g. upscale.crf=20"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set '", assignment, "': give KEY.PATH=VALUE, e.g. upscale.crf=20"));
   }
   json* at = &j;
   for (absl::string_view part : absl::StrSplit(assignment.substr(0, eq), '.')) {
@@ -146,8 +146,8 @@ absl::StatusOr<std::vector<FileJob>> LoadJobFile(
   const auto size = std::filesystem::file_size(path, ec);
   if (!ec && size > kMaxJobFileBytes) {
     return absl::InvalidArgumentError(absl::StrCat("job file '", path, "' is ", size,
-                                                   " bytes, over the limit of ",
-                                                   kMaxJobFileBytes, "; split it"));
+                                                   " bytes, over the limit of ", kMaxJobFileBytes,
+                                                   "; split it"));
   }
   std::stringstream ss;
   ss << in.rdbuf();
@@ -170,8 +170,8 @@ absl::StatusOr<std::vector<FileJob>> ParseJobText(
   // one of them is a bad file, not a crash (found by fuzz/job_spec_fuzz.cc).
   if (text.size() > kMaxJobFileBytes) {
     return absl::InvalidArgumentError(absl::StrCat("job file '", path, "' is ", text.size(),
-                                                   " bytes, over the limit of ",
-                                                   kMaxJobFileBytes, "; split it"));
+                                                   " bytes, over the limit of ", kMaxJobFileBytes,
+                                                   "; split it"));
   }
   try {
     return ParseJobTextOrThrow(text, path, sets, getenv);
@@ -269,9 +269,9 @@ absl::StatusOr<std::vector<FileJob>> ParseJobTextOrThrow(
     for (const std::string& dep : jobs[i].after) {
       auto it = by_name.find(dep);
       if (it == by_name.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "job file '", path, "': job '", jobs[i].name, "' depends on '", dep,
-            "', which is not a job of the file; give its name or a job id"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("job file '", path, "': job '", jobs[i].name, "' depends on '", dep,
+                         "', which is not a job of the file; give its name or a job id"));
       }
       absl::Status st = visit(it->second);
       if (!st.ok()) return st;
@@ -291,8 +291,9 @@ absl::StatusOr<std::vector<FileJob>> ParseJobTextOrThrow(
 absl::StatusOr<std::vector<int64_t>> ParseSeeds(const std::string& text) {
   std::vector<int64_t> out;
   auto bad = [&](const std::string& part) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--seeds '", text, "': '", part, "' is not a seed or a range; give e.g. 7, 1-8 or 1,5,9-12"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--seeds '", text, "': '", part,
+                     "' is not a seed or a range; give e.g. 7, 1-8 or 1,5,9-12"));
   };
   for (absl::string_view part : absl::StrSplit(text, ',')) {
     const std::string p(absl::StripAsciiWhitespace(part));

@@ -15,9 +15,9 @@
 namespace reelfarm::cli {
 
 struct FileJob {
-  std::string name;                        // the spec's name, or "job<N>"
-  v1::JobSpec spec;                        // depends_on holds only the ids given as ids
-  std::vector<std::string> after;          // names of jobs of the file it depends on
+  std::string name;                // the spec's name, or "job<N>"
+  v1::JobSpec spec;                // depends_on holds only the ids given as ids
+  std::vector<std::string> after;  // names of jobs of the file it depends on
 };
 
 // The jobs in an order where each comes after the jobs it names. INVALID_ARGUMENT with

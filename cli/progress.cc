@@ -11,20 +11,27 @@ namespace reelfarm::cli {
 
 const char* StateName(v1::JobState s) {
   switch (s) {
-    case v1::JOB_STATE_QUEUED: return "queued";
-    case v1::JOB_STATE_RUNNING: return "running";
-    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
-    case v1::JOB_STATE_FAILED: return "failed";
-    case v1::JOB_STATE_CANCELLED: return "cancelled";
-    case v1::JOB_STATE_PAUSED: return "paused";
-    case v1::JOB_STATE_WAITING: return "waiting";
-    default: return "unknown";
+    case v1::JOB_STATE_QUEUED:
+      return "queued";
+    case v1::JOB_STATE_RUNNING:
+      return "running";
+    case v1::JOB_STATE_SUCCEEDED:
+      return "succeeded";
+    case v1::JOB_STATE_FAILED:
+      return "failed";
+    case v1::JOB_STATE_CANCELLED:
+      return "cancelled";
+    case v1::JOB_STATE_PAUSED:
+      return "paused";
+    case v1::JOB_STATE_WAITING:
+      return "waiting";
+    default:
+      return "unknown";
   }
 }
 
 bool IsTerminal(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
-         s == v1::JOB_STATE_CANCELLED;
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
 }
 
 std::string Duration(double s) {
@@ -57,8 +64,8 @@ std::string ProgressLine(const v1::Job& j, bool bar) {
                 "job %lld %-9s %s%5.1f%%  frames %lld/%lld  tasks %d/%d  %.1f fps  ETA %s%s",
                 static_cast<long long>(j.id()), StateName(j.state()), bar_text.c_str(),
                 100.0 * frac, static_cast<long long>(j.frames_done()),
-                static_cast<long long>(j.frames_total()), j.tasks_done(), j.tasks_total(),
-                j.fps(), IsTerminal(j.state()) ? "-" : Duration(j.eta_seconds()).c_str(),
+                static_cast<long long>(j.frames_total()), j.tasks_done(), j.tasks_total(), j.fps(),
+                IsTerminal(j.state()) ? "-" : Duration(j.eta_seconds()).c_str(),
                 failed ? ("  " + std::to_string(failed) + " failed").c_str() : "");
   return buf;
 }
@@ -77,8 +84,7 @@ std::vector<v1::Job> WatchJobs(const WatchStubs& stubs, const std::vector<int64_
     jobs[i].set_id(ids[i]);
     readers.emplace_back([&, i] {
       grpc::Status st;
-      for (std::shared_ptr<v1::JobService::Stub> stub = stubs(nullptr); stub;
-           stub = stubs(&st)) {
+      for (std::shared_ptr<v1::JobService::Stub> stub = stubs(nullptr); stub; stub = stubs(&st)) {
         grpc::ClientContext ctx;
         v1::WatchJobRequest req;
         req.set_job_id(ids[i]);

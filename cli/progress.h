@@ -28,8 +28,7 @@ enum class Display { kTerminal, kLines, kJson };
 // with the status of a stream that ended before its job did; returns the stub to
 // (re)open the stream on, or nullptr to give up with that status. reelctl's moves to
 // the leader after a failover. Called from several threads at once.
-using WatchStubs =
-    std::function<std::shared_ptr<v1::JobService::Stub>(const grpc::Status* failed)>;
+using WatchStubs = std::function<std::shared_ptr<v1::JobService::Stub>(const grpc::Status* failed)>;
 
 // Follows `ids` until every job ends, drawing on `out`. Returns the final snapshot of
 // each job (in `ids` order); `status` gets the first error a stream was given up on.

@@ -6,27 +6,27 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <iostream>
-#include <memory>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
-#include <string>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/client_interceptor.h>
 #include <yaml-cpp/yaml.h>
+#include <CLI/CLI.hpp>
 
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "absl/strings/ascii.h"
 #include "cli/job_file.h"
 #include "cli/progress.h"
-#include "common/server_list.h"
 #include "common/grpc_security.h"
+#include "common/server_list.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 
 namespace v1 = reelfarm::v1;
@@ -44,25 +44,40 @@ constexpr int kExitRejected = 4;
 
 const char* TaskStateName(v1::TaskState s) {
   switch (s) {
-    case v1::TASK_STATE_PENDING: return "pending";
-    case v1::TASK_STATE_LEASED: return "running";
-    case v1::TASK_STATE_SUCCEEDED: return "done";
-    case v1::TASK_STATE_FAILED: return "failed";
-    case v1::TASK_STATE_CANCELLED: return "cancelled";
-    default: return "unknown";
+    case v1::TASK_STATE_PENDING:
+      return "pending";
+    case v1::TASK_STATE_LEASED:
+      return "running";
+    case v1::TASK_STATE_SUCCEEDED:
+      return "done";
+    case v1::TASK_STATE_FAILED:
+      return "failed";
+    case v1::TASK_STATE_CANCELLED:
+      return "cancelled";
+    default:
+      return "unknown";
   }
 }
 
-int ExitFor(const v1::Job& job) {
-  return job.state() == v1::JOB_STATE_SUCCEEDED ? 0 : kExitFailed;
-}
+int ExitFor(const v1::Job& job) { return job.state() == v1::JOB_STATE_SUCCEEDED ? 0 : kExitFailed; }
 
 int ReportRpcError(const grpc::Status& st, const std::string& what = "") {
-  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
                                  "UNAUTHENTICATED"};
   int code = st.error_code();
   std::fprintf(stderr, "reelctl: %s%s: %s\n", what.c_str(),
@@ -98,35 +113,34 @@ void PrintJob(const v1::Job& j) {
               in.codec().c_str(), in.pixel_format().c_str(),
               static_cast<long long>(in.frame_count()), in.fps_num(), in.fps_den());
   if (in.held_frames() > 0 || in.dropped_frames() > 0) {
-    std::printf("  timeline  %lld coded frames on the constant-rate grid: %lld held, %lld dropped\n",
-                static_cast<long long>(in.coded_frames()),
-                static_cast<long long>(in.held_frames()),
-                static_cast<long long>(in.dropped_frames()));
+    std::printf(
+        "  timeline  %lld coded frames on the constant-rate grid: %lld held, %lld dropped\n",
+        static_cast<long long>(in.coded_frames()), static_cast<long long>(in.held_frames()),
+        static_cast<long long>(in.dropped_frames()));
   }
   if (in.tail_cut_frames() > 0) {
-    std::printf("  tail      cut: the file is truncated; its last %lld frames do not decode "
-                "and are left out\n",
-                static_cast<long long>(in.tail_cut_frames()));
+    std::printf(
+        "  tail      cut: the file is truncated; its last %lld frames do not decode "
+        "and are left out\n",
+        static_cast<long long>(in.tail_cut_frames()));
   }
   std::printf("  output    %dx%d\n", in.width() * u.scale(), in.height() * u.scale());
   std::printf("  progress  %s\n", ProgressLine(j, false).c_str());
   if (!j.error().empty()) std::printf("  error     %s\n", j.error().c_str());
   if (j.tasks_size() > 0) {
-    std::printf("  %-5s %-9s %-13s %-10s %-8s %s\n", "task", "kind", "frames", "state",
-                "attempts", "worker");
+    std::printf("  %-5s %-9s %-13s %-10s %-8s %s\n", "task", "kind", "frames", "state", "attempts",
+                "worker");
     for (const auto& t : j.tasks()) {
       char frames[48] = "-";
       if (t.kind() != v1::TASK_KIND_ASSEMBLE) {
-        std::snprintf(frames, sizeof(frames), "%lld-%lld",
-                      static_cast<long long>(t.frame_begin()),
+        std::snprintf(frames, sizeof(frames), "%lld-%lld", static_cast<long long>(t.frame_begin()),
                       static_cast<long long>(t.frame_end() - 1));
       }
       std::printf("  %-5d %-9s %-13s %-10s %-8d %s\n", t.index(),
                   t.kind() == v1::TASK_KIND_CHUNK  ? "chunk"
                   : t.kind() == v1::TASK_KIND_TAKE ? "take"
                                                    : "assemble",
-                  frames,
-                  TaskStateName(t.state()), t.attempts(), t.worker().c_str());
+                  frames, TaskStateName(t.state()), t.attempts(), t.worker().c_str());
       // Every attempt that failed, with its worker and error.
       for (int i = 0; i < t.errors_size() && i < t.workers_size(); ++i) {
         if (t.errors(i).empty()) continue;
@@ -239,7 +253,7 @@ struct Context {
 // Follows jobs to their end: bars on a terminal, plain lines when piped, JSON events
 // with --json. Exit 0 when every job succeeded, 1 otherwise.
 int Watch(Context& c, const std::vector<int64_t>& ids) {
-  const Display display = c.json ? Display::kJson
+  const Display display = c.json                  ? Display::kJson
                           : isatty(STDOUT_FILENO) ? Display::kTerminal
                                                   : Display::kLines;
   // A stream cut by a change of leader (the leader killed, or shutting down) goes on
@@ -265,11 +279,10 @@ int Watch(Context& c, const std::vector<int64_t>& ids) {
   for (const auto& j : jobs) {
     if (!c.json) {
       if (j.state() == v1::JOB_STATE_SUCCEEDED) {
-        std::printf("job %lld succeeded: %s\n", static_cast<long long>(j.id()),
-                    j.output().c_str());
+        std::printf("job %lld succeeded: %s\n", static_cast<long long>(j.id()), j.output().c_str());
       } else {
-        std::printf("job %lld %s: %s\n", static_cast<long long>(j.id()),
-                    StateName(j.state()), j.error().c_str());
+        std::printf("job %lld %s: %s\n", static_cast<long long>(j.id()), StateName(j.state()),
+                    j.error().c_str());
       }
     }
     rc = std::max(rc, ExitFor(j));
@@ -279,14 +292,13 @@ int Watch(Context& c, const std::vector<int64_t>& ids) {
 
 // What a validated (not submitted) job would make: its tasks, one a line.
 void PrintDryRun(const std::string& name, const v1::SubmitJobResponse& resp) {
-  std::printf("job '%s': ok, %d tasks (%lld frames of %dx%d); nothing submitted\n",
-              name.c_str(), resp.job().tasks_total(),
-              static_cast<long long>(resp.job().frames_total()),
+  std::printf("job '%s': ok, %d tasks (%lld frames of %dx%d); nothing submitted\n", name.c_str(),
+              resp.job().tasks_total(), static_cast<long long>(resp.job().frames_total()),
               resp.job().input_info().width(), resp.job().input_info().height());
   for (const auto& t : resp.job().tasks()) {
     if (t.kind() == v1::TASK_KIND_TAKE) {
-      std::printf("  task %d  take      %s_take%03d\n", t.index(),
-                  resp.job().spec().name().c_str(), t.index() + 1);
+      std::printf("  task %d  take      %s_take%03d\n", t.index(), resp.job().spec().name().c_str(),
+                  t.index() + 1);
     } else if (t.kind() == v1::TASK_KIND_CHUNK) {
       std::printf("  task %d  chunk     frames %lld-%lld\n", t.index(),
                   static_cast<long long>(t.frame_begin()),
@@ -302,9 +314,8 @@ void PrintDryRun(const std::string& name, const v1::SubmitJobResponse& resp) {
 // the ids the server gave. With dry_run, each spec is validated and its tasks printed.
 int SubmitFile(Context& c, const std::string& path, const std::vector<std::string>& sets,
                bool dry_run, bool watch) {
-  auto jobs = reelfarm::cli::LoadJobFile(path, sets, [](const std::string& name) {
-    return std::getenv(name.c_str());
-  });
+  auto jobs = reelfarm::cli::LoadJobFile(
+      path, sets, [](const std::string& name) { return std::getenv(name.c_str()); });
   if (!jobs.ok()) {
     std::fprintf(stderr, "reelctl: %s\n", std::string(jobs.status().message()).c_str());
     return 2;
@@ -394,8 +405,7 @@ int Health(Context& c, const std::string& service) {
   grpc::health::v1::HealthCheckResponse resp;
   grpc::Status st = stub->Check(&ctx, req, &resp);
   if (!st.ok()) return ReportRpcError(st);
-  const std::string name =
-      grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+  const std::string name = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
   if (c.json) {
     std::printf("%s\n", ToJson(resp).c_str());
   } else {
@@ -444,7 +454,8 @@ void AddJobOptions(CLI::App* sub, JobOptions* o) {
   sub->add_option("--name", o->name, "job name");
   sub->add_option("--project", o->project, "project (show)");
   sub->add_option("--depends-on", o->depends_on, "job ids that must succeed first (repeatable)");
-  sub->add_option("--require", o->requires_tags, "worker tag the job needs, KEY=VALUE (repeatable)");
+  sub->add_option("--require", o->requires_tags,
+                  "worker tag the job needs, KEY=VALUE (repeatable)");
   sub->add_option("--request-id", o->request_id,
                   "your id for this submit: retrying it never makes a second job");
   o->attempts_opt = sub->add_option("--max-attempts", o->max_attempts, "tries per task, 1..10");
@@ -484,8 +495,7 @@ struct GenerateOptions {
 
 void AddGenerateOptions(CLI::App* gen, GenerateOptions* o) {
   gen->add_option("--model", o->model, "denoiser model package")->required();
-  gen->add_option("--prompt", o->prompts,
-                  "what to generate; repeat it for a wedge of prompts");
+  gen->add_option("--prompt", o->prompts, "what to generate; repeat it for a wedge of prompts");
   gen->add_option("--negative-prompt", o->negative_prompt, "what to steer away from");
   gen->add_option("--seeds", o->seeds, "seeds of the takes: 7, 1-8 or 1,5,9-12")
       ->capture_default_str();
@@ -493,7 +503,8 @@ void AddGenerateOptions(CLI::App* gen, GenerateOptions* o) {
   gen->add_option("--guidance", o->guidance,
                   "classifier-free guidance scale; repeat it for a wedge (default: the model's)");
   gen->add_option("--sampler", o->sampler, "euler or ddim (default: the model's)");
-  gen->add_option("--size", o->size, "WIDTHxHEIGHT, multiples of the model's stride (default 256x256)");
+  gen->add_option("--size", o->size,
+                  "WIDTHxHEIGHT, multiples of the model's stride (default 256x256)");
   gen->add_option("--frames", o->frames, "frames per take (default 16)");
   gen->add_option("--fps", o->fps, "frame rate of movies (default 24)");
   gen->add_option("--init", o->init, "image or clip to start from (image-to-video)");
@@ -514,7 +525,8 @@ int SubmitGenerate(Context& c, const JobOptions& jo, const GenerateOptions& go) 
   v1::GenerateSpec* g = js->mutable_generate();
   g->set_model(go.model);
   if (go.prompts.size() == 1) g->set_prompt(go.prompts[0]);
-  if (go.prompts.size() > 1) for (const auto& p : go.prompts) g->add_prompts(p);
+  if (go.prompts.size() > 1)
+    for (const auto& p : go.prompts) g->add_prompts(p);
   g->set_negative_prompt(go.negative_prompt);
   auto seeds = reelfarm::cli::ParseSeeds(go.seeds);
   if (!seeds.ok()) {
@@ -533,7 +545,8 @@ int SubmitGenerate(Context& c, const JobOptions& jo, const GenerateOptions& go) 
   }
   g->set_steps(go.steps);
   if (go.guidance.size() == 1) g->set_guidance_scale(go.guidance[0]);
-  if (go.guidance.size() > 1) for (float v : go.guidance) g->add_guidance_scales(v);
+  if (go.guidance.size() > 1)
+    for (float v : go.guidance) g->add_guidance_scales(v);
   g->set_sampler(go.sampler);
   g->set_frames(go.frames);
   g->set_fps(go.fps);
@@ -546,8 +559,8 @@ int SubmitGenerate(Context& c, const JobOptions& jo, const GenerateOptions& go) 
     const auto& sg = resp.job().spec().generate();
     std::printf("submitted job %lld '%s': %s, %d takes of %d frames at %dx%d -> %s\n",
                 static_cast<long long>(resp.job_id()), resp.job().spec().name().c_str(),
-                sg.model().c_str(), resp.job().tasks_total(), sg.frames(), sg.width(),
-                sg.height(), sg.output().c_str());
+                sg.model().c_str(), resp.job().tasks_total(), sg.frames(), sg.width(), sg.height(),
+                sg.output().c_str());
   });
 }
 
@@ -604,11 +617,11 @@ int main(int argc, char** argv) {
   auto* first_opt = up->add_option("--first-frame", first_frame, "first frame, inclusive");
   auto* last_opt = up->add_option("--last-frame", last_frame, "last frame, inclusive");
   up->add_option("--model", model, "model name")->capture_default_str();
-  up->add_option("--scale", scale, "one of the model's scales (bicubic, lanczos: 2, 3, 4)")->capture_default_str();
-  auto* chunk_opt = up->add_option("--chunk", chunk, "frames per chunk task")
-                        ->capture_default_str();
-  auto* crf_opt =
-      up->add_option("--crf", crf, "H.264/H.265 quality 0..51")->capture_default_str();
+  up->add_option("--scale", scale, "one of the model's scales (bicubic, lanczos: 2, 3, 4)")
+      ->capture_default_str();
+  auto* chunk_opt =
+      up->add_option("--chunk", chunk, "frames per chunk task")->capture_default_str();
+  auto* crf_opt = up->add_option("--crf", crf, "H.264/H.265 quality 0..51")->capture_default_str();
   up->add_flag("--overwrite", overwrite, "replace an existing output");
   GenerateOptions go;
   AddGenerateOptions(gen, &go);
@@ -709,9 +722,9 @@ int main(int argc, char** argv) {
     return SubmitOne(c, req, up_jo.watch, [&](const v1::SubmitJobResponse& resp) {
       const auto& in = resp.job().input_info();
       std::printf("submitted job %lld: %s (%dx%d, %lld frames) -> %s x%d, %d tasks\n",
-                  static_cast<long long>(resp.job_id()), input.c_str(), in.width(),
-                  in.height(), static_cast<long long>(in.frame_count()), output.c_str(),
-                  scale, resp.job().tasks_total());
+                  static_cast<long long>(resp.job_id()), input.c_str(), in.width(), in.height(),
+                  static_cast<long long>(in.frame_count()), output.c_str(), scale,
+                  resp.job().tasks_total());
     });
   }
   if (*get) {
@@ -746,8 +759,11 @@ int main(int argc, char** argv) {
     if (!list_since.empty()) {
       char unit = list_since.back();
       const double n = std::atof(list_since.c_str());
-      const double mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600
-                          : unit == 'd' ? 86400 : -1;
+      const double mult = unit == 's'   ? 1
+                          : unit == 'm' ? 60
+                          : unit == 'h' ? 3600
+                          : unit == 'd' ? 86400
+                                        : -1;
       if (mult < 0 || n <= 0) {
         std::fprintf(stderr, "reelctl: --since '%s': give a duration such as 30m, 12h, 2d\n",
                      list_since.c_str());
@@ -769,8 +785,7 @@ int main(int argc, char** argv) {
                 "OUTPUT");
     for (const auto& j : resp.jobs()) {
       char frames[40];
-      std::snprintf(frames, sizeof(frames), "%lld/%lld",
-                    static_cast<long long>(j.frames_done()),
+      std::snprintf(frames, sizeof(frames), "%lld/%lld", static_cast<long long>(j.frames_done()),
                     static_cast<long long>(j.frames_total()));
       std::printf("%-6lld %-10s %5.1f%%  %-15s %-7s %s\n", static_cast<long long>(j.id()),
                   StateName(j.state()),
@@ -892,12 +907,12 @@ int main(int argc, char** argv) {
     for (const auto& w : resp.workers()) {
       std::string tasks;
       for (const auto& t : w.current_tasks()) tasks += (tasks.empty() ? "" : ",") + t;
-      std::printf("%-24s %-9s %-5d %-6lld %s\n", w.name().c_str(), w.state().c_str(),
-                  w.slots(), static_cast<long long>(w.tasks_done()), tasks.c_str());
+      std::printf("%-24s %-9s %-5d %-6lld %s\n", w.name().c_str(), w.state().c_str(), w.slots(),
+                  static_cast<long long>(w.tasks_done()), tasks.c_str());
       // Why it gets no work: the last lease that expired on it.
       if (w.state() == "unhealthy") {
-        std::printf("    %d lease(s) expired, no heartbeat since; last: %s\n",
-                    w.leases_expired(), w.unhealthy_reason().c_str());
+        std::printf("    %d lease(s) expired, no heartbeat since; last: %s\n", w.leases_expired(),
+                    w.unhealthy_reason().c_str());
       }
     }
     return 0;

@@ -5,9 +5,9 @@
 
 #include <grpcpp/support/client_interceptor.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/strings/ascii.h"
 
 namespace reelfarm::common {
 namespace {
@@ -30,8 +30,7 @@ class TokenInterceptor final : public grpc::experimental::Interceptor {
   const std::string token_;
 };
 
-class TokenInterceptorFactory final
-    : public grpc::experimental::ClientInterceptorFactoryInterface {
+class TokenInterceptorFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
  public:
   explicit TokenInterceptorFactory(std::string token) : token_(std::move(token)) {}
   grpc::experimental::Interceptor* CreateClientInterceptor(
@@ -72,8 +71,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const ServerTlsOptions& o) {
   if (o.insecure) {
     if (!o.cert_file.empty()) {
-      return absl::InvalidArgumentError(
-          "--insecure and --tls-cert both given; give one of them");
+      return absl::InvalidArgumentError("--insecure and --tls-cert both given; give one of them");
     }
     return grpc::InsecureServerCredentials();
   }
@@ -112,8 +110,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
       ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadSmallFile(tls.ca_file, "TLS CA"));
     }
     if (tls.cert_file.empty() != tls.key_file.empty()) {
-      return absl::InvalidArgumentError(
-          "a client certificate needs both --tls-cert and --tls-key");
+      return absl::InvalidArgumentError("a client certificate needs both --tls-cert and --tls-key");
     }
     if (!tls.cert_file.empty()) {
       ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadSmallFile(tls.cert_file, "TLS certificate"));

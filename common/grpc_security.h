@@ -14,14 +14,14 @@
 namespace reelfarm::common {
 
 struct ServerTlsOptions {
-  std::string cert_file;       // PEM certificate chain of the server
-  std::string key_file;        // PEM private key of the server
+  std::string cert_file;  // PEM certificate chain of the server
+  std::string key_file;   // PEM private key of the server
   // PEM CAs that sign client certificates (mutual TLS). A client that presents a
   // certificate must present one these CAs signed; presenting one is optional unless
   // `require_client_cert` (the WorkerService can still demand one, see AuthPolicy).
   std::string client_ca_file;
   bool require_client_cert = false;
-  bool insecure = false;       // plaintext; the caller logs a warning
+  bool insecure = false;  // plaintext; the caller logs a warning
 };
 
 // TLS server credentials, or plaintext when `insecure`. INVALID_ARGUMENT when neither
@@ -30,8 +30,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const ServerTlsOptions& options);
 
 struct ClientTlsOptions {
-  std::string ca_file;      // PEM CAs trusted for the server (default: the system's)
-  std::string cert_file;    // client certificate (mutual TLS), with key_file
+  std::string ca_file;    // PEM CAs trusted for the server (default: the system's)
+  std::string cert_file;  // client certificate (mutual TLS), with key_file
   std::string key_file;
   std::string server_name;  // name to check in the server's certificate (default: host)
   bool insecure = false;    // plaintext

@@ -3,10 +3,10 @@
 #include <chrono>
 #include <ctime>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 namespace reelfarm::common {
 
@@ -54,9 +54,8 @@ class JsonFormatter final : public spdlog::formatter {
 
  private:
   static std::string Timestamp(spdlog::log_clock::time_point t) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        t.time_since_epoch())
-                        .count();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
     const std::time_t secs = static_cast<std::time_t>(ms / 1000);
     std::tm tm{};
     gmtime_r(&secs, &tm);
@@ -102,8 +101,7 @@ std::unique_ptr<spdlog::formatter> NewJsonLogFormatter() {
   return std::make_unique<JsonFormatter>();
 }
 
-void InitLogging(const std::string& name, const std::string& level,
-                 const std::string& format) {
+void InitLogging(const std::string& name, const std::string& level, const std::string& format) {
   auto logger = spdlog::stderr_color_mt(name);
   if (format == "json") {
     logger->set_formatter(NewJsonLogFormatter());

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <fstream>
-#include <stdexcept>
 #include <set>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
@@ -43,11 +43,13 @@ absl::Status CheckDenoiser(const ModelManifest& m, const fs::path& file) {
   auto bad = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(), "': ", what));
   };
-  if (m.prediction != "velocity") return bad("prediction '" + m.prediction + "' must be 'velocity'");
+  if (m.prediction != "velocity")
+    return bad("prediction '" + m.prediction + "' must be 'velocity'");
   if (m.latent_channels < 1 || m.latent_frames < 0 || m.latent_scale < 1 || m.stride < 1 ||
       m.stride % m.latent_scale != 0 || m.max_frames < 1) {
-    return bad("latent_channels, latent_frames, latent_scale, stride, max_frames must be "
-               "positive, with stride a multiple of latent_scale");
+    return bad(
+        "latent_channels, latent_frames, latent_scale, stride, max_frames must be "
+        "positive, with stride a multiple of latent_scale");
   }
   if (m.decoder.empty() && (m.latent_channels != 3 || m.latent_scale != 1)) {
     return bad("without a decoder the latents are the frames: latent_channels 3, latent_scale 1");
@@ -68,8 +70,9 @@ absl::Status CheckDenoiser(const ModelManifest& m, const fs::path& file) {
     files.push_back(m.tokenizer);
   }
   for (const auto& f : files) {
-    if (!fs::exists(m.dir / f)) return absl::NotFoundError(absl::StrCat(
-        "model manifest '", file.string(), "': file '", f, "' is missing"));
+    if (!fs::exists(m.dir / f))
+      return absl::NotFoundError(
+          absl::StrCat("model manifest '", file.string(), "': file '", f, "' is missing"));
   }
   return absl::OkStatus();
 }
@@ -105,13 +108,13 @@ void ReadScales(const nlohmann::json& j, ModelManifest* m) {
 // The checks that depend on the scale, for `m` as set up for one.
 absl::Status CheckScaled(const ModelManifest& m, const fs::path& file) {
   if (m.scale < 1 || m.scale > 8) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model manifest '", file.string(), "': scale ", m.scale, " must be 1..8"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model manifest '", file.string(), "': scale ", m.scale, " must be 1..8"));
   }
   if (m.tile_memory_per_pixel < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "model manifest '", file.string(), "': tile_memory_per_pixel ",
-        m.tile_memory_per_pixel, " must be >= 0 (bytes of device memory per input pixel)"));
+        "model manifest '", file.string(), "': tile_memory_per_pixel ", m.tile_memory_per_pixel,
+        " must be >= 0 (bytes of device memory per input pixel)"));
   }
   if (m.tile < 0 || m.tile_overlap < 0 || (m.tile > 0 && 2 * m.tile_overlap >= m.tile)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -119,14 +122,14 @@ absl::Status CheckScaled(const ModelManifest& m, const fs::path& file) {
         m.tile_overlap, " is invalid; give tile 0 (whole frames) or tile > 2 * tile_overlap"));
   }
   if (m.receptive_field < 0 || m.tile_overlap < 4 * m.receptive_field) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model manifest '", file.string(), "': scale ", m.scale, ": tile_overlap ",
-        m.tile_overlap, " does not cover receptive_field ", m.receptive_field,
-        "; give tile_overlap >= 4 * receptive_field"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model manifest '", file.string(), "': scale ", m.scale, ": tile_overlap ",
+                     m.tile_overlap, " does not cover receptive_field ", m.receptive_field,
+                     "; give tile_overlap >= 4 * receptive_field"));
   }
   if (!fs::exists(m.dir / m.file)) {
-    return absl::NotFoundError(absl::StrCat("model manifest '", file.string(),
-                                            "': file '", m.file, "' is missing"));
+    return absl::NotFoundError(
+        absl::StrCat("model manifest '", file.string(), "': file '", m.file, "' is missing"));
   }
   return absl::OkStatus();
 }
@@ -149,8 +152,7 @@ absl::StatusOr<ModelManifest> ForScale(const ModelManifest& m, int scale) {
     return out;
   }
   return absl::InvalidArgumentError(absl::StrCat("model '", m.name, "' is made for scale ",
-                                                 absl::StrJoin(m.Scales(), ", "), ", not ",
-                                                 scale));
+                                                 absl::StrJoin(m.Scales(), ", "), ", not ", scale));
 }
 
 absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
@@ -187,21 +189,21 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
     return absl::InvalidArgumentError(
         absl::StrCat("model manifest '", file.string(), "': ", e.what()));
   } catch (const std::logic_error& e) {  // std::stoi of a `scales` key
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model manifest '", file.string(), "': a key of `scales` is not a number"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model manifest '", file.string(), "': a key of `scales` is not a number"));
   }
   if (m.kind == "denoiser") {
     RETURN_IF_ERROR(CheckDenoiser(m, file));
     return m;
   }
   if (m.kind != "upscaler") {
-    return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(),
-                                                   "': kind '", m.kind,
-                                                   "' is not supported; use 'upscaler' or 'denoiser'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model manifest '", file.string(), "': kind '", m.kind,
+                     "' is not supported; use 'upscaler' or 'denoiser'"));
   }
   if (m.batch < 1 || m.batch > 64) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model manifest '", file.string(), "': batch ", m.batch, " must be 1..64"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model manifest '", file.string(), "': batch ", m.batch, " must be 1..64"));
   }
   if (m.temporal_window < 1 || m.temporal_window % 2 == 0 || m.temporal_window > 15) {
     return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(),
@@ -209,18 +211,18 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
                                                    " must be odd, 1..15"));
   }
   if (m.channels != 3) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model manifest '", file.string(), "': channels ", m.channels, " must be 3"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model manifest '", file.string(), "': channels ", m.channels, " must be 3"));
   }
   if (m.channel_order != "rgb") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model manifest '", file.string(), "': channel_order '", m.channel_order,
-        "' is not supported; frames are given as rgb"));
+    return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(),
+                                                   "': channel_order '", m.channel_order,
+                                                   "' is not supported; frames are given as rgb"));
   }
   if (m.input_max <= m.input_min) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model manifest '", file.string(), "': input_range [", m.input_min, ", ", m.input_max,
-        "] is empty; give [min, max] with min < max"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model manifest '", file.string(), "': input_range [", m.input_min, ", ",
+                     m.input_max, "] is empty; give [min, max] with min < max"));
   }
   for (int scale : m.Scales()) {
     ASSIGN_OR_RETURN(ModelManifest scaled, ForScale(m, scale));

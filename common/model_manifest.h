@@ -24,24 +24,24 @@ struct ModelScale {
 };
 
 struct ModelManifest {
-  std::string name;             // the folder's name
-  std::string kind;             // "upscaler" or "denoiser"
-  int scale = 0;                // upscale factor the network was made for
+  std::string name;  // the folder's name
+  std::string kind;  // "upscaler" or "denoiser"
+  int scale = 0;     // upscale factor the network was made for
   std::string file = "model.pt";
   int channels = 3;
-  double input_min = 0.0;       // value range the network expects ...
-  double input_max = 1.0;       // ... and returns
+  double input_min = 0.0;  // value range the network expects ...
+  double input_max = 1.0;  // ... and returns
   std::string colour_space = "srgb";
-  int temporal_window = 1;      // frames in per frame out
-  int tile = 0;                 // tile size in input pixels (0: whole frames)
-  int tile_overlap = 0;         // input pixels shared by neighbouring tiles
-  int batch = 1;                // frames per forward call
-  bool fp16 = false;            // may run in half precision on CUDA
-  int64_t memory_bytes = 0;     // estimate for placement
+  int temporal_window = 1;   // frames in per frame out
+  int tile = 0;              // tile size in input pixels (0: whole frames)
+  int tile_overlap = 0;      // input pixels shared by neighbouring tiles
+  int batch = 1;             // frames per forward call
+  bool fp16 = false;         // may run in half precision on CUDA
+  int64_t memory_bytes = 0;  // estimate for placement
   // Device memory one input pixel takes in a forward call (activations included). With
   // tile 0, the tile is chosen from the device's free memory when the model loads.
   int64_t tile_memory_per_pixel = 0;
-  std::filesystem::path dir;    // where it was found
+  std::filesystem::path dir;          // where it was found
   std::string channel_order = "rgb";  // of the network's input and output channels
   // Farthest input pixel (input pixels) that reaches an output pixel; tile_overlap must
   // be at least 4x this for tiles to give the untiled result (tiling.h).
@@ -49,7 +49,7 @@ struct ModelManifest {
   // Packages with several scales (`scales` in model.json), in increasing order; the
   // fields above then hold the smallest one's figures (ForScale picks another).
   std::vector<ModelScale> scales;
-  std::string source_json;      // `source` (where an imported package came from), as JSON
+  std::string source_json;  // `source` (where an imported package came from), as JSON
 
   // The scales the package can run: `scales`, or the one `scale`.
   std::vector<int> Scales() const;
@@ -57,15 +57,15 @@ struct ModelManifest {
   // kind "denoiser" (generation; models/README.md has the contract):
   std::string prediction = "velocity";  // what forward() returns: flow-matching velocity
   int latent_channels = 3;
-  int latent_frames = 0;        // fixed latent clip length (0: one latent per frame)
-  int latent_scale = 1;         // output pixels per latent pixel
-  int stride = 1;               // width and height must be multiples of this
-  int max_frames = 240;         // most frames a take may ask for
-  std::string decoder;          // TorchScript latents -> frames ("" : latents are RGB)
-  std::string conditioning = "none";  // "none", "text" or "class"
-  std::string text_encoder;     // text: TorchScript tokens -> embedding
-  std::string tokenizer;        // text: vocabulary file, one token a line
-  int max_tokens = 16;          // text: prompt length in tokens
+  int latent_frames = 0;                  // fixed latent clip length (0: one latent per frame)
+  int latent_scale = 1;                   // output pixels per latent pixel
+  int stride = 1;                         // width and height must be multiples of this
+  int max_frames = 240;                   // most frames a take may ask for
+  std::string decoder;                    // TorchScript latents -> frames ("" : latents are RGB)
+  std::string conditioning = "none";      // "none", "text" or "class"
+  std::string text_encoder;               // text: TorchScript tokens -> embedding
+  std::string tokenizer;                  // text: vocabulary file, one token a line
+  int max_tokens = 16;                    // text: prompt length in tokens
   std::vector<std::string> class_labels;  // class: the prompts it knows
   int default_steps = 20;
   double default_guidance = 3.0;

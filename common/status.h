@@ -9,9 +9,9 @@
 #define REELFARM_CONCAT(a, b) REELFARM_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                   \
-  do {                                          \
-    ::absl::Status _reelfarm_st = (expr);       \
+#define RETURN_IF_ERROR(expr)                    \
+  do {                                           \
+    ::absl::Status _reelfarm_st = (expr);        \
     if (!_reelfarm_st.ok()) return _reelfarm_st; \
   } while (0)
 

@@ -29,8 +29,7 @@ absl::StatusOr<Storage> Storage::Open(const fs::path& root) {
   fs::create_directories(root, ec);
   fs::path canonical = fs::canonical(root, ec);
   if (ec) {
-    return absl::NotFoundError(absl::StrCat("storage root '", root.string(),
-                                            "': ", ec.message()));
+    return absl::NotFoundError(absl::StrCat("storage root '", root.string(), "': ", ec.message()));
   }
   if (!fs::is_directory(canonical)) {
     return absl::FailedPreconditionError(
@@ -52,13 +51,12 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
   fs::path p{std::string(relative)};
   if (p.is_absolute()) {
     return absl::PermissionDeniedError(absl::StrCat(
-        field, " '", relative,
-        "' is absolute; give a path relative to the storage root"));
+        field, " '", relative, "' is absolute; give a path relative to the storage root"));
   }
   fs::path normal = p.lexically_normal();
   if (normal.empty() || *normal.begin() == ".." || normal == ".") {
-    return absl::PermissionDeniedError(absl::StrCat(
-        field, " '", relative, "' leaves the storage root; remove the '..'"));
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, " '", relative, "' leaves the storage root; remove the '..'"));
   }
   fs::path full = root_ / normal;
   // Follow what exists of the path: a symbolic link may not lead outside the root.
@@ -69,22 +67,19 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
   while (!existing.empty() && existing != root_) {
     const fs::file_status st = fs::symlink_status(existing, ec);
     if (ec && st.type() != fs::file_type::not_found) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, " '", relative, "': ", ec.message()));
+      return absl::InvalidArgumentError(absl::StrCat(field, " '", relative, "': ", ec.message()));
     }
     if (fs::exists(st)) break;
     existing = existing.parent_path();
   }
   fs::path real = fs::weakly_canonical(existing, ec);
   if (ec) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(field, " '", relative, "': ", ec.message()));
+    return absl::PermissionDeniedError(absl::StrCat(field, " '", relative, "': ", ec.message()));
   }
   auto rel = real.lexically_relative(root_);
   if (rel.empty() || *rel.begin() == "..") {
     return absl::PermissionDeniedError(absl::StrCat(
-        field, " '", relative,
-        "' resolves outside the storage root (through a symbolic link)"));
+        field, " '", relative, "' resolves outside the storage root (through a symbolic link)"));
   }
   return full;
 }
@@ -104,9 +99,9 @@ absl::StatusOr<fs::path> Storage::ResolveJobPath(absl::string_view relative,
   }
   const fs::path real = fs::weakly_canonical(existing, ec);
   if (reserved(full.lexically_normal()) || (!ec && reserved(real))) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        field, " '", relative, "' lies in the farm's own folder '", kFarmDir,
-        "' (job scratch and segments); give a path outside it"));
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, " '", relative, "' lies in the farm's own folder '", kFarmDir,
+                     "' (job scratch and segments); give a path outside it"));
   }
   return full;
 }
@@ -163,15 +158,15 @@ absl::StatusOr<UniqueFd> Storage::OpenBeneath(const fs::path& path, int flags,
   }
   UniqueFd root(::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (root.get() < 0) {
-    return absl::UnavailableError(absl::StrCat("storage root '", root_.string(),
-                                               "': ", std::strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("storage root '", root_.string(), "': ", std::strerror(errno)));
   }
   return OpenBeneathFd(root.get(), rel.string(), flags,
                        absl::StrCat(field, " '", rel.string(), "'"), "the storage root");
 }
 
-absl::StatusOr<UniqueFd> OpenInFolder(const std::string& folder, const std::string& name,
-                                      int flags, const std::string& what) {
+absl::StatusOr<UniqueFd> OpenInFolder(const std::string& folder, const std::string& name, int flags,
+                                      const std::string& what) {
   UniqueFd dir(::open(folder.empty() ? "." : folder.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() < 0) {
     const int err = errno;
@@ -189,8 +184,8 @@ absl::StatusOr<UniqueFd> OpenBeneathFd(int dirfd, const std::string& relative, i
   switch (err) {
     case EXDEV:
     case ELOOP:
-      return absl::PermissionDeniedError(absl::StrCat(
-          what, " resolves outside ", beneath, " (through a symbolic link or '..')"));
+      return absl::PermissionDeniedError(
+          absl::StrCat(what, " resolves outside ", beneath, " (through a symbolic link or '..')"));
     case ENOENT:
       return absl::NotFoundError(absl::StrCat(what, " not found under ", beneath));
     case EACCES:
@@ -211,8 +206,8 @@ absl::StatusOr<UniqueFd> Storage::OpenDirBeneath(const fs::path& dir, bool creat
   if (rel.empty() || rel == ".") {
     UniqueFd root(::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (root.get() < 0) {
-      return absl::UnavailableError(absl::StrCat("storage root '", root_.string(),
-                                                 "': ", std::strerror(errno)));
+      return absl::UnavailableError(
+          absl::StrCat("storage root '", root_.string(), "': ", std::strerror(errno)));
     }
     return root;
   }
@@ -225,8 +220,7 @@ absl::StatusOr<UniqueFd> Storage::OpenDirBeneath(const fs::path& dir, bool creat
     auto fd = OpenBeneath(done, O_PATH | O_DIRECTORY, field);
     if (fd.ok()) continue;
     if (fd.status().code() != absl::StatusCode::kNotFound) return fd.status();
-    ASSIGN_OR_RETURN(UniqueFd parent,
-                     OpenDirBeneath(done.parent_path(), false, field));
+    ASSIGN_OR_RETURN(UniqueFd parent, OpenDirBeneath(done.parent_path(), false, field));
     if (::mkdirat(parent.get(), part.c_str(), 0755) != 0 && errno != EEXIST) {
       return absl::UnavailableError(absl::StrCat(field, " folder '", done.string(),
                                                  "' cannot be made: ", std::strerror(errno)));
@@ -237,13 +231,11 @@ absl::StatusOr<UniqueFd> Storage::OpenDirBeneath(const fs::path& dir, bool creat
 
 fs::path Storage::TempPathFor(const fs::path& final_path) {
   static std::atomic<uint64_t> counter{0};
-  return final_path.parent_path() /
-         absl::StrCat(".", final_path.filename().string(), ".tmp.", getpid(), ".",
-                      counter.fetch_add(1));
+  return final_path.parent_path() / absl::StrCat(".", final_path.filename().string(), ".tmp.",
+                                                 getpid(), ".", counter.fetch_add(1));
 }
 
-absl::Status Storage::Publish(const fs::path& temp, const fs::path& final_path,
-                              bool replace) {
+absl::Status Storage::Publish(const fs::path& temp, const fs::path& final_path, bool replace) {
   std::error_code ec;
   fs::create_directories(final_path.parent_path(), ec);
   int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
@@ -252,20 +244,20 @@ absl::Status Storage::Publish(const fs::path& temp, const fs::path& final_path,
     const int err = errno;
     ::close(fd);
     if (rc != 0) {
-      return absl::UnavailableError(absl::StrCat("publish '", final_path.string(),
-                                                 "': fsync: ", std::strerror(err)));
+      return absl::UnavailableError(
+          absl::StrCat("publish '", final_path.string(), "': fsync: ", std::strerror(err)));
     }
   }
   if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, final_path.c_str(),
                   replace ? 0 : RENAME_NOREPLACE) != 0) {
     const int err = errno;
     if (err == EEXIST) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "'", final_path.filename().string(),
-          "' exists (made after the job was submitted); set overwrite to replace it"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("'", final_path.filename().string(),
+                       "' exists (made after the job was submitted); set overwrite to replace it"));
     }
-    return absl::UnavailableError(absl::StrCat("publish '", final_path.string(),
-                                               "': ", std::strerror(err)));
+    return absl::UnavailableError(
+        absl::StrCat("publish '", final_path.string(), "': ", std::strerror(err)));
   }
   return absl::OkStatus();
 }
@@ -324,8 +316,8 @@ absl::Status CopyBeside(const fs::path& staged, const fs::path& final_path, fs::
   if (err == 0 && ::fsync(out.get()) != 0) err = errno;
   if (err != 0) {
     ::unlink(copy->c_str());
-    return absl::UnavailableError(absl::StrCat("publish '", final_path.filename().string(),
-                                               "': ", std::strerror(err)));
+    return absl::UnavailableError(
+        absl::StrCat("publish '", final_path.filename().string(), "': ", std::strerror(err)));
   }
   return absl::OkStatus();
 }
@@ -355,16 +347,16 @@ absl::Status Storage::PublishStaged(const std::vector<StagedFile>& files, bool r
     if (fd < 0 || ::fsync(fd) != 0) {
       const int err = errno;
       if (fd >= 0) ::close(fd);
-      return absl::UnavailableError(absl::StrCat("publish '", final_path.filename().string(),
-                                                 "': ", std::strerror(err)));
+      return absl::UnavailableError(
+          absl::StrCat("publish '", final_path.filename().string(), "': ", std::strerror(err)));
     }
     ::close(fd);
     done[i] = IsPublished(staged, final_path);
     struct stat st;
     if (done[i] || ::lstat(final_path.c_str(), &st) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "'", final_path.filename().string(), "' is a folder; give an output file name"));
+      return absl::FailedPreconditionError(absl::StrCat("'", final_path.filename().string(),
+                                                        "' is a folder; give an output file name"));
     }
     if (!replace) return taken(final_path);
   }
@@ -415,8 +407,8 @@ absl::Status Storage::PublishStaged(const std::vector<StagedFile>& files, bool r
         return absl::FailedPreconditionError(absl::StrCat(
             "'", final_path.filename().string(), "' is a folder; give an output file name"));
       }
-      return absl::UnavailableError(absl::StrCat("publish '", final_path.filename().string(),
-                                                 "': ", std::strerror(err)));
+      return absl::UnavailableError(
+          absl::StrCat("publish '", final_path.filename().string(), "': ", std::strerror(err)));
     }
     linked.push_back(i);
   }
@@ -437,8 +429,8 @@ absl::Status Storage::PublishStaged(const std::vector<StagedFile>& files, bool r
   return absl::OkStatus();
 }
 
-absl::Status CheckOutputFree(const fs::path& path, absl::string_view field,
-                             absl::string_view name, bool replace) {
+absl::Status CheckOutputFree(const fs::path& path, absl::string_view field, absl::string_view name,
+                             bool replace) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) return absl::OkStatus();
   if (S_ISDIR(st.st_mode)) {
@@ -450,13 +442,10 @@ absl::Status CheckOutputFree(const fs::path& path, absl::string_view field,
       absl::StrCat(field, " '", name, "' exists; set overwrite to replace it"));
 }
 
-absl::StatusOr<std::string> Sha256File(const fs::path& path) {
-  return Sha256Files({path});
-}
+absl::StatusOr<std::string> Sha256File(const fs::path& path) { return Sha256Files({path}); }
 
 absl::StatusOr<std::string> Sha256Files(const std::vector<fs::path>& paths) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
-                                                               &EVP_MD_CTX_free);
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
   std::vector<char> buf(1 << 16);
   for (const fs::path& path : paths) {

@@ -51,8 +51,8 @@ absl::StatusOr<UniqueFd> OpenBeneathFd(int dirfd, const std::string& relative, i
                                        const std::string& what, const std::string& beneath);
 // The file `name` of `folder` (a path; "" for the current folder), opened beneath the
 // folder as OpenBeneathFd: a file that is a link leading out of its folder is refused.
-absl::StatusOr<UniqueFd> OpenInFolder(const std::string& folder, const std::string& name,
-                                      int flags, const std::string& what);
+absl::StatusOr<UniqueFd> OpenInFolder(const std::string& folder, const std::string& name, int flags,
+                                      const std::string& what);
 
 class Storage {
  public:

@@ -18,8 +18,8 @@ namespace {
 
 const reelfarm::common::Storage& Root() {
   static const reelfarm::common::Storage* storage = [] {
-    const fs::path dir = fs::temp_directory_path() /
-                         ("reelfarm-fuzz-root-" + std::to_string(getpid()));
+    const fs::path dir =
+        fs::temp_directory_path() / ("reelfarm-fuzz-root-" + std::to_string(getpid()));
     fs::create_directories(dir / "root/a/b");
     fs::create_directories(dir / "outside");
     std::ofstream(dir / "root/a/f.mp4") << "x";

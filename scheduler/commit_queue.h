@@ -48,8 +48,7 @@ class CommitQueue final {
   absl::CondVar work_;       // writes queued, or stopping
   absl::CondVar committed_;  // committed_seq_ moved, or failed
   std::vector<JobStore::Write> queue_ ABSL_GUARDED_BY(mu_);
-  std::multimap<uint64_t, std::function<void(const absl::Status&)>> callbacks_
-      ABSL_GUARDED_BY(mu_);
+  std::multimap<uint64_t, std::function<void(const absl::Status&)>> callbacks_ ABSL_GUARDED_BY(mu_);
   uint64_t appended_seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t committed_seq_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status failure_ ABSL_GUARDED_BY(mu_);

@@ -10,24 +10,36 @@ bool IsTerminal(JobState s) {
 
 const char* ToString(JobState s) {
   switch (s) {
-    case JobState::kQueued: return "queued";
-    case JobState::kRunning: return "running";
-    case JobState::kSucceeded: return "succeeded";
-    case JobState::kFailed: return "failed";
-    case JobState::kCancelled: return "cancelled";
-    case JobState::kPaused: return "paused";
-    case JobState::kWaiting: return "waiting";
+    case JobState::kQueued:
+      return "queued";
+    case JobState::kRunning:
+      return "running";
+    case JobState::kSucceeded:
+      return "succeeded";
+    case JobState::kFailed:
+      return "failed";
+    case JobState::kCancelled:
+      return "cancelled";
+    case JobState::kPaused:
+      return "paused";
+    case JobState::kWaiting:
+      return "waiting";
   }
   return "unknown";
 }
 
 const char* ToString(TaskState s) {
   switch (s) {
-    case TaskState::kPending: return "pending";
-    case TaskState::kLeased: return "leased";
-    case TaskState::kSucceeded: return "succeeded";
-    case TaskState::kFailed: return "failed";
-    case TaskState::kCancelled: return "cancelled";
+    case TaskState::kPending:
+      return "pending";
+    case TaskState::kLeased:
+      return "leased";
+    case TaskState::kSucceeded:
+      return "succeeded";
+    case TaskState::kFailed:
+      return "failed";
+    case TaskState::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }

@@ -104,9 +104,9 @@ struct GenerateSpec {
 
 // A take with every value resolved (wedge.h).
 struct Take {
-  int index = 0;           // 0-based, = its task's index
-  std::string name;        // "{job name}_take{NNN}", NNN = index + 1
-  std::string output;      // the take's output path
+  int index = 0;       // 0-based, = its task's index
+  std::string name;    // "{job name}_take{NNN}", NNN = index + 1
+  std::string output;  // the take's output path
   int64_t seed = 0;
   std::string prompt;
   int steps = 0;
@@ -121,12 +121,12 @@ struct JobSpec {
   std::string project = "default";
   int priority = 50;  // 0..100, higher first; may change while the job waits or runs
   int max_attempts = 3;
-  std::string request_id;            // client's id: a retried submit returns the first job
-  std::vector<int64_t> depends_on;   // jobs that must succeed first
+  std::string request_id;           // client's id: a retried submit returns the first job
+  std::vector<int64_t> depends_on;  // jobs that must succeed first
   std::map<std::string, std::string> requirements;  // worker tags, e.g. gpu=h100
-  int64_t memory_bytes = 0;          // the model's estimate, for placement (0: unknown)
+  int64_t memory_bytes = 0;  // the model's estimate, for placement (0: unknown)
   UpscaleSpec upscale;
-  GenerateSpec generate;             // used when `generate.model` is set
+  GenerateSpec generate;  // used when `generate.model` is set
   bool is_generate() const { return !generate.model.empty(); }
   const std::string& model() const { return is_generate() ? generate.model : upscale.model; }
 };
@@ -152,12 +152,12 @@ struct Task {
   int attempts = 0;
   std::vector<std::string> workers;  // every worker that held a lease on it, in order
   std::vector<std::string> errors;   // the error of each attempt ("" if none), same order
-  uint64_t lease_id = 0;  // kLeased: the current lease (fencing token); kSucceeded: the
-                          // lease whose result was accepted (its output counts)
+  uint64_t lease_id = 0;             // kLeased: the current lease (fencing token); kSucceeded: the
+                                     // lease whose result was accepted (its output counts)
   std::string error;
-  std::string model_digest;  // reported by the worker that finished it
+  std::string model_digest;   // reported by the worker that finished it
   std::string output_digest;  // CHUNK: digest of its published output, checked at assembly
-  double seconds = 0;        // run time of the successful attempt
+  double seconds = 0;         // run time of the successful attempt
 
   int64_t frames() const { return frame_end - frame_begin; }
   bool is_work() const { return kind != TaskKind::kAssemble; }  // a chunk or a take

@@ -29,8 +29,7 @@ class JobStore {
   // Stores a new job and all its tasks in one transaction and returns the job's id
   // (assigned by the store, > 0, never reused). `job.id` and the tasks' job_id are
   // ignored on input.
-  virtual absl::StatusOr<int64_t> CreateJob(const Job& job,
-                                            const std::vector<Task>& tasks) = 0;
+  virtual absl::StatusOr<int64_t> CreateJob(const Job& job, const std::vector<Task>& tasks) = 0;
 
   // One change in a batch. kInsertJob carries the id chosen by the caller (above every
   // id stored so far); kInsertTask adds a task to an existing job.

@@ -33,8 +33,7 @@ absl::StatusOr<bool> LeaderElection::TryAcquire() {
   epoch_ = 0;
   RETURN_IF_ERROR(conn_->EnsureConnected());
   ASSIGN_OR_RETURN(PgResultPtr got,
-                   conn_->Exec(absl::StrCat("SELECT pg_try_advisory_lock(", kLockArgs,
-                                            ")::int"),
+                   conn_->Exec(absl::StrCat("SELECT pg_try_advisory_lock(", kLockArgs, ")::int"),
                                {}, "take the leadership lock"));
   if (PgConnection::FirstInt(got.get()) != 1) return false;
   // Waits for the old leader's write in flight, if any (it holds the row FOR SHARE);
@@ -45,8 +44,7 @@ absl::StatusOr<bool> LeaderElection::TryAcquire() {
       "WHERE id = 1 RETURNING epoch",
       {address_}, "start a new epoch");
   if (!bumped.ok()) {
-    conn_->Run(absl::StrCat("SELECT pg_advisory_unlock(", kLockArgs, ")"), "unlock")
-        .IgnoreError();
+    conn_->Run(absl::StrCat("SELECT pg_advisory_unlock(", kLockArgs, ")"), "unlock").IgnoreError();
     return bumped.status();
   }
   epoch_ = PgConnection::FirstInt(bumped->get());
@@ -68,8 +66,7 @@ bool LeaderElection::StillLeading() {
 void LeaderElection::Resign() {
   absl::MutexLock lock(&mu_);
   if (epoch_ != 0 && !conn_->broken()) {
-    conn_->Run(absl::StrCat("SELECT pg_advisory_unlock(", kLockArgs, ")"), "resign")
-        .IgnoreError();
+    conn_->Run(absl::StrCat("SELECT pg_advisory_unlock(", kLockArgs, ")"), "resign").IgnoreError();
   }
   epoch_ = 0;
 }

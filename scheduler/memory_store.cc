@@ -17,14 +17,13 @@
 namespace reelfarm::scheduler {
 namespace {
 
-absl::Status CheckDistinctIndexes(const Job& job,
-                                  const std::vector<Task>& tasks) {
+absl::Status CheckDistinctIndexes(const Job& job, const std::vector<Task>& tasks) {
   std::set<int> seen;
   for (const Task& task : tasks) {
     if (!seen.insert(task.index).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "job '", job.spec.name, "': task index ", task.index,
-          " appears more than once; give each task a distinct index"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("job '", job.spec.name, "': task index ", task.index,
+                       " appears more than once; give each task a distinct index"));
     }
   }
   return absl::OkStatus();
@@ -32,8 +31,7 @@ absl::Status CheckDistinctIndexes(const Job& job,
 
 class InMemoryJobStore final : public JobStore {
  public:
-  absl::StatusOr<int64_t> CreateJob(const Job& job,
-                                    const std::vector<Task>& tasks) override {
+  absl::StatusOr<int64_t> CreateJob(const Job& job, const std::vector<Task>& tasks) override {
     RETURN_IF_ERROR(CheckDistinctIndexes(job, tasks));
     absl::MutexLock lock(&mu_);
     const int64_t id = next_id_++;
@@ -66,20 +64,19 @@ class InMemoryJobStore final : public JobStore {
           break;
         case Write::Kind::kUpdateJob:
           if (!jobs.count(w.job.id)) {
-            return absl::NotFoundError(
-                absl::StrCat("job ", w.job.id, " is not in the job store"));
+            return absl::NotFoundError(absl::StrCat("job ", w.job.id, " is not in the job store"));
           }
           break;
         case Write::Kind::kInsertTask:
           if (!jobs.count(w.task.job_id) || !tasks.insert(key).second) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "task ", w.task.job_id, "/", w.task.index, " exists or has no job"));
+            return absl::InvalidArgumentError(
+                absl::StrCat("task ", w.task.job_id, "/", w.task.index, " exists or has no job"));
           }
           break;
         case Write::Kind::kUpdateTask:
           if (!tasks.count(key)) {
-            return absl::NotFoundError(absl::StrCat(
-                "task ", w.task.job_id, "/", w.task.index, " is not in the job store"));
+            return absl::NotFoundError(absl::StrCat("task ", w.task.job_id, "/", w.task.index,
+                                                    " is not in the job store"));
           }
           break;
       }
@@ -140,8 +137,6 @@ class InMemoryJobStore final : public JobStore {
 
 }  // namespace
 
-std::unique_ptr<JobStore> NewInMemoryJobStore() {
-  return std::make_unique<InMemoryJobStore>();
-}
+std::unique_ptr<JobStore> NewInMemoryJobStore() { return std::make_unique<InMemoryJobStore>(); }
 
 }  // namespace reelfarm::scheduler

@@ -65,20 +65,27 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Open(
   if (!parsed) {
     const std::string detail = Trimmed(parse_error ? parse_error : "out of memory");
     PQfreemem(parse_error);
-    return absl::InvalidArgumentError(absl::StrCat(
-        "database '", shown, "': not a valid URL: ", detail,
-        "; give postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("database '", shown, "': not a valid URL: ", detail,
+                     "; give postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"));
   }
   PQconninfoFree(parsed);
   // Defaults first: what the URL says wins (the URL is expanded where `dbname` is).
-  const char* keys[] = {"connect_timeout",  "keepalives_idle", "keepalives_interval",
-                        "keepalives_count", "application_name", "options",
-                        "dbname",           nullptr};
-  const char* values[] = {"5", "5", "2", "3", application_name.c_str(), session_options.c_str(),
-                          url.c_str(), nullptr};
+  const char* keys[] = {"connect_timeout",
+                        "keepalives_idle",
+                        "keepalives_interval",
+                        "keepalives_count",
+                        "application_name",
+                        "options",
+                        "dbname",
+                        nullptr};
+  const char* values[] = {
+      "5", "5", "2", "3", application_name.c_str(), session_options.c_str(), url.c_str(), nullptr};
   PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   // Notices ("relation ... already exists, skipping") are not errors: not printed.
-  if (conn) PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  if (conn)
+    PQsetNoticeProcessor(
+        conn, [](void*, const char*) {}, nullptr);
   std::unique_ptr<PgConnection> c(new PgConnection(shown, conn));
   if (!conn || PQstatus(conn) != CONNECTION_OK) {
     return c->Error(absl::StatusCode::kUnavailable, "cannot connect",
@@ -142,8 +149,8 @@ absl::StatusOr<PgResultPtr> PgConnection::ExecPrepared(const char* name, const s
     prepared_.insert(name);
   }
   const std::vector<const char*> values = Pointers(params);
-  return Check(PQexecPrepared(conn_, name, static_cast<int>(params.size()), values.data(),
-                              nullptr, nullptr, 0),
+  return Check(PQexecPrepared(conn_, name, static_cast<int>(params.size()), values.data(), nullptr,
+                              nullptr, 0),
                what);
 }
 
@@ -151,8 +158,10 @@ absl::StatusOr<std::vector<int64_t>> PgConnection::ExecPreparedPipelined(
     const char* name, const std::string& sql, const std::vector<std::vector<std::string>>& params,
     absl::string_view what) {
   if (params.size() > kMaxPipelined) {
-    return absl::InternalError(absl::StrCat(what, ": ", params.size(), " statements in one "
-                                            "pipeline; at most ", kMaxPipelined));
+    return absl::InternalError(absl::StrCat(what, ": ", params.size(),
+                                            " statements in one "
+                                            "pipeline; at most ",
+                                            kMaxPipelined));
   }
   if (!prepared_.count(name)) {
     RETURN_IF_ERROR(Check(PQprepare(conn_, name, sql.c_str(), 0, nullptr), what).status());

@@ -56,8 +56,7 @@ class PgConnection final {
   // Runs one statement with text parameters (or, without parameters, one or more
   // statements). `what` names the step in errors. Rows
   // come back in the result; a statement that returns none gives an empty result.
-  absl::StatusOr<PgResultPtr> Exec(const std::string& sql,
-                                   const std::vector<std::string>& params,
+  absl::StatusOr<PgResultPtr> Exec(const std::string& sql, const std::vector<std::string>& params,
                                    absl::string_view what);
   absl::Status Run(const std::string& sql, absl::string_view what) {
     return Exec(sql, {}, what).status();
@@ -74,15 +73,14 @@ class PgConnection final {
   // kMaxPipelined entries per call.
   static constexpr size_t kMaxPipelined = 1000;
   absl::StatusOr<std::vector<int64_t>> ExecPreparedPipelined(
-      const char* name, const std::string& sql,
-      const std::vector<std::vector<std::string>>& params, absl::string_view what);
+      const char* name, const std::string& sql, const std::vector<std::vector<std::string>>& params,
+      absl::string_view what);
 
   // The first column of the first row as int64 (0 when no row).
   static int64_t FirstInt(const PGresult* r);
 
   // An error about this database: "database 'URL': <what>: <detail>".
-  absl::Status Error(absl::StatusCode code, absl::string_view what,
-                     absl::string_view detail) const;
+  absl::Status Error(absl::StatusCode code, absl::string_view what, absl::string_view detail) const;
   const std::string& display_url() const { return display_url_; }
 
  private:

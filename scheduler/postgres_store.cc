@@ -87,8 +87,14 @@ std::string TextAt(const PGresult* r, int row, int col) {
 }
 
 std::vector<std::string> JobParams(const JobRow& r) {
-  return {Num(r.id),    r.spec, r.input_info, Num(r.state), r.error, Num(r.created_unix_ms),
-          Num(r.started_unix_ms), Num(r.finished_unix_ms)};
+  return {Num(r.id),
+          r.spec,
+          r.input_info,
+          Num(r.state),
+          r.error,
+          Num(r.created_unix_ms),
+          Num(r.started_unix_ms),
+          Num(r.finished_unix_ms)};
 }
 
 // One round trip: the insert, and job_ids moved past the id.
@@ -148,8 +154,7 @@ class PostgresJobStore final : public JobStore {
  public:
   static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& url,
                                                         int64_t fence_epoch) {
-    ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn,
-                     PgConnection::Open(url, "reelfarm-store"));
+    ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, PgConnection::Open(url, "reelfarm-store"));
     RETURN_IF_ERROR(MigratePostgresSchema(*conn));
     return std::unique_ptr<JobStore>(new PostgresJobStore(std::move(conn), fence_epoch));
   }
@@ -161,8 +166,8 @@ class PostgresJobStore final : public JobStore {
     const absl::Status status = InTransaction(/*write=*/true, [&]() -> absl::Status {
       std::vector<std::string> params = JobParams(row);
       params.erase(params.begin());  // the id comes from job_ids
-      ASSIGN_OR_RETURN(PgResultPtr r, conn_->ExecPrepared("insert_new_job", kInsertNewJob,
-                                                          params, "insert job"));
+      ASSIGN_OR_RETURN(PgResultPtr r,
+                       conn_->ExecPrepared("insert_new_job", kInsertNewJob, params, "insert job"));
       id = PgConnection::FirstInt(r.get());
       std::vector<Task> with_id = tasks;
       std::vector<const Task*> rows;
@@ -214,8 +219,8 @@ class PostgresJobStore final : public JobStore {
       snap.jobs.reserve(njobs);
       for (int i = 0; i < njobs; ++i) {
         const PGresult* r = jobs.get();
-        JobRow row{IntAt(r, i, 0), TextAt(r, i, 1), TextAt(r, i, 2), IntAt(r, i, 3),
-                   TextAt(r, i, 4), IntAt(r, i, 5), IntAt(r, i, 6),  IntAt(r, i, 7)};
+        JobRow row{IntAt(r, i, 0),  TextAt(r, i, 1), TextAt(r, i, 2), IntAt(r, i, 3),
+                   TextAt(r, i, 4), IntAt(r, i, 5),  IntAt(r, i, 6),  IntAt(r, i, 7)};
         ASSIGN_OR_RETURN(Job job, FromRow(row, conn_->display_url()));
         snap.jobs.push_back(std::move(job));
       }
@@ -274,10 +279,9 @@ class PostgresJobStore final : public JobStore {
   // Begins a write transaction that only a leader of fence_epoch_ may commit (one
   // round trip): UNAVAILABLE once another server has taken the leadership.
   absl::Status BeginFenced() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    ASSIGN_OR_RETURN(PgResultPtr r,
-                     conn_->Exec("BEGIN; SELECT epoch, address FROM leadership "
-                                 "WHERE id = 1 FOR SHARE",
-                                 {}, "begin and check the leadership"));
+    ASSIGN_OR_RETURN(PgResultPtr r, conn_->Exec("BEGIN; SELECT epoch, address FROM leadership "
+                                                "WHERE id = 1 FOR SHARE",
+                                                {}, "begin and check the leadership"));
     const int64_t epoch = PgConnection::FirstInt(r.get());
     if (epoch == fence_epoch_) return absl::OkStatus();
     return conn_->Error(
@@ -346,10 +350,10 @@ class PostgresJobStore final : public JobStore {
         ASSIGN_OR_RETURN(const TaskRow row, ToRow(*tasks[i]));
         params.push_back(TaskParams(row, /*update=*/true));
       }
-      ASSIGN_OR_RETURN(const std::vector<int64_t> rows,
-                       conn_->ExecPreparedPipelined("update_task", kUpdateTask, params,
-                                                    absl::StrCat("update ", end - first,
-                                                                 " tasks")));
+      ASSIGN_OR_RETURN(
+          const std::vector<int64_t> rows,
+          conn_->ExecPreparedPipelined("update_task", kUpdateTask, params,
+                                       absl::StrCat("update ", end - first, " tasks")));
       for (size_t i = first; i < end; ++i) {
         if (i - first < rows.size() && rows[i - first] > 0) continue;
         return NotThere(absl::StrCat("task ", tasks[i]->job_id, "/", tasks[i]->index));
@@ -389,12 +393,13 @@ absl::Status MigratePostgresSchema(PgConnection& conn) {
   RETURN_IF_ERROR(conn.Run("BEGIN", "begin migration"));
   auto body = [&]() -> absl::Status {
     // Held to the end of the transaction: servers starting together migrate once.
-    RETURN_IF_ERROR(conn.Run(absl::StrCat("SELECT pg_advisory_xact_lock(", kPgLockSpace, ", ",
-                                          kPgMigrationLock, ")"),
-                             "lock for migration"));
-    RETURN_IF_ERROR(conn.Run("CREATE TABLE IF NOT EXISTS schema_version("
-                             "version INTEGER PRIMARY KEY, applied_unix_ms BIGINT NOT NULL)",
-                             "create schema_version"));
+    RETURN_IF_ERROR(conn.Run(
+        absl::StrCat("SELECT pg_advisory_xact_lock(", kPgLockSpace, ", ", kPgMigrationLock, ")"),
+        "lock for migration"));
+    RETURN_IF_ERROR(
+        conn.Run("CREATE TABLE IF NOT EXISTS schema_version("
+                 "version INTEGER PRIMARY KEY, applied_unix_ms BIGINT NOT NULL)",
+                 "create schema_version"));
     ASSIGN_OR_RETURN(PgResultPtr r,
                      conn.Exec("SELECT COALESCE(MAX(version), 0) FROM schema_version", {},
                                "read schema version"));
@@ -402,8 +407,8 @@ absl::Status MigratePostgresSchema(PgConnection& conn) {
     const int64_t latest = static_cast<int64_t>(std::size(kMigrations));
     if (current > latest) {
       return conn.Error(absl::StatusCode::kFailedPrecondition, "schema version",
-                        absl::StrCat("'", current, "' is not one this build knows (up to ",
-                                     latest, "); run a newer reelfarm or give another database"));
+                        absl::StrCat("'", current, "' is not one this build knows (up to ", latest,
+                                     "); run a newer reelfarm or give another database"));
     }
     for (int64_t v = current + 1; v <= latest; ++v) {
       const std::string what = absl::StrCat("migrate schema to version ", v);

@@ -16,8 +16,8 @@ using Write = JobStore::Write;
 
 // MOV: every movie codec the worker writes (H.264/H.265, ProRes, DNxHR) fits in it.
 std::string SegmentPath(int64_t job_id, int index, uint64_t lease_id) {
-  return absl::StrFormat("%s/chunk_%06d.lease_%d.mov", common::Storage::JobPartsDir(job_id),
-                         index, lease_id);
+  return absl::StrFormat("%s/chunk_%06d.lease_%d.mov", common::Storage::JobPartsDir(job_id), index,
+                         lease_id);
 }
 
 // What a take's sidecar records of the job: the spec, the take's values and which of
@@ -114,10 +114,9 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Cl
     }
   }
   // Lease ids stay above any handed out before (by this server or an earlier leader).
-  const uint64_t first =
-      s->options_.lease_epoch > 0
-          ? static_cast<uint64_t>(s->options_.lease_epoch) << kLeaseEpochShift
-          : static_cast<uint64_t>(now) * 1000;
+  const uint64_t first = s->options_.lease_epoch > 0
+                             ? static_cast<uint64_t>(s->options_.lease_epoch) << kLeaseEpochShift
+                             : static_cast<uint64_t>(now) * 1000;
   s->next_lease_id_ = std::max<uint64_t>(first, max_lease + 1);
   return s;
 }
@@ -216,8 +215,8 @@ absl::StatusOr<JobView> Scheduler::Submit(JobSpec spec, std::optional<MediaInfo>
   {
     absl::MutexLock lock(&mu_);
     std::vector<Task> tasks;
-    ASSIGN_OR_RETURN(admitted, AdmitLocked(std::move(spec), std::move(input_info),
-                                           std::move(tasks), /*dry_run=*/false, nullptr));
+    ASSIGN_OR_RETURN(admitted, AdmitLocked(std::move(spec), std::move(input_info), std::move(tasks),
+                                           /*dry_run=*/false, nullptr));
   }
   // Nothing is acknowledged before it is committed.
   return Durable(admitted.second, admitted.first);
@@ -227,8 +226,7 @@ absl::StatusOr<JobView> Scheduler::DryRun(JobSpec spec, std::optional<MediaInfo>
   absl::MutexLock lock(&mu_);
   JobView view;
   RETURN_IF_ERROR(
-      AdmitLocked(std::move(spec), std::move(input_info), {}, /*dry_run=*/true, &view)
-          .status());
+      AdmitLocked(std::move(spec), std::move(input_info), {}, /*dry_run=*/true, &view).status());
   return view;
 }
 
@@ -236,8 +234,8 @@ absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
     JobSpec spec, std::optional<MediaInfo> input_info, std::vector<Task> tasks, bool dry_run,
     JobView* view) {
   if (!spec.is_generate() && spec.upscale.chunk_frames < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.chunk_frames is ", spec.upscale.chunk_frames, "; give 1 or more"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.chunk_frames is ", spec.upscale.chunk_frames, "; give 1 or more"));
   }
   if (input_info) {
     if (input_info->frame_count < 1) {
@@ -248,16 +246,17 @@ absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
     if (spec.is_generate() && WedgeSize(spec.generate) > options_.max_tasks_per_job) {
       return absl::InvalidArgumentError(absl::StrCat(
           "generate: the wedge (prompts x seeds x guidance_scales x step_counts x samplers, "
-          "or takes) makes ", WedgeSize(spec.generate), " takes, over the limit of ",
-          options_.max_tasks_per_job, " tasks per job; give at most ",
-          options_.max_tasks_per_job, " takes or split the wedge into several jobs"));
+          "or takes) makes ",
+          WedgeSize(spec.generate), " takes, over the limit of ", options_.max_tasks_per_job,
+          " tasks per job; give at most ", options_.max_tasks_per_job,
+          " takes or split the wedge into several jobs"));
     }
     tasks = MakeTasks(spec, *input_info);
     if (static_cast<int64_t>(tasks.size()) > options_.max_tasks_per_job) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "upscale.chunk_frames ", spec.upscale.chunk_frames, " makes ", tasks.size(),
-          " tasks, over the limit of ", options_.max_tasks_per_job,
-          " per job; give larger chunks"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("upscale.chunk_frames ", spec.upscale.chunk_frames, " makes ", tasks.size(),
+                       " tasks, over the limit of ", options_.max_tasks_per_job,
+                       " per job; give larger chunks"));
     }
   }
   RETURN_IF_ERROR(commits_->health());
@@ -282,15 +281,15 @@ absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
       policy.max_queued ? policy.max_queued : options_.max_queued_tasks_per_project;
   if (project_limit && queued_project + adding > project_limit) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "project '", spec.project, "' has ", queued_project,
-        " queued tasks and this job adds ", adding, ", over the project's queue limit of ",
-        project_limit, "; wait for the queue to drain or ask for a larger limit"));
+        "project '", spec.project, "' has ", queued_project, " queued tasks and this job adds ",
+        adding, ", over the project's queue limit of ", project_limit,
+        "; wait for the queue to drain or ask for a larger limit"));
   }
   if (options_.max_queued_tasks && queued_total + adding > options_.max_queued_tasks) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the farm has ", queued_total, " queued tasks and this job adds ", adding,
-        ", over the farm's queue limit of ", options_.max_queued_tasks,
-        "; wait for the queue to drain"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the farm has ", queued_total, " queued tasks and this job adds ", adding,
+                     ", over the farm's queue limit of ", options_.max_queued_tasks,
+                     "; wait for the queue to drain"));
   }
   // Dependencies.
   bool waiting = false;
@@ -298,9 +297,9 @@ absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
     JobEntry* d = FindLocked(dep);
     if (!d) return absl::NotFoundError(absl::StrCat("depends_on: job ", dep, " not found"));
     if (d->job.state == JobState::kFailed || d->job.state == JobState::kCancelled) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("depends_on: job ", dep, " has ", ToString(d->job.state),
-                       "; retry it first or drop the dependency"));
+      return absl::FailedPreconditionError(absl::StrCat("depends_on: job ", dep, " has ",
+                                                        ToString(d->job.state),
+                                                        "; retry it first or drop the dependency"));
     }
     if (d->job.state != JobState::kSucceeded) waiting = true;
   }
@@ -349,9 +348,8 @@ JobView Scheduler::ViewLocked(const JobEntry& e) const {
   int64_t end = e.job.finished_unix_ms ? e.job.finished_unix_ms : clock_->NowMs();
   if (e.job.started_unix_ms > 0 && end > e.job.started_unix_ms && v.frames_done > 0) {
     v.fps = v.frames_done * 1000.0 / static_cast<double>(end - e.job.started_unix_ms);
-    v.eta_seconds = IsTerminal(e.job.state)
-                        ? 0
-                        : static_cast<double>(v.frames_total - v.frames_done) / v.fps;
+    v.eta_seconds =
+        IsTerminal(e.job.state) ? 0 : static_cast<double>(v.frames_total - v.frames_done) / v.fps;
   }
   return v;
 }
@@ -371,7 +369,8 @@ std::vector<JobView> Scheduler::ListJobs(const ListFilter& f) const {
   for (auto it = jobs_.rbegin(); it != jobs_.rend(); ++it) {
     if (f.limit > 0 && static_cast<int>(out.size()) >= f.limit) break;
     const Job& j = it->second.job;
-    if (!f.states.empty() && std::find(f.states.begin(), f.states.end(), j.state) == f.states.end()) {
+    if (!f.states.empty() &&
+        std::find(f.states.begin(), f.states.end(), j.state) == f.states.end()) {
       continue;
     }
     if (!f.project.empty() && j.spec.project != f.project) continue;
@@ -424,8 +423,7 @@ void Scheduler::ReleaseLeaseLocked(uint64_t lease_id) {
   e.progress[lease.task_index] = 0;
 }
 
-void Scheduler::FinishJobLocked(JobEntry& e, JobState state, const std::string& error,
-                                Writes* w) {
+void Scheduler::FinishJobLocked(JobEntry& e, JobState state, const std::string& error, Writes* w) {
   Job job = e.job;
   job.state = state;
   job.error = error;
@@ -463,8 +461,7 @@ void Scheduler::FinishJobLocked(JobEntry& e, JobState state, const std::string& 
 
 bool Scheduler::FitsLocked(const WorkerEntry& w, const JobEntry& e) const {
   const JobSpec& spec = e.job.spec;
-  if (std::find(w.info.models.begin(), w.info.models.end(), spec.model()) ==
-      w.info.models.end()) {
+  if (std::find(w.info.models.begin(), w.info.models.end(), spec.model()) == w.info.models.end()) {
     return false;
   }
   for (const auto& [key, value] : spec.requirements) {
@@ -500,8 +497,8 @@ int Scheduler::NextTaskLocked(const JobEntry& e, const std::string& worker) cons
   for (int index : e.ready_chunks) {
     if (!LeaveToOtherLocked(e, e.tasks[index], worker)) return index;
   }
-  if (e.ready_chunks.empty() && e.chunks_succeeded == e.chunks_total &&
-      e.assemble_index >= 0 && e.tasks[e.assemble_index].state == TaskState::kPending &&
+  if (e.ready_chunks.empty() && e.chunks_succeeded == e.chunks_total && e.assemble_index >= 0 &&
+      e.tasks[e.assemble_index].state == TaskState::kPending &&
       !LeaveToOtherLocked(e, e.tasks[e.assemble_index], worker)) {
     return e.assemble_index;
   }
@@ -579,8 +576,7 @@ std::optional<Assignment> Scheduler::LeaseNext(const std::string& worker) {
   return MakeAssignmentLocked(e, best_index, lease);
 }
 
-Assignment Scheduler::MakeAssignmentLocked(const JobEntry& e, int index,
-                                           const Lease& lease) const {
+Assignment Scheduler::MakeAssignmentLocked(const JobEntry& e, int index, const Lease& lease) const {
   Assignment a;
   a.lease = lease;
   a.task = e.tasks[index];
@@ -609,33 +605,32 @@ Assignment Scheduler::MakeAssignmentLocked(const JobEntry& e, int index,
                       {"model_digest", t.model_digest}});
   }
   const UpscaleSpec& up = e.job.spec.upscale;
-  nlohmann::json prov = {
-      {"job_id", e.job.id},
-      {"name", e.job.spec.name},
-      {"project", e.job.spec.project},
-      {"spec",
-       {{"kind", "upscale"},
-        {"input", up.input},
-        {"output", up.output},
-        {"model", up.model},
-        {"scale", up.scale},
-        {"chunk_frames", up.chunk_frames},
-        {"crf", up.crf}}},
-      {"input_info",
-       {{"width", e.job.input_info.width},
-        {"height", e.job.input_info.height},
-        {"frame_count", e.job.input_info.frame_count},
-        {"fps", {e.job.input_info.fps_num, e.job.input_info.fps_den}},
-        {"codec", e.job.input_info.codec},
-        {"pixel_format", e.job.input_info.pixel_format},
-        {"coded_frames", e.job.input_info.coded_frames},
-        {"held_frames", e.job.input_info.held_frames},
-        {"dropped_frames", e.job.input_info.dropped_frames},
-        {"tail_cut_frames", e.job.input_info.tail_cut_frames}}},
-      {"depends_on", e.job.spec.depends_on},
-      {"created_unix_ms", e.job.created_unix_ms},
-      {"started_unix_ms", e.job.started_unix_ms},
-      {"chunks", chunks}};
+  nlohmann::json prov = {{"job_id", e.job.id},
+                         {"name", e.job.spec.name},
+                         {"project", e.job.spec.project},
+                         {"spec",
+                          {{"kind", "upscale"},
+                           {"input", up.input},
+                           {"output", up.output},
+                           {"model", up.model},
+                           {"scale", up.scale},
+                           {"chunk_frames", up.chunk_frames},
+                           {"crf", up.crf}}},
+                         {"input_info",
+                          {{"width", e.job.input_info.width},
+                           {"height", e.job.input_info.height},
+                           {"frame_count", e.job.input_info.frame_count},
+                           {"fps", {e.job.input_info.fps_num, e.job.input_info.fps_den}},
+                           {"codec", e.job.input_info.codec},
+                           {"pixel_format", e.job.input_info.pixel_format},
+                           {"coded_frames", e.job.input_info.coded_frames},
+                           {"held_frames", e.job.input_info.held_frames},
+                           {"dropped_frames", e.job.input_info.dropped_frames},
+                           {"tail_cut_frames", e.job.input_info.tail_cut_frames}}},
+                         {"depends_on", e.job.spec.depends_on},
+                         {"created_unix_ms", e.job.created_unix_ms},
+                         {"started_unix_ms", e.job.started_unix_ms},
+                         {"chunks", chunks}};
   a.provenance_json = prov.dump();
   return a;
 }
@@ -672,8 +667,7 @@ absl::Status Scheduler::ReportProgress(const std::string& worker, uint64_t lease
   MarkAliveLocked(worker);
   auto it = leases_.find(lease_id);
   if (it == leases_.end() || it->second.worker != worker) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("lease ", lease_id, " is not current"));
+    return absl::FailedPreconditionError(absl::StrCat("lease ", lease_id, " is not current"));
   }
   JobEntry& e = jobs_.at(it->second.job_id);
   e.progress[it->second.task_index] = frames_done;
@@ -706,9 +700,10 @@ void Scheduler::CompleteAsync(const std::string& worker, uint64_t lease_id,
     absl::MutexLock lock(&mu_);
     auto it = leases_.find(lease_id);
     if (it == leases_.end() || it->second.worker != worker) {
-      refused = absl::FailedPreconditionError(absl::StrCat(
-          "lease ", lease_id, " is not current (it expired, or the task was given to "
-          "another worker or cancelled); result dropped"));
+      refused = absl::FailedPreconditionError(
+          absl::StrCat("lease ", lease_id,
+                       " is not current (it expired, or the task was given to "
+                       "another worker or cancelled); result dropped"));
     } else {
       Writes writes;
       if (!outcome.ok) {
@@ -743,8 +738,8 @@ void Scheduler::CompleteAsync(const std::string& worker, uint64_t lease_id,
   commits_->AfterCommit(seq, std::move(done));
 }
 
-void Scheduler::FailAttemptLocked(uint64_t lease_id, const std::string& error,
-                                  bool retryable, Writes* w) {
+void Scheduler::FailAttemptLocked(uint64_t lease_id, const std::string& error, bool retryable,
+                                  Writes* w) {
   auto it = leases_.find(lease_id);
   if (it == leases_.end()) return;
   const Lease lease = it->second;
@@ -760,16 +755,16 @@ void Scheduler::FailAttemptLocked(uint64_t lease_id, const std::string& error,
   events_->TaskFinished(e.job, task, /*ok=*/false, /*will_retry=*/!give_up,
                         clock_->NowMs() - lease.leased_ms);
   if (!give_up) return;
-  std::string why = absl::StrCat(
-      "task ", task.index,
-      task.kind == TaskKind::kChunk
-          ? absl::StrCat(" (frames ", task.frame_begin, "-", task.frame_end - 1, ")")
-          : task.kind == TaskKind::kTake
-                ? absl::StrCat(" (take ", TakeName(e.job.spec.name, task.index), ")")
-                : std::string(" (assemble)"),
-      " failed on worker '", lease.worker, "' after ", task.attempts,
-      task.attempts == 1 ? " attempt" : " attempts", retryable ? "" : " (not retryable)",
-      ": ", error);
+  std::string why =
+      absl::StrCat("task ", task.index,
+                   task.kind == TaskKind::kChunk
+                       ? absl::StrCat(" (frames ", task.frame_begin, "-", task.frame_end - 1, ")")
+                   : task.kind == TaskKind::kTake
+                       ? absl::StrCat(" (take ", TakeName(e.job.spec.name, task.index), ")")
+                       : std::string(" (assemble)"),
+                   " failed on worker '", lease.worker, "' after ", task.attempts,
+                   task.attempts == 1 ? " attempt" : " attempts",
+                   retryable ? "" : " (not retryable)", ": ", error);
   FinishJobLocked(e, JobState::kFailed, why, w);
 }
 

@@ -39,14 +39,14 @@
 namespace reelfarm::scheduler {
 
 struct ProjectPolicy {
-  double weight = 1.0;      // share of running tasks relative to other projects
-  int max_running = 0;      // cap on concurrent tasks (0: none)
-  int64_t max_queued = 0;   // admission: queued tasks (0: the global per-project limit)
+  double weight = 1.0;     // share of running tasks relative to other projects
+  int max_running = 0;     // cap on concurrent tasks (0: none)
+  int64_t max_queued = 0;  // admission: queued tasks (0: the global per-project limit)
 };
 
 struct SchedulerOptions {
-  int64_t lease_ms = 20'000;      // a lease not renewed for this long expires
-  int64_t heartbeat_ms = 2'000;   // what workers are told to use
+  int64_t lease_ms = 20'000;     // a lease not renewed for this long expires
+  int64_t heartbeat_ms = 2'000;  // what workers are told to use
   int max_tasks_per_job = 100'000;
   // Admission: 0 means unlimited.
   int64_t max_queued_tasks = 0;
@@ -87,12 +87,12 @@ struct Assignment {
   Task task;
   JobSpec spec;
   MediaInfo input_info;
-  std::string segment;                // CHUNK: segment to write (relative path)
-  std::vector<std::string> segments;  // ASSEMBLE: the segments, in order
+  std::string segment;                       // CHUNK: segment to write (relative path)
+  std::vector<std::string> segments;         // ASSEMBLE: the segments, in order
   std::vector<std::string> segment_digests;  // ASSEMBLE: each chunk's output_digest
   std::vector<int64_t> segment_frames;       // ASSEMBLE: each chunk's frame count
-  std::string provenance_json;        // ASSEMBLE, TAKE: what the farm knows of the job
-  Take take;                          // TAKE: the take's resolved values
+  std::string provenance_json;               // ASSEMBLE, TAKE: what the farm knows of the job
+  Take take;                                 // TAKE: the take's resolved values
 };
 
 // What the worker reports when a task ends.
@@ -200,12 +200,10 @@ class Scheduler final {
   // A heartbeat (or progress report) makes an unhealthy worker healthy again.
   std::vector<uint64_t> Heartbeat(const std::string& worker,
                                   const std::vector<uint64_t>& lease_ids);
-  absl::Status ReportProgress(const std::string& worker, uint64_t lease_id,
-                              int64_t frames_done);
+  absl::Status ReportProgress(const std::string& worker, uint64_t lease_id, int64_t frames_done);
   // Records a task's outcome and returns once it is committed. FAILED_PRECONDITION if
   // the lease is not current (fencing); the result is then dropped.
-  absl::Status Complete(const std::string& worker, uint64_t lease_id,
-                        const TaskOutcome& outcome);
+  absl::Status Complete(const std::string& worker, uint64_t lease_id, const TaskOutcome& outcome);
   // Same, without blocking: `done` gets the answer once the outcome is committed (or
   // at once when it is refused). It runs on the commit thread: quick, no callbacks in.
   void CompleteAsync(const std::string& worker, uint64_t lease_id, const TaskOutcome& outcome,
@@ -270,8 +268,7 @@ class Scheduler final {
   };
   using Writes = std::vector<JobStore::Write>;
 
-  Scheduler(JobStore* store, Clock* clock, SchedulerOptions options,
-            SchedulerEvents* events);
+  Scheduler(JobStore* store, Clock* clock, SchedulerOptions options, SchedulerEvents* events);
 
   const ProjectPolicy& PolicyFor(const std::string& project) const;
   JobView ViewLocked(const JobEntry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -281,8 +278,7 @@ class Scheduler final {
   static std::vector<Task> MakeTasks(const JobSpec& spec, const MediaInfo& info);
   // Queued, running or waiting, from the job's dependencies and history.
   JobState NaturalStateLocked(const JobEntry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool FitsLocked(const WorkerEntry& w, const JobEntry& e) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool FitsLocked(const WorkerEntry& w, const JobEntry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether `worker` should leave task `t` of `e` to another: an attempt of `t` failed
   // on it and another healthy, undrained worker that has not failed it fits the job.
   bool LeaveToOtherLocked(const JobEntry& e, const Task& t, const std::string& worker) const
@@ -292,15 +288,14 @@ class Scheduler final {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Assignment MakeAssignmentLocked(const JobEntry& e, int index, const Lease& lease) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SetTaskLocked(JobEntry& e, const Task& t, Writes* w)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetTaskLocked(JobEntry& e, const Task& t, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetJobLocked(JobEntry& e, Job job, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseLeaseLocked(uint64_t lease_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The worker sent a heartbeat or progress: healthy again.
   void MarkAliveLocked(const std::string& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the attempt under `lease_id` as failed: queue again or fail the job.
-  void FailAttemptLocked(uint64_t lease_id, const std::string& error, bool retryable,
-                         Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailAttemptLocked(uint64_t lease_id, const std::string& error, bool retryable, Writes* w)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the job in `state`; revokes its leases; fails the jobs that depend on it.
   void FinishJobLocked(JobEntry& e, JobState state, const std::string& error, Writes* w)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -311,8 +306,8 @@ class Scheduler final {
   // number to wait for.
   absl::StatusOr<std::pair<int64_t, uint64_t>> AdmitLocked(JobSpec spec,
                                                            std::optional<MediaInfo> info,
-                                                           std::vector<Task> tasks,
-                                                           bool dry_run, JobView* view)
+                                                           std::vector<Task> tasks, bool dry_run,
+                                                           JobView* view)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues the writes and returns their sequence number.
   uint64_t CommitLocked(Writes w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

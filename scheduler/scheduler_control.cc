@@ -49,9 +49,9 @@ absl::StatusOr<JobView> Scheduler::Cancel(int64_t job_id) {
 absl::StatusOr<JobView> Scheduler::Pause(int64_t job_id) {
   return ChangeJob(job_id, [&](JobEntry& e, Writes* w) {
     if (IsTerminal(e.job.state)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job ", job_id, " has ", ToString(e.job.state),
-          "; only a job that has not ended can be paused"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " has ", ToString(e.job.state),
+                       "; only a job that has not ended can be paused"));
     }
     if (e.job.state != JobState::kPaused) {
       Job job = e.job;
@@ -77,8 +77,7 @@ absl::StatusOr<JobView> Scheduler::Resume(int64_t job_id) {
 
 absl::StatusOr<JobView> Scheduler::SetPriority(int64_t job_id, int priority) {
   if (priority < 0 || priority > 100) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("priority is ", priority, "; give 0..100"));
+    return absl::InvalidArgumentError(absl::StrCat("priority is ", priority, "; give 0..100"));
   }
   return ChangeJob(job_id, [&](JobEntry& e, Writes* w) {
     if (IsTerminal(e.job.state)) {
@@ -99,16 +98,16 @@ absl::StatusOr<JobView> Scheduler::Retry(int64_t job_id) {
     JobEntry* e = FindLocked(job_id);
     if (!e) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     if (e->job.state != JobState::kFailed && e->job.state != JobState::kCancelled) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job ", job_id, " is ", ToString(e->job.state),
-          "; only a failed or cancelled job can be retried"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is ", ToString(e->job.state),
+                       "; only a failed or cancelled job can be retried"));
     }
     for (int64_t dep : e->job.spec.depends_on) {
       JobEntry* d = FindLocked(dep);
       if (d && (d->job.state == JobState::kFailed || d->job.state == JobState::kCancelled)) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "job ", job_id, " depends on job ", dep, ", which has ", ToString(d->job.state),
-            "; retry job ", dep, " first"));
+        return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " depends on job ", dep,
+                                                          ", which has ", ToString(d->job.state),
+                                                          "; retry job ", dep, " first"));
       }
     }
     Writes w;
@@ -170,11 +169,11 @@ absl::Status Scheduler::Activate(int64_t job_id, const MediaInfo& input_info) {
     std::vector<Task> tasks = MakeTasks(e->job.spec, input_info);
     if (input_info.frame_count < 1 ||
         static_cast<int64_t>(tasks.size()) > options_.max_tasks_per_job) {
-      FinishJobLocked(*e, JobState::kFailed,
-                      absl::StrCat("upscale.input '", e->job.spec.upscale.input, "' has ",
-                                   input_info.frame_count,
-                                   " frames; that makes no valid task list"),
-                      &w);
+      FinishJobLocked(
+          *e, JobState::kFailed,
+          absl::StrCat("upscale.input '", e->job.spec.upscale.input, "' has ",
+                       input_info.frame_count, " frames; that makes no valid task list"),
+          &w);
     } else {
       Job job = e->job;
       job.input_info = input_info;

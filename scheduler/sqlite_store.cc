@@ -82,31 +82,26 @@ using StmtPtr = std::unique_ptr<sqlite3_stmt, SqliteDeleter>;
 // repeated task index, a NaN). Anything else (corruption, a bug in our SQL) is
 // INTERNAL.
 absl::StatusCode CodeFor(int rc) {
-  if ((rc & 0xff) == SQLITE_CONSTRAINT)
-    return absl::StatusCode::kInvalidArgument;
-  static constexpr int kHost[] = {
-      SQLITE_BUSY,  SQLITE_LOCKED, SQLITE_CANTOPEN, SQLITE_READONLY,
-      SQLITE_IOERR, SQLITE_FULL,   SQLITE_PERM,     SQLITE_PROTOCOL,
-      SQLITE_NOMEM, SQLITE_NOLFS};
-  const bool host =
-      std::count(std::begin(kHost), std::end(kHost), rc & 0xff) > 0;
+  if ((rc & 0xff) == SQLITE_CONSTRAINT) return absl::StatusCode::kInvalidArgument;
+  static constexpr int kHost[] = {SQLITE_BUSY,  SQLITE_LOCKED, SQLITE_CANTOPEN, SQLITE_READONLY,
+                                  SQLITE_IOERR, SQLITE_FULL,   SQLITE_PERM,     SQLITE_PROTOCOL,
+                                  SQLITE_NOMEM, SQLITE_NOLFS};
+  const bool host = std::count(std::begin(kHost), std::end(kHost), rc & 0xff) > 0;
   return host ? absl::StatusCode::kUnavailable : absl::StatusCode::kInternal;
 }
 
 // The one connection, with its path for error messages. Not thread-safe.
 class Connection {
  public:
-  Connection(std::string path, DbPtr db)
-      : path_(std::move(path)), db_(std::move(db)) {}
+  Connection(std::string path, DbPtr db) : path_(std::move(path)), db_(std::move(db)) {}
 
   sqlite3* db() const { return db_.get(); }
   const std::string& path() const { return path_; }
 
   // `what` failed with `rc`: names the file and carries SQLite's message.
   absl::Status Error(int rc, absl::string_view what) const {
-    std::string message =
-        absl::StrCat("job store '", path_, "': ", what, ": ",
-                     db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc));
+    std::string message = absl::StrCat("job store '", path_, "': ", what, ": ",
+                                       db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc));
     const int primary = rc & 0xff;
     if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
       absl::StrAppend(&message, "; give each task of a job a distinct index");
@@ -127,8 +122,7 @@ class Connection {
 
   absl::StatusOr<StmtPtr> Prepare(const char* sql) {
     sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT,
-                                &raw, nullptr);
+    int rc = sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
     StmtPtr stmt(raw);
     if (rc != SQLITE_OK) return Error(rc, absl::StrCat("prepare '", sql, "'"));
     return stmt;
@@ -170,10 +164,8 @@ class Call {
   int64_t ColumnInt(int i) const { return sqlite3_column_int64(stmt_, i); }
   double ColumnReal(int i) const { return sqlite3_column_double(stmt_, i); }
   std::string ColumnText(int i) const {
-    const auto* text =
-        reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
-    return text ? std::string(text, sqlite3_column_bytes(stmt_, i))
-                : std::string();
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
+    return text ? std::string(text, sqlite3_column_bytes(stmt_, i)) : std::string();
   }
 
  private:
@@ -181,8 +173,7 @@ class Call {
   void BindOne(int64_t v) { Check(sqlite3_bind_int64(stmt_, ++bound_, v)); }
   void BindOne(double v) { Check(sqlite3_bind_double(stmt_, ++bound_, v)); }
   void BindOne(const std::string& v) {
-    Check(sqlite3_bind_text64(stmt_, ++bound_, v.data(), v.size(),
-                              SQLITE_TRANSIENT, SQLITE_UTF8));
+    Check(sqlite3_bind_text64(stmt_, ++bound_, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
   }
   void Check(int rc) {
     if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
@@ -245,8 +236,7 @@ absl::StatusOr<Task> TaskFromRow(const Connection& conn, const Call& call) {
 // Runs a SELECT and converts every row with `from_row`.
 template <typename T>
 absl::Status ReadAll(const Connection& conn, sqlite3_stmt* stmt,
-                     absl::StatusOr<T> (*from_row)(const Connection&,
-                                                   const Call&),
+                     absl::StatusOr<T> (*from_row)(const Connection&, const Call&),
                      std::vector<T>* out) {
   Call call(conn, stmt);
   for (;;) {
@@ -259,8 +249,7 @@ absl::Status ReadAll(const Connection& conn, sqlite3_stmt* stmt,
 
 class SqliteJobStore final : public JobStore {
  public:
-  static absl::StatusOr<std::unique_ptr<JobStore>> Open(
-      const std::string& path) {
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path) {
     if (path.empty()) {
       return absl::InvalidArgumentError(
           "job store path is empty; give a file such as "
@@ -268,10 +257,9 @@ class SqliteJobStore final : public JobStore {
     }
     sqlite3* raw = nullptr;
     // NOMUTEX: calls are serialised by mu_.
-    int rc = sqlite3_open_v2(
-        path.c_str(), &raw,
-        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-        nullptr);
+    int rc =
+        sqlite3_open_v2(path.c_str(), &raw,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     Connection conn(path, DbPtr(raw));
     if (rc != SQLITE_OK) return conn.Error(rc, "open");
     auto store = absl::WrapUnique(new SqliteJobStore(std::move(conn)));
@@ -279,25 +267,23 @@ class SqliteJobStore final : public JobStore {
     return std::unique_ptr<JobStore>(std::move(store));
   }
 
-  absl::StatusOr<int64_t> CreateJob(const Job& job,
-                                    const std::vector<Task>& tasks) override {
+  absl::StatusOr<int64_t> CreateJob(const Job& job, const std::vector<Task>& tasks) override {
     ASSIGN_OR_RETURN(const JobRow r, ToRow(job));
     absl::MutexLock lock(&mu_);
     int64_t id = 0;
-    const absl::Status status =
-        InTransaction(conn_, /*write=*/true, [&]() -> absl::Status {
-          Call job_row(conn_, insert_job_.get());
-          job_row.Bind(r.spec, r.input_info, r.state, r.error,
-                       r.created_unix_ms, r.started_unix_ms, r.finished_unix_ms);
-          RETURN_IF_ERROR(job_row.Step("insert job").status());
-          id = sqlite3_last_insert_rowid(conn_.db());
-          for (const Task& t : tasks) {
-            Task with_id = t;
-            with_id.job_id = id;
-            RETURN_IF_ERROR(InsertTask(with_id));
-          }
-          return absl::OkStatus();
-        });
+    const absl::Status status = InTransaction(conn_, /*write=*/true, [&]() -> absl::Status {
+      Call job_row(conn_, insert_job_.get());
+      job_row.Bind(r.spec, r.input_info, r.state, r.error, r.created_unix_ms, r.started_unix_ms,
+                   r.finished_unix_ms);
+      RETURN_IF_ERROR(job_row.Step("insert job").status());
+      id = sqlite3_last_insert_rowid(conn_.db());
+      for (const Task& t : tasks) {
+        Task with_id = t;
+        with_id.job_id = id;
+        RETURN_IF_ERROR(InsertTask(with_id));
+      }
+      return absl::OkStatus();
+    });
     if (!status.ok()) return status;
     return id;
   }
@@ -330,8 +316,7 @@ class SqliteJobStore final : public JobStore {
     Snapshot snapshot;
     // One read transaction: both tables from the same snapshot.
     const absl::Status status = InTransaction(conn_, /*write=*/false, [&] {
-      RETURN_IF_ERROR(
-          ReadAll(conn_, select_jobs_.get(), &JobFromRow, &snapshot.jobs));
+      RETURN_IF_ERROR(ReadAll(conn_, select_jobs_.get(), &JobFromRow, &snapshot.jobs));
       return ReadAll(conn_, select_tasks_.get(), &TaskFromRow, &snapshot.tasks);
     });
     if (!status.ok()) return status;
@@ -344,43 +329,40 @@ class SqliteJobStore final : public JobStore {
   absl::Status InsertJobWithId(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ASSIGN_OR_RETURN(const JobRow r, ToRow(job));
     Call row(conn_, insert_job_with_id_.get());
-    row.Bind(r.id, r.spec, r.input_info, r.state, r.error, r.created_unix_ms,
-             r.started_unix_ms, r.finished_unix_ms);
+    row.Bind(r.id, r.spec, r.input_info, r.state, r.error, r.created_unix_ms, r.started_unix_ms,
+             r.finished_unix_ms);
     return row.Step(absl::StrCat("insert job ", job.id)).status();
   }
 
   absl::Status WriteJob(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ASSIGN_OR_RETURN(const JobRow r, ToRow(job));
     Call call(conn_, update_job_.get());
-    call.Bind(r.spec, r.input_info, r.state, r.error, r.created_unix_ms,
-              r.started_unix_ms, r.finished_unix_ms, r.id);
+    call.Bind(r.spec, r.input_info, r.state, r.error, r.created_unix_ms, r.started_unix_ms,
+              r.finished_unix_ms, r.id);
     return CheckUpdated(call, absl::StrCat("job ", job.id));
   }
 
   absl::Status InsertTask(const Task& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ASSIGN_OR_RETURN(const TaskRow r, ToRow(t));
     Call row(conn_, insert_task_.get());
-    row.Bind(r.job_id, r.index, r.kind, r.frame_begin, r.frame_end, r.state,
-             r.attempts, r.workers, r.error, r.model_digest, r.seconds, r.errors,
-             r.lease_id, r.output_digest);
+    row.Bind(r.job_id, r.index, r.kind, r.frame_begin, r.frame_end, r.state, r.attempts, r.workers,
+             r.error, r.model_digest, r.seconds, r.errors, r.lease_id, r.output_digest);
     return row.Step(absl::StrCat("insert task ", t.job_id, "/", t.index)).status();
   }
 
   absl::Status WriteTask(const Task& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ASSIGN_OR_RETURN(const TaskRow r, ToRow(t));
     Call call(conn_, update_task_.get());
-    call.Bind(r.state, r.attempts, r.workers, r.error, r.model_digest, r.seconds,
-              r.errors, r.lease_id, r.output_digest, r.job_id, r.index);
+    call.Bind(r.state, r.attempts, r.workers, r.error, r.model_digest, r.seconds, r.errors,
+              r.lease_id, r.output_digest, r.job_id, r.index);
     return CheckUpdated(call, absl::StrCat("task ", t.job_id, "/", t.index));
   }
 
   // Steps an UPDATE of one row; NOT_FOUND when it matched none.
-  absl::Status CheckUpdated(Call& call, const std::string& row)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  absl::Status CheckUpdated(Call& call, const std::string& row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     RETURN_IF_ERROR(call.Step(absl::StrCat("update ", row)).status());
     if (sqlite3_changes(conn_.db()) > 0) return absl::OkStatus();
-    return absl::NotFoundError(
-        absl::StrCat(row, " is not in job store '", conn_.path(), "'"));
+    return absl::NotFoundError(absl::StrCat(row, " is not in job store '", conn_.path(), "'"));
   }
 
   absl::Status Init() {
@@ -391,16 +373,14 @@ class SqliteJobStore final : public JobStore {
     sqlite3_extended_result_codes(conn_.db(), 1);
     int rc = sqlite3_busy_timeout(conn_.db(), kBusyTimeoutMs);
     if (rc != SQLITE_OK) return conn_.Error(rc, "set busy timeout");
-    ASSIGN_OR_RETURN(const std::string mode,
-                     QueryText("PRAGMA journal_mode=WAL"));
+    ASSIGN_OR_RETURN(const std::string mode, QueryText("PRAGMA journal_mode=WAL"));
     if (mode != "wal") {
-      return absl::UnavailableError(absl::StrCat(
-          "job store '", conn_.path(), "': journal mode is '", mode,
-          "', not 'wal'; give a file on a local filesystem"));
+      return absl::UnavailableError(
+          absl::StrCat("job store '", conn_.path(), "': journal mode is '", mode,
+                       "', not 'wal'; give a file on a local filesystem"));
     }
     RETURN_IF_ERROR(conn_.Exec("PRAGMA synchronous=FULL", "set synchronous"));
-    RETURN_IF_ERROR(
-        conn_.Exec("PRAGMA foreign_keys=ON", "enable foreign keys"));
+    RETURN_IF_ERROR(conn_.Exec("PRAGMA foreign_keys=ON", "enable foreign keys"));
     RETURN_IF_ERROR(Migrate());
     const std::pair<StmtPtr*, const char*> statements[] = {
         {&insert_job_,
@@ -435,8 +415,7 @@ class SqliteJobStore final : public JobStore {
   }
 
   // The first column of the first row of `sql` as text ("" when no row).
-  absl::StatusOr<std::string> QueryText(const char* sql)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  absl::StatusOr<std::string> QueryText(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ASSIGN_OR_RETURN(StmtPtr stmt, conn_.Prepare(sql));
     Call call(conn_, stmt.get());
     ASSIGN_OR_RETURN(const bool row, call.Step(sql));
@@ -446,29 +425,27 @@ class SqliteJobStore final : public JobStore {
   // Brings the schema to the newest version, all steps in one transaction.
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return InTransaction(conn_, /*write=*/true, [&]() -> absl::Status {
-      RETURN_IF_ERROR(conn_.Exec(
-          "CREATE TABLE IF NOT EXISTS schema_version("
-          "version INTEGER PRIMARY KEY, applied_unix_ms INTEGER NOT NULL)",
-          "create schema_version"));
-      ASSIGN_OR_RETURN(
-          const std::string text,
-          QueryText("SELECT COALESCE(MAX(version), 0) FROM schema_version"));
+      RETURN_IF_ERROR(
+          conn_.Exec("CREATE TABLE IF NOT EXISTS schema_version("
+                     "version INTEGER PRIMARY KEY, applied_unix_ms INTEGER NOT NULL)",
+                     "create schema_version"));
+      ASSIGN_OR_RETURN(const std::string text,
+                       QueryText("SELECT COALESCE(MAX(version), 0) FROM schema_version"));
       int64_t current = 0;
       const int64_t latest = static_cast<int64_t>(std::size(kMigrations));
       if (!absl::SimpleAtoi(text, &current) || current > latest) {
         return absl::FailedPreconditionError(
-            absl::StrCat("job store '", conn_.path(), "': schema version '",
-                         text, "' is not one this build knows (up to ", latest,
+            absl::StrCat("job store '", conn_.path(), "': schema version '", text,
+                         "' is not one this build knows (up to ", latest,
                          "); run a newer reelfarm or give another file"));
       }
       for (int64_t v = current + 1; v <= latest; ++v) {
         const std::string what = absl::StrCat("migrate schema to version ", v);
         RETURN_IF_ERROR(conn_.Exec(kMigrations[v - 1], what));
-        RETURN_IF_ERROR(conn_.Exec(
-            absl::StrCat("INSERT INTO schema_version VALUES(", v,
-                         ", CAST((julianday('now') - 2440587.5) * 86400000 "
-                         "AS INTEGER))"),
-            what));
+        RETURN_IF_ERROR(conn_.Exec(absl::StrCat("INSERT INTO schema_version VALUES(", v,
+                                                ", CAST((julianday('now') - 2440587.5) * 86400000 "
+                                                "AS INTEGER))"),
+                                   what));
       }
       return absl::OkStatus();
     });
@@ -488,8 +465,7 @@ class SqliteJobStore final : public JobStore {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<JobStore>> OpenSqliteJobStore(
-    const std::string& path) {
+absl::StatusOr<std::unique_ptr<JobStore>> OpenSqliteJobStore(const std::string& path) {
   return SqliteJobStore::Open(path);
 }
 

@@ -26,29 +26,22 @@ void from_json(const nlohmann::json& j, GenerateTake& t) {
 
 // Missing keys keep the struct's defaults, so rows written before a field
 // existed still load.
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpscaleSpec, input, output,
-                                                model, scale, chunk_frames,
-                                                overwrite, crf, codec, preset,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpscaleSpec, input, output, model, scale,
+                                                chunk_frames, overwrite, crf, codec, preset,
                                                 pix_fmt, first_frame, last_frame)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GenerateSpec, model, prompt,
-                                                negative_prompt, seeds, steps,
-                                                guidance_scale, sampler, width, height,
-                                                frames, fps, output, prompts,
-                                                guidance_scales, step_counts, samplers,
-                                                takes, init, strength, codec, preset,
-                                                pix_fmt, overwrite, crf)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobSpec, name, project,
-                                                priority, max_attempts, request_id,
-                                                depends_on, requirements,
-                                                memory_bytes, upscale, generate)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height,
-                                                frame_count, fps_num, fps_den,
-                                                codec, pixel_format,
-                                                colour_primaries, colour_transfer,
-                                                colour_matrix, colour_range,
-                                                has_audio, first_frame, coded_frames,
-                                                held_frames, dropped_frames,
-                                                tail_cut_frames)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GenerateSpec, model, prompt, negative_prompt, seeds,
+                                                steps, guidance_scale, sampler, width, height,
+                                                frames, fps, output, prompts, guidance_scales,
+                                                step_counts, samplers, takes, init, strength, codec,
+                                                preset, pix_fmt, overwrite, crf)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobSpec, name, project, priority, max_attempts,
+                                                request_id, depends_on, requirements, memory_bytes,
+                                                upscale, generate)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height, frame_count, fps_num,
+                                                fps_den, codec, pixel_format, colour_primaries,
+                                                colour_transfer, colour_matrix, colour_range,
+                                                has_audio, first_frame, coded_frames, held_frames,
+                                                dropped_frames, tail_cut_frames)
 
 namespace {
 
@@ -59,17 +52,16 @@ absl::StatusOr<std::string> Dump(const json& j, absl::string_view what) {
   try {
     return j.dump();
   } catch (const json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " cannot be stored: ", e.what(), "; give UTF-8 text"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " cannot be stored: ", e.what(), "; give UTF-8 text"));
   }
 }
 
 // A stored value that this build cannot read.
-absl::Status Damaged(absl::string_view store, absl::string_view row,
-                     absl::string_view problem) {
-  return absl::InternalError(absl::StrCat(
-      "job store '", store, "': ", row, ": ", problem,
-      "; the database is damaged or from another program; restore a backup"));
+absl::Status Damaged(absl::string_view store, absl::string_view row, absl::string_view problem) {
+  return absl::InternalError(
+      absl::StrCat("job store '", store, "': ", row, ": ", problem,
+                   "; the database is damaged or from another program; restore a backup"));
 }
 
 template <typename Enum>
@@ -139,8 +131,7 @@ absl::StatusOr<Task> FromRow(const TaskRow& row, absl::string_view store) {
   const std::string where = absl::StrCat("task ", task.job_id, "/", task.index);
   if (!InRange(row.kind, TaskKind::kChunk, TaskKind::kTake) ||
       !InRange(row.state, TaskState::kPending, TaskState::kCancelled)) {
-    return Damaged(store, where,
-                   absl::StrCat("unknown kind ", row.kind, " or state ", row.state));
+    return Damaged(store, where, absl::StrCat("unknown kind ", row.kind, " or state ", row.state));
   }
   task.kind = static_cast<TaskKind>(row.kind);
   task.frame_begin = row.frame_begin;

@@ -58,7 +58,8 @@ std::vector<Take> ExpandWedge(const std::string& job_name, const GenerateSpec& g
     std::vector<std::string> varying;
     if (differs([](const Take& t) { return t.prompt; })) varying.push_back("prompt");
     if (differs([](const Take& t) { return t.seed; })) varying.push_back("seed");
-    if (differs([](const Take& t) { return t.guidance_scale; })) varying.push_back("guidance_scale");
+    if (differs([](const Take& t) { return t.guidance_scale; }))
+      varying.push_back("guidance_scale");
     if (differs([](const Take& t) { return t.steps; })) varying.push_back("steps");
     if (differs([](const Take& t) { return t.sampler; })) varying.push_back("sampler");
     for (Take& t : out) t.varying = varying;

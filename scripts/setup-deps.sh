@@ -25,6 +25,8 @@ PKGS=(
   # Security: test certificates (openssl), libFuzzer targets (clang and its runtimes,
   # scripts/fuzz.sh).
   openssl clang libclang-rt-dev
+  # Style: clang-format (scripts/check-format.sh, run by scripts/test.sh).
+  clang-format
 )
 # kubectl (for `kubectl kustomize` in the deploy check): Debian's kubernetes-client,
 # unless some kubectl is already installed (e.g. Google Cloud SDK's, which conflicts).

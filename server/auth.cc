@@ -42,11 +42,16 @@ bool FromHex(const std::string& hex, std::string* out) {
 }
 
 bool ParseRole(const std::string& s, Role* role) {
-  if (s == "admin") *role = Role::kAdmin;
-  else if (s == "submitter") *role = Role::kSubmitter;
-  else if (s == "viewer") *role = Role::kViewer;
-  else if (s == "worker") *role = Role::kWorker;
-  else return false;
+  if (s == "admin")
+    *role = Role::kAdmin;
+  else if (s == "submitter")
+    *role = Role::kSubmitter;
+  else if (s == "viewer")
+    *role = Role::kViewer;
+  else if (s == "worker")
+    *role = Role::kWorker;
+  else
+    return false;
   return true;
 }
 
@@ -59,10 +64,14 @@ bool SameStat(const struct stat& a, const struct stat& b) {
 
 const char* RoleName(Role role) {
   switch (role) {
-    case Role::kAdmin: return "admin";
-    case Role::kSubmitter: return "submitter";
-    case Role::kViewer: return "viewer";
-    case Role::kWorker: return "worker";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kSubmitter:
+      return "submitter";
+    case Role::kViewer:
+      return "viewer";
+    case Role::kWorker:
+      return "worker";
   }
   return "?";
 }
@@ -101,33 +110,32 @@ absl::StatusOr<std::vector<TokenEntry>> ParseTokens(const std::string& yaml_text
       e.name = n["name"] ? n["name"].as<std::string>() : absl::StrCat("token", i);
       const std::string role = n["role"] ? n["role"].as<std::string>() : "";
       if (!ParseRole(role, &e.role)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where, " ('", e.name, "'): role '", role,
-            "'; give admin, submitter, viewer or worker"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, " ('", e.name, "'): role '", role,
+                         "'; give admin, submitter, viewer or worker"));
       }
       if (n["projects"]) {
         if (!n["projects"].IsSequence()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              where, " ('", e.name, "'): projects is a list, e.g. [sh010, feature]"));
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, " ('", e.name, "'): projects is a list, e.g. [sh010, feature]"));
         }
         for (const YAML::Node& p : n["projects"]) e.projects.insert(p.as<std::string>());
       }
       if (e.role == Role::kSubmitter && e.projects.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where, " ('", e.name, "'): a submitter needs projects: [...]"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, " ('", e.name, "'): a submitter needs projects: [...]"));
       }
       if (n["token"]) {
         const std::string token = n["token"].as<std::string>();
         if (token.size() < 16 || token.size() > kMaxTokenLength) {
           return absl::InvalidArgumentError(absl::StrCat(
-              where, " ('", e.name, "'): a token has 16 to ", kMaxTokenLength,
-              " characters"));
+              where, " ('", e.name, "'): a token has 16 to ", kMaxTokenLength, " characters"));
         }
         e.sha256 = Sha256(token);
       } else if (n["sha256"]) {
         if (!FromHex(n["sha256"].as<std::string>(), &e.sha256)) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              where, " ('", e.name, "'): sha256 is 64 hex digits"));
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, " ('", e.name, "'): sha256 is 64 hex digits"));
         }
       } else {
         return absl::InvalidArgumentError(
@@ -214,8 +222,7 @@ absl::StatusOr<Principal> Authenticator::Authenticate(const grpc::ServerContextB
   }
   const absl::string_view value(it->second.data(), it->second.size());
   if (!absl::StartsWith(value, "Bearer ") || value.size() > kMaxTokenLength + 7) {
-    return absl::UnauthenticatedError(
-        "the authorization metadata is not 'Bearer <token>'");
+    return absl::UnauthenticatedError("the authorization metadata is not 'Bearer <token>'");
   }
   const std::string digest = Sha256(value.substr(7));
   std::lock_guard<std::mutex> lock(mu_);
@@ -244,8 +251,7 @@ absl::Status RequireRole(const Principal& p, std::initializer_list<Role> roles,
   std::string allowed;
   for (Role r : roles) absl::StrAppend(&allowed, allowed.empty() ? "" : ", ", RoleName(r));
   return absl::PermissionDeniedError(absl::StrCat("'", p.name, "' (", RoleName(p.role),
-                                                  ") may not ", what, "; that needs ",
-                                                  allowed));
+                                                  ") may not ", what, "; that needs ", allowed));
 }
 
 }  // namespace reelfarm::server

@@ -81,9 +81,9 @@ class Authenticator final {
 
   const std::string tokens_file_;
   std::mutex mu_;
-  std::vector<TokenEntry> entries_;  // guarded by mu_
-  std::vector<TokenEntry> extra_;    // guarded by mu_
-  struct stat last_stat_ {};         // guarded by mu_
+  std::vector<TokenEntry> entries_;                   // guarded by mu_
+  std::vector<TokenEntry> extra_;                     // guarded by mu_
+  struct stat last_stat_ {};                          // guarded by mu_
   std::chrono::steady_clock::time_point last_check_;  // guarded by mu_
 };
 

@@ -7,45 +7,67 @@ namespace s = scheduler;
 
 v1::JobState ToProto(s::JobState st) {
   switch (st) {
-    case s::JobState::kQueued: return v1::JOB_STATE_QUEUED;
-    case s::JobState::kRunning: return v1::JOB_STATE_RUNNING;
-    case s::JobState::kSucceeded: return v1::JOB_STATE_SUCCEEDED;
-    case s::JobState::kFailed: return v1::JOB_STATE_FAILED;
-    case s::JobState::kCancelled: return v1::JOB_STATE_CANCELLED;
-    case s::JobState::kPaused: return v1::JOB_STATE_PAUSED;
-    case s::JobState::kWaiting: return v1::JOB_STATE_WAITING;
+    case s::JobState::kQueued:
+      return v1::JOB_STATE_QUEUED;
+    case s::JobState::kRunning:
+      return v1::JOB_STATE_RUNNING;
+    case s::JobState::kSucceeded:
+      return v1::JOB_STATE_SUCCEEDED;
+    case s::JobState::kFailed:
+      return v1::JOB_STATE_FAILED;
+    case s::JobState::kCancelled:
+      return v1::JOB_STATE_CANCELLED;
+    case s::JobState::kPaused:
+      return v1::JOB_STATE_PAUSED;
+    case s::JobState::kWaiting:
+      return v1::JOB_STATE_WAITING;
   }
   return v1::JOB_STATE_UNSPECIFIED;
 }
 
 s::JobState FromProto(v1::JobState st) {
   switch (st) {
-    case v1::JOB_STATE_RUNNING: return s::JobState::kRunning;
-    case v1::JOB_STATE_SUCCEEDED: return s::JobState::kSucceeded;
-    case v1::JOB_STATE_FAILED: return s::JobState::kFailed;
-    case v1::JOB_STATE_CANCELLED: return s::JobState::kCancelled;
-    case v1::JOB_STATE_PAUSED: return s::JobState::kPaused;
-    case v1::JOB_STATE_WAITING: return s::JobState::kWaiting;
-    default: return s::JobState::kQueued;
+    case v1::JOB_STATE_RUNNING:
+      return s::JobState::kRunning;
+    case v1::JOB_STATE_SUCCEEDED:
+      return s::JobState::kSucceeded;
+    case v1::JOB_STATE_FAILED:
+      return s::JobState::kFailed;
+    case v1::JOB_STATE_CANCELLED:
+      return s::JobState::kCancelled;
+    case v1::JOB_STATE_PAUSED:
+      return s::JobState::kPaused;
+    case v1::JOB_STATE_WAITING:
+      return s::JobState::kWaiting;
+    default:
+      return s::JobState::kQueued;
   }
 }
 
 static v1::TaskState ToProto(s::TaskState st) {
   switch (st) {
-    case s::TaskState::kPending: return v1::TASK_STATE_PENDING;
-    case s::TaskState::kLeased: return v1::TASK_STATE_LEASED;
-    case s::TaskState::kSucceeded: return v1::TASK_STATE_SUCCEEDED;
-    case s::TaskState::kFailed: return v1::TASK_STATE_FAILED;
-    case s::TaskState::kCancelled: return v1::TASK_STATE_CANCELLED;
+    case s::TaskState::kPending:
+      return v1::TASK_STATE_PENDING;
+    case s::TaskState::kLeased:
+      return v1::TASK_STATE_LEASED;
+    case s::TaskState::kSucceeded:
+      return v1::TASK_STATE_SUCCEEDED;
+    case s::TaskState::kFailed:
+      return v1::TASK_STATE_FAILED;
+    case s::TaskState::kCancelled:
+      return v1::TASK_STATE_CANCELLED;
   }
   return v1::TASK_STATE_UNSPECIFIED;
 }
 
 static v1::TaskKind ToProto(s::TaskKind k) {
   switch (k) {
-    case s::TaskKind::kChunk: return v1::TASK_KIND_CHUNK;
-    case s::TaskKind::kAssemble: return v1::TASK_KIND_ASSEMBLE;
-    case s::TaskKind::kTake: return v1::TASK_KIND_TAKE;
+    case s::TaskKind::kChunk:
+      return v1::TASK_KIND_CHUNK;
+    case s::TaskKind::kAssemble:
+      return v1::TASK_KIND_ASSEMBLE;
+    case s::TaskKind::kTake:
+      return v1::TASK_KIND_TAKE;
   }
   return v1::TASK_KIND_UNSPECIFIED;
 }
@@ -171,8 +193,7 @@ v1::Job ToProto(const s::JobView& v) {
   out.set_created_unix_ms(v.job.created_unix_ms);
   out.set_started_unix_ms(v.job.started_unix_ms);
   out.set_finished_unix_ms(v.job.finished_unix_ms);
-  out.set_output(v.job.spec.is_generate() ? v.job.spec.generate.output
-                                          : v.job.spec.upscale.output);
+  out.set_output(v.job.spec.is_generate() ? v.job.spec.generate.output : v.job.spec.upscale.output);
   for (size_t i = 0; i < v.tasks.size(); ++i) {
     const s::Task& t = v.tasks[i];
     v1::Task* pt = out.add_tasks();
@@ -187,8 +208,7 @@ v1::Job ToProto(const s::JobView& v) {
     for (const auto& err : t.errors) pt->add_errors(err);
     pt->set_error(t.error);
     if (i < v.task_frames_done.size()) {
-      pt->set_frames_done(t.state == s::TaskState::kSucceeded ? t.frames()
-                                                               : v.task_frames_done[i]);
+      pt->set_frames_done(t.state == s::TaskState::kSucceeded ? t.frames() : v.task_frames_done[i]);
     }
   }
   return out;
@@ -300,8 +320,8 @@ s::JobSpec FromProto(const v1::JobSpec& spec) {
     const std::string file = std::filesystem::path(out.generate.output).filename().string();
     out.name = spec.name().empty() ? file.substr(0, file.find('.')) : spec.name();
   } else {
-    out.name = spec.name().empty() ? std::filesystem::path(u.output()).filename().string()
-                                   : spec.name();
+    out.name =
+        spec.name().empty() ? std::filesystem::path(u.output()).filename().string() : spec.name();
   }
   out.project = spec.project().empty() ? "default" : spec.project();
   out.priority = spec.has_priority() ? spec.priority() : 50;

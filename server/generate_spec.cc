@@ -21,8 +21,9 @@ absl::Status Invalid(const std::string& field, const std::string& what) {
 absl::Status CheckSampler(const std::string& field, const std::string& sampler) {
   const auto& known = KnownSamplers();
   if (std::find(known.begin(), known.end(), sampler) != known.end()) return absl::OkStatus();
-  return Invalid(field, absl::StrCat("'", sampler, "' is not a sampler; give one of: ",
-                                     absl::StrJoin(known, ", ")));
+  return Invalid(
+      field,
+      absl::StrCat("'", sampler, "' is not a sampler; give one of: ", absl::StrJoin(known, ", ")));
 }
 
 absl::Status CheckSteps(const std::string& field, int steps, int max_steps) {
@@ -53,15 +54,16 @@ absl::Status CheckPrompt(const std::string& field, const std::string& prompt,
   return absl::OkStatus();
 }
 
-absl::Status CheckSize(const std::string& field, int value, int max, const common::ModelManifest& m) {
+absl::Status CheckSize(const std::string& field, int value, int max,
+                       const common::ModelManifest& m) {
   if (value < 1 || value > max) {
     return Invalid(field, absl::StrCat("is ", value, "; give 1..", max));
   }
   if (value % m.stride != 0) {
     const int lower = std::max(m.stride, value / m.stride * m.stride);
-    return Invalid(field, absl::StrCat("is ", value, ", not a multiple of model '", m.name,
-                                       "''s stride ", m.stride, "; give a multiple of ",
-                                       m.stride, " such as ", lower));
+    return Invalid(field,
+                   absl::StrCat("is ", value, ", not a multiple of model '", m.name, "''s stride ",
+                                m.stride, "; give a multiple of ", m.stride, " such as ", lower));
   }
   return absl::OkStatus();
 }
@@ -83,7 +85,8 @@ absl::StatusOr<scheduler::MediaInfo> PrepareGenerate(
     denoisers.push_back(m.name);
     if (m.name == g->model()) model = &m;
   }
-  const std::string known = denoisers.empty() ? "(none on the model path)" : absl::StrJoin(denoisers, ", ");
+  const std::string known =
+      denoisers.empty() ? "(none on the model path)" : absl::StrJoin(denoisers, ", ");
   if (g->model().empty()) return Invalid("model", absl::StrCat("is empty; give one of: ", known));
   if (!model) {
     return absl::NotFoundError(absl::StrCat("generate.model '", g->model(),
@@ -118,13 +121,15 @@ absl::StatusOr<scheduler::MediaInfo> PrepareGenerate(
   if (g->takes_size() > 0) {
     if (g->prompts_size() || g->seeds_size() > 1 || g->guidance_scales_size() ||
         g->step_counts_size() || g->samplers_size()) {
-      return Invalid("takes", "is an explicit list; leave the wedge axes (prompts, seeds, "
-                              "guidance_scales, step_counts, samplers) empty or single");
+      return Invalid("takes",
+                     "is an explicit list; leave the wedge axes (prompts, seeds, "
+                     "guidance_scales, step_counts, samplers) empty or single");
     }
     for (const auto& t : g->takes()) {
       if (t.has_sampler()) RETURN_IF_ERROR(CheckSampler("takes.sampler", t.sampler()));
       if (t.has_steps()) RETURN_IF_ERROR(CheckSteps("takes.steps", t.steps(), limits.max_steps));
-      if (t.has_guidance_scale()) RETURN_IF_ERROR(CheckGuidance("takes.guidance_scale", t.guidance_scale()));
+      if (t.has_guidance_scale())
+        RETURN_IF_ERROR(CheckGuidance("takes.guidance_scale", t.guidance_scale()));
       if (t.has_prompt()) RETURN_IF_ERROR(CheckPrompt("takes.prompt", t.prompt(), m));
     }
   }
@@ -137,19 +142,21 @@ absl::StatusOr<scheduler::MediaInfo> PrepareGenerate(
     return Invalid("frames", absl::StrCat("is ", g->frames(), "; give 1..", max_frames,
                                           " (the limit of model '", m.name, "')"));
   }
-  if (g->fps() < 1 || g->fps() > 240) return Invalid("fps", absl::StrCat("is ", g->fps(), "; give 1..240"));
+  if (g->fps() < 1 || g->fps() > 240)
+    return Invalid("fps", absl::StrCat("is ", g->fps(), "; give 1..240"));
 
   // Image-to-video.
   if (!g->init().empty()) {
     ASSIGN_OR_RETURN(fs::path init, storage.ResolveJobPath(g->init(), "generate.init"));
     if (!media::HasFramePattern(g->init()) && !fs::exists(init)) {
-      return absl::NotFoundError(absl::StrCat("generate.init '", g->init(),
-                                              "' not found under the storage root"));
+      return absl::NotFoundError(
+          absl::StrCat("generate.init '", g->init(), "' not found under the storage root"));
     }
     if (m.latent_channels != 3) {
-      return Invalid("init", absl::StrCat("is set, but model '", m.name, "' has ", m.latent_channels,
-                                          "-channel latents; an init image needs a model whose "
-                                          "latents are RGB (latent_channels 3)"));
+      return Invalid("init",
+                     absl::StrCat("is set, but model '", m.name, "' has ", m.latent_channels,
+                                  "-channel latents; an init image needs a model whose "
+                                  "latents are RGB (latent_channels 3)"));
     }
     if (!(g->strength() > 0 && g->strength() <= 1)) {
       return Invalid("strength", absl::StrCat("is ", g->strength(), "; give 0 < strength <= 1"));
@@ -158,8 +165,9 @@ absl::StatusOr<scheduler::MediaInfo> PrepareGenerate(
 
   // Output.
   if (g->output().empty()) {
-    return Invalid("output", "is empty; give a movie (gen/sh010.mov) or an image sequence "
-                             "(gen/sh010.####.png)");
+    return Invalid("output",
+                   "is empty; give a movie (gen/sh010.mov) or an image sequence "
+                   "(gen/sh010.####.png)");
   }
   RETURN_IF_ERROR(storage.ResolveJobPath(g->output(), "generate.output").status());
   if (g->has_crf() && (g->crf() < 0 || g->crf() > 51)) {
@@ -189,8 +197,8 @@ absl::Status CheckTakeOutputs(const scheduler::JobSpec& spec, const common::Stor
   for (const auto& take : scheduler::ExpandWedge(spec.name, g)) {
     ASSIGN_OR_RETURN(fs::path out, storage.ResolveJobPath(take.output, "generate.output"));
     const std::string field = absl::StrCat("generate.output (take ", take.name, ")");
-    RETURN_IF_ERROR(common::CheckOutputFree(out.string() + ".json", field, take.output + ".json",
-                                            g.overwrite));
+    RETURN_IF_ERROR(
+        common::CheckOutputFree(out.string() + ".json", field, take.output + ".json", g.overwrite));
     if (!media::HasFramePattern(take.output)) {
       RETURN_IF_ERROR(common::CheckOutputFree(out, field, take.output, g.overwrite));
       continue;

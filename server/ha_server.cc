@@ -44,8 +44,9 @@ std::string WithPort(const std::string& listen, int port, bool for_clients) {
 // What a standby answers: kept across standby periods (each has its own service).
 struct StandbyAnswer {
   std::mutex mu;
-  std::string message = "this reelfarm-server is a standby and has not found the leader yet; "
-                        "try again or another server";
+  std::string message =
+      "this reelfarm-server is a standby and has not found the leader yet; "
+      "try again or another server";
   std::string leader;  // address, or ""
 };
 
@@ -53,8 +54,7 @@ struct StandbyAnswer {
 class StandbyService final : public grpc::CallbackGenericService {
  public:
   explicit StandbyService(std::shared_ptr<StandbyAnswer> answer) : answer_(std::move(answer)) {}
-  grpc::ServerGenericBidiReactor* CreateReactor(
-      grpc::GenericCallbackServerContext* ctx) override {
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
     std::lock_guard<std::mutex> lock(answer_->mu);
     return new Refusal(ctx, answer_->message, answer_->leader);
   }
@@ -87,8 +87,8 @@ HaServer::HaServer(ServerOptions options, prometheus::Registry& registry)
       answer_(std::make_shared<StandbyAnswer>()) {}
 
 absl::StatusOr<std::unique_ptr<HaServer>> HaServer::Start(ServerOptions options,
-                                                         std::string advertise,
-                                                         prometheus::Registry& registry) {
+                                                          std::string advertise,
+                                                          prometheus::Registry& registry) {
   std::unique_ptr<HaServer> s(new HaServer(std::move(options), registry));
   RETURN_IF_ERROR(s->StartStandby());
   // From now on the same port, whether standby or leader.
@@ -120,8 +120,8 @@ absl::Status HaServer::StartStandby() {
   standby_ = builder.BuildAndStart();
   if (!standby_ || port == 0) {
     standby_.reset();
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on '", options_.listen, "'; is another server using that port?"));
+    return absl::UnavailableError(absl::StrCat("cannot listen on '", options_.listen,
+                                               "'; is another server using that port?"));
   }
   if (auto* health = standby_->GetHealthCheckService()) health->SetServingStatus(false);
   port_ = port;
@@ -206,12 +206,13 @@ void HaServer::Loop() {
     }
     leading_epoch_.store(0);
     if (why.empty()) return;  // Shutdown() stops the farm
-    spdlog::error("stepping down from epoch {}: {}; standby until this server can lead "
-                  "again (then the committed state is reloaded)",
-                  epoch, why);
-    SetStandbyAnswer(
-        absl::StrCat("this reelfarm-server stepped down (", why, ") and stands by; try again later"),
-        "");
+    spdlog::error(
+        "stepping down from epoch {}: {}; standby until this server can lead "
+        "again (then the committed state is reloaded)",
+        epoch, why);
+    SetStandbyAnswer(absl::StrCat("this reelfarm-server stepped down (", why,
+                                  ") and stands by; try again later"),
+                     "");
     collectable_->Set(nullptr);
     for (absl::Status bound = StartStandby(); !bound.ok(); bound = StartStandby()) {
       spdlog::warn("standby: {}", std::string(bound.message()));

@@ -70,7 +70,7 @@ class HaServer final {
   std::shared_ptr<StandbyAnswer> answer_;
   std::unique_ptr<StandbyService> standby_service_;  // outlives standby_
   std::unique_ptr<grpc::Server> standby_;            // while not leading
-  std::unique_ptr<FarmServer> farm_;            // while leading
+  std::unique_ptr<FarmServer> farm_;                 // while leading
   std::atomic<int64_t> leading_epoch_{0};
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

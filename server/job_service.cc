@@ -26,18 +26,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
-grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx,
-                                     const absl::Status& st) {
+grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx, const absl::Status& st) {
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpc(st));
   return reactor;
 }
 
 // Answers the call with `expr`'s status and returns, when it is not OK.
-#define RETURN_FINISH_IF_ERROR(ctx, expr)               \
-  do {                                                   \
-    ::absl::Status _st = (expr);                         \
-    if (!_st.ok()) return FinishWith((ctx), _st);        \
+#define RETURN_FINISH_IF_ERROR(ctx, expr)         \
+  do {                                            \
+    ::absl::Status _st = (expr);                  \
+    if (!_st.ok()) return FinishWith((ctx), _st); \
   } while (0)
 
 int64_t NowMs() {
@@ -55,15 +54,14 @@ absl::StatusOr<media::VideoInfo> ProbeInput(const v1::UpscaleSpec& u, const fs::
   const int64_t last = u.has_last_frame() ? u.last_frame() : -1;
   if ((u.has_first_frame() && first < 0) || (u.has_last_frame() && last < 0) ||
       (first >= 0 && last >= 0 && last < first)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.first_frame/last_frame ", first, "-", last,
-        " is not a frame range; give 0 <= first_frame <= last_frame"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.first_frame/last_frame ", first, "-", last,
+                     " is not a frame range; give 0 <= first_frame <= last_frame"));
   }
   const bool sequence = media::HasFramePattern(u.input());
   if (!sequence && !fs::exists(input)) {
-    return absl::NotFoundError(absl::StrCat("upscale.input '", u.input(),
-                                            "' not found under the storage root '",
-                                            root.string(), "'"));
+    return absl::NotFoundError(absl::StrCat(
+        "upscale.input '", u.input(), "' not found under the storage root '", root.string(), "'"));
   }
   // Opened beneath the root (no symbolic link out, even one made since Resolve()) and
   // read through /proc/self/fd.
@@ -72,17 +70,17 @@ absl::StatusOr<media::VideoInfo> ProbeInput(const v1::UpscaleSpec& u, const fs::
                : storage.OpenBeneath(input, O_RDONLY, "upscale.input");
   if (!fd.ok()) return fd.status();
   absl::StatusOr<media::VideoInfo> info =
-      sequence ? media::ProbeImageSequence(fd->path() + "/" + input.filename().string(), first,
-                                           last)
-               : media::ProbeVideo(fd->path());
+      sequence
+          ? media::ProbeImageSequence(fd->path() + "/" + input.filename().string(), first, last)
+          : media::ProbeVideo(fd->path());
   if (!info.ok()) {
     // Named as the job names it, not as /proc/self/fd/N.
     const std::string folder = input.parent_path().lexically_relative(root).string();
     info = common::NameFdPath(info.status(), *fd, sequence ? folder : u.input());
   }
   if (!info.ok()) {
-    return absl::Status(info.status().code(), absl::StrCat("upscale.input '", u.input(), "': ",
-                                                           info.status().message()));
+    return absl::Status(info.status().code(),
+                        absl::StrCat("upscale.input '", u.input(), "': ", info.status().message()));
   }
   if (!sequence && (first >= 0 || last >= 0)) {
     const int64_t begin = std::max<int64_t>(first, 0);
@@ -90,8 +88,7 @@ absl::StatusOr<media::VideoInfo> ProbeInput(const v1::UpscaleSpec& u, const fs::
     if (end > info->frame_count || begin >= end) {
       return absl::InvalidArgumentError(absl::StrCat(
           "upscale.first_frame/last_frame ", begin, "-", end - 1, " is outside upscale.input '",
-          u.input(), "', which has frames 0-", info->frame_count - 1,
-          "; give a range inside it"));
+          u.input(), "', which has frames 0-", info->frame_count - 1, "; give a range inside it"));
     }
     info->first_frame = begin;
     info->frame_count = end - begin;
@@ -211,9 +208,9 @@ class TaskLogStreamer final : public grpc::ServerWriteReactor<v1::TaskLogLines> 
       return;
     }
     if (task_ && (*task_ < 0 || *task_ >= v->tasks_total)) {
-      FinishLocked(ToGrpc(absl::InvalidArgumentError(absl::StrCat(
-          "task_index ", *task_, ": job ", job_id_, " has tasks 0..", v->tasks_total - 1,
-          "; give one of them or leave it out for all"))));
+      FinishLocked(ToGrpc(absl::InvalidArgumentError(
+          absl::StrCat("task_index ", *task_, ": job ", job_id_, " has tasks 0..",
+                       v->tasks_total - 1, "; give one of them or leave it out for all"))));
       return;
     }
     // The state is read before the files: workers send a task's lines before its
@@ -312,9 +309,9 @@ absl::Status JobServiceImpl::CheckJobAccess(grpc::CallbackServerContext* ctx, in
   ASSIGN_OR_RETURN(scheduler::JobView v, sched_->GetJob(id));
   const std::string& project = v.job.spec.project;
   if (control ? !p.CanControl(project) : !p.CanSee(project)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "'", p.name, "' may not ", what, " job ", id, ": it belongs to project '", project,
-        "', which is not one of its projects"));
+    return absl::PermissionDeniedError(absl::StrCat("'", p.name, "' may not ", what, " job ", id,
+                                                    ": it belongs to project '", project,
+                                                    "', which is not one of its projects"));
   }
   return absl::OkStatus();
 }
@@ -322,14 +319,13 @@ absl::Status JobServiceImpl::CheckJobAccess(grpc::CallbackServerContext* ctx, in
 absl::Status JobServiceImpl::CheckSpecLimits(const v1::JobSpec& spec) const {
   const auto size = static_cast<int64_t>(spec.ByteSizeLong());
   if (size > limits_.max_spec_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("spec is ", size, " bytes, over the limit of ",
-                                                   limits_.max_spec_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec is ", size, " bytes, over the limit of ", limits_.max_spec_bytes));
   }
   // Names, paths and tags are printed by reelctl, the logs and the monitor: a control
   // character (a newline, a terminal escape) in one is refused, not stored. Free text
   // (prompts) may hold newlines and tabs.
-  const auto check = [&](const std::string& field, const std::string& value,
-                         bool text = false) {
+  const auto check = [&](const std::string& field, const std::string& value, bool text = false) {
     if (value.size() > limits_.max_string_length) {
       return absl::InvalidArgumentError(absl::StrCat(field, " is ", value.size(),
                                                      " characters, over the limit of ",
@@ -346,8 +342,8 @@ absl::Status JobServiceImpl::CheckSpecLimits(const v1::JobSpec& spec) const {
       const bool allowed = text && (c == '\n' || c == '\t');
       if (((c < 0x20 || c == 0x7f) && !allowed) || c1) {
         return absl::InvalidArgumentError(absl::StrCat(
-            field, " holds a control character (byte 0x", absl::Hex(c1 ? 0xc2 : c),
-            " at offset ", i, "); give printable text, without newlines or terminal escapes"));
+            field, " holds a control character (byte 0x", absl::Hex(c1 ? 0xc2 : c), " at offset ",
+            i, "); give printable text, without newlines or terminal escapes"));
       }
     }
     return absl::OkStatus();
@@ -398,8 +394,7 @@ absl::Status JobServiceImpl::CheckSpecLimits(const v1::JobSpec& spec) const {
     for (int i = 0; i < g.takes_size(); ++i) {
       RETURN_IF_ERROR(
           check(absl::StrCat("generate.takes[", i, "].prompt"), g.takes(i).prompt(), true));
-      RETURN_IF_ERROR(
-          check(absl::StrCat("generate.takes[", i, "].sampler"), g.takes(i).sampler()));
+      RETURN_IF_ERROR(check(absl::StrCat("generate.takes[", i, "].sampler"), g.takes(i).sampler()));
     }
     // The wedge's size (its takes, one task each) is checked against
     // --max-tasks-per-job when the job is expanded.
@@ -436,15 +431,16 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
     gl.max_width = limits_.max_width;
     gl.max_height = limits_.max_height;
     gl.max_frames = limits_.max_frames;
-    ASSIGN_OR_RETURN(scheduler::MediaInfo info,
-                     PrepareGenerate(spec.mutable_generate(), common::FindModelPackages(model_path_),
-                                     gl, *storage_, memory_bytes));
+    ASSIGN_OR_RETURN(
+        scheduler::MediaInfo info,
+        PrepareGenerate(spec.mutable_generate(), common::FindModelPackages(model_path_), gl,
+                        *storage_, memory_bytes));
     return std::optional<scheduler::MediaInfo>(info);
   }
   const v1::UpscaleSpec& u = spec.upscale();
   if (u.has_chunk_frames() && u.chunk_frames() < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.chunk_frames is ", u.chunk_frames(), "; give 1 or more frames per chunk"));
+    return absl::InvalidArgumentError(absl::StrCat("upscale.chunk_frames is ", u.chunk_frames(),
+                                                   "; give 1 or more frames per chunk"));
   }
   if (u.has_crf() && (u.crf() < 0 || u.crf() > 51)) {
     return absl::InvalidArgumentError(
@@ -458,13 +454,12 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
   std::sort(known.begin(), known.end());
   known.erase(std::unique(known.begin(), known.end()), known.end());
   if (u.model().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("upscale.model is empty; give one of: ",
-                                                   absl::StrJoin(known, ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.model is empty; give one of: ", absl::StrJoin(known, ", ")));
   }
   if (std::find(known.begin(), known.end(), u.model()) == known.end()) {
-    return absl::NotFoundError(absl::StrCat("upscale.model '", u.model(),
-                                            "' not found; known models: ",
-                                            absl::StrJoin(known, ", ")));
+    return absl::NotFoundError(absl::StrCat(
+        "upscale.model '", u.model(), "' not found; known models: ", absl::StrJoin(known, ", ")));
   }
   // Scale: the model's (a package's `scales`, the built-ins' BuiltinScales); a model
   // only workers have is checked by them, within the manifest's 1..8.
@@ -477,10 +472,10 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
   for (const auto& m : packages) {
     if (m.name != u.model()) continue;
     if (m.kind != "upscaler") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "upscale.model '", m.name, "' is a ", m.kind,
-          " model, not an upscaler; give an upscaler (such as bicubic) or use it in a "
-          "generate job"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("upscale.model '", m.name, "' is a ", m.kind,
+                       " model, not an upscaler; give an upscaler (such as bicubic) or use it in a "
+                       "generate job"));
     }
     scales = m.Scales();
     if (auto scaled = common::ForScale(m, u.scale()); scaled.ok()) {
@@ -488,27 +483,26 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
     }
   }
   if (std::find(scales.begin(), scales.end(), u.scale()) == scales.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("upscale.scale is ", u.scale(), " but model '",
-                                                   u.model(), "' is made for scale ",
-                                                   absl::StrJoin(scales, ", "),
-                                                   "; give one of those or another model"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "upscale.scale is ", u.scale(), " but model '", u.model(), "' is made for scale ",
+        absl::StrJoin(scales, ", "), "; give one of those or another model"));
   }
   // Paths.
   ASSIGN_OR_RETURN(fs::path input, storage_->ResolveJobPath(u.input(), "upscale.input"));
   ASSIGN_OR_RETURN(fs::path output, storage_->ResolveJobPath(u.output(), "upscale.output"));
   ASSIGN_OR_RETURN(const media::OutputFormat format,
-                   media::ResolveOutputFormat(u.output(), u.format().codec(),
-                                              u.format().pix_fmt(), u.format().preset(),
-                                              u.has_crf() ? u.crf() : 18));
+                   media::ResolveOutputFormat(u.output(), u.format().codec(), u.format().pix_fmt(),
+                                              u.format().preset(), u.has_crf() ? u.crf() : 18));
   if (input.lexically_normal() == output.lexically_normal()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.output '", u.output(), "' is the input; give another path"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.output '", u.output(), "' is the input; give another path"));
   }
   if (!media::HasFramePattern(u.input()) && !fs::exists(input)) {
     // The output of a job this one depends on is probed when that job succeeds.
     for (int64_t dep : spec.depends_on()) {
       auto d = sched_->GetJob(dep);
-      bool made_by_dep = d.ok() && !d->job.spec.is_generate() && d->job.spec.upscale.output == u.input();
+      bool made_by_dep =
+          d.ok() && !d->job.spec.is_generate() && d->job.spec.upscale.output == u.input();
       if (d.ok() && d->job.spec.is_generate()) {
         for (const auto& take : scheduler::ExpandWedge(d->job.spec.name, d->job.spec.generate)) {
           made_by_dep |= take.output == u.input();
@@ -530,13 +524,12 @@ absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
 // Every file an upscale job writes (the movie, or each frame of a sequence, whose
 // numbers follow the input's, and the sidecar) follows one rule: refused when it
 // exists, unless the job says overwrite; a folder never.
-absl::Status JobServiceImpl::CheckUpscaleOutputs(const v1::UpscaleSpec& u,
-                                                 const fs::path& output,
+absl::Status JobServiceImpl::CheckUpscaleOutputs(const v1::UpscaleSpec& u, const fs::path& output,
                                                  const media::OutputFormat& format,
                                                  const std::optional<scheduler::MediaInfo>& mi) {
   const char* field = "upscale.output";
-  RETURN_IF_ERROR(common::CheckOutputFree(output.string() + ".json", field,
-                                          u.output() + ".json", u.overwrite()));
+  RETURN_IF_ERROR(common::CheckOutputFree(output.string() + ".json", field, u.output() + ".json",
+                                          u.overwrite()));
   if (!format.image_sequence()) {
     return common::CheckOutputFree(output, field, u.output(), u.overwrite());
   }
@@ -554,14 +547,14 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(const v1::Upscal
   if (!info.ok()) return info.status();
   const std::string& u_input = u.input();
   if (info->width > limits_.max_width || info->height > limits_.max_height) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "upscale.input '", u_input, "' is ", info->width, "x", info->height,
-        ", over the limit of ", limits_.max_width, "x", limits_.max_height));
+    return absl::FailedPreconditionError(
+        absl::StrCat("upscale.input '", u_input, "' is ", info->width, "x", info->height,
+                     ", over the limit of ", limits_.max_width, "x", limits_.max_height));
   }
   if (info->frame_count > limits_.max_frames) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "upscale.input '", u_input, "' has ", info->frame_count,
-        " frames, over the limit of ", limits_.max_frames));
+    return absl::FailedPreconditionError(
+        absl::StrCat("upscale.input '", u_input, "' has ", info->frame_count,
+                     " frames, over the limit of ", limits_.max_frames));
   }
   scheduler::MediaInfo mi;
   mi.width = info->width;
@@ -584,21 +577,21 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(const v1::Upscal
   return mi;
 }
 
-absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(
-    const v1::SubmitJobRequest& req, const Principal& caller) {
+absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(const v1::SubmitJobRequest& req,
+                                                               const Principal& caller) {
   RETURN_IF_ERROR(CheckSpecLimits(req.spec()));
   scheduler::JobSpec spec = FromProto(req.spec());
   if (!caller.CanControl(spec.project)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "'", caller.name, "' may not submit to project '", spec.project,
-        "'; set project to one of its projects"));
+    return absl::PermissionDeniedError(absl::StrCat("'", caller.name,
+                                                    "' may not submit to project '", spec.project,
+                                                    "'; set project to one of its projects"));
   }
   for (int64_t dep : req.spec().depends_on()) {
     auto d = sched_->GetJob(dep);
     if (d.ok() && !caller.CanSee(d->job.spec.project)) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "depends_on: job ", dep, " belongs to project '", d->job.spec.project,
-          "', which '", caller.name, "' may not see"));
+      return absl::PermissionDeniedError(absl::StrCat("depends_on: job ", dep,
+                                                      " belongs to project '", d->job.spec.project,
+                                                      "', which '", caller.name, "' may not see"));
     }
   }
   int64_t memory_bytes = 0;
@@ -611,10 +604,10 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(
     const int64_t chunks =
         (info->frame_count + spec.upscale.chunk_frames - 1) / spec.upscale.chunk_frames;
     if (chunks + 1 > limits_.max_tasks_per_job) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "upscale.chunk_frames ", spec.upscale.chunk_frames, " makes ", chunks + 1,
-          " tasks of ", info->frame_count, " frames, over the limit of ",
-          limits_.max_tasks_per_job, " tasks per job; give a larger chunk_frames"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("upscale.chunk_frames ", spec.upscale.chunk_frames, " makes ", chunks + 1,
+                       " tasks of ", info->frame_count, " frames, over the limit of ",
+                       limits_.max_tasks_per_job, " tasks per job; give a larger chunk_frames"));
     }
   }
   v1::SubmitJobResponse resp;
@@ -628,13 +621,12 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(
   *resp.mutable_job() = ToProto(v);
   if (v.job.spec.is_generate()) {
     spdlog::info("job submitted job={} kind=generate output={} model={} takes={} frames={}",
-                 v.job.id, v.job.spec.generate.output, v.job.spec.generate.model,
-                 v.tasks_total, v.frames_total);
+                 v.job.id, v.job.spec.generate.output, v.job.spec.generate.model, v.tasks_total,
+                 v.frames_total);
   } else {
     spdlog::info("job submitted job={} input={} output={} model={} scale={} frames={} tasks={}",
                  v.job.id, v.job.spec.upscale.input, v.job.spec.upscale.output,
-                 v.job.spec.upscale.model, v.job.spec.upscale.scale, v.frames_total,
-                 v.tasks_total);
+                 v.job.spec.upscale.model, v.job.spec.upscale.scale, v.frames_total, v.tasks_total);
   }
   return resp;
 }
@@ -644,7 +636,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
                                                     v1::SubmitJobResponse* resp) {
   absl::StatusOr<Principal> caller = Caller(ctx, {Role::kAdmin, Role::kSubmitter}, "submit jobs");
   absl::StatusOr<v1::SubmitJobResponse> r =
-      caller.ok() ? DoSubmit(*req, *caller) : absl::StatusOr<v1::SubmitJobResponse>(caller.status());
+      caller.ok() ? DoSubmit(*req, *caller)
+                  : absl::StatusOr<v1::SubmitJobResponse>(caller.status());
   if (!r.ok()) {
     // Accepted jobs are counted by the scheduler's JobSubmitted event.
     metrics_->SubmitRefused(r.status().code());
@@ -657,8 +650,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
-                                                 const v1::GetJobRequest* req,
-                                                 v1::Job* resp) {
+                                                 const v1::GetJobRequest* req, v1::Job* resp) {
   RETURN_FINISH_IF_ERROR(ctx, CheckJobAccess(ctx, req->job_id(), false, "see"));
   absl::StatusOr<scheduler::JobView> v = sched_->GetJob(req->job_id());
   if (v.ok()) *resp = ToProto(*v);
@@ -715,8 +707,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
   return FinishWith(ctx, v.status());
 }
 
-grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
-    grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
+grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(grpc::CallbackServerContext* ctx,
+                                                                 const v1::WatchJobRequest* req) {
   absl::Status access = CheckJobAccess(ctx, req->job_id(), false, "watch");
   if (!access.ok()) return new RefusedWriter<v1::JobEvent>(access);
   auto* w = new JobWatcher(this, req->job_id());
@@ -738,8 +730,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListWorkers(grpc::CallbackServerContex
 
 namespace {
 grpc::ServerUnaryReactor* FinishJob(grpc::CallbackServerContext* ctx,
-                                    const absl::StatusOr<scheduler::JobView>& v,
-                                    v1::Job* resp, const char* what) {
+                                    const absl::StatusOr<scheduler::JobView>& v, v1::Job* resp,
+                                    const char* what) {
   if (v.ok()) {
     *resp = ToProto(*v);
     spdlog::info("job {} job={} state={}", what, v->job.id, scheduler::ToString(v->job.state));
@@ -749,8 +741,7 @@ grpc::ServerUnaryReactor* FinishJob(grpc::CallbackServerContext* ctx,
 }  // namespace
 
 grpc::ServerUnaryReactor* JobServiceImpl::PauseJob(grpc::CallbackServerContext* ctx,
-                                                   const v1::PauseJobRequest* req,
-                                                   v1::Job* resp) {
+                                                   const v1::PauseJobRequest* req, v1::Job* resp) {
   RETURN_FINISH_IF_ERROR(ctx, CheckJobAccess(ctx, req->job_id(), true, "pause"));
   return FinishJob(ctx, sched_->Pause(req->job_id()), resp, "paused");
 }
@@ -763,8 +754,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::ResumeJob(grpc::CallbackServerContext*
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::RetryJob(grpc::CallbackServerContext* ctx,
-                                                   const v1::RetryJobRequest* req,
-                                                   v1::Job* resp) {
+                                                   const v1::RetryJobRequest* req, v1::Job* resp) {
   RETURN_FINISH_IF_ERROR(ctx, CheckJobAccess(ctx, req->job_id(), true, "retry"));
   return FinishJob(ctx, sched_->Retry(req->job_id()), resp, "retried");
 }
@@ -773,8 +763,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SetPriority(grpc::CallbackServerContex
                                                       const v1::SetPriorityRequest* req,
                                                       v1::Job* resp) {
   RETURN_FINISH_IF_ERROR(ctx, CheckJobAccess(ctx, req->job_id(), true, "reprioritise"));
-  return FinishJob(ctx, sched_->SetPriority(req->job_id(), req->priority()), resp,
-                   "reprioritised");
+  return FinishJob(ctx, sched_->SetPriority(req->job_id(), req->priority()), resp, "reprioritised");
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::DrainWorker(grpc::CallbackServerContext* ctx,

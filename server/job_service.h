@@ -3,8 +3,8 @@
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -26,9 +26,9 @@ struct Limits {
   int max_width = 8192;
   int max_height = 8192;
   int64_t max_frames = 1'000'000;
-  int64_t max_spec_bytes = 64 * 1024;    // serialized JobSpec
-  size_t max_string_length = 1024;       // name, project, paths, model, tags, request id
-  int max_requirements = 64;             // worker tags a job may require
+  int64_t max_spec_bytes = 64 * 1024;  // serialized JobSpec
+  size_t max_string_length = 1024;     // name, project, paths, model, tags, request id
+  int max_requirements = 64;           // worker tags a job may require
   int max_depends_on = 1000;
   int64_t max_tasks_per_job = 100'000;
   int max_generate_steps = 200;  // sampler steps a generate take may ask for
@@ -41,22 +41,20 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
   // `auth` decides who may call what (borrowed; must outlive the service).
   JobServiceImpl(scheduler::Scheduler* sched, const common::Storage* storage,
-                 std::vector<std::string> model_path, Limits limits,
-                 ServerMetrics* metrics, const TaskLogStore* task_logs,
-                 Authenticator* auth);
+                 std::vector<std::string> model_path, Limits limits, ServerMetrics* metrics,
+                 const TaskLogStore* task_logs, Authenticator* auth);
   ~JobServiceImpl() override;
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
                                       const v1::SubmitJobRequest* req,
                                       v1::SubmitJobResponse* resp) override;
-  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx,
-                                   const v1::GetJobRequest* req, v1::Job* resp) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* req,
+                                   v1::Job* resp) override;
   grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
                                      const v1::ListJobsRequest* req,
                                      v1::ListJobsResponse* resp) override;
   grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx,
-                                      const v1::CancelJobRequest* req,
-                                      v1::Job* resp) override;
+                                      const v1::CancelJobRequest* req, v1::Job* resp) override;
   grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* ctx,
                                                    const v1::WatchJobRequest* req) override;
   grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx,
@@ -65,13 +63,11 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* PauseJob(grpc::CallbackServerContext* ctx,
                                      const v1::PauseJobRequest* req, v1::Job* resp) override;
   grpc::ServerUnaryReactor* ResumeJob(grpc::CallbackServerContext* ctx,
-                                      const v1::ResumeJobRequest* req,
-                                      v1::Job* resp) override;
+                                      const v1::ResumeJobRequest* req, v1::Job* resp) override;
   grpc::ServerUnaryReactor* RetryJob(grpc::CallbackServerContext* ctx,
                                      const v1::RetryJobRequest* req, v1::Job* resp) override;
   grpc::ServerUnaryReactor* SetPriority(grpc::CallbackServerContext* ctx,
-                                        const v1::SetPriorityRequest* req,
-                                        v1::Job* resp) override;
+                                        const v1::SetPriorityRequest* req, v1::Job* resp) override;
   grpc::ServerUnaryReactor* DrainWorker(grpc::CallbackServerContext* ctx,
                                         const v1::DrainWorkerRequest* req,
                                         v1::Worker* resp) override;
@@ -103,7 +99,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   friend class JobWatcher;
   friend class TaskLogStreamer;
   absl::StatusOr<v1::SubmitJobResponse> DoSubmit(const v1::SubmitJobRequest& req,
-                                                  const Principal& caller);
+                                                 const Principal& caller);
   // The caller of `ctx` if it has one of `roles`; else UNAUTHENTICATED or
   // PERMISSION_DENIED naming `what`.
   absl::StatusOr<Principal> Caller(grpc::CallbackServerContext* ctx,

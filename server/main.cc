@@ -16,10 +16,10 @@
 
 #include <openssl/rand.h>
 
-#include <CLI/CLI.hpp>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "common/logging.h"
 #include "scheduler/pg_connection.h"
@@ -174,11 +174,9 @@ int main(int argc, char** argv) {
   app.add_option("--local-worker-tls-name", local_worker_tls_name,
                  "name the local workers check in the server's certificate")
       ->capture_default_str();
-  app.add_option("--max-message-bytes", options.max_message_bytes,
-                 "largest gRPC request taken")
+  app.add_option("--max-message-bytes", options.max_message_bytes, "largest gRPC request taken")
       ->capture_default_str();
-  app.add_option("--max-spec-bytes", options.limits.max_spec_bytes,
-                 "largest job spec taken")
+  app.add_option("--max-spec-bytes", options.limits.max_spec_bytes, "largest job spec taken")
       ->capture_default_str();
   app.add_option("--max-frames", options.limits.max_frames, "most frames in one job")
       ->capture_default_str();
@@ -206,8 +204,9 @@ int main(int argc, char** argv) {
     return 2;
   };
   if (options.tls.cert_file.empty() && !options.tls.insecure) {
-    return usage_error("give --tls-cert and --tls-key (TLS), or --insecure for plaintext "
-                       "gRPC on loopback or a trusted network");
+    return usage_error(
+        "give --tls-cert and --tls-key (TLS), or --insecure for plaintext "
+        "gRPC on loopback or a trusted network");
   }
   if (!options.tokens_file.empty() && !fs::is_regular_file(options.tokens_file)) {
     return usage_error("--tokens-file '" + options.tokens_file +
@@ -246,15 +245,16 @@ int main(int argc, char** argv) {
       exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
       exposer->RegisterCollectable(registry);
     } catch (const std::exception& e) {
-      return usage_error("--metrics-listen '" + metrics_listen +
-                         "': cannot serve metrics there (" + e.what() +
+      return usage_error("--metrics-listen '" + metrics_listen + "': cannot serve metrics there (" +
+                         e.what() +
                          "); give another address, port 0 for a free one, or '' to disable");
     }
   }
 
   if (options.tokens_file.empty() && !no_auth) {
-    return usage_error("give --tokens-file (tokens and roles), or --no-auth to let every "
-                       "caller do everything");
+    return usage_error(
+        "give --tokens-file (tokens and roles), or --no-auth to let every "
+        "caller do everything");
   }
   if (!options.tokens_file.empty() && no_auth) {
     return usage_error("--tokens-file and --no-auth both given; give one of them");
@@ -305,9 +305,10 @@ int main(int argc, char** argv) {
     port = ha->port();
     root = storage->root().string();
     gauges = ha->metrics_collectable();
-    spdlog::info("standing by on port {} (advertised as {}) until this server leads; "
-                 "state={} storage={}",
-                 port, ha->advertise(), scheduler::RedactDatabaseUrl(store), root);
+    spdlog::info(
+        "standing by on port {} (advertised as {}) until this server leads; "
+        "state={} storage={}",
+        port, ha->advertise(), scheduler::RedactDatabaseUrl(store), root);
   } else {
     auto srv = server::FarmServer::Start(options, *registry);
     if (!srv.ok()) return usage_error("cannot start: " + std::string(srv.status().message()));
@@ -335,22 +336,28 @@ int main(int argc, char** argv) {
     std::vector<std::vector<std::string>> argvs;
     for (int i = 0; i < local_workers; ++i) {
       std::vector<std::string> a = {worker_bin,
-                                    "--server", "127.0.0.1:" + std::to_string(port),
-                                    "--name", "local-" + std::to_string(i + 1),
-                                    "--storage-root", root,
-                                    "--threads", std::to_string(threads),
-                                    "--log-level", log_level,
-                                    "--log-format", log_format};
+                                    "--server",
+                                    "127.0.0.1:" + std::to_string(port),
+                                    "--name",
+                                    "local-" + std::to_string(i + 1),
+                                    "--storage-root",
+                                    root,
+                                    "--threads",
+                                    std::to_string(threads),
+                                    "--log-level",
+                                    log_level,
+                                    "--log-format",
+                                    log_format};
       if (options.tls.insecure) {
         a.push_back("--insecure");
       } else {
-        a.insert(a.end(), {"--tls-ca", local_worker_ca.empty() ? options.tls.cert_file
-                                                               : local_worker_ca,
-                           "--tls-server-name", local_worker_tls_name});
+        a.insert(a.end(),
+                 {"--tls-ca", local_worker_ca.empty() ? options.tls.cert_file : local_worker_ca,
+                  "--tls-server-name", local_worker_tls_name});
         if (!options.tls.client_ca_file.empty()) {
           // Mutual TLS: the local workers present the server's own certificate.
-          a.insert(a.end(), {"--tls-cert", options.tls.cert_file, "--tls-key",
-                             options.tls.key_file});
+          a.insert(a.end(),
+                   {"--tls-cert", options.tls.cert_file, "--tls-key", options.tls.key_file});
         }
       }
       for (const auto& m : model_path) {

@@ -16,9 +16,12 @@ namespace {
 
 const char* TaskKindName(scheduler::TaskKind k) {
   switch (k) {
-    case scheduler::TaskKind::kAssemble: return "assemble";
-    case scheduler::TaskKind::kTake: return "take";
-    default: return "chunk";
+    case scheduler::TaskKind::kAssemble:
+      return "assemble";
+    case scheduler::TaskKind::kTake:
+      return "take";
+    default:
+      return "chunk";
   }
 }
 
@@ -28,18 +31,23 @@ const char* JobKindName(const scheduler::Job& job) {
 
 const char* JobStateName(scheduler::JobState s) {
   switch (s) {
-    case scheduler::JobState::kSucceeded: return "succeeded";
-    case scheduler::JobState::kFailed: return "failed";
-    case scheduler::JobState::kCancelled: return "cancelled";
-    case scheduler::JobState::kRunning: return "running";
-    default: return "queued";
+    case scheduler::JobState::kSucceeded:
+      return "succeeded";
+    case scheduler::JobState::kFailed:
+      return "failed";
+    case scheduler::JobState::kCancelled:
+      return "cancelled";
+    case scheduler::JobState::kRunning:
+      return "running";
+    default:
+      return "queued";
   }
 }
 
-const prometheus::Histogram::BucketBoundaries kWaitBuckets = {
-    0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400};
-const prometheus::Histogram::BucketBoundaries kRunBuckets = {
-    0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+const prometheus::Histogram::BucketBoundaries kWaitBuckets = {0.01, 0.05, 0.1, 0.5, 1,    5,    10,
+                                                              30,   60,   300, 900, 3600, 14400};
+const prometheus::Histogram::BucketBoundaries kRunBuckets = {0.1, 0.5, 1,   2,   5,    10,  30,
+                                                             60,  120, 300, 600, 1800, 3600};
 const prometheus::Histogram::BucketBoundaries kRpcBuckets = {
     0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 const prometheus::Histogram::BucketBoundaries kStoreBuckets = {
@@ -97,21 +105,19 @@ class SchedulerStatsCollector final : public prometheus::Collectable {
       m.gauge.value = v;
       f.metric.push_back(std::move(m));
     };
-    auto queued = gauge("reelfarm_tasks_queued",
-                        "Tasks waiting for a worker, by pool and project");
+    auto queued = gauge("reelfarm_tasks_queued", "Tasks waiting for a worker, by pool and project");
     auto running = gauge("reelfarm_tasks_running",
                          "Tasks leased to a worker and running, by pool and project");
     auto active = gauge("reelfarm_jobs_active", "Jobs not yet ended, by project");
     // One pool for now; the label is there so dashboards survive pools arriving.
     for (const auto& [project, c] : st.projects) {
-      add(queued, {{"pool", "default"}, {"project", project}},
-          static_cast<double>(c.tasks_queued));
+      add(queued, {{"pool", "default"}, {"project", project}}, static_cast<double>(c.tasks_queued));
       add(running, {{"pool", "default"}, {"project", project}},
           static_cast<double>(c.tasks_running));
       add(active, {{"project", project}}, static_cast<double>(c.jobs_active));
     }
-    auto workers = gauge("reelfarm_workers",
-                         "Connected workers by state (idle, busy, draining, unhealthy)");
+    auto workers =
+        gauge("reelfarm_workers", "Connected workers by state (idle, busy, draining, unhealthy)");
     add(workers, {{"state", "idle"}}, static_cast<double>(st.workers_idle));
     add(workers, {{"state", "busy"}}, static_cast<double>(st.workers_busy));
     add(workers, {{"state", "draining"}}, static_cast<double>(st.workers_draining));
@@ -205,8 +211,7 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
 ServerMetrics::~ServerMetrics() { stats_->Attach(nullptr); }
 
 void ServerMetrics::JobSubmitted(const scheduler::Job& job) {
-  jobs_submitted_.Add({{"kind", JobKindName(job)}, {"project", job.spec.project}})
-      .Increment();
+  jobs_submitted_.Add({{"kind", JobKindName(job)}, {"project", job.spec.project}}).Increment();
 }
 
 void ServerMetrics::JobFinished(const scheduler::Job& job) {
@@ -224,8 +229,8 @@ void ServerMetrics::TaskLeased(const scheduler::Job& job, const scheduler::Task&
       .Observe(static_cast<double>(std::max<int64_t>(0, queued_ms)) / 1000.0);
 }
 
-void ServerMetrics::TaskFinished(const scheduler::Job& job, const scheduler::Task& task,
-                                 bool ok, bool will_retry, int64_t run_ms) {
+void ServerMetrics::TaskFinished(const scheduler::Job& job, const scheduler::Task& task, bool ok,
+                                 bool will_retry, int64_t run_ms) {
   (void)job;
   const char* kind = TaskKindName(task.kind);
   run_duration_.Add({{"kind", kind}}, kRunBuckets)
@@ -258,20 +263,15 @@ void ServerMetrics::GrpcCall(const std::string& full_method, int code, double se
     service = full_method.substr(1, slash - 1);
     method = full_method.substr(slash + 1);
   }
-  const std::string code_name =
-      absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+  const std::string code_name = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
   prometheus::Labels labels = {{"service", service}, {"method", method}, {"code", code_name}};
   grpc_requests_.Add(labels).Increment();
   grpc_seconds_.Add(labels, kRpcBuckets).Observe(seconds);
 }
 
-void ServerMetrics::AttachScheduler(const scheduler::Scheduler* sched) {
-  stats_->Attach(sched);
-}
+void ServerMetrics::AttachScheduler(const scheduler::Scheduler* sched) { stats_->Attach(sched); }
 
-std::shared_ptr<prometheus::Collectable> ServerMetrics::stats_collectable() const {
-  return stats_;
-}
+std::shared_ptr<prometheus::Collectable> ServerMetrics::stats_collectable() const { return stats_; }
 
 namespace {
 

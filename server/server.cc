@@ -60,7 +60,7 @@ absl::Status ForFlag(const absl::Status& st, absl::string_view flag) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOptions& options,
-                                                             prometheus::Registry& registry) {
+                                                              prometheus::Registry& registry) {
   std::unique_ptr<FarmServer> s(new FarmServer);
   s->metrics_ = std::make_unique<ServerMetrics>(registry);
   s->task_logs_ = std::make_unique<TaskLogStore>(options.task_log_dir);
@@ -77,47 +77,44 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
   // The farm's own folder exists from the start, so that a link to it (or into it) is
   // seen for what it is when a job names it.
   std::error_code ec;
-  std::filesystem::create_directories(
-      s->storage_->root() / common::Storage::kFarmDir / "jobs", ec);
+  std::filesystem::create_directories(s->storage_->root() / common::Storage::kFarmDir / "jobs", ec);
   scheduler::SchedulerOptions sched_options = options.scheduler;
   sched_options.lease_epoch = options.epoch;
-  ASSIGN_OR_RETURN(s->sched_,
-                   scheduler::Scheduler::Create(s->store_.get(), &scheduler::RealClock(),
-                                                sched_options, s->metrics_.get()));
+  ASSIGN_OR_RETURN(s->sched_, scheduler::Scheduler::Create(s->store_.get(), &scheduler::RealClock(),
+                                                           sched_options, s->metrics_.get()));
   s->metrics_->AttachScheduler(s->sched_.get());
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
       common::MakeServerCredentials(options.tls);
   if (!creds.ok()) return ForFlag(creds.status(), "--tls-cert");
   if (options.tls.insecure) {
-    spdlog::warn("plaintext gRPC on '{}' (--insecure): tokens and job data cross the "
-                 "network unencrypted; use it on loopback or a trusted network only",
-                 options.listen);
+    spdlog::warn(
+        "plaintext gRPC on '{}' (--insecure): tokens and job data cross the "
+        "network unencrypted; use it on loopback or a trusted network only",
+        options.listen);
   }
-  absl::StatusOr<std::unique_ptr<Authenticator>> auth =
-      Authenticator::Create(options.tokens_file);
+  absl::StatusOr<std::unique_ptr<Authenticator>> auth = Authenticator::Create(options.tokens_file);
   if (!auth.ok()) return ForFlag(auth.status(), "--tokens-file");
   s->auth_ = std::move(*auth);
   if (!s->auth_->enabled()) {
-    spdlog::warn("no tokens file (--no-auth): every caller may submit, cancel and drain; "
-                 "give --tokens-file on a shared network");
+    spdlog::warn(
+        "no tokens file (--no-auth): every caller may submit, cancel and drain; "
+        "give --tokens-file on a shared network");
   }
   if (!options.local_worker_token.empty()) {
     s->auth_->AddToken("local-workers", Role::kWorker, options.local_worker_token);
   }
   // workers_ is declared before sched_ (destruction order) but built after it.
-  s->workers_ = std::make_unique<WorkerServiceImpl>(s->sched_.get(), s->metrics_.get(),
-                                                    s->task_logs_.get(), s->auth_.get(),
-                                                    options.require_worker_cert);
+  s->workers_ =
+      std::make_unique<WorkerServiceImpl>(s->sched_.get(), s->metrics_.get(), s->task_logs_.get(),
+                                          s->auth_.get(), options.require_worker_cert);
   s->jobs_ = std::make_unique<JobServiceImpl>(s->sched_.get(), s->storage_.get(),
-                                              options.model_path, options.limits,
-                                              s->metrics_.get(), s->task_logs_.get(),
-                                              s->auth_.get());
+                                              options.model_path, options.limits, s->metrics_.get(),
+                                              s->task_logs_.get(), s->auth_.get());
   // Both are process-wide switches that apply to builders made after them.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-      interceptors;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(NewGrpcMetricsInterceptorFactory(s->metrics_.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.AddListeningPort(options.listen, *creds, &s->port_);
@@ -128,10 +125,10 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
   builder.RegisterCallbackGenericService(s->unknown_methods_.get());
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "--listen '", options.listen,
-        "': cannot listen there; is another server using that port? Give another "
-        "--listen (port 0 picks a free one)"));
+    return absl::UnavailableError(
+        absl::StrCat("--listen '", options.listen,
+                     "': cannot listen there; is another server using that port? Give another "
+                     "--listen (port 0 picks a free one)"));
   }
   // The overall status ("") and each service's read SERVING until Shutdown().
   if (auto* health = s->server_->GetHealthCheckService()) {
@@ -161,10 +158,9 @@ void FarmServer::SweepScratch() {
     int64_t id = 0;
     if (!absl::SimpleAtoi(it->path().filename().string(), &id)) continue;
     const absl::StatusOr<scheduler::JobView> job = sched_->GetJob(id);
-    const bool done =
-        job.ok() ? job->job.state == scheduler::JobState::kSucceeded ||
-                       job->job.state == scheduler::JobState::kCancelled
-                 : job.status().code() == absl::StatusCode::kNotFound;
+    const bool done = job.ok() ? job->job.state == scheduler::JobState::kSucceeded ||
+                                     job->job.state == scheduler::JobState::kCancelled
+                               : job.status().code() == absl::StatusCode::kNotFound;
     if (!done) continue;
     std::error_code rm;
     fs::remove_all(it->path(), rm);
@@ -182,9 +178,10 @@ void FarmServer::DispatchLoop() {
   while (!stop_.load()) {
     seen = sched_->WaitForChange(seen, 100);
     for (const auto& lease : sched_->ExpireLeases()) {
-      spdlog::warn("lease expired job={} task={} worker={} lease={}; the worker is "
-                   "unhealthy (no new work) until it heartbeats again",
-                   lease.job_id, lease.task_index, lease.worker, lease.id);
+      spdlog::warn(
+          "lease expired job={} task={} worker={} lease={}; the worker is "
+          "unhealthy (no new work) until it heartbeats again",
+          lease.job_id, lease.task_index, lease.worker, lease.id);
     }
     jobs_->ActivateWaitingJobs();
     workers_->Dispatch();

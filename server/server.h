@@ -28,7 +28,7 @@ struct ServerOptions {
   std::string store;  // SQLite file, or postgres://... (see HaServer for active/standby)
   int64_t epoch = 0;  // PostgreSQL: the leader's epoch (fences writes, marks lease ids)
   std::string storage_root;
-  std::string task_log_dir;               // task logs: DIR/<job>/<task>.log
+  std::string task_log_dir;  // task logs: DIR/<job>/<task>.log
   std::vector<std::string> model_path;
   scheduler::SchedulerOptions scheduler;
   Limits limits;

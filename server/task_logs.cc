@@ -31,15 +31,14 @@ absl::Status TaskLogStore::Append(int64_t job_id, int task_index, const std::str
   out << text;
   out.flush();
   if (!out) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot append to task log '", path.string(),
-        "'; check that the server's data folder is writable and not full"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot append to task log '", path.string(),
+                     "'; check that the server's data folder is writable and not full"));
   }
   return absl::OkStatus();
 }
 
-std::vector<TaskLogStore::Lines> TaskLogStore::ReadNew(int64_t job_id,
-                                                       std::optional<int> task,
+std::vector<TaskLogStore::Lines> TaskLogStore::ReadNew(int64_t job_id, std::optional<int> task,
                                                        std::map<int, uint64_t>* offsets,
                                                        size_t max_lines) const {
   std::set<int> tasks;
@@ -49,8 +48,7 @@ std::vector<TaskLogStore::Lines> TaskLogStore::ReadNew(int64_t job_id,
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(dir_ / std::to_string(job_id), ec)) {
       int index = 0;
-      if (e.path().extension() == ".log" &&
-          absl::SimpleAtoi(e.path().stem().string(), &index)) {
+      if (e.path().extension() == ".log" && absl::SimpleAtoi(e.path().stem().string(), &index)) {
         tasks.insert(index);
       }
     }

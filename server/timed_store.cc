@@ -11,8 +11,7 @@ template <typename F>
 auto Timed(ServerMetrics* metrics, const char* op, F&& call) {
   const auto t0 = std::chrono::steady_clock::now();
   auto result = call();
-  const double s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   metrics->StoreCall(op, s, result.ok());
   return result;
 }

@@ -10,8 +10,7 @@ namespace reelfarm::server {
 
 // One worker's stream. Reads are handled as they arrive; writes go through an outbox
 // so that only one is in flight. Deleted by gRPC after OnDone.
-class WorkerSession final
-    : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage> {
+class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage> {
  public:
   WorkerSession(WorkerServiceImpl* service, std::string peer)
       : service_(service), peer_(std::move(peer)) {
@@ -100,9 +99,9 @@ class WorkerSession final
       }
       name_ = msg.hello().name();
       if (!service_->Register(name_, this)) {
-        Close({grpc::StatusCode::ALREADY_EXISTS,
-               "a worker named '" + name_ + "' is already connected; give each "
-               "worker a unique --name"});
+        Close({grpc::StatusCode::ALREADY_EXISTS, "a worker named '" + name_ +
+                                                     "' is already connected; give each "
+                                                     "worker a unique --name"});
         return false;
       }
       registered_ = true;
@@ -131,8 +130,8 @@ class WorkerSession final
         std::lock_guard<std::mutex> lock(mu_);
         for (const auto& l : w.leases) leases_[l.id] = {l.job_id, l.task_index, l.attempt};
       }
-      spdlog::info("worker connected worker={} peer={} slots={} models={} held_leases={}",
-                   name_, peer_, info.slots, info.models.size(), held.size());
+      spdlog::info("worker connected worker={} peer={} slots={} models={} held_leases={}", name_,
+                   peer_, info.slots, info.models.size(), held.size());
       return true;
     }
     switch (msg.msg_case()) {
@@ -148,8 +147,7 @@ class WorkerSession final
         break;
       }
       case v1::WorkerMessage::kProgress:
-        (void)sched->ReportProgress(name_, msg.progress().lease_id(),
-                                    msg.progress().frames_done());
+        (void)sched->ReportProgress(name_, msg.progress().lease_id(), msg.progress().frames_done());
         break;
       case v1::WorkerMessage::kTaskLog: {
         LeaseTask t;
@@ -161,13 +159,11 @@ class WorkerSession final
         }
         std::vector<std::string> lines(msg.task_log().lines().begin(),
                                        msg.task_log().lines().end());
-        const std::string prefix =
-            "[" + name_ + " attempt " + std::to_string(t.attempt) + "] ";
-        absl::Status st =
-            service_->task_logs_->Append(t.job_id, t.task_index, prefix, lines);
+        const std::string prefix = "[" + name_ + " attempt " + std::to_string(t.attempt) + "] ";
+        absl::Status st = service_->task_logs_->Append(t.job_id, t.task_index, prefix, lines);
         if (!st.ok()) {
-          spdlog::warn("task log dropped job={} task={} worker={}: {}", t.job_id,
-                       t.task_index, name_, std::string(st.message()));
+          spdlog::warn("task log dropped job={} task={} worker={}: {}", t.job_id, t.task_index,
+                       name_, std::string(st.message()));
         }
         break;
       }
@@ -178,8 +174,8 @@ class WorkerSession final
           leases_.erase(r.lease_id());
         }
         if (!r.ok()) {
-          spdlog::warn("task failed worker={} lease={} retryable={}: {}", name_,
-                       r.lease_id(), r.retryable(), r.error());
+          spdlog::warn("task failed worker={} lease={} retryable={}: {}", name_, r.lease_id(),
+                       r.retryable(), r.error());
         }
         // Answered once the outcome is committed, without holding this thread.
         WorkerServiceImpl* service = service_;
@@ -223,8 +219,7 @@ class WorkerSession final
 namespace {
 
 // A worker stream refused before it starts: finishes at once. Deleted after OnDone.
-class RefusedSession final
-    : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage> {
+class RefusedSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage> {
  public:
   explicit RefusedSession(const absl::Status& status) { Finish(ToGrpc(status)); }
   void OnDone() override { delete this; }

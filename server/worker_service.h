@@ -23,8 +23,8 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   // `metrics`, `task_logs` and `auth` are borrowed and must outlive the service. A
   // worker needs a worker (or admin) token and, with `require_client_cert`, a verified
   // TLS client certificate.
-  WorkerServiceImpl(scheduler::Scheduler* sched, ServerMetrics* metrics,
-                    TaskLogStore* task_logs, Authenticator* auth, bool require_client_cert)
+  WorkerServiceImpl(scheduler::Scheduler* sched, ServerMetrics* metrics, TaskLogStore* task_logs,
+                    Authenticator* auth, bool require_client_cert)
       : sched_(sched),
         metrics_(metrics),
         task_logs_(task_logs),

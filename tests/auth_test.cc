@@ -1,7 +1,7 @@
 // Tokens files, roles and the authenticator, without processes (a ServerContext with
 // metadata set through gRPC's test spouse).
-#include <catch2/catch.hpp>
 #include <openssl/sha.h>
+#include <catch2/catch.hpp>
 
 #include <fstream>
 #include <thread>
@@ -41,7 +41,8 @@ TEST_CASE("tokens files: roles, projects, hashed tokens and their errors", "[uni
       "tokens:\n"
       "  - {name: a, role: admin, token: aaaaaaaaaaaaaaaa}\n"
       "  - {name: s, role: submitter, projects: [x, y], token: ssssssssssssssss}\n"
-      "  - {name: w, role: worker, sha256: " + HexSha256("wwwwwwwwwwwwwwww") + "}\n");
+      "  - {name: w, role: worker, sha256: " +
+      HexSha256("wwwwwwwwwwwwwwww") + "}\n");
   REQUIRE(ok.ok());
   REQUIRE(ok->size() == 3);
   CHECK((*ok)[1].role == Role::kSubmitter);
@@ -57,11 +58,9 @@ TEST_CASE("tokens files: roles, projects, hashed tokens and their errors", "[uni
         std::string::npos);
   CHECK(error("tokens: [{name: s, role: submitter, token: ssssssssssssssss}]")
             .find("needs projects") != std::string::npos);
-  CHECK(error("tokens: [{name: a, role: admin, token: short}]").find("16 to") !=
-        std::string::npos);
+  CHECK(error("tokens: [{name: a, role: admin, token: short}]").find("16 to") != std::string::npos);
   CHECK(error("tokens: [{name: a, role: admin}]").find("token: or sha256:") != std::string::npos);
-  CHECK(error("tokens: [{name: a, role: admin, sha256: xyz}]").find("64 hex") !=
-        std::string::npos);
+  CHECK(error("tokens: [{name: a, role: admin, sha256: xyz}]").find("64 hex") != std::string::npos);
   CHECK(error("tokens:\n - {role: admin, token: aaaaaaaaaaaaaaaa}\n"
               " - {role: viewer, token: aaaaaaaaaaaaaaaa}\n")
             .find("twice") != std::string::npos);
@@ -102,8 +101,7 @@ TEST_CASE("the authenticator: bearer tokens, unknown ones, reloads", "[unit][aut
   CHECK(alice->projects == std::set<std::string>{"x"});
   CHECK(As(**auth, "").status().code() == absl::StatusCode::kUnauthenticated);
   CHECK(As(**auth, "Bearer nope").status().code() == absl::StatusCode::kUnauthenticated);
-  CHECK(As(**auth, "alice-0123456789abcdef").status().code() ==
-        absl::StatusCode::kUnauthenticated);
+  CHECK(As(**auth, "alice-0123456789abcdef").status().code() == absl::StatusCode::kUnauthenticated);
   CHECK(As(**auth, "Bearer alice-0123456789abcdeF").status().code() ==
         absl::StatusCode::kUnauthenticated);
   // A token added in the process (local workers).

@@ -13,8 +13,8 @@
 // (20 or more) makes it longer.
 #include <signal.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -149,8 +149,7 @@ class Client {
 };
 
 bool IsFinal(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
-         s == v1::JOB_STATE_CANCELLED;
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
 }
 
 enum class Kind {
@@ -165,13 +164,20 @@ enum class Kind {
 
 const char* KindName(Kind k) {
   switch (k) {
-    case Kind::kUpscaleMovie: return "upscale-movie";
-    case Kind::kUpscaleSequence: return "upscale-sequence";
-    case Kind::kGenerateMovie: return "generate-movie";
-    case Kind::kGenerateSequence: return "generate-sequence";
-    case Kind::kDependent: return "dependent";
-    case Kind::kOverwrite: return "overwrite";
-    default: return "must-refuse";
+    case Kind::kUpscaleMovie:
+      return "upscale-movie";
+    case Kind::kUpscaleSequence:
+      return "upscale-sequence";
+    case Kind::kGenerateMovie:
+      return "generate-movie";
+    case Kind::kGenerateSequence:
+      return "generate-sequence";
+    case Kind::kDependent:
+      return "dependent";
+    case Kind::kOverwrite:
+      return "overwrite";
+    default:
+      return "must-refuse";
   }
 }
 
@@ -179,13 +185,13 @@ struct ChaosJob {
   int n = 0;
   Kind kind = Kind::kUpscaleMovie;
   v1::JobSpec spec;
-  int64_t id = 0;            // 0: not acknowledged
-  grpc::Status refused;      // the submit's answer when not acknowledged
-  std::string output;        // movie path, or sequence pattern with ####
+  int64_t id = 0;        // 0: not acknowledged
+  grpc::Status refused;  // the submit's answer when not acknowledged
+  std::string output;    // movie path, or sequence pattern with ####
   bool sequence = false;
   int frames = 0;
   int width = 0, height = 0;
-  std::string reference;     // "in/a.mp4", "gen:1", or "file:<movie>" (bicubic of it)
+  std::string reference;  // "in/a.mp4", "gen:1", or "file:<movie>" (bicubic of it)
   bool has_dependents = false;
   bool overwritten = false;  // a later --overwrite job replaces its output
   v1::Job last;
@@ -197,8 +203,7 @@ struct ChaosJob {
     if (!sequence) return rel == output;
     const size_t hashes = output.find("####");
     return rel.size() == output.size() && rel.compare(0, hashes, output, 0, hashes) == 0 &&
-           rel.compare(hashes + 4, std::string::npos, output, hashes + 4, std::string::npos) ==
-               0 &&
+           rel.compare(hashes + 4, std::string::npos, output, hashes + 4, std::string::npos) == 0 &&
            std::all_of(rel.begin() + hashes, rel.begin() + hashes + 4,
                        [](char c) { return c >= '0' && c <= '9'; });
   }
@@ -212,8 +217,8 @@ struct UserFile {
 
 class Chaos {
  public:
-  Chaos(Farm& farm, std::vector<std::string> servers, bool two_servers, uint64_t seed,
-        int rounds, std::vector<std::string> worker_args)
+  Chaos(Farm& farm, std::vector<std::string> servers, bool two_servers, uint64_t seed, int rounds,
+        std::vector<std::string> worker_args)
       : farm_(farm),
         client_(std::move(servers)),
         two_servers_(two_servers),
@@ -268,7 +273,8 @@ void Chaos::Setup() {
   testing::MakeTestClip(Path("keep/user.mp4"), 96, 64, 5);  // at a must-refuse output
   fs::create_directories(Path("keep/seq"));
   REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=320x180 "
-                       "-frames:v 1 '" + Path("keep/seq/user.0002.png").string() + "'") == 0);
+                       "-frames:v 1 '" +
+                       Path("keep/seq/user.0002.png").string() + "'") == 0);
   std::ofstream(Path("keep/side.mp4.json")) << "{\"a user's own notes\": true}\n";
   fs::create_directories(Path("notes"));
   std::ofstream(Path("notes/readme.txt")) << "shot notes; nothing may touch this\n";
@@ -298,8 +304,8 @@ void Chaos::Setup() {
   REQUIRE(client_.Get(resp.job_id()).state() == v1::JOB_STATE_SUCCEEDED);
   for (int seed = 1; seed <= 2; ++seed) {
     int w = 0, h = 0;
-    auto frames = testing::DecodeYuv420(
-        Path("ref/ref_take00" + std::to_string(seed) + ".%04d.png"), "", &w, &h);
+    auto frames = testing::DecodeYuv420(Path("ref/ref_take00" + std::to_string(seed) + ".%04d.png"),
+                                        "", &w, &h);
     REQUIRE(frames.size() == static_cast<size_t>(kGenFrames));
     references_["gen:" + std::to_string(seed)] = std::move(frames);
   }
@@ -364,8 +370,8 @@ void Chaos::SubmitNext(bool must_refuse) {
   // Weights: upscale movie 5, sequence 6, generate movie 2, sequence 2, dependent 3,
   // overwrite 2.
   static const std::vector<std::pair<Kind, int>> kWeights = {
-      {Kind::kUpscaleMovie, 5}, {Kind::kUpscaleSequence, 6}, {Kind::kGenerateMovie, 2},
-      {Kind::kGenerateSequence, 2}, {Kind::kDependent, 3}, {Kind::kOverwrite, 2}};
+      {Kind::kUpscaleMovie, 5},     {Kind::kUpscaleSequence, 6}, {Kind::kGenerateMovie, 2},
+      {Kind::kGenerateSequence, 2}, {Kind::kDependent, 3},       {Kind::kOverwrite, 2}};
   int r = Pick(20);
   for (const auto& [k, w] : kWeights) {
     if (r < w) {
@@ -581,10 +587,10 @@ const std::vector<std::vector<uint8_t>>& Chaos::Reference(const ChaosJob& job) {
   const std::string source =
       job.reference.rfind("file:", 0) == 0 ? job.reference.substr(5) : job.reference;
   int w = 0, h = 0;
-  auto frames = testing::DecodeYuv420(Path(source),
-                                      "scale=" + std::to_string(job.width) + ":" +
-                                          std::to_string(job.height) + ":flags=bicubic",
-                                      &w, &h);
+  auto frames = testing::DecodeYuv420(
+      Path(source),
+      "scale=" + std::to_string(job.width) + ":" + std::to_string(job.height) + ":flags=bicubic",
+      &w, &h);
   return references_[key] = std::move(frames);
 }
 
@@ -627,8 +633,8 @@ void Chaos::Check() {
   // Outputs: complete and right, each against its reference.
   int succeeded = 0;
   for (const ChaosJob& j : jobs_) {
-    INFO("job " << j.n << " (" << KindName(j.kind) << ", id " << j.id << ", output "
-                << j.output << "): " << j.last.error());
+    INFO("job " << j.n << " (" << KindName(j.kind) << ", id " << j.id << ", output " << j.output
+                << "): " << j.last.error());
     if (j.kind == Kind::kMustRefuse) {
       // Refused at submit, or failed without writing.
       CHECK((j.id == 0 || j.last.state() == v1::JOB_STATE_FAILED));
@@ -699,17 +705,18 @@ void Chaos::Check() {
     if (shown >= 6) continue;  // a few are enough
     ++shown;
     int status = 0;
-    const std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) +
-                                                 " --insecure --server " + client_.ServerList() +
-                                                 " get " + std::to_string(j.id) + " 2>&1",
-                                             &status);
+    const std::string out =
+        testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --insecure --server " +
+                             client_.ServerList() + " get " + std::to_string(j.id) + " 2>&1",
+                         &status);
     INFO(out);
     CHECK(status == 0);
     for (const std::string& l : lines) CHECK_THAT(out, Catch::Contains(l));
   }
-  std::printf("chaos: %d jobs succeeded; %d touched by a fault (reelctl get checked for %d); "
-              "%d files checked unchanged\n",
-              succeeded, touched, shown, kept);
+  std::printf(
+      "chaos: %d jobs succeeded; %d touched by a fault (reelctl get checked for %d); "
+      "%d files checked unchanged\n",
+      succeeded, touched, shown, kept);
   CHECK(touched > 0);
   // No process died on its own.
   for (int i = 1; i <= kWorkers; ++i) {
@@ -732,14 +739,14 @@ int ChaosRounds() {
 
 }  // namespace
 
-TEST_CASE("chaos: workers and the server killed and stopped at random lose and overwrite "
-          "nothing",
-          "[integration][slow][chaos]") {
+TEST_CASE(
+    "chaos: workers and the server killed and stopped at random lose and overwrite "
+    "nothing",
+    "[integration][slow][chaos]") {
   const uint64_t seed = ChaosSeed();
   const int rounds = ChaosRounds();
   std::printf("chaos (SQLite): seed %llu, %d rounds; REELFARM_CHAOS_SEED=%llu repeats it\n",
-              static_cast<unsigned long long>(seed), rounds,
-              static_cast<unsigned long long>(seed));
+              static_cast<unsigned long long>(seed), rounds, static_cast<unsigned long long>(seed));
   std::fflush(stdout);
   INFO("chaos seed " << seed << " (REELFARM_CHAOS_SEED repeats it)");
   testing::TempDir dir;
@@ -752,22 +759,22 @@ TEST_CASE("chaos: workers and the server killed and stopped at random lose and o
   chaos.Run();
 }
 
-TEST_CASE("chaos on PostgreSQL with a standby: workers and either server killed and stopped "
-          "at random lose and overwrite nothing",
-          "[integration][slow][chaos][postgres]") {
+TEST_CASE(
+    "chaos on PostgreSQL with a standby: workers and either server killed and stopped "
+    "at random lose and overwrite nothing",
+    "[integration][slow][chaos][postgres]") {
   const uint64_t seed = ChaosSeed();
   const int rounds = ChaosRounds();
-  std::printf("chaos (PostgreSQL, standby): seed %llu, %d rounds; REELFARM_CHAOS_SEED=%llu "
-              "repeats it\n",
-              static_cast<unsigned long long>(seed), rounds,
-              static_cast<unsigned long long>(seed));
+  std::printf(
+      "chaos (PostgreSQL, standby): seed %llu, %d rounds; REELFARM_CHAOS_SEED=%llu "
+      "repeats it\n",
+      static_cast<unsigned long long>(seed), rounds, static_cast<unsigned long long>(seed));
   std::fflush(stdout);
   INFO("chaos seed " << seed << " (REELFARM_CHAOS_SEED repeats it)");
   testing::TempDir dir;
   const std::string models = std::string(REELFARM_SOURCE_DIR) + "/models";
   const std::string url = testing::NewPostgresDatabase(testing::SharedPostgresUrl());
-  Farm farm(dir.path() / "farm",
-            {"--store", url, "--lease-seconds", "3", "--model-path", models});
+  Farm farm(dir.path() / "farm", {"--store", url, "--lease-seconds", "3", "--model-path", models});
   farm.StartStandby();
   const std::vector<std::string> worker_args = {"--model-path", models, "--frame-delay-ms", "50"};
   for (int i = 1; i <= kWorkers; ++i) farm.StartWorker("w" + std::to_string(i), worker_args);

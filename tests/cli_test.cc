@@ -35,8 +35,7 @@ TEST_CASE("job files expand ${VAR} and ${VAR:-default}", "[unit][cli]") {
   CHECK_FALSE(ExpandVariables("${OPEN", FakeEnv).ok());
 }
 
-TEST_CASE("a job file orders jobs by their dependencies and applies --set",
-          "[unit][cli]") {
+TEST_CASE("a job file orders jobs by their dependencies and applies --set", "[unit][cli]") {
   reelfarm::testing::TempDir dir;
   const std::string path = Write(dir, R"(
 jobs:
@@ -106,7 +105,8 @@ TEST_CASE("seeds take numbers, ranges and lists, sizes take WIDTHxHEIGHT", "[uni
 TEST_CASE("a job file's size, alias expansion and depth are limited", "[unit][cli]") {
   reelfarm::testing::TempDir dir;
   // A "billion laughs": nine levels of nine aliases each.
-  std::string bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
+  std::string bomb =
+      "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
   for (char c = 'b'; c <= 'i'; ++c) {
     const char prev = static_cast<char>(c - 1);
     bomb += std::string(1, c) + ": &" + c + " [";
@@ -120,8 +120,7 @@ TEST_CASE("a job file's size, alias expansion and depth are limited", "[unit][cl
   CHECK(std::string(jobs.status().message()).find("aliases") != std::string::npos);
   // The same through --set.
   jobs = LoadJobFile(Write(dir, "upscale: {input: a.mp4, output: b.mp4}\n"),
-                     {"upscale.model=" + bomb.substr(0, bomb.find("upscale:")) + "x: *i"},
-                     FakeEnv);
+                     {"upscale.model=" + bomb.substr(0, bomb.find("upscale:")) + "x: *i"}, FakeEnv);
   REQUIRE_FALSE(jobs.ok());
   CHECK(std::string(jobs.status().message()).find("aliases") != std::string::npos);
   // Too deep.
@@ -141,8 +140,9 @@ TEST_CASE("a job file's size, alias expansion and depth are limited", "[unit][cl
   REQUIRE_FALSE(jobs.ok());
   CHECK(std::string(jobs.status().message()).find("over the limit") != std::string::npos);
   // A file with a few aliases is fine.
-  jobs = LoadJobFile(Write(dir, "jobs:\n  - upscale: {input: a.mp4, output: b.mp4, model: &m lanczos}\n"
-                                "  - upscale: {input: b.mp4, output: c.mp4, model: *m}\n"),
+  jobs = LoadJobFile(Write(dir,
+                           "jobs:\n  - upscale: {input: a.mp4, output: b.mp4, model: &m lanczos}\n"
+                           "  - upscale: {input: b.mp4, output: c.mp4, model: *m}\n"),
                      {}, FakeEnv);
   CHECK(jobs.ok());
 }

@@ -5,8 +5,8 @@
 
 #include <fstream>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/details/log_msg.h>
+#include <nlohmann/json.hpp>
 
 #include "common/logging.h"
 #include "common/model_manifest.h"
@@ -85,9 +85,8 @@ TEST_CASE("files open beneath the root at the time of use", "[unit][storage]") {
   auto made = storage->OpenDirBeneath("renders/sh010/v1", true, "upscale.output");
   REQUIRE(made.ok());
   CHECK(fs::is_directory(dir.path() / "root/renders/sh010/v1"));
-  CHECK(storage->OpenDirBeneath("shots/a/renders/new", true, "upscale.output")
-            .status()
-            .code() == absl::StatusCode::kPermissionDenied);
+  CHECK(storage->OpenDirBeneath("shots/a/renders/new", true, "upscale.output").status().code() ==
+        absl::StatusCode::kPermissionDenied);
   CHECK(fs::is_empty(dir.path() / "outside/renders"));
   CHECK_FALSE(fs::exists(dir.path() / "outside/renders/new"));
 
@@ -125,8 +124,7 @@ TEST_CASE("publish moves a finished file into place atomically", "[unit][storage
   CHECK_FALSE(fs::exists(tmp));
 }
 
-TEST_CASE("staged outputs publish all or nothing, and a retry knows its own",
-          "[unit][storage]") {
+TEST_CASE("staged outputs publish all or nothing, and a retry knows its own", "[unit][storage]") {
   reelfarm::testing::TempDir dir;
   const fs::path staging = dir.path() / "staging";
   const fs::path out = dir.path() / "out";
@@ -187,8 +185,8 @@ TEST_CASE("job paths may not lie in the farm's own folder", "[unit][storage]") {
   REQUIRE(storage.ok());
   fs::create_directories(dir.path() / ".reelfarm/jobs/1/parts");
   fs::create_symlink(".reelfarm/jobs", dir.path() / "shots");
-  for (const char* p : {".reelfarm/jobs/1/parts/x.mov", "a/../.reelfarm/y.mp4", "shots/1/z.mov",
-                        ".reelfarm"}) {
+  for (const char* p :
+       {".reelfarm/jobs/1/parts/x.mov", "a/../.reelfarm/y.mp4", "shots/1/z.mov", ".reelfarm"}) {
     auto r = storage->ResolveJobPath(p, "upscale.output");
     INFO(p);
     CHECK(r.status().code() == absl::StatusCode::kPermissionDenied);

@@ -41,7 +41,8 @@ TEST_CASE("a PNG sequence job with esrgan-slim gives the package's reference fra
   // The package as fetched (scripts/fetch-models.sh), for its fixture and samples.
   const fs::path pkg = dir.path() / "pkg";
   fs::create_directories(pkg);
-  REQUIRE(testing::Run("tar xzf '" + (kModels / ".packages/upscalerjs-esrgan-slim-1.0.0.tgz").string() +
+  REQUIRE(testing::Run("tar xzf '" +
+                       (kModels / ".packages/upscalerjs-esrgan-slim-1.0.0.tgz").string() +
                        "' -C '" + pkg.string() + "'") == 0);
   // A model folder with esrgan-slim only, so the workers warm nothing else.
   const fs::path models = dir.path() / "models";
@@ -68,8 +69,10 @@ TEST_CASE("a PNG sequence job with esrgan-slim gives the package's reference fra
       v1::JobSpec spec = Spec("plates/fx/fx.####.png", out, 1, scale);
       spec.mutable_upscale()->set_last_frame(1);
       farm.RunToSuccess(spec);
-      const fs::path frame = farm.storage() / ("renders/x" + std::to_string(scale) + "/fx.0001.png");
-      const auto want = Rgb(pkg / ("package/assets/samples/" + std::to_string(scale) + "x/result.png"));
+      const fs::path frame =
+          farm.storage() / ("renders/x" + std::to_string(scale) + "/fx.0001.png");
+      const auto want =
+          Rgb(pkg / ("package/assets/samples/" + std::to_string(scale) + "x/result.png"));
       const double psnr = testing::Psnr(Rgb(frame), want);
       INFO("x" << scale << " through the farm against the package's sample: " << psnr << " dB");
       CHECK(psnr >= 45.0);
@@ -109,7 +112,8 @@ TEST_CASE("a PNG sequence job with esrgan-slim gives the package's reference fra
     CHECK(w == 1024);
     CHECK(h == 1024);
     v1::SubmitJobResponse resp;
-    grpc::Status st = farm.Submit(Spec("plates/fx/fx.####.png", "renders/x5/fx.####.png", 1, 5), &resp);
+    grpc::Status st =
+        farm.Submit(Spec("plates/fx/fx.####.png", "renders/x5/fx.####.png", 1, 5), &resp);
     CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
     CHECK_THAT(st.error_message(), Catch::Contains("upscale.scale is 5") &&
                                        Catch::Contains("esrgan-slim") &&

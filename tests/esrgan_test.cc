@@ -6,12 +6,12 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <algorithm>
 #include <cstring>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -67,7 +67,8 @@ at::Tensor DecodePng(const fs::path& png, std::vector<uint8_t>* rgb = nullptr) {
 
 // [1, 3, H, W] in [0, 1] -> packed RGB24, as a worker writes it.
 std::vector<uint8_t> ToRgb(const at::Tensor& y) {
-  at::Tensor t = y[0].mul(255.0).round().clamp(0, 255).to(at::kByte).permute({1, 2, 0}).contiguous();
+  at::Tensor t =
+      y[0].mul(255.0).round().clamp(0, 255).to(at::kByte).permute({1, 2, 0}).contiguous();
   return std::vector<uint8_t>(t.data_ptr<uint8_t>(), t.data_ptr<uint8_t>() + t.numel());
 }
 
@@ -83,7 +84,8 @@ class ReferenceNet {
     output_ = cfg["output_layers"][0][0].get<std::string>();
     for (const json& group : j["weightsManifest"]) {
       std::string data;
-      for (const json& p : group["paths"]) data += ReadFile(model_json.parent_path() / p.get<std::string>());
+      for (const json& p : group["paths"])
+        data += ReadFile(model_json.parent_path() / p.get<std::string>());
       size_t offset = 0;
       for (const json& w : group["weights"]) {
         auto shape = w["shape"].get<std::vector<int64_t>>();
@@ -238,24 +240,27 @@ TEST_CASE("TF depth_to_space order differs from pixel_shuffle and the importer f
   CHECK_FALSE(at::equal(y, at::pixel_shuffle(x, b)));
 
   // A one-layer model with PixelShuffle2x, imported: the same order.
-  json model = {
-      {"format", "layers-model"},
-      {"modelTopology",
-       {{"model_config",
-         {{"class_name", "Functional"},
-          {"config",
-           {{"layers",
-             {{{"class_name", "InputLayer"}, {"name", "in"},
-               {"config", {{"batch_input_shape", {nullptr, nullptr, nullptr, 12}}}},
-               {"inbound_nodes", json::array()}},
-              {{"class_name", "PixelShuffle2x"}, {"name", "ps"}, {"config", json::object()},
-               {"inbound_nodes", {{{"in", 0, 0, json::object()}}}}}}},
-            {"input_layers", {{"in", 0, 0}}},
-            {"output_layers", {{"ps", 0, 0}}}}}}}}},
-      {"weightsManifest", json::array()}};
-  auto net = tfjs::BuildNetwork(model.dump(), [](const std::string&) -> absl::StatusOr<std::string> {
-    return absl::NotFoundError("no shards");
-  });
+  json model = {{"format", "layers-model"},
+                {"modelTopology",
+                 {{"model_config",
+                   {{"class_name", "Functional"},
+                    {"config",
+                     {{"layers",
+                       {{{"class_name", "InputLayer"},
+                         {"name", "in"},
+                         {"config", {{"batch_input_shape", {nullptr, nullptr, nullptr, 12}}}},
+                         {"inbound_nodes", json::array()}},
+                        {{"class_name", "PixelShuffle2x"},
+                         {"name", "ps"},
+                         {"config", json::object()},
+                         {"inbound_nodes", {{{"in", 0, 0, json::object()}}}}}}},
+                      {"input_layers", {{"in", 0, 0}}},
+                      {"output_layers", {{"ps", 0, 0}}}}}}}}},
+                {"weightsManifest", json::array()}};
+  auto net =
+      tfjs::BuildNetwork(model.dump(), [](const std::string&) -> absl::StatusOr<std::string> {
+        return absl::NotFoundError("no shards");
+      });
   INFO(net.status().ToString());
   REQUIRE(net.ok());
   CHECK(net->scale == 2);
@@ -383,14 +388,15 @@ TEST_CASE("bad TF.js packages are refused naming the layer and nothing is writte
       auto r = tfjs::ImportPackage(pkg, "bad", out);
       INFO(r.status().ToString());
       REQUIRE(r.status().code() == absl::StatusCode::kInvalidArgument);
-      for (const auto& e : c.expect) CHECK_THAT(std::string(r.status().message()), Catch::Contains(e));
+      for (const auto& e : c.expect)
+        CHECK_THAT(std::string(r.status().message()), Catch::Contains(e));
       CHECK(Listing(out) == before);
       // The tool says the same and fails; a folder it would create is not made.
       int status = 0;
-      const std::string said = testing::Capture(std::string(REELFARM_MODELS_BIN) + " import-tfjs '" +
-                                                pkg.string() + "' --name bad --out '" +
-                                                (tmp.path() / "new").string() + "' 2>&1",
-                                                &status);
+      const std::string said =
+          testing::Capture(std::string(REELFARM_MODELS_BIN) + " import-tfjs '" + pkg.string() +
+                               "' --name bad --out '" + (tmp.path() / "new").string() + "' 2>&1",
+                           &status);
       CHECK(status != 0);
       CHECK_THAT(said, Catch::Contains(c.expect[0]));
       CHECK_FALSE(fs::exists(tmp.path() / "new"));
@@ -453,7 +459,8 @@ void CheckTiling(const std::string& size, bool thin, std::vector<int> scales = {
     REQUIRE(a.ok());
     REQUIRE(b.ok());
     const float diff = (*a - *b).abs().max().item<float>();
-    INFO(name << " x" << scale << " tile " << tile << ": largest difference " << diff * 255 << "/255");
+    INFO(name << " x" << scale << " tile " << tile << ": largest difference " << diff * 255
+              << "/255");
     CHECK(diff <= 1.0f / 255);
   }
 }
@@ -464,7 +471,8 @@ TEST_CASE("esrgan-slim tiled with the manifest's overlap equals untiled", "[inte
   CheckTiling("slim", false);
 }
 
-TEST_CASE("esrgan-medium tiled with the manifest's overlap equals untiled", "[integration][esrgan]") {
+TEST_CASE("esrgan-medium tiled with the manifest's overlap equals untiled",
+          "[integration][esrgan]") {
   CheckTiling("medium", false);
 }
 
@@ -492,8 +500,10 @@ TEST_CASE("CUDA: esrgan-slim on cuda:0 reproduces the package's x2 sample", "[gp
   CHECK(testing::Psnr(ToRgb(*y), ref) >= 45.0);
 }
 
-TEST_CASE("a package with several scales: ForScale picks each, the overlap must cover the receptive field",
-          "[unit][esrgan]") {
+TEST_CASE(
+    "a package with several scales: ForScale picks each, the overlap must cover the receptive "
+    "field",
+    "[unit][esrgan]") {
   testing::TempDir tmp;
   const fs::path dir = tmp.path() / "multi";
   fs::create_directories(dir);
@@ -502,10 +512,18 @@ TEST_CASE("a package with several scales: ForScale picks each, the overlap must 
   json j = {{"kind", "upscaler"},
             {"input_range", {0, 255}},
             {"scales",
-             {{"8", {{"file", "x8.pt"}, {"receptive_field", 10}, {"tile_overlap", 40},
-                     {"memory_per_megapixel", 2500000000}, {"memory_bytes", 900}}},
-              {"2", {{"file", "x2.pt"}, {"receptive_field", 10}, {"tile_overlap", 40},
-                     {"memory_per_megapixel", 1000000}, {"memory_bytes", 100}}}}},
+             {{"8",
+               {{"file", "x8.pt"},
+                {"receptive_field", 10},
+                {"tile_overlap", 40},
+                {"memory_per_megapixel", 2500000000},
+                {"memory_bytes", 900}}},
+              {"2",
+               {{"file", "x2.pt"},
+                {"receptive_field", 10},
+                {"tile_overlap", 40},
+                {"memory_per_megapixel", 1000000},
+                {"memory_bytes", 100}}}}},
             {"source", {{"package", "@upscalerjs/esrgan-slim"}}}};
   std::ofstream(dir / "model.json") << j.dump();
   auto m = common::ReadModelManifest(dir);

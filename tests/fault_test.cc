@@ -182,9 +182,10 @@ TEST_CASE("cancel stops running tasks within 2 s", "[integration][fault]") {
 
 // Issue 16, item 4: with --lease-seconds 3, a SIGSTOPped worker got the assemble task
 // three times in a row and the job failed while a healthy worker was idle.
-TEST_CASE("a stopped worker's task goes to the healthy worker, and the stopped one is "
-          "unhealthy until it heartbeats again",
-          "[integration][fault]") {
+TEST_CASE(
+    "a stopped worker's task goes to the healthy worker, and the stopped one is "
+    "unhealthy until it heartbeats again",
+    "[integration][fault]") {
   testing::TempDir dir;
   Farm farm(dir.path() / "farm", {"--lease-seconds", "3", "--metrics"});
   testing::MakeTestClip(farm.storage() / "plates/s.mp4", 320, 180, 24);

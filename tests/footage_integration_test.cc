@@ -40,8 +40,8 @@ v1::JobSpec Spec(const std::string& input, const std::string& output, int chunk,
 }
 
 double ProbeNumber(const fs::path& path, const std::string& what) {
-  const std::string out = testing::Capture("ffprobe -v error " + what +
-                                           " -of default=nw=1:nk=1 '" + path.string() + "'");
+  const std::string out = testing::Capture("ffprobe -v error " + what + " -of default=nw=1:nk=1 '" +
+                                           path.string() + "'");
   return std::atof(out.c_str());
 }
 
@@ -51,8 +51,8 @@ double StartTime(const fs::path& path, const std::string& stream) {
 }
 
 int64_t CountFrames(const fs::path& path) {
-  return static_cast<int64_t>(ProbeNumber(
-      path, "-select_streams v:0 -count_frames -show_entries stream=nb_read_frames"));
+  return static_cast<int64_t>(
+      ProbeNumber(path, "-select_streams v:0 -count_frames -show_entries stream=nb_read_frames"));
 }
 
 }  // namespace
@@ -65,8 +65,8 @@ TEST_CASE("messy movies upscale on the grid, chunked equal to unchunked, with 2 
   fs::create_directories(plates);
   const std::string src = "-f lavfi -i testsrc2=s=160x90:r=24";
   // MPEG-4 Part 2 with B-frames, Xvid-tagged in AVI: no pts, best-effort timestamps from 1.
-  Ffmpeg(src + ":d=2 -c:v mpeg4 -bf 2 -g 12 -q:v 2 -vtag XVID '" +
-         (plates / "xvid.avi").string() + "'");
+  Ffmpeg(src + ":d=2 -c:v mpeg4 -bf 2 -g 12 -q:v 2 -vtag XVID '" + (plates / "xvid.avi").string() +
+         "'");
   // Every 4th frame coded, empty chunks between (a screen capture's held frames).
   Ffmpeg(src + ":d=2 -vf \"select='not(mod(n\\,4))'\" -c:v mjpeg -q:v 2 '" +
          (plates / "held.avi").string() + "'");
@@ -88,12 +88,13 @@ TEST_CASE("messy movies upscale on the grid, chunked equal to unchunked, with 2 
       const fs::path ref = dir.path() / (stem + "_ref.mov");
       Ffmpeg("-i '" + input.string() +
              "' -vf 'scale=flags=bicubic+accurate_rnd+full_chroma_int,format=rgb24,"
-             "scale=320:180:flags=bicubic' -c:v png '" + ref.string() + "'");
+             "scale=320:180:flags=bicubic' -c:v png '" +
+             ref.string() + "'");
       const auto reference = testing::DecodeRgb(ref, "", nullptr, nullptr);
-      const auto c = testing::DecodeRgb(
-          farm.storage() / ("renders/" + stem + "_c/f.%04d.png"), "", nullptr, nullptr);
-      const auto w = testing::DecodeRgb(
-          farm.storage() / ("renders/" + stem + "_w/f.%04d.png"), "", nullptr, nullptr);
+      const auto c = testing::DecodeRgb(farm.storage() / ("renders/" + stem + "_c/f.%04d.png"), "",
+                                        nullptr, nullptr);
+      const auto w = testing::DecodeRgb(farm.storage() / ("renders/" + stem + "_w/f.%04d.png"), "",
+                                        nullptr, nullptr);
       // 48 frames at 24 fps; held.avi codes every 4th: frame 11 (at 44) is held for the
       // median of the holds before it (3), so its grid ends at 47, as ffmpeg's does.
       CHECK(chunked.input_info().frame_count() == (stem == "held" ? 47 : 48));
@@ -110,8 +111,8 @@ TEST_CASE("messy movies upscale on the grid, chunked equal to unchunked, with 2 
       if (stem == "held") {
         CHECK(chunked.input_info().coded_frames() == 12);
         CHECK(chunked.input_info().held_frames() == 35);
-        const std::string shown = testing::Capture(
-            farm.Reelctl() + " get " + std::to_string(chunked.id()) + " 2>&1");
+        const std::string shown =
+            testing::Capture(farm.Reelctl() + " get " + std::to_string(chunked.id()) + " 2>&1");
         CHECK_THAT(shown, Catch::Contains("12 coded frames") && Catch::Contains("35 held"));
       }
     }
@@ -176,8 +177,8 @@ TEST_CASE("the wrong kind of file or model is refused at submit in one sentence"
     Ffmpeg("-f lavfi -i testsrc2=s=64x36:r=24:d=1 -c:v libx264 '" +
            (plates / "seq" / (std::string("m.") + n + ".mp4")).string() + "'");
   }
-  Ffmpeg("-f lavfi -i testsrc2=s=64x36:r=24:d=1 -c:v libx264 '" +
-         (plates / "clip.mp4").string() + "'");
+  Ffmpeg("-f lavfi -i testsrc2=s=64x36:r=24:d=1 -c:v libx264 '" + (plates / "clip.mp4").string() +
+         "'");
   const std::vector<std::pair<v1::JobSpec, std::vector<std::string>>> cases = {
       {Spec("plates/still.png", "renders/a.mp4", 24),
        {"plates/still.png", "single png image, not a movie", "frame pattern"}},
@@ -206,15 +207,15 @@ TEST_CASE("a clip cut short in its last GOP upscales every frame before the cut 
   const fs::path full = dir.path() / "full.ts";
   Ffmpeg("-f lavfi -i testsrc2=s=320x180:r=24:d=3 -c:v libx264 -g 24 -bf 3 '" + full.string() +
          "'");
-  const std::string pos = testing::Capture(
-      "ffprobe -v error -select_streams v -show_entries packet=pos -of csv=p=0 '" +
-      full.string() + "' | grep -o '[0-9]*' | sed -n '62p;63p'");
+  const std::string pos =
+      testing::Capture("ffprobe -v error -select_streams v -show_entries packet=pos -of csv=p=0 '" +
+                       full.string() + "' | grep -o '[0-9]*' | sed -n '62p;63p'");
   long long pos62 = 0;
   long long pos63 = 0;
   REQUIRE(std::sscanf(pos.c_str(), "%lld %lld", &pos62, &pos63) == 2);
   const fs::path input = plates / "cut.ts";
-  REQUIRE(testing::Run("head -c " + std::to_string((pos62 + pos63) / 2) + " '" +
-                       full.string() + "' > '" + input.string() + "'") == 0);
+  REQUIRE(testing::Run("head -c " + std::to_string((pos62 + pos63) / 2) + " '" + full.string() +
+                       "' > '" + input.string() + "'") == 0);
   // ffmpeg's bicubic scale of its own decode of the cut file (damaged frames included)
   // and of the whole file: the frames before the cut are the ones that agree. Like the
   // farm, it converts the frames to RGB first (as FrameSource does) and scales in RGB.
@@ -222,7 +223,8 @@ TEST_CASE("a clip cut short in its last GOP upscales every frame before the cut 
     const fs::path ref = dir.path() / (in.stem().string() + "_ref.mov");
     Ffmpeg("-i '" + in.string() +
            "' -vf 'scale=flags=bicubic+accurate_rnd+full_chroma_int,format=rgb24,"
-           "scale=640:360:flags=bicubic' -c:v png '" + ref.string() + "'");
+           "scale=640:360:flags=bicubic' -c:v png '" +
+           ref.string() + "'");
     return testing::DecodeRgb(ref, "", nullptr, nullptr);
   };
   const auto reference = scaled(input);
@@ -241,12 +243,11 @@ TEST_CASE("a clip cut short in its last GOP upscales every frame before the cut 
   v1::Job whole = farm.RunToSuccess(Spec("plates/cut.ts", "renders/cut_w/f.####.png", 1000));
   CHECK(chunked.tasks_total() > 3);
   CHECK(chunked.input_info().frame_count() == static_cast<int64_t>(intact));
-  CHECK(chunked.input_info().tail_cut_frames() ==
-        static_cast<int64_t>(reference.size() - intact));
-  const auto c = testing::DecodeRgb(farm.storage() / "renders/cut_c/f.%04d.png", "", nullptr,
-                                    nullptr);
-  const auto w = testing::DecodeRgb(farm.storage() / "renders/cut_w/f.%04d.png", "", nullptr,
-                                    nullptr);
+  CHECK(chunked.input_info().tail_cut_frames() == static_cast<int64_t>(reference.size() - intact));
+  const auto c =
+      testing::DecodeRgb(farm.storage() / "renders/cut_c/f.%04d.png", "", nullptr, nullptr);
+  const auto w =
+      testing::DecodeRgb(farm.storage() / "renders/cut_w/f.%04d.png", "", nullptr, nullptr);
   REQUIRE(c.size() == intact);
   REQUIRE(w.size() == intact);
   for (size_t i = 0; i < intact; ++i) {

@@ -47,7 +47,8 @@ std::vector<std::vector<uint8_t>> FfmpegGrid(const fs::path& in, const fs::path&
   const fs::path ref = work / (in.filename().string() + ".ref.mov");
   Ffmpeg("-i '" + in.string() +
          "' -an -sn -dn -vf 'scale=flags=bicubic+accurate_rnd+full_chroma_int,format=rgb24' "
-         "-c:v png '" + ref.string() + "'");
+         "-c:v png '" +
+         ref.string() + "'");
   return testing::DecodeRgb(ref, "", nullptr, nullptr);
 }
 
@@ -140,13 +141,14 @@ TEST_CASE("CutGrid ends the grid before a truncated file's first damaged frame",
 TEST_CASE("MPEG-4 Part 2 with B-frames in AVI is read on ffmpeg's grid", "[unit][media][footage]") {
   TempDir dir;
   const fs::path bf = dir.path() / "xvid_bf.avi";
-  Ffmpeg(std::string(kSrc) + ":d=3 -c:v mpeg4 -bf 2 -g 12 -q:v 2 -vtag XVID '" +
-         bf.string() + "'");
+  Ffmpeg(std::string(kSrc) + ":d=3 -c:v mpeg4 -bf 2 -g 12 -q:v 2 -vtag XVID '" + bf.string() + "'");
   // The packets have no pts and the decoder's best-effort timestamps start at 1.
   int status = 0;
-  const std::string pts = Capture("ffprobe -v error -select_streams v -show_entries "
-                                  "packet=pts -of csv=p=0 '" + bf.string() + "' | head -2",
-                                  &status);
+  const std::string pts = Capture(
+      "ffprobe -v error -select_streams v -show_entries "
+      "packet=pts -of csv=p=0 '" +
+          bf.string() + "' | head -2",
+      &status);
   REQUIRE(pts.find("N/A") != std::string::npos);
   VideoInfo info = CheckOnGrid(bf, dir.path());
   CHECK(info.frame_count == 72);
@@ -156,8 +158,8 @@ TEST_CASE("MPEG-4 Part 2 with B-frames in AVI is read on ffmpeg's grid", "[unit]
 
   // The same stream with its B-frames unpacked by the bitstream filter.
   const fs::path unpacked = dir.path() / "xvid_unpacked.avi";
-  Ffmpeg("-i '" + bf.string() + "' -c copy -bsf:v mpeg4_unpack_bframes '" +
-         unpacked.string() + "'");
+  Ffmpeg("-i '" + bf.string() + "' -c copy -bsf:v mpeg4_unpack_bframes '" + unpacked.string() +
+         "'");
   CHECK(CheckOnGrid(unpacked, dir.path()).frame_count == 72);
 }
 
@@ -166,11 +168,14 @@ TEST_CASE("an AVI with empty chunks holds each frame until the next one's time",
   TempDir dir;
   const fs::path clip = dir.path() / "held.avi";
   // Every 5th frame coded (the muxer writes empty chunks for the others), then 8 in a row.
-  Ffmpeg("-f lavfi -i testsrc2=s=320x180:r=15:d=4 -vf \"select='not(mod(n\\,5))+gt(n\\,51)'\" "
-         "-c:v mjpeg -q:v 2 '" + clip.string() + "'");
-  const std::string nb = Capture("ffprobe -v error -count_packets -show_entries "
-                                 "stream=nb_frames,nb_read_packets -of csv=p=0 '" +
-                                 clip.string() + "'");
+  Ffmpeg(
+      "-f lavfi -i testsrc2=s=320x180:r=15:d=4 -vf \"select='not(mod(n\\,5))+gt(n\\,51)'\" "
+      "-c:v mjpeg -q:v 2 '" +
+      clip.string() + "'");
+  const std::string nb = Capture(
+      "ffprobe -v error -count_packets -show_entries "
+      "stream=nb_frames,nb_read_packets -of csv=p=0 '" +
+      clip.string() + "'");
   INFO("stream frames, packets: " << nb);
   VideoInfo info = CheckOnGrid(clip, dir.path());
   CHECK(info.frame_count == 60);
@@ -183,8 +188,10 @@ TEST_CASE("variable frame rate from setpts is put on the grid", "[unit][media][f
   TempDir dir;
   const fs::path clip = dir.path() / "vfr.mkv";
   // Frame n at n*(1 + 0.8*sin(n/5))/24 s: spacings from 0.2 to 1.8 slots.
-  Ffmpeg(std::string(kSrc) + ":d=4 -vf \"setpts='(N+4*sin(N/5))/(24*TB)'\" -fps_mode vfr "
-         "-c:v libx264 -g 24 '" + clip.string() + "'");
+  Ffmpeg(std::string(kSrc) +
+         ":d=4 -vf \"setpts='(N+4*sin(N/5))/(24*TB)'\" -fps_mode vfr "
+         "-c:v libx264 -g 24 '" +
+         clip.string() + "'");
   VideoInfo info = CheckOnGrid(clip, dir.path());
   CHECK(info.frame_count >= 90);
   CHECK(info.dropped_frames + info.held_frames > 0);
@@ -193,8 +200,10 @@ TEST_CASE("variable frame rate from setpts is put on the grid", "[unit][media][f
 TEST_CASE("edit lists and audio that starts first keep their timing", "[unit][media][footage]") {
   TempDir dir;
   const fs::path src = dir.path() / "src.mp4";
-  Ffmpeg(std::string(kSrc) + ":d=4 -f lavfi -i sine=f=440:r=48000:d=4 -c:v libx264 -g 24 "
-         "-bf 3 -c:a aac '" + src.string() + "'");
+  Ffmpeg(std::string(kSrc) +
+         ":d=4 -f lavfi -i sine=f=440:r=48000:d=4 -c:v libx264 -g 24 "
+         "-bf 3 -c:a aac '" +
+         src.string() + "'");
   // -ss with stream copy: an edit list that starts between keyframes (the frames before
   // it are decoded only as references).
   const fs::path cut = dir.path() / "ss_copy.mp4";
@@ -248,7 +257,8 @@ TEST_CASE("odd sizes, non-square pixels and rotation metadata are read on the gr
           "[unit][media][footage]") {
   TempDir dir;
   const fs::path odd = dir.path() / "odd_721x405.mkv";
-  Ffmpeg("-f lavfi -i testsrc2=s=722x406:r=25:d=1 -vf format=yuv444p,crop=721:405:0:0 -c:v ffv1 '" + odd.string() + "'");
+  Ffmpeg("-f lavfi -i testsrc2=s=722x406:r=25:d=1 -vf format=yuv444p,crop=721:405:0:0 -c:v ffv1 '" +
+         odd.string() + "'");
   VideoInfo o = CheckOnGrid(odd, dir.path());
   CHECK(o.width == 721);
   CHECK(o.height == 405);
@@ -270,8 +280,10 @@ TEST_CASE("a clip cut short in its last GOP delivers every frame before the cut"
   INFO("x264 " << bframes);
   const fs::path full = dir.path() / "full.ts";
   Ffmpeg(std::string(kSrc) + ":d=3 -c:v libx264 -g 24 " + bframes + " '" + full.string() + "'");
-  const std::string pos = Capture("ffprobe -v error -select_streams v -show_entries packet=pos "
-                                  "-of csv=p=0 '" + full.string() + "' | grep -o '[0-9]*' | sed -n '62p;63p'");
+  const std::string pos = Capture(
+      "ffprobe -v error -select_streams v -show_entries packet=pos "
+      "-of csv=p=0 '" +
+      full.string() + "' | grep -o '[0-9]*' | sed -n '62p;63p'");
   long long pos62 = 0;
   long long pos63 = 0;
   REQUIRE(std::sscanf(pos.c_str(), "%lld %lld", &pos62, &pos63) == 2);
@@ -289,7 +301,7 @@ TEST_CASE("a clip cut short in its last GOP delivers every frame before the cut"
   while (intact < reference.size() && reference[intact] == whole_file[intact]) ++intact;
   INFO("ffmpeg delivers " << reference.size() << " frames of the cut file, " << intact
                           << " intact");
-  REQUIRE(intact >= 48);  // the cut is in the last GOP
+  REQUIRE(intact >= 48);               // the cut is in the last GOP
   REQUIRE(intact < reference.size());  // and some frame of it is damaged
 
   auto info = ProbeVideo(clip.string());
@@ -339,15 +351,15 @@ TEST_CASE("a still image given as a movie and a movie given as a sequence are na
                  Catch::Contains("plate.####.png"));
   for (const char* n : {"1001", "1002"}) {
     REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=64x36:r=24:d=1 "
-                "-c:v libx264 '" + (dir.path() / (std::string("m.") + n + ".mp4")).string() +
-                "'") == 0);
+                "-c:v libx264 '" +
+                (dir.path() / (std::string("m.") + n + ".mp4")).string() + "'") == 0);
   }
   auto movies = ProbeImageSequence((dir.path() / "m.####.mp4").string());
   REQUIRE_FALSE(movies.ok());
   CHECK(movies.status().code() == absl::StatusCode::kFailedPrecondition);
-  CHECK_THAT(std::string(movies.status().message()),
-             Catch::Contains("m.1001.mp4' is a movie") &&
-                 Catch::Contains("without a frame pattern"));
+  CHECK_THAT(
+      std::string(movies.status().message()),
+      Catch::Contains("m.1001.mp4' is a movie") && Catch::Contains("without a frame pattern"));
 }
 
 }  // namespace reelfarm::media

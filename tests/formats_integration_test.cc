@@ -43,8 +43,8 @@ int64_t SubmitAndWait(Farm& farm, const v1::JobSpec& spec) {
 }
 
 std::string Probe(const fs::path& path, const std::string& what) {
-  return testing::Capture("ffprobe -v error " + what + " -of default=nw=1:nk=1 '" +
-                          path.string() + "'");
+  return testing::Capture("ffprobe -v error " + what + " -of default=nw=1:nk=1 '" + path.string() +
+                          "'");
 }
 
 }  // namespace
@@ -70,8 +70,9 @@ TEST_CASE("a chunked ProRes job equals a single-task job and keeps colour, audio
   const fs::path chunked = farm.storage() / "renders/chunked.mov";
   const fs::path single = farm.storage() / "renders/single.mov";
 
-  CHECK(Probe(chunked, "-select_streams v:0 -show_entries stream=codec_name,profile,width,"
-                       "height,color_space,color_transfer,color_primaries") ==
+  CHECK(Probe(chunked,
+              "-select_streams v:0 -show_entries stream=codec_name,profile,width,"
+              "height,color_space,color_transfer,color_primaries") ==
         "prores\n4444\n640\n360\nbt709\nbt709\nbt709\n");
   CHECK(Probe(chunked, "-select_streams a:0 -show_entries stream=codec_name") == "aac\n");
   CHECK(Probe(chunked, "-select_streams v:0 -show_entries stream_tags=timecode") ==
@@ -103,8 +104,7 @@ TEST_CASE("a chunked ProRes job equals a single-task job and keeps colour, audio
   }
 }
 
-TEST_CASE("an EXR sequence job publishes numbered frames and a sidecar",
-          "[integration][formats]") {
+TEST_CASE("an EXR sequence job publishes numbered frames and a sidecar", "[integration][formats]") {
   testing::TempDir dir;
   Farm farm(dir.path() / "farm");
   testing::MakeTestClip(farm.storage() / "plates/sh040.mp4", 320, 180, 20);
@@ -158,8 +158,7 @@ TEST_CASE("a 16-bit PNG sequence keeps its frame numbers and gaps are refused na
   farm.StartWorker("w1");
   farm.WaitForWorkers(1);
 
-  v1::JobSpec spec =
-      Spec("plates/sh050/sh050.####.png", "renders/sh050/sh050.####.png", 3);
+  v1::JobSpec spec = Spec("plates/sh050/sh050.####.png", "renders/sh050/sh050.####.png", 3);
   spec.mutable_upscale()->set_first_frame(1003);
   spec.mutable_upscale()->set_last_frame(1010);
   SubmitAndWait(farm, spec);
@@ -184,8 +183,8 @@ TEST_CASE("a 16-bit PNG sequence keeps its frame numbers and gaps are refused na
   fs::remove(plates / "sh050.1005.png");
   fs::remove(plates / "sh050.1006.png");
   v1::SubmitJobResponse resp;
-  grpc::Status st = farm.Submit(
-      Spec("plates/sh050/sh050.####.png", "renders/gap/gap.####.exr", 4), &resp);
+  grpc::Status st =
+      farm.Submit(Spec("plates/sh050/sh050.####.png", "renders/gap/gap.####.exr", 4), &resp);
   CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
   CHECK_THAT(st.error_message(), Catch::Contains("upscale.input 'plates/sh050/sh050.####.png'") &&
                                      Catch::Contains("1005-1006"));

@@ -28,7 +28,6 @@ using testing::Psnr;
 using testing::Run;
 using testing::TempDir;
 
-
 void WriteAll(FrameSink* sink, const std::vector<Frame>& frames, size_t begin, size_t end) {
   for (size_t i = begin; i < end; ++i) {
     absl::Status st = sink->Write(frames[i]);
@@ -106,8 +105,7 @@ TEST_CASE("Movie codecs write their format and keep the pictures", "[unit][media
   for (const MovieCase& c : cases) {
     DYNAMIC_SECTION(c.codec) {
       const fs::path out = dir.path() / c.file;
-      auto sink =
-          OpenMovieSink(out.string(), MovieOptions(c.file, c.codec, c.pix_fmt, 320, 180));
+      auto sink = OpenMovieSink(out.string(), MovieOptions(c.file, c.codec, c.pix_fmt, 320, 180));
       INFO(sink.status().ToString());
       REQUIRE(sink.ok());
       WriteAll(sink->get(), frames, 0, frames.size());
@@ -129,8 +127,7 @@ TEST_CASE("Movie codecs write their format and keep the pictures", "[unit][media
 
 // Segments encoded apart and joined by stream copy decode to the same pictures as one
 // encode of all frames: exactly for intra-only and lossless codecs.
-TEST_CASE("Chunked segments equal one encode after stream-copy concat",
-          "[unit][media][formats]") {
+TEST_CASE("Chunked segments equal one encode after stream-copy concat", "[unit][media][formats]") {
   struct Case {
     const char* file;
     const char* codec;
@@ -184,9 +181,9 @@ TEST_CASE("Chunked segments equal one encode after stream-copy concat",
         }
       }
       // Timestamps continue across the seams: 13 frames at 24 fps.
-      const double duration = std::stod(
-          "0" + Capture("ffprobe -v error -show_entries format=duration -of csv=p=0 '" +
-                        joined.string() + "'"));
+      const double duration =
+          std::stod("0" + Capture("ffprobe -v error -show_entries format=duration -of csv=p=0 '" +
+                                  joined.string() + "'"));
       CHECK(std::abs(duration - 13.0 / 24.0) < 0.01);
     }
   }
@@ -194,8 +191,8 @@ TEST_CASE("Chunked segments equal one encode after stream-copy concat",
 
 // Raw 16-bit RGB of an image file, as the ffmpeg tool decodes it.
 std::vector<uint16_t> DecodeRgb48(const fs::path& path) {
-  const std::string raw = Capture("ffmpeg -nostdin -v error -i '" + path.string() +
-                                  "' -f rawvideo -pix_fmt rgb48le -");
+  const std::string raw =
+      Capture("ffmpeg -nostdin -v error -i '" + path.string() + "' -f rawvideo -pix_fmt rgb48le -");
   std::vector<uint16_t> out(raw.size() / 2);
   std::memcpy(out.data(), raw.data(), out.size() * 2);
   return out;
@@ -301,7 +298,8 @@ TEST_CASE("16-bit PNG goes through a float frame and back without losing a bit",
   const fs::path in = dir.path() / "in.png";
   REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=96x54 -frames:v 1 "
               "-vf \"format=rgb48le,geq=r='X*687+Y*3':g='Y*1213+X':b='65535-X*600-Y*7'\" "
-              "-pix_fmt rgb48be '" + in.string() + "'") == 0);
+              "-pix_fmt rgb48be '" +
+              in.string() + "'") == 0);
   REQUIRE(Probe(in, "pix_fmt") == "rgb48be\n");
   const auto source = DecodeRgb48(in);
   REQUIRE(source.size() == 3u * 96 * 54);
@@ -337,7 +335,8 @@ TEST_CASE("Colour tags and audio are carried into the output", "[unit][media][fo
               "-i sine=f=440:r=48000 -frames:v 24 -t 1 -c:v libx264 "
               "-vf scale=out_color_matrix=bt709:out_range=tv,format=yuv420p "
               "-color_primaries bt709 -color_trc bt709 -colorspace bt709 -color_range tv "
-              "-timecode 01:02:03:04 -c:a aac -shortest '" + clip.string() + "'") == 0);
+              "-timecode 01:02:03:04 -c:a aac -shortest '" +
+              clip.string() + "'") == 0);
   auto info = ProbeVideo(clip.string());
   INFO(info.status().ToString());
   REQUIRE(info.ok());
@@ -364,11 +363,14 @@ TEST_CASE("Colour tags and audio are carried into the output", "[unit][media][fo
   REQUIRE(st.ok());
   CHECK(Probe(out, "color_primaries,color_transfer,color_space,color_range") ==
         "tv\nbt709\nbt709\nbt709\n");
-  const std::string audio = Capture("ffprobe -v error -select_streams a:0 -show_entries "
-                                    "stream=codec_name -of csv=p=0 '" + out.string() + "'");
+  const std::string audio = Capture(
+      "ffprobe -v error -select_streams a:0 -show_entries "
+      "stream=codec_name -of csv=p=0 '" +
+      out.string() + "'");
   CHECK(audio == "aac\n");
   CHECK(Capture("ffprobe -v error -select_streams v:0 -show_entries stream_tags=timecode "
-                "-of csv=p=0 '" + out.string() + "'") == "01:02:03:10\n");
+                "-of csv=p=0 '" +
+                out.string() + "'") == "01:02:03:10\n");
   auto read = ReadTimecode(out.string());
   REQUIRE(read.ok());
   CHECK(*read == "01:02:03:10");

@@ -48,10 +48,10 @@ struct GenFarm {
     std::ofstream(manifest) << json;
     fs::copy_file(dir.path() / "models/latent4/denoiser.pt",
                   dir.path() / "models/latent4/decoder.pt");
-    farm = std::make_unique<Farm>(dir.path() / "farm",
-                                  std::vector<std::string>{"--model-path", models,
-                                                           "--max-generate-steps", "50",
-                                                           "--max-tasks-per-job", "10"});
+    farm = std::make_unique<Farm>(
+        dir.path() / "farm",
+        std::vector<std::string>{"--model-path", models, "--max-generate-steps", "50",
+                                 "--max-tasks-per-job", "10"});
     for (int i = 1; i <= workers; ++i) {
       farm->StartWorker("w" + std::to_string(i), {"--model-path", models});
     }
@@ -242,8 +242,9 @@ TEST_CASE("reelctl submit generate runs a wedge of seeds, a job file chains it i
   const std::string ctl = f.farm->Reelctl();
   int status = 0;
   std::string out = testing::Capture(
-      ctl + " submit generate --model tiny --prompt 'red circle moving right' --seeds 1-3 "
-            "--frames 4 --size 32x24 --steps 4 --output gen/cli.####.png --watch 2>&1",
+      ctl +
+          " submit generate --model tiny --prompt 'red circle moving right' --seeds 1-3 "
+          "--frames 4 --size 32x24 --steps 4 --output gen/cli.####.png --watch 2>&1",
       &status);
   INFO(out);
   CHECK(status == 0);
@@ -254,8 +255,9 @@ TEST_CASE("reelctl submit generate runs a wedge of seeds, a job file chains it i
     CHECK(Frames(*f.farm, pattern).size() == 4);
   }
   // Bad input comes back as the server's message and exit code 2.
-  out = testing::Capture(ctl + " submit generate --model tiny --seeds 1 --size 33x24 "
-                               "--output gen/bad.####.png 2>&1",
+  out = testing::Capture(ctl +
+                             " submit generate --model tiny --seeds 1 --size 33x24 "
+                             "--output gen/bad.####.png 2>&1",
                          &status);
   CHECK(status != 0);
   CHECK_THAT(out, Catch::Contains("generate.width") && Catch::Contains("stride 8"));

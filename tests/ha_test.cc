@@ -45,8 +45,8 @@ int CountTasks(const v1::Job& job, v1::TaskState state) {
 // GetJob on one server, as a client that does not follow the leader.
 grpc::Status GetJobFrom(const std::string& address, int64_t id, grpc::ClientContext* ctx,
                         v1::Job* job) {
-  auto stub = v1::JobService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::JobService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::GetJobRequest req;
   req.set_job_id(id);
@@ -81,17 +81,17 @@ TEST_CASE("a standby takes over within 15 s when the leader is SIGKILLed mid-job
     v1::Job job;
     const grpc::Status st = GetJobFrom(farm.standby_address(), a.job_id(), &ctx, &job);
     CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
-    CHECK_THAT(st.error_message(), Catch::Contains("standby") &&
-                                       Catch::Contains("'" + farm.address() + "'"));
+    CHECK_THAT(st.error_message(),
+               Catch::Contains("standby") && Catch::Contains("'" + farm.address() + "'"));
     CHECK(Trailer(ctx, "reelfarm-leader") == farm.address());
   }
   // reelctl given the standby first goes to the leader it names.
   {
     int status = 0;
-    const std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --insecure --server " +
-                                                 farm.standby_address() + "," + farm.address() +
-                                                 " --json get " + std::to_string(a.job_id()),
-                                             &status);
+    const std::string out = testing::Capture(
+        std::string(REELFARM_REELCTL_BIN) + " --insecure --server " + farm.standby_address() + "," +
+            farm.address() + " --json get " + std::to_string(a.job_id()),
+        &status);
     INFO(out);
     CHECK(status == 0);
     CHECK_THAT(out, Catch::Contains("plates/a.mp4"));
@@ -101,9 +101,9 @@ TEST_CASE("a standby takes over within 15 s when the leader is SIGKILLed mid-job
   std::string watch_out;
   std::thread watcher([&] {
     watch_out = testing::Capture("timeout 180 " + std::string(REELFARM_REELCTL_BIN) +
-                                     " --insecure --server " +
-                                     farm.address() + "," + farm.standby_address() +
-                                     " watch " + std::to_string(a.job_id()) + " 2>&1",
+                                     " --insecure --server " + farm.address() + "," +
+                                     farm.standby_address() + " watch " +
+                                     std::to_string(a.job_id()) + " 2>&1",
                                  &watch_status);
   });
   struct JoinAtExit {
@@ -141,8 +141,7 @@ TEST_CASE("a standby takes over within 15 s when the leader is SIGKILLed mid-job
   INFO("takeover " << takeover_s << " s; last answer: " << st.error_message());
   REQUIRE(st.ok());
   CHECK(takeover_s < 15.0);
-  std::printf("failover: the standby served %.2f s after the leader was SIGKILLed\n",
-              takeover_s);
+  std::printf("failover: the standby served %.2f s after the leader was SIGKILLed\n", takeover_s);
 
   const v1::Job done = farm.WaitForJob(a.job_id());
   watcher.join();
@@ -155,18 +154,18 @@ TEST_CASE("a standby takes over within 15 s when the leader is SIGKILLed mid-job
   // reelctl given the dead leader first passes on to the new one.
   {
     int status = 0;
-    const std::string out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --insecure --server " +
-                                                 farm.address() + "," + farm.standby_address() +
-                                                 " --json get " + std::to_string(a.job_id()),
-                                             &status);
+    const std::string out = testing::Capture(
+        std::string(REELFARM_REELCTL_BIN) + " --insecure --server " + farm.address() + "," +
+            farm.standby_address() + " --json get " + std::to_string(a.job_id()),
+        &status);
     INFO(out);
     CHECK(status == 0);
     CHECK_THAT(out, Catch::Contains("SUCCEEDED"));
   }
   CHECK_THAT(farm.StandbyLog(), Catch::Contains("leading epoch=2"));
   // Complete: every frame, decodable, each close to its own source frame.
-  testing::CheckUpscaledClip(farm.storage() / "plates/a.mp4", farm.storage() / "renders/a.mp4",
-                             80, "scale=640:360:flags=bicubic", 35.0);
+  testing::CheckUpscaledClip(farm.storage() / "plates/a.mp4", farm.storage() / "renders/a.mp4", 80,
+                             "scale=640:360:flags=bicubic", 35.0);
   // No chunk committed twice: 41 transitions to SUCCEEDED, one per task, under leases
   // of both epochs (the old leader's honoured after the takeover, and the new one's).
   CHECK(testing::PostgresQuery(url, "SELECT COUNT(*) FROM task_commits") == "41");
@@ -259,8 +258,8 @@ TEST_CASE("a server whose database goes away refuses writes and recovers when it
   CHECK(ja.state() == v1::JOB_STATE_SUCCEEDED);
   CHECK(ja.tasks_size() == 3);
   CHECK(CountTasks(ja, v1::TASK_STATE_SUCCEEDED) == 3);
-  testing::CheckUpscaledClip(farm.storage() / "plates/b.mp4", farm.storage() / "renders/b.mp4",
-                             24, "scale=640:360:flags=bicubic", 35.0);
+  testing::CheckUpscaledClip(farm.storage() / "plates/b.mp4", farm.storage() / "renders/b.mp4", 24,
+                             "scale=640:360:flags=bicubic", 35.0);
   CHECK_THAT(farm.ServerLog(), Catch::Contains("stepping down from epoch 1"));
 }
 
@@ -303,8 +302,7 @@ TEST_CASE("a stalled leader is replaced, and once it wakes it changes nothing",
     req.set_job_id(a.job_id());
     v1::Job job;
     st = stub->CancelJob(&ctx, req, &job);
-    INFO("cancel sent to the deposed leader: " << st.error_code() << " "
-                                                  << st.error_message());
+    INFO("cancel sent to the deposed leader: " << st.error_code() << " " << st.error_message());
     // Refused: UNAVAILABLE, or CANCELLED when the call meets the server stepping down
     // (gRPC's answer to a call cut by a shutdown); the state check below shows that
     // nothing changed either way.
@@ -312,9 +310,8 @@ TEST_CASE("a stalled leader is replaced, and once it wakes it changes nothing",
            st.error_code() == grpc::StatusCode::CANCELLED));
   }
   // It steps down; the new leader's state is untouched.
-  for (int i = 0; i < 100 && farm.ServerLog().find("stepping down from epoch 1") ==
-                                  std::string::npos;
-       ++i) {
+  for (int i = 0;
+       i < 100 && farm.ServerLog().find("stepping down from epoch 1") == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   CHECK_THAT(farm.ServerLog(), Catch::Contains("stepping down from epoch 1"));
@@ -322,7 +319,7 @@ TEST_CASE("a stalled leader is replaced, and once it wakes it changes nothing",
   v1::Job job;
   REQUIRE(GetJobFrom(farm.standby_address(), a.job_id(), &ctx, &job).ok());
   CHECK(job.state() == v1::JOB_STATE_QUEUED);
-  CHECK(testing::PostgresQuery(url, "SELECT state FROM jobs WHERE id = " +
-                                        std::to_string(a.job_id())) == "1");
+  CHECK(testing::PostgresQuery(
+            url, "SELECT state FROM jobs WHERE id = " + std::to_string(a.job_id())) == "1");
   CHECK(testing::PostgresQuery(url, "SELECT epoch FROM leadership") == "2");
 }

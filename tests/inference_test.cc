@@ -96,8 +96,7 @@ TEST_CASE("a model's output is clamped to [0, 1] and NaN becomes 0", "[unit][inf
   CHECK(y->max().item<float>() <= 1.0f);
 }
 
-TEST_CASE("UpscaleInto writes the model's result into the caller's buffer",
-          "[unit][inference]") {
+TEST_CASE("UpscaleInto writes the model's result into the caller's buffer", "[unit][inference]") {
   c10::InferenceMode guard;
   testing::TempDir dir;
   testing::WriteNearestX2Model(dir.path(), "nearest2x");
@@ -248,8 +247,7 @@ TEST_CASE("TileForMemory takes the largest tile whose batch fits half the free m
   auto free = inference::FreeDeviceMemory("cpu");
   REQUIRE(free.ok());
   CHECK(*free > 0);
-  CHECK(inference::FreeDeviceMemory("tpu:3").status().code() ==
-        absl::StatusCode::kInvalidArgument);
+  CHECK(inference::FreeDeviceMemory("tpu:3").status().code() == absl::StatusCode::kInvalidArgument);
 }
 
 TEST_CASE("a manifest without a tile gets one from free memory, and it is used",
@@ -261,8 +259,8 @@ TEST_CASE("a manifest without a tile gets one from free memory, and it is used",
   // About 40x40 input pixels' worth of half the free memory per pixel: a 32-pixel tile,
   // unless free memory moves by a third before the model loads.
   const int64_t per_pixel = *free / 2 / (40 * 40);
-  testing::WriteFailsOnWideFramesModel(
-      dir.path(), "narrow", "\"tile_memory_per_pixel\": " + std::to_string(per_pixel));
+  testing::WriteFailsOnWideFramesModel(dir.path(), "narrow",
+                                       "\"tile_memory_per_pixel\": " + std::to_string(per_pixel));
   testing::WriteFailsOnWideFramesModel(dir.path(), "whole");
   testing::WriteFailsOnWideFramesModel(dir.path(), "roomy", "\"tile_memory_per_pixel\": 4");
   auto narrow = inference::LoadModel("narrow", 2, {dir.path().string()}, "cpu");

@@ -44,8 +44,7 @@ TEST_CASE("an upscale job runs end to end on two workers", "[integration]") {
   farm.WaitForWorkers(2);
 
   v1::SubmitJobResponse resp;
-  grpc::Status st = farm.Submit(UpscaleSpec("plates/sh010.mp4", "renders/sh010_x2.mp4", 24),
-                                &resp);
+  grpc::Status st = farm.Submit(UpscaleSpec("plates/sh010.mp4", "renders/sh010_x2.mp4", 24), &resp);
   REQUIRE(st.ok());
   CHECK(resp.job().tasks_total() == 5);  // 4 chunks + assemble
   CHECK(resp.job().input_info().frame_count() == 96);
@@ -56,9 +55,8 @@ TEST_CASE("an upscale job runs end to end on two workers", "[integration]") {
   CHECK(job.tasks_done() == 5);
   CHECK(ChunkWorkers(job) == std::set<std::string>{"w1", "w2"});
 
-  CheckUpscaledClip(farm.storage() / "plates/sh010.mp4",
-                    farm.storage() / "renders/sh010_x2.mp4", 96,
-                    "scale=640:360:flags=bicubic", 35.0);
+  CheckUpscaledClip(farm.storage() / "plates/sh010.mp4", farm.storage() / "renders/sh010_x2.mp4",
+                    96, "scale=640:360:flags=bicubic", 35.0);
 
   // Provenance sidecar, and no debris left behind.
   std::ifstream side(farm.storage() / "renders/sh010_x2.mp4.json");
@@ -76,15 +74,13 @@ TEST_CASE("an upscale job runs end to end on two workers", "[integration]") {
 
   SECTION("a TorchScript model package runs through the same farm") {
     v1::SubmitJobResponse r2;
-    REQUIRE(farm.Submit(UpscaleSpec("plates/sh010.mp4", "renders/sh010_nn.mp4", 48,
-                                    "nearest2x"),
-                        &r2)
-                .ok());
+    REQUIRE(
+        farm.Submit(UpscaleSpec("plates/sh010.mp4", "renders/sh010_nn.mp4", 48, "nearest2x"), &r2)
+            .ok());
     v1::Job j2 = farm.WaitForJob(r2.job_id());
     REQUIRE(j2.state() == v1::JOB_STATE_SUCCEEDED);
-    CheckUpscaledClip(farm.storage() / "plates/sh010.mp4",
-                      farm.storage() / "renders/sh010_nn.mp4", 96,
-                      "scale=640:360:flags=neighbor", 30.0);
+    CheckUpscaledClip(farm.storage() / "plates/sh010.mp4", farm.storage() / "renders/sh010_nn.mp4",
+                      96, "scale=640:360:flags=neighbor", 30.0);
     std::ifstream side2(farm.storage() / "renders/sh010_nn.mp4.json");
     nlohmann::json p2 = nlohmann::json::parse(side2);
     CHECK(p2["model"]["digest"].get<std::string>().rfind("sha256:", 0) == 0);
@@ -101,8 +97,7 @@ TEST_CASE("a worker killed while it holds a lease costs only its chunk", "[integ
   farm.WaitForWorkers(2);
 
   v1::SubmitJobResponse resp;
-  REQUIRE(farm.Submit(UpscaleSpec("plates/sh020.mp4", "renders/sh020_x2.mp4", 12), &resp)
-              .ok());
+  REQUIRE(farm.Submit(UpscaleSpec("plates/sh020.mp4", "renders/sh020_x2.mp4", 12), &resp).ok());
   // Wait until w1 is part-way through a chunk, then SIGKILL it.
   int victim = -1;
   for (int i = 0; i < 600 && victim < 0; ++i) {
@@ -126,9 +121,8 @@ TEST_CASE("a worker killed while it holds a lease costs only its chunk", "[integ
   REQUIRE(t.workers_size() >= 2);
   CHECK(t.workers(0) == "w1");
   CHECK(t.workers(t.workers_size() - 1) == "w2");
-  CheckUpscaledClip(farm.storage() / "plates/sh020.mp4",
-                    farm.storage() / "renders/sh020_x2.mp4", 96,
-                    "scale=640:360:flags=bicubic", 35.0);
+  CheckUpscaledClip(farm.storage() / "plates/sh020.mp4", farm.storage() / "renders/sh020_x2.mp4",
+                    96, "scale=640:360:flags=bicubic", 35.0);
 }
 
 // Bad input: one farm (no workers needed) answers every class with its code and a
@@ -170,13 +164,13 @@ void ExpectRefused(const v1::JobSpec& spec, grpc::StatusCode code, const std::st
 TEST_CASE("bad specs are INVALID_ARGUMENT naming the field", "[integration][validation]") {
   ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mp4", 24, "bicubic", 5),
                 grpc::StatusCode::INVALID_ARGUMENT, "upscale.scale is 5");
-  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mp4", 0),
-                grpc::StatusCode::INVALID_ARGUMENT, "upscale.chunk_frames is 0");
-  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mp4", -3),
-                grpc::StatusCode::INVALID_ARGUMENT, "upscale.chunk_frames is -3");
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mp4", 0), grpc::StatusCode::INVALID_ARGUMENT,
+                "upscale.chunk_frames is 0");
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mp4", -3), grpc::StatusCode::INVALID_ARGUMENT,
+                "upscale.chunk_frames is -3");
   ExpectRefused(v1::JobSpec(), grpc::StatusCode::INVALID_ARGUMENT, "spec is empty");
-  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mkv", 24),
-                grpc::StatusCode::INVALID_ARGUMENT, "upscale.output");
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mkv", 24), grpc::StatusCode::INVALID_ARGUMENT,
+                "upscale.output");
   v1::JobSpec prores_in_mp4 = UpscaleSpec("plates/good.mp4", "out/a.mp4", 24);
   prores_in_mp4.mutable_upscale()->mutable_format()->set_codec("prores_4444");
   ExpectRefused(prores_in_mp4, grpc::StatusCode::INVALID_ARGUMENT,
@@ -186,8 +180,8 @@ TEST_CASE("bad specs are INVALID_ARGUMENT naming the field", "[integration][vali
   bad_pix_fmt.mutable_upscale()->mutable_format()->set_pix_fmt("yuv420p");
   ExpectRefused(bad_pix_fmt, grpc::StatusCode::INVALID_ARGUMENT,
                 "upscale.format.pix_fmt is 'yuv420p'");
-  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.exr", 24),
-                grpc::StatusCode::INVALID_ARGUMENT, "####");
+  ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.exr", 24), grpc::StatusCode::INVALID_ARGUMENT,
+                "####");
   v1::JobSpec past_end = UpscaleSpec("plates/good.mp4", "out/a.mp4", 24);
   past_end.mutable_upscale()->set_first_frame(10);
   past_end.mutable_upscale()->set_last_frame(100000);
@@ -196,8 +190,8 @@ TEST_CASE("bad specs are INVALID_ARGUMENT naming the field", "[integration][vali
 }
 
 TEST_CASE("a missing input or model is NOT_FOUND naming it", "[integration][validation]") {
-  ExpectRefused(UpscaleSpec("plates/missing.mp4", "out/a.mp4", 24),
-                grpc::StatusCode::NOT_FOUND, "upscale.input 'plates/missing.mp4'");
+  ExpectRefused(UpscaleSpec("plates/missing.mp4", "out/a.mp4", 24), grpc::StatusCode::NOT_FOUND,
+                "upscale.input 'plates/missing.mp4'");
   ExpectRefused(UpscaleSpec("plates/good.mp4", "out/a.mp4", 24, "esrgan-nope"),
                 grpc::StatusCode::NOT_FOUND, "upscale.model 'esrgan-nope'");
 }
@@ -213,8 +207,8 @@ TEST_CASE("an input that is not a readable video is FAILED_PRECONDITION",
 }
 
 TEST_CASE("paths outside the storage root are PERMISSION_DENIED", "[integration][validation]") {
-  ExpectRefused(UpscaleSpec("/etc/passwd", "out/a.mp4", 24),
-                grpc::StatusCode::PERMISSION_DENIED, "upscale.input '/etc/passwd'");
+  ExpectRefused(UpscaleSpec("/etc/passwd", "out/a.mp4", 24), grpc::StatusCode::PERMISSION_DENIED,
+                "upscale.input '/etc/passwd'");
   ExpectRefused(UpscaleSpec("plates/../../secret.mp4", "out/a.mp4", 24),
                 grpc::StatusCode::PERMISSION_DENIED, "upscale.input");
   ExpectRefused(UpscaleSpec("plates/good.mp4", "../escape.mp4", 24),
@@ -233,18 +227,14 @@ TEST_CASE("reelctl reports a refused submit with its code and exit status 4",
   CHECK(out.find("PERMISSION_DENIED") != std::string::npos);
   CHECK(out.find("upscale.input") != std::string::npos);
   // A usage error is exit status 2.
-  testing::Capture(std::string(REELFARM_REELCTL_BIN) + " submit upscale --scale 2 2>&1",
-                   &status);
+  testing::Capture(std::string(REELFARM_REELCTL_BIN) + " submit upscale --scale 2 2>&1", &status);
   CHECK(status == 2);
   // An unreachable server is exit status 3.
-  testing::Capture(std::string(REELFARM_REELCTL_BIN) +
-                       " --server 127.0.0.1:1 list 2>&1",
-                   &status);
+  testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --server 127.0.0.1:1 list 2>&1", &status);
   CHECK(status == 3);
 }
 
-TEST_CASE("reelctl chains a job onto another job's output with --depends-on",
-          "[integration]") {
+TEST_CASE("reelctl chains a job onto another job's output with --depends-on", "[integration]") {
   testing::TempDir dir;
   Farm farm(dir.path() / "farm");
   testing::MakeTestClip(farm.storage() / "plates/small.mp4", 160, 90, 24);
@@ -252,16 +242,18 @@ TEST_CASE("reelctl chains a job onto another job's output with --depends-on",
   int status = 0;
   // The first job: 160x90 -> 320x180, paused (before any worker is there to finish it)
   // so that the second is submitted while the first's output does not exist yet.
-  std::string out = testing::Capture(
-      ctl + " --json submit upscale --input plates/small.mp4 --output stage1/x2.mp4 "
-            "--scale 2 --chunk 12",
-      &status);
+  std::string out =
+      testing::Capture(ctl +
+                           " --json submit upscale --input plates/small.mp4 --output stage1/x2.mp4 "
+                           "--scale 2 --chunk 12",
+                       &status);
   REQUIRE(status == 0);
   const int64_t first = std::stoll(nlohmann::json::parse(out)["jobId"].get<std::string>());
   testing::Capture(ctl + " pause " + std::to_string(first), &status);
   REQUIRE(status == 0);
-  out = testing::Capture(ctl + " --json submit upscale --input stage1/x2.mp4 --output "
-                               "stage2/x4.mp4 --scale 2 --chunk 12 --depends-on " +
+  out = testing::Capture(ctl +
+                             " --json submit upscale --input stage1/x2.mp4 --output "
+                             "stage2/x4.mp4 --scale 2 --chunk 12 --depends-on " +
                              std::to_string(first),
                          &status);
   REQUIRE(status == 0);

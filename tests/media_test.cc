@@ -39,7 +39,6 @@ std::vector<uint8_t> ToRgb24(const Frame& frame) {
   return rgb;
 }
 
-
 // Each frame has index begin.. in order, matches the ffmpeg tool's decode of the same
 // frame to at least `min_psnr` dB.
 void CheckAgainstReference(const std::vector<Frame>& frames, int64_t begin,

@@ -62,7 +62,7 @@ TEST_CASE("the model stage gives each frame the model's result, one at a time or
   c10::InferenceMode guard;
   testing::TempDir dir;
   testing::WriteConvX2Model(dir.path(), "conv1");
-  testing::WriteConvX2Model(dir.path(), "conv3", "\"batch\": 3");  // same weights
+  testing::WriteConvX2Model(dir.path(), "conv3", "\"batch\": 3");    // same weights
   const std::vector<media::Frame> frames = RandomFrames(7, 20, 12);  // batches 3, 3, 1
   for (const char* name : {"bicubic", "conv1", "conv3"}) {
     INFO(name);

@@ -86,7 +86,6 @@ void CheckWithPromtool(const std::string& text, const fs::path& scratch) {
   CHECK(status == 0);
 }
 
-
 grpc::health::v1::HealthCheckResponse::ServingStatus CheckHealth(const std::string& address,
                                                                  const std::string& service,
                                                                  grpc::Status* status) {
@@ -117,8 +116,7 @@ TEST_CASE("after a job the server and worker /metrics count what the job did", "
             .error_code() == grpc::StatusCode::NOT_FOUND);
   {
     auto s = ParseMetrics(Farm::Scrape(farm.server_metrics_port()));
-    CHECK(Value(s, "reelfarm_tasks_queued", {{"pool", "default"}, {"project", "default"}}) ==
-          3);
+    CHECK(Value(s, "reelfarm_tasks_queued", {{"pool", "default"}, {"project", "default"}}) == 3);
     CHECK(Value(s, "reelfarm_tasks_running") == 0);
     CHECK(Value(s, "reelfarm_jobs_active", {{"project", "default"}}) == 1);
   }
@@ -130,8 +128,8 @@ TEST_CASE("after a job the server and worker /metrics count what the job did", "
   // w1 may finish the job before w2 has connected (a loaded machine): both count below.
   farm.WaitForWorkers(2);
   const fs::path out = farm.storage() / "renders/m_x2.mp4";
-  const double published = static_cast<double>(fs::file_size(out) +
-                                               fs::file_size(out.string() + ".json"));
+  const double published =
+      static_cast<double>(fs::file_size(out) + fs::file_size(out.string() + ".json"));
 
   {  // The server.
     const std::string text = Farm::Scrape(farm.server_metrics_port());
@@ -162,8 +160,7 @@ TEST_CASE("after a job the server and worker /metrics count what the job did", "
           1);
     CHECK(Value(s, "reelfarm_grpc_requests_total",
                 {{"method", "SubmitJob"}, {"code", "NOT_FOUND"}}) == 1);
-    CHECK(Value(s, "reelfarm_grpc_request_duration_seconds_count",
-                {{"method", "SubmitJob"}}) == 2);
+    CHECK(Value(s, "reelfarm_grpc_request_duration_seconds_count", {{"method", "SubmitJob"}}) == 2);
     // No job ids or paths in any label.
     for (const auto& sample : s) {
       for (const auto& [k, v] : sample.labels) {
@@ -189,21 +186,16 @@ TEST_CASE("after a job the server and worker /metrics count what the job did", "
     }
     CHECK(Value(all, "reelfarm_worker_frames_processed_total",
                 {{"model", "bicubic"}, {"device", "cpu"}}) == 48);
-    CHECK(Value(all, "reelfarm_worker_tasks_total", {{"kind", "chunk"}, {"result", "ok"}}) ==
-          2);
-    CHECK(Value(all, "reelfarm_worker_tasks_total", {{"kind", "assemble"}, {"result", "ok"}}) ==
-          1);
+    CHECK(Value(all, "reelfarm_worker_tasks_total", {{"kind", "chunk"}, {"result", "ok"}}) == 2);
+    CHECK(Value(all, "reelfarm_worker_tasks_total", {{"kind", "assemble"}, {"result", "ok"}}) == 1);
     CHECK(Value(all, "reelfarm_worker_tasks_total", {{"result", "failed"}}) == -1);
     for (const std::string stage : {"decode", "infer", "encode", "publish"}) {
       INFO("stage " << stage);
       CHECK(Value(all, "reelfarm_worker_stage_seconds_total", {{"stage", stage}}) > 0);
-      CHECK(Value(all, "reelfarm_worker_stage_duration_seconds_count", {{"stage", stage}}) ==
-            2);
+      CHECK(Value(all, "reelfarm_worker_stage_duration_seconds_count", {{"stage", stage}}) == 2);
     }
-    CHECK(Value(all, "reelfarm_worker_stage_duration_seconds_count", {{"stage", "assemble"}}) ==
-          1);
-    CHECK(Value(all, "reelfarm_worker_written_bytes_total", {{"kind", "assemble"}}) ==
-          published);
+    CHECK(Value(all, "reelfarm_worker_stage_duration_seconds_count", {{"stage", "assemble"}}) == 1);
+    CHECK(Value(all, "reelfarm_worker_written_bytes_total", {{"kind", "assemble"}}) == published);
     CHECK(Value(all, "reelfarm_worker_written_bytes_total", {{"kind", "chunk"}}) > 0);
   }
 }
@@ -241,14 +233,14 @@ TEST_CASE("a worker runs LibTorch's OpenMP threads with passive waits unless tol
   CHECK(job.state() == v1::JOB_STATE_SUCCEEDED);
 }
 
-TEST_CASE("the server answers the standard health and reflection services and workers "
-          "report not ready until their models are warm",
-          "[integration]") {
+TEST_CASE(
+    "the server answers the standard health and reflection services and workers "
+    "report not ready until their models are warm",
+    "[integration]") {
   testing::TempDir dir;
   Farm farm(dir.path() / "farm");
   grpc::Status st;
-  CHECK(CheckHealth(farm.address(), "", &st) ==
-        grpc::health::v1::HealthCheckResponse::SERVING);
+  CHECK(CheckHealth(farm.address(), "", &st) == grpc::health::v1::HealthCheckResponse::SERVING);
   CHECK(st.ok());
   CHECK(CheckHealth(farm.address(), "reelfarm.v1.JobService", &st) ==
         grpc::health::v1::HealthCheckResponse::SERVING);
@@ -259,8 +251,7 @@ TEST_CASE("the server answers the standard health and reflection services and wo
 
   // reelctl health: exit status 0 when SERVING, 3 when nothing answers.
   int status = -1;
-  std::string out = testing::Capture(farm.Reelctl() + " health 2>&1",
-                                     &status);
+  std::string out = testing::Capture(farm.Reelctl() + " health 2>&1", &status);
   CHECK(status == 0);
   CHECK(out.find("SERVING") != std::string::npos);
   testing::Capture(std::string(REELFARM_REELCTL_BIN) + " --server 127.0.0.1:1 health 2>&1",
@@ -304,11 +295,10 @@ TEST_CASE("the server answers the standard health and reflection services and wo
   // model), is not connected to the server meanwhile, then turns SERVING.
   farm.StartWorker("w1", {"--frame-delay-ms", "2000"});
   const std::string worker_health = "127.0.0.1:" + std::to_string(farm.WorkerHealthPort("w1"));
-  CHECK(CheckHealth(worker_health, "", &st) ==
-        grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  CHECK(CheckHealth(worker_health, "", &st) == grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   CHECK(st.ok());
-  CHECK(Value(ParseMetrics(Farm::Scrape(farm.WorkerMetricsPort("w1"))),
-              "reelfarm_worker_ready") == 0);
+  CHECK(Value(ParseMetrics(Farm::Scrape(farm.WorkerMetricsPort("w1"))), "reelfarm_worker_ready") ==
+        0);
   {
     grpc::ClientContext list_ctx;
     v1::ListWorkersResponse workers;
@@ -321,8 +311,8 @@ TEST_CASE("the server answers the standard health and reflection services and wo
     state = CheckHealth(worker_health, "", &st);
   }
   CHECK(state == grpc::health::v1::HealthCheckResponse::SERVING);
-  CHECK(Value(ParseMetrics(Farm::Scrape(farm.WorkerMetricsPort("w1"))),
-              "reelfarm_worker_ready") == 1);
+  CHECK(Value(ParseMetrics(Farm::Scrape(farm.WorkerMetricsPort("w1"))), "reelfarm_worker_ready") ==
+        1);
   farm.WaitForWorkers(1);
 }
 
@@ -337,13 +327,13 @@ TEST_CASE("reelctl logs shows a failed task's LibTorch error and logs can be JSO
   farm.WaitForWorkers(1);
 
   v1::SubmitJobResponse resp;
-  REQUIRE(farm.Submit(testing::UpscaleSpec("plates/l.mp4", "renders/l_x2.mp4", 12, "widefail"), &resp)
-              .ok());
+  REQUIRE(
+      farm.Submit(testing::UpscaleSpec("plates/l.mp4", "renders/l_x2.mp4", 12, "widefail"), &resp)
+          .ok());
   v1::Job job = farm.WaitForJob(resp.job_id());
   REQUIRE(job.state() == v1::JOB_STATE_FAILED);
   const std::string id = std::to_string(resp.job_id());
-  const std::string reelctl =
-      farm.Reelctl() + " ";
+  const std::string reelctl = farm.Reelctl() + " ";
 
   int status = -1;
   std::string out = testing::Capture(reelctl + "logs " + id + " 2>&1", &status);
@@ -354,8 +344,8 @@ TEST_CASE("reelctl logs shows a failed task's LibTorch error and logs can be JSO
   CHECK(out.find("frame too wide for this test model") != std::string::npos);
 
   // One task; --follow on an ended job prints everything and returns.
-  std::string one = testing::Capture(
-      "timeout 30 " + reelctl + "logs " + id + " --task 0 --follow 2>&1", &status);
+  std::string one =
+      testing::Capture("timeout 30 " + reelctl + "logs " + id + " --task 0 --follow 2>&1", &status);
   CHECK(status == 0);
   CHECK(one.find("frame too wide for this test model") != std::string::npos);
   std::string none = testing::Capture(reelctl + "logs " + id + " --task 1 2>&1", &status);
@@ -375,14 +365,13 @@ TEST_CASE("reelctl logs shows a failed task's LibTorch error and logs can be JSO
   v1::SubmitJobResponse ok;
   REQUIRE(farm.Submit(testing::UpscaleSpec("plates/l.mp4", "renders/l_ok.mp4", 6), &ok).ok());
   const std::string ok_id = std::to_string(ok.job_id());
-  std::string followed = testing::Capture(
-      "timeout 60 " + reelctl + "logs " + ok_id + " --follow 2>&1", &status);
+  std::string followed =
+      testing::Capture("timeout 60 " + reelctl + "logs " + ok_id + " --follow 2>&1", &status);
   INFO("reelctl logs --follow: " << followed);
   CHECK(status == 0);
   CHECK(farm.Get(ok.job_id()).state() == v1::JOB_STATE_SUCCEEDED);
   for (int t = 0; t < 3; ++t) {
-    CHECK(followed.find("[task " + std::to_string(t) + "] [w1 attempt 1]") !=
-          std::string::npos);
+    CHECK(followed.find("[task " + std::to_string(t) + "] [w1 attempt 1]") != std::string::npos);
     CHECK(followed.find("task done job=" + ok_id + " task=" + std::to_string(t)) !=
           std::string::npos);
   }

@@ -41,8 +41,11 @@ std::string Raw16(const fs::path& file) {
 void MakeSequence(const fs::path& folder, int frames) {
   fs::create_directories(folder);
   REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=64x36:r=24 "
-                       "-frames:v " + std::to_string(frames) + " -pix_fmt rgb48be "
-                       "-start_number 1001 '" + (folder / "p.%04d.png").string() + "'") == 0);
+                       "-frames:v " +
+                       std::to_string(frames) +
+                       " -pix_fmt rgb48be "
+                       "-start_number 1001 '" +
+                       (folder / "p.%04d.png").string() + "'") == 0);
 }
 
 }  // namespace
@@ -108,8 +111,8 @@ TEST_CASE("bad input met by a worker fails at once, naming file, frame and cause
   farm.WaitForWorkers(1);
 
   const std::vector<std::pair<int64_t, std::vector<std::string>>> expect = {
-      {shape, {"frame 1001", "model 'broken' returned shape [1, 3, 36, 64]",
-               "expected [1, 3, 72, 128]"}},
+      {shape,
+       {"frame 1001", "model 'broken' returned shape [1, 3, 36, 64]", "expected [1, 3, 72, 128]"}},
       {gap, {"plates/gap/p.1004.png", "frame 1004", "missing"}},
       {corrupt, {"plates/corrupt/p.1003.png", "frame 1003", "does not decode"}},
       {huge, {"plates/huge/p.1002.png", "8200x8", "limit of 8192x8192"}},

@@ -76,8 +76,7 @@ struct Farm {
 
 }  // namespace
 
-TEST_CASE("priority: higher first, and a change applies to the next leases",
-          "[unit][policy]") {
+TEST_CASE("priority: higher first, and a change applies to the next leases", "[unit][policy]") {
   Farm f;
   const int64_t low = f.Submit(Spec("a", 10), 3);
   const int64_t mid = f.Submit(Spec("a", 50), 3);
@@ -210,8 +209,7 @@ TEST_CASE("dependencies: a chain runs in order, and a failure fails what depends
   // A new job cannot depend on a failed or unknown one.
   JobSpec late = Spec("a");
   late.depends_on = {second};
-  CHECK(f.sched->Submit(late, Frames(1)).status().code() ==
-        absl::StatusCode::kFailedPrecondition);
+  CHECK(f.sched->Submit(late, Frames(1)).status().code() == absl::StatusCode::kFailedPrecondition);
   late.depends_on = {12345};
   CHECK(f.sched->Submit(late, Frames(1)).status().code() == absl::StatusCode::kNotFound);
 }
@@ -267,8 +265,7 @@ TEST_CASE("retries: on another worker, up to max_attempts", "[unit][policy]") {
   CHECK(v->job.state == JobState::kFailed);
   const Task& t = v->tasks[0];
   CHECK(t.workers == std::vector<std::string>{"w1", "w2", "w1"});
-  CHECK(t.errors ==
-        std::vector<std::string>{"CUDA out of memory", "I/O error", "I/O error again"});
+  CHECK(t.errors == std::vector<std::string>{"CUDA out of memory", "I/O error", "I/O error again"});
   // Retry gives the failed tasks a fresh budget and keeps their history.
   auto r = f.sched->Retry(id);
   REQUIRE(r.ok());
@@ -337,8 +334,7 @@ TEST_CASE("admission: queue limits per project and in total", "[unit][policy]") 
   f.Submit(Spec("b"), 8);  // 9 tasks: 20 queued in all
   auto over_farm = f.sched->Submit(Spec("c"), Frames(1));
   CHECK(over_farm.status().code() == absl::StatusCode::kResourceExhausted);
-  CHECK(over_farm.status().message().find("farm's queue limit of 20") !=
-        absl::string_view::npos);
+  CHECK(over_farm.status().message().find("farm's queue limit of 20") != absl::string_view::npos);
   // Leasing drains the queue and makes room again.
   f.sched->RegisterWorker(Worker("w", 2));
   REQUIRE(f.sched->LeaseNext("w"));
@@ -384,7 +380,6 @@ TEST_CASE("stats count queued and running tasks per project, and workers by stat
   CHECK(st.workers_draining == 1);
 }
 
-
 // Issue 16, item 4: a stalled worker got the assemble task back after each expired
 // lease (attempts 1, 2, 3 on the same worker) while another worker was idle.
 TEST_CASE("a task whose lease expired goes to another worker, the assemble task too",
@@ -407,8 +402,7 @@ TEST_CASE("a task whose lease expired goes to another worker, the assemble task 
   f.sched->Heartbeat("b", {});
   REQUIRE(f.sched->ExpireLeases().size() == 1);
   // a is alive again, but b can take the task: a is passed over, though asked first.
-  CHECK(f.sched->Heartbeat("a", {assemble->lease.id}) ==
-        std::vector<uint64_t>{assemble->lease.id});
+  CHECK(f.sched->Heartbeat("a", {assemble->lease.id}) == std::vector<uint64_t>{assemble->lease.id});
   CHECK_FALSE(f.sched->LeaseNext("a").has_value());
   auto again = f.sched->LeaseNext("b");
   REQUIRE(again);

@@ -56,7 +56,8 @@ struct AssemblyFixture {
   worker::TaskReport Run() {
     worker::TaskRunner runner(*storage, worker::PipelineOptions{});
     std::atomic<bool> cancelled{false};
-    return runner.Run(a, [](int64_t) {}, cancelled);
+    return runner.Run(
+        a, [](int64_t) {}, cancelled);
   }
 };
 
@@ -71,7 +72,8 @@ TEST_CASE("assembly joins only the segments its chunks published", "[integration
   const std::string good = second.string() + ".good";
   fs::copy_file(second, good);
   REQUIRE(testing::Run("ffmpeg -v error -f lavfi -i smptebars=s=128x72:r=24 -frames:v 12 "
-                       "-c:v libx264 -pix_fmt yuv420p -y " + second.string()) == 0);
+                       "-c:v libx264 -pix_fmt yuv420p -y " +
+                       second.string()) == 0);
   worker::TaskReport r = f.Run();
   CHECK_FALSE(r.ok);
   CHECK_FALSE(r.retryable);
@@ -97,6 +99,6 @@ TEST_CASE("assembly joins only the segments its chunks published", "[integration
   INFO(r.error);
   CHECK(r.ok);
   CHECK(*common::Sha256File(out) == sha);
-  CHECK(common::Storage::IsPublished(
-      f.dir.path() / common::Storage::JobStagingDir(7) / "a.mp4", out));
+  CHECK(common::Storage::IsPublished(f.dir.path() / common::Storage::JobStagingDir(7) / "a.mp4",
+                                     out));
 }

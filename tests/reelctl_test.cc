@@ -17,9 +17,7 @@ using testing::Farm;
 
 namespace {
 
-std::string Ctl(Farm& farm) {
-  return farm.Reelctl();
-}
+std::string Ctl(Farm& farm) { return farm.Reelctl(); }
 
 }  // namespace
 
@@ -74,16 +72,15 @@ jobs:
   CHECK(jobs[0]["spec"]["dependsOn"][0] == jobs[1]["id"]);
   CHECK(jobs[0]["state"] == "JOB_STATE_SUCCEEDED");
   CHECK(jobs[1]["spec"]["upscale"]["chunkFrames"] == 8);
-  out = testing::Capture(Ctl(farm) + " --json get " + jobs[1]["id"].get<std::string>(),
-                         &status);
+  out = testing::Capture(Ctl(farm) + " --json get " + jobs[1]["id"].get<std::string>(), &status);
   CHECK(status == 0);
   CHECK(nlohmann::json::parse(out)["tasks"].size() == 4);
   // The server address from a config file, and the models the workers offer.
   const fs::path config = dir.path() / "reelctl.yaml";
   std::ofstream(config) << "server: " << farm.address() << "\ntoken: t0ken\ninsecure: true\n";
-  out = testing::Capture("REELFARM_CONFIG=" + config.string() + " " +
-                             std::string(REELFARM_REELCTL_BIN) + " models",
-                         &status);
+  out = testing::Capture(
+      "REELFARM_CONFIG=" + config.string() + " " + std::string(REELFARM_REELCTL_BIN) + " models",
+      &status);
   CHECK(status == 0);
   CHECK(out.find("bicubic") != std::string::npos);
   CHECK(out.find("w1") != std::string::npos);
@@ -92,9 +89,8 @@ jobs:
                          &status);
   CHECK(nlohmann::json::parse(out)["bicubic"][0] == "w1");
   // $REELFARM_SERVER wins over the file.
-  testing::Capture("REELFARM_CONFIG=" + config.string() +
-                       " REELFARM_SERVER=127.0.0.1:1 " + std::string(REELFARM_REELCTL_BIN) +
-                       " list 2>&1",
+  testing::Capture("REELFARM_CONFIG=" + config.string() + " REELFARM_SERVER=127.0.0.1:1 " +
+                       std::string(REELFARM_REELCTL_BIN) + " list 2>&1",
                    &status);
   CHECK(status == 3);
   // A bad file is a usage error.
@@ -117,17 +113,16 @@ TEST_CASE("reelctl watch: bars on a terminal, plain lines in a pipe, exit 1 on f
   auto submit = [&](const std::string& output, const std::string& model) {
     std::string out = testing::Capture(Ctl(farm) +
                                            " --json submit upscale --input plates/w.mp4 "
-                                           "--output " + output + " --chunk 12 --model " +
-                                           model,
+                                           "--output " +
+                                           output + " --chunk 12 --model " + model,
                                        &status);
     REQUIRE(status == 0);
     return nlohmann::json::parse(out)["jobId"].get<std::string>();
   };
   // On a terminal (script(1) gives reelctl a pseudo-terminal): redrawn lines with bars.
   const std::string good = submit("renders/tty.mp4", "bicubic");
-  std::string tty = testing::Capture("script -qefc '" + Ctl(farm) + " watch " + good +
-                                         "' /dev/null",
-                                     &status);
+  std::string tty =
+      testing::Capture("script -qefc '" + Ctl(farm) + " watch " + good + "' /dev/null", &status);
   CHECK(status == 0);
   CHECK(tty.find("\033[K") != std::string::npos);
   CHECK(tty.find("[####################] 100.0%") != std::string::npos);

@@ -3,15 +3,15 @@
 // workers and reelctl.
 #include <catch2/catch.hpp>
 
-#include <sys/socket.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
-#include <mutex>
 #include <iterator>
+#include <mutex>
 #include <thread>
 
 #include <grpcpp/generic/generic_stub.h>
@@ -25,8 +25,8 @@
 
 namespace fs = std::filesystem;
 using namespace reelfarm;
-using testing::Farm;
 using nlohmann::json;
+using testing::Farm;
 
 namespace {
 
@@ -156,11 +156,11 @@ TEST_CASE("reelctl submit sends every flag of upscale and generate to the server
   CHECK(g["overwrite"] == true);
 
   // Out of range: refused with the range, nothing stored.
-  for (const char* bad : {"--priority 101", "--priority -1", "--max-attempts 0",
-                          "--max-attempts 11"}) {
-    out = Ctl(farm,
-              std::string("submit upscale --input plates/a.mp4 --output renders/b.mp4 ") + bad,
-              &status);
+  for (const char* bad :
+       {"--priority 101", "--priority -1", "--max-attempts 0", "--max-attempts 11"}) {
+    out =
+        Ctl(farm, std::string("submit upscale --input plates/a.mp4 --output renders/b.mp4 ") + bad,
+            &status);
     INFO(bad << ": " << out);
     CHECK(status == 4);
     CHECK(out.find("INVALID_ARGUMENT") != std::string::npos);
@@ -171,15 +171,17 @@ TEST_CASE("reelctl submit sends every flag of upscale and generate to the server
   CHECK(json::parse(out)["jobs"].size() == 2);
 }
 
-TEST_CASE("dry run in any position of submit validates and submits nothing", "[integration][safety]") {
+TEST_CASE("dry run in any position of submit validates and submits nothing",
+          "[integration][safety]") {
   testing::TempDir dir;
   testing::WriteFixtureDenoiser(dir.path() / "models", "tiny");
   Farm farm(dir.path() / "farm", {"--model-path", (dir.path() / "models").string()});
   testing::MakeTestClip(farm.storage() / "plates/a.mp4", 64, 36, 24);
   int status = -1;
   const std::string up = "upscale --input plates/a.mp4 --output renders/a.mp4 --chunk 12";
-  const std::string gen = "generate --model tiny --prompt x --size 16x16 --frames 2 "
-                          "--output gen/g.mov";
+  const std::string gen =
+      "generate --model tiny --prompt x --size 16x16 --frames 2 "
+      "--output gen/g.mov";
   for (const std::string& args :
        {"submit --dry-run " + up, "submit " + up + " --dry-run", "submit --dry-run " + gen,
         "submit " + gen + " --dry-run", "submit --dry-run --watch " + up}) {
@@ -378,8 +380,14 @@ TEST_CASE("names with control characters are refused at submit", "[integration][
       {"name", [](v1::JobSpec* s) { s->set_name("\x1b[2J\x1b[31mred"); }},
       {"project", [](v1::JobSpec* s) { s->set_project("p\rq"); }},
       {"requirements", [](v1::JobSpec* s) { (*s->mutable_requirements())["gpu"] = "a\x07"; }},
-      {"upscale.output", [](v1::JobSpec* s) { s->mutable_upscale()->set_output("r/\x1b]0;x\x07.mp4"); }},
-      {"name", [](v1::JobSpec* s) { s->set_name("csi \xc2\x9b" "31m"); }},
+      {"upscale.output",
+       [](v1::JobSpec* s) { s->mutable_upscale()->set_output("r/\x1b]0;x\x07.mp4"); }},
+      {"name",
+       [](v1::JobSpec* s) {
+         s->set_name(
+             "csi \xc2\x9b"
+             "31m");
+       }},
   };
   for (const Case& c : cases) {
     v1::JobSpec spec = Upscale("plates/a.mp4", "renders/a.mp4");
@@ -402,8 +410,9 @@ TEST_CASE("a call to a method the port does not serve is answered with a message
   Farm farm(dir.path() / "farm");
   auto channel = grpc::CreateChannel(farm.address(), grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
-  for (const std::string& method : {std::string("/no.such.Service/Method"),
-                                    std::string("/reelfarm.v1.JobService/S\xc3\xbc" "bmit")}) {
+  for (const std::string& method :
+       {std::string("/no.such.Service/Method"), std::string("/reelfarm.v1.JobService/S\xc3\xbc"
+                                                            "bmit")}) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     grpc::Slice slice(std::string("\x08\x01"));
@@ -412,13 +421,12 @@ TEST_CASE("a call to a method the port does not serve is answered with a message
     std::condition_variable cv;
     bool done = false;
     grpc::Status status;
-    stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
-                   [&](grpc::Status st) {
-                     std::lock_guard<std::mutex> lock(mu);
-                     status = st;
-                     done = true;
-                     cv.notify_one();
-                   });
+    stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status st) {
+      std::lock_guard<std::mutex> lock(mu);
+      status = st;
+      done = true;
+      cv.notify_one();
+    });
     std::unique_lock<std::mutex> lock(mu);
     cv.wait(lock, [&] { return done; });
     INFO(status.error_message());

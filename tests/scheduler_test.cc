@@ -211,13 +211,11 @@ TEST_CASE("a worker that disconnects releases its tasks at once", "[unit][schedu
   CHECK(view->tasks[0].state == TaskState::kPending);
   CHECK(view->tasks[1].state == TaskState::kPending);
   CHECK(view->tasks[0].error.find("disconnected") != std::string::npos);
-  CHECK(f.sched->Complete("w1", a->lease.id, Ok()).code() ==
-        absl::StatusCode::kFailedPrecondition);
+  CHECK(f.sched->Complete("w1", a->lease.id, Ok()).code() == absl::StatusCode::kFailedPrecondition);
   CHECK(f.sched->ListWorkers().empty());
 }
 
-TEST_CASE("retryable failures retry up to max_attempts, then the job fails",
-          "[unit][scheduler]") {
+TEST_CASE("retryable failures retry up to max_attempts, then the job fails", "[unit][scheduler]") {
   Fixture f;
   JobSpec spec = Spec(10);
   spec.max_attempts = 2;
@@ -274,8 +272,7 @@ TEST_CASE("cancel ends the job and revokes its leases", "[unit][scheduler]") {
   REQUIRE(c.ok());
   CHECK(c->job.state == JobState::kCancelled);
   CHECK(f.sched->TakeRevoked().size() == 1);
-  CHECK(f.sched->Complete("w1", a->lease.id, Ok()).code() ==
-        absl::StatusCode::kFailedPrecondition);
+  CHECK(f.sched->Complete("w1", a->lease.id, Ok()).code() == absl::StatusCode::kFailedPrecondition);
   CHECK_FALSE(f.sched->LeaseNext("w1"));
   CHECK(f.sched->Cancel(v->job.id).status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK(f.sched->Cancel(999).status().code() == absl::StatusCode::kNotFound);
@@ -341,8 +338,7 @@ TEST_CASE("a restarted scheduler reloads jobs and honours leases of returning wo
   CHECK(view->tasks[1].state == TaskState::kSucceeded);
   CHECK(view->tasks[2].state == TaskState::kPending);
   CHECK(view->tasks[2].errors.back().find("restarted") != std::string::npos);
-  CHECK((*sched)->Complete("w2", lease2, Ok()).code() ==
-        absl::StatusCode::kFailedPrecondition);
+  CHECK((*sched)->Complete("w2", lease2, Ok()).code() == absl::StatusCode::kFailedPrecondition);
   // The task failed on w2, so w1 (which can take it) gets it.
   CHECK_FALSE((*sched)->LeaseNext("w2"));
   auto c = (*sched)->LeaseNext("w1");
@@ -350,7 +346,6 @@ TEST_CASE("a restarted scheduler reloads jobs and honours leases of returning wo
   CHECK(c->task.index == 2);
   CHECK(c->lease.id > std::max(lease1, lease2));
 }
-
 
 TEST_CASE("a wedge expands prompts x seeds x parameters in a fixed order, named takes",
           "[unit][generate]") {

@@ -38,8 +38,7 @@ void WriteTokens(const fs::path& path, bool reloaded = false) {
   if (!reloaded) {
     out << "  - {name: bob, role: submitter, projects: [showB], token: \"" << kBob << "\"}\n";
   } else {
-    out << "  - {name: carol, role: submitter, projects: [showB], token: \"" << kCarol
-        << "\"}\n";
+    out << "  - {name: carol, role: submitter, projects: [showB], token: \"" << kCarol << "\"}\n";
   }
   out.close();
   fs::rename(path.string() + ".tmp", path);
@@ -57,8 +56,7 @@ common::ClientTlsOptions Plaintext() {
   return o;
 }
 
-std::unique_ptr<v1::JobService::Stub> Client(const std::string& address,
-                                             const std::string& token,
+std::unique_ptr<v1::JobService::Stub> Client(const std::string& address, const std::string& token,
                                              const common::ClientTlsOptions& tls = Plaintext()) {
   auto channel = common::MakeChannel(address, tls, token);
   REQUIRE(channel.ok());
@@ -174,7 +172,8 @@ std::vector<grpc::StatusCode> ControlCodes(v1::JobService::Stub& stub, int64_t i
   return codes;
 }
 
-grpc::StatusCode WorkersCode(v1::JobService::Stub& stub, std::vector<std::string>* names = nullptr) {
+grpc::StatusCode WorkersCode(v1::JobService::Stub& stub,
+                             std::vector<std::string>* names = nullptr) {
   grpc::ClientContext ctx;
   Deadline(&ctx);
   v1::ListWorkersResponse resp;
@@ -219,17 +218,20 @@ Pki MakePki(const fs::path& dir) {
   fs::create_directories(dir);
   const std::string d = dir.string();
   const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
-  std::ofstream(dir / "server.ext")
-      << "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-      << "extendedKeyUsage=serverAuth,clientAuth\n";
+  std::ofstream(dir / "server.ext") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                                    << "extendedKeyUsage=serverAuth,clientAuth\n";
   std::ofstream(dir / "worker.ext") << "extendedKeyUsage=clientAuth\n";
   const std::string cmd =
       "cd " + d + " && openssl req -x509" + ec +
       "-keyout ca.key -out ca.crt -days 2 -subj /CN=reelfarm-test-ca && "
-      "openssl req" + ec + "-keyout server.key -out server.csr -subj /CN=localhost && "
+      "openssl req" +
+      ec +
+      "-keyout server.key -out server.csr -subj /CN=localhost && "
       "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
       "-out server.crt -days 2 -extfile server.ext && "
-      "openssl req" + ec + "-keyout worker.key -out worker.csr -subj /CN=render01 && "
+      "openssl req" +
+      ec +
+      "-keyout worker.key -out worker.csr -subj /CN=render01 && "
       "openssl x509 -req -in worker.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
       "-out worker.crt -days 2 -extfile worker.ext";
   REQUIRE(testing::Run("(" + cmd + ") >/dev/null 2>&1") == 0);
@@ -269,8 +271,7 @@ TEST_CASE("tokens and roles: every call checks and other projects' jobs stay out
   // Submitting: only a submitter of the job's project (or an admin).
   int64_t a_job = 0, b_job = 0;
   CHECK(SubmitCode(*none, ProjectSpec("showA", "r/a.mp4")) == grpc::StatusCode::UNAUTHENTICATED);
-  CHECK(SubmitCode(*wrong, ProjectSpec("showA", "r/a.mp4")) ==
-        grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(SubmitCode(*wrong, ProjectSpec("showA", "r/a.mp4")) == grpc::StatusCode::UNAUTHENTICATED);
   CHECK(SubmitCode(*viewer, ProjectSpec("showA", "r/a.mp4")) ==
         grpc::StatusCode::PERMISSION_DENIED);
   CHECK(SubmitCode(*worker, ProjectSpec("showA", "r/a.mp4")) ==
@@ -404,8 +405,8 @@ TEST_CASE("TLS: plaintext refused, mutual TLS refuses a worker without a certifi
   CHECK(ListCode(*good) == grpc::StatusCode::OK);
   // reelctl over TLS: refused without the CA, served with it.
   int status = -1;
-  const std::string ctl = std::string(REELFARM_REELCTL_BIN) + " --server " + farm.address() +
-                          " --token " + kViewer;
+  const std::string ctl =
+      std::string(REELFARM_REELCTL_BIN) + " --server " + farm.address() + " --token " + kViewer;
   testing::Capture(ctl + " list 2>&1", &status);
   CHECK(status == 3);
   testing::Capture(ctl + " --tls-ca " + pki.ca.string() + " list 2>&1", &status);
@@ -481,10 +482,8 @@ TEST_CASE("storage confinement holds when the worker opens files, not only at su
     return farm.Submit(UpscaleSpec(in, out, 12), &resp).error_code();
   };
   CHECK(code((outside / "plate.mp4").string(), "r/x.mp4") == grpc::StatusCode::PERMISSION_DENIED);
-  CHECK(code("plates/b.mp4", (outside / "x.mp4").string()) ==
-        grpc::StatusCode::PERMISSION_DENIED);
-  CHECK(code("plates/../../outside/plate.mp4", "r/x.mp4") ==
-        grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(code("plates/b.mp4", (outside / "x.mp4").string()) == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(code("plates/../../outside/plate.mp4", "r/x.mp4") == grpc::StatusCode::PERMISSION_DENIED);
   CHECK(code("escape/plate.mp4", "r/x.mp4") == grpc::StatusCode::PERMISSION_DENIED);
   CHECK(code("plates/b.mp4", "escape/renders/x.mp4") == grpc::StatusCode::PERMISSION_DENIED);
   CHECK(code("plates/b.mp4", "plates/taken.mp4") == grpc::StatusCode::ALREADY_EXISTS);
@@ -580,7 +579,8 @@ TEST_CASE("hostile input while a good job runs: the job completes, both processe
   std::ofstream(s / "h/garbage.mp4", std::ios::binary) << std::string(100000, '\x42');
   std::ofstream(s / "h/empty.mp4");
   REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i color=c=red:s=8200x16:r=24 "
-                       "-frames:v 2 -c:v ffv1 " + (s / "h/wide.mkv").string()) == 0);
+                       "-frames:v 2 -c:v ffv1 " +
+                       (s / "h/wide.mkv").string()) == 0);
   for (int i = 1; i <= 2; ++i) {
     WritePngBomb(s / ("h/bomb." + std::to_string(1000 + i) + ".png"), 60000, 60000);
   }
@@ -720,7 +720,7 @@ TEST_CASE("a full disk or a read-only storage root: retryable I/O, no partial ou
   INFO("error: " << ja.error());
   CHECK(ja.error().find("No space left") != std::string::npos);
   CHECK(ja.tasks(ja.tasks_size() - 1).attempts() == 2);  // retried: I/O, not bad input
-  CHECK(fs::is_empty(s / "full"));                         // not even a temporary file
+  CHECK(fs::is_empty(s / "full"));                       // not even a temporary file
 
   // Read-only storage root: every task fails to write, and is retried.
   REQUIRE(root.Remount("ro"));
@@ -745,8 +745,7 @@ TEST_CASE("a full disk or a read-only storage root: retryable I/O, no partial ou
   CHECK(farm.Alive("w1"));
 }
 
-TEST_CASE("a worker whose TLS handshake fails says so and backs off",
-          "[integration][security]") {
+TEST_CASE("a worker whose TLS handshake fails says so and backs off", "[integration][security]") {
   testing::TempDir dir;
   const Pki pki = MakePki(dir.path() / "pki");
   const Pki other = MakePki(dir.path() / "other");  // a CA the server does not know
@@ -755,12 +754,12 @@ TEST_CASE("a worker whose TLS handshake fails says so and backs off",
              "--tls-client-ca", pki.ca.string(), "--require-client-cert"});
   // A client certificate the server refuses, and a server certificate the worker does
   // not trust.
-  farm.StartWorker("foreign", {"--tls-ca", pki.ca.string(), "--tls-server-name", "localhost",
-                               "--tls-cert", other.worker_cert.string(), "--tls-key",
-                               other.worker_key.string()});
-  farm.StartWorker("distrust", {"--tls-ca", other.ca.string(), "--tls-server-name", "localhost",
-                                "--tls-cert", pki.worker_cert.string(), "--tls-key",
-                                pki.worker_key.string()});
+  farm.StartWorker("foreign",
+                   {"--tls-ca", pki.ca.string(), "--tls-server-name", "localhost", "--tls-cert",
+                    other.worker_cert.string(), "--tls-key", other.worker_key.string()});
+  farm.StartWorker("distrust",
+                   {"--tls-ca", other.ca.string(), "--tls-server-name", "localhost", "--tls-cert",
+                    pki.worker_cert.string(), "--tls-key", pki.worker_key.string()});
   const auto failures = [&](const std::string& name) {
     const std::string log = farm.WorkerLog(name);
     size_t n = 0;

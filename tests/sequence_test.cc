@@ -59,8 +59,8 @@ std::vector<float> ReferenceFloat(const fs::path& file) {
 }
 
 std::vector<uint16_t> ReferenceRgb48(const fs::path& file) {
-  const std::string raw = Capture("ffmpeg -nostdin -v error -i '" + file.string() +
-                                  "' -f rawvideo -pix_fmt rgb48le -");
+  const std::string raw =
+      Capture("ffmpeg -nostdin -v error -i '" + file.string() + "' -f rawvideo -pix_fmt rgb48le -");
   std::vector<uint16_t> v(raw.size() / 2);
   std::memcpy(v.data(), raw.data(), v.size() * 2);
   return v;
@@ -208,9 +208,9 @@ TEST_CASE("Frames over the size limit are refused before decoding", "[unit][medi
               big.string() + "'") == 0);
   auto source = OpenVideoSource(big.string(), 0, 1);
   CHECK(source.status().code() == absl::StatusCode::kFailedPrecondition);
-  CHECK_THAT(std::string(source.status().message()),
-             Catch::Contains(big.string()) && Catch::Contains("8200x8") &&
-                 Catch::Contains("limit of 8192x8192"));
+  CHECK_THAT(std::string(source.status().message()), Catch::Contains(big.string()) &&
+                                                         Catch::Contains("8200x8") &&
+                                                         Catch::Contains("limit of 8192x8192"));
   auto info = ProbeVideo(big.string());
   CHECK(info.status().code() == absl::StatusCode::kFailedPrecondition);
 }

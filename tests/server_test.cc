@@ -33,9 +33,12 @@ double Find(const std::vector<prometheus::MetricFamily>& families, const std::st
       if (!ok) continue;
       if (field == "count") return static_cast<double>(m.histogram.sample_count);
       switch (f.type) {
-        case prometheus::MetricType::Counter: return m.counter.value;
-        case prometheus::MetricType::Gauge: return m.gauge.value;
-        default: return static_cast<double>(m.histogram.sample_count);
+        case prometheus::MetricType::Counter:
+          return m.counter.value;
+        case prometheus::MetricType::Gauge:
+          return m.gauge.value;
+        default:
+          return static_cast<double>(m.histogram.sample_count);
       }
     }
   }
@@ -79,8 +82,7 @@ TEST_CASE("server metrics follow the scheduler: jobs, attempts, retries, expiry,
 
   REQUIRE(sched.Submit(Spec("showA"), Info(20)).ok());  // 2 chunks + assemble
   auto gauges = metrics.stats_collectable()->Collect();
-  CHECK(Find(gauges, "reelfarm_tasks_queued", {{"pool", "default"}, {"project", "showA"}}) ==
-        3);
+  CHECK(Find(gauges, "reelfarm_tasks_queued", {{"pool", "default"}, {"project", "showA"}}) == 3);
   CHECK(Find(gauges, "reelfarm_jobs_active", {{"project", "showA"}}) == 1);
   CHECK(Find(gauges, "reelfarm_workers", {{"state", "idle"}}) == 0);
 
@@ -129,8 +131,7 @@ TEST_CASE("server metrics follow the scheduler: jobs, attempts, retries, expiry,
              {{"kind", "chunk"}, {"result", "succeeded"}}) == 2);
   CHECK(Find(families, "reelfarm_task_attempts_total",
              {{"kind", "assemble"}, {"result", "succeeded"}}) == 1);
-  CHECK(Find(families, "reelfarm_task_run_duration_seconds", {{"kind", "chunk"}}, "count") ==
-        3);
+  CHECK(Find(families, "reelfarm_task_run_duration_seconds", {{"kind", "chunk"}}, "count") == 3);
   CHECK(Find(families, "reelfarm_task_queue_wait_seconds", {{"kind", "chunk"}}, "count") == 3);
   // One store call per group commit (the scheduler batches its writes).
   const double commits =
@@ -170,8 +171,7 @@ TEST_CASE("task logs: appended per task, read back from offsets, whole lines onl
   auto all = logs.ReadNew(7, std::nullopt, &offsets, 100);
   REQUIRE(all.size() == 2);
   CHECK(all[0].task_index == 0);
-  CHECK(all[0].lines == std::vector<std::string>{"[w1 attempt 1] first",
-                                                 "[w1 attempt 1] two",
+  CHECK(all[0].lines == std::vector<std::string>{"[w1 attempt 1] first", "[w1 attempt 1] two",
                                                  "[w1 attempt 1] lines"});
   CHECK(all[1].task_index == 2);
   CHECK(all[1].lines == std::vector<std::string>{"[w2 attempt 1] other task"});

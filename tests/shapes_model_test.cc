@@ -52,8 +52,8 @@ TEST_CASE("the shipped shapes_t2v model moves shapes the way the prompt says",
   // which the workers would otherwise load and warm first.
   const std::string models = (dir.path() / "models").string();
   std::filesystem::create_directories(models);
-  std::filesystem::create_directory_symlink(
-      std::string(REELFARM_SOURCE_DIR) + "/models/shapes_t2v", models + "/shapes_t2v");
+  std::filesystem::create_directory_symlink(std::string(REELFARM_SOURCE_DIR) + "/models/shapes_t2v",
+                                            models + "/shapes_t2v");
   testing::Farm farm(dir.path() / "farm", {"--model-path", models});
   farm.StartWorker("w1", {"--model-path", models});
   farm.StartWorker("w2", {"--model-path", models});
@@ -73,7 +73,8 @@ TEST_CASE("the shipped shapes_t2v model moves shapes the way the prompt says",
   g->set_output("gen/shapes.####.png");
   const auto t0 = std::chrono::steady_clock::now();
   farm.RunToSuccess(spec);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("shapes_t2v: 4 takes of 16 frames at 256x256 in %.1f s on 2 workers\n", seconds);
 
   for (int take = 1; take <= 4; ++take) {
@@ -84,12 +85,13 @@ TEST_CASE("the shipped shapes_t2v model moves shapes the way the prompt says",
     auto frames = testing::DecodeRgb(farm.storage() / pattern, "", &w, &h);
     REQUIRE(frames.size() == 16);
     REQUIRE(w == 256);
-    const Centre first = red ? CentreOf(frames.front(), w, h, Red) : CentreOf(frames.front(), w, h, Blue);
-    const Centre last = red ? CentreOf(frames.back(), w, h, Red) : CentreOf(frames.back(), w, h, Blue);
+    const Centre first =
+        red ? CentreOf(frames.front(), w, h, Red) : CentreOf(frames.front(), w, h, Blue);
+    const Centre last =
+        red ? CentreOf(frames.back(), w, h, Red) : CentreOf(frames.back(), w, h, Blue);
     std::printf("take %d (%s): centre (%.1f, %.1f) -> (%.1f, %.1f), %lld -> %lld pixels\n", take,
-                red ? "red circle moving right" : "blue square moving up", first.x, first.y,
-                last.x, last.y, static_cast<long long>(first.pixels),
-                static_cast<long long>(last.pixels));
+                red ? "red circle moving right" : "blue square moving up", first.x, first.y, last.x,
+                last.y, static_cast<long long>(first.pixels), static_cast<long long>(last.pixels));
     INFO("take " << take);
     REQUIRE(first.pixels > 50);
     REQUIRE(last.pixels > 50);

@@ -28,9 +28,7 @@ namespace {
 
 using reelfarm::testing::TempDir;
 
-std::string DbPath(const TempDir& dir) {
-  return (dir.path() / "jobs.db").string();
-}
+std::string DbPath(const TempDir& dir) { return (dir.path() / "jobs.db").string(); }
 
 // The PostgreSQL database of the store kept in `dir` (made on first use).
 std::string PgUrl(const TempDir& dir) {
@@ -47,8 +45,7 @@ std::string PgUrl(const TempDir& dir) {
 
 // "memory", "sqlite" or "postgres"; reopening a durable kind with the same `dir` sees
 // the same data.
-std::unique_ptr<JobStore> OpenStore(const std::string& kind,
-                                    const TempDir& dir) {
+std::unique_ptr<JobStore> OpenStore(const std::string& kind, const TempDir& dir) {
   if (kind == "memory") return NewInMemoryJobStore();
   absl::StatusOr<std::unique_ptr<JobStore>> store =
       kind == "sqlite" ? OpenSqliteJobStore(DbPath(dir)) : OpenPostgresJobStore(PgUrl(dir));
@@ -74,15 +71,13 @@ std::string RawSqlite(const std::string& path, const std::string& sql) {
     return 0;
   };
   INFO(sql);
-  REQUIRE(sqlite3_exec(db.get(), sql.c_str(), keep, &result, nullptr) ==
-          SQLITE_OK);
+  REQUIRE(sqlite3_exec(db.get(), sql.c_str(), keep, &result, nullptr) == SQLITE_OK);
   return result;
 }
 
 // Same for either durable kind.
 std::string RawSql(const std::string& kind, const TempDir& dir, const std::string& sql) {
-  return kind == "sqlite" ? RawSqlite(DbPath(dir), sql)
-                          : testing::PostgresQuery(PgUrl(dir), sql);
+  return kind == "sqlite" ? RawSqlite(DbPath(dir), sql) : testing::PostgresQuery(PgUrl(dir), sql);
 }
 
 // Every field differs from its default, so a field that is not stored shows.
@@ -100,8 +95,7 @@ Job MakeJob(const std::string& name) {
   job.spec.upscale.chunk_frames = 24;
   job.spec.upscale.overwrite = true;
   job.spec.upscale.crf = 21;
-  job.input_info = {1920, 1080,   1234567890123, 24000,
-                    1001, "h264", "yuv420p10le"};
+  job.input_info = {1920, 1080, 1234567890123, 24000, 1001, "h264", "yuv420p10le"};
   job.state = JobState::kRunning;
   job.error = "not yet";
   job.created_unix_ms = 1700000000123;
@@ -183,8 +177,7 @@ JobStore::Snapshot Load(JobStore& store) {
   return std::move(snapshot).value();
 }
 
-int64_t Create(JobStore& store, const Job& job,
-               const std::vector<Task>& tasks) {
+int64_t Create(JobStore& store, const Job& job, const std::vector<Task>& tasks) {
   absl::StatusOr<int64_t> id = store.CreateJob(job, tasks);
   INFO(id.status().ToString());
   REQUIRE(id.ok());
@@ -199,9 +192,8 @@ std::vector<Task> Stored(std::vector<Task> tasks, int64_t id) {
   return tasks;
 }
 
-TEST_CASE(
-    "JobStore round-trips every field of new jobs and their tasks, in order",
-    "[unit][store]") {
+TEST_CASE("JobStore round-trips every field of new jobs and their tasks, in order",
+          "[unit][store]") {
   const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
@@ -227,12 +219,10 @@ TEST_CASE(
   std::vector<Task> want = Stored(MakeTasks(3), id1);
   for (const Task& t : Stored(MakeTasks(2), id2)) want.push_back(t);
   REQUIRE(snap.tasks.size() == want.size());
-  for (size_t i = 0; i < want.size(); ++i)
-    CheckSameTask(snap.tasks[i], want[i]);
+  for (size_t i = 0; i < want.size(); ++i) CheckSameTask(snap.tasks[i], want[i]);
 }
 
-TEST_CASE("JobStore round-trips a generate job's wedge and its take tasks",
-          "[unit][store]") {
+TEST_CASE("JobStore round-trips a generate job's wedge and its take tasks", "[unit][store]") {
   const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
@@ -296,8 +286,7 @@ TEST_CASE("JobStore round-trips a generate job's wedge and its take tasks",
   }
 }
 
-TEST_CASE("JobStore updates of jobs and tasks are visible in LoadAll",
-          "[unit][store]") {
+TEST_CASE("JobStore updates of jobs and tasks are visible in LoadAll", "[unit][store]") {
   const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
@@ -333,8 +322,7 @@ TEST_CASE("JobStore updates of jobs and tasks are visible in LoadAll",
   CheckSameTask(snap.tasks[1], tasks[1]);
 }
 
-TEST_CASE("JobStore update of a missing job or task is NOT_FOUND",
-          "[unit][store]") {
+TEST_CASE("JobStore update of a missing job or task is NOT_FOUND", "[unit][store]") {
   const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
@@ -352,8 +340,7 @@ TEST_CASE("JobStore update of a missing job or task is NOT_FOUND",
   CHECK(store->UpdateTask(task).code() == absl::StatusCode::kNotFound);
 }
 
-TEST_CASE("JobStore refuses tasks that repeat an index and stores nothing",
-          "[unit][store]") {
+TEST_CASE("JobStore refuses tasks that repeat an index and stores nothing", "[unit][store]") {
   const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
@@ -367,8 +354,7 @@ TEST_CASE("JobStore refuses tasks that repeat an index and stores nothing",
   CHECK(snap.tasks.empty());
 }
 
-TEST_CASE("JobStore keeps every create and update from 4 threads",
-          "[unit][store]") {
+TEST_CASE("JobStore keeps every create and update from 4 threads", "[unit][store]") {
   const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
@@ -408,14 +394,11 @@ TEST_CASE("JobStore keeps every create and update from 4 threads",
   for (size_t i = 0; i < snap.jobs.size(); ++i) {
     const Job& job = snap.jobs[i];
     if (i > 0 && job.id <= snap.jobs[i - 1].id) ++bad;
-    if (job.state != JobState::kSucceeded || job.finished_unix_ms != job.id)
-      ++bad;
+    if (job.state != JobState::kSucceeded || job.finished_unix_ms != job.id) ++bad;
   }
   for (size_t i = 0; i < snap.tasks.size(); ++i) {
     const Task& task = snap.tasks[i];
-    if (task.job_id != snap.jobs[i / kTasks].id ||
-        task.index != int(i % kTasks))
-      ++bad;
+    if (task.job_id != snap.jobs[i / kTasks].id || task.index != int(i % kTasks)) ++bad;
     if (task.state != TaskState::kSucceeded || task.workers.size() != 1 ||
         task.model_digest != "digest-" + std::to_string(task.job_id)) {
       ++bad;
@@ -424,8 +407,7 @@ TEST_CASE("JobStore keeps every create and update from 4 threads",
   CHECK(bad == 0);
 }
 
-TEST_CASE("Durable JobStores keep data across reopen and never reuse ids",
-          "[unit][store]") {
+TEST_CASE("Durable JobStores keep data across reopen and never reuse ids", "[unit][store]") {
   const std::string kind = GENERATE(as<std::string>{}, "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
@@ -440,8 +422,8 @@ TEST_CASE("Durable JobStores keep data across reopen and never reuse ids",
   }
   // Deleting the newest job behind the store's back must not free its id.
   const std::string id = std::to_string(last);
-  RawSql(kind, dir, "DELETE FROM tasks WHERE job_id = " + id +
-                        "; DELETE FROM jobs WHERE id = " + id);
+  RawSql(kind, dir,
+         "DELETE FROM tasks WHERE job_id = " + id + "; DELETE FROM jobs WHERE id = " + id);
   std::unique_ptr<JobStore> store = OpenStore(kind, dir);
   const JobStore::Snapshot snap = Load(*store);
   REQUIRE(snap.jobs.size() == 1);
@@ -461,8 +443,7 @@ TEST_CASE("Durable JobStores keep an acknowledged job when the process is killed
   REQUIRE(pid >= 0);
   if (pid == 0) {  // child: no Catch2 here
     auto store = kind == "sqlite" ? OpenSqliteJobStore(name) : OpenPostgresJobStore(name);
-    if (!store.ok() ||
-        !(*store)->CreateJob(MakeJob("acked"), MakeTasks(2)).ok()) {
+    if (!store.ok() || !(*store)->CreateJob(MakeJob("acked"), MakeTasks(2)).ok()) {
       _exit(1);
     }
     kill(getpid(), SIGKILL);  // no destructors, no close
@@ -478,11 +459,9 @@ TEST_CASE("Durable JobStores keep an acknowledged job when the process is killed
   CHECK(snap.tasks.size() == 2);
 }
 
-TEST_CASE("SqliteJobStore in a missing or unwritable folder is UNAVAILABLE",
-          "[unit][store]") {
+TEST_CASE("SqliteJobStore in a missing or unwritable folder is UNAVAILABLE", "[unit][store]") {
   TempDir dir;
-  const std::string missing =
-      (dir.path() / "no-such-folder" / "jobs.db").string();
+  const std::string missing = (dir.path() / "no-such-folder" / "jobs.db").string();
   absl::StatusOr<std::unique_ptr<JobStore>> store = OpenSqliteJobStore(missing);
   CHECK(store.status().code() == absl::StatusCode::kUnavailable);
   CHECK_THAT(std::string(store.status().message()), Catch::Contains(missing));
@@ -503,8 +482,7 @@ TEST_CASE("SqliteJobStore in a missing or unwritable folder is UNAVAILABLE",
   CHECK_THAT(std::string(store.status().message()), Catch::Contains(path));
 }
 
-TEST_CASE("SqliteJobStore is in WAL mode with schema version 3",
-          "[unit][store]") {
+TEST_CASE("SqliteJobStore is in WAL mode with schema version 3", "[unit][store]") {
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
   CHECK(RawSqlite(DbPath(dir), "PRAGMA journal_mode") == "wal");
@@ -514,9 +492,10 @@ TEST_CASE("SqliteJobStore is in WAL mode with schema version 3",
   CHECK(RawSqlite(DbPath(dir), "SELECT COUNT(*) FROM schema_version") == "3");
 }
 
-TEST_CASE("PostgresJobStore migrates once, with schema version 2, even when servers "
-          "start together",
-          "[unit][store][postgres]") {
+TEST_CASE(
+    "PostgresJobStore migrates once, with schema version 2, even when servers "
+    "start together",
+    "[unit][store][postgres]") {
   TempDir dir;
   const std::string url = PgUrl(dir);
   constexpr int kOpeners = 4;
@@ -533,8 +512,7 @@ TEST_CASE("PostgresJobStore migrates once, with schema version 2, even when serv
   CHECK(RawSql("postgres", dir, "SELECT COUNT(*) FROM schema_version") == "2");
 }
 
-TEST_CASE("Durable JobStores refuse a schema newer than they know",
-          "[unit][store]") {
+TEST_CASE("Durable JobStores refuse a schema newer than they know", "[unit][store]") {
   const std::string kind = GENERATE(as<std::string>{}, "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
@@ -546,27 +524,21 @@ TEST_CASE("Durable JobStores refuse a schema newer than they know",
   CHECK_THAT(std::string(store.status().message()), Catch::Contains("'99'"));
 }
 
-TEST_CASE("Durable JobStores report a damaged stored row as INTERNAL",
-          "[unit][store]") {
+TEST_CASE("Durable JobStores report a damaged stored row as INTERNAL", "[unit][store]") {
   const std::string kind = GENERATE(as<std::string>{}, "sqlite", "postgres");
   CAPTURE(kind);
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore(kind, dir);
   const int64_t id = Create(*store, MakeJob("victim"), MakeTasks(1));
-  SECTION("spec is not JSON") {
-    RawSql(kind, dir, "UPDATE jobs SET spec = 'not json'");
-  }
+  SECTION("spec is not JSON") { RawSql(kind, dir, "UPDATE jobs SET spec = 'not json'"); }
   SECTION("workers is not a list of names") {
     RawSql(kind, dir, "UPDATE tasks SET workers = '[1, 2]'");
   }
-  SECTION("state is out of range") {
-    RawSql(kind, dir, "UPDATE jobs SET state = 42");
-  }
+  SECTION("state is out of range") { RawSql(kind, dir, "UPDATE jobs SET state = 42"); }
   absl::StatusOr<JobStore::Snapshot> snap = store->LoadAll();
   CHECK(snap.status().code() == absl::StatusCode::kInternal);
   CHECK_THAT(std::string(snap.status().message()),
-             Catch::Contains(std::to_string(id)) &&
-                 Catch::Contains(StoreName(kind, dir)));
+             Catch::Contains(std::to_string(id)) && Catch::Contains(StoreName(kind, dir)));
 }
 
 TEST_CASE("JobStore commits a batch of writes all or nothing", "[unit][store]") {
@@ -585,9 +557,10 @@ TEST_CASE("JobStore commits a batch of writes all or nothing", "[unit][store]") 
   t0.index = 0;
   Task t1 = t0;
   t1.index = 1;
-  REQUIRE(store->Commit({{W::Kind::kInsertJob, job, {}},
-                         {W::Kind::kInsertTask, {}, t0},
-                         {W::Kind::kInsertTask, {}, t1}})
+  REQUIRE(store
+              ->Commit({{W::Kind::kInsertJob, job, {}},
+                        {W::Kind::kInsertTask, {}, t0},
+                        {W::Kind::kInsertTask, {}, t1}})
               .ok());
   // A batch whose last write names a missing task changes nothing.
   Job changed = job;
@@ -595,8 +568,8 @@ TEST_CASE("JobStore commits a batch of writes all or nothing", "[unit][store]") 
   changed.spec.priority = 99;
   Task missing = t0;
   missing.index = 5;
-  absl::Status st = store->Commit({{W::Kind::kUpdateJob, changed, {}},
-                                   {W::Kind::kUpdateTask, {}, missing}});
+  absl::Status st =
+      store->Commit({{W::Kind::kUpdateJob, changed, {}}, {W::Kind::kUpdateTask, {}, missing}});
   CHECK(st.code() == absl::StatusCode::kNotFound);
   auto snap = store->LoadAll();
   REQUIRE(snap.ok());
@@ -609,9 +582,8 @@ TEST_CASE("JobStore commits a batch of writes all or nothing", "[unit][store]") 
   leased.workers = {"w1", "w2"};
   leased.errors = {"worker 'w1' disconnected", ""};
   leased.lease_id = 123456789012345;
-  REQUIRE(store->Commit({{W::Kind::kUpdateJob, changed, {}},
-                         {W::Kind::kUpdateTask, {}, leased}})
-              .ok());
+  REQUIRE(
+      store->Commit({{W::Kind::kUpdateJob, changed, {}}, {W::Kind::kUpdateTask, {}, leased}}).ok());
   snap = store->LoadAll();
   REQUIRE(snap.ok());
   CHECK(snap->jobs[0].id == 42);
@@ -704,8 +676,7 @@ TEST_CASE("PostgresJobStore of a deposed leader commits nothing", "[unit][store]
   job.state = JobState::kFailed;
   const absl::Status st = (*leader)->UpdateJob(job);
   CHECK(st.code() == absl::StatusCode::kUnavailable);
-  CHECK_THAT(std::string(st.message()),
-             Catch::Contains("epoch 8") && Catch::Contains("'b:2'"));
+  CHECK_THAT(std::string(st.message()), Catch::Contains("epoch 8") && Catch::Contains("'b:2'"));
   CHECK((*leader)->CreateJob(MakeJob("refused"), {}).status().code() ==
         absl::StatusCode::kUnavailable);
   const JobStore::Snapshot snap = Load(*OpenStore("postgres", dir));
@@ -743,9 +714,10 @@ TEST_CASE("PostgresJobStore with a wrong or unreachable URL fails at once, namin
   }
 }
 
-TEST_CASE("PostgresJobStore answers UNAVAILABLE while the database is away and "
-          "recovers when it is back",
-          "[unit][store][postgres][slow]") {
+TEST_CASE(
+    "PostgresJobStore answers UNAVAILABLE while the database is away and "
+    "recovers when it is back",
+    "[unit][store][postgres][slow]") {
   testing::PostgresServer server;
   const std::string url = testing::NewPostgresDatabase(server.url());
   absl::StatusOr<std::unique_ptr<JobStore>> opened = OpenPostgresJobStore(url);
@@ -760,8 +732,7 @@ TEST_CASE("PostgresJobStore answers UNAVAILABLE while the database is away and "
   const absl::Status away = store.UpdateJob(changed);
   CHECK(away.code() == absl::StatusCode::kUnavailable);
   CHECK_THAT(std::string(away.message()), Catch::Contains(url));
-  CHECK(store.CreateJob(MakeJob("lost"), {}).status().code() ==
-        absl::StatusCode::kUnavailable);
+  CHECK(store.CreateJob(MakeJob("lost"), {}).status().code() == absl::StatusCode::kUnavailable);
   CHECK(store.LoadAll().status().code() == absl::StatusCode::kUnavailable);
 
   server.Resume();

@@ -57,9 +57,10 @@ TEST_CASE("a short training run lowers the loss and writes a denoiser package",
   testing::TempDir dir;
   const auto out = dir.path() / "shapes_t2v";
   int status = 0;
-  const std::string log = testing::Capture(std::string(REELFARM_TRAIN_BIN) + " --out " +
-                                               out.string() + " --steps 100 --batch 8 --save-every 100 2>&1",
-                                           &status);
+  const std::string log =
+      testing::Capture(std::string(REELFARM_TRAIN_BIN) + " --out " + out.string() +
+                           " --steps 100 --batch 8 --save-every 100 2>&1",
+                       &status);
   INFO(log);
   REQUIRE(status == 0);
   std::smatch first, last;

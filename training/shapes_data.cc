@@ -44,7 +44,8 @@ const std::vector<std::string>& ShapeDirections() {
 
 std::vector<std::string> ShapeVocabulary() {
   std::vector<std::string> v = {"<pad>", "<unk>"};
-  for (const auto* list : {&ShapeColours(), &ShapeKinds()}) v.insert(v.end(), list->begin(), list->end());
+  for (const auto* list : {&ShapeColours(), &ShapeKinds()})
+    v.insert(v.end(), list->begin(), list->end());
   v.push_back("moving");
   v.insert(v.end(), ShapeDirections().begin(), ShapeDirections().end());
   return v;
@@ -65,8 +66,7 @@ ShapeClip RenderShapeClip(std::mt19937_64& rng, int frames, int size) {
 
   // Background: a low-saturation grey with a gentle linear gradient.
   const float grey = 0.15f + 0.4f * u(rng);
-  const float tint[3] = {0.08f * (u(rng) - 0.5f), 0.08f * (u(rng) - 0.5f),
-                         0.08f * (u(rng) - 0.5f)};
+  const float tint[3] = {0.08f * (u(rng) - 0.5f), 0.08f * (u(rng) - 0.5f), 0.08f * (u(rng) - 0.5f)};
   const float angle = 6.2831853f * u(rng);
   const float grad = 0.16f * (u(rng) - 0.5f);
   Rgb fg = ColourOf(clip.colour);
@@ -92,8 +92,8 @@ ShapeClip RenderShapeClip(std::mt19937_64& rng, int frames, int size) {
     for (int y = 0; y < size; ++y) {
       for (int x = 0; x < size; ++x) {
         const float px = x + 0.5f, py = y + 0.5f;
-        const float ramp = grad * ((px / size - 0.5f) * std::cos(angle) +
-                                   (py / size - 0.5f) * std::sin(angle));
+        const float ramp =
+            grad * ((px / size - 0.5f) * std::cos(angle) + (py / size - 0.5f) * std::sin(angle));
         const float alpha =
             std::clamp(0.5f - ShapeDistance(clip.shape, px - cx, py - cy, radius), 0.0f, 1.0f);
         float* out = &clip.rgb[((static_cast<size_t>(f) * size + y) * size + x) * 3];

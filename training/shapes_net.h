@@ -10,13 +10,13 @@
 namespace reelfarm::training {
 
 struct ShapesNetConfig {
-  int64_t channels = 3;     // latent channels (RGB in [-1, 1] for this model)
-  int64_t frames = 8;       // latent frames; time rides in the channel dimension
-  int64_t width1 = 32;      // feature widths at full, 1/2 and 1/4 latent resolution
+  int64_t channels = 3;  // latent channels (RGB in [-1, 1] for this model)
+  int64_t frames = 8;    // latent frames; time rides in the channel dimension
+  int64_t width1 = 32;   // feature widths at full, 1/2 and 1/4 latent resolution
   int64_t width2 = 64;
   int64_t width3 = 96;
-  int64_t cond_dim = 64;    // text embedding size
-  int64_t emb_dim = 128;    // time+text embedding inside the denoiser
+  int64_t cond_dim = 64;  // text embedding size
+  int64_t emb_dim = 128;  // time+text embedding inside the denoiser
   int64_t vocab = 16;
 };
 

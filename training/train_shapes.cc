@@ -6,9 +6,9 @@
 // Writes denoiser.pt, text_encoder.pt, decoder.pt, vocab.txt and model.json into --out
 // (every --save-every steps, so an interrupted run leaves a usable package).
 #include <ATen/Parallel.h>
-#include <CLI/CLI.hpp>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -31,7 +31,7 @@ struct Recipe {
   std::string out = "models/shapes_t2v";
   int steps = 2000;
   int batch = 32;
-  int size = 32;         // latent side (the shipped model draws at 1/8 of 256x256)
+  int size = 32;  // latent side (the shipped model draws at 1/8 of 256x256)
   double lr = 2e-3;
   double ema = 0.995;
   double cond_drop = 0.1;  // prompts dropped for classifier-free guidance
@@ -43,8 +43,8 @@ struct Recipe {
   double t_shift = 0.5;  // times are sigmoid(N(t_shift, 1)): > 0 trains noisier steps more
 };
 
-std::vector<int64_t> Tokenize(const std::string& prompt, const std::map<std::string, int64_t>& vocab,
-                              int max_tokens) {
+std::vector<int64_t> Tokenize(const std::string& prompt,
+                              const std::map<std::string, int64_t>& vocab, int max_tokens) {
   std::vector<int64_t> ids(max_tokens, 0);
   std::istringstream in(prompt);
   std::string word;
@@ -56,35 +56,49 @@ std::vector<int64_t> Tokenize(const std::string& prompt, const std::map<std::str
 }
 
 void Save(const Recipe& r, const ShapesNetConfig& cfg, torch::jit::Module& den,
-          torch::jit::Module& enc, const std::vector<std::string>& vocab, int step,
-          double seconds, double loss) {
+          torch::jit::Module& enc, const std::vector<std::string>& vocab, int step, double seconds,
+          double loss) {
   fs::create_directories(r.out);
   den.save((fs::path(r.out) / "denoiser.pt").string());
   enc.save((fs::path(r.out) / "text_encoder.pt").string());
   reelfarm::training::MakeUpsampleDecoder().save((fs::path(r.out) / "decoder.pt").string());
   std::ofstream v(fs::path(r.out) / "vocab.txt");
   for (const auto& w : vocab) v << w << "\n";
-  nlohmann::ordered_json j = {
-      {"kind", "denoiser"},
-      {"file", "denoiser.pt"},
-      {"prediction", "velocity"},
-      {"latent_channels", cfg.channels},
-      {"latent_frames", cfg.frames},
-      {"latent_scale", 256 / r.size},
-      {"stride", 4 * (256 / r.size)},
-      {"max_frames", 240},
-      {"decoder", "decoder.pt"},
-      {"conditioning",
-       {{"type", "text"}, {"encoder", "text_encoder.pt"}, {"tokenizer", "vocab.txt"},
-        {"max_tokens", r.max_tokens}}},
-      {"defaults", {{"steps", 20}, {"guidance_scale", 5.0}, {"sampler", "euler"},
-                    {"width", 256}, {"height", 256}, {"frames", 16}}},
-      {"training",
-       {{"program", "reelfarm-train-shapes"}, {"steps", step}, {"batch", r.batch},
-        {"latent_size", r.size}, {"lr", r.lr}, {"ema", r.ema}, {"cond_drop", r.cond_drop},
-        {"seed", r.seed}, {"threads", r.threads}, {"t_shift", r.t_shift},
-        {"resumed_from", r.resume}, {"seconds", std::round(seconds)},
-        {"final_loss", loss}}}};
+  nlohmann::ordered_json j = {{"kind", "denoiser"},
+                              {"file", "denoiser.pt"},
+                              {"prediction", "velocity"},
+                              {"latent_channels", cfg.channels},
+                              {"latent_frames", cfg.frames},
+                              {"latent_scale", 256 / r.size},
+                              {"stride", 4 * (256 / r.size)},
+                              {"max_frames", 240},
+                              {"decoder", "decoder.pt"},
+                              {"conditioning",
+                               {{"type", "text"},
+                                {"encoder", "text_encoder.pt"},
+                                {"tokenizer", "vocab.txt"},
+                                {"max_tokens", r.max_tokens}}},
+                              {"defaults",
+                               {{"steps", 20},
+                                {"guidance_scale", 5.0},
+                                {"sampler", "euler"},
+                                {"width", 256},
+                                {"height", 256},
+                                {"frames", 16}}},
+                              {"training",
+                               {{"program", "reelfarm-train-shapes"},
+                                {"steps", step},
+                                {"batch", r.batch},
+                                {"latent_size", r.size},
+                                {"lr", r.lr},
+                                {"ema", r.ema},
+                                {"cond_drop", r.cond_drop},
+                                {"seed", r.seed},
+                                {"threads", r.threads},
+                                {"t_shift", r.t_shift},
+                                {"resumed_from", r.resume},
+                                {"seconds", std::round(seconds)},
+                                {"final_loss", loss}}}};
   std::ofstream(fs::path(r.out) / "model.json") << j.dump(2) << "\n";
 }
 

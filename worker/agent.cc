@@ -32,8 +32,7 @@ const prometheus::Histogram::BucketBoundaries kStageBuckets = {
 
 }  // namespace
 
-Agent::Agent(const common::Storage& storage, AgentOptions options,
-             prometheus::Registry& registry)
+Agent::Agent(const common::Storage& storage, AgentOptions options, prometheus::Registry& registry)
     : storage_(storage),
       options_(std::move(options)),
       servers_(common::ServerList::Parse(options_.server).value()),
@@ -109,8 +108,7 @@ void Agent::SendResult(const v1::WorkerMessage& result) {
     unacked_[result.result().lease_id()] = result;
   }
   if (!Send(result)) {
-    spdlog::warn("result for lease={} kept until the server is back",
-                 result.result().lease_id());
+    spdlog::warn("result for lease={} kept until the server is back", result.result().lease_id());
   }
 }
 
@@ -143,8 +141,8 @@ int Agent::Warm() {
   c10::InferenceMode guard;
   for (const auto& [name, scale] : scales) {
     const auto t0 = SteadyClock::now();
-    absl::StatusOr<std::unique_ptr<inference::Model>> m = inference::LoadModel(
-        name, scale, options_.pipeline.model_path, options_.pipeline.device);
+    absl::StatusOr<std::unique_ptr<inference::Model>> m =
+        inference::LoadModel(name, scale, options_.pipeline.model_path, options_.pipeline.device);
     absl::Status st = m.status();
     if (st.ok()) {
       // One small frame: the first run pays for lazy initialisation (kernels, device).
@@ -158,8 +156,7 @@ int Agent::Warm() {
       }
       // The slow-model testing aid applies to the warm-up frame too.
       if (options_.pipeline.frame_delay_ms > 0) {
-        std::this_thread::sleep_for(
-            std::chrono::milliseconds(options_.pipeline.frame_delay_ms));
+        std::this_thread::sleep_for(std::chrono::milliseconds(options_.pipeline.frame_delay_ms));
       }
     }
     const double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
@@ -286,8 +283,8 @@ void Agent::Run() {
     const bool connected = read && first.has_welcome();
     if (connected) {
       heartbeat_ms_.store(std::max<int64_t>(100, first.welcome().heartbeat_interval_ms()));
-      spdlog::info("connected to {} as worker={} slots={} held_leases={}", server,
-                   options_.name, options_.slots, h->held_leases_size());
+      spdlog::info("connected to {} as worker={} slots={} held_leases={}", server, options_.name,
+                   options_.slots, h->held_leases_size());
       backoff_ms = 200;
       {
         std::lock_guard<std::mutex> lock(stream_mu_);
@@ -327,24 +324,27 @@ void Agent::Run() {
     // Under TLS 1.3 a server that refuses this worker's client certificate closes the
     // connection once the handshake is done: the call then fails before any answer
     // with "Socket closed" (a server that is away refuses the connection instead).
-    const bool refused_cert = !options_.tls.insecure && !read &&
-                              why.find("Socket closed") != std::string::npos;
+    const bool refused_cert =
+        !options_.tls.insecure && !read && why.find("Socket closed") != std::string::npos;
     const bool tls_failure = refused_cert || why.find("andshake") != std::string::npos ||
                              why.find("SSL") != std::string::npos ||
                              why.find("ertificate") != std::string::npos;
     const int max_backoff_ms = tls_failure ? 10'000 : 1'000;
     // Tasks keep running: the server may honour their leases when we are back.
-    if (connected || why != last_logged || SteadyClock::now() - last_logged_at > std::chrono::seconds(30)) {
+    if (connected || why != last_logged ||
+        SteadyClock::now() - last_logged_at > std::chrono::seconds(30)) {
       if (refused_cert) {
-        spdlog::error("cannot connect to {}: TLS handshake failed: the server closed the "
-                      "connection ({}); it refuses this worker's client certificate, or "
-                      "wants one: check --tls-cert and --tls-key against the server's "
-                      "--tls-client-ca; retrying every {} s",
-                      server, why, max_backoff_ms / 1000);
+        spdlog::error(
+            "cannot connect to {}: TLS handshake failed: the server closed the "
+            "connection ({}); it refuses this worker's client certificate, or "
+            "wants one: check --tls-cert and --tls-key against the server's "
+            "--tls-client-ca; retrying every {} s",
+            server, why, max_backoff_ms / 1000);
       } else if (tls_failure) {
-        spdlog::error("cannot connect to {}: TLS handshake failed ({}); check --tls-ca, "
-                      "--tls-cert and --tls-key against the server's; retrying every {} s",
-                      server, why, max_backoff_ms / 1000);
+        spdlog::error(
+            "cannot connect to {}: TLS handshake failed ({}); check --tls-ca, "
+            "--tls-cert and --tls-key against the server's; retrying every {} s",
+            server, why, max_backoff_ms / 1000);
       } else {
         spdlog::warn("stream to {} ended ({}: {}); reconnecting to {} in {} ms", server,
                      static_cast<int>(st.error_code()), why, servers_.current(), backoff_ms);
@@ -365,8 +365,7 @@ void Agent::Serve(grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>
     if (msg.has_assignment()) {
       Work w{msg.assignment(), std::make_shared<std::atomic<bool>>(false)};
       spdlog::info("assigned job={} task={} lease={} attempt={}", w.assignment.job_id(),
-                   w.assignment.task_index(), w.assignment.lease_id(),
-                   w.assignment.attempt());
+                   w.assignment.task_index(), w.assignment.lease_id(), w.assignment.attempt());
       std::lock_guard<std::mutex> lock(work_mu_);
       active_[w.assignment.lease_id()] = w.cancelled;
       queue_.push_back(std::move(w));
@@ -427,8 +426,8 @@ void Agent::SlotLoop(int slot) {
                    a.task_index(), lease, a.attempt(), options_.name);
       r = runner.Run(a, progress, *w.cancelled);
       if (r.ok) {
-        spdlog::info("task done job={} task={} lease={} frames={} seconds={:.2f}",
-                     a.job_id(), a.task_index(), lease, r.frames_done, r.seconds);
+        spdlog::info("task done job={} task={} lease={} frames={} seconds={:.2f}", a.job_id(),
+                     a.task_index(), lease, r.frames_done, r.seconds);
       } else {
         spdlog::warn("task failed job={} task={} lease={} retryable={}: {}", a.job_id(),
                      a.task_index(), lease, r.retryable, r.error);
@@ -438,10 +437,15 @@ void Agent::SlotLoop(int slot) {
     const char* kind = a.kind() == v1::TASK_KIND_ASSEMBLE ? "assemble"
                        : a.kind() == v1::TASK_KIND_TAKE   ? "take"
                                                           : "chunk";
-    tasks_.Add({{"kind", kind}, {"result", r.ok ? "ok" : cancelled ? "cancelled" : "failed"}})
+    tasks_.Add({{"kind", kind},
+                {"result", r.ok        ? "ok"
+                           : cancelled ? "cancelled"
+                                       : "failed"}})
         .Increment();
-    frames_.Add({{"model", a.kind() == v1::TASK_KIND_TAKE ? a.generate().model()
-                                                          : a.upscale().model()}, {"device", options_.pipeline.device}})
+    frames_
+        .Add(
+            {{"model", a.kind() == v1::TASK_KIND_TAKE ? a.generate().model() : a.upscale().model()},
+             {"device", options_.pipeline.device}})
         .Increment(static_cast<double>(r.ok ? r.frames_done : 0));
     for (const auto& [stage, s] : r.stage_seconds) {
       stage_seconds_.Add({{"stage", stage}}).Increment(s);

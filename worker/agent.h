@@ -23,8 +23,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
-#include "common/server_list.h"
 #include "common/grpc_security.h"
+#include "common/server_list.h"
 #include "common/storage.h"
 #include "reelfarm/v1/workers.grpc.pb.h"
 #include "worker/pipeline.h"
@@ -38,7 +38,7 @@ struct AgentOptions {
   std::string server = "127.0.0.1:7700";
   std::string name;
   int slots = 1;
-  int threads = 1;  // LibTorch intra-op threads
+  int threads = 1;                          // LibTorch intra-op threads
   std::map<std::string, std::string> tags;  // e.g. gpu=h100, site=lon
   int64_t memory_bytes = 0;                 // memory offered to models (0: not said)
   PipelineOptions pipeline;
@@ -51,8 +51,7 @@ struct AgentOptions {
 
 class Agent final {
  public:
-  Agent(const common::Storage& storage, AgentOptions options,
-        prometheus::Registry& registry);
+  Agent(const common::Storage& storage, AgentOptions options, prometheus::Registry& registry);
   ~Agent();  // Stop() and join
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -122,7 +121,7 @@ class Agent final {
 
   std::mutex work_mu_;
   std::condition_variable work_cv_;
-  std::deque<Work> queue_;                                          // guarded by work_mu_
+  std::deque<Work> queue_;                                         // guarded by work_mu_
   std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> active_;  // guarded by work_mu_
   // Results not yet answered by the server, by lease: sent again after a reconnect,
   // so that a server restarted between a result and its commit still gets it.

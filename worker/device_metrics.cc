@@ -67,8 +67,7 @@ class Nvml final {
            Sym("nvmlDeviceGetHandleByIndex_v2", &handle_) &&
            Sym("nvmlDeviceGetUtilizationRates", &util_) &&
            Sym("nvmlDeviceGetEncoderUtilization", &enc_) &&
-           Sym("nvmlDeviceGetDecoderUtilization", &dec_) &&
-           Sym("nvmlDeviceGetMemoryInfo", &mem_);
+           Sym("nvmlDeviceGetDecoderUtilization", &dec_) && Sym("nvmlDeviceGetMemoryInfo", &mem_);
   }
 
   void* const lib_;
@@ -89,8 +88,7 @@ DeviceMetrics::DeviceMetrics(const std::string& device) {
   if (nvml_) {
     spdlog::info("NVML loaded: {} GPU(s) reported in /metrics", nvml_->Count());
   } else {
-    spdlog::warn("device={} but NVML (libnvidia-ml.so.1) is not loadable; no GPU metrics",
-                 device);
+    spdlog::warn("device={} but NVML (libnvidia-ml.so.1) is not loadable; no GPU metrics", device);
   }
 }
 
@@ -121,8 +119,8 @@ std::vector<prometheus::MetricFamily> DeviceMetrics::Collect() const {
   long pages = 0, resident = 0;
   std::ifstream statm("/proc/self/statm");
   if (statm >> pages >> resident) {
-    auto rss = Gauge("reelfarm_worker_resident_memory_bytes",
-                     "Resident memory of the worker process");
+    auto rss =
+        Gauge("reelfarm_worker_resident_memory_bytes", "Resident memory of the worker process");
     Add(rss, {}, static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)));
     out.push_back(std::move(rss));
   }

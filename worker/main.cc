@@ -11,12 +11,12 @@
 #include <memory>
 #include <thread>
 
-#include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "common/logging.h"
 #include "common/server_list.h"
@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.threads,
                  "LibTorch threads (default: the cores this process may use)")
       ->check(CLI::Range(1, 1024));
-  app.add_option("--slots", options.slots, "tasks run at once")->check(CLI::Range(1, 64))
+  app.add_option("--slots", options.slots, "tasks run at once")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
   app.add_option("--device", options.pipeline.device, "cpu or cuda:N")->capture_default_str();
   std::vector<std::string> tags;
@@ -188,8 +189,7 @@ int main(int argc, char** argv) {
     builder.RegisterCallbackGenericService(&unimplemented);
     health = builder.BuildAndStart();
     if (!health || port == 0) {
-      spdlog::error("cannot serve health on '{}'; give another --health-listen",
-                    health_listen);
+      spdlog::error("cannot serve health on '{}'; give another --health-listen", health_listen);
       return 1;
     }
     health->GetHealthCheckService()->SetServingStatus(false);

@@ -87,7 +87,8 @@ absl::Status RunModelStage(inference::Model& model, const ModelStageRange& range
       // (no copy; the window would drop it now anyway).
       while (window.front().index < target) window.pop_front();
       if (window.front().index != target) {
-        return absl::InternalError(absl::StrCat("frame ", target, " did not come from the decoder"));
+        return absl::InternalError(
+            absl::StrCat("frame ", target, " did not come from the decoder"));
       }
       held.push_back(std::move(window.front()));
       window.pop_front();

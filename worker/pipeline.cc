@@ -16,8 +16,8 @@
 #include <mutex>
 #include <thread>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "common/model_manifest.h"
@@ -119,8 +119,7 @@ absl::StatusOr<inference::Model*> TaskRunner::GetModel(const std::string& name, 
   return raw;
 }
 
-TaskReport TaskRunner::Run(const v1::Assignment& a,
-                           const std::function<void(int64_t)>& progress,
+TaskReport TaskRunner::Run(const v1::Assignment& a, const std::function<void(int64_t)>& progress,
                            const std::atomic<bool>& cancelled) {
   auto t0 = Clock::now();
   TaskReport r = a.kind() == v1::TASK_KIND_ASSEMBLE ? RunAssemble(a)
@@ -138,19 +137,17 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   if (!model.ok()) return Failure(model.status(), "");
   auto input = storage_.ResolveJobPath(up.input(), "upscale.input");
   if (!input.ok()) return Failure(input.status(), "");
-  auto format = media::ResolveOutputFormat(up.output(), up.format().codec(),
-                                           up.format().pix_fmt(), up.format().preset(),
-                                           up.has_crf() ? up.crf() : 18);
+  auto format = media::ResolveOutputFormat(up.output(), up.format().codec(), up.format().pix_fmt(),
+                                           up.format().preset(), up.has_crf() ? up.crf() : 18);
   if (!format.ok()) return Failure(format.status(), "");
   // Movies: a segment under the parts folder, published there when complete. Image
   // sequences: the frames, under their output names, in a folder of the chunk's own
   // there. The job's outputs are published only by the assembly, when every chunk is
   // done: a failed job leaves nothing half-published.
   const bool sequence_out = format->image_sequence();
-  const std::string segment_rel =
-      sequence_out ? SequenceChunkFolder(a.segment()) + "/" +
-                         fs::path(up.output()).filename().string()
-                   : a.segment();
+  const std::string segment_rel = sequence_out ? SequenceChunkFolder(a.segment()) + "/" +
+                                                     fs::path(up.output()).filename().string()
+                                               : a.segment();
   const char* out_field = "segment";
   auto segment = storage_.Resolve(segment_rel, out_field);
   if (!segment.ok()) return Failure(segment.status(), "");
@@ -168,12 +165,10 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   if (!out_dir.ok()) return Failure(out_dir.status(), "");
   const fs::path out_path = fs::path(out_dir->path()) / segment->filename();
   // Messages name the files as the job does, not as /proc/self/fd/N.
-  const std::string input_name =
-      sequence_in ? RelativeFolder(up.input()) : up.input();
+  const std::string input_name = sequence_in ? RelativeFolder(up.input()) : up.input();
   const std::string out_name = RelativeFolder(segment_rel);
   const auto named = [&](const absl::Status& st) {
-    return common::NameFdPath(common::NameFdPath(st, *input_fd, input_name), *out_dir,
-                              out_name);
+    return common::NameFdPath(common::NameFdPath(st, *input_fd, input_name), *out_dir, out_name);
   };
   std::error_code ec;
   const fs::path tmp = common::Storage::TempPathFor(out_path);
@@ -188,9 +183,8 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   range.input_last = first + std::max<int64_t>(a.input_info().frame_count(), a.frame_end()) - 1;
   int64_t decode_begin = 0, decode_end = 0;
   ContextRange(range, (*model)->temporal_window(), &decode_begin, &decode_end);
-  auto source = sequence_in
-                    ? media::OpenImageSequenceSource(input_path, decode_begin, decode_end)
-                    : media::OpenVideoSource(input_path, decode_begin, decode_end);
+  auto source = sequence_in ? media::OpenImageSequenceSource(input_path, decode_begin, decode_end)
+                            : media::OpenVideoSource(input_path, decode_begin, decode_end);
   if (!source.ok()) return Failure(named(source.status()), "");
   auto sink = OpenSink(a, *format, sequence_out ? out_path.string() : tmp.string());
   if (!sink.ok()) return Failure(named(sink.status()), "");
@@ -246,8 +240,8 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   absl::Status st = error.Get();
   if (st.ok() && cancelled.load()) st = absl::CancelledError("task cancelled");
   if (st.ok() && written != a.frame_end() - a.frame_begin()) {
-    st = absl::InternalError(absl::StrCat("wrote ", written, " frames of ",
-                                          a.frame_end() - a.frame_begin()));
+    st = absl::InternalError(
+        absl::StrCat("wrote ", written, " frames of ", a.frame_end() - a.frame_begin()));
   }
   if (st.ok()) st = (*sink)->Close();
   sink->reset();
@@ -293,7 +287,8 @@ absl::StatusOr<inference::Generator*> TaskRunner::GetGenerator(const std::string
 }
 
 // The first frame of `path` (a movie or an image sequence) as planar RGB.
-static absl::StatusOr<media::Frame> ReadInitFrame(const std::string& path, const std::string& spec) {
+static absl::StatusOr<media::Frame> ReadInitFrame(const std::string& path,
+                                                  const std::string& spec) {
   absl::StatusOr<std::unique_ptr<media::FrameSource>> source;
   if (media::HasFramePattern(spec)) {
     ASSIGN_OR_RETURN(media::VideoInfo info, media::ProbeImageSequence(path));
@@ -304,7 +299,8 @@ static absl::StatusOr<media::Frame> ReadInitFrame(const std::string& path, const
   if (!source.ok()) return source.status();
   media::Frame f;
   ASSIGN_OR_RETURN(bool got, (*source)->Next(&f));
-  if (!got) return absl::FailedPreconditionError(absl::StrCat("generate.init '", spec, "' has no frame"));
+  if (!got)
+    return absl::FailedPreconditionError(absl::StrCat("generate.init '", spec, "' has no frame"));
   return f;
 }
 
@@ -316,9 +312,9 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
   const std::string context = absl::StrCat("take ", a.take_name(), ": ");
   auto generator = GetGenerator(g.model());
   if (!generator.ok()) return Failure(generator.status(), context);
-  auto format = media::ResolveOutputFormat(a.take_output(), g.format().codec(),
-                                           g.format().pix_fmt(), g.format().preset(),
-                                           g.has_crf() ? g.crf() : 18);
+  auto format =
+      media::ResolveOutputFormat(a.take_output(), g.format().codec(), g.format().pix_fmt(),
+                                 g.format().preset(), g.has_crf() ? g.crf() : 18);
   if (!format.ok()) return Failure(format.status(), context);
   auto output = storage_.ResolveJobPath(a.take_output(), "generate.output");
   if (!output.ok()) return Failure(output.status(), context);
@@ -374,7 +370,9 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
     absl::StatusOr<inference::GeneratedClip> clip;
     {
       c10::InferenceMode guard;
-      clip = (*generator)->Generate(req, [&] { return cancelled.load(); }, nullptr);
+      clip = (*generator)
+                 ->Generate(
+                     req, [&] { return cancelled.load(); }, nullptr);
     }
     report.stage_seconds["infer"] = Since(t0);
     report.model_digest = (*generator)->digest();
@@ -452,9 +450,8 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
 
 TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
   const v1::UpscaleSpec& up = a.upscale();
-  auto format = media::ResolveOutputFormat(up.output(), up.format().codec(),
-                                           up.format().pix_fmt(), up.format().preset(),
-                                           up.has_crf() ? up.crf() : 18);
+  auto format = media::ResolveOutputFormat(up.output(), up.format().codec(), up.format().pix_fmt(),
+                                           up.format().preset(), up.has_crf() ? up.crf() : 18);
   if (!format.ok()) return Failure(format.status(), "");
   auto output = storage_.ResolveJobPath(up.output(), "upscale.output");
   if (!output.ok()) return Failure(output.status(), "");
@@ -527,8 +524,8 @@ static absl::Status CheckChunkOutput(const v1::Assignment& a, int i,
   if (i >= a.segment_digests_size() || a.segment_digests(i).empty()) return absl::OkStatus();
   auto digest = common::Sha256Files(files);
   if (digest.status().code() == absl::StatusCode::kNotFound) {
-    return absl::UnavailableError(absl::StrCat("chunk ", i + 1, "'s output '", a.segments(i),
-                                               "' is missing a file"));
+    return absl::UnavailableError(
+        absl::StrCat("chunk ", i + 1, "'s output '", a.segments(i), "' is missing a file"));
   }
   if (!digest.ok()) return digest.status();
   if ("sha256:" + *digest != a.segment_digests(i)) {
@@ -597,15 +594,14 @@ absl::Status TaskRunner::StageMovie(const v1::Assignment& a, const media::Output
   bool input_open = false;
   if (!media::HasFramePattern(up.input())) {
     ASSIGN_OR_RETURN(fs::path input, storage_.ResolveJobPath(up.input(), "upscale.input"));
-    ASSIGN_OR_RETURN(common::UniqueFd fd,
-                     storage_.OpenBeneath(input, O_RDONLY, "upscale.input"));
+    ASSIGN_OR_RETURN(common::UniqueFd fd, storage_.OpenBeneath(input, O_RDONLY, "upscale.input"));
     if (info.has_audio()) audio = fd.path();
     // The output starts at the timecode of its first frame in the input.
     absl::StatusOr<std::string> start = media::ReadTimecode(fd.path());
     if (!start.ok()) return common::NameFdPath(start.status(), fd, up.input());
     if (!start->empty()) {
-      auto shifted = media::TimecodeAfter(*start, info.fps_num(), info.fps_den(),
-                                          info.first_frame());
+      auto shifted =
+          media::TimecodeAfter(*start, info.fps_num(), info.fps_den(), info.first_frame());
       if (shifted.ok()) {
         timecode = *shifted;
       } else {

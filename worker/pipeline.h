@@ -19,11 +19,11 @@
 namespace reelfarm::inference {
 class Model;
 class Generator;
-}
+}  // namespace reelfarm::inference
 namespace reelfarm::media {
 class FrameSink;
 struct OutputFormat;
-}
+}  // namespace reelfarm::media
 
 namespace reelfarm::worker {
 

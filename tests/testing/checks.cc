@@ -32,8 +32,8 @@ void CheckUpscaledClip(const fs::path& source, const fs::path& output, int frame
   CHECK(info->fps_den == 1);
 
   int status = 0;
-  std::string errors = Capture(
-      "ffmpeg -nostdin -v error -i '" + output.string() + "' -f null - 2>&1", &status);
+  std::string errors =
+      Capture("ffmpeg -nostdin -v error -i '" + output.string() + "' -f null - 2>&1", &status);
   CHECK(status == 0);
   CHECK(errors.empty());
 

@@ -16,8 +16,7 @@ v1::JobSpec UpscaleSpec(const std::string& input, const std::string& output, int
 // an independent upscale of its own source frame (`reference_filter` on the source),
 // closer than to the neighbouring source frames (nothing lost, doubled or reordered
 // at chunk seams).
-void CheckUpscaledClip(const std::filesystem::path& source,
-                       const std::filesystem::path& output, int frames,
-                       const std::string& reference_filter, double min_psnr);
+void CheckUpscaledClip(const std::filesystem::path& source, const std::filesystem::path& output,
+                       int frames, const std::string& reference_filter, double min_psnr);
 
 }  // namespace reelfarm::testing

@@ -6,8 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -27,8 +27,7 @@ Farm::Farm(fs::path dir, std::vector<std::string> server_args)
     : dir_(std::move(dir)), storage_(dir_ / "storage"), server_args_(std::move(server_args)) {
   fs::create_directories(storage_);
   // /metrics only when asked (see farm.h): its HTTP listener takes a second to stop.
-  metrics_ = std::find(server_args_.begin(), server_args_.end(), "--metrics") !=
-             server_args_.end();
+  metrics_ = std::find(server_args_.begin(), server_args_.end(), "--metrics") != server_args_.end();
   server_args_.erase(std::remove(server_args_.begin(), server_args_.end(), "--metrics"),
                      server_args_.end());
   const auto has = [&](const char* flag) {
@@ -57,11 +56,10 @@ std::pair<pid_t, int> Farm::StartServerProcess(int port, const std::string& name
   fs::remove(port_file);
   // Flags given later win (the server takes the last of a repeated flag). Port 0 on
   // the first start; a restart takes the same port.
-  std::vector<std::string> argv = {REELFARM_SERVER_BIN,
-                                   "--listen", "127.0.0.1:" + std::to_string(port),
-                                   "--port-file", port_file.string(),
-                                   "--data-dir", dir_.string(),
-                                   "--lease-seconds", "5"};
+  std::vector<std::string> argv = {
+      REELFARM_SERVER_BIN, "--listen",         "127.0.0.1:" + std::to_string(port),
+      "--port-file",       port_file.string(), "--data-dir",
+      dir_.string(),       "--lease-seconds",  "5"};
   if (metrics_) {
     argv.insert(argv.end(), {"--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
                              (dir_ / (name + ".metrics.port")).string()});
@@ -189,15 +187,19 @@ pid_t Farm::Spawn(const std::vector<std::string>& argv, const std::string& log_n
 void Farm::StartWorker(const std::string& name, std::vector<std::string> extra_args) {
   std::vector<std::string> argv = {REELFARM_WORKER_BIN,
                                    "--server",
-                                   standby_port_ ? address() + "," + standby_address()
-                                                 : address(),
-                                   "--name", name,
-                                   "--storage-root", storage_.string(),
-                                   "--threads", "1",
-                                   "--metrics-listen", "127.0.0.1:0",
+                                   standby_port_ ? address() + "," + standby_address() : address(),
+                                   "--name",
+                                   name,
+                                   "--storage-root",
+                                   storage_.string(),
+                                   "--threads",
+                                   "1",
+                                   "--metrics-listen",
+                                   "127.0.0.1:0",
                                    "--metrics-port-file",
                                    (dir_ / (name + ".metrics.port")).string(),
-                                   "--health-listen", "127.0.0.1:0",
+                                   "--health-listen",
+                                   "127.0.0.1:0",
                                    "--health-port-file",
                                    (dir_ / (name + ".health.port")).string()};
   if (std::find(extra_args.begin(), extra_args.end(), "--tls-ca") == extra_args.end() &&
@@ -233,9 +235,9 @@ int Farm::WorkerHealthPort(const std::string& name) const {
 
 std::string Farm::Scrape(int port) {
   int status = 0;
-  std::string text = Capture(
-      "curl -sS --fail --max-time 10 http://127.0.0.1:" + std::to_string(port) + "/metrics",
-      &status);
+  std::string text =
+      Capture("curl -sS --fail --max-time 10 http://127.0.0.1:" + std::to_string(port) + "/metrics",
+              &status);
   INFO("scrape of port " << port);
   REQUIRE(status == 0);
   return text;

@@ -48,20 +48,20 @@ std::string Capture(const std::string& command, int* status) {
 void MakeTestClip(const fs::path& path, int width, int height, int frames, int fps) {
   fs::create_directories(path.parent_path());
   std::ostringstream cmd;
-  cmd << "ffmpeg -nostdin -hide_banner -loglevel error -y -f lavfi -i testsrc2=s=" << width
-      << "x" << height << ":r=" << fps << " -frames:v " << frames
+  cmd << "ffmpeg -nostdin -hide_banner -loglevel error -y -f lavfi -i testsrc2=s=" << width << "x"
+      << height << ":r=" << fps << " -frames:v " << frames
       << " -c:v libx264 -crf 12 -pix_fmt yuv420p '" << path.string() << "'";
   REQUIRE(Run(cmd.str()) == 0);
 }
 
 namespace {
 std::vector<std::vector<uint8_t>> DecodeRaw(const fs::path& path, const std::string& vf,
-                                            const std::string& pix_fmt, int* width,
-                                            int* height) {
+                                            const std::string& pix_fmt, int* width, int* height) {
   int status = 0;
   std::string dims = Capture(
       "ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of "
-      "csv=p=0:s=x '" + path.string() + "'",
+      "csv=p=0:s=x '" +
+          path.string() + "'",
       &status);
   REQUIRE(status == 0);
   int w = 0, h = 0;
@@ -93,8 +93,8 @@ std::vector<std::vector<uint8_t>> DecodeRaw(const fs::path& path, const std::str
 }
 }  // namespace
 
-std::vector<std::vector<uint8_t>> DecodeRgb(const fs::path& path, const std::string& vf,
-                                            int* width, int* height) {
+std::vector<std::vector<uint8_t>> DecodeRgb(const fs::path& path, const std::string& vf, int* width,
+                                            int* height) {
   return DecodeRaw(path, vf, "rgb24", width, height);
 }
 

@@ -37,14 +37,12 @@ void MakeTestClip(const std::filesystem::path& path, int width, int height, int 
 // Decodes every frame of `path` with the ffmpeg tool (optionally through a -vf filter)
 // as packed RGB24. Returns the frames; `width`/`height` receive the frame size.
 std::vector<std::vector<uint8_t>> DecodeRgb(const std::filesystem::path& path,
-                                            const std::string& vf, int* width,
-                                            int* height);
+                                            const std::string& vf, int* width, int* height);
 
 // Same, as planar YUV 4:2:0 (Y, then U, then V; even sizes only): the domain the
 // movies are coded in, where PSNR is measured the way ffmpeg's psnr filter does.
 std::vector<std::vector<uint8_t>> DecodeYuv420(const std::filesystem::path& path,
-                                               const std::string& vf, int* width,
-                                               int* height);
+                                               const std::string& vf, int* width, int* height);
 
 // PSNR in dB between two frames of equal size in bytes (infinity if identical).
 double Psnr(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b);

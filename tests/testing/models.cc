@@ -112,8 +112,7 @@ def forward(self, x):
 namespace reelfarm::testing {
 
 void WriteFixtureDenoiser(const fs::path& dir, const std::string& name,
-                          const std::string& conditioning, int stride, int max_frames,
-                          bool nan) {
+                          const std::string& conditioning, int stride, int max_frames, bool nan) {
   const fs::path pkg = dir / name;
   fs::create_directories(pkg);
   at::manual_seed(11);
@@ -148,7 +147,8 @@ def forward(self, tokens):
 )");
     enc.save((pkg / "text_encoder.pt").string());
     std::ofstream(pkg / "vocab.txt") << "<pad>\n<unk>\nred\nblue\ncircle\nsquare\nmoving\nright\n";
-    cond_json = R"({"type": "text", "encoder": "text_encoder.pt", "tokenizer": "vocab.txt", "max_tokens": 6})";
+    cond_json =
+        R"({"type": "text", "encoder": "text_encoder.pt", "tokenizer": "vocab.txt", "max_tokens": 6})";
   } else if (conditioning == "class") {
     cond_json = R"({"type": "class", "labels": ["cat", "dog"]})";
   }

@@ -94,8 +94,7 @@ std::string PostgresQuery(const std::string& url, const std::string& sql) {
 
 std::string NewPostgresDatabase(const std::string& server_url) {
   static std::atomic<int> counter{0};
-  const std::string name =
-      "rf_" + std::to_string(getpid()) + "_" + std::to_string(++counter);
+  const std::string name = "rf_" + std::to_string(getpid()) + "_" + std::to_string(++counter);
   PostgresQuery(server_url, "CREATE DATABASE " + name);
   const auto slash = server_url.rfind('/');
   return server_url.substr(0, slash + 1) + name;

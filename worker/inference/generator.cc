@@ -21,9 +21,9 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 
 absl::Status NotFinite(const common::ModelManifest& m, const std::string& where) {
-  return absl::FailedPreconditionError(absl::StrCat(
-      "model '", m.name, "' produced NaN or Inf values ", where,
-      "; the take is not retried: check the model's export and the spec's values"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("model '", m.name, "' produced NaN or Inf values ", where,
+                   "; the take is not retried: check the model's export and the spec's values"));
 }
 
 }  // namespace
@@ -59,8 +59,10 @@ struct Generator::Impl {
     const common::ModelManifest& m = manifest;
     if (m.conditioning == "text") {
       std::vector<int64_t> ids = TokenizeWith(prompt);
-      at::Tensor tokens = at::from_blob(ids.data(), {1, static_cast<int64_t>(ids.size())},
-                                        at::kLong).clone().to(device);
+      at::Tensor tokens =
+          at::from_blob(ids.data(), {1, static_cast<int64_t>(ids.size())}, at::kLong)
+              .clone()
+              .to(device);
       return encoder->forward({tokens}).toTensor().to(at::kFloat);
     }
     if (m.conditioning == "class") {
@@ -129,8 +131,8 @@ absl::StatusOr<std::unique_ptr<Generator>> Generator::Load(const common::ModelMa
       impl->encoder->eval();
     }
   } catch (const c10::Error& e) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "model '", m.name, "': cannot load '", file, "': ", e.what_without_backtrace()));
+    return absl::FailedPreconditionError(absl::StrCat("model '", m.name, "': cannot load '", file,
+                                                      "': ", e.what_without_backtrace()));
   }
   if (m.conditioning == "text") {
     std::ifstream in(m.dir / m.tokenizer);
@@ -149,12 +151,12 @@ absl::StatusOr<GeneratedClip> Generator::Generate(const GenerateRequest& req,
                                                   const std::function<void(int)>& step_done) {
   const common::ModelManifest& m = impl_->manifest;
   const c10::Device dev = impl_->device;
-  if (req.steps < 1 || req.width % m.stride != 0 || req.height % m.stride != 0 ||
-      req.frames < 1 || req.frames > m.max_frames) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model '", m.name, "': ", req.width, "x", req.height, ", ", req.frames, " frames, ",
-        req.steps, " steps is outside what it makes (stride ", m.stride, ", max_frames ",
-        m.max_frames, ")"));
+  if (req.steps < 1 || req.width % m.stride != 0 || req.height % m.stride != 0 || req.frames < 1 ||
+      req.frames > m.max_frames) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model '", m.name, "': ", req.width, "x", req.height, ", ", req.frames,
+                     " frames, ", req.steps, " steps is outside what it makes (stride ", m.stride,
+                     ", max_frames ", m.max_frames, ")"));
   }
   if (req.sampler != "euler" && req.sampler != "ddim") {
     return absl::InvalidArgumentError(
@@ -170,9 +172,9 @@ absl::StatusOr<GeneratedClip> Generator::Generate(const GenerateRequest& req,
     at::Tensor x = noise;
     if (!req.init_rgb.empty()) {
       if (m.latent_channels != 3) {  // refused at submit; a worker does not trust that
-        return absl::InvalidArgumentError(absl::StrCat(
-            "model '", m.name, "' has ", m.latent_channels,
-            "-channel latents and cannot start from an init image"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("model '", m.name, "' has ", m.latent_channels,
+                         "-channel latents and cannot start from an init image"));
       }
       // The init image in latent space: resized to the latent size, repeated over time,
       // in [-1, 1]. Only for models whose latents are RGB (checked at submit).
@@ -192,10 +194,9 @@ absl::StatusOr<GeneratedClip> Generator::Generate(const GenerateRequest& req,
       const double t = times[i], t_next = times[i + 1];
       at::Tensor v;
       if (guided) {
-        at::Tensor out = impl_->denoiser
-                             .forward({at::cat({x, x}, 0), at::full({2}, t).to(dev),
-                                       both_cond})
-                             .toTensor();
+        at::Tensor out =
+            impl_->denoiser.forward({at::cat({x, x}, 0), at::full({2}, t).to(dev), both_cond})
+                .toTensor();
         at::Tensor vc = out[0].unsqueeze(0), vu = out[1].unsqueeze(0);
         v = vu + req.guidance_scale * (vc - vu);
       } else {
@@ -203,8 +204,8 @@ absl::StatusOr<GeneratedClip> Generator::Generate(const GenerateRequest& req,
       }
       if (!v.sizes().equals(x.sizes())) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "model '", m.name, "': the denoiser returned ", c10::str(v.sizes()),
-            " for latents of ", c10::str(x.sizes()), "; it must return the same shape"));
+            "model '", m.name, "': the denoiser returned ", c10::str(v.sizes()), " for latents of ",
+            c10::str(x.sizes()), "; it must return the same shape"));
       }
       if (!at::isfinite(v).all().item<bool>()) {
         return NotFinite(m, absl::StrCat("at step ", i + 1, " of ", req.steps));
@@ -222,17 +223,17 @@ absl::StatusOr<GeneratedClip> Generator::Generate(const GenerateRequest& req,
     at::Tensor frames;  // [F, 3, H, W] in [0, 1]
     if (impl_->decoder) {
       frames = impl_->decoder
-                   ->forward({x, static_cast<int64_t>(req.frames),
-                              static_cast<int64_t>(req.height), static_cast<int64_t>(req.width)})
+                   ->forward({x, static_cast<int64_t>(req.frames), static_cast<int64_t>(req.height),
+                              static_cast<int64_t>(req.width)})
                    .toTensor();
     } else {
       frames = ((x[0].permute({1, 0, 2, 3}) + 1) * 0.5);
     }
     frames = frames.to(at::kCPU, at::kFloat).contiguous();
     if (!frames.sizes().equals({req.frames, 3, req.height, req.width})) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model '", m.name, "': the decoder returned ", c10::str(frames.sizes()),
-          "; expected [", req.frames, ", 3, ", req.height, ", ", req.width, "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model '", m.name, "': the decoder returned ", c10::str(frames.sizes()),
+                       "; expected [", req.frames, ", 3, ", req.height, ", ", req.width, "]"));
     }
     if (!at::isfinite(frames).all().item<bool>()) return NotFinite(m, "in the decoded frames");
     frames = frames.clamp(0, 1);

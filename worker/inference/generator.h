@@ -21,7 +21,7 @@ namespace reelfarm::inference {
 
 struct GenerateRequest {
   std::string prompt;
-  std::string negative_prompt;  // the unconditional branch of guidance ("" : empty prompt)
+  std::string negative_prompt;    // the unconditional branch of guidance ("" : empty prompt)
   std::string sampler = "euler";  // "euler" or "ddim"
   int64_t seed = 0;
   int steps = 20;

@@ -60,10 +60,14 @@ int main(int argc, char** argv) {
   int width = 0, height = 0, runs = 0, threads = 2;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--device" && i + 1 < argc) device = argv[++i];
-    else if (a == "--size" && i + 1 < argc) std::sscanf(argv[++i], "%dx%d", &width, &height);
-    else if (a == "--runs" && i + 1 < argc) runs = std::atoi(argv[++i]);
-    else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
+    if (a == "--device" && i + 1 < argc)
+      device = argv[++i];
+    else if (a == "--size" && i + 1 < argc)
+      std::sscanf(argv[++i], "%dx%d", &width, &height);
+    else if (a == "--runs" && i + 1 < argc)
+      runs = std::atoi(argv[++i]);
+    else if (a == "--threads" && i + 1 < argc)
+      threads = std::atoi(argv[++i]);
     else {
       std::cerr << "reelfarm-gpu-check: unknown argument '" << a << "'\n";
       return 2;
@@ -82,8 +86,8 @@ int main(int argc, char** argv) {
   if (runs == 0) runs = cuda ? 10 : 1;
   at::set_num_threads(threads);
   if (!cuda) {
-    std::cout << "# no CUDA: model-only figures on the CPU at " << width << "x" << height
-              << " (" << threads << " threads), fp32 only; 1080p and fp16 need a CUDA LibTorch"
+    std::cout << "# no CUDA: model-only figures on the CPU at " << width << "x" << height << " ("
+              << threads << " threads), fp32 only; 1080p and fp16 need a CUDA LibTorch"
               << std::endl;
   }
   c10::InferenceMode guard;
@@ -94,7 +98,9 @@ int main(int argc, char** argv) {
     for (int scale : package.Scales()) {
       auto m = common::ForScale(package, scale);
       if (!m.ok()) continue;
-      nlohmann::json line = {{"model", m->name}, {"scale", scale}, {"device", device},
+      nlohmann::json line = {{"model", m->name},
+                             {"scale", scale},
+                             {"device", device},
                              {"size", std::to_string(width) + "x" + std::to_string(height)}};
       try {
         torch::jit::Module module = torch::jit::load((m->dir / m->file).string(), dev);

@@ -28,8 +28,8 @@ std::string ShapeString(const at::Tensor& t) {
 
 class TorchScriptModel final : public Model {
  public:
-  TorchScriptModel(common::ModelManifest manifest, torch::jit::Module module,
-                   std::string digest, c10::Device device)
+  TorchScriptModel(common::ModelManifest manifest, torch::jit::Module module, std::string digest,
+                   c10::Device device)
       : manifest_(std::move(manifest)),
         module_(std::move(module)),
         digest_(std::move(digest)),
@@ -66,30 +66,30 @@ class TorchScriptModel final : public Model {
       y = module_.forward({in}).toTensor();
       if (lo != 0.0 || hi != 1.0) y = (y - lo) / (hi - lo);
     } catch (const c10::Error& e) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model '", manifest_.name, "' rejected input ", ShapeString(x), ": ",
-          e.what_without_backtrace()));
+      return absl::InvalidArgumentError(absl::StrCat("model '", manifest_.name, "' rejected input ",
+                                                     ShapeString(x), ": ",
+                                                     e.what_without_backtrace()));
     } catch (const std::exception& e) {
       // A TorchScript `raise`/`assert` is a torch::jit::JITException, not a c10::Error.
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model '", manifest_.name, "' rejected input ", ShapeString(x), ": ", e.what()));
+      return absl::InvalidArgumentError(absl::StrCat("model '", manifest_.name, "' rejected input ",
+                                                     ShapeString(x), ": ", e.what()));
     }
     const int s = manifest_.scale;
-    if (y.dim() != 4 || y.size(0) != x.size(0) || y.size(1) != 3 ||
-        y.size(2) != x.size(2) * s || y.size(3) != x.size(3) * s) {
+    if (y.dim() != 4 || y.size(0) != x.size(0) || y.size(1) != 3 || y.size(2) != x.size(2) * s ||
+        y.size(3) != x.size(3) * s) {
       return absl::InvalidArgumentError(absl::StrCat(
           "model '", manifest_.name, "' returned shape ", ShapeString(y), " for input ",
-          ShapeString(x), "; its manifest says scale ", s, ", so expected [", x.size(0),
-          ", 3, ", x.size(2) * s, ", ", x.size(3) * s, "]"));
+          ShapeString(x), "; its manifest says scale ", s, ", so expected [", x.size(0), ", 3, ",
+          x.size(2) * s, ", ", x.size(3) * s, "]"));
     }
     try {
       // NaN (a broken model) becomes 0, as frames are never NaN (media.h).
       at::Tensor host = ToHost(y);
       return at::nan_to_num_(host, 0.0, 1.0, 0.0).clamp_(0.0, 1.0);
     } catch (const c10::Error& e) {
-      return absl::InternalError(absl::StrCat("model '", manifest_.name,
-                                              "': copying the result back failed: ",
-                                              e.what_without_backtrace()));
+      return absl::InternalError(
+          absl::StrCat("model '", manifest_.name,
+                       "': copying the result back failed: ", e.what_without_backtrace()));
     }
   }
 
@@ -107,8 +107,8 @@ class TorchScriptModel final : public Model {
   at::Tensor ToHost(const at::Tensor& y) {
     if (!device_.is_cuda()) return y.to(at::kFloat);
     c10::cuda::CUDAStreamGuard guard(*stream_);
-    at::Tensor host = at::empty(y.sizes(), y.options().device(at::kCPU).dtype(at::kFloat)
-                                               .pinned_memory(true));
+    at::Tensor host =
+        at::empty(y.sizes(), y.options().device(at::kCPU).dtype(at::kFloat).pinned_memory(true));
     host.copy_(y.to(at::kFloat), /*non_blocking=*/true);
     stream_->synchronize();
     return host;
@@ -132,8 +132,8 @@ absl::Status Model::UpscaleInto(const at::Tensor& frames, at::Tensor& out) {
   if (!y.ok()) return y.status();
   if (!y->sizes().equals(out.sizes())) {
     return absl::InvalidArgumentError(absl::StrCat("model '", name(), "' returned shape ",
-                                                   ShapeString(*y), " where ",
-                                                   ShapeString(out), " was expected"));
+                                                   ShapeString(*y), " where ", ShapeString(out),
+                                                   " was expected"));
   }
   out.copy_(*y);
   return absl::OkStatus();
@@ -150,8 +150,8 @@ absl::StatusOr<c10::Device> ParseDevice(const std::string& device) {
   try {
     dev = c10::Device(device);
   } catch (const c10::Error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("device '", device,
-                                                   "' is not valid; use cpu or cuda:N"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("device '", device, "' is not valid; use cpu or cuda:N"));
   }
   if (dev.is_cuda() && !torch::cuda::is_available()) {
     return absl::FailedPreconditionError(
@@ -167,8 +167,8 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int sc
   if (name == "bicubic" || name == "lanczos") {
     const std::vector<int>& scales = common::BuiltinScales();
     if (std::find(scales.begin(), scales.end(), scale) == scales.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("model '", name, "': scale ", scale,
-                                                     " is not one of ", absl::StrJoin(scales, ", ")));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model '", name, "': scale ", scale, " is not one of ", absl::StrJoin(scales, ", ")));
     }
     return name == "bicubic" ? MakeBicubic(scale) : MakeLanczos(scale);
   }
@@ -182,9 +182,9 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int sc
     if (m.tile == 0 && m.tile_memory_per_pixel > 0) {
       absl::StatusOr<int64_t> free = FreeDeviceMemory(device);
       if (!free.ok()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "model '", name, "': its tile is chosen from free device memory, but ",
-            free.status().message()));
+        return absl::FailedPreconditionError(
+            absl::StrCat("model '", name, "': its tile is chosen from free device memory, but ",
+                         free.status().message()));
       }
       m.tile = TileForMemory(*free, m.tile_memory_per_pixel, m.batch, m.tile_overlap);
     }
@@ -204,12 +204,11 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& name, int sc
           // Runs unoptimised; the result is the same.
         }
       }
-      return std::make_unique<TorchScriptModel>(std::move(m), std::move(module),
-                                                "sha256:" + sha, dev);
+      return std::make_unique<TorchScriptModel>(std::move(m), std::move(module), "sha256:" + sha,
+                                                dev);
     } catch (const c10::Error& e) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "model '", name, "': cannot load '", file.string(), "': ",
-          e.what_without_backtrace()));
+          "model '", name, "': cannot load '", file.string(), "': ", e.what_without_backtrace()));
     }
   }
   return absl::NotFoundError(absl::StrCat("model '", name, "' not found on model path"));

@@ -4,9 +4,9 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
-#include <cmath>
 #include <string>
 #include <vector>
 
@@ -49,8 +49,8 @@ double Cubic(double x) {
 struct PhaseKernel {
   int scale = 1;
   int taps = 0;
-  std::vector<int> base;        // [scale]
-  std::vector<float> weights;   // [scale * taps]
+  std::vector<int> base;       // [scale]
+  std::vector<float> weights;  // [scale * taps]
 };
 
 // Output pixel centres at input coordinate (j + 0.5) / scale - 0.5 (align_corners=False).
@@ -85,8 +85,7 @@ PhaseKernel LanczosKernel(int scale) {
 // constant weights, which the compiler vectorises; the few at the edges clamp their
 // taps (edges replicated).
 template <int TAPS, int SCALE>
-REELFARM_CPU_CLONES
-void UpscaleRow(const float* in, int64_t n, const PhaseKernel& k, float* out) {
+REELFARM_CPU_CLONES void UpscaleRow(const float* in, int64_t n, const PhaseKernel& k, float* out) {
   const int s = SCALE > 0 ? SCALE : k.scale;
   int64_t lo = 0, hi = n;  // q in [lo, hi): every phase's taps lie inside the row
   for (int p = 0; p < s; ++p) {
@@ -171,10 +170,9 @@ void ColumnSum4(const float* const* rows, const float* wy, int64_t n, bool clamp
   const __m128 vw0 = _mm_set1_ps(w0), vw1 = _mm_set1_ps(w1), vw2 = _mm_set1_ps(w2),
                vw3 = _mm_set1_ps(w3), vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
   for (; j + 4 <= n; j += 4) {
-    __m128 v = _mm_add_ps(_mm_add_ps(_mm_mul_ps(vw0, _mm_loadu_ps(a0 + j)),
-                                     _mm_mul_ps(vw1, _mm_loadu_ps(a1 + j))),
-                          _mm_add_ps(_mm_mul_ps(vw2, _mm_loadu_ps(a2 + j)),
-                                     _mm_mul_ps(vw3, _mm_loadu_ps(a3 + j))));
+    __m128 v = _mm_add_ps(
+        _mm_add_ps(_mm_mul_ps(vw0, _mm_loadu_ps(a0 + j)), _mm_mul_ps(vw1, _mm_loadu_ps(a1 + j))),
+        _mm_add_ps(_mm_mul_ps(vw2, _mm_loadu_ps(a2 + j)), _mm_mul_ps(vw3, _mm_loadu_ps(a3 + j))));
     _mm_stream_ps(o + j, _mm_min_ps(_mm_max_ps(v, vlo), vhi));
   }
 #endif
@@ -243,8 +241,7 @@ at::Tensor SeparableUpscale(const at::Tensor& x, const PhaseKernel& k, bool clam
         const int64_t q = y / s, p = y % s;
         const float* wy = &k.weights[static_cast<size_t>(p) * taps];
         for (int t = 0; t < taps; ++t) {
-          row[t] = buf.data() +
-                   (std::clamp<int64_t>(q + k.base[p] + t, 0, h - 1) - r0) * out_w;
+          row[t] = buf.data() + (std::clamp<int64_t>(q + k.base[p] + t, 0, h - 1) - r0) * out_w;
         }
         float* o = dst + (plane * out_h + y) * out_w;
         if (taps == 4) {
@@ -283,9 +280,8 @@ class ResamplerModel final : public Model {
     if (!out.sizes().equals({x.size(0), 3, x.size(2) * scale_, x.size(3) * scale_}) ||
         out.scalar_type() != at::kFloat || !out.device().is_cpu() || !out.is_contiguous()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("model '", name_, "': the output tensor is not float [", x.size(0),
-                       ", 3, ", x.size(2) * scale_, ", ", x.size(3) * scale_,
-                       "] on the CPU, contiguous"));
+          absl::StrCat("model '", name_, "': the output tensor is not float [", x.size(0), ", 3, ",
+                       x.size(2) * scale_, ", ", x.size(3) * scale_, "] on the CPU, contiguous"));
     }
     try {
       SeparableUpscale(x, Kernel(), /*clamp=*/true, &out);
@@ -298,8 +294,8 @@ class ResamplerModel final : public Model {
  private:
   absl::Status CheckInput(const at::Tensor& x) const {
     if (x.dim() != 4 || x.size(1) != 3) {
-      return absl::InvalidArgumentError(absl::StrCat("model '", name_, "': input has ",
-                                                     x.dim(), " dimensions, not [N, 3, H, W]"));
+      return absl::InvalidArgumentError(absl::StrCat("model '", name_, "': input has ", x.dim(),
+                                                     " dimensions, not [N, 3, H, W]"));
     }
     return absl::OkStatus();
   }

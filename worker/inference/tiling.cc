@@ -43,9 +43,7 @@ at::Tensor AxisWeights(int64_t start, int64_t len, int64_t size, int64_t ov,
   if (ov <= 0) return w;
   const double margin = ov / 4.0, span = ov - 2.0 * margin;
   at::Tensor d = at::arange(len, opts).add_(0.5);  // distance of pixel centres from the edge
-  auto ramp = [&](const at::Tensor& dist) {
-    return ((dist - margin) / span).clamp_(0.0, 1.0);
-  };
+  auto ramp = [&](const at::Tensor& dist) { return ((dist - margin) / span).clamp_(0.0, 1.0); };
   if (start > 0) w = w * ramp(d);
   if (start + len < size) w = w * ramp(d.flip(0));
   return w;
@@ -59,8 +57,8 @@ absl::StatusOr<at::Tensor> UpscaleTiled(
   const int64_t h = x.size(2), w = x.size(3);
   if (tile <= 0 || (h <= tile && w <= tile)) return run(x);
   if (2 * overlap >= tile) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tile ", tile, " with overlap ", overlap, " is invalid; give tile > 2 * overlap"));
+    return absl::InvalidArgumentError(absl::StrCat("tile ", tile, " with overlap ", overlap,
+                                                   " is invalid; give tile > 2 * overlap"));
   }
   const int64_t s = scale;
   at::Tensor out = at::zeros({x.size(0), 3, h * s, w * s}, x.options().dtype(at::kFloat));
@@ -73,9 +71,9 @@ absl::StatusOr<at::Tensor> UpscaleTiled(
       absl::StatusOr<at::Tensor> y = run(piece);
       if (!y.ok()) return y.status();
       if (y->dim() != 4 || y->size(2) != th * s || y->size(3) != tw * s) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tile [", y0, ", ", x0, "] of ", th, "x", tw, " came back ", y->size(2), "x",
-            y->size(3), "; expected ", th * s, "x", tw * s));
+        return absl::InvalidArgumentError(absl::StrCat("tile [", y0, ", ", x0, "] of ", th, "x", tw,
+                                                       " came back ", y->size(2), "x", y->size(3),
+                                                       "; expected ", th * s, "x", tw * s));
       }
       at::Tensor wy = AxisWeights(y0 * s, th * s, h * s, overlap * s, opts);
       at::Tensor wx = AxisWeights(x0 * s, tw * s, w * s, overlap * s, opts);
@@ -124,9 +122,8 @@ int64_t CgroupHeadroom() {
 int TileForMemory(int64_t free_bytes, int64_t bytes_per_pixel, int batch, int overlap) {
   const int64_t floor_tile = 2 * int64_t{overlap} + 16;
   if (bytes_per_pixel <= 0) return 0;
-  const double pixels =
-      static_cast<double>(std::max<int64_t>(free_bytes, 0)) / 2.0 /
-      (static_cast<double>(bytes_per_pixel) * std::max(batch, 1));
+  const double pixels = static_cast<double>(std::max<int64_t>(free_bytes, 0)) / 2.0 /
+                        (static_cast<double>(bytes_per_pixel) * std::max(batch, 1));
   if (pixels >= static_cast<double>(kLargestFrameSide * kLargestFrameSide)) return 0;
   const int64_t side = static_cast<int64_t>(std::floor(std::sqrt(pixels))) / 16 * 16;
   return static_cast<int>(std::max(side, floor_tile));
@@ -149,14 +146,13 @@ absl::StatusOr<int64_t> FreeDeviceMemory(const std::string& device) {
       c10::cuda::CUDAGuard guard(dev.index() < 0 ? 0 : dev.index());
       size_t free = 0, total = 0;
       if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
-        return absl::UnavailableError(absl::StrCat("device '", device,
-                                                   "': cudaMemGetInfo failed"));
+        return absl::UnavailableError(absl::StrCat("device '", device, "': cudaMemGetInfo failed"));
       }
       return static_cast<int64_t>(free);
     }
   } catch (const c10::Error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("device '", device, "': ",
-                                                   e.what_without_backtrace()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("device '", device, "': ", e.what_without_backtrace()));
   }
 #endif
   return absl::InvalidArgumentError(

@@ -90,8 +90,8 @@ bool IsImageFormat(const AVFormatContext& format) {
   if (format.iformat == nullptr || format.iformat->name == nullptr) return false;
   const std::string name = format.iformat->name;
   const std::string pipe = "_pipe";
-  return name == "image2" ||
-         (name.size() > pipe.size() && name.compare(name.size() - pipe.size(), pipe.size(), pipe) == 0);
+  return name == "image2" || (name.size() > pipe.size() &&
+                              name.compare(name.size() - pipe.size(), pipe.size(), pipe) == 0);
 }
 
 AVRational GridFrameRate(const AVFormatContext& format, const AVStream& stream) {

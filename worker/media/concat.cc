@@ -131,8 +131,7 @@ absl::Status Concatenator::Start(const AVStream& first, const AVStream* audio,
   av_dict_free(&opts);
   if (ret < 0) {
     return AvError(absl::StatusCode::kUnavailable, ret,
-                   "output '" + output_path_ + "': cannot write the " + container_ +
-                       " header",
+                   "output '" + output_path_ + "': cannot write the " + container_ + " header",
                    "check the disk and its free space (and that the " + container_ +
                        " container takes the input's audio codec)");
   }
@@ -190,10 +189,9 @@ absl::Status Concatenator::AppendAudio(AVFormatContext* input, const AVStream& a
   // The video's grid starts at the file's start (its earliest stream, DESIGN.md "Time"),
   // so audio keeps its offset from there: audio that starts before the video stays in
   // sync with the held first frame.
-  const int64_t start =
-      input->start_time != AV_NOPTS_VALUE
-          ? av_rescale_q(input->start_time, AV_TIME_BASE_Q, audio.time_base)
-          : (audio.start_time != AV_NOPTS_VALUE ? audio.start_time : 0);
+  const int64_t start = input->start_time != AV_NOPTS_VALUE
+                            ? av_rescale_q(input->start_time, AV_TIME_BASE_Q, audio.time_base)
+                            : (audio.start_time != AV_NOPTS_VALUE ? audio.start_time : 0);
   const int64_t video_end = av_rescale_q(offset_, stream_->time_base, audio_stream_->time_base);
   while (true) {
     int ret = av_read_frame(input, packet.get());

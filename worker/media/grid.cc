@@ -9,7 +9,7 @@ namespace reelfarm::media {
 
 GridPlacement PlaceOnGrid(const std::vector<double>& times, bool late_start) {
   GridPlacement g;
-  int64_t sync = 0;               // the next slot (ffmpeg's sync_opts)
+  int64_t sync = 0;                 // the next slot (ffmpeg's sync_opts)
   int64_t last_nb0[3] = {0, 0, 0};  // repeats of the frame before, for the last three
   int64_t previous = -1;
   for (size_t i = 0; i < times.size(); ++i) {
@@ -18,8 +18,8 @@ GridPlacement PlaceOnGrid(const std::vector<double>& times, bool late_start) {
     double duration = 1;
     double delta0 = t - static_cast<double>(sync);  // how late the frame is
     double delta = delta0 + duration;
-    int64_t nb0 = 0;  // repeats of the frame before
-    int64_t nb = 1;   // slots written now
+    int64_t nb0 = 0;                // repeats of the frame before
+    int64_t nb = 1;                 // slots written now
     if (delta0 < 0 && delta > 0) {  // a little early: it takes the next slot
       duration += delta0;
       delta0 = 0;

@@ -95,9 +95,9 @@ absl::StatusOr<std::unique_ptr<FrameSink>> ImageSequenceSink::Create(
   int ret = avcodec_open2(sink->encoder_.get(), codec, &opts);
   av_dict_free(&opts);
   if (ret < 0) {
-    return AvError(absl::StatusCode::kInvalidArgument, ret,
-                   "output '" + pattern + "': the " + sink->codec_.encoder +
-                       " encoder refused the options");
+    return AvError(
+        absl::StatusCode::kInvalidArgument, ret,
+        "output '" + pattern + "': the " + sink->codec_.encoder + " encoder refused the options");
   }
   ASSIGN_OR_RETURN(sink->picture_, AllocFrame());
   sink->picture_->format = e.pix_fmt;
@@ -172,11 +172,10 @@ absl::Status ImageSequenceSink::Write(const Frame& frame) {
   const std::string path = FramePath(pattern_, number);
   if (frame.width != options_.width || frame.height != options_.height ||
       frame.planes.size() != 3 * static_cast<size_t>(frame.width) * frame.height) {
-    return absl::InvalidArgumentError("output '" + path + "': frame is " +
-                                      std::to_string(frame.width) + "x" +
-                                      std::to_string(frame.height) + " but the sink writes " +
-                                      std::to_string(options_.width) + "x" +
-                                      std::to_string(options_.height));
+    return absl::InvalidArgumentError(
+        "output '" + path + "': frame is " + std::to_string(frame.width) + "x" +
+        std::to_string(frame.height) + " but the sink writes " + std::to_string(options_.width) +
+        "x" + std::to_string(options_.height));
   }
   int ret = av_frame_make_writable(picture_.get());
   if (ret < 0) return AvError(absl::StatusCode::kResourceExhausted, ret, "output '" + path + "'");

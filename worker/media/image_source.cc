@@ -105,8 +105,7 @@ class ImageSequenceSource final : public FrameSource {
   static absl::StatusOr<AvFramePtr> DecodeImage(const std::string& path, int64_t number) {
     std::error_code ec;
     if (!fs::exists(path, ec)) {
-      return absl::FailedPreconditionError("input '" + path + "': frame " +
-                                           std::to_string(number) +
+      return absl::FailedPreconditionError("input '" + path + "': frame " + std::to_string(number) +
                                            " of the sequence is missing; render it again");
     }
     // Opened within the sequence's folder: a frame that is a symbolic link leading out
@@ -117,8 +116,8 @@ class ImageSequenceSource final : public FrameSource {
     if (!fd.ok()) return fd.status();
     auto named = [number, &fd, &path](const absl::Status& st) {
       return common::NameFdPath(
-          absl::Status(st.code(), "frame " + std::to_string(number) + " of the sequence: " +
-                                      std::string(st.message())),
+          absl::Status(st.code(), "frame " + std::to_string(number) +
+                                      " of the sequence: " + std::string(st.message())),
           *fd, path);
     };
     absl::StatusOr<std::unique_ptr<VideoInput>> input = VideoInput::Open(fd->path());
@@ -127,8 +126,7 @@ class ImageSequenceSource final : public FrameSource {
     absl::StatusOr<bool> got = (*input)->ReadFrame(decoded.get());
     if (!got.ok()) return named(got.status());
     if (!*got || DecodedWithErrors(*decoded)) {
-      return absl::FailedPreconditionError("input '" + path + "': frame " +
-                                           std::to_string(number) +
+      return absl::FailedPreconditionError("input '" + path + "': frame " + std::to_string(number) +
                                            " does not decode (truncated or corrupt image); "
                                            "render it again");
     }
@@ -152,8 +150,7 @@ absl::StatusOr<VideoInfo> ProbeImageSequence(const std::string& pattern, int64_t
   }
   const std::set<int64_t> on_disk = FramesOnDisk(pattern);
   if (on_disk.empty()) {
-    return absl::NotFoundError("input '" + pattern +
-                               "': no frame of the sequence exists (e.g. '" +
+    return absl::NotFoundError("input '" + pattern + "': no frame of the sequence exists (e.g. '" +
                                FramePath(pattern, first >= 0 ? first : 1001) +
                                "'); check the path and the padding");
   }
@@ -169,19 +166,20 @@ absl::StatusOr<VideoInfo> ProbeImageSequence(const std::string& pattern, int64_t
     if (on_disk.count(n) == 0) missing.push_back(n);
   }
   if (!missing.empty()) {
-    return absl::FailedPreconditionError(
-        "input '" + pattern + "': " + std::to_string(missing.size()) + " of frames " +
-        std::to_string(first) + "-" + std::to_string(last) + " missing: " +
-        DescribeMissing(missing) + "; render them, or give a frame range without gaps");
+    return absl::FailedPreconditionError("input '" + pattern +
+                                         "': " + std::to_string(missing.size()) + " of frames " +
+                                         std::to_string(first) + "-" + std::to_string(last) +
+                                         " missing: " + DescribeMissing(missing) +
+                                         "; render them, or give a frame range without gaps");
   }
   const std::string path = FramePath(pattern, first);
   {
     ASSIGN_OR_RETURN(std::unique_ptr<VideoInput> movie, VideoInput::Open(path));
     if (!IsImageFormat(movie->format())) {
-      return absl::FailedPreconditionError(
-          "input '" + pattern + "': '" + path + "' is a movie (" +
-          movie->format().iformat->name + "), not an image; give the movie's own path as the "
-          "input, without a frame pattern");
+      return absl::FailedPreconditionError("input '" + pattern + "': '" + path + "' is a movie (" +
+                                           movie->format().iformat->name +
+                                           "), not an image; give the movie's own path as the "
+                                           "input, without a frame pattern");
     }
   }
   ASSIGN_OR_RETURN(AvFramePtr frame, ImageSequenceSource::DecodeImage(path, first));

@@ -8,8 +8,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -41,13 +41,13 @@ struct VideoInfo {
   // Grid frames cut from the end: the file is truncated (its last GOP ends mid-way) and
   // frame_count stops before the first frame that does not decode intact. 0 when whole.
   int64_t tail_cut_frames = 0;
-  int fps_num = 0;          // frame rate as a fraction, e.g. 24000/1001
+  int fps_num = 0;  // frame rate as a fraction, e.g. 24000/1001
   int fps_den = 1;
   std::string codec;         // e.g. "h264"
   std::string pixel_format;  // e.g. "yuv420p"
   ColourInfo colour;
-  bool has_audio = false;    // the file also has an audio stream
-  int64_t first_frame = 0;   // number of the first frame (image sequences: its file's)
+  bool has_audio = false;   // the file also has an audio stream
+  int64_t first_frame = 0;  // number of the first frame (image sequences: its file's)
   // SMPTE start timecode of the first frame ("01:00:00:00"; ';' before the frames when
   // drop frame), empty when the file has none (image sequences never have one here).
   std::string timecode;
@@ -125,8 +125,8 @@ class FrameSource {
 // chunk never decodes the whole file (a file whose packets have no presentation times
 // is decoded from its start). A range past the end of the grid is an error when the
 // first missing frame is reached (FAILED_PRECONDITION naming the frame).
-absl::StatusOr<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path,
-                                                             int64_t begin, int64_t end);
+absl::StatusOr<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path, int64_t begin,
+                                                             int64_t end);
 
 // Describes the image sequence `pattern` (`plates/sh010.####.exr` or `%04d`) over the
 // frame numbers [first, last] (inclusive; -1: the lowest/highest number on disk).
@@ -151,9 +151,9 @@ struct EncodeOptions {
   // Codec and pixel format as output_format.h names them (ResolveOutputFormat).
   std::string codec = "h264";
   std::string pix_fmt = "yuv420p";
-  std::string container = "mp4";  // muxer: "mp4" or "mov"
-  int crf = 18;                    // h264/h265 only
-  std::string preset = "veryfast"; // h264/h265 only
+  std::string container = "mp4";    // muxer: "mp4" or "mov"
+  int crf = 18;                     // h264/h265 only
+  std::string preset = "veryfast";  // h264/h265 only
   // Tagged on the stream. The matrix is also the one RGB is converted with when
   // libswscale has it (else BT.601, tagged so); range is full only for h264/h265.
   ColourInfo colour;
@@ -211,10 +211,8 @@ absl::StatusOr<std::unique_ptr<FrameSink>> OpenImageSequenceSink(
 // `timecode` is the output's start timecode (written as a timecode track). The caller
 // publishes `output_path` (a temporary name) itself.
 absl::Status ConcatSegments(const std::vector<std::string>& segments,
-                            const std::string& output_path,
-                            const std::string& container = "mp4",
-                            const std::string& audio_from = "",
-                            const std::string& timecode = "");
+                            const std::string& output_path, const std::string& container = "mp4",
+                            const std::string& audio_from = "", const std::string& timecode = "");
 
 // Sends only FFmpeg's errors to stderr (x264 prints statistics at every close
 // otherwise). `verbose` keeps FFmpeg's default (info) level.

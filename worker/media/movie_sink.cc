@@ -35,8 +35,8 @@ absl::Status ValidateOptions(const std::string& path, const EncodeOptions& o) {
   } else if (o.width <= 0 || o.height <= 0 || o.width % (1 << desc->log2_chroma_w) != 0 ||
              o.height % (1 << desc->log2_chroma_h) != 0) {
     problem = "size " + std::to_string(o.width) + "x" + std::to_string(o.height) +
-              " is not a positive size that " + o.pix_fmt + " can hold (" + o.pix_fmt +
-              " needs " + (desc->log2_chroma_h ? "even sizes" : "an even width") + ")";
+              " is not a positive size that " + o.pix_fmt + " can hold (" + o.pix_fmt + " needs " +
+              (desc->log2_chroma_h ? "even sizes" : "an even width") + ")";
   } else if (o.fps_num <= 0 || o.fps_den <= 0) {
     problem = "frame rate " + std::to_string(o.fps_num) + "/" + std::to_string(o.fps_den) +
               " is not positive";
@@ -85,7 +85,7 @@ class MovieSink final : public FrameSink {
 };
 
 absl::StatusOr<std::unique_ptr<FrameSink>> MovieSink::Create(const std::string& path,
-                                                            const EncodeOptions& options) {
+                                                             const EncodeOptions& options) {
   RETURN_IF_ERROR(ValidateOptions(path, options));
   std::unique_ptr<MovieSink> sink(new MovieSink(path, options));
   // The container is named: the path may be a temporary name such as "x.mp4.tmp.123".
@@ -106,10 +106,9 @@ struct EncoderChoice {
 absl::StatusOr<EncoderChoice> ChooseEncoder(const EncodeOptions& o, const std::string& path) {
   if (o.codec == "h264") {
     // Headers that do not depend on the content, so segments concatenate.
-    return EncoderChoice{"libx264",
-                         {{"preset", o.preset},
-                          {"crf", std::to_string(o.crf)},
-                          {"x264-params", "stitchable=1"}}};
+    return EncoderChoice{
+        "libx264",
+        {{"preset", o.preset}, {"crf", std::to_string(o.crf)}, {"x264-params", "stitchable=1"}}};
   }
   if (o.codec == "h265") {
     // No B-frames and closed GOPs, as for H.264; no per-encode info SEI, so every
@@ -171,8 +170,7 @@ absl::Status MovieSink::OpenEncoder() {
     return AvError(absl::StatusCode::kInvalidArgument, ret,
                    "output '" + path_ + "': " + choice.encoder + " refused the options (" +
                        described + ", pix_fmt " + options_.pix_fmt + ", " +
-                       std::to_string(options_.width) + "x" + std::to_string(options_.height) +
-                       ")",
+                       std::to_string(options_.width) + "x" + std::to_string(options_.height) + ")",
                    "change the format options");
   }
   return absl::OkStatus();
@@ -192,7 +190,8 @@ absl::Status MovieSink::OpenStream() {
   stream_->r_frame_rate = fps;
   ret = avformat_write_header(output_.get(), nullptr);
   if (ret < 0) {
-    return AvError(WriteErrorCode(ret), ret, "output '" + path_ + "': cannot write the " + options_.container + " header",
+    return AvError(WriteErrorCode(ret), ret,
+                   "output '" + path_ + "': cannot write the " + options_.container + " header",
                    "check the disk and its free space");
   }
   return absl::OkStatus();

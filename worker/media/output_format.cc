@@ -37,9 +37,9 @@ const std::vector<CodecRule>& Rules() {
 }
 
 const std::vector<std::string>& Presets() {
-  static const std::vector<std::string> kPresets = {
-      "ultrafast", "superfast", "veryfast", "faster", "fast",
-      "medium",    "slow",      "slower",   "veryslow"};
+  static const std::vector<std::string> kPresets = {"ultrafast", "superfast", "veryfast",
+                                                    "faster",    "fast",      "medium",
+                                                    "slow",      "slower",    "veryslow"};
   return kPresets;
 }
 
@@ -129,28 +129,29 @@ absl::StatusOr<OutputFormat> ResolveOutputFormat(const std::string& output,
   } else if (ext == ".dpx") {
     allowed = {"dpx"};
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.output '", output, "': extension '", ext,
-        "' is not an output format; give one of .mp4, .mov (movies) or .exr, .png, "
-        ".tif, .tiff, .dpx (image sequences with a #### frame pattern)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.output '", output, "': extension '", ext,
+                     "' is not an output format; give one of .mp4, .mov (movies) or .exr, .png, "
+                     ".tif, .tiff, .dpx (image sequences with a #### frame pattern)"));
   }
   if (f.image_sequence() && !HasFramePattern(output)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.output '", output,
-        "': an image sequence needs a frame-number pattern in its name; give e.g. "
-        "'renders/sh010.####", ext, "' or 'renders/sh010.%04d", ext, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.output '", output,
+                     "': an image sequence needs a frame-number pattern in its name; give e.g. "
+                     "'renders/sh010.####",
+                     ext, "' or 'renders/sh010.%04d", ext, "'"));
   }
   if (!f.image_sequence() && HasFramePattern(output)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.output '", output, "': a movie (", ext,
-        ") takes no frame-number pattern; remove it, or give an image extension"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.output '", output, "': a movie (", ext,
+                     ") takes no frame-number pattern; remove it, or give an image extension"));
   }
   f.codec = codec.empty() ? allowed.front() : codec;
   if (!Contains(allowed, f.codec)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.format.codec is '", codec, "' but upscale.output '", output, "' is ", ext,
-        ", which takes: ", absl::StrJoin(allowed, ", "),
-        "; change the codec or the output's extension"));
+    return absl::InvalidArgumentError(absl::StrCat("upscale.format.codec is '", codec,
+                                                   "' but upscale.output '", output, "' is ", ext,
+                                                   ", which takes: ", absl::StrJoin(allowed, ", "),
+                                                   "; change the codec or the output's extension"));
   }
   const CodecRule* rule = nullptr;
   for (const CodecRule& r : Rules()) {
@@ -167,8 +168,8 @@ absl::StatusOr<OutputFormat> ResolveOutputFormat(const std::string& output,
     f.preset = preset.empty() ? "veryfast" : preset;
     if (!Contains(Presets(), f.preset)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("upscale.format.preset is '", preset, "'; give one of: ",
-                       absl::StrJoin(Presets(), ", ")));
+          absl::StrCat("upscale.format.preset is '", preset,
+                       "'; give one of: ", absl::StrJoin(Presets(), ", ")));
     }
     if (crf < 0 || crf > 51) {
       return absl::InvalidArgumentError(

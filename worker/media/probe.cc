@@ -42,8 +42,8 @@ absl::StatusOr<std::vector<FrameState>> DecodeToEnd(VideoInput& input, const Tim
     if (!timeline.by_count) {
       const int64_t pts = frame->pts != AV_NOPTS_VALUE ? frame->pts : frame->best_effort_timestamp;
       if (pts == AV_NOPTS_VALUE) continue;
-      coded = static_cast<int64_t>(std::upper_bound(keys.begin(), keys.end(), pts) -
-                                   keys.begin()) - 1;
+      coded =
+          static_cast<int64_t>(std::upper_bound(keys.begin(), keys.end(), pts) - keys.begin()) - 1;
     }
     if (coded < 0 || coded >= static_cast<int64_t>(keys.size())) continue;
     const bool intact = !DecodedWithErrors(*frame);
@@ -126,14 +126,13 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
       static_cast<AVPixelFormat>(par.format != AV_PIX_FMT_NONE ? par.format : frame->format));
   info.pixel_format = pix_fmt ? pix_fmt : "unknown";
   // The stream's tags, else the first frame's (some demuxers leave them to the codec).
-  info.colour.primaries = par.color_primaries != AVCOL_PRI_UNSPECIFIED ? par.color_primaries
-                                                                       : frame->color_primaries;
-  info.colour.transfer = par.color_trc != AVCOL_TRC_UNSPECIFIED ? par.color_trc
-                                                                 : frame->color_trc;
-  info.colour.matrix = par.color_space != AVCOL_SPC_UNSPECIFIED ? par.color_space
-                                                                 : frame->colorspace;
-  info.colour.range = par.color_range != AVCOL_RANGE_UNSPECIFIED ? par.color_range
-                                                                  : frame->color_range;
+  info.colour.primaries =
+      par.color_primaries != AVCOL_PRI_UNSPECIFIED ? par.color_primaries : frame->color_primaries;
+  info.colour.transfer = par.color_trc != AVCOL_TRC_UNSPECIFIED ? par.color_trc : frame->color_trc;
+  info.colour.matrix =
+      par.color_space != AVCOL_SPC_UNSPECIFIED ? par.color_space : frame->colorspace;
+  info.colour.range =
+      par.color_range != AVCOL_RANGE_UNSPECIFIED ? par.color_range : frame->color_range;
   info.has_audio = input->has_audio();
   info.timecode = input->timecode();
   // A truncated file (its last GOP ends mid-way): the grid ends before the first frame

@@ -26,7 +26,6 @@ bool IsFullRangeFormat(AVPixelFormat format) {
          format == AV_PIX_FMT_YUVJ411P;
 }
 
-
 }  // namespace
 
 absl::Status RgbConverter::Configure(const AVFrame& in, const std::string& context) {

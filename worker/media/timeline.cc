@@ -21,12 +21,12 @@ absl::StatusOr<Timeline> ReadTimeline(VideoInput& input) {
   timeline.rate = GridFrameRate(format, stream);
   if (timeline.rate.num <= 0 || timeline.rate.den <= 0) {
     return absl::FailedPreconditionError(
-        name + ": its video stream has no frame rate, so its frames cannot be put on a "
-               "constant-rate grid; give a file whose video has a frame rate (or rewrite it "
-               "with ffmpeg -r RATE)");
+        name +
+        ": its video stream has no frame rate, so its frames cannot be put on a "
+        "constant-rate grid; give a file whose video has a frame rate (or rewrite it "
+        "with ffmpeg -r RATE)");
   }
-  ASSIGN_OR_RETURN(std::vector<VideoInput::PacketTimes> packets,
-                   input.ReadRemainingPacketTimes());
+  ASSIGN_OR_RETURN(std::vector<VideoInput::PacketTimes> packets, input.ReadRemainingPacketTimes());
   // Frames before an edit list's start decode only as references; the decoder drops them.
   packets.erase(std::remove_if(packets.begin(), packets.end(),
                                [](const VideoInput::PacketTimes& p) {
@@ -34,8 +34,8 @@ absl::StatusOr<Timeline> ReadTimeline(VideoInput& input) {
                                }),
                 packets.end());
   if (packets.empty()) {
-    return absl::FailedPreconditionError(name +
-                                         ": its video stream has no frames; give a file with video");
+    return absl::FailedPreconditionError(
+        name + ": its video stream has no frames; give a file with video");
   }
   const bool all_pts = std::all_of(packets.begin(), packets.end(),
                                    [](const auto& p) { return p.pts != AV_NOPTS_VALUE; });

@@ -155,8 +155,8 @@ absl::StatusOr<bool> VideoSource::Next(Frame* frame) {
     shown_frame_ = coded;
   }
   if (shown_frame_ < 0) return PastEnd();
-  RETURN_IF_ERROR(converter_.Convert(
-      *shown_, "input '" + path_ + "' frame " + std::to_string(next_), frame));
+  RETURN_IF_ERROR(
+      converter_.Convert(*shown_, "input '" + path_ + "' frame " + std::to_string(next_), frame));
   frame->index = next_++;
   return true;
 }

@@ -25,15 +25,16 @@ int main(int argc, char** argv) {
                   "0,255 for RDN and 0,1 for RRDN models)");
   imp->add_flag("--replace", options.replace, "replace an existing <out>/<name>");
   CLI11_PARSE(app, argc, argv);
-  if (!range.empty() && std::sscanf(range.c_str(), "%lf,%lf", &options.input_min,
-                                    &options.input_max) != 2) {
+  if (!range.empty() &&
+      std::sscanf(range.c_str(), "%lf,%lf", &options.input_min, &options.input_max) != 2) {
     std::fprintf(stderr, "reelfarm-models: --input-range '%s' is not LO,HI (e.g. 0,255)\n",
                  range.c_str());
     return 2;
   }
   auto r = reelfarm::tfjs::ImportPackage(source, name, out, options);
   if (!r.ok()) {
-    std::fprintf(stderr, "reelfarm-models: import-tfjs: %s\n", std::string(r.status().message()).c_str());
+    std::fprintf(stderr, "reelfarm-models: import-tfjs: %s\n",
+                 std::string(r.status().message()).c_str());
     return 1;
   }
   std::printf("imported %s %s (%s, sha256 %s) as %s: scales %s\n", r->package.c_str(),

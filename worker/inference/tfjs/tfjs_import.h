@@ -30,7 +30,7 @@ namespace reelfarm::tfjs {
 // returns [N, 3, H*scale, W*scale].
 struct ImportedNetwork {
   torch::jit::Module module{"TfjsLayersModel"};
-  int scale = 0;              // from the upsampling layers, checked by a trial run
+  int scale = 0;  // from the upsampling layers, checked by a trial run
   int input_channels = 0;
   // Farthest input pixel (in input pixels, rounded up) that reaches an output pixel:
   // tiles must overlap by 4x this (worker/inference/tiling.h).

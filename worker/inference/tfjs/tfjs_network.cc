@@ -25,22 +25,21 @@ struct Layer {
   std::vector<std::string> inputs;
   // Filled in topological order:
   int channels = 0;
-  int factor = 1;        // output pixels per input pixel of the network, per side
-  double reach = 0.0;    // receptive field so far, in network input pixels
-  int block = 0;         // PixelShuffle<N>x: N
+  int factor = 1;           // output pixels per input pixel of the network, per side
+  double reach = 0.0;       // receptive field so far, in network input pixels
+  int block = 0;            // PixelShuffle<N>x: N
   at::Tensor kernel, bias;  // Conv2D: OIHW and [O] (bias undefined without use_bias)
 };
 
 const std::set<std::string>& SupportedTypes() {
-  static const std::set<std::string> kTypes = {"InputLayer", "Conv2D", "Activation",
-                                               "Concatenate", "Add", "UpSampling2D",
-                                               "MultiplyBeta", "PixelShuffle<N>x"};
+  static const std::set<std::string> kTypes = {
+      "InputLayer", "Conv2D",       "Activation",   "Concatenate",
+      "Add",        "UpSampling2D", "MultiplyBeta", "PixelShuffle<N>x"};
   return kTypes;
 }
 
 const std::set<std::string>& SupportedActivations() {
-  static const std::set<std::string> kActs = {"linear", "relu", "sigmoid", "tanh",
-                                              "leaky_relu"};
+  static const std::set<std::string> kActs = {"linear", "relu", "sigmoid", "tanh", "leaky_relu"};
   return kActs;
 }
 
@@ -60,8 +59,7 @@ int PixelShuffleBlock(const std::string& type) {
 }
 
 absl::Status Refuse(const Layer& l, const std::string& what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("layer '", l.name, "' (", l.type, "): ", what));
+  return absl::InvalidArgumentError(absl::StrCat("layer '", l.name, "' (", l.type, "): ", what));
 }
 
 std::string ShapeText(const std::vector<int64_t>& s) {
@@ -98,9 +96,9 @@ absl::Status Builder::Parse(const std::string& text) {
   }
   try {
     if (j.contains("format") && j["format"] != "layers-model") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model.json has format '", j["format"].get<std::string>(),
-          "'; only TF.js layers models ('layers-model') are supported"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model.json has format '", j["format"].get<std::string>(),
+                       "'; only TF.js layers models ('layers-model') are supported"));
     }
     const json& topo = j.at("modelTopology");
     const json& model = topo.contains("model_config") ? topo["model_config"] : topo;
@@ -164,8 +162,8 @@ absl::Status Builder::Parse(const std::string& text) {
     }
     for (const auto& n : {ins[0], outs[0]}) {
       if (!index_.count(n)) {
-        return absl::InvalidArgumentError(absl::StrCat("model.json names '", n,
-                                                       "' as input or output, but has no such layer"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("model.json names '", n, "' as input or output, but has no such layer"));
       }
     }
     input_ = ins[0];
@@ -176,7 +174,8 @@ absl::Status Builder::Parse(const std::string& text) {
   }
   for (const Layer& l : layers_) {
     for (const auto& in : l.inputs) {
-      if (!index_.count(in)) return Refuse(l, absl::StrCat("takes input from '", in, "', which is not a layer"));
+      if (!index_.count(in))
+        return Refuse(l, absl::StrCat("takes input from '", in, "', which is not a layer"));
     }
     if (l.type == "InputLayer" && l.name != input_) {
       return Refuse(l, absl::StrCat("is a second input; the model's input is '", input_, "'"));
@@ -219,8 +218,8 @@ absl::Status Builder::Order() {
   }
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (!feeds[i]) {
-      return Refuse(layers_[i], absl::StrCat("does not lead to the output '", output_,
-                                             "' (a second output?)"));
+      return Refuse(layers_[i],
+                    absl::StrCat("does not lead to the output '", output_, "' (a second output?)"));
     }
   }
   return absl::OkStatus();
@@ -278,7 +277,8 @@ absl::Status Builder::InferOne(Layer& l) {
       return Refuse(l, absl::StrCat("strides [", absl::StrJoin(strides, ", "),
                                     "] are not supported; only [1, 1]"));
     }
-    if (dil.size() != 2 || dil[0] < 1 || dil[1] < 1) return Refuse(l, "dilation_rate is not [h, w]");
+    if (dil.size() != 2 || dil[0] < 1 || dil[1] < 1)
+      return Refuse(l, "dilation_rate is not [h, w]");
     if (c.value("groups", 1) != 1) return Refuse(l, "grouped convolutions are not supported");
     if (padding != "same" && padding != "valid") {
       return Refuse(l, absl::StrCat("padding '", padding, "' is not supported; use same or valid"));
@@ -301,7 +301,8 @@ absl::Status Builder::InferOne(Layer& l) {
     if (l.type == "Concatenate") {
       const int axis = c.value("axis", -1);
       if (axis != -1 && axis != 3) {
-        return Refuse(l, absl::StrCat("axis ", axis, " is not supported; only the channels (-1 or 3)"));
+        return Refuse(
+            l, absl::StrCat("axis ", axis, " is not supported; only the channels (-1 or 3)"));
       }
     }
     l.factor = in[0]->factor;
@@ -312,9 +313,9 @@ absl::Status Builder::InferOne(Layer& l) {
                                       "' have different sizes"));
       }
       if (l.type == "Add" && p->channels != in[0]->channels) {
-        return Refuse(l, absl::StrCat("adds '", in[0]->name, "' (", in[0]->channels,
-                                      " channels) and '", p->name, "' (", p->channels,
-                                      " channels)"));
+        return Refuse(
+            l, absl::StrCat("adds '", in[0]->name, "' (", in[0]->channels, " channels) and '",
+                            p->name, "' (", p->channels, " channels)"));
       }
       l.channels = l.type == "Add" ? p->channels : l.channels + p->channels;
       l.reach = std::max(l.reach, p->reach);
@@ -341,8 +342,8 @@ absl::Status Builder::InferOne(Layer& l) {
   if (block > 0) {
     RETURN_IF_ERROR(one_input());
     if (l.channels % (block * block) != 0) {
-      return Refuse(l, absl::StrCat("takes ", l.channels, " channels, not a multiple of ",
-                                    block * block));
+      return Refuse(
+          l, absl::StrCat("takes ", l.channels, " channels, not a multiple of ", block * block));
     }
     l.block = block;
     l.channels /= block * block;
@@ -369,9 +370,8 @@ absl::Status Builder::LoadWeights(const ShardReader& read_shard) {
         paths.push_back(p.get<std::string>());
         absl::StatusOr<std::string> shard = read_shard(paths.back());
         if (!shard.ok()) {
-          return absl::Status(shard.status().code(),
-                              absl::StrCat("weight shard '", paths.back(),
-                                           "': ", shard.status().message()));
+          return absl::Status(shard.status().code(), absl::StrCat("weight shard '", paths.back(),
+                                                                  "': ", shard.status().message()));
         }
         data += *shard;
       }
@@ -382,8 +382,8 @@ absl::Status Builder::LoadWeights(const ShardReader& read_shard) {
         const std::string lname = slash == std::string::npos ? wname : wname.substr(0, slash);
         const std::string role = slash == std::string::npos ? "" : wname.substr(slash + 1);
         if (!index_.count(lname)) {
-          return absl::InvalidArgumentError(absl::StrCat("weight '", wname,
-                                                         "' belongs to no layer of the model"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("weight '", wname, "' belongs to no layer of the model"));
         }
         Layer& l = layers_[index_.at(lname)];
         const std::string dtype = w.value("dtype", "float32");
@@ -392,24 +392,26 @@ absl::Status Builder::LoadWeights(const ShardReader& read_shard) {
                                         "; only float32 is supported"));
         }
         if (w.contains("quantization")) {
-          return Refuse(l, absl::StrCat("weight '", wname, "' is quantized; only float32 is supported"));
+          return Refuse(
+              l, absl::StrCat("weight '", wname, "' is quantized; only float32 is supported"));
         }
         const auto shape = w.at("shape").get<std::vector<int64_t>>();
         int64_t count = 1;
         for (int64_t d : shape) count *= d;
         const size_t bytes = static_cast<size_t>(count) * 4;
         if (offset + bytes > data.size()) {
-          return Refuse(l, absl::StrCat("weight '", wname, "' needs bytes ", offset, "..",
-                                        offset + bytes, " of weight group ", group_no,
-                                        ", but its shards (", absl::StrJoin(paths, ", "),
-                                        ") hold ", data.size(),
-                                        " bytes: a shard is shorter than the manifest says"));
+          return Refuse(
+              l, absl::StrCat("weight '", wname, "' needs bytes ", offset, "..", offset + bytes,
+                              " of weight group ", group_no, ", but its shards (",
+                              absl::StrJoin(paths, ", "), ") hold ", data.size(),
+                              " bytes: a shard is shorter than the manifest says"));
         }
         if (l.type != "Conv2D" || (role != "kernel" && role != "bias")) {
           return Refuse(l, absl::StrCat("has weight '", wname, "', which a ", l.type,
                                         " layer does not take"));
         }
-        if (!seen.insert(wname).second) return Refuse(l, absl::StrCat("weight '", wname, "' is listed twice"));
+        if (!seen.insert(wname).second)
+          return Refuse(l, absl::StrCat("weight '", wname, "' is listed twice"));
         const json& c = l.config;
         const auto k = c.at("kernel_size").get<std::vector<int64_t>>();
         const Layer& in = layers_[index_.at(l.inputs.at(0))];
@@ -433,12 +435,14 @@ absl::Status Builder::LoadWeights(const ShardReader& read_shard) {
       }
     }
   } catch (const json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("model.json: malformed weightsManifest: ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model.json: malformed weightsManifest: ", e.what()));
   }
   for (size_t i : order_) {
     const Layer& l = layers_[i];
     if (l.type != "Conv2D") continue;
-    if (!l.kernel.defined()) return Refuse(l, absl::StrCat("weight '", l.name, "/kernel' is missing"));
+    if (!l.kernel.defined())
+      return Refuse(l, absl::StrCat("weight '", l.name, "/kernel' is missing"));
     if (l.config.value("use_bias", true) && !l.bias.defined()) {
       return Refuse(l, absl::StrCat("weight '", l.name, "/bias' is missing"));
     }
@@ -480,9 +484,9 @@ std::string Builder::Code(const Layer& l, size_t i) const {
       }
     }
     const std::string bias = l.bias.defined() ? "self.b" + std::to_string(i) : "None";
-    const std::string conv = absl::StrCat("torch.conv2d(", x, ", self.w", i, ", ", bias,
-                                          ", [1, 1], [", ph, ", ", pw, "], [", d[0], ", ",
-                                          d[1], "], 1)");
+    const std::string conv =
+        absl::StrCat("torch.conv2d(", x, ", self.w", i, ", ", bias, ", [1, 1], [", ph, ", ", pw,
+                     "], [", d[0], ", ", d[1], "], 1)");
     s << "    " << out << " = " << ActivationCode(c.value("activation", "linear"), conv) << "\n";
   } else if (l.type == "Activation") {
     s << "    " << out << " = " << ActivationCode(l.config.value("activation", "linear"), in[0])
@@ -494,13 +498,14 @@ std::string Builder::Code(const Layer& l, size_t i) const {
   } else if (l.type == "Add") {
     s << "    " << out << " = " << absl::StrJoin(in, " + ") << "\n";
   } else if (l.type == "UpSampling2D") {
-    s << "    " << out << " = torch.repeat_interleave(torch.repeat_interleave(" << in[0]
-      << ", " << l.block << ", 2), " << l.block << ", 3)\n";
+    s << "    " << out << " = torch.repeat_interleave(torch.repeat_interleave(" << in[0] << ", "
+      << l.block << ", 2), " << l.block << ", 3)\n";
   } else {  // PixelShuffle<N>x: depth_to_space in NHWC order (DepthToSpaceNchw)
     const int b = l.block;
     s << "    " << out << "s = " << in[0] << ".size()\n";
     s << "    " << out << " = " << in[0] << ".reshape([" << out << "s[0], " << b << ", " << b
-      << ", " << l.channels << ", " << out << "s[2], " << out << "s[3]]).permute([0, 3, 4, 1, 5, 2])"
+      << ", " << l.channels << ", " << out << "s[2], " << out
+      << "s[3]]).permute([0, 3, 4, 1, 5, 2])"
       << ".reshape([" << out << "s[0], " << l.channels << ", " << out << "s[2] * " << b << ", "
       << out << "s[3] * " << b << "])\n";
   }
@@ -511,8 +516,8 @@ absl::StatusOr<ImportedNetwork> Builder::Build() {
   ImportedNetwork net;
   const Layer& out = layers_[index_.at(output_)];
   if (out.channels != 3) {
-    return Refuse(out, absl::StrCat("the output has ", out.channels,
-                                    " channels; an RGB upscaler gives 3"));
+    return Refuse(
+        out, absl::StrCat("the output has ", out.channels, " channels; an RGB upscaler gives 3"));
   }
   net.scale = out.factor;
   net.input_channels = layers_[index_.at(input_)].channels;
@@ -557,18 +562,19 @@ absl::StatusOr<ImportedNetwork> Builder::Build() {
     c10::InferenceMode guard;
     const int64_t h = 12, w = 16;
     at::Tensor y = net.module.forward({at::zeros({1, net.input_channels, h, w})}).toTensor();
-    if (y.dim() != 4 || y.size(1) != 3 || y.size(2) != h * net.scale || y.size(3) != w * net.scale) {
-      return Refuse(out, absl::StrCat("a [1, ", net.input_channels, ", ", h, ", ", w,
-                                      "] input gives [", absl::StrJoin(y.sizes(), ", "),
-                                      "], not the input scaled by ", net.scale,
-                                      " (valid padding shrinks the frame?)"));
+    if (y.dim() != 4 || y.size(1) != 3 || y.size(2) != h * net.scale ||
+        y.size(3) != w * net.scale) {
+      return Refuse(out,
+                    absl::StrCat("a [1, ", net.input_channels, ", ", h, ", ", w, "] input gives [",
+                                 absl::StrJoin(y.sizes(), ", "), "], not the input scaled by ",
+                                 net.scale, " (valid padding shrinks the frame?)"));
     }
   } catch (const c10::Error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("the TorchScript built from the model does not run: ",
-                                                   e.what_without_backtrace()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the TorchScript built from the model does not run: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("the TorchScript built from the model does not compile: ",
-                                                   e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the TorchScript built from the model does not compile: ", e.what()));
   }
   return net;
 }

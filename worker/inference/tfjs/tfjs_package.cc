@@ -107,7 +107,9 @@ absl::StatusOr<PackageFiles> ReadFolder(const fs::path& dir) {
     if (!in) return absl::UnavailableError(absl::StrCat("cannot read '", it->path().string(), "'"));
     p.files[rel] = s.str();
   }
-  if (ec) return absl::NotFoundError(absl::StrCat("cannot read folder '", dir.string(), "': ", ec.message()));
+  if (ec)
+    return absl::NotFoundError(
+        absl::StrCat("cannot read folder '", dir.string(), "': ", ec.message()));
   for (const auto& [rel, data] : p.files) listing += rel + " " + Sha256(data) + "\n";
   p.sha256 = Sha256(listing);
   return p;
@@ -137,8 +139,8 @@ std::string TempSuffix() {
 absl::StatusOr<ImportReport> ImportPackage(const fs::path& source, const std::string& name,
                                            const fs::path& out_dir, const ImportOptions& options) {
   if (name.empty() || name.find('/') != std::string::npos || name[0] == '.') {
-    return absl::InvalidArgumentError(absl::StrCat("--name '", name,
-                                                   "' is not a folder name; give e.g. esrgan-slim"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--name '", name, "' is not a folder name; give e.g. esrgan-slim"));
   }
   std::error_code ec;
   if (!fs::exists(source, ec)) {
@@ -146,13 +148,15 @@ absl::StatusOr<ImportReport> ImportPackage(const fs::path& source, const std::st
   }
   const fs::path dest = out_dir / name;
   if (fs::exists(dest, ec) && !options.replace) {
-    return absl::AlreadyExistsError(absl::StrCat("'", dest.string(),
-                                                 "' exists; remove it or pass --replace"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("'", dest.string(), "' exists; remove it or pass --replace"));
   }
   absl::StatusOr<PackageFiles> files =
       fs::is_directory(source) ? ReadFolder(source) : ReadTgz(source);
   if (!files.ok()) return files.status();
-  auto where = [&](const std::string& what) { return absl::StrCat("package '", source.string(), "': ", what); };
+  auto where = [&](const std::string& what) {
+    return absl::StrCat("package '", source.string(), "': ", what);
+  };
 
   ImportReport report;
   report.sha256 = files->sha256;
@@ -161,7 +165,8 @@ absl::StatusOr<ImportReport> ImportPackage(const fs::path& source, const std::st
     if (j.is_object()) {
       report.package = j.value("name", "");
       report.version = j.value("version", "");
-      report.license = j.contains("license") && j["license"].is_string() ? j["license"].get<std::string>() : "";
+      report.license =
+          j.contains("license") && j["license"].is_string() ? j["license"].get<std::string>() : "";
     }
   }
   // Every scale, built and checked before anything is written.
@@ -177,15 +182,16 @@ absl::StatusOr<ImportReport> ImportPackage(const fs::path& source, const std::st
     const std::string digits = folder.substr(prefix.size(), folder.size() - prefix.size() - 1);
     if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
     const int scale = std::stoi(digits);
-    absl::StatusOr<ImportedNetwork> net = BuildNetwork(text, [&](const std::string& p) {
-      return Get(*files, folder + p);
-    });
+    absl::StatusOr<ImportedNetwork> net =
+        BuildNetwork(text, [&](const std::string& p) { return Get(*files, folder + p); });
     if (!net.ok()) {
-      return absl::Status(net.status().code(), where(absl::StrCat(rel, ": ", net.status().message())));
+      return absl::Status(net.status().code(),
+                          where(absl::StrCat(rel, ": ", net.status().message())));
     }
     if (net->scale != scale) {
-      return absl::InvalidArgumentError(where(absl::StrCat(
-          rel, ": the network upscales by ", net->scale, ", not by ", scale, " as its folder says")));
+      return absl::InvalidArgumentError(
+          where(absl::StrCat(rel, ": the network upscales by ", net->scale, ", not by ", scale,
+                             " as its folder says")));
     }
     if (net->input_channels != 3) {
       return absl::InvalidArgumentError(where(absl::StrCat(
@@ -195,15 +201,20 @@ absl::StatusOr<ImportReport> ImportPackage(const fs::path& source, const std::st
     nets.emplace(scale, std::move(*net));
   }
   if (nets.empty()) {
-    return absl::InvalidArgumentError(where("has no models/x<N>/model.json; is it a TF.js model package?"));
+    return absl::InvalidArgumentError(
+        where("has no models/x<N>/model.json; is it a TF.js model package?"));
   }
 
   // Write beside, then rename into place.
   fs::create_directories(out_dir, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot create '", out_dir.string(), "': ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(
+        absl::StrCat("cannot create '", out_dir.string(), "': ", ec.message()));
   const fs::path tmp = out_dir / ("." + name + TempSuffix());
   fs::create_directory(tmp, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot create '", tmp.string(), "': ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(
+        absl::StrCat("cannot create '", tmp.string(), "': ", ec.message()));
   auto fail = [&](const absl::Status& st) {
     std::error_code ignored;
     fs::remove_all(tmp, ignored);
@@ -253,7 +264,9 @@ absl::StatusOr<ImportReport> ImportPackage(const fs::path& source, const std::st
   {
     std::ofstream out(tmp / "model.json");
     out << manifest.dump(2) << "\n";
-    if (!out) return fail(absl::UnavailableError(absl::StrCat("cannot write '", (tmp / "model.json").string(), "'")));
+    if (!out)
+      return fail(absl::UnavailableError(
+          absl::StrCat("cannot write '", (tmp / "model.json").string(), "'")));
   }
   if (auto lic = Get(*files, "LICENSE"); lic.ok()) {
     std::ofstream out(tmp / "LICENSE");
@@ -263,10 +276,14 @@ absl::StatusOr<ImportReport> ImportPackage(const fs::path& source, const std::st
   if (fs::exists(dest, ec)) {
     old = out_dir / ("." + name + ".old" + TempSuffix());
     fs::rename(dest, old, ec);
-    if (ec) return fail(absl::UnavailableError(absl::StrCat("cannot move '", dest.string(), "' aside: ", ec.message())));
+    if (ec)
+      return fail(absl::UnavailableError(
+          absl::StrCat("cannot move '", dest.string(), "' aside: ", ec.message())));
   }
   fs::rename(tmp, dest, ec);
-  if (ec) return fail(absl::UnavailableError(absl::StrCat("cannot rename into '", dest.string(), "': ", ec.message())));
+  if (ec)
+    return fail(absl::UnavailableError(
+        absl::StrCat("cannot rename into '", dest.string(), "': ", ec.message())));
   if (!old.empty()) fs::remove_all(old, ec);
   report.dir = dest;
   return report;
