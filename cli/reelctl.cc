@@ -124,6 +124,10 @@ void PrintJob(const v1::Job& j) {
         "and are left out\n",
         static_cast<long long>(in.tail_cut_frames()));
   }
+  if (in.rotation() != 0) {
+    std::printf("  rotation  %d degrees clockwise, applied: frames are read upright\n",
+                in.rotation());
+  }
   std::printf("  output    %dx%d\n", in.width() * u.scale(), in.height() * u.scale());
   std::printf("  progress  %s\n", ProgressLine(j, false).c_str());
   if (!j.error().empty()) std::printf("  error     %s\n", j.error().c_str());

@@ -44,6 +44,7 @@ struct MediaInfo {
   int64_t held_frames = 0;
   int64_t dropped_frames = 0;
   int64_t tail_cut_frames = 0;  // grid frames cut from a truncated file's end
+  int rotation = 0;             // clockwise degrees applied to make a rotated (phone) clip upright
 };
 
 struct UpscaleSpec {

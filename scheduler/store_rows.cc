@@ -41,7 +41,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height, frame_
                                                 fps_den, codec, pixel_format, colour_primaries,
                                                 colour_transfer, colour_matrix, colour_range,
                                                 has_audio, first_frame, coded_frames, held_frames,
-                                                dropped_frames, tail_cut_frames)
+                                                dropped_frames, tail_cut_frames, rotation)
 
 namespace {
 

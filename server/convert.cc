@@ -174,6 +174,7 @@ static v1::MediaInfo ToProto(const s::MediaInfo& m) {
   out.set_held_frames(m.held_frames);
   out.set_dropped_frames(m.dropped_frames);
   out.set_tail_cut_frames(m.tail_cut_frames);
+  out.set_rotation(m.rotation);
   return out;
 }
 

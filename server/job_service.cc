@@ -574,6 +574,7 @@ absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(const v1::Upscal
   mi.held_frames = info->held_frames;
   mi.dropped_frames = info->dropped_frames;
   mi.tail_cut_frames = info->tail_cut_frames;
+  mi.rotation = info->rotation;
   return mi;
 }
 

@@ -14,6 +14,7 @@
 #include "tests/testing/farm.h"
 #include "tests/testing/fixtures.h"
 #include "tests/testing/models.h"
+#include "tests/testing/remux.h"
 
 namespace fs = std::filesystem;
 using namespace reelfarm;
@@ -117,6 +118,55 @@ TEST_CASE("messy movies upscale on the grid, chunked equal to unchunked, with 2 
       }
     }
   }
+}
+
+TEST_CASE("a phone clip with rotation metadata upscales upright with 2 workers",
+          "[integration][footage]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  const fs::path plates = farm.storage() / "plates";
+  fs::create_directories(plates);
+  const fs::path landscape = dir.path() / "landscape.mp4";
+  Ffmpeg("-f lavfi -i testsrc2=s=160x90:r=24:d=1 -c:v libx264 -bf 2 '" + landscape.string() + "'");
+  const fs::path phone = plates / "phone.mp4";
+  testing::RemuxRotated(landscape, phone, 90);
+  farm.StartWorker("w1");
+  farm.StartWorker("w2");
+  farm.WaitForWorkers(2);
+  v1::Job job = farm.RunToSuccess(Spec("plates/phone.mp4", "renders/phone/f.####.png", 5));
+  CHECK(job.tasks_total() > 3);
+  const int clockwise = testing::ProbedClockwiseRotation(phone);
+  CHECK((clockwise == 90 || clockwise == 270));
+  CHECK(job.input_info().rotation() == clockwise);
+  CHECK(job.input_info().width() == 90);
+  CHECK(job.input_info().height() == 160);
+  // ffmpeg's own decode applies the display matrix (autorotate); scaled as above.
+  const fs::path ref = dir.path() / "phone_ref.mov";
+  Ffmpeg("-i '" + phone.string() +
+         "' -vf 'scale=flags=bicubic+accurate_rnd+full_chroma_int,format=rgb24,"
+         "scale=180:320:flags=bicubic' -c:v png '" +
+         ref.string() + "'");
+  int ref_w = 0, ref_h = 0, out_w = 0, out_h = 0;
+  const auto reference = testing::DecodeRgb(ref, "", &ref_w, &ref_h);
+  const auto out =
+      testing::DecodeRgb(farm.storage() / "renders/phone/f.%04d.png", "", &out_w, &out_h);
+  CHECK(ref_w == 180);
+  CHECK(ref_h == 320);
+  CHECK(out_w == 180);
+  CHECK(out_h == 320);
+  REQUIRE(out.size() == 24);
+  REQUIRE(reference.size() == out.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    INFO("frame " << i);
+    const double psnr = testing::Psnr(out[i], reference[i]);
+    INFO("psnr " << psnr);
+    CHECK(psnr >= 35);
+  }
+  const std::string shown =
+      testing::Capture(farm.Reelctl() + " get " + std::to_string(job.id()) + " 2>&1");
+  CHECK_THAT(shown, Catch::Contains("rotation  " + std::to_string(clockwise) +
+                                    " degrees clockwise, applied") &&
+                        Catch::Contains("output    180x320"));
 }
 
 TEST_CASE("audio stays in sync when it starts before or after the video",

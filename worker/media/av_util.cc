@@ -1,12 +1,14 @@
 #include "worker/media/av_util.h"
 
 #include <cerrno>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <system_error>
 #include <utility>
 
 extern "C" {
+#include <libavutil/display.h>
 #include <libavutil/error.h>
 }
 
@@ -97,8 +99,16 @@ bool IsImageFormat(const AVFormatContext& format) {
 AVRational GridFrameRate(const AVFormatContext& format, const AVStream& stream) {
   const AVRational guessed = av_guess_frame_rate(const_cast<AVFormatContext*>(&format),
                                                  const_cast<AVStream*>(&stream), nullptr);
-  if (guessed.num > 0 && guessed.den > 0) return guessed;
-  return StreamFrameRate(stream);
+  AVRational rate = guessed.num > 0 && guessed.den > 0 ? guessed : StreamFrameRate(stream);
+  // A rate that is only the time base (a container without a frame duration, e.g. a
+  // Matroska or NUT file whose stream declares none and is too short for FFmpeg to
+  // measure one): 1000 or 64000 "fps" is no frame rate. The ffmpeg tool would write
+  // hundreds of copies of each frame; the farm refuses the file instead (ReadTimeline).
+  const bool declared = stream.avg_frame_rate.num > 0 && stream.avg_frame_rate.den > 0;
+  const bool time_base_only = !declared && rate.num > 0 &&
+                              av_cmp_q(rate, av_inv_q(stream.time_base)) == 0 &&
+                              av_q2d(rate) > kMaxGuessedFrameRate;
+  return time_base_only ? AVRational{0, 1} : rate;
 }
 
 absl::StatusOr<AvOutputPtr> OpenOutput(const std::string& path, const char* format_name) {
@@ -213,6 +223,7 @@ absl::StatusOr<std::unique_ptr<VideoInput>> VideoInput::Open(const std::string& 
       new VideoInput(path, std::move(format), stream, std::move(decoder), std::move(packet)));
   input->has_audio_ = has_audio;
   input->timecode_ = FindTimecode(*input->format_, *stream);
+  input->rotation_ = DisplayRotation(*stream);
   return input;
 }
 
@@ -328,6 +339,54 @@ bool VideoInput::SeekBackward(int64_t timestamp) {
   first_packet_pts_ = AV_NOPTS_VALUE;
   first_packet_key_ = false;
   return true;
+}
+
+int DisplayRotation(const AVStream& stream) {
+  size_t size = 0;
+  const uint8_t* matrix = av_stream_get_side_data(&stream, AV_PKT_DATA_DISPLAYMATRIX, &size);
+  if (matrix == nullptr || size < 9 * sizeof(int32_t)) return 0;
+  // av_display_rotation_get is counter-clockwise; fftools' get_rotation negates it.
+  const double degrees = -av_display_rotation_get(reinterpret_cast<const int32_t*>(matrix));
+  if (std::isnan(degrees)) return 0;
+  const long quarter = std::lround(degrees / 90.0);
+  return static_cast<int>(((quarter % 4) + 4) % 4) * 90;
+}
+
+void RotateFrame(int degrees, Frame* frame, PlaneBuffer* scratch) {
+  if (degrees == 0) return;
+  const int w = frame->width;
+  const int h = frame->height;
+  const bool turn = degrees != 180;
+  const int ow = turn ? h : w;
+  const int oh = turn ? w : h;
+  const size_t n = static_cast<size_t>(w) * h;
+  scratch->resize(frame->planes.size());
+  for (size_t c = 0; c < 3; ++c) {
+    const float* in = frame->planes.data() + c * n;
+    float* out = scratch->data() + c * n;
+    for (int y = 0; y < oh; ++y) {
+      float* row = out + static_cast<size_t>(y) * ow;
+      for (int x = 0; x < ow; ++x) {
+        // The input pixel that output (x, y) shows.
+        int sx = x;
+        int sy = y;
+        if (degrees == 90) {  // transpose=clock
+          sx = y;
+          sy = h - 1 - x;
+        } else if (degrees == 180) {
+          sx = w - 1 - x;
+          sy = h - 1 - y;
+        } else {  // 270: transpose=cclock
+          sx = w - 1 - y;
+          sy = x;
+        }
+        row[x] = in[static_cast<size_t>(sy) * w + sx];
+      }
+    }
+  }
+  frame->planes.swap(*scratch);
+  frame->width = ow;
+  frame->height = oh;
 }
 
 }  // namespace reelfarm::media

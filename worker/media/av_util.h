@@ -90,8 +90,14 @@ class VideoInput;
 // image2...): a single picture, not a movie.
 bool IsImageFormat(const AVFormatContext& format);
 
+// Frame rates above this that come only from a stream's time base are not taken as
+// frame rates (GridFrameRate).
+inline constexpr double kMaxGuessedFrameRate = 240.0;
+
 // The rate of the constant-rate grid (DESIGN.md "Time"): the one the ffmpeg tool writes
-// by default (av_guess_frame_rate), else StreamFrameRate; {0, 1} when unknown.
+// by default (av_guess_frame_rate), else StreamFrameRate; {0, 1} when unknown, or when
+// the only rate is the inverse of the stream's time base and above kMaxGuessedFrameRate
+// (the stream declares no frame rate).
 AVRational GridFrameRate(const AVFormatContext& format, const AVStream& stream);
 
 // A movie's video stream on the constant-rate grid of DESIGN.md "Time": which coded
@@ -158,6 +164,10 @@ class VideoInput final {
   // frame), from the video stream's, a timecode track's or the file's metadata; empty
   // when the file has none.
   const std::string& timecode() const { return timecode_; }
+  // Clockwise rotation in degrees (0, 90, 180 or 270) that the stream's display matrix
+  // asks a player to apply (a phone clip filmed upright); the ffmpeg tool applies it by
+  // default (autorotate), and so do VideoInfo's size and every FrameSource.
+  int rotation() const { return rotation_; }
   // Video packets read since Open, including the ones given to the decoder.
   int64_t packets_read() const { return packets_read_; }
   // Pts of the first video packet read since Open or the last seek; AV_NOPTS_VALUE
@@ -184,6 +194,15 @@ class VideoInput final {
   bool first_packet_key_ = false;
   bool has_audio_ = false;
   std::string timecode_;
+  int rotation_ = 0;
 };
+
+// The clockwise rotation (0, 90, 180, 270) that the display matrix of `stream` asks
+// for, rounded to the nearest quarter turn as the ffmpeg tool does; 0 without one.
+int DisplayRotation(const AVStream& stream);
+
+// Rotates planar RGB `frame` clockwise by `degrees` (0, 90, 180 or 270) in place,
+// using `scratch` as the buffer it swaps with.
+void RotateFrame(int degrees, Frame* frame, PlaneBuffer* scratch);
 
 }  // namespace reelfarm::media

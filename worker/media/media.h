@@ -30,8 +30,11 @@ struct ColourInfo {
 };
 
 struct VideoInfo {
+  // The size of the frames as delivered: upright, with the display matrix of a rotated
+  // (phone) clip applied as the ffmpeg tool does by default; `rotation` says by how much.
   int width = 0;
   int height = 0;
+  int rotation = 0;  // clockwise degrees applied: 0, 90, 180 or 270
   // Frames on the constant-rate grid (DESIGN.md "Time"): what the ffmpeg tool writes
   // to a constant-frame-rate output by default, counted from the packets.
   int64_t frame_count = 0;

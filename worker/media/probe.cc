@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "worker/media/av_util.h"
@@ -119,6 +120,9 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
   VideoInfo info;
   info.width = par.width > 0 ? par.width : frame->width;
   info.height = par.height > 0 ? par.height : frame->height;
+  // Frames are delivered upright (the display matrix applied, as the ffmpeg tool does).
+  info.rotation = input->rotation();
+  if (info.rotation == 90 || info.rotation == 270) std::swap(info.width, info.height);
   info.fps_num = timeline.rate.num;
   info.fps_den = timeline.rate.den;
   info.codec = avcodec_get_name(par.codec_id);

@@ -22,9 +22,9 @@ absl::StatusOr<Timeline> ReadTimeline(VideoInput& input) {
   if (timeline.rate.num <= 0 || timeline.rate.den <= 0) {
     return absl::FailedPreconditionError(
         name +
-        ": its video stream has no frame rate, so its frames cannot be put on a "
-        "constant-rate grid; give a file whose video has a frame rate (or rewrite it "
-        "with ffmpeg -r RATE)");
+        ": its video stream declares no frame rate (and has too few frames to measure "
+        "one), so its frames cannot be put on a constant-rate grid; give a file whose "
+        "video has a frame rate (or rewrite it with ffmpeg -r RATE)");
   }
   ASSIGN_OR_RETURN(std::vector<VideoInput::PacketTimes> packets, input.ReadRemainingPacketTimes());
   // Frames before an edit list's start decode only as references; the decoder drops them.

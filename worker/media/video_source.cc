@@ -53,6 +53,7 @@ class VideoSource final : public FrameSource {
   int64_t shown_frame_ = -1;  // -1: none yet
   bool ended_ = false;        // the decoder has no more frames
   RgbConverter converter_;
+  PlaneBuffer rotated_;      // scratch for RotateFrame
   int64_t seek_frame_ = -1;  // the coded frame the last seek aimed at
   bool check_seek_ = false;  // the next decoded frame is the first after a seek
   int64_t decoded_since_open_ = 0;
@@ -157,6 +158,7 @@ absl::StatusOr<bool> VideoSource::Next(Frame* frame) {
   if (shown_frame_ < 0) return PastEnd();
   RETURN_IF_ERROR(
       converter_.Convert(*shown_, "input '" + path_ + "' frame " + std::to_string(next_), frame));
+  RotateFrame(input_->rotation(), frame, &rotated_);
   frame->index = next_++;
   return true;
 }
