@@ -168,10 +168,13 @@ class Remap:
             if word.startswith("--device=cuda"):
                 out.append("--device=cpu")
                 continue
+            if word.startswith("--") and "=" not in word:
+                out.append(word)
+                continue
             flag, eq, value = word.partition("=") if word.startswith("--") else ("", "", word)
             if value.startswith("/"):
                 value = str(path(value))
-            out.append(flag + eq + self.addresses(value) if eq else self.addresses(value))
+            out.append(flag + eq + self.addresses(value))
         return out
 
 
