@@ -39,6 +39,16 @@ _TASK_KINDS = {
 }
 
 
+def _take_output(output: str, take_name: str) -> str:
+    """A take's output, named as the server names it: "{take}" in `output` replaced by
+    the take's name, else the file's stem (up to its first '.')."""
+    if "{take}" in output:
+        return output.replace("{take}", take_name)
+    folder, _, file = output.rpartition("/")
+    rest = file[file.index("."):] if "." in file else ""
+    return (folder + "/" if folder else "") + take_name + rest
+
+
 class Task:
     """One task of a job (a chunk, the assembly, or a take of a wedge), as GetJob sent it."""
 
@@ -159,23 +169,35 @@ class Job:
             proto = self._client.get(self.id).proto
         return [Task(t) for t in proto.tasks]
 
-    def sidecar(self, storage_root: Union[str, os.PathLike, None] = None) -> dict[str, Any]:
-        """The provenance sidecar of the job's output (`<output>.json`: the input, model
-        and its SHA-256, the worker, the take's values for a generate take) as a dict.
+    def sidecar(self, storage_root: Union[str, os.PathLike, None] = None,
+                take: Optional[int] = None) -> dict[str, Any]:
+        """The provenance sidecar of the job's output (`<output>.json`: the spec, the
+        input as probed, the model and its digest, the workers and software versions; for
+        a generate take its seed, prompt, steps, guidance and sampler) as a dict.
 
-        Read from the storage root as this machine mounts it: `storage_root`, else
-        $REELFARM_STORAGE_ROOT. Raises FileNotFoundError while the job has no output
-        on disk (not finished, failed)."""
+        A generate job writes one output per take: `take` (1-based) picks it, and may be
+        left out when the job has one take. Read from the storage root as this machine
+        mounts it: `storage_root`, else $REELFARM_STORAGE_ROOT. Raises FileNotFoundError
+        while the output is not on disk (the job not finished, or failed)."""
         root = storage_root if storage_root is not None else os.environ.get(
             "REELFARM_STORAGE_ROOT")
         if not root:
             raise ValueError("Job.sidecar() reads the storage root: give storage_root= or set "
                              "$REELFARM_STORAGE_ROOT to where this machine mounts it")
-        output = self.output or self.refresh().output
+        job = self if self.output else self.refresh()
+        output = job.output
+        if job.proto.spec.WhichOneof("kind") == "generate":
+            takes = job.tasks_total
+            if take is None and takes == 1:
+                take = 1
+            if take is None or not 1 <= take <= takes:
+                raise ValueError(f"job {job.id} has {takes} takes; give take=1..{takes}")
+            output = _take_output(output, f"{job.proto.spec.name}_take{take:03d}")
+        elif take is not None:
+            raise ValueError(f"job {job.id} is not a generate job; it has no takes")
         if not output:
-            raise FileNotFoundError(f"job {self.id} ({self.state}) has no output yet")
-        path = pathlib.Path(root) / (output + ".json")
-        with open(path, encoding="utf-8") as f:
+            raise FileNotFoundError(f"job {self.id} ({job.state}) has no output yet")
+        with open(pathlib.Path(root) / (output + ".json"), encoding="utf-8") as f:
             return json.load(f)
 
     def __repr__(self) -> str:
