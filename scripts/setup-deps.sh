@@ -19,7 +19,7 @@ PKGS=(
   # The model importer reads npm .tgz packages (libarchive).
   libarchive-dev
   python3 python3-grpcio python3-protobuf python3-pytest python3-numpy
-  python3-pip python3-venv python3-setuptools
+  python3-pip python3-venv python3-setuptools python3-wheel
   # Operations checks: promtool (prometheus), YAML parsing, scraping /metrics.
   prometheus python3-yaml curl
   # Security: test certificates (openssl), libFuzzer targets (clang and its runtimes,

@@ -52,7 +52,7 @@ PY
 OUT=$(kubectl kustomize "$D/k8s/overlays/example" 2>/dev/null) \
   || fail "kubectl kustomize deploy/k8s/overlays/example failed"
 for want in "kind: Deployment" "kind: Service" "kind: PersistentVolumeClaim" \
-            "kind: ServiceMonitor" "kind: ConfigMap" "kind: Secret" "nvidia.com/gpu: 1" \
+            "kind: ServiceMonitor" "kind: ConfigMap" "nvidia.com/gpu: 1" \
             "namespace: farm" "registry.example.com/reelfarm/worker-cuda:0.1.0" \
             "replicas: 8"; do
   grep -qF "$want" <<<"$OUT" || fail "kustomize output lacks '$want'"

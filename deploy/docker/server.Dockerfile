@@ -18,6 +18,9 @@ RUN apt-get update \
 COPY --from=build /src/build/server/reelfarm-server /src/build/cli/reelctl /usr/local/bin/
 # --local-workers needs the worker binary beside the server.
 COPY --from=build /src/build/worker/reelfarm-worker /usr/local/bin/
+# The model packages: the server checks a generate job's model (stride, frames, prompts)
+# at submit; the workers' images carry the same folder.
+COPY models/ /opt/reelfarm/models/
 USER 10001:10001
 # /var/lib/reelfarm: SQLite state (state.db) and task logs; /mnt/farm: the storage root.
 VOLUME ["/var/lib/reelfarm"]
@@ -28,4 +31,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
   CMD ["reelctl", "--server", "127.0.0.1:7700", "health"]
 ENTRYPOINT ["reelfarm-server", "--listen", "0.0.0.0:7700", "--metrics-listen", "0.0.0.0:9770", \
             "--data-dir", "/var/lib/reelfarm", "--storage-root", "/mnt/farm", \
-            "--log-format", "json"]
+            "--model-path", "/opt/reelfarm/models", "--log-format", "json"]

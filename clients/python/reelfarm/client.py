@@ -1,8 +1,13 @@
 """Client and Job: thin, typed wrappers over reelfarm's gRPC JobService."""
 
+from __future__ import annotations
+
 import json
 import os
+import pathlib
 import time
+from typing import (Any, AsyncIterator, Callable, Iterable, Iterator, List, Mapping, Optional,
+                    Sequence, Union)
 
 import grpc
 from google.protobuf import json_format
@@ -20,36 +25,191 @@ _STATES = {
     jobs_pb2.JOB_STATE_WAITING: "waiting",
 }
 _TERMINAL = {"succeeded", "failed", "cancelled"}
+_TASK_STATES = {
+    jobs_pb2.TASK_STATE_PENDING: "pending",
+    jobs_pb2.TASK_STATE_LEASED: "leased",
+    jobs_pb2.TASK_STATE_SUCCEEDED: "succeeded",
+    jobs_pb2.TASK_STATE_FAILED: "failed",
+    jobs_pb2.TASK_STATE_CANCELLED: "cancelled",
+}
+_TASK_KINDS = {
+    jobs_pb2.TASK_KIND_CHUNK: "chunk",
+    jobs_pb2.TASK_KIND_ASSEMBLE: "assemble",
+    jobs_pb2.TASK_KIND_TAKE: "take",
+}
+
+
+def _take_output(output: str, take_name: str) -> str:
+    """A take's output, named as the server names it: "{take}" in `output` replaced by
+    the take's name, else the file's stem (up to its first '.')."""
+    if "{take}" in output:
+        return output.replace("{take}", take_name)
+    folder, _, file = output.rpartition("/")
+    rest = file[file.index("."):] if "." in file else ""
+    return (folder + "/" if folder else "") + take_name + rest
+
+
+class Task:
+    """One task of a job (a chunk, the assembly, or a take of a wedge), as GetJob sent it."""
+
+    def __init__(self, proto: jobs_pb2.Task):
+        self.proto = proto
+
+    @property
+    def index(self) -> int:
+        return self.proto.index
+
+    @property
+    def kind(self) -> str:
+        """"chunk", "assemble" or "take"."""
+        return _TASK_KINDS.get(self.proto.kind, "unknown")
+
+    @property
+    def state(self) -> str:
+        """"pending", "leased", "succeeded", "failed" or "cancelled"."""
+        return _TASK_STATES.get(self.proto.state, "unknown")
+
+    @property
+    def frames(self) -> range:
+        """The frames of a chunk task (empty for the others)."""
+        return range(self.proto.frame_begin, self.proto.frame_end)
+
+    @property
+    def attempts(self) -> int:
+        return self.proto.attempts
+
+    @property
+    def worker(self) -> str:
+        """The worker of the current or last attempt."""
+        return self.proto.worker
+
+    @property
+    def workers(self) -> list[str]:
+        """Every worker that attempted it, in order."""
+        return list(self.proto.workers)
+
+    @property
+    def error(self) -> str:
+        return self.proto.error
+
+    @property
+    def frames_done(self) -> int:
+        return self.proto.frames_done
+
+    def __repr__(self) -> str:
+        return (f"Task(index={self.index}, kind={self.kind!r}, state={self.state!r}, "
+                f"attempts={self.attempts}, worker={self.worker!r})")
 
 
 class Job:
     """A snapshot of a job. ``refresh()`` and ``wait()`` return newer snapshots."""
 
-    def __init__(self, client, proto):
+    def __init__(self, client: Client, proto: jobs_pb2.Job):
         self._client = client
         self.proto = proto
 
-    id = property(lambda self: self.proto.id)
-    state = property(lambda self: _STATES.get(self.proto.state, "unknown"))
-    error = property(lambda self: self.proto.error)
-    output = property(lambda self: self.proto.output)
-    frames_done = property(lambda self: self.proto.frames_done)
-    frames_total = property(lambda self: self.proto.frames_total)
-    tasks_done = property(lambda self: self.proto.tasks_done)
-    tasks_total = property(lambda self: self.proto.tasks_total)
-    fps = property(lambda self: self.proto.fps)
-    eta_seconds = property(lambda self: self.proto.eta_seconds)
-    done = property(lambda self: self.state in _TERMINAL)
-    succeeded = property(lambda self: self.state == "succeeded")
+    @property
+    def id(self) -> int:
+        return self.proto.id
 
-    def __repr__(self):
+    @property
+    def state(self) -> str:
+        """"queued", "running", "succeeded", "failed", "cancelled", "paused" or "waiting"."""
+        return _STATES.get(self.proto.state, "unknown")
+
+    @property
+    def error(self) -> str:
+        return self.proto.error
+
+    @property
+    def output(self) -> str:
+        """The output path, relative to the storage root."""
+        return self.proto.output
+
+    @property
+    def frames_done(self) -> int:
+        return self.proto.frames_done
+
+    @property
+    def frames_total(self) -> int:
+        return self.proto.frames_total
+
+    @property
+    def tasks_done(self) -> int:
+        return self.proto.tasks_done
+
+    @property
+    def tasks_total(self) -> int:
+        return self.proto.tasks_total
+
+    @property
+    def fps(self) -> float:
+        return self.proto.fps
+
+    @property
+    def eta_seconds(self) -> float:
+        """Estimated seconds to finish; < 0 when unknown."""
+        return self.proto.eta_seconds
+
+    @property
+    def done(self) -> bool:
+        return self.state in _TERMINAL
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "succeeded"
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The job's tasks with their state, attempts and workers. Snapshots from get()
+        (and refresh()) carry them; one from list(), a submit or a watch event may not,
+        in which case the job is fetched again."""
+        proto = self.proto
+        if not proto.tasks and proto.tasks_total:
+            proto = self._client.get(self.id).proto
+        return [Task(t) for t in proto.tasks]
+
+    def sidecar(self, storage_root: Union[str, os.PathLike, None] = None,
+                take: Optional[int] = None) -> dict[str, Any]:
+        """The provenance sidecar of the job's output (`<output>.json`: the spec, the
+        input as probed, the model and its digest, the workers and software versions; for
+        a generate take its seed, prompt, steps, guidance and sampler) as a dict.
+
+        A generate job writes one output per take: `take` (1-based) picks it, and may be
+        left out when the job has one take. Read from the storage root as this machine
+        mounts it: `storage_root`, else $REELFARM_STORAGE_ROOT. Raises FileNotFoundError
+        while the output is not on disk (the job not finished, or failed)."""
+        root = storage_root if storage_root is not None else os.environ.get(
+            "REELFARM_STORAGE_ROOT")
+        if not root:
+            raise ValueError("Job.sidecar() reads the storage root: give storage_root= or set "
+                             "$REELFARM_STORAGE_ROOT to where this machine mounts it")
+        job = self if self.output else self.refresh()
+        output = job.output
+        if job.proto.spec.WhichOneof("kind") == "generate":
+            takes = job.tasks_total
+            if take is None and takes == 1:
+                take = 1
+            if take is None or not 1 <= take <= takes:
+                raise ValueError(f"job {job.id} has {takes} takes; give take=1..{takes}")
+            output = _take_output(output, f"{job.proto.spec.name}_take{take:03d}")
+        elif take is not None:
+            raise ValueError(f"job {job.id} is not a generate job; it has no takes")
+        if not output:
+            raise FileNotFoundError(f"job {self.id} ({job.state}) has no output yet")
+        with open(pathlib.Path(root) / (output + ".json"), encoding="utf-8") as f:
+            return json.load(f)
+
+    def __repr__(self) -> str:
         return (f"Job(id={self.id}, state={self.state!r}, frames={self.frames_done}/"
                 f"{self.frames_total}, output={self.output!r})")
 
-    def refresh(self):
+    def refresh(self) -> Job:
         return self._client.get(self.id)
 
-    def wait(self, timeout=None, on_progress=None, raise_on_failure=False):
+    def wait(self, timeout: float | None = None,
+             on_progress: Callable[[Job], Any] | None = None,
+             raise_on_failure: bool = False) -> Job:
         """Follows the job until it ends and returns the final snapshot.
 
         on_progress(job) is called for each progress event. Raises TimeoutError after
@@ -86,7 +246,9 @@ class Client:
         $REELFARM_INSECURE == "1").
     """
 
-    def __init__(self, address=None, token=None, timeout=30.0, tls_ca=None, insecure=None):
+    def __init__(self, address: Union[str, Sequence[str], None] = None,
+                 token: Optional[str] = None, timeout: float = 30.0,
+                 tls_ca: Optional[str] = None, insecure: Optional[bool] = None):
         address = address or os.environ.get("REELFARM_SERVER", "127.0.0.1:7700")
         if isinstance(address, str):
             address = address.split(",")
@@ -131,13 +293,13 @@ class Client:
             self._connect(self._addresses[(i + 1) % len(self._addresses)])
         return bool(leader) or len(self._addresses) > 1
 
-    def close(self):
+    def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def _call(self, method, request):
@@ -155,9 +317,12 @@ class Client:
                     time.sleep(0.2)  # a takeover in progress
 
     # Submitting.
-    def submit_upscale(self, input, output, scale=2, model="bicubic", chunk_frames=None,
-                       crf=None, overwrite=False, name="", project="", priority=None,
-                       depends_on=(), requirements=None, request_id="", max_attempts=None):
+    def submit_upscale(self, input: str, output: str, scale: int = 2, model: str = "bicubic",
+                       chunk_frames: Optional[int] = None, crf: Optional[int] = None,
+                       overwrite: bool = False, name: str = "", project: str = "",
+                       priority: Optional[int] = None, depends_on: Iterable[int] = (),
+                       requirements: Optional[Mapping[str, str]] = None, request_id: str = "",
+                       max_attempts: Optional[int] = None) -> Job:
         """Upscales the movie ``input`` into ``output`` (paths relative to the storage root)."""
         spec = jobs_pb2.JobSpec(name=name, project=project, request_id=request_id,
                                 depends_on=list(depends_on),
@@ -175,10 +340,15 @@ class Client:
             up.crf = crf
         return self._submit(spec)
 
-    def submit_generate(self, model, prompt, output, seeds=(1,), steps=None,
-                        guidance_scale=None, sampler=None, width=256, height=256, frames=48,
-                        fps=24, negative_prompt="", init="", strength=None, overwrite=False,
-                        name="", project=""):
+    def submit_generate(self, model: str, prompt: Union[str, Sequence[str]], output: str,
+                        seeds: Iterable[int] = (1,),
+                        steps: Union[int, Sequence[int], None] = None,
+                        guidance_scale: Union[float, Sequence[float], None] = None,
+                        sampler: Union[str, Sequence[str], None] = None, width: int = 256,
+                        height: int = 256, frames: int = 48, fps: float = 24,
+                        negative_prompt: str = "", init: str = "",
+                        strength: Optional[float] = None, overwrite: bool = False,
+                        name: str = "", project: str = "") -> Job:
         """Generates takes with a denoiser model (see models/README.md), as image
         sequences or movies at `output` (each take's name replaces "{take}", else the
         file's stem: "gen/sh010.####.png" -> "gen/sh010_take001.####.png").
@@ -211,7 +381,7 @@ class Client:
         axis(sampler, "sampler", "samplers")
         return self._submit(spec)
 
-    def submit(self, spec):
+    def submit(self, spec: Union[Mapping[str, Any], str, os.PathLike]) -> Job:
         """Submits a spec given as a dict (the JobSpec's fields, snake_case or camelCase)
         or as the path of a .json (or .yaml, with PyYAML) file holding one."""
         if isinstance(spec, (str, os.PathLike)):
@@ -228,43 +398,43 @@ class Client:
             raise errors.InvalidSpec(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
         return self._submit(message)
 
-    def _submit(self, spec):
+    def _submit(self, spec: jobs_pb2.JobSpec) -> Job:
         resp = self._call("SubmitJob", jobs_pb2.SubmitJobRequest(spec=spec))
         return Job(self, resp.job)
 
     # Reading and control.
-    def get(self, job_id):
+    def get(self, job_id: int) -> Job:
         return Job(self, self._call("GetJob", jobs_pb2.GetJobRequest(job_id=job_id)))
 
-    def list(self, states=None, limit=100):
+    def list(self, states: Optional[Iterable[str]] = None, limit: int = 100) -> List[Job]:
         by_name = {v: k for k, v in _STATES.items()}
         req = jobs_pb2.ListJobsRequest(limit=limit,
                                        states=[by_name[s] for s in (states or [])])
         return [Job(self, j) for j in self._call("ListJobs", req).jobs]
 
-    def cancel(self, job_id):
+    def cancel(self, job_id: int) -> Job:
         return Job(self, self._call("CancelJob",
                                     jobs_pb2.CancelJobRequest(job_id=job_id)))
 
-    def pause(self, job_id):
+    def pause(self, job_id: int) -> Job:
         return Job(self, self._call("PauseJob", jobs_pb2.PauseJobRequest(job_id=job_id)))
 
-    def resume(self, job_id):
+    def resume(self, job_id: int) -> Job:
         return Job(self, self._call("ResumeJob",
                                     jobs_pb2.ResumeJobRequest(job_id=job_id)))
 
-    def retry(self, job_id):
+    def retry(self, job_id: int) -> Job:
         return Job(self, self._call("RetryJob", jobs_pb2.RetryJobRequest(job_id=job_id)))
 
-    def set_priority(self, job_id, priority):
+    def set_priority(self, job_id: int, priority: int) -> Job:
         return Job(self, self._call("SetPriority",
                                     jobs_pb2.SetPriorityRequest(job_id=job_id,
                                                                 priority=priority)))
 
-    def workers(self):
+    def workers(self) -> List[jobs_pb2.Worker]:
         return list(self._call("ListWorkers", jobs_pb2.ListWorkersRequest()).workers)
 
-    def watch(self, job_id, timeout=None):
+    def watch(self, job_id: int, timeout: Optional[float] = None) -> Iterator[Job]:
         """Yields a Job snapshot for each progress event until the job ends. With several
         servers, a watch cut by a change of leader goes on with the new leader."""
         tries = 3 * len(self._addresses) + 2
@@ -284,3 +454,69 @@ class Client:
                     raise errors.from_rpc_error(err) from None
                 if not dict(err.trailing_metadata() or ()).get("reelfarm-leader"):
                     time.sleep(0.2)  # a takeover in progress
+
+    def wait_all(self, jobs: Iterable[Union[Job, int]], timeout: Optional[float] = None,
+                 raise_on_failure: bool = False) -> List[Job]:
+        """Waits until every job (a Job or a job id) has ended and returns their final
+        snapshots in the order given. Raises TimeoutError when some are still going
+        after ``timeout`` seconds in all, and JobFailed (naming every job that did not
+        succeed) when raise_on_failure."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        finals = []
+        for job in jobs:
+            job_id = job.id if isinstance(job, Job) else int(job)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            last = self.get(job_id)
+            if not last.done:
+                for event in self.watch(job_id, timeout=left):
+                    last = event
+                if not last.done:
+                    last = self.get(job_id)
+            if not last.done:
+                raise TimeoutError(f"job {job_id} still {last.state} after {timeout} s")
+            finals.append(last)
+        failed = [j for j in finals if not j.succeeded]
+        if raise_on_failure and failed:
+            raise errors.JobFailed(grpc.StatusCode.ABORTED, "; ".join(
+                f"job {j.id} {j.state}: {j.error}" for j in failed))
+        return finals
+
+    def _aio_channel(self) -> grpc.aio.Channel:
+        if self._insecure:
+            return grpc.aio.insecure_channel(self.address)
+        return grpc.aio.secure_channel(
+            self.address, grpc.ssl_channel_credentials(root_certificates=self._roots))
+
+    async def watch_async(self, job_id: int,
+                          timeout: Optional[float] = None) -> AsyncIterator[Job]:
+        """watch() for code that runs an asyncio event loop (grpc.aio): an async
+        iterator of Job snapshots, one per progress event, until the job ends.
+
+            async for job in farm.watch_async(job_id):
+                print(job.frames_done, "/", job.frames_total)
+
+        The loop is never blocked. With several servers, a watch cut by a change of
+        leader goes on with the new leader."""
+        import asyncio  # only callers of the async API need it
+
+        tries = 3 * len(self._addresses) + 2
+        while True:
+            async with self._aio_channel() as channel:
+                stub = jobs_pb2_grpc.JobServiceStub(channel)
+                call = stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout,
+                                     metadata=self._metadata)
+                try:
+                    async for event in call:
+                        tries = 3 * len(self._addresses) + 2
+                        yield Job(self, event.job)
+                    return
+                except grpc.aio.AioRpcError as err:
+                    if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and timeout is not None:
+                        return
+                    tries -= 1
+                    leader = dict(err.trailing_metadata() or ()).get("reelfarm-leader", "")
+                    if (err.code() != grpc.StatusCode.UNAVAILABLE or tries <= 0
+                            or not self._follow_leader(err)):
+                        raise errors.from_rpc_error(err) from None
+                if not leader:
+                    await asyncio.sleep(0.2)  # a takeover in progress

@@ -105,6 +105,7 @@ def test_pip_install(tmp_path):
     import sys
     repo = pathlib.Path(__file__).resolve().parents[3]
     shutil.copytree(repo / "proto", tmp_path / "src/proto")
+    shutil.copy(repo / "CMakeLists.txt", tmp_path / "src")  # the project's version
     shutil.copytree(repo / "clients/python", tmp_path / "src/clients/python",
                     ignore=shutil.ignore_patterns("tests", "build", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages",

@@ -67,3 +67,23 @@ def test_generate_refusals_are_typed_and_name_the_field(gen_farm):
     with pytest.raises(reelfarm.NotFound) as err:
         client.submit_generate("no_such_model", PROMPTS[0], "gen/x.####.png")
     assert "no_such_model" in err.value.message
+
+
+def test_sidecar_of_each_take(gen_farm):
+    client = reelfarm.Client(gen_farm.address, insecure=True)
+    job = client.submit_generate("shapes_t2v", PROMPTS[1], "gen/{take}/frame.####.png",
+                                 seeds=[11, 12], steps=2, width=64, height=64, frames=2,
+                                 name="sc020")
+    final = job.wait(timeout=300, raise_on_failure=True)
+    for take, seed in ((1, 11), (2, 12)):
+        side = final.sidecar(storage_root=gen_farm.storage, take=take)
+        path = gen_farm.storage / f"gen/sc020_take{take:03d}/frame.####.png.json"
+        assert side == json.loads(path.read_text())
+        assert (side["take"]["seed"], side["take"]["prompt"]) == (seed, PROMPTS[1])
+    with pytest.raises(ValueError, match="has 2 takes; give take=1..2"):
+        final.sidecar(storage_root=gen_farm.storage)
+    # One take: no take= needed; the stem is replaced when there is no {take}.
+    one = client.submit_generate("shapes_t2v", PROMPTS[0], "gen/one.####.png", seeds=[5],
+                                 steps=2, width=64, height=64, frames=2)  # default name
+    side = one.wait(timeout=300, raise_on_failure=True).sidecar(storage_root=gen_farm.storage)
+    assert side == json.loads((gen_farm.storage / "gen/one_take001.####.png.json").read_text())
