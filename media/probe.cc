@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "worker/media/av_util.h"
-#include "worker/media/media.h"
+#include "media/av_util.h"
+#include "media/media.h"
 
 extern "C" {
 #include <libavutil/avutil.h>
