@@ -27,8 +27,8 @@
 
 #include "common/model_manifest.h"
 #include "common/storage.h"
+#include "media/media.h"
 #include "worker/inference/model.h"
-#include "worker/media/media.h"
 #include "worker/pipeline.h"
 
 namespace fs = std::filesystem;

@@ -25,8 +25,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/storage.h"
+#include "media/media.h"
 #include "worker/inference/model.h"
-#include "worker/media/media.h"
 #include "worker/pipeline.h"
 
 namespace fs = std::filesystem;

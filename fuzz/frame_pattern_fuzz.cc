@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "worker/media/output_format.h"
+#include "media/output_format.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace reelfarm::media;

@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "worker/media/media.h"
+#include "media/media.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static bool quiet = (reelfarm::media::SetLibraryLogging(false), true);

@@ -55,7 +55,7 @@ struct UpscaleSpec {
   int chunk_frames = 48;
   bool overwrite = false;
   int crf = 18;
-  // Output codec and options (worker/media/output_format.h); empty: the defaults of
+  // Output codec and options (media/output_format.h); empty: the defaults of
   // the output's extension.
   std::string codec;
   std::string preset;

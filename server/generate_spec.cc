@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "media/media.h"
+#include "media/output_format.h"
 #include "scheduler/wedge.h"
-#include "worker/media/media.h"
-#include "worker/media/output_format.h"
 
 namespace reelfarm::server {
 namespace fs = std::filesystem;

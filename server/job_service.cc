@@ -15,11 +15,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/model_manifest.h"
+#include "media/media.h"
+#include "media/output_format.h"
 #include "scheduler/wedge.h"
 #include "server/convert.h"
 #include "server/generate_spec.h"
-#include "worker/media/media.h"
-#include "worker/media/output_format.h"
 
 namespace reelfarm::server {
 namespace fs = std::filesystem;

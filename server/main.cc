@@ -22,11 +22,11 @@
 #include <CLI/CLI.hpp>
 
 #include "common/logging.h"
+#include "media/media.h"
 #include "scheduler/pg_connection.h"
 #include "server/ha_server.h"
 #include "server/local_workers.h"
 #include "server/server.h"
-#include "worker/media/media.h"
 
 namespace fs = std::filesystem;
 using namespace reelfarm;

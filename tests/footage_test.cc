@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "media/grid.h"
+#include "media/media.h"
 #include "tests/testing/fixtures.h"
 #include "tests/testing/frames.h"
 #include "tests/testing/remux.h"
-#include "worker/media/grid.h"
-#include "worker/media/media.h"
 
 namespace reelfarm::media {
 namespace {

@@ -1,4 +1,4 @@
-// Tests for the output formats of worker/media: movie codecs (H.264, H.265, ProRes,
+// Tests for the output formats of media/: movie codecs (H.264, H.265, ProRes,
 // DNxHR) and their stream-copy concatenation, image sequences (EXR, PNG, TIFF, DPX),
 // 16-bit precision, colour tags, audio, and ResolveOutputFormat's validation. Frames
 // are read back with the ffmpeg/ffprobe tools, independent of the code under test.
@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "media/media.h"
+#include "media/output_format.h"
 #include "tests/testing/fixtures.h"
 #include "tests/testing/frames.h"
-#include "worker/media/media.h"
-#include "worker/media/output_format.h"
 
 namespace reelfarm::media {
 namespace {

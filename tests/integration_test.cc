@@ -9,11 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "media/media.h"
 #include "tests/testing/checks.h"
 #include "tests/testing/farm.h"
 #include "tests/testing/fixtures.h"
 #include "tests/testing/models.h"
-#include "worker/media/media.h"
 
 namespace fs = std::filesystem;
 using namespace reelfarm;

@@ -1,7 +1,7 @@
-// Tests for worker/media: probing, ranged decoding, H.264 segments and their concat.
+// Tests for media/: probing, ranged decoding, H.264 segments and their concat.
 // Clips are made with ffmpeg's testsrc2; frames are compared with the ffmpeg tool's own
 // rgb24 decode.
-#include "worker/media/media.h"
+#include "media/media.h"
 
 #include <catch2/catch.hpp>
 #include <cmath>

@@ -9,8 +9,8 @@
 #include <optional>
 
 #include "common/storage.h"
+#include "media/media.h"
 #include "tests/testing/fixtures.h"
-#include "worker/media/media.h"
 #include "worker/pipeline.h"
 
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-// Tests for image-sequence inputs (worker/media/image_source.cc): frame ranges, gaps
+// Tests for image-sequence inputs (media/image_source.cc): frame ranges, gaps
 // named at probe time, exact conversion of 16-bit, 10-bit and float images; and the
 // decoder's frame-size limit.
 #include <catch2/catch.hpp>
@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "media/media.h"
+#include "media/output_format.h"
 #include "tests/testing/fixtures.h"
-#include "worker/media/media.h"
-#include "worker/media/output_format.h"
 
 namespace reelfarm::media {
 namespace {

@@ -21,9 +21,9 @@
 #include "common/logging.h"
 #include "common/server_list.h"
 #include "common/storage.h"
+#include "media/media.h"
 #include "worker/agent.h"
 #include "worker/device_metrics.h"
-#include "worker/media/media.h"
 #include "worker/pipeline.h"
 #include "worker/task_log_sink.h"
 

@@ -7,8 +7,8 @@
 #include <cstdint>
 
 #include "common/status.h"
+#include "media/media.h"
 #include "worker/bounded_queue.h"
-#include "worker/media/media.h"
 
 namespace reelfarm::inference {
 class Model;

@@ -21,11 +21,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/model_manifest.h"
+#include "media/media.h"
+#include "media/output_format.h"
 #include "worker/bounded_queue.h"
 #include "worker/inference/generator.h"
 #include "worker/inference/model.h"
-#include "worker/media/media.h"
-#include "worker/media/output_format.h"
 #include "worker/model_stage.h"
 
 #ifndef REELFARM_VERSION

@@ -2,8 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "media/media.h"
 #include "tests/testing/fixtures.h"
-#include "worker/media/media.h"
 
 namespace reelfarm::testing {
 namespace fs = std::filesystem;

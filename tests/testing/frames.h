@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <vector>
 
-#include "worker/media/media.h"
+#include "media/media.h"
 
 namespace reelfarm::testing {
 

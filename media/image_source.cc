@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "common/storage.h"
-#include "worker/media/av_util.h"
-#include "worker/media/media.h"
-#include "worker/media/output_format.h"
-#include "worker/media/rgb_convert.h"
+#include "media/av_util.h"
+#include "media/media.h"
+#include "media/output_format.h"
+#include "media/rgb_convert.h"
 
 extern "C" {
 #include <libavutil/pixdesc.h>

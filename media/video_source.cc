@@ -7,9 +7,9 @@
 #include <string>
 #include <utility>
 
-#include "worker/media/av_util.h"
-#include "worker/media/media.h"
-#include "worker/media/rgb_convert.h"
+#include "media/av_util.h"
+#include "media/media.h"
+#include "media/rgb_convert.h"
 
 extern "C" {
 #include <libavutil/mathematics.h>

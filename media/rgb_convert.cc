@@ -1,4 +1,4 @@
-#include "worker/media/rgb_convert.h"
+#include "media/rgb_convert.h"
 
 #include <cstdint>
 #include <cstring>

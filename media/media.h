@@ -1,7 +1,7 @@
 // Media I/O with the FFmpeg libraries (libavformat/libavcodec/libswscale).
 //
 // Frames cross this seam as planar float RGB in [0, 1] (CHW order), the layout the
-// model stage wants, so no FFmpeg type or AVERROR leaves worker/media/: every FFmpeg
+// model stage wants, so no FFmpeg type or AVERROR leaves media/: every FFmpeg
 // failure is converted to an absl::Status whose message names the file, the frame
 // (when there is one) and the cause.
 #pragma once

@@ -9,9 +9,9 @@
 #include <utility>
 
 #include "common/storage.h"
-#include "worker/media/av_util.h"
-#include "worker/media/media.h"
-#include "worker/media/output_format.h"
+#include "media/av_util.h"
+#include "media/media.h"
+#include "media/output_format.h"
 
 extern "C" {
 #include <libavutil/opt.h>

@@ -1,4 +1,4 @@
-// Internal to worker/media: owning wrappers for the FFmpeg C types, AVERROR to
+// Internal to media/: owning wrappers for the FFmpeg C types, AVERROR to
 // absl::Status conversion, and an opened input with a decoder for its video stream.
 // Nothing here is part of the media seam; only media/*.cc include it.
 #pragma once
@@ -16,8 +16,8 @@ extern "C" {
 #include <vector>
 
 #include "common/status.h"
-#include "worker/media/grid.h"
-#include "worker/media/media.h"
+#include "media/grid.h"
+#include "media/media.h"
 
 namespace reelfarm::media {
 

@@ -1,4 +1,4 @@
-#include "worker/media/av_util.h"
+#include "media/av_util.h"
 
 #include <cerrno>
 #include <cmath>

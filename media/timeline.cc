@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "worker/media/av_util.h"
-#include "worker/media/grid.h"
+#include "media/av_util.h"
+#include "media/grid.h"
 
 extern "C" {
 #include <libavutil/mathematics.h>

@@ -6,8 +6,8 @@
 #include <utility>
 #include <vector>
 
-#include "worker/media/av_util.h"
-#include "worker/media/media.h"
+#include "media/av_util.h"
+#include "media/media.h"
 
 extern "C" {
 #include <libavutil/mathematics.h>

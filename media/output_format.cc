@@ -1,4 +1,4 @@
-#include "worker/media/output_format.h"
+#include "media/output_format.h"
 
 #include <algorithm>
 #include <cctype>

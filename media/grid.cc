@@ -1,6 +1,6 @@
 // PlaceOnGrid: ffmpeg's constant-frame-rate placement (fftools/ffmpeg.c, FFmpeg 5.1,
 // do_video_out with VSYNC_CFR / VSYNC_VSCFR and a frame duration of one slot).
-#include "worker/media/grid.h"
+#include "media/grid.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,11 +1,11 @@
-// Internal to worker/media: decoded AVFrames to planar float RGB frames (media.h's
+// Internal to media/: decoded AVFrames to planar float RGB frames (media.h's
 // Frame), shared by the movie and image-sequence sources.
 #pragma once
 
 #include <string>
 
-#include "worker/media/av_util.h"
-#include "worker/media/media.h"
+#include "media/av_util.h"
+#include "media/media.h"
 
 namespace reelfarm::media {
 
