@@ -265,7 +265,6 @@ TEST_CASE("a torn publish of staged files publishes all or nothing", "[unit][sto
       if (storage->failures(step) == 0) {  // fewer than n such steps: all published
         REQUIRE(st.ok());
         CHECK(Names(dir.path() / "out").size() == 4);
-        CHECK(n > 1);
         break;
       }
       CHECK(st.code() == absl::StatusCode::kUnavailable);

@@ -34,12 +34,12 @@ class SlowSource final : public media::FrameSource {
 
 worker::FrameIo::SourceFactory Slow(worker::FrameIo::SourceFactory open,
                                     std::chrono::milliseconds delay) {
-  return
-      [open = std::move(open), delay](const std::string& path, int64_t begin,
-                                      int64_t end) -> worker::FrameIo::SourceFactory::result_type {
-        ASSIGN_OR_RETURN(std::unique_ptr<media::FrameSource> source, open(path, begin, end));
-        return std::make_unique<SlowSource>(std::move(source), delay);
-      };
+  return [open = std::move(open), delay](
+             const std::string& path, int64_t begin,
+             int64_t end) -> absl::StatusOr<std::unique_ptr<media::FrameSource>> {
+    ASSIGN_OR_RETURN(std::unique_ptr<media::FrameSource> source, open(path, begin, end));
+    return std::make_unique<SlowSource>(std::move(source), delay);
+  };
 }
 
 }  // namespace
