@@ -170,11 +170,11 @@ TEST_CASE(
     "a failed step of the assembly's publish leaves nothing published, and a retry publishes all",
     "[integration][worker][storage]") {
   const bool overwrite = GENERATE(false, true);
+  AssemblyFixture f;
+  f.a.mutable_upscale()->set_overwrite(overwrite);
   // The steps a clean assembly takes.
   std::map<Step, int> steps;
   {
-    AssemblyFixture f;
-    f.a.mutable_upscale()->set_overwrite(overwrite);
     const worker::TaskReport r = f.Run();
     INFO(r.error);
     REQUIRE(r.ok);
@@ -182,16 +182,20 @@ TEST_CASE(
   }
   CHECK(steps[Step::kLink] == 2);   // the movie and the sidecar, linked at their names
   CHECK(steps[Step::kFsync] >= 5);  // staged movie and sidecar, twice each; the folder
-  // Each of them fails in turn (the Nth link: a torn publish of two files).
+  // Each of them fails in turn (the Nth link: a torn publish of two files), each time
+  // from the start: no output, nothing staged.
+  std::map<Step, int> failed;
   for (const auto& [step, count] : steps) {
     for (int n = 1; n <= count; ++n) {
-      AssemblyFixture f;
-      f.a.mutable_upscale()->set_overwrite(overwrite);
+      fs::remove_all(f.dir.path() / "renders");
+      fs::remove_all(f.dir.path() / common::Storage::JobStagingDir(7));
+      const int before = f.storage->calls(step);
       f.storage->FailAt(step, n, EIO);
       worker::TaskReport r = f.Run();
       INFO("step " << static_cast<int>(step) << " call " << n << " overwrite " << overwrite << ": "
                    << r.error);
-      CHECK(f.storage->failures(step) == 1);
+      CHECK(f.storage->failures(step) == ++failed[step]);
+      CHECK(f.storage->calls(step) == before + n);  // it stopped at the failed step
       CHECK_FALSE(r.ok);
       CHECK(r.retryable);
       CHECK(r.error.find("Input/output error") != std::string::npos);
