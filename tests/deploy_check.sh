@@ -65,7 +65,7 @@ for f in "$D"/docker/*.Dockerfile "$D"/systemd/*.service "$D"/k8s/base/*.yaml; d
     case "$flag" in
       --from|--no-install-recommends|--interval|--timeout|--start-period|--retries|--home-dir|--create-home|--system|--uid|--gpus) continue ;;
     esac
-    grep -rqF -- "\"$flag" "$ROOT/server/main.cc" "$ROOT/worker/main.cc" "$ROOT/cli/reelctl.cc" \
+    grep -rqF -- "\"$flag" "$ROOT/server/main.cc" "$ROOT/worker/worker_main.cc" "$ROOT/cli/reelctl.cc" \
       || fail "$(basename "$f") uses $flag, which no binary defines"
   done
 done
