@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
   Check(storage.status());
   worker::PipelineOptions popts;
   popts.model_path = {models_abs.string()};
-  worker::TaskRunner runner(*storage, popts);
+  worker::TaskRunner runner(**storage, popts);
 
   for (const std::string& name : models) {
     auto package = common::ReadModelManifest(models_abs / name);

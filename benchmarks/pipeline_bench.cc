@@ -226,7 +226,7 @@ int main(int argc, char** argv) {
   Check(storage.status());
   worker::PipelineOptions popts;
   popts.model_path = {(work / "models").string()};
-  worker::TaskRunner runner(*storage, popts);
+  worker::TaskRunner runner(**storage, popts);
 
   for (const std::string& model_name : models) {
     v1::Assignment a;

@@ -24,7 +24,46 @@
 namespace reelfarm::common {
 namespace fs = std::filesystem;
 
-absl::StatusOr<Storage> Storage::Open(const fs::path& root) {
+namespace {
+
+// The local file system's steps.
+class LocalStorage final : public Storage {
+ public:
+  explicit LocalStorage(fs::path root) : Storage(std::move(root)) {}
+
+  int Write(int fd, const char* data, size_t size) const override {
+    for (size_t done = 0; done < size;) {
+      const ssize_t n = ::write(fd, data + done, size - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errno;
+      if (n == 0) return EIO;
+      done += static_cast<size_t>(n);
+    }
+    return 0;
+  }
+  int Fsync(int fd) const override { return ::fsync(fd) == 0 ? 0 : errno; }
+  int Link(const fs::path& from, const fs::path& to) const override {
+    return ::link(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+  }
+  int Rename(const fs::path& from, const fs::path& to, bool replace) const override {
+    return ::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(),
+                       replace ? 0 : RENAME_NOREPLACE) == 0
+               ? 0
+               : errno;
+  }
+};
+
+// A failed step of `what` (which names the file): the storage, not the job, is at
+// fault, so UNAVAILABLE (retryable). A full disk says so.
+absl::Status IoError(absl::string_view what, int err) {
+  const bool full = err == ENOSPC || err == EDQUOT;
+  return absl::UnavailableError(absl::StrCat(
+      what, ": ", std::strerror(err), full ? " (the storage is full; free space on it)" : ""));
+}
+
+}  // namespace
+
+absl::StatusOr<fs::path> Storage::CanonicalRoot(const fs::path& root) {
   std::error_code ec;
   fs::create_directories(root, ec);
   fs::path canonical = fs::canonical(root, ec);
@@ -35,7 +74,12 @@ absl::StatusOr<Storage> Storage::Open(const fs::path& root) {
     return absl::FailedPreconditionError(
         absl::StrCat("storage root '", root.string(), "' is not a folder"));
   }
-  return Storage(canonical);
+  return canonical;
+}
+
+absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(const fs::path& root) {
+  ASSIGN_OR_RETURN(fs::path canonical, CanonicalRoot(root));
+  return std::make_unique<LocalStorage>(std::move(canonical));
 }
 
 absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
@@ -235,29 +279,35 @@ fs::path Storage::TempPathFor(const fs::path& final_path) {
                                                  getpid(), ".", counter.fetch_add(1));
 }
 
-absl::Status Storage::Publish(const fs::path& temp, const fs::path& final_path, bool replace) {
+absl::Status Storage::WriteFile(const fs::path& path, absl::string_view bytes,
+                                absl::string_view name) const {
+  UniqueFd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  int err = out.get() < 0 ? errno : Write(out.get(), bytes.data(), bytes.size());
+  if (err == 0 && ::close(out.release()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(path.c_str());
+    return IoError(absl::StrCat("cannot write '", name, "'"), err);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Storage::Publish(const fs::path& temp, const fs::path& final_path,
+                              bool replace) const {
   std::error_code ec;
   fs::create_directories(final_path.parent_path(), ec);
-  int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    const int rc = ::fsync(fd);
-    const int err = errno;
-    ::close(fd);
-    if (rc != 0) {
-      return absl::UnavailableError(
-          absl::StrCat("publish '", final_path.string(), "': fsync: ", std::strerror(err)));
+  UniqueFd fd(::open(temp.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() >= 0) {
+    if (const int err = Fsync(fd.get()); err != 0) {
+      return IoError(absl::StrCat("publish '", final_path.string(), "': fsync"), err);
     }
   }
-  if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, final_path.c_str(),
-                  replace ? 0 : RENAME_NOREPLACE) != 0) {
-    const int err = errno;
+  if (const int err = Rename(temp, final_path, replace); err != 0) {
     if (err == EEXIST) {
       return absl::AlreadyExistsError(
           absl::StrCat("'", final_path.filename().string(),
                        "' exists (made after the job was submitted); set overwrite to replace it"));
     }
-    return absl::UnavailableError(
-        absl::StrCat("publish '", final_path.string(), "': ", std::strerror(err)));
+    return IoError(absl::StrCat("publish '", final_path.string(), "'"), err);
   }
   return absl::OkStatus();
 }
@@ -291,37 +341,6 @@ bool SameBytes(const fs::path& a, const fs::path& b) {
   return !fa.bad() && !fb.bad() && fa.eof() && fb.eof();
 }
 
-// A copy of `staged` beside `final_path` (another file system than the staging
-// folder's: link(2) cannot cross it), written and fsynced; the caller links or renames
-// it into place and removes it.
-absl::Status CopyBeside(const fs::path& staged, const fs::path& final_path, fs::path* copy) {
-  *copy = Storage::TempPathFor(final_path);
-  // Plain reads and writes, so that a full disk reads as ENOSPC (the kernel's
-  // in-kernel copy may report it otherwise).
-  UniqueFd in(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
-  UniqueFd out(in.get() < 0 ? -1
-                            : ::open(copy->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  int err = in.get() < 0 || out.get() < 0 ? errno : 0;
-  std::vector<char> buf(1 << 16);
-  while (err == 0) {
-    const ssize_t n = ::read(in.get(), buf.data(), buf.size());
-    if (n < 0) err = errno;
-    if (n <= 0) break;
-    for (ssize_t done = 0; done < n && err == 0;) {
-      const ssize_t w = ::write(out.get(), buf.data() + done, static_cast<size_t>(n - done));
-      if (w < 0) err = errno;
-      done += std::max<ssize_t>(w, 0);
-    }
-  }
-  if (err == 0 && ::fsync(out.get()) != 0) err = errno;
-  if (err != 0) {
-    ::unlink(copy->c_str());
-    return absl::UnavailableError(
-        absl::StrCat("publish '", final_path.filename().string(), "': ", std::strerror(err)));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 bool Storage::IsPublished(const fs::path& staged, const fs::path& final_path) {
@@ -333,24 +352,47 @@ bool Storage::IsPublished(const fs::path& staged, const fs::path& final_path) {
          SameBytes(staged, final_path);
 }
 
-absl::Status Storage::PublishStaged(const std::vector<StagedFile>& files, bool replace) {
+absl::Status Storage::CopyBeside(const fs::path& staged, const fs::path& final_path,
+                                 fs::path* copy) const {
+  *copy = TempPathFor(final_path);
+  // Plain reads and writes, so that a full disk reads as ENOSPC (the kernel's
+  // in-kernel copy may report it otherwise).
+  UniqueFd in(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd out(in.get() < 0 ? -1
+                            : ::open(copy->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  int err = in.get() < 0 || out.get() < 0 ? errno : 0;
+  std::vector<char> buf(1 << 16);
+  while (err == 0) {
+    const ssize_t n = ::read(in.get(), buf.data(), buf.size());
+    if (n < 0) err = errno;
+    if (n <= 0) break;
+    err = Write(out.get(), buf.data(), static_cast<size_t>(n));
+  }
+  if (err == 0) err = Fsync(out.get());
+  if (err != 0) {
+    ::unlink(copy->c_str());
+    return IoError(absl::StrCat("publish '", final_path.filename().string(), "'"), err);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Storage::PublishStaged(const std::vector<StagedFile>& files, bool replace) const {
   const auto taken = [](const fs::path& final_path) {
     return absl::AlreadyExistsError(absl::StrCat(
         "'", final_path.filename().string(),
         "' exists and is not this job's; set overwrite to replace it, or move it away"));
   };
+  const auto failed = [](const fs::path& final_path, int err) {
+    return IoError(absl::StrCat("publish '", final_path.filename().string(), "'"), err);
+  };
   // Checked first, so that a taken name fails the job before anything is published.
   std::vector<bool> done(files.size(), false);
   for (size_t i = 0; i < files.size(); ++i) {
     const auto& [staged, final_path] = files[i];
-    int fd = ::open(staged.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::fsync(fd) != 0) {
-      const int err = errno;
-      if (fd >= 0) ::close(fd);
-      return absl::UnavailableError(
-          absl::StrCat("publish '", final_path.filename().string(), "': ", std::strerror(err)));
+    UniqueFd fd(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
+    if (const int err = fd.get() < 0 ? errno : Fsync(fd.get()); err != 0) {
+      return failed(final_path, err);
     }
-    ::close(fd);
     done[i] = IsPublished(staged, final_path);
     struct stat st;
     if (done[i] || ::lstat(final_path.c_str(), &st) != 0) continue;
@@ -373,57 +415,51 @@ absl::Status Storage::PublishStaged(const std::vector<StagedFile>& files, bool r
     // staging folder (so that nothing of ours is left beside the output if the process
     // dies here) and renamed over the final name. Across file systems (a mount inside
     // the root), a copy beside the final name takes the staged file's place.
-    int rc = 0;
+    int err = 0;
     if (replace) {
       const fs::path temp = TempPathFor(staged);
-      rc = ::link(staged.c_str(), temp.c_str());
-      if (rc == 0) {
-        rc = ::rename(temp.c_str(), final_path.c_str());
-        const int err = errno;
-        if (rc != 0) ::unlink(temp.c_str());
-        errno = err;
+      err = Link(staged, temp);
+      if (err == 0) {
+        err = Rename(temp, final_path, true);
+        if (err != 0) ::unlink(temp.c_str());
       }
     } else {
-      rc = ::link(staged.c_str(), final_path.c_str());
+      err = Link(staged, final_path);
     }
-    if (rc != 0 && errno == EXDEV) {
+    if (err == EXDEV) {
       fs::path copy;
       absl::Status copied = CopyBeside(staged, final_path, &copy);
       if (!copied.ok()) {
         undo();
         return copied;
       }
-      rc = replace ? ::rename(copy.c_str(), final_path.c_str())
-                   : ::link(copy.c_str(), final_path.c_str());
-      const int err = errno;
-      if (rc != 0 || !replace) ::unlink(copy.c_str());
-      errno = err;
+      err = replace ? Rename(copy, final_path, true) : Link(copy, final_path);
+      if (err != 0 || !replace) ::unlink(copy.c_str());
     }
-    if (rc != 0) {
-      const int err = errno;
+    if (err != 0) {
       undo();
       if (err == EEXIST) return taken(final_path);  // made since the check
       if (err == EISDIR) {
         return absl::FailedPreconditionError(absl::StrCat(
             "'", final_path.filename().string(), "' is a folder; give an output file name"));
       }
-      return absl::UnavailableError(
-          absl::StrCat("publish '", final_path.filename().string(), "': ", std::strerror(err)));
+      return failed(final_path, err);
     }
     linked.push_back(i);
   }
   // The new names are durable once their folders are.
-  std::vector<fs::path> folders;
+  std::vector<std::pair<fs::path, fs::path>> folders;  // a folder, and a file in it
   for (const auto& [staged, final_path] : files) {
-    if (folders.empty() || folders.back() != final_path.parent_path()) {
-      folders.push_back(final_path.parent_path());
+    if (folders.empty() || folders.back().first != final_path.parent_path()) {
+      folders.emplace_back(final_path.parent_path(), final_path);
     }
   }
-  for (const fs::path& folder : folders) {
-    int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-      ::fsync(fd);
-      ::close(fd);
+  for (const auto& [folder, file] : folders) {
+    UniqueFd fd(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (fd.get() < 0) continue;
+    if (const int err = Fsync(fd.get()); err != 0) {
+      undo();
+      return failed(file, err);
     }
   }
   return absl::OkStatus();

@@ -1,10 +1,11 @@
 // Storage: every path a job names is relative to one storage root that the server
 // and the workers share. Resolution refuses absolute paths and paths that leave the
 // root (lexically, or through a symbolic link), and publishing is atomic: write to a
-// temporary name beside the final one, then rename.
+// temporary name beside the final one, then rename (or link).
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,10 +55,31 @@ absl::StatusOr<UniqueFd> OpenBeneathFd(int dirfd, const std::string& relative, i
 absl::StatusOr<UniqueFd> OpenInFolder(const std::string& folder, const std::string& name, int flags,
                                       const std::string& what);
 
+// The storage root, and the seam between the farm and the file system it writes to
+// (LevelDB's Env): path confinement and publishing are written once here, over four
+// file-system steps (write, fsync, link, rename) that an implementation provides.
+// Open() gives the local file system's; a test's implementation fails a chosen step
+// (tests/testing/faulty_storage.h: a full disk, an I/O error, a torn publish).
+// Thread-safe: the steps are; everything else reads only the root.
 class Storage {
  public:
-  // `root` must exist; it is made absolute and canonical.
-  static absl::StatusOr<Storage> Open(const std::filesystem::path& root);
+  // The local file system's storage at `root`, made if missing; `root` is made absolute
+  // and canonical. NOT_FOUND when it cannot be, FAILED_PRECONDITION when not a folder.
+  static absl::StatusOr<std::unique_ptr<Storage>> Open(const std::filesystem::path& root);
+
+  virtual ~Storage() = default;
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  // The file-system steps; each returns 0 or an errno value (ENOSPC, EIO, EXDEV...).
+  // Writes all `size` bytes at the file position of `fd`.
+  virtual int Write(int fd, const char* data, size_t size) const = 0;
+  virtual int Fsync(int fd) const = 0;
+  // link(2): makes `to`, never replacing anything (EEXIST).
+  virtual int Link(const std::filesystem::path& from, const std::filesystem::path& to) const = 0;
+  // rename(2); without `replace` an existing `to` is kept (EEXIST).
+  virtual int Rename(const std::filesystem::path& from, const std::filesystem::path& to,
+                     bool replace) const = 0;
 
   const std::filesystem::path& root() const { return root_; }
 
@@ -87,24 +109,30 @@ class Storage {
   // A temporary name in the same folder as `final_path` (so rename is atomic).
   static std::filesystem::path TempPathFor(const std::filesystem::path& final_path);
 
+  // Writes `bytes` to the new file `path` (a TempPathFor name; replaced if there), with
+  // Write; the caller publishes it. On failure nothing is left at `path`. UNAVAILABLE
+  // (retryable) naming `name`; a full disk says so.
+  absl::Status WriteFile(const std::filesystem::path& path, absl::string_view bytes,
+                         absl::string_view name) const;
+
   // Atomically moves `temp` to `final_path` (creating its folder), fsyncing the file.
   // Without `replace`, an existing `final_path` is kept and ALREADY_EXISTS returned.
-  // A failed write or rename (read-only or full storage) is UNAVAILABLE: retryable.
+  // A failed fsync or rename (read-only or full storage) is UNAVAILABLE: retryable.
   // For the farm's own files (scratch); a job's outputs go out with PublishStaged.
-  static absl::Status Publish(const std::filesystem::path& temp,
-                              const std::filesystem::path& final_path, bool replace = true);
+  absl::Status Publish(const std::filesystem::path& temp, const std::filesystem::path& final_path,
+                       bool replace = true) const;
 
   // Publishes job outputs that are complete in the job's scratch folder: each pair is
   // {staged, final}. All or nothing: every staged file is hard-linked at its final path
-  // (link(2) never replaces anything), and if one final path is taken, the links made
-  // by this call are undone and ALREADY_EXISTS names the file. A final path that is
-  // already a link to its staged file (an earlier attempt of the same task published
-  // it) counts as published. With `replace` (the job says overwrite), a file or a
-  // symbolic link at a final path is replaced (never followed); a folder never is.
+  // (link(2) never replaces anything), and if one final path is taken, or a step fails,
+  // the links made by this call are undone: ALREADY_EXISTS names a taken file. A final
+  // path that is already a link to its staged file (an earlier attempt of the same task
+  // published it) counts as published. With `replace` (the job says overwrite), a file
+  // or a symbolic link at a final path is replaced (never followed); a folder never is.
   // The staged files stay until the job's scratch is removed, so that a retry
   // recognises its own outputs. UNAVAILABLE for I/O errors (retryable).
   using StagedFile = std::pair<std::filesystem::path, std::filesystem::path>;
-  static absl::Status PublishStaged(const std::vector<StagedFile>& files, bool replace);
+  absl::Status PublishStaged(const std::vector<StagedFile>& files, bool replace) const;
   // Whether `final_path` is `staged` (the same inode): published by this job.
   static bool IsPublished(const std::filesystem::path& staged,
                           const std::filesystem::path& final_path);
@@ -117,9 +145,19 @@ class Storage {
   static std::string JobPartsDir(int64_t job_id);
   static std::string JobStagingDir(int64_t job_id);
 
- private:
+ protected:
+  // `root` as Open() makes it: made if missing, absolute and canonical, a folder.
+  static absl::StatusOr<std::filesystem::path> CanonicalRoot(const std::filesystem::path& root);
   explicit Storage(std::filesystem::path root) : root_(std::move(root)) {}
-  std::filesystem::path root_;
+
+ private:
+  // A copy of `staged` beside `final_path` (on another file system than the staging
+  // folder: link(2) cannot cross it), written and fsynced, at `*copy`.
+  absl::Status CopyBeside(const std::filesystem::path& staged,
+                          const std::filesystem::path& final_path,
+                          std::filesystem::path* copy) const;
+
+  const std::filesystem::path root_;
 };
 
 // Whether a job may write `path` (as Resolve() gave it): FAILED_PRECONDITION when it is

@@ -31,7 +31,7 @@ const reelfarm::common::Storage& Root() {
     fs::create_symlink("/etc/passwd", dir / "root/passwd", ec);
     auto s = reelfarm::common::Storage::Open(dir / "root");
     if (!s.ok()) std::abort();
-    return new reelfarm::common::Storage(std::move(*s));
+    return s->release();
   }();
   return *storage;
 }

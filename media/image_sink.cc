@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <utility>
@@ -58,6 +58,9 @@ class ImageSequenceSink final : public FrameSink {
 
   const std::string pattern_;
   const ImageSequenceOptions options_;
+  // Writes and publishes each file: options_.storage, or the local file system's.
+  std::unique_ptr<common::Storage> own_storage_;
+  const common::Storage* storage_ = nullptr;
   ImageCodec codec_;
   AvCodecContextPtr encoder_;
   AvFramePtr picture_;
@@ -76,6 +79,12 @@ absl::StatusOr<std::unique_ptr<FrameSink>> ImageSequenceSink::Create(
                                       std::to_string(options.height) + " is not positive");
   }
   std::unique_ptr<ImageSequenceSink> sink(new ImageSequenceSink(pattern, options));
+  sink->storage_ = options.storage;
+  if (sink->storage_ == nullptr) {
+    const std::filesystem::path folder = std::filesystem::path(pattern).parent_path();
+    ASSIGN_OR_RETURN(sink->own_storage_, common::Storage::Open(folder.empty() ? "." : folder));
+    sink->storage_ = sink->own_storage_.get();
+  }
   ASSIGN_OR_RETURN(sink->codec_, ChooseImageCodec(options.codec, pattern));
   const AVCodec* codec = avcodec_find_encoder_by_name(sink->codec_.encoder);
   if (codec == nullptr) {
@@ -152,19 +161,14 @@ void ImageSequenceSink::Fill(const Frame& frame) {
 absl::Status ImageSequenceSink::WriteFile(const std::string& path, const AVPacket& packet) {
   const std::filesystem::path final_path(path);
   const std::filesystem::path tmp = common::Storage::TempPathFor(final_path);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(packet.data), packet.size);
-    out.close();
-    if (!out) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      return absl::UnavailableError("output '" + path +
-                                    "': cannot write the image; check the disk and its "
-                                    "free space");
-    }
+  absl::Status st = storage_->WriteFile(
+      tmp, absl::string_view(reinterpret_cast<const char*>(packet.data), packet.size), path);
+  if (st.ok()) st = storage_->Publish(tmp, final_path);
+  if (!st.ok()) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
   }
-  return common::Storage::Publish(tmp, final_path);
+  return st;
 }
 
 absl::Status ImageSequenceSink::Write(const Frame& frame) {

@@ -14,6 +14,10 @@
 
 #include "common/status.h"
 
+namespace reelfarm::common {
+class Storage;
+}
+
 namespace reelfarm::media {
 
 // The largest frame width and height decoded; larger inputs are refused
@@ -199,6 +203,8 @@ struct ImageSequenceOptions {
   // File number of the frame with index 0: a frame with index i is written to
   // FramePath(pattern, first_number + i) (output_format.h).
   int64_t first_number = 0;
+  // Writes and publishes each file (borrowed); null: the local file system's.
+  const common::Storage* storage = nullptr;
 };
 
 // Writes each frame to its own file named by `pattern` (`renders/sh010.####.exr`),

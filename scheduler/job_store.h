@@ -6,8 +6,9 @@
 //  - Thread-safety: implementations are safe to call from several threads.
 //  - Errors: UNAVAILABLE / INTERNAL statuses carry the backend's message; nothing
 //    throws.
-// Implementations: InMemoryJobStore (tests), SqliteJobStore (default),
-// PostgresJobStore (several servers, active/standby).
+// Implementations: SqliteJobStore (default),
+// PostgresJobStore (several servers, active/standby); for unit tests,
+// tests/testing/memory_store.h's InMemoryJobStore.
 #pragma once
 
 #include <memory>
@@ -62,9 +63,6 @@ class JobStore {
   };
   virtual absl::StatusOr<Snapshot> LoadAll() = 0;
 };
-
-// Keeps everything in memory; for unit tests.
-std::unique_ptr<JobStore> NewInMemoryJobStore();
 
 // SQLite in WAL mode at `path` (created with its schema if missing).
 absl::StatusOr<std::unique_ptr<JobStore>> OpenSqliteJobStore(const std::string& path);

@@ -303,7 +303,7 @@ int main(int argc, char** argv) {
     if (!srv.ok()) return usage_error("cannot start: " + std::string(srv.status().message()));
     ha = std::move(*srv);
     port = ha->port();
-    root = storage->root().string();
+    root = (*storage)->root().string();
     gauges = ha->metrics_collectable();
     spdlog::info(
         "standing by on port {} (advertised as {}) until this server leads; "

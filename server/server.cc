@@ -71,9 +71,10 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
   if (!opened.ok()) return ForFlag(opened.status(), "--store");
   std::unique_ptr<scheduler::JobStore> store = std::move(*opened);
   s->store_ = std::make_unique<TimedJobStore>(std::move(store), s->metrics_.get());
-  absl::StatusOr<common::Storage> storage = common::Storage::Open(options.storage_root);
+  absl::StatusOr<std::unique_ptr<common::Storage>> storage =
+      common::Storage::Open(options.storage_root);
   if (!storage.ok()) return ForFlag(storage.status(), "--storage-root");
-  s->storage_ = std::make_unique<common::Storage>(std::move(*storage));
+  s->storage_ = std::move(*storage);
   // The farm's own folder exists from the start, so that a link to it (or into it) is
   // seen for what it is when a job names it.
   std::error_code ec;

@@ -3,7 +3,12 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
 
 #include <spdlog/details/log_msg.h>
 #include <nlohmann/json.hpp>
@@ -12,6 +17,7 @@
 #include "common/model_manifest.h"
 #include "common/server_list.h"
 #include "common/storage.h"
+#include "tests/testing/faulty_storage.h"
 #include "tests/testing/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -21,29 +27,29 @@ TEST_CASE("paths resolve beneath the storage root only", "[unit][storage]") {
   reelfarm::testing::TempDir dir;
   fs::create_directories(dir.path() / "root/shots");
   fs::create_directories(dir.path() / "outside");
-  auto storage = Storage::Open(dir.path() / "root");
-  REQUIRE(storage.ok());
+  auto opened = Storage::Open(dir.path() / "root");
+  REQUIRE(opened.ok());
+  const Storage& storage = **opened;
 
-  auto ok = storage->Resolve("shots/sh010/plate.mp4", "upscale.input");
+  auto ok = storage.Resolve("shots/sh010/plate.mp4", "upscale.input");
   REQUIRE(ok.ok());
-  CHECK(*ok == storage->root() / "shots/sh010/plate.mp4");
-  CHECK(storage->Resolve("shots/../shots/a.mp4", "f").ok());
+  CHECK(*ok == storage.root() / "shots/sh010/plate.mp4");
+  CHECK(storage.Resolve("shots/../shots/a.mp4", "f").ok());
 
-  auto abs = storage->Resolve("/etc/passwd", "upscale.input");
+  auto abs = storage.Resolve("/etc/passwd", "upscale.input");
   CHECK(abs.status().code() == absl::StatusCode::kPermissionDenied);
   CHECK(abs.status().message().find("upscale.input") != absl::string_view::npos);
   CHECK(abs.status().message().find("/etc/passwd") != absl::string_view::npos);
 
-  auto up = storage->Resolve("shots/../../outside/x.mp4", "upscale.output");
+  auto up = storage.Resolve("shots/../../outside/x.mp4", "upscale.output");
   CHECK(up.status().code() == absl::StatusCode::kPermissionDenied);
   CHECK(up.status().message().find("upscale.output") != absl::string_view::npos);
 
-  CHECK(storage->Resolve("", "upscale.input").status().code() ==
-        absl::StatusCode::kInvalidArgument);
+  CHECK(storage.Resolve("", "upscale.input").status().code() == absl::StatusCode::kInvalidArgument);
 
   // A symbolic link inside the root that leads out is refused.
   fs::create_directory_symlink(dir.path() / "outside", dir.path() / "root/escape");
-  auto link = storage->Resolve("escape/x.mp4", "upscale.input");
+  auto link = storage.Resolve("escape/x.mp4", "upscale.input");
   CHECK(link.status().code() == absl::StatusCode::kPermissionDenied);
 }
 
@@ -53,12 +59,13 @@ TEST_CASE("files open beneath the root at the time of use", "[unit][storage]") {
   fs::create_directories(dir.path() / "outside/renders");
   std::ofstream(dir.path() / "root/shots/a/plate.mp4") << "inside";
   std::ofstream(dir.path() / "outside/plate.mp4") << "secret";
-  auto storage = Storage::Open(dir.path() / "root");
-  REQUIRE(storage.ok());
+  auto opened = Storage::Open(dir.path() / "root");
+  REQUIRE(opened.ok());
+  const Storage& storage = **opened;
 
-  auto path = storage->Resolve("shots/a/plate.mp4", "upscale.input");
+  auto path = storage.Resolve("shots/a/plate.mp4", "upscale.input");
   REQUIRE(path.ok());
-  auto fd = storage->OpenBeneath(*path, O_RDONLY, "upscale.input");
+  auto fd = storage.OpenBeneath(*path, O_RDONLY, "upscale.input");
   REQUIRE(fd.ok());
   std::string text;
   std::ifstream(fd->path()) >> text;
@@ -67,65 +74,68 @@ TEST_CASE("files open beneath the root at the time of use", "[unit][storage]") {
   // The folder is swapped for a link leading out after Resolve() accepted the path.
   fs::rename(dir.path() / "root/shots/a", dir.path() / "root/shots/a.real");
   fs::create_directory_symlink(dir.path() / "outside", dir.path() / "root/shots/a");
-  auto swapped = storage->OpenBeneath(*path, O_RDONLY, "upscale.input");
+  auto swapped = storage.OpenBeneath(*path, O_RDONLY, "upscale.input");
   CHECK(swapped.status().code() == absl::StatusCode::kPermissionDenied);
   CHECK(swapped.status().message().find("outside the storage root") != absl::string_view::npos);
   // A relative link leading out, and a link inside the root, which is fine.
   fs::create_directory_symlink("../../outside", dir.path() / "root/shots/up");
-  CHECK(storage->OpenBeneath("shots/up/plate.mp4", O_RDONLY, "f").status().code() ==
+  CHECK(storage.OpenBeneath("shots/up/plate.mp4", O_RDONLY, "f").status().code() ==
         absl::StatusCode::kPermissionDenied);
   fs::create_directory_symlink("a.real", dir.path() / "root/shots/in");
-  CHECK(storage->OpenBeneath("shots/in/plate.mp4", O_RDONLY, "f").ok());
-  CHECK(storage->OpenBeneath("shots/none.mp4", O_RDONLY, "f").status().code() ==
+  CHECK(storage.OpenBeneath("shots/in/plate.mp4", O_RDONLY, "f").ok());
+  CHECK(storage.OpenBeneath("shots/none.mp4", O_RDONLY, "f").status().code() ==
         absl::StatusCode::kNotFound);
-  CHECK(storage->OpenBeneath("/etc/passwd", O_RDONLY, "f").status().code() ==
+  CHECK(storage.OpenBeneath("/etc/passwd", O_RDONLY, "f").status().code() ==
         absl::StatusCode::kPermissionDenied);
 
   // Folders for outputs are made one component at a time, never through a link out.
-  auto made = storage->OpenDirBeneath("renders/sh010/v1", true, "upscale.output");
+  auto made = storage.OpenDirBeneath("renders/sh010/v1", true, "upscale.output");
   REQUIRE(made.ok());
   CHECK(fs::is_directory(dir.path() / "root/renders/sh010/v1"));
-  CHECK(storage->OpenDirBeneath("shots/a/renders/new", true, "upscale.output").status().code() ==
+  CHECK(storage.OpenDirBeneath("shots/a/renders/new", true, "upscale.output").status().code() ==
         absl::StatusCode::kPermissionDenied);
   CHECK(fs::is_empty(dir.path() / "outside/renders"));
   CHECK_FALSE(fs::exists(dir.path() / "outside/renders/new"));
 
   // Paths with a NUL character are refused rather than cut short.
-  CHECK(storage->Resolve(std::string("shots/a\0/../x", 13), "f").status().code() ==
+  CHECK(storage.Resolve(std::string("shots/a\0/../x", 13), "f").status().code() ==
         absl::StatusCode::kInvalidArgument);
 }
 
 TEST_CASE("publish keeps an existing file unless asked to replace it", "[unit][storage]") {
   reelfarm::testing::TempDir dir;
+  const std::unique_ptr<Storage> storage = *Storage::Open(dir.path());
   const fs::path final_path = dir.path() / "out.txt";
   std::ofstream(final_path) << "precious";
   const fs::path tmp = Storage::TempPathFor(final_path);
   std::ofstream(tmp) << "new";
-  auto st = Storage::Publish(tmp, final_path, /*replace=*/false);
+  auto st = storage->Publish(tmp, final_path, /*replace=*/false);
   CHECK(st.code() == absl::StatusCode::kAlreadyExists);
   std::string text;
   std::ifstream(final_path) >> text;
   CHECK(text == "precious");
-  REQUIRE(Storage::Publish(tmp, final_path, /*replace=*/true).ok());
+  REQUIRE(storage->Publish(tmp, final_path, /*replace=*/true).ok());
   std::ifstream(final_path) >> text;
   CHECK(text == "new");
 }
 
 TEST_CASE("publish moves a finished file into place atomically", "[unit][storage]") {
   reelfarm::testing::TempDir dir;
+  const std::unique_ptr<Storage> storage = *Storage::Open(dir.path());
   fs::path final_path = dir.path() / "a/b/out.txt";
   fs::path tmp = Storage::TempPathFor(final_path);
   CHECK(tmp.parent_path() == final_path.parent_path());
   CHECK(tmp.filename().string().rfind(".out.txt.tmp.", 0) == 0);
   fs::create_directories(tmp.parent_path());
   std::ofstream(tmp) << "done";
-  REQUIRE(Storage::Publish(tmp, final_path).ok());
+  REQUIRE(storage->Publish(tmp, final_path).ok());
   CHECK(fs::exists(final_path));
   CHECK_FALSE(fs::exists(tmp));
 }
 
 TEST_CASE("staged outputs publish all or nothing, and a retry knows its own", "[unit][storage]") {
   reelfarm::testing::TempDir dir;
+  const std::unique_ptr<Storage> storage = *Storage::Open(dir.path());
   const fs::path staging = dir.path() / "staging";
   const fs::path out = dir.path() / "out";
   fs::create_directories(staging);
@@ -144,7 +154,7 @@ TEST_CASE("staged outputs publish all or nothing, and a retry knows its own", "[
   // One name is taken: nothing is published, the taken file is kept, the message
   // names it.
   std::ofstream(out / "f2") << "user";
-  auto st = Storage::PublishStaged(files, /*replace=*/false);
+  auto st = storage->PublishStaged(files, /*replace=*/false);
   CHECK(st.code() == absl::StatusCode::kAlreadyExists);
   CHECK(std::string(st.message()).find("'f2'") != std::string::npos);
   CHECK_FALSE(fs::exists(out / "f0"));
@@ -152,49 +162,144 @@ TEST_CASE("staged outputs publish all or nothing, and a retry knows its own", "[
   // A symbolic link, even one that leads nowhere, is taken too.
   fs::remove(out / "f2");
   fs::create_symlink("nowhere", out / "f3");
-  CHECK(Storage::PublishStaged(files, false).code() == absl::StatusCode::kAlreadyExists);
+  CHECK(storage->PublishStaged(files, false).code() == absl::StatusCode::kAlreadyExists);
   CHECK_FALSE(fs::exists(out / "f0"));
   fs::remove(out / "f3");
   // Free: all published, as links to the staged files.
-  REQUIRE(Storage::PublishStaged(files, false).ok());
+  REQUIRE(storage->PublishStaged(files, false).ok());
   for (const auto& [staged, final_path] : files) CHECK(Storage::IsPublished(staged, final_path));
   CHECK(read(out / "f1") == "job1");
   // A retry of the same task: its own files count as published.
-  CHECK(Storage::PublishStaged(files, false).ok());
+  CHECK(storage->PublishStaged(files, false).ok());
   // Another job's files at those names are refused without overwrite, replace them
   // with it; a folder is never replaced.
   std::ofstream(dir.path() / "other") << "other";
   std::vector<Storage::StagedFile> other = {{dir.path() / "other", out / "f1"}};
-  CHECK(Storage::PublishStaged(other, false).code() == absl::StatusCode::kAlreadyExists);
+  CHECK(storage->PublishStaged(other, false).code() == absl::StatusCode::kAlreadyExists);
   fs::create_symlink(dir.path() / "other", out / "link");
   other.push_back({staging / "f0", out / "link"});
-  REQUIRE(Storage::PublishStaged(other, true).ok());
+  REQUIRE(storage->PublishStaged(other, true).ok());
   CHECK(read(out / "f1") == "other");
   CHECK(fs::is_regular_file(fs::symlink_status(out / "link")));
   CHECK(read(dir.path() / "other") == "other");  // the link was replaced, not followed
   fs::create_directories(out / "dir");
-  CHECK(Storage::PublishStaged({{staging / "f0", out / "dir"}}, true).code() ==
+  CHECK(storage->PublishStaged({{staging / "f0", out / "dir"}}, true).code() ==
         absl::StatusCode::kFailedPrecondition);
   // Nothing was written to the staged files through their links.
   CHECK(read(staging / "f0") == "job0");
 }
 
+namespace {
+
+using reelfarm::testing::FaultyStorage;
+using Step = FaultyStorage::Step;
+
+std::string ReadAll(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The names in `dir`, sorted.
+std::vector<std::string> Names(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("a full disk while writing a file leaves nothing under its name, and a retry succeeds",
+          "[unit][storage]") {
+  reelfarm::testing::TempDir dir;
+  auto storage = *FaultyStorage::Open(dir.path());
+  const fs::path final_path = dir.path() / "out/sidecar.json";
+  const std::string bytes(100000, 'x');
+  const fs::path tmp = Storage::TempPathFor(final_path);
+  fs::create_directories(tmp.parent_path());
+  storage->FailAt(Step::kWrite, 1, ENOSPC);
+  absl::Status st = storage->WriteFile(tmp, bytes, "out/sidecar.json");
+  CHECK(st.code() == absl::StatusCode::kUnavailable);  // retryable
+  CHECK(std::string(st.message()) ==
+        "cannot write 'out/sidecar.json': No space left on device (the storage is full; free "
+        "space on it)");
+  CHECK(fs::is_empty(dir.path() / "out"));  // the half written is gone
+  // An I/O error at the fsync or the rename of the publish: nothing at the final name.
+  for (Step step : {Step::kFsync, Step::kRename}) {
+    REQUIRE(storage->WriteFile(tmp, bytes, "out/sidecar.json").ok());
+    storage->FailAt(step, 1, EIO);
+    st = storage->Publish(tmp, final_path);
+    CHECK(st.code() == absl::StatusCode::kUnavailable);
+    CHECK(std::string(st.message()).find("Input/output error") != std::string::npos);
+    CHECK_FALSE(fs::exists(final_path));
+    fs::remove(tmp);
+  }
+  // The disk has room again.
+  REQUIRE(storage->WriteFile(tmp, bytes, "out/sidecar.json").ok());
+  REQUIRE(storage->Publish(tmp, final_path).ok());
+  CHECK(ReadAll(final_path) == bytes);
+  CHECK(Names(dir.path() / "out") == std::vector<std::string>{"sidecar.json"});
+  CHECK(storage->failures(Step::kWrite) == 1);
+}
+
+TEST_CASE("a torn publish of staged files publishes all or nothing", "[unit][storage]") {
+  const bool replace = GENERATE(false, true);
+  // Each step of the publish fails in turn: the Nth fsync (of a staged file or the
+  // output folder), link or rename.
+  for (Step step : {Step::kFsync, Step::kLink, Step::kRename}) {
+    for (int n = 1;; ++n) {
+      reelfarm::testing::TempDir dir;
+      auto storage = *FaultyStorage::Open(dir.path());
+      fs::create_directories(dir.path() / "staging");
+      fs::create_directories(dir.path() / "out");
+      std::vector<Storage::StagedFile> files;
+      for (int i = 0; i < 4; ++i) {
+        const std::string name = "f" + std::to_string(i);
+        std::ofstream(dir.path() / "staging" / name) << "job" << i;
+        files.push_back({dir.path() / "staging" / name, dir.path() / "out" / name});
+      }
+      storage->FailAt(step, n, ENOSPC);
+      const absl::Status st = storage->PublishStaged(files, replace);
+      INFO("step " << static_cast<int>(step) << " call " << n << " replace " << replace << ": "
+                   << st.ToString());
+      if (storage->failures(step) == 0) {  // fewer than n such steps: all published
+        REQUIRE(st.ok());
+        CHECK(Names(dir.path() / "out").size() == 4);
+        break;
+      }
+      CHECK(st.code() == absl::StatusCode::kUnavailable);
+      CHECK(std::string(st.message()).find("the storage is full") != std::string::npos);
+      // Nothing under the output names, and nothing of ours left beside them or in the
+      // staging folder.
+      CHECK(fs::is_empty(dir.path() / "out"));
+      CHECK(Names(dir.path() / "staging") == std::vector<std::string>{"f0", "f1", "f2", "f3"});
+      // A retry publishes all of them.
+      storage->Heal();
+      REQUIRE(storage->PublishStaged(files, replace).ok());
+      for (int i = 0; i < 4; ++i) {
+        CHECK(ReadAll(dir.path() / "out" / ("f" + std::to_string(i))) == "job" + std::to_string(i));
+      }
+    }
+  }
+}
+
 TEST_CASE("job paths may not lie in the farm's own folder", "[unit][storage]") {
   reelfarm::testing::TempDir dir;
-  auto storage = Storage::Open(dir.path());
-  REQUIRE(storage.ok());
+  auto opened = Storage::Open(dir.path());
+  REQUIRE(opened.ok());
+  const Storage& storage = **opened;
   fs::create_directories(dir.path() / ".reelfarm/jobs/1/parts");
   fs::create_symlink(".reelfarm/jobs", dir.path() / "shots");
   for (const char* p :
        {".reelfarm/jobs/1/parts/x.mov", "a/../.reelfarm/y.mp4", "shots/1/z.mov", ".reelfarm"}) {
-    auto r = storage->ResolveJobPath(p, "upscale.output");
+    auto r = storage.ResolveJobPath(p, "upscale.output");
     INFO(p);
     CHECK(r.status().code() == absl::StatusCode::kPermissionDenied);
   }
-  CHECK(storage->ResolveJobPath("renders/.reelfarm_not/x.mp4", "upscale.output").ok());
-  CHECK(storage->ResolveJobPath("renders/.reelfarm/x.mp4", "upscale.output").ok());
+  CHECK(storage.ResolveJobPath("renders/.reelfarm_not/x.mp4", "upscale.output").ok());
+  CHECK(storage.ResolveJobPath("renders/.reelfarm/x.mp4", "upscale.output").ok());
   // The farm's own code may still reach it.
-  CHECK(storage->Resolve(".reelfarm/jobs/1/parts/x.mov", "segment").ok());
+  CHECK(storage.Resolve(".reelfarm/jobs/1/parts/x.mov", "segment").ok());
 }
 
 TEST_CASE("model manifests are read and checked", "[unit][models]") {

@@ -46,7 +46,7 @@ std::vector<media::Frame> RunStage(inference::Model& model,
   range.input_last = static_cast<int64_t>(frames.size()) - 1;
   std::atomic<bool> cancelled{false};
   double seconds = 0;
-  const absl::Status st = worker::RunModelStage(model, range, in, out, cancelled, 0, &seconds);
+  const absl::Status st = worker::RunModelStage(model, range, in, out, cancelled, &seconds);
   INFO(st.ToString());
   REQUIRE(st.ok());
   out.Close();

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "scheduler/scheduler.h"
+#include "tests/testing/memory_store.h"
 
 namespace reelfarm::scheduler {
 namespace {
@@ -58,7 +59,7 @@ TaskOutcome Fail(const std::string& error, bool retryable) {
 }
 
 struct Farm {
-  std::unique_ptr<JobStore> store = NewInMemoryJobStore();
+  std::unique_ptr<JobStore> store = testing::NewInMemoryJobStore();
   ManualClock clock;
   std::unique_ptr<Scheduler> sched;
   explicit Farm(SchedulerOptions o = {}) {

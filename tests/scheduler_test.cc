@@ -7,6 +7,7 @@
 #include "scheduler/scheduler.h"
 #include "scheduler/wedge.h"
 #include "tests/testing/fixtures.h"
+#include "tests/testing/memory_store.h"
 
 namespace reelfarm::scheduler {
 namespace {
@@ -41,7 +42,7 @@ WorkerInfo Worker(const std::string& name, int slots = 1,
 }
 
 struct Fixture {
-  std::unique_ptr<JobStore> store = NewInMemoryJobStore();
+  std::unique_ptr<JobStore> store = testing::NewInMemoryJobStore();
   ManualClock clock;
   std::unique_ptr<Scheduler> sched;
   explicit Fixture(SchedulerOptions o = {}) {

@@ -694,6 +694,10 @@ class TmpfsMount {
 
 }  // namespace
 
+// What the Storage fake cannot show (tests/publish_test.cc drives full disks and failed
+// publishing steps with it): a real kernel's ENOSPC on an output folder on another file
+// system than the scratch (published as a copy), EROFS where folders and files are
+// made, and the server's retries of both across real processes.
 TEST_CASE("a full disk or a read-only storage root: retryable I/O, no partial output",
           "[integration][security][resources]") {
   testing::TempDir dir;

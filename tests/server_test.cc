@@ -11,6 +11,7 @@
 #include "server/task_logs.h"
 #include "server/timed_store.h"
 #include "tests/testing/fixtures.h"
+#include "tests/testing/memory_store.h"
 
 namespace reelfarm::server {
 namespace {
@@ -71,7 +72,7 @@ TEST_CASE("server metrics follow the scheduler: jobs, attempts, retries, expiry,
           "[unit][server]") {
   prometheus::Registry registry;
   ServerMetrics metrics(registry);
-  TimedJobStore store(scheduler::NewInMemoryJobStore(), &metrics);
+  TimedJobStore store(testing::NewInMemoryJobStore(), &metrics);
   ManualClock clock;
   scheduler::SchedulerOptions opts;
   opts.lease_ms = 1000;

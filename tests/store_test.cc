@@ -21,6 +21,7 @@
 
 #include "scheduler/job_store.h"
 #include "tests/testing/fixtures.h"
+#include "tests/testing/memory_store.h"
 #include "tests/testing/postgres.h"
 
 namespace reelfarm::scheduler {
@@ -46,7 +47,7 @@ std::string PgUrl(const TempDir& dir) {
 // "memory", "sqlite" or "postgres"; reopening a durable kind with the same `dir` sees
 // the same data.
 std::unique_ptr<JobStore> OpenStore(const std::string& kind, const TempDir& dir) {
-  if (kind == "memory") return NewInMemoryJobStore();
+  if (kind == "memory") return testing::NewInMemoryJobStore();
   absl::StatusOr<std::unique_ptr<JobStore>> store =
       kind == "sqlite" ? OpenSqliteJobStore(DbPath(dir)) : OpenPostgresJobStore(PgUrl(dir));
   INFO(store.status().ToString());

@@ -154,10 +154,7 @@ int Agent::Warm() {
         spdlog::warn("model warm-up run failed model={} device={}: {}", name,
                      options_.pipeline.device, std::string(y.status().message()));
       }
-      // The slow-model testing aid applies to the warm-up frame too.
-      if (options_.pipeline.frame_delay_ms > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(options_.pipeline.frame_delay_ms));
-      }
+      if (options_.after_warm_up) options_.after_warm_up(name);
     }
     const double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
     if (!st.ok()) {

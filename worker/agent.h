@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,9 @@ struct AgentOptions {
   // Where slot threads' log lines are captured per task (borrowed; may be null: task
   // logs are then not sent).
   TaskLogSink* task_log = nullptr;
+  // Called after each model's warm-up run, on the thread of Warm() (may be empty): a
+  // test's worker slows the warm-up with it.
+  std::function<void(const std::string& model)> after_warm_up;
 };
 
 class Agent final {

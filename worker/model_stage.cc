@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <deque>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -24,8 +23,7 @@ at::Tensor View(media::Frame& f) {
 
 absl::Status RunModelStage(inference::Model& model, const ModelStageRange& range,
                            BoundedQueue<media::Frame>& in, BoundedQueue<media::Frame>& out,
-                           const std::atomic<bool>& cancelled, int frame_delay_ms,
-                           double* seconds) {
+                           const std::atomic<bool>& cancelled, double* seconds) {
   const int k = model.temporal_window();
   const int64_t half = k / 2;
   const size_t batch = static_cast<size_t>(std::max(1, model.batch()));
@@ -59,9 +57,6 @@ absl::Status RunModelStage(inference::Model& model, const ModelStageRange& range
     }
     if (!st.ok()) {
       return absl::Status(st.code(), absl::StrCat("frame ", targets.front(), ": ", st.message()));
-    }
-    if (frame_delay_ms > 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(frame_delay_ms * done.size()));
     }
     *seconds += std::chrono::duration<double>(Clock::now() - t).count();
     inputs.clear();

@@ -39,6 +39,6 @@ inline void ContextRange(const ModelStageRange& range, int k, int64_t* begin, in
 // The caller holds c10::InferenceMode. `seconds` accumulates the time spent.
 absl::Status RunModelStage(inference::Model& model, const ModelStageRange& range,
                            BoundedQueue<media::Frame>& in, BoundedQueue<media::Frame>& out,
-                           const std::atomic<bool>& cancelled, int frame_delay_ms, double* seconds);
+                           const std::atomic<bool>& cancelled, double* seconds);
 
 }  // namespace reelfarm::worker

@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -183,8 +182,9 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   range.input_last = first + std::max<int64_t>(a.input_info().frame_count(), a.frame_end()) - 1;
   int64_t decode_begin = 0, decode_end = 0;
   ContextRange(range, (*model)->temporal_window(), &decode_begin, &decode_end);
-  auto source = sequence_in ? media::OpenImageSequenceSource(input_path, decode_begin, decode_end)
-                            : media::OpenVideoSource(input_path, decode_begin, decode_end);
+  auto source = sequence_in
+                    ? options_.frames.open_image_sequence(input_path, decode_begin, decode_end)
+                    : options_.frames.open_movie(input_path, decode_begin, decode_end);
   if (!source.ok()) return Failure(named(source.status()), "");
   auto sink = OpenSink(a, *format, sequence_out ? out_path.string() : tmp.string());
   if (!sink.ok()) return Failure(named(sink.status()), "");
@@ -225,8 +225,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   });
   {
     c10::InferenceMode guard;
-    absl::Status st = RunModelStage(**model, range, decoded, upscaled, cancelled,
-                                    options_.frame_delay_ms, &infer_s);
+    absl::Status st = RunModelStage(**model, range, decoded, upscaled, cancelled, &infer_s);
     if (!st.ok()) error.Set(st);
     decoded.Close();
     upscaled.Close();
@@ -247,7 +246,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   sink->reset();
   if (st.ok() && !sequence_out) {
     auto t = Clock::now();
-    st = common::Storage::Publish(tmp, out_path);
+    st = storage_.Publish(tmp, out_path);
     report.stage_seconds["publish"] = Since(t);
   }
   if (st.ok()) {
@@ -287,14 +286,14 @@ absl::StatusOr<inference::Generator*> TaskRunner::GetGenerator(const std::string
 }
 
 // The first frame of `path` (a movie or an image sequence) as planar RGB.
-static absl::StatusOr<media::Frame> ReadInitFrame(const std::string& path,
+static absl::StatusOr<media::Frame> ReadInitFrame(const FrameIo& io, const std::string& path,
                                                   const std::string& spec) {
   absl::StatusOr<std::unique_ptr<media::FrameSource>> source;
   if (media::HasFramePattern(spec)) {
     ASSIGN_OR_RETURN(media::VideoInfo info, media::ProbeImageSequence(path));
-    source = media::OpenImageSequenceSource(path, info.first_frame, info.first_frame + 1);
+    source = io.open_image_sequence(path, info.first_frame, info.first_frame + 1);
   } else {
-    source = media::OpenVideoSource(path, 0, 1);
+    source = io.open_movie(path, 0, 1);
   }
   if (!source.ok()) return source.status();
   media::Frame f;
@@ -358,7 +357,7 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
     if (!g.init().empty()) {
       auto init_path = storage_.ResolveJobPath(g.init(), "generate.init");
       if (!init_path.ok()) return Failure(init_path.status(), context);
-      auto init = ReadInitFrame(init_path->string(), g.init());
+      auto init = ReadInitFrame(options_.frames, init_path->string(), g.init());
       if (!init.ok()) return Failure(init.status(), context);
       req.init_rgb.assign(init->planes.begin(), init->planes.end());
       req.init_width = init->width;
@@ -388,7 +387,8 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
       o.width = clip->width;
       o.height = clip->height;
       o.codec = format->codec;
-      sink = media::OpenImageSequenceSink(staged.string(), o);
+      o.storage = &storage_;
+      sink = options_.frames.open_image_sequence_sink(staged.string(), o);
     } else {
       media::EncodeOptions enc;
       enc.width = clip->width;
@@ -401,7 +401,7 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
       enc.crf = format->crf;
       enc.preset = format->preset;
       enc.colour.primaries = enc.colour.transfer = enc.colour.matrix = 1;  // BT.709
-      sink = media::OpenMovieSink(tmp.string(), enc);
+      sink = options_.frames.open_movie_sink(tmp.string(), enc);
     }
     if (!sink.ok()) return Failure(sink.status(), context);
     t0 = Clock::now();
@@ -418,7 +418,7 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
     }
     if (st.ok()) st = (*sink)->Close();
     sink->reset();
-    if (st.ok() && !format->image_sequence()) st = common::Storage::Publish(tmp, staged);
+    if (st.ok() && !format->image_sequence()) st = storage_.Publish(tmp, staged);
     report.stage_seconds["encode"] = Since(t0);
     if (!st.ok()) {
       fs::remove(tmp, ec);
@@ -440,7 +440,7 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
   pub.staging = fs::path(staging->path());
   pub.files = std::move(files);
   st = StageSidecar(std::move(prov), output->filename().string(), &pub);
-  if (st.ok()) st = common::Storage::PublishStaged(pub.files, g.overwrite());
+  if (st.ok()) st = storage_.PublishStaged(pub.files, g.overwrite());
   if (!st.ok()) {
     return Failure(common::NameFdPath(st, *out_dir, RelativeFolder(a.take_output())), context);
   }
@@ -470,7 +470,7 @@ TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
   absl::Status st = format->image_sequence() ? StageSequence(a, *output, &pub)
                                              : StageMovie(a, *format, *output, &pub);
   if (st.ok()) st = StageUpscaleSidecar(a, output->filename().string(), &pub, &report);
-  if (st.ok()) st = common::Storage::PublishStaged(pub.files, up.overwrite());
+  if (st.ok()) st = storage_.PublishStaged(pub.files, up.overwrite());
   st = common::NameFdPath(st, *dir, RelativeFolder(up.output()));
   if (!st.ok()) return Failure(st, context);
   report.stage_seconds["assemble"] = Since(t);
@@ -490,7 +490,8 @@ absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
     o.height = in.height() * up.scale();
     o.codec = format.codec;
     o.first_number = 0;  // frames carry their input's number as index
-    return media::OpenImageSequenceSink(path, o);
+    o.storage = &storage_;
+    return options_.frames.open_image_sequence_sink(path, o);
   }
   media::EncodeOptions enc;
   enc.width = in.width() * up.scale();
@@ -507,7 +508,7 @@ absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
   enc.colour.matrix = in.colour_matrix();
   enc.colour.range = in.colour_range();
   enc.first_index = in.first_frame() + a.frame_begin();
-  return media::OpenMovieSink(path, enc);
+  return options_.frames.open_movie_sink(path, enc);
 }
 
 absl::StatusOr<common::UniqueFd> TaskRunner::OpenStaging(int64_t job_id,
@@ -616,7 +617,7 @@ absl::Status TaskRunner::StageMovie(const v1::Assignment& a, const media::Output
   const fs::path tmp = common::Storage::TempPathFor(staged);
   absl::Status st =
       media::ConcatSegments(segments, tmp.string(), format.container, audio, timecode);
-  if (st.ok()) st = common::Storage::Publish(tmp, staged);
+  if (st.ok()) st = storage_.Publish(tmp, staged);
   if (!st.ok()) fs::remove(tmp, ec);
   for (size_t i = 0; i < open_files.size() && i < static_cast<size_t>(a.segments_size()); ++i) {
     st = common::NameFdPath(st, open_files[i], a.segments(static_cast<int>(i)));
@@ -661,14 +662,11 @@ absl::Status TaskRunner::StageSidecar(nlohmann::json prov, const std::string& ou
                       {"ffmpeg", media::LibraryVersions()},
                       {"libtorch", TORCH_VERSION}};
   const fs::path tmp = common::Storage::TempPathFor(staged);
-  {
-    std::ofstream out(tmp);
-    out << prov.dump(2) << "\n";
-    if (!out) {
-      return absl::UnavailableError(absl::StrCat("cannot write sidecar '", name, "'"));
-    }
-  }
-  return common::Storage::Publish(tmp, staged);
+  absl::Status st = storage_.WriteFile(tmp, prov.dump(2) + "\n", name);
+  if (st.ok()) st = storage_.Publish(tmp, staged);
+  std::error_code ec;
+  if (!st.ok()) fs::remove(tmp, ec);
+  return st;
 }
 
 void RestartWithPassiveOpenMpWaits(char** argv) {

@@ -14,6 +14,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/storage.h"
+#include "media/media.h"
 #include "reelfarm/v1/workers.pb.h"
 
 namespace reelfarm::inference {
@@ -21,20 +22,32 @@ class Model;
 class Generator;
 }  // namespace reelfarm::inference
 namespace reelfarm::media {
-class FrameSink;
 struct OutputFormat;
 }  // namespace reelfarm::media
 
 namespace reelfarm::worker {
 
+// Where a task's frames come from and go: FFmpeg's sources and sinks (media/)
+// by default. A test injects its own (a slow source, a sink that fails); each opens
+// what the media function of the same shape opens.
+struct FrameIo {
+  using SourceFactory = std::function<absl::StatusOr<std::unique_ptr<media::FrameSource>>(
+      const std::string& path, int64_t begin, int64_t end)>;
+  SourceFactory open_movie = media::OpenVideoSource;
+  SourceFactory open_image_sequence = media::OpenImageSequenceSource;
+  std::function<absl::StatusOr<std::unique_ptr<media::FrameSink>>(const std::string& path,
+                                                                  const media::EncodeOptions&)>
+      open_movie_sink = media::OpenMovieSink;
+  std::function<absl::StatusOr<std::unique_ptr<media::FrameSink>>(
+      const std::string& pattern, const media::ImageSequenceOptions&)>
+      open_image_sequence_sink = media::OpenImageSequenceSink;
+};
+
 struct PipelineOptions {
   std::vector<std::string> model_path;
   std::string device = "cpu";
   std::string worker_name;
-  // Testing aid: sleep this long per frame in the model stage (and per model at the
-  // worker's warm-up), to simulate a slow model so that a test can act while a chunk
-  // is in flight or before the worker is ready.
-  int frame_delay_ms = 0;
+  FrameIo frames;
 };
 
 struct TaskReport {

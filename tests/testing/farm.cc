@@ -185,7 +185,12 @@ pid_t Farm::Spawn(const std::vector<std::string>& argv, const std::string& log_n
 }
 
 void Farm::StartWorker(const std::string& name, std::vector<std::string> extra_args) {
-  std::vector<std::string> argv = {REELFARM_WORKER_BIN,
+  // A slow model (a testing aid) is the tests' worker's; every other worker is the
+  // product's.
+  const bool slow = std::any_of(extra_args.begin(), extra_args.end(), [](const std::string& a) {
+    return a.rfind("--frame-delay-ms", 0) == 0;
+  });
+  std::vector<std::string> argv = {slow ? REELFARM_TEST_WORKER_BIN : REELFARM_WORKER_BIN,
                                    "--server",
                                    standby_port_ ? address() + "," + standby_address() : address(),
                                    "--name",

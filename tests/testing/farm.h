@@ -38,7 +38,9 @@ class Farm {
   std::string Reelctl() const;
 
   // Every worker serves /metrics and a gRPC health service on loopback ports of its own.
-  // It connects with --insecure unless `extra_args` give --tls-ca or --insecure.
+  // It connects with --insecure unless `extra_args` give --tls-ca or --insecure. With
+  // --frame-delay-ms N among them it is reelfarm-test-worker, whose model takes N ms
+  // more per frame (and per model at warm-up).
   void StartWorker(const std::string& name, std::vector<std::string> extra_args = {});
   // Ports of the server's and a worker's /metrics, and a worker's health service (the
   // worker is waited for up to 30 s to write its port file).

@@ -1,6 +1,5 @@
-// InMemoryJobStore: the JobStore fake for unit tests. Same contract as the
-// SQLite store (ids from 1, never reused; NOT_FOUND for missing rows;
-// INVALID_ARGUMENT for a repeated task index), but nothing survives the object.
+#include "tests/testing/memory_store.h"
+
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -12,10 +11,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "scheduler/job_store.h"
 
-namespace reelfarm::scheduler {
+namespace reelfarm::testing {
 namespace {
+
+using scheduler::Job;
+using scheduler::JobStore;
+using scheduler::Task;
 
 absl::Status CheckDistinctIndexes(const Job& job, const std::vector<Task>& tasks) {
   std::set<int> seen;
@@ -139,4 +141,4 @@ class InMemoryJobStore final : public JobStore {
 
 std::unique_ptr<JobStore> NewInMemoryJobStore() { return std::make_unique<InMemoryJobStore>(); }
 
-}  // namespace reelfarm::scheduler
+}  // namespace reelfarm::testing
