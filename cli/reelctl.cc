@@ -441,8 +441,7 @@ int SubmitOne(Context& c, const v1::SubmitJobRequest& req, bool watch,
 // Options every `submit <kind>` takes.
 struct JobOptions {
   std::string name, project, request_id;
-  int priority = common::kDefaultPriority,
-      max_attempts = common::kDefaultMaxAttempts;
+  int priority = common::kDefaultPriority, max_attempts = common::kDefaultMaxAttempts;
   CLI::Option* priority_opt = nullptr;
   CLI::Option* attempts_opt = nullptr;
   std::vector<int64_t> depends_on;
@@ -601,8 +600,7 @@ int main(int argc, char** argv) {
   AddJobOptions(up, &up_jo);
   AddJobOptions(gen, &gen_jo);
   std::string input, output, model = "bicubic";
-  int scale = common::kDefaultScale, chunk = common::kDefaultChunkFrames,
-      crf = common::kDefaultCrf;
+  int scale = common::kDefaultScale, chunk = common::kDefaultChunkFrames, crf = common::kDefaultCrf;
   bool overwrite = false;
   up->add_option("--input", input,
                  "input movie or image sequence (x.####.exr), relative to the storage root")

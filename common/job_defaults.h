@@ -1,16 +1,17 @@
 // The defaults and ranges of a job spec, in one place: the server fills and checks them
 // (server/admission.cc), the scheduler's domain types start from them, reelctl shows
-// them in its help, the worker falls back on them. proto/reelfarm/v1/jobs.proto and the
-// Python SDK's docs state the same numbers (tests/common_test.cc compares the proto's).
+// them in its help, the worker falls back on them. (const char*, not std::string_view:
+// Debian's Abseil has its own string_view, which StrCat and StrJoin take.)
+// proto/reelfarm/v1/jobs.proto and the Python SDK's docs state the same numbers
+// (tests/common_test.cc compares the proto's).
 #pragma once
 
 #include <array>
-#include <string_view>
 
 namespace reelfarm::common {
 
 // Every job.
-inline constexpr std::string_view kDefaultProject = "default";
+inline constexpr const char* kDefaultProject = "default";
 inline constexpr int kDefaultPriority = 50;  // higher runs first
 inline constexpr int kMinPriority = 0;
 inline constexpr int kMaxPriority = 100;
@@ -32,7 +33,7 @@ inline constexpr int kDefaultChunkFrames = 48;  // frames per chunk task; at lea
 
 // Generate jobs. Steps, guidance scale and sampler default to the model's (its
 // manifest's "defaults", else these).
-inline constexpr int kDefaultGenerateSize = 256;  // width and height, rounded to the stride
+inline constexpr int kDefaultGenerateSize = 256;   // width and height, rounded to the stride
 inline constexpr int kDefaultGenerateFrames = 16;  // or the model's max_frames when fewer
 inline constexpr int kDefaultFps = 24;
 inline constexpr int kMaxFps = 240;
@@ -41,7 +42,7 @@ inline constexpr double kMaxGuidanceScale = 30;
 inline constexpr int kDefaultModelSteps = 20;
 inline constexpr double kDefaultModelGuidance = 3.0;
 // The samplers workers run: flow-matching Euler and DDIM (eta 0).
-inline constexpr std::array<std::string_view, 2> kSamplers = {"euler", "ddim"};
-inline constexpr std::string_view kDefaultSampler = kSamplers[0];
+inline constexpr std::array<const char*, 2> kSamplers = {"euler", "ddim"};
+inline constexpr const char* kDefaultSampler = kSamplers[0];
 
 }  // namespace reelfarm::common

@@ -102,8 +102,8 @@ absl::Status CheckUpscaleOutputs(const scheduler::UpscaleSpec& u, const fs::path
                                  const media::OutputFormat& format,
                                  const std::optional<scheduler::MediaInfo>& mi) {
   const char* field = "upscale.output";
-  RETURN_IF_ERROR(common::CheckOutputFree(output.string() + ".json", field, u.output + ".json",
-                                          u.overwrite));
+  RETURN_IF_ERROR(
+      common::CheckOutputFree(output.string() + ".json", field, u.output + ".json", u.overwrite));
   if (!format.image_sequence()) {
     return common::CheckOutputFree(output, field, u.output, u.overwrite);
   }
@@ -236,8 +236,8 @@ absl::StatusOr<AdmittedJob> Admission::Admit(scheduler::JobSpec spec, Stage stag
                                                    common::kMaxPriority));
   }
   if (spec.max_attempts < common::kMinMaxAttempts || spec.max_attempts > common::kMaxMaxAttempts) {
-    return absl::InvalidArgumentError(absl::StrCat("max_attempts is ", spec.max_attempts,
-                                                   "; give ", common::kMinMaxAttempts, "..",
+    return absl::InvalidArgumentError(absl::StrCat("max_attempts is ", spec.max_attempts, "; give ",
+                                                   common::kMinMaxAttempts, "..",
                                                    common::kMaxMaxAttempts));
   }
   for (const auto& [key, value] : spec.requirements) {
@@ -318,9 +318,9 @@ absl::Status Admission::AdmitUpscale(scheduler::JobSpec& spec, Stage stage,
     }
   }
   if (std::find(scales.begin(), scales.end(), u.scale) == scales.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.scale is ", u.scale, " but model '", u.model, "' is made for scale ",
-        absl::StrJoin(scales, ", "), "; give one of those or another model"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.scale is ", u.scale, " but model '", u.model, "' is made for scale ",
+                     absl::StrJoin(scales, ", "), "; give one of those or another model"));
   }
   // Paths.
   ASSIGN_OR_RETURN(fs::path in_path, storage_->ResolveJobPath(u.input, "upscale.input"));
@@ -364,10 +364,9 @@ absl::StatusOr<scheduler::MediaInfo> Admission::ProbeInput(const scheduler::Upsc
                      ", over the limit of ", limits_.max_width, "x", limits_.max_height));
   }
   if (info.frame_count > limits_.max_frames) {
-    return absl::FailedPreconditionError(absl::StrCat("upscale.input '", u.input, "' has ",
-                                                      info.frame_count,
-                                                      " frames, over the limit of ",
-                                                      limits_.max_frames));
+    return absl::FailedPreconditionError(
+        absl::StrCat("upscale.input '", u.input, "' has ", info.frame_count,
+                     " frames, over the limit of ", limits_.max_frames));
   }
   if (info.frame_count < 1) {
     return absl::FailedPreconditionError(
@@ -393,10 +392,9 @@ absl::Status Admission::CheckTaskCount(const scheduler::JobSpec& spec,
   const int64_t chunk = spec.upscale.chunk_frames;
   const int64_t tasks = (input.frame_count + chunk - 1) / chunk + 1;
   if (tasks <= limit) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("upscale.chunk_frames ", chunk, " makes ", tasks, " tasks of ",
-                   input.frame_count, " frames, over the limit of ", limit,
-                   " tasks per job; give a larger chunk_frames"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "upscale.chunk_frames ", chunk, " makes ", tasks, " tasks of ", input.frame_count,
+      " frames, over the limit of ", limit, " tasks per job; give a larger chunk_frames"));
 }
 
 }  // namespace reelfarm::server

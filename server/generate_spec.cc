@@ -35,8 +35,8 @@ absl::Status CheckSteps(const std::string& field, int steps, int max_steps) {
 
 absl::Status CheckGuidance(const std::string& field, double g) {
   if (g >= 0 && g <= common::kMaxGuidanceScale) return absl::OkStatus();
-  return Invalid(field,
-                 absl::StrCat("is ", g, "; give 0..", common::kMaxGuidanceScale, " (1: no guidance)"));
+  return Invalid(
+      field, absl::StrCat("is ", g, "; give 0..", common::kMaxGuidanceScale, " (1: no guidance)"));
 }
 
 absl::Status CheckPrompt(const std::string& field, const std::string& prompt,

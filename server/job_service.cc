@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <optional>
 
 #include <grpc/grpc.h>
@@ -323,7 +324,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
   // Admission probes files and Submit waits for the durable commit: neither runs on
   // this callback thread. The reactor is finished from the executor's; the call and
   // `req`/`resp` live until then.
-  executor_->Run([this, req, finish, caller = *std::move(caller)] { finish(DoSubmit(*req, caller)); });
+  executor_->Run(
+      [this, req, finish, caller = *std::move(caller)] { finish(DoSubmit(*req, caller)); });
   return reactor;
 }
 

@@ -139,7 +139,8 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   auto input = storage_.ResolveJobPath(up.input(), "upscale.input");
   if (!input.ok()) return Failure(input.status(), "");
   auto format = media::ResolveOutputFormat(up.output(), up.format().codec(), up.format().pix_fmt(),
-                                           up.format().preset(), up.has_crf() ? up.crf() : common::kDefaultCrf);
+                                           up.format().preset(),
+                                           up.has_crf() ? up.crf() : common::kDefaultCrf);
   if (!format.ok()) return Failure(format.status(), "");
   // Movies: a segment under the parts folder, published there when complete. Image
   // sequences: the frames, under their output names, in a folder of the chunk's own
@@ -452,7 +453,8 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
 TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
   const v1::UpscaleSpec& up = a.upscale();
   auto format = media::ResolveOutputFormat(up.output(), up.format().codec(), up.format().pix_fmt(),
-                                           up.format().preset(), up.has_crf() ? up.crf() : common::kDefaultCrf);
+                                           up.format().preset(),
+                                           up.has_crf() ? up.crf() : common::kDefaultCrf);
   if (!format.ok()) return Failure(format.status(), "");
   auto output = storage_.ResolveJobPath(up.output(), "upscale.output");
   if (!output.ok()) return Failure(output.status(), "");

@@ -162,8 +162,8 @@ absl::StatusOr<GeneratedClip> Generator::Generate(const GenerateRequest& req,
   }
   if (std::find(common::kSamplers.begin(), common::kSamplers.end(), req.sampler) ==
       common::kSamplers.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("sampler '", req.sampler, "' is not one of: ",
-                                                   absl::StrJoin(common::kSamplers, ", ")));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampler '", req.sampler, "' is not one of: ", absl::StrJoin(common::kSamplers, ", ")));
   }
   const int64_t T = m.latent_frames > 0 ? m.latent_frames : req.frames;
   const int64_t h = req.height / m.latent_scale, w = req.width / m.latent_scale;

@@ -22,7 +22,7 @@ namespace reelfarm::inference {
 
 struct GenerateRequest {
   std::string prompt;
-  std::string negative_prompt;    // the unconditional branch of guidance ("" : empty prompt)
+  std::string negative_prompt;  // the unconditional branch of guidance ("" : empty prompt)
   std::string sampler{common::kDefaultSampler};  // one of common::kSamplers
   int64_t seed = 0;
   int steps = common::kDefaultModelSteps;

@@ -158,7 +158,12 @@ class Client:
     def submit_upscale(self, input, output, scale=2, model="bicubic", chunk_frames=None,
                        crf=None, overwrite=False, name="", project="", priority=None,
                        depends_on=(), requirements=None, request_id="", max_attempts=None):
-        """Upscales the movie ``input`` into ``output`` (paths relative to the storage root)."""
+        """Upscales the movie ``input`` into ``output`` (paths relative to the storage root).
+
+        ``scale`` (default 2) must be one the model was made for. None leaves a value to
+        the server: ``chunk_frames`` (default 48) frames per chunk task, ``crf`` (default
+        18; 0..51) for H.264/H.265 outputs, ``priority`` (default 50; 0..100),
+        ``max_attempts`` (default 3; 1..10) per task."""
         spec = jobs_pb2.JobSpec(name=name, project=project, request_id=request_id,
                                 depends_on=list(depends_on),
                                 requirements=dict(requirements or {}))
@@ -176,8 +181,8 @@ class Client:
         return self._submit(spec)
 
     def submit_generate(self, model, prompt, output, seeds=(1,), steps=None,
-                        guidance_scale=None, sampler=None, width=256, height=256, frames=48,
-                        fps=24, negative_prompt="", init="", strength=None, overwrite=False,
+                        guidance_scale=None, sampler=None, width=None, height=None, frames=None,
+                        fps=None, negative_prompt="", init="", strength=None, overwrite=False,
                         name="", project=""):
         """Generates takes with a denoiser model (see models/README.md), as image
         sequences or movies at `output` (each take's name replaces "{take}", else the
@@ -186,13 +191,20 @@ class Client:
         A wedge: `prompt`, `steps`, `guidance_scale` and `sampler` each take one value or
         a list of values, and `seeds` a list; every combination is one take, prompts
         outermost and seeds innermost. None leaves a parameter to the model's default.
-        `init` (a path under the storage root) starts each take from that image, noised
-        to `strength` (default 0.6). For explicit takes, give a spec dict to submit()."""
+        None leaves the size and length to the server: `width` and `height` (default 256,
+        rounded to the model's stride), `frames` (default 16, at most the model's
+        max_frames), `fps` (default 24; 1..240). `init` (a path under the storage root)
+        starts each take from that image, noised to `strength` (default 0.6). The
+        samplers are "euler" and "ddim". For explicit takes, give a spec dict to
+        submit()."""
         spec = jobs_pb2.JobSpec(name=name, project=project)
         g = spec.generate
         g.model, g.negative_prompt, g.output = model, negative_prompt, output
         g.seeds.extend(seeds)
-        g.width, g.height, g.frames, g.fps = width, height, frames, fps
+        for field, value in (("width", width), ("height", height), ("frames", frames),
+                             ("fps", fps)):
+            if value is not None:
+                setattr(g, field, value)
         g.init, g.overwrite = init, overwrite
         if strength is not None:
             g.strength = strength
