@@ -1,9 +1,9 @@
 // The defaults and ranges of a job spec, in one place: the server fills and checks them
 // (server/admission.cc), the scheduler's domain types start from them, reelctl shows
-// them in its help, the worker falls back on them. (const char*, not std::string_view:
-// Debian's Abseil has its own string_view, which StrCat and StrJoin take.)
-// proto/reelfarm/v1/jobs.proto and the Python SDK's docs state the same numbers
-// (tests/common_test.cc compares the proto's).
+// them in its help, the worker falls back on them. proto/reelfarm/v1/jobs.proto and the
+// Python SDK's docstrings state the same numbers (tests/job_defaults_test.cc compares).
+// Strings are const char*, not std::string_view: Debian's Abseil has a string_view of
+// its own, and StrCat and StrJoin take only that one.
 #pragma once
 
 #include <array>
