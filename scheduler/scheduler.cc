@@ -222,6 +222,11 @@ absl::StatusOr<JobView> Scheduler::Submit(JobSpec spec, std::optional<MediaInfo>
   return Durable(admitted.second, admitted.first);
 }
 
+bool Scheduler::KnowsRequest(const std::string& project, const std::string& request_id) const {
+  absl::MutexLock lock(&mu_);
+  return !request_id.empty() && request_ids_.count({project, request_id}) > 0;
+}
+
 absl::StatusOr<JobView> Scheduler::DryRun(JobSpec spec, std::optional<MediaInfo> input_info) {
   absl::MutexLock lock(&mu_);
   JobView view;

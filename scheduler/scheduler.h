@@ -155,6 +155,10 @@ class Scheduler final {
   // first job. RESOURCE_EXHAUSTED past a queue limit; NOT_FOUND for an unknown
   // dependency; FAILED_PRECONDITION for one that already failed.
   absl::StatusOr<JobView> Submit(JobSpec spec, std::optional<MediaInfo> input_info);
+  // Whether a job was submitted with `request_id` in `project`: Submit then returns it
+  // whatever the spec, so the server answers a retried submit without admitting it
+  // again (its outputs may exist by now).
+  bool KnowsRequest(const std::string& project, const std::string& request_id) const;
   // Every check of Submit, and the job with the tasks it would make; nothing is kept.
   absl::StatusOr<JobView> DryRun(JobSpec spec, std::optional<MediaInfo> input_info);
   absl::StatusOr<JobView> GetJob(int64_t job_id) const;

@@ -277,8 +277,16 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(const v1::SubmitJ
                                                       "', which '", caller.name, "' may not see"));
     }
   }
-  ASSIGN_OR_RETURN(AdmittedJob job, admission_.Admit(std::move(spec)));
   v1::SubmitJobResponse resp;
+  if (!req.validate_only() && sched_->KnowsRequest(spec.project, spec.request_id)) {
+    // A retried submit: the first job, once durable, not admitted again (it may have
+    // written its outputs since).
+    ASSIGN_OR_RETURN(scheduler::JobView v, sched_->Submit(std::move(spec), std::nullopt));
+    resp.set_job_id(v.job.id);
+    *resp.mutable_job() = ToProto(v);
+    return resp;
+  }
+  ASSIGN_OR_RETURN(AdmittedJob job, admission_.Admit(std::move(spec)));
   if (req.validate_only()) {
     ASSIGN_OR_RETURN(scheduler::JobView v,
                      sched_->DryRun(std::move(job.spec), std::move(job.input)));
