@@ -25,6 +25,7 @@
 #include "cli/job_file.h"
 #include "cli/progress.h"
 #include "common/grpc_security.h"
+#include "common/job_defaults.h"
 #include "common/server_list.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
@@ -444,7 +445,7 @@ int SubmitOne(Context& c, const v1::SubmitJobRequest& req, bool watch,
 // Options every `submit <kind>` takes.
 struct JobOptions {
   std::string name, project, request_id;
-  int priority = 50, max_attempts = 3;
+  int priority = common::kDefaultPriority, max_attempts = common::kDefaultMaxAttempts;
   CLI::Option* priority_opt = nullptr;
   CLI::Option* attempts_opt = nullptr;
   std::vector<int64_t> depends_on;
@@ -603,7 +604,7 @@ int main(int argc, char** argv) {
   AddJobOptions(up, &up_jo);
   AddJobOptions(gen, &gen_jo);
   std::string input, output, model = "bicubic";
-  int scale = 2, chunk = 48, crf = 18;
+  int scale = common::kDefaultScale, chunk = common::kDefaultChunkFrames, crf = common::kDefaultCrf;
   bool overwrite = false;
   up->add_option("--input", input,
                  "input movie or image sequence (x.####.exr), relative to the storage root")
@@ -665,7 +666,7 @@ int main(int argc, char** argv) {
   auto* retry = app.add_subcommand("retry", "queue the failed tasks of a failed job again");
   retry->add_option("id", job_id)->required();
   auto* prio = app.add_subcommand("priority", "change a job's priority (0..100)");
-  int new_priority = 50;
+  int new_priority = common::kDefaultPriority;
   prio->add_option("id", job_id)->required();
   prio->add_option("priority", new_priority)->required();
   auto* drain = app.add_subcommand("drain", "let a worker finish its tasks and take no more");

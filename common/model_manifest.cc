@@ -33,9 +33,9 @@ void ReadDenoiserFields(const nlohmann::json& j, ModelManifest* m) {
   }
   if (j.contains("defaults")) {
     const nlohmann::json& d = j["defaults"];
-    m->default_steps = d.value("steps", 20);
-    m->default_guidance = d.value("guidance_scale", 3.0);
-    m->default_sampler = d.value("sampler", "euler");
+    m->default_steps = d.value("steps", kDefaultModelSteps);
+    m->default_guidance = d.value("guidance_scale", kDefaultModelGuidance);
+    m->default_sampler = d.value("sampler", std::string(kDefaultSampler));
   }
 }
 
@@ -107,9 +107,10 @@ void ReadScales(const nlohmann::json& j, ModelManifest* m) {
 
 // The checks that depend on the scale, for `m` as set up for one.
 absl::Status CheckScaled(const ModelManifest& m, const fs::path& file) {
-  if (m.scale < 1 || m.scale > 8) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model manifest '", file.string(), "': scale ", m.scale, " must be 1..8"));
+  if (m.scale < kMinScale || m.scale > kMaxScale) {
+    return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(), "': scale ",
+                                                   m.scale, " must be ", kMinScale, "..",
+                                                   kMaxScale));
   }
   if (m.tile_memory_per_pixel < 0) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/job_defaults.h"
 #include "common/status.h"
 
 namespace reelfarm::common {
@@ -67,9 +68,9 @@ struct ModelManifest {
   std::string tokenizer;                  // text: vocabulary file, one token a line
   int max_tokens = 16;                    // text: prompt length in tokens
   std::vector<std::string> class_labels;  // class: the prompts it knows
-  int default_steps = 20;
-  double default_guidance = 3.0;
-  std::string default_sampler = "euler";
+  int default_steps = kDefaultModelSteps;
+  double default_guidance = kDefaultModelGuidance;
+  std::string default_sampler{kDefaultSampler};
 };
 
 // Reads `<dir>/model.json`. INVALID_ARGUMENT naming the file and field when malformed.

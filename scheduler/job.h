@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "common/job_defaults.h"
+
 namespace reelfarm::scheduler {
 
 // kPaused: no new tasks are leased (running ones finish). kWaiting: waits for the jobs
@@ -51,10 +53,10 @@ struct UpscaleSpec {
   std::string input;
   std::string output;
   std::string model;
-  int scale = 2;
-  int chunk_frames = 48;
+  int scale = common::kDefaultScale;
+  int chunk_frames = common::kDefaultChunkFrames;
   bool overwrite = false;
-  int crf = 18;
+  int crf = common::kDefaultCrf;
   // Output codec and options (media/output_format.h); empty: the defaults of
   // the output's extension.
   std::string codec;
@@ -84,10 +86,10 @@ struct GenerateSpec {
   int steps = 0;
   double guidance_scale = 0;
   std::string sampler;
-  int width = 256;
-  int height = 256;
-  int frames = 16;
-  int fps = 24;
+  int width = common::kDefaultGenerateSize;
+  int height = common::kDefaultGenerateSize;
+  int frames = common::kDefaultGenerateFrames;
+  int fps = common::kDefaultFps;
   std::string output;
   std::vector<std::string> prompts;
   std::vector<double> guidance_scales;
@@ -100,7 +102,7 @@ struct GenerateSpec {
   std::string preset;
   std::string pix_fmt;
   bool overwrite = false;
-  int crf = 18;
+  int crf = common::kDefaultCrf;
 };
 
 // A take with every value resolved (wedge.h).
@@ -119,9 +121,9 @@ struct Take {
 
 struct JobSpec {
   std::string name;
-  std::string project = "default";
-  int priority = 50;  // 0..100, higher first; may change while the job waits or runs
-  int max_attempts = 3;
+  std::string project{common::kDefaultProject};
+  int priority = common::kDefaultPriority;  // higher first; may change while the job waits or runs
+  int max_attempts = common::kDefaultMaxAttempts;
   std::string request_id;           // client's id: a retried submit returns the first job
   std::vector<int64_t> depends_on;  // jobs that must succeed first
   std::map<std::string, std::string> requirements;  // worker tags, e.g. gpu=h100

@@ -222,6 +222,11 @@ absl::StatusOr<JobView> Scheduler::Submit(JobSpec spec, std::optional<MediaInfo>
   return Durable(admitted.second, admitted.first);
 }
 
+bool Scheduler::KnowsRequest(const std::string& project, const std::string& request_id) const {
+  absl::MutexLock lock(&mu_);
+  return !request_id.empty() && request_ids_.count({project, request_id}) > 0;
+}
+
 absl::StatusOr<JobView> Scheduler::DryRun(JobSpec spec, std::optional<MediaInfo> input_info) {
   absl::MutexLock lock(&mu_);
   JobView view;
@@ -237,28 +242,9 @@ absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
     return absl::InvalidArgumentError(
         absl::StrCat("upscale.chunk_frames is ", spec.upscale.chunk_frames, "; give 1 or more"));
   }
-  if (input_info) {
-    if (input_info->frame_count < 1) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("upscale.input '", spec.upscale.input, "' has no frames"));
-    }
-    // Checked before the tasks are made: a wedge's size is a product.
-    if (spec.is_generate() && WedgeSize(spec.generate) > options_.max_tasks_per_job) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "generate: the wedge (prompts x seeds x guidance_scales x step_counts x samplers, "
-          "or takes) makes ",
-          WedgeSize(spec.generate), " takes, over the limit of ", options_.max_tasks_per_job,
-          " tasks per job; give at most ", options_.max_tasks_per_job,
-          " takes or split the wedge into several jobs"));
-    }
-    tasks = MakeTasks(spec, *input_info);
-    if (static_cast<int64_t>(tasks.size()) > options_.max_tasks_per_job) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("upscale.chunk_frames ", spec.upscale.chunk_frames, " makes ", tasks.size(),
-                       " tasks, over the limit of ", options_.max_tasks_per_job,
-                       " per job; give larger chunks"));
-    }
-  }
+  // The spec's values, its input and the tasks it makes were checked by the server
+  // (server/admission.h), once for every way a job comes in.
+  if (input_info) tasks = MakeTasks(spec, *input_info);
   RETURN_IF_ERROR(commits_->health());
   if (!spec.request_id.empty() && !dry_run) {
     auto it = request_ids_.find({spec.project, spec.request_id});

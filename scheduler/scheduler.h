@@ -47,7 +47,6 @@ struct ProjectPolicy {
 struct SchedulerOptions {
   int64_t lease_ms = 20'000;     // a lease not renewed for this long expires
   int64_t heartbeat_ms = 2'000;  // what workers are told to use
-  int max_tasks_per_job = 100'000;
   // Admission: 0 means unlimited.
   int64_t max_queued_tasks = 0;
   int64_t max_queued_tasks_per_project = 0;
@@ -147,12 +146,19 @@ class Scheduler final {
 
   const SchedulerOptions& options() const { return options_; }
 
-  // Admits the job and commits it. `input_info` is empty when the input is the output
+  // Takes the job and commits it. `spec` and `input_info` come from the server's
+  // admission (server/admission.h), which checked the spec's values, the input and the
+  // tasks it makes; the scheduler checks what it holds: the queue limits and the
+  // dependencies. `input_info` is empty when the input is the output
   // of a job in depends_on: its tasks are made once that job succeeds (see
   // JobsToActivate). A spec with a request_id already seen in its project returns the
   // first job. RESOURCE_EXHAUSTED past a queue limit; NOT_FOUND for an unknown
   // dependency; FAILED_PRECONDITION for one that already failed.
   absl::StatusOr<JobView> Submit(JobSpec spec, std::optional<MediaInfo> input_info);
+  // Whether a job was submitted with `request_id` in `project`: Submit then returns it
+  // whatever the spec, so the server answers a retried submit without admitting it
+  // again (its outputs may exist by now).
+  bool KnowsRequest(const std::string& project, const std::string& request_id) const;
   // Every check of Submit, and the job with the tasks it would make; nothing is kept.
   absl::StatusOr<JobView> DryRun(JobSpec spec, std::optional<MediaInfo> input_info);
   absl::StatusOr<JobView> GetJob(int64_t job_id) const;
@@ -177,7 +183,8 @@ class Scheduler final {
   absl::StatusOr<JobView> Retry(int64_t job_id);
 
   // Jobs whose dependencies succeeded but whose input was not there to probe at
-  // submit: the server probes each and calls Activate or FailJob.
+  // submit: the server admits each again (probing its input) and calls Activate with
+  // the input it found, or FailJob with the reason it refused it.
   std::vector<std::pair<int64_t, JobSpec>> JobsToActivate() const;
   absl::Status Activate(int64_t job_id, const MediaInfo& input_info);
   absl::Status FailJob(int64_t job_id, const std::string& error);

@@ -166,22 +166,12 @@ absl::Status Scheduler::Activate(int64_t job_id, const MediaInfo& input_info) {
     if (!e) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     if (e->job.state != JobState::kWaiting || !e->tasks.empty()) return absl::OkStatus();
     Writes w;
-    std::vector<Task> tasks = MakeTasks(e->job.spec, input_info);
-    if (input_info.frame_count < 1 ||
-        static_cast<int64_t>(tasks.size()) > options_.max_tasks_per_job) {
-      FinishJobLocked(
-          *e, JobState::kFailed,
-          absl::StrCat("upscale.input '", e->job.spec.upscale.input, "' has ",
-                       input_info.frame_count, " frames; that makes no valid task list"),
-          &w);
-    } else {
-      Job job = e->job;
-      job.input_info = input_info;
-      e->job.input_info = input_info;
-      AddTasksLocked(*e, std::move(tasks), &w);
-      job.state = NaturalStateLocked(*e);
-      SetJobLocked(*e, std::move(job), &w);
-    }
+    Job job = e->job;
+    job.input_info = input_info;
+    e->job.input_info = input_info;
+    AddTasksLocked(*e, MakeTasks(e->job.spec, input_info), &w);
+    job.state = NaturalStateLocked(*e);
+    SetJobLocked(*e, std::move(job), &w);
     seq = CommitLocked(std::move(w));
   }
   return commits_->WaitFor(seq);

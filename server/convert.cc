@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "common/job_defaults.h"
+
 namespace reelfarm::server {
 namespace s = scheduler;
 
@@ -121,7 +123,7 @@ static v1::GenerateSpec ToProto(const s::GenerateSpec& g) {
   return out;
 }
 
-v1::UpscaleSpec ToProto(const s::UpscaleSpec& u) {
+static v1::UpscaleSpec ToProto(const s::UpscaleSpec& u) {
   v1::UpscaleSpec out;
   out.set_input(u.input);
   out.set_output(u.output);
@@ -308,7 +310,7 @@ static s::GenerateSpec GenerateFromProto(const v1::GenerateSpec& g) {
   out.preset = g.format().preset();
   out.pix_fmt = g.format().pix_fmt();
   out.overwrite = g.overwrite();
-  out.crf = g.has_crf() ? g.crf() : 18;
+  out.crf = g.has_crf() ? g.crf() : common::kDefaultCrf;
   return out;
 }
 
@@ -324,9 +326,9 @@ s::JobSpec FromProto(const v1::JobSpec& spec) {
     out.name =
         spec.name().empty() ? std::filesystem::path(u.output()).filename().string() : spec.name();
   }
-  out.project = spec.project().empty() ? "default" : spec.project();
-  out.priority = spec.has_priority() ? spec.priority() : 50;
-  out.max_attempts = spec.has_max_attempts() ? spec.max_attempts() : 3;
+  out.project = spec.project().empty() ? std::string(common::kDefaultProject) : spec.project();
+  out.priority = spec.has_priority() ? spec.priority() : common::kDefaultPriority;
+  out.max_attempts = spec.has_max_attempts() ? spec.max_attempts() : common::kDefaultMaxAttempts;
   out.request_id = spec.request_id();
   out.depends_on.assign(spec.depends_on().begin(), spec.depends_on().end());
   out.requirements.insert(spec.requirements().begin(), spec.requirements().end());
@@ -334,9 +336,9 @@ s::JobSpec FromProto(const v1::JobSpec& spec) {
   out.upscale.output = u.output();
   out.upscale.model = u.model();
   out.upscale.scale = u.scale();
-  out.upscale.chunk_frames = u.has_chunk_frames() ? u.chunk_frames() : 48;
+  out.upscale.chunk_frames = u.has_chunk_frames() ? u.chunk_frames() : common::kDefaultChunkFrames;
   out.upscale.overwrite = u.overwrite();
-  out.upscale.crf = u.has_crf() ? u.crf() : 18;
+  out.upscale.crf = u.has_crf() ? u.crf() : common::kDefaultCrf;
   out.upscale.codec = u.format().codec();
   out.upscale.preset = u.format().preset();
   out.upscale.pix_fmt = u.format().pix_fmt();

@@ -16,9 +16,9 @@ v1::Assignment ToProto(const scheduler::Assignment& a);
 v1::Worker ToProto(const scheduler::WorkerView& w);
 scheduler::TaskOutcome FromProto(const v1::TaskResult& r);
 
-// Copies the spec with defaults applied; does not validate (job_service.cc does).
+// Copies the spec with the API's defaults (common/job_defaults.h) applied; does not
+// validate (Admission does, admission.h).
 scheduler::JobSpec FromProto(const v1::JobSpec& spec);
-v1::UpscaleSpec ToProto(const scheduler::UpscaleSpec& u);
 
 // Status conversion: absl's codes are gRPC's.
 grpc::Status ToGrpc(const absl::Status& s);

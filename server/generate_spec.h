@@ -6,7 +6,6 @@
 
 #include "common/model_manifest.h"
 #include "common/storage.h"
-#include "reelfarm/v1/jobs.pb.h"
 #include "scheduler/job.h"
 
 namespace reelfarm::server {
@@ -18,14 +17,12 @@ struct GenerateLimits {
   int64_t max_frames = 1'000'000;
 };
 
-// The samplers workers run.
-const std::vector<std::string>& KnownSamplers();
-
 // Fills the model's defaults into `g` (steps, guidance scale, sampler, size, frames,
-// fps, strength) and checks it. Returns what the worker will make, as the MediaInfo of
-// the job (width, height, frames, fps), and the model's memory estimate.
+// fps, strength; 0 or "" takes the default) and checks it. Returns what the worker will
+// make, as the MediaInfo of the job (width, height, frames, fps), and the model's
+// memory estimate. Called by Admission::Admit (admission.h).
 absl::StatusOr<scheduler::MediaInfo> PrepareGenerate(
-    v1::GenerateSpec* g, const std::vector<common::ModelManifest>& packages,
+    scheduler::GenerateSpec* g, const std::vector<common::ModelManifest>& packages,
     const GenerateLimits& limits, const common::Storage& storage, int64_t* memory_bytes);
 
 // ALREADY_EXISTS when a take's output is there and `overwrite` is not set; paths

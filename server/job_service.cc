@@ -1,28 +1,17 @@
 #include "server/job_service.h"
 
-#include <fcntl.h>
-
 #include <algorithm>
 #include <chrono>
 #include <deque>
-#include <filesystem>
-#include <map>
 #include <optional>
 
+#include <grpc/grpc.h>
 #include <spdlog/spdlog.h>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "common/model_manifest.h"
-#include "media/media.h"
-#include "media/output_format.h"
-#include "scheduler/wedge.h"
 #include "server/convert.h"
-#include "server/generate_spec.h"
 
 namespace reelfarm::server {
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -43,57 +32,6 @@ int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-// Probes the input (a movie, or an image sequence when its name has a frame pattern)
-// and narrows it to the spec's frame range. Errors name upscale.input and the frames.
-absl::StatusOr<media::VideoInfo> ProbeInput(const v1::UpscaleSpec& u, const fs::path& input,
-                                            const common::Storage& storage) {
-  const fs::path& root = storage.root();
-  const int64_t first = u.has_first_frame() ? u.first_frame() : -1;
-  const int64_t last = u.has_last_frame() ? u.last_frame() : -1;
-  if ((u.has_first_frame() && first < 0) || (u.has_last_frame() && last < 0) ||
-      (first >= 0 && last >= 0 && last < first)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("upscale.first_frame/last_frame ", first, "-", last,
-                     " is not a frame range; give 0 <= first_frame <= last_frame"));
-  }
-  const bool sequence = media::HasFramePattern(u.input());
-  if (!sequence && !fs::exists(input)) {
-    return absl::NotFoundError(absl::StrCat(
-        "upscale.input '", u.input(), "' not found under the storage root '", root.string(), "'"));
-  }
-  // Opened beneath the root (no symbolic link out, even one made since Resolve()) and
-  // read through /proc/self/fd.
-  absl::StatusOr<common::UniqueFd> fd =
-      sequence ? storage.OpenDirBeneath(input.parent_path(), false, "upscale.input")
-               : storage.OpenBeneath(input, O_RDONLY, "upscale.input");
-  if (!fd.ok()) return fd.status();
-  absl::StatusOr<media::VideoInfo> info =
-      sequence
-          ? media::ProbeImageSequence(fd->path() + "/" + input.filename().string(), first, last)
-          : media::ProbeVideo(fd->path());
-  if (!info.ok()) {
-    // Named as the job names it, not as /proc/self/fd/N.
-    const std::string folder = input.parent_path().lexically_relative(root).string();
-    info = common::NameFdPath(info.status(), *fd, sequence ? folder : u.input());
-  }
-  if (!info.ok()) {
-    return absl::Status(info.status().code(),
-                        absl::StrCat("upscale.input '", u.input(), "': ", info.status().message()));
-  }
-  if (!sequence && (first >= 0 || last >= 0)) {
-    const int64_t begin = std::max<int64_t>(first, 0);
-    const int64_t end = last >= 0 ? last + 1 : info->frame_count;
-    if (end > info->frame_count || begin >= end) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "upscale.first_frame/last_frame ", begin, "-", end - 1, " is outside upscale.input '",
-          u.input(), "', which has frames 0-", info->frame_count - 1, "; give a range inside it"));
-    }
-    info->first_frame = begin;
-    info->frame_count = end - begin;
-  }
-  return info;
 }
 
 // A write stream refused before it starts (authentication, access): it finishes at
@@ -286,12 +224,14 @@ JobServiceImpl::JobServiceImpl(scheduler::Scheduler* sched, const common::Storag
                                ServerMetrics* metrics, const TaskLogStore* task_logs,
                                Authenticator* auth)
     : sched_(sched),
-      storage_(storage),
-      model_path_(std::move(model_path)),
-      limits_(limits),
+      admission_(sched, storage, std::move(model_path), limits),
       metrics_(metrics),
       task_logs_(task_logs),
-      auth_(auth) {}
+      auth_(auth) {
+  // The executor is gRPC's EventEngine, which needs the library initialised.
+  grpc_init();
+  executor_ = grpc_event_engine::experimental::CreateEventEngine();
+}
 
 absl::StatusOr<Principal> JobServiceImpl::Caller(grpc::CallbackServerContext* ctx,
                                                  std::initializer_list<Role> roles,
@@ -316,278 +256,20 @@ absl::Status JobServiceImpl::CheckJobAccess(grpc::CallbackServerContext* ctx, in
   return absl::OkStatus();
 }
 
-absl::Status JobServiceImpl::CheckSpecLimits(const v1::JobSpec& spec) const {
-  const auto size = static_cast<int64_t>(spec.ByteSizeLong());
-  if (size > limits_.max_spec_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec is ", size, " bytes, over the limit of ", limits_.max_spec_bytes));
-  }
-  // Names, paths and tags are printed by reelctl, the logs and the monitor: a control
-  // character (a newline, a terminal escape) in one is refused, not stored. Free text
-  // (prompts) may hold newlines and tabs.
-  const auto check = [&](const std::string& field, const std::string& value, bool text = false) {
-    if (value.size() > limits_.max_string_length) {
-      return absl::InvalidArgumentError(absl::StrCat(field, " is ", value.size(),
-                                                     " characters, over the limit of ",
-                                                     limits_.max_string_length));
-    }
-    if (value.find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(field, " holds a NUL character"));
-    }
-    for (size_t i = 0; i < value.size(); ++i) {
-      const auto c = static_cast<unsigned char>(value[i]);
-      const bool c1 = c == 0xc2 && i + 1 < value.size() &&
-                      static_cast<unsigned char>(value[i + 1]) >= 0x80 &&
-                      static_cast<unsigned char>(value[i + 1]) <= 0x9f;  // U+0080..U+009F
-      const bool allowed = text && (c == '\n' || c == '\t');
-      if (((c < 0x20 || c == 0x7f) && !allowed) || c1) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            field, " holds a control character (byte 0x", absl::Hex(c1 ? 0xc2 : c), " at offset ",
-            i, "); give printable text, without newlines or terminal escapes"));
-      }
-    }
-    return absl::OkStatus();
-  };
-  RETURN_IF_ERROR(check("name", spec.name()));
-  RETURN_IF_ERROR(check("project", spec.project()));
-  RETURN_IF_ERROR(check("request_id", spec.request_id()));
-  if (spec.requirements_size() > limits_.max_requirements) {
-    return absl::InvalidArgumentError(absl::StrCat("requirements has ", spec.requirements_size(),
-                                                   " tags, over the limit of ",
-                                                   limits_.max_requirements));
-  }
-  for (const auto& [key, value] : spec.requirements()) {
-    RETURN_IF_ERROR(check("requirements key", key));
-    RETURN_IF_ERROR(check(absl::StrCat("requirements['", key.substr(0, 64), "']"), value));
-  }
-  if (spec.depends_on_size() > limits_.max_depends_on) {
-    return absl::InvalidArgumentError(absl::StrCat("depends_on has ", spec.depends_on_size(),
-                                                   " jobs, over the limit of ",
-                                                   limits_.max_depends_on));
-  }
-  if (spec.has_upscale()) {
-    const v1::UpscaleSpec& u = spec.upscale();
-    RETURN_IF_ERROR(check("upscale.input", u.input()));
-    RETURN_IF_ERROR(check("upscale.output", u.output()));
-    RETURN_IF_ERROR(check("upscale.model", u.model()));
-    RETURN_IF_ERROR(check("upscale.format.codec", u.format().codec()));
-    RETURN_IF_ERROR(check("upscale.format.preset", u.format().preset()));
-    RETURN_IF_ERROR(check("upscale.format.pix_fmt", u.format().pix_fmt()));
-  }
-  if (spec.has_generate()) {
-    const v1::GenerateSpec& g = spec.generate();
-    RETURN_IF_ERROR(check("generate.model", g.model()));
-    RETURN_IF_ERROR(check("generate.prompt", g.prompt(), true));
-    RETURN_IF_ERROR(check("generate.negative_prompt", g.negative_prompt(), true));
-    RETURN_IF_ERROR(check("generate.sampler", g.sampler()));
-    RETURN_IF_ERROR(check("generate.output", g.output()));
-    RETURN_IF_ERROR(check("generate.init", g.init()));
-    RETURN_IF_ERROR(check("generate.format.codec", g.format().codec()));
-    RETURN_IF_ERROR(check("generate.format.preset", g.format().preset()));
-    RETURN_IF_ERROR(check("generate.format.pix_fmt", g.format().pix_fmt()));
-    for (int i = 0; i < g.prompts_size(); ++i) {
-      RETURN_IF_ERROR(check(absl::StrCat("generate.prompts[", i, "]"), g.prompts(i), true));
-    }
-    for (int i = 0; i < g.samplers_size(); ++i) {
-      RETURN_IF_ERROR(check(absl::StrCat("generate.samplers[", i, "]"), g.samplers(i)));
-    }
-    for (int i = 0; i < g.takes_size(); ++i) {
-      RETURN_IF_ERROR(
-          check(absl::StrCat("generate.takes[", i, "].prompt"), g.takes(i).prompt(), true));
-      RETURN_IF_ERROR(check(absl::StrCat("generate.takes[", i, "].sampler"), g.takes(i).sampler()));
-    }
-    // The wedge's size (its takes, one task each) is checked against
-    // --max-tasks-per-job when the job is expanded.
-  }
-  return absl::OkStatus();
-}
-
-JobServiceImpl::~JobServiceImpl() = default;
-
-absl::StatusOr<std::optional<scheduler::MediaInfo>> JobServiceImpl::Validate(
-    v1::JobSpec& spec, int64_t* memory_bytes) const {
-  if (spec.kind_case() == v1::JobSpec::KIND_NOT_SET) {
-    return absl::InvalidArgumentError(
-        "spec is empty: set spec.upscale (input, output, model, scale) or spec.generate "
-        "(model, prompt, seeds, output)");
-  }
-  if (spec.has_priority() && (spec.priority() < 0 || spec.priority() > 100)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("priority is ", spec.priority(), "; give 0..100"));
-  }
-  if (spec.has_max_attempts() && (spec.max_attempts() < 1 || spec.max_attempts() > 10)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_attempts is ", spec.max_attempts(), "; give 1..10"));
-  }
-  for (const auto& [key, value] : spec.requirements()) {
-    if (key.empty()) {
-      return absl::InvalidArgumentError(
-          "requirements: a tag name is empty; give tags such as gpu=h100");
-    }
-  }
-  if (spec.has_generate()) {
-    GenerateLimits gl;
-    gl.max_steps = limits_.max_generate_steps;
-    gl.max_width = limits_.max_width;
-    gl.max_height = limits_.max_height;
-    gl.max_frames = limits_.max_frames;
-    ASSIGN_OR_RETURN(
-        scheduler::MediaInfo info,
-        PrepareGenerate(spec.mutable_generate(), common::FindModelPackages(model_path_), gl,
-                        *storage_, memory_bytes));
-    return std::optional<scheduler::MediaInfo>(info);
-  }
-  const v1::UpscaleSpec& u = spec.upscale();
-  if (u.has_chunk_frames() && u.chunk_frames() < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("upscale.chunk_frames is ", u.chunk_frames(),
-                                                   "; give 1 or more frames per chunk"));
-  }
-  if (u.has_crf() && (u.crf() < 0 || u.crf() > 51)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("upscale.crf is ", u.crf(), "; give 0..51 (18 is visually lossless)"));
-  }
-  // Model: a built-in, a package on the server's model path, or one a worker has.
-  std::vector<std::string> known = common::BuiltinModels();
-  std::vector<common::ModelManifest> packages = common::FindModelPackages(model_path_);
-  for (const auto& m : packages) known.push_back(m.name);
-  for (const auto& m : sched_->KnownModels()) known.push_back(m);
-  std::sort(known.begin(), known.end());
-  known.erase(std::unique(known.begin(), known.end()), known.end());
-  if (u.model().empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("upscale.model is empty; give one of: ", absl::StrJoin(known, ", ")));
-  }
-  if (std::find(known.begin(), known.end(), u.model()) == known.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "upscale.model '", u.model(), "' not found; known models: ", absl::StrJoin(known, ", ")));
-  }
-  // Scale: the model's (a package's `scales`, the built-ins' BuiltinScales); a model
-  // only workers have is checked by them, within the manifest's 1..8.
-  const std::vector<int>& builtin_scales = common::BuiltinScales();
-  std::vector<int> scales = {1, 2, 3, 4, 5, 6, 7, 8};
-  if (std::find(common::BuiltinModels().begin(), common::BuiltinModels().end(), u.model()) !=
-      common::BuiltinModels().end()) {
-    scales = builtin_scales;
-  }
-  for (const auto& m : packages) {
-    if (m.name != u.model()) continue;
-    if (m.kind != "upscaler") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("upscale.model '", m.name, "' is a ", m.kind,
-                       " model, not an upscaler; give an upscaler (such as bicubic) or use it in a "
-                       "generate job"));
-    }
-    scales = m.Scales();
-    if (auto scaled = common::ForScale(m, u.scale()); scaled.ok()) {
-      *memory_bytes = scaled->memory_bytes;
-    }
-  }
-  if (std::find(scales.begin(), scales.end(), u.scale()) == scales.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upscale.scale is ", u.scale(), " but model '", u.model(), "' is made for scale ",
-        absl::StrJoin(scales, ", "), "; give one of those or another model"));
-  }
-  // Paths.
-  ASSIGN_OR_RETURN(fs::path input, storage_->ResolveJobPath(u.input(), "upscale.input"));
-  ASSIGN_OR_RETURN(fs::path output, storage_->ResolveJobPath(u.output(), "upscale.output"));
-  ASSIGN_OR_RETURN(const media::OutputFormat format,
-                   media::ResolveOutputFormat(u.output(), u.format().codec(), u.format().pix_fmt(),
-                                              u.format().preset(), u.has_crf() ? u.crf() : 18));
-  if (input.lexically_normal() == output.lexically_normal()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("upscale.output '", u.output(), "' is the input; give another path"));
-  }
-  if (!media::HasFramePattern(u.input()) && !fs::exists(input)) {
-    // The output of a job this one depends on is probed when that job succeeds.
-    for (int64_t dep : spec.depends_on()) {
-      auto d = sched_->GetJob(dep);
-      bool made_by_dep =
-          d.ok() && !d->job.spec.is_generate() && d->job.spec.upscale.output == u.input();
-      if (d.ok() && d->job.spec.is_generate()) {
-        for (const auto& take : scheduler::ExpandWedge(d->job.spec.name, d->job.spec.generate)) {
-          made_by_dep |= take.output == u.input();
-        }
-      }
-      if (made_by_dep) {
-        // A sequence's frames are checked when the input is known; the workers check
-        // every file again when they publish.
-        RETURN_IF_ERROR(CheckUpscaleOutputs(u, output, format, std::nullopt));
-        return std::optional<scheduler::MediaInfo>();
-      }
-    }
-  }
-  ASSIGN_OR_RETURN(scheduler::MediaInfo mi, ProbeInput(u));
-  RETURN_IF_ERROR(CheckUpscaleOutputs(u, output, format, mi));
-  return std::optional<scheduler::MediaInfo>(mi);
-}
-
-// Every file an upscale job writes (the movie, or each frame of a sequence, whose
-// numbers follow the input's, and the sidecar) follows one rule: refused when it
-// exists, unless the job says overwrite; a folder never.
-absl::Status JobServiceImpl::CheckUpscaleOutputs(const v1::UpscaleSpec& u, const fs::path& output,
-                                                 const media::OutputFormat& format,
-                                                 const std::optional<scheduler::MediaInfo>& mi) {
-  const char* field = "upscale.output";
-  RETURN_IF_ERROR(common::CheckOutputFree(output.string() + ".json", field, u.output() + ".json",
-                                          u.overwrite()));
-  if (!format.image_sequence()) {
-    return common::CheckOutputFree(output, field, u.output(), u.overwrite());
-  }
-  if (!mi.has_value()) return absl::OkStatus();
-  for (int64_t i = mi->first_frame; i < mi->first_frame + mi->frame_count; ++i) {
-    RETURN_IF_ERROR(common::CheckOutputFree(media::FramePath(output.string(), i), field,
-                                            media::FramePath(u.output(), i), u.overwrite()));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<scheduler::MediaInfo> JobServiceImpl::ProbeInput(const v1::UpscaleSpec& u) const {
-  ASSIGN_OR_RETURN(fs::path input, storage_->ResolveJobPath(u.input(), "upscale.input"));
-  absl::StatusOr<media::VideoInfo> info = server::ProbeInput(u, input, *storage_);
-  if (!info.ok()) return info.status();
-  const std::string& u_input = u.input();
-  if (info->width > limits_.max_width || info->height > limits_.max_height) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("upscale.input '", u_input, "' is ", info->width, "x", info->height,
-                     ", over the limit of ", limits_.max_width, "x", limits_.max_height));
-  }
-  if (info->frame_count > limits_.max_frames) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("upscale.input '", u_input, "' has ", info->frame_count,
-                     " frames, over the limit of ", limits_.max_frames));
-  }
-  scheduler::MediaInfo mi;
-  mi.width = info->width;
-  mi.height = info->height;
-  mi.frame_count = info->frame_count;
-  mi.fps_num = info->fps_num;
-  mi.fps_den = info->fps_den;
-  mi.codec = info->codec;
-  mi.pixel_format = info->pixel_format;
-  mi.colour_primaries = info->colour.primaries;
-  mi.colour_transfer = info->colour.transfer;
-  mi.colour_matrix = info->colour.matrix;
-  mi.colour_range = info->colour.range;
-  mi.has_audio = info->has_audio;
-  mi.first_frame = info->first_frame;
-  mi.coded_frames = info->coded_frames;
-  mi.held_frames = info->held_frames;
-  mi.dropped_frames = info->dropped_frames;
-  mi.tail_cut_frames = info->tail_cut_frames;
-  mi.rotation = info->rotation;
-  return mi;
+JobServiceImpl::~JobServiceImpl() {
+  executor_.reset();  // runs what is queued
+  grpc_shutdown();
 }
 
 absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(const v1::SubmitJobRequest& req,
                                                                const Principal& caller) {
-  RETURN_IF_ERROR(CheckSpecLimits(req.spec()));
-  scheduler::JobSpec spec = FromProto(req.spec());
+  ASSIGN_OR_RETURN(scheduler::JobSpec spec, admission_.FromRequest(req.spec()));
   if (!caller.CanControl(spec.project)) {
     return absl::PermissionDeniedError(absl::StrCat("'", caller.name,
                                                     "' may not submit to project '", spec.project,
                                                     "'; set project to one of its projects"));
   }
-  for (int64_t dep : req.spec().depends_on()) {
+  for (int64_t dep : spec.depends_on) {
     auto d = sched_->GetJob(dep);
     if (d.ok() && !caller.CanSee(d->job.spec.project)) {
       return absl::PermissionDeniedError(absl::StrCat("depends_on: job ", dep,
@@ -595,29 +277,23 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(const v1::SubmitJ
                                                       "', which '", caller.name, "' may not see"));
     }
   }
-  int64_t memory_bytes = 0;
-  v1::JobSpec proto = req.spec();  // Validate fills a generate spec's model defaults
-  ASSIGN_OR_RETURN(std::optional<scheduler::MediaInfo> info, Validate(proto, &memory_bytes));
-  spec = FromProto(proto);
-  spec.memory_bytes = memory_bytes;
-  if (spec.is_generate()) RETURN_IF_ERROR(CheckTakeOutputs(spec, *storage_));
-  if (info && !spec.is_generate()) {
-    const int64_t chunks =
-        (info->frame_count + spec.upscale.chunk_frames - 1) / spec.upscale.chunk_frames;
-    if (chunks + 1 > limits_.max_tasks_per_job) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("upscale.chunk_frames ", spec.upscale.chunk_frames, " makes ", chunks + 1,
-                       " tasks of ", info->frame_count, " frames, over the limit of ",
-                       limits_.max_tasks_per_job, " tasks per job; give a larger chunk_frames"));
-    }
-  }
   v1::SubmitJobResponse resp;
-  if (req.validate_only()) {
-    ASSIGN_OR_RETURN(scheduler::JobView v, sched_->DryRun(std::move(spec), info));
+  if (!req.validate_only() && sched_->KnowsRequest(spec.project, spec.request_id)) {
+    // A retried submit: the first job, once durable, not admitted again (it may have
+    // written its outputs since).
+    ASSIGN_OR_RETURN(scheduler::JobView v, sched_->Submit(std::move(spec), std::nullopt));
+    resp.set_job_id(v.job.id);
     *resp.mutable_job() = ToProto(v);
     return resp;
   }
-  ASSIGN_OR_RETURN(scheduler::JobView v, sched_->Submit(std::move(spec), info));
+  ASSIGN_OR_RETURN(AdmittedJob job, admission_.Admit(std::move(spec)));
+  if (req.validate_only()) {
+    ASSIGN_OR_RETURN(scheduler::JobView v,
+                     sched_->DryRun(std::move(job.spec), std::move(job.input)));
+    *resp.mutable_job() = ToProto(v);
+    return resp;
+  }
+  ASSIGN_OR_RETURN(scheduler::JobView v, sched_->Submit(std::move(job.spec), std::move(job.input)));
   resp.set_job_id(v.job.id);
   *resp.mutable_job() = ToProto(v);
   if (v.job.spec.is_generate()) {
@@ -635,19 +311,30 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(const v1::SubmitJ
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
                                                     const v1::SubmitJobRequest* req,
                                                     v1::SubmitJobResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  const auto finish = [this, reactor, resp](absl::StatusOr<v1::SubmitJobResponse> r) {
+    if (!r.ok()) {
+      // Accepted jobs are counted by the scheduler's JobSubmitted event.
+      metrics_->SubmitRefused(r.status().code());
+      spdlog::info("job refused code={}: {}", absl::StatusCodeToString(r.status().code()),
+                   std::string(r.status().message()));
+      reactor->Finish(ToGrpc(r.status()));
+      return;
+    }
+    *resp = std::move(*r);
+    reactor->Finish(grpc::Status::OK);
+  };
   absl::StatusOr<Principal> caller = Caller(ctx, {Role::kAdmin, Role::kSubmitter}, "submit jobs");
-  absl::StatusOr<v1::SubmitJobResponse> r =
-      caller.ok() ? DoSubmit(*req, *caller)
-                  : absl::StatusOr<v1::SubmitJobResponse>(caller.status());
-  if (!r.ok()) {
-    // Accepted jobs are counted by the scheduler's JobSubmitted event.
-    metrics_->SubmitRefused(r.status().code());
-    spdlog::info("job refused code={}: {}", absl::StatusCodeToString(r.status().code()),
-                 std::string(r.status().message()));
-    return FinishWith(ctx, r.status());
+  if (!caller.ok()) {
+    finish(caller.status());
+    return reactor;
   }
-  *resp = std::move(*r);
-  return FinishWith(ctx, absl::OkStatus());
+  // Admission probes files and Submit waits for the durable commit: neither runs on
+  // this callback thread. The reactor is finished from the executor's; the call and
+  // `req`/`resp` live until then.
+  executor_->Run(
+      [this, req, finish, caller = *std::move(caller)] { finish(DoSubmit(*req, caller)); });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
@@ -783,15 +470,20 @@ grpc::ServerUnaryReactor* JobServiceImpl::DrainWorker(grpc::CallbackServerContex
 }
 
 void JobServiceImpl::ActivateWaitingJobs() {
-  for (const auto& [id, spec] : sched_->JobsToActivate()) {
-    absl::StatusOr<scheduler::MediaInfo> info = ProbeInput(ToProto(spec.upscale));
-    if (info.ok()) {
-      spdlog::info("job activated job={} input={} frames={}", id, spec.upscale.input,
-                   info->frame_count);
-      (void)sched_->Activate(id, *info);
-    } else {
-      spdlog::warn("job failed job={}: {}", id, std::string(info.status().message()));
-      (void)sched_->FailJob(id, std::string(info.status().message()));
+  for (auto& [id, spec] : sched_->JobsToActivate()) {
+    // The same admission as SubmitJob's: now that its dependencies have succeeded, the
+    // input is there to probe.
+    absl::StatusOr<AdmittedJob> job =
+        admission_.Admit(std::move(spec), Admission::Stage::kActivation);
+    if (!job.ok()) {
+      spdlog::warn("job failed job={} code={}: {}", id,
+                   absl::StatusCodeToString(job.status().code()),
+                   std::string(job.status().message()));
+      (void)sched_->FailJob(id, std::string(job.status().message()));
+    } else if (job->input) {
+      spdlog::info("job activated job={} input={} frames={}", id, job->spec.upscale.input,
+                   job->input->frame_count);
+      (void)sched_->Activate(id, *job->input);
     }
   }
 }

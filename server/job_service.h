@@ -9,30 +9,17 @@
 #include <string>
 #include <vector>
 
+#include <grpc/event_engine/event_engine.h>
+
 #include "common/storage.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 #include "scheduler/scheduler.h"
+#include "server/admission.h"
 #include "server/auth.h"
 #include "server/metrics.h"
 #include "server/task_logs.h"
 
-namespace reelfarm::media {
-struct OutputFormat;
-}
-
 namespace reelfarm::server {
-
-struct Limits {
-  int max_width = 8192;
-  int max_height = 8192;
-  int64_t max_frames = 1'000'000;
-  int64_t max_spec_bytes = 64 * 1024;  // serialized JobSpec
-  size_t max_string_length = 1024;     // name, project, paths, model, tags, request id
-  int max_requirements = 64;           // worker tags a job may require
-  int max_depends_on = 1000;
-  int64_t max_tasks_per_job = 100'000;
-  int max_generate_steps = 200;  // sampler steps a generate take may ask for
-};
 
 class JobWatcher;
 class TaskLogStreamer;
@@ -72,8 +59,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
                                         const v1::DrainWorkerRequest* req,
                                         v1::Worker* resp) override;
 
-  // Probes the inputs of jobs whose dependencies made them (called by the dispatcher
-  // loop, never on a gRPC thread).
+  // Admits again the jobs whose dependencies made their input, probing it (called by
+  // the dispatcher loop, never on a gRPC thread); a job refused fails with the message
+  // SubmitJob would have given.
   void ActivateWaitingJobs();
 
   grpc::ServerWriteReactor<v1::TaskLogLines>* GetTaskLogs(
@@ -85,19 +73,12 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   // Ends every open WatchJob and GetTaskLogs stream (server shutdown).
   void CloseWatchers();
 
-  // Validates a spec; the message of an error names the field and the value. Returns
-  // the probed input, or nullopt when the input is the output of a job the spec
-  // depends on (probed when that job succeeds). `memory_bytes` gets the model's
-  // estimate when its manifest gives one.
-  absl::StatusOr<std::optional<scheduler::MediaInfo>> Validate(v1::JobSpec& spec,
-                                                               int64_t* memory_bytes) const;
-  // Probes the input (a movie or an image sequence, with its frame range) and checks
-  // the limits.
-  absl::StatusOr<scheduler::MediaInfo> ProbeInput(const v1::UpscaleSpec& u) const;
+  const Admission& admission() const { return admission_; }
 
  private:
   friend class JobWatcher;
   friend class TaskLogStreamer;
+  // Admits and submits (or dry-runs) the request's job; runs on executor_.
   absl::StatusOr<v1::SubmitJobResponse> DoSubmit(const v1::SubmitJobRequest& req,
                                                  const Principal& caller);
   // The caller of `ctx` if it has one of `roles`; else UNAUTHENTICATED or
@@ -109,19 +90,11 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   // an unknown job, PERMISSION_DENIED for another project's.
   absl::Status CheckJobAccess(grpc::CallbackServerContext* ctx, int64_t id, bool control,
                               const std::string& what) const;
-  // Sizes and lengths of a spec against the limits (INVALID_ARGUMENT naming the field).
-  absl::Status CheckSpecLimits(const v1::JobSpec& spec) const;
-  static absl::Status CheckUpscaleOutputs(const v1::UpscaleSpec& u,
-                                          const std::filesystem::path& output,
-                                          const media::OutputFormat& format,
-                                          const std::optional<scheduler::MediaInfo>& mi);
   void RemoveWatcher(JobWatcher* w);
   void RemoveLogStreamer(TaskLogStreamer* s);
 
   scheduler::Scheduler* const sched_;
-  const common::Storage* const storage_;
-  const std::vector<std::string> model_path_;
-  const Limits limits_;
+  const Admission admission_;
   ServerMetrics* const metrics_;
   const TaskLogStore* const task_logs_;
   Authenticator* const auth_;
@@ -129,6 +102,11 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   std::mutex watchers_mu_;
   std::set<JobWatcher*> watchers_;          // guarded by watchers_mu_
   std::set<TaskLogStreamer*> log_streams_;  // guarded by watchers_mu_
+
+  // Runs SubmitJob's admission (file probes) and its wait for the durable commit, so
+  // that no gRPC callback thread blocks on them; gRPC's own executor, a few threads.
+  // Last: destroyed first, after the closures queued on it have run.
+  std::unique_ptr<grpc_event_engine::experimental::EventEngine> executor_;
 };
 
 }  // namespace reelfarm::server

@@ -271,7 +271,6 @@ int main(int argc, char** argv) {
   options.scheduler.heartbeat_ms = std::max<int64_t>(200, options.scheduler.lease_ms / 8);
   options.scheduler.max_queued_tasks = max_queued;
   // The scheduler checks a wedge's takes against the same limit as the submit path.
-  options.scheduler.max_tasks_per_job = static_cast<int>(options.limits.max_tasks_per_job);
   options.scheduler.max_queued_tasks_per_project = max_queued_per_project;
   for (const std::string& p : projects) {
     // NAME=WEIGHT[:MAX_RUNNING]

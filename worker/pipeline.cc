@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/job_defaults.h"
 #include "common/model_manifest.h"
 #include "media/media.h"
 #include "media/output_format.h"
@@ -137,7 +138,8 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   auto input = storage_.ResolveJobPath(up.input(), "upscale.input");
   if (!input.ok()) return Failure(input.status(), "");
   auto format = media::ResolveOutputFormat(up.output(), up.format().codec(), up.format().pix_fmt(),
-                                           up.format().preset(), up.has_crf() ? up.crf() : 18);
+                                           up.format().preset(),
+                                           up.has_crf() ? up.crf() : common::kDefaultCrf);
   if (!format.ok()) return Failure(format.status(), "");
   // Movies: a segment under the parts folder, published there when complete. Image
   // sequences: the frames, under their output names, in a folder of the chunk's own
@@ -313,7 +315,7 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
   if (!generator.ok()) return Failure(generator.status(), context);
   auto format =
       media::ResolveOutputFormat(a.take_output(), g.format().codec(), g.format().pix_fmt(),
-                                 g.format().preset(), g.has_crf() ? g.crf() : 18);
+                                 g.format().preset(), g.has_crf() ? g.crf() : common::kDefaultCrf);
   if (!format.ok()) return Failure(format.status(), context);
   auto output = storage_.ResolveJobPath(a.take_output(), "generate.output");
   if (!output.ok()) return Failure(output.status(), context);
@@ -451,7 +453,8 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
 TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
   const v1::UpscaleSpec& up = a.upscale();
   auto format = media::ResolveOutputFormat(up.output(), up.format().codec(), up.format().pix_fmt(),
-                                           up.format().preset(), up.has_crf() ? up.crf() : 18);
+                                           up.format().preset(),
+                                           up.has_crf() ? up.crf() : common::kDefaultCrf);
   if (!format.ok()) return Failure(format.status(), "");
   auto output = storage_.ResolveJobPath(up.output(), "upscale.output");
   if (!output.ok()) return Failure(output.status(), "");

@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/storage.h"
 #include "worker/inference/model.h"
 
@@ -158,9 +160,10 @@ absl::StatusOr<GeneratedClip> Generator::Generate(const GenerateRequest& req,
                      " frames, ", req.steps, " steps is outside what it makes (stride ", m.stride,
                      ", max_frames ", m.max_frames, ")"));
   }
-  if (req.sampler != "euler" && req.sampler != "ddim") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sampler '", req.sampler, "' is not one of: euler, ddim"));
+  if (std::find(common::kSamplers.begin(), common::kSamplers.end(), req.sampler) ==
+      common::kSamplers.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampler '", req.sampler, "' is not one of: ", absl::StrJoin(common::kSamplers, ", ")));
   }
   const int64_t T = m.latent_frames > 0 ? m.latent_frames : req.frames;
   const int64_t h = req.height / m.latent_scale, w = req.width / m.latent_scale;

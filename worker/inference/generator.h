@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/job_defaults.h"
 #include "common/model_manifest.h"
 #include "common/status.h"
 
@@ -21,10 +22,10 @@ namespace reelfarm::inference {
 
 struct GenerateRequest {
   std::string prompt;
-  std::string negative_prompt;    // the unconditional branch of guidance ("" : empty prompt)
-  std::string sampler = "euler";  // "euler" or "ddim"
+  std::string negative_prompt;  // the unconditional branch of guidance ("" : empty prompt)
+  std::string sampler{common::kDefaultSampler};  // one of common::kSamplers
   int64_t seed = 0;
-  int steps = 20;
+  int steps = common::kDefaultModelSteps;
   double guidance_scale = 1.0;  // 1: no guidance
   int width = 0;
   int height = 0;

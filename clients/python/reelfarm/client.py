@@ -323,7 +323,12 @@ class Client:
                        priority: Optional[int] = None, depends_on: Iterable[int] = (),
                        requirements: Optional[Mapping[str, str]] = None, request_id: str = "",
                        max_attempts: Optional[int] = None) -> Job:
-        """Upscales the movie ``input`` into ``output`` (paths relative to the storage root)."""
+        """Upscales the movie ``input`` into ``output`` (paths relative to the storage root).
+
+        ``scale`` (default 2) must be one the model was made for. None leaves a value to
+        the server: ``chunk_frames`` (default 48) frames per chunk task, ``crf`` (default
+        18; 0..51) for H.264/H.265 outputs, ``priority`` (default 50; 0..100),
+        ``max_attempts`` (default 3; 1..10) per task."""
         spec = jobs_pb2.JobSpec(name=name, project=project, request_id=request_id,
                                 depends_on=list(depends_on),
                                 requirements=dict(requirements or {}))
@@ -344,8 +349,9 @@ class Client:
                         seeds: Iterable[int] = (1,),
                         steps: Union[int, Sequence[int], None] = None,
                         guidance_scale: Union[float, Sequence[float], None] = None,
-                        sampler: Union[str, Sequence[str], None] = None, width: int = 256,
-                        height: int = 256, frames: int = 48, fps: float = 24,
+                        sampler: Union[str, Sequence[str], None] = None,
+                        width: Optional[int] = None, height: Optional[int] = None,
+                        frames: Optional[int] = None, fps: Optional[float] = None,
                         negative_prompt: str = "", init: str = "",
                         strength: Optional[float] = None, overwrite: bool = False,
                         name: str = "", project: str = "") -> Job:
@@ -356,13 +362,20 @@ class Client:
         A wedge: `prompt`, `steps`, `guidance_scale` and `sampler` each take one value or
         a list of values, and `seeds` a list; every combination is one take, prompts
         outermost and seeds innermost. None leaves a parameter to the model's default.
-        `init` (a path under the storage root) starts each take from that image, noised
-        to `strength` (default 0.6). For explicit takes, give a spec dict to submit()."""
+        None leaves the size and length to the server: `width` and `height` (default 256,
+        rounded to the model's stride), `frames` (default 16, at most the model's
+        max_frames), `fps` (default 24; 1..240). `init` (a path under the storage root)
+        starts each take from that image, noised to `strength` (default 0.6). The
+        samplers are "euler" and "ddim". For explicit takes, give a spec dict to
+        submit()."""
         spec = jobs_pb2.JobSpec(name=name, project=project)
         g = spec.generate
         g.model, g.negative_prompt, g.output = model, negative_prompt, output
         g.seeds.extend(seeds)
-        g.width, g.height, g.frames, g.fps = width, height, frames, fps
+        for field, value in (("width", width), ("height", height), ("frames", frames),
+                             ("fps", fps)):
+            if value is not None:
+                setattr(g, field, value)
         g.init, g.overwrite = init, overwrite
         if strength is not None:
             g.strength = strength
