@@ -3,12 +3,13 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "common/storage.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 #include "scheduler/scheduler.h"
@@ -126,9 +127,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   const TaskLogStore* const task_logs_;
   Authenticator* const auth_;
 
-  std::mutex watchers_mu_;
-  std::set<JobWatcher*> watchers_;          // guarded by watchers_mu_
-  std::set<TaskLogStreamer*> log_streams_;  // guarded by watchers_mu_
+  absl::Mutex watchers_mu_;  // before a watcher's or streamer's own mutex
+  std::set<JobWatcher*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
+  std::set<TaskLogStreamer*> log_streams_ ABSL_GUARDED_BY(watchers_mu_);
 };
 
 }  // namespace reelfarm::server

@@ -2,14 +2,20 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 #include <spdlog/details/log_msg.h>
 #include <nlohmann/json.hpp>
 
 #include "common/logging.h"
 #include "common/model_manifest.h"
+#include "common/process.h"
 #include "common/server_list.h"
 #include "common/storage.h"
 #include "tests/testing/fixtures.h"
@@ -250,4 +256,37 @@ TEST_CASE("server lists follow the leader a standby names", "[unit][servers]") {
   auto bad = reelfarm::common::ServerList::Parse("a:1,,b:2");
   CHECK(bad.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(bad.status().message()), Catch::Contains("'a:1,,b:2'"));
+}
+
+namespace {
+pid_t SpawnShell(const char* script) {
+  pid_t pid = -1;
+  char* argv[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>(script),
+                  nullptr};
+  REQUIRE(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, argv, environ) == 0);
+  return pid;
+}
+}  // namespace
+
+TEST_CASE("StopProcesses ends children with SIGTERM, and with SIGKILL past the grace",
+          "[unit][process]") {
+  const pid_t polite = SpawnShell("exec sleep 30");
+  // Ignores SIGTERM (the ignored disposition survives exec): only SIGKILL ends it.
+  const pid_t stubborn = SpawnShell("trap '' TERM; exec sleep 30");
+  const pid_t stopped = SpawnShell("exec sleep 30");
+  // Give the shells time to set the trap and exec; a stopped one is woken to die.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(kill(stopped, SIGSTOP) == 0);
+  const std::vector<int> st =
+      reelfarm::common::StopProcesses({polite, -1, stubborn, stopped}, std::chrono::seconds(1));
+  REQUIRE(st.size() == 4);
+  CHECK(WIFSIGNALED(st[0]));
+  CHECK(WTERMSIG(st[0]) == SIGTERM);
+  CHECK(st[1] == -1);
+  CHECK(WIFSIGNALED(st[2]));
+  CHECK(WTERMSIG(st[2]) == SIGKILL);
+  CHECK(WIFSIGNALED(st[3]));
+  CHECK(WTERMSIG(st[3]) == SIGTERM);
+  // All reaped: none is left for waitpid.
+  for (pid_t pid : {polite, stubborn, stopped}) CHECK(waitpid(pid, nullptr, WNOHANG) == -1);
 }

@@ -13,13 +13,13 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
-#include <mutex>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/model_manifest.h"
 #include "worker/bounded_queue.h"
 #include "worker/inference/generator.h"
@@ -85,17 +85,17 @@ TaskReport Failure(const absl::Status& st, absl::string_view context) {
 class FirstError {
  public:
   void Set(absl::Status st) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (status_.ok()) status_ = std::move(st);
   }
   absl::Status Get() {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return status_;
   }
 
  private:
-  std::mutex mu_;
-  absl::Status status_;
+  absl::Mutex mu_;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
