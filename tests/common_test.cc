@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include <prometheus/registry.h>
 #include <spdlog/details/log_msg.h>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,7 @@
 #include "common/model_manifest.h"
 #include "common/process.h"
 #include "common/server_list.h"
+#include "common/service_main.h"
 #include "common/storage.h"
 #include "tests/testing/fixtures.h"
 
@@ -289,4 +291,27 @@ TEST_CASE("StopProcesses ends children with SIGTERM, and with SIGKILL past the g
   CHECK(WTERMSIG(st[3]) == SIGTERM);
   // All reaped: none is left for waitpid.
   for (pid_t pid : {polite, stubborn, stopped}) CHECK(waitpid(pid, nullptr, WNOHANG) == -1);
+}
+
+TEST_CASE("a metrics endpoint writes its port, and a taken port fails naming the flag",
+          "[unit][metrics]") {
+  reelfarm::testing::TempDir dir;
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto first = reelfarm::common::MetricsEndpoint::Start("127.0.0.1:0", registry);
+  REQUIRE(first.ok());
+  const std::string port_file = (dir.path() / "metrics.port").string();
+  first->Announce(port_file);
+  int port = 0;
+  std::ifstream(port_file) >> port;
+  REQUIRE(port > 0);
+  auto second =
+      reelfarm::common::MetricsEndpoint::Start("127.0.0.1:" + std::to_string(port), registry);
+  CHECK(second.status().code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(second.status().message()),
+             Catch::Contains("--metrics-listen '127.0.0.1:" + std::to_string(port) + "'"));
+  // No endpoint: nothing listens and no port file is written.
+  auto none = reelfarm::common::MetricsEndpoint::Start("", registry);
+  REQUIRE(none.ok());
+  none->Announce((dir.path() / "none.port").string());
+  CHECK_FALSE(fs::exists(dir.path() / "none.port"));
 }

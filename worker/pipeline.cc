@@ -304,6 +304,23 @@ static absl::StatusOr<media::Frame> ReadInitFrame(const std::string& path,
   return f;
 }
 
+// The sampler request of an assigned take: the resolved take (wedge.h) and the spec's
+// shared values. The init image, read from storage, is the caller's to add.
+static inference::GenerateRequest ToGenerateRequest(const v1::GenerateSpec& g,
+                                                    const v1::GenerateTake& take) {
+  inference::GenerateRequest req;
+  req.prompt = take.prompt();
+  req.negative_prompt = g.negative_prompt();
+  req.sampler = take.sampler();
+  req.seed = take.seed();
+  req.steps = take.steps();
+  req.guidance_scale = take.guidance_scale();
+  req.width = g.width();
+  req.height = g.height();
+  req.frames = g.frames();
+  return req;
+}
+
 TaskReport TaskRunner::RunTake(const v1::Assignment& a,
                                const std::function<void(int64_t)>& progress,
                                const std::atomic<bool>& cancelled) {
@@ -345,16 +362,7 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
   report.model_digest = (*generator)->digest();
   absl::Status st;
   if (!published) {
-    inference::GenerateRequest req;
-    req.prompt = take.prompt();
-    req.negative_prompt = g.negative_prompt();
-    req.sampler = take.sampler();
-    req.seed = take.seed();
-    req.steps = take.steps();
-    req.guidance_scale = take.guidance_scale();
-    req.width = g.width();
-    req.height = g.height();
-    req.frames = g.frames();
+    inference::GenerateRequest req = ToGenerateRequest(g, take);
     if (!g.init().empty()) {
       auto init_path = storage_.ResolveJobPath(g.init(), "generate.init");
       if (!init_path.ok()) return Failure(init_path.status(), context);
