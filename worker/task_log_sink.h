@@ -92,7 +92,8 @@ class TaskLogSink final : public spdlog::sinks::base_sink<SinkMutex> {
 
  protected:
   // base_sink calls these holding mutex_.
-  void sink_it_(const spdlog::details::log_msg& msg) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+  void sink_it_(const spdlog::details::log_msg& msg) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (current_ == 0) return;
     spdlog::memory_buf_t buf;
     formatter_->format(msg, buf);
