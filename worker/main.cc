@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const common::StopSignals signals;
+  const common::StopSignals stop_signals;
   auto registry = std::make_shared<prometheus::Registry>();
   auto device_metrics = std::make_shared<worker::DeviceMetrics>(options.pipeline.device);
   absl::StatusOr<common::MetricsEndpoint> metrics =
@@ -181,7 +181,7 @@ int main(int argc, char** argv) {
                options.pipeline.device);
   worker::Agent agent(*storage, options, *registry);
   std::thread signals([&] {
-    spdlog::info("signal {}: stopping", signals.Wait());
+    spdlog::info("signal {}: stopping", stop_signals.Wait());
     agent.Stop();
   });
   const int warm = agent.Warm();
