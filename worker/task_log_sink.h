@@ -12,6 +12,8 @@
 #include <vector>
 
 #include <spdlog/sinks/base_sink.h>
+// The compiled spdlog library instantiates base_sink for its own mutexes only.
+#include <spdlog/sinks/base_sink-inl.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
