@@ -256,6 +256,48 @@ struct Context {
 };
 
 // Follows jobs to their end: bars on a terminal, plain lines when piped, JSON events
+
+using JobStub = v1::JobService::Stub;
+
+// A unary method of a generated stub: JobService's, or grpc.health.v1's Check.
+template <typename Stub, typename Req, typename Resp>
+using UnaryMethod = grpc::Status (Stub::*)(grpc::ClientContext*, const Req&, Resp*);
+
+// One unary call with a deadline, so that an unreachable server fails fast.
+template <typename Stub, typename Req, typename Resp>
+grpc::Status CallUnary(Stub& stub, UnaryMethod<Stub, Req, Resp> method, const Req& req, Resp* resp,
+                       int deadline_seconds = 30) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(deadline_seconds));
+  return (stub.*method)(&ctx, req, resp);
+}
+
+// With --json, `m` as one line of JSON; else what `text` prints. Exit 0.
+template <typename Text>
+int Print(const Context& c, const google::protobuf::Message& m, Text text) {
+  if (c.json) {
+    std::printf("%s\n", ToJson(m).c_str());
+  } else {
+    text();
+  }
+  return 0;
+}
+
+// The JobService call of a command: an error is reported (exit 3 when the server is
+// unreachable, 4 when it refused); else `show` gets the answer and gives the exit code.
+template <typename Req, typename Resp, typename Show>
+int Run(Context& c, UnaryMethod<JobStub, Req, Resp> method, const Req& req, Show show) {
+  Resp resp;
+  const grpc::Status st = CallUnary(*c.stub, method, req, &resp);
+  if (!st.ok()) return ReportRpcError(st);
+  return show(resp);
+}
+
+// Run() for the usual command: the answer as JSON with --json, else as `text` prints it.
+template <typename Req, typename Resp, typename Text>
+int RunAndPrint(Context& c, UnaryMethod<JobStub, Req, Resp> method, const Req& req, Text text) {
+  return Run(c, method, req, [&](const Resp& resp) { return Print(c, resp, [&] { text(resp); }); });
+}
 // with --json. Exit 0 when every job succeeded, 1 otherwise.
 int Watch(Context& c, const std::vector<int64_t>& ids) {
   const Display display = c.json                  ? Display::kJson
@@ -348,10 +390,8 @@ int SubmitFile(Context& c, const std::string& path, const std::vector<std::strin
                   job.name.c_str(), job.spec.upscale().input().c_str());
       continue;
     }
-    grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
     v1::SubmitJobResponse resp;
-    grpc::Status st = c.stub->SubmitJob(&ctx, req, &resp);
+    const grpc::Status st = CallUnary(*c.stub, &JobStub::SubmitJob, req, &resp);
     if (!st.ok()) return ReportRpcError(st, "job '" + job.name + "': ");
     ids[job.name] = resp.job_id();
     if (c.json) {
@@ -402,44 +442,36 @@ int Logs(Context& c, int64_t id, int task, bool follow) {
 // grpc.health.v1 Check: exit 0 when SERVING, 1 when not, 3 when unreachable. Meant for
 // container health checks and scripts (`reelctl --server HOST:PORT health`).
 int Health(Context& c, const std::string& service) {
+  using grpc::health::v1::HealthCheckResponse;
   auto stub = grpc::health::v1::Health::NewStub(c.channel);
-  grpc::ClientContext ctx;
-  c.SetDeadline(&ctx, 5);
   grpc::health::v1::HealthCheckRequest req;
   req.set_service(service);
-  grpc::health::v1::HealthCheckResponse resp;
-  grpc::Status st = stub->Check(&ctx, req, &resp);
+  HealthCheckResponse resp;
+  const grpc::Status st =
+      CallUnary(*stub, &grpc::health::v1::Health::Stub::Check, req, &resp, /*deadline_seconds=*/5);
   if (!st.ok()) return ReportRpcError(st);
-  const std::string name = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
-  if (c.json) {
-    std::printf("%s\n", ToJson(resp).c_str());
-  } else {
-    std::printf("%s\n", name.c_str());
-  }
-  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : kExitFailed;
+  Print(c, resp, [&] {
+    std::printf("%s\n", HealthCheckResponse::ServingStatus_Name(resp.status()).c_str());
+  });
+  return resp.status() == HealthCheckResponse::SERVING ? 0 : kExitFailed;
 }
-
-}  // namespace
 
 // Submits one job; prints it as JSON or with `describe`; follows it with `watch`.
 // With req.validate_only (--dry-run), the server checks the job and answers with the
 // tasks it would make; nothing is submitted and nothing is watched.
 int SubmitOne(Context& c, const v1::SubmitJobRequest& req, bool watch,
               const std::function<void(const v1::SubmitJobResponse&)>& describe) {
-  grpc::ClientContext ctx;
-  c.SetDeadline(&ctx);
-  v1::SubmitJobResponse resp;
-  grpc::Status st = c.stub->SubmitJob(&ctx, req, &resp);
-  if (!st.ok()) return ReportRpcError(st);
-  if (c.json) {
-    std::printf("%s\n", ToJson(resp).c_str());
-  } else if (req.validate_only()) {
-    PrintDryRun(req.spec().name(), resp);
-  } else {
-    describe(resp);
-  }
-  std::fflush(stdout);
-  return watch && !req.validate_only() ? Watch(c, {resp.job_id()}) : 0;
+  return Run(c, &JobStub::SubmitJob, req, [&](const v1::SubmitJobResponse& resp) {
+    Print(c, resp, [&] {
+      if (req.validate_only()) {
+        PrintDryRun(req.spec().name(), resp);
+      } else {
+        describe(resp);
+      }
+    });
+    std::fflush(stdout);
+    return watch && !req.validate_only() ? Watch(c, {resp.job_id()}) : 0;
+  });
 }
 
 // Options every `submit <kind>` takes.
@@ -569,6 +601,361 @@ int SubmitGenerate(Context& c, const JobOptions& jo, const GenerateOptions& go) 
   });
 }
 
+struct UpscaleOptions {
+  std::string input, output, model = "bicubic", codec, pix_fmt, preset;
+  int scale = common::kDefaultScale, chunk = common::kDefaultChunkFrames, crf = common::kDefaultCrf;
+  int64_t first_frame = -1, last_frame = -1;
+  bool overwrite = false;
+  CLI::Option* first_opt = nullptr;
+  CLI::Option* last_opt = nullptr;
+  CLI::Option* chunk_opt = nullptr;
+  CLI::Option* crf_opt = nullptr;
+};
+
+void AddUpscaleOptions(CLI::App* up, UpscaleOptions* o) {
+  up->add_option("--input", o->input,
+                 "input movie or image sequence (x.####.exr), relative to the storage root")
+      ->required();
+  up->add_option("--output", o->output,
+                 "output .mp4/.mov, or an image sequence x.####.exr/.png/.tif/.dpx, relative "
+                 "to the storage root")
+      ->required();
+  up->add_option("--codec", o->codec,
+                 "h264, h265, prores_422hq, prores_4444, dnxhr_hq (default: by extension)");
+  up->add_option("--pix-fmt", o->pix_fmt, "pixel format written (default: the codec's)");
+  up->add_option("--preset", o->preset, "x264/x265 preset (default veryfast)");
+  o->first_opt = up->add_option("--first-frame", o->first_frame, "first frame, inclusive");
+  o->last_opt = up->add_option("--last-frame", o->last_frame, "last frame, inclusive");
+  up->add_option("--model", o->model, "model name")->capture_default_str();
+  up->add_option("--scale", o->scale, "one of the model's scales (bicubic, lanczos: 2, 3, 4)")
+      ->capture_default_str();
+  o->chunk_opt =
+      up->add_option("--chunk", o->chunk, "frames per chunk task")->capture_default_str();
+  o->crf_opt = up->add_option("--crf", o->crf, "H.264/H.265 quality 0..51")->capture_default_str();
+  up->add_flag("--overwrite", o->overwrite, "replace an existing output");
+}
+
+int SubmitUpscale(Context& c, const JobOptions& jo, const UpscaleOptions& uo) {
+  v1::SubmitJobRequest req;
+  req.set_validate_only(jo.dry_run);
+  v1::JobSpec* js = req.mutable_spec();
+  if (!ApplyJobOptions(jo, js)) return 2;
+  v1::UpscaleSpec* u = js->mutable_upscale();
+  u->set_input(uo.input);
+  u->set_output(uo.output);
+  u->set_model(uo.model);
+  u->set_scale(uo.scale);
+  if (uo.chunk_opt->count()) u->set_chunk_frames(uo.chunk);
+  if (uo.crf_opt->count()) u->set_crf(uo.crf);
+  u->set_overwrite(uo.overwrite);
+  u->mutable_format()->set_codec(uo.codec);
+  u->mutable_format()->set_pix_fmt(uo.pix_fmt);
+  u->mutable_format()->set_preset(uo.preset);
+  if (uo.first_opt->count()) u->set_first_frame(uo.first_frame);
+  if (uo.last_opt->count()) u->set_last_frame(uo.last_frame);
+  return SubmitOne(c, req, jo.watch, [&](const v1::SubmitJobResponse& resp) {
+    const auto& in = resp.job().input_info();
+    std::printf("submitted job %lld: %s (%dx%d, %lld frames) -> %s x%d, %d tasks\n",
+                static_cast<long long>(resp.job_id()), uo.input.c_str(), in.width(), in.height(),
+                static_cast<long long>(in.frame_count()), uo.output.c_str(), uo.scale,
+                resp.job().tasks_total());
+  });
+}
+
+int GetJob(Context& c, int64_t id) {
+  v1::GetJobRequest req;
+  req.set_job_id(id);
+  return RunAndPrint(c, &JobStub::GetJob, req, PrintJob);
+}
+
+struct ListOptions {
+  int limit = 50;
+  std::vector<std::string> states;
+  std::string project, since;
+};
+
+int ListJobs(Context& c, const ListOptions& o) {
+  v1::ListJobsRequest req;
+  req.set_limit(o.limit);
+  req.set_project(o.project);
+  for (const std::string& state_name : o.states) {
+    v1::JobState state;
+    if (!v1::JobState_Parse("JOB_STATE_" + absl::AsciiStrToUpper(state_name), &state)) {
+      std::fprintf(stderr, "reelctl: --state '%s' is not a job state\n", state_name.c_str());
+      return 2;
+    }
+    req.add_states(state);
+  }
+  if (!o.since.empty()) {
+    char unit = o.since.back();
+    const double n = std::atof(o.since.c_str());
+    const double mult = unit == 's'   ? 1
+                        : unit == 'm' ? 60
+                        : unit == 'h' ? 3600
+                        : unit == 'd' ? 86400
+                                      : -1;
+    if (mult < 0 || n <= 0) {
+      std::fprintf(stderr, "reelctl: --since '%s': give a duration such as 30m, 12h, 2d\n",
+                   o.since.c_str());
+      return 2;
+    }
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    req.set_since_unix_ms(now - static_cast<int64_t>(n * mult * 1000));
+  }
+  return RunAndPrint(c, &JobStub::ListJobs, req, [](const v1::ListJobsResponse& resp) {
+    std::printf("%-6s %-10s %-7s %-15s %-7s %s\n", "ID", "STATE", "DONE", "FRAMES", "MODEL",
+                "OUTPUT");
+    for (const auto& j : resp.jobs()) {
+      char frames[40];
+      std::snprintf(frames, sizeof(frames), "%lld/%lld", static_cast<long long>(j.frames_done()),
+                    static_cast<long long>(j.frames_total()));
+      std::printf("%-6lld %-10s %5.1f%%  %-15s %-7s %s\n", static_cast<long long>(j.id()),
+                  StateName(j.state()),
+                  j.frames_total() ? 100.0 * j.frames_done() / j.frames_total() : 0.0, frames,
+                  j.spec().upscale().model().c_str(), j.output().c_str());
+    }
+  });
+}
+
+int CancelJob(Context& c, int64_t id) {
+  v1::CancelJobRequest req;
+  req.set_job_id(id);
+  return RunAndPrint(c, &JobStub::CancelJob, req, [](const v1::Job& job) {
+    std::printf("job %lld cancelled\n", static_cast<long long>(job.id()));
+  });
+}
+
+// Pause, resume, retry and priority: the job as it is afterwards.
+template <typename Req>
+int ChangeJob(Context& c, UnaryMethod<JobStub, Req, v1::Job> method, const Req& req,
+              const char* done) {
+  return RunAndPrint(c, method, req, [done](const v1::Job& job) {
+    std::printf("job %lld %s: %s, priority %d\n", static_cast<long long>(job.id()), done,
+                StateName(job.state()), job.spec().priority());
+  });
+}
+
+int PauseJob(Context& c, int64_t id) {
+  v1::PauseJobRequest req;
+  req.set_job_id(id);
+  return ChangeJob(c, &JobStub::PauseJob, req, "paused");
+}
+
+int ResumeJob(Context& c, int64_t id) {
+  v1::ResumeJobRequest req;
+  req.set_job_id(id);
+  return ChangeJob(c, &JobStub::ResumeJob, req, "resumed");
+}
+
+int RetryJob(Context& c, int64_t id) {
+  v1::RetryJobRequest req;
+  req.set_job_id(id);
+  return ChangeJob(c, &JobStub::RetryJob, req, "queued again");
+}
+
+int SetPriority(Context& c, int64_t id, int priority) {
+  v1::SetPriorityRequest req;
+  req.set_job_id(id);
+  req.set_priority(priority);
+  return ChangeJob(c, &JobStub::SetPriority, req, "reprioritised");
+}
+
+int DrainWorker(Context& c, const std::string& name, bool undrain) {
+  v1::DrainWorkerRequest req;
+  req.set_name(name);
+  req.set_drain(!undrain);
+  return RunAndPrint(c, &JobStub::DrainWorker, req, [](const v1::Worker& w) {
+    std::printf("worker %s %s\n", w.name().c_str(), w.state().c_str());
+  });
+}
+
+int ListModels(Context& c) {
+  return Run(c, &JobStub::ListWorkers, v1::ListWorkersRequest(),
+             [&](const v1::ListWorkersResponse& resp) {
+               std::map<std::string, std::vector<std::string>> offered;  // model -> workers
+               for (const auto& w : resp.workers()) {
+                 for (const auto& m : w.models()) offered[m].push_back(w.name());
+               }
+               if (c.json) {
+                 std::string out = "{";
+                 for (const auto& [m, ws] : offered) {
+                   out += (out.size() > 1 ? "," : "") + std::string("\"") + m + "\":[";
+                   for (size_t i = 0; i < ws.size(); ++i) out += (i ? ",\"" : "\"") + ws[i] + "\"";
+                   out += "]";
+                 }
+                 std::printf("%s}\n", out.c_str());
+                 return 0;
+               }
+               std::printf("%-24s %s\n", "MODEL", "WORKERS");
+               for (const auto& [m, ws] : offered) {
+                 std::string names;
+                 for (const auto& w : ws) names += (names.empty() ? "" : ",") + w;
+                 std::printf("%-24s %s\n", m.c_str(), names.c_str());
+               }
+               return 0;
+             });
+}
+
+int ListWorkers(Context& c) {
+  return RunAndPrint(
+      c, &JobStub::ListWorkers, v1::ListWorkersRequest(), [](const v1::ListWorkersResponse& resp) {
+        std::printf("%-24s %-9s %-5s %-6s %s\n", "NAME", "STATE", "SLOTS", "DONE", "TASKS");
+        for (const auto& w : resp.workers()) {
+          std::string tasks;
+          for (const auto& t : w.current_tasks()) tasks += (tasks.empty() ? "" : ",") + t;
+          std::printf("%-24s %-9s %-5d %-6lld %s\n", w.name().c_str(), w.state().c_str(), w.slots(),
+                      static_cast<long long>(w.tasks_done()), tasks.c_str());
+          // Why it gets no work: the last lease that expired on it.
+          if (w.state() == "unhealthy") {
+            std::printf("    %d lease(s) expired, no heartbeat since; last: %s\n",
+                        w.leases_expired(), w.unhealthy_reason().c_str());
+          }
+        }
+      });
+}
+
+// A subcommand, and what runs it once the command line is parsed and the server found.
+struct Command {
+  CLI::App* app;
+  std::function<int(Context&)> run;
+};
+
+// `submit upscale ...`, `submit generate ...`, or `submit -f FILE`.
+Command AddSubmit(CLI::App& app) {
+  struct Options {
+    std::string job_file;
+    std::vector<std::string> sets;
+    bool dry_run = false, watch = false;
+    // One set each: an option object is bound to one subcommand (sharing one struct let
+    // `generate`'s options replace `upscale`'s, and --priority was lost).
+    JobOptions up_jo, gen_jo;
+    UpscaleOptions up;
+    GenerateOptions gen;
+  };
+  auto o = std::make_shared<Options>();
+  auto* submit = app.add_subcommand(
+      "submit", "submit a job: `submit upscale ...`, or the jobs of a file with -f");
+  submit->require_subcommand(0, 1);
+  submit->add_option("-f,--file", o->job_file,
+                     "YAML or JSON job file: one spec, a list, or {jobs: [...]}; depends_on "
+                     "may name jobs of the file; ${VAR} comes from the environment");
+  submit->add_option("--set", o->sets, "override a field in every job, e.g. upscale.crf=20");
+  submit->add_flag("--dry-run", o->dry_run,
+                   "validate on the server and print the tasks each job would make");
+  submit->add_flag("--watch", o->watch, "follow the submitted jobs until they end");
+  auto* up = submit->add_subcommand("upscale", "upscale a movie");
+  auto* gen = submit->add_subcommand(
+      "generate", "generate takes with a denoiser model: a wedge of prompts x seeds");
+  AddJobOptions(up, &o->up_jo);
+  AddJobOptions(gen, &o->gen_jo);
+  AddUpscaleOptions(up, &o->up);
+  AddGenerateOptions(gen, &o->gen);
+  return {submit, [o, up, gen](Context& c) {
+            // `submit --dry-run/--watch KIND ...` means the same as `submit KIND ... --dry-run`.
+            for (JobOptions* jo : {&o->up_jo, &o->gen_jo}) {
+              jo->dry_run |= o->dry_run;
+              jo->watch |= o->watch;
+            }
+            if (*gen) return SubmitGenerate(c, o->gen_jo, o->gen);
+            if (*up) return SubmitUpscale(c, o->up_jo, o->up);
+            if (o->job_file.empty()) {
+              std::fprintf(stderr,
+                           "reelctl: submit needs `upscale ...`, `generate ...` or -f FILE\n");
+              return 2;
+            }
+            return SubmitFile(c, o->job_file, o->sets, o->dry_run, o->watch);
+          }};
+}
+
+// A subcommand without arguments.
+Command AddCommand(CLI::App& app, const char* name, const char* help, int (*run)(Context&)) {
+  return {app.add_subcommand(name, help), run};
+}
+
+// A subcommand whose one argument is a job id.
+Command AddJobCommand(CLI::App& app, const char* name, const char* help,
+                      int (*run)(Context&, int64_t)) {
+  auto id = std::make_shared<int64_t>(0);
+  CLI::App* sub = app.add_subcommand(name, help);
+  sub->add_option("id", *id)->required();
+  return {sub, [id, run](Context& c) { return run(c, *id); }};
+}
+
+Command AddList(CLI::App& app) {
+  auto o = std::make_shared<ListOptions>();
+  auto* list = app.add_subcommand("list", "list jobs, newest first");
+  list->add_option("--limit", o->limit)->capture_default_str();
+  list->add_option("--state", o->states,
+                   "only these states: queued running succeeded failed cancelled paused "
+                   "waiting (repeatable)");
+  list->add_option("--project", o->project, "only this project");
+  list->add_option("--since", o->since, "only jobs created in the last 30m, 12h, 2d ...");
+  return {list, [o](Context& c) { return ListJobs(c, *o); }};
+}
+
+Command AddWatch(CLI::App& app) {
+  auto ids = std::make_shared<std::vector<int64_t>>();
+  auto* watch = app.add_subcommand("watch", "follow jobs' progress until they end");
+  watch->add_option("ids", *ids, "job ids")->required();
+  return {watch, [ids](Context& c) { return Watch(c, *ids); }};
+}
+
+Command AddPriority(CLI::App& app) {
+  auto id = std::make_shared<int64_t>(0);
+  auto priority = std::make_shared<int>(50);
+  auto* prio = app.add_subcommand("priority", "change a job's priority (0..100)");
+  prio->add_option("id", *id)->required();
+  prio->add_option("priority", *priority)->required();
+  return {prio, [id, priority](Context& c) { return SetPriority(c, *id, *priority); }};
+}
+
+Command AddDrain(CLI::App& app) {
+  auto name = std::make_shared<std::string>();
+  auto undrain = std::make_shared<bool>(false);
+  auto* drain = app.add_subcommand("drain", "let a worker finish its tasks and take no more");
+  drain->add_option("worker", *name)->required();
+  drain->add_flag("--undo", *undrain, "let the worker take work again");
+  return {drain, [name, undrain](Context& c) { return DrainWorker(c, *name, *undrain); }};
+}
+
+Command AddLogs(CLI::App& app) {
+  struct Options {
+    int64_t id = 0;
+    int task = -1;
+    bool follow = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* logs = app.add_subcommand("logs", "show what workers logged for a job's tasks");
+  logs->add_option("id", o->id)->required();
+  logs->add_option("--task", o->task, "only this task (index, as in `reelctl get`)");
+  logs->add_flag("--follow,-f", o->follow, "keep printing new lines until the job ends");
+  return {logs, [o](Context& c) { return Logs(c, o->id, o->task, o->follow); }};
+}
+
+Command AddHealth(CLI::App& app) {
+  auto service = std::make_shared<std::string>();
+  auto* health = app.add_subcommand(
+      "health", "check a server's or worker's gRPC health service (exit 0 when SERVING)");
+  health->add_option("--service", *service,
+                     "service to check, e.g. reelfarm.v1.JobService (default: overall)");
+  return {health, [service](Context& c) { return Health(c, *service); }};
+}
+
+void AddCredentialOptions(CLI::App& app, Context* c) {
+  app.add_option("--token", c->token, "API token (or REELFARM_TOKEN, or the config file)");
+  app.add_option("--tls-ca", c->tls.ca_file,
+                 "PEM CAs trusted for the server (or REELFARM_TLS_CA, or `tls_ca:`; default: "
+                 "the system's)");
+  app.add_option("--tls-server-name", c->tls.server_name,
+                 "name to check in the server's certificate (default: the --server host)");
+  app.add_flag("--insecure", c->tls.insecure,
+               "plaintext, no TLS (or REELFARM_INSECURE=1, or `insecure: true`)");
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"reelctl: submit and follow reelfarm jobs"};
   app.require_subcommand(1);
@@ -581,346 +968,33 @@ int main(int argc, char** argv) {
                  "`server:` in the config file)")
       ->capture_default_str();
   app.add_flag("--json", c.json, "print JSON for scripts");
-
-  auto* submit = app.add_subcommand(
-      "submit", "submit a job: `submit upscale ...`, or the jobs of a file with -f");
-  submit->require_subcommand(0, 1);
-  std::string job_file;
-  std::vector<std::string> sets;
-  bool dry_run = false, watch_file = false;
-  submit->add_option("-f,--file", job_file,
-                     "YAML or JSON job file: one spec, a list, or {jobs: [...]}; depends_on "
-                     "may name jobs of the file; ${VAR} comes from the environment");
-  submit->add_option("--set", sets, "override a field in every job, e.g. upscale.crf=20");
-  submit->add_flag("--dry-run", dry_run,
-                   "validate on the server and print the tasks each job would make");
-  submit->add_flag("--watch", watch_file, "follow the submitted jobs until they end");
-  auto* up = submit->add_subcommand("upscale", "upscale a movie");
-  auto* gen = submit->add_subcommand(
-      "generate", "generate takes with a denoiser model: a wedge of prompts x seeds");
-  // One set each: an option object is bound to one subcommand (sharing one struct let
-  // `generate`'s options replace `upscale`'s, and --priority was lost).
-  JobOptions up_jo, gen_jo;
-  AddJobOptions(up, &up_jo);
-  AddJobOptions(gen, &gen_jo);
-  std::string input, output, model = "bicubic";
-  int scale = common::kDefaultScale, chunk = common::kDefaultChunkFrames, crf = common::kDefaultCrf;
-  bool overwrite = false;
-  up->add_option("--input", input,
-                 "input movie or image sequence (x.####.exr), relative to the storage root")
-      ->required();
-  up->add_option("--output", output,
-                 "output .mp4/.mov, or an image sequence x.####.exr/.png/.tif/.dpx, relative "
-                 "to the storage root")
-      ->required();
-  std::string codec, pix_fmt, preset;
-  int64_t first_frame = -1, last_frame = -1;
-  up->add_option("--codec", codec,
-                 "h264, h265, prores_422hq, prores_4444, dnxhr_hq (default: by extension)");
-  up->add_option("--pix-fmt", pix_fmt, "pixel format written (default: the codec's)");
-  up->add_option("--preset", preset, "x264/x265 preset (default veryfast)");
-  auto* first_opt = up->add_option("--first-frame", first_frame, "first frame, inclusive");
-  auto* last_opt = up->add_option("--last-frame", last_frame, "last frame, inclusive");
-  up->add_option("--model", model, "model name")->capture_default_str();
-  up->add_option("--scale", scale, "one of the model's scales (bicubic, lanczos: 2, 3, 4)")
-      ->capture_default_str();
-  auto* chunk_opt =
-      up->add_option("--chunk", chunk, "frames per chunk task")->capture_default_str();
-  auto* crf_opt = up->add_option("--crf", crf, "H.264/H.265 quality 0..51")->capture_default_str();
-  up->add_flag("--overwrite", overwrite, "replace an existing output");
-  GenerateOptions go;
-  AddGenerateOptions(gen, &go);
-
-  int64_t job_id = 0;
-  auto* get = app.add_subcommand("get", "show a job and its tasks");
-  get->add_option("id", job_id)->required();
-  auto* list = app.add_subcommand("list", "list jobs, newest first");
-  int limit = 50;
-  list->add_option("--limit", limit)->capture_default_str();
-  std::vector<std::string> list_states;
-  std::string list_project, list_since;
-  list->add_option("--state", list_states,
-                   "only these states: queued running succeeded failed cancelled paused "
-                   "waiting (repeatable)");
-  list->add_option("--project", list_project, "only this project");
-  list->add_option("--since", list_since, "only jobs created in the last 30m, 12h, 2d ...");
-  auto* cancel = app.add_subcommand("cancel", "cancel a job");
-  cancel->add_option("id", job_id)->required();
-  auto* watch = app.add_subcommand("watch", "follow jobs' progress until they end");
-  std::vector<int64_t> watch_ids;
-  watch->add_option("ids", watch_ids, "job ids")->required();
-  app.add_option("--token", c.token, "API token (or REELFARM_TOKEN, or the config file)");
-  app.add_option("--tls-ca", c.tls.ca_file,
-                 "PEM CAs trusted for the server (or REELFARM_TLS_CA, or `tls_ca:`; default: "
-                 "the system's)");
-  app.add_option("--tls-server-name", c.tls.server_name,
-                 "name to check in the server's certificate (default: the --server host)");
-  app.add_flag("--insecure", c.tls.insecure,
-               "plaintext, no TLS (or REELFARM_INSECURE=1, or `insecure: true`)");
-  auto* workers = app.add_subcommand("workers", "list connected workers");
-  auto* models = app.add_subcommand("models", "list the models connected workers offer");
-  auto* pause = app.add_subcommand("pause", "lease no more tasks of a job (running ones finish)");
-  pause->add_option("id", job_id)->required();
-  auto* resume = app.add_subcommand("resume", "resume a paused job");
-  resume->add_option("id", job_id)->required();
-  auto* retry = app.add_subcommand("retry", "queue the failed tasks of a failed job again");
-  retry->add_option("id", job_id)->required();
-  auto* prio = app.add_subcommand("priority", "change a job's priority (0..100)");
-  int new_priority = common::kDefaultPriority;
-  prio->add_option("id", job_id)->required();
-  prio->add_option("priority", new_priority)->required();
-  auto* drain = app.add_subcommand("drain", "let a worker finish its tasks and take no more");
-  std::string worker_name;
-  bool undrain = false;
-  drain->add_option("worker", worker_name)->required();
-  drain->add_flag("--undo", undrain, "let the worker take work again");
-  auto* logs = app.add_subcommand("logs", "show what workers logged for a job's tasks");
-  logs->add_option("id", job_id)->required();
-  int log_task = -1;
-  bool follow = false;
-  logs->add_option("--task", log_task, "only this task (index, as in `reelctl get`)");
-  logs->add_flag("--follow,-f", follow, "keep printing new lines until the job ends");
-  auto* health = app.add_subcommand(
-      "health", "check a server's or worker's gRPC health service (exit 0 when SERVING)");
-  std::string health_service;
-  health->add_option("--service", health_service,
-                     "service to check, e.g. reelfarm.v1.JobService (default: overall)");
-
+  // In the order `reelctl --help` lists them.
+  std::vector<Command> commands = {
+      AddSubmit(app), AddJobCommand(app, "get", "show a job and its tasks", GetJob), AddList(app),
+      AddJobCommand(app, "cancel", "cancel a job", CancelJob), AddWatch(app)};
+  AddCredentialOptions(app, &c);
+  for (Command command : {
+           AddCommand(app, "workers", "list connected workers", ListWorkers),
+           AddCommand(app, "models", "list the models connected workers offer", ListModels),
+           AddJobCommand(app, "pause", "lease no more tasks of a job (running ones finish)",
+                         PauseJob),
+           AddJobCommand(app, "resume", "resume a paused job", ResumeJob),
+           AddJobCommand(app, "retry", "queue the failed tasks of a failed job again", RetryJob),
+           AddPriority(app),
+           AddDrain(app),
+           AddLogs(app),
+           AddHealth(app),
+       }) {
+    commands.push_back(std::move(command));
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is success; any usage error is 2
   }
   if (!c.Connect()) return 2;
-
-  // `submit --dry-run/--watch KIND ...` means the same as `submit KIND ... --dry-run`.
-  for (JobOptions* jo : {&up_jo, &gen_jo}) {
-    jo->dry_run |= dry_run;
-    jo->watch |= watch_file;
-  }
-  if (*gen) return SubmitGenerate(c, gen_jo, go);
-  if (*submit && !*up) {
-    if (job_file.empty()) {
-      std::fprintf(stderr, "reelctl: submit needs `upscale ...`, `generate ...` or -f FILE\n");
-      return 2;
-    }
-    return SubmitFile(c, job_file, sets, dry_run, watch_file);
-  }
-  if (*up) {
-    v1::SubmitJobRequest req;
-    req.set_validate_only(up_jo.dry_run);
-    v1::JobSpec* js = req.mutable_spec();
-    if (!ApplyJobOptions(up_jo, js)) return 2;
-    v1::UpscaleSpec* u = js->mutable_upscale();
-    u->set_input(input);
-    u->set_output(output);
-    u->set_model(model);
-    u->set_scale(scale);
-    if (chunk_opt->count()) u->set_chunk_frames(chunk);
-    if (crf_opt->count()) u->set_crf(crf);
-    u->set_overwrite(overwrite);
-    u->mutable_format()->set_codec(codec);
-    u->mutable_format()->set_pix_fmt(pix_fmt);
-    u->mutable_format()->set_preset(preset);
-    if (first_opt->count()) u->set_first_frame(first_frame);
-    if (last_opt->count()) u->set_last_frame(last_frame);
-    return SubmitOne(c, req, up_jo.watch, [&](const v1::SubmitJobResponse& resp) {
-      const auto& in = resp.job().input_info();
-      std::printf("submitted job %lld: %s (%dx%d, %lld frames) -> %s x%d, %d tasks\n",
-                  static_cast<long long>(resp.job_id()), input.c_str(), in.width(), in.height(),
-                  static_cast<long long>(in.frame_count()), output.c_str(), scale,
-                  resp.job().tasks_total());
-    });
-  }
-  if (*get) {
-    grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
-    v1::GetJobRequest req;
-    req.set_job_id(job_id);
-    v1::Job job;
-    grpc::Status st = c.stub->GetJob(&ctx, req, &job);
-    if (!st.ok()) return ReportRpcError(st);
-    if (c.json) {
-      std::printf("%s\n", ToJson(job).c_str());
-    } else {
-      PrintJob(job);
-    }
-    return 0;
-  }
-  if (*list) {
-    grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
-    v1::ListJobsRequest req;
-    req.set_limit(limit);
-    req.set_project(list_project);
-    for (const std::string& state_name : list_states) {
-      v1::JobState state;
-      if (!v1::JobState_Parse("JOB_STATE_" + absl::AsciiStrToUpper(state_name), &state)) {
-        std::fprintf(stderr, "reelctl: --state '%s' is not a job state\n", state_name.c_str());
-        return 2;
-      }
-      req.add_states(state);
-    }
-    if (!list_since.empty()) {
-      char unit = list_since.back();
-      const double n = std::atof(list_since.c_str());
-      const double mult = unit == 's'   ? 1
-                          : unit == 'm' ? 60
-                          : unit == 'h' ? 3600
-                          : unit == 'd' ? 86400
-                                        : -1;
-      if (mult < 0 || n <= 0) {
-        std::fprintf(stderr, "reelctl: --since '%s': give a duration such as 30m, 12h, 2d\n",
-                     list_since.c_str());
-        return 2;
-      }
-      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
-      req.set_since_unix_ms(now - static_cast<int64_t>(n * mult * 1000));
-    }
-    v1::ListJobsResponse resp;
-    grpc::Status st = c.stub->ListJobs(&ctx, req, &resp);
-    if (!st.ok()) return ReportRpcError(st);
-    if (c.json) {
-      std::printf("%s\n", ToJson(resp).c_str());
-      return 0;
-    }
-    std::printf("%-6s %-10s %-7s %-15s %-7s %s\n", "ID", "STATE", "DONE", "FRAMES", "MODEL",
-                "OUTPUT");
-    for (const auto& j : resp.jobs()) {
-      char frames[40];
-      std::snprintf(frames, sizeof(frames), "%lld/%lld", static_cast<long long>(j.frames_done()),
-                    static_cast<long long>(j.frames_total()));
-      std::printf("%-6lld %-10s %5.1f%%  %-15s %-7s %s\n", static_cast<long long>(j.id()),
-                  StateName(j.state()),
-                  j.frames_total() ? 100.0 * j.frames_done() / j.frames_total() : 0.0, frames,
-                  j.spec().upscale().model().c_str(), j.output().c_str());
-    }
-    return 0;
-  }
-  if (*cancel) {
-    grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
-    v1::CancelJobRequest req;
-    req.set_job_id(job_id);
-    v1::Job job;
-    grpc::Status st = c.stub->CancelJob(&ctx, req, &job);
-    if (!st.ok()) return ReportRpcError(st);
-    if (c.json) {
-      std::printf("%s\n", ToJson(job).c_str());
-    } else {
-      std::printf("job %lld cancelled\n", static_cast<long long>(job.id()));
-    }
-    return 0;
-  }
-  if (*watch) return Watch(c, watch_ids);
-  if (*pause || *resume || *retry || *prio) {
-    grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
-    v1::Job job;
-    grpc::Status st;
-    const char* done = "";
-    if (*pause) {
-      v1::PauseJobRequest req;
-      req.set_job_id(job_id);
-      st = c.stub->PauseJob(&ctx, req, &job);
-      done = "paused";
-    } else if (*resume) {
-      v1::ResumeJobRequest req;
-      req.set_job_id(job_id);
-      st = c.stub->ResumeJob(&ctx, req, &job);
-      done = "resumed";
-    } else if (*retry) {
-      v1::RetryJobRequest req;
-      req.set_job_id(job_id);
-      st = c.stub->RetryJob(&ctx, req, &job);
-      done = "queued again";
-    } else {
-      v1::SetPriorityRequest req;
-      req.set_job_id(job_id);
-      req.set_priority(new_priority);
-      st = c.stub->SetPriority(&ctx, req, &job);
-      done = "reprioritised";
-    }
-    if (!st.ok()) return ReportRpcError(st);
-    if (c.json) {
-      std::printf("%s\n", ToJson(job).c_str());
-    } else {
-      std::printf("job %lld %s: %s, priority %d\n", static_cast<long long>(job.id()), done,
-                  StateName(job.state()), job.spec().priority());
-    }
-    return 0;
-  }
-  if (*drain) {
-    grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
-    v1::DrainWorkerRequest req;
-    req.set_name(worker_name);
-    req.set_drain(!undrain);
-    v1::Worker w;
-    grpc::Status st = c.stub->DrainWorker(&ctx, req, &w);
-    if (!st.ok()) return ReportRpcError(st);
-    if (c.json) {
-      std::printf("%s\n", ToJson(w).c_str());
-    } else {
-      std::printf("worker %s %s\n", w.name().c_str(), w.state().c_str());
-    }
-    return 0;
-  }
-  if (*logs) return Logs(c, job_id, log_task, follow);
-  if (*health) return Health(c, health_service);
-  if (*models) {
-    grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
-    v1::ListWorkersResponse resp;
-    grpc::Status st = c.stub->ListWorkers(&ctx, v1::ListWorkersRequest(), &resp);
-    if (!st.ok()) return ReportRpcError(st);
-    std::map<std::string, std::vector<std::string>> offered;  // model -> workers
-    for (const auto& w : resp.workers()) {
-      for (const auto& m : w.models()) offered[m].push_back(w.name());
-    }
-    if (c.json) {
-      std::string out = "{";
-      for (const auto& [m, ws] : offered) {
-        out += (out.size() > 1 ? "," : "") + std::string("\"") + m + "\":[";
-        for (size_t i = 0; i < ws.size(); ++i) out += (i ? ",\"" : "\"") + ws[i] + "\"";
-        out += "]";
-      }
-      std::printf("%s}\n", out.c_str());
-      return 0;
-    }
-    std::printf("%-24s %s\n", "MODEL", "WORKERS");
-    for (const auto& [m, ws] : offered) {
-      std::string names;
-      for (const auto& w : ws) names += (names.empty() ? "" : ",") + w;
-      std::printf("%-24s %s\n", m.c_str(), names.c_str());
-    }
-    return 0;
-  }
-  if (*workers) {
-    grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
-    v1::ListWorkersResponse resp;
-    grpc::Status st = c.stub->ListWorkers(&ctx, v1::ListWorkersRequest(), &resp);
-    if (!st.ok()) return ReportRpcError(st);
-    if (c.json) {
-      std::printf("%s\n", ToJson(resp).c_str());
-      return 0;
-    }
-    std::printf("%-24s %-9s %-5s %-6s %s\n", "NAME", "STATE", "SLOTS", "DONE", "TASKS");
-    for (const auto& w : resp.workers()) {
-      std::string tasks;
-      for (const auto& t : w.current_tasks()) tasks += (tasks.empty() ? "" : ",") + t;
-      std::printf("%-24s %-9s %-5d %-6lld %s\n", w.name().c_str(), w.state().c_str(), w.slots(),
-                  static_cast<long long>(w.tasks_done()), tasks.c_str());
-      // Why it gets no work: the last lease that expired on it.
-      if (w.state() == "unhealthy") {
-        std::printf("    %d lease(s) expired, no heartbeat since; last: %s\n", w.leases_expired(),
-                    w.unhealthy_reason().c_str());
-      }
-    }
-    return 0;
+  for (const Command& command : commands) {
+    if (*command.app) return command.run(c);
   }
   return 2;
 }

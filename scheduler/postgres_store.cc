@@ -163,27 +163,28 @@ class PostgresJobStore final : public JobStore {
     ASSIGN_OR_RETURN(const JobRow row, ToRow(job));
     absl::MutexLock lock(&mu_);
     int64_t id = 0;
-    const absl::Status status = InTransaction(/*write=*/true, [&]() -> absl::Status {
-      std::vector<std::string> params = JobParams(row);
-      params.erase(params.begin());  // the id comes from job_ids
-      ASSIGN_OR_RETURN(PgResultPtr r,
-                       conn_->ExecPrepared("insert_new_job", kInsertNewJob, params, "insert job"));
-      id = PgConnection::FirstInt(r.get());
-      std::vector<Task> with_id = tasks;
-      std::vector<const Task*> rows;
-      for (Task& t : with_id) {
-        t.job_id = id;
-        rows.push_back(&t);
-      }
-      return InsertTasks(rows);
-    });
+    const absl::Status status =
+        InTransaction(/*write=*/true, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+          std::vector<std::string> params = JobParams(row);
+          params.erase(params.begin());  // the id comes from job_ids
+          ASSIGN_OR_RETURN(PgResultPtr r, conn_->ExecPrepared("insert_new_job", kInsertNewJob,
+                                                              params, "insert job"));
+          id = PgConnection::FirstInt(r.get());
+          std::vector<Task> with_id = tasks;
+          std::vector<const Task*> rows;
+          for (Task& t : with_id) {
+            t.job_id = id;
+            rows.push_back(&t);
+          }
+          return InsertTasks(rows);
+        });
     if (!status.ok()) return status;
     return id;
   }
 
   absl::Status Commit(const std::vector<Write>& writes) override {
     absl::MutexLock lock(&mu_);
-    return InTransaction(/*write=*/true, [&]() -> absl::Status {
+    return InTransaction(/*write=*/true, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       // Runs of task inserts (a new job's tasks) and runs of task updates (a group
       // commit's results and leases) go as one statement each.
       std::vector<const Task*> inserts, updates;
@@ -213,43 +214,44 @@ class PostgresJobStore final : public JobStore {
     absl::MutexLock lock(&mu_);
     Snapshot snap;
     // One snapshot for both tables.
-    const absl::Status status = InTransaction(/*write=*/false, [&]() -> absl::Status {
-      ASSIGN_OR_RETURN(PgResultPtr jobs, conn_->Exec(kSelectJobs, {}, "load jobs"));
-      const int njobs = PQntuples(jobs.get());
-      snap.jobs.reserve(njobs);
-      for (int i = 0; i < njobs; ++i) {
-        const PGresult* r = jobs.get();
-        JobRow row{IntAt(r, i, 0),  TextAt(r, i, 1), TextAt(r, i, 2), IntAt(r, i, 3),
-                   TextAt(r, i, 4), IntAt(r, i, 5),  IntAt(r, i, 6),  IntAt(r, i, 7)};
-        ASSIGN_OR_RETURN(Job job, FromRow(row, conn_->display_url()));
-        snap.jobs.push_back(std::move(job));
-      }
-      jobs.reset();
-      ASSIGN_OR_RETURN(PgResultPtr tasks, conn_->Exec(kSelectTasks, {}, "load tasks"));
-      const int ntasks = PQntuples(tasks.get());
-      snap.tasks.reserve(ntasks);
-      for (int i = 0; i < ntasks; ++i) {
-        const PGresult* r = tasks.get();
-        TaskRow row;
-        row.job_id = IntAt(r, i, 0);
-        row.index = IntAt(r, i, 1);
-        row.kind = IntAt(r, i, 2);
-        row.frame_begin = IntAt(r, i, 3);
-        row.frame_end = IntAt(r, i, 4);
-        row.state = IntAt(r, i, 5);
-        row.attempts = IntAt(r, i, 6);
-        row.workers = TextAt(r, i, 7);
-        row.error = TextAt(r, i, 8);
-        row.model_digest = TextAt(r, i, 9);
-        row.seconds = std::strtod(PQgetvalue(r, i, 10), nullptr);
-        row.errors = TextAt(r, i, 11);
-        row.lease_id = IntAt(r, i, 12);
-        row.output_digest = TextAt(r, i, 13);
-        ASSIGN_OR_RETURN(Task task, FromRow(row, conn_->display_url()));
-        snap.tasks.push_back(std::move(task));
-      }
-      return absl::OkStatus();
-    });
+    const absl::Status status =
+        InTransaction(/*write=*/false, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+          ASSIGN_OR_RETURN(PgResultPtr jobs, conn_->Exec(kSelectJobs, {}, "load jobs"));
+          const int njobs = PQntuples(jobs.get());
+          snap.jobs.reserve(njobs);
+          for (int i = 0; i < njobs; ++i) {
+            const PGresult* r = jobs.get();
+            JobRow row{IntAt(r, i, 0),  TextAt(r, i, 1), TextAt(r, i, 2), IntAt(r, i, 3),
+                       TextAt(r, i, 4), IntAt(r, i, 5),  IntAt(r, i, 6),  IntAt(r, i, 7)};
+            ASSIGN_OR_RETURN(Job job, FromRow(row, conn_->display_url()));
+            snap.jobs.push_back(std::move(job));
+          }
+          jobs.reset();
+          ASSIGN_OR_RETURN(PgResultPtr tasks, conn_->Exec(kSelectTasks, {}, "load tasks"));
+          const int ntasks = PQntuples(tasks.get());
+          snap.tasks.reserve(ntasks);
+          for (int i = 0; i < ntasks; ++i) {
+            const PGresult* r = tasks.get();
+            TaskRow row;
+            row.job_id = IntAt(r, i, 0);
+            row.index = IntAt(r, i, 1);
+            row.kind = IntAt(r, i, 2);
+            row.frame_begin = IntAt(r, i, 3);
+            row.frame_end = IntAt(r, i, 4);
+            row.state = IntAt(r, i, 5);
+            row.attempts = IntAt(r, i, 6);
+            row.workers = TextAt(r, i, 7);
+            row.error = TextAt(r, i, 8);
+            row.model_digest = TextAt(r, i, 9);
+            row.seconds = std::strtod(PQgetvalue(r, i, 10), nullptr);
+            row.errors = TextAt(r, i, 11);
+            row.lease_id = IntAt(r, i, 12);
+            row.output_digest = TextAt(r, i, 13);
+            ASSIGN_OR_RETURN(Task task, FromRow(row, conn_->display_url()));
+            snap.tasks.push_back(std::move(task));
+          }
+          return absl::OkStatus();
+        });
     if (!status.ok()) return status;
     return snap;
   }

@@ -36,7 +36,7 @@ absl::StatusOr<JobView> Scheduler::ChangeJob(
 }
 
 absl::StatusOr<JobView> Scheduler::Cancel(int64_t job_id) {
-  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) {
+  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (IsTerminal(e.job.state)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "job ", job_id, " has already ", ToString(e.job.state), "; nothing to cancel"));
@@ -47,7 +47,7 @@ absl::StatusOr<JobView> Scheduler::Cancel(int64_t job_id) {
 }
 
 absl::StatusOr<JobView> Scheduler::Pause(int64_t job_id) {
-  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) {
+  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (IsTerminal(e.job.state)) {
       return absl::FailedPreconditionError(
           absl::StrCat("job ", job_id, " has ", ToString(e.job.state),
@@ -63,7 +63,7 @@ absl::StatusOr<JobView> Scheduler::Pause(int64_t job_id) {
 }
 
 absl::StatusOr<JobView> Scheduler::Resume(int64_t job_id) {
-  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) {
+  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (e.job.state != JobState::kPaused) {
       return absl::FailedPreconditionError(
           absl::StrCat("job ", job_id, " is ", ToString(e.job.state), ", not paused"));
@@ -79,7 +79,7 @@ absl::StatusOr<JobView> Scheduler::SetPriority(int64_t job_id, int priority) {
   if (priority < 0 || priority > 100) {
     return absl::InvalidArgumentError(absl::StrCat("priority is ", priority, "; give 0..100"));
   }
-  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) {
+  return ChangeJob(job_id, [&](JobEntry& e, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (IsTerminal(e.job.state)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "job ", job_id, " has ", ToString(e.job.state), "; its priority no longer matters"));

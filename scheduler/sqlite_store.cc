@@ -271,54 +271,57 @@ class SqliteJobStore final : public JobStore {
     ASSIGN_OR_RETURN(const JobRow r, ToRow(job));
     absl::MutexLock lock(&mu_);
     int64_t id = 0;
-    const absl::Status status = InTransaction(conn_, /*write=*/true, [&]() -> absl::Status {
-      Call job_row(conn_, insert_job_.get());
-      job_row.Bind(r.spec, r.input_info, r.state, r.error, r.created_unix_ms, r.started_unix_ms,
-                   r.finished_unix_ms);
-      RETURN_IF_ERROR(job_row.Step("insert job").status());
-      id = sqlite3_last_insert_rowid(conn_.db());
-      for (const Task& t : tasks) {
-        Task with_id = t;
-        with_id.job_id = id;
-        RETURN_IF_ERROR(InsertTask(with_id));
-      }
-      return absl::OkStatus();
-    });
+    const absl::Status status = InTransaction(
+        conn_, /*write=*/true, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+          Call job_row(conn_, insert_job_.get());
+          job_row.Bind(r.spec, r.input_info, r.state, r.error, r.created_unix_ms, r.started_unix_ms,
+                       r.finished_unix_ms);
+          RETURN_IF_ERROR(job_row.Step("insert job").status());
+          id = sqlite3_last_insert_rowid(conn_.db());
+          for (const Task& t : tasks) {
+            Task with_id = t;
+            with_id.job_id = id;
+            RETURN_IF_ERROR(InsertTask(with_id));
+          }
+          return absl::OkStatus();
+        });
     if (!status.ok()) return status;
     return id;
   }
 
   absl::Status Commit(const std::vector<Write>& writes) override {
     absl::MutexLock lock(&mu_);
-    return InTransaction(conn_, /*write=*/true, [&]() -> absl::Status {
-      for (const Write& w : writes) {
-        switch (w.kind) {
-          case Write::Kind::kInsertJob:
-            RETURN_IF_ERROR(InsertJobWithId(w.job));
-            break;
-          case Write::Kind::kUpdateJob:
-            RETURN_IF_ERROR(WriteJob(w.job));
-            break;
-          case Write::Kind::kInsertTask:
-            RETURN_IF_ERROR(InsertTask(w.task));
-            break;
-          case Write::Kind::kUpdateTask:
-            RETURN_IF_ERROR(WriteTask(w.task));
-            break;
-        }
-      }
-      return absl::OkStatus();
-    });
+    return InTransaction(conn_, /*write=*/true,
+                         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+                           for (const Write& w : writes) {
+                             switch (w.kind) {
+                               case Write::Kind::kInsertJob:
+                                 RETURN_IF_ERROR(InsertJobWithId(w.job));
+                                 break;
+                               case Write::Kind::kUpdateJob:
+                                 RETURN_IF_ERROR(WriteJob(w.job));
+                                 break;
+                               case Write::Kind::kInsertTask:
+                                 RETURN_IF_ERROR(InsertTask(w.task));
+                                 break;
+                               case Write::Kind::kUpdateTask:
+                                 RETURN_IF_ERROR(WriteTask(w.task));
+                                 break;
+                             }
+                           }
+                           return absl::OkStatus();
+                         });
   }
 
   absl::StatusOr<Snapshot> LoadAll() override {
     absl::MutexLock lock(&mu_);
     Snapshot snapshot;
     // One read transaction: both tables from the same snapshot.
-    const absl::Status status = InTransaction(conn_, /*write=*/false, [&] {
-      RETURN_IF_ERROR(ReadAll(conn_, select_jobs_.get(), &JobFromRow, &snapshot.jobs));
-      return ReadAll(conn_, select_tasks_.get(), &TaskFromRow, &snapshot.tasks);
-    });
+    const absl::Status status =
+        InTransaction(conn_, /*write=*/false, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          RETURN_IF_ERROR(ReadAll(conn_, select_jobs_.get(), &JobFromRow, &snapshot.jobs));
+          return ReadAll(conn_, select_tasks_.get(), &TaskFromRow, &snapshot.tasks);
+        });
     if (!status.ok()) return status;
     return snapshot;
   }
@@ -424,31 +427,33 @@ class SqliteJobStore final : public JobStore {
 
   // Brings the schema to the newest version, all steps in one transaction.
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return InTransaction(conn_, /*write=*/true, [&]() -> absl::Status {
-      RETURN_IF_ERROR(
-          conn_.Exec("CREATE TABLE IF NOT EXISTS schema_version("
-                     "version INTEGER PRIMARY KEY, applied_unix_ms INTEGER NOT NULL)",
-                     "create schema_version"));
-      ASSIGN_OR_RETURN(const std::string text,
-                       QueryText("SELECT COALESCE(MAX(version), 0) FROM schema_version"));
-      int64_t current = 0;
-      const int64_t latest = static_cast<int64_t>(std::size(kMigrations));
-      if (!absl::SimpleAtoi(text, &current) || current > latest) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("job store '", conn_.path(), "': schema version '", text,
-                         "' is not one this build knows (up to ", latest,
-                         "); run a newer reelfarm or give another file"));
-      }
-      for (int64_t v = current + 1; v <= latest; ++v) {
-        const std::string what = absl::StrCat("migrate schema to version ", v);
-        RETURN_IF_ERROR(conn_.Exec(kMigrations[v - 1], what));
-        RETURN_IF_ERROR(conn_.Exec(absl::StrCat("INSERT INTO schema_version VALUES(", v,
-                                                ", CAST((julianday('now') - 2440587.5) * 86400000 "
-                                                "AS INTEGER))"),
-                                   what));
-      }
-      return absl::OkStatus();
-    });
+    return InTransaction(
+        conn_, /*write=*/true, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+          RETURN_IF_ERROR(
+              conn_.Exec("CREATE TABLE IF NOT EXISTS schema_version("
+                         "version INTEGER PRIMARY KEY, applied_unix_ms INTEGER NOT NULL)",
+                         "create schema_version"));
+          ASSIGN_OR_RETURN(const std::string text,
+                           QueryText("SELECT COALESCE(MAX(version), 0) FROM schema_version"));
+          int64_t current = 0;
+          const int64_t latest = static_cast<int64_t>(std::size(kMigrations));
+          if (!absl::SimpleAtoi(text, &current) || current > latest) {
+            return absl::FailedPreconditionError(
+                absl::StrCat("job store '", conn_.path(), "': schema version '", text,
+                             "' is not one this build knows (up to ", latest,
+                             "); run a newer reelfarm or give another file"));
+          }
+          for (int64_t v = current + 1; v <= latest; ++v) {
+            const std::string what = absl::StrCat("migrate schema to version ", v);
+            RETURN_IF_ERROR(conn_.Exec(kMigrations[v - 1], what));
+            RETURN_IF_ERROR(
+                conn_.Exec(absl::StrCat("INSERT INTO schema_version VALUES(", v,
+                                        ", CAST((julianday('now') - 2440587.5) * 86400000 "
+                                        "AS INTEGER))"),
+                           what));
+          }
+          return absl::OkStatus();
+        });
   }
 
   absl::Mutex mu_;

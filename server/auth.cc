@@ -157,7 +157,7 @@ absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(
     const std::string& tokens_file) {
   std::unique_ptr<Authenticator> a(new Authenticator(tokens_file));
   if (a->enabled()) {
-    std::lock_guard<std::mutex> lock(a->mu_);
+    absl::MutexLock lock(&a->mu_);
     RETURN_IF_ERROR(a->LoadLocked(true));
   }
   return a;
@@ -195,7 +195,7 @@ void Authenticator::MaybeReloadLocked() {
 }
 
 void Authenticator::AddToken(const std::string& name, Role role, const std::string& token) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   TokenEntry e;
   e.name = name;
   e.role = role;
@@ -225,7 +225,7 @@ absl::StatusOr<Principal> Authenticator::Authenticate(const grpc::ServerContextB
     return absl::UnauthenticatedError("the authorization metadata is not 'Bearer <token>'");
   }
   const std::string digest = Sha256(value.substr(7));
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   MaybeReloadLocked();
   // Every entry is compared, so the time taken does not say which one matched.
   const TokenEntry* match = nullptr;

@@ -19,13 +19,14 @@
 
 #include <chrono>
 #include <cstdint>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include <grpcpp/server_context.h>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status.h"
 
 namespace reelfarm::server {
@@ -76,15 +77,15 @@ class Authenticator final {
 
  private:
   explicit Authenticator(std::string tokens_file) : tokens_file_(std::move(tokens_file)) {}
-  absl::Status LoadLocked(bool initial);
-  void MaybeReloadLocked();
+  absl::Status LoadLocked(bool initial) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeReloadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string tokens_file_;
-  std::mutex mu_;
-  std::vector<TokenEntry> entries_;                   // guarded by mu_
-  std::vector<TokenEntry> extra_;                     // guarded by mu_
-  struct stat last_stat_ {};                          // guarded by mu_
-  std::chrono::steady_clock::time_point last_check_;  // guarded by mu_
+  absl::Mutex mu_;
+  std::vector<TokenEntry> entries_ ABSL_GUARDED_BY(mu_);
+  std::vector<TokenEntry> extra_ ABSL_GUARDED_BY(mu_);
+  struct stat last_stat_ ABSL_GUARDED_BY(mu_) = {};
+  std::chrono::steady_clock::time_point last_check_ ABSL_GUARDED_BY(mu_);
 };
 
 // PERMISSION_DENIED unless `p` has one of `roles`; `what` names the call.

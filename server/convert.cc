@@ -84,6 +84,16 @@ static v1::GenerateTake ToProto(const s::GenerateTake& t) {
   return out;
 }
 
+static s::GenerateTake FromProto(const v1::GenerateTake& t) {
+  s::GenerateTake out;
+  if (t.has_seed()) out.seed = t.seed();
+  if (t.has_prompt()) out.prompt = t.prompt();
+  if (t.has_steps()) out.steps = t.steps();
+  if (t.has_guidance_scale()) out.guidance_scale = t.guidance_scale();
+  if (t.has_sampler()) out.sampler = t.sampler();
+  return out;
+}
+
 static v1::GenerateTake ToProto(const s::Take& t) {
   v1::GenerateTake out;
   out.set_seed(t.seed);
@@ -295,15 +305,7 @@ static s::GenerateSpec GenerateFromProto(const v1::GenerateSpec& g) {
   out.guidance_scales.assign(g.guidance_scales().begin(), g.guidance_scales().end());
   out.step_counts.assign(g.step_counts().begin(), g.step_counts().end());
   out.samplers.assign(g.samplers().begin(), g.samplers().end());
-  for (const auto& t : g.takes()) {
-    s::GenerateTake take;
-    if (t.has_seed()) take.seed = t.seed();
-    if (t.has_prompt()) take.prompt = t.prompt();
-    if (t.has_steps()) take.steps = t.steps();
-    if (t.has_guidance_scale()) take.guidance_scale = t.guidance_scale();
-    if (t.has_sampler()) take.sampler = t.sampler();
-    out.takes.push_back(take);
-  }
+  for (const auto& t : g.takes()) out.takes.push_back(FromProto(t));
   out.init = g.init();
   out.strength = g.strength();
   out.codec = g.format().codec();

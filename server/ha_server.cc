@@ -43,11 +43,11 @@ std::string WithPort(const std::string& listen, int port, bool for_clients) {
 
 // What a standby answers: kept across standby periods (each has its own service).
 struct StandbyAnswer {
-  std::mutex mu;
-  std::string message =
+  absl::Mutex mu;
+  std::string message ABSL_GUARDED_BY(mu) =
       "this reelfarm-server is a standby and has not found the leader yet; "
       "try again or another server";
-  std::string leader;  // address, or ""
+  std::string leader ABSL_GUARDED_BY(mu);  // address, or ""
 };
 
 // Answers every method of every service while this server is a standby.
@@ -55,7 +55,7 @@ class StandbyService final : public grpc::CallbackGenericService {
  public:
   explicit StandbyService(std::shared_ptr<StandbyAnswer> answer) : answer_(std::move(answer)) {}
   grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
-    std::lock_guard<std::mutex> lock(answer_->mu);
+    absl::MutexLock lock(&answer_->mu);
     return new Refusal(ctx, answer_->message, answer_->leader);
   }
 
@@ -67,17 +67,17 @@ class StandbyService final : public grpc::CallbackGenericService {
 class ForwardingCollectable final : public prometheus::Collectable {
  public:
   void Set(std::shared_ptr<prometheus::Collectable> target) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     target_ = std::move(target);
   }
   std::vector<prometheus::MetricFamily> Collect() const override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return target_ ? target_->Collect() : std::vector<prometheus::MetricFamily>{};
   }
 
  private:
-  mutable std::mutex mu_;
-  std::shared_ptr<prometheus::Collectable> target_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<prometheus::Collectable> target_ ABSL_GUARDED_BY(mu_);
 };
 
 HaServer::HaServer(ServerOptions options, prometheus::Registry& registry)
@@ -129,12 +129,12 @@ absl::Status HaServer::StartStandby() {
 }
 
 bool HaServer::Pause(int ms) {
-  std::unique_lock<std::mutex> lock(stop_mu_);
-  return !stop_cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stop_; });
+  absl::MutexLock lock(&stop_mu_);
+  return !stop_mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(ms));
 }
 
 void HaServer::SetStandbyAnswer(std::string message, std::string leader) {
-  std::lock_guard<std::mutex> lock(answer_->mu);
+  absl::MutexLock lock(&answer_->mu);
   answer_->message = std::move(message);
   answer_->leader = std::move(leader);
 }
@@ -228,11 +228,10 @@ void HaServer::Loop() {
 
 void HaServer::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(stop_mu_);
+    absl::MutexLock lock(&stop_mu_);
     if (stop_) return;
-    stop_ = true;
+    stop_ = true;  // wakes Pause()
   }
-  stop_cv_.notify_all();
   if (loop_.joinable()) loop_.join();
   collectable_->Set(nullptr);
   if (farm_) farm_->Shutdown();

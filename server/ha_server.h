@@ -10,14 +10,15 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include <grpcpp/server.h>
 #include <prometheus/registry.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 #include "scheduler/leader_election.h"
 #include "server/server.h"
@@ -56,7 +57,7 @@ class HaServer final {
   absl::Status StartStandby();
   void Loop();
   // Sleeps up to `ms` or until Shutdown(); false once shutting down.
-  bool Pause(int ms);
+  bool Pause(int ms) ABSL_LOCKS_EXCLUDED(stop_mu_);
   // What the standby answers: the leader named in the database, or why none is known.
   void UpdateStandbyAnswer();
   void SetStandbyAnswer(std::string message, std::string leader);
@@ -72,9 +73,8 @@ class HaServer final {
   std::unique_ptr<grpc::Server> standby_;            // while not leading
   std::unique_ptr<FarmServer> farm_;                 // while leading
   std::atomic<int64_t> leading_epoch_{0};
-  std::mutex stop_mu_;
-  std::condition_variable stop_cv_;
-  bool stop_ = false;  // guarded by stop_mu_
+  absl::Mutex stop_mu_;
+  bool stop_ ABSL_GUARDED_BY(stop_mu_) = false;
   std::thread loop_;
 };
 

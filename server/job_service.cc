@@ -53,7 +53,7 @@ class JobWatcher final : public grpc::ServerWriteReactor<v1::JobEvent> {
 
   // Called under the service's watchers_mu_.
   void Poll(const scheduler::Scheduler& sched) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (writing_ || finished_) return;
     if (cancelled_ || sent_terminal_) {
       finished_ = true;
@@ -87,12 +87,12 @@ class JobWatcher final : public grpc::ServerWriteReactor<v1::JobEvent> {
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     writing_ = false;
     if (!ok) cancelled_ = true;
   }
   void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     cancelled_ = true;
   }
   void OnDone() override {
@@ -100,7 +100,7 @@ class JobWatcher final : public grpc::ServerWriteReactor<v1::JobEvent> {
     delete this;
   }
   void Close() {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!writing_ && !finished_) {
       finished_ = true;
       Finish({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
@@ -110,15 +110,15 @@ class JobWatcher final : public grpc::ServerWriteReactor<v1::JobEvent> {
  private:
   JobServiceImpl* const service_;
   const int64_t job_id_;
-  std::mutex mu_;
-  v1::JobEvent event_;
-  bool writing_ = false;
-  bool finished_ = false;
-  bool cancelled_ = false;
-  bool sent_any_ = false;
-  bool sent_terminal_ = false;
-  std::tuple<scheduler::JobState, int64_t, int> last_key_{};
-  int64_t last_sent_ms_ = 0;
+  absl::Mutex mu_;
+  v1::JobEvent event_ ABSL_GUARDED_BY(mu_);  // the write in flight
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool sent_any_ ABSL_GUARDED_BY(mu_) = false;
+  bool sent_terminal_ ABSL_GUARDED_BY(mu_) = false;
+  std::tuple<scheduler::JobState, int64_t, int> last_key_ ABSL_GUARDED_BY(mu_);
+  int64_t last_sent_ms_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // One GetTaskLogs stream. Each Poll() reads the lines appended since the last one and
@@ -134,7 +134,7 @@ class TaskLogStreamer final : public grpc::ServerWriteReactor<v1::TaskLogLines> 
 
   // Called under the service's watchers_mu_.
   void Poll(const scheduler::Scheduler& sched, const TaskLogStore& logs) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (writing_ || finished_) return;
     if (cancelled_) {
       FinishLocked(grpc::Status::CANCELLED);
@@ -165,7 +165,7 @@ class TaskLogStreamer final : public grpc::ServerWriteReactor<v1::TaskLogLines> 
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     writing_ = false;
     if (!ok) {
       cancelled_ = true;
@@ -175,7 +175,7 @@ class TaskLogStreamer final : public grpc::ServerWriteReactor<v1::TaskLogLines> 
     WriteNextLocked();
   }
   void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     cancelled_ = true;
   }
   void OnDone() override {
@@ -183,12 +183,12 @@ class TaskLogStreamer final : public grpc::ServerWriteReactor<v1::TaskLogLines> 
     delete this;
   }
   void Close() {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!writing_) FinishLocked({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
   }
 
  private:
-  void WriteNextLocked() {
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finished_) return;
     if (!pending_.empty()) {
       current_ = std::move(pending_.front());
@@ -199,7 +199,7 @@ class TaskLogStreamer final : public grpc::ServerWriteReactor<v1::TaskLogLines> 
       FinishLocked(grpc::Status::OK);
     }
   }
-  void FinishLocked(const grpc::Status& st) {
+  void FinishLocked(const grpc::Status& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return;
     finished_ = true;
     Finish(st);
@@ -209,14 +209,14 @@ class TaskLogStreamer final : public grpc::ServerWriteReactor<v1::TaskLogLines> 
   const int64_t job_id_;
   const std::optional<int> task_;
   const bool follow_;
-  std::mutex mu_;
-  std::map<int, uint64_t> offsets_;
-  std::deque<v1::TaskLogLines> pending_;
-  v1::TaskLogLines current_;
-  bool writing_ = false;
-  bool finished_ = false;
-  bool cancelled_ = false;
-  bool last_read_ = false;
+  absl::Mutex mu_;
+  std::map<int, uint64_t> offsets_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::TaskLogLines> pending_ ABSL_GUARDED_BY(mu_);
+  v1::TaskLogLines current_ ABSL_GUARDED_BY(mu_);  // the write in flight
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool last_read_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 JobServiceImpl::JobServiceImpl(scheduler::Scheduler* sched, const common::Storage* storage,
@@ -400,7 +400,7 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(grpc::CallbackS
   absl::Status access = CheckJobAccess(ctx, req->job_id(), false, "watch");
   if (!access.ok()) return new RefusedWriter<v1::JobEvent>(access);
   auto* w = new JobWatcher(this, req->job_id());
-  std::lock_guard<std::mutex> lock(watchers_mu_);
+  absl::MutexLock lock(&watchers_mu_);
   watchers_.insert(w);
   w->Poll(*sched_);
   return w;
@@ -493,31 +493,31 @@ grpc::ServerWriteReactor<v1::TaskLogLines>* JobServiceImpl::GetTaskLogs(
   absl::Status access = CheckJobAccess(ctx, req->job_id(), false, "read the logs of");
   if (!access.ok()) return new RefusedWriter<v1::TaskLogLines>(access);
   auto* s = new TaskLogStreamer(this, *req);
-  std::lock_guard<std::mutex> lock(watchers_mu_);
+  absl::MutexLock lock(&watchers_mu_);
   log_streams_.insert(s);
   s->Poll(*sched_, *task_logs_);
   return s;
 }
 
 void JobServiceImpl::PollWatchers() {
-  std::lock_guard<std::mutex> lock(watchers_mu_);
+  absl::MutexLock lock(&watchers_mu_);
   for (JobWatcher* w : watchers_) w->Poll(*sched_);
   for (TaskLogStreamer* s : log_streams_) s->Poll(*sched_, *task_logs_);
 }
 
 void JobServiceImpl::CloseWatchers() {
-  std::lock_guard<std::mutex> lock(watchers_mu_);
+  absl::MutexLock lock(&watchers_mu_);
   for (JobWatcher* w : watchers_) w->Close();
   for (TaskLogStreamer* s : log_streams_) s->Close();
 }
 
 void JobServiceImpl::RemoveLogStreamer(TaskLogStreamer* s) {
-  std::lock_guard<std::mutex> lock(watchers_mu_);
+  absl::MutexLock lock(&watchers_mu_);
   log_streams_.erase(s);
 }
 
 void JobServiceImpl::RemoveWatcher(JobWatcher* w) {
-  std::lock_guard<std::mutex> lock(watchers_mu_);
+  absl::MutexLock lock(&watchers_mu_);
   watchers_.erase(w);
 }
 

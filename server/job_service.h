@@ -3,7 +3,6 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -11,6 +10,8 @@
 
 #include <grpc/event_engine/event_engine.h>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "common/storage.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 #include "scheduler/scheduler.h"
@@ -107,6 +108,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   // that no gRPC callback thread blocks on them; gRPC's own executor, a few threads.
   // Last: destroyed first, after the closures queued on it have run.
   std::unique_ptr<grpc_event_engine::experimental::EventEngine> executor_;
+  absl::Mutex watchers_mu_;  // before a watcher's or streamer's own mutex
+  std::set<JobWatcher*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
+  std::set<TaskLogStreamer*> log_streams_ ABSL_GUARDED_BY(watchers_mu_);
 };
 
 }  // namespace reelfarm::server

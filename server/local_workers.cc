@@ -12,6 +12,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/process.h"
+
 namespace reelfarm::server {
 
 extern "C" char** environ;
@@ -65,7 +67,7 @@ void LocalWorkers::Supervise() {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       continue;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < pids_.size(); ++i) {
       if (pids_[i] != pid) continue;
       if (stop_.load()) break;
@@ -79,23 +81,9 @@ void LocalWorkers::Supervise() {
 LocalWorkers::~LocalWorkers() {
   stop_.store(true);
   if (supervisor_.joinable()) supervisor_.join();
-  std::lock_guard<std::mutex> lock(mu_);
-  for (pid_t pid : pids_) {
-    if (pid > 0) kill(pid, SIGTERM);
-  }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  for (pid_t& pid : pids_) {
-    if (pid <= 0) continue;
-    while (waitpid(pid, nullptr, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        kill(pid, SIGKILL);
-        waitpid(pid, nullptr, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    pid = -1;
-  }
+  absl::MutexLock lock(&mu_);
+  common::StopProcesses(pids_, std::chrono::seconds(10));
+  pids_.assign(pids_.size(), -1);
 }
 
 }  // namespace reelfarm::server

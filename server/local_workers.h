@@ -6,10 +6,12 @@
 #include <sys/types.h>
 
 #include <atomic>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace reelfarm::server {
 
@@ -28,8 +30,8 @@ class LocalWorkers final {
 
   const std::vector<std::vector<std::string>> argvs_;
   std::vector<std::string> env_;  // the whole environment of a worker
-  std::mutex mu_;
-  std::vector<pid_t> pids_;  // guarded by mu_
+  absl::Mutex mu_;
+  std::vector<pid_t> pids_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stop_{false};
   std::thread supervisor_;
 };

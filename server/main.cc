@@ -2,26 +2,24 @@
 // with active/standby servers), /metrics; with --local-workers N, also N workers beside
 // it (the embedded default).
 #include <netdb.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <thread>
 
 #include <openssl/rand.h>
 
-#include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include "common/logging.h"
+#include "common/service_main.h"
 #include "media/media.h"
 #include "scheduler/pg_connection.h"
 #include "server/ha_server.h"
@@ -83,14 +81,6 @@ static bool PortTaken(const std::string& listen) {
   }
   freeaddrinfo(found);
   return taken;
-}
-
-// Written whole under a temporary name and renamed, so a reader never sees half of it.
-static void WritePortFile(const std::string& path, int port) {
-  std::error_code ec;
-  std::ofstream(path + ".tmp") << port << "\n";
-  fs::rename(path + ".tmp", path, ec);
-  if (ec) spdlog::error("cannot write port file '{}': {}", path, ec.message());
 }
 
 int main(int argc, char** argv) {
@@ -231,25 +221,11 @@ int main(int argc, char** argv) {
   fs::create_directories(data_dir, ec);
   fs::create_directories(storage_root, ec);
 
-  // Signals are taken by sigwait below, never by a handler on some thread.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-
+  const common::StopSignals signals;
   auto registry = std::make_shared<prometheus::Registry>();
-  std::unique_ptr<prometheus::Exposer> exposer;
-  if (!metrics_listen.empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
-      exposer->RegisterCollectable(registry);
-    } catch (const std::exception& e) {
-      return usage_error("--metrics-listen '" + metrics_listen + "': cannot serve metrics there (" +
-                         e.what() +
-                         "); give another address, port 0 for a free one, or '' to disable");
-    }
-  }
+  absl::StatusOr<common::MetricsEndpoint> metrics =
+      common::MetricsEndpoint::Start(metrics_listen, registry);
+  if (!metrics.ok()) return usage_error(std::string(metrics.status().message()));
 
   if (options.tokens_file.empty() && !no_auth) {
     return usage_error(
@@ -317,15 +293,10 @@ int main(int argc, char** argv) {
     gauges = farm->metrics_collectable();
     spdlog::info("listening on port {} state={} storage={}", port, store, root);
   }
-  if (exposer) {
-    // Registered only now: the gauges read the scheduler, which exists from here on.
-    exposer->RegisterCollectable(gauges);
-    const auto ports = exposer->GetListeningPorts();
-    const int metrics_port = ports.empty() ? 0 : ports[0];
-    spdlog::info("metrics on port {} (/metrics)", metrics_port);
-    if (!metrics_port_file.empty()) WritePortFile(metrics_port_file, metrics_port);
-  }
-  if (!port_file.empty()) WritePortFile(port_file, port);
+  // Registered only now: the gauges read the scheduler, which exists from here on.
+  metrics->Add(gauges);
+  metrics->Announce(metrics_port_file);
+  if (!port_file.empty()) common::WritePortFile(port_file, port);
 
   std::unique_ptr<server::LocalWorkers> workers;
   if (local_workers > 0) {
@@ -373,9 +344,7 @@ int main(int argc, char** argv) {
     workers = std::make_unique<server::LocalWorkers>(std::move(argvs), std::move(env));
   }
 
-  int sig = 0;
-  sigwait(&sigs, &sig);
-  spdlog::info("signal {}: shutting down", sig);
+  spdlog::info("signal {}: shutting down", signals.Wait());
   workers.reset();
   if (farm) farm->Shutdown();
   if (ha) ha->Shutdown();

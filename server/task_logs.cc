@@ -24,7 +24,7 @@ absl::Status TaskLogStore::Append(int64_t job_id, int task_index, const std::str
       absl::StrAppend(&text, prefix, part, "\n");
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
   std::ofstream out(path, std::ios::app | std::ios::binary);

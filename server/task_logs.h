@@ -10,11 +10,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "common/status.h"
 
 namespace reelfarm::server {
@@ -44,7 +44,7 @@ class TaskLogStore final {
   std::filesystem::path PathFor(int64_t job_id, int task_index) const;
 
   const std::filesystem::path dir_;
-  std::mutex mu_;  // serialises appends
+  absl::Mutex mu_;  // serialises appends to the files (no member of its own to guard)
 };
 
 }  // namespace reelfarm::server

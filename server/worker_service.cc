@@ -20,8 +20,8 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   const std::string& name() const { return name_; }
 
   // Queues a message; dropped once the stream is finishing. Thread-safe.
-  void Send(v1::ServerMessage msg) {
-    std::lock_guard<std::mutex> lock(mu_);
+  void Send(v1::ServerMessage msg) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     if (finish_called_ || finishing_) return;
     if (msg.has_assignment()) {
       const v1::Assignment& a = msg.assignment();
@@ -32,8 +32,8 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   }
 
   // Ends the stream from the server side.
-  void Close(const grpc::Status& status) {
-    std::lock_guard<std::mutex> lock(mu_);
+  void Close(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     finishing_ = true;
     final_status_ = status;
     MaybeFinishLocked();
@@ -49,7 +49,7 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     writing_ = false;
     if (!ok) {
       outbox_.clear();
@@ -74,14 +74,14 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   }
 
  private:
-  void WriteNextLocked() {
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     current_ = std::move(outbox_.front());
     outbox_.pop_front();
     writing_ = true;
     StartWrite(&current_);
   }
 
-  void MaybeFinishLocked() {
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finishing_ && !writing_ && !finish_called_) {
       finish_called_ = true;
       Finish(final_status_);
@@ -127,7 +127,7 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
       // Leases kept across the reconnect: their task logs go to the right file too.
       for (const auto& w : sched->ListWorkers()) {
         if (w.info.name != name_) continue;
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         for (const auto& l : w.leases) leases_[l.id] = {l.job_id, l.task_index, l.attempt};
       }
       spdlog::info("worker connected worker={} peer={} slots={} models={} held_leases={}", name_,
@@ -152,7 +152,7 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
       case v1::WorkerMessage::kTaskLog: {
         LeaseTask t;
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           auto it = leases_.find(msg.task_log().lease_id());
           if (it == leases_.end()) break;  // never assigned here: dropped
           t = it->second;
@@ -170,7 +170,7 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
       case v1::WorkerMessage::kResult: {
         const v1::TaskResult& r = msg.result();
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           leases_.erase(r.lease_id());
         }
         if (!r.ok()) {
@@ -206,14 +206,14 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   std::string name_;
   bool registered_ = false;  // touched only by the reading side
 
-  std::mutex mu_;
-  std::deque<v1::ServerMessage> outbox_;
-  v1::ServerMessage current_;
-  bool writing_ = false;
-  bool finishing_ = false;
-  bool finish_called_ = false;
-  grpc::Status final_status_;
-  std::map<uint64_t, LeaseTask> leases_;  // guarded by mu_
+  absl::Mutex mu_;
+  std::deque<v1::ServerMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  v1::ServerMessage current_ ABSL_GUARDED_BY(mu_);  // the write in flight
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, LeaseTask> leases_ ABSL_GUARDED_BY(mu_);
 };
 
 namespace {
@@ -249,13 +249,13 @@ grpc::ServerBidiReactor<v1::WorkerMessage, v1::ServerMessage>* WorkerServiceImpl
 }
 
 bool WorkerServiceImpl::Register(const std::string& name, WorkerSession* s) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return sessions_.emplace(name, s).second;
 }
 
 void WorkerServiceImpl::Unregister(const std::string& name, WorkerSession* s) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = sessions_.find(name);
     if (it == sessions_.end() || it->second != s) return;
     sessions_.erase(it);
@@ -276,13 +276,13 @@ void WorkerServiceImpl::AnswerResult(const std::string& worker, uint64_t lease_i
   ack.mutable_ack()->set_lease_id(lease_id);
   ack.mutable_ack()->set_accepted(st.ok());
   ack.mutable_ack()->set_message(std::string(st.message()));
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = sessions_.find(worker);
   if (it != sessions_.end()) it->second->Send(std::move(ack));
 }
 
 void WorkerServiceImpl::Dispatch() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (const scheduler::Lease& lease : sched_->TakeRevoked()) {
     auto it = sessions_.find(lease.worker);
     if (it == sessions_.end()) continue;
@@ -303,7 +303,7 @@ void WorkerServiceImpl::Dispatch() {
 }
 
 void WorkerServiceImpl::CloseAll() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (auto& [name, session] : sessions_) {
     session->Close({grpc::StatusCode::UNAVAILABLE, "server shutting down"});
   }

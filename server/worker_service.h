@@ -5,9 +5,10 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "reelfarm/v1/workers.grpc.pb.h"
 #include "scheduler/scheduler.h"
 #include "server/auth.h"
@@ -54,8 +55,10 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   TaskLogStore* const task_logs_;
   Authenticator* const auth_;
   const bool require_client_cert_;
-  std::mutex mu_;
-  std::map<std::string, WorkerSession*> sessions_;  // guarded by mu_
+  // Held while a session is sent to (its own mutex is taken inside: the lock order is
+  // this mu_, then the session's).
+  absl::Mutex mu_;
+  std::map<std::string, WorkerSession*> sessions_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace reelfarm::server

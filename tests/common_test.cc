@@ -2,20 +2,28 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <prometheus/registry.h>
 #include <spdlog/details/log_msg.h>
 #include <nlohmann/json.hpp>
 
 #include "common/logging.h"
 #include "common/model_manifest.h"
+#include "common/process.h"
 #include "common/server_list.h"
+#include "common/service_main.h"
 #include "common/storage.h"
 #include "tests/testing/faulty_storage.h"
 #include "tests/testing/fixtures.h"
@@ -355,4 +363,60 @@ TEST_CASE("server lists follow the leader a standby names", "[unit][servers]") {
   auto bad = reelfarm::common::ServerList::Parse("a:1,,b:2");
   CHECK(bad.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(bad.status().message()), Catch::Contains("'a:1,,b:2'"));
+}
+
+namespace {
+pid_t SpawnShell(const char* script) {
+  pid_t pid = -1;
+  char* argv[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>(script),
+                  nullptr};
+  REQUIRE(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, argv, environ) == 0);
+  return pid;
+}
+}  // namespace
+
+TEST_CASE("StopProcesses ends children with SIGTERM, and with SIGKILL past the grace",
+          "[unit][process]") {
+  const pid_t polite = SpawnShell("exec sleep 30");
+  // Ignores SIGTERM (the ignored disposition survives exec): only SIGKILL ends it.
+  const pid_t stubborn = SpawnShell("trap '' TERM; exec sleep 30");
+  const pid_t stopped = SpawnShell("exec sleep 30");
+  // Give the shells time to set the trap and exec; a stopped one is woken to die.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(kill(stopped, SIGSTOP) == 0);
+  const std::vector<int> st =
+      reelfarm::common::StopProcesses({polite, -1, stubborn, stopped}, std::chrono::seconds(1));
+  REQUIRE(st.size() == 4);
+  CHECK(WIFSIGNALED(st[0]));
+  CHECK(WTERMSIG(st[0]) == SIGTERM);
+  CHECK(st[1] == -1);
+  CHECK(WIFSIGNALED(st[2]));
+  CHECK(WTERMSIG(st[2]) == SIGKILL);
+  CHECK(WIFSIGNALED(st[3]));
+  CHECK(WTERMSIG(st[3]) == SIGTERM);
+  // All reaped: none is left for waitpid.
+  for (pid_t pid : {polite, stubborn, stopped}) CHECK(waitpid(pid, nullptr, WNOHANG) == -1);
+}
+
+TEST_CASE("a metrics endpoint writes its port, and a taken port fails naming the flag",
+          "[unit][metrics]") {
+  reelfarm::testing::TempDir dir;
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto first = reelfarm::common::MetricsEndpoint::Start("127.0.0.1:0", registry);
+  REQUIRE(first.ok());
+  const std::string port_file = (dir.path() / "metrics.port").string();
+  first->Announce(port_file);
+  int port = 0;
+  std::ifstream(port_file) >> port;
+  REQUIRE(port > 0);
+  auto second =
+      reelfarm::common::MetricsEndpoint::Start("127.0.0.1:" + std::to_string(port), registry);
+  CHECK(second.status().code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(second.status().message()),
+             Catch::Contains("--metrics-listen '127.0.0.1:" + std::to_string(port) + "'"));
+  // No endpoint: nothing listens and no port file is written.
+  auto none = reelfarm::common::MetricsEndpoint::Start("", registry);
+  REQUIRE(none.ok());
+  none->Announce((dir.path() / "none.port").string());
+  CHECK_FALSE(fs::exists(dir.path() / "none.port"));
 }

@@ -3,8 +3,12 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstring>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "tests/testing/fixtures.h"
@@ -83,4 +87,46 @@ TEST_CASE("the model stage gives each frame the model's result, one at a time or
       CHECK(diff < 1e-5f);
     }
   }
+}
+
+TEST_CASE("a bounded queue blocks a full Push and an empty Pop, and Close wakes both",
+          "[unit][queue]") {
+  using namespace std::chrono_literals;
+  worker::BoundedQueue<int> q(1);
+  REQUIRE(q.Push(1));
+  std::atomic<int> pushed{0};  // 0 while blocked, 1 pushed, -1 refused
+  std::thread producer([&] { pushed = q.Push(2) ? 1 : -1; });
+  std::this_thread::sleep_for(200ms);
+  CHECK(pushed.load() == 0);  // full: waits for room
+  CHECK(q.Pop() == std::optional<int>(1));
+  producer.join();
+  CHECK(pushed.load() == 1);
+  CHECK(q.Pop() == std::optional<int>(2));
+
+  // Empty: a Pop waits until Close, then fails; so does a Push blocked on a full queue.
+  std::atomic<bool> popped{false};
+  std::optional<int> got = 7;
+  std::thread consumer([&] {
+    got = q.Pop();
+    popped = true;
+  });
+  std::this_thread::sleep_for(200ms);
+  CHECK_FALSE(popped.load());
+  q.Close();
+  consumer.join();
+  CHECK_FALSE(got.has_value());
+  CHECK_FALSE(q.Push(3));
+
+  // What was queued before Close is still drained, then Pop fails.
+  worker::BoundedQueue<int> full(1);
+  REQUIRE(full.Push(4));
+  std::atomic<int> refused{0};
+  std::thread blocked([&] { refused = full.Push(5) ? 1 : -1; });
+  std::this_thread::sleep_for(200ms);
+  CHECK(refused.load() == 0);
+  full.Close();
+  blocked.join();
+  CHECK(refused.load() == -1);
+  CHECK(full.Pop() == std::optional<int>(4));
+  CHECK_FALSE(full.Pop().has_value());
 }

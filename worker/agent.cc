@@ -80,21 +80,21 @@ Agent::~Agent() {
 void Agent::Stop() {
   stop_.store(true);
   {
-    std::lock_guard<std::mutex> lock(stream_mu_);
+    absl::MutexLock lock(&ctx_mu_);
     if (ctx_) ctx_->TryCancel();
   }
   DropAllWork("worker stopping");
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
 }
 
 bool Agent::Send(const v1::WorkerMessage& msg) {
-  std::lock_guard<std::mutex> lock(stream_mu_);
+  absl::MutexLock lock(&stream_mu_);
   if (!stream_) return false;
   return stream_->Write(msg);
 }
 
 void Agent::DropAllWork(const std::string& why) {
-  std::lock_guard<std::mutex> lock(work_mu_);
+  absl::MutexLock lock(&work_mu_);
   for (auto& [id, flag] : active_) flag->store(true);
   if (!active_.empty()) spdlog::warn("stopping {} task(s): {}", active_.size(), why);
   active_.clear();
@@ -104,7 +104,7 @@ void Agent::DropAllWork(const std::string& why) {
 
 void Agent::SendResult(const v1::WorkerMessage& result) {
   {
-    std::lock_guard<std::mutex> lock(work_mu_);
+    absl::MutexLock lock(&work_mu_);
     unacked_[result.result().lease_id()] = result;
   }
   if (!Send(result)) {
@@ -175,7 +175,7 @@ int Agent::Warm() {
 
 void Agent::SendTaskLogs(uint64_t lease_id) {
   if (!options_.task_log) return;
-  std::lock_guard<std::mutex> lock(log_send_mu_);
+  absl::MutexLock lock(&log_send_mu_);
   std::map<uint64_t, std::vector<std::string>> all;
   if (lease_id != 0) {
     auto lines = options_.task_log->Take(lease_id);
@@ -250,7 +250,7 @@ void Agent::Run() {
     {
       // Published before the call starts (starting it blocks until the channel is
       // ready): a cancel then ends the call as soon as it starts.
-      std::lock_guard<std::mutex> lock(ctx_mu_);
+      absl::MutexLock lock(&ctx_mu_);
       ctx_ = &ctx;
       if (stop_.load()) ctx.TryCancel();
     }
@@ -266,7 +266,7 @@ void Agent::Run() {
     h->set_memory_bytes(options_.memory_bytes);
     std::vector<v1::WorkerMessage> resend;
     {
-      std::lock_guard<std::mutex> lock(work_mu_);
+      absl::MutexLock lock(&work_mu_);
       for (const auto& [id, flag] : active_) h->add_held_leases(id);
       for (const auto& [id, msg] : unacked_) {
         if (!active_.count(id)) h->add_held_leases(id);
@@ -284,18 +284,18 @@ void Agent::Run() {
                    options_.slots, h->held_leases_size());
       backoff_ms = 200;
       {
-        std::lock_guard<std::mutex> lock(stream_mu_);
+        absl::MutexLock lock(&stream_mu_);
         stream_ = stream.get();
       }
       for (const auto& msg : resend) Send(msg);
       Serve(stream.get());
     }
     {
-      std::lock_guard<std::mutex> lock(stream_mu_);
+      absl::MutexLock lock(&stream_mu_);
       stream_ = nullptr;
     }
     {
-      std::lock_guard<std::mutex> lock(ctx_mu_);
+      absl::MutexLock lock(&ctx_mu_);
       ctx_ = nullptr;
     }
     // A failed first read means the server ended the call (it refused the token, or a
@@ -363,12 +363,12 @@ void Agent::Serve(grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>
       Work w{msg.assignment(), std::make_shared<std::atomic<bool>>(false)};
       spdlog::info("assigned job={} task={} lease={} attempt={}", w.assignment.job_id(),
                    w.assignment.task_index(), w.assignment.lease_id(), w.assignment.attempt());
-      std::lock_guard<std::mutex> lock(work_mu_);
+      absl::MutexLock lock(&work_mu_);
       active_[w.assignment.lease_id()] = w.cancelled;
       queue_.push_back(std::move(w));
-      work_cv_.notify_one();
+      work_cv_.Signal();
     } else if (msg.has_cancel()) {
-      std::lock_guard<std::mutex> lock(work_mu_);
+      absl::MutexLock lock(&work_mu_);
       const uint64_t id = msg.cancel().lease_id();
       unacked_.erase(id);
       auto it = active_.find(id);
@@ -379,7 +379,7 @@ void Agent::Serve(grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>
       }
       // A task still queued for a slot is dropped there (its flag is set).
     } else if (msg.has_ack()) {
-      std::lock_guard<std::mutex> lock(work_mu_);
+      absl::MutexLock lock(&work_mu_);
       unacked_.erase(msg.ack().lease_id());
       if (!msg.ack().accepted()) {
         spdlog::warn("server refused the result of lease={}: {}", msg.ack().lease_id(),
@@ -396,8 +396,8 @@ void Agent::SlotLoop(int slot) {
   while (true) {
     Work w;
     {
-      std::unique_lock<std::mutex> lock(work_mu_);
-      work_cv_.wait(lock, [&] { return stop_.load() || !queue_.empty(); });
+      absl::MutexLock lock(&work_mu_);
+      while (!stop_.load() && queue_.empty()) work_cv_.Wait(&work_mu_);
       if (stop_.load()) return;
       w = std::move(queue_.front());
       queue_.pop_front();
@@ -458,7 +458,7 @@ void Agent::SlotLoop(int slot) {
     }
     {
       // Held until answered: from here the lease is reported through unacked_.
-      std::lock_guard<std::mutex> lock(work_mu_);
+      absl::MutexLock lock(&work_mu_);
       active_.erase(lease);
     }
     SendTaskLogs(lease);  // before the result, so the log is complete when it lands
@@ -484,7 +484,7 @@ void Agent::HeartbeatLoop() {
     // lease expired gets work again only after a heartbeat).
     v1::Heartbeat* hb = m.mutable_heartbeat();
     {
-      std::lock_guard<std::mutex> lock(work_mu_);
+      absl::MutexLock lock(&work_mu_);
       // Unanswered results are not listed: their leases end when the server commits
       // them, and a cancel for one then must not drop a result not yet committed.
       for (const auto& [id, flag] : active_) hb->add_lease_ids(id);

@@ -8,12 +8,10 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +22,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "common/grpc_security.h"
 #include "common/server_list.h"
 #include "common/storage.h"
@@ -81,13 +81,13 @@ class Agent final {
   void SlotLoop(int slot);
   void HeartbeatLoop();
   // Sends on the current stream; false if there is none.
-  bool Send(const v1::WorkerMessage& msg);
+  bool Send(const v1::WorkerMessage& msg) ABSL_LOCKS_EXCLUDED(stream_mu_);
   void Serve(grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream);
-  void DropAllWork(const std::string& why);
+  void DropAllWork(const std::string& why) ABSL_LOCKS_EXCLUDED(work_mu_);
   // Sends a result and keeps it until the server answers it.
-  void SendResult(const v1::WorkerMessage& result);
+  void SendResult(const v1::WorkerMessage& result) ABSL_LOCKS_EXCLUDED(work_mu_, stream_mu_);
   // Sends what the task log sink kept for `lease_id` (all leases if 0).
-  void SendTaskLogs(uint64_t lease_id);
+  void SendTaskLogs(uint64_t lease_id) ABSL_LOCKS_EXCLUDED(log_send_mu_, stream_mu_);
   // Bytes of what a successful task published (segment, or movie and sidecar).
   int64_t PublishedBytes(const v1::Assignment& a) const;
 
@@ -109,8 +109,8 @@ class Agent final {
 
   std::vector<std::string> models_;  // advertised; set by Warm() before Run()
   // Held while task log lines are taken and sent, so that a lease's lines reach the
-  // server in order and before its result.
-  std::mutex log_send_mu_;
+  // server in order and before its result. Taken before stream_mu_.
+  absl::Mutex log_send_mu_;
   std::atomic<bool> ready_{false};
 
   std::atomic<bool> stop_{false};
@@ -118,18 +118,20 @@ class Agent final {
 
   // stream_: set while connected; writes go through it under stream_mu_. ctx_ has its
   // own mutex so that Stop() can cancel a write that is blocked holding stream_mu_.
-  std::mutex stream_mu_;
-  grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream_ = nullptr;
-  std::mutex ctx_mu_;
-  grpc::ClientContext* ctx_ = nullptr;
+  // Neither is held while the other is taken.
+  absl::Mutex stream_mu_;
+  grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream_
+      ABSL_GUARDED_BY(stream_mu_) = nullptr;
+  absl::Mutex ctx_mu_;
+  grpc::ClientContext* ctx_ ABSL_GUARDED_BY(ctx_mu_) = nullptr;
 
-  std::mutex work_mu_;
-  std::condition_variable work_cv_;
-  std::deque<Work> queue_;                                         // guarded by work_mu_
-  std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> active_;  // guarded by work_mu_
+  absl::Mutex work_mu_;
+  absl::CondVar work_cv_;  // work queued, or stopping
+  std::deque<Work> queue_ ABSL_GUARDED_BY(work_mu_);
+  std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> active_ ABSL_GUARDED_BY(work_mu_);
   // Results not yet answered by the server, by lease: sent again after a reconnect,
   // so that a server restarted between a result and its commit still gets it.
-  std::map<uint64_t, v1::WorkerMessage> unacked_;  // guarded by work_mu_
+  std::map<uint64_t, v1::WorkerMessage> unacked_ ABSL_GUARDED_BY(work_mu_);
 
   std::vector<std::thread> slots_;
   std::thread heartbeat_;

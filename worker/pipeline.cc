@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -19,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/job_defaults.h"
 #include "common/model_manifest.h"
 #include "media/media.h"
@@ -85,17 +87,17 @@ TaskReport Failure(const absl::Status& st, absl::string_view context) {
 class FirstError {
  public:
   void Set(absl::Status st) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (status_.ok()) status_ = std::move(st);
   }
   absl::Status Get() {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return status_;
   }
 
  private:
-  std::mutex mu_;
-  absl::Status status_;
+  absl::Mutex mu_;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -305,6 +307,23 @@ static absl::StatusOr<media::Frame> ReadInitFrame(const FrameIo& io, const std::
   return f;
 }
 
+// The sampler request of an assigned take: the resolved take (wedge.h) and the spec's
+// shared values. The init image, read from storage, is the caller's to add.
+static inference::GenerateRequest ToGenerateRequest(const v1::GenerateSpec& g,
+                                                    const v1::GenerateTake& take) {
+  inference::GenerateRequest req;
+  req.prompt = take.prompt();
+  req.negative_prompt = g.negative_prompt();
+  req.sampler = take.sampler();
+  req.seed = take.seed();
+  req.steps = take.steps();
+  req.guidance_scale = take.guidance_scale();
+  req.width = g.width();
+  req.height = g.height();
+  req.frames = g.frames();
+  return req;
+}
+
 TaskReport TaskRunner::RunTake(const v1::Assignment& a,
                                const std::function<void(int64_t)>& progress,
                                const std::atomic<bool>& cancelled) {
@@ -346,16 +365,7 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
   report.model_digest = (*generator)->digest();
   absl::Status st;
   if (!published) {
-    inference::GenerateRequest req;
-    req.prompt = take.prompt();
-    req.negative_prompt = g.negative_prompt();
-    req.sampler = take.sampler();
-    req.seed = take.seed();
-    req.steps = take.steps();
-    req.guidance_scale = take.guidance_scale();
-    req.width = g.width();
-    req.height = g.height();
-    req.frames = g.frames();
+    inference::GenerateRequest req = ToGenerateRequest(g, take);
     if (!g.init().empty()) {
       auto init_path = storage_.ResolveJobPath(g.init(), "generate.init");
       if (!init_path.ok()) return Failure(init_path.status(), context);

@@ -8,15 +8,42 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include <spdlog/sinks/base_sink.h>
+// The compiled spdlog library instantiates base_sink for its own mutexes only.
+#include <spdlog/sinks/base_sink-inl.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace reelfarm::worker {
 
-class TaskLogSink final : public spdlog::sinks::base_sink<std::mutex> {
+// An absl::Mutex under the lower-case names through which spdlog's base_sink locks
+// (Debian's Abseil predates them), so that the analysis knows what it guards.
+class ABSL_LOCKABLE SinkMutex final {
+ public:
+  void lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.Lock(); }
+  void unlock() ABSL_UNLOCK_FUNCTION() { mu_.Unlock(); }
+
+ private:
+  absl::Mutex mu_;
+};
+
+// Holds a SinkMutex for its scope (std::lock_guard carries no annotations).
+class ABSL_SCOPED_LOCKABLE SinkLock final {
+ public:
+  explicit SinkLock(SinkMutex& mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) { mu_.lock(); }
+  ~SinkLock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
+  SinkLock(const SinkLock&) = delete;
+  SinkLock& operator=(const SinkLock&) = delete;
+
+ private:
+  SinkMutex& mu_;
+};
+
+class TaskLogSink final : public spdlog::sinks::base_sink<SinkMutex> {
  public:
   // Lines kept per lease between two Take() calls; older ones are dropped (and one
   // line says how many), so a chatty task cannot exhaust memory.
@@ -38,7 +65,7 @@ class TaskLogSink final : public spdlog::sinks::base_sink<std::mutex> {
 
   // The lines kept for `lease_id`, oldest first; forgets them.
   std::vector<std::string> Take(uint64_t lease_id) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    SinkLock lock(mutex_);
     auto it = pending_.find(lease_id);
     if (it == pending_.end()) return {};
     std::vector<std::string> out = std::move(it->second.lines);
@@ -54,7 +81,7 @@ class TaskLogSink final : public spdlog::sinks::base_sink<std::mutex> {
   std::map<uint64_t, std::vector<std::string>> TakeAll() {
     std::vector<uint64_t> ids;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      SinkLock lock(mutex_);
       for (const auto& [id, p] : pending_) ids.push_back(id);
     }
     std::map<uint64_t, std::vector<std::string>> out;
@@ -66,7 +93,9 @@ class TaskLogSink final : public spdlog::sinks::base_sink<std::mutex> {
   }
 
  protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override {
+  // base_sink calls these holding mutex_.
+  void sink_it_(const spdlog::details::log_msg& msg) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (current_ == 0) return;
     spdlog::memory_buf_t buf;
     formatter_->format(msg, buf);
@@ -87,7 +116,7 @@ class TaskLogSink final : public spdlog::sinks::base_sink<std::mutex> {
     int64_t dropped = 0;
   };
   static inline thread_local uint64_t current_ = 0;
-  std::map<uint64_t, Pending> pending_;  // guarded by base_sink's mutex_
+  std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mutex_);  // base_sink's mutex
 };
 
 }  // namespace reelfarm::worker

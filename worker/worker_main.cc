@@ -13,13 +13,13 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include "common/logging.h"
 #include "common/server_list.h"
+#include "common/service_main.h"
 #include "common/storage.h"
 #include "media/media.h"
 #include "worker/agent.h"
@@ -28,14 +28,6 @@
 #include "worker/task_log_sink.h"
 
 namespace reelfarm::worker {
-
-// Written whole under a temporary name and renamed, so a reader never sees half of it.
-static void WritePortFile(const std::string& path, int port) {
-  std::error_code ec;
-  std::ofstream(path + ".tmp") << port << "\n";
-  std::filesystem::rename(path + ".tmp", path, ec);
-  if (ec) spdlog::error("cannot write port file '{}': {}", path, ec.message());
-}
 
 int RunWorkerMain(int argc, char** argv, const WorkerHooks& hooks) {
   worker::RestartWithPassiveOpenMpWaits(argv);
@@ -151,30 +143,17 @@ int RunWorkerMain(int argc, char** argv, const WorkerHooks& hooks) {
     return 1;
   }
 
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-
+  const common::StopSignals stop_signals;
   auto registry = std::make_shared<prometheus::Registry>();
   auto device_metrics = std::make_shared<worker::DeviceMetrics>(options.pipeline.device);
-  std::unique_ptr<prometheus::Exposer> exposer;
-  if (!metrics_listen.empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
-    } catch (const std::exception& e) {
-      spdlog::error("cannot serve metrics on '{}': {}; give another --metrics-listen",
-                    metrics_listen, e.what());
-      return 1;
-    }
-    exposer->RegisterCollectable(registry);
-    exposer->RegisterCollectable(device_metrics);
-    const auto ports = exposer->GetListeningPorts();
-    const int port = ports.empty() ? 0 : ports[0];
-    spdlog::info("metrics on port {} (/metrics)", port);
-    if (!metrics_port_file.empty()) WritePortFile(metrics_port_file, port);
+  absl::StatusOr<common::MetricsEndpoint> metrics =
+      common::MetricsEndpoint::Start(metrics_listen, registry);
+  if (!metrics.ok()) {
+    spdlog::error("{}", std::string(metrics.status().message()));
+    return 1;
   }
+  metrics->Add(device_metrics);
+  metrics->Announce(metrics_port_file);
 
   // Readiness for probes: NOT_SERVING until Warm() has loaded the models.
   grpc::CallbackGenericService unimplemented;
@@ -194,7 +173,7 @@ int RunWorkerMain(int argc, char** argv, const WorkerHooks& hooks) {
     }
     health->GetHealthCheckService()->SetServingStatus(false);
     spdlog::info("health on port {} (grpc.health.v1)", port);
-    if (!health_port_file.empty()) WritePortFile(health_port_file, port);
+    if (!health_port_file.empty()) common::WritePortFile(health_port_file, port);
   }
 
   spdlog::info("worker={} server={} storage={} threads={} slots={} device={}", options.name,
@@ -202,9 +181,7 @@ int RunWorkerMain(int argc, char** argv, const WorkerHooks& hooks) {
                options.pipeline.device);
   worker::Agent agent(**storage, options, *registry);
   std::thread signals([&] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    spdlog::info("signal {}: stopping", sig);
+    spdlog::info("signal {}: stopping", stop_signals.Wait());
     agent.Stop();
   });
   const int warm = agent.Warm();

@@ -16,6 +16,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/process.h"
 #include "tests/testing/fixtures.h"
 
 extern char** environ;
@@ -148,23 +149,7 @@ Farm::~Farm() {
   for (auto& [name, pid] : workers_) pids.push_back(pid);
   pids.push_back(server_pid_);
   pids.push_back(standby_pid_);
-  for (pid_t pid : pids) {
-    if (pid <= 0) continue;
-    kill(pid, SIGCONT);  // a test may have stopped one
-    kill(pid, SIGTERM);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  for (pid_t pid : pids) {
-    if (pid <= 0) continue;
-    while (waitpid(pid, nullptr, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        kill(pid, SIGKILL);
-        waitpid(pid, nullptr, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
+  reelfarm::common::StopProcesses(pids, std::chrono::seconds(10));
 }
 
 pid_t Farm::Spawn(const std::vector<std::string>& argv, const std::string& log_name) {

@@ -15,8 +15,11 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#endif
+#if defined(__x86_64__) && !defined(__clang__)
 // The hot loops are built twice, for AVX2 and for the baseline, and the one the CPU
-// can run is chosen when the library loads.
+// can run is chosen when the library loads. (Clang 14 cannot clone function templates:
+// built by it, e.g. for scripts/check-thread-safety.sh, they are built once.)
 #define REELFARM_CPU_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define REELFARM_CPU_CLONES
