@@ -100,17 +100,14 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   const TaskLogStore* const task_logs_;
   Authenticator* const auth_;
 
-  std::mutex watchers_mu_;
-  std::set<JobWatcher*> watchers_;          // guarded by watchers_mu_
-  std::set<TaskLogStreamer*> log_streams_;  // guarded by watchers_mu_
+  absl::Mutex watchers_mu_;  // before a watcher's or streamer's own mutex
+  std::set<JobWatcher*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
+  std::set<TaskLogStreamer*> log_streams_ ABSL_GUARDED_BY(watchers_mu_);
 
   // Runs SubmitJob's admission (file probes) and its wait for the durable commit, so
   // that no gRPC callback thread blocks on them; gRPC's own executor, a few threads.
   // Last: destroyed first, after the closures queued on it have run.
   std::unique_ptr<grpc_event_engine::experimental::EventEngine> executor_;
-  absl::Mutex watchers_mu_;  // before a watcher's or streamer's own mutex
-  std::set<JobWatcher*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
-  std::set<TaskLogStreamer*> log_streams_ ABSL_GUARDED_BY(watchers_mu_);
 };
 
 }  // namespace reelfarm::server
