@@ -124,7 +124,9 @@ TEST_CASE("the Python SDK's docs state the defaults of common/job_defaults.h", "
   CHECK(documented("strength").value_or(-1) == Approx(c::kDefaultStrength));
   CHECK_THAT(sdk, Catch::Contains("(default " + std::to_string(c::kDefaultGenerateSize)));
   // And the SDK's own default scale is the one it documents.
-  CHECK_THAT(sdk, Catch::Contains("scale=" + std::to_string(c::kDefaultScale) + ","));
+  // (`scale=2,` or, with a type hint, `scale: int = 2,`).
+  CHECK(std::regex_search(
+      sdk, std::regex(R"(\bscale(: int)? ?= ?)" + std::to_string(c::kDefaultScale) + ",")));
   for (const char* sampler : c::kSamplers) {
     CHECK_THAT(sdk, Catch::Contains(std::string("\"") + sampler + "\""));
   }
