@@ -27,6 +27,11 @@ PKGS=(
   openssl clang libclang-rt-dev
   # Style: clang-format (scripts/check-format.sh, run by scripts/test.sh).
   clang-format
+  # Colour management (issue 20): OpenColorIO 2.1 and its tools (ocioconvert, the tests'
+  # reference), OpenEXR for EXR attributes (chromaticities).
+  libopencolorio-dev opencolorio-tools libopenexr-dev
+  # The web monitor's tests drive a real headless browser.
+  chromium chromium-driver python3-selenium
 )
 # kubectl (for `kubectl kustomize` in the deploy check): Debian's kubernetes-client,
 # unless some kubectl is already installed (e.g. Google Cloud SDK's, which conflicts).
