@@ -45,8 +45,9 @@ scheduler::MediaInfo MediaInfoOf(const media::VideoInfo& v) {
 
 // Probes the input (a movie, or an image sequence when its name has a frame pattern)
 // and narrows it to the spec's frame range. Errors name upscale.input and the frames.
+// A movie already probed (the same file: ProbeCache) is not read again.
 absl::StatusOr<media::VideoInfo> ProbeMedia(const scheduler::UpscaleSpec& u, const fs::path& input,
-                                            const common::Storage& storage) {
+                                            const common::Storage& storage, ProbeCache& cache) {
   const fs::path& root = storage.root();
   // -1: unset (from the start, to the end).
   const int64_t first = u.first_frame;
@@ -67,10 +68,20 @@ absl::StatusOr<media::VideoInfo> ProbeMedia(const scheduler::UpscaleSpec& u, con
       sequence ? storage.OpenDirBeneath(input.parent_path(), false, "upscale.input")
                : storage.OpenBeneath(input, O_RDONLY, "upscale.input");
   if (!fd.ok()) return fd.status();
+  std::optional<FileIdentity> id;
+  std::optional<media::VideoInfo> cached;
+  if (!sequence) {
+    if (absl::StatusOr<FileIdentity> got = FileIdentity::Of(fd->get()); got.ok()) {
+      id = *got;
+      cached = cache.Find(*id);
+    }
+  }
   absl::StatusOr<media::VideoInfo> info =
-      sequence
+      cached.has_value() ? absl::StatusOr<media::VideoInfo>(*cached)
+      : sequence
           ? media::ProbeImageSequence(fd->path() + "/" + input.filename().string(), first, last)
           : media::ProbeVideo(fd->path());
+  if (info.ok() && id.has_value() && !cached.has_value()) cache.Insert(*id, *info);
   if (!info.ok()) {
     // Named as the job names it, not as /proc/self/fd/N.
     const std::string folder = input.parent_path().lexically_relative(root).string();
@@ -127,8 +138,13 @@ std::string DenoiserNames(const std::vector<common::ModelManifest>& packages) {
 }  // namespace
 
 Admission::Admission(const scheduler::Scheduler* sched, const common::Storage* storage,
-                     std::vector<std::string> model_path, Limits limits)
-    : sched_(sched), storage_(storage), model_path_(std::move(model_path)), limits_(limits) {}
+                     std::vector<std::string> model_path, Limits limits,
+                     std::function<void(bool hit)> on_probe_lookup)
+    : sched_(sched),
+      storage_(storage),
+      model_path_(std::move(model_path)),
+      limits_(limits),
+      probe_cache_(std::make_unique<ProbeCache>(std::move(on_probe_lookup))) {}
 
 absl::StatusOr<scheduler::JobSpec> Admission::FromRequest(const v1::JobSpec& spec) const {
   const auto size = static_cast<int64_t>(spec.ByteSizeLong());
@@ -358,7 +374,7 @@ absl::Status Admission::AdmitUpscale(scheduler::JobSpec& spec, Stage stage,
 
 absl::StatusOr<scheduler::MediaInfo> Admission::ProbeInput(const scheduler::UpscaleSpec& u) const {
   ASSIGN_OR_RETURN(fs::path input, storage_->ResolveJobPath(u.input, "upscale.input"));
-  ASSIGN_OR_RETURN(media::VideoInfo info, ProbeMedia(u, input, *storage_));
+  ASSIGN_OR_RETURN(media::VideoInfo info, ProbeMedia(u, input, *storage_, *probe_cache_));
   if (info.width > limits_.max_width || info.height > limits_.max_height) {
     return absl::FailedPreconditionError(
         absl::StrCat("upscale.input '", u.input, "' is ", info.width, "x", info.height,

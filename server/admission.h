@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "common/storage.h"
 #include "reelfarm/v1/jobs.pb.h"
 #include "scheduler/scheduler.h"
+#include "server/probe_cache.h"
 
 namespace reelfarm::server {
 
@@ -48,10 +51,14 @@ class Admission {
  public:
   // `sched` is read for the models workers advertise and for dependencies; borrowed,
   // like `storage`; both must outlive this.
+  // `on_probe_lookup(hit)` is told of each lookup of an input in the probe cache.
   Admission(const scheduler::Scheduler* sched, const common::Storage* storage,
-            std::vector<std::string> model_path, Limits limits);
+            std::vector<std::string> model_path, Limits limits,
+            std::function<void(bool hit)> on_probe_lookup = nullptr);
 
   const Limits& limits() const { return limits_; }
+  // Inputs probed so far, by file identity (submits of a known input do no media I/O).
+  const ProbeCache& probe_cache() const { return *probe_cache_; }
 
   // The request's spec as the client sent it: its size, and its strings' lengths and
   // characters (INVALID_ARGUMENT naming the field); then converted once to the domain
@@ -82,6 +89,8 @@ class Admission {
   const common::Storage* const storage_;
   const std::vector<std::string> model_path_;
   const Limits limits_;
+  // Filled by the const Admit(); thread-safe. Held by pointer so Admission stays movable.
+  std::unique_ptr<ProbeCache> probe_cache_;
 };
 
 }  // namespace reelfarm::server

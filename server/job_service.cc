@@ -224,7 +224,10 @@ JobServiceImpl::JobServiceImpl(scheduler::Scheduler* sched, const common::Storag
                                ServerMetrics* metrics, const TaskLogStore* task_logs,
                                Authenticator* auth)
     : sched_(sched),
-      admission_(sched, storage, std::move(model_path), limits),
+      admission_(sched, storage, std::move(model_path), limits,
+                 [metrics](bool hit) {
+                   if (metrics != nullptr) metrics->ProbeCacheLookup(hit);
+                 }),
       metrics_(metrics),
       task_logs_(task_logs),
       auth_(auth) {

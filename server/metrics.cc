@@ -153,6 +153,11 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                         .Name("reelfarm_job_submissions_refused_total")
                         .Help("SubmitJob calls refused at admission, by gRPC code")
                         .Register(registry)),
+      probe_cache_lookups_(prometheus::BuildCounter()
+                               .Name("reelfarm_input_probe_cache_lookups_total")
+                               .Help("Inputs looked up in the probe cache by file identity, "
+                                     "by result (hit: no media read)")
+                               .Register(registry)),
       jobs_finished_(prometheus::BuildCounter()
                          .Name("reelfarm_jobs_finished_total")
                          .Help("Jobs that reached a final state, by kind, project and state")
@@ -242,6 +247,10 @@ void ServerMetrics::TaskFinished(const scheduler::Job& job, const scheduler::Tas
 void ServerMetrics::LeaseExpired(const scheduler::Lease& lease) {
   (void)lease;
   lease_expirations_.Increment();
+}
+
+void ServerMetrics::ProbeCacheLookup(bool hit) {
+  probe_cache_lookups_.Add({{"result", hit ? "hit" : "miss"}}).Increment();
 }
 
 void ServerMetrics::SubmitRefused(absl::StatusCode code) {

@@ -45,6 +45,8 @@ class ServerMetrics final : public scheduler::SchedulerEvents {
 
   // A SubmitJob refused before anything was committed (validation, limits).
   void SubmitRefused(absl::StatusCode code);
+  // An input looked up in admission's probe cache (server/probe_cache.h).
+  void ProbeCacheLookup(bool hit);
   void WorkerConnected();
   void WorkerDisconnected();
   // One JobStore call (`op`: create_job, update_job, update_task, load_all).
@@ -60,6 +62,7 @@ class ServerMetrics final : public scheduler::SchedulerEvents {
  private:
   prometheus::Family<prometheus::Counter>& jobs_submitted_;
   prometheus::Family<prometheus::Counter>& jobs_refused_;
+  prometheus::Family<prometheus::Counter>& probe_cache_lookups_;
   prometheus::Family<prometheus::Counter>& jobs_finished_;
   prometheus::Family<prometheus::Histogram>& queue_wait_;
   prometheus::Family<prometheus::Histogram>& run_duration_;

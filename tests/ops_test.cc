@@ -400,3 +400,50 @@ TEST_CASE("reelctl logs shows a failed task's LibTorch error and logs can be JSO
   }
   CHECK(found);
 }
+
+// Issue 21, point 1: SubmitJob's probe is cached by the input's file identity, so a
+// submit of a known input reads no media; a file rewritten in place is probed again.
+TEST_CASE("a submit of an input already probed reads no media and a rewritten one is probed again",
+          "[integration]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm", {"--metrics"});
+  const fs::path clip = farm.storage() / "plates/p.mp4";
+  testing::MakeTestClip(clip, 64, 36, 12);
+  auto dry_run = [&](const std::string& output) {
+    grpc::ClientContext ctx;
+    v1::SubmitJobRequest req;
+    *req.mutable_spec() = testing::UpscaleSpec("plates/p.mp4", output, 4);
+    req.set_validate_only(true);
+    v1::SubmitJobResponse resp;
+    const grpc::Status st = farm.jobs().SubmitJob(&ctx, req, &resp);
+    INFO(st.error_message());
+    REQUIRE(st.ok());
+    return resp.job();
+  };
+  auto lookups = [&](const std::string& result) {
+    return Value(ParseMetrics(Farm::Scrape(farm.server_metrics_port())),
+                 "reelfarm_input_probe_cache_lookups_total", {{"result", result}});
+  };
+
+  CHECK(dry_run("renders/a.mp4").input_info().frame_count() == 12);
+  CHECK(lookups("miss") == 1);
+  CHECK(lookups("hit") == -1);
+  // The same file again, for another output: answered from the cache, same facts.
+  const v1::Job again = dry_run("renders/b.mp4");
+  CHECK(again.input_info().frame_count() == 12);
+  CHECK(again.input_info().width() == 64);
+  CHECK(again.tasks_total() == 4);  // 3 chunks of 4 frames + assemble
+  CHECK(lookups("hit") == 1);
+  CHECK(lookups("miss") == 1);
+
+  // Rewritten in place (same path and inode) with 20 frames: a new identity.
+  testing::MakeTestClip(clip, 64, 36, 20);
+  CHECK(dry_run("renders/c.mp4").input_info().frame_count() == 20);
+  CHECK(lookups("miss") == 2);
+  v1::SubmitJobResponse resp;
+  REQUIRE(farm.Submit(testing::UpscaleSpec("plates/p.mp4", "renders/d.mp4", 4), &resp).ok());
+  CHECK(resp.job().input_info().frame_count() == 20);
+  CHECK(resp.job().tasks_total() == 6);  // 5 chunks + assemble
+  CHECK(lookups("hit") == 2);
+  CHECK(lookups("miss") == 2);
+}

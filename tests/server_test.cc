@@ -2,12 +2,20 @@
 // manual clock (counters, histograms, scrape-time gauges, retries and lease expiry),
 // the timing store decorator, and the task log files.
 #include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <chrono>
 #include <fstream>
+#include <thread>
 
 #include <prometheus/registry.h>
 
+#include "common/storage.h"
 #include "scheduler/scheduler.h"
 #include "server/metrics.h"
+#include "server/probe_cache.h"
 #include "server/task_logs.h"
 #include "server/timed_store.h"
 #include "tests/testing/fixtures.h"
@@ -197,3 +205,59 @@ TEST_CASE("task logs: appended per task, read back from offsets, whole lines onl
 }
 
 }  // namespace reelfarm::server
+
+namespace reelfarm {
+
+TEST_CASE("a file rewritten in place has a new identity even with its old mtime put back",
+          "[unit]") {
+  testing::TempDir dir;
+  const std::string path = (dir.path() / "plate.mp4").string();
+  std::ofstream(path) << "first";
+  auto identity = [&] {
+    common::UniqueFd fd(open(path.c_str(), O_RDONLY));
+    REQUIRE(fd.get() >= 0);
+    auto id = server::FileIdentity::Of(fd.get());
+    REQUIRE(id.ok());
+    return *id;
+  };
+  const server::FileIdentity before = identity();
+  CHECK(identity() == before);
+  struct stat st;
+  REQUIRE(stat(path.c_str(), &st) == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::ofstream(path) << "other";  // same size
+  const timespec times[2] = {st.st_atim, st.st_mtim};
+  REQUIRE(utimensat(AT_FDCWD, path.c_str(), times, 0) == 0);
+  const server::FileIdentity after = identity();
+  CHECK(after.size == before.size);
+  CHECK(after.mtime_ns == before.mtime_ns);
+  CHECK_FALSE(after == before);  // the ctime moved
+}
+
+TEST_CASE("the probe cache keeps the most recently used inputs and counts its lookups", "[unit]") {
+  int hits = 0, misses = 0;
+  server::ProbeCache cache([&](bool hit) { ++(hit ? hits : misses); }, /*capacity=*/2);
+  auto id = [](ino_t inode) {
+    server::FileIdentity f;
+    f.inode = inode;
+    return f;
+  };
+  media::VideoInfo info;
+  for (ino_t i : {1, 2}) {
+    info.frame_count = 10 * i;
+    cache.Insert(id(i), info);
+  }
+  REQUIRE(cache.Find(id(1)).has_value());  // 1 is now the most recent
+  info.frame_count = 30;
+  cache.Insert(id(3), info);  // drops 2, the least recently used
+  CHECK(cache.size() == 2);
+  CHECK_FALSE(cache.Find(id(2)).has_value());
+  CHECK(cache.Find(id(1))->frame_count == 10);
+  CHECK(cache.Find(id(3))->frame_count == 30);
+  CHECK(hits == 3);
+  CHECK(misses == 1);
+  CHECK(cache.hits() == 3);
+  CHECK(cache.misses() == 1);
+}
+
+}  // namespace reelfarm

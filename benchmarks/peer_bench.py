@@ -1,0 +1,460 @@
+#!/usr/bin/python3
+"""reelfarm against the peers a TD would otherwise use, measured in the same run.
+
+Two comparisons, each in alternated rounds (reelfarm first in odd rounds, the peer first
+in even ones), each printing one JSON line per measurement and one summary line with the
+reelfarm/peer ratios of the medians:
+
+* ``queue``: the scheduler against a Celery 5.2 + Redis 7 farm with comparable durability
+  (its own redis-server with ``appendonly yes``, ``appendfsync always``; Celery with
+  ``task_acks_late``, workers with ``--pool solo --prefetch-multiplier 1``, tasks that
+  return at once). Figures: submit latency of one small job (``SubmitJob`` of a 1-chunk
+  job against ``apply_async``), dispatch with 1 and 16 single-slot workers, and restart
+  with ~1M queued tasks until the queue answers (``bench_scheduler``'s SIGKILL restart
+  against Redis reloading its rewritten AOF after SIGKILL).
+* ``ffmpeg``: a bicubic x2 upscale of a 240-frame 720p clip on a local farm with one
+  worker against the ffmpeg one-liner ``ffmpeg -i in -vf scale=2560:1440:flags=bicubic
+  -c:v libx264 -crf 18 -preset veryfast``: wall time, peak memory (the worker's VmHWM
+  against ffmpeg's max RSS) and PSNR per plane against an unencoded ffmpeg scale of the
+  input.
+
+Usage (after scripts/setup-bench-deps.sh and a build):
+    benchmarks/peer_bench.py [--rounds 3] [--only queue|ffmpeg] [--quick]
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("REELFARM_BUILD", os.path.join(ROOT, "build"))
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+# --------------------------------------------------------------------------------------
+# Celery + Redis
+
+
+class Redis:
+    """A redis-server of our own, durable like the farm's SQLite state."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+             "--protected-mode", "no", "--daemonize", "no", "--logfile", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_answering(self, key=None):
+        import redis
+        client = redis.Redis(port=self.port)
+        while True:
+            try:
+                if client.ping() and (key is None or client.llen(key) >= 0):
+                    return client
+            except redis.exceptions.BusyLoadingError:
+                pass
+            except redis.exceptions.ConnectionError:
+                pass
+            time.sleep(0.005)
+
+    def kill(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def rss_bytes(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) * 1024
+
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+CELERY_APP = '''
+from celery import Celery
+import os
+app = Celery("bench", broker=os.environ["BENCH_BROKER"])
+app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, task_ignore_result=True,
+                broker_transport_options={"visibility_timeout": 3600},
+                worker_hijack_root_logger=False, worker_send_task_events=False)
+
+@app.task(name="bench.noop")
+def noop(i):
+    return None
+'''
+
+
+def celery_env(workdir, redis):
+    app_dir = os.path.join(workdir, "celeryapp")
+    os.makedirs(app_dir, exist_ok=True)
+    with open(os.path.join(app_dir, "benchapp.py"), "w") as f:
+        f.write(CELERY_APP)
+    env = dict(os.environ, BENCH_BROKER=redis.url(),
+               PYTHONPATH=app_dir + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return app_dir, env
+
+
+def fill(client, sample, task_id, count, batch=1000):
+    """Pushes COUNT copies of the Celery message SAMPLE, each with its own task id."""
+    for start in range(0, count, batch):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(count, start + batch)):
+            pipe.lpush("celery", sample.replace(task_id.encode(), f"{i:036d}".encode()))
+        pipe.execute()
+
+
+def start_celery_workers(n, env, app_dir):
+    procs = []
+    for i in range(n):
+        procs.append(subprocess.Popen(
+            ["/usr/bin/python3", "-m", "celery", "-A", "benchapp", "worker", "--pool", "solo",
+             "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "-n", f"w{i}@%h", "--loglevel", "WARNING"],
+            cwd=app_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def celery_queue(quick, workdir):
+    """One round of the Celery + Redis figures."""
+    sys.path.insert(0, "")
+    redis_srv = Redis(workdir)
+    redis_srv.start()
+    client = redis_srv.wait_answering()
+    app_dir, env = celery_env(workdir, redis_srv)
+    os.environ["BENCH_BROKER"] = redis_srv.url()
+    sys.path.insert(0, app_dir)
+    import importlib
+    benchapp = importlib.import_module("benchapp")
+    importlib.reload(benchapp)
+    out = {}
+    try:
+        # Submit latency: apply_async of one task, no consumers (the queue grows).
+        count = 50 if quick else 300
+        benchapp.noop.apply_async((0,))  # the connection and the first publish
+        client.delete("celery")
+        ms = []
+        for i in range(count):
+            t0 = time.perf_counter()
+            benchapp.noop.apply_async((i,))
+            ms.append((time.perf_counter() - t0) * 1000)
+        out["submit"] = {"p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99),
+                         "count": count}
+        emit({"bench": "submit", "farm": "celery+redis", "count": count,
+              "p50_ms": round(out["submit"]["p50_ms"], 3),
+              "p99_ms": round(out["submit"]["p99_ms"], 3)})
+        client.delete("celery")
+
+        # A real message of this app, to copy with fresh ids.
+        benchapp.noop.apply_async((0,))
+        sample = client.lindex("celery", 0)
+        task_id = json.loads(sample)["headers"]["id"]
+        client.delete("celery")
+
+        # Dispatch: workers connected, then N tasks published, until all are acked.
+        for workers in (1, 16):
+            tasks = 2000 if quick else (10001 if workers == 1 else 30003)
+            procs = start_celery_workers(workers, env, app_dir)
+            try:
+                # Ready when every worker has taken a warm-up task.
+                warm = [benchapp.noop.apply_async((-1,)) for _ in range(workers)]
+                del warm
+                while client.llen("celery") > 0 or client.hlen("unacked") > 0:
+                    time.sleep(0.02)
+                time.sleep(0.5)
+                # The tasks go in as one bulk submit would at best: real Celery messages
+                # (one published, copied with fresh ids), pushed in pipelined batches.
+                t0 = time.perf_counter()
+                fill(client, sample, task_id, tasks)
+                while client.llen("celery") > 0 or client.hlen("unacked") > 0:
+                    time.sleep(0.005)
+                s = time.perf_counter() - t0
+            finally:
+                for p in procs:
+                    p.terminate()
+                for p in procs:
+                    p.wait()
+            out[f"dispatch{workers}"] = tasks / s
+            emit({"bench": "dispatch", "farm": "celery+redis", "workers": workers,
+                  "tasks": tasks, "seconds": round(s, 3), "tasks_per_s": round(tasks / s)})
+
+        # Restart with ~1M queued tasks: real Celery messages (one published, copied with
+        # fresh ids), the AOF rewritten, SIGKILL, then until the queue answers.
+        queued = 20020 if quick else 1000100  # what bench_scheduler queues
+        client.delete("celery")
+        rss0 = redis_srv.rss_bytes()
+        fill(client, sample, task_id, queued)
+        rss1 = redis_srv.rss_bytes()
+        emit({"bench": "memory", "farm": "celery+redis", "queued_tasks": queued,
+              "bytes_per_task": round((rss1 - rss0) / queued)})
+        out["bytes_per_task"] = (rss1 - rss0) / queued
+        # Rewrite the AOF (after any automatic rewrite that is under way): Redis then reloads
+        # a compact file, its best case.
+        import redis
+        rewrite_started = False
+        while True:
+            info = client.info("persistence")
+            if info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"]:
+                time.sleep(0.05)
+            elif rewrite_started:
+                break
+            else:
+                try:
+                    client.bgrewriteaof()
+                    rewrite_started = True
+                except redis.exceptions.ResponseError:
+                    time.sleep(0.05)
+        redis_srv.kill()
+        t0 = time.perf_counter()
+        redis_srv.start()
+        client = redis_srv.wait_answering("celery")
+        s = time.perf_counter() - t0
+        if client.llen("celery") != queued:
+            raise RuntimeError(f"redis reloaded {client.llen('celery')} of {queued} tasks")
+        out["restart"] = s
+        emit({"bench": "restart", "farm": "celery+redis", "tasks": queued,
+              "seconds": round(s, 3)})
+    finally:
+        redis_srv.kill()
+        shutil.rmtree(redis_srv.dir, ignore_errors=True)
+    return out
+
+
+def reelfarm_queue(quick):
+    """One round of bench_scheduler (SQLite, synchronous=FULL)."""
+    exe = os.path.join(BUILD, "benchmarks", "bench_scheduler")
+    proc = subprocess.run([exe] + (["--quick"] if quick else []), check=True,
+                          stdout=subprocess.PIPE, text=True)
+    out = {}
+    for line in proc.stdout.splitlines():
+        row = json.loads(line)
+        row["farm"] = "reelfarm"
+        emit(row)
+        if row["bench"] == "dispatch":
+            out[f"dispatch{row['workers']}"] = row["tasks_per_s"]
+        elif row["bench"] == "submit" and row["job"] == "1-chunk":
+            out["submit"] = {"p50_ms": row["p50_ms"], "p99_ms": row["p99_ms"]}
+        elif row["bench"] == "memory":
+            out["bytes_per_task"] = row["bytes_per_task"]
+        elif row["bench"] == "restart":
+            out["restart"] = row["seconds"]
+    return out
+
+
+def queue_comparison(rounds, quick, workdir):
+    ours, peers = [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            ours.append(reelfarm_queue(quick))
+            peers.append(celery_queue(quick, workdir))
+        else:
+            peers.append(celery_queue(quick, workdir))
+            ours.append(reelfarm_queue(quick))
+
+    def med(runs, key, sub=None):
+        return statistics.median(r[key][sub] if sub else r[key] for r in runs)
+
+    summary = {"summary": "queue", "rounds": rounds, "peer": "celery 5.2 + redis 7 (fsync always)"}
+    for key, sub, better in [("submit", "p50_ms", "lower"), ("submit", "p99_ms", "lower"),
+                             ("dispatch1", None, "higher"), ("dispatch16", None, "higher"),
+                             ("restart", None, "lower"), ("bytes_per_task", None, "lower")]:
+        name = f"{key}_{sub}" if sub else key
+        a, b = med(ours, key, sub), med(peers, key, sub)
+        summary[name] = {"reelfarm": round(a, 3), "peer": round(b, 3),
+                         "ratio": round(a / b, 3), "better": better}
+    emit(summary)
+
+
+# --------------------------------------------------------------------------------------
+# The ffmpeg one-liner
+
+
+def vm_hwm(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1)) * 1024
+    except (OSError, AttributeError):
+        return 0
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def psnr_planes(output, clip, w, h):
+    """PSNR of Y, U, V of OUTPUT against ffmpeg's unencoded bicubic scale of CLIP."""
+    proc = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "info", "-i", output, "-i", clip, "-lavfi",
+         f"[1:v]scale={w}:{h}:flags=bicubic[ref];[0:v][ref]psnr", "-f", "null", "-"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+    m = re.search(r"PSNR y:([\d.inf]+) u:([\d.inf]+) v:([\d.inf]+)", proc.stderr)
+    return {"y": float(m.group(1)), "u": float(m.group(2)), "v": float(m.group(3))}
+
+
+def ffmpeg_oneliner(clip, out, w, h):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", clip, "-vf",
+         f"scale={w}:{h}:flags=bicubic", "-c:v", "libx264", "-crf", "18", "-preset",
+         "veryfast", out])
+    _, status, usage = os.wait4(proc.pid, 0)
+    s = time.perf_counter() - t0
+    if status != 0:
+        raise RuntimeError("ffmpeg failed")
+    del before
+    return {"seconds": s, "peak_bytes": usage.ru_maxrss * 1024}
+
+
+def reelfarm_upscale(clip_rel, out_rel, data_dir):
+    port_file = os.path.join(data_dir, "port")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(port_file)
+    server = subprocess.Popen(
+        [os.path.join(BUILD, "server", "reelfarm-server"), "--data-dir", data_dir,
+         "--listen", "127.0.0.1:0", "--port-file", port_file, "--local-workers", "1",
+         "--metrics-listen", "",
+         "--insecure", "--no-auth", "--log-level", "warn"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not os.path.exists(port_file) or not open(port_file).read().strip():
+            time.sleep(0.02)
+        addr = "127.0.0.1:" + open(port_file).read().strip()
+        env = dict(os.environ, REELFARM_SERVER=addr, REELFARM_INSECURE="1")
+        reelctl = os.path.join(BUILD, "cli", "reelctl")
+        # The worker is up once it is listed.
+        while "idle" not in subprocess.run([reelctl, "workers"], env=env, text=True,
+                                           stdout=subprocess.PIPE,
+                                           stderr=subprocess.DEVNULL).stdout:
+            time.sleep(0.05)
+        workers = [p for p in children(server.pid)]
+        t0 = time.perf_counter()
+        sub = subprocess.run(
+            [reelctl, "submit", "upscale", "--input", clip_rel, "--output", out_rel,
+             "--scale", "2", "--model", "bicubic", "--crf", "18", "--preset", "veryfast"],
+            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if sub.returncode != 0:
+            raise RuntimeError("reelctl submit failed: " + sub.stderr)
+        job = re.search(r"(\d+)", sub.stdout).group(1)
+        peak = 0
+        while True:
+            peak = max([peak] + [vm_hwm(p) for p in workers])
+            got = subprocess.run([reelctl, "--json", "get", job], env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+            state = json.loads(got).get("state", "") if got.strip().startswith("{") else ""
+            if state.endswith("SUCCEEDED"):
+                break
+            if state.endswith("FAILED") or state.endswith("CANCELLED"):
+                raise RuntimeError("reelfarm job " + state)
+            time.sleep(0.01)
+        s = time.perf_counter() - t0
+        peak = max([peak] + [vm_hwm(p) for p in workers])
+        return {"seconds": s, "peak_bytes": peak}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def ffmpeg_comparison(rounds, quick, workdir):
+    frames = 48 if quick else 240
+    w, h = 1280, 720
+    data_dir = os.path.join(workdir, "farm")
+    storage = os.path.join(data_dir, "storage")
+    os.makedirs(os.path.join(storage, "clips"), exist_ok=True)
+    clip = os.path.join(storage, "clips", "in720.mp4")
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+         f"testsrc2=s={w}x{h}:r=24", "-frames:v", str(frames), "-c:v", "libx264", "-crf", "16",
+         "-pix_fmt", "yuv420p", clip], check=True)
+    ours, peers = [], []
+    for r in range(rounds):
+        order = ["reelfarm", "ffmpeg"] if r % 2 == 0 else ["ffmpeg", "reelfarm"]
+        for who in order:
+            if who == "ffmpeg":
+                out = os.path.join(workdir, f"ffmpeg{r}.mp4")
+                row = ffmpeg_oneliner(clip, out, 2 * w, 2 * h)
+                peers.append(row)
+            else:
+                out_rel = f"renders/x2_{r}.mp4"
+                row = reelfarm_upscale("clips/in720.mp4", out_rel, data_dir)
+                out = os.path.join(storage, out_rel)
+                ours.append(row)
+            row["psnr"] = psnr_planes(out, clip, 2 * w, 2 * h)
+            emit({"bench": "upscale_bicubic_x2", "farm": who, "frames": frames,
+                  "seconds": round(row["seconds"], 3),
+                  "peak_mib": round(row["peak_bytes"] / 2**20, 1), "psnr": row["psnr"]})
+    summary = {"summary": "ffmpeg", "rounds": rounds, "frames": frames,
+               "peer": "ffmpeg -vf scale=flags=bicubic -c:v libx264 -crf 18 -preset veryfast"}
+    for key, better in [("seconds", "lower"), ("peak_bytes", "lower")]:
+        a = statistics.median(r[key] for r in ours)
+        b = statistics.median(r[key] for r in peers)
+        summary[key] = {"reelfarm": round(a, 3), "peer": round(b, 3), "ratio": round(a / b, 3),
+                        "better": better}
+    for plane in ("y", "u", "v"):
+        a = statistics.median(r["psnr"][plane] for r in ours)
+        b = statistics.median(r["psnr"][plane] for r in peers)
+        summary[f"psnr_{plane}_db"] = {"reelfarm": a, "peer": b, "difference_db": round(a - b, 2)}
+    emit(summary)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["queue", "ffmpeg"])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args()
+    for tool in ("redis-server", "ffmpeg"):
+        if not shutil.which(tool):
+            sys.exit(f"peer_bench: {tool} not found; run scripts/setup-bench-deps.sh")
+    workdir = tempfile.mkdtemp(prefix="reelfarm-peer-")
+    try:
+        if args.only in (None, "queue"):
+            queue_comparison(args.rounds, args.quick, workdir)
+        if args.only in (None, "ffmpeg"):
+            ffmpeg_comparison(args.rounds, args.quick, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
