@@ -364,11 +364,11 @@ std::string RenderWedgePage(const PageContext& ctx, const v1::Job& j) {
     } else {
       absl::StrAppend(&body, "<div class=\"preview pending\">", state, "</div>");
     }
-    absl::StrAppend(&body, "<figcaption><b>", HtmlEscape(c.name), "</b><br><span", vary("seeds"),
+    absl::StrAppend(&body, "<figcaption><b>", HtmlEscape(c.name), "</b><br><span", vary("seed"),
                     ">seed ", c.seed, "</span> <span", vary("steps"), ">steps ", c.steps,
-                    "</span> <span", vary("guidance_scales"), ">cfg ", Num(c.guidance_scale, "%g"),
-                    "</span> <span", vary("samplers"), ">", HtmlEscape(c.sampler),
-                    "</span><br><span", vary("prompts"), ">", HtmlEscape(c.prompt),
+                    "</span> <span", vary("guidance_scale"), ">cfg ", Num(c.guidance_scale, "%g"),
+                    "</span> <span", vary("sampler"), ">", HtmlEscape(c.sampler),
+                    "</span><br><span", vary("prompt"), ">", HtmlEscape(c.prompt),
                     "</span></figcaption></figure>");
   }
   absl::StrAppend(&body, "</div>");
