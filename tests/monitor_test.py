@@ -252,4 +252,6 @@ def test_wedge_of_4_takes_shows_4_cells_whose_previews_load(farm, browser):
     assert all(w > 0 for w in widths), widths
     # The seeds vary across the takes, and are marked so.
     assert len(browser.find_elements(By.CSS_SELECTOR, "figure.take .varying")) >= 4
+    # Each finished take was checked by QC (media/qc.h): "QC ok" or its flags.
+    assert len(browser.find_elements(By.CSS_SELECTOR, "figure.take .qc")) == 4
     browser.save_screenshot(str(OUT / "wedge.png"))

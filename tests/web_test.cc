@@ -200,3 +200,28 @@ TEST_CASE("JobEventJson carries the row's values as text", "[unit]") {
   CHECK(json.find("\"state\":\"running\"") != std::string::npos);
   CHECK(json.find("img") == std::string::npos);  // no name: the script sets only values
 }
+
+TEST_CASE("the wedge page shows each take's QC flags, escaped, or QC ok", "[unit]") {
+  v1::Job j;
+  j.set_id(4);
+  j.mutable_spec()->set_name("w");
+  v1::GenerateSpec* g = j.mutable_spec()->mutable_generate();
+  g->set_model("shapes_t2v");
+  g->set_output("gen/w.mp4");
+  g->add_seeds(1);
+  g->add_seeds(2);
+  for (int i = 0; i < 2; ++i) j.add_tasks()->set_state(v1::TASK_STATE_SUCCEEDED);
+  const std::vector<TakeCell> takes = TakesOf(j);
+  REQUIRE(takes.size() == 2);
+  CHECK(takes[0].output == "gen/w_take001.mp4");
+  QcByOutput qc;
+  qc[takes[0].output] = {};
+  qc[takes[1].output] = {"black: 2 of 4 frames black <b>"};
+  PageContext ctx;
+  ctx.principal = Who(Role::kViewer);
+  const std::string page = RenderWedgePage(ctx, j, qc);
+  CHECK(Count(page, "class=\"take\"") == 2);
+  CHECK(Count(page, "/preview.png") == 2);
+  CHECK(Count(page, "QC ok") == 1);
+  CHECK(page.find("black: 2 of 4 frames black &lt;b&gt;") != std::string::npos);
+}

@@ -138,6 +138,9 @@ class MonitorImpl final : public WebMonitor {
   // Checks the session and CSRF token of a POST; false (403 sent) when refused.
   bool CheckPost(const httplib::Request& req, httplib::Response& res, Session* out);
 
+  // QC flags of the job's published outputs: the finished takes, or the final output.
+  QcByOutput QcOf(const v1::Job& job);
+
   void PollLoop();
   void PollOnce();
 
@@ -476,7 +479,7 @@ void MonitorImpl::JobPage(const httplib::Request& req, httplib::Response& res) {
     }
   }
   const std::vector<std::string> why = WhyWaiting(job, deps, workers);
-  res.set_content(RenderJobPage(ContextOf(s), job, deps, why, logs), kHtml);
+  res.set_content(RenderJobPage(ContextOf(s), job, deps, why, logs, QcOf(job)), kHtml);
 }
 
 void MonitorImpl::WedgePage(const httplib::Request& req, httplib::Response& res) {
@@ -494,7 +497,7 @@ void MonitorImpl::WedgePage(const httplib::Request& req, httplib::Response& res)
   if (!job.spec().has_generate()) {
     return ErrorPage(res, 400, absl::StrCat("job ", id, " is not a generate job (no wedge)"));
   }
-  res.set_content(RenderWedgePage(ContextOf(s), job), kHtml);
+  res.set_content(RenderWedgePage(ContextOf(s), job, QcOf(job)), kHtml);
 }
 
 void MonitorImpl::Preview(const httplib::Request& req, httplib::Response& res, bool take) {
@@ -535,6 +538,28 @@ void MonitorImpl::Preview(const httplib::Request& req, httplib::Response& res, b
     return ErrorPage(res, HttpStatus(png.status()), std::string(png.status().message()));
   res.set_header("Cache-Control", "private, max-age=60");
   res.set_content(*png, "image/png");
+}
+
+QcByOutput MonitorImpl::QcOf(const v1::Job& job) {
+  QcByOutput qc;
+  const auto check = [&](const std::string& output) {
+    absl::StatusOr<std::vector<std::string>> flags = thumbs_.QcFlags(output);
+    if (flags.ok()) {
+      qc[output] = *flags;
+    } else {
+      qc[output] = {"not checked: " + std::string(flags.status().message())};
+    }
+  };
+  if (job.spec().has_generate()) {
+    for (const TakeCell& t : TakesOf(job)) {
+      if (t.index < job.tasks_size() && job.tasks(t.index).state() == v1::TASK_STATE_SUCCEEDED) {
+        check(t.output);
+      }
+    }
+  } else if (job.state() == v1::JOB_STATE_SUCCEEDED) {
+    check(job.output().empty() ? job.spec().upscale().output() : job.output());
+  }
+  return qc;
 }
 
 void MonitorImpl::WorkersPage(const httplib::Request& req, httplib::Response& res) {

@@ -102,6 +102,16 @@ std::string ProgressBar(const v1::Job& j) {
                       "%\"></div></div><span class=\"pct\">", pct, "%</span>");
 }
 
+// "QC ok", or the flags, for an output that was checked; "" otherwise.
+std::string QcNote(const QcByOutput& qc, const std::string& output) {
+  auto it = qc.find(output);
+  if (it == qc.end()) return "";
+  if (it->second.empty()) return "<span class=\"qc qc-ok\">QC ok</span>";
+  std::string out = "<ul class=\"qc qc-flags\">";
+  for (const std::string& f : it->second) absl::StrAppend(&out, "<li>", HtmlEscape(f), "</li>");
+  return out + "</ul>";
+}
+
 std::string QueryUrl(const JobsQuery& q, int page, const std::string& sort) {
   return absl::StrCat("/jobs?state=", UrlEncode(q.state), "&project=", UrlEncode(q.project),
                       "&name=", UrlEncode(q.name), "&sort=", UrlEncode(sort), "&page=", page);
@@ -237,7 +247,7 @@ std::vector<std::string> WhyWaiting(const v1::Job& job, const std::vector<v1::Jo
 
 std::string RenderJobPage(const PageContext& ctx, const v1::Job& j,
                           const std::vector<v1::Job>& deps, const std::vector<std::string>& why,
-                          const std::vector<v1::TaskLogLines>& logs) {
+                          const std::vector<v1::TaskLogLines>& logs, const QcByOutput& qc) {
   const v1::JobSpec& sp = j.spec();
   std::string body = absl::StrCat("<h1>Job ", j.id(), ": <span class=\"job-name\">",
                                   HtmlEscape(sp.name()), "</span></h1>");
@@ -289,11 +299,11 @@ std::string RenderJobPage(const PageContext& ctx, const v1::Job& j,
   absl::StrAppend(&body, "<h2>Outputs</h2><ul class=\"outputs\">");
   if (sp.has_generate()) {
     for (const TakeCell& t : TakesOf(j)) {
-      absl::StrAppend(&body, "<li>", HtmlEscape(t.output), "</li>");
+      absl::StrAppend(&body, "<li>", HtmlEscape(t.output), " ", QcNote(qc, t.output), "</li>");
     }
   } else {
-    absl::StrAppend(&body, "<li>",
-                    HtmlEscape(j.output().empty() ? sp.upscale().output() : j.output()), "</li>");
+    const std::string output = j.output().empty() ? sp.upscale().output() : j.output();
+    absl::StrAppend(&body, "<li>", HtmlEscape(output), " ", QcNote(qc, output), "</li>");
     if (j.state() == v1::JOB_STATE_SUCCEEDED) {
       absl::StrAppend(&body, "<li><img class=\"thumb\" alt=\"output frame\" src=\"/jobs/", j.id(),
                       "/preview.png\"></li>");
@@ -345,7 +355,7 @@ std::vector<TakeCell> TakesOf(const v1::Job& job) {
   return cells;
 }
 
-std::string RenderWedgePage(const PageContext& ctx, const v1::Job& j) {
+std::string RenderWedgePage(const PageContext& ctx, const v1::Job& j, const QcByOutput& qc) {
   std::string body = absl::StrCat("<h1>Contact sheet: <a href=\"/jobs/", j.id(), "\">",
                                   HtmlEscape(j.spec().name()), "</a></h1><div class=\"wedge\">");
   const std::vector<TakeCell> cells = TakesOf(j);
@@ -368,8 +378,8 @@ std::string RenderWedgePage(const PageContext& ctx, const v1::Job& j) {
                     ">seed ", c.seed, "</span> <span", vary("steps"), ">steps ", c.steps,
                     "</span> <span", vary("guidance_scale"), ">cfg ", Num(c.guidance_scale, "%g"),
                     "</span> <span", vary("sampler"), ">", HtmlEscape(c.sampler),
-                    "</span><br><span", vary("prompt"), ">", HtmlEscape(c.prompt),
-                    "</span></figcaption></figure>");
+                    "</span><br><span", vary("prompt"), ">", HtmlEscape(c.prompt), "</span>",
+                    QcNote(qc, c.output), "</figcaption></figure>");
   }
   absl::StrAppend(&body, "</div>");
   return Layout(&ctx, absl::StrCat("Wedge ", j.id()), body);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -45,13 +46,18 @@ std::string RenderJobsPage(const PageContext& ctx, const std::vector<v1::Job>& j
 std::vector<std::string> WhyWaiting(const v1::Job& job, const std::vector<v1::Job>& deps,
                                     const std::vector<v1::Worker>& workers);
 
-// One job: spec, dependencies, why it waits, tasks with errors, outputs, log tail.
+// QC flags of published outputs (media/qc.h), by output path; an output that was not
+// checked is absent, a clean one maps to no flags.
+using QcByOutput = std::map<std::string, std::vector<std::string>>;
+
+// One job: spec, dependencies, why it waits, tasks with errors, outputs with their QC
+// flags, log tail.
 std::string RenderJobPage(const PageContext& ctx, const v1::Job& job,
                           const std::vector<v1::Job>& deps, const std::vector<std::string>& why,
-                          const std::vector<v1::TaskLogLines>& logs);
+                          const std::vector<v1::TaskLogLines>& logs, const QcByOutput& qc = {});
 
 // A generate job's contact sheet: one cell per take with its preview and values.
-std::string RenderWedgePage(const PageContext& ctx, const v1::Job& job);
+std::string RenderWedgePage(const PageContext& ctx, const v1::Job& job, const QcByOutput& qc = {});
 
 std::string RenderWorkersPage(const PageContext& ctx, const std::vector<v1::Worker>& workers);
 

@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "media/media.h"
 #include "media/output_format.h"
+#include "media/qc.h"
 
 namespace reelfarm::server::web {
 namespace fs = std::filesystem;
@@ -117,6 +118,44 @@ absl::StatusOr<std::string> Thumbnailer::Thumbnail(const std::string& relative) 
   RETURN_IF_ERROR(sink->Write(first_frame));
   RETURN_IF_ERROR(sink->Close());
   return ReadAll(cached);
+}
+
+absl::StatusOr<std::vector<std::string>> Thumbnailer::QcFlags(const std::string& relative) {
+  ASSIGN_OR_RETURN(fs::path path, storage_->Resolve(relative, "output"));
+  const bool sequence = media::HasFramePattern(path.string());
+  std::error_code ec;
+  if (!sequence && !fs::is_regular_file(path, ec)) {
+    return absl::NotFoundError(absl::StrCat("output '", relative, "' is not published (yet)"));
+  }
+  absl::StatusOr<media::VideoInfo> info =
+      sequence ? media::ProbeImageSequence(path.string()) : media::ProbeVideo(path.string());
+  if (!info.ok()) return info.status();
+  const fs::path keyed =
+      sequence ? fs::path(media::FramePath(path.string(), info->first_frame)) : path;
+  const std::string key =
+      absl::StrCat(path.string(), "|", fs::last_write_time(keyed, ec).time_since_epoch().count(),
+                   "|", fs::file_size(keyed, ec), "|", info->frame_count);
+  absl::MutexLock lock(&mu_);
+  if (auto it = qc_.find(key); it != qc_.end()) return it->second;
+  const int64_t count = std::min<int64_t>(info->frame_count, 2000);
+  std::unique_ptr<media::FrameSource> source;
+  if (sequence) {
+    ASSIGN_OR_RETURN(source, media::OpenImageSequenceSource(path.string(), info->first_frame,
+                                                            info->first_frame + count));
+  } else {
+    ASSIGN_OR_RETURN(source, media::OpenVideoSource(path.string(), 0, count));
+  }
+  media::QcMeter meter;
+  media::Frame frame;
+  while (true) {
+    ASSIGN_OR_RETURN(bool more, source->Next(&frame));
+    if (!more) break;
+    meter.Add(frame);
+  }
+  std::vector<std::string> flags = media::QcFlags(meter.stats());
+  if (qc_.size() > 10000) qc_.clear();
+  qc_[key] = flags;
+  return flags;
 }
 
 }  // namespace reelfarm::server::web

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -27,11 +29,16 @@ class Thumbnailer final {
   // it does not decode. Thread-safe; one thumbnail is made at a time.
   absl::StatusOr<std::string> Thumbnail(const std::string& relative);
 
+  // The QC flags (media/qc.h) of every frame of `relative` (at most the first 2,000),
+  // kept in memory per path, size and modification time. Errors as Thumbnail().
+  absl::StatusOr<std::vector<std::string>> QcFlags(const std::string& relative);
+
  private:
   const common::Storage* const storage_;
   const std::filesystem::path cache_dir_;
   const int max_width_;
   absl::Mutex mu_;  // held while making one
+  std::map<std::string, std::vector<std::string>> qc_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace reelfarm::server::web
