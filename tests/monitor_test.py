@@ -157,6 +157,11 @@ def test_live_progress_without_reload_and_admin_cancels_by_click(farm, browser):
     job = farm.submit("upscale", "--input", "in/plate.mp4", "--output", "out/slow.mp4",
                       "--scale", "2", "--chunk", "24", "--name", "slow plate")
     sign_in(browser, farm, ADMIN)
+    # `reelctl open` names the job's page; it shows the job.
+    url = farm.reelctl("open", str(job), "--web", farm.web).strip()
+    assert url == f"{farm.web}/jobs/{job}"
+    browser.get(url)
+    assert browser.find_element(By.CSS_SELECTOR, ".job-name").text == "slow plate"
     browser.get(farm.web + "/jobs")
     browser.execute_script("window.__loadedOnce = 'yes';")
     wait_for("the job running", lambda: row_text(browser, job, "state") == "running", 90)
