@@ -260,3 +260,33 @@ def test_wedge_of_4_takes_shows_4_cells_whose_previews_load(farm, browser):
     # Each finished take was checked by QC (media/qc.h): "QC ok" or its flags.
     assert len(browser.find_elements(By.CSS_SELECTOR, "figure.take .qc")) == 4
     browser.save_screenshot(str(OUT / "wedge.png"))
+
+
+def test_monitor_serves_https_with_the_grpc_certificate(tmp_path):
+    """With TLS on the gRPC port, the monitor serves HTTPS with the same certificate (a
+    Secure session cookie) and no plaintext."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem"),
+         "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True)
+    server = subprocess.Popen(
+        [SERVER, "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem"),
+         "--no-auth", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--web-listen",
+         "127.0.0.1:0", "--web-port-file", str(tmp_path / "web.port"), "--data-dir",
+         str(tmp_path / "data")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port = int(wait_for("the monitor's port", lambda: (tmp_path / "web.port").exists() and
+                            (tmp_path / "web.port").read_text().strip()))
+        import ssl
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/jobs", context=ctx) as r:
+            assert r.status == 200
+            assert "Secure" in r.headers["Set-Cookie"]
+            assert "HttpOnly" in r.headers["Set-Cookie"]
+        with pytest.raises(Exception):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/jobs", timeout=5)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -37,6 +37,9 @@ constexpr char kHtml[] = "text/html; charset=utf-8";
 constexpr int kReservedThreads = 8;  // threads kept for pages while event streams are open
 constexpr auto kCallDeadline = std::chrono::seconds(20);
 constexpr auto kWatchDeadline = std::chrono::seconds(60);  // then the browser reconnects
+// The jobs page's streams follow the newest this many queued, running, paused and
+// waiting jobs (the jobs page lists at most as many).
+constexpr int kMaxActiveFollowed = 100000;
 
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -386,7 +389,7 @@ void MonitorImpl::JobsPage(const httplib::Request& req, httplib::Response& res) 
   // Newest first from the service: a page needs the ones before it; a name filter or
   // another order needs them all (at most 100,000).
   const bool whole = !q.name.empty() || q.sort != "created";
-  list.set_limit(whole ? 100000 : (q.page + 1) * q.page_size + 1);
+  list.set_limit(whole ? kMaxActiveFollowed : (q.page + 1) * q.page_size + 1);
   grpc::ClientContext ctx;
   SetupCall(&ctx, s.token);
   v1::ListJobsResponse listed;
@@ -717,12 +720,18 @@ void MonitorImpl::JobEvents(const Session& s, int64_t job_id, httplib::Response&
 void MonitorImpl::PollLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
+    auto wait = std::chrono::milliseconds(options_.poll_ms);
     if (streams_.load() > 0) {
       lock.unlock();
+      const auto began = std::chrono::steady_clock::now();
       PollOnce();
+      // A farm with many active jobs is listed less often: at most a tenth of the time.
+      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - began);
+      wait = std::max(wait, 9 * took);
       lock.lock();
     }
-    changed_.wait_for(lock, std::chrono::milliseconds(options_.poll_ms), [&] { return stop_; });
+    changed_.wait_for(lock, wait, [&] { return stop_; });
   }
 }
 
@@ -732,7 +741,7 @@ void MonitorImpl::PollOnce() {
        {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_PAUSED, v1::JOB_STATE_WAITING}) {
     list.add_states(st);
   }
-  list.set_limit(5000);
+  list.set_limit(kMaxActiveFollowed);
   grpc::ClientContext ctx;
   SetupCall(&ctx, poll_token_);
   v1::ListJobsResponse listed;
