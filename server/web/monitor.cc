@@ -40,6 +40,7 @@ constexpr auto kWatchDeadline = std::chrono::seconds(60);  // then the browser r
 // The jobs page's streams follow the newest this many queued, running, paused and
 // waiting jobs (the jobs page lists at most as many).
 constexpr int kMaxActiveFollowed = 100000;
+constexpr int kMaxPollWaitMs = 2000;
 
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -165,7 +166,8 @@ class MonitorImpl final : public WebMonitor {
   bool stop_ = false;
   uint64_t seq_ = 0;
   std::deque<JobChange> changes_;               // the newest few thousand
-  std::map<int64_t, std::string> last_active_;  // id -> JobEventJson of active jobs
+  std::map<int64_t, std::string> last_active_;  // id -> what the row of an active job shows
+  bool primed_ = false;                         // last_active_ was listed once
   std::set<grpc::ClientContext*> watches_;      // open WatchJob calls, cancelled at Stop()
 };
 
@@ -725,10 +727,12 @@ void MonitorImpl::PollLoop() {
       lock.unlock();
       const auto began = std::chrono::steady_clock::now();
       PollOnce();
-      // A farm with many active jobs is listed less often: at most a tenth of the time.
+      // A farm with many active jobs is listed less often (at most a fifth of the time),
+      // but at least every 2 s.
       const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
           std::chrono::steady_clock::now() - began);
-      wait = std::max(wait, 9 * took);
+      wait = std::min(std::max(wait, 4 * took),
+                      std::max(wait, std::chrono::milliseconds(kMaxPollWaitMs)));
       lock.lock();
     }
     changed_.wait_for(lock, wait, [&] { return stop_; });
@@ -750,26 +754,29 @@ void MonitorImpl::PollOnce() {
     spdlog::warn("monitor: cannot list jobs for the event streams: {}", st.error_message());
     return;
   }
+  // What a row shows, cheaply: the event (JSON) is made only for the rows that changed.
   std::map<int64_t, std::string> active;
-  std::map<int64_t, std::string> projects;
   for (const v1::Job& j : listed.jobs()) {
-    active[j.id()] = JobEventJson(j);
-    projects[j.id()] = j.spec().project();
+    active[j.id()] = absl::StrCat(j.state(), "/", j.frames_done(), "/", j.frames_total(), "/",
+                                  j.tasks_done(), "/", static_cast<int64_t>(j.fps() * 10), "/",
+                                  static_cast<int64_t>(j.eta_seconds()));
   }
   std::vector<int64_t> gone;
   std::vector<JobChange> changes;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [id, json] : active) {
-      auto it = last_active_.find(id);
-      if (it == last_active_.end() || it->second != json) {
-        changes.push_back({0, id, projects[id], json});
+    for (const v1::Job& j : listed.jobs()) {
+      auto it = last_active_.find(j.id());
+      // The first listing only learns the rows (the pages were rendered with them).
+      if (it == last_active_.end() ? primed_ : it->second != active[j.id()]) {
+        changes.push_back({0, j.id(), j.spec().project(), JobEventJson(j)});
       }
     }
     for (const auto& [id, json] : last_active_) {
       if (active.count(id) == 0) gone.push_back(id);
     }
     last_active_ = std::move(active);
+    primed_ = true;
   }
   // Jobs that left the active states: their last state.
   for (int64_t id : gone) {
