@@ -190,6 +190,13 @@ def test_viewer_sees_no_buttons_and_forged_posts_get_403(farm, browser):
     admin_cookie = browser.get_cookie("rf_session")["value"]
     assert browser.find_elements(By.ID, f"cancel-{job}"), "the admin sees a cancel button"
     admin_csrf = browser.find_element(By.CSS_SELECTOR, 'input[name="csrf"]').get_attribute("value")
+    # The admin changes the job's priority on its page.
+    browser.get(farm.web + f"/jobs/{job}")
+    field = browser.find_element(By.ID, f"priority-value-{job}")
+    field.clear()
+    field.send_keys("77")
+    browser.find_element(By.ID, f"priority-{job}").click()
+    wait_for("the new priority", lambda: farm.job(job)["spec"].get("priority") == 77)
 
     sign_in(browser, farm, VIEWER)
     browser.get(farm.web + "/jobs")
@@ -213,6 +220,10 @@ def test_viewer_sees_no_buttons_and_forged_posts_get_403(farm, browser):
     assert post(farm, cancel, {"csrf": viewer_csrf}, admin_cookie) == 403  # another session's
     assert post(farm, cancel, {"csrf": viewer_csrf}, viewer_cookie) == 403  # a viewer
     assert post(farm, "/workers/w1/drain", {"csrf": viewer_csrf}, viewer_cookie) == 403
+    assert post(farm, f"/jobs/{job}/priority", {"csrf": viewer_csrf, "priority": "1"},
+                viewer_cookie) == 403
+    assert post(farm, f"/jobs/{job}/priority", {"priority": "1"}, admin_cookie) == 403
+    assert farm.job(job)["spec"].get("priority") == 77
     assert job_state(farm.job(job)) in ("queued", "job_state_queued")
     # The same request with the admin's session and token goes through (303 to the job).
     req_ok = post(farm, cancel, {"csrf": admin_csrf}, admin_cookie)

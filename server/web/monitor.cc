@@ -136,6 +136,7 @@ class MonitorImpl final : public WebMonitor {
   void Logout(const httplib::Request& req, httplib::Response& res);
   void JobAction(const httplib::Request& req, httplib::Response& res);
   void WorkerAction(const httplib::Request& req, httplib::Response& res);
+  void PriorityAction(const httplib::Request& req, httplib::Response& res);
   void Events(const httplib::Request& req, httplib::Response& res);
   void JobsEvents(const Session& s, httplib::Response& res);
   void JobEvents(const Session& s, int64_t job_id, httplib::Response& res);
@@ -335,6 +336,8 @@ void MonitorImpl::Routes() {
   h.Get("/workers", [this](const httplib::Request& q, httplib::Response& r) { WorkersPage(q, r); });
   h.Post(R"(/jobs/(\d+)/(cancel|pause|resume|retry))",
          [this](const httplib::Request& q, httplib::Response& r) { JobAction(q, r); });
+  h.Post(R"(/jobs/(\d+)/priority)",
+         [this](const httplib::Request& q, httplib::Response& r) { PriorityAction(q, r); });
   h.Post(R"(/workers/([^/]+)/(drain|undrain))",
          [this](const httplib::Request& q, httplib::Response& r) { WorkerAction(q, r); });
   h.Get("/events", [this](const httplib::Request& q, httplib::Response& r) { Events(q, r); });
@@ -608,6 +611,29 @@ void MonitorImpl::JobAction(const httplib::Request& req, httplib::Response& res)
   }
   if (!st.ok()) return ErrorPage(res, HttpStatus(st), st.error_message());
   spdlog::info("monitor: '{}' {} job={}", s.principal.name, action, id);
+  res.set_redirect(absl::StrCat("/jobs/", id), 303);
+}
+
+void MonitorImpl::PriorityAction(const httplib::Request& req, httplib::Response& res) {
+  Session s;
+  if (!CheckPost(req, res, &s)) return;
+  v1::SetPriorityRequest r;
+  int64_t id = 0;
+  int priority = 0;
+  if (!absl::SimpleAtoi(req.matches[1].str(), &id)) return ErrorPage(res, 404, "no such job");
+  if (!absl::SimpleAtoi(req.get_param_value("priority"), &priority)) {
+    return ErrorPage(
+        res, 400,
+        "priority '" + req.get_param_value("priority") + "' is not a number; give 0..100");
+  }
+  r.set_job_id(id);
+  r.set_priority(priority);
+  grpc::ClientContext ctx;
+  SetupCall(&ctx, s.token);
+  v1::Job job;
+  grpc::Status st = stub_->SetPriority(&ctx, r, &job);
+  if (!st.ok()) return ErrorPage(res, HttpStatus(st), st.error_message());
+  spdlog::info("monitor: '{}' priority {} job={}", s.principal.name, priority, id);
   res.set_redirect(absl::StrCat("/jobs/", id), 303);
 }
 

@@ -96,6 +96,20 @@ std::string JobActions(const PageContext& ctx, const v1::Job& j) {
   return out;
 }
 
+// The job page's priority field, for who may control the job while it has not ended.
+std::string PriorityForm(const PageContext& ctx, const v1::Job& j) {
+  if (!ctx.CanControl(j.spec().project()) || Terminal(j.state())) return "";
+  return absl::StrCat("<form method=\"post\" action=\"/jobs/", j.id(),
+                      "/priority\" class=\"inline action\"><input type=\"hidden\" "
+                      "name=\"csrf\" value=\"",
+                      HtmlEscape(ctx.csrf),
+                      "\"><input type=\"number\" name=\"priority\" min=\"0\" max=\"100\" "
+                      "value=\"",
+                      j.spec().priority(), "\" id=\"priority-value-", j.id(),
+                      "\"><button type=\"submit\" data-action=\"priority\" id=\"priority-", j.id(),
+                      "\">Set priority</button></form>");
+}
+
 std::string ProgressBar(const v1::Job& j) {
   const int pct = ProgressPercent(j);
   return absl::StrCat("<div class=\"bar\"><div class=\"fill\" style=\"width:", pct,
@@ -258,7 +272,8 @@ std::string RenderJobPage(const PageContext& ctx, const v1::Job& j,
                   Num(j.fps()), "</span> fps, avg frame <span class=\"avg\">",
                   FormatDuration(AvgFrameSeconds(j)), "</span>, ETA <span class=\"eta\">",
                   Terminal(j.state()) ? "" : FormatDuration(j.eta_seconds()),
-                  "</span> <span class=\"actions\">", JobActions(ctx, j), "</span></div>");
+                  "</span> <span class=\"actions\">", JobActions(ctx, j), PriorityForm(ctx, j),
+                  "</span></div>");
   if (!j.error().empty()) {
     absl::StrAppend(&body, "<p class=\"error\">", HtmlEscape(j.error()), "</p>");
   }
