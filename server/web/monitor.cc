@@ -5,10 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
@@ -22,6 +20,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 #include "server/web/assets.h"
 #include "server/web/html.h"
@@ -162,14 +162,16 @@ class MonitorImpl final : public WebMonitor {
   std::thread poller_;
   std::atomic<int> streams_{0};
 
-  std::mutex mu_;  // guards what follows
-  std::condition_variable changed_;
-  bool stop_ = false;
-  uint64_t seq_ = 0;
-  std::deque<JobChange> changes_;               // the newest few thousand
-  std::map<int64_t, std::string> last_active_;  // id -> what the row of an active job shows
-  bool primed_ = false;                         // last_active_ was listed once
-  std::set<grpc::ClientContext*> watches_;      // open WatchJob calls, cancelled at Stop()
+  absl::Mutex mu_;
+  absl::CondVar changed_;  // stop_ or seq_ changed, or a stream opened
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<JobChange> changes_ ABSL_GUARDED_BY(mu_);  // the newest 20,000
+  // id -> what the row of an active job shows
+  std::map<int64_t, std::string> last_active_ ABSL_GUARDED_BY(mu_);
+  bool primed_ ABSL_GUARDED_BY(mu_) = false;  // last_active_ was listed once
+  // Open WatchJob calls, cancelled at Stop().
+  std::set<grpc::ClientContext*> watches_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::Status MonitorImpl::Listen() {
@@ -227,12 +229,12 @@ absl::Status MonitorImpl::Listen() {
 
 void MonitorImpl::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stop_ && !listener_.joinable() && !poller_.joinable()) return;
     stop_ = true;
     for (grpc::ClientContext* c : watches_) c->TryCancel();
   }
-  changed_.notify_all();
+  changed_.SignalAll();
   if (http_) http_->stop();
   if (listener_.joinable()) listener_.join();
   if (poller_.joinable()) poller_.join();
@@ -674,11 +676,11 @@ void MonitorImpl::JobsEvents(const Session& s, httplib::Response& res) {
   res.set_header("X-Accel-Buffering", "no");
   uint64_t cursor;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     cursor = seq_;
   }
   ++streams_;
-  changed_.notify_all();  // wakes the poller if it slept for want of streams
+  changed_.SignalAll();  // wakes the poller if it slept for want of streams
   const Principal who = s.principal;
   res.set_chunked_content_provider(
       "text/event-stream",
@@ -688,8 +690,10 @@ void MonitorImpl::JobsEvents(const Session& s, httplib::Response& res) {
           out = "retry: 2000\n: streaming job changes\n\n";
           first = false;
         } else {
-          std::unique_lock<std::mutex> lock(mu_);
-          changed_.wait_for(lock, std::chrono::seconds(15), [&] { return stop_ || seq_ > cursor; });
+          absl::MutexLock lock(&mu_);
+          const absl::Time deadline = absl::Now() + absl::Seconds(15);
+          while (!stop_ && seq_ <= cursor && !changed_.WaitWithDeadline(&mu_, deadline)) {
+          }
           if (stop_) return false;
           for (const JobChange& c : changes_) {
             if (c.seq <= cursor) continue;
@@ -712,7 +716,7 @@ void MonitorImpl::JobEvents(const Session& s, int64_t job_id, httplib::Response&
   auto watch = std::make_shared<Watch>();
   SetupCall(&watch->ctx, s.token, kWatchDeadline);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stop_) return ErrorPage(res, 503, "shutting down");
     watches_.insert(&watch->ctx);
   }
@@ -740,28 +744,28 @@ void MonitorImpl::JobEvents(const Session& s, int64_t job_id, httplib::Response&
         watch->ctx.TryCancel();
         watch->reader->Finish();
         --streams_;
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         watches_.erase(&watch->ctx);
       });
 }
 
 void MonitorImpl::PollLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (!stop_) {
-    auto wait = std::chrono::milliseconds(options_.poll_ms);
+    absl::Duration wait = absl::Milliseconds(options_.poll_ms);
     if (streams_.load() > 0) {
-      lock.unlock();
-      const auto began = std::chrono::steady_clock::now();
+      mu_.Unlock();
+      const absl::Time began = absl::Now();
       PollOnce();
       // A farm with many active jobs is listed less often (at most a fifth of the time),
       // but at least every 2 s.
-      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::steady_clock::now() - began);
-      wait = std::min(std::max(wait, 4 * took),
-                      std::max(wait, std::chrono::milliseconds(kMaxPollWaitMs)));
-      lock.lock();
+      const absl::Duration took = absl::Now() - began;
+      wait = std::min(std::max(wait, 4 * took), std::max(wait, absl::Milliseconds(kMaxPollWaitMs)));
+      mu_.Lock();
     }
-    changed_.wait_for(lock, wait, [&] { return stop_; });
+    const absl::Time deadline = absl::Now() + wait;
+    while (!stop_ && !changed_.WaitWithDeadline(&mu_, deadline)) {
+    }
   }
 }
 
@@ -790,7 +794,7 @@ void MonitorImpl::PollOnce() {
   std::vector<int64_t> gone;
   std::vector<JobChange> changes;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (const v1::Job& j : listed.jobs()) {
       auto it = last_active_.find(j.id());
       // The first listing only learns the rows (the pages were rendered with them).
@@ -818,14 +822,14 @@ void MonitorImpl::PollOnce() {
   }
   if (changes.empty()) return;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (JobChange& c : changes) {
       c.seq = ++seq_;
       changes_.push_back(std::move(c));
     }
     while (changes_.size() > 20000) changes_.pop_front();
   }
-  changed_.notify_all();
+  changed_.SignalAll();
 }
 
 }  // namespace
