@@ -23,6 +23,7 @@
 
 #include "absl/strings/ascii.h"
 #include "cli/job_file.h"
+#include "cli/open_url.h"
 #include "cli/progress.h"
 #include "common/grpc_security.h"
 #include "common/job_defaults.h"
@@ -920,6 +921,38 @@ Command AddDrain(CLI::App& app) {
   return {drain, [name, undrain](Context& c) { return DrainWorker(c, *name, *undrain); }};
 }
 
+// `reelctl open JOB`: prints the job's monitor URL (after checking the job exists), and
+// with --browser opens it with xdg-open.
+Command AddOpen(CLI::App& app) {
+  struct Options {
+    int64_t id = 0;
+    std::string web;
+    bool browser = false;
+  };
+  auto o = std::make_shared<Options>();
+  if (const char* env = std::getenv("REELFARM_WEB")) o->web = env;
+  auto* open = app.add_subcommand("open", "print (or open) a job's page in the farm monitor");
+  open->add_option("id", o->id)->required();
+  open->add_option("--web", o->web,
+                   "the monitor's base URL, e.g. https://farm:7780 (or REELFARM_WEB; default: "
+                   "the --server host at port 7780)");
+  open->add_flag("--browser", o->browser, "open it with xdg-open");
+  return {open, [o](Context& c) {
+            v1::GetJobRequest req;
+            req.set_job_id(o->id);
+            return Run(c, &JobStub::GetJob, req, [&](const v1::Job&) {
+              const std::string url =
+                  reelfarm::cli::MonitorJobUrl(c.server, c.tls.insecure, o->web, o->id);
+              std::printf("%s\n", url.c_str());
+              if (!o->browser) return 0;
+              const std::string cmd = "xdg-open '" + url + "' >/dev/null 2>&1";
+              if (std::system(cmd.c_str()) == 0) return 0;
+              std::fprintf(stderr, "reelctl: xdg-open failed; open the URL above\n");
+              return 1;
+            });
+          }};
+}
+
 Command AddLogs(CLI::App& app) {
   struct Options {
     int64_t id = 0;
@@ -983,6 +1016,7 @@ int main(int argc, char** argv) {
            AddPriority(app),
            AddDrain(app),
            AddLogs(app),
+           AddOpen(app),
            AddHealth(app),
        }) {
     commands.push_back(std::move(command));

@@ -32,6 +32,8 @@ PKGS=(
   libopencolorio-dev opencolorio-tools libopenexr-dev
   # The web monitor's tests drive a real headless browser.
   chromium chromium-driver python3-selenium
+  # The web monitor's HTTP server (cpp-httplib, with OpenSSL).
+  libcpp-httplib-dev
 )
 # kubectl (for `kubectl kustomize` in the deploy check): Debian's kubernetes-client,
 # unless some kubectl is already installed (e.g. Google Cloud SDK's, which conflicts).

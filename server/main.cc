@@ -25,6 +25,7 @@
 #include "server/ha_server.h"
 #include "server/local_workers.h"
 #include "server/server.h"
+#include "server/web/monitor.h"
 
 namespace fs = std::filesystem;
 using namespace reelfarm;
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
   std::string advertise;
   std::vector<std::string> model_path;
   std::string metrics_listen = "127.0.0.1:9770";
+  server::web::WebOptions web;
   std::string port_file;
   std::string metrics_port_file;
   std::string task_log_dir;
@@ -124,6 +126,17 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", metrics_listen,
                  "address of /metrics (port 0 picks a free one); empty disables it")
       ->capture_default_str();
+  CLI::Option* web_listen_opt =
+      app.add_option("--web-listen", web.listen,
+                     "address of the web monitor, HOST:PORT (port 0 picks a free one); empty "
+                     "disables it. HTTPS with --tls-cert, plaintext with --insecure")
+          ->capture_default_str();
+  app.add_option("--web-threads", web.threads,
+                 "HTTP threads of the monitor; each open page's event stream holds one")
+      ->check(CLI::Range(16, 4096))
+      ->capture_default_str();
+  std::string web_port_file;
+  app.add_option("--web-port-file", web_port_file, "write the monitor's port here once listening");
   app.add_option("--port-file", port_file, "write the gRPC port here once listening");
   app.add_option("--metrics-port-file", metrics_port_file,
                  "write the /metrics port here once listening");
@@ -298,6 +311,29 @@ int main(int argc, char** argv) {
   metrics->Announce(metrics_port_file);
   if (!port_file.empty()) common::WritePortFile(port_file, port);
 
+  // The monitor: over the same JobService as gRPC (an in-process channel).
+  std::unique_ptr<server::web::WebMonitor> monitor;
+  if (!web.listen.empty() && farm == nullptr) {
+    spdlog::warn("--web-listen: the monitor is not served by servers sharing PostgreSQL yet");
+  } else if (!web.listen.empty()) {
+    if (!options.tls.insecure) {
+      web.cert_file = options.tls.cert_file;
+      web.key_file = options.tls.key_file;
+    }
+    web.cache_dir = (fs::path(data_dir) / "web-cache").string();
+    auto started = server::web::WebMonitor::Start(web, farm->InProcessChannel(),
+                                                  &farm->authenticator(), &farm->storage());
+    if (started.ok()) {
+      monitor = std::move(*started);
+      if (!web_port_file.empty()) common::WritePortFile(web_port_file, monitor->port());
+    } else if (web_listen_opt->count() > 0) {
+      farm->Shutdown();
+      return usage_error(std::string(started.status().message()));
+    } else {
+      spdlog::warn("no monitor: {}", std::string(started.status().message()));
+    }
+  }
+
   std::unique_ptr<server::LocalWorkers> workers;
   if (local_workers > 0) {
     if (worker_bin.empty()) worker_bin = FindWorkerBinary().string();
@@ -346,6 +382,7 @@ int main(int argc, char** argv) {
 
   spdlog::info("signal {}: shutting down", signals.Wait());
   workers.reset();
+  if (monitor) monitor->Stop();
   if (farm) farm->Shutdown();
   if (ha) ha->Shutdown();
   return 0;

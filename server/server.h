@@ -10,6 +10,7 @@
 
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/server.h>
+#include <grpcpp/support/channel_arguments.h>
 #include <prometheus/registry.h>
 
 #include "common/grpc_security.h"
@@ -59,6 +60,12 @@ class FarmServer final {
   std::shared_ptr<prometheus::Collectable> metrics_collectable() const {
     return metrics_->stats_collectable();
   }
+  // A channel to this server's own services that bypasses the network: the monitor's
+  // way in, through the same handlers, authentication and checks as any gRPC client.
+  std::shared_ptr<grpc::Channel> InProcessChannel() const {
+    return server_->InProcessChannel(grpc::ChannelArguments());
+  }
+  Authenticator& authenticator() const { return *auth_; }
   // Stops serving: ends streams, stops the dispatcher, waits for handlers.
   void Shutdown();
   // OK while the store takes commits; else the error that stopped them (the server

@@ -4,6 +4,8 @@
 #   - a file under server/ includes anything under worker/;
 #   - a file of the server's libraries (server/, scheduler/, media/, common/, proto/)
 #     includes a LibTorch header (torch/, ATen/, c10/);
+#   - a file under server/web/ (the monitor) includes the scheduler's state or the services'
+#     implementations (it goes through the JobService, as gRPC clients do);
 #   - a file under media/ includes worker/, server/, scheduler/ or cli/ (media knows no farm);
 #   - the built reelfarm-server binary has libtorch*/libc10* among its shared libraries (ldd).
 # Usage: layering_check.sh SOURCE_DIR SERVER_BINARY
@@ -32,6 +34,12 @@ done < <(includes 'worker/' server)
 while IFS= read -r hit; do
   [ -n "$hit" ] && fail "the server's libraries include LibTorch: $hit"
 done < <(includes 'torch/|ATen/|c10/' server scheduler media common proto)
+
+# The monitor (server/web/) is a front end over the JobService, as gRPC clients are: it
+# includes neither the scheduler's state nor the service's implementation.
+while IFS= read -r hit; do
+  [ -n "$hit" ] && fail "server/web/ reaches past the JobService: $hit"
+done < <(includes 'scheduler/(scheduler|job_store|commit_queue|scheduler_control)\.h|server/(job_service|worker_service|server|admission)\.h' server/web)
 
 while IFS= read -r hit; do
   [ -n "$hit" ] && fail "media/ includes a farm component: $hit"

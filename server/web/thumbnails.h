@@ -1,0 +1,44 @@
+// Thumbnails of published outputs for the monitor: the middle frame of a movie or an
+// image sequence, scaled down and written as PNG, made once and kept on disk under a
+// cache folder keyed by the output's path, size and modification time. Paths are
+// resolved beneath the storage root (common/storage.h), as every other path.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/storage.h"
+
+namespace reelfarm::server::web {
+
+class Thumbnailer final {
+ public:
+  // `storage` is borrowed and must outlive this; `cache_dir` is created when needed.
+  Thumbnailer(const common::Storage* storage, std::filesystem::path cache_dir, int max_width = 320);
+  Thumbnailer(const Thumbnailer&) = delete;
+  Thumbnailer& operator=(const Thumbnailer&) = delete;
+
+  // PNG bytes of the middle frame of `relative` (a movie, or an image sequence with a
+  // frame pattern), at most max_width wide. NOT_FOUND while the output is not
+  // published; PERMISSION_DENIED for a path outside the root; FAILED_PRECONDITION when
+  // it does not decode. Thread-safe; one thumbnail is made at a time.
+  absl::StatusOr<std::string> Thumbnail(const std::string& relative);
+
+  // The QC flags (media/qc.h) of every frame of `relative` (at most the first 2,000),
+  // kept in memory per path, size and modification time. Errors as Thumbnail().
+  absl::StatusOr<std::vector<std::string>> QcFlags(const std::string& relative);
+
+ private:
+  const common::Storage* const storage_;
+  const std::filesystem::path cache_dir_;
+  const int max_width_;
+  absl::Mutex mu_;  // held while making one
+  std::map<std::string, std::vector<std::string>> qc_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace reelfarm::server::web

@@ -1,0 +1,303 @@
+"""The web monitor in a real browser (ctest monitor_browser): Debian's headless Chromium,
+driven by selenium through chromedriver, against a real reelfarm-server (--web-listen)
+with a real worker (reelfarm-test-worker, slowed with --frame-delay-ms) and reelctl.
+
+Screenshots go to $MONITOR_TEST_OUTPUT (ctest: build/tests/monitor_test_output/):
+jobs_live.png, job_cancelled.png, viewer_jobs.png, xss_job.png, wedge.png.
+"""
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+REPO = pathlib.Path(os.environ.get("REELFARM_SOURCE_DIR",
+                                   pathlib.Path(__file__).resolve().parents[1]))
+BUILD = REPO / "build"
+SERVER = os.environ.get("REELFARM_SERVER_BIN", str(BUILD / "server/reelfarm-server"))
+WORKER = os.environ.get("REELFARM_TEST_WORKER_BIN", str(BUILD / "tests/reelfarm-test-worker"))
+REELCTL = os.environ.get("REELFARM_REELCTL_BIN", str(BUILD / "cli/reelctl"))
+OUT = pathlib.Path(os.environ.get("MONITOR_TEST_OUTPUT", BUILD / "tests/monitor_test_output"))
+ADMIN = "monitor-test-admin-0123456789abcdef"
+VIEWER = "monitor-test-viewer-0123456789abcdef"
+WORKER_TOKEN = "monitor-test-worker-0123456789abcdef"
+XSS_NAME = "<img src=x onerror=alert(1)>"
+
+
+def wait_for(what, fn, timeout=60, interval=0.2):
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+class Farm:
+    def __init__(self, root):
+        self.root = root
+        self.storage = root / "storage"
+        (self.storage / "in").mkdir(parents=True)
+        (root / "tokens.yaml").write_text(
+            "tokens:\n"
+            f"  - {{name: ada, role: admin, token: {ADMIN}}}\n"
+            f"  - {{name: vic, role: viewer, token: {VIEWER}}}\n"
+            f"  - {{name: nodes, role: worker, token: {WORKER_TOKEN}}}\n")
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                        "testsrc2=size=64x48:rate=24", "-frames:v", "240", "-pix_fmt", "yuv420p",
+                        str(self.storage / "in/plate.mp4")], check=True)
+        self.server_log = open(root / "server.log", "w")
+        self.server = subprocess.Popen(
+            [SERVER, "--insecure", "--listen", "127.0.0.1:0", "--port-file", str(root / "port"),
+             "--metrics-listen", "", "--web-listen", "127.0.0.1:0", "--web-port-file",
+             str(root / "web.port"), "--data-dir", str(root / "data"), "--storage-root",
+             str(self.storage), "--tokens-file", str(root / "tokens.yaml"), "--model-path",
+             str(REPO / "models")], stdout=self.server_log, stderr=subprocess.STDOUT)
+        wait_for("the server's ports", lambda: (root / "port").exists() and
+                 (root / "web.port").exists() and (root / "web.port").read_text().strip())
+        self.port = int((root / "port").read_text())
+        self.web = f"http://127.0.0.1:{int((root / 'web.port').read_text())}"
+        self.worker_log = open(root / "worker.log", "w")
+        self.worker = subprocess.Popen(
+            [WORKER, "--frame-delay-ms", "100", "--server", f"127.0.0.1:{self.port}",
+             "--insecure", "--name", "w1", "--storage-root", str(self.storage), "--threads", "1",
+             "--model-path", str(REPO / "models")],
+            env=dict(os.environ, REELFARM_TOKEN=WORKER_TOKEN),
+            stdout=self.worker_log, stderr=subprocess.STDOUT)
+
+    def reelctl(self, *args, token=ADMIN):
+        r = subprocess.run([REELCTL, "--server", f"127.0.0.1:{self.port}", "--insecure",
+                            "--token", token, *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"reelctl {args}: {r.stdout}{r.stderr}"
+        return r.stdout
+
+    def submit(self, *args):
+        out = self.reelctl("submit", *args)
+        return int(re.search(r"submitted job (\d+)", out).group(1))
+
+    def job(self, job_id):
+        return json.loads(self.reelctl("--json", "get", str(job_id)))
+
+    def close(self):
+        for p in (self.worker, self.server):
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def job_state(job):
+    return str(job.get("state", "")).lower()
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory):
+    f = Farm(tmp_path_factory.mktemp("monitor"))
+    yield f
+    f.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+              "--window-size=1400,1000"):
+        opts.add_argument(a)
+    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    OUT.mkdir(parents=True, exist_ok=True)
+    yield d
+    d.quit()
+
+
+def sign_in(browser, farm, token):
+    from selenium.webdriver.common.by import By
+    browser.delete_all_cookies()
+    browser.get(farm.web + "/login")
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "sign-in").click()
+    wait_for("the jobs page", lambda: browser.current_url.endswith("/jobs"))
+
+
+def row_text(browser, job_id, cls):
+    from selenium.webdriver.common.by import By
+    return browser.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"] .{cls}').text
+
+
+def post(farm, path, data, cookie=None):
+    """A POST as a forger would send it; returns the HTTP status."""
+    req = urllib.request.Request(farm.web + path, data=urllib.parse.urlencode(data).encode(),
+                                 method="POST")
+    if cookie:
+        req.add_header("Cookie", f"rf_session={cookie}")
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_live_progress_without_reload_and_admin_cancels_by_click(farm, browser):
+    from selenium.webdriver.common.by import By
+    job = farm.submit("upscale", "--input", "in/plate.mp4", "--output", "out/slow.mp4",
+                      "--scale", "2", "--chunk", "24", "--name", "slow plate")
+    sign_in(browser, farm, ADMIN)
+    # `reelctl open` names the job's page; it shows the job.
+    url = farm.reelctl("open", str(job), "--web", farm.web).strip()
+    assert url == f"{farm.web}/jobs/{job}"
+    browser.get(url)
+    assert browser.find_element(By.CSS_SELECTOR, ".job-name").text == "slow plate"
+    browser.get(farm.web + "/jobs")
+    browser.execute_script("window.__loadedOnce = 'yes';")
+    wait_for("the job running", lambda: row_text(browser, job, "state") == "running", 90)
+    first = wait_for("frames done", lambda: (t := row_text(browser, job, "frames"))
+                     and not t.startswith("0/") and t)
+    changed = wait_for("the progress to change", lambda: (t := row_text(browser, job, "frames"))
+                       != first and t, 60)
+    assert browser.execute_script("return window.__loadedOnce") == "yes", "the page reloaded"
+    assert int(browser.execute_script("return document.body.dataset.updates || '0'")) > 0
+    print(f"progress {first} -> {changed} without reload")
+    browser.save_screenshot(str(OUT / "jobs_live.png"))
+
+    browser.find_element(By.ID, f"cancel-{job}").click()
+    wait_for("the job page", lambda: browser.current_url.endswith(f"/jobs/{job}"))
+    assert job_state(farm.job(job)) in ("cancelled", "job_state_cancelled")
+    assert "cancelled" in browser.find_element(By.CSS_SELECTOR, ".job-head .state").text
+    browser.save_screenshot(str(OUT / "job_cancelled.png"))
+
+
+def test_viewer_sees_no_buttons_and_forged_posts_get_403(farm, browser):
+    from selenium.webdriver.common.by import By
+    # A job that no worker can take stays queued: a target for the forgeries.
+    job = farm.submit("upscale", "--input", "in/plate.mp4", "--output", "out/target.mp4",
+                      "--scale", "2", "--name", "target", "--require", "site=nowhere")
+    sign_in(browser, farm, ADMIN)
+    admin_cookie = browser.get_cookie("rf_session")["value"]
+    assert browser.find_elements(By.ID, f"cancel-{job}"), "the admin sees a cancel button"
+    admin_csrf = browser.find_element(By.CSS_SELECTOR, 'input[name="csrf"]').get_attribute("value")
+    # The admin changes the job's priority on its page.
+    browser.get(farm.web + f"/jobs/{job}")
+    field = browser.find_element(By.ID, f"priority-value-{job}")
+    field.clear()
+    field.send_keys("77")
+    browser.find_element(By.ID, f"priority-{job}").click()
+    wait_for("the new priority", lambda: farm.job(job)["spec"].get("priority") == 77)
+
+    sign_in(browser, farm, VIEWER)
+    browser.get(farm.web + "/jobs")
+    assert browser.find_elements(By.CSS_SELECTOR, f'tr[data-job-id="{job}"]')
+    assert browser.find_elements(By.CSS_SELECTOR, "button[data-action]") == []
+    browser.get(farm.web + f"/jobs/{job}")
+    assert browser.find_elements(By.CSS_SELECTOR, "button[data-action]") == []
+    why = browser.find_element(By.CSS_SELECTOR, "ul.why").text
+    assert "site=nowhere" in why
+    browser.get(farm.web + "/workers")
+    assert browser.find_elements(By.CSS_SELECTOR, "button[data-action]") == []
+    browser.save_screenshot(str(OUT / "viewer_jobs.png"))
+    viewer_cookie = browser.get_cookie("rf_session")["value"]
+    viewer_csrf = browser.find_element(By.CSS_SELECTOR, 'input[name="csrf"]').get_attribute("value")
+
+    cancel = f"/jobs/{job}/cancel"
+    assert post(farm, cancel, {}) == 403                                   # no session
+    assert post(farm, cancel, {"csrf": admin_csrf}) == 403                 # no session cookie
+    assert post(farm, cancel, {}, admin_cookie) == 403                     # no CSRF token
+    assert post(farm, cancel, {"csrf": "0" * 64}, admin_cookie) == 403     # a wrong one
+    assert post(farm, cancel, {"csrf": viewer_csrf}, admin_cookie) == 403  # another session's
+    assert post(farm, cancel, {"csrf": viewer_csrf}, viewer_cookie) == 403  # a viewer
+    assert post(farm, "/workers/w1/drain", {"csrf": viewer_csrf}, viewer_cookie) == 403
+    assert post(farm, f"/jobs/{job}/priority", {"csrf": viewer_csrf, "priority": "1"},
+                viewer_cookie) == 403
+    assert post(farm, f"/jobs/{job}/priority", {"priority": "1"}, admin_cookie) == 403
+    assert farm.job(job)["spec"].get("priority") == 77
+    assert job_state(farm.job(job)) in ("queued", "job_state_queued")
+    # The same request with the admin's session and token goes through (303 to the job).
+    req_ok = post(farm, cancel, {"csrf": admin_csrf}, admin_cookie)
+    assert req_ok in (200, 303)
+    assert job_state(farm.job(job)) in ("cancelled", "job_state_cancelled")
+
+
+def test_xss_job_name_renders_as_text(farm, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import NoAlertPresentException
+    job = farm.submit("upscale", "--input", "in/plate.mp4", "--output", "out/xss.mp4",
+                      "--scale", "2", "--name", XSS_NAME, "--require", "site=nowhere")
+    sign_in(browser, farm, ADMIN)
+    for page in ("/jobs", f"/jobs/{job}"):
+        browser.get(farm.web + page)
+        with pytest.raises(NoAlertPresentException):
+            browser.switch_to.alert.text  # noqa: B018 - raises when no alert is open
+        assert browser.find_elements(By.CSS_SELECTOR, 'img[src="x"]') == []
+        sel = f'tr[data-job-id="{job}"] .name' if page == "/jobs" else ".job-name"
+        assert browser.find_element(By.CSS_SELECTOR, sel).text == XSS_NAME
+    browser.save_screenshot(str(OUT / "xss_job.png"))
+    farm.reelctl("cancel", str(job))
+
+
+def test_wedge_of_4_takes_shows_4_cells_whose_previews_load(farm, browser):
+    from selenium.webdriver.common.by import By
+    job = farm.submit("generate", "--model", "shapes_t2v", "--prompt", "red circle moving right",
+                      "--seeds", "1-4", "--steps", "4", "--size", "64x64", "--frames", "4",
+                      "--output", "gen/wedge.mp4", "--name", "wedge")
+    wait_for("the wedge to succeed",
+             lambda: job_state(farm.job(job)) in ("succeeded", "job_state_succeeded"), 300, 1)
+    sign_in(browser, farm, ADMIN)
+    browser.get(farm.web + f"/jobs/{job}/wedge")
+    cells = browser.find_elements(By.CSS_SELECTOR, "figure.take")
+    assert len(cells) == 4
+    imgs = browser.find_elements(By.CSS_SELECTOR, "figure.take img.preview")
+    assert len(imgs) == 4
+    wait_for("the previews to load", lambda: all(
+        browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i)
+        for i in imgs), 60)
+    widths = [browser.execute_script("return arguments[0].naturalWidth", i) for i in imgs]
+    assert all(w > 0 for w in widths), widths
+    # The seeds vary across the takes, and are marked so.
+    assert len(browser.find_elements(By.CSS_SELECTOR, "figure.take .varying")) >= 4
+    # Each finished take was checked by QC (media/qc.h): "QC ok" or its flags.
+    assert len(browser.find_elements(By.CSS_SELECTOR, "figure.take .qc")) == 4
+    browser.save_screenshot(str(OUT / "wedge.png"))
+
+
+def test_monitor_serves_https_with_the_grpc_certificate(tmp_path):
+    """With TLS on the gRPC port, the monitor serves HTTPS with the same certificate (a
+    Secure session cookie) and no plaintext."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem"),
+         "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True)
+    server = subprocess.Popen(
+        [SERVER, "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem"),
+         "--no-auth", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--web-listen",
+         "127.0.0.1:0", "--web-port-file", str(tmp_path / "web.port"), "--data-dir",
+         str(tmp_path / "data")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port = int(wait_for("the monitor's port", lambda: (tmp_path / "web.port").exists() and
+                            (tmp_path / "web.port").read_text().strip()))
+        import ssl
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/jobs", context=ctx) as r:
+            assert r.status == 200
+            assert "Secure" in r.headers["Set-Cookie"]
+            assert "HttpOnly" in r.headers["Set-Cookie"]
+        with pytest.raises(Exception):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/jobs", timeout=5)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

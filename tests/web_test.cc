@@ -1,0 +1,227 @@
+// The monitor's pure parts: escaping, sessions and CSRF, role checks, page rendering,
+// "why is it waiting". The browser test (monitor_test.py) drives the whole of it.
+#include <chrono>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "server/web/html.h"
+#include "server/web/pages.h"
+#include "server/web/sessions.h"
+
+using namespace reelfarm;
+using namespace reelfarm::server;
+using namespace reelfarm::server::web;
+
+namespace {
+
+constexpr char kXss[] = "<img src=x onerror=alert(1)>";
+
+Principal Who(Role role, std::set<std::string> projects = {}) {
+  Principal p;
+  p.name = "someone";
+  p.role = role;
+  p.projects = std::move(projects);
+  return p;
+}
+
+v1::Job RunningJob(int64_t id, const std::string& name, const std::string& project) {
+  v1::Job j;
+  j.set_id(id);
+  j.mutable_spec()->set_name(name);
+  j.mutable_spec()->set_project(project);
+  j.mutable_spec()->mutable_upscale()->set_model("bicubic");
+  j.set_state(v1::JOB_STATE_RUNNING);
+  j.set_frames_total(100);
+  j.set_frames_done(25);
+  j.set_fps(12.5);
+  j.set_eta_seconds(6);
+  return j;
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("HtmlEscape escapes the five HTML characters", "[unit]") {
+  CHECK(HtmlEscape(kXss) == "&lt;img src=x onerror=alert(1)&gt;");
+  CHECK(HtmlEscape("a&b\"c'd") == "a&amp;b&quot;c&#39;d");
+  CHECK(HtmlEscape("plain text 123") == "plain text 123");
+}
+
+TEST_CASE("UrlEncode and UrlDecode round-trip names with reserved characters", "[unit]") {
+  const std::string name = "render node/1 & <x>?=%";
+  const std::string enc = UrlEncode(name);
+  CHECK(enc.find_first_of("/&<>?= ") == std::string::npos);
+  CHECK(UrlDecode(enc) == name);
+  CHECK(UrlDecode("a+b%2") == "a b%2");  // a cut escape stays as it is
+}
+
+TEST_CASE("FormatDuration gives short forms and a dash for unknown", "[unit]") {
+  CHECK(FormatDuration(-1) == "\xE2\x80\x94");
+  CHECK(FormatDuration(0.25) == "0.25s");
+  CHECK(FormatDuration(42) == "42s");
+  CHECK(FormatDuration(200) == "3m 20s");
+  CHECK(FormatDuration(7500) == "2h 05m");
+}
+
+TEST_CASE("the jobs page shows a job name as text and buttons only to who may act", "[unit]") {
+  PageContext admin;
+  admin.principal = Who(Role::kAdmin);
+  admin.csrf = "c5rf-admin";
+  const std::vector<v1::Job> jobs = {RunningJob(7, kXss, "sh010")};
+  const std::string page = RenderJobsPage(admin, jobs, JobsQuery(), false);
+  CHECK(page.find(kXss) == std::string::npos);
+  CHECK(page.find("&lt;img src=x onerror=alert(1)&gt;") != std::string::npos);
+  CHECK(page.find("id=\"cancel-7\"") != std::string::npos);
+  CHECK(page.find("value=\"c5rf-admin\"") != std::string::npos);
+  CHECK(page.find("25/100") != std::string::npos);
+
+  PageContext viewer = admin;
+  viewer.principal = Who(Role::kViewer);
+  CHECK(Count(RenderJobsPage(viewer, jobs, JobsQuery(), false), "data-action") == 0);
+
+  PageContext other = admin;  // a submitter of another project
+  other.principal = Who(Role::kSubmitter, {"sh020"});
+  CHECK(Count(RenderJobsPage(other, jobs, JobsQuery(), false), "data-action") == 0);
+  other.principal = Who(Role::kSubmitter, {"sh010"});
+  CHECK(Count(RenderJobsPage(other, jobs, JobsQuery(), false), "data-action=\"cancel\"") == 1);
+}
+
+TEST_CASE("the workers page escapes tags and shows drain only to admins", "[unit]") {
+  v1::Worker w;
+  w.set_name("w<1>");
+  w.set_state("idle");
+  (*w.mutable_tags())["site"] = "\"lon\"";
+  PageContext admin;
+  admin.principal = Who(Role::kAdmin);
+  const std::string page = RenderWorkersPage(admin, {w});
+  CHECK(page.find("w&lt;1&gt;") != std::string::npos);
+  CHECK(page.find("site=&quot;lon&quot;") != std::string::npos);
+  CHECK(page.find("data-action=\"drain\"") != std::string::npos);
+  PageContext submitter = admin;
+  submitter.principal = Who(Role::kSubmitter, {"sh010"});
+  CHECK(RenderWorkersPage(submitter, {w}).find("data-action") == std::string::npos);
+}
+
+TEST_CASE("sessions have random ids and CSRF tokens and expire", "[unit]") {
+  SessionStore store;
+  const Session a = store.Create("token-a", Who(Role::kAdmin));
+  const Session b = store.Create("token-b", Who(Role::kViewer));
+  CHECK(a.id.size() == 64);
+  CHECK(a.csrf.size() == 64);
+  CHECK(a.id != b.id);
+  CHECK(a.csrf != b.csrf);
+  CHECK(a.csrf != a.id);
+  REQUIRE(store.Find(a.id).has_value());
+  CHECK(store.Find(a.id)->token == "token-a");
+  store.Remove(a.id);
+  CHECK_FALSE(store.Find(a.id).has_value());
+  CHECK_FALSE(store.Find("not-a-session").has_value());
+
+  SessionStore expiring(std::chrono::seconds(0));
+  const Session c = expiring.Create("t", Who(Role::kAdmin));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CHECK_FALSE(expiring.Find(c.id).has_value());
+
+  SessionStore small(std::chrono::hours(1), 2);
+  const Session first = small.Create("1", Who(Role::kAdmin));
+  small.Create("2", Who(Role::kAdmin));
+  small.Create("3", Who(Role::kAdmin));
+  CHECK_FALSE(small.Find(first.id).has_value());  // the oldest went
+}
+
+TEST_CASE("a change needs a session, its own CSRF token and a role that may change", "[unit]") {
+  SessionStore store;
+  const Session admin = store.Create("a", Who(Role::kAdmin));
+  const Session viewer = store.Create("v", Who(Role::kViewer));
+  const Session submitter = store.Create("s", Who(Role::kSubmitter, {"sh010"}));
+  CHECK(CheckChange(std::nullopt, admin.csrf).code() == absl::StatusCode::kPermissionDenied);
+  CHECK(CheckChange(admin, "").code() == absl::StatusCode::kPermissionDenied);
+  CHECK(CheckChange(admin, viewer.csrf).code() == absl::StatusCode::kPermissionDenied);
+  CHECK(CheckChange(admin, admin.csrf.substr(1)).code() == absl::StatusCode::kPermissionDenied);
+  CHECK(CheckChange(viewer, viewer.csrf).code() == absl::StatusCode::kPermissionDenied);
+  CHECK(CheckChange(admin, admin.csrf).ok());
+  CHECK(CheckChange(submitter, submitter.csrf).ok());
+}
+
+TEST_CASE("WhyWaiting names paused, unmet dependencies, tags, models and busy workers", "[unit]") {
+  v1::Job j = RunningJob(3, "j", "p");
+  j.set_state(v1::JOB_STATE_QUEUED);
+  (*j.mutable_spec()->mutable_requirements())["gpu"] = "h100";
+  j.add_tasks()->set_state(v1::TASK_STATE_PENDING);
+  CHECK(WhyWaiting(j, {}, {}) == std::vector<std::string>{"no worker is connected"});
+
+  v1::Worker w;
+  w.set_name("w1");
+  w.set_state("idle");
+  w.set_slots(1);
+  (*w.mutable_tags())["gpu"] = "a10";
+  std::vector<std::string> why = WhyWaiting(j, {}, {w});
+  REQUIRE(why.size() == 1);
+  CHECK(why[0].find("gpu=h100") != std::string::npos);
+
+  (*w.mutable_tags())["gpu"] = "h100";
+  w.add_current_tasks("9/0");
+  why = WhyWaiting(j, {}, {w});
+  REQUIRE(why.size() == 1);
+  CHECK(why[0].find("busy") != std::string::npos);
+
+  w.clear_current_tasks();
+  CHECK(WhyWaiting(j, {}, {w}).empty());
+
+  j.mutable_spec()->mutable_upscale()->set_model("esrgan-thick");
+  why = WhyWaiting(j, {}, {w});
+  REQUIRE(why.size() == 1);
+  CHECK(why[0].find("model 'esrgan-thick'") != std::string::npos);
+
+  v1::Job dep = RunningJob(2, "plate prep", "p");
+  j.set_state(v1::JOB_STATE_WAITING);
+  why = WhyWaiting(j, {dep}, {w});
+  REQUIRE_FALSE(why.empty());
+  CHECK(why[0].find("waits for job 2") != std::string::npos);
+
+  j.set_state(v1::JOB_STATE_PAUSED);
+  CHECK(WhyWaiting(j, {}, {w})[0].find("paused") != std::string::npos);
+}
+
+TEST_CASE("JobEventJson carries the row's values as text", "[unit]") {
+  const std::string json = JobEventJson(RunningJob(5, kXss, "p"));
+  CHECK(json.find("\"id\":5") != std::string::npos);
+  CHECK(json.find("\"frames\":\"25/100\"") != std::string::npos);
+  CHECK(json.find("\"percent\":25") != std::string::npos);
+  CHECK(json.find("\"state\":\"running\"") != std::string::npos);
+  CHECK(json.find("img") == std::string::npos);  // no name: the script sets only values
+}
+
+TEST_CASE("the wedge page shows each take's QC flags, escaped, or QC ok", "[unit]") {
+  v1::Job j;
+  j.set_id(4);
+  j.mutable_spec()->set_name("w");
+  v1::GenerateSpec* g = j.mutable_spec()->mutable_generate();
+  g->set_model("shapes_t2v");
+  g->set_output("gen/w.mp4");
+  g->add_seeds(1);
+  g->add_seeds(2);
+  for (int i = 0; i < 2; ++i) j.add_tasks()->set_state(v1::TASK_STATE_SUCCEEDED);
+  const std::vector<TakeCell> takes = TakesOf(j);
+  REQUIRE(takes.size() == 2);
+  CHECK(takes[0].output == "gen/w_take001.mp4");
+  QcByOutput qc;
+  qc[takes[0].output] = {};
+  qc[takes[1].output] = {"black: 2 of 4 frames black <b>"};
+  PageContext ctx;
+  ctx.principal = Who(Role::kViewer);
+  const std::string page = RenderWedgePage(ctx, j, qc);
+  CHECK(Count(page, "class=\"take\"") == 2);
+  CHECK(Count(page, "/preview.png") == 2);
+  CHECK(Count(page, "QC ok") == 1);
+  CHECK(page.find("black: 2 of 4 frames black &lt;b&gt;") != std::string::npos);
+}
