@@ -32,6 +32,9 @@
 
 namespace reelfarm::server {
 
+// Webhooks a job may name (JobSpec.webhooks).
+inline constexpr int kMaxWebhooks = 16;
+
 struct NotifierOptions {
   std::vector<std::string> webhooks;  // called for every job, besides the job's own
   std::string monitor_url;            // base of the body's "monitor" link ("" for none)
