@@ -1057,8 +1057,7 @@ Command AddPurge(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   auto* purge = app.add_subcommand(
-      "purge",
-      "forget ended jobs with their task logs and scratch (outputs stay); admins only");
+      "purge", "forget ended jobs with their task logs and scratch (outputs stay); admins only");
   purge->add_option("ids", o->ids, "only these jobs (default: every ended job)");
   purge->add_option("--older-than", o->older_than,
                     "only jobs that ended at least this long ago: 30d, 12h, 90m ...");

@@ -19,9 +19,9 @@ namespace reelfarm::common {
 inline absl::StatusOr<int64_t> ParseAge(absl::string_view text, absl::string_view flag) {
   const absl::string_view t = absl::StripAsciiWhitespace(text);
   const auto bad = [&] {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, " '", t, "' is not a duration; give a whole number and a unit: ",
-                     "45s, 90m, 12h, 30d, 2w (or 0)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, " '", t,
+        "' is not a duration; give a whole number and a unit: ", "45s, 90m, 12h, 30d, 2w (or 0)"));
   };
   if (t == "0") return 0;
   if (t.size() < 2) return bad();

@@ -31,9 +31,9 @@ absl::StatusOr<Scheduler::PurgeResult> Scheduler::Purge(const PurgeRequest& requ
       }
       if (now - job.finished_unix_ms < request.older_than_ms) {
         if (named) {
-          result.kept.emplace_back(id, absl::StrCat("it ended ", (now - job.finished_unix_ms) / 1000,
-                                                    " s ago, less than the ",
-                                                    request.older_than_ms / 1000, " s asked"));
+          result.kept.emplace_back(
+              id, absl::StrCat("it ended ", (now - job.finished_unix_ms) / 1000,
+                               " s ago, less than the ", request.older_than_ms / 1000, " s asked"));
         }
         continue;
       }

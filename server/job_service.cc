@@ -477,9 +477,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::PurgeJobs(grpc::CallbackServerContext*
   absl::StatusOr<Principal> caller = Caller(ctx, {Role::kAdmin}, "purge jobs");
   if (!caller.ok()) return FinishWith(ctx, caller.status());
   if (req->older_than_seconds() < 0) {
-    return FinishWith(ctx, absl::InvalidArgumentError(absl::StrCat(
-                               "older_than_seconds is ", req->older_than_seconds(),
-                               "; give 0 (any ended job) or more")));
+    return FinishWith(ctx, absl::InvalidArgumentError(
+                               absl::StrCat("older_than_seconds is ", req->older_than_seconds(),
+                                            "; give 0 (any ended job) or more")));
   }
   scheduler::Scheduler::PurgeRequest request;
   request.older_than_ms = req->older_than_seconds() * 1000;

@@ -65,9 +65,9 @@ const char* StateName(scheduler::JobState s) {
 
 absl::Status CheckWebhookUrl(const std::string& url, const std::string& field) {
   const auto bad = [&](const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, " '", url.substr(0, 200), "': ", why,
-        "; give an http:// or https:// URL, e.g. https://hooks.example.com/reelfarm"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " '", url.substr(0, 200), "': ", why,
+                     "; give an http:// or https:// URL, e.g. https://hooks.example.com/reelfarm"));
   };
   std::unique_ptr<CURLU, CurlUrlFree> h(curl_url());
   if (!h) return absl::ResourceExhaustedError("out of memory parsing a URL");
@@ -99,8 +99,8 @@ std::string WebhookBody(const scheduler::Job& job, const std::string& monitor_ur
   while (!base.empty() && base.back() == '/') base.pop_back();
   j["monitor"] = base.empty() ? std::string() : absl::StrCat(base, "/jobs/", job.id);
   j["finished_unix_ms"] = job.finished_unix_ms;
-  j["finished"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(job.finished_unix_ms),
-                                   absl::UTCTimeZone());
+  j["finished"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
+                                   absl::FromUnixMillis(job.finished_unix_ms), absl::UTCTimeZone());
   // Texts were checked as UTF-8 at submit; a worker's error may not be: replaced.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -213,9 +213,8 @@ void Notifier::Loop() {
       wake_.Wait(&mu_);
       continue;
     }
-    auto next = std::min_element(queue_.begin(), queue_.end(), [](const auto& a, const auto& b) {
-      return a.due_ms < b.due_ms;
-    });
+    auto next = std::min_element(queue_.begin(), queue_.end(),
+                                 [](const auto& a, const auto& b) { return a.due_ms < b.due_ms; });
     const int64_t wait = next->due_ms - SteadyMs();
     if (wait > 0) {
       wake_.WaitWithTimeout(&mu_, absl::Milliseconds(wait));

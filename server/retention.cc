@@ -4,7 +4,6 @@
 
 #include <filesystem>
 
-
 namespace reelfarm::server {
 
 absl::StatusOr<scheduler::Scheduler::PurgeResult> PurgeJobs(

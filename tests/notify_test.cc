@@ -18,8 +18,8 @@
 
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 #include <prometheus/registry.h>
+#include <nlohmann/json.hpp>
 
 #include "common/process.h"
 #include "common/storage.h"
@@ -132,7 +132,8 @@ TEST_CASE("a job's webhooks and the server's get one POST with state and outputs
   v1::JobSpec spec = testing::UpscaleSpec("plates/a.mp4", "renders/a_x2.mp4", 6);
   spec.add_webhooks(job_hook.url());
   const v1::Job job = farm.RunToSuccess(spec);
-  REQUIRE(Eventually([&] { return job_hook.bodies().size() == 1 && server_hook.bodies().size() == 1; }));
+  REQUIRE(Eventually(
+      [&] { return job_hook.bodies().size() == 1 && server_hook.bodies().size() == 1; }));
   // Exactly one, not one per task or per state change.
   std::this_thread::sleep_for(std::chrono::seconds(1));
   CHECK(job_hook.requests() == 1);
@@ -288,9 +289,8 @@ TEST_CASE("reelctl wait blocks until jobs end and exits 0, 1, 2, 3 or 5 as docum
   out = testing::Capture(ctl + "wait " + ok_id + " 999 2>&1", &status);
   CHECK(status == 2);
   CHECK(out.find("NOT_FOUND") != std::string::npos);
-  out = testing::Capture(std::string(REELFARM_REELCTL_BIN) +
-                             " --server 127.0.0.1:1 --insecure wait 1 2>&1",
-                         &status);
+  out = testing::Capture(
+      std::string(REELFARM_REELCTL_BIN) + " --server 127.0.0.1:1 --insecure wait 1 2>&1", &status);
   CHECK(status == 3);
   // The codes are in the help.
   out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " wait --help", &status);
@@ -377,7 +377,8 @@ class ClockedFarm {
     INFO(s.status().ToString());
     REQUIRE(s.ok());
     server_ = std::move(*s);
-    stub_ = v1::JobService::NewStub(grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+    stub_ =
+        v1::JobService::NewStub(grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
     const std::vector<std::string> argv = {REELFARM_WORKER_BIN,
                                            "--server",
                                            address(),
@@ -486,8 +487,7 @@ TEST_CASE("--keep-finished purges old ended jobs but keeps those a live dependen
   REQUIRE(farm.WaitForEnd(old_id) == v1::JOB_STATE_SUCCEEDED);
   const int64_t failed = farm.Submit(FailingSpec(root, "out/f.####.png"));
   REQUIRE(farm.WaitForEnd(failed) == v1::JOB_STATE_FAILED);
-  const int64_t needed =
-      farm.Submit(testing::UpscaleSpec("plates/a.mp4", "renders/needed.mp4", 6));
+  const int64_t needed = farm.Submit(testing::UpscaleSpec("plates/a.mp4", "renders/needed.mp4", 6));
   REQUIRE(farm.WaitForEnd(needed) == v1::JOB_STATE_SUCCEEDED);
   v1::JobSpec blocker_spec = testing::UpscaleSpec("plates/a.mp4", "renders/blocked.mp4", 6);
   (*blocker_spec.mutable_requirements())["site"] = "nowhere";

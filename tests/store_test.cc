@@ -778,7 +778,8 @@ TEST_CASE("JobStore deletes a job and its tasks in a batch, and never reuses its
   for (const Task& t : snap.tasks) CHECK(t.job_id == kept.id);
   CHECK(snap.next_job_id > newest);
   // A delete of a missing job is NOT_FOUND and undoes the whole batch.
-  absl::Status st = store->Commit({{W::Kind::kDeleteJob, kept, {}}, {W::Kind::kDeleteJob, old_job, {}}});
+  absl::Status st =
+      store->Commit({{W::Kind::kDeleteJob, kept, {}}, {W::Kind::kDeleteJob, old_job, {}}});
   CHECK(st.code() == absl::StatusCode::kNotFound);
   CHECK(Load(*store).jobs.size() == 1);
   if (kind == "memory") return;
