@@ -67,7 +67,7 @@ absl::Status CheckWebhookUrl(const std::string& url, const std::string& field) {
   const auto bad = [&](const std::string& why) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, " '", url.substr(0, 200), "': ", why,
-                     "; give an http:// or https:// URL, e.g. https://hooks.example.com/reelfarm"));
+                     "; give an http(s) URL, e.g. https://hooks.example.com/reelfarm"));
   };
   std::unique_ptr<CURLU, CurlUrlFree> h(curl_url());
   if (!h) return absl::ResourceExhaustedError("out of memory parsing a URL");
@@ -239,12 +239,12 @@ void Notifier::Loop() {
     if (d.attempt >= options_.max_attempts) {
       failed_.Increment();
       spdlog::warn("webhook failed job={} url={} tries={}: {}; giving up", d.job_id, d.url,
-                   d.attempt, st.message());
+                   d.attempt, std::string(st.message()));
       continue;
     }
     const int64_t backoff = options_.first_backoff_ms << (d.attempt - 1);
     spdlog::warn("webhook try failed job={} url={} try={}: {}; next try in {} ms", d.job_id, d.url,
-                 d.attempt, st.message(), backoff);
+                 d.attempt, std::string(st.message()), backoff);
     d.due_ms = SteadyMs() + backoff;
     queue_.push_back(std::move(d));
   }

@@ -13,7 +13,7 @@ absl::StatusOr<scheduler::Scheduler::PurgeResult> PurgeJobs(
   if (request.dry_run) return result;
   for (const scheduler::Job& job : result.purged) {
     const absl::Status st = logs.RemoveJob(job.id);
-    if (!st.ok()) spdlog::warn("job={} {}", job.id, st.message());
+    if (!st.ok()) spdlog::warn("job={} {}", job.id, std::string(st.message()));
     const std::filesystem::path scratch = storage.root() / common::Storage::JobScratchDir(job.id);
     std::error_code ec;
     std::filesystem::remove_all(scratch, ec);

@@ -152,7 +152,7 @@ void FarmServer::SweepLoop() {
       scheduler::Scheduler::PurgeRequest request;
       request.older_than_ms = keep_finished_ms_;
       const auto purged = PurgeJobs(*sched_, *storage_, *task_logs_, request, "retention");
-      if (!purged.ok()) spdlog::warn("retention: {}", purged.status().message());
+      if (!purged.ok()) spdlog::warn("retention: {}", std::string(purged.status().message()));
     }
     SweepScratch();
     for (int i = 0; i < 20 && !stop_.load(); ++i) {

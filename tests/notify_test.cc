@@ -153,7 +153,9 @@ TEST_CASE("a job's webhooks and the server's get one POST with state and outputs
   // The output named in the body is there.
   CHECK(fs::exists(farm.storage() / body["outputs"][0].get<std::string>()));
   // The job's webhooks are part of its spec.
-  CHECK(farm.Get(job.id()).spec().webhooks(0) == job_hook.url());
+  const v1::Job stored = farm.Get(job.id());
+  REQUIRE(stored.spec().webhooks_size() == 1);
+  CHECK(stored.spec().webhooks(0) == job_hook.url());
 }
 
 TEST_CASE("a webhook receiver that fails twice gets the body on the third try, and it is counted",

@@ -751,9 +751,6 @@ TEST_CASE(
   CHECK(snap.tasks.size() == 2);
 }
 
-}  // namespace
-}  // namespace reelfarm::scheduler
-
 TEST_CASE("JobStore deletes a job and its tasks in a batch, and never reuses its id",
           "[unit][store]") {
   const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
@@ -791,3 +788,6 @@ TEST_CASE("JobStore deletes a job and its tasks in a batch, and never reuses its
   CHECK(snap.next_job_id > newest);
   CHECK(Create(*store, MakeJob("after"), {}) > newest);
 }
+
+}  // namespace
+}  // namespace reelfarm::scheduler
