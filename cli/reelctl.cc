@@ -1,7 +1,8 @@
 // reelctl: the command-line client for pipeline TDs.
 //
 // Exit codes: 0 success, 1 the job failed or was cancelled, 2 usage error,
-// 3 server unreachable, 4 rejected by the server (the message says why).
+// 3 server unreachable, 4 rejected by the server (the message says why), 5 `wait
+// --timeout` passed (`wait` also gives 2 for an unknown job).
 #include <unistd.h>
 
 #include <cstdio>
