@@ -477,7 +477,7 @@ constexpr int64_t kDayMs = 24 * 3600 * 1000;
 
 }  // namespace
 
-TEST_CASE("--keep-finished purges old ended jobs but keeps those a live dependent needs",
+TEST_CASE("retention by --keep-finished purges old ended jobs, keeps those a live dependent needs",
           "[integration][retention]") {
   testing::TempDir dir;
   ClockedFarm farm(dir.path(), 30 * kDayMs);
