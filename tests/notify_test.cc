@@ -521,8 +521,10 @@ TEST_CASE("retention by --keep-finished purges old ended jobs, keeps those a liv
   CHECK(status == 4);
   CHECK(out.find("NOT_FOUND") != std::string::npos);
   out = testing::Capture(farm.Reelctl() + "--json list", &status);
+  INFO(out);
+  const json list = json::parse(out);
   std::set<std::string> listed;
-  for (const json& j : json::parse(out)["jobs"]) listed.insert(j["id"].get<std::string>());
+  for (const json& j : list["jobs"]) listed.insert(j["id"].get<std::string>());
   CHECK(listed == std::set<std::string>{n, std::to_string(blocker), std::to_string(dependent)});
   CHECK_FALSE(fs::exists(farm.logs() / o));
   CHECK_FALSE(fs::exists(farm.logs() / f));
