@@ -546,3 +546,30 @@ TEST_CASE("retention by --keep-finished purges old ended jobs, keeps those a liv
   CHECK_FALSE(fs::exists(farm.logs() / n));
   CHECK(fs::exists(root / "renders/needed.mp4"));
 }
+
+TEST_CASE("reelctl purge is an admin action: a submitter's or viewer's token is refused",
+          "[integration][retention][reelctl]") {
+  testing::TempDir dir;
+  const fs::path tokens = dir.path() / "tokens.yaml";
+  std::ofstream(tokens) << "tokens:\n"
+                        << "  - {name: root, role: admin, token: admin-token-0123456789abcdef}\n"
+                        << "  - {name: alice, role: submitter, projects: [showA], token: "
+                           "alice-token-0123456789abcdef}\n"
+                        << "  - {name: viewer, role: viewer, token: viewer-token-0123456789abc}\n";
+  Farm farm(dir.path() / "farm", {"--tokens-file", tokens.string()});
+  const std::string ctl = farm.Reelctl() + " --token ";
+  int status = -1;
+  for (const std::string token : {"alice-token-0123456789abcdef", "viewer-token-0123456789abc"}) {
+    CAPTURE(token);
+    const std::string out = testing::Capture(ctl + token + " purge --dry-run 2>&1", &status);
+    INFO(out);
+    CHECK(status == 4);
+    CHECK(out.find("PERMISSION_DENIED") != std::string::npos);
+    CHECK(out.find("purge jobs") != std::string::npos);
+  }
+  const std::string out =
+      testing::Capture(ctl + "admin-token-0123456789abcdef purge --dry-run 2>&1", &status);
+  INFO(out);
+  CHECK(status == 0);
+  CHECK(out.find("nothing to purge") != std::string::npos);
+}
