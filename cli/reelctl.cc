@@ -1,7 +1,8 @@
 // reelctl: the command-line client for pipeline TDs.
 //
 // Exit codes: 0 success, 1 the job failed or was cancelled, 2 usage error,
-// 3 server unreachable, 4 rejected by the server (the message says why).
+// 3 server unreachable, 4 rejected by the server (the message says why), 5 `wait
+// --timeout` passed (`wait` also gives 2 for an unknown job).
 #include <unistd.h>
 
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include "cli/job_file.h"
 #include "cli/open_url.h"
 #include "cli/progress.h"
+#include "common/duration.h"
 #include "common/grpc_security.h"
 #include "common/job_defaults.h"
 #include "common/server_list.h"
@@ -483,6 +485,7 @@ struct JobOptions {
   CLI::Option* attempts_opt = nullptr;
   std::vector<int64_t> depends_on;
   std::vector<std::string> requires_tags;
+  std::vector<std::string> webhooks;
   bool watch = false;
   bool dry_run = false;
 };
@@ -497,6 +500,8 @@ void AddJobOptions(CLI::App* sub, JobOptions* o) {
   sub->add_option("--request-id", o->request_id,
                   "your id for this submit: retrying it never makes a second job");
   o->attempts_opt = sub->add_option("--max-attempts", o->max_attempts, "tries per task, 1..10");
+  sub->add_option("--webhook", o->webhooks,
+                  "http(s) URL the server POSTs a JSON body to when the job ends (repeatable)");
   sub->add_flag("--watch", o->watch, "follow progress until the job ends");
   sub->add_flag("--dry-run", o->dry_run,
                 "validate on the server and print the tasks the job would make; submit "
@@ -519,6 +524,7 @@ bool ApplyJobOptions(const JobOptions& o, v1::JobSpec* js) {
   }
   js->set_request_id(o.request_id);
   if (o.attempts_opt->count()) js->set_max_attempts(o.max_attempts);
+  for (const std::string& url : o.webhooks) js->add_webhooks(url);
   return true;
 }
 
@@ -976,6 +982,123 @@ Command AddHealth(CLI::App& app) {
   return {health, [service](Context& c) { return Health(c, *service); }};
 }
 
+// `reelctl wait JOB...`: blocks until every job has ended. Exit codes (also in
+// `reelctl wait --help` and the README): see kWaitHelp.
+constexpr int kExitWaitTimeout = 5;
+constexpr const char* kWaitHelp =
+    "block until the jobs end. Exit 0: all succeeded; 1: one or more failed or were "
+    "cancelled; 2: usage error or unknown job; 3: server unreachable; 4: refused by the "
+    "server (e.g. permission); 5: --timeout passed first";
+
+int Wait(Context& c, const std::vector<int64_t>& ids, const std::string& timeout) {
+  int64_t timeout_ms = 0;
+  if (!timeout.empty()) {
+    absl::StatusOr<int64_t> t = common::ParseAge(timeout, "--timeout");
+    if (!t.ok()) {
+      std::fprintf(stderr, "reelctl: %s\n", std::string(t.status().message()).c_str());
+      return 2;
+    }
+    timeout_ms = *t;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<int64_t> left = ids;
+  int rc = 0;
+  for (;;) {
+    std::vector<int64_t> still;
+    for (int64_t id : left) {
+      v1::GetJobRequest req;
+      req.set_job_id(id);
+      v1::Job job;
+      const grpc::Status st = CallUnary(*c.stub, &JobStub::GetJob, req, &job);
+      if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
+        ReportRpcError(st, "job " + std::to_string(id) + ": ");
+        return 2;
+      }
+      if (!st.ok()) return ReportRpcError(st);
+      if (!reelfarm::cli::IsTerminal(job.state())) {
+        still.push_back(id);
+        continue;
+      }
+      job.clear_tasks();
+      if (c.json) {
+        std::printf("%s\n", ToJson(job).c_str());
+      } else if (job.state() == v1::JOB_STATE_SUCCEEDED) {
+        std::printf("job %lld succeeded: %s\n", static_cast<long long>(id), job.output().c_str());
+      } else {
+        std::printf("job %lld %s: %s\n", static_cast<long long>(id), StateName(job.state()),
+                    job.error().c_str());
+      }
+      std::fflush(stdout);
+      rc = std::max(rc, ExitFor(job));
+    }
+    left = std::move(still);
+    if (left.empty()) return rc;
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
+    if (timeout_ms > 0 && waited >= timeout_ms) {
+      std::fprintf(stderr, "reelctl: --timeout %s passed; %zu job(s) have not ended\n",
+                   timeout.c_str(), left.size());
+      return kExitWaitTimeout;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+Command AddWait(CLI::App& app) {
+  struct Options {
+    std::vector<int64_t> ids;
+    std::string timeout;
+  };
+  auto o = std::make_shared<Options>();
+  auto* wait = app.add_subcommand("wait", kWaitHelp);
+  wait->add_option("ids", o->ids, "job ids")->required();
+  wait->add_option("--timeout", o->timeout, "give up after this long: 90s, 30m, 12h ...");
+  return {wait, [o](Context& c) { return Wait(c, o->ids, o->timeout); }};
+}
+
+// `reelctl purge`: retention by hand (an admin's).
+int Purge(Context& c, const std::vector<int64_t>& ids, const std::string& older_than,
+          bool dry_run) {
+  v1::PurgeJobsRequest req;
+  if (!older_than.empty()) {
+    absl::StatusOr<int64_t> age = common::ParseAge(older_than, "--older-than");
+    if (!age.ok()) {
+      std::fprintf(stderr, "reelctl: %s\n", std::string(age.status().message()).c_str());
+      return 2;
+    }
+    req.set_older_than_seconds(*age / 1000);
+  }
+  for (int64_t id : ids) req.add_job_ids(id);
+  req.set_dry_run(dry_run);
+  return RunAndPrint(c, &JobStub::PurgeJobs, req, [&](const v1::PurgeJobsResponse& resp) {
+    for (const v1::PurgedJob& p : resp.purged()) {
+      std::printf("%s job %lld %s (%s)\n", dry_run ? "would purge" : "purged",
+                  static_cast<long long>(p.id()), p.name().c_str(), StateName(p.state()));
+    }
+    for (const v1::KeptJob& k : resp.kept()) {
+      std::printf("kept job %lld: %s\n", static_cast<long long>(k.id()), k.reason().c_str());
+    }
+    if (resp.purged().empty()) std::printf("%s\n", dry_run ? "nothing to purge" : "nothing purged");
+  });
+}
+
+Command AddPurge(CLI::App& app) {
+  struct Options {
+    std::vector<int64_t> ids;
+    std::string older_than;
+    bool dry_run = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* purge = app.add_subcommand(
+      "purge", "forget ended jobs with their task logs and scratch (outputs stay); admins only");
+  purge->add_option("ids", o->ids, "only these jobs (default: every ended job)");
+  purge->add_option("--older-than", o->older_than,
+                    "only jobs that ended at least this long ago: 30d, 12h, 90m ...");
+  purge->add_flag("--dry-run", o->dry_run, "list what would be purged; delete nothing");
+  return {purge, [o](Context& c) { return Purge(c, o->ids, o->older_than, o->dry_run); }};
+}
+
 void AddCredentialOptions(CLI::App& app, Context* c) {
   app.add_option("--token", c->token, "API token (or REELFARM_TOKEN, or the config file)");
   app.add_option("--tls-ca", c->tls.ca_file,
@@ -1018,6 +1141,8 @@ int main(int argc, char** argv) {
            AddLogs(app),
            AddOpen(app),
            AddHealth(app),
+           AddWait(app),
+           AddPurge(app),
        }) {
     commands.push_back(std::move(command));
   }

@@ -128,6 +128,8 @@ struct JobSpec {
   std::vector<int64_t> depends_on;  // jobs that must succeed first
   std::map<std::string, std::string> requirements;  // worker tags, e.g. gpu=h100
   int64_t memory_bytes = 0;  // the model's estimate, for placement (0: unknown)
+  // http(s) URLs called with a JSON body when the job ends (server/notifier.h).
+  std::vector<std::string> webhooks;
   UpscaleSpec upscale;
   GenerateSpec generate;  // used when `generate.model` is set
   bool is_generate() const { return !generate.model.empty(); }

@@ -33,16 +33,17 @@ class JobStore {
   virtual absl::StatusOr<int64_t> CreateJob(const Job& job, const std::vector<Task>& tasks) = 0;
 
   // One change in a batch. kInsertJob carries the id chosen by the caller (above every
-  // id stored so far); kInsertTask adds a task to an existing job.
+  // id stored so far); kInsertTask adds a task to an existing job; kDeleteJob removes
+  // the job `job.id` and its tasks (retention), its id still never reused.
   struct Write {
-    enum class Kind { kInsertJob, kUpdateJob, kInsertTask, kUpdateTask };
+    enum class Kind { kInsertJob, kUpdateJob, kInsertTask, kUpdateTask, kDeleteJob };
     Kind kind;
     Job job;    // kInsertJob, kUpdateJob
     Task task;  // kInsertTask, kUpdateTask
   };
   // Applies `writes` in order in one transaction: all or nothing. This is how the
   // scheduler commits in groups (one durable commit for many state changes).
-  // NOT_FOUND (and nothing applied) when an update names a missing row.
+  // NOT_FOUND (and nothing applied) when an update or a delete names a missing row.
   virtual absl::Status Commit(const std::vector<Write>& writes) = 0;
 
   // Replaces the stored state of a job (spec, input info, state, error, timestamps): a
@@ -57,9 +58,12 @@ class JobStore {
   }
 
   // Everything, for a restart: jobs ordered by id, tasks ordered by (job_id, index).
+  // `next_job_id`: above every id the store ever gave or took, deleted jobs' included
+  // (0 when the store cannot say; the caller then takes the highest loaded id + 1).
   struct Snapshot {
     std::vector<Job> jobs;
     std::vector<Task> tasks;
+    int64_t next_job_id = 0;
   };
   virtual absl::StatusOr<Snapshot> LoadAll() = 0;
 };

@@ -134,6 +134,11 @@ constexpr const char* kUpdateTask =
     "UPDATE tasks SET state = $3, attempts = $4, workers = $5, error = $6, "
     "model_digest = $7, seconds = $8, errors = $9, lease_id = $10, output_digest = $11 "
     "WHERE job_id = $1 AND idx = $2";
+constexpr const char* kDeleteTasks = "DELETE FROM tasks WHERE job_id = $1";
+constexpr const char* kDeleteJob = "DELETE FROM jobs WHERE id = $1";
+// The sequence outlives deleted jobs: the next id is above every id ever stored.
+constexpr const char* kNextJobId =
+    "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM job_ids";
 constexpr const char* kSelectJobs =
     "SELECT id, spec, input_info, state, error, created_unix_ms, started_unix_ms, "
     "finished_unix_ms FROM jobs ORDER BY id";
@@ -250,6 +255,9 @@ class PostgresJobStore final : public JobStore {
             ASSIGN_OR_RETURN(Task task, FromRow(row, conn_->display_url()));
             snap.tasks.push_back(std::move(task));
           }
+          tasks.reset();
+          ASSIGN_OR_RETURN(PgResultPtr next, conn_->Exec(kNextJobId, {}, "read job_ids"));
+          snap.next_job_id = PgConnection::FirstInt(next.get());
           return absl::OkStatus();
         });
     if (!status.ok()) return status;
@@ -314,6 +322,16 @@ class PostgresJobStore final : public JobStore {
         return InsertTasks({&w.task});
       case Write::Kind::kUpdateTask:
         return UpdateOneTask(w.task);
+      case Write::Kind::kDeleteJob: {
+        const std::string what = absl::StrCat("job ", w.job.id);
+        RETURN_IF_ERROR(conn_
+                            ->ExecPrepared("delete_tasks", kDeleteTasks, {Num(w.job.id)},
+                                           "delete tasks of " + what)
+                            .status());
+        ASSIGN_OR_RETURN(PgResultPtr r, conn_->ExecPrepared("delete_job", kDeleteJob,
+                                                            {Num(w.job.id)}, "delete " + what));
+        return Updated(r.get(), what);
+      }
     }
     return absl::InternalError("unknown write kind");
   }

@@ -68,6 +68,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Cl
   absl::MutexLock lock(&s->mu_);
   const int64_t now = clock->NowMs();
   uint64_t max_lease = 0;
+  s->next_job_id_ = std::max(s->next_job_id_, snap.next_job_id);
   for (Job& job : snap.jobs) {
     s->next_job_id_ = std::max(s->next_job_id_, job.id + 1);
     JobEntry& e = s->jobs_[job.id];

@@ -182,6 +182,25 @@ class Scheduler final {
   // Queues the failed and cancelled tasks of a failed or cancelled job again.
   absl::StatusOr<JobView> Retry(int64_t job_id);
 
+  // Retention (scheduler/retention.cc): forgets ended jobs (succeeded, failed,
+  // cancelled) that ended at least `older_than_ms` ago by the clock, deleting them
+  // from the store. Never one that a job that has not ended depends on (depends_on).
+  // `job_ids` empty: every such job; else only these (NOT_FOUND, nothing purged, when
+  // one is unknown). `dry_run`: says what it would purge and keeps everything.
+  // Returns once the deletes are committed. Their task logs and scratch are the
+  // caller's (the server's) to remove.
+  struct PurgeRequest {
+    int64_t older_than_ms = 0;
+    std::vector<int64_t> job_ids;
+    bool dry_run = false;
+  };
+  struct PurgeResult {
+    std::vector<Job> purged;  // as they were, oldest end first
+    // Jobs named in `job_ids` or needed by a dependent, kept, and why.
+    std::vector<std::pair<int64_t, std::string>> kept;
+  };
+  absl::StatusOr<PurgeResult> Purge(const PurgeRequest& request);
+
   // Jobs whose dependencies succeeded but whose input was not there to probe at
   // submit: the server admits each again (probing its input) and calls Activate with
   // the input it found, or FailJob with the reason it refused it.

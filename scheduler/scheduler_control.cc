@@ -104,7 +104,12 @@ absl::StatusOr<JobView> Scheduler::Retry(int64_t job_id) {
     }
     for (int64_t dep : e->job.spec.depends_on) {
       JobEntry* d = FindLocked(dep);
-      if (d && (d->job.state == JobState::kFailed || d->job.state == JobState::kCancelled)) {
+      if (!d) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("job ", job_id, " depends on job ", dep,
+                         ", which was purged (retention); submit the job again without it"));
+      }
+      if ((d->job.state == JobState::kFailed || d->job.state == JobState::kCancelled)) {
         return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " depends on job ", dep,
                                                           ", which has ", ToString(d->job.state),
                                                           "; retry job ", dep, " first"));

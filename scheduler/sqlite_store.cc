@@ -307,6 +307,9 @@ class SqliteJobStore final : public JobStore {
                                case Write::Kind::kUpdateTask:
                                  RETURN_IF_ERROR(WriteTask(w.task));
                                  break;
+                               case Write::Kind::kDeleteJob:
+                                 RETURN_IF_ERROR(DeleteJob(w.job.id));
+                                 break;
                              }
                            }
                            return absl::OkStatus();
@@ -320,7 +323,13 @@ class SqliteJobStore final : public JobStore {
     const absl::Status status =
         InTransaction(conn_, /*write=*/false, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           RETURN_IF_ERROR(ReadAll(conn_, select_jobs_.get(), &JobFromRow, &snapshot.jobs));
-          return ReadAll(conn_, select_tasks_.get(), &TaskFromRow, &snapshot.tasks);
+          RETURN_IF_ERROR(ReadAll(conn_, select_tasks_.get(), &TaskFromRow, &snapshot.tasks));
+          // AUTOINCREMENT's high-water mark outlives deleted jobs.
+          ASSIGN_OR_RETURN(const std::string seq,
+                           QueryText("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'"));
+          int64_t last = 0;
+          if (absl::SimpleAtoi(seq, &last)) snapshot.next_job_id = last + 1;
+          return absl::OkStatus();
         });
     if (!status.ok()) return status;
     return snapshot;
@@ -359,6 +368,16 @@ class SqliteJobStore final : public JobStore {
     call.Bind(r.state, r.attempts, r.workers, r.error, r.model_digest, r.seconds, r.errors,
               r.lease_id, r.output_digest, r.job_id, r.index);
     return CheckUpdated(call, absl::StrCat("task ", t.job_id, "/", t.index));
+  }
+
+  // The job's tasks, then the job; NOT_FOUND when there is no such job.
+  absl::Status DeleteJob(int64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Call tasks(conn_, delete_tasks_.get());
+    tasks.Bind(id);
+    RETURN_IF_ERROR(tasks.Step(absl::StrCat("delete tasks of job ", id)).status());
+    Call job(conn_, delete_job_.get());
+    job.Bind(id);
+    return CheckUpdated(job, absl::StrCat("job ", id));
   }
 
   // Steps an UPDATE of one row; NOT_FOUND when it matched none.
@@ -403,6 +422,8 @@ class SqliteJobStore final : public JobStore {
          "UPDATE tasks SET state = ?, attempts = ?, workers = ?, error = ?, "
          "model_digest = ?, seconds = ?, errors = ?, lease_id = ?, output_digest = ? "
          "WHERE job_id = ? AND idx = ?"},
+        {&delete_tasks_, "DELETE FROM tasks WHERE job_id = ?"},
+        {&delete_job_, "DELETE FROM jobs WHERE id = ?"},
         {&select_jobs_,
          "SELECT id, spec, input_info, state, error, created_unix_ms, "
          "started_unix_ms, finished_unix_ms FROM jobs ORDER BY id"},
@@ -464,6 +485,8 @@ class SqliteJobStore final : public JobStore {
   StmtPtr insert_task_ ABSL_GUARDED_BY(mu_);
   StmtPtr update_job_ ABSL_GUARDED_BY(mu_);
   StmtPtr update_task_ ABSL_GUARDED_BY(mu_);
+  StmtPtr delete_tasks_ ABSL_GUARDED_BY(mu_);
+  StmtPtr delete_job_ ABSL_GUARDED_BY(mu_);
   StmtPtr select_jobs_ ABSL_GUARDED_BY(mu_);
   StmtPtr select_tasks_ ABSL_GUARDED_BY(mu_);
 };

@@ -18,6 +18,8 @@ PKGS=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   # The model importer reads npm .tgz packages (libarchive).
   libarchive-dev
+  # Webhooks (server/notifier.cc): libcurl; the webhook test's receiver: cpp-httplib.
+  libcurl4-openssl-dev libcpp-httplib-dev
   python3 python3-grpcio python3-protobuf python3-pytest python3-numpy
   python3-pip python3-venv python3-setuptools python3-wheel
   # Operations checks: promtool (prometheus), YAML parsing, scraping /metrics.

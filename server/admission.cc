@@ -14,6 +14,7 @@
 #include "scheduler/wedge.h"
 #include "server/convert.h"
 #include "server/generate_spec.h"
+#include "server/notifier.h"
 
 namespace reelfarm::server {
 namespace fs = std::filesystem;
@@ -205,6 +206,15 @@ absl::Status Admission::CheckStrings(const v1::JobSpec& spec) const {
   for (const auto& [key, value] : spec.requirements()) {
     RETURN_IF_ERROR(check("requirements key", key));
     RETURN_IF_ERROR(check(absl::StrCat("requirements['", key.substr(0, 64), "']"), value));
+  }
+  if (spec.webhooks_size() > kMaxWebhooks) {
+    return absl::InvalidArgumentError(absl::StrCat("webhooks has ", spec.webhooks_size(),
+                                                   " URLs, over the limit of ", kMaxWebhooks));
+  }
+  for (int i = 0; i < spec.webhooks_size(); ++i) {
+    const std::string field = absl::StrCat("webhooks[", i, "]");
+    RETURN_IF_ERROR(check(field, spec.webhooks(i)));
+    RETURN_IF_ERROR(CheckWebhookUrl(spec.webhooks(i), field));
   }
   if (spec.depends_on_size() > limits_.max_depends_on) {
     return absl::InvalidArgumentError(absl::StrCat("depends_on has ", spec.depends_on_size(),

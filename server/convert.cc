@@ -159,6 +159,7 @@ static v1::JobSpec ToProto(const s::JobSpec& spec) {
   out.set_request_id(spec.request_id);
   for (int64_t d : spec.depends_on) out.add_depends_on(d);
   for (const auto& [k, v] : spec.requirements) (*out.mutable_requirements())[k] = v;
+  for (const std::string& url : spec.webhooks) out.add_webhooks(url);
   if (spec.is_generate()) {
     *out.mutable_generate() = ToProto(spec.generate);
   } else {
@@ -334,6 +335,7 @@ s::JobSpec FromProto(const v1::JobSpec& spec) {
   out.request_id = spec.request_id();
   out.depends_on.assign(spec.depends_on().begin(), spec.depends_on().end());
   out.requirements.insert(spec.requirements().begin(), spec.requirements().end());
+  out.webhooks.assign(spec.webhooks().begin(), spec.webhooks().end());
   out.upscale.input = u.input();
   out.upscale.output = u.output();
   out.upscale.model = u.model();

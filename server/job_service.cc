@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/convert.h"
+#include "server/retention.h"
 
 namespace reelfarm::server {
 
@@ -224,6 +225,7 @@ JobServiceImpl::JobServiceImpl(scheduler::Scheduler* sched, const common::Storag
                                ServerMetrics* metrics, const TaskLogStore* task_logs,
                                Authenticator* auth)
     : sched_(sched),
+      storage_(storage),
       admission_(sched, storage, std::move(model_path), limits,
                  [metrics](bool hit) {
                    if (metrics != nullptr) metrics->ProbeCacheLookup(hit);
@@ -470,6 +472,40 @@ grpc::ServerUnaryReactor* JobServiceImpl::DrainWorker(grpc::CallbackServerContex
     spdlog::info("worker {} worker={}", req->drain() ? "draining" : "undrained", req->name());
   }
   return FinishWith(ctx, st);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::PurgeJobs(grpc::CallbackServerContext* ctx,
+                                                    const v1::PurgeJobsRequest* req,
+                                                    v1::PurgeJobsResponse* resp) {
+  absl::StatusOr<Principal> caller = Caller(ctx, {Role::kAdmin}, "purge jobs");
+  if (!caller.ok()) return FinishWith(ctx, caller.status());
+  if (req->older_than_seconds() < 0) {
+    return FinishWith(ctx, absl::InvalidArgumentError(
+                               absl::StrCat("older_than_seconds is ", req->older_than_seconds(),
+                                            "; give 0 (any ended job) or more")));
+  }
+  scheduler::Scheduler::PurgeRequest request;
+  request.older_than_ms = req->older_than_seconds() * 1000;
+  request.job_ids.assign(req->job_ids().begin(), req->job_ids().end());
+  request.dry_run = req->dry_run();
+  absl::StatusOr<scheduler::Scheduler::PurgeResult> result =
+      server::PurgeJobs(*sched_, *storage_, *task_logs_, request,
+                        absl::StrCat(request.dry_run ? "dry run by " : "purge by ", caller->name));
+  if (!result.ok()) return FinishWith(ctx, result.status());
+  for (const scheduler::Job& job : result->purged) {
+    v1::PurgedJob* p = resp->add_purged();
+    p->set_id(job.id);
+    p->set_name(job.spec.name);
+    p->set_state(ToProto(job.state));
+    p->set_finished_unix_ms(job.finished_unix_ms);
+  }
+  for (const auto& [id, reason] : result->kept) {
+    v1::KeptJob* k = resp->add_kept();
+    k->set_id(id);
+    k->set_reason(reason);
+  }
+  resp->set_dry_run(request.dry_run);
+  return FinishWith(ctx, absl::OkStatus());
 }
 
 void JobServiceImpl::ActivateWaitingJobs() {

@@ -60,6 +60,11 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
                                         const v1::DrainWorkerRequest* req,
                                         v1::Worker* resp) override;
 
+  // Admins only: Scheduler::Purge, then the purged jobs' task logs and scratch.
+  grpc::ServerUnaryReactor* PurgeJobs(grpc::CallbackServerContext* ctx,
+                                      const v1::PurgeJobsRequest* req,
+                                      v1::PurgeJobsResponse* resp) override;
+
   // Admits again the jobs whose dependencies made their input, probing it (called by
   // the dispatcher loop, never on a gRPC thread); a job refused fails with the message
   // SubmitJob would have given.
@@ -95,6 +100,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   void RemoveLogStreamer(TaskLogStreamer* s);
 
   scheduler::Scheduler* const sched_;
+  const common::Storage* const storage_;
   const Admission admission_;
   ServerMetrics* const metrics_;
   const TaskLogStore* const task_logs_;

@@ -18,12 +18,15 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "common/duration.h"
 #include "common/logging.h"
 #include "common/service_main.h"
 #include "media/media.h"
 #include "scheduler/pg_connection.h"
 #include "server/ha_server.h"
 #include "server/local_workers.h"
+#include "server/notifier.h"
+#include "server/retention.h"
 #include "server/server.h"
 #include "server/web/monitor.h"
 
@@ -189,6 +192,24 @@ int main(int argc, char** argv) {
   app.add_option("--max-generate-steps", options.limits.max_generate_steps,
                  "most sampler steps a generate take may ask for")
       ->capture_default_str();
+  // Notifications and retention (README "Notifications", "Retention").
+  std::string keep_finished = "0";
+  app.add_option("--webhook", options.notify.webhooks,
+                 "http(s) URL POSTed a JSON body when any job ends (repeatable)");
+  app.add_option("--monitor-url", options.notify.monitor_url,
+                 "base URL of the monitor, for the webhook body's link (URL/jobs/ID)");
+  app.add_option("--webhook-attempts", options.notify.max_attempts,
+                 "tries per webhook delivery, the first included")
+      ->check(CLI::Range(1, 20))
+      ->capture_default_str();
+  app.add_option("--webhook-backoff-ms", options.notify.first_backoff_ms,
+                 "wait before the second try; doubles before each next one")
+      ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}))
+      ->capture_default_str();
+  app.add_option("--keep-finished", keep_finished,
+                 "purge ended jobs, their task logs and scratch this long after they end "
+                 "(30d, 12h, 90m); 0 keeps them forever")
+      ->capture_default_str();
   app.add_option("--log-level", log_level)->capture_default_str();
   app.add_option("--log-format", log_format, "text, or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))
@@ -206,6 +227,15 @@ int main(int argc, char** argv) {
     spdlog::error("{}", line);
     return 2;
   };
+  {
+    absl::StatusOr<int64_t> keep = common::ParseAge(keep_finished, "--keep-finished");
+    if (!keep.ok()) return usage_error(std::string(keep.status().message()));
+    options.keep_finished_ms = *keep;
+  }
+  for (const std::string& url : options.notify.webhooks) {
+    const absl::Status st = server::CheckWebhookUrl(url, "--webhook");
+    if (!st.ok()) return usage_error(std::string(st.message()));
+  }
   if (options.tls.cert_file.empty() && !options.tls.insecure) {
     return usage_error(
         "give --tls-cert and --tls-key (TLS), or --insecure for plaintext "

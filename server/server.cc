@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "scheduler/pg_connection.h"
+#include "server/retention.h"
 #include "server/timed_store.h"
 
 #include <chrono>
@@ -63,6 +64,8 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
                                                               prometheus::Registry& registry) {
   std::unique_ptr<FarmServer> s(new FarmServer);
   s->metrics_ = std::make_unique<ServerMetrics>(registry);
+  s->notifier_ = std::make_unique<Notifier>(options.notify, registry, s->metrics_.get());
+  s->keep_finished_ms_ = options.keep_finished_ms;
   s->task_logs_ = std::make_unique<TaskLogStore>(options.task_log_dir);
   absl::StatusOr<std::unique_ptr<scheduler::JobStore>> opened =
       scheduler::IsPostgresUrl(options.store)
@@ -81,8 +84,9 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
   std::filesystem::create_directories(s->storage_->root() / common::Storage::kFarmDir / "jobs", ec);
   scheduler::SchedulerOptions sched_options = options.scheduler;
   sched_options.lease_epoch = options.epoch;
-  ASSIGN_OR_RETURN(s->sched_, scheduler::Scheduler::Create(s->store_.get(), &scheduler::RealClock(),
-                                                           sched_options, s->metrics_.get()));
+  scheduler::Clock* clock = options.clock ? options.clock : &scheduler::RealClock();
+  ASSIGN_OR_RETURN(s->sched_, scheduler::Scheduler::Create(s->store_.get(), clock, sched_options,
+                                                           s->notifier_.get()));
   s->metrics_->AttachScheduler(s->sched_.get());
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
       common::MakeServerCredentials(options.tls);
@@ -144,6 +148,12 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
 
 void FarmServer::SweepLoop() {
   while (!stop_.load()) {
+    if (keep_finished_ms_ > 0) {
+      scheduler::Scheduler::PurgeRequest request;
+      request.older_than_ms = keep_finished_ms_;
+      const auto purged = PurgeJobs(*sched_, *storage_, *task_logs_, request, "retention");
+      if (!purged.ok()) spdlog::warn("retention: {}", std::string(purged.status().message()));
+    }
     SweepScratch();
     for (int i = 0; i < 20 && !stop_.load(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));

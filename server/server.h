@@ -19,6 +19,7 @@
 #include "server/auth.h"
 #include "server/job_service.h"
 #include "server/metrics.h"
+#include "server/notifier.h"
 #include "server/task_logs.h"
 #include "server/worker_service.h"
 
@@ -43,6 +44,12 @@ struct ServerOptions {
   bool require_worker_cert = false;
   // Largest gRPC message the server takes (requests); larger ones get RESOURCE_EXHAUSTED.
   int max_message_bytes = 4 * 1024 * 1024;
+  // Webhooks for jobs that end (notifier.h).
+  NotifierOptions notify;
+  // Retention (retention.h): ended jobs older than this are purged; 0 keeps them.
+  int64_t keep_finished_ms = 0;
+  // Where the scheduler reads time; nullptr: the real clock (tests give a ManualClock).
+  scheduler::Clock* clock = nullptr;
 };
 
 class FarmServer final {
@@ -78,7 +85,8 @@ class FarmServer final {
   // Removes the scratch folders (Storage::JobScratchDir) of jobs that succeeded or were
   // cancelled, and of jobs the store does not hold; a failed job's stay, so that
   // `reelctl retry` reuses its finished chunks. Runs at start and every few seconds, so
-  // a server killed before it swept sweeps after its restart.
+  // a server killed before it swept sweeps after its restart. With keep_finished_ms,
+  // it purges the jobs that ended longer ago first (retention.h).
   void SweepLoop();
   void SweepScratch();
 
@@ -86,6 +94,7 @@ class FarmServer final {
   // may still answer workers through workers_), then the services, then the store;
   // metrics and task logs last, since the others report to them until they are gone.
   std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<Notifier> notifier_;  // the scheduler's events; forwards to metrics_
   std::unique_ptr<TaskLogStore> task_logs_;
   std::unique_ptr<scheduler::JobStore> store_;
   std::unique_ptr<common::Storage> storage_;
@@ -97,6 +106,7 @@ class FarmServer final {
   std::unique_ptr<grpc::CallbackGenericService> unknown_methods_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  int64_t keep_finished_ms_ = 0;
   std::atomic<bool> stop_{false};
   std::thread dispatcher_;
   std::thread sweeper_;

@@ -14,6 +14,17 @@ fs::path TaskLogStore::PathFor(int64_t job_id, int task_index) const {
   return dir_ / std::to_string(job_id) / absl::StrCat(task_index, ".log");
 }
 
+absl::Status TaskLogStore::RemoveJob(int64_t job_id) const {
+  const fs::path dir = dir_ / std::to_string(job_id);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot remove the task logs '", dir.string(), "': ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status TaskLogStore::Append(int64_t job_id, int task_index, const std::string& prefix,
                                   const std::vector<std::string>& lines) {
   if (lines.empty()) return absl::OkStatus();

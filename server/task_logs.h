@@ -30,6 +30,10 @@ class TaskLogStore final {
   absl::Status Append(int64_t job_id, int task_index, const std::string& prefix,
                       const std::vector<std::string>& lines);
 
+  // Deletes the job's logs (DIR/<job id>/), for retention. OK when there are none;
+  // UNAVAILABLE naming the folder when it cannot be removed.
+  absl::Status RemoveJob(int64_t job_id) const;
+
   struct Lines {
     int task_index = 0;
     std::vector<std::string> lines;

@@ -96,6 +96,7 @@ Job MakeJob(const std::string& name) {
   job.spec.upscale.chunk_frames = 24;
   job.spec.upscale.overwrite = true;
   job.spec.upscale.crf = 21;
+  job.spec.webhooks = {"https://hooks.example.com/reelfarm?show=sh010", "http://127.0.0.1:9/x"};
   job.input_info = {1920, 1080, 1234567890123, 24000, 1001, "h264", "yuv420p10le"};
   job.state = JobState::kRunning;
   job.error = "not yet";
@@ -133,6 +134,7 @@ void CheckSameJob(const Job& got, const Job& want) {
   CHECK(got.spec.project == want.spec.project);
   CHECK(got.spec.priority == want.spec.priority);
   CHECK(got.spec.max_attempts == want.spec.max_attempts);
+  CHECK(got.spec.webhooks == want.spec.webhooks);
   const UpscaleSpec& g = got.spec.upscale;
   const UpscaleSpec& w = want.spec.upscale;
   CHECK(g.input == w.input);
@@ -747,6 +749,44 @@ TEST_CASE(
   REQUIRE(snap.jobs.size() == 2);
   CHECK(snap.jobs[0].state == JobState::kSucceeded);
   CHECK(snap.tasks.size() == 2);
+}
+
+TEST_CASE("JobStore deletes a job and its tasks in a batch, and never reuses its id",
+          "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
+  CAPTURE(kind);
+  TempDir dir;
+  using W = JobStore::Write;
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
+  const int64_t old_id = Create(*store, MakeJob("old"), MakeTasks(3));
+  Job kept = MakeJob("kept");
+  kept.id = Create(*store, kept, MakeTasks(2));
+  const int64_t newest = Create(*store, MakeJob("newest"), MakeTasks(1));
+  Job old_job;
+  old_job.id = old_id;
+  Job newest_job;
+  newest_job.id = newest;
+  REQUIRE(store->Commit({{W::Kind::kDeleteJob, old_job, {}}, {W::Kind::kDeleteJob, newest_job, {}}})
+              .ok());
+  JobStore::Snapshot snap = Load(*store);
+  REQUIRE(snap.jobs.size() == 1);
+  CheckSameJob(snap.jobs[0], kept);
+  REQUIRE(snap.tasks.size() == 2);
+  for (const Task& t : snap.tasks) CHECK(t.job_id == kept.id);
+  CHECK(snap.next_job_id > newest);
+  // A delete of a missing job is NOT_FOUND and undoes the whole batch.
+  absl::Status st =
+      store->Commit({{W::Kind::kDeleteJob, kept, {}}, {W::Kind::kDeleteJob, old_job, {}}});
+  CHECK(st.code() == absl::StatusCode::kNotFound);
+  CHECK(Load(*store).jobs.size() == 1);
+  if (kind == "memory") return;
+  // Reopened, the deleted newest id is still taken.
+  store.reset();
+  store = OpenStore(kind, dir);
+  snap = Load(*store);
+  CHECK(snap.jobs.size() == 1);
+  CHECK(snap.next_job_id > newest);
+  CHECK(Create(*store, MakeJob("after"), {}) > newest);
 }
 
 }  // namespace

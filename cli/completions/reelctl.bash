@@ -2,7 +2,7 @@
 _reelctl() {
   local cur prev words cword
   _init_completion 2>/dev/null || { cur="${COMP_WORDS[COMP_CWORD]}"; prev="${COMP_WORDS[COMP_CWORD-1]}"; }
-  local commands="submit get list cancel watch workers pause resume retry priority drain logs health"
+  local commands="submit get list cancel watch workers pause resume retry priority drain logs health wait purge"
   local global="--server --json --help"
   case "$prev" in
     -f|--file) COMPREPLY=($(compgen -f -X '!*.@(yaml|yml|json)' -- "$cur")); return ;;
@@ -16,10 +16,12 @@ _reelctl() {
   done
   case "$cmd" in
     "") COMPREPLY=($(compgen -W "$commands $global" -- "$cur")) ;;
-    submit) COMPREPLY=($(compgen -W "upscale -f --file --set --dry-run --watch --input --output --model --scale --chunk --crf --priority --name --project --overwrite --depends-on --require --request-id --max-attempts" -- "$cur")) ;;
+    submit) COMPREPLY=($(compgen -W "upscale -f --file --set --dry-run --watch --input --output --model --scale --chunk --crf --priority --name --project --overwrite --depends-on --require --request-id --max-attempts --webhook" -- "$cur")) ;;
     list) COMPREPLY=($(compgen -W "--limit --state --project --since" -- "$cur")) ;;
     drain) COMPREPLY=($(compgen -W "--undo" -- "$cur")) ;;
     logs) COMPREPLY=($(compgen -W "--task --follow" -- "$cur")) ;;
+    wait) COMPREPLY=($(compgen -W "--timeout" -- "$cur")) ;;
+    purge) COMPREPLY=($(compgen -W "--older-than --dry-run" -- "$cur")) ;;
     *) COMPREPLY=() ;;
   esac
 }

@@ -81,6 +81,14 @@ class InMemoryJobStore final : public JobStore {
                                                     " is not in the job store"));
           }
           break;
+        case Write::Kind::kDeleteJob:
+          if (!jobs.erase(w.job.id)) {
+            return absl::NotFoundError(absl::StrCat("job ", w.job.id, " is not in the job store"));
+          }
+          for (auto it = tasks.begin(); it != tasks.end();) {
+            it = it->first == w.job.id ? tasks.erase(it) : std::next(it);
+          }
+          break;
       }
     }
     for (const Write& w : writes) {
@@ -114,6 +122,12 @@ class InMemoryJobStore final : public JobStore {
           stored.seconds = w.task.seconds;
           break;
         }
+        case Write::Kind::kDeleteJob:
+          jobs_.erase(w.job.id);
+          for (auto it = tasks_.begin(); it != tasks_.end();) {
+            it = it->first.first == w.job.id ? tasks_.erase(it) : std::next(it);
+          }
+          break;
       }
     }
     return absl::OkStatus();
@@ -126,6 +140,7 @@ class InMemoryJobStore final : public JobStore {
     for (const auto& [id, job] : jobs_) snapshot.jobs.push_back(job);
     snapshot.tasks.reserve(tasks_.size());
     for (const auto& [key, task] : tasks_) snapshot.tasks.push_back(task);
+    snapshot.next_job_id = next_id_;
     return snapshot;
   }
 

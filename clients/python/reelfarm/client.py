@@ -322,16 +322,18 @@ class Client:
                        overwrite: bool = False, name: str = "", project: str = "",
                        priority: Optional[int] = None, depends_on: Iterable[int] = (),
                        requirements: Optional[Mapping[str, str]] = None, request_id: str = "",
-                       max_attempts: Optional[int] = None) -> Job:
+                       max_attempts: Optional[int] = None, webhooks: Iterable[str] = ()) -> Job:
         """Upscales the movie ``input`` into ``output`` (paths relative to the storage root).
 
         ``scale`` (default 2) must be one the model was made for. None leaves a value to
         the server: ``chunk_frames`` (default 48) frames per chunk task, ``crf`` (default
         18; 0..51) for H.264/H.265 outputs, ``priority`` (default 50; 0..100),
-        ``max_attempts`` (default 3; 1..10) per task."""
+        ``max_attempts`` (default 3; 1..10) per task. ``webhooks``: http(s) URLs the
+        server POSTs a JSON body to when the job ends (README "Notifications")."""
         spec = jobs_pb2.JobSpec(name=name, project=project, request_id=request_id,
                                 depends_on=list(depends_on),
-                                requirements=dict(requirements or {}))
+                                requirements=dict(requirements or {}),
+                                webhooks=list(webhooks))
         if priority is not None:
             spec.priority = priority
         if max_attempts is not None:
@@ -354,7 +356,8 @@ class Client:
                         frames: Optional[int] = None, fps: Optional[float] = None,
                         negative_prompt: str = "", init: str = "",
                         strength: Optional[float] = None, overwrite: bool = False,
-                        name: str = "", project: str = "") -> Job:
+                        name: str = "", project: str = "",
+                        webhooks: Iterable[str] = ()) -> Job:
         """Generates takes with a denoiser model (see models/README.md), as image
         sequences or movies at `output` (each take's name replaces "{take}", else the
         file's stem: "gen/sh010.####.png" -> "gen/sh010_take001.####.png").
@@ -367,8 +370,8 @@ class Client:
         max_frames), `fps` (default 24; 1..240). `init` (a path under the storage root)
         starts each take from that image, noised to `strength` (default 0.6). The
         samplers are "euler" and "ddim". For explicit takes, give a spec dict to
-        submit()."""
-        spec = jobs_pb2.JobSpec(name=name, project=project)
+        submit(). `webhooks`: http(s) URLs called when the job ends."""
+        spec = jobs_pb2.JobSpec(name=name, project=project, webhooks=list(webhooks))
         g = spec.generate
         g.model, g.negative_prompt, g.output = model, negative_prompt, output
         g.seeds.extend(seeds)

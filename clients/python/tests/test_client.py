@@ -157,3 +157,42 @@ def test_follows_the_leader_a_standby_names(farm):
         standby.stop(0)
     with pytest.raises(ValueError, match="empty address"):
         reelfarm.Client("127.0.0.1:1,,127.0.0.1:2")
+
+
+def test_webhooks_are_called_when_the_job_ends_and_checked_at_submit(farm):
+    import http.server
+    import threading
+    bodies = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = reelfarm.Client(farm.address, insecure=True)
+        src = farm.clip("plates/w.mp4", frames=8)
+        url = "http://127.0.0.1:%d/hook" % server.server_address[1]
+        job = client.submit_upscale(src, "renders/w.mp4", webhooks=[url])
+        assert job.wait(timeout=120).succeeded
+        for _ in range(100):
+            if bodies:
+                break
+            threading.Event().wait(0.1)
+        assert len(bodies) == 1
+        assert bodies[0]["job_id"] == job.id
+        assert bodies[0]["state"] == "SUCCEEDED"
+        assert bodies[0]["outputs"] == ["renders/w.mp4"]
+        with pytest.raises(reelfarm.InvalidSpec) as err:
+            client.submit_upscale(src, "renders/w2.mp4", webhooks=["ftp://example.com/x"])
+        assert "webhooks[0]" in err.value.message
+    finally:
+        server.shutdown()
+        server.server_close()
