@@ -197,7 +197,8 @@ int main(int argc, char** argv) {
   app.add_option("--webhook", options.notify.webhooks,
                  "http(s) URL POSTed a JSON body when any job ends (repeatable)");
   app.add_option("--monitor-url", options.notify.monitor_url,
-                 "base URL of the monitor, for the webhook body's link (URL/jobs/ID)");
+                 "base URL of the monitor, for the webhook body's link (URL/jobs/ID); "
+                 "default: --web-listen's address");
   app.add_option("--webhook-attempts", options.notify.max_attempts,
                  "tries per webhook delivery, the first included")
       ->check(CLI::Range(1, 20))
@@ -231,6 +232,13 @@ int main(int argc, char** argv) {
     absl::StatusOr<int64_t> keep = common::ParseAge(keep_finished, "--keep-finished");
     if (!keep.ok()) return usage_error(std::string(keep.status().message()));
     options.keep_finished_ms = *keep;
+  }
+  // The webhook body's monitor link: the monitor this server serves, unless told.
+  if (options.notify.monitor_url.empty()) {
+    char name[256] = {};
+    options.notify.monitor_url =
+        server::DefaultMonitorUrl(web.listen, options.tls.insecure,
+                                  gethostname(name, sizeof(name) - 1) == 0 ? name : "localhost");
   }
   for (const std::string& url : options.notify.webhooks) {
     const absl::Status st = server::CheckWebhookUrl(url, "--webhook");

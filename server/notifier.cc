@@ -87,6 +87,17 @@ absl::Status CheckWebhookUrl(const std::string& url, const std::string& field) {
   return absl::OkStatus();
 }
 
+std::string DefaultMonitorUrl(const std::string& web_listen, bool plaintext,
+                              const std::string& hostname) {
+  const size_t colon = web_listen.rfind(':');
+  if (colon == std::string::npos) return "";
+  std::string host = web_listen.substr(0, colon);
+  const std::string port = web_listen.substr(colon + 1);
+  if (port.empty() || port == "0") return "";
+  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = hostname;
+  return absl::StrCat(plaintext ? "http://" : "https://", host, ":", port);
+}
+
 std::string WebhookBody(const scheduler::Job& job, const std::string& monitor_url) {
   nlohmann::json j;
   j["job_id"] = job.id;

@@ -47,6 +47,13 @@ struct NotifierOptions {
 // INVALID_ARGUMENT naming `field` and the URL otherwise.
 absl::Status CheckWebhookUrl(const std::string& url, const std::string& field);
 
+// The monitor's base URL for the body's link when --monitor-url is not given: the
+// monitor's own --web-listen address `web_listen` (HOST:PORT), https unless `plaintext`;
+// a wildcard host (0.0.0.0, [::]) becomes `hostname`. "" when there is no monitor
+// (empty address) or its port is not known yet (port 0).
+std::string DefaultMonitorUrl(const std::string& web_listen, bool plaintext,
+                              const std::string& hostname);
+
 // The JSON body sent for `job` (docs: README "Notifications"): {"job_id", "name",
 // "project", "state" ("SUCCEEDED", "FAILED", "CANCELLED"), "outputs" [paths under the
 // storage root], "error", "monitor" (monitor_url + "/jobs/<id>", or ""),

@@ -48,6 +48,14 @@ TEST_CASE("webhook URLs: http(s) with a host are taken, anything else is refused
   }
 }
 
+TEST_CASE("the webhook's monitor link defaults to the monitor's own address", "[unit][notify]") {
+  CHECK(DefaultMonitorUrl("127.0.0.1:7780", true, "render01") == "http://127.0.0.1:7780");
+  CHECK(DefaultMonitorUrl("0.0.0.0:7780", false, "farm-host") == "https://farm-host:7780");
+  CHECK(DefaultMonitorUrl("[::]:443", false, "farm-host") == "https://farm-host:443");
+  CHECK(DefaultMonitorUrl("", true, "farm-host").empty());             // no monitor
+  CHECK(DefaultMonitorUrl("127.0.0.1:0", true, "farm-host").empty());  // port not known yet
+}
+
 TEST_CASE("a generate job's webhook body lists each take's output", "[unit][notify]") {
   scheduler::Job job;
   job.id = 12;
