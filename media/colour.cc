@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -300,6 +301,81 @@ void ColourPipeline::FromModel(Frame* frame) const {
 
 std::vector<std::string> ColourPipeline::Steps() const {
   return {to_model_->description(), "model", from_model_->description()};
+}
+
+namespace {
+
+constexpr Chromaticities kAp0{0.7347f, 0.2653f, 0.0f, 1.0f, 0.0001f, -0.0770f, 0.32168f, 0.33767f};
+constexpr Chromaticities kAp1{0.713f, 0.293f, 0.165f, 0.830f, 0.128f, 0.044f, 0.32168f, 0.33767f};
+constexpr Chromaticities kRec709{0.64f, 0.33f, 0.30f, 0.60f, 0.15f, 0.06f, 0.3127f, 0.3290f};
+constexpr Chromaticities kRec2020{0.708f, 0.292f, 0.170f, 0.797f, 0.131f, 0.046f, 0.3127f, 0.3290f};
+
+bool Near(const Chromaticities& a, const Chromaticities& b) {
+  const float x[8] = {a.red_x,  a.red_y,  a.green_x, a.green_y,
+                      a.blue_x, a.blue_y, a.white_x, a.white_y};
+  const float y[8] = {b.red_x,  b.red_y,  b.green_x, b.green_y,
+                      b.blue_x, b.blue_y, b.white_x, b.white_y};
+  for (int i = 0; i < 8; ++i) {
+    if (std::fabs(x[i] - y[i]) > 1e-3f) return false;
+  }
+  return true;
+}
+
+// FFmpeg's AVCOL_* code points (ISO/IEC 23091-4), kept here so colour.h needs no libav.
+constexpr int kPrimariesBt709 = 1, kPrimariesBt2020 = 9;
+constexpr int kTransferBt709 = 1, kTransferLinear = 8, kTransferSrgb = 13, kTransferBt2020 = 14;
+constexpr int kMatrixBt709 = 1, kMatrixBt2020 = 9;
+
+}  // namespace
+
+std::optional<Chromaticities> ChromaticitiesOf(const std::string& space) {
+  if (space == "ACES2065-1") return kAp0;
+  if (space == "ACEScg" || space == "ACEScct") return kAp1;
+  if (space == "Linear Rec.709 (sRGB)" || space == "sRGB - Texture" || space == "Rec.709 video") {
+    return kRec709;
+  }
+  if (space == "BT.2020 video") return kRec2020;
+  return std::nullopt;
+}
+
+std::optional<ColourInfo> VideoTagsOf(const std::string& space) {
+  ColourInfo c;
+  c.range = 0;
+  if (space == "Rec.709 video") {
+    c.primaries = kPrimariesBt709, c.transfer = kTransferBt709, c.matrix = kMatrixBt709;
+  } else if (space == "sRGB - Texture") {
+    c.primaries = kPrimariesBt709, c.transfer = kTransferSrgb, c.matrix = kMatrixBt709;
+  } else if (space == "BT.2020 video") {
+    c.primaries = kPrimariesBt2020, c.transfer = kTransferBt2020, c.matrix = kMatrixBt2020;
+  } else if (space == "Linear Rec.709 (sRGB)") {
+    c.primaries = kPrimariesBt709, c.transfer = kTransferLinear, c.matrix = kMatrixBt709;
+  } else {
+    return std::nullopt;
+  }
+  return c;
+}
+
+DefaultColourSpace DefaultInputColourSpace(const std::string& codec, bool image_sequence,
+                                           const ColourInfo& tags,
+                                           const std::optional<Chromaticities>& exr) {
+  if (codec == "exr") {
+    if (!exr) {
+      return {"Linear Rec.709 (sRGB)",
+              "EXR without chromaticities (OpenEXR's default: Rec.709 primaries)"};
+    }
+    if (Near(*exr, kAp0)) return {"ACES2065-1", "EXR chromaticities: ACES AP0"};
+    if (Near(*exr, kAp1)) return {"ACEScg", "EXR chromaticities: ACES AP1"};
+    if (Near(*exr, kRec709)) return {"Linear Rec.709 (sRGB)", "EXR chromaticities: Rec.709"};
+    return {"Linear Rec.709 (sRGB)",
+            "EXR chromaticities of no known space: the README's default for EXR"};
+  }
+  if (tags.primaries == kPrimariesBt2020) return {"BT.2020 video", "colour tags: BT.2020"};
+  if (tags.transfer == kTransferSrgb) return {"sRGB - Texture", "colour tags: sRGB transfer"};
+  if (tags.primaries == kPrimariesBt709 || tags.transfer == kTransferBt709) {
+    return {"Rec.709 video", "colour tags: BT.709"};
+  }
+  if (image_sequence) return {"sRGB - Texture", "no colour tags: the README's default for images"};
+  return {"Rec.709 video", "no colour tags: the README's default for movies"};
 }
 
 }  // namespace reelfarm::media

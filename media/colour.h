@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -122,6 +123,32 @@ class ColourPipeline final {
   bool shaper_ = false;
   std::shared_ptr<const ColourProcessor> to_model_, from_model_;
 };
+
+// The primaries and white point of `space`, by the shipped config's names (a config
+// naming its spaces alike works too): ACES2065-1 AP0; ACEScg and ACEScct AP1 (ACES
+// white); Linear Rec.709 (sRGB), sRGB - Texture and Rec.709 video Rec.709 (D65);
+// BT.2020 video BT.2020. nullopt for other names.
+std::optional<Chromaticities> ChromaticitiesOf(const std::string& space);
+
+// FFmpeg colour tags for a movie whose frames are in `space` (Rec.709 video: BT.709
+// primaries, transfer and matrix; sRGB - Texture: BT.709 with the IEC 61966-2-1
+// transfer; BT.2020 video: BT.2020 primaries and matrix, BT.2020 10-bit transfer;
+// Linear Rec.709 (sRGB): BT.709 with a linear transfer); nullopt for other names.
+// `range` is left unspecified (0): the encoder's choice.
+std::optional<ColourInfo> VideoTagsOf(const std::string& space);
+
+// The input's colour space when the job names none, from what the file says (README
+// "Colour management"): an EXR's chromaticities (AP0: ACES2065-1, AP1: ACEScg,
+// Rec.709 or none, OpenEXR's default: Linear Rec.709 (sRGB)); a movie's or image's
+// colour tags (BT.2020 primaries: BT.2020 video; sRGB transfer: sRGB - Texture;
+// BT.709: Rec.709 video); else sRGB - Texture for images and Rec.709 video for movies.
+struct DefaultColourSpace {
+  std::string name;
+  std::string reason;  // where it came from, for the sidecar
+};
+DefaultColourSpace DefaultInputColourSpace(const std::string& codec, bool image_sequence,
+                                           const ColourInfo& tags,
+                                           const std::optional<Chromaticities>& exr);
 
 // Levenshtein distance, case-insensitive (for the nearest-names messages).
 int EditDistance(const std::string& a, const std::string& b);
