@@ -1,14 +1,13 @@
 #include "media/exr_attributes.h"
 
-#include <Iex.h>
-#include <ImfChromaticities.h>
+// ImfHeader.h first: it declares Imf::Chromaticities with its export attribute.
 #include <ImfHeader.h>
+
+#include <ImfChromaticities.h>
 #include <ImfInputFile.h>
 #include <ImfOutputFile.h>
 #include <ImfStandardAttributes.h>
 #include <ImfStdIO.h>
-
-#include <sstream>
 
 namespace reelfarm::media {
 

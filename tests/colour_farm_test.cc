@@ -3,10 +3,12 @@
 // matches, in the model's (shaped) space, the same model run on the plate converted by
 // hand with the OpenColorIO API; the sidecar, the EXR chromaticities and the movie
 // colour tags say what was applied; bad names are refused at submit.
+// ImfHeader.h first: it declares Imf::Chromaticities with its export attribute.
+#include <ImfHeader.h>
+
 #include <ImfChannelList.h>
 #include <ImfChromaticities.h>
 #include <ImfFrameBuffer.h>
-#include <ImfHeader.h>
 #include <ImfInputFile.h>
 #include <ImfOutputFile.h>
 #include <ImfStandardAttributes.h>

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model_manifest.h"
 #include "common/storage.h"
 #include "tests/testing/fixtures.h"
 
@@ -277,6 +278,30 @@ TEST_CASE("colour: the config comes from the argument, else $OCIO, else the ship
   ::setenv("REELFARM_OCIO_SHIPPED", copy.c_str(), 1);
   CHECK(ShippedOcioConfigPath() == copy.string());
   ::unsetenv("REELFARM_OCIO_SHIPPED");
+}
+
+TEST_CASE("colour: model.json declares colorspace and range", "[unit]") {
+  testing::TempDir dir;
+  const auto write = [&](const std::string& name, const std::string& json) {
+    fs::create_directories(dir.path() / name);
+    std::ofstream(dir.path() / name / "model.json") << json;
+    return common::ReadModelManifest(dir.path() / name);
+  };
+  auto m = write("a", R"({"scale": 2, "colorspace": "sRGB - Texture", "range": "[0, 255]"})");
+  INFO(m.status().ToString());
+  REQUIRE(m.ok());
+  CHECK(m->colorspace == "sRGB - Texture");
+  CHECK(m->input_min == 0.0);
+  CHECK(m->input_max == 255.0);
+  auto plain = write("b", R"({"scale": 2})");
+  REQUIRE(plain.ok());
+  CHECK(plain->colorspace.empty());  // not colour-managed
+  CHECK(plain->input_max == 1.0);
+  auto bad = write("c", R"({"scale": 2, "range": "[0,65535]"})");
+  CHECK(bad.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(bad.status().message()), Catch::Contains("range '[0,65535]'"));
+  auto clash = write("d", R"({"scale": 2, "range": "[0,1]", "input_range": [0, 255]})");
+  CHECK(clash.status().code() == absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
