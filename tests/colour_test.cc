@@ -285,6 +285,7 @@ TEST_CASE("colour: model.json declares colorspace and range", "[unit]") {
   const auto write = [&](const std::string& name, const std::string& json) {
     fs::create_directories(dir.path() / name);
     std::ofstream(dir.path() / name / "model.json") << json;
+    std::ofstream(dir.path() / name / "model.pt") << "not read";
     return common::ReadModelManifest(dir.path() / name);
   };
   auto m = write("a", R"({"scale": 2, "colorspace": "sRGB - Texture", "range": "[0, 255]"})");
