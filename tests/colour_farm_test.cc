@@ -304,5 +304,22 @@ TEST_CASE(
     st = farm.Submit(bad, &resp);
     CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
     CHECK_THAT(st.error_message(), Catch::Contains("none.ocio"));
+    // The same through reelctl's flags; then a good pair is taken.
+    int status = 0;
+    const std::string base = farm.Reelctl() +
+                             " submit upscale --input plates/hdr/hdr.####.exr --output "
+                             "renders/r/r.####.exr --model esrgan-slim --scale 2 --overwrite";
+    std::string said = testing::Capture(
+        base + " --colorspace-in ACEScg --colorspace-out 'Rec709 video' 2>&1", &status);
+    INFO(said);
+    CHECK(status != 0);
+    CHECK_THAT(said, Catch::Contains("upscale.colorspace_out") &&
+                         Catch::Contains("nearest: 'Rec.709 video'"));
+    said = testing::Capture(base + " --colorspace-in acescg --colorspace-out ACEScct --watch 2>&1",
+                            &status);
+    CHECK(status == 0);
+    const nlohmann::json s = Sidecar(farm.storage() / "renders/r/r.####.exr.json");
+    CHECK(s["colour"]["input"]["space"] == "ACEScg");
+    CHECK(s["colour"]["output"]["space"] == "ACEScct");
   }
 }
