@@ -617,7 +617,18 @@ struct UpscaleOptions {
   CLI::Option* last_opt = nullptr;
   CLI::Option* chunk_opt = nullptr;
   CLI::Option* crf_opt = nullptr;
+  std::string colorspace_in, colorspace_out, ocio_config;  // README "Colour management"
 };
+
+void AddColourOptions(CLI::App* up, UpscaleOptions* o) {
+  up->add_option("--colorspace-in", o->colorspace_in,
+                 "OpenColorIO colour space of the input, e.g. ACEScg (default: the file's "
+                 "tags; README \"Colour management\")");
+  up->add_option("--colorspace-out", o->colorspace_out,
+                 "OpenColorIO colour space of the output (default: the input's)");
+  up->add_option("--ocio-config", o->ocio_config,
+                 "OCIO config beneath the storage root (default: the server's)");
+}
 
 void AddUpscaleOptions(CLI::App* up, UpscaleOptions* o) {
   up->add_option("--input", o->input,
@@ -640,6 +651,7 @@ void AddUpscaleOptions(CLI::App* up, UpscaleOptions* o) {
       up->add_option("--chunk", o->chunk, "frames per chunk task")->capture_default_str();
   o->crf_opt = up->add_option("--crf", o->crf, "H.264/H.265 quality 0..51")->capture_default_str();
   up->add_flag("--overwrite", o->overwrite, "replace an existing output");
+  AddColourOptions(up, o);
 }
 
 int SubmitUpscale(Context& c, const JobOptions& jo, const UpscaleOptions& uo) {
@@ -660,6 +672,9 @@ int SubmitUpscale(Context& c, const JobOptions& jo, const UpscaleOptions& uo) {
   u->mutable_format()->set_preset(uo.preset);
   if (uo.first_opt->count()) u->set_first_frame(uo.first_frame);
   if (uo.last_opt->count()) u->set_last_frame(uo.last_frame);
+  u->set_colorspace_in(uo.colorspace_in);
+  u->set_colorspace_out(uo.colorspace_out);
+  u->set_ocio_config(uo.ocio_config);
   return SubmitOne(c, req, jo.watch, [&](const v1::SubmitJobResponse& resp) {
     const auto& in = resp.job().input_info();
     std::printf("submitted job %lld: %s (%dx%d, %lld frames) -> %s x%d, %d tasks\n",

@@ -174,6 +174,8 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
       m.input_max = j["input_range"].at(1).get<double>();
     }
     m.colour_space = j.value("colour_space", "srgb");
+    m.colorspace = j.value("colorspace", "");
+    m.range = j.value("range", "");
     m.temporal_window = j.value("temporal_window", 1);
     m.tile = j.value("tile", 0);
     m.tile_overlap = j.value("tile_overlap", 0);
@@ -219,6 +221,25 @@ absl::StatusOr<ModelManifest> ReadModelManifest(const fs::path& dir) {
     return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(),
                                                    "': channel_order '", m.channel_order,
                                                    "' is not supported; frames are given as rgb"));
+  }
+  if (!m.range.empty()) {
+    std::string r;
+    for (char ch : m.range) {
+      if (ch != ' ') r += ch;
+    }
+    const double max = r == "[0,1]" ? 1.0 : r == "[0,255]" ? 255.0 : 0.0;
+    if (max == 0.0) {
+      return absl::InvalidArgumentError(absl::StrCat("model manifest '", file.string(),
+                                                     "': range '", m.range,
+                                                     "' is not supported; give \"[0,1]\" or "
+                                                     "\"[0,255]\""));
+    }
+    if (m.input_min != 0.0 || (m.input_max != 1.0 && m.input_max != max)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model manifest '", file.string(), "': range '", m.range,
+          "' disagrees with input_range [", m.input_min, ", ", m.input_max, "]; give one of them"));
+    }
+    m.input_max = max;
   }
   if (m.input_max <= m.input_min) {
     return absl::InvalidArgumentError(

@@ -33,6 +33,13 @@ struct ModelManifest {
   double input_min = 0.0;  // value range the network expects ...
   double input_max = 1.0;  // ... and returns
   std::string colour_space = "srgb";
+  // The OCIO colour space of the network's values (`colorspace`, e.g. "sRGB - Texture"
+  // for the ESRGAN family): a job that names its colour spaces has its frames converted
+  // to it and back (media/colour.h). Empty: not colour-managed, frames go in as decoded.
+  std::string colorspace;
+  // `range` as written ("[0,1]" or "[0,255]"); it sets input_min/input_max. Empty when
+  // the manifest has none.
+  std::string range;
   int temporal_window = 1;   // frames in per frame out
   int tile = 0;              // tile size in input pixels (0: whole frames)
   int tile_overlap = 0;      // input pixels shared by neighbouring tiles

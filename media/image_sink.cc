@@ -10,6 +10,7 @@
 
 #include "common/storage.h"
 #include "media/av_util.h"
+#include "media/exr_attributes.h"
 #include "media/media.h"
 #include "media/output_format.h"
 
@@ -161,8 +162,14 @@ void ImageSequenceSink::Fill(const Frame& frame) {
 absl::Status ImageSequenceSink::WriteFile(const std::string& path, const AVPacket& packet) {
   const std::filesystem::path final_path(path);
   const std::filesystem::path tmp = common::Storage::TempPathFor(final_path);
-  absl::Status st = storage_->WriteFile(
-      tmp, absl::string_view(reinterpret_cast<const char*>(packet.data), packet.size), path);
+  absl::string_view bytes(reinterpret_cast<const char*>(packet.data), packet.size);
+  std::string tagged;
+  if (options_.chromaticities && codec_.pix_fmt == AV_PIX_FMT_GBRPF32LE) {  // exr
+    ASSIGN_OR_RETURN(tagged, WithExrChromaticities(std::string(bytes), *options_.chromaticities,
+                                                   "output '" + path + "'"));
+    bytes = tagged;
+  }
+  absl::Status st = storage_->WriteFile(tmp, bytes, path);
   if (st.ok()) st = storage_->Publish(tmp, final_path);
   if (!st.ok()) {
     std::error_code ec;

@@ -86,8 +86,10 @@ std::string DescribeMissing(const std::vector<int64_t>& missing) {
 
 class ImageSequenceSource final : public FrameSource {
  public:
-  ImageSequenceSource(std::string pattern, int64_t begin, int64_t end)
-      : pattern_(std::move(pattern)), next_(begin), end_(end) {}
+  ImageSequenceSource(std::string pattern, int64_t begin, int64_t end, bool keep_float_range)
+      : pattern_(std::move(pattern)), next_(begin), end_(end) {
+    converter_.KeepFloatRange(keep_float_range);
+  }
 
   absl::StatusOr<bool> Next(Frame* frame) override {
     if (next_ >= end_) return false;
@@ -201,8 +203,10 @@ absl::StatusOr<VideoInfo> ProbeImageSequence(const std::string& pattern, int64_t
   return info;
 }
 
-absl::StatusOr<std::unique_ptr<FrameSource>> OpenImageSequenceSource(const std::string& pattern,
-                                                                     int64_t begin, int64_t end) {
+namespace {
+
+absl::StatusOr<std::unique_ptr<FrameSource>> OpenSequence(const std::string& pattern, int64_t begin,
+                                                          int64_t end, bool keep_float_range) {
   if (!HasFramePattern(pattern)) {
     return absl::InvalidArgumentError("input '" + pattern +
                                       "': no frame-number pattern (#### or %04d) in the name");
@@ -212,7 +216,20 @@ absl::StatusOr<std::unique_ptr<FrameSource>> OpenImageSequenceSource(const std::
                                       std::to_string(begin) + ", " + std::to_string(end) +
                                       ") is invalid; give begin <= end");
   }
-  return std::unique_ptr<FrameSource>(new ImageSequenceSource(pattern, begin, end));
+  return std::unique_ptr<FrameSource>(
+      new ImageSequenceSource(pattern, begin, end, keep_float_range));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FrameSource>> OpenImageSequenceSource(const std::string& pattern,
+                                                                     int64_t begin, int64_t end) {
+  return OpenSequence(pattern, begin, end, false);
+}
+
+absl::StatusOr<std::unique_ptr<FrameSource>> OpenSceneReferredImageSequenceSource(
+    const std::string& pattern, int64_t begin, int64_t end) {
+  return OpenSequence(pattern, begin, end, true);
 }
 
 }  // namespace reelfarm::media

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +32,13 @@ struct ColourInfo {
   int transfer = 2;   // AVCOL_TRC_*
   int matrix = 2;     // AVCOL_SPC_*
   int range = 0;      // AVCOL_RANGE_*: 0 unspecified, 1 limited (tv), 2 full (pc)
+};
+
+// CIE 1931 xy of a colour space's primaries and white point (OpenEXR's
+// `chromaticities` attribute).
+struct Chromaticities {
+  float red_x = 0, red_y = 0, green_x = 0, green_y = 0, blue_x = 0, blue_y = 0;
+  float white_x = 0, white_y = 0;
 };
 
 struct VideoInfo {
@@ -105,7 +113,8 @@ using PlaneBuffer = std::vector<float, DefaultInitAllocator<float>>;
 
 // One decoded frame: planar RGB, float in [0, 1] (never NaN: sources and the model
 // stage keep that true, and sinks rely on it), `planes.size() == 3 * width * height`
-// (all of R, then G, then B).
+// (all of R, then G, then B). Colour-managed frames (colour.h) may hold scene-referred
+// values outside [0, 1] between the source, the colour conversion and the sink.
 struct Frame {
   int width = 0;
   int height = 0;
@@ -149,6 +158,12 @@ absl::StatusOr<VideoInfo> ProbeImageSequence(const std::string& pattern, int64_t
 // float RGB images are converted exactly.
 absl::StatusOr<std::unique_ptr<FrameSource>> OpenImageSequenceSource(const std::string& pattern,
                                                                      int64_t begin, int64_t end);
+
+// OpenImageSequenceSource for colour-managed jobs (colour.h): float images (EXR) keep
+// their values outside [0, 1] (highlights above 1.0, negatives) instead of being
+// clamped; NaN still becomes 0. Such frames go through a ColourPipeline before the model.
+absl::StatusOr<std::unique_ptr<FrameSource>> OpenSceneReferredImageSequenceSource(
+    const std::string& pattern, int64_t begin, int64_t end);
 
 struct EncodeOptions {
   int width = 0;
@@ -205,6 +220,9 @@ struct ImageSequenceOptions {
   int64_t first_number = 0;
   // Writes and publishes each file (borrowed); null: the local file system's.
   const common::Storage* storage = nullptr;
+  // exr only: written as each file's `chromaticities` attribute (FFmpeg's EXR encoder
+  // writes none; the file is re-written with OpenEXR, its pixels copied as they are).
+  std::optional<Chromaticities> chromaticities;
 };
 
 // Writes each frame to its own file named by `pattern` (`renders/sh010.####.exr`),

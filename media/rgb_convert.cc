@@ -20,6 +20,12 @@ constexpr int kSwsFlags = SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT;
 
 float Clamp01(float v) { return v >= 0.0f ? (v <= 1.0f ? v : 1.0f) : 0.0f; }  // NaN -> 0
 
+// Scene-referred floats: finite values kept, NaN -> 0, infinities to half's largest.
+float Finite(float v) {
+  constexpr float kHalfMax = 65504.0f;
+  return v == v ? (v < -kHalfMax ? -kHalfMax : (v > kHalfMax ? kHalfMax : v)) : 0.0f;
+}
+
 bool IsFullRangeFormat(AVPixelFormat format) {
   return format == AV_PIX_FMT_YUVJ420P || format == AV_PIX_FMT_YUVJ422P ||
          format == AV_PIX_FMT_YUVJ444P || format == AV_PIX_FMT_YUVJ440P ||
@@ -80,7 +86,8 @@ bool IsDirectRgb(const AVPixFmtDescriptor& d) {
          (!(d.flags & AV_PIX_FMT_FLAG_FLOAT) || d.comp[0].depth == 32);
 }
 
-void CopyRgbExact(const AVFrame& in, const AVPixFmtDescriptor& d, Frame* out) {
+void CopyRgbExact(const AVFrame& in, const AVPixFmtDescriptor& d, bool keep_float_range,
+                  Frame* out) {
   const size_t w = static_cast<size_t>(in.width);
   const size_t h = static_cast<size_t>(in.height);
   out->width = in.width;
@@ -100,7 +107,7 @@ void CopyRgbExact(const AVFrame& in, const AVPixFmtDescriptor& d, Frame* out) {
           if (d.flags & AV_PIX_FMT_FLAG_BE) bits = __builtin_bswap32(bits);
           float v;
           std::memcpy(&v, &bits, 4);
-          dst[x] = Clamp01(v);
+          dst[x] = keep_float_range ? Finite(v) : Clamp01(v);
         }
         continue;
       }
@@ -116,7 +123,7 @@ void CopyRgbExact(const AVFrame& in, const AVPixFmtDescriptor& d, Frame* out) {
 absl::Status RgbConverter::Convert(const AVFrame& in, const std::string& context, Frame* out) {
   const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(static_cast<AVPixelFormat>(in.format));
   if (desc != nullptr && IsDirectRgb(*desc)) {
-    CopyRgbExact(in, *desc, out);
+    CopyRgbExact(in, *desc, keep_float_range_, out);
     return absl::OkStatus();
   }
   if (!sws_ || in.width != width_ || in.height != height_ || in.format != format_ ||

@@ -16,12 +16,16 @@ class RgbConverter {
  public:
   // `context` ("input 'x' frame 12") starts the error messages.
   absl::Status Convert(const AVFrame& in, const std::string& context, Frame* out);
+  // Float RGB images keep values outside [0, 1] (scene-referred plates; NaN still
+  // becomes 0, infinities the largest half float); integer and YUV sources are bounded.
+  void KeepFloatRange(bool keep) { keep_float_range_ = keep; }
 
  private:
   absl::Status Configure(const AVFrame& in, const std::string& context);
   // From rgb48_ into `out`.
   void CopyOut48(Frame* out) const;
 
+  bool keep_float_range_ = false;
   SwsContextPtr sws_;
   bool float_out_ = false;  // libswscale writes GBRPF32 straight into the frame's planes
   AvFramePtr rgb48_;        // else RGB48 here, then converted

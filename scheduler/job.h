@@ -65,6 +65,10 @@ struct UpscaleSpec {
   // Inclusive frame range of the input (-1: from the start / to the end).
   int64_t first_frame = -1;
   int64_t last_frame = -1;
+  // OCIO colour spaces and config (README "Colour management"); empty: not given.
+  std::string colorspace_in;
+  std::string colorspace_out;
+  std::string ocio_config;
 };
 
 // One take of a generation wedge, as the spec gives it (unset: the spec's value).

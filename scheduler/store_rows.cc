@@ -28,7 +28,8 @@ void from_json(const nlohmann::json& j, GenerateTake& t) {
 // existed still load.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpscaleSpec, input, output, model, scale,
                                                 chunk_frames, overwrite, crf, codec, preset,
-                                                pix_fmt, first_frame, last_frame)
+                                                pix_fmt, first_frame, last_frame, colorspace_in,
+                                                colorspace_out, ocio_config)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GenerateSpec, model, prompt, negative_prompt, seeds,
                                                 steps, guidance_scale, sampler, width, height,
                                                 frames, fps, output, prompts, guidance_scales,

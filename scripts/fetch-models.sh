@@ -33,7 +33,7 @@ for entry in "${PACKAGES[@]}"; do
   tgz="$CACHE/$(echo "${pkg#@}" | tr / -)-$version.tgz"
   manifest="$OUT/$name/model.json"
   if [ -f "$manifest" ] && grep -q "\"package\": \"$pkg\"" "$manifest" &&
-     grep -q "\"version\": \"$version\"" "$manifest"; then
+     grep -q "\"version\": \"$version\"" "$manifest" && grep -q '"colorspace"' "$manifest"; then
     echo "fetch-models: $name ($pkg $version) already in $OUT"
     continue
   fi

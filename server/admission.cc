@@ -3,12 +3,14 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/job_defaults.h"
 #include "common/model_manifest.h"
+#include "media/colour.h"
 #include "media/media.h"
 #include "media/output_format.h"
 #include "scheduler/wedge.h"
@@ -229,6 +231,9 @@ absl::Status Admission::CheckStrings(const v1::JobSpec& spec) const {
     RETURN_IF_ERROR(check("upscale.format.codec", u.format().codec()));
     RETURN_IF_ERROR(check("upscale.format.preset", u.format().preset()));
     RETURN_IF_ERROR(check("upscale.format.pix_fmt", u.format().pix_fmt()));
+    RETURN_IF_ERROR(check("upscale.colorspace_in", u.colorspace_in()));
+    RETURN_IF_ERROR(check("upscale.colorspace_out", u.colorspace_out()));
+    RETURN_IF_ERROR(check("upscale.ocio_config", u.ocio_config()));
   }
   if (spec.has_generate()) {
     const v1::GenerateSpec& g = spec.generate();
@@ -296,6 +301,42 @@ absl::StatusOr<AdmittedJob> Admission::Admit(scheduler::JobSpec spec, Stage stag
   return out;
 }
 
+namespace {
+
+// Colour management (README "Colour management"): the job's OCIO config loads and has
+// the colour spaces it names. A config the job names is a path beneath the storage
+// root; with none, the server's --ocio-config ($OCIO) is written into the spec so every
+// worker uses the same file (none either: each worker's shipped config).
+absl::Status AdmitColour(scheduler::UpscaleSpec& u, const common::Storage& storage) {
+  if (u.colorspace_in.empty() && u.colorspace_out.empty()) return absl::OkStatus();
+  const char* env = std::getenv("OCIO");  // set by --ocio-config
+  const std::string server_config = env != nullptr ? env : "";
+  std::string config_path;
+  if (!u.ocio_config.empty() && u.ocio_config != server_config) {
+    ASSIGN_OR_RETURN(fs::path p, storage.ResolveJobPath(u.ocio_config, "upscale.ocio_config"));
+    config_path = p.string();
+  } else if (!server_config.empty()) {
+    u.ocio_config = config_path = server_config;
+  }
+  auto config = media::ColourConfig::Load(config_path);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.ocio_config: ", config.status().message()));
+  }
+  for (const auto& [field, name] :
+       {std::pair<const char*, const std::string&>{"upscale.colorspace_in", u.colorspace_in},
+        {"upscale.colorspace_out", u.colorspace_out}}) {
+    if (name.empty()) continue;
+    auto canonical = (*config)->CanonicalName(name);
+    if (!canonical.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": ", canonical.status().message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status Admission::AdmitUpscale(scheduler::JobSpec& spec, Stage stage,
                                      std::optional<scheduler::MediaInfo>* input) const {
   scheduler::UpscaleSpec& u = spec.upscale;
@@ -349,6 +390,7 @@ absl::Status Admission::AdmitUpscale(scheduler::JobSpec& spec, Stage stage,
         absl::StrCat("upscale.scale is ", u.scale, " but model '", u.model, "' is made for scale ",
                      absl::StrJoin(scales, ", "), "; give one of those or another model"));
   }
+  RETURN_IF_ERROR(AdmitColour(u, *storage_));
   // Paths.
   ASSIGN_OR_RETURN(fs::path in_path, storage_->ResolveJobPath(u.input, "upscale.input"));
   ASSIGN_OR_RETURN(fs::path out_path, storage_->ResolveJobPath(u.output, "upscale.output"));

@@ -147,6 +147,9 @@ static v1::UpscaleSpec ToProto(const s::UpscaleSpec& u) {
   out.mutable_format()->set_pix_fmt(u.pix_fmt);
   if (u.first_frame >= 0) out.set_first_frame(u.first_frame);
   if (u.last_frame >= 0) out.set_last_frame(u.last_frame);
+  out.set_colorspace_in(u.colorspace_in);
+  out.set_colorspace_out(u.colorspace_out);
+  out.set_ocio_config(u.ocio_config);
   return out;
 }
 
@@ -348,6 +351,9 @@ s::JobSpec FromProto(const v1::JobSpec& spec) {
   out.upscale.pix_fmt = u.format().pix_fmt();
   out.upscale.first_frame = u.has_first_frame() ? u.first_frame() : -1;
   out.upscale.last_frame = u.has_last_frame() ? u.last_frame() : -1;
+  out.upscale.colorspace_in = u.colorspace_in();
+  out.upscale.colorspace_out = u.colorspace_out();
+  out.upscale.ocio_config = u.ocio_config();
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 
 #include <filesystem>
 #include <memory>
@@ -126,6 +127,11 @@ int main(int argc, char** argv) {
                  "with PostgreSQL: the address standbys tell clients to use while this "
                  "server leads (default: the --listen host and port)");
   app.add_option("--model-path", model_path, "folders of model packages (repeatable)");
+  // Colour management (README "Colour management"): kept as $OCIO, which admission
+  // writes into the specs of jobs that name no config and --local-workers inherit.
+  app.add_option_function<std::string>(
+      "--ocio-config", [](const std::string& path) { setenv("OCIO", path.c_str(), 1); },
+      "OpenColorIO config for jobs that name none (default: $OCIO, else the shipped one)");
   app.add_option("--metrics-listen", metrics_listen,
                  "address of /metrics (port 0 picks a free one); empty disables it")
       ->capture_default_str();

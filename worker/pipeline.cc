@@ -22,9 +22,11 @@
 #include "absl/synchronization/mutex.h"
 #include "common/job_defaults.h"
 #include "common/model_manifest.h"
+#include "media/colour.h"
 #include "media/media.h"
 #include "media/output_format.h"
 #include "worker/bounded_queue.h"
+#include "worker/colour_job.h"
 #include "worker/inference/generator.h"
 #include "worker/inference/model.h"
 #include "worker/model_stage.h"
@@ -185,11 +187,19 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   range.input_last = first + std::max<int64_t>(a.input_info().frame_count(), a.frame_end()) - 1;
   int64_t decode_begin = 0, decode_end = 0;
   ContextRange(range, (*model)->temporal_window(), &decode_begin, &decode_end);
-  auto source = sequence_in
-                    ? options_.frames.open_image_sequence(input_path, decode_begin, decode_end)
-                    : options_.frames.open_movie(input_path, decode_begin, decode_end);
+  // Colour management (colour_job.h): scene-referred float frames keep their values.
+  auto colour = SetUpColour(
+      up, a.input_info(),
+      sequence_in ? media::FramePath(input_path, a.input_info().first_frame()) : input_path,
+      options_.model_path, storage_);
+  if (!colour.ok()) return Failure(named(colour.status()), "");
+  const media::ColourPipeline* cm = colour->pipeline.get();
+  auto source =
+      sequence_in ? (cm ? options_.frames.open_scene_referred_image_sequence
+                        : options_.frames.open_image_sequence)(input_path, decode_begin, decode_end)
+                  : options_.frames.open_movie(input_path, decode_begin, decode_end);
   if (!source.ok()) return Failure(named(source.status()), "");
-  auto sink = OpenSink(a, *format, sequence_out ? out_path.string() : tmp.string());
+  auto sink = OpenSink(a, *format, sequence_out ? out_path.string() : tmp.string(), cm);
   if (!sink.ok()) return Failure(named(sink.status()), "");
 
   TaskReport report;
@@ -203,11 +213,12 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
       auto t = Clock::now();
       media::Frame f;
       absl::StatusOr<bool> more = (*source)->Next(&f);
-      decode_s += Since(t);
       if (!more.ok()) {
         error.Set(more.status());
         break;
       }
+      if (*more && cm) cm->ToModel(&f);
+      decode_s += Since(t);
       if (!*more || !decoded.Push(std::move(f))) break;
     }
     decoded.Close();
@@ -215,6 +226,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   std::thread encoder([&] {
     while (auto f = upscaled.Pop()) {
       auto t = Clock::now();
+      if (cm) cm->FromModel(&*f);
       absl::Status st = (*sink)->Write(*f);
       encode_s += Since(t);
       if (!st.ok()) {
@@ -493,7 +505,8 @@ TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
 }
 
 absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
-    const v1::Assignment& a, const media::OutputFormat& format, const std::string& path) {
+    const v1::Assignment& a, const media::OutputFormat& format, const std::string& path,
+    const media::ColourPipeline* colour) {
   const v1::UpscaleSpec& up = a.upscale();
   const v1::MediaInfo& in = a.input_info();
   if (format.image_sequence()) {
@@ -503,6 +516,7 @@ absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
     o.codec = format.codec;
     o.first_number = 0;  // frames carry their input's number as index
     o.storage = &storage_;
+    if (colour) o.chromaticities = media::ChromaticitiesOf(colour->output_space());
     return options_.frames.open_image_sequence_sink(path, o);
   }
   media::EncodeOptions enc;
@@ -519,6 +533,14 @@ absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(
   enc.colour.transfer = in.colour_transfer();
   enc.colour.matrix = in.colour_matrix();
   enc.colour.range = in.colour_range();
+  if (colour) {
+    // The output space's tags; the range stays the encoder's (full for h264/h265 RGB).
+    if (auto tags = media::VideoTagsOf(colour->output_space())) {
+      enc.colour.primaries = tags->primaries;
+      enc.colour.transfer = tags->transfer;
+      enc.colour.matrix = tags->matrix;
+    }
+  }
   enc.first_index = in.first_frame() + a.frame_begin();
   return options_.frames.open_movie_sink(path, enc);
 }
@@ -638,6 +660,20 @@ absl::Status TaskRunner::StageMovie(const v1::Assignment& a, const media::Output
   return st;
 }
 
+nlohmann::json TaskRunner::UpscaleColourProvenance(const v1::Assignment& a) const {
+  const v1::UpscaleSpec& up = a.upscale();
+  // What the chunks did, set up again from the same spec, package and input.
+  std::string first_file;
+  if (auto input = storage_.ResolveJobPath(up.input(), "upscale.input"); input.ok()) {
+    first_file = media::HasFramePattern(up.input())
+                     ? media::FramePath(input->string(), a.input_info().first_frame())
+                     : input->string();
+  }
+  auto colour = SetUpColour(up, a.input_info(), first_file, options_.model_path, storage_);
+  if (!colour.ok()) return {{"error", std::string(colour.status().message())}};
+  return ColourProvenance(*colour);
+}
+
 absl::Status TaskRunner::StageUpscaleSidecar(const v1::Assignment& a, const std::string& name,
                                              Publication* pub, TaskReport* report) {
   const v1::UpscaleSpec& up = a.upscale();
@@ -655,6 +691,7 @@ absl::Status TaskRunner::StageUpscaleSidecar(const v1::Assignment& a, const std:
     prov["model"]["source"] = nlohmann::json::parse(m.source_json, nullptr, false);
   }
   prov["output"] = up.output();
+  prov["colour"] = UpscaleColourProvenance(a);
   prov["assembled_by"] = options_.worker_name;
   prov["assembled_unix_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch())

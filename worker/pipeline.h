@@ -23,6 +23,7 @@ class Generator;
 }  // namespace reelfarm::inference
 namespace reelfarm::media {
 struct OutputFormat;
+class ColourPipeline;
 }  // namespace reelfarm::media
 
 namespace reelfarm::worker {
@@ -35,6 +36,8 @@ struct FrameIo {
       const std::string& path, int64_t begin, int64_t end)>;
   SourceFactory open_movie = media::OpenVideoSource;
   SourceFactory open_image_sequence = media::OpenImageSequenceSource;
+  // Colour-managed jobs: float images keep values above 1.0 (colour_job.h).
+  SourceFactory open_scene_referred_image_sequence = media::OpenSceneReferredImageSequenceSource;
   std::function<absl::StatusOr<std::unique_ptr<media::FrameSink>>(const std::string& path,
                                                                   const media::EncodeOptions&)>
       open_movie_sink = media::OpenMovieSink;
@@ -83,9 +86,12 @@ class TaskRunner final {
   TaskReport RunTake(const v1::Assignment& a, const std::function<void(int64_t)>& progress,
                      const std::atomic<bool>& cancelled);
   // The chunk's sink: a movie segment at `path`, or the image sequence `path` names.
-  absl::StatusOr<std::unique_ptr<media::FrameSink>> OpenSink(const v1::Assignment& a,
-                                                             const media::OutputFormat& format,
-                                                             const std::string& path);
+  // `colour` (null: not colour-managed) sets the EXR chromaticities or movie colour tags.
+  absl::StatusOr<std::unique_ptr<media::FrameSink>> OpenSink(
+      const v1::Assignment& a, const media::OutputFormat& format, const std::string& path,
+      const media::ColourPipeline* colour = nullptr);
+  // The sidecar's "colour" record of an upscale job (worker/colour_job.h).
+  nlohmann::json UpscaleColourProvenance(const v1::Assignment& a) const;
   // What a task publishes, staged in the job's scratch first; `dirs` keeps open the
   // folders the /proc/self/fd paths in `files` go through.
   struct Publication {

@@ -21,6 +21,8 @@ COPY --from=build /src/build/worker/reelfarm-worker /usr/local/bin/
 # The model packages: the server checks a generate job's model (stride, frames, prompts)
 # at submit; the workers' images carry the same folder.
 COPY models/ /opt/reelfarm/models/
+# The shipped OCIO config where the binaries look for it (README "Colour management").
+COPY media/ocio/reelfarm.ocio /usr/local/share/reelfarm/ocio/reelfarm.ocio
 USER 10001:10001
 # /var/lib/reelfarm: SQLite state (state.db) and task logs; /mnt/farm: the storage root.
 VOLUME ["/var/lib/reelfarm"]

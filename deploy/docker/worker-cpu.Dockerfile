@@ -17,6 +17,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /var/lib/reelfarm --create-home reelfarm
 COPY --from=build /src/build/worker/reelfarm-worker /src/build/cli/reelctl /usr/local/bin/
 COPY models/ /opt/reelfarm/models/
+# The shipped OCIO config where the binaries look for it (README "Colour management").
+COPY media/ocio/reelfarm.ocio /usr/local/share/reelfarm/ocio/reelfarm.ocio
 USER 10001:10001
 EXPOSE 9771 9772
 # Ready (SERVING) once the models are warm; see deploy/README.md.

@@ -32,6 +32,8 @@ RUN apt-get update \
 COPY --from=build /opt/libtorch/lib/ /opt/libtorch/lib/
 COPY --from=build /src/build/worker/reelfarm-worker /src/build/cli/reelctl /usr/local/bin/
 COPY models/ /opt/reelfarm/models/
+# The shipped OCIO config where the binaries look for it (README "Colour management").
+COPY media/ocio/reelfarm.ocio /usr/local/share/reelfarm/ocio/reelfarm.ocio
 ENV LD_LIBRARY_PATH=/opt/libtorch/lib \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility,video

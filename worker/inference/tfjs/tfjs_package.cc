@@ -226,7 +226,12 @@ absl::StatusOr<ImportReport> ImportPackage(const fs::path& source, const std::st
                    {"channel_order", "rgb"},
                    {"input_range", {range.first, range.second}},
                    {"colour_space", "srgb"},
+                   // UpscalerJS trains on sRGB images (README "Colour management").
+                   {"colorspace", "sRGB - Texture"},
                    {"tile", 0}};
+  if (range.first == 0.0 && (range.second == 1.0 || range.second == 255.0)) {
+    manifest["range"] = range.second == 1.0 ? "[0,1]" : "[0,255]";
+  }
   json scales = json::object();
   for (auto& [scale, net] : nets) {
     const std::string file = absl::StrCat("x", scale, ".pt");
