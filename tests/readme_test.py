@@ -27,7 +27,7 @@ blocks exported.
 What the test substitutes, and nothing else (PLACEHOLDERS below):
 - `/srv/reelfarm` (the data folder) -> a folder under the temporary root; HOME is a
   temporary folder too (`~/venvs/...`), and PATH a fresh Debian's (python3 is Debian's);
-- `build/` -> the build folder, `scripts/` -> the checkout's scripts,
+- `build/` -> the build folder, `scripts/` and `deploy/` -> the checkout's,
   `--model-path models` -> the checkout's models/ (ESRGAN packages fetched by
   scripts/fetch-models.sh, as scripts/test.sh does before ctest);
 - port 7700 -> a free local port (`--listen` and `--metrics-listen 127.0.0.1:0` added
@@ -143,7 +143,7 @@ def substitute(block, ctx):
     text = block.text
     text = text.replace("/srv/reelfarm", str(ctx.data))
     text = re.sub(r"(?<![\w./-])build/", f"{BUILD}/", text)
-    text = re.sub(r"(?<![\w./-])scripts/", f"{REPO}/scripts/", text)
+    text = re.sub(r"(?<![\w./-])(scripts|deploy)/", rf"{REPO}/\1/", text)
     text = re.sub(r"--model-path models(?![\w/.-])", f"--model-path {REPO}/models", text)
     text = text.replace("127.0.0.1:7700", f"127.0.0.1:{ctx.port}")
     text = re.sub(r"\brender07\b", "local-2", text)
@@ -151,6 +151,23 @@ def substitute(block, ctx):
         text = re.sub(r"(/reelfarm-server)(?=\s)",
                       rf"\1 --listen 127.0.0.1:{ctx.port} --metrics-listen 127.0.0.1:0", text)
     return text
+
+
+def command_at(block, line):
+    """The README line where the command holding README line `line` starts, and its text
+    as the README writes it (continuation lines joined)."""
+    lines = block.text.splitlines()
+    start = 0
+    for n in range(len(lines)):
+        if n == 0 or not lines[n - 1].rstrip().endswith("\\"):
+            start = n
+        if block.line + n >= line:
+            break
+    end = start
+    while end < len(lines) - 1 and lines[end].rstrip().endswith("\\"):
+        end += 1
+    text = " ".join(x.rstrip().rstrip("\\").strip() for x in lines[start:end + 1])
+    return block.line + start, text
 
 
 def console_to_script(text):
@@ -247,9 +264,13 @@ class Runner:
             pytest.fail(f"{block.where}: the block ran past {BLOCK_TIMEOUT_S} s\n"
                         f"--- stdout\n{e.stdout}\n--- stderr\n{e.stderr}{self.server_logs()}")
         if out.returncode != 0:
-            failed = re.findall(r"readme-test: (.*)", out.stderr)
-            pytest.fail(f"{block.where} ({block.lang} block) failed: "
-                        f"{failed[-1] if failed else f'exit status {out.returncode}'}\n"
+            failed = re.findall(r"readme-test: \S+ line (\d+): exit status (\d+)", out.stderr)
+            what = f"exit status {out.returncode}"
+            if failed:
+                line, command = command_at(block, int(failed[-1][0]))
+                what = (f"{block.readme} line {line}: `{command}` exited with status "
+                        f"{failed[-1][1]}")
+            pytest.fail(f"{block.where} ({block.lang} block) failed: {what}\n"
                         f"--- the block as run\n{text}--- stdout\n{out.stdout}\n"
                         f"--- stderr\n{out.stderr}{self.server_logs()}", pytrace=False)
         self.env = dict(kv.split("=", 1) for kv in
@@ -278,7 +299,7 @@ class Runner:
     def server_logs(self):
         out = ""
         for block, _, log in self.background:
-            tail = log.read_text(errors="replace").splitlines()[-40:]
+            tail = log.read_text(errors="replace").splitlines()[-20:]
             out += f"\n--- last lines of the background block {block.where}\n" + "\n".join(tail)
         return out
 
@@ -326,7 +347,7 @@ def test_markers_are_known_and_explained():
     blocks = all_blocks()
     for readme in READMES:
         for n, line in enumerate((REPO / readme).read_text().splitlines(), 1):
-            if "readme-test" in line:
+            if re.search(r"<!--\s*readme-test", line):
                 assert MARKER.match(line), f"{readme}:{n}: not a marker this test knows: {line}"
     for b in blocks:
         assert b.marker in ("", "skip", "background", "file"), f"{b.where}: marker {b.marker}"
