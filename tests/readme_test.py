@@ -40,6 +40,7 @@ What the test substitutes, and nothing else (PLACEHOLDERS below):
   Learned upscalers block imports "copied in by hand" from models/.packages.
 """
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -368,6 +369,51 @@ def test_every_yaml_block_parses():
                 yaml.safe_load(b.text)
             except yaml.YAMLError as e:
                 pytest.fail(f"{b.where}: YAML block does not parse: {e}")
+
+
+def logical_commands(text):
+    """The block's commands, continuation lines joined, comments and `a ; b` split."""
+    joined = re.sub(r"\\\n", " ", text)
+    for line in joined.splitlines():
+        line = re.sub(r"\s#.*$", "", line).strip()
+        if line and not line.startswith("#"):
+            yield from (part.split() for part in re.split(r"\s*(?:;|&&|\|\|)\s*", line) if part)
+
+
+@functools.lru_cache(maxsize=None)
+def help_flags(argv):
+    out = subprocess.run(list(argv) + ["--help"], capture_output=True, text=True, timeout=30)
+    return set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", out.stdout + out.stderr))
+
+
+def test_skipped_blocks_use_flags_the_binaries_define():
+    """A skipped block is not run, so its reelfarm-server, reelfarm-worker and reelctl
+    command lines are checked against the binaries' --help instead."""
+    binaries = {"reelfarm-server": BUILD / "server/reelfarm-server",
+                "reelfarm-worker": BUILD / "worker/reelfarm-worker",
+                "reelctl": BUILD / "cli/reelctl"}
+    checked = 0
+    for b in all_blocks():
+        if b.marker != "skip" or b.lang not in SHELL:
+            continue
+        for words in logical_commands(b.text):
+            words = [w for w in words if not re.fullmatch(r"[A-Z_]+=.*", w)]  # VAR=value
+            name = pathlib.Path(words[0]).name if words else ""
+            if name not in binaries:
+                continue
+            argv = (str(binaries[name]),)
+            if name == "reelctl":  # the subcommand's help, and the global flags
+                subs = tuple(w for w in words[1:3] if not w.startswith("-"))
+                known = help_flags(argv) | help_flags(argv + subs[:2]) | help_flags(argv + subs[:1])
+            else:
+                known = help_flags(argv)
+            for w in words[1:]:
+                flag = w.split("=", 1)[0]
+                if flag.startswith("--"):
+                    assert flag in known, (f"{b.where}: `{' '.join(words)}` uses {flag}, "
+                                           f"which `{name} --help` does not list")
+                    checked += 1
+    assert checked > 10, f"only {checked} flags checked in skipped blocks"
 
 
 def test_readme_blocks_run_in_order_against_a_local_farm():
