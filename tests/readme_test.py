@@ -184,7 +184,7 @@ def console_to_script(text):
 
 
 def make_inputs(ctx):
-    """The README's example inputs (small testsrc2 clips) and the hand-copied .tgz."""
+    """The README's example inputs: small testsrc2 clips under the storage root."""
     plates = ctx.storage / "plates"
     (plates / "sh020").mkdir(parents=True)
 
@@ -197,9 +197,6 @@ def make_inputs(ctx):
     ffmpeg(*src, "-frames:v", "48", "-pix_fmt", "yuv420p", str(plates / "sh030.mp4"))
     ffmpeg("-f", "lavfi", "-i", "testsrc2=s=32x18:r=24", "-frames:v", "96", "-start_number",
            "1001", "-c:v", "exr", "-pix_fmt", "gbrpf32le", str(plates / "sh020/sh020.%04d.exr"))
-    tgz = REPO / "models/.packages/upscalerjs-esrgan-slim-1.0.0.tgz"
-    if tgz.exists():
-        shutil.copy(tgz, ctx.work)
 
 
 # ---- running ----
@@ -248,6 +245,12 @@ class Runner:
         text = substitute(block, self.ctx)
         if block.lang == "console":
             text = console_to_script(text)
+        # A model package "copied in by hand": from the cache scripts/fetch-models.sh
+        # fills (checked there against its SHA-512), when the block names one.
+        for tgz in set(re.findall(r"(?<![\w/.-])([\w.-]+\.tgz)\b", text)):
+            cached = REPO / "models/.packages" / tgz
+            if cached.exists() and not (pathlib.Path(self.cwd) / tgz).exists():
+                shutil.copy(cached, self.cwd)
         path, state = self.script(block, text)
         if block.marker == "background":
             log = self.ctx.root / f"background{self.n}.log"
