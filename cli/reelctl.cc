@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -32,6 +33,7 @@
 #include "common/server_list.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
+#include "scheduler/wedge.h"
 
 namespace v1 = reelfarm::v1;
 namespace common = reelfarm::common;
@@ -371,7 +373,9 @@ int SubmitFile(Context& c, const std::string& path, const std::vector<std::strin
     return 2;
   }
   std::map<std::string, int64_t> ids;
-  std::map<std::string, std::string> outputs;  // name -> output, for dry runs
+  // name -> the files the job makes (an upscale's output, a generate job's takes), for
+  // dry runs: a dependent job whose input is one of them is checked when it runs.
+  std::map<std::string, std::set<std::string>> outputs;
   std::vector<int64_t> submitted;
   std::string json_out = "[";
   for (const auto& job : *jobs) {
@@ -381,12 +385,12 @@ int SubmitFile(Context& c, const std::string& path, const std::vector<std::strin
     bool input_from_file_job = false;
     for (const std::string& dep : job.after) {
       if (dry_run) {
-        input_from_file_job |= outputs[dep] == job.spec.upscale().input();
+        input_from_file_job |= outputs[dep].count(job.spec.upscale().input()) > 0;
       } else {
         req.mutable_spec()->add_depends_on(ids.at(dep));
       }
     }
-    outputs[job.name] = job.spec.upscale().output();
+    if (job.spec.has_upscale()) outputs[job.name].insert(job.spec.upscale().output());
     if (dry_run && input_from_file_job) {
       // Its input does not exist until that job runs; the server checks it then.
       std::printf("job '%s': input %s is made by a job of this file; checked when it runs\n",
@@ -397,6 +401,12 @@ int SubmitFile(Context& c, const std::string& path, const std::vector<std::strin
     const grpc::Status st = CallUnary(*c.stub, &JobStub::SubmitJob, req, &resp);
     if (!st.ok()) return ReportRpcError(st, "job '" + job.name + "': ");
     ids[job.name] = resp.job_id();
+    for (const auto& t : resp.job().tasks()) {
+      if (t.kind() != v1::TASK_KIND_TAKE) continue;
+      outputs[job.name].insert(reelfarm::scheduler::TakeOutput(
+          resp.job().spec().generate().output(),
+          reelfarm::scheduler::TakeName(resp.job().spec().name(), t.index())));
+    }
     if (c.json) {
       json_out += (json_out.size() > 1 ? "," : "") + ToJson(resp);
       submitted.push_back(resp.job_id());

@@ -273,6 +273,13 @@ jobs:
     generate: {model: tiny, prompt: blue square, seeds: [5], width: 32, height: 24, frames: 4,
                steps: 4, output: gen/look.mp4}
 )";
+  // A dry run checks the file without the take existing yet: the upscale's input is
+  // what the generate job of the file will make, checked when it runs.
+  out = testing::Capture(ctl + " submit -f " + file.string() + " --dry-run 2>&1", &status);
+  CHECK(status == 0);
+  CHECK_THAT(out, Catch::Contains("gen/look_take001.mp4"));
+  CHECK_THAT(out, !Catch::Contains("NOT_FOUND"));
+  CHECK_FALSE(fs::exists(f.farm->storage() / "gen/look_take001.mp4"));
   out = testing::Capture(ctl + " submit -f " + file.string() + " --watch 2>&1", &status);
   CHECK(status == 0);
   int w = 0, h = 0;
