@@ -915,7 +915,7 @@ int ListJobs(Context& c, const ListOptions& o) {
         {"ID", "STATE", "DONE", "FRAMES", "MODEL", "OUTPUT"}};
     for (const auto& j : resp.jobs()) {
       char done[16];
-      std::snprintf(done, sizeof(done), "%5.1f%%",
+      std::snprintf(done, sizeof(done), "%.1f%%",
                     j.frames_total() ? 100.0 * j.frames_done() / j.frames_total() : 0.0);
       rows.push_back(
           {std::to_string(j.id()), StateName(j.state()), done,
@@ -1185,6 +1185,9 @@ int main(int argc, char** argv) {
   // after the subcommand: an option a subcommand does not know falls through to here.
   // Set before the subcommands are added, which inherit it.
   app.fallthrough();
+  app.footer(
+      "The global options (--json, --server, --token, --tls-ca, --tls-server-name, --insecure) "
+      "go before or after the subcommand; `reelctl --help` lists them.");
   Context c;
   c.server = "127.0.0.1:7700";
   LoadDefaults(&c.server, &c.token, &c.tls);
