@@ -235,11 +235,12 @@ TEST_CASE(
   testing::TempDir dir;
   const Cert cert = MakeCert(dir.path() / "pki");
   const fs::path tokens = dir.path() / "tokens.yaml";
-  std::ofstream(tokens) << "tokens:\n  - {name: root, role: admin, token: \"s3cret-admin\"}\n";
+  std::ofstream(tokens)
+      << "tokens:\n  - {name: root, role: admin, token: \"s3cret-admin-token-0123\"}\n";
   Farm farm(dir.path() / "farm", {"--tls-cert", cert.crt.string(), "--tls-key", cert.key.string(),
                                   "--tokens-file", tokens.string()});
-  const std::string globals =
-      "--server " + farm.address() + " --tls-ca " + cert.crt.string() + " --token s3cret-admin";
+  const std::string globals = "--server " + farm.address() + " --tls-ca " + cert.crt.string() +
+                              " --token s3cret-admin-token-0123";
   testing::MakeTestClip(farm.storage() / "plates/a.mp4", 64, 36, 12);
   // A queued job (no worker), so that the listings have something to show.
   Seen submitted = RunCtl(
@@ -251,7 +252,7 @@ TEST_CASE(
   const Seen before = RunCtl(dir, "--json " + globals + " list");
   const Seen after = RunCtl(dir, "list --json " + globals);
   const Seen split = RunCtl(dir, "--server " + farm.address() + " list --json --token " +
-                                     "s3cret-admin --tls-ca " + cert.crt.string());
+                                     "s3cret-admin-token-0123 --tls-ca " + cert.crt.string());
   INFO(before.err << after.err << split.err);
   CHECK(before.status == 0);
   CHECK(after.status == 0);
@@ -336,8 +337,9 @@ jobs:
   const std::string id =
       json::parse(watched.out.substr(0, watched.out.find('\n')))["jobId"].get<std::string>();
   // The stream of logs, one message per line; a job's get and the models.
-  for (const std::string& args : {"logs " + id + " --json", "--json watch " + id,
-                                  "get --json " + id, "models --json", "health --json"}) {
+  for (const std::string& args :
+       {"logs " + id + " --json", "--json watch " + id, "get --json " + id,
+        std::string("models --json"), std::string("health --json")}) {
     const Seen seen = RunCtl(dir, args + server);
     INFO(args << "\n" << seen.out << seen.err);
     CHECK(seen.status == 0);
