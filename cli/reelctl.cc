@@ -987,13 +987,7 @@ int ListModels(Context& c) {
                  for (const auto& m : w.models()) offered[m].push_back(w.name());
                }
                if (c.json) {
-                 std::string out = "{";
-                 for (const auto& [m, ws] : offered) {
-                   out += (out.size() > 1 ? "," : "") + std::string("\"") + m + "\":[";
-                   for (size_t i = 0; i < ws.size(); ++i) out += (i ? ",\"" : "\"") + ws[i] + "\"";
-                   out += "]";
-                 }
-                 std::printf("%s}\n", out.c_str());
+                 std::printf("%s\n", nlohmann::json(offered).dump().c_str());
                  return 0;
                }
                std::printf("%-24s %s\n", "MODEL", "WORKERS");
@@ -1196,7 +1190,9 @@ int main(int argc, char** argv) {
                  "PostgreSQL database to use the leader of (or REELFARM_SERVER, or "
                  "`server:` in the config file)")
       ->capture_default_str();
-  app.add_flag("--json", c.json, "print JSON for scripts");
+  app.add_flag("--json", c.json,
+               "for scripts: stdout holds only JSON (one document, or one per line for "
+               "watch, logs and submit --watch); messages go to stderr");
   // In the order `reelctl --help` lists them.
   std::vector<Command> commands = {
       AddSubmit(app), AddJobCommand(app, "get", "show a job and its tasks", GetJob), AddList(app),
