@@ -150,7 +150,7 @@ TEST_CASE("a job file's size, alias expansion and depth are limited", "[unit][cl
   CHECK(jobs.ok());
 }
 
-TEST_CASE("--seeds past the limit says the limit, not that it is not a range", "[unit][cli]") {
+TEST_CASE("seeds past the limit say the limit, not that they are not a range", "[unit][cli]") {
   auto range = reelfarm::cli::ParseSeeds("1-100001");
   REQUIRE_FALSE(range.ok());
   CHECK(range.status().code() == absl::StatusCode::kInvalidArgument);
