@@ -97,6 +97,67 @@ absl::Status ApplySet(json& j, const std::string& assignment) {
   return absl::OkStatus();
 }
 
+// The wedge axes of a generate spec as the README writes them: `steps: [5, 20]`,
+// `sampler: [euler, ddim]`, `guidance_scale: [2, 5]` (or `guidance:`, as the flag),
+// `prompt: [a, b]` become the API's lists (step_counts, samplers, guidance_scales,
+// prompts); `seeds` takes a number, "1-8", "1,5,9-12" or a list of those.
+absl::Status NormalizeGenerateAxes(json& g, const std::string& where) {
+  if (!g.is_object()) return absl::OkStatus();
+  if (g.contains("guidance")) {
+    if (g.contains("guidance_scale") || g.contains("guidanceScale")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": generate gives guidance and guidance_scale; give one"));
+    }
+    g["guidance_scale"] = g["guidance"];
+    g.erase("guidance");
+  }
+  struct Axis {
+    const char* single;
+    const char* single_camel;
+    const char* list;
+    const char* list_camel;
+  };
+  for (const Axis& a :
+       {Axis{"prompt", "prompt", "prompts", "prompts"},
+        Axis{"steps", "steps", "step_counts", "stepCounts"},
+        Axis{"sampler", "sampler", "samplers", "samplers"},
+        Axis{"guidance_scale", "guidanceScale", "guidance_scales", "guidanceScales"}}) {
+    for (const char* key : {a.single, a.single_camel}) {
+      if (!g.contains(key) || !g[key].is_array()) continue;
+      if (g.contains(a.list) || g.contains(a.list_camel)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": generate gives ", key, " as a list and ", a.list, "; give one"));
+      }
+      g[a.list] = g[key];
+      g.erase(key);
+    }
+  }
+  if (g.contains("seeds")) {
+    json seeds = g["seeds"];
+    if (!seeds.is_array()) seeds = json::array({seeds});
+    json out = json::array();
+    for (const json& s : seeds) {
+      if (!s.is_string()) {
+        out.push_back(s);  // a number, or a bad value the API's parser names
+        continue;
+      }
+      absl::StatusOr<std::vector<int64_t>> parsed = ParseSeeds(s.get<std::string>());
+      if (!parsed.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": generate.seeds: ", parsed.status().message()));
+      }
+      for (int64_t v : *parsed) out.push_back(v);
+    }
+    if (out.size() > static_cast<size_t>(kMaxSeeds)) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": generate.seeds has ", out.size(),
+                                                     " seeds; at most ", kMaxSeeds,
+                                                     " per job: split the wedge into jobs"));
+    }
+    g["seeds"] = out;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> ExpandVariables(
@@ -243,6 +304,10 @@ absl::StatusOr<std::vector<FileJob>> ParseJobTextOrThrow(
       }
       j.erase(key);
     }
+    if (j.contains("generate")) {
+      absl::Status st = NormalizeGenerateAxes(j["generate"], where);
+      if (!st.ok()) return st;
+    }
     google::protobuf::util::JsonParseOptions options;
     auto st = google::protobuf::util::JsonStringToMessage(j.dump(), &job.spec, options);
     if (!st.ok()) {
@@ -295,6 +360,11 @@ absl::StatusOr<std::vector<int64_t>> ParseSeeds(const std::string& text) {
         absl::StrCat("--seeds '", text, "': '", part,
                      "' is not a seed or a range; give e.g. 7, 1-8 or 1,5,9-12"));
   };
+  auto too_many = [&](const std::string& what, uint64_t n) {
+    return absl::InvalidArgumentError(absl::StrCat("--seeds '", text, "': ", what, " has ", n,
+                                                   " seeds; at most ", kMaxSeeds,
+                                                   " per job: split the wedge into jobs"));
+  };
   for (absl::string_view part : absl::StrSplit(text, ',')) {
     const std::string p(absl::StripAsciiWhitespace(part));
     const size_t dash = p.find('-', 1);  // a leading '-' is a sign
@@ -304,12 +374,26 @@ absl::StatusOr<std::vector<int64_t>> ParseSeeds(const std::string& text) {
       out.push_back(a);
       continue;
     }
-    if (!absl::SimpleAtoi(p.substr(0, dash), &a) || !absl::SimpleAtoi(p.substr(dash + 1), &b) ||
-        b < a || b - a >= 100000) {
+    if (!absl::SimpleAtoi(p.substr(0, dash), &a) || !absl::SimpleAtoi(p.substr(dash + 1), &b)) {
       return bad(p);
     }
-    for (int64_t s = a; s <= b; ++s) out.push_back(s);
+    if (b < a) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--seeds '", text, "': range '", p, "' ends before it starts; give e.g. ", b, "-", a));
+    }
+    // Unsigned: the count of a range of int64 seeds may not fit in an int64.
+    const uint64_t count = static_cast<uint64_t>(b) - static_cast<uint64_t>(a) + 1;
+    if (count == 0 || count > static_cast<uint64_t>(kMaxSeeds)) {
+      return too_many(absl::StrCat("seed range ", p), count == 0 ? UINT64_MAX : count);
+    }
+    if (out.size() + count > static_cast<uint64_t>(kMaxSeeds)) {
+      return too_many("the list", out.size() + count);
+    }
+    for (uint64_t k = 0; k < count; ++k) {
+      out.push_back(static_cast<int64_t>(static_cast<uint64_t>(a) + k));
+    }
   }
+  if (out.size() > static_cast<size_t>(kMaxSeeds)) return too_many("the list", out.size());
   if (out.empty()) return bad(text);
   return out;
 }

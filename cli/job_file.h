@@ -1,8 +1,10 @@
 // Job files for `reelctl submit -f`: YAML or JSON holding one job spec, a list of them,
-// or {jobs: [...]}. Each job takes every JobSpec field (snake_case or camelCase);
-// `depends_on` may name other jobs of the file as well as give job ids. `${VAR}` and
-// `${VAR:-default}` are expanded from the environment before parsing, and `--set
-// key.path=value` overrides a field in every job.
+// or {jobs: [...]}. Each job takes every JobSpec field (snake_case or camelCase), and a
+// generate spec its wedge axes as lists of the single fields (`steps: [5, 20]`,
+// `sampler: [euler, ddim]`, `guidance_scale`/`guidance`, `prompt`) and seeds as
+// ranges ("1-8"); `depends_on` may name other jobs of the file as well as give job
+// ids. `${VAR}` and `${VAR:-default}` are expanded from the environment before
+// parsing, and `--set key.path=value` overrides a field in every job.
 #pragma once
 
 #include <functional>
@@ -37,8 +39,13 @@ absl::StatusOr<std::vector<FileJob>> ParseJobText(
 absl::StatusOr<std::string> ExpandVariables(
     const std::string& text, const std::function<const char*(const std::string&)>& getenv);
 
+// Seeds one job may list: the server's default --max-tasks-per-job, since every seed
+// is at least one take. A longer list is refused before it is sent.
+inline constexpr int64_t kMaxSeeds = 100000;
+
 // Seeds for `reelctl submit generate --seeds`: "7", "1-8" (inclusive), "1,5,9-12".
-// INVALID_ARGUMENT naming the part that is not a number or a range.
+// INVALID_ARGUMENT naming the part that is not a number or a range, or the range or
+// list that holds more than kMaxSeeds seeds.
 absl::StatusOr<std::vector<int64_t>> ParseSeeds(const std::string& text);
 
 // "256x256" -> {256, 256}; INVALID_ARGUMENT unless WIDTHxHEIGHT with positive numbers.

@@ -5,6 +5,7 @@
 // --timeout` passed (`wait` also gives 2 for an unknown job).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -18,12 +19,15 @@
 #include <thread>
 
 #include <google/protobuf/util/json_util.h>
+#include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/client_interceptor.h>
 #include <yaml-cpp/yaml.h>
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_join.h"
 #include "cli/job_file.h"
 #include "cli/open_url.h"
 #include "cli/progress.h"
@@ -33,7 +37,6 @@
 #include "common/server_list.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
-#include "scheduler/wedge.h"
 
 namespace v1 = reelfarm::v1;
 namespace common = reelfarm::common;
@@ -67,6 +70,64 @@ const char* TaskStateName(v1::TaskState s) {
 
 int ExitFor(const v1::Job& job) { return job.state() == v1::JOB_STATE_SUCCEEDED ? 0 : kExitFailed; }
 
+// How reelctl reached the server (set once the command line is read), to say why a
+// connection failed.
+struct Transport {
+  std::string server;
+  common::ClientTlsOptions tls;
+};
+Transport transport_used;
+
+// gRPC core logs a failed TLS handshake to stderr ("E1201 ... Handshake failed ..."):
+// reelctl says it once, in its own words. GRPC_VERBOSITY in the environment brings the
+// core's logs back.
+void QuietGrpcLogs() {
+  if (std::getenv("GRPC_VERBOSITY") != nullptr) return;
+  gpr_set_log_function([](gpr_log_func_args*) {});
+}
+
+// The server speaks TLS: a TLS handshake with it gets as far as its certificate.
+bool ServerSpeaksTls(const std::string& address) {
+  auto channel = grpc::CreateChannel(address, grpc::SslCredentials(grpc::SslCredentialsOptions()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::ListWorkersResponse resp;
+  const grpc::Status st =
+      v1::JobService::NewStub(channel)->ListWorkers(&ctx, v1::ListWorkersRequest(), &resp);
+  return st.error_code() != grpc::StatusCode::UNAVAILABLE ||
+         st.error_message().find("certificate verify failed") != std::string::npos;
+}
+
+// When a connection failed because reelctl and the server disagree on TLS: which side
+// expects what, and the flag that fixes it. Empty for any other failure.
+std::string TlsMismatchHint(const grpc::Status& st) {
+  if (st.error_code() != grpc::StatusCode::UNAVAILABLE) return "";
+  const std::string& msg = st.error_message();
+  const std::string& server = transport_used.server;
+  if (msg.find("wrong version number") != std::string::npos) {
+    return "the server at " + server +
+           " speaks plaintext (it runs with --insecure) but reelctl used TLS; give --insecure "
+           "(or REELFARM_INSECURE=1, or `insecure: true` in the config file), or run the "
+           "server with --tls-cert/--tls-key";
+  }
+  if (msg.find("certificate verify failed") != std::string::npos) {
+    return "the server at " + server +
+           " speaks TLS, but its certificate is not signed by a CA reelctl trusts (" +
+           (transport_used.tls.ca_file.empty() ? std::string("the system's")
+                                               : "--tls-ca " + transport_used.tls.ca_file) +
+           "); give --tls-ca FILE with the CA that signed it (or REELFARM_TLS_CA, or "
+           "`tls_ca:` in the config file)";
+  }
+  if (transport_used.tls.insecure && msg.find("Socket closed") != std::string::npos &&
+      ServerSpeaksTls(server)) {
+    return "the server at " + server +
+           " speaks TLS but reelctl used plaintext (--insecure); drop --insecure (and "
+           "REELFARM_INSECURE, `insecure:` in the config file) and give --tls-ca FILE when its "
+           "certificate comes from a private CA";
+  }
+  return "";
+}
+
 int ReportRpcError(const grpc::Status& st, const std::string& what = "") {
   static const char* kNames[] = {"OK",
                                  "CANCELLED",
@@ -86,6 +147,11 @@ int ReportRpcError(const grpc::Status& st, const std::string& what = "") {
                                  "DATA_LOSS",
                                  "UNAUTHENTICATED"};
   int code = st.error_code();
+  const std::string hint = TlsMismatchHint(st);
+  if (!hint.empty()) {
+    std::fprintf(stderr, "reelctl: %s%s\n", what.c_str(), hint.c_str());
+    return kExitUnreachable;
+  }
   std::fprintf(stderr, "reelctl: %s%s: %s\n", what.c_str(),
                code >= 0 && code <= 16 ? kNames[code] : "ERROR", st.error_message().c_str());
   if (code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED) {
@@ -102,8 +168,99 @@ std::string ToJson(const google::protobuf::Message& m) {
   return out;
 }
 
+// Rows (the first is the header) in columns as wide as their widest cell, one space
+// apart, the last column unpadded; an empty cell shows as "-".
+std::vector<std::string> Columns(const std::vector<std::vector<std::string>>& rows,
+                                 const std::string& indent = "") {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 1);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::vector<std::string> lines;
+  for (const auto& row : rows) {
+    std::string line = indent;
+    for (size_t i = 0; i < row.size(); ++i) {
+      const std::string cell = row[i].empty() ? "-" : row[i];
+      line += cell;
+      if (i + 1 < row.size()) line += std::string(widths[i] - cell.size() + 1, ' ');
+    }
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+template <typename T, typename Show>
+std::string Join(const T& items, const std::string& sep, Show show) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : sep) + show(item);
+  return out;
+}
+
+// "1-8,12": runs of consecutive seeds as ranges, as --seeds takes them.
+std::string SeedRanges(const google::protobuf::RepeatedField<int64_t>& seeds) {
+  std::string out;
+  for (int i = 0; i < seeds.size();) {
+    int end = i;
+    while (end + 1 < seeds.size() && seeds[end + 1] == seeds[end] + 1) ++end;
+    out += (out.empty() ? "" : ",") + std::to_string(seeds[i]);
+    if (end > i) out += "-" + std::to_string(seeds[end]);
+    i = end + 1;
+  }
+  return out;
+}
+
+std::string Number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
+// A wedge axis: its list, else its single value ("" when neither is set).
+template <typename T, typename Show>
+std::string Axis(const google::protobuf::RepeatedField<T>& list, T single, Show show) {
+  if (list.empty()) return single == T() ? "" : show(single);
+  return Join(list, ", ", show);
+}
+
+std::string Axis(const google::protobuf::RepeatedPtrField<std::string>& list,
+                 const std::string& single, bool quote) {
+  auto show = [quote](const std::string& v) { return quote ? "\"" + v + "\"" : v; };
+  if (list.empty()) return single.empty() ? "" : show(single);
+  return Join(list, ", ", show);
+}
+
+// A generate job's spec: the model, the takes, and each axis of its wedge.
+void PrintGenerate(const v1::Job& j) {
+  const auto& g = j.spec().generate();
+  std::printf("  generate  model %s: %d takes of %d frames at %dx%d, %d fps\n", g.model().c_str(),
+              j.tasks_total(), g.frames(), g.width(), g.height(), g.fps());
+  auto line = [](const char* label, const std::string& value) {
+    if (!value.empty()) std::printf("  %-9s %s\n", label, value.c_str());
+  };
+  line("prompts", Axis(g.prompts(), g.prompt(), true));
+  if (!g.negative_prompt().empty()) line("negative", "\"" + g.negative_prompt() + "\"");
+  line("seeds", g.seeds().empty() ? std::string("0") : SeedRanges(g.seeds()));
+  line("steps", Axis(g.step_counts(), g.steps(), [](int v) { return std::to_string(v); }));
+  line("guidance", Axis(g.guidance_scales(), g.guidance_scale(), Number));
+  line("sampler", Axis(g.samplers(), g.sampler(), false));
+  for (int i = 0; i < g.takes_size(); ++i) {
+    const auto& t = g.takes(i);
+    std::string fields;
+    if (t.has_prompt()) fields += " prompt \"" + t.prompt() + "\"";
+    if (t.has_seed()) fields += " seed " + std::to_string(t.seed());
+    if (t.has_steps()) fields += " steps " + std::to_string(t.steps());
+    if (t.has_guidance_scale()) fields += " guidance " + Number(t.guidance_scale());
+    if (t.has_sampler()) fields += " sampler " + t.sampler();
+    std::printf("  take %-4d%s\n", i + 1, fields.c_str());
+  }
+  if (!g.init().empty()) line("init", g.init() + " at strength " + Number(g.strength()));
+  line("output", g.output() + " (each take's name replaces {take} or the file's stem)");
+}
+
 void PrintJob(const v1::Job& j) {
   const auto& u = j.spec().upscale();
+  const bool generate = j.spec().has_generate();
   std::printf("job %lld  %s\n", static_cast<long long>(j.id()), StateName(j.state()));
   std::printf("  name      %s (project %s, priority %d)\n", j.spec().name().c_str(),
               j.spec().project().c_str(), j.spec().priority());
@@ -112,45 +269,57 @@ void PrintJob(const v1::Job& j) {
     for (int64_t d : j.spec().depends_on()) deps += (deps.empty() ? "" : ", ") + std::to_string(d);
     std::printf("  after     job %s\n", deps.c_str());
   }
-  std::printf("  upscale   %s -> %s  model %s x%d  chunk %d\n", u.input().c_str(),
-              u.output().c_str(), u.model().c_str(), u.scale(), u.chunk_frames());
+  if (generate) PrintGenerate(j);
   const auto& in = j.input_info();
-  std::printf("  input     %dx%d %s %s, %lld frames at %d/%d fps\n", in.width(), in.height(),
-              in.codec().c_str(), in.pixel_format().c_str(),
-              static_cast<long long>(in.frame_count()), in.fps_num(), in.fps_den());
-  if (in.held_frames() > 0 || in.dropped_frames() > 0) {
-    std::printf(
-        "  timeline  %lld coded frames on the constant-rate grid: %lld held, %lld dropped\n",
-        static_cast<long long>(in.coded_frames()), static_cast<long long>(in.held_frames()),
-        static_cast<long long>(in.dropped_frames()));
+  if (!generate) {
+    std::printf("  upscale   %s -> %s  model %s x%d  chunk %d\n", u.input().c_str(),
+                u.output().c_str(), u.model().c_str(), u.scale(), u.chunk_frames());
+    std::printf("  input     %dx%d %s %s, %lld frames at %d/%d fps\n", in.width(), in.height(),
+                in.codec().c_str(), in.pixel_format().c_str(),
+                static_cast<long long>(in.frame_count()), in.fps_num(), in.fps_den());
+    if (in.held_frames() > 0 || in.dropped_frames() > 0) {
+      std::printf(
+          "  timeline  %lld coded frames on the constant-rate grid: %lld held, %lld dropped\n",
+          static_cast<long long>(in.coded_frames()), static_cast<long long>(in.held_frames()),
+          static_cast<long long>(in.dropped_frames()));
+    }
+    if (in.tail_cut_frames() > 0) {
+      std::printf(
+          "  tail      cut: the file is truncated; its last %lld frames do not decode "
+          "and are left out\n",
+          static_cast<long long>(in.tail_cut_frames()));
+    }
+    if (in.rotation() != 0) {
+      std::printf("  rotation  %d degrees clockwise, applied: frames are read upright\n",
+                  in.rotation());
+    }
+    std::printf("  output    %dx%d\n", in.width() * u.scale(), in.height() * u.scale());
   }
-  if (in.tail_cut_frames() > 0) {
-    std::printf(
-        "  tail      cut: the file is truncated; its last %lld frames do not decode "
-        "and are left out\n",
-        static_cast<long long>(in.tail_cut_frames()));
-  }
-  if (in.rotation() != 0) {
-    std::printf("  rotation  %d degrees clockwise, applied: frames are read upright\n",
-                in.rotation());
-  }
-  std::printf("  output    %dx%d\n", in.width() * u.scale(), in.height() * u.scale());
   std::printf("  progress  %s\n", ProgressLine(j, false).c_str());
   if (!j.error().empty()) std::printf("  error     %s\n", j.error().c_str());
   if (j.tasks_size() > 0) {
-    std::printf("  %-5s %-9s %-13s %-10s %-8s %s\n", "task", "kind", "frames", "state", "attempts",
-                "worker");
+    std::vector<std::vector<std::string>> rows = {
+        {"task", "kind", generate ? "take" : "frames", "state", "attempts", "worker"}};
     for (const auto& t : j.tasks()) {
-      char frames[48] = "-";
-      if (t.kind() != v1::TASK_KIND_ASSEMBLE) {
-        std::snprintf(frames, sizeof(frames), "%lld-%lld", static_cast<long long>(t.frame_begin()),
-                      static_cast<long long>(t.frame_end() - 1));
+      std::string what;
+      if (t.kind() == v1::TASK_KIND_TAKE) {
+        char take[32];
+        std::snprintf(take, sizeof(take), "_take%03d", t.index() + 1);
+        what = j.spec().name() + take;
+      } else if (t.kind() == v1::TASK_KIND_CHUNK) {
+        what = std::to_string(t.frame_begin()) + "-" + std::to_string(t.frame_end() - 1);
       }
-      std::printf("  %-5d %-9s %-13s %-10s %-8d %s\n", t.index(),
-                  t.kind() == v1::TASK_KIND_CHUNK  ? "chunk"
-                  : t.kind() == v1::TASK_KIND_TAKE ? "take"
-                                                   : "assemble",
-                  frames, TaskStateName(t.state()), t.attempts(), t.worker().c_str());
+      rows.push_back({std::to_string(t.index()),
+                      t.kind() == v1::TASK_KIND_CHUNK  ? "chunk"
+                      : t.kind() == v1::TASK_KIND_TAKE ? "take"
+                                                       : "assemble",
+                      what, TaskStateName(t.state()), std::to_string(t.attempts()), t.worker()});
+    }
+    const std::vector<std::string> lines = Columns(rows, "  ");
+    std::printf("%s\n", lines[0].c_str());
+    for (int k = 0; k < j.tasks_size(); ++k) {
+      const auto& t = j.tasks(k);
+      std::printf("%s\n", lines[k + 1].c_str());
       // Every attempt that failed, with its worker and error.
       for (int i = 0; i < t.errors_size() && i < t.workers_size(); ++i) {
         if (t.errors(i).empty()) continue;
@@ -214,7 +383,9 @@ struct Context {
       return false;
     }
     server_list = server;
+    transport_used = {servers->current(), tls};
     server = servers->size() > 1 ? FindLeader(*servers) : servers->current();
+    transport_used.server = server;
     channel = MakeChannel(server);
     stub = v1::JobService::NewStub(channel);
     return true;
@@ -362,8 +533,33 @@ void PrintDryRun(const std::string& name, const v1::SubmitJobResponse& resp) {
   }
 }
 
+// Dry runs: why the server could not find `job`'s input now, when a job of the file
+// it depends on makes it (the server probes it when that job succeeds); else "".
+// An upscale dependency makes its output; a generate one, its takes' outputs.
+std::string MadeByFileJob(const reelfarm::cli::FileJob& job, const grpc::Status& st,
+                          const std::map<std::string, v1::JobSpec>& specs) {
+  const std::string& input = job.spec.upscale().input();
+  if (st.error_code() != grpc::StatusCode::NOT_FOUND || input.empty() ||
+      st.error_message().find("upscale.input '" + input + "'") == std::string::npos) {
+    return "";
+  }
+  for (const std::string& dep : job.after) {
+    auto it = specs.find(dep);
+    if (it == specs.end()) continue;
+    if (it->second.has_generate() || it->second.upscale().output() == input) {
+      return "input " + input + " is made by a job of this file ('" + dep +
+             "'); checked when it runs";
+    }
+  }
+  return "";
+}
+
 // Submits the jobs of a file in dependency order, naming each job's dependencies by
-// the ids the server gave. With dry_run, each spec is validated and its tasks printed.
+// the ids the server gave. With dry_run, each spec is validated and its tasks printed;
+// a job whose input a job of the file makes is listed, its input checked when it runs.
+// With --json, stdout holds one array: per job, its SubmitJobResponse with the job's
+// "name" in the file and, for dry runs, "checked" (false, with a "note" saying why, for
+// such a job); anything else goes to stderr.
 int SubmitFile(Context& c, const std::string& path, const std::vector<std::string>& sets,
                bool dry_run, bool watch) {
   auto jobs = reelfarm::cli::LoadJobFile(
@@ -373,55 +569,48 @@ int SubmitFile(Context& c, const std::string& path, const std::vector<std::strin
     return 2;
   }
   std::map<std::string, int64_t> ids;
-  // name -> the files the job makes (an upscale's output, a generate job's takes), for
-  // dry runs: a dependent job whose input is one of them is checked when it runs.
-  std::map<std::string, std::set<std::string>> outputs;
+  std::map<std::string, v1::JobSpec> specs;  // name -> spec, for dry runs
   std::vector<int64_t> submitted;
-  std::string json_out = "[";
+  nlohmann::json json_out = nlohmann::json::array();
+  FILE* human = c.json ? stderr : stdout;
   for (const auto& job : *jobs) {
     v1::SubmitJobRequest req;
     *req.mutable_spec() = job.spec;
     req.set_validate_only(dry_run);
-    bool input_from_file_job = false;
-    for (const std::string& dep : job.after) {
-      if (dry_run) {
-        input_from_file_job |= outputs[dep].count(job.spec.upscale().input()) > 0;
-      } else {
-        req.mutable_spec()->add_depends_on(ids.at(dep));
-      }
+    if (!dry_run) {
+      for (const std::string& dep : job.after) req.mutable_spec()->add_depends_on(ids.at(dep));
     }
-    if (job.spec.has_upscale()) outputs[job.name].insert(job.spec.upscale().output());
-    if (dry_run && input_from_file_job) {
-      // Its input does not exist until that job runs; the server checks it then.
-      std::printf("job '%s': input %s is made by a job of this file; checked when it runs\n",
-                  job.name.c_str(), job.spec.upscale().input().c_str());
-      continue;
-    }
+    specs[job.name] = job.spec;
     v1::SubmitJobResponse resp;
     const grpc::Status st = CallUnary(*c.stub, &JobStub::SubmitJob, req, &resp);
-    if (!st.ok()) return ReportRpcError(st, "job '" + job.name + "': ");
+    const std::string deferred = dry_run && !st.ok() ? MadeByFileJob(job, st, specs) : "";
+    if (!st.ok() && deferred.empty()) return ReportRpcError(st, "job '" + job.name + "': ");
+    if (!deferred.empty()) *resp.mutable_job()->mutable_spec() = req.spec();
     ids[job.name] = resp.job_id();
-    for (const auto& t : resp.job().tasks()) {
-      if (t.kind() != v1::TASK_KIND_TAKE) continue;
-      outputs[job.name].insert(reelfarm::scheduler::TakeOutput(
-          resp.job().spec().generate().output(),
-          reelfarm::scheduler::TakeName(resp.job().spec().name(), t.index())));
-    }
+    if (!dry_run) submitted.push_back(resp.job_id());
     if (c.json) {
-      json_out += (json_out.size() > 1 ? "," : "") + ToJson(resp);
-      submitted.push_back(resp.job_id());
-      continue;
+      nlohmann::json j = nlohmann::json::parse(ToJson(resp));
+      j["name"] = job.name;
+      if (dry_run) j["checked"] = deferred.empty();
+      if (!deferred.empty()) j["note"] = deferred;
+      json_out.push_back(std::move(j));
     }
-    if (dry_run) {
+    if (!deferred.empty()) {
+      std::fprintf(human, "job '%s': %s\n", job.name.c_str(), deferred.c_str());
+    } else if (!c.json && dry_run) {
       PrintDryRun(job.name, resp);
-    } else {
+    } else if (!c.json && job.spec.has_generate()) {
+      std::printf("submitted job %lld '%s': %s, %d takes -> %s\n",
+                  static_cast<long long>(resp.job_id()), job.name.c_str(),
+                  job.spec.generate().model().c_str(), resp.job().tasks_total(),
+                  job.spec.generate().output().c_str());
+    } else if (!c.json) {
       std::printf("submitted job %lld '%s': %s -> %s\n", static_cast<long long>(resp.job_id()),
                   job.name.c_str(), job.spec.upscale().input().c_str(),
                   job.spec.upscale().output().c_str());
-      submitted.push_back(resp.job_id());
     }
   }
-  if (c.json) std::printf("%s]\n", json_out.c_str());
+  if (c.json) std::printf("%s\n", json_out.dump().c_str());
   std::fflush(stdout);
   if (watch && !dry_run && !submitted.empty()) return Watch(c, submitted);
   return 0;
@@ -538,11 +727,13 @@ bool ApplyJobOptions(const JobOptions& o, v1::JobSpec* js) {
   return true;
 }
 
+// Every wedge axis is a repeatable flag: each value given is one value of the axis.
 struct GenerateOptions {
-  std::string model, negative_prompt, sampler, seeds = "0", size, output, init, codec;
-  std::vector<std::string> prompts;
+  std::string model, negative_prompt, size, output, init, codec;
+  std::vector<std::string> prompts, samplers, seeds;
   std::vector<float> guidance;
-  int steps = 0, frames = 0, fps = 0;
+  std::vector<int> steps;
+  int frames = 0, fps = 0;
   float strength = 0;
   bool overwrite = false;
 };
@@ -551,12 +742,14 @@ void AddGenerateOptions(CLI::App* gen, GenerateOptions* o) {
   gen->add_option("--model", o->model, "denoiser model package")->required();
   gen->add_option("--prompt", o->prompts, "what to generate; repeat it for a wedge of prompts");
   gen->add_option("--negative-prompt", o->negative_prompt, "what to steer away from");
-  gen->add_option("--seeds", o->seeds, "seeds of the takes: 7, 1-8 or 1,5,9-12")
-      ->capture_default_str();
-  gen->add_option("--steps", o->steps, "sampler steps (default: the model's)");
+  gen->add_option("--seeds", o->seeds,
+                  "seeds of the takes: 7, 1-8 or 1,5,9-12; repeatable (default 0)");
+  gen->add_option("--steps", o->steps,
+                  "sampler steps; repeat it for a wedge (default: the model's)");
   gen->add_option("--guidance", o->guidance,
                   "classifier-free guidance scale; repeat it for a wedge (default: the model's)");
-  gen->add_option("--sampler", o->sampler, "euler or ddim (default: the model's)");
+  gen->add_option("--sampler", o->samplers,
+                  "euler or ddim; repeat it for a wedge (default: the model's)");
   gen->add_option("--size", o->size,
                   "WIDTHxHEIGHT, multiples of the model's stride (default 256x256)");
   gen->add_option("--frames", o->frames, "frames per take (default 16)");
@@ -582,7 +775,7 @@ int SubmitGenerate(Context& c, const JobOptions& jo, const GenerateOptions& go) 
   if (go.prompts.size() > 1)
     for (const auto& p : go.prompts) g->add_prompts(p);
   g->set_negative_prompt(go.negative_prompt);
-  auto seeds = reelfarm::cli::ParseSeeds(go.seeds);
+  auto seeds = reelfarm::cli::ParseSeeds(go.seeds.empty() ? "0" : absl::StrJoin(go.seeds, ","));
   if (!seeds.ok()) {
     std::fprintf(stderr, "reelctl: %s\n", std::string(seeds.status().message()).c_str());
     return 2;
@@ -597,11 +790,15 @@ int SubmitGenerate(Context& c, const JobOptions& jo, const GenerateOptions& go) 
     g->set_width(size->first);
     g->set_height(size->second);
   }
-  g->set_steps(go.steps);
+  if (go.steps.size() == 1) g->set_steps(go.steps[0]);
+  if (go.steps.size() > 1)
+    for (int v : go.steps) g->add_step_counts(v);
   if (go.guidance.size() == 1) g->set_guidance_scale(go.guidance[0]);
   if (go.guidance.size() > 1)
     for (float v : go.guidance) g->add_guidance_scales(v);
-  g->set_sampler(go.sampler);
+  if (go.samplers.size() == 1) g->set_sampler(go.samplers[0]);
+  if (go.samplers.size() > 1)
+    for (const auto& v : go.samplers) g->add_samplers(v);
   g->set_frames(go.frames);
   g->set_fps(go.fps);
   g->set_init(go.init);
@@ -737,17 +934,19 @@ int ListJobs(Context& c, const ListOptions& o) {
     req.set_since_unix_ms(now - static_cast<int64_t>(n * mult * 1000));
   }
   return RunAndPrint(c, &JobStub::ListJobs, req, [](const v1::ListJobsResponse& resp) {
-    std::printf("%-6s %-10s %-7s %-15s %-7s %s\n", "ID", "STATE", "DONE", "FRAMES", "MODEL",
-                "OUTPUT");
+    std::vector<std::vector<std::string>> rows = {
+        {"ID", "STATE", "DONE", "FRAMES", "MODEL", "OUTPUT"}};
     for (const auto& j : resp.jobs()) {
-      char frames[40];
-      std::snprintf(frames, sizeof(frames), "%lld/%lld", static_cast<long long>(j.frames_done()),
-                    static_cast<long long>(j.frames_total()));
-      std::printf("%-6lld %-10s %5.1f%%  %-15s %-7s %s\n", static_cast<long long>(j.id()),
-                  StateName(j.state()),
-                  j.frames_total() ? 100.0 * j.frames_done() / j.frames_total() : 0.0, frames,
-                  j.spec().upscale().model().c_str(), j.output().c_str());
+      char done[16];
+      std::snprintf(done, sizeof(done), "%.1f%%",
+                    j.frames_total() ? 100.0 * j.frames_done() / j.frames_total() : 0.0);
+      rows.push_back(
+          {std::to_string(j.id()), StateName(j.state()), done,
+           std::to_string(j.frames_done()) + "/" + std::to_string(j.frames_total()),
+           j.spec().has_generate() ? j.spec().generate().model() : j.spec().upscale().model(),
+           j.output()});
     }
+    for (const std::string& line : Columns(rows)) std::printf("%s\n", line.c_str());
   });
 }
 
@@ -811,13 +1010,7 @@ int ListModels(Context& c) {
                  for (const auto& m : w.models()) offered[m].push_back(w.name());
                }
                if (c.json) {
-                 std::string out = "{";
-                 for (const auto& [m, ws] : offered) {
-                   out += (out.size() > 1 ? "," : "") + std::string("\"") + m + "\":[";
-                   for (size_t i = 0; i < ws.size(); ++i) out += (i ? ",\"" : "\"") + ws[i] + "\"";
-                   out += "]";
-                 }
-                 std::printf("%s}\n", out.c_str());
+                 std::printf("%s\n", nlohmann::json(offered).dump().c_str());
                  return 0;
                }
                std::printf("%-24s %s\n", "MODEL", "WORKERS");
@@ -830,15 +1023,28 @@ int ListModels(Context& c) {
              });
 }
 
+// Workers in columns as wide as their contents: state, slots, tasks done and held,
+// device, tags and models.
 int ListWorkers(Context& c) {
   return RunAndPrint(
       c, &JobStub::ListWorkers, v1::ListWorkersRequest(), [](const v1::ListWorkersResponse& resp) {
-        std::printf("%-24s %-9s %-5s %-6s %s\n", "NAME", "STATE", "SLOTS", "DONE", "TASKS");
+        std::vector<std::vector<std::string>> rows = {
+            {"NAME", "STATE", "SLOTS", "DONE", "TASKS", "DEVICE", "TAGS", "MODELS"}};
         for (const auto& w : resp.workers()) {
-          std::string tasks;
-          for (const auto& t : w.current_tasks()) tasks += (tasks.empty() ? "" : ",") + t;
-          std::printf("%-24s %-9s %-5d %-6lld %s\n", w.name().c_str(), w.state().c_str(), w.slots(),
-                      static_cast<long long>(w.tasks_done()), tasks.c_str());
+          // Tags sorted by key: the map's order is not.
+          std::map<std::string, std::string> tags(w.tags().begin(), w.tags().end());
+          rows.push_back(
+              {w.name(), w.state(), std::to_string(w.slots()), std::to_string(w.tasks_done()),
+               Join(w.current_tasks(), ",", [](const std::string& t) { return t; }),
+               Join(w.devices(), ",", [](const std::string& d) { return d; }),
+               Join(tags, ",", [](const auto& kv) { return kv.first + "=" + kv.second; }),
+               Join(w.models(), ",", [](const std::string& m) { return m; })});
+        }
+        const std::vector<std::string> lines = Columns(rows);
+        std::printf("%s\n", lines[0].c_str());
+        for (int i = 0; i < resp.workers_size(); ++i) {
+          const auto& w = resp.workers(i);
+          std::printf("%s\n", lines[i + 1].c_str());
           // Why it gets no work: the last lease that expired on it.
           if (w.state() == "unhealthy") {
             std::printf("    %d lease(s) expired, no heartbeat since; last: %s\n",
@@ -1138,8 +1344,16 @@ void AddCredentialOptions(CLI::App& app, Context* c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  QuietGrpcLogs();
   CLI::App app{"reelctl: submit and follow reelfarm jobs"};
   app.require_subcommand(1);
+  // The global options (--json, --server, --token, --insecure, --tls-ca...) go before or
+  // after the subcommand: an option a subcommand does not know falls through to here.
+  // Set before the subcommands are added, which inherit it.
+  app.fallthrough();
+  app.footer(
+      "The global options (--json, --server, --token, --tls-ca, --tls-server-name, --insecure) "
+      "go before or after the subcommand; `reelctl --help` lists them.");
   Context c;
   c.server = "127.0.0.1:7700";
   LoadDefaults(&c.server, &c.token, &c.tls);
@@ -1148,7 +1362,9 @@ int main(int argc, char** argv) {
                  "PostgreSQL database to use the leader of (or REELFARM_SERVER, or "
                  "`server:` in the config file)")
       ->capture_default_str();
-  app.add_flag("--json", c.json, "print JSON for scripts");
+  app.add_flag("--json", c.json,
+               "for scripts: stdout holds only JSON (one document, or one per line for "
+               "watch, logs and submit --watch); messages go to stderr");
   // In the order `reelctl --help` lists them.
   std::vector<Command> commands = {
       AddSubmit(app), AddJobCommand(app, "get", "show a job and its tasks", GetJob), AddList(app),

@@ -67,7 +67,8 @@ struct WorkerInfo {
   int slots = 1;
   std::vector<std::string> models;
   std::map<std::string, std::string> tags;
-  int64_t memory_bytes = 0;  // 0: unknown, no memory check
+  int64_t memory_bytes = 0;          // 0: unknown, no memory check
+  std::vector<std::string> devices;  // "cpu", "cuda:0", ... (shown, not scheduled on)
 };
 
 struct Lease {

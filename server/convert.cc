@@ -273,6 +273,7 @@ v1::Worker ToProto(const s::WorkerView& w) {
   out.set_memory_bytes(w.info.memory_bytes);
   out.set_slots(w.info.slots);
   for (const auto& m : w.info.models) out.add_models(m);
+  for (const auto& d : w.info.devices) out.add_devices(d);
   for (const auto& l : w.leases) {
     out.add_current_tasks(std::to_string(l.job_id) + "/" + std::to_string(l.task_index));
   }

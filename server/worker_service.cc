@@ -112,6 +112,7 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
       info.models.assign(msg.hello().models().begin(), msg.hello().models().end());
       info.tags.insert(msg.hello().tags().begin(), msg.hello().tags().end());
       info.memory_bytes = msg.hello().memory_bytes();
+      info.devices.assign(msg.hello().devices().begin(), msg.hello().devices().end());
       v1::ServerMessage welcome;
       welcome.mutable_welcome()->set_heartbeat_interval_ms(sched->options().heartbeat_ms);
       welcome.mutable_welcome()->set_lease_duration_ms(sched->options().lease_ms);

@@ -97,6 +97,9 @@ TEST_CASE("seeds take numbers, ranges and lists, sizes take WIDTHxHEIGHT", "[uni
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(std::string(bad.status().message()), Catch::Contains("'1-x'"));
   CHECK_FALSE(reelfarm::cli::ParseSeeds("8-1").ok());
+  CHECK(reelfarm::cli::ParseSeeds("1-100000")->size() == 100000);
+  CHECK(*reelfarm::cli::ParseSeeds("9223372036854775806-9223372036854775807") ==
+        std::vector<int64_t>{9223372036854775806, 9223372036854775807});
   CHECK(*reelfarm::cli::ParseSize("256x128") == std::make_pair(256, 128));
   CHECK_FALSE(reelfarm::cli::ParseSize("256").ok());
   CHECK_FALSE(reelfarm::cli::ParseSize("0x5").ok());
@@ -145,4 +148,87 @@ TEST_CASE("a job file's size, alias expansion and depth are limited", "[unit][cl
                            "  - upscale: {input: b.mp4, output: c.mp4, model: *m}\n"),
                      {}, FakeEnv);
   CHECK(jobs.ok());
+}
+
+TEST_CASE("seeds past the limit say the limit, not that they are not a range", "[unit][cli]") {
+  auto range = reelfarm::cli::ParseSeeds("1-100001");
+  REQUIRE_FALSE(range.ok());
+  CHECK(range.status().code() == absl::StatusCode::kInvalidArgument);
+  const std::string message(range.status().message());
+  CHECK_THAT(message, Catch::Contains("seed range 1-100001 has 100001 seeds; at most 100000 per "
+                                      "job"));
+  CHECK_THAT(message, !Catch::Contains("is not a seed or a range"));
+  // A list whose ranges add up past the limit.
+  auto list = reelfarm::cli::ParseSeeds("1-60000,100001-160000");
+  REQUIRE_FALSE(list.ok());
+  CHECK_THAT(std::string(list.status().message()),
+             Catch::Contains("has 120000 seeds; at most 100000 per job"));
+  // The whole int64 range does not overflow the count.
+  auto all = reelfarm::cli::ParseSeeds("-9223372036854775808-9223372036854775807");
+  REQUIRE_FALSE(all.ok());
+  CHECK_THAT(std::string(all.status().message()), Catch::Contains("at most 100000 per job"));
+  // A reversed range says so.
+  CHECK_THAT(std::string(reelfarm::cli::ParseSeeds("8-1").status().message()),
+             Catch::Contains("ends before it starts"));
+}
+
+TEST_CASE("a job file takes each wedge axis as a list under its single name", "[unit][cli]") {
+  reelfarm::testing::TempDir dir;
+  const std::string path = Write(dir, R"(
+generate:
+  model: shapes_t2v
+  prompt: ["red circle moving right", "blue square moving up"]
+  seeds: "1-3"
+  steps: [5, 20]
+  sampler: [euler, ddim]
+  guidance: [2, 5.5]
+  output: gen/{take}.mov
+)");
+  auto jobs = LoadJobFile(path, {}, FakeEnv);
+  REQUIRE(jobs.ok());
+  const auto& g = (*jobs)[0].spec.generate();
+  CHECK(std::vector<std::string>(g.prompts().begin(), g.prompts().end()) ==
+        std::vector<std::string>{"red circle moving right", "blue square moving up"});
+  CHECK(g.prompt().empty());
+  CHECK(std::vector<int64_t>(g.seeds().begin(), g.seeds().end()) == std::vector<int64_t>{1, 2, 3});
+  CHECK(std::vector<int>(g.step_counts().begin(), g.step_counts().end()) ==
+        std::vector<int>{5, 20});
+  CHECK(g.steps() == 0);
+  CHECK(std::vector<std::string>(g.samplers().begin(), g.samplers().end()) ==
+        std::vector<std::string>{"euler", "ddim"});
+  CHECK(std::vector<float>(g.guidance_scales().begin(), g.guidance_scales().end()) ==
+        std::vector<float>{2.0f, 5.5f});
+
+  // Single values stay single; camelCase and seed lists mixing numbers and ranges.
+  jobs = LoadJobFile(Write(dir,
+                           "generate: {model: m, steps: 30, sampler: ddim, guidanceScale: "
+                           "[1, 3], seeds: [7, \"10-11\"], output: a.mov}\n"),
+                     {}, FakeEnv);
+  REQUIRE(jobs.ok());
+  const auto& single = (*jobs)[0].spec.generate();
+  CHECK(single.steps() == 30);
+  CHECK(single.step_counts().empty());
+  CHECK(single.sampler() == "ddim");
+  CHECK(single.guidance_scales().size() == 2);
+  CHECK(std::vector<int64_t>(single.seeds().begin(), single.seeds().end()) ==
+        std::vector<int64_t>{7, 10, 11});
+
+  // --set reaches the lists too.
+  jobs = LoadJobFile(Write(dir, "generate: {model: m, output: a.mov}\n"), {"generate.steps=[4, 8]"},
+                     FakeEnv);
+  REQUIRE(jobs.ok());
+  CHECK((*jobs)[0].spec.generate().step_counts_size() == 2);
+
+  // Both spellings of one axis, a bad seed range: refused naming the job and the field.
+  auto both = LoadJobFile(
+      Write(dir, "name: w\ngenerate: {model: m, steps: [5, 20], step_counts: [3], output: a}\n"),
+      {}, FakeEnv);
+  REQUIRE_FALSE(both.ok());
+  CHECK_THAT(std::string(both.status().message()),
+             Catch::Contains("job 'w'") && Catch::Contains("step_counts"));
+  auto bad_seeds = LoadJobFile(
+      Write(dir, "name: w\ngenerate: {model: m, seeds: \"1-100001\", output: a}\n"), {}, FakeEnv);
+  REQUIRE_FALSE(bad_seeds.ok());
+  CHECK_THAT(std::string(bad_seeds.status().message()),
+             Catch::Contains("job 'w'") && Catch::Contains("at most 100000 per job"));
 }

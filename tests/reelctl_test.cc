@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <regex>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -17,7 +19,68 @@ using testing::Farm;
 
 namespace {
 
+using nlohmann::json;
+
 std::string Ctl(Farm& farm) { return farm.Reelctl(); }
+
+// What a user sees of one reelctl run: exit status, stdout and stderr apart.
+struct Seen {
+  int status = -1;
+  std::string out, err;
+};
+
+// Runs reelctl with `args` (no config file, no REELFARM_* from the environment);
+// `env` is put before it ("VAR=value ").
+Seen RunCtl(const testing::TempDir& dir, const std::string& args, const std::string& env = "") {
+  const fs::path err = dir.path() / "reelctl.stderr";
+  Seen seen;
+  seen.out = testing::Capture(
+      "env -u REELFARM_SERVER -u REELFARM_TOKEN -u REELFARM_TLS_CA "
+      "-u REELFARM_INSECURE REELFARM_CONFIG=/nonexistent " +
+          env + std::string(REELFARM_REELCTL_BIN) + " " + args + " 2>" + err.string(),
+      &seen.status);
+  std::ifstream in(err);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  seen.err = ss.str();
+  return seen;
+}
+
+// Every line of `text` parses as JSON (and there is at least one unless `may_be_empty`).
+bool EveryLineIsJson(const std::string& text, bool may_be_empty = false) {
+  std::istringstream lines(text);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    if (!json::accept(line)) return false;
+    ++n;
+  }
+  return n > 0 || may_be_empty;
+}
+
+// The line of `text` that starts with `prefix` ("" when none).
+std::string LineStarting(const std::string& text, const std::string& prefix) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(prefix, 0) == 0) return line;
+  }
+  return "";
+}
+
+// A self-signed certificate for 127.0.0.1/localhost (its own CA), made with openssl.
+struct Cert {
+  fs::path crt, key;
+};
+Cert MakeCert(const fs::path& dir) {
+  fs::create_directories(dir);
+  const Cert cert{dir / "server.crt", dir / "server.key"};
+  REQUIRE(testing::Run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                       "-nodes -days 2 -subj /CN=localhost -addext "
+                       "subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
+                       cert.key.string() + " -out " + cert.crt.string() + " >/dev/null 2>&1") == 0);
+  return cert;
+}
 
 }  // namespace
 
@@ -50,6 +113,25 @@ jobs:
   CHECK(out.find("job 'first': ok, 4 tasks") != std::string::npos);  // 3 chunks + assembly
   CHECK(out.find("frames 16-23") != std::string::npos);
   CHECK(out.find("made by a job of this file") != std::string::npos);
+  // The same with --json: one array on stdout holding both jobs, the dependent one
+  // marked as checked when it runs; the sentence on stderr.
+  Seen dry = RunCtl(dir,
+                    "submit -f " + file.string() + " --dry-run --set upscale.chunk_frames=8 " +
+                        "--json --server " + farm.address() + " --insecure",
+                    env);
+  INFO(dry.out << dry.err);
+  CHECK(dry.status == 0);
+  REQUIRE(json::accept(dry.out));
+  json array = json::parse(dry.out);
+  REQUIRE(array.size() == 2);
+  CHECK(array[0]["name"] == "first");
+  CHECK(array[0]["checked"] == true);
+  CHECK(array[0]["job"]["tasksTotal"] == 4);  // as above
+  CHECK(array[1]["name"] == "final");
+  CHECK(array[1]["checked"] == false);
+  CHECK(array[1]["job"]["spec"]["upscale"]["input"] == "renders/sh030_x2.mp4");
+  CHECK_THAT(array[1]["note"].get<std::string>(), Catch::Contains("made by a job of this file"));
+  CHECK_THAT(dry.err, Catch::Contains("job 'final': input renders/sh030_x2.mp4 is made by"));
   out = testing::Capture(Ctl(farm) + " --json list", &status);
   CHECK(status == 0);
   CHECK(nlohmann::json::parse(out).value("jobs", nlohmann::json::array()).empty());
@@ -144,4 +226,284 @@ TEST_CASE("reelctl watch: bars on a terminal, plain lines in a pipe, exit 1 on f
   // Watching several jobs at once ends when all do: 1 because one failed.
   testing::Capture(Ctl(farm) + " watch " + good + " " + bad, &status);
   CHECK(status == 1);
+}
+
+TEST_CASE(
+    "reelctl takes --json, --server, --token, --tls-ca, --insecure before or after the "
+    "subcommand",
+    "[integration][reelctl]") {
+  testing::TempDir dir;
+  const Cert cert = MakeCert(dir.path() / "pki");
+  const fs::path tokens = dir.path() / "tokens.yaml";
+  std::ofstream(tokens)
+      << "tokens:\n  - {name: root, role: admin, token: \"s3cret-admin-token-0123\"}\n";
+  Farm farm(dir.path() / "farm", {"--tls-cert", cert.crt.string(), "--tls-key", cert.key.string(),
+                                  "--tokens-file", tokens.string()});
+  const std::string globals = "--server " + farm.address() + " --tls-ca " + cert.crt.string() +
+                              " --token s3cret-admin-token-0123";
+  testing::MakeTestClip(farm.storage() / "plates/a.mp4", 64, 36, 12);
+  // A queued job (no worker), so that the listings have something to show.
+  Seen submitted = RunCtl(
+      dir, "submit upscale --input plates/a.mp4 --output renders/a.mp4 " + globals + " --json");
+  INFO(submitted.out << submitted.err);
+  REQUIRE(submitted.status == 0);
+  const std::string id = json::parse(submitted.out)["jobId"].get<std::string>();
+  // Before, after, and split around the subcommand: the same answer.
+  const Seen before = RunCtl(dir, "--json " + globals + " list");
+  const Seen after = RunCtl(dir, "list --json " + globals);
+  const Seen split = RunCtl(dir, "--server " + farm.address() + " list --json --token " +
+                                     "s3cret-admin-token-0123 --tls-ca " + cert.crt.string());
+  INFO(before.err << after.err << split.err);
+  CHECK(before.status == 0);
+  CHECK(after.status == 0);
+  CHECK(split.status == 0);
+  REQUIRE(json::accept(before.out));
+  CHECK(json::parse(before.out)["jobs"][0]["id"] == id);
+  CHECK(after.out == before.out);
+  CHECK(split.out == before.out);
+  // After a subcommand's own arguments and options too.
+  const Seen get = RunCtl(dir, "get " + id + " --json " + globals);
+  CHECK(get.status == 0);
+  REQUIRE(json::accept(get.out));
+  CHECK(json::parse(get.out)["id"] == id);
+  const Seen logs = RunCtl(dir, "logs " + id + " --task 0 " + globals + " --json");
+  CHECK(logs.status == 0);
+  CHECK(logs.err.empty());
+  // The token after the subcommand is the one sent: without it the server refuses.
+  const Seen no_token =
+      RunCtl(dir, "list --json --server " + farm.address() + " --tls-ca " + cert.crt.string());
+  CHECK(no_token.status == 4);
+  CHECK_THAT(no_token.err, Catch::Contains("UNAUTHENTICATED"));
+  // --insecure after the subcommand: plaintext to a plaintext farm.
+  Farm plain(dir.path() / "plain");
+  const Seen insecure = RunCtl(dir, "workers --json --server " + plain.address() + " --insecure");
+  INFO(insecure.err);
+  CHECK(insecure.status == 0);
+  CHECK(json::accept(insecure.out));
+  // Without it, TLS: refused, so the flag after the subcommand was what made it work.
+  CHECK(RunCtl(dir, "workers --json --server " + plain.address()).status == 3);
+}
+
+TEST_CASE("reelctl --json: stdout holds only JSON, one document or one per line for streams",
+          "[integration][reelctl]") {
+  testing::TempDir dir;
+  testing::WriteFixtureDenoiser(dir.path() / "models", "tiny");
+  const std::string models = (dir.path() / "models").string();
+  Farm farm(dir.path() / "farm", {"--model-path", models});
+  testing::MakeTestClip(farm.storage() / "plates/a.mp4", 64, 36, 24);
+  farm.StartWorker("w1", {"--model-path", models});
+  farm.WaitForWorkers(1);
+  const std::string server = " --server " + farm.address() + " --insecure";
+  // A job file as the README's look.yaml: a generate job and an upscale of its first
+  // take. The dry run's array holds both; the dependent one says it is checked later.
+  const fs::path look = dir.path() / "look.yaml";
+  std::ofstream(look) << R"(
+jobs:
+  - name: look
+    generate: {model: tiny, prompt: "red square", seeds: [3], width: 32, height: 32,
+               frames: 2, output: gen/look.mov}
+  - name: look_x2
+    depends_on: [look]
+    upscale: {input: gen/look_take001.mov, output: renders/look_x2.mov, model: bicubic, scale: 2}
+)";
+  for (const std::string& args : {"--json submit -f " + look.string() + " --dry-run" + server,
+                                  "submit -f " + look.string() + " --dry-run --json" + server}) {
+    const Seen dry = RunCtl(dir, args);
+    INFO(args << "\n" << dry.out << dry.err);
+    CHECK(dry.status == 0);
+    REQUIRE(json::accept(dry.out));  // no sentence before the array
+    const json array = json::parse(dry.out);
+    REQUIRE(array.is_array());
+    REQUIRE(array.size() == 2);
+    CHECK(array[0]["name"] == "look");
+    CHECK(array[0]["checked"] == true);
+    CHECK(array[0]["job"]["tasksTotal"] == 1);
+    CHECK(array[1]["name"] == "look_x2");
+    CHECK(array[1]["checked"] == false);
+    CHECK(array[1]["job"]["spec"]["upscale"]["input"] == "gen/look_take001.mov");
+    CHECK_THAT(dry.err, Catch::Contains("look_x2") && Catch::Contains("checked when it runs"));
+  }
+  // Nothing was submitted.
+  CHECK(json::parse(RunCtl(dir, "list --json" + server).out)["jobs"].empty());
+
+  // Submit and follow: the submit's answer, then one JSON event per line; no human line.
+  const Seen watched = RunCtl(
+      dir, "submit upscale --input plates/a.mp4 --output renders/a.mp4 --chunk 12 --watch --json" +
+               server);
+  INFO(watched.out << watched.err);
+  CHECK(watched.status == 0);
+  CHECK(EveryLineIsJson(watched.out));
+  CHECK(watched.out.find("succeeded:") == std::string::npos);
+  const std::string id =
+      json::parse(watched.out.substr(0, watched.out.find('\n')))["jobId"].get<std::string>();
+  // The stream of logs, one message per line; a job's get and the models.
+  for (const std::string& args :
+       {"logs " + id + " --json", "--json watch " + id, "get --json " + id,
+        std::string("models --json"), std::string("health --json")}) {
+    const Seen seen = RunCtl(dir, args + server);
+    INFO(args << "\n" << seen.out << seen.err);
+    CHECK(seen.status == 0);
+    CHECK(EveryLineIsJson(seen.out, args.rfind("logs", 0) == 0));
+  }
+  // An error: nothing on stdout, the message on stderr.
+  const Seen missing = RunCtl(dir, "get 999 --json" + server);
+  CHECK(missing.status == 4);
+  CHECK(missing.out.empty());
+  CHECK_THAT(missing.err, Catch::Contains("NOT_FOUND"));
+}
+
+TEST_CASE("reelctl generate: repeatable wedge flags, job-file axis lists, get and list show it",
+          "[integration][reelctl]") {
+  testing::TempDir dir;
+  testing::WriteFixtureDenoiser(dir.path() / "models", "tiny");
+  Farm farm(dir.path() / "farm", {"--model-path", (dir.path() / "models").string()});
+  const std::string server = " --server " + farm.address() + " --insecure";
+  // No worker: the jobs stay queued as submitted.
+  // Every wedge axis repeats: 1 prompt x 3 seeds x 2 guidance x 2 steps x 2 samplers.
+  const Seen flags = RunCtl(dir,
+                            "submit generate --model tiny --prompt 'red square' --seeds 1-2 "
+                            "--seeds 5 --guidance 2 --guidance 4 --steps 5 --steps 20 "
+                            "--sampler euler --sampler ddim --size 32x32 --frames 2 "
+                            "--output gen/w/{take}.mov --name wedge --json" +
+                                server);
+  INFO(flags.out << flags.err);
+  REQUIRE(flags.status == 0);
+  const json submitted = json::parse(flags.out);
+  const std::string id = submitted["jobId"].get<std::string>();
+  const json g = submitted["job"]["spec"]["generate"];
+  CHECK(g["seeds"] == json::array({"1", "2", "5"}));
+  CHECK(g["stepCounts"] == json::array({5, 20}));
+  CHECK(g["samplers"] == json::array({"euler", "ddim"}));
+  CHECK(g["guidanceScales"] == json::array({2.0, 4.0}));
+  CHECK(submitted["job"]["tasksTotal"] == 24);
+
+  // The job-file keys: each axis a list under its single name.
+  const fs::path file = dir.path() / "wedge.yaml";
+  std::ofstream(file) << R"(
+name: filewedge
+generate:
+  model: tiny
+  prompt: ["red square", "blue circle"]
+  seeds: "1-2"
+  steps: [5, 20]
+  sampler: [euler, ddim]
+  guidance_scale: [2, 4]
+  width: 32
+  height: 32
+  frames: 2
+  output: gen/f/{take}.mov
+)";
+  const Seen from_file = RunCtl(dir, "submit -f " + file.string() + " --json" + server);
+  INFO(from_file.out << from_file.err);
+  REQUIRE(from_file.status == 0);
+  const json file_job = json::parse(from_file.out).at(0);
+  CHECK(file_job["job"]["tasksTotal"] == 32);  // 2 x 2 x 2 x 2 x 2
+  CHECK(file_job["job"]["spec"]["generate"]["stepCounts"] == json::array({5, 20}));
+  CHECK(file_job["job"]["spec"]["generate"]["prompts"] ==
+        json::array({"red square", "blue circle"}));
+
+  // `get` shows a generate job as one: model, takes, prompts, seeds, the other axes.
+  const Seen get = RunCtl(dir, "get " + id + server);
+  INFO(get.out << get.err);
+  CHECK(get.status == 0);
+  CHECK_THAT(get.out, Catch::Contains("generate  model tiny: 24 takes of 2 frames at 32x32"));
+  CHECK_THAT(get.out, Catch::Contains("prompts   \"red square\""));
+  CHECK_THAT(get.out, Catch::Contains("seeds     1-2,5"));
+  CHECK_THAT(get.out, Catch::Contains("steps     5, 20"));
+  CHECK_THAT(get.out, Catch::Contains("guidance  2, 4"));
+  CHECK_THAT(get.out, Catch::Contains("sampler   euler, ddim"));
+  CHECK_THAT(get.out, Catch::Contains("wedge_take001") && Catch::Contains("wedge_take024"));
+  CHECK_THAT(get.out, !Catch::Contains("upscale") && !Catch::Contains("input     0x0"));
+
+  // `list` fills the model column, in a column as wide as its widest cell.
+  const Seen list = RunCtl(dir, "list" + server);
+  INFO(list.out << list.err);
+  CHECK(list.status == 0);
+  const std::string header = LineStarting(list.out, "ID");
+  const std::string row = LineStarting(list.out, id + " ");
+  REQUIRE_FALSE(row.empty());
+  CHECK(std::regex_search(row, std::regex(" tiny +gen/w/\\{take\\}\\.mov$")));
+  CHECK(row.find(" tiny ") + 1 == header.find("MODEL"));
+  CHECK(row.find("gen/w/") == header.find("OUTPUT"));
+
+  // Seeds past the limit say the limit.
+  const Seen many =
+      RunCtl(dir, "submit generate --model tiny --seeds 1-100001 --output gen/x.mov" + server);
+  CHECK(many.status == 2);
+  CHECK_THAT(many.err, Catch::Contains("seed range 1-100001 has 100001 seeds; at most 100000 "
+                                       "per job"));
+  CHECK_THAT(many.err, !Catch::Contains("is not a seed or a range"));
+}
+
+TEST_CASE("reelctl workers shows tags, models and device in columns that fit",
+          "[integration][reelctl]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  const std::string name = "render-node-with-a-rather-long-name-07";
+  farm.StartWorker(name, {"--tag", "gpu=h100", "--tag", "site=lon"});
+  farm.StartWorker("w2");
+  farm.WaitForWorkers(2);
+  const std::string server = " --server " + farm.address() + " --insecure";
+  const Seen seen = RunCtl(dir, "workers" + server);
+  INFO(seen.out << seen.err);
+  CHECK(seen.status == 0);
+  const std::string header = LineStarting(seen.out, "NAME");
+  const std::string row = LineStarting(seen.out, name);
+  const std::string short_row = LineStarting(seen.out, "w2 ");
+  REQUIRE_FALSE(row.empty());
+  REQUIRE_FALSE(short_row.empty());
+  // Every column starts where its header does, however long the name.
+  for (const char* column : {"STATE", "DEVICE", "TAGS", "MODELS"}) {
+    INFO(column);
+    REQUIRE(header.find(column) != std::string::npos);
+  }
+  CHECK(row.find("idle") == header.find("STATE"));
+  CHECK(short_row.find("idle") == header.find("STATE"));
+  CHECK(row.find(" cpu ") + 1 == header.find("DEVICE"));
+  CHECK(row.find("gpu=h100,site=lon") == header.find("TAGS"));
+  CHECK(row.find("bicubic") >= header.find("MODELS"));
+  CHECK_THAT(row, Catch::Contains("lanczos"));
+  CHECK(short_row.find(" - ") != std::string::npos);  // no tags
+  // The same in JSON.
+  const json workers = json::parse(RunCtl(dir, "workers --json" + server).out)["workers"];
+  REQUIRE(workers.size() == 2);
+  for (const json& w : workers) CHECK(w["devices"] == json::array({"cpu"}));
+}
+
+TEST_CASE("reelctl says which side of a TLS mismatch expects what, without gRPC's log",
+          "[integration][reelctl]") {
+  testing::TempDir dir;
+  const Cert cert = MakeCert(dir.path() / "pki");
+  Farm tls(dir.path() / "tls", {"--tls-cert", cert.crt.string(), "--tls-key", cert.key.string()});
+  Farm plain(dir.path() / "plain");
+  // reelctl in plaintext, the server in TLS.
+  const Seen plaintext = RunCtl(dir, "list --insecure --server " + tls.address());
+  INFO(plaintext.err);
+  CHECK(plaintext.status == 3);
+  CHECK_THAT(plaintext.err, Catch::Contains("speaks TLS but reelctl used plaintext") &&
+                                Catch::Contains("--insecure") && Catch::Contains("--tls-ca"));
+  // reelctl in TLS, the server in plaintext.
+  const Seen to_plain = RunCtl(dir, "list --server " + plain.address());
+  INFO(to_plain.err);
+  CHECK(to_plain.status == 3);
+  CHECK_THAT(to_plain.err, Catch::Contains("speaks plaintext") &&
+                               Catch::Contains("but reelctl used TLS") &&
+                               Catch::Contains("give --insecure"));
+  // TLS both sides, but the server's CA not trusted.
+  const Seen untrusted = RunCtl(dir, "list --server " + tls.address());
+  INFO(untrusted.err);
+  CHECK(untrusted.status == 3);
+  CHECK_THAT(untrusted.err,
+             Catch::Contains("not signed by a CA reelctl trusts") && Catch::Contains("--tls-ca"));
+  // Each is one line of reelctl's own: none of gRPC core's log lines
+  // ("E1201 12:00:00.000 ssl_transport_security.cc:1501] Handshake failed ...").
+  for (const Seen* s : {&plaintext, &to_plain, &untrusted}) {
+    CHECK(std::count(s->err.begin(), s->err.end(), '\n') == 1);
+    CHECK(s->err.rfind("reelctl: ", 0) == 0);
+    CHECK_THAT(s->err,
+               !Catch::Contains("ssl_transport_security") && !Catch::Contains("Handshake failed"));
+  }
+  // With the CA: served.
+  CHECK(RunCtl(dir, "list --server " + tls.address() + " --tls-ca " + cert.crt.string()).status ==
+        0);
 }

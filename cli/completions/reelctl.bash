@@ -2,8 +2,8 @@
 _reelctl() {
   local cur prev words cword
   _init_completion 2>/dev/null || { cur="${COMP_WORDS[COMP_CWORD]}"; prev="${COMP_WORDS[COMP_CWORD-1]}"; }
-  local commands="submit get list cancel watch workers pause resume retry priority drain logs health wait purge"
-  local global="--server --json --help"
+  local commands="submit get list cancel watch workers pause resume retry priority drain logs health wait purge open"
+  local global="--server --json --token --insecure --tls-ca --help"
   case "$prev" in
     -f|--file) COMPREPLY=($(compgen -f -X '!*.@(yaml|yml|json)' -- "$cur")); return ;;
     --state) COMPREPLY=($(compgen -W "queued running succeeded failed cancelled paused waiting" -- "$cur")); return ;;
