@@ -34,8 +34,6 @@ using testing::Farm;
 
 namespace {
 
-const fs::path kModels = fs::path(REELFARM_SOURCE_DIR) / "models";
-
 // The shaper as the README documents it: ACEScct codes [0.0729055341958355,
 // 15.72 / 17.52] (linear 0 and 64.0) onto [0, 1]. Written here from the README, not
 // taken from media/colour.h.
@@ -140,19 +138,14 @@ TEST_CASE(
     "on the plate converted by hand",
     "[integration][esrgan][colour]") {
   testing::TempDir dir;
-  const fs::path pkg = dir.path() / "pkg";
-  fs::create_directories(pkg);
-  REQUIRE(testing::Run("tar xzf '" +
-                       (kModels / ".packages/upscalerjs-esrgan-slim-1.0.0.tgz").string() +
-                       "' -C '" + pkg.string() + "'") == 0);
-  const fs::path models = dir.path() / "models";
-  fs::create_directories(models);
-  fs::create_directory_symlink(kModels / "esrgan-slim", models / "esrgan-slim");
+  const fs::path pkg =
+      testing::UnpackFetchedPackage(dir.path() / "pkg", "upscalerjs-esrgan-slim-1.0.0.tgz");
+  const fs::path models = testing::ModelFolderWith(dir.path() / "models", "esrgan-slim");
 
   // The plate: the package's fixture (sRGB) in ACEScg, two stops brighter, with a
   // specular patch at 12.0: values from 0 to 12, most of the picture above 1.0 in places.
   int w = 0, h = 0;
-  auto rgb = testing::DecodeRgb(pkg / "package/assets/fixture.png", "", &w, &h);
+  auto rgb = testing::DecodeRgb(pkg / "assets/fixture.png", "", &w, &h);
   REQUIRE(rgb.size() == 1);
   Image plate;
   plate.width = w;
@@ -273,7 +266,7 @@ TEST_CASE(
 
   {  // a movie output carries the output space's colour tags
     fs::create_directories(farm.storage() / "plates/png");
-    fs::copy_file(pkg / "package/assets/fixture.png", farm.storage() / "plates/png/fx.0001.png");
+    fs::copy_file(pkg / "assets/fixture.png", farm.storage() / "plates/png/fx.0001.png");
     v1::JobSpec m = Spec("plates/png/fx.####.png", "renders/m.mp4", "esrgan-slim");
     m.mutable_upscale()->set_colorspace_in("sRGB - Texture");
     m.mutable_upscale()->set_colorspace_out("Rec.709 video");

@@ -39,21 +39,15 @@ TEST_CASE("a PNG sequence job with esrgan-slim gives the package's reference fra
           "[integration][esrgan]") {
   testing::TempDir dir;
   // The package as fetched (scripts/fetch-models.sh), for its fixture and samples.
-  const fs::path pkg = dir.path() / "pkg";
-  fs::create_directories(pkg);
-  REQUIRE(testing::Run("tar xzf '" +
-                       (kModels / ".packages/upscalerjs-esrgan-slim-1.0.0.tgz").string() +
-                       "' -C '" + pkg.string() + "'") == 0);
-  // A model folder with esrgan-slim only, so the workers warm nothing else.
-  const fs::path models = dir.path() / "models";
-  fs::create_directories(models);
-  fs::create_directory_symlink(kModels / "esrgan-slim", models / "esrgan-slim");
+  const fs::path pkg =
+      testing::UnpackFetchedPackage(dir.path() / "pkg", "upscalerjs-esrgan-slim-1.0.0.tgz");
+  const fs::path models = testing::ModelFolderWith(dir.path() / "models", "esrgan-slim");
 
   Farm farm(dir.path() / "farm", {"--model-path", models.string()});
   const fs::path plates = farm.storage() / "plates/fx";
   fs::create_directories(plates);
   // The package's fixture (8-bit RGBA) as frame 1, flipped copies as frames 2 and 3.
-  const fs::path fixture = pkg / "package/assets/fixture.png";
+  const fs::path fixture = pkg / "assets/fixture.png";
   fs::copy_file(fixture, plates / "fx.0001.png");
   REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -i '" + fixture.string() + "' -vf hflip '" +
                        (plates / "fx.0002.png").string() + "'") == 0);
@@ -71,8 +65,7 @@ TEST_CASE("a PNG sequence job with esrgan-slim gives the package's reference fra
       farm.RunToSuccess(spec);
       const fs::path frame =
           farm.storage() / ("renders/x" + std::to_string(scale) + "/fx.0001.png");
-      const auto want =
-          Rgb(pkg / ("package/assets/samples/" + std::to_string(scale) + "x/result.png"));
+      const auto want = Rgb(pkg / ("assets/samples/" + std::to_string(scale) + "x/result.png"));
       const double psnr = testing::Psnr(Rgb(frame), want);
       INFO("x" << scale << " through the farm against the package's sample: " << psnr << " dB");
       CHECK(psnr >= 45.0);

@@ -115,4 +115,17 @@ double Psnr(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
   return 10.0 * std::log10(255.0 * 255.0 / mse);
 }
 
+fs::path UnpackFetchedPackage(const fs::path& dir, const std::string& file) {
+  const fs::path packages = fs::path(REELFARM_SOURCE_DIR) / "models/.packages";
+  fs::create_directories(dir);
+  REQUIRE(Run("tar xzf '" + (packages / file).string() + "' -C '" + dir.string() + "'") == 0);
+  return dir / "package";
+}
+
+fs::path ModelFolderWith(const fs::path& dir, const std::string& name) {
+  fs::create_directories(dir);
+  fs::create_directory_symlink(fs::path(REELFARM_SOURCE_DIR) / "models" / name, dir / name);
+  return dir;
+}
+
 }  // namespace reelfarm::testing

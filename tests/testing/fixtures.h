@@ -29,6 +29,15 @@ int Run(const std::string& command);
 // Runs a shell command and returns its stdout; `status` gets the exit status.
 std::string Capture(const std::string& command, int* status = nullptr);
 
+// The fetched model package `models/.packages/<file>` (scripts/fetch-models.sh) unpacked
+// into `dir`; returns the package's own folder (`<dir>/package`: assets, samples).
+std::filesystem::path UnpackFetchedPackage(const std::filesystem::path& dir,
+                                           const std::string& file);
+
+// A model folder `dir` that holds only the imported model `models/<name>` (a link), for a
+// worker's --model-path, so that the workers warm nothing else. Returns `dir`.
+std::filesystem::path ModelFolderWith(const std::filesystem::path& dir, const std::string& name);
+
 // Makes an H.264 MP4 of ffmpeg's testsrc2 pattern: `frames` frames of `width`x`height`
 // at `fps`. Fails the test if ffmpeg fails.
 void MakeTestClip(const std::filesystem::path& path, int width, int height, int frames,
