@@ -193,7 +193,7 @@ TEST_CASE("a webhook receiver that fails twice gets the body on the third try, a
 TEST_CASE("a failed job's webhook says FAILED with the error", "[integration][notify]") {
   testing::TempDir dir;
   Receiver hook;
-  Farm farm(dir.path() / "farm", {"--web-listen", ""});  // no monitor, so no link
+  Farm farm(dir.path() / "farm");  // no monitor (the default here), so no link
   farm.StartWorker("w1");
   v1::JobSpec spec = FailingSpec(farm.storage(), "out/f.####.png");
   spec.add_webhooks(hook.url());

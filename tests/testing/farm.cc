@@ -36,6 +36,9 @@ Farm::Farm(fs::path dir, std::vector<std::string> server_args)
   };
   if (!has("--tls-cert")) server_args_.insert(server_args_.begin(), "--insecure");
   if (!has("--tokens-file")) server_args_.insert(server_args_.begin(), "--no-auth");
+  // No monitor unless asked: test farms running side by side (ctest -j) would race for
+  // the default --web-listen port, or take a developer's own monitor's.
+  if (!has("--web-listen")) server_args_.insert(server_args_.begin(), {"--web-listen", ""});
   StartServer();
   common::ClientTlsOptions plaintext;
   plaintext.insecure = true;

@@ -23,7 +23,8 @@ class Farm {
   // are added to the server's command line; "--metrics" among them turns on the
   // server's /metrics on a free port (server_metrics_port()). The server runs with
   // --insecure unless `server_args` give --tls-cert, and with --no-auth unless they
-  // give --tokens-file; the farm's own client (jobs()) then needs SetClient().
+  // give --tokens-file; the farm's own client (jobs()) then needs SetClient(). No
+  // monitor (--web-listen "") unless `server_args` give --web-listen.
   explicit Farm(std::filesystem::path dir, std::vector<std::string> server_args = {});
   ~Farm();
   Farm(const Farm&) = delete;
