@@ -175,8 +175,8 @@ std::string RenderJobsPage(const PageContext& ctx, const std::vector<v1::Job>& j
                   "</select></label> <button type=\"submit\">Filter</button></form>"
                   "<table class=\"jobs\" id=\"jobs\"><thead><tr><th>Id</th><th>Name</th>"
                   "<th>State</th><th>Progress</th><th>Frames</th><th>fps</th><th>Avg frame</th>"
-                  "<th>ETA</th><th>Project</th><th>Owner</th><th>Priority</th><th>Age</th><th></th></tr>"
-                  "</thead><tbody>");
+                  "<th>ETA</th><th>Project</th><th>Owner</th><th>Priority</th><th>Age</th>"
+                  "<th></th></tr></thead><tbody>");
   for (const v1::Job& j : jobs) {
     absl::StrAppend(&body, "<tr data-job-id=\"", j.id(), "\" class=\"state-", StateName(j.state()),
                     "\"><td>", j.id(), "</td><td class=\"name\"><a href=\"/jobs/", j.id(), "\">",

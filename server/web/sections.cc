@@ -82,8 +82,7 @@ absl::StatusOr<FrameFile> OutputFrameOf(const v1::Job& job, int64_t frame) {
       return FrameFile{t.segment(), offset - t.frame_begin()};
     }
     return absl::NotFoundError(absl::StrCat("frame ", frame, " is not rendered yet (task ",
-                                            t.index(), " is ", v1::TaskState_Name(t.state()),
-                                            ")"));
+                                            t.index(), " is ", v1::TaskState_Name(t.state()), ")"));
   }
   return absl::NotFoundError(
       absl::StrCat("frame ", frame, " of job ", job.id(), " is not rendered yet",
@@ -180,11 +179,10 @@ std::string PickButton(const PageContext& ctx, const v1::Job& job, const TakeCel
 std::string RenderPickPage(const PageContext& ctx, const v1::Job& job, const TakeCell& take,
                            const PickForm& form, const std::vector<std::string>& models,
                            const std::string& error) {
-  std::string body = absl::StrCat(
-      "<h1>Pick ", HtmlEscape(take.name), " of <a href=\"/jobs/", job.id(), "/wedge\">",
-      HtmlEscape(job.spec().name()),
-      "</a></h1><p>Submits an upscale of this take in project <b>",
-      HtmlEscape(job.spec().project()), "</b>.</p>");
+  std::string body = absl::StrCat("<h1>Pick ", HtmlEscape(take.name), " of <a href=\"/jobs/",
+                                  job.id(), "/wedge\">", HtmlEscape(job.spec().name()),
+                                  "</a></h1><p>Submits an upscale of this take in project <b>",
+                                  HtmlEscape(job.spec().project()), "</b>.</p>");
   if (!error.empty()) absl::StrAppend(&body, "<p class=\"error\">", HtmlEscape(error), "</p>");
   absl::StrAppend(
       &body, "<div class=\"pick\"><img class=\"preview\" alt=\"", HtmlEscape(take.name),
@@ -196,8 +194,8 @@ std::string RenderPickPage(const PageContext& ctx, const v1::Job& job, const Tak
       "\" id=\"pick-input\" readonly></label>", Field("Name", "name", form.name),
       Field("Model", "model", form.model, " list=\"pick-models\""),
       Field("Scale", "scale", form.scale, " type=\"number\" min=\"1\" max=\"8\""),
-      Field("Output", "output", form.output), Field("Priority", "priority", form.priority,
-                                                    " type=\"number\" min=\"0\" max=\"100\""),
+      Field("Output", "output", form.output),
+      Field("Priority", "priority", form.priority, " type=\"number\" min=\"0\" max=\"100\""),
       "<datalist id=\"pick-models\">");
   for (const std::string& m : models) {
     absl::StrAppend(&body, "<option value=\"", HtmlEscape(m), "\">");

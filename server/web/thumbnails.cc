@@ -105,8 +105,8 @@ absl::StatusOr<std::string> Thumbnailer::Frame(const std::string& relative, int6
   return Encode(path, sequence, number, relative);
 }
 
-absl::StatusOr<std::string> Thumbnailer::Encode(const fs::path& path, bool sequence,
-                                                int64_t number, const std::string& relative) {
+absl::StatusOr<std::string> Thumbnailer::Encode(const fs::path& path, bool sequence, int64_t number,
+                                                const std::string& relative) {
   std::error_code ec;
   const fs::path keyed = sequence ? fs::path(media::FramePath(path.string(), number)) : path;
   const auto mtime = fs::last_write_time(keyed, ec).time_since_epoch().count();
