@@ -344,7 +344,7 @@ TEST_CASE("a pick submits an upscale of the take in the wedge's project", "[unit
   g->add_seeds(1);
   g->add_seeds(2);
   j.add_tasks()->set_state(v1::TASK_STATE_SUCCEEDED);
-  j.add_tasks()->set_state(v1::TASK_STATE_RUNNING);
+  j.add_tasks()->set_state(v1::TASK_STATE_LEASED);
   const std::vector<TakeCell> takes = TakesOf(j);
   REQUIRE(takes.size() == 2);
   PickForm form = DefaultPick(j, takes[0], "pick-4-0-ab");
