@@ -43,8 +43,8 @@ constexpr auto kWatchDeadline = std::chrono::seconds(60);  // then the browser r
 // waiting jobs (the jobs page lists at most as many).
 constexpr int kMaxActiveFollowed = 100000;
 constexpr int kMaxPollWaitMs = 2000;
-constexpr int kWipeWidth = 960;            // the wipe's frames, at most this wide
-constexpr size_t kMaxLogEventLines = 200;  // lines per log event
+constexpr int kWipeWidth = 960;         // the wipe's frames, at most this wide
+constexpr int kMaxLogEventLines = 200;  // lines per log event
 
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -813,6 +813,7 @@ void MonitorImpl::LogEvents(const httplib::Request& req, httplib::Response& res)
   struct Logs {
     grpc::ClientContext ctx;
     std::unique_ptr<grpc::ClientReader<v1::TaskLogLines>> reader;
+    bool finished = false;  // reader->Finish() was called
   };
   auto logs = std::make_shared<Logs>();
   SetupCall(&logs->ctx, s->token, lr.follow() ? kWatchDeadline : kCallDeadline);
@@ -840,8 +841,7 @@ void MonitorImpl::LogEvents(const httplib::Request& req, httplib::Response& res)
             nlohmann::json o;
             o["task"] = lines.task_index();
             nlohmann::json text = nlohmann::json::array();
-            for (int i = at; i < lines.lines_size() && i < at + static_cast<int>(kMaxLogEventLines);
-                 ++i) {
+            for (int i = at; i < lines.lines_size() && i < at + kMaxLogEventLines; ++i) {
               text.push_back(lines.lines(i));
             }
             o["lines"] = std::move(text);
@@ -852,6 +852,7 @@ void MonitorImpl::LogEvents(const httplib::Request& req, httplib::Response& res)
           return sink.write(out.data(), out.size());
         }
         const grpc::Status st = logs->reader->Finish();
+        logs->finished = true;
         // The call's deadline ends a long follow: the browser reconnects and reads again.
         if (st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
           nlohmann::json o = nlohmann::json::object();
@@ -866,6 +867,7 @@ void MonitorImpl::LogEvents(const httplib::Request& req, httplib::Response& res)
       },
       [this, logs](bool) {
         logs->ctx.TryCancel();
+        if (!logs->finished) logs->reader->Finish();
         --streams_;
         absl::MutexLock lock(&mu_);
         watches_.erase(&logs->ctx);
