@@ -338,6 +338,7 @@ def test_log_follow_and_wipe_of_a_running_then_finished_upscale(farm, browser):
     clip = after.get_attribute("style")
     assert "50%" in clip
     view = browser.find_element(By.ID, "wipe-view")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", view)
     ActionChains(browser).move_to_element_with_offset(view, 0, 0).click_and_hold() \
         .move_by_offset(-view.size["width"] // 4, 0).release().perform()
     moved = after.get_attribute("style")
@@ -361,6 +362,7 @@ def test_log_follow_and_wipe_of_a_running_then_finished_upscale(farm, browser):
     assert image_loaded(browser, "wipe-after") == 128
     assert browser.find_element(By.ID, "wipe-frame").get_attribute("value") == "200"
     view = browser.find_element(By.ID, "wipe-view")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", view)
     ActionChains(browser).move_to_element_with_offset(view, 0, 0).click_and_hold() \
         .move_by_offset(view.size["width"] // 5, 0).release().perform()
     browser.execute_script("document.getElementById('wipe').scrollIntoView()")
