@@ -305,7 +305,10 @@ def test_log_follow_and_wipe_of_a_running_then_finished_upscale(farm, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    job = farm.submit("upscale", "--input", "in/plate.mp4", "--output", "out/wipe.mp4",
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=320x180:rate=24", "-frames:v", "240", "-pix_fmt", "yuv420p",
+                    str(farm.storage / "in/wide.mp4")], check=True)
+    job = farm.submit("upscale", "--input", "in/wide.mp4", "--output", "out/wipe.mp4",
                       "--scale", "2", "--chunk", "24", "--name", "wipe plate")
     sign_in(browser, farm, ADMIN)
     # Chunk 0 done, the job still running: its frames come from chunk 0's segment.
@@ -332,8 +335,8 @@ def test_log_follow_and_wipe_of_a_running_then_finished_upscale(farm, browser):
     assert 0 <= frame < 24
     wait_for("the wipe's frames", lambda: image_loaded(browser, "wipe-before") and
              image_loaded(browser, "wipe-after"), 60)
-    assert image_loaded(browser, "wipe-before") == 64
-    assert image_loaded(browser, "wipe-after") == 128  # the x2 output
+    assert image_loaded(browser, "wipe-before") == 320
+    assert image_loaded(browser, "wipe-after") == 640  # the x2 output
     after = browser.find_element(By.ID, "wipe-after")
     clip = after.get_attribute("style")
     assert "50%" in clip
@@ -359,7 +362,7 @@ def test_log_follow_and_wipe_of_a_running_then_finished_upscale(farm, browser):
         By.ID, "wipe-after").get_attribute("src"))
     wait_for("frame 200 to load", lambda: image_loaded(browser, "wipe-before") and
              image_loaded(browser, "wipe-after"), 60)
-    assert image_loaded(browser, "wipe-after") == 128
+    assert image_loaded(browser, "wipe-after") == 640
     assert browser.find_element(By.ID, "wipe-frame").get_attribute("value") == "200"
     view = browser.find_element(By.ID, "wipe-view")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", view)
