@@ -383,7 +383,7 @@ def test_pick_submits_an_upscale_of_the_take_and_viewers_cannot(farm, browser):
     from selenium.webdriver.common.by import By
     wedge = farm.submit("generate", "--model", "shapes_t2v", "--prompt", "blue square",
                         "--seeds", "5-6", "--steps", "4", "--size", "64x64", "--frames", "4",
-                        "--output", "gen/pick.mp4", "--name", "pick wedge")
+                        "--output", "gen/pick.mp4", "--name", "pick")
     wait_for("the wedge to succeed",
              lambda: job_state(farm.job(wedge)) in ("succeeded", "job_state_succeeded"), 300, 1)
     sign_in(browser, farm, ADMIN)
