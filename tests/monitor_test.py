@@ -328,6 +328,7 @@ def test_log_follow_and_wipe_of_a_running_then_finished_upscale(farm, browser):
     new = wait_for("a new log line", lambda: set(lines()) - first, 90)
     assert browser.execute_script("return window.__loadedOnce") == "yes", "the page reloaded"
     print(f"log: {len(first)} lines, then new ones: {sorted(new)[:2]}")
+    browser.execute_script("document.getElementById('log').scrollIntoView()")
     browser.save_screenshot(str(OUT / "log_follow.png"))
 
     # The wipe at a frame of chunk 0 (from its segment while the job runs).
