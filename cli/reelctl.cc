@@ -264,6 +264,7 @@ void PrintJob(const v1::Job& j) {
   std::printf("job %lld  %s\n", static_cast<long long>(j.id()), StateName(j.state()));
   std::printf("  name      %s (project %s, priority %d)\n", j.spec().name().c_str(),
               j.spec().project().c_str(), j.spec().priority());
+  if (!j.owner().empty()) std::printf("  owner     %s\n", j.owner().c_str());
   if (j.spec().depends_on_size() > 0) {
     std::string deps;
     for (int64_t d : j.spec().depends_on()) deps += (deps.empty() ? "" : ", ") + std::to_string(d);

@@ -126,6 +126,7 @@ struct Take {
 struct JobSpec {
   std::string name;
   std::string project{common::kDefaultProject};
+  std::string owner;  // who submitted it: the caller's name, set by the server at submit
   int priority = common::kDefaultPriority;  // higher first; may change while the job waits or runs
   int max_attempts = common::kDefaultMaxAttempts;
   std::string request_id;           // client's id: a retried submit returns the first job

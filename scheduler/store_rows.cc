@@ -37,7 +37,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GenerateSpec, model, prompt, neg
                                                 preset, pix_fmt, overwrite, crf)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobSpec, name, project, priority, max_attempts,
                                                 request_id, depends_on, requirements, memory_bytes,
-                                                upscale, generate, webhooks)
+                                                upscale, generate, webhooks, owner)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MediaInfo, width, height, frame_count, fps_num,
                                                 fps_den, codec, pixel_format, colour_primaries,
                                                 colour_transfer, colour_matrix, colour_range,

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "common/job_defaults.h"
+#include "media/output_format.h"
 
 namespace reelfarm::server {
 namespace s = scheduler;
@@ -211,6 +212,7 @@ v1::Job ToProto(const s::JobView& v) {
   out.set_started_unix_ms(v.job.started_unix_ms);
   out.set_finished_unix_ms(v.job.finished_unix_ms);
   out.set_output(v.job.spec.is_generate() ? v.job.spec.generate.output : v.job.spec.upscale.output);
+  out.set_owner(v.job.spec.owner);
   for (size_t i = 0; i < v.tasks.size(); ++i) {
     const s::Task& t = v.tasks[i];
     v1::Task* pt = out.add_tasks();
@@ -218,6 +220,10 @@ v1::Job ToProto(const s::JobView& v) {
     pt->set_kind(ToProto(t.kind));
     pt->set_frame_begin(t.frame_begin);
     pt->set_frame_end(t.frame_end);
+    if (t.kind == s::TaskKind::kChunk && t.state == s::TaskState::kSucceeded &&
+        !media::HasFramePattern(v.job.spec.upscale.output)) {
+      pt->set_segment(s::SegmentPath(v.job.id, t.index, t.lease_id));
+    }
     pt->set_state(ToProto(t.state));
     pt->set_attempts(t.attempts);
     pt->set_worker(t.workers.empty() ? "" : t.workers.back());

@@ -269,6 +269,7 @@ JobServiceImpl::~JobServiceImpl() {
 absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(const v1::SubmitJobRequest& req,
                                                                const Principal& caller) {
   ASSIGN_OR_RETURN(scheduler::JobSpec spec, admission_.FromRequest(req.spec()));
+  spec.owner = caller.name;
   if (!caller.CanControl(spec.project)) {
     return absl::PermissionDeniedError(absl::StrCat("'", caller.name,
                                                     "' may not submit to project '", spec.project,

@@ -3,7 +3,8 @@ driven by selenium through chromedriver, against a real reelfarm-server (--web-l
 with a real worker (reelfarm-test-worker, slowed with --frame-delay-ms) and reelctl.
 
 Screenshots go to $MONITOR_TEST_OUTPUT (ctest: build/tests/monitor_test_output/):
-jobs_live.png, job_cancelled.png, viewer_jobs.png, xss_job.png, wedge.png.
+jobs_live.png, job_cancelled.png, viewer_jobs.png, xss_job.png, wedge.png, log_follow.png,
+wipe.png, pick_form.png.
 """
 import json
 import os
@@ -271,6 +272,175 @@ def test_wedge_of_4_takes_shows_4_cells_whose_previews_load(farm, browser):
     # Each finished take was checked by QC (media/qc.h): "QC ok" or its flags.
     assert len(browser.find_elements(By.CSS_SELECTOR, "figure.take .qc")) == 4
     browser.save_screenshot(str(OUT / "wedge.png"))
+
+
+def task_state(job, index):
+    return str(job["tasks"][index].get("state", "")).lower()
+
+
+def image_loaded(browser, element_id):
+    return browser.execute_script(
+        "var i = document.getElementById(arguments[0]);"
+        "return i.complete && i.naturalWidth > 0 ? i.naturalWidth : 0", element_id)
+
+
+def test_owner_shown_and_filtered(farm, browser):
+    from selenium.webdriver.common.by import By
+    job = farm.submit("upscale", "--input", "in/plate.mp4", "--output", "out/owned.mp4",
+                      "--scale", "2", "--name", "owned", "--require", "site=nowhere")
+    assert farm.job(job)["owner"] == "ada"  # the admin token's name, as reelctl get shows it
+    sign_in(browser, farm, VIEWER)
+    browser.get(farm.web + "/jobs")
+    assert row_text(browser, job, "owner") == "ada"
+    browser.get(farm.web + "/jobs?owner=ada&sort=owner")
+    assert browser.find_elements(By.CSS_SELECTOR, f'tr[data-job-id="{job}"]')
+    browser.get(farm.web + "/jobs?owner=vic")
+    assert browser.find_elements(By.CSS_SELECTOR, f'tr[data-job-id="{job}"]') == []
+    browser.get(farm.web + f"/jobs/{job}")
+    assert browser.find_element(By.CSS_SELECTOR, "dl.spec .owner").text == "ada"
+    farm.reelctl("cancel", str(job))
+
+
+def test_log_follow_and_wipe_of_a_running_then_finished_upscale(farm, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=320x180:rate=24", "-frames:v", "240", "-pix_fmt", "yuv420p",
+                    str(farm.storage / "in/wide.mp4")], check=True)
+    job = farm.submit("upscale", "--input", "in/wide.mp4", "--output", "out/wipe.mp4",
+                      "--scale", "2", "--chunk", "24", "--name", "wipe plate")
+    sign_in(browser, farm, ADMIN)
+    # Chunk 0 done, the job still running: its frames come from chunk 0's segment.
+    wait_for("chunk 0 to succeed", lambda: task_state(farm.job(job), 0).endswith("succeeded"), 120)
+    browser.get(farm.web + f"/jobs/{job}")
+    browser.execute_script("window.__loadedOnce = 'yes';")
+    assert job_state(farm.job(job)) in ("running", "job_state_running"), "ran too fast to test"
+
+    # The log follows: lines stream in, and new ones appear without a reload.
+    assert browser.find_element(By.ID, "log-follow").is_selected()
+
+    def lines():
+        return [x for x in browser.find_element(By.ID, "log-lines").text.split("\n") if x]
+    wait_for("the streamed log", lambda: int(browser.execute_script(
+        "return document.getElementById('log').dataset.lines || '0'")) > 0)
+    first = set(lines())
+    new = wait_for("a new log line", lambda: set(lines()) - first, 90)
+    assert browser.execute_script("return window.__loadedOnce") == "yes", "the page reloaded"
+    print(f"log: {len(first)} lines, then new ones: {sorted(new)[:2]}")
+    browser.execute_script("document.getElementById('log').scrollIntoView()")
+    browser.save_screenshot(str(OUT / "log_follow.png"))
+
+    # The wipe at a frame of chunk 0 (from its segment while the job runs).
+    frame = int(browser.find_element(By.ID, "wipe-frame").get_attribute("value"))
+    assert 0 <= frame < 24
+    wait_for("the wipe's frames", lambda: image_loaded(browser, "wipe-before") and
+             image_loaded(browser, "wipe-after"), 60)
+    assert image_loaded(browser, "wipe-before") == 320
+    assert image_loaded(browser, "wipe-after") == 640  # the x2 output
+    after = browser.find_element(By.ID, "wipe-after")
+    clip = after.get_attribute("style")
+    assert "50%" in clip
+    view = browser.find_element(By.ID, "wipe-view")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", view)
+    ActionChains(browser).move_to_element_with_offset(view, 0, 0).click_and_hold() \
+        .move_by_offset(-view.size["width"] // 4, 0).release().perform()
+    moved = after.get_attribute("style")
+    assert moved != clip, moved
+    pct = float(re.search(r"inset\(0(?:px)? 0(?:px)? 0(?:px)? ([0-9.]+)%\)", moved).group(1))
+    assert 15 < pct < 35, moved
+    divider = browser.find_element(By.ID, "wipe-divider").get_attribute("style")
+    assert f"{pct:.2f}%" in divider
+
+    # Once published, any frame: from the output movie.
+    wait_for("the job to succeed",
+             lambda: job_state(farm.job(job)) in ("succeeded", "job_state_succeeded"), 180, 1)
+    browser.get(farm.web + f"/jobs/{job}")
+    number = browser.find_element(By.ID, "wipe-frame-number")
+    number.clear()
+    number.send_keys("200", Keys.TAB)
+    wait_for("frame 200", lambda: "/frames/200/output.png" in browser.find_element(
+        By.ID, "wipe-after").get_attribute("src"))
+    wait_for("frame 200 to load", lambda: image_loaded(browser, "wipe-before") and
+             image_loaded(browser, "wipe-after"), 60)
+    assert image_loaded(browser, "wipe-after") == 640
+    assert browser.find_element(By.ID, "wipe-frame").get_attribute("value") == "200"
+    view = browser.find_element(By.ID, "wipe-view")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", view)
+    ActionChains(browser).move_to_element_with_offset(view, 0, 0).click_and_hold() \
+        .move_by_offset(view.size["width"] // 5, 0).release().perform()
+    browser.execute_script("document.getElementById('wipe').scrollIntoView()")
+    browser.save_screenshot(str(OUT / "wipe.png"))
+    # A frame outside the job is refused by the server, not guessed.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        cookie = browser.get_cookie("rf_session")["value"]
+        req = urllib.request.Request(farm.web + f"/jobs/{job}/frames/240/output.png",
+                                     headers={"Cookie": f"rf_session={cookie}"})
+        urllib.request.urlopen(req)
+    assert refused.value.code == 400
+
+
+def test_pick_submits_an_upscale_of_the_take_and_viewers_cannot(farm, browser):
+    from selenium.webdriver.common.by import By
+    wedge = farm.submit("generate", "--model", "shapes_t2v", "--prompt", "blue square",
+                        "--seeds", "5-6", "--steps", "4", "--size", "64x64", "--frames", "4",
+                        "--output", "gen/pick.mp4", "--name", "pick")
+    wait_for("the wedge to succeed",
+             lambda: job_state(farm.job(wedge)) in ("succeeded", "job_state_succeeded"), 300, 1)
+    sign_in(browser, farm, ADMIN)
+    browser.get(farm.web + f"/jobs/{wedge}/wedge")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "figure.take .btn-pick")) == 2
+    browser.find_element(By.ID, "pick-1").click()
+    wait_for("the pick form", lambda: browser.current_url.endswith(f"/jobs/{wedge}/takes/1/pick"))
+    take = "gen/pick_take002.mp4"
+    assert browser.find_element(By.ID, "pick-input").get_attribute("value") == take
+    assert browser.find_element(By.ID, "pick-output").get_attribute("value") == \
+        "gen/pick_take002_x2.mp4"
+    assert browser.find_element(By.ID, "pick-model").get_attribute("value") == "bicubic"
+    output = browser.find_element(By.ID, "pick-output")
+    output.clear()
+    output.send_keys("picked/take002_x3.mp4")
+    scale = browser.find_element(By.ID, "pick-scale")
+    scale.clear()
+    scale.send_keys("3")
+    wait_for("the take's preview", lambda: browser.execute_script(
+        "var i = document.querySelector('.pick img.preview'); return i.complete && i.naturalWidth"))
+    browser.save_screenshot(str(OUT / "pick_form.png"))
+    pick_csrf = browser.find_element(By.CSS_SELECTOR, '#pick-form input[name="csrf"]') \
+        .get_attribute("value")
+    admin_cookie = browser.get_cookie("rf_session")["value"]
+    browser.find_element(By.ID, "pick-submit").click()
+    new = int(wait_for("the new job's page", lambda: (m := re.search(
+        r"/jobs/(\d+)$", browser.current_url)) and int(m.group(1)) != wedge and m.group(1)))
+    got = farm.job(new)
+    assert got["spec"]["upscale"]["input"] == take
+    assert got["spec"]["upscale"]["output"] == "picked/take002_x3.mp4"
+    assert got["spec"]["upscale"]["scale"] == 3
+    assert got["spec"].get("project", "default") == farm.job(wedge)["spec"].get("project",
+                                                                                   "default")
+    assert got["owner"] == "ada"
+    wait_for("the picked upscale to succeed",
+             lambda: job_state(farm.job(new)) in ("succeeded", "job_state_succeeded"), 120, 1)
+
+    # A viewer sees no pick button, may not open the form, and a forged pick is refused.
+    sign_in(browser, farm, VIEWER)
+    browser.get(farm.web + f"/jobs/{wedge}/wedge")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "figure.take")) == 2
+    assert browser.find_elements(By.CSS_SELECTOR, ".btn-pick") == []
+    viewer_cookie = browser.get_cookie("rf_session")["value"]
+    viewer_csrf = browser.find_element(By.CSS_SELECTOR, 'input[name="csrf"]').get_attribute("value")
+    browser.get(farm.web + f"/jobs/{wedge}/takes/1/pick")
+    assert browser.find_elements(By.ID, "pick-form") == []
+    before = len(json.loads(farm.reelctl("--json", "list")).get("jobs", []))
+    form = {"name": "forged", "model": "bicubic", "scale": "2", "priority": "50",
+            "output": "picked/forged.mp4"}
+    path = f"/jobs/{wedge}/takes/1/pick"
+    assert post(farm, path, dict(form, csrf=viewer_csrf), viewer_cookie) == 403  # a viewer
+    assert post(farm, path, form, admin_cookie) == 403                          # no CSRF token
+    assert post(farm, path, dict(form, csrf=viewer_csrf), admin_cookie) == 403  # another's
+    assert post(farm, path, dict(form, csrf=pick_csrf)) == 403                  # no session
+    assert len(json.loads(farm.reelctl("--json", "list")).get("jobs", [])) == before
+    assert not (farm.storage / "picked/forged.mp4").exists()
 
 
 def test_monitor_serves_https_with_the_grpc_certificate(tmp_path):

@@ -80,13 +80,15 @@ grpc::StatusCode SubmitCode(v1::JobService::Stub& stub, const v1::JobSpec& spec,
   return st.error_code();
 }
 
-grpc::StatusCode GetCode(v1::JobService::Stub& stub, int64_t id) {
+grpc::StatusCode GetCode(v1::JobService::Stub& stub, int64_t id, v1::Job* out = nullptr) {
   grpc::ClientContext ctx;
   Deadline(&ctx);
   v1::GetJobRequest req;
   req.set_job_id(id);
   v1::Job job;
-  return stub.GetJob(&ctx, req, &job).error_code();
+  const grpc::StatusCode code = stub.GetJob(&ctx, req, &job).error_code();
+  if (out != nullptr) *out = job;
+  return code;
 }
 
 grpc::StatusCode ListCode(v1::JobService::Stub& stub, std::vector<int64_t>* ids = nullptr,
@@ -314,6 +316,12 @@ TEST_CASE("tokens and roles: every call checks and other projects' jobs stay out
   CHECK(ids == std::vector<int64_t>{a_job});
   CHECK(GetCode(*alice, a_job) == grpc::StatusCode::OK);
   CHECK(WatchCode(*alice, a_job) == grpc::StatusCode::OK);
+  // Each job names who submitted it: the name of the token, whoever asks.
+  v1::Job got;
+  CHECK(GetCode(*viewer, a_job, &got) == grpc::StatusCode::OK);
+  CHECK(got.owner() == "alice");
+  CHECK(GetCode(*admin, b_job, &got) == grpc::StatusCode::OK);
+  CHECK(got.owner() == "bob");
   CHECK(DrainCode(*alice, "w1") == grpc::StatusCode::PERMISSION_DENIED);
 
   // A viewer reads everything and changes nothing.

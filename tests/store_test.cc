@@ -87,6 +87,7 @@ Job MakeJob(const std::string& name) {
   job.id = 999;  // ignored by CreateJob
   job.spec.name = name;
   job.spec.project = "show \"quoted\" / ünïcode";
+  job.spec.owner = "ada \"lovelace\" / ünïcode";
   job.spec.priority = 77;
   job.spec.max_attempts = 5;
   job.spec.upscale.input = "shots/sh010/plate.mov";
@@ -132,6 +133,7 @@ void CheckSameJob(const Job& got, const Job& want) {
   CHECK(got.id == want.id);
   CHECK(got.spec.name == want.spec.name);
   CHECK(got.spec.project == want.spec.project);
+  CHECK(got.spec.owner == want.spec.owner);
   CHECK(got.spec.priority == want.spec.priority);
   CHECK(got.spec.max_attempts == want.spec.max_attempts);
   CHECK(got.spec.webhooks == want.spec.webhooks);

@@ -10,6 +10,7 @@
 
 #include "server/web/html.h"
 #include "server/web/pages.h"
+#include "server/web/sections.h"
 #include "server/web/sessions.h"
 
 using namespace reelfarm;
@@ -224,4 +225,165 @@ TEST_CASE("the wedge page shows each take's QC flags, escaped, or QC ok", "[unit
   CHECK(Count(page, "/preview.png") == 2);
   CHECK(Count(page, "QC ok") == 1);
   CHECK(page.find("black: 2 of 4 frames black &lt;b&gt;") != std::string::npos);
+}
+
+namespace {
+
+// An upscale of frames 1001..1096 in 4 chunks of 24: chunk 0 done (its segment known),
+// chunk 1 running.
+v1::Job UpscaleJob(const std::string& output) {
+  v1::Job j = RunningJob(9, "plate", "sh010");
+  j.mutable_spec()->mutable_upscale()->set_input("plates/sh010.####.exr");
+  j.mutable_spec()->mutable_upscale()->set_output(output);
+  j.set_output(output);
+  j.mutable_input_info()->set_first_frame(1001);
+  j.set_frames_total(96);
+  for (int i = 0; i < 4; ++i) {
+    v1::Task* t = j.add_tasks();
+    t->set_index(i);
+    t->set_kind(v1::TASK_KIND_CHUNK);
+    t->set_frame_begin(i * 24);
+    t->set_frame_end(i * 24 + 24);
+    t->set_state(i == 0 ? v1::TASK_STATE_SUCCEEDED : v1::TASK_STATE_LEASED);
+  }
+  j.mutable_tasks(0)->set_segment(".reelfarm/jobs/9/parts/chunk_000000.lease_3.mov");
+  v1::Task* assemble = j.add_tasks();
+  assemble->set_index(4);
+  assemble->set_kind(v1::TASK_KIND_ASSEMBLE);
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("the jobs and job pages show the owner, escaped", "[unit]") {
+  PageContext ctx;
+  ctx.principal = Who(Role::kViewer);
+  v1::Job j = RunningJob(3, "n", "p");
+  j.set_owner("ada <b>");
+  const std::string list = RenderJobsPage(ctx, {j}, JobsQuery(), false);
+  CHECK(list.find("<th>Owner</th>") != std::string::npos);
+  CHECK(list.find("<td class=\"owner\">ada &lt;b&gt;</td>") != std::string::npos);
+  CHECK(list.find("ada <b>") == std::string::npos);
+  JobsQuery q;
+  q.owner = "ada";
+  q.sort = "owner";
+  CHECK(RenderJobsPage(ctx, {j}, q, true).find("owner=ada&amp;sort=owner&amp;page=1") !=
+        std::string::npos);
+  const std::string page = RenderJobPage(ctx, j, {}, {}, {});
+  CHECK(page.find("<dd class=\"owner\">ada &lt;b&gt;</dd>") != std::string::npos);
+}
+
+TEST_CASE("the log section follows a running job's log and shows lines as text", "[unit]") {
+  v1::Job j = UpscaleJob("out/a.mp4");
+  v1::TaskLogLines lines;
+  lines.set_task_index(1);
+  lines.add_lines(kXss);
+  const std::string running = RenderLogSection(j, {lines});
+  CHECK(running.find("data-log-events=\"/jobs/9/log/events\"") != std::string::npos);
+  CHECK(running.find("id=\"log-follow\" checked") != std::string::npos);
+  CHECK(running.find("[task 1] &lt;img src=x onerror=alert(1)&gt;\n") != std::string::npos);
+  CHECK(Count(running, "<option value=\"") == 6);  // all, and the 5 tasks
+  j.set_state(v1::JOB_STATE_SUCCEEDED);
+  CHECK(RenderLogSection(j, {}).find("checked") == std::string::npos);
+}
+
+TEST_CASE("a wipe frame comes from the input, a done chunk's segment, or the output", "[unit]") {
+  v1::Job j = UpscaleJob("out/a.mp4");
+  absl::StatusOr<FrameFile> in = InputFrameOf(j, 1010);
+  REQUIRE(in.ok());
+  CHECK(in->path == "plates/sh010.####.exr");
+  CHECK(in->number == 1010);
+  // Running: frame 1010 is chunk 0's 10th, in its segment; chunk 1 is not done.
+  absl::StatusOr<FrameFile> out = OutputFrameOf(j, 1010);
+  REQUIRE(out.ok());
+  CHECK(out->path == ".reelfarm/jobs/9/parts/chunk_000000.lease_3.mov");
+  CHECK(out->number == 9);
+  CHECK(OutputFrameOf(j, 1030).status().code() == absl::StatusCode::kNotFound);
+  CHECK(OutputFrameOf(j, 1000).status().code() == absl::StatusCode::kOutOfRange);
+  CHECK(OutputFrameOf(j, 1097).status().code() == absl::StatusCode::kOutOfRange);
+  CHECK(InputFrameOf(j, 1097).status().code() == absl::StatusCode::kOutOfRange);
+  CHECK(InputFrameOf(j, 1096).ok());
+  // Succeeded: the published movie, counted from 0; a sequence keeps the numbers.
+  j.set_state(v1::JOB_STATE_SUCCEEDED);
+  out = OutputFrameOf(j, 1030);
+  REQUIRE(out.ok());
+  CHECK(out->path == "out/a.mp4");
+  CHECK(out->number == 29);
+  v1::Job seq = UpscaleJob("out/a.####.png");
+  seq.set_state(v1::JOB_STATE_SUCCEEDED);
+  out = OutputFrameOf(seq, 1030);
+  REQUIRE(out.ok());
+  CHECK(out->number == 1030);
+  v1::Job gen;
+  gen.mutable_spec()->mutable_generate()->set_model("shapes_t2v");
+  CHECK(InputFrameOf(gen, 0).status().code() == absl::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("the wipe section starts at a rendered frame and loads both of its images", "[unit]") {
+  const std::string wipe = RenderWipeSection(UpscaleJob("out/a.mp4"));
+  // Chunk 0 (frames 1001..1024) is the one done: its middle.
+  CHECK(wipe.find("src=\"/jobs/9/frames/1013/input.png\"") != std::string::npos);
+  CHECK(wipe.find("src=\"/jobs/9/frames/1013/output.png\"") != std::string::npos);
+  CHECK(wipe.find("min=\"1001\" max=\"1096\"") != std::string::npos);
+  v1::Job gen;
+  gen.mutable_spec()->mutable_generate()->set_model("shapes_t2v");
+  CHECK(RenderWipeSection(gen).empty());
+}
+
+TEST_CASE("a pick submits an upscale of the take in the wedge's project", "[unit]") {
+  CHECK(PickOutputFor("gen/w_take002.mp4", 2) == "gen/w_take002_x2.mp4");
+  CHECK(PickOutputFor("gen/v1.2/w_take002.####.png", 4) == "gen/v1.2/w_take002_x4.####.png");
+  CHECK(PickOutputFor("w_take002", 3) == "w_take002_x3");
+  v1::Job j;
+  j.set_id(4);
+  j.mutable_spec()->set_name("w");
+  j.mutable_spec()->set_project("sh010");
+  j.mutable_spec()->set_priority(60);
+  v1::GenerateSpec* g = j.mutable_spec()->mutable_generate();
+  g->set_model("shapes_t2v");
+  g->set_output("gen/w.mp4");
+  g->add_seeds(1);
+  g->add_seeds(2);
+  j.add_tasks()->set_state(v1::TASK_STATE_SUCCEEDED);
+  j.add_tasks()->set_state(v1::TASK_STATE_LEASED);
+  const std::vector<TakeCell> takes = TakesOf(j);
+  REQUIRE(takes.size() == 2);
+  PickForm form = DefaultPick(j, takes[0], "pick-4-0-ab");
+  CHECK(form.output == "gen/w_take001_x2.mp4");
+  CHECK(form.model == "bicubic");
+  CHECK(form.priority == "60");
+  form.model = "esrgan-slim";
+  form.scale = "4";
+  absl::StatusOr<v1::SubmitJobRequest> req = PickRequest(j, takes[0], form);
+  REQUIRE(req.ok());
+  CHECK(req->spec().project() == "sh010");
+  CHECK(req->spec().request_id() == "pick-4-0-ab");
+  CHECK(req->spec().upscale().input() == "gen/w_take001.mp4");
+  CHECK(req->spec().upscale().output() == "gen/w_take001_x2.mp4");
+  CHECK(req->spec().upscale().model() == "esrgan-slim");
+  CHECK(req->spec().upscale().scale() == 4);
+  form.scale = "two";
+  CHECK(PickRequest(j, takes[0], form).status().code() == absl::StatusCode::kInvalidArgument);
+
+  // The button: for who may submit to the project, on a take that succeeded.
+  PageContext ctx;
+  ctx.principal = Who(Role::kSubmitter, {"sh010"});
+  CHECK(PickButton(ctx, j, takes[0], "succeeded").find("href=\"/jobs/4/takes/0/pick\"") !=
+        std::string::npos);
+  CHECK(PickButton(ctx, j, takes[1], "running").empty());
+  ctx.principal = Who(Role::kViewer);
+  CHECK(PickButton(ctx, j, takes[0], "succeeded").empty());
+  CHECK(Count(RenderWedgePage(ctx, j), "btn-pick") == 0);
+  ctx.principal = Who(Role::kSubmitter, {"sh020"});
+  CHECK(PickButton(ctx, j, takes[0], "succeeded").empty());
+  ctx.principal = Who(Role::kAdmin);
+  CHECK(Count(RenderWedgePage(ctx, j), "btn-pick") == 1);
+
+  ctx.csrf = "c5rf";
+  const std::string page = RenderPickPage(ctx, j, takes[0], form, {"bicubic", "<x>"}, "no <b>");
+  CHECK(page.find("action=\"/jobs/4/takes/0/pick\"") != std::string::npos);
+  CHECK(page.find("name=\"csrf\" value=\"c5rf\"") != std::string::npos);
+  CHECK(page.find("<p class=\"error\">no &lt;b&gt;</p>") != std::string::npos);
+  CHECK(page.find("<option value=\"&lt;x&gt;\">") != std::string::npos);
+  CHECK(page.find("value=\"two\"") != std::string::npos);
 }

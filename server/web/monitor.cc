@@ -15,6 +15,7 @@
 
 #include <grpcpp/client_context.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,7 @@
 #include "server/web/assets.h"
 #include "server/web/html.h"
 #include "server/web/pages.h"
+#include "server/web/sections.h"
 #include "server/web/sessions.h"
 #include "server/web/thumbnails.h"
 
@@ -41,6 +43,8 @@ constexpr auto kWatchDeadline = std::chrono::seconds(60);  // then the browser r
 // waiting jobs (the jobs page lists at most as many).
 constexpr int kMaxActiveFollowed = 100000;
 constexpr int kMaxPollWaitMs = 2000;
+constexpr int kWipeWidth = 960;         // the wipe's frames, at most this wide
+constexpr int kMaxLogEventLines = 200;  // lines per log event
 
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -104,7 +108,8 @@ class MonitorImpl final : public WebMonitor {
       : options_(options),
         stub_(v1::JobService::NewStub(channel)),
         auth_(auth),
-        thumbs_(storage, options.cache_dir) {}
+        thumbs_(storage, options.cache_dir),
+        frames_(storage, options.cache_dir, kWipeWidth) {}
   ~MonitorImpl() override { Stop(); }
 
   absl::Status Listen();
@@ -126,6 +131,10 @@ class MonitorImpl final : public WebMonitor {
   void SetupCall(grpc::ClientContext* ctx, const std::string& token,
                  std::chrono::seconds deadline = kCallDeadline) const;
   void ErrorPage(httplib::Response& res, int status, const std::string& message) const;
+  // The job of the route's first number, as the session's user may see it (GetJob);
+  // false when an error page was sent instead.
+  bool GetJobOrError(const httplib::Request& req, httplib::Response& res, const Session& s,
+                     v1::Job* job);
 
   void JobsPage(const httplib::Request& req, httplib::Response& res);
   void JobPage(const httplib::Request& req, httplib::Response& res);
@@ -146,6 +155,21 @@ class MonitorImpl final : public WebMonitor {
   // QC flags of the job's published outputs: the finished takes, or the final output.
   QcByOutput QcOf(const v1::Job& job);
 
+  // A job's task log as Server-Sent Events ("log", then "end"): GetTaskLogs, following
+  // while the job runs when asked to.
+  void LogEvents(const httplib::Request& req, httplib::Response& res);
+  // Frame N of an upscale's input or output for the wipe, at display size.
+  void WipeFrame(const httplib::Request& req, httplib::Response& res);
+  // The pick form of a take (GET) and its submit (POST): a follow-up upscale.
+  void PickPage(const httplib::Request& req, httplib::Response& res);
+  void PickSubmit(const httplib::Request& req, httplib::Response& res);
+  // The take of the route's second number of a generate job, succeeded; false when an
+  // error page was sent instead.
+  bool TakeOrError(const httplib::Request& req, httplib::Response& res, const v1::Job& job,
+                   TakeCell* take);
+  // Model names a pick may choose: the built-ins and what connected workers advertise.
+  std::vector<std::string> ModelsFor(const Session& s);
+
   void PollLoop();
   void PollOnce();
 
@@ -153,6 +177,7 @@ class MonitorImpl final : public WebMonitor {
   std::unique_ptr<v1::JobService::Stub> stub_;
   Authenticator* const auth_;
   Thumbnailer thumbs_;
+  Thumbnailer frames_;  // the wipe's, at display size
   SessionStore sessions_;
   std::string poll_token_;  // a viewer token known only to this process (auth on)
   std::unique_ptr<httplib::Server> http_;
@@ -335,6 +360,14 @@ void MonitorImpl::Routes() {
         [this](const httplib::Request& q, httplib::Response& r) { Preview(q, r, false); });
   h.Get(R"(/jobs/(\d+)/takes/(\d+)/preview\.png)",
         [this](const httplib::Request& q, httplib::Response& r) { Preview(q, r, true); });
+  h.Get(R"(/jobs/(\d+)/log/events)",
+        [this](const httplib::Request& q, httplib::Response& r) { LogEvents(q, r); });
+  h.Get(R"(/jobs/(\d+)/frames/(\d+)/(input|output)\.png)",
+        [this](const httplib::Request& q, httplib::Response& r) { WipeFrame(q, r); });
+  h.Get(R"(/jobs/(\d+)/takes/(\d+)/pick)",
+        [this](const httplib::Request& q, httplib::Response& r) { PickPage(q, r); });
+  h.Post(R"(/jobs/(\d+)/takes/(\d+)/pick)",
+         [this](const httplib::Request& q, httplib::Response& r) { PickSubmit(q, r); });
   h.Get("/workers", [this](const httplib::Request& q, httplib::Response& r) { WorkersPage(q, r); });
   h.Post(R"(/jobs/(\d+)/(cancel|pause|resume|retry))",
          [this](const httplib::Request& q, httplib::Response& r) { JobAction(q, r); });
@@ -381,6 +414,7 @@ void MonitorImpl::JobsPage(const httplib::Request& req, httplib::Response& res) 
   q.state = req.get_param_value("state");
   q.project = req.get_param_value("project");
   q.name = req.get_param_value("name");
+  q.owner = req.get_param_value("owner");
   if (req.has_param("sort")) q.sort = req.get_param_value("sort");
   int page = 0;
   if (absl::SimpleAtoi(req.get_param_value("page"), &page) && page >= 0 && page < 100000) {
@@ -395,7 +429,7 @@ void MonitorImpl::JobsPage(const httplib::Request& req, httplib::Response& res) 
   list.set_project(q.project);
   // Newest first from the service: a page needs the ones before it; a name filter or
   // another order needs them all (at most 100,000).
-  const bool whole = !q.name.empty() || q.sort != "created";
+  const bool whole = !q.name.empty() || !q.owner.empty() || q.sort != "created";
   list.set_limit(whole ? kMaxActiveFollowed : (q.page + 1) * q.page_size + 1);
   grpc::ClientContext ctx;
   SetupCall(&ctx, s.token);
@@ -406,6 +440,7 @@ void MonitorImpl::JobsPage(const httplib::Request& req, httplib::Response& res) 
   jobs.reserve(listed.jobs_size());
   for (v1::Job& j : *listed.mutable_jobs()) {
     if (!q.name.empty() && j.spec().name().find(q.name) == std::string::npos) continue;
+    if (!q.owner.empty() && j.owner() != q.owner) continue;
     jobs.push_back(std::move(j));
   }
   if (q.sort == "priority") {
@@ -422,6 +457,9 @@ void MonitorImpl::JobsPage(const httplib::Request& req, httplib::Response& res) 
     std::stable_sort(jobs.begin(), jobs.end(), [](const v1::Job& a, const v1::Job& b) {
       return a.spec().name() < b.spec().name();
     });
+  } else if (q.sort == "owner") {
+    std::stable_sort(jobs.begin(), jobs.end(),
+                     [](const v1::Job& a, const v1::Job& b) { return a.owner() < b.owner(); });
   }
   const size_t begin = std::min(jobs.size(), static_cast<size_t>(q.page) * q.page_size);
   const size_t end = std::min(jobs.size(), begin + q.page_size);
@@ -430,20 +468,31 @@ void MonitorImpl::JobsPage(const httplib::Request& req, httplib::Response& res) 
   res.set_content(RenderJobsPage(ContextOf(s), shown, q, end < jobs.size()), kHtml);
 }
 
+bool MonitorImpl::GetJobOrError(const httplib::Request& req, httplib::Response& res,
+                                const Session& s, v1::Job* job) {
+  int64_t id = 0;
+  if (!absl::SimpleAtoi(req.matches[1].str(), &id)) {
+    ErrorPage(res, 404, "no such job");
+    return false;
+  }
+  v1::GetJobRequest get;
+  get.set_job_id(id);
+  grpc::ClientContext ctx;
+  SetupCall(&ctx, s.token);
+  grpc::Status st = stub_->GetJob(&ctx, get, job);
+  if (!st.ok()) {
+    ErrorPage(res, HttpStatus(st), st.error_message());
+    return false;
+  }
+  return true;
+}
+
 void MonitorImpl::JobPage(const httplib::Request& req, httplib::Response& res) {
   Session s;
   if (!RequireSession(req, res, &s)) return;
-  int64_t id = 0;
-  if (!absl::SimpleAtoi(req.matches[1].str(), &id)) return ErrorPage(res, 404, "no such job");
-  v1::GetJobRequest get;
-  get.set_job_id(id);
   v1::Job job;
-  {
-    grpc::ClientContext ctx;
-    SetupCall(&ctx, s.token);
-    grpc::Status st = stub_->GetJob(&ctx, get, &job);
-    if (!st.ok()) return ErrorPage(res, HttpStatus(st), st.error_message());
-  }
+  if (!GetJobOrError(req, res, s, &job)) return;
+  const int64_t id = job.id();
   std::vector<v1::Job> deps;
   for (int i = 0; i < job.spec().depends_on_size() && i < 50; ++i) {
     grpc::ClientContext ctx;
@@ -495,17 +544,10 @@ void MonitorImpl::JobPage(const httplib::Request& req, httplib::Response& res) {
 void MonitorImpl::WedgePage(const httplib::Request& req, httplib::Response& res) {
   Session s;
   if (!RequireSession(req, res, &s)) return;
-  int64_t id = 0;
-  if (!absl::SimpleAtoi(req.matches[1].str(), &id)) return ErrorPage(res, 404, "no such job");
-  v1::GetJobRequest get;
-  get.set_job_id(id);
   v1::Job job;
-  grpc::ClientContext ctx;
-  SetupCall(&ctx, s.token);
-  grpc::Status st = stub_->GetJob(&ctx, get, &job);
-  if (!st.ok()) return ErrorPage(res, HttpStatus(st), st.error_message());
+  if (!GetJobOrError(req, res, s, &job)) return;
   if (!job.spec().has_generate()) {
-    return ErrorPage(res, 400, absl::StrCat("job ", id, " is not a generate job (no wedge)"));
+    return ErrorPage(res, 400, absl::StrCat("job ", job.id(), " is not a generate job (no wedge)"));
   }
   res.set_content(RenderWedgePage(ContextOf(s), job, QcOf(job)), kHtml);
 }
@@ -747,6 +789,190 @@ void MonitorImpl::JobEvents(const Session& s, int64_t job_id, httplib::Response&
         absl::MutexLock lock(&mu_);
         watches_.erase(&watch->ctx);
       });
+}
+
+void MonitorImpl::LogEvents(const httplib::Request& req, httplib::Response& res) {
+  std::optional<Session> s = SessionOf(req, res);
+  if (!s.has_value()) return ErrorPage(res, 401, "not signed in");
+  if (streams_.load() >= std::max(1, options_.threads - kReservedThreads)) {
+    res.set_header("Retry-After", "5");
+    return ErrorPage(res, 503, "too many open event streams; try again later");
+  }
+  int64_t job_id = 0;
+  if (!absl::SimpleAtoi(req.matches[1].str(), &job_id)) return ErrorPage(res, 404, "no such job");
+  v1::GetTaskLogsRequest lr;
+  lr.set_job_id(job_id);
+  if (!req.get_param_value("task").empty()) {
+    int task = 0;
+    if (!absl::SimpleAtoi(req.get_param_value("task"), &task)) {
+      return ErrorPage(res, 400, "task '" + req.get_param_value("task") + "' is not a number");
+    }
+    lr.set_task_index(task);
+  }
+  lr.set_follow(req.get_param_value("follow") != "0");
+  struct Logs {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<v1::TaskLogLines>> reader;
+    bool finished = false;  // reader->Finish() was called
+  };
+  auto logs = std::make_shared<Logs>();
+  SetupCall(&logs->ctx, s->token, lr.follow() ? kWatchDeadline : kCallDeadline);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_) return ErrorPage(res, 503, "shutting down");
+    watches_.insert(&logs->ctx);
+  }
+  ++streams_;
+  logs->reader = stub_->GetTaskLogs(&logs->ctx, lr);
+  res.set_header("Cache-Control", "no-store");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [logs, first = true](size_t, httplib::DataSink& sink) mutable {
+        std::string out;
+        if (first) {
+          first = false;
+          out = "retry: 2000\n: task log\n\n";
+          return sink.write(out.data(), out.size());
+        }
+        v1::TaskLogLines lines;
+        if (logs->reader->Read(&lines)) {
+          // Long runs go out as several events, so that none is huge.
+          for (int at = 0; at < lines.lines_size(); at += kMaxLogEventLines) {
+            nlohmann::json o;
+            o["task"] = lines.task_index();
+            nlohmann::json text = nlohmann::json::array();
+            for (int i = at; i < lines.lines_size() && i < at + kMaxLogEventLines; ++i) {
+              text.push_back(lines.lines(i));
+            }
+            o["lines"] = std::move(text);
+            absl::StrAppend(&out, "event: log\ndata: ",
+                            o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                            "\n\n");
+          }
+          return sink.write(out.data(), out.size());
+        }
+        const grpc::Status st = logs->reader->Finish();
+        logs->finished = true;
+        // The call's deadline ends a long follow: the browser reconnects and reads again.
+        if (st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+          nlohmann::json o = nlohmann::json::object();
+          if (!st.ok()) o["error"] = st.error_message();
+          out = absl::StrCat("event: end\ndata: ",
+                             o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                             "\n\n");
+          sink.write(out.data(), out.size());
+        }
+        sink.done();
+        return true;
+      },
+      [this, logs](bool) {
+        logs->ctx.TryCancel();
+        if (!logs->finished) logs->reader->Finish();
+        --streams_;
+        absl::MutexLock lock(&mu_);
+        watches_.erase(&logs->ctx);
+      });
+}
+
+void MonitorImpl::WipeFrame(const httplib::Request& req, httplib::Response& res) {
+  Session s;
+  if (!RequireSession(req, res, &s)) return;
+  v1::Job job;
+  if (!GetJobOrError(req, res, s, &job)) return;
+  int64_t frame = 0;
+  if (!absl::SimpleAtoi(req.matches[2].str(), &frame)) return ErrorPage(res, 404, "no such frame");
+  const absl::StatusOr<FrameFile> file =
+      req.matches[3].str() == "input" ? InputFrameOf(job, frame) : OutputFrameOf(job, frame);
+  if (!file.ok()) {
+    return ErrorPage(res, HttpStatus(file.status()), std::string(file.status().message()));
+  }
+  absl::StatusOr<std::string> png = frames_.Frame(file->path, file->number);
+  if (!png.ok()) {
+    return ErrorPage(res, HttpStatus(png.status()), std::string(png.status().message()));
+  }
+  res.set_header("Cache-Control", "private, max-age=60");
+  res.set_content(*png, "image/png");
+}
+
+bool MonitorImpl::TakeOrError(const httplib::Request& req, httplib::Response& res,
+                              const v1::Job& job, TakeCell* take) {
+  int index = 0;
+  const std::vector<TakeCell> takes = TakesOf(job);
+  if (!absl::SimpleAtoi(req.matches[2].str(), &index) || index < 0 ||
+      index >= static_cast<int>(takes.size())) {
+    ErrorPage(res, 404, absl::StrCat("job ", job.id(), " has no take ", req.matches[2].str()));
+    return false;
+  }
+  if (index >= job.tasks_size() || job.tasks(index).state() != v1::TASK_STATE_SUCCEEDED) {
+    ErrorPage(res, 409,
+              absl::StrCat("take ", index, " of job ", job.id(),
+                           " is not done; pick it once it succeeded"));
+    return false;
+  }
+  *take = takes[index];
+  return true;
+}
+
+std::vector<std::string> MonitorImpl::ModelsFor(const Session& s) {
+  std::set<std::string> models = {"bicubic", "lanczos"};
+  grpc::ClientContext ctx;
+  SetupCall(&ctx, s.token);
+  v1::ListWorkersResponse listed;
+  if (stub_->ListWorkers(&ctx, v1::ListWorkersRequest(), &listed).ok()) {
+    for (const v1::Worker& w : listed.workers())
+      models.insert(w.models().begin(), w.models().end());
+  }
+  return {models.begin(), models.end()};
+}
+
+void MonitorImpl::PickPage(const httplib::Request& req, httplib::Response& res) {
+  Session s;
+  if (!RequireSession(req, res, &s)) return;
+  v1::Job job;
+  if (!GetJobOrError(req, res, s, &job)) return;
+  TakeCell take;
+  if (!TakeOrError(req, res, job, &take)) return;
+  const PageContext ctx = ContextOf(s);
+  if (!ctx.CanControl(job.spec().project())) {
+    return ErrorPage(res, 403,
+                     absl::StrCat("'", s.principal.name, "' may not submit to project '",
+                                  job.spec().project(), "'"));
+  }
+  const PickForm form =
+      DefaultPick(job, take, absl::StrCat("pick-", job.id(), "-", take.index, "-", RandomHex(8)));
+  res.set_content(RenderPickPage(ctx, job, take, form, ModelsFor(s), ""), kHtml);
+}
+
+void MonitorImpl::PickSubmit(const httplib::Request& req, httplib::Response& res) {
+  Session s;
+  if (!CheckPost(req, res, &s)) return;
+  v1::Job job;
+  if (!GetJobOrError(req, res, s, &job)) return;
+  TakeCell take;
+  if (!TakeOrError(req, res, job, &take)) return;
+  PickForm form;
+  form.name = req.get_param_value("name");
+  form.model = req.get_param_value("model");
+  form.scale = req.get_param_value("scale");
+  form.output = req.get_param_value("output");
+  form.priority = req.get_param_value("priority");
+  form.request_id = req.get_param_value("request_id");
+  const auto refused = [&](int status, const std::string& message) {
+    res.status = status;
+    res.set_content(RenderPickPage(ContextOf(s), job, take, form, ModelsFor(s), message), kHtml);
+  };
+  absl::StatusOr<v1::SubmitJobRequest> submit = PickRequest(job, take, form);
+  if (!submit.ok()) {
+    return refused(HttpStatus(submit.status()), std::string(submit.status().message()));
+  }
+  grpc::ClientContext ctx;
+  SetupCall(&ctx, s.token);
+  v1::SubmitJobResponse submitted;
+  grpc::Status st = stub_->SubmitJob(&ctx, *submit, &submitted);
+  if (!st.ok()) return refused(HttpStatus(st), st.error_message());
+  spdlog::info("monitor: '{}' picked take {} of job={}: job={}", s.principal.name, take.index,
+               job.id(), submitted.job_id());
+  res.set_redirect(absl::StrCat("/jobs/", submitted.job_id()), 303);
 }
 
 void MonitorImpl::PollLoop() {

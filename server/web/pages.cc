@@ -11,6 +11,7 @@
 #include "scheduler/wedge.h"
 #include "server/convert.h"
 #include "server/web/html.h"
+#include "server/web/sections.h"
 
 namespace reelfarm::server::web {
 namespace {
@@ -128,10 +129,16 @@ std::string QcNote(const QcByOutput& qc, const std::string& output) {
 
 std::string QueryUrl(const JobsQuery& q, int page, const std::string& sort) {
   return absl::StrCat("/jobs?state=", UrlEncode(q.state), "&project=", UrlEncode(q.project),
-                      "&name=", UrlEncode(q.name), "&sort=", UrlEncode(sort), "&page=", page);
+                      "&name=", UrlEncode(q.name), "&owner=", UrlEncode(q.owner),
+                      "&sort=", UrlEncode(sort), "&page=", page);
 }
 
 }  // namespace
+
+std::string RenderPage(const PageContext* ctx, const std::string& title, const std::string& body,
+                       const std::string& body_attrs) {
+  return Layout(ctx, title, body, body_attrs);
+}
 
 bool PageContext::CanControl(const std::string& project) const {
   return principal.CanControl(project);
@@ -159,16 +166,17 @@ std::string RenderJobsPage(const PageContext& ctx, const std::vector<v1::Job>& j
   }
   absl::StrAppend(&body, "</select></label> <label>Project <input name=\"project\" value=\"",
                   HtmlEscape(q.project), "\"></label> <label>Name <input name=\"name\" value=\"",
-                  HtmlEscape(q.name), "\"></label> <label>Sort <select name=\"sort\">");
-  for (const char* s : {"created", "priority", "progress", "name"}) {
+                  HtmlEscape(q.name), "\"></label> <label>Owner <input name=\"owner\" value=\"",
+                  HtmlEscape(q.owner), "\"></label> <label>Sort <select name=\"sort\">");
+  for (const char* s : {"created", "priority", "progress", "name", "owner"}) {
     absl::StrAppend(&body, "<option", q.sort == s ? " selected" : "", ">", s, "</option>");
   }
   absl::StrAppend(&body,
                   "</select></label> <button type=\"submit\">Filter</button></form>"
                   "<table class=\"jobs\" id=\"jobs\"><thead><tr><th>Id</th><th>Name</th>"
                   "<th>State</th><th>Progress</th><th>Frames</th><th>fps</th><th>Avg frame</th>"
-                  "<th>ETA</th><th>Project</th><th>Priority</th><th>Age</th><th></th></tr>"
-                  "</thead><tbody>");
+                  "<th>ETA</th><th>Project</th><th>Owner</th><th>Priority</th><th>Age</th>"
+                  "<th></th></tr></thead><tbody>");
   for (const v1::Job& j : jobs) {
     absl::StrAppend(&body, "<tr data-job-id=\"", j.id(), "\" class=\"state-", StateName(j.state()),
                     "\"><td>", j.id(), "</td><td class=\"name\"><a href=\"/jobs/", j.id(), "\">",
@@ -178,7 +186,8 @@ std::string RenderJobsPage(const PageContext& ctx, const std::vector<v1::Job>& j
                     "</td><td class=\"fps\">", Num(j.fps()), "</td><td class=\"avg\">",
                     FormatDuration(AvgFrameSeconds(j)), "</td><td class=\"eta\">",
                     Terminal(j.state()) ? "" : FormatDuration(j.eta_seconds()), "</td><td>",
-                    HtmlEscape(j.spec().project()), "</td><td>", j.spec().priority(), "</td><td>",
+                    HtmlEscape(j.spec().project()), "</td><td class=\"owner\">",
+                    HtmlEscape(j.owner()), "</td><td>", j.spec().priority(), "</td><td>",
                     FormatAge(j.created_unix_ms(), ctx.now_unix_ms), "</td><td class=\"actions\">",
                     JobActions(ctx, j), "</td></tr>");
   }
@@ -283,7 +292,8 @@ std::string RenderJobPage(const PageContext& ctx, const v1::Job& j,
     absl::StrAppend(&body, "</ul>");
   }
   absl::StrAppend(&body, "<h2>Spec</h2><dl class=\"spec\"><dt>Project</dt><dd>",
-                  HtmlEscape(sp.project()), "</dd><dt>Priority</dt><dd>", sp.priority(),
+                  HtmlEscape(sp.project()), "</dd><dt>Owner</dt><dd class=\"owner\">",
+                  HtmlEscape(j.owner()), "</dd><dt>Priority</dt><dd>", sp.priority(),
                   "</dd><dt>Max attempts</dt><dd>", sp.max_attempts(), "</dd>");
   if (sp.has_generate()) {
     const v1::GenerateSpec& g = sp.generate();
@@ -336,16 +346,7 @@ std::string RenderJobPage(const PageContext& ctx, const v1::Job& j,
                     t.frames_done(), "</td><td>", t.attempts(), "</td><td>", HtmlEscape(t.worker()),
                     "</td><td class=\"error\">", HtmlEscape(t.error()), "</td></tr>");
   }
-  absl::StrAppend(&body, "</tbody></table>");
-  if (!logs.empty()) {
-    absl::StrAppend(&body, "<h2>Log (tail)</h2><pre class=\"log\">");
-    for (const v1::TaskLogLines& l : logs) {
-      for (const std::string& line : l.lines()) {
-        absl::StrAppend(&body, "[task ", l.task_index(), "] ", HtmlEscape(line), "\n");
-      }
-    }
-    absl::StrAppend(&body, "</pre>");
-  }
+  absl::StrAppend(&body, "</tbody></table>", RenderWipeSection(j), RenderLogSection(j, logs));
   return Layout(&ctx, absl::StrCat("Job ", j.id()), body,
                 absl::StrCat(" data-events=\"/events?job=", j.id(), "\""));
 }
@@ -394,7 +395,7 @@ std::string RenderWedgePage(const PageContext& ctx, const v1::Job& j, const QcBy
                     "</span> <span", vary("guidance_scale"), ">cfg ", Num(c.guidance_scale, "%g"),
                     "</span> <span", vary("sampler"), ">", HtmlEscape(c.sampler),
                     "</span><br><span", vary("prompt"), ">", HtmlEscape(c.prompt), "</span>",
-                    QcNote(qc, c.output), "</figcaption></figure>");
+                    QcNote(qc, c.output), PickButton(ctx, j, c, state), "</figcaption></figure>");
   }
   absl::StrAppend(&body, "</div>");
   return Layout(&ctx, absl::StrCat("Wedge ", j.id()), body);

@@ -28,7 +28,8 @@ struct JobsQuery {
   std::string state;             // "running", ... or empty
   std::string project;           // exact, or empty
   std::string name;              // substring of the name, or empty
-  std::string sort = "created";  // created | priority | progress | name
+  std::string owner;             // exact, or empty
+  std::string sort = "created";  // created | priority | progress | name | owner
   int page = 0;                  // 0-based
   int page_size = 50;
 };
@@ -62,6 +63,11 @@ std::string RenderWedgePage(const PageContext& ctx, const v1::Job& job, const Qc
 std::string RenderWorkersPage(const PageContext& ctx, const std::vector<v1::Worker>& workers);
 
 std::string RenderLoginPage(const std::string& error);
+
+// A page of the monitor around `body` (HTML): head, assets, navigation and the user;
+// `ctx` null for a page without a session.
+std::string RenderPage(const PageContext* ctx, const std::string& title, const std::string& body,
+                       const std::string& body_attrs = "");
 
 // A page that says what went wrong (escaped), with a link back.
 std::string RenderErrorPage(int http_status, const std::string& message);

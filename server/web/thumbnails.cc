@@ -82,27 +82,52 @@ absl::StatusOr<std::string> Thumbnailer::Thumbnail(const std::string& relative) 
   count = info.frame_count;
   if (count <= 0)
     return absl::FailedPreconditionError(absl::StrCat("'", relative, "' has no frames"));
-  const int64_t middle = first + count / 2;
-  const fs::path keyed = sequence ? fs::path(media::FramePath(path.string(), middle)) : path;
+  return Encode(path, sequence, first + count / 2, relative);
+}
+
+absl::StatusOr<std::string> Thumbnailer::Frame(const std::string& relative, int64_t number) {
+  ASSIGN_OR_RETURN(fs::path path, storage_->Resolve(relative, "output"));
+  const bool sequence = media::HasFramePattern(path.string());
+  std::error_code ec;
+  if (sequence) {
+    if (!fs::is_regular_file(media::FramePath(path.string(), number), ec)) {
+      return absl::NotFoundError(
+          absl::StrCat("frame ", number, " of '", relative, "' is not published (yet)"));
+    }
+  } else {
+    if (!fs::is_regular_file(path, ec)) {
+      return absl::NotFoundError(absl::StrCat("'", relative, "' is not published (yet)"));
+    }
+  }
+  if (number < 0) {
+    return absl::OutOfRangeError(absl::StrCat("'", relative, "' has no frame ", number));
+  }
+  return Encode(path, sequence, number, relative);
+}
+
+absl::StatusOr<std::string> Thumbnailer::Encode(const fs::path& path, bool sequence, int64_t number,
+                                                const std::string& relative) {
+  std::error_code ec;
+  const fs::path keyed = sequence ? fs::path(media::FramePath(path.string(), number)) : path;
   const auto mtime = fs::last_write_time(keyed, ec).time_since_epoch().count();
   const auto size = fs::file_size(keyed, ec);
   const size_t key = std::hash<std::string>()(
-      absl::StrCat(path.string(), "|", middle, "|", mtime, "|", size, "|", max_width_));
+      absl::StrCat(path.string(), "|", number, "|", mtime, "|", size, "|", max_width_));
   const fs::path cached = cache_dir_ / absl::StrCat("thumb-", key, ".0000.png");
 
   absl::MutexLock lock(&mu_);
   if (fs::is_regular_file(cached, ec)) return ReadAll(cached);
   std::unique_ptr<media::FrameSource> source;
   if (sequence) {
-    ASSIGN_OR_RETURN(source, media::OpenImageSequenceSource(path.string(), middle, middle + 1));
+    ASSIGN_OR_RETURN(source, media::OpenImageSequenceSource(path.string(), number, number + 1));
   } else {
-    ASSIGN_OR_RETURN(source, media::OpenVideoSource(path.string(), middle, middle + 1));
+    ASSIGN_OR_RETURN(source, media::OpenVideoSource(path.string(), number, number + 1));
   }
   media::Frame frame;
   ASSIGN_OR_RETURN(bool got, source->Next(&frame));
   if (!got) {
     return absl::FailedPreconditionError(
-        absl::StrCat("'", relative, "': frame ", middle, " did not decode"));
+        absl::StrCat("'", relative, "': frame ", number, " did not decode"));
   }
   const media::Frame small = Shrink(frame, max_width_);
   fs::create_directories(cache_dir_, ec);

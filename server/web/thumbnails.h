@@ -4,6 +4,7 @@
 // resolved beneath the storage root (common/storage.h), as every other path.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -29,12 +30,22 @@ class Thumbnailer final {
   // it does not decode. Thread-safe; one thumbnail is made at a time.
   absl::StatusOr<std::string> Thumbnail(const std::string& relative);
 
+  // PNG bytes of frame `number` of `relative`, at most max_width wide: a movie's frame on
+  // its constant-rate grid (0-based), or an image sequence's file `number`. Cached as
+  // Thumbnail(). NOT_FOUND while it is not published; FAILED_PRECONDITION past a
+  // movie's end; PERMISSION_DENIED for a path outside the root.
+  absl::StatusOr<std::string> Frame(const std::string& relative, int64_t number);
+
   // The QC flags (media/qc.h) of every frame of `relative` (at most the first 2,000),
   // kept in memory per path, size and modification time. Errors as Thumbnail().
   absl::StatusOr<std::vector<std::string>> QcFlags(const std::string& relative);
 
  private:
   const common::Storage* const storage_;
+  // The PNG of frame `number` of the resolved `path`, made once (under mu_) and kept.
+  absl::StatusOr<std::string> Encode(const std::filesystem::path& path, bool sequence,
+                                     int64_t number, const std::string& relative);
+
   const std::filesystem::path cache_dir_;
   const int max_width_;
   absl::Mutex mu_;  // held while making one
