@@ -91,6 +91,7 @@ struct Assignment {
   std::vector<std::string> segments;         // ASSEMBLE: the segments, in order
   std::vector<std::string> segment_digests;  // ASSEMBLE: each chunk's output_digest
   std::vector<int64_t> segment_frames;       // ASSEMBLE: each chunk's frame count
+  std::vector<double> segment_median_differences;  // ASSEMBLE: each chunk's qc median
   std::string provenance_json;               // ASSEMBLE, TAKE: what the farm knows of the job
   Take take;                                 // TAKE: the take's resolved values
 };
@@ -103,6 +104,9 @@ struct TaskOutcome {
   double seconds = 0;
   std::string model_digest;
   std::string output_digest;  // CHUNK: what it published ("sha256:HEX")
+  TaskQc qc;                  // what it measured of its output
+  std::string thumbnail;      // pictures it made (see Task)
+  std::string preview;
 };
 
 // A job with its tasks and progress, as clients see it.
