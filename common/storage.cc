@@ -325,7 +325,7 @@ std::string Storage::JobStagingDir(int64_t job_id) {
 }
 
 std::string Storage::JobPicturesDir(int64_t job_id) {
-  return absl::StrCat(JobScratchDir(job_id), "/pictures");
+  return absl::StrCat(kFarmDir, "/pictures/", job_id);
 }
 
 namespace {

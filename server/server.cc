@@ -173,17 +173,8 @@ void FarmServer::SweepScratch() {
                                      job->job.state == scheduler::JobState::kCancelled
                                : job.status().code() == absl::StatusCode::kNotFound;
     if (!done) continue;
-    // The pictures workers made (thumbnails, previews) stay for the monitor until the
-    // job is purged; the rest (segments, staged outputs) goes.
     std::error_code rm;
-    if (job.ok()) {
-      for (fs::directory_iterator sub(it->path(), rm), last; !rm && sub != last;
-           sub.increment(rm)) {
-        if (sub->path().filename() != "pictures") fs::remove_all(sub->path(), rm);
-      }
-    } else {
-      fs::remove_all(it->path(), rm);
-    }
+    fs::remove_all(it->path(), rm);
     if (rm) {
       spdlog::warn("job={} cannot remove its scratch '{}': {}", id, it->path().string(),
                    rm.message());

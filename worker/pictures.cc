@@ -16,7 +16,8 @@ void OutputCheck::Add(const media::Frame& frame) {
 }
 
 v1::TaskQc OutputCheck::Qc() const {
-  const media::QcStats s = meter_.stats();
+  media::QcStats s = meter_.stats();
+  s.nan_inf_samples += model_nonfinite_;
   v1::TaskQc qc;
   qc.set_measured(true);
   qc.set_frames(s.frames);

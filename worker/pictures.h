@@ -1,7 +1,7 @@
 // What a worker makes of a task's output frames besides the output: the QC numbers and
 // flags (media/qc.h) and small pictures for the monitor (a thumbnail of the middle
 // frame, a take's looping preview), written in the job's pictures folder in its
-// scratch (common::Storage::JobPicturesDir) through the storage, as every other file.
+// farm folder (common::Storage::JobPicturesDir) through the storage, as every other file.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +24,9 @@ class OutputCheck final {
   // `frames`: how many the task writes (the middle one is kept for the thumbnail).
   explicit OutputCheck(int64_t frames) : frames_(frames) {}
   void Add(const media::Frame& frame);
+  // NaN/Inf samples the model produced that the frames no longer show (Model replaces
+  // them): counted with the frames' own.
+  void AddNonFiniteSamples(int64_t n) { model_nonfinite_ += n; }
   // The numbers and flags of what was added ("measured" set).
   v1::TaskQc Qc() const;
   // The middle frame, scaled down to kThumbnailWidth; empty (width 0) before it came.
@@ -32,6 +35,7 @@ class OutputCheck final {
  private:
   const int64_t frames_;
   int64_t added_ = 0;
+  int64_t model_nonfinite_ = 0;
   media::QcMeter meter_;
   media::Frame middle_;
 };

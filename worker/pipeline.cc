@@ -226,6 +226,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   double decode_s = 0, infer_s = 0, encode_s = 0;
   int64_t written = 0;
   OutputCheck check(a.frame_end() - a.frame_begin());
+  (*model)->TakeNonFiniteSamples();  // what an earlier task (or the warm-up) left
 
   std::thread decoder([&] {
     while (!cancelled.load()) {
@@ -299,6 +300,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
     failed.stage_seconds = report.stage_seconds;
     return failed;
   }
+  check.AddNonFiniteSamples((*model)->TakeNonFiniteSamples());
   report.qc = check.Qc();
   report.thumbnail = MakeThumbnail(storage_, a.job_id(),
                                    absl::StrFormat("chunk_%06d.jpg", a.task_index()), check);
