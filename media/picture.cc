@@ -82,12 +82,12 @@ Frame ShrinkFrame(const Frame& in, int max_width) {
   out.planes.resize(3 * out_plane);
   for (int y = 0; y < out.height; ++y) {
     const int y0 = static_cast<int>(static_cast<int64_t>(y) * in.height / out.height);
-    const int y1 = std::max(y0 + 1, static_cast<int>(static_cast<int64_t>(y + 1) * in.height /
-                                                     out.height));
+    const int y1 =
+        std::max(y0 + 1, static_cast<int>(static_cast<int64_t>(y + 1) * in.height / out.height));
     for (int x = 0; x < out.width; ++x) {
       const int x0 = static_cast<int>(static_cast<int64_t>(x) * in.width / out.width);
-      const int x1 = std::max(x0 + 1, static_cast<int>(static_cast<int64_t>(x + 1) * in.width /
-                                                       out.width));
+      const int x1 =
+          std::max(x0 + 1, static_cast<int>(static_cast<int64_t>(x + 1) * in.width / out.width));
       for (size_t c = 0; c < 3; ++c) {
         double sum = 0;
         for (int sy = y0; sy < y1; ++sy) {

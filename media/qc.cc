@@ -69,7 +69,9 @@ QcStats QcMeter::stats() const {
     s.median_difference = d[mid];
     if (d.size() % 2 == 0) {
       s.median_difference =
-          (s.median_difference + *std::max_element(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(mid))) / 2;
+          (s.median_difference +
+           *std::max_element(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(mid))) /
+          2;
     }
   }
   if (pixels_ > 0) {

@@ -157,8 +157,7 @@ std::vector<std::string> TaskParams(const TaskRow& r, bool update) {
   std::vector<std::string> p = {Num(r.job_id), Num(r.index)};
   if (!update) p.insert(p.end(), {Num(r.kind), Num(r.frame_begin), Num(r.frame_end)});
   p.insert(p.end(), {Num(r.state), Num(r.attempts), r.workers, r.error, r.model_digest,
-                     Num(r.seconds), r.errors, Num(r.lease_id), r.output_digest, r.qc,
-                     r.pictures});
+                     Num(r.seconds), r.errors, Num(r.lease_id), r.output_digest, r.qc, r.pictures});
   return p;
 }
 

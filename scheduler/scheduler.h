@@ -87,13 +87,13 @@ struct Assignment {
   Task task;
   JobSpec spec;
   MediaInfo input_info;
-  std::string segment;                       // CHUNK: segment to write (relative path)
-  std::vector<std::string> segments;         // ASSEMBLE: the segments, in order
-  std::vector<std::string> segment_digests;  // ASSEMBLE: each chunk's output_digest
-  std::vector<int64_t> segment_frames;       // ASSEMBLE: each chunk's frame count
+  std::string segment;                             // CHUNK: segment to write (relative path)
+  std::vector<std::string> segments;               // ASSEMBLE: the segments, in order
+  std::vector<std::string> segment_digests;        // ASSEMBLE: each chunk's output_digest
+  std::vector<int64_t> segment_frames;             // ASSEMBLE: each chunk's frame count
   std::vector<double> segment_median_differences;  // ASSEMBLE: each chunk's qc median
-  std::string provenance_json;               // ASSEMBLE, TAKE: what the farm knows of the job
-  Take take;                                 // TAKE: the take's resolved values
+  std::string provenance_json;                     // ASSEMBLE, TAKE: what the farm knows of the job
+  Take take;                                       // TAKE: the take's resolved values
 };
 
 // What the worker reports when a task ends.

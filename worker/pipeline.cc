@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/job_defaults.h"
 #include "common/model_manifest.h"
@@ -26,7 +27,6 @@
 #include "media/media.h"
 #include "media/output_format.h"
 #include "media/picture.h"
-#include "absl/strings/str_format.h"
 #include "worker/bounded_queue.h"
 #include "worker/colour_job.h"
 #include "worker/inference/generator.h"
@@ -302,8 +302,8 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   }
   check.AddNonFiniteSamples((*model)->TakeNonFiniteSamples());
   report.qc = check.Qc();
-  report.thumbnail = MakeThumbnail(storage_, a.job_id(),
-                                   absl::StrFormat("chunk_%06d.jpg", a.task_index()), check);
+  report.thumbnail =
+      MakeThumbnail(storage_, a.job_id(), absl::StrFormat("chunk_%06d.jpg", a.task_index()), check);
   if (const std::string qc_error = QcFailure(up.qc(), report.qc); !qc_error.empty()) {
     report.error = qc_error;
     report.retryable = false;  // the same frames flag again on any worker
@@ -609,8 +609,8 @@ v1::TaskQc TaskRunner::MeasureSeams(const v1::Assignment& a, bool sequence_out) 
     last_before = std::move(*last_frame);
     number += count;
   }
-  return SeamQc(differences, {a.segment_median_differences().begin(),
-                              a.segment_median_differences().end()});
+  return SeamQc(differences,
+                {a.segment_median_differences().begin(), a.segment_median_differences().end()});
 }
 
 absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(

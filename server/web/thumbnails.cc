@@ -61,11 +61,11 @@ absl::StatusOr<std::string> ReadAll(const fs::path& path) {
 
 absl::StatusOr<WorkerPicture> ReadWorkerPicture(const common::Storage& storage, int64_t job_id,
                                                 const std::string& name) {
-  const bool plain = !name.empty() && name.size() <= 128 && name[0] != '.' &&
-                     std::all_of(name.begin(), name.end(), [](char c) {
-                       return std::isalnum(static_cast<unsigned char>(c)) || c == '_' ||
-                              c == '-' || c == '.';
-                     });
+  const bool plain =
+      !name.empty() && name.size() <= 128 && name[0] != '.' &&
+      std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+      });
   const std::string ext = fs::path(name).extension().string();
   if (!plain || (ext != ".jpg" && ext != ".webp")) {
     return absl::PermissionDeniedError(
@@ -74,10 +74,10 @@ absl::StatusOr<WorkerPicture> ReadWorkerPicture(const common::Storage& storage, 
   }
   const std::string folder = common::Storage::JobPicturesDir(job_id);
   ASSIGN_OR_RETURN(common::UniqueFd dir, storage.OpenDirBeneath(folder, false, "picture"));
-  ASSIGN_OR_RETURN(common::UniqueFd fd,
-                   common::OpenBeneathFd(dir.get(), name, O_RDONLY,
-                                         absl::StrCat("picture '", name, "'"),
-                                         absl::StrCat("job ", job_id, "'s pictures folder")));
+  ASSIGN_OR_RETURN(
+      common::UniqueFd fd,
+      common::OpenBeneathFd(dir.get(), name, O_RDONLY, absl::StrCat("picture '", name, "'"),
+                            absl::StrCat("job ", job_id, "'s pictures folder")));
   ASSIGN_OR_RETURN(std::string bytes, ReadAll(fd.path()));
   return WorkerPicture{std::move(bytes), ext == ".jpg" ? "image/jpeg" : "image/webp"};
 }
