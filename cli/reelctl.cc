@@ -868,7 +868,7 @@ void AddUpscaleOptions(CLI::App* up, UpscaleOptions* o) {
   up->add_option("--qc", o->qc,
                  "warn: QC flags (NaN, black, clipped, frozen, seam flicker) are shown; fail: a "
                  "flagged chunk fails (default warn)")
-      ->check(CLI::IsMember({"warn", "fail"}));
+      ->check(CLI::IsMember(std::vector<std::string>{"warn", "fail"}));
   AddColourOptions(up, o);
 }
 

@@ -47,8 +47,9 @@ absl::StatusOr<AvFramePtr> ToAvFrame(const Frame& frame, AVPixelFormat format) {
   return out;
 }
 
+// `qscale` > 0: a fixed quantiser (mjpeg's quality), set before the encoder opens.
 absl::StatusOr<AvCodecContextPtr> OpenEncoder(const char* name, int w, int h, AVPixelFormat format,
-                                              int fps, AVDictionary** options) {
+                                              int fps, AVDictionary** options, int qscale = 0) {
   const AVCodec* codec = avcodec_find_encoder_by_name(name);
   if (codec == nullptr) {
     return absl::FailedPreconditionError(
@@ -61,6 +62,10 @@ absl::StatusOr<AvCodecContextPtr> OpenEncoder(const char* name, int w, int h, AV
   enc->pix_fmt = format;
   enc->time_base = AVRational{1, std::max(1, fps)};
   enc->framerate = AVRational{std::max(1, fps), 1};
+  if (qscale > 0) {
+    enc->flags |= AV_CODEC_FLAG_QSCALE;
+    enc->global_quality = FF_QP2LAMBDA * qscale;
+  }
   if (int ret = avcodec_open2(enc.get(), codec, options); ret < 0) {
     return AvError(absl::StatusCode::kInternal, ret,
                    absl::StrCat("picture: the ", name, " encoder refused its options"));
@@ -106,11 +111,10 @@ Frame ShrinkFrame(const Frame& in, int max_width) {
 
 absl::StatusOr<std::string> EncodeJpeg(const Frame& frame, int quality) {
   ASSIGN_OR_RETURN(AvFramePtr picture, ToAvFrame(frame, AV_PIX_FMT_YUVJ444P));
-  ASSIGN_OR_RETURN(AvCodecContextPtr enc, OpenEncoder("mjpeg", frame.width, frame.height,
-                                                      AV_PIX_FMT_YUVJ444P, 1, nullptr));
   // mjpeg's quality is a fixed quantiser: qscale 2 (best) .. 31, from quality 100 .. 0.
   const int q = std::clamp(2 + (100 - quality) * 29 / 100, 2, 31);
-  enc->flags |= AV_CODEC_FLAG_QSCALE;
+  ASSIGN_OR_RETURN(AvCodecContextPtr enc, OpenEncoder("mjpeg", frame.width, frame.height,
+                                                      AV_PIX_FMT_YUVJ444P, 1, nullptr, q));
   picture->quality = FF_QP2LAMBDA * q;
   picture->pts = 0;
   ASSIGN_OR_RETURN(AvPacketPtr packet, AllocPacket());
