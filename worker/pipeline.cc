@@ -246,8 +246,10 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   std::thread encoder([&] {
     while (auto f = upscaled.Pop()) {
       auto t = Clock::now();
-      if (cm) cm->FromModel(&*f);
+      // QC sees the frames as the model gave them (0..1; colour-managed jobs convert
+      // to a scene-referred space after, where 1 is not a clip).
       check.Add(*f);
+      if (cm) cm->FromModel(&*f);
       absl::Status st = (*sink)->Write(*f);
       encode_s += Since(t);
       if (!st.ok()) {
