@@ -152,7 +152,7 @@ TEST_CASE("a clean testsrc2 clip raises no QC flag and every chunk gets a served
   // `reelctl get --json` lists the QC and the thumbnails.
   int status = -1;
   const std::string out =
-      testing::Capture(f.farm->Reelctl() + " get " + std::to_string(job.id()) + " --json", &status);
+      testing::Capture(f.farm->Reelctl() + " --json get " + std::to_string(job.id()), &status);
   REQUIRE(status == 0);
   const nlohmann::json got = nlohmann::json::parse(out);
   REQUIRE(got["tasks"].size() == 5);
@@ -289,10 +289,10 @@ TEST_CASE("qc fail fails a flagged chunk, not retried, with the flag in its erro
   CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   CHECK(st.error_message().find("upscale.qc is 'maybe'") != std::string::npos);
   int status = -1;
-  const std::string out = testing::Capture(
-      f.farm->Reelctl() +
-          " upscale --input plates/black.mp4 --output renders/b2.mp4 --qc fail --chunk 48 --json",
-      &status);
+  const std::string out = testing::Capture(f.farm->Reelctl() +
+                                               " --json submit upscale --input plates/black.mp4 "
+                                               "--output renders/b2.mp4 --qc fail --chunk 48",
+                                           &status);
   INFO(out);
   REQUIRE(status == 0);
   const v1::Job second =
