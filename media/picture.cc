@@ -38,9 +38,17 @@ absl::StatusOr<AvFramePtr> ToAvFrame(const Frame& frame, AVPixelFormat format) {
   if (int ret = av_frame_get_buffer(out.get(), 0); ret < 0) {
     return AvError(absl::StatusCode::kResourceExhausted, ret, "picture: no frame buffer");
   }
-  SwsContextPtr sws(sws_getContext(w, h, AV_PIX_FMT_RGB24, w, h, format, SWS_BILINEAR, nullptr,
+  // JPEG's full-range YUV: libswscale converts to the plain format with full range set
+  // (its J formats are deprecated); the layout is the same.
+  const bool full_range = format == AV_PIX_FMT_YUVJ444P;
+  SwsContextPtr sws(sws_getContext(w, h, AV_PIX_FMT_RGB24, w, h,
+                                   full_range ? AV_PIX_FMT_YUV444P : format, SWS_BILINEAR, nullptr,
                                    nullptr, nullptr));
   if (!sws) return absl::InternalError("picture: libswscale refused the conversion");
+  if (full_range) {
+    const int* bt601 = sws_getCoefficients(SWS_CS_ITU601);
+    sws_setColorspaceDetails(sws.get(), bt601, 1, bt601, 1, 0, 1 << 16, 1 << 16);
+  }
   const uint8_t* src[1] = {rgb.data()};
   const int stride[1] = {3 * w};
   sws_scale(sws.get(), src, stride, 0, h, out->data, out->linesize);
