@@ -87,13 +87,14 @@ struct Assignment {
   Task task;
   JobSpec spec;
   MediaInfo input_info;
-  std::string segment;                             // CHUNK: segment to write (relative path)
-  std::vector<std::string> segments;               // ASSEMBLE: the segments, in order
-  std::vector<std::string> segment_digests;        // ASSEMBLE: each chunk's output_digest
-  std::vector<int64_t> segment_frames;             // ASSEMBLE: each chunk's frame count
-  std::vector<double> segment_median_differences;  // ASSEMBLE: each chunk's qc median
-  std::string provenance_json;                     // ASSEMBLE, TAKE: what the farm knows of the job
-  Take take;                                       // TAKE: the take's resolved values
+  std::string segment;                       // CHUNK: segment to write (relative path)
+  std::vector<std::string> segments;         // ASSEMBLE: the segments, in order
+  std::vector<std::string> segment_digests;  // ASSEMBLE: each chunk's output_digest
+  std::vector<int64_t> segment_frames;       // ASSEMBLE: each chunk's frame count
+  std::string provenance_json;               // ASSEMBLE, TAKE: what the farm knows of the job
+  Take take;                                 // TAKE: the take's resolved values
+  // ASSEMBLE: each chunk's TaskQc.median_difference (0: not measured).
+  std::vector<double> segment_median_differences;
 };
 
 // What the worker reports when a task ends.
