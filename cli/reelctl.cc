@@ -300,7 +300,7 @@ void PrintJob(const v1::Job& j) {
   if (!j.error().empty()) std::printf("  error     %s\n", j.error().c_str());
   if (j.tasks_size() > 0) {
     std::vector<std::vector<std::string>> rows = {
-        {"task", "kind", generate ? "take" : "frames", "state", "attempts", "worker"}};
+        {"task", "kind", generate ? "take" : "frames", "state", "attempts", "worker", "qc"}};
     for (const auto& t : j.tasks()) {
       std::string what;
       if (t.kind() == v1::TASK_KIND_TAKE) {
@@ -314,7 +314,10 @@ void PrintJob(const v1::Job& j) {
                       t.kind() == v1::TASK_KIND_CHUNK  ? "chunk"
                       : t.kind() == v1::TASK_KIND_TAKE ? "take"
                                                        : "assemble",
-                      what, TaskStateName(t.state()), std::to_string(t.attempts()), t.worker()});
+                      what, TaskStateName(t.state()), std::to_string(t.attempts()), t.worker(),
+                      !t.has_qc()              ? "-"
+                      : t.qc().flags().empty() ? "ok"
+                                               : std::to_string(t.qc().flags_size()) + " flagged"});
     }
     const std::vector<std::string> lines = Columns(rows, "  ");
     std::printf("%s\n", lines[0].c_str());
@@ -327,6 +330,9 @@ void PrintJob(const v1::Job& j) {
         std::printf("        attempt %d on %s: %s\n", i + 1, t.workers(i).c_str(),
                     t.errors(i).c_str());
       }
+      for (const auto& flag : t.qc().flags()) std::printf("        qc %s\n", flag.c_str());
+      if (!t.thumbnail().empty()) std::printf("        thumbnail %s\n", t.thumbnail().c_str());
+      if (!t.preview().empty()) std::printf("        preview %s\n", t.preview().c_str());
     }
   }
 }
@@ -826,6 +832,7 @@ struct UpscaleOptions {
   CLI::Option* chunk_opt = nullptr;
   CLI::Option* crf_opt = nullptr;
   std::string colorspace_in, colorspace_out, ocio_config;  // README "Colour management"
+  std::string qc;
 };
 
 void AddColourOptions(CLI::App* up, UpscaleOptions* o) {
@@ -859,6 +866,10 @@ void AddUpscaleOptions(CLI::App* up, UpscaleOptions* o) {
       up->add_option("--chunk", o->chunk, "frames per chunk task")->capture_default_str();
   o->crf_opt = up->add_option("--crf", o->crf, "H.264/H.265 quality 0..51")->capture_default_str();
   up->add_flag("--overwrite", o->overwrite, "replace an existing output");
+  up->add_option("--qc", o->qc,
+                 "warn: QC flags (NaN, black, clipped, frozen, seam flicker) are shown; fail: a "
+                 "flagged chunk fails (default warn)")
+      ->check(CLI::IsMember(std::vector<std::string>{"warn", "fail"}));
   AddColourOptions(up, o);
 }
 
@@ -883,6 +894,7 @@ int SubmitUpscale(Context& c, const JobOptions& jo, const UpscaleOptions& uo) {
   u->set_colorspace_in(uo.colorspace_in);
   u->set_colorspace_out(uo.colorspace_out);
   u->set_ocio_config(uo.ocio_config);
+  u->set_qc(uo.qc);
   return SubmitOne(c, req, jo.watch, [&](const v1::SubmitJobResponse& resp) {
     const auto& in = resp.job().input_info();
     std::printf("submitted job %lld: %s (%dx%d, %lld frames) -> %s x%d, %d tasks\n",

@@ -324,6 +324,10 @@ std::string Storage::JobStagingDir(int64_t job_id) {
   return absl::StrCat(JobScratchDir(job_id), "/staged");
 }
 
+std::string Storage::JobPicturesDir(int64_t job_id) {
+  return absl::StrCat(kFarmDir, "/pictures/", job_id);
+}
+
 namespace {
 
 // Whether two regular files hold the same bytes.

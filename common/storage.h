@@ -144,6 +144,10 @@ class Storage {
   static std::string JobScratchDir(int64_t job_id);
   static std::string JobPartsDir(int64_t job_id);
   static std::string JobStagingDir(int64_t job_id);
+  // The pictures workers make of a job's tasks (thumbnails, previews), in the farm's
+  // folder beside the job's scratch: they stay when the scratch is removed (the job
+  // succeeded), for the monitor, until the job is purged.
+  static std::string JobPicturesDir(int64_t job_id);
 
  protected:
   // `root` as Open() makes it: made if missing, absolute and canonical, a folder.

@@ -1,5 +1,6 @@
 #include "media/qc.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -29,20 +30,50 @@ void QcMeter::Add(const Frame& f) {
   if (static_cast<double>(black) >= t_.black_frame_ratio * static_cast<double>(n)) {
     ++s_.black_frames;
   }
-  if (s_.frames > 0 && previous_.width == f.width && previous_.height == f.height) {
-    double sum = 0;
-    for (size_t i = 0; i < 3 * n; ++i) {
-      const double d = std::fabs(double(f.planes[i]) - double(previous_.planes[i]));
-      if (std::isfinite(d)) sum += d;
+  if (s_.frames > 0) {
+    const double mafd = MeanAbsoluteDifference(f, previous_);
+    if (mafd >= 0) {
+      differences_.push_back(mafd);
+      if (mafd < t_.frozen_mafd) ++s_.frozen_frames;
     }
-    if (sum / static_cast<double>(3 * n) < t_.frozen_mafd) ++s_.frozen_frames;
   }
   previous_ = f;
   ++s_.frames;
 }
 
+double MeanAbsoluteDifference(const Frame& a, const Frame& b) {
+  const size_t n = static_cast<size_t>(a.width) * a.height * 3;
+  if (a.width != b.width || a.height != b.height || a.planes.size() < n || b.planes.size() < n) {
+    return -1;
+  }
+  if (n == 0) return 0;
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = std::fabs(double(a.planes[i]) - double(b.planes[i]));
+    if (std::isfinite(d)) sum += d;
+  }
+  return sum / static_cast<double>(n);
+}
+
+bool IsSeamFlicker(double seam_difference, double median_before, double median_after) {
+  return seam_difference > kSeamMinDifference &&
+         seam_difference > kSeamRatio * std::max(median_before, median_after);
+}
+
 QcStats QcMeter::stats() const {
   QcStats s = s_;
+  if (!differences_.empty()) {
+    std::vector<double> d = differences_;
+    const size_t mid = d.size() / 2;
+    std::nth_element(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(mid), d.end());
+    s.median_difference = d[mid];
+    if (d.size() % 2 == 0) {
+      s.median_difference =
+          (s.median_difference +
+           *std::max_element(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(mid))) /
+          2;
+    }
+  }
   if (pixels_ > 0) {
     s.clipped_low_fraction = static_cast<double>(low_) / static_cast<double>(pixels_);
     s.clipped_high_fraction = static_cast<double>(high_) / static_cast<double>(pixels_);

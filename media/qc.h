@@ -33,6 +33,9 @@ struct QcStats {
   int64_t frozen_frames = 0;         // frames (after the first) equal to the one before
   double clipped_low_fraction = 0;   // pixels whose channels are all at 0
   double clipped_high_fraction = 0;  // pixels whose channels are all at 1
+  // Median of the mean absolute differences between consecutive frames (0: fewer than
+  // two frames): the clip's own motion, against which a seam is judged.
+  double median_difference = 0;
   double black_fraction() const { return frames > 0 ? double(black_frames) / frames : 0; }
   double frozen_fraction() const {
     return frames > 1 ? double(frozen_frames) / double(frames - 1) : 0;
@@ -51,7 +54,22 @@ class QcMeter final {
   QcStats s_;
   int64_t pixels_ = 0, low_ = 0, high_ = 0;
   Frame previous_;
+  std::vector<double> differences_;
 };
+
+// Mean absolute difference of the samples of two frames of the same size (NaN/Inf
+// samples left out); -1 when their sizes differ.
+double MeanAbsoluteDifference(const Frame& a, const Frame& b);
+
+// Seam flicker: the difference across a seam between two chunks (last frame of one,
+// first of the next) against each chunk's median_difference. A seam is flagged when its
+// difference is more than kSeamRatio times the larger median and more than
+// kSeamMinDifference (so that still clips, whose medians are near 0, do not flag noise
+// or compression steps): on testsrc2 a seam measures like any other frame step (ratio
+// about 1); a brightness jump of 0.4 at the seam measures over 10 times the medians.
+inline constexpr double kSeamRatio = 3.0;
+inline constexpr double kSeamMinDifference = 0.02;
+bool IsSeamFlicker(double seam_difference, double median_before, double median_after);
 
 // The flags `s` raises: "nan" (NaN/Inf samples), "black" (black frames), "clipped",
 // "frozen", each with what was measured, e.g. "black: 12 of 48 frames black".

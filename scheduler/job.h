@@ -69,6 +69,9 @@ struct UpscaleSpec {
   std::string colorspace_in;
   std::string colorspace_out;
   std::string ocio_config;
+  // What a QC flag does (jobs.proto UpscaleSpec.qc): "warn" (or "") keeps it on the
+  // task; "fail" fails the flagged task, not retryably.
+  std::string qc;
 };
 
 // One take of a generation wedge, as the spec gives it (unset: the spec's value).
@@ -152,6 +155,19 @@ struct Job {
   int64_t finished_unix_ms = 0;
 };
 
+// What a worker measured of a task's output (jobs.proto TaskQc documents each field).
+struct TaskQc {
+  bool measured = false;
+  int64_t frames = 0;
+  int64_t nan_inf_samples = 0;
+  int64_t black_frames = 0;
+  double clipped_low_fraction = 0;
+  double clipped_high_fraction = 0;
+  double median_difference = 0;
+  std::vector<double> seam_differences;  // ASSEMBLE
+  std::vector<std::string> flags;        // "<name>: what was measured"
+};
+
 struct Task {
   int64_t job_id = 0;
   int index = 0;
@@ -168,6 +184,11 @@ struct Task {
   std::string model_digest;   // reported by the worker that finished it
   std::string output_digest;  // CHUNK: digest of its published output, checked at assembly
   double seconds = 0;         // run time of the successful attempt
+  TaskQc qc;                  // of the last attempt that reported
+  // Pictures the worker made (storage-relative, under the job's scratch): a chunk's
+  // middle-frame JPEG, a take's looping preview.
+  std::string thumbnail;
+  std::string preview;
 
   int64_t frames() const { return frame_end - frame_begin; }
   bool is_work() const { return kind != TaskKind::kAssemble; }  // a chunk or a take

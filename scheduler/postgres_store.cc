@@ -74,6 +74,11 @@ INSERT INTO leadership VALUES(1, 0, '', 0);
     R"sql(
 ALTER TABLE tasks ADD COLUMN output_digest TEXT NOT NULL DEFAULT '';
 )sql",
+    // Version 3: what the worker measured (QC) and the pictures it made, as JSON.
+    R"sql(
+ALTER TABLE tasks ADD COLUMN qc TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN pictures TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 std::string Num(int64_t v) { return std::to_string(v); }
@@ -112,10 +117,10 @@ constexpr const char* kUpdateJob =
 // Many tasks in one statement: one array per column, zipped by unnest.
 constexpr const char* kInsertTasks =
     "INSERT INTO tasks(job_id, idx, kind, frame_begin, frame_end, state, attempts, workers, "
-    "error, model_digest, seconds, errors, lease_id, output_digest) "
+    "error, model_digest, seconds, errors, lease_id, output_digest, qc, pictures) "
     "SELECT * FROM unnest($1::bigint[], $2::int[], $3::int[], $4::bigint[], $5::bigint[], "
     "$6::int[], $7::int[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::text[], "
-    "$13::bigint[], $14::text[])";
+    "$13::bigint[], $14::text[], $15::text[], $16::text[])";
 constexpr size_t kTasksPerInsert = 10'000;
 
 // Appends `value` to the text form of an array begun with "{": quoted, with double
@@ -132,8 +137,8 @@ void AppendElement(std::string* array, const std::string& value) {
 
 constexpr const char* kUpdateTask =
     "UPDATE tasks SET state = $3, attempts = $4, workers = $5, error = $6, "
-    "model_digest = $7, seconds = $8, errors = $9, lease_id = $10, output_digest = $11 "
-    "WHERE job_id = $1 AND idx = $2";
+    "model_digest = $7, seconds = $8, errors = $9, lease_id = $10, output_digest = $11, "
+    "qc = $12, pictures = $13 WHERE job_id = $1 AND idx = $2";
 constexpr const char* kDeleteTasks = "DELETE FROM tasks WHERE job_id = $1";
 constexpr const char* kDeleteJob = "DELETE FROM jobs WHERE id = $1";
 // The sequence outlives deleted jobs: the next id is above every id ever stored.
@@ -144,14 +149,15 @@ constexpr const char* kSelectJobs =
     "finished_unix_ms FROM jobs ORDER BY id";
 constexpr const char* kSelectTasks =
     "SELECT job_id, idx, kind, frame_begin, frame_end, state, attempts, workers, error, "
-    "model_digest, seconds, errors, lease_id, output_digest FROM tasks ORDER BY job_id, idx";
+    "model_digest, seconds, errors, lease_id, output_digest, qc, pictures FROM tasks "
+    "ORDER BY job_id, idx";
 
 // Kind and frame range are fixed at creation: `update` leaves them out.
 std::vector<std::string> TaskParams(const TaskRow& r, bool update) {
   std::vector<std::string> p = {Num(r.job_id), Num(r.index)};
   if (!update) p.insert(p.end(), {Num(r.kind), Num(r.frame_begin), Num(r.frame_end)});
   p.insert(p.end(), {Num(r.state), Num(r.attempts), r.workers, r.error, r.model_digest,
-                     Num(r.seconds), r.errors, Num(r.lease_id), r.output_digest});
+                     Num(r.seconds), r.errors, Num(r.lease_id), r.output_digest, r.qc, r.pictures});
   return p;
 }
 
@@ -252,6 +258,8 @@ class PostgresJobStore final : public JobStore {
             row.errors = TextAt(r, i, 11);
             row.lease_id = IntAt(r, i, 12);
             row.output_digest = TextAt(r, i, 13);
+            row.qc = TextAt(r, i, 14);
+            row.pictures = TextAt(r, i, 15);
             ASSIGN_OR_RETURN(Task task, FromRow(row, conn_->display_url()));
             snap.tasks.push_back(std::move(task));
           }
@@ -340,7 +348,7 @@ class PostgresJobStore final : public JobStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (size_t first = 0; first < tasks.size(); first += kTasksPerInsert) {
       const size_t end = std::min(tasks.size(), first + kTasksPerInsert);
-      std::vector<std::string> columns(14, "{");
+      std::vector<std::string> columns(16, "{");
       for (size_t i = first; i < end; ++i) {
         ASSIGN_OR_RETURN(const TaskRow row, ToRow(*tasks[i]));
         const std::vector<std::string> values = TaskParams(row, /*update=*/false);

@@ -584,6 +584,7 @@ Assignment Scheduler::MakeAssignmentLocked(const JobEntry& e, int index, const L
     a.segments.push_back(SegmentPath(e.job.id, t.index, t.lease_id));
     a.segment_digests.push_back(t.output_digest);
     a.segment_frames.push_back(t.frames());
+    a.segment_median_differences.push_back(t.qc.measured ? t.qc.median_difference : 0);
     chunks.push_back({{"index", t.index},
                       {"frames", {t.frame_begin, t.frame_end}},
                       {"worker", t.workers.empty() ? "" : t.workers.back()},
@@ -694,6 +695,14 @@ void Scheduler::CompleteAsync(const std::string& worker, uint64_t lease_id,
                        "another worker or cancelled); result dropped"));
     } else {
       Writes writes;
+      {
+        // What the attempt measured and made is kept whatever its outcome: a task that
+        // failed its QC shows why.
+        Task& reported = jobs_.at(it->second.job_id).tasks[it->second.task_index];
+        reported.qc = outcome.qc;
+        reported.thumbnail = outcome.thumbnail;
+        reported.preview = outcome.preview;
+      }
       if (!outcome.ok) {
         FailAttemptLocked(lease_id, outcome.error, outcome.retryable, &writes);
       } else {

@@ -93,6 +93,8 @@ struct Assignment {
   std::vector<int64_t> segment_frames;       // ASSEMBLE: each chunk's frame count
   std::string provenance_json;               // ASSEMBLE, TAKE: what the farm knows of the job
   Take take;                                 // TAKE: the take's resolved values
+  // ASSEMBLE: each chunk's TaskQc.median_difference (0: not measured).
+  std::vector<double> segment_median_differences;
 };
 
 // What the worker reports when a task ends.
@@ -103,6 +105,9 @@ struct TaskOutcome {
   double seconds = 0;
   std::string model_digest;
   std::string output_digest;  // CHUNK: what it published ("sha256:HEX")
+  TaskQc qc;                  // what it measured of its output
+  std::string thumbnail;      // pictures it made (see Task)
+  std::string preview;
 };
 
 // A job with its tasks and progress, as clients see it.

@@ -68,6 +68,11 @@ ALTER TABLE tasks ADD COLUMN lease_id INTEGER NOT NULL DEFAULT 0;
     R"sql(
 ALTER TABLE tasks ADD COLUMN output_digest TEXT NOT NULL DEFAULT '';
 )sql",
+    // Version 4: what the worker measured (QC) and the pictures it made, as JSON.
+    R"sql(
+ALTER TABLE tasks ADD COLUMN qc TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN pictures TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 struct SqliteDeleter {
@@ -230,6 +235,8 @@ absl::StatusOr<Task> TaskFromRow(const Connection& conn, const Call& call) {
   row.errors = call.ColumnText(11);
   row.lease_id = call.ColumnInt(12);
   row.output_digest = call.ColumnText(13);
+  row.qc = call.ColumnText(14);
+  row.pictures = call.ColumnText(15);
   return FromRow(row, conn.path());
 }
 
@@ -358,7 +365,8 @@ class SqliteJobStore final : public JobStore {
     ASSIGN_OR_RETURN(const TaskRow r, ToRow(t));
     Call row(conn_, insert_task_.get());
     row.Bind(r.job_id, r.index, r.kind, r.frame_begin, r.frame_end, r.state, r.attempts, r.workers,
-             r.error, r.model_digest, r.seconds, r.errors, r.lease_id, r.output_digest);
+             r.error, r.model_digest, r.seconds, r.errors, r.lease_id, r.output_digest, r.qc,
+             r.pictures);
     return row.Step(absl::StrCat("insert task ", t.job_id, "/", t.index)).status();
   }
 
@@ -366,7 +374,7 @@ class SqliteJobStore final : public JobStore {
     ASSIGN_OR_RETURN(const TaskRow r, ToRow(t));
     Call call(conn_, update_task_.get());
     call.Bind(r.state, r.attempts, r.workers, r.error, r.model_digest, r.seconds, r.errors,
-              r.lease_id, r.output_digest, r.job_id, r.index);
+              r.lease_id, r.output_digest, r.qc, r.pictures, r.job_id, r.index);
     return CheckUpdated(call, absl::StrCat("task ", t.job_id, "/", t.index));
   }
 
@@ -414,14 +422,14 @@ class SqliteJobStore final : public JobStore {
         {&insert_task_,
          "INSERT INTO tasks(job_id, idx, kind, frame_begin, frame_end, state, "
          "attempts, workers, error, model_digest, seconds, errors, lease_id, "
-         "output_digest) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+         "output_digest, qc, pictures) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
         {&update_job_,
          "UPDATE jobs SET spec = ?, input_info = ?, state = ?, error = ?, "
          "created_unix_ms = ?, started_unix_ms = ?, finished_unix_ms = ? WHERE id = ?"},
         {&update_task_,
          "UPDATE tasks SET state = ?, attempts = ?, workers = ?, error = ?, "
-         "model_digest = ?, seconds = ?, errors = ?, lease_id = ?, output_digest = ? "
-         "WHERE job_id = ? AND idx = ?"},
+         "model_digest = ?, seconds = ?, errors = ?, lease_id = ?, output_digest = ?, "
+         "qc = ?, pictures = ? WHERE job_id = ? AND idx = ?"},
         {&delete_tasks_, "DELETE FROM tasks WHERE job_id = ?"},
         {&delete_job_, "DELETE FROM jobs WHERE id = ?"},
         {&select_jobs_,
@@ -429,7 +437,8 @@ class SqliteJobStore final : public JobStore {
          "started_unix_ms, finished_unix_ms FROM jobs ORDER BY id"},
         {&select_tasks_,
          "SELECT job_id, idx, kind, frame_begin, frame_end, state, attempts, "
-         "workers, error, model_digest, seconds, errors, lease_id, output_digest FROM tasks "
+         "workers, error, model_digest, seconds, errors, lease_id, output_digest, qc, pictures "
+         "FROM tasks "
          "ORDER BY job_id, idx"},
     };
     for (const auto& [slot, sql] : statements) {

@@ -29,7 +29,11 @@ void from_json(const nlohmann::json& j, GenerateTake& t) {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UpscaleSpec, input, output, model, scale,
                                                 chunk_frames, overwrite, crf, codec, preset,
                                                 pix_fmt, first_frame, last_frame, colorspace_in,
-                                                colorspace_out, ocio_config)
+                                                colorspace_out, ocio_config, qc)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TaskQc, measured, frames, nan_inf_samples,
+                                                black_frames, clipped_low_fraction,
+                                                clipped_high_fraction, median_difference,
+                                                seam_differences, flags)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GenerateSpec, model, prompt, negative_prompt, seeds,
                                                 steps, guidance_scale, sampler, width, height,
                                                 frames, fps, output, prompts, guidance_scales,
@@ -101,6 +105,13 @@ absl::StatusOr<TaskRow> ToRow(const Task& t) {
   row.seconds = t.seconds;
   ASSIGN_OR_RETURN(row.errors, Dump(json(t.errors), "task errors"));
   row.lease_id = static_cast<int64_t>(t.lease_id);
+  if (t.qc.measured) {
+    ASSIGN_OR_RETURN(row.qc, Dump(json(t.qc), "task qc"));
+  }
+  if (!t.thumbnail.empty() || !t.preview.empty()) {
+    ASSIGN_OR_RETURN(row.pictures, Dump(json{{"thumbnail", t.thumbnail}, {"preview", t.preview}},
+                                        "task pictures"));
+  }
   return row;
 }
 
@@ -142,6 +153,12 @@ absl::StatusOr<Task> FromRow(const TaskRow& row, absl::string_view store) {
   try {
     task.workers = json::parse(row.workers).get<std::vector<std::string>>();
     task.errors = json::parse(row.errors).get<std::vector<std::string>>();
+    if (!row.qc.empty()) task.qc = json::parse(row.qc).get<TaskQc>();
+    if (!row.pictures.empty()) {
+      const json pictures = json::parse(row.pictures);
+      task.thumbnail = pictures.value("thumbnail", "");
+      task.preview = pictures.value("preview", "");
+    }
   } catch (const json::exception& e) {
     return Damaged(store, where, e.what());
   }

@@ -25,7 +25,7 @@ struct JobRow {
 };
 
 // Columns of `tasks`: job_id, idx, kind, frame_begin, frame_end, state, attempts,
-// workers, error, model_digest, seconds, errors, lease_id, output_digest.
+// workers, error, model_digest, seconds, errors, lease_id, output_digest, qc, pictures.
 struct TaskRow {
   int64_t job_id = 0;
   int64_t index = 0;
@@ -41,6 +41,8 @@ struct TaskRow {
   std::string errors;  // JSON array, one entry per attempt
   int64_t lease_id = 0;
   std::string output_digest;
+  std::string qc;        // TaskQc as JSON ("{}" or "": not measured)
+  std::string pictures;  // {"thumbnail": ..., "preview": ...} as JSON ("" : none)
 };
 
 // INVALID_ARGUMENT when a text is not UTF-8 (refused, not mangled).

@@ -349,6 +349,12 @@ absl::Status Admission::AdmitUpscale(scheduler::JobSpec& spec, Stage stage,
                                                    common::kMinCrf, "..", common::kMaxCrf, " (",
                                                    common::kDefaultCrf, " is visually lossless)"));
   }
+  if (u.qc.empty()) u.qc = "warn";
+  if (u.qc != "warn" && u.qc != "fail") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("upscale.qc is '", u.qc,
+                     "'; give warn (QC flags are shown) or fail (a flagged chunk fails)"));
+  }
   // Model: a built-in, a package on the server's model path, or one a worker has.
   const std::vector<std::string>& builtins = common::BuiltinModels();
   std::vector<std::string> known = builtins;

@@ -151,6 +151,7 @@ static v1::UpscaleSpec ToProto(const s::UpscaleSpec& u) {
   out.set_colorspace_in(u.colorspace_in);
   out.set_colorspace_out(u.colorspace_out);
   out.set_ocio_config(u.ocio_config);
+  out.set_qc(u.qc);
   return out;
 }
 
@@ -230,10 +231,27 @@ v1::Job ToProto(const s::JobView& v) {
     for (const auto& w : t.workers) pt->add_workers(w);
     for (const auto& err : t.errors) pt->add_errors(err);
     pt->set_error(t.error);
+    if (t.qc.measured) *pt->mutable_qc() = ToProto(t.qc);
+    pt->set_thumbnail(t.thumbnail);
+    pt->set_preview(t.preview);
     if (i < v.task_frames_done.size()) {
       pt->set_frames_done(t.state == s::TaskState::kSucceeded ? t.frames() : v.task_frames_done[i]);
     }
   }
+  return out;
+}
+
+v1::TaskQc ToProto(const s::TaskQc& q) {
+  v1::TaskQc out;
+  out.set_measured(q.measured);
+  out.set_frames(q.frames);
+  out.set_nan_inf_samples(q.nan_inf_samples);
+  out.set_black_frames(q.black_frames);
+  out.set_clipped_low_fraction(q.clipped_low_fraction);
+  out.set_clipped_high_fraction(q.clipped_high_fraction);
+  out.set_median_difference(q.median_difference);
+  for (double d : q.seam_differences) out.add_seam_differences(d);
+  for (const auto& f : q.flags) out.add_flags(f);
   return out;
 }
 
@@ -259,6 +277,7 @@ v1::Assignment ToProto(const s::Assignment& a) {
   for (const auto& seg : a.segments) out.add_segments(seg);
   for (const auto& d : a.segment_digests) out.add_segment_digests(d);
   for (int64_t n : a.segment_frames) out.add_segment_frames(n);
+  for (double d : a.segment_median_differences) out.add_segment_median_differences(d);
   out.set_provenance_json(a.provenance_json);
   out.set_attempt(a.lease.attempt);
   return out;
@@ -295,6 +314,20 @@ s::TaskOutcome FromProto(const v1::TaskResult& r) {
   o.seconds = r.seconds();
   o.model_digest = r.model_digest();
   o.output_digest = r.output_digest();
+  if (r.has_qc()) {
+    const v1::TaskQc& q = r.qc();
+    o.qc.measured = q.measured();
+    o.qc.frames = q.frames();
+    o.qc.nan_inf_samples = q.nan_inf_samples();
+    o.qc.black_frames = q.black_frames();
+    o.qc.clipped_low_fraction = q.clipped_low_fraction();
+    o.qc.clipped_high_fraction = q.clipped_high_fraction();
+    o.qc.median_difference = q.median_difference();
+    o.qc.seam_differences.assign(q.seam_differences().begin(), q.seam_differences().end());
+    o.qc.flags.assign(q.flags().begin(), q.flags().end());
+  }
+  o.thumbnail = r.thumbnail();
+  o.preview = r.preview();
   return o;
 }
 
@@ -361,6 +394,7 @@ s::JobSpec FromProto(const v1::JobSpec& spec) {
   out.upscale.colorspace_in = u.colorspace_in();
   out.upscale.colorspace_out = u.colorspace_out();
   out.upscale.ocio_config = u.ocio_config();
+  out.upscale.qc = u.qc();
   return out;
 }
 

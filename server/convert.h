@@ -12,6 +12,7 @@ namespace reelfarm::server {
 v1::JobState ToProto(scheduler::JobState s);
 scheduler::JobState FromProto(v1::JobState s);
 v1::Job ToProto(const scheduler::JobView& v);
+v1::TaskQc ToProto(const scheduler::TaskQc& q);
 v1::Assignment ToProto(const scheduler::Assignment& a);
 v1::Worker ToProto(const scheduler::WorkerView& w);
 scheduler::TaskOutcome FromProto(const v1::TaskResult& r);

@@ -179,6 +179,11 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                         .Name("reelfarm_task_retries_total")
                         .Help("Failed task attempts queued again for another try")
                         .Register(registry)),
+      qc_flags_(prometheus::BuildCounter()
+                    .Name("reelfarm_qc_flags_total")
+                    .Help("QC flags raised by task results the server accepted, by flag (nan, "
+                          "black, clipped, frozen, seam)")
+                    .Register(registry)),
       lease_expirations_(prometheus::BuildCounter()
                              .Name("reelfarm_lease_expirations_total")
                              .Help("Leases that expired without a heartbeat")
@@ -242,6 +247,10 @@ void ServerMetrics::TaskFinished(const scheduler::Job& job, const scheduler::Tas
       .Observe(static_cast<double>(std::max<int64_t>(0, run_ms)) / 1000.0);
   task_attempts_.Add({{"kind", kind}, {"result", ok ? "succeeded" : "failed"}}).Increment();
   if (!ok && will_retry) task_retries_.Add({{"kind", kind}}).Increment();
+  // Each flag reads "<name>: what was measured" (media/qc.h).
+  for (const std::string& flag : task.qc.flags) {
+    qc_flags_.Add({{"flag", flag.substr(0, flag.find(':'))}}).Increment();
+  }
 }
 
 void ServerMetrics::LeaseExpired(const scheduler::Lease& lease) {

@@ -68,6 +68,7 @@ class ServerMetrics final : public scheduler::SchedulerEvents {
   prometheus::Family<prometheus::Histogram>& run_duration_;
   prometheus::Family<prometheus::Counter>& task_attempts_;
   prometheus::Family<prometheus::Counter>& task_retries_;
+  prometheus::Family<prometheus::Counter>& qc_flags_;
   prometheus::Counter& lease_expirations_;
   prometheus::Counter& worker_connects_;
   prometheus::Counter& worker_disconnects_;

@@ -16,6 +16,7 @@ absl::StatusOr<scheduler::Scheduler::PurgeResult> PurgeJobs(
     if (!st.ok()) spdlog::warn("job={} {}", job.id, std::string(st.message()));
     const std::filesystem::path scratch = storage.root() / common::Storage::JobScratchDir(job.id);
     std::error_code ec;
+    std::filesystem::remove_all(storage.root() / common::Storage::JobPicturesDir(job.id), ec);
     std::filesystem::remove_all(scratch, ec);
     if (ec) {
       spdlog::warn("job={} cannot remove its scratch '{}': {}", job.id, scratch.string(),

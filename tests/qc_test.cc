@@ -1,6 +1,7 @@
 // QC flags (media/qc.h): each fires on a clip made to trigger it and none on a clean one
 // (ffmpeg's testsrc2 with grain). Black frames are checked against ffmpeg's own blackdetect.
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <regex>
 #include <string>
@@ -9,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include "media/media.h"
+#include "media/picture.h"
 #include "media/qc.h"
 #include "testing/fixtures.h"
 
@@ -126,4 +128,99 @@ TEST_CASE("QC flags NaN and Inf samples in frames", "[unit]") {
   const std::vector<std::string> flags = media::QcFlags(s);
   CHECK(HasFlag(flags, "nan"));
   CHECK(flags.size() == 1);
+}
+
+namespace {
+
+media::Frame Flat(int w, int h, float v) {
+  media::Frame f;
+  f.width = w;
+  f.height = h;
+  f.planes.assign(static_cast<size_t>(3) * w * h, v);
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("QC's median difference is the median of the frame-to-frame differences", "[unit]") {
+  // Flat frames at 0, 0.1, 0.1, 0.4, 0.45: steps 0.1, 0, 0.3, 0.05 -> median 0.075.
+  media::QcMeter meter;
+  for (float v : {0.0f, 0.1f, 0.1f, 0.4f, 0.45f}) meter.Add(Flat(8, 4, v));
+  CHECK(meter.stats().median_difference == Approx(0.075).epsilon(1e-5));
+  media::QcMeter odd;
+  for (float v : {0.0f, 0.1f, 0.1f, 0.4f}) odd.Add(Flat(8, 4, v));  // steps 0.1, 0, 0.3
+  CHECK(odd.stats().median_difference == Approx(0.1).epsilon(1e-5));
+  CHECK(media::MeanAbsoluteDifference(Flat(8, 4, 0.25f), Flat(8, 4, 0.75f)) == Approx(0.5));
+  CHECK(media::MeanAbsoluteDifference(Flat(8, 4, 0.25f), Flat(4, 8, 0.75f)) == -1);
+}
+
+TEST_CASE("seam flicker needs a step well above both chunks' medians and above noise", "[unit]") {
+  // testsrc2 (numpy on ffmpeg's decode): steps and seams about 0.02; a brightness jump of
+  // 0.4 at the seam: 0.24.
+  CHECK(media::IsSeamFlicker(0.24, 0.020, 0.014));
+  CHECK_FALSE(media::IsSeamFlicker(0.021, 0.020, 0.021));
+  CHECK_FALSE(media::IsSeamFlicker(0.05, 0.020, 0.02));  // 2.5x: within the chunks' motion
+  CHECK_FALSE(media::IsSeamFlicker(0.24, 0.01, 0.1));    // the next chunk moves that much
+  // A still clip: medians near 0, a compression step at the seam is not flicker.
+  CHECK_FALSE(media::IsSeamFlicker(0.015, 0.0005, 0.0004));
+  CHECK(media::IsSeamFlicker(0.1, 0.0005, 0.0004));
+}
+
+TEST_CASE("a thumbnail is the frame scaled down by area and coded as a JPEG ffmpeg reads back",
+          "[unit]") {
+  TempDir dir;
+  const std::string clip = (dir.path() / "big.mp4").string();
+  REQUIRE(testing::Run("ffmpeg -v error -y -f lavfi -i testsrc2=size=640x360:rate=24 -frames:v 1 "
+                       "-pix_fmt yuv444p -c:v libx264 -qp 0 " +
+                       clip) == 0);
+  const std::vector<media::Frame> frames = Decode(clip);
+  REQUIRE(frames.size() == 1);
+  const media::Frame small = media::ShrinkFrame(frames[0], 320);
+  CHECK(small.width == 320);
+  CHECK(small.height == 180);
+  CHECK(media::ShrinkFrame(frames[0], 1000).width == 640);  // never enlarged
+  absl::StatusOr<std::string> jpeg = media::EncodeJpeg(small);
+  REQUIRE(jpeg.ok());
+  const auto jpeg_path = dir.path() / "thumb.jpg";
+  std::ofstream(jpeg_path, std::ios::binary) << *jpeg;
+  CHECK(testing::Capture("ffprobe -v error -show_entries stream=codec_name,width,height -of "
+                         "csv=p=0 " +
+                         jpeg_path.string()) == "mjpeg,320,180\n");
+  // Against ffmpeg's own area scale of the same frame (the reference): the shrink is
+  // the same filter, the JPEG close to it.
+  int w = 0, h = 0;
+  const auto reference = testing::DecodeRgb(clip, "scale=320:180:flags=area", &w, &h);
+  REQUIRE(reference.size() == 1);
+  std::vector<uint8_t> shrunk(static_cast<size_t>(3) * w * h);
+  const size_t n = static_cast<size_t>(w) * h;
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t c = 0; c < 3; ++c) {
+      shrunk[3 * i + c] = static_cast<uint8_t>(std::lround(small.planes[c * n + i] * 255));
+    }
+  }
+  CHECK(testing::Psnr(shrunk, reference[0]) > 40);
+  const auto decoded = testing::DecodeRgb(jpeg_path, "", &w, &h);
+  REQUIRE(decoded.size() == 1);
+  CHECK(testing::Psnr(decoded[0], reference[0]) > 28);
+}
+
+TEST_CASE("a take preview is an animated WebP that loops, one frame per frame", "[unit]") {
+  std::vector<media::Frame> frames;
+  for (int i = 0; i < 6; ++i) frames.push_back(Flat(64, 48, static_cast<float>(i) / 6));
+  absl::StatusOr<std::string> webp = media::EncodeAnimatedWebp(frames, 12);
+  REQUIRE(webp.ok());
+  const std::string& b = *webp;
+  REQUIRE(b.size() > 40);
+  CHECK(b.compare(0, 4, "RIFF") == 0);
+  CHECK(b.compare(8, 4, "WEBP") == 0);
+  // RIFF chunks: VP8X, then ANIM (background colour, loop count: 0 = forever), then
+  // one ANMF per frame.
+  const size_t anim = b.find("ANIM");
+  REQUIRE(anim != std::string::npos);
+  CHECK(static_cast<uint8_t>(b[anim + 12]) == 0);
+  CHECK(static_cast<uint8_t>(b[anim + 13]) == 0);
+  int anmf = 0;
+  for (size_t at = b.find("ANMF"); at != std::string::npos; at = b.find("ANMF", at + 4)) ++anmf;
+  CHECK(anmf == 6);
+  CHECK(media::EncodeAnimatedWebp({}, 12).status().code() == absl::StatusCode::kInvalidArgument);
 }

@@ -124,6 +124,19 @@ std::vector<Task> MakeTasks(int n) {
     t.model_digest = "sha256:" + std::to_string(i);
     t.output_digest = i % 2 ? "" : "sha256:out" + std::to_string(i);
     t.seconds = 0.125 * (i + 1);
+    if (i % 2 == 0) {
+      t.qc.measured = true;
+      t.qc.frames = 24;
+      t.qc.nan_inf_samples = i;
+      t.qc.black_frames = 3;
+      t.qc.clipped_low_fraction = 0.25;
+      t.qc.clipped_high_fraction = 0.0625;
+      t.qc.median_difference = 0.0123456789;
+      t.qc.seam_differences = {0.5, 0.015625};
+      t.qc.flags = {"black: 3 of 24 frames black", "seam: chunks 1|2: \"x\""};
+      t.thumbnail = ".reelfarm/pictures/1/chunk_00000" + std::to_string(i) + ".jpg";
+      t.preview = i == 0 ? "" : ".reelfarm/pictures/1/take_0001.webp";
+    }
     tasks.push_back(t);
   }
   return tasks;
@@ -173,6 +186,17 @@ void CheckSameTask(const Task& got, const Task& want) {
   CHECK(got.model_digest == want.model_digest);
   CHECK(got.output_digest == want.output_digest);
   CHECK(got.seconds == want.seconds);
+  CHECK(got.qc.measured == want.qc.measured);
+  CHECK(got.qc.frames == want.qc.frames);
+  CHECK(got.qc.nan_inf_samples == want.qc.nan_inf_samples);
+  CHECK(got.qc.black_frames == want.qc.black_frames);
+  CHECK(got.qc.clipped_low_fraction == want.qc.clipped_low_fraction);
+  CHECK(got.qc.clipped_high_fraction == want.qc.clipped_high_fraction);
+  CHECK(got.qc.median_difference == want.qc.median_difference);
+  CHECK(got.qc.seam_differences == want.qc.seam_differences);
+  CHECK(got.qc.flags == want.qc.flags);
+  CHECK(got.thumbnail == want.thumbnail);
+  CHECK(got.preview == want.preview);
 }
 
 JobStore::Snapshot Load(JobStore& store) {
@@ -313,6 +337,10 @@ TEST_CASE("JobStore updates of jobs and tasks are visible in LoadAll", "[unit][s
   tasks[1].model_digest = "sha256:feed";
   tasks[1].output_digest = "sha256:5e9";
   tasks[1].seconds = 12.5;
+  tasks[1].qc.measured = true;
+  tasks[1].qc.flags = {"nan: 3 NaN/Inf samples"};
+  tasks[1].qc.nan_inf_samples = 3;
+  tasks[1].thumbnail = ".reelfarm/pictures/9/chunk_000001.jpg";
   REQUIRE(store->UpdateTask(tasks[1]).ok());
   tasks[0].state = TaskState::kSucceeded;
   tasks[0].workers.clear();
@@ -487,18 +515,18 @@ TEST_CASE("SqliteJobStore in a missing or unwritable folder is UNAVAILABLE", "[u
   CHECK_THAT(std::string(store.status().message()), Catch::Contains(path));
 }
 
-TEST_CASE("SqliteJobStore is in WAL mode with schema version 3", "[unit][store]") {
+TEST_CASE("SqliteJobStore is in WAL mode with schema version 4", "[unit][store]") {
   TempDir dir;
   std::unique_ptr<JobStore> store = OpenStore("sqlite", dir);
   CHECK(RawSqlite(DbPath(dir), "PRAGMA journal_mode") == "wal");
-  CHECK(RawSqlite(DbPath(dir), "SELECT MAX(version) FROM schema_version") == "3");
+  CHECK(RawSqlite(DbPath(dir), "SELECT MAX(version) FROM schema_version") == "4");
   store.reset();
   store = OpenStore("sqlite", dir);  // reopening applies no step twice
-  CHECK(RawSqlite(DbPath(dir), "SELECT COUNT(*) FROM schema_version") == "3");
+  CHECK(RawSqlite(DbPath(dir), "SELECT COUNT(*) FROM schema_version") == "4");
 }
 
 TEST_CASE(
-    "PostgresJobStore migrates once, with schema version 2, even when servers "
+    "PostgresJobStore migrates once, with schema version 3, even when servers "
     "start together",
     "[unit][store][postgres]") {
   TempDir dir;
@@ -511,10 +539,10 @@ TEST_CASE(
   }
   for (std::thread& t : threads) t.join();
   for (const absl::Status& st : results) CHECK(st.ToString() == "OK");
-  CHECK(RawSql("postgres", dir, "SELECT MAX(version) FROM schema_version") == "2");
-  CHECK(RawSql("postgres", dir, "SELECT COUNT(*) FROM schema_version") == "2");
+  CHECK(RawSql("postgres", dir, "SELECT MAX(version) FROM schema_version") == "3");
+  CHECK(RawSql("postgres", dir, "SELECT COUNT(*) FROM schema_version") == "3");
   OpenStore("postgres", dir).reset();  // reopening applies no step twice
-  CHECK(RawSql("postgres", dir, "SELECT COUNT(*) FROM schema_version") == "2");
+  CHECK(RawSql("postgres", dir, "SELECT COUNT(*) FROM schema_version") == "3");
 }
 
 TEST_CASE("Durable JobStores refuse a schema newer than they know", "[unit][store]") {

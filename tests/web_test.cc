@@ -1,6 +1,8 @@
 // The monitor's pure parts: escaping, sessions and CSRF, role checks, page rendering,
 // "why is it waiting". The browser test (monitor_test.py) drives the whole of it.
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -12,6 +14,8 @@
 #include "server/web/pages.h"
 #include "server/web/sections.h"
 #include "server/web/sessions.h"
+#include "server/web/thumbnails.h"
+#include "testing/fixtures.h"
 
 using namespace reelfarm;
 using namespace reelfarm::server;
@@ -386,4 +390,43 @@ TEST_CASE("a pick submits an upscale of the take in the wedge's project", "[unit
   CHECK(page.find("<p class=\"error\">no &lt;b&gt;</p>") != std::string::npos);
   CHECK(page.find("<option value=\"&lt;x&gt;\">") != std::string::npos);
   CHECK(page.find("value=\"two\"") != std::string::npos);
+TEST_CASE("the monitor reads a worker's picture from the job's pictures folder and nothing else",
+          "[unit]") {
+  namespace fs = std::filesystem;
+  testing::TempDir dir;
+  const std::unique_ptr<common::Storage> storage = *common::Storage::Open(dir.path() / "root");
+  const fs::path root = storage->root();
+  const fs::path mine = root / common::Storage::JobPicturesDir(7);
+  const fs::path other = root / common::Storage::JobPicturesDir(8);
+  fs::create_directories(mine);
+  fs::create_directories(other);
+  fs::create_directories(root / "renders");
+  std::ofstream(mine / "chunk_000001.jpg") << "jpeg bytes";
+  std::ofstream(mine / "take_0001.webp") << "webp bytes";
+  std::ofstream(other / "chunk_000001.jpg") << "job 8";
+  std::ofstream(root / "renders/secret.jpg") << "an output";
+  std::ofstream(dir.path() / "outside.jpg") << "outside the root";
+  fs::create_symlink(root / "renders/secret.jpg", mine / "absolute.jpg");
+  fs::create_symlink("../8/chunk_000001.jpg", mine / "sibling.jpg");
+  fs::create_symlink(dir.path() / "outside.jpg", mine / "outside.jpg");
+
+  absl::StatusOr<WorkerPicture> jpeg = ReadWorkerPicture(*storage, 7, "chunk_000001.jpg");
+  REQUIRE(jpeg.ok());
+  CHECK(jpeg->bytes == "jpeg bytes");
+  CHECK(jpeg->content_type == "image/jpeg");
+  absl::StatusOr<WorkerPicture> webp = ReadWorkerPicture(*storage, 7, "take_0001.webp");
+  REQUIRE(webp.ok());
+  CHECK(webp->content_type == "image/webp");
+
+  for (const char* name : {"../8/chunk_000001.jpg", "..", ".", "", "/etc/passwd",
+                           "../../../renders/secret.jpg", ".hidden.jpg", "chunk_000001.txt",
+                           "absolute.jpg", "sibling.jpg", "outside.jpg", "a\\b.jpg"}) {
+    INFO("name '" << name << "'");
+    CHECK(ReadWorkerPicture(*storage, 7, name).status().code() ==
+          absl::StatusCode::kPermissionDenied);
+  }
+  CHECK(ReadWorkerPicture(*storage, 7, "chunk_000002.jpg").status().code() ==
+        absl::StatusCode::kNotFound);
+  CHECK(ReadWorkerPicture(*storage, 9, "chunk_000001.jpg").status().code() ==
+        absl::StatusCode::kNotFound);
 }

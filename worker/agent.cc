@@ -472,6 +472,9 @@ void Agent::SlotLoop(int slot) {
     res->set_seconds(r.seconds);
     res->set_model_digest(r.model_digest);
     res->set_output_digest(r.output_digest);
+    if (r.qc.measured()) *res->mutable_qc() = r.qc;
+    res->set_thumbnail(r.thumbnail);
+    res->set_preview(r.preview);
     SendResult(m);
     (void)slot;
   }

@@ -19,17 +19,20 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/job_defaults.h"
 #include "common/model_manifest.h"
 #include "media/colour.h"
 #include "media/media.h"
 #include "media/output_format.h"
+#include "media/picture.h"
 #include "worker/bounded_queue.h"
 #include "worker/colour_job.h"
 #include "worker/inference/generator.h"
 #include "worker/inference/model.h"
 #include "worker/model_stage.h"
+#include "worker/pictures.h"
 
 #ifndef REELFARM_VERSION
 #define REELFARM_VERSION "dev"
@@ -100,6 +103,21 @@ class FirstError {
   absl::Mutex mu_;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
+
+// The thumbnail of `check`'s middle frame as `name` in the job's pictures folder; its
+// path, or "" (logged) when it could not be made: a picture never fails a task.
+std::string MakeThumbnail(const common::Storage& storage, int64_t job_id, const std::string& name,
+                          const OutputCheck& check) {
+  if (check.middle().width == 0) return "";
+  absl::StatusOr<std::string> path = [&]() -> absl::StatusOr<std::string> {
+    ASSIGN_OR_RETURN(std::string jpeg, media::EncodeJpeg(check.middle()));
+    return WritePicture(storage, job_id, name, jpeg);
+  }();
+  if (path.ok()) return *path;
+  spdlog::warn("job={} thumbnail '{}' not made: {}", job_id, name,
+               std::string(path.status().message()));
+  return "";
+}
 
 }  // namespace
 
@@ -207,6 +225,8 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   BoundedQueue<media::Frame> decoded(4), upscaled(4);
   double decode_s = 0, infer_s = 0, encode_s = 0;
   int64_t written = 0;
+  OutputCheck check(a.frame_end() - a.frame_begin());
+  (*model)->TakeNonFiniteSamples();  // what an earlier task (or the warm-up) left
 
   std::thread decoder([&] {
     while (!cancelled.load()) {
@@ -226,6 +246,9 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   std::thread encoder([&] {
     while (auto f = upscaled.Pop()) {
       auto t = Clock::now();
+      // QC sees the frames as the model gave them (0..1; colour-managed jobs convert
+      // to a scene-referred space after, where 1 is not a clip).
+      check.Add(*f);
       if (cm) cm->FromModel(&*f);
       absl::Status st = (*sink)->Write(*f);
       encode_s += Since(t);
@@ -278,6 +301,15 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
     failed.frames_done = written;
     failed.stage_seconds = report.stage_seconds;
     return failed;
+  }
+  check.AddNonFiniteSamples((*model)->TakeNonFiniteSamples());
+  report.qc = check.Qc();
+  report.thumbnail =
+      MakeThumbnail(storage_, a.job_id(), absl::StrFormat("chunk_%06d.jpg", a.task_index()), check);
+  if (const std::string qc_error = QcFailure(up.qc(), report.qc); !qc_error.empty()) {
+    report.error = qc_error;
+    report.retryable = false;  // the same frames flag again on any worker
+    return report;
   }
   report.ok = true;
   return report;
@@ -428,6 +460,8 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
     }
     if (!sink.ok()) return Failure(sink.status(), context);
     t0 = Clock::now();
+    OutputCheck check(static_cast<int64_t>(clip->frames.size()));
+    std::vector<media::Frame> preview;
     for (size_t i = 0; i < clip->frames.size() && st.ok(); ++i) {
       if (cancelled.load()) st = absl::CancelledError("task cancelled");
       media::Frame f;
@@ -436,6 +470,8 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
       f.index = static_cast<int64_t>(i);
       f.planes.assign(clip->frames[i].begin(), clip->frames[i].end());
       clip->frames[i] = {};
+      check.Add(f);
+      preview.push_back(media::ShrinkFrame(f, kPreviewWidth));
       if (st.ok()) st = (*sink)->Write(f);
       if (st.ok()) progress(++report.frames_done);
     }
@@ -446,6 +482,20 @@ TaskReport TaskRunner::RunTake(const v1::Assignment& a,
     if (!st.ok()) {
       fs::remove(tmp, ec);
       return Failure(common::NameFdPath(st, *out_dir, RelativeFolder(a.take_output())), context);
+    }
+    report.qc = check.Qc();
+    report.thumbnail = MakeThumbnail(storage_, a.job_id(),
+                                     absl::StrFormat("take_%04d.jpg", a.task_index()), check);
+    absl::StatusOr<std::string> webp = media::EncodeAnimatedWebp(preview, g.fps());
+    if (webp.ok()) {
+      webp = WritePicture(storage_, a.job_id(), absl::StrFormat("take_%04d.webp", a.task_index()),
+                          *webp);
+    }
+    if (webp.ok()) {
+      report.preview = *webp;
+    } else {
+      spdlog::warn("job={} take {} preview not made: {}", a.job_id(), a.task_index(),
+                   std::string(webp.status().message()));
     }
   }
   // Provenance: the server's record of the job and take, the model and this worker.
@@ -493,6 +543,16 @@ TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
   pub.staging = fs::path(staging->path());
   absl::Status st = format->image_sequence() ? StageSequence(a, *output, &pub)
                                              : StageMovie(a, *format, *output, &pub);
+  if (st.ok()) {
+    // Seam flicker, before anything is published: a job that says qc: fail publishes
+    // nothing flagged.
+    report.qc = MeasureSeams(a, format->image_sequence());
+    if (const std::string qc_error = QcFailure(up.qc(), report.qc); !qc_error.empty()) {
+      report.error = absl::StrCat(context, qc_error);
+      report.retryable = false;
+      return report;
+    }
+  }
   if (st.ok()) st = StageUpscaleSidecar(a, output->filename().string(), &pub, &report);
   if (st.ok()) st = storage_.PublishStaged(pub.files, up.overwrite());
   st = common::NameFdPath(st, *dir, RelativeFolder(up.output()));
@@ -502,6 +562,57 @@ TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
   // has succeeded: until then a retry of this task finds what it published.
   report.ok = true;
   return report;
+}
+
+v1::TaskQc TaskRunner::MeasureSeams(const v1::Assignment& a, bool sequence_out) const {
+  if (a.segments_size() < 2 || a.segment_median_differences_size() != a.segments_size()) return {};
+  const std::string pattern = fs::path(a.upscale().output()).filename().string();
+  // The first and last frames of each chunk's output, as the assembly joins them.
+  std::vector<double> differences;
+  media::Frame last_before;
+  int64_t number = a.input_info().first_frame();
+  for (int i = 0; i < a.segments_size(); ++i) {
+    const int64_t count = i < a.segment_frames_size() ? a.segment_frames(i) : 0;
+    absl::StatusOr<media::Frame> first_frame, last_frame;
+    absl::Status st = [&]() -> absl::Status {
+      if (count <= 0) return absl::FailedPreconditionError("no frames");
+      if (sequence_out) {
+        ASSIGN_OR_RETURN(fs::path folder,
+                         storage_.Resolve(SequenceChunkFolder(a.segments(i)), "segment"));
+        ASSIGN_OR_RETURN(common::UniqueFd fd, storage_.OpenDirBeneath(folder, false, "segment"));
+        const std::string path = fd.path() + "/" + pattern;
+        for (int64_t n : {number, number + count - 1}) {
+          ASSIGN_OR_RETURN(auto source, media::OpenImageSequenceSource(path, n, n + 1));
+          media::Frame f;
+          ASSIGN_OR_RETURN(bool got, source->Next(&f));
+          if (!got) return absl::FailedPreconditionError("frame did not decode");
+          (n == number ? first_frame : last_frame) = std::move(f);
+        }
+        return absl::OkStatus();
+      }
+      ASSIGN_OR_RETURN(fs::path p, storage_.Resolve(a.segments(i), "segment"));
+      ASSIGN_OR_RETURN(common::UniqueFd fd, storage_.OpenBeneath(p, O_RDONLY, "segment"));
+      ASSIGN_OR_RETURN(auto source, media::OpenVideoSource(fd.path(), 0, count));
+      media::Frame f;
+      for (int64_t k = 0; k < count; ++k) {
+        ASSIGN_OR_RETURN(bool got, source->Next(&f));
+        if (!got) return absl::FailedPreconditionError("frame did not decode");
+        if (k == 0) first_frame = f;
+      }
+      last_frame = std::move(f);
+      return absl::OkStatus();
+    }();
+    if (!st.ok()) {
+      spdlog::warn("job={} seams not measured: segment '{}': {}", a.job_id(), a.segments(i),
+                   std::string(st.message()));
+      return {};
+    }
+    if (i > 0) differences.push_back(media::MeanAbsoluteDifference(last_before, *first_frame));
+    last_before = std::move(*last_frame);
+    number += count;
+  }
+  return SeamQc(differences,
+                {a.segment_median_differences().begin(), a.segment_median_differences().end()});
 }
 
 absl::StatusOr<std::unique_ptr<media::FrameSink>> TaskRunner::OpenSink(

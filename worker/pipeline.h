@@ -61,6 +61,9 @@ struct TaskReport {
   double seconds = 0;
   std::string model_digest;
   std::string output_digest;  // CHUNK: "sha256:HEX" of what it wrote (see workers.proto)
+  v1::TaskQc qc;              // what it measured of its output (worker/pictures.h)
+  std::string thumbnail;      // pictures it made, storage-relative (see workers.proto)
+  std::string preview;
   // Seconds spent in each stage (decode, infer, encode, publish).
   std::map<std::string, double> stage_seconds;
 };
@@ -107,6 +110,9 @@ class TaskRunner final {
   // The image sequence the chunks wrote, each chunk's frames checked likewise.
   absl::Status StageSequence(const v1::Assignment& a, const std::filesystem::path& output,
                              Publication* pub);
+  // ASSEMBLE: the difference across each seam between chunks, judged against the
+  // medians the chunks reported (worker/pictures.h); unmeasured (logged) on trouble.
+  v1::TaskQc MeasureSeams(const v1::Assignment& a, bool sequence_out) const;
   // `<output>.json`, the provenance sidecar of an upscale job.
   absl::Status StageUpscaleSidecar(const v1::Assignment& a, const std::string& name,
                                    Publication* pub, TaskReport* report);

@@ -108,6 +108,7 @@ class MonitorImpl final : public WebMonitor {
       : options_(options),
         stub_(v1::JobService::NewStub(channel)),
         auth_(auth),
+        storage_(storage),
         thumbs_(storage, options.cache_dir),
         frames_(storage, options.cache_dir, kWipeWidth) {}
   ~MonitorImpl() override { Stop(); }
@@ -140,6 +141,8 @@ class MonitorImpl final : public WebMonitor {
   void JobPage(const httplib::Request& req, httplib::Response& res);
   void WedgePage(const httplib::Request& req, httplib::Response& res);
   void Preview(const httplib::Request& req, httplib::Response& res, bool take);
+  // A picture a worker made of one of the job's tasks (Task.thumbnail, Task.preview).
+  void Picture(const httplib::Request& req, httplib::Response& res);
   void WorkersPage(const httplib::Request& req, httplib::Response& res);
   void Login(const httplib::Request& req, httplib::Response& res);
   void Logout(const httplib::Request& req, httplib::Response& res);
@@ -176,6 +179,7 @@ class MonitorImpl final : public WebMonitor {
   const WebOptions options_;
   std::unique_ptr<v1::JobService::Stub> stub_;
   Authenticator* const auth_;
+  const common::Storage* const storage_;
   Thumbnailer thumbs_;
   Thumbnailer frames_;  // the wipe's, at display size
   SessionStore sessions_;
@@ -368,6 +372,8 @@ void MonitorImpl::Routes() {
         [this](const httplib::Request& q, httplib::Response& r) { PickPage(q, r); });
   h.Post(R"(/jobs/(\d+)/takes/(\d+)/pick)",
          [this](const httplib::Request& q, httplib::Response& r) { PickSubmit(q, r); });
+  h.Get(R"(/jobs/(\d+)/pictures/([^/]+))",
+        [this](const httplib::Request& q, httplib::Response& r) { Picture(q, r); });
   h.Get("/workers", [this](const httplib::Request& q, httplib::Response& r) { WorkersPage(q, r); });
   h.Post(R"(/jobs/(\d+)/(cancel|pause|resume|retry))",
          [this](const httplib::Request& q, httplib::Response& r) { JobAction(q, r); });
@@ -590,6 +596,27 @@ void MonitorImpl::Preview(const httplib::Request& req, httplib::Response& res, b
     return ErrorPage(res, HttpStatus(png.status()), std::string(png.status().message()));
   res.set_header("Cache-Control", "private, max-age=60");
   res.set_content(*png, "image/png");
+}
+
+void MonitorImpl::Picture(const httplib::Request& req, httplib::Response& res) {
+  Session s;
+  if (!RequireSession(req, res, &s)) return;
+  int64_t id = 0;
+  if (!absl::SimpleAtoi(req.matches[1].str(), &id)) return ErrorPage(res, 404, "no such job");
+  // The service decides whether this user may see the job, as for gRPC's GetJob.
+  v1::GetJobRequest get;
+  get.set_job_id(id);
+  v1::Job job;
+  grpc::ClientContext ctx;
+  SetupCall(&ctx, s.token);
+  grpc::Status st = stub_->GetJob(&ctx, get, &job);
+  if (!st.ok()) return ErrorPage(res, HttpStatus(st), st.error_message());
+  absl::StatusOr<WorkerPicture> picture = ReadWorkerPicture(*storage_, id, req.matches[2].str());
+  if (!picture.ok()) {
+    return ErrorPage(res, HttpStatus(picture.status()), std::string(picture.status().message()));
+  }
+  res.set_header("Cache-Control", "private, max-age=60");
+  res.set_content(picture->bytes, picture->content_type);
 }
 
 QcByOutput MonitorImpl::QcOf(const v1::Job& job) {

@@ -127,6 +127,26 @@ std::string QcNote(const QcByOutput& qc, const std::string& output) {
   return out + "</ul>";
 }
 
+// The monitor's URL of a picture a worker made of a task of job `j` ("" for none): the
+// file's name in the job's pictures folder, which the server serves from there only.
+std::string PictureUrl(const v1::Job& j, const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (path.empty() || slash == std::string::npos || slash + 1 == path.size()) return "";
+  return absl::StrCat("/jobs/", j.id(), "/pictures/", UrlEncode(path.substr(slash + 1)));
+}
+
+// A task's QC badge: "ok", the names of its flags (the full text on hover), or nothing
+// when it was not measured.
+std::string QcBadge(const v1::Task& t) {
+  if (!t.has_qc()) return "";
+  if (t.qc().flags().empty()) return "<span class=\"qc-badge qc-ok\">ok</span>";
+  std::vector<std::string> names;
+  for (const std::string& f : t.qc().flags()) names.push_back(f.substr(0, f.find(':')));
+  return absl::StrCat("<span class=\"qc-badge qc-flagged\" title=\"",
+                      HtmlEscape(absl::StrJoin(t.qc().flags(), "\n")), "\">",
+                      HtmlEscape(absl::StrJoin(names, " ")), "</span>");
+}
+
 std::string QueryUrl(const JobsQuery& q, int page, const std::string& sort) {
   return absl::StrCat("/jobs?state=", UrlEncode(q.state), "&project=", UrlEncode(q.project),
                       "&name=", UrlEncode(q.name), "&owner=", UrlEncode(q.owner),
@@ -334,17 +354,27 @@ std::string RenderJobPage(const PageContext& ctx, const v1::Job& j,
                       "/preview.png\"></li>");
     }
   }
+  // The strip: each task's thumbnail, as its worker made it.
+  std::string strip;
+  for (const v1::Task& t : j.tasks()) {
+    const std::string url = PictureUrl(j, t.thumbnail());
+    if (url.empty()) continue;
+    absl::StrAppend(&strip, "<img class=\"task-thumb\" data-task=\"", t.index(), "\" alt=\"task ",
+                    t.index(), "\" title=\"task ", t.index(), "\" src=\"", url, "\">");
+  }
+  if (!strip.empty()) absl::StrAppend(&body, "</ul><div class=\"strip\">", strip, "</div><ul>");
   absl::StrAppend(&body,
                   "</ul><h2>Tasks</h2><table class=\"tasks\"><thead><tr><th>#</th><th>Kind</th>"
                   "<th>State</th><th>Frames</th><th>Done</th><th>Attempts</th><th>Worker</th>"
-                  "<th>Error</th></tr></thead><tbody>");
+                  "<th>Error</th><th>QC</th></tr></thead><tbody>");
   for (const v1::Task& t : j.tasks()) {
     std::string kind = Lower(v1::TaskKind_Name(t.kind()).substr(std::string("TASK_KIND_").size()));
     absl::StrAppend(&body, "<tr data-task=\"", t.index(), "\"><td>", t.index(), "</td><td>", kind,
                     "</td><td class=\"task-state\">", TaskStateName(t.state()), "</td><td>",
                     t.frame_begin(), "\xE2\x80\x93", t.frame_end(), "</td><td class=\"task-done\">",
                     t.frames_done(), "</td><td>", t.attempts(), "</td><td>", HtmlEscape(t.worker()),
-                    "</td><td class=\"error\">", HtmlEscape(t.error()), "</td></tr>");
+                    "</td><td class=\"error\">", HtmlEscape(t.error()), "</td><td class=\"qc\">",
+                    QcBadge(t), "</td></tr>");
   }
   absl::StrAppend(&body, "</tbody></table>", RenderWipeSection(j), RenderLogSection(j, logs));
   return Layout(&ctx, absl::StrCat("Job ", j.id()), body,
@@ -384,7 +414,16 @@ std::string RenderWedgePage(const PageContext& ctx, const v1::Job& j, const QcBy
     std::string state;
     if (c.index < j.tasks_size()) state = TaskStateName(j.tasks(c.index).state());
     absl::StrAppend(&body, "<figure class=\"take\" data-take=\"", c.index, "\">");
-    if (state == "succeeded") {
+    // The worker's looping preview, else its thumbnail, else one the server makes.
+    std::string worker_picture;
+    if (c.index < j.tasks_size()) {
+      const v1::Task& t = j.tasks(c.index);
+      worker_picture = PictureUrl(j, t.preview().empty() ? t.thumbnail() : t.preview());
+    }
+    if (state == "succeeded" && !worker_picture.empty()) {
+      absl::StrAppend(&body, "<img class=\"preview\" alt=\"", HtmlEscape(c.name), "\" src=\"",
+                      worker_picture, "\">");
+    } else if (state == "succeeded") {
       absl::StrAppend(&body, "<img class=\"preview\" alt=\"", HtmlEscape(c.name), "\" src=\"/jobs/",
                       j.id(), "/takes/", c.index, "/preview.png\">");
     } else {

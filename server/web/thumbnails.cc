@@ -1,6 +1,9 @@
 #include "server/web/thumbnails.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -55,6 +58,29 @@ absl::StatusOr<std::string> ReadAll(const fs::path& path) {
 }
 
 }  // namespace
+
+absl::StatusOr<WorkerPicture> ReadWorkerPicture(const common::Storage& storage, int64_t job_id,
+                                                const std::string& name) {
+  const bool plain =
+      !name.empty() && name.size() <= 128 && name[0] != '.' &&
+      std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+      });
+  const std::string ext = fs::path(name).extension().string();
+  if (!plain || (ext != ".jpg" && ext != ".webp")) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("picture '", name, "' is not a picture of job ", job_id,
+                     ": give the file name of a task's thumbnail or preview"));
+  }
+  const std::string folder = common::Storage::JobPicturesDir(job_id);
+  ASSIGN_OR_RETURN(common::UniqueFd dir, storage.OpenDirBeneath(folder, false, "picture"));
+  ASSIGN_OR_RETURN(
+      common::UniqueFd fd,
+      common::OpenBeneathFd(dir.get(), name, O_RDONLY, absl::StrCat("picture '", name, "'"),
+                            absl::StrCat("job ", job_id, "'s pictures folder")));
+  ASSIGN_OR_RETURN(std::string bytes, ReadAll(fd.path()));
+  return WorkerPicture{std::move(bytes), ext == ".jpg" ? "image/jpeg" : "image/webp"};
+}
 
 Thumbnailer::Thumbnailer(const common::Storage* storage, fs::path cache_dir, int max_width)
     : storage_(storage), cache_dir_(std::move(cache_dir)), max_width_(max_width) {}

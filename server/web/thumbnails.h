@@ -17,6 +17,19 @@
 
 namespace reelfarm::server::web {
 
+// A picture a worker made of a task (worker/pictures.h): its bytes and content type.
+struct WorkerPicture {
+  std::string bytes;
+  std::string content_type;  // image/jpeg or image/webp
+};
+
+// Reads `name`, a file name in job `job_id`'s pictures folder
+// (common::Storage::JobPicturesDir), opened beneath that folder: anything else (a name
+// with "/" or "..", not .jpg or .webp, a link that leads out of the folder) is
+// PERMISSION_DENIED; NOT_FOUND when there is no such picture.
+absl::StatusOr<WorkerPicture> ReadWorkerPicture(const common::Storage& storage, int64_t job_id,
+                                                const std::string& name);
+
 class Thumbnailer final {
  public:
   // `storage` is borrowed and must outlive this; `cache_dir` is created when needed.

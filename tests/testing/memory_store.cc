@@ -119,6 +119,9 @@ class InMemoryJobStore final : public JobStore {
           stored.error = w.task.error;
           stored.model_digest = w.task.model_digest;
           stored.output_digest = w.task.output_digest;
+          stored.qc = w.task.qc;
+          stored.thumbnail = w.task.thumbnail;
+          stored.preview = w.task.preview;
           stored.seconds = w.task.seconds;
           break;
         }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -42,6 +43,7 @@ class TorchScriptModel final : public Model {
   int temporal_window() const override { return manifest_.temporal_window; }
   int batch() const override { return manifest_.batch; }
   int tile() const override { return manifest_.tile; }
+  int64_t TakeNonFiniteSamples() override { return std::exchange(nonfinite_, 0); }
 
   absl::StatusOr<at::Tensor> Upscale(const at::Tensor& x) override {
     const int64_t channels = 3 * manifest_.temporal_window;
@@ -85,6 +87,7 @@ class TorchScriptModel final : public Model {
     try {
       // NaN (a broken model) becomes 0, as frames are never NaN (media.h).
       at::Tensor host = ToHost(y);
+      nonfinite_ += host.numel() - at::isfinite(host).sum().item<int64_t>();
       return at::nan_to_num_(host, 0.0, 1.0, 0.0).clamp_(0.0, 1.0);
     } catch (const c10::Error& e) {
       return absl::InternalError(
@@ -123,6 +126,7 @@ class TorchScriptModel final : public Model {
   torch::jit::Module module_;
   const std::string digest_;
   const c10::Device device_;
+  int64_t nonfinite_ = 0;  // since TakeNonFiniteSamples (one thread uses a model)
 };
 
 }  // namespace

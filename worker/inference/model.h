@@ -49,6 +49,9 @@ class Model {
   // copies; the built-in resamplers write their result there directly, which saves a
   // pass over the output (44 MB a frame at 2560x1440).
   virtual absl::Status UpscaleInto(const at::Tensor& frames, at::Tensor& out);
+  // NaN or Inf samples the model produced since the last call (its results have them
+  // replaced, as frames are never NaN), for QC; the built-ins produce none.
+  virtual int64_t TakeNonFiniteSamples() { return 0; }
 };
 
 // Model names a worker can load: the built-ins and every package on `search_path`.

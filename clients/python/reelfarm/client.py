@@ -322,14 +322,16 @@ class Client:
                        overwrite: bool = False, name: str = "", project: str = "",
                        priority: Optional[int] = None, depends_on: Iterable[int] = (),
                        requirements: Optional[Mapping[str, str]] = None, request_id: str = "",
-                       max_attempts: Optional[int] = None, webhooks: Iterable[str] = ()) -> Job:
+                       max_attempts: Optional[int] = None, webhooks: Iterable[str] = (),
+                       qc: str = "") -> Job:
         """Upscales the movie ``input`` into ``output`` (paths relative to the storage root).
 
         ``scale`` (default 2) must be one the model was made for. None leaves a value to
         the server: ``chunk_frames`` (default 48) frames per chunk task, ``crf`` (default
         18; 0..51) for H.264/H.265 outputs, ``priority`` (default 50; 0..100),
         ``max_attempts`` (default 3; 1..10) per task. ``webhooks``: http(s) URLs the
-        server POSTs a JSON body to when the job ends (README "Notifications")."""
+        server POSTs a JSON body to when the job ends (README "Notifications"). ``qc``:
+        "warn" (default) keeps QC flags on the tasks; "fail" fails a flagged chunk."""
         spec = jobs_pb2.JobSpec(name=name, project=project, request_id=request_id,
                                 depends_on=list(depends_on),
                                 requirements=dict(requirements or {}),
@@ -345,6 +347,7 @@ class Client:
             up.chunk_frames = chunk_frames
         if crf is not None:
             up.crf = crf
+        up.qc = qc
         return self._submit(spec)
 
     def submit_generate(self, model: str, prompt: Union[str, Sequence[str]], output: str,
