@@ -63,39 +63,56 @@ Scheduler::~Scheduler() = default;
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Clock* clock,
                                                              SchedulerOptions options,
                                                              SchedulerEvents* events) {
-  ASSIGN_OR_RETURN(JobStore::Snapshot snap, store->LoadAll());
   std::unique_ptr<Scheduler> s(new Scheduler(store, clock, std::move(options), events));
   absl::MutexLock lock(&s->mu_);
   const int64_t now = clock->NowMs();
-  uint64_t max_lease = 0;
-  s->next_job_id_ = std::max(s->next_job_id_, snap.next_job_id);
-  for (Job& job : snap.jobs) {
-    s->next_job_id_ = std::max(s->next_job_id_, job.id + 1);
-    JobEntry& e = s->jobs_[job.id];
-    e.job = std::move(job);
-    if (!IsTerminal(e.job.state)) s->active_.insert(e.job.id);
-    for (int64_t dep : e.job.spec.depends_on) s->dependents_[dep].push_back(e.job.id);
-    if (!e.job.spec.request_id.empty()) {
-      s->request_ids_[{e.job.spec.project, e.job.spec.request_id}] = e.job.id;
+  // The store's rows go straight into the jobs' entries: each task is built once, in
+  // its place (a restart with a million queued tasks is bound by this).
+  struct Sink final : JobStore::LoadSink {
+    explicit Sink(Scheduler* scheduler) : s(scheduler) {}
+    void AddJob(Job job, int task_count) override ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      s->next_job_id_ = std::max(s->next_job_id_, job.id + 1);
+      JobEntry& e = s->jobs_.emplace_hint(s->jobs_.end(), job.id, JobEntry{})->second;
+      e.job = std::move(job);
+      e.tasks.resize(task_count);
+      if (!IsTerminal(e.job.state)) s->active_.insert(s->active_.end(), e.job.id);
+      for (int64_t dep : e.job.spec.depends_on) s->dependents_[dep].push_back(e.job.id);
+      if (!e.job.spec.request_id.empty()) {
+        s->request_ids_[{e.job.spec.project, e.job.spec.request_id}] = e.job.id;
+      }
     }
-  }
-  for (Task& task : snap.tasks) {
-    auto it = s->jobs_.find(task.job_id);
-    if (it == s->jobs_.end()) continue;
-    it->second.tasks.push_back(std::move(task));
-  }
+    Task* TaskSlot(int64_t job_id, int index) override ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      if (last == nullptr || last->job.id != job_id) {
+        auto it = s->jobs_.find(job_id);
+        if (it == s->jobs_.end()) return nullptr;
+        last = &it->second;
+      }
+      if (index < 0 || static_cast<size_t>(index) >= last->tasks.size()) return nullptr;
+      return &last->tasks[index];
+    }
+    void SetNextJobId(int64_t next_job_id) override ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      s->next_job_id_ = std::max(s->next_job_id_, next_job_id);
+    }
+    Scheduler* const s;
+    JobEntry* last = nullptr;
+  } sink(s.get());
+  RETURN_IF_ERROR(store->Load(sink));
+  uint64_t max_lease = 0;
   for (auto& [id, e] : s->jobs_) {
-    std::vector<Task> tasks;
-    tasks.swap(e.tasks);
-    e.progress.assign(tasks.size(), 0);
-    e.ready_since.assign(tasks.size(), now);
-    e.tasks.resize(tasks.size());
-    for (Task& t : tasks) {
+    e.progress.assign(e.tasks.size(), 0);
+    e.ready_since.assign(e.tasks.size(), now);
+    for (size_t i = 0; i < e.tasks.size(); ++i) {
+      const Task& t = e.tasks[i];
+      if (t.job_id != id || static_cast<size_t>(t.index) != i) {
+        return absl::InternalError(absl::StrCat("job store: task ", id, "/", i,
+                                                " is missing; the database is damaged or from "
+                                                "another program; restore a backup"));
+      }
       if (t.is_work()) ++e.chunks_total;
       if (t.kind == TaskKind::kAssemble) e.assemble_index = t.index;
       if (t.is_work() && t.state == TaskState::kSucceeded) ++e.chunks_succeeded;
       if (t.is_work() && t.state == TaskState::kPending) {
-        e.ready_chunks.insert(t.index);
+        e.ready_chunks.insert(e.ready_chunks.end(), t.index);
       }
       if (t.state == TaskState::kLeased && t.lease_id != 0 && !t.workers.empty()) {
         // Honour the lease for one lease duration: its worker may reconnect and finish.
@@ -111,7 +128,6 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Cl
         ++s->projects_[e.job.spec.project].running;
         max_lease = std::max(max_lease, lease.id);
       }
-      e.tasks[t.index] = std::move(t);
     }
   }
   // Lease ids stay above any handed out before (by this server or an earlier leader).
