@@ -95,7 +95,6 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Cl
       e.job = std::move(job);
       e.tasks.reserve(task_count);
       Prefault(e.tasks.data(), task_count * sizeof(Task));
-      e.tasks.resize(task_count);
       if (!IsTerminal(e.job.state)) s->active_.insert(s->active_.end(), e.job.id);
       for (int64_t dep : e.job.spec.depends_on) s->dependents_[dep].push_back(e.job.id);
       if (!e.job.spec.request_id.empty()) {
@@ -108,8 +107,12 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Cl
         if (it == s->jobs_.end()) return nullptr;
         last = &it->second;
       }
-      if (index < 0 || static_cast<size_t>(index) >= last->tasks.size()) return nullptr;
-      return &last->tasks[index];
+      // Rows come in the order they were written, so almost always each job's next
+      // index: the task is then built once, where it stays.
+      std::vector<Task>& tasks = last->tasks;
+      if (index < 0 || static_cast<size_t>(index) >= tasks.capacity()) return nullptr;
+      if (static_cast<size_t>(index) >= tasks.size()) tasks.resize(index + 1);
+      return &tasks[index];
     }
     void SetNextJobId(int64_t next_job_id) override ABSL_NO_THREAD_SAFETY_ANALYSIS {
       s->next_job_id_ = std::max(s->next_job_id_, next_job_id);
