@@ -19,7 +19,8 @@ reelfarm/peer ratios of the medians:
   input.
 
 Usage (after scripts/setup-bench-deps.sh and a build):
-    benchmarks/peer_bench.py [--rounds 3] [--only queue|ffmpeg] [--quick]
+    benchmarks/peer_bench.py [--rounds 3] [--only queue|restart|ffmpeg] [--quick]
+``--only restart``: the queue comparison's restart figure alone (~1M queued tasks each).
 """
 
 import argparse
@@ -147,8 +148,8 @@ def start_celery_workers(n, env, app_dir):
     return procs
 
 
-def celery_queue(quick, workdir):
-    """One round of the Celery + Redis figures."""
+def celery_queue(quick, workdir, restart_only=False):
+    """One round of the Celery + Redis figures (only the restart one with RESTART_ONLY)."""
     sys.path.insert(0, "")
     redis_srv = Redis(workdir)
     redis_srv.start()
@@ -162,7 +163,7 @@ def celery_queue(quick, workdir):
     out = {}
     try:
         # Submit latency: apply_async of one task, no consumers (the queue grows).
-        count = 50 if quick else 300
+        count = 0 if restart_only else 50 if quick else 300
         benchapp.noop.apply_async((0,))  # the connection and the first publish
         client.delete("celery")
         ms = []
@@ -170,11 +171,12 @@ def celery_queue(quick, workdir):
             t0 = time.perf_counter()
             benchapp.noop.apply_async((i,))
             ms.append((time.perf_counter() - t0) * 1000)
-        out["submit"] = {"p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99),
-                         "count": count}
-        emit({"bench": "submit", "farm": "celery+redis", "count": count,
-              "p50_ms": round(out["submit"]["p50_ms"], 3),
-              "p99_ms": round(out["submit"]["p99_ms"], 3)})
+        if count:
+            out["submit"] = {"p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99),
+                             "count": count}
+            emit({"bench": "submit", "farm": "celery+redis", "count": count,
+                  "p50_ms": round(out["submit"]["p50_ms"], 3),
+                  "p99_ms": round(out["submit"]["p99_ms"], 3)})
         client.delete("celery")
 
         # A real message of this app, to copy with fresh ids.
@@ -184,7 +186,7 @@ def celery_queue(quick, workdir):
         client.delete("celery")
 
         # Dispatch: workers connected, then N tasks published, until all are acked.
-        for workers in (1, 16):
+        for workers in () if restart_only else (1, 16):
             tasks = 2000 if quick else (10001 if workers == 1 else 30003)
             procs = start_celery_workers(workers, env, app_dir)
             try:
@@ -252,10 +254,11 @@ def celery_queue(quick, workdir):
     return out
 
 
-def reelfarm_queue(quick):
+def reelfarm_queue(quick, restart_only=False):
     """One round of bench_scheduler (SQLite, synchronous=FULL)."""
     exe = os.path.join(BUILD, "benchmarks", "bench_scheduler")
-    proc = subprocess.run([exe] + (["--quick"] if quick else []), check=True,
+    args = (["--quick"] if quick else []) + (["--only", "restart"] if restart_only else [])
+    proc = subprocess.run([exe] + args, check=True,
                           stdout=subprocess.PIPE, text=True)
     out = {}
     for line in proc.stdout.splitlines():
@@ -273,15 +276,15 @@ def reelfarm_queue(quick):
     return out
 
 
-def queue_comparison(rounds, quick, workdir):
+def queue_comparison(rounds, quick, workdir, restart_only=False):
     ours, peers = [], []
     for r in range(rounds):
         if r % 2 == 0:
-            ours.append(reelfarm_queue(quick))
-            peers.append(celery_queue(quick, workdir))
+            ours.append(reelfarm_queue(quick, restart_only))
+            peers.append(celery_queue(quick, workdir, restart_only))
         else:
-            peers.append(celery_queue(quick, workdir))
-            ours.append(reelfarm_queue(quick))
+            peers.append(celery_queue(quick, workdir, restart_only))
+            ours.append(reelfarm_queue(quick, restart_only))
 
     def med(runs, key, sub=None):
         return statistics.median(r[key][sub] if sub else r[key] for r in runs)
@@ -290,6 +293,8 @@ def queue_comparison(rounds, quick, workdir):
     for key, sub, better in [("submit", "p50_ms", "lower"), ("submit", "p99_ms", "lower"),
                              ("dispatch1", None, "higher"), ("dispatch16", None, "higher"),
                              ("restart", None, "lower"), ("bytes_per_task", None, "lower")]:
+        if restart_only and key not in ("restart", "bytes_per_task"):
+            continue
         name = f"{key}_{sub}" if sub else key
         a, b = med(ours, key, sub), med(peers, key, sub)
         summary[name] = {"reelfarm": round(a, 3), "peer": round(b, 3),
@@ -440,7 +445,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["queue", "ffmpeg"])
+    parser.add_argument("--only", choices=["queue", "restart", "ffmpeg"])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     for tool in ("redis-server", "ffmpeg"):
@@ -448,8 +453,8 @@ def main():
             sys.exit(f"peer_bench: {tool} not found; run scripts/setup-bench-deps.sh")
     workdir = tempfile.mkdtemp(prefix="reelfarm-peer-")
     try:
-        if args.only in (None, "queue"):
-            queue_comparison(args.rounds, args.quick, workdir)
+        if args.only in (None, "queue", "restart"):
+            queue_comparison(args.rounds, args.quick, workdir, args.only == "restart")
         if args.only in (None, "ffmpeg"):
             ffmpeg_comparison(args.rounds, args.quick, workdir)
     finally:

@@ -7,8 +7,11 @@
 //                 a 10,000-frame job (10,000 chunks of 1 frame + assembly)
 //   memory        server resident memory per queued task with ~1,000,000 queued tasks
 //   restart       time for a SIGKILLed server to reload them and answer again
-// Usage: bench_scheduler [--quick] [--store sqlite|postgres] [--postgres-url URL]
-//   --quick: smaller counts, for a smoke run. --store postgres: each server gets a new
+// Usage: bench_scheduler [--quick] [--only dispatch|submit|restart] [--keep]
+//                        [--store sqlite|postgres] [--postgres-url URL]
+//   --quick: smaller counts, for a smoke run. --only: one group of figures (restart
+//   includes memory). --keep: leave the run's folder (named on stderr), e.g. to profile a
+//   restart on its state. --store postgres: each server gets a new
 //   database on the PostgreSQL server at --postgres-url (a superuser's URL), or on one
 //   started for the run with tests/pg_server.sh.
 #include <signal.h>
@@ -255,16 +258,23 @@ double Percentile(std::vector<double> v, double p) {
 
 int main(int argc, char** argv) {
   bool quick = false;
+  bool keep = false;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") {
       quick = true;
+    } else if (arg == "--keep") {
+      keep = true;
+    } else if (arg == "--only" && i + 1 < argc) {
+      only = argv[++i];
     } else if (arg == "--store" && i + 1 < argc) {
       g_store = argv[++i];
     } else if (arg == "--postgres-url" && i + 1 < argc) {
       g_postgres = argv[++i];
     } else {
-      Die("usage: bench_scheduler [--quick] [--store sqlite|postgres] [--postgres-url URL]");
+      Die("usage: bench_scheduler [--quick] [--only dispatch|submit|restart] [--keep] "
+          "[--store sqlite|postgres] [--postgres-url URL]");
     }
   }
   const fs::path root = fs::temp_directory_path() / ("reelfarm-bench-" + std::to_string(getpid()));
@@ -278,6 +288,10 @@ int main(int argc, char** argv) {
     std::ifstream(pg_state / "url") >> g_postgres;
   }
   if (g_store != "sqlite" && g_store != "postgres") Die("--store: give sqlite or postgres");
+  if (!only.empty() && only != "dispatch" && only != "submit" && only != "restart") {
+    Die("--only: give dispatch, submit or restart");
+  }
+  const auto runs = [&](const char* group) { return only.empty() || only == group; };
   const int clip_frames = quick ? 1000 : 10000;
   MakeClip(root / "clips/storage/clips/long.mp4", clip_frames);
   MakeClip(root / "clips/storage/clips/one.mp4", 1);
@@ -290,6 +304,7 @@ int main(int argc, char** argv) {
 
   // Dispatch throughput: jobs of 1-frame chunks, every task finished at once.
   for (int workers : {1, 16, 256}) {
+    if (!runs("dispatch")) break;
     Server server(data_dir("dispatch" + std::to_string(workers)));
     std::vector<std::unique_ptr<SimWorker>> sims;
     for (int i = 0; i < workers; ++i) {
@@ -313,7 +328,7 @@ int main(int argc, char** argv) {
   }
 
   // Submit latency, on a server with no workers (so the queue grows as it would).
-  {
+  if (runs("submit")) {
     Server server(data_dir("submit"));
     for (const auto& [name, input, count] :
          {std::make_tuple("1-chunk", "clips/one.mp4", quick ? 50 : 300),
@@ -333,7 +348,7 @@ int main(int argc, char** argv) {
   }
 
   // Memory with ~1,000,000 queued tasks, then restart time.
-  {
+  if (runs("restart")) {
     const fs::path dir = data_dir("memory");
     Server server(dir);
     const int64_t rss0 = server.RssBytes();
@@ -366,7 +381,11 @@ int main(int argc, char** argv) {
     std::system(
         ("bash " REELFARM_SOURCE_DIR "/tests/pg_server.sh stop " + pg_state.string()).c_str());
   }
-  std::error_code ec;
-  fs::remove_all(root, ec);
+  if (keep) {
+    std::fprintf(stderr, "bench_scheduler: kept %s\n", root.c_str());
+  } else {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+  }
   return 0;
 }

@@ -66,6 +66,23 @@ class JobStore {
     int64_t next_job_id = 0;
   };
   virtual absl::StatusOr<Snapshot> LoadAll() = 0;
+
+  // The same state as LoadAll, streamed into the caller's own structures: a restart
+  // then holds each task once, built in place, instead of a snapshot copy and its own.
+  // Calls, all from the thread that called Load: AddJob for every job in id order (with
+  // its number of tasks, i.e. its highest task index + 1), then TaskSlot for every task
+  // of those jobs, in any order, then SetNextJobId once. Fill the task that TaskSlot
+  // returns (a default Task), or skip the row when it returns nullptr.
+  class LoadSink {
+   public:
+    virtual ~LoadSink() = default;
+    virtual void AddJob(Job job, int task_count) = 0;
+    virtual Task* TaskSlot(int64_t job_id, int index) = 0;
+    virtual void SetNextJobId(int64_t next_job_id) = 0;
+  };
+  // The default streams LoadAll's snapshot; a store that can read rows straight into the
+  // sink overrides it. One consistent read, as LoadAll's.
+  virtual absl::Status Load(LoadSink& sink);
 };
 
 // SQLite in WAL mode at `path` (created with its schema if missing).

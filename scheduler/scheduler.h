@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status.h"
 #include "scheduler/clock.h"
@@ -277,9 +278,9 @@ class Scheduler final {
   struct JobEntry {
     Job job;
     std::vector<Task> tasks;
-    std::vector<int64_t> progress;     // frames done by the current attempt
-    std::vector<int64_t> ready_since;  // when each task last went back to the queue
-    std::set<int> ready_chunks;        // pending chunk tasks, by index
+    std::vector<int64_t> progress;      // frames done by the current attempt
+    std::vector<int64_t> ready_since;   // when each task last went back to the queue
+    absl::btree_set<int> ready_chunks;  // pending chunk tasks, by index
     int chunks_total = 0;
     int chunks_succeeded = 0;
     int assemble_index = -1;

@@ -219,8 +219,7 @@ absl::StatusOr<Job> JobFromRow(const Connection& conn, const Call& call) {
 }
 
 // Columns: those of TaskRow, in its order.
-absl::StatusOr<Task> TaskFromRow(const Connection& conn, const Call& call) {
-  TaskRow row;
+void ReadTaskRow(const Call& call, TaskRow& row) {
   row.job_id = call.ColumnInt(0);
   row.index = call.ColumnInt(1);
   row.kind = call.ColumnInt(2);
@@ -237,6 +236,11 @@ absl::StatusOr<Task> TaskFromRow(const Connection& conn, const Call& call) {
   row.output_digest = call.ColumnText(13);
   row.qc = call.ColumnText(14);
   row.pictures = call.ColumnText(15);
+}
+
+absl::StatusOr<Task> TaskFromRow(const Connection& conn, const Call& call) {
+  TaskRow row;
+  ReadTaskRow(call, row);
   return FromRow(row, conn.path());
 }
 
@@ -342,6 +346,39 @@ class SqliteJobStore final : public JobStore {
     return snapshot;
   }
 
+  // LoadAll's read, with each task row converted straight into the sink's slot. The
+  // tasks are read in table order (no index walk), one row buffer reused throughout.
+  absl::Status Load(LoadSink& sink) override {
+    absl::MutexLock lock(&mu_);
+    return InTransaction(conn_, /*write=*/false, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      Call jobs(conn_, select_jobs_.get());
+      for (;;) {
+        ASSIGN_OR_RETURN(const bool row, jobs.Step("load jobs"));
+        if (!row) break;
+        ASSIGN_OR_RETURN(Job job, JobFromRow(conn_, jobs));
+        Call count(conn_, count_tasks_.get());
+        count.Bind(job.id);
+        ASSIGN_OR_RETURN(const bool counted, count.Step("count tasks"));
+        sink.AddJob(std::move(job), counted ? static_cast<int>(count.ColumnInt(0)) : 0);
+      }
+      Call tasks(conn_, scan_tasks_.get());
+      TaskRow r;
+      for (;;) {
+        ASSIGN_OR_RETURN(const bool row, tasks.Step("load tasks"));
+        if (!row) break;
+        Task* slot = sink.TaskSlot(tasks.ColumnInt(0), static_cast<int>(tasks.ColumnInt(1)));
+        if (slot == nullptr) continue;
+        ReadTaskRow(tasks, r);
+        RETURN_IF_ERROR(FromRow(r, conn_.path(), slot));
+      }
+      ASSIGN_OR_RETURN(const std::string seq,
+                       QueryText("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'"));
+      int64_t last = 0;
+      sink.SetNextJobId(absl::SimpleAtoi(seq, &last) ? last + 1 : 0);
+      return absl::OkStatus();
+    });
+  }
+
  private:
   explicit SqliteJobStore(Connection conn) : conn_(std::move(conn)) {}
 
@@ -440,6 +477,11 @@ class SqliteJobStore final : public JobStore {
          "workers, error, model_digest, seconds, errors, lease_id, output_digest, qc, pictures "
          "FROM tasks "
          "ORDER BY job_id, idx"},
+        {&scan_tasks_,
+         "SELECT job_id, idx, kind, frame_begin, frame_end, state, attempts, "
+         "workers, error, model_digest, seconds, errors, lease_id, output_digest, qc, pictures "
+         "FROM tasks"},
+        {&count_tasks_, "SELECT COALESCE(MAX(idx) + 1, 0) FROM tasks WHERE job_id = ?"},
     };
     for (const auto& [slot, sql] : statements) {
       ASSIGN_OR_RETURN(*slot, conn_.Prepare(sql));
@@ -498,6 +540,8 @@ class SqliteJobStore final : public JobStore {
   StmtPtr delete_job_ ABSL_GUARDED_BY(mu_);
   StmtPtr select_jobs_ ABSL_GUARDED_BY(mu_);
   StmtPtr select_tasks_ ABSL_GUARDED_BY(mu_);
+  StmtPtr scan_tasks_ ABSL_GUARDED_BY(mu_);
+  StmtPtr count_tasks_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

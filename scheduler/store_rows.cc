@@ -138,21 +138,30 @@ absl::StatusOr<Job> FromRow(const JobRow& row, absl::string_view store) {
 
 absl::StatusOr<Task> FromRow(const TaskRow& row, absl::string_view store) {
   Task task;
+  RETURN_IF_ERROR(FromRow(row, store, &task));
+  return task;
+}
+
+absl::Status FromRow(const TaskRow& row, absl::string_view store, Task* out) {
+  Task& task = *out;
   task.job_id = row.job_id;
   task.index = static_cast<int>(row.index);
-  const std::string where = absl::StrCat("task ", task.job_id, "/", task.index);
   if (!InRange(row.kind, TaskKind::kChunk, TaskKind::kTake) ||
       !InRange(row.state, TaskState::kPending, TaskState::kCancelled)) {
-    return Damaged(store, where, absl::StrCat("unknown kind ", row.kind, " or state ", row.state));
+    return Damaged(store, absl::StrCat("task ", task.job_id, "/", task.index),
+                   absl::StrCat("unknown kind ", row.kind, " or state ", row.state));
   }
   task.kind = static_cast<TaskKind>(row.kind);
   task.frame_begin = row.frame_begin;
   task.frame_end = row.frame_end;
   task.state = static_cast<TaskState>(row.state);
   task.attempts = static_cast<int>(row.attempts);
+  // A task never leased has empty lists: no parse for those (most of a queue).
   try {
-    task.workers = json::parse(row.workers).get<std::vector<std::string>>();
-    task.errors = json::parse(row.errors).get<std::vector<std::string>>();
+    task.workers = row.workers == "[]" ? std::vector<std::string>()
+                                       : json::parse(row.workers).get<std::vector<std::string>>();
+    task.errors = row.errors == "[]" ? std::vector<std::string>()
+                                     : json::parse(row.errors).get<std::vector<std::string>>();
     if (!row.qc.empty()) task.qc = json::parse(row.qc).get<TaskQc>();
     if (!row.pictures.empty()) {
       const json pictures = json::parse(row.pictures);
@@ -160,14 +169,14 @@ absl::StatusOr<Task> FromRow(const TaskRow& row, absl::string_view store) {
       task.preview = pictures.value("preview", "");
     }
   } catch (const json::exception& e) {
-    return Damaged(store, where, e.what());
+    return Damaged(store, absl::StrCat("task ", task.job_id, "/", task.index), e.what());
   }
   task.error = row.error;
   task.model_digest = row.model_digest;
   task.output_digest = row.output_digest;
   task.seconds = row.seconds;
   task.lease_id = static_cast<uint64_t>(row.lease_id);
-  return task;
+  return absl::OkStatus();
 }
 
 }  // namespace reelfarm::scheduler

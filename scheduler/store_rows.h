@@ -53,5 +53,7 @@ absl::StatusOr<TaskRow> ToRow(const Task& task);
 // not one this build can read.
 absl::StatusOr<Job> FromRow(const JobRow& row, absl::string_view store);
 absl::StatusOr<Task> FromRow(const TaskRow& row, absl::string_view store);
+// The same, into `task` (every field set), for a load that builds tasks in place.
+absl::Status FromRow(const TaskRow& row, absl::string_view store, Task* task);
 
 }  // namespace reelfarm::scheduler

@@ -39,4 +39,8 @@ absl::StatusOr<scheduler::JobStore::Snapshot> TimedJobStore::LoadAll() {
   return Timed(metrics_, "load_all", [&] { return inner_->LoadAll(); });
 }
 
+absl::Status TimedJobStore::Load(LoadSink& sink) {
+  return Timed(metrics_, "load_all", [&] { return inner_->Load(sink); });
+}
+
 }  // namespace reelfarm::server

@@ -23,6 +23,7 @@ class TimedJobStore final : public scheduler::JobStore {
   // The scheduler's group commits: one call per batch.
   absl::Status Commit(const std::vector<Write>& writes) override;
   absl::StatusOr<Snapshot> LoadAll() override;
+  absl::Status Load(LoadSink& sink) override;
 
  private:
   const std::unique_ptr<scheduler::JobStore> inner_;

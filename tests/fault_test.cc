@@ -4,11 +4,18 @@
 // outputs.
 #include <signal.h>
 
+#include <grpcpp/grpcpp.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <regex>
+#include <set>
 #include <thread>
+#include <utility>
+
+#include "reelfarm/v1/workers.grpc.pb.h"
 
 #include "tests/testing/checks.h"
 #include "tests/testing/farm.h"
@@ -61,7 +68,110 @@ v1::Worker FindWorker(Farm& farm, const std::string& name) {
   return {};
 }
 
+// A worker on the WorkerService stream that reports success for each assignment at
+// once (no media work), and records what it was given: dispatch, not rendering, is
+// under test.
+class InstantWorker {
+ public:
+  InstantWorker(const std::string& address, std::string name) : name_(std::move(name)) {
+    stub_ = v1::WorkerService::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~InstantWorker() {
+    ctx_.TryCancel();
+    thread_.join();
+  }
+  // (job id, task index) of every assignment, in the order received.
+  std::vector<std::pair<int64_t, int>> assigned() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return assigned_;
+  }
+
+ private:
+  void Run() {
+    auto stream = stub_->Connect(&ctx_);
+    v1::WorkerMessage hello;
+    hello.mutable_hello()->set_name(name_);
+    hello.mutable_hello()->set_slots(1);
+    hello.mutable_hello()->add_models("bicubic");
+    if (!stream->Write(hello)) return;
+    v1::ServerMessage msg;
+    while (stream->Read(&msg)) {
+      if (!msg.has_assignment()) continue;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        assigned_.emplace_back(msg.assignment().job_id(), msg.assignment().task_index());
+      }
+      v1::WorkerMessage result;
+      result.mutable_result()->set_lease_id(msg.assignment().lease_id());
+      result.mutable_result()->set_ok(true);
+      result.mutable_result()->set_model_digest("builtin:bicubic");
+      if (!stream->Write(result)) break;
+    }
+    stream->Finish();
+  }
+
+  std::string name_;
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::mutex mu_;
+  std::vector<std::pair<int64_t, int>> assigned_;
+  std::thread thread_;
+};
+
 }  // namespace
+
+TEST_CASE("the server killed with thousands of queued tasks keeps each queued, then runs each once",
+          "[integration][fault]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  testing::MakeTestClip(farm.storage() / "plates/long.mp4", 32, 32, 1200);
+  // Three jobs of 1-frame chunks: 3 x (1200 chunks + 1 assembly), no worker yet.
+  std::vector<int64_t> ids;
+  std::map<int64_t, v1::Job> before;
+  for (int j = 0; j < 3; ++j) {
+    v1::SubmitJobResponse resp;
+    REQUIRE(farm.Submit(UpscaleSpec("plates/long.mp4", "renders/l" + std::to_string(j) + ".mp4", 1),
+                        &resp)
+                .ok());
+    ids.push_back(resp.job_id());
+    before[resp.job_id()] = farm.Get(resp.job_id());
+    REQUIRE(before[resp.job_id()].tasks_size() == 1201);
+  }
+  farm.RestartServerAfterKill();
+
+  size_t queued = 0;
+  for (int64_t id : ids) {
+    INFO("job " << id);
+    const v1::Job after = farm.Get(id);
+    CHECK(after.state() == v1::JOB_STATE_QUEUED);
+    REQUIRE(after.tasks_size() == before[id].tasks_size());
+    for (int i = 0; i < after.tasks_size(); ++i) {
+      const v1::Task& t = after.tasks(i);
+      const v1::Task& was = before[id].tasks(i);
+      CHECK(t.index() == i);
+      CHECK(t.state() == v1::TASK_STATE_PENDING);
+      CHECK(t.kind() == was.kind());
+      CHECK(t.frame_begin() == was.frame_begin());
+      CHECK(t.frame_end() == was.frame_end());
+      queued += t.state() == v1::TASK_STATE_PENDING;
+    }
+  }
+  CHECK(queued == 3 * 1201);
+
+  // Every one is dispatched, exactly once, and the jobs succeed.
+  InstantWorker worker(farm.address(), "instant");
+  for (int64_t id : ids) {
+    const v1::Job done = farm.WaitForJob(id);
+    REQUIRE(done.state() == v1::JOB_STATE_SUCCEEDED);
+    for (const v1::Task& t : done.tasks()) CHECK(t.attempts() == 1);
+  }
+  const auto assigned = worker.assigned();
+  CHECK(assigned.size() == 3 * 1201);
+  CHECK(std::set<std::pair<int64_t, int>>(assigned.begin(), assigned.end()).size() ==
+        assigned.size());
+}
 
 TEST_CASE("the server killed mid-job restarts and loses nothing", "[integration][fault]") {
   testing::TempDir dir;

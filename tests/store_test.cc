@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -817,6 +818,87 @@ TEST_CASE("JobStore deletes a job and its tasks in a batch, and never reuses its
   CHECK(snap.jobs.size() == 1);
   CHECK(snap.next_job_id > newest);
   CHECK(Create(*store, MakeJob("after"), {}) > newest);
+}
+
+// A restart's sink: each job's tasks in a vector of the count the store gives.
+struct RecordingSink final : JobStore::LoadSink {
+  void AddJob(Job job, int task_count) override {
+    counts.push_back(task_count);
+    tasks[job.id].resize(task_count);
+    jobs.push_back(std::move(job));
+  }
+  Task* TaskSlot(int64_t job_id, int index) override {
+    ++slots_asked;
+    auto it = tasks.find(job_id);
+    if (it == tasks.end() || job_id == skipped_job) return nullptr;
+    REQUIRE(index >= 0);
+    REQUIRE(static_cast<size_t>(index) < it->second.size());
+    return &it->second[index];
+  }
+  void SetNextJobId(int64_t id) override { next_job_id = id; }
+
+  int64_t skipped_job = 0;  // TaskSlot gives no slot for this job's tasks
+  std::vector<Job> jobs;
+  std::vector<int> counts;
+  std::map<int64_t, std::vector<Task>> tasks;
+  int64_t next_job_id = -1;
+  int slots_asked = 0;
+};
+
+TEST_CASE("JobStore Load streams what LoadAll holds, each task in its job's place",
+          "[unit][store]") {
+  const std::string kind = GENERATE(as<std::string>{}, "memory", "sqlite", "postgres");
+  CAPTURE(kind);
+  TempDir dir;
+  using W = JobStore::Write;
+  std::unique_ptr<JobStore> store = OpenStore(kind, dir);
+  Job a = MakeJob("a");
+  a.id = Create(*store, a, MakeTasks(5));
+  // Queued tasks as a submit makes them: empty lists, no lease.
+  std::vector<Task> queued(3);
+  for (int i = 0; i < 3; ++i) queued[i].index = i;
+  Job b = MakeJob("b");
+  b.id = Create(*store, b, queued);
+  Job waiting = MakeJob("waiting, no tasks yet");
+  waiting.id = Create(*store, waiting, {});
+  // A task added to `a` after `b`'s were written (a later row in the table).
+  Task late = MakeTasks(1)[0];
+  late.job_id = a.id;
+  late.index = 5;
+  REQUIRE(store->Commit({{W::Kind::kInsertTask, {}, late}}).ok());
+  const int64_t gone = Create(*store, MakeJob("gone"), MakeTasks(2));
+  Job gone_job;
+  gone_job.id = gone;
+  REQUIRE(store->Commit({{W::Kind::kDeleteJob, gone_job, {}}}).ok());
+
+  const JobStore::Snapshot snap = Load(*store);
+  RecordingSink sink;
+  const absl::Status st = store->Load(sink);
+  INFO(st.ToString());
+  REQUIRE(st.ok());
+  REQUIRE(sink.jobs.size() == 3);
+  REQUIRE(snap.jobs.size() == 3);
+  for (size_t i = 0; i < 3; ++i) CheckSameJob(sink.jobs[i], snap.jobs[i]);
+  CHECK(sink.counts == std::vector<int>{6, 3, 0});
+  CHECK(sink.next_job_id == snap.next_job_id);
+  CHECK(sink.next_job_id > gone);
+  REQUIRE(snap.tasks.size() == 9);
+  CHECK(sink.slots_asked == 9);
+  for (const Task& want : snap.tasks) {
+    INFO("task " << want.job_id << "/" << want.index);
+    CheckSameTask(sink.tasks.at(want.job_id).at(want.index), want);
+    CHECK(sink.tasks.at(want.job_id).at(want.index).errors == want.errors);
+    CHECK(sink.tasks.at(want.job_id).at(want.index).lease_id == want.lease_id);
+  }
+  CHECK(sink.tasks.at(b.id)[2].workers.empty());
+  CHECK(sink.tasks.at(a.id)[5].workers == late.workers);
+
+  // A job the sink gives no slots for: its rows are skipped, the others still land.
+  RecordingSink partial;
+  partial.skipped_job = a.id;
+  REQUIRE(store->Load(partial).ok());
+  CHECK(partial.tasks.at(a.id)[0].job_id == 0);  // never filled
+  CheckSameTask(partial.tasks.at(b.id)[1], sink.tasks.at(b.id)[1]);
 }
 
 }  // namespace
