@@ -279,9 +279,10 @@ struct EncodeOptions {
   // Tagged on the stream. The matrix is also the one RGB is converted with when
   // libswscale has it (else BT.601, tagged so); range is full only for h264/h265.
   ColourInfo colour;
-  // The frames come through WriteNative, in the source's YUV: the colour tags are
-  // written as `colour` gives them (an unspecified matrix stays unspecified) and no RGB
-  // conversion is set up (Write with an RGB frame is then refused).
+  // The frames come through WriteNative, in the source's YUV (limited range): tagged as
+  // the RGB path tags (BT.601 for an unspecified matrix, the one the RGB path reads such
+  // frames with), a matrix libswscale lacks kept as it is; no RGB conversion is set up
+  // (Write with an RGB frame is then refused).
   bool native_frames = false;
   // Frame number of the first frame written: the segment's timestamps start at 0;
   // this is recorded only for messages.

@@ -158,10 +158,10 @@ absl::Status MovieSink::OpenEncoder() {
   const bool x26x = options_.codec == "h264" || options_.codec == "h265";
   e.color_range =
       x26x && options_.colour.range == AVCOL_RANGE_JPEG ? AVCOL_RANGE_JPEG : AVCOL_RANGE_MPEG;
-  if (options_.native_frames) {
-    // The frames are the source's YUV, untouched: its tags, as they are.
-    e.colorspace = static_cast<AVColorSpace>(options_.colour.matrix);
-    e.color_range = static_cast<AVColorRange>(options_.colour.range);
+  if (options_.native_frames && !sws_matrix && m != AVCOL_SPC_UNSPECIFIED) {
+    // The frames are the source's YUV, untouched: a matrix libswscale lacks is still
+    // theirs. (Unspecified is tagged BT.601, the matrix the RGB path reads them with.)
+    e.colorspace = static_cast<AVColorSpace>(m);
   }
   e.color_primaries = static_cast<AVColorPrimaries>(options_.colour.primaries);
   e.color_trc = static_cast<AVColorTransferCharacteristic>(options_.colour.transfer);
