@@ -36,7 +36,8 @@ std::string NativeFrame::pixel_format() const {
 
 int NativeFrame::bit_depth() const {
   if (empty()) return 0;
-  const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(static_cast<AVPixelFormat>(impl_->frame->format));
+  const AVPixFmtDescriptor* d =
+      av_pix_fmt_desc_get(static_cast<AVPixelFormat>(impl_->frame->format));
   return d ? d->comp[0].depth : 0;
 }
 
@@ -83,8 +84,7 @@ bool IsNativeYuvFormat(const std::string& pixel_format) {
 absl::Status NativeToRgb(const NativeFrame& in, Frame* out) {
   if (in.empty()) return absl::InvalidArgumentError("NativeToRgb: the frame is empty");
   RgbConverter converter;
-  RETURN_IF_ERROR(
-      converter.Convert(*in.impl()->frame, "frame " + std::to_string(in.index), out));
+  RETURN_IF_ERROR(converter.Convert(*in.impl()->frame, "frame " + std::to_string(in.index), out));
   out->index = in.index;
   return absl::OkStatus();
 }
@@ -135,8 +135,7 @@ absl::Status NativeResizer::Resize(const NativeFrame& in, NativeFrame* out) {
   if (in.empty()) return absl::InvalidArgumentError("resize: the frame is empty");
   const AVFrame& src = *in.impl()->frame;
   const std::string where = "frame " + std::to_string(in.index);
-  if (!s.sws || src.width != s.in_width || src.height != s.in_height ||
-      src.format != s.in_format) {
+  if (!s.sws || src.width != s.in_width || src.height != s.in_height || src.format != s.in_format) {
     if (!IsNativeYuvFormat(in.pixel_format())) {
       return absl::FailedPreconditionError(where + ": pixel format '" + in.pixel_format() +
                                            "' is not planar YUV; use the RGB path");
@@ -174,8 +173,8 @@ absl::Status NativeResizer::Resize(const NativeFrame& in, NativeFrame* out) {
     sws_getColorspaceDetails(s.sws.get(), &inv_table, &in_full, &table, &out_full, &brightness,
                              &contrast, &saturation);
     in_full = src.color_range == AVCOL_RANGE_JPEG;
-    sws_setColorspaceDetails(s.sws.get(), inv_table, in_full, table, out_full, brightness,
-                             contrast, saturation);
+    sws_setColorspaceDetails(s.sws.get(), inv_table, in_full, table, out_full, brightness, contrast,
+                             saturation);
   }
   ASSIGN_OR_RETURN(AvFramePtr dst, AllocFrame());
   dst->format = s.format;

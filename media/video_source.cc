@@ -234,9 +234,9 @@ absl::StatusOr<std::unique_ptr<NativeFrameSource>> OpenNativeVideoSource(const s
                                                                          int64_t end) {
   ASSIGN_OR_RETURN(std::unique_ptr<VideoSource> source, VideoSource::Create(path, begin, end));
   if (source->rotation() != 0) {
-    return absl::FailedPreconditionError(
-        "input '" + path + "': rotated by " + std::to_string(source->rotation()) +
-        " degrees; upright frames are made on the RGB path only");
+    return absl::FailedPreconditionError("input '" + path + "': rotated by " +
+                                         std::to_string(source->rotation()) +
+                                         " degrees; upright frames are made on the RGB path only");
   }
   return std::unique_ptr<NativeFrameSource>(std::make_unique<NativeVideoSource>(std::move(source)));
 }

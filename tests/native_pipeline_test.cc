@@ -81,10 +81,10 @@ struct NativeChunk {
 std::vector<std::vector<std::vector<uint16_t>>> Raw(const fs::path& path, const std::string& vf,
                                                     const std::string& pix_fmt, int w, int h) {
   int status = 0;
-  const std::string raw = testing::Capture("ffmpeg -nostdin -v error -i '" + path.string() +
-                                               "' -vf '" + vf + "' -f rawvideo -pix_fmt " +
-                                               pix_fmt + " -",
-                                           &status);
+  const std::string raw =
+      testing::Capture("ffmpeg -nostdin -v error -i '" + path.string() + "' -vf '" + vf +
+                           "' -f rawvideo -pix_fmt " + pix_fmt + " -",
+                       &status);
   REQUIRE(status == 0);
   const bool ten = pix_fmt == "yuv422p10le";
   const size_t bytes = ten ? 2 : 1;
@@ -121,9 +121,9 @@ std::vector<double> CompareWithFfmpeg(const fs::path& segment, const fs::path& i
                                       const std::string& flags, int64_t begin, int w, int h,
                                       const std::string& pix_fmt = "yuv420p") {
   const auto got = Raw(segment, "null", pix_fmt, w, h);
-  const auto want = Raw(
-      input, "scale=" + std::to_string(w) + ":" + std::to_string(h) + ":flags=" + flags, pix_fmt,
-      w, h);
+  const auto want =
+      Raw(input, "scale=" + std::to_string(w) + ":" + std::to_string(h) + ":flags=" + flags,
+          pix_fmt, w, h);
   REQUIRE(!got.empty());
   REQUIRE(begin + static_cast<int64_t>(got.size()) <= static_cast<int64_t>(want.size()));
   const double peak = pix_fmt == "yuv422p10le" ? 1023.0 : 255.0;
@@ -149,12 +149,14 @@ TEST_CASE("a bicubic or lanczos chunk of a YUV movie resizes its planes as ffmpe
   REQUIRE(r.ok);
   CHECK(r.frame_path == "native");
   CHECK(r.frames_done == 12);
-  const auto low = CompareWithFfmpeg(c.Segment(), c.dir.path() / "plates/a.mp4", model, 6, 640, 360);
+  const auto low =
+      CompareWithFfmpeg(c.Segment(), c.dir.path() / "plates/a.mp4", model, 6, 640, 360);
   INFO("lowest PSNR y " << low[0] << " u " << low[1] << " v " << low[2]);
   for (double db : low) CHECK(db >= 45.0);
 }
 
-TEST_CASE("a 10-bit ProRes chunk stays 10-bit on the native path", "[integration][worker][native]") {
+TEST_CASE("a 10-bit ProRes chunk stays 10-bit on the native path",
+          "[integration][worker][native]") {
   NativeChunk c;
   const fs::path plate = c.dir.path() / "plates/p.mov";
   fs::create_directories(plate.parent_path());
@@ -169,8 +171,7 @@ TEST_CASE("a 10-bit ProRes chunk stays 10-bit on the native path", "[integration
   CHECK(testing::Capture("ffprobe -v error -show_entries stream=pix_fmt -of csv=p=0 '" +
                          c.Segment().string() + "'") == "yuv422p10le\n");
   // ProRes is lossy: against ffmpeg's 10-bit scale, at 10-bit peak.
-  const auto low =
-      CompareWithFfmpeg(c.Segment(), plate, "bicubic", 0, 640, 360, "yuv422p10le");
+  const auto low = CompareWithFfmpeg(c.Segment(), plate, "bicubic", 0, 640, 360, "yuv422p10le");
   INFO("lowest PSNR y " << low[0] << " u " << low[1] << " v " << low[2]);
   for (double db : low) CHECK(db >= 45.0);
 }
@@ -192,7 +193,8 @@ TEST_CASE("an odd-sized movie resizes natively", "[integration][worker][native]"
   for (double db : low) CHECK(db >= 45.0);
 }
 
-TEST_CASE("learned models and RGB inputs still take the RGB path", "[integration][worker][native]") {
+TEST_CASE("learned models and RGB inputs still take the RGB path",
+          "[integration][worker][native]") {
   NativeChunk c;
   SECTION("a learned model on a YUV movie") {
     testing::MakeTestClip(c.dir.path() / "plates/a.mp4", 64, 36, 6);
@@ -203,8 +205,8 @@ TEST_CASE("learned models and RGB inputs still take the RGB path", "[integration
     REQUIRE(r.ok);
     CHECK(r.frame_path == "rgb");
     // Nearest x2 through RGB: close to ffmpeg's neighbour scale of the same frames.
-    const auto low = CompareWithFfmpeg(c.Segment(), c.dir.path() / "plates/a.mp4", "neighbor", 0,
-                                       128, 72);
+    const auto low =
+        CompareWithFfmpeg(c.Segment(), c.dir.path() / "plates/a.mp4", "neighbor", 0, 128, 72);
     INFO("lowest PSNR y " << low[0] << " u " << low[1] << " v " << low[2]);
     CHECK(low[0] >= 35.0);
   }

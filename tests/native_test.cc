@@ -57,10 +57,10 @@ Layout LayoutOf(const std::string& pix_fmt, int width, int height) {
 std::vector<std::vector<Plane>> FfmpegFrames(const fs::path& clip, const std::string& vf,
                                              const std::string& pix_fmt, int width, int height) {
   int status = 0;
-  const std::string raw = Capture("ffmpeg -nostdin -hide_banner -loglevel error -i '" +
-                                      clip.string() + "' -vf '" + vf + "' -f rawvideo -pix_fmt " +
-                                      pix_fmt + " -",
-                                  &status);
+  const std::string raw =
+      Capture("ffmpeg -nostdin -hide_banner -loglevel error -i '" + clip.string() + "' -vf '" + vf +
+                  "' -f rawvideo -pix_fmt " + pix_fmt + " -",
+              &status);
   REQUIRE(status == 0);
   const Layout l = LayoutOf(pix_fmt, width, height);
   REQUIRE(raw.size() % l.FrameBytes() == 0);
@@ -127,10 +127,10 @@ Measured ResizeAndCompare(const fs::path& clip, int64_t begin, int64_t end, int 
                           const std::string& pix_fmt, ResizeFilter filter, int depth,
                           const std::string& before = "") {
   const std::string flags = filter == ResizeFilter::kBicubic ? "bicubic" : "lanczos";
-  const auto reference =
-      FfmpegFrames(clip, before + "scale=" + std::to_string(width) + ":" + std::to_string(height) +
-                             ":flags=" + flags,
-                   pix_fmt, width, height);
+  const auto reference = FfmpegFrames(
+      clip,
+      before + "scale=" + std::to_string(width) + ":" + std::to_string(height) + ":flags=" + flags,
+      pix_fmt, width, height);
   auto source = OpenNativeVideoSource(clip.string(), begin, end);
   INFO(source.status().ToString());
   REQUIRE(source.ok());
@@ -189,8 +189,8 @@ TEST_CASE("a 10-bit input stays 10-bit through the native resize", "[unit][media
   REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=320x180:r=24 -frames:v 8 "
               "-pix_fmt yuv420p10le -c:v libx265 -x265-params log-level=error -crf 12 '" +
               clip.string() + "'") == 0);
-  const Measured m = ResizeAndCompare(clip, 2, 8, 640, 360, "yuv420p10le", ResizeFilter::kBicubic,
-                                      10);
+  const Measured m =
+      ResizeAndCompare(clip, 2, 8, 640, 360, "yuv420p10le", ResizeFilter::kBicubic, 10);
   CheckPsnr(m, 45.0);
   // ffmpeg's scale of the same frames through 8 bits is further from the result: the
   // low bits carry what an 8-bit path would have lost.
@@ -265,7 +265,8 @@ TEST_CASE("the movie sink writes native frames as they are", "[unit][media][nati
   }
 }
 
-TEST_CASE("a native frame converts to the RGB frame the RGB source gives", "[unit][media][native]") {
+TEST_CASE("a native frame converts to the RGB frame the RGB source gives",
+          "[unit][media][native]") {
   TempDir dir;
   const fs::path clip = dir.path() / "clip.mp4";
   testing::MakeTestClip(clip, 160, 90, 4);

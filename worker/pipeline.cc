@@ -116,8 +116,8 @@ constexpr size_t kNativeQueueDepth = 2;
 // the RGB path.
 std::optional<media::ResizeFilter> NativeFilter(const v1::Assignment& a,
                                                 const inference::Model& model,
-                                                const media::OutputFormat& format,
-                                                bool sequence_in, const media::ColourPipeline* cm,
+                                                const media::OutputFormat& format, bool sequence_in,
+                                                const media::ColourPipeline* cm,
                                                 const FrameIo& io) {
   const v1::MediaInfo& in = a.input_info();
   if (!io.open_native_movie || cm != nullptr || sequence_in || format.image_sequence() ||
@@ -294,16 +294,15 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
     if (!opened.ok()) return Failure(named(opened.status()), "");
     native_source = std::move(*opened);
   } else {
-    auto opened =
-        sequence_in
-            ? (cm ? options_.frames.open_scene_referred_image_sequence
-                  : options_.frames.open_image_sequence)(input_path, decode_begin, decode_end)
-            : options_.frames.open_movie(input_path, decode_begin, decode_end);
+    auto opened = sequence_in ? (cm ? options_.frames.open_scene_referred_image_sequence
+                                    : options_.frames.open_image_sequence)(input_path, decode_begin,
+                                                                           decode_end)
+                              : options_.frames.open_movie(input_path, decode_begin, decode_end);
     if (!opened.ok()) return Failure(named(opened.status()), "");
     source = std::move(*opened);
   }
-  auto sink = OpenSink(a, *format, sequence_out ? out_path.string() : tmp.string(), cm,
-                       native.has_value());
+  auto sink =
+      OpenSink(a, *format, sequence_out ? out_path.string() : tmp.string(), cm, native.has_value());
   if (!sink.ok()) return Failure(named(sink.status()), "");
 
   TaskReport report;
