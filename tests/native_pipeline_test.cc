@@ -15,6 +15,7 @@
 
 #include "common/storage.h"
 #include "media/media.h"
+#include "media/output_format.h"
 #include "tests/testing/faulty_storage.h"
 #include "tests/testing/fixtures.h"
 #include "tests/testing/models.h"
@@ -180,10 +181,12 @@ TEST_CASE("an odd-sized movie resizes natively", "[integration][worker][native]"
   NativeChunk c;
   const fs::path plate = c.dir.path() / "plates/odd.mkv";
   fs::create_directories(plate.parent_path());
-  REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=853x479:r=24 "
-                       "-frames:v 4 -pix_fmt yuv420p -c:v ffv1 '" +
-                       plate.string() + "'") == 0);
+  REQUIRE(
+      testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=853x479:r=24,format=rgb24 "
+                   "-frames:v 4 -pix_fmt yuv420p -c:v ffv1 '" +
+                   plate.string() + "'") == 0);
   c.Set("plates/odd.mkv", "renders/odd.mp4", "bicubic", 0, 4);
+  REQUIRE(c.a.input_info().width() == 853);
   const worker::TaskReport r = c.Run();
   INFO(r.error);
   REQUIRE(r.ok);

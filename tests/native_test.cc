@@ -215,10 +215,16 @@ TEST_CASE("the native resize converts to the output's format in the same step as
 TEST_CASE("odd frame sizes resize natively", "[unit][media][native]") {
   TempDir dir;
   const fs::path clip = dir.path() / "odd.mkv";
-  // FFV1 holds 853x479 in 4:2:0 (H.264 would need even sizes).
-  REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=853x479:r=24 -frames:v 4 "
+  // FFV1 holds 853x479 in 4:2:0 (H.264 would need even sizes); testsrc2 makes odd sizes
+  // only in RGB.
+  REQUIRE(Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=s=853x479:r=24,format=rgb24 "
+              "-frames:v 4 "
               "-pix_fmt yuv420p -c:v ffv1 '" +
               clip.string() + "'") == 0);
+  auto info = ProbeVideo(clip.string());
+  REQUIRE(info.ok());
+  REQUIRE(info->width == 853);
+  REQUIRE(info->height == 479);
   const Measured m = ResizeAndCompare(clip, 0, 4, 1706, 958, "yuv420p", ResizeFilter::kLanczos, 8);
   CheckPsnr(m, 45.0);
 }
