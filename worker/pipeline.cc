@@ -377,6 +377,14 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   }
   if (st.ok()) st = (*sink)->Close();
   sink->reset();
+  if (native) {
+    // The encoder's and decoder's memory goes back to the system now: with the heap
+    // kept at its peak (KeepFrameBuffersInHeap), each chunk's new encoder would
+    // otherwise grow the worker further (595 MiB after 5 chunks against 464 after one,
+    // at 1440p). The native path has no float frames whose page faults this would cost.
+    native_source.reset();
+    malloc_trim(0);
+  }
   if (st.ok() && !sequence_out) {
     auto t = Clock::now();
     st = storage_.Publish(tmp, out_path);
