@@ -855,11 +855,6 @@ void RestartWithPassiveOpenMpWaits(char** argv) {
 void KeepFrameBuffersInHeap() {
   mallopt(M_MMAP_THRESHOLD, 512 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  // Every chunk starts new stage and encoder threads; with glibc's default of 8 arenas
-  // per core each may land in another arena, and what one chunk freed is not reused by
-  // the next: the native 720p-to-1440p job (5 chunks) peaked at 537 MiB against 500 MiB
-  // with 2 arenas (benchmarks/peer_bench.py's job, README "Against the peers").
-  mallopt(M_ARENA_MAX, 2);
 }
 
 }  // namespace reelfarm::worker

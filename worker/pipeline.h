@@ -141,10 +141,8 @@ class TaskRunner final {
 // kernel, then unmapped (about a third of a worker's CPU time at 1440p). Raises the
 // mmap and trim thresholds to 512 MB and 1 GB; the price is that the worker's
 // resident memory stays at its peak. The native path's frames (5.5 MB at 1440p
-// yuv420p) reuse the heap either way; its peak is set by its queue depths
-// (kNativeQueueDepth) and the encoder, whose memory a native chunk gives back when it
-// ends (malloc_trim). Limits malloc to 2 arenas, so one chunk's freed memory serves the
-// next one's threads. Call once, early in main.
+// yuv420p) are below glibc's own thresholds and reuse the heap either way; its peak
+// is set by its queue depths (kNativeQueueDepth). Call once, early in main.
 void KeepFrameBuffersInHeap();
 
 // LibTorch's OpenMP threads spin while they wait for work (libgomp's default policy),
