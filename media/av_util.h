@@ -58,6 +58,11 @@ struct SwsContextFree {
 };
 using SwsContextPtr = std::unique_ptr<SwsContext, SwsContextFree>;
 
+// What a NativeFrame holds: a reference to a decoded or resized frame.
+struct NativeFrame::Impl {
+  AvFramePtr frame;
+};
+
 // FFmpeg's text for an AVERROR code, e.g. "Invalid data found when processing input".
 std::string AvErrorText(int errnum);
 

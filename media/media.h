@@ -1,11 +1,13 @@
 // Media I/O with the FFmpeg libraries (libavformat/libavcodec/libswscale).
 //
 // Frames cross this seam as planar float RGB in [0, 1] (CHW order), the layout the
-// model stage wants, so no FFmpeg type or AVERROR leaves media/: every FFmpeg
+// model stage wants, or, for filter resizes, as opaque NativeFrames in their own YUV
+// format; no FFmpeg type or AVERROR leaves media/: every FFmpeg
 // failure is converted to an absl::Status whose message names the file, the frame
 // (when there is one) and the cause.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -134,6 +136,104 @@ class FrameSource {
   virtual absl::StatusOr<bool> Next(Frame* frame) = 0;
 };
 
+// A decoded frame in its own pixel format and bit depth (yuv420p, yuv422p10le...), for
+// the filter resizes that never leave YUV (NativeResizer). Opaque, so no FFmpeg type
+// leaves media/: it holds a reference-counted FFmpeg frame, so keeping one shares the
+// decoder's buffer instead of copying it. Its samples are read-only. Move-only; safe
+// to hand to another thread.
+class NativeFrame {
+ public:
+  NativeFrame();
+  ~NativeFrame();
+  NativeFrame(NativeFrame&&) noexcept;
+  NativeFrame& operator=(NativeFrame&&) noexcept;
+
+  bool empty() const;
+  int width() const;
+  int height() const;
+  std::string pixel_format() const;  // FFmpeg's name, e.g. "yuv420p10le"; "" when empty
+  int bit_depth() const;             // bits per sample, e.g. 8 or 10
+  // One plane's samples: for plane 0 (Y), the cheap way to measure a frame (QC) without
+  // converting it. `bytes_per_sample` is 1 up to 8 bits, else 2 (native-endian).
+  struct Plane {
+    const uint8_t* data = nullptr;
+    int linesize = 0;  // bytes from one row to the next
+    int width = 0;
+    int height = 0;
+    int bytes_per_sample = 1;
+  };
+  Plane plane(int p) const;  // p < 3; an empty Plane for an empty frame
+  size_t bytes() const;      // sample memory it references, all planes
+
+  int64_t index = 0;  // 0-based frame number in the source
+
+  // media/ only (av_util.h defines Impl).
+  struct Impl;
+  explicit NativeFrame(std::unique_ptr<Impl> impl);
+  Impl* impl() const { return impl_.get(); }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// `in` as planar float RGB, as OpenVideoSource would have delivered it (the frame's own
+// matrix, BT.601 when unspecified, to full-range RGB): for a thumbnail or a QC measure
+// of a frame of the native path. Costs one libswscale conversion.
+absl::Status NativeToRgb(const NativeFrame& in, Frame* out);
+
+// Reads native frames in order. Not thread-safe; one consumer.
+class NativeFrameSource {
+ public:
+  NativeFrameSource() = default;
+  NativeFrameSource(const NativeFrameSource&) = delete;
+  NativeFrameSource& operator=(const NativeFrameSource&) = delete;
+  virtual ~NativeFrameSource() = default;
+
+  // The next frame into `frame`. Returns false at the end of the range.
+  virtual absl::StatusOr<bool> Next(NativeFrame* frame) = 0;
+};
+
+// The frames of OpenVideoSource(path, begin, end), the same grid frames, as the decoder
+// made them (no RGB conversion, no copy). FAILED_PRECONDITION when the movie is rotated
+// (upright frames are made on the RGB path only) or its frames are not planar YUV.
+absl::StatusOr<std::unique_ptr<NativeFrameSource>> OpenNativeVideoSource(const std::string& path,
+                                                                         int64_t begin,
+                                                                         int64_t end);
+
+// Whether `pixel_format` (FFmpeg's name) is one the native path takes and gives: planar
+// YUV without alpha, 8 to 16 bits, limited-range by convention (not the yuvj formats).
+bool IsNativeYuvFormat(const std::string& pixel_format);
+
+enum class ResizeFilter { kBicubic, kLanczos };
+
+// Resizes native frames to `width`x`height` in `pixel_format` (IsNativeYuvFormat) with
+// libswscale as ffmpeg's scale filter sets it up (FFmpeg 5.1 vf_scale: the filter's
+// SWS_BICUBIC / SWS_LANCZOS flags with default parameters, MPEG-2 chroma siting for
+// yuv420p, no matrix or range change), so the result is the one of
+// `ffmpeg -vf scale=W:H:flags=bicubic` to the same pixel format. A format change (e.g.
+// yuv420p to ProRes' yuv422p10le) happens in the same libswscale step, as in ffmpeg.
+// One thread uses a resizer at a time; `threads` slices each frame (0: one per core).
+class NativeResizer final {
+ public:
+  static absl::StatusOr<std::unique_ptr<NativeResizer>> Create(int width, int height,
+                                                               const std::string& pixel_format,
+                                                               ResizeFilter filter,
+                                                               int threads = 1);
+  ~NativeResizer();
+  NativeResizer(const NativeResizer&) = delete;
+  NativeResizer& operator=(const NativeResizer&) = delete;
+
+  // `in` resized into a new frame `out` (index copied). FAILED_PRECONDITION when `in`
+  // is not planar YUV.
+  absl::Status Resize(const NativeFrame& in, NativeFrame* out);
+
+  struct State;
+
+ private:
+  explicit NativeResizer(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
 // Frames [begin, end) of the movie at `path` on its constant-rate grid (DESIGN.md
 // "Time"), in order: frame i is the coded frame that slot i shows, the same whichever
 // range it is asked in. Reads the packets' times first (no decoding), then seeks to
@@ -179,6 +279,11 @@ struct EncodeOptions {
   // Tagged on the stream. The matrix is also the one RGB is converted with when
   // libswscale has it (else BT.601, tagged so); range is full only for h264/h265.
   ColourInfo colour;
+  // The frames come through WriteNative, in the source's YUV (limited range): tagged as
+  // the RGB path tags (BT.601 for an unspecified matrix, the one the RGB path reads such
+  // frames with), a matrix libswscale lacks kept as it is; no RGB conversion is set up
+  // (Write with an RGB frame is then refused).
+  bool native_frames = false;
   // Frame number of the first frame written: the segment's timestamps start at 0;
   // this is recorded only for messages.
   int64_t first_index = 0;
@@ -194,6 +299,9 @@ class FrameSink {
 
   // Encodes one frame (its size must be the sink's).
   virtual absl::Status Write(const Frame& frame) = 0;
+  // Encodes a native frame of the sink's size in the pixel format it encodes
+  // (NativeResizer makes them). UNIMPLEMENTED for sinks that take RGB frames only.
+  virtual absl::Status WriteNative(const NativeFrame& frame);
   // Flushes the encoder and writes the trailer. The file is complete only after this
   // returns OK. Destroying an unclosed sink leaves a truncated file: callers write to a
   // temporary name and publish only after Close().

@@ -1,5 +1,6 @@
-// OpenMovieSink: planar float RGB frames to H.264, H.265, ProRes or DNxHR in MP4/MOV,
-// as closed-GOP segments that concatenate by stream copy.
+// OpenMovieSink: planar float RGB frames (or native YUV frames, as they are) to H.264,
+// H.265, ProRes or DNxHR in MP4/MOV, as closed-GOP segments that concatenate by stream
+// copy.
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -55,6 +56,7 @@ class MovieSink final : public FrameSink {
   static absl::StatusOr<std::unique_ptr<FrameSink>> Create(const std::string& path,
                                                            const EncodeOptions& options);
   absl::Status Write(const Frame& frame) override;
+  absl::Status WriteNative(const NativeFrame& frame) override;
   absl::Status Close() override;
 
  private:
@@ -92,7 +94,7 @@ absl::StatusOr<std::unique_ptr<FrameSink>> MovieSink::Create(const std::string& 
   ASSIGN_OR_RETURN(sink->output_, OpenOutput(path, options.container.c_str()));
   RETURN_IF_ERROR(sink->OpenEncoder());
   RETURN_IF_ERROR(sink->OpenStream());
-  RETURN_IF_ERROR(sink->OpenScaler());
+  if (!options.native_frames) RETURN_IF_ERROR(sink->OpenScaler());
   ASSIGN_OR_RETURN(sink->packet_, AllocPacket());
   return std::unique_ptr<FrameSink>(std::move(sink));
 }
@@ -156,6 +158,11 @@ absl::Status MovieSink::OpenEncoder() {
   const bool x26x = options_.codec == "h264" || options_.codec == "h265";
   e.color_range =
       x26x && options_.colour.range == AVCOL_RANGE_JPEG ? AVCOL_RANGE_JPEG : AVCOL_RANGE_MPEG;
+  if (options_.native_frames && !sws_matrix && m != AVCOL_SPC_UNSPECIFIED) {
+    // The frames are the source's YUV, untouched: a matrix libswscale lacks is still
+    // theirs. (Unspecified is tagged BT.601, the matrix the RGB path reads them with.)
+    e.colorspace = static_cast<AVColorSpace>(m);
+  }
   e.color_primaries = static_cast<AVColorPrimaries>(options_.colour.primaries);
   e.color_trc = static_cast<AVColorTransferCharacteristic>(options_.colour.transfer);
   AVDictionary* opts = nullptr;
@@ -259,10 +266,40 @@ absl::Status MovieSink::ConvertToYuv(const Frame& frame) {
   return absl::OkStatus();
 }
 
+absl::Status MovieSink::WriteNative(const NativeFrame& frame) {
+  if (closed_) {
+    return absl::FailedPreconditionError("output '" + path_ +
+                                         "': Write after Close; open a new sink");
+  }
+  if (frame.width() != options_.width || frame.height() != options_.height ||
+      frame.pixel_format() != options_.pix_fmt) {
+    return absl::InvalidArgumentError(
+        Where() + " (source frame " + std::to_string(frame.index) + "): frame is " +
+        std::to_string(frame.width()) + "x" + std::to_string(frame.height()) + " " +
+        frame.pixel_format() + ", but the sink encodes " + std::to_string(options_.width) + "x" +
+        std::to_string(options_.height) + " " + options_.pix_fmt +
+        "; resize it to the sink's size and format (NativeResizer)");
+  }
+  // A new reference: the encoder may keep the frame (lookahead) after this returns.
+  ASSIGN_OR_RETURN(AvFramePtr f, AllocFrame());
+  int ret = av_frame_ref(f.get(), frame.impl()->frame.get());
+  if (ret < 0) return AvError(absl::StatusCode::kResourceExhausted, ret, Where());
+  f->pts = next_pts_;
+  f->pict_type = next_pts_ == 0 ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
+  RETURN_IF_ERROR(Encode(f.get()));
+  ++next_pts_;
+  return absl::OkStatus();
+}
+
 absl::Status MovieSink::Write(const Frame& frame) {
   if (closed_) {
     return absl::FailedPreconditionError("output '" + path_ +
                                          "': Write after Close; open a new sink");
+  }
+  if (options_.native_frames) {
+    return absl::FailedPreconditionError(Where() +
+                                         ": the sink was opened for native frames; use "
+                                         "WriteNative or open it without native_frames");
   }
   const size_t expected = 3 * static_cast<size_t>(options_.width) * options_.height;
   if (frame.width != options_.width || frame.height != options_.height ||

@@ -1,6 +1,6 @@
 // OpenVideoSource: frames [begin, end) of a movie's constant-rate grid as planar float
 // RGB (DESIGN.md "Time": a coded frame is repeated in the slots it is held over, and a
-// dropped one is skipped).
+// dropped one is skipped); OpenNativeVideoSource: the same frames as decoded.
 #include <algorithm>
 #include <cstdint>
 #include <memory>
@@ -21,9 +21,13 @@ namespace {
 
 class VideoSource final : public FrameSource {
  public:
-  static absl::StatusOr<std::unique_ptr<FrameSource>> Create(const std::string& path, int64_t begin,
+  static absl::StatusOr<std::unique_ptr<VideoSource>> Create(const std::string& path, int64_t begin,
                                                              int64_t end);
   absl::StatusOr<bool> Next(Frame* frame) override;
+  // The next frame as decoded (a new reference to the decoder's frame).
+  absl::StatusOr<bool> NextNative(NativeFrame* frame);
+  int rotation() const { return input_->rotation(); }
+  const std::string& path() const { return path_; }
 
  private:
   static constexpr int64_t kSkip = -1;  // not a frame of the timeline, or restarted
@@ -41,6 +45,9 @@ class VideoSource final : public FrameSource {
   int64_t KeyAtOrBefore(int64_t pts) const;
   int64_t slot_count() const { return static_cast<int64_t>(timeline_.grid.slot_frame.size()); }
   absl::Status PastEnd() const;
+  // Decodes up to the coded frame that slot next_ shows, into shown_. False at the end
+  // of the range.
+  absl::StatusOr<bool> Advance();
 
   const std::string path_;
   const int64_t begin_;
@@ -59,7 +66,7 @@ class VideoSource final : public FrameSource {
   int64_t decoded_since_open_ = 0;
 };
 
-absl::StatusOr<std::unique_ptr<FrameSource>> VideoSource::Create(const std::string& path,
+absl::StatusOr<std::unique_ptr<VideoSource>> VideoSource::Create(const std::string& path,
                                                                  int64_t begin, int64_t end) {
   if (begin < 0 || end < begin) {
     return absl::InvalidArgumentError("input '" + path + "': frame range [" +
@@ -73,7 +80,7 @@ absl::StatusOr<std::unique_ptr<FrameSource>> VideoSource::Create(const std::stri
   }
   RETURN_IF_ERROR(source->Open());
   RETURN_IF_ERROR(source->Start());
-  return std::unique_ptr<FrameSource>(std::move(source));
+  return source;
 }
 
 absl::Status VideoSource::Open() {
@@ -129,6 +136,33 @@ absl::StatusOr<int64_t> VideoSource::CodedFrameOf(const AVFrame& decoded) {
 }
 
 absl::StatusOr<bool> VideoSource::Next(Frame* frame) {
+  ASSIGN_OR_RETURN(bool more, Advance());
+  if (!more) return false;
+  RETURN_IF_ERROR(
+      converter_.Convert(*shown_, "input '" + path_ + "' frame " + std::to_string(next_), frame));
+  RotateFrame(input_->rotation(), frame, &rotated_);
+  frame->index = next_++;
+  return true;
+}
+
+absl::StatusOr<bool> VideoSource::NextNative(NativeFrame* frame) {
+  ASSIGN_OR_RETURN(bool more, Advance());
+  if (!more) return false;
+  // A held frame is shown again by another reference to the same buffer.
+  ASSIGN_OR_RETURN(AvFramePtr ref, AllocFrame());
+  const int ret = av_frame_ref(ref.get(), shown_.get());
+  if (ret < 0) {
+    return AvError(absl::StatusCode::kResourceExhausted, ret,
+                   "input '" + path_ + "' frame " + std::to_string(next_));
+  }
+  auto impl = std::make_unique<NativeFrame::Impl>();
+  impl->frame = std::move(ref);
+  *frame = NativeFrame(std::move(impl));
+  frame->index = next_++;
+  return true;
+}
+
+absl::StatusOr<bool> VideoSource::Advance() {
   if (next_ >= end_) return false;
   if (next_ >= slot_count()) return PastEnd();
   const int64_t wanted = timeline_.grid.slot_frame[next_];
@@ -156,10 +190,6 @@ absl::StatusOr<bool> VideoSource::Next(Frame* frame) {
     shown_frame_ = coded;
   }
   if (shown_frame_ < 0) return PastEnd();
-  RETURN_IF_ERROR(
-      converter_.Convert(*shown_, "input '" + path_ + "' frame " + std::to_string(next_), frame));
-  RotateFrame(input_->rotation(), frame, &rotated_);
-  frame->index = next_++;
   return true;
 }
 
@@ -174,11 +204,41 @@ absl::Status VideoSource::PastEnd() const {
       ") were asked for); ask only for frames the file has (ProbeVideo's frame_count)");
 }
 
+class NativeVideoSource final : public NativeFrameSource {
+ public:
+  explicit NativeVideoSource(std::unique_ptr<VideoSource> source) : source_(std::move(source)) {}
+  absl::StatusOr<bool> Next(NativeFrame* frame) override {
+    ASSIGN_OR_RETURN(bool more, source_->NextNative(frame));
+    if (more && !IsNativeYuvFormat(frame->pixel_format())) {
+      return absl::FailedPreconditionError(
+          "input '" + source_->path() + "' frame " + std::to_string(frame->index) +
+          ": pixel format '" + frame->pixel_format() + "' is not planar YUV; use the RGB path");
+    }
+    return more;
+  }
+
+ private:
+  std::unique_ptr<VideoSource> source_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path, int64_t begin,
                                                              int64_t end) {
-  return VideoSource::Create(path, begin, end);
+  ASSIGN_OR_RETURN(std::unique_ptr<VideoSource> source, VideoSource::Create(path, begin, end));
+  return std::unique_ptr<FrameSource>(std::move(source));
+}
+
+absl::StatusOr<std::unique_ptr<NativeFrameSource>> OpenNativeVideoSource(const std::string& path,
+                                                                         int64_t begin,
+                                                                         int64_t end) {
+  ASSIGN_OR_RETURN(std::unique_ptr<VideoSource> source, VideoSource::Create(path, begin, end));
+  if (source->rotation() != 0) {
+    return absl::FailedPreconditionError("input '" + path + "': rotated by " +
+                                         std::to_string(source->rotation()) +
+                                         " degrees; upright frames are made on the RGB path only");
+  }
+  return std::unique_ptr<NativeFrameSource>(std::make_unique<NativeVideoSource>(std::move(source)));
 }
 
 }  // namespace reelfarm::media

@@ -35,6 +35,12 @@ struct FrameIo {
   using SourceFactory = std::function<absl::StatusOr<std::unique_ptr<media::FrameSource>>(
       const std::string& path, int64_t begin, int64_t end)>;
   SourceFactory open_movie = media::OpenVideoSource;
+  // The native path: a built-in filter (bicubic, lanczos) from a YUV movie to a YUV
+  // movie resizes the decoded planes themselves (media::NativeResizer), no RGB. Null:
+  // every chunk takes the RGB path.
+  std::function<absl::StatusOr<std::unique_ptr<media::NativeFrameSource>>(
+      const std::string& path, int64_t begin, int64_t end)>
+      open_native_movie = media::OpenNativeVideoSource;
   SourceFactory open_image_sequence = media::OpenImageSequenceSource;
   // Colour-managed jobs: float images keep values above 1.0 (colour_job.h).
   SourceFactory open_scene_referred_image_sequence = media::OpenSceneReferredImageSequenceSource;
@@ -64,6 +70,9 @@ struct TaskReport {
   v1::TaskQc qc;              // what it measured of its output (worker/pictures.h)
   std::string thumbnail;      // pictures it made, storage-relative (see workers.proto)
   std::string preview;
+  // CHUNK: how its frames went: "native" (a filter resized the decoded YUV planes as they
+  // are) or "rgb" (planar float RGB through the model).
+  std::string frame_path;
   // Seconds spent in each stage (decode, infer, encode, publish).
   std::map<std::string, double> stage_seconds;
 };
@@ -90,9 +99,10 @@ class TaskRunner final {
                      const std::atomic<bool>& cancelled);
   // The chunk's sink: a movie segment at `path`, or the image sequence `path` names.
   // `colour` (null: not colour-managed) sets the EXR chromaticities or movie colour tags.
+  // `native`: a movie sink for native frames (media::EncodeOptions::native_frames).
   absl::StatusOr<std::unique_ptr<media::FrameSink>> OpenSink(
       const v1::Assignment& a, const media::OutputFormat& format, const std::string& path,
-      const media::ColourPipeline* colour = nullptr);
+      const media::ColourPipeline* colour = nullptr, bool native = false);
   // The sidecar's "colour" record of an upscale job (worker/colour_job.h).
   nlohmann::json UpscaleColourProvenance(const v1::Assignment& a) const;
   // What a task publishes, staged in the job's scratch first; `dirs` keeps open the
@@ -136,7 +146,9 @@ class TaskRunner final {
 // otherwise every frame is a fresh mmap: 11,000 page faults and 44 MB zeroed by the
 // kernel, then unmapped (about a third of a worker's CPU time at 1440p). Raises the
 // mmap and trim thresholds to 512 MB and 1 GB; the price is that the worker's
-// resident memory stays at its peak. Call once, early in main.
+// resident memory stays at its peak. The native path's frames (5.5 MB at 1440p
+// yuv420p) are below glibc's own thresholds and reuse the heap either way; its peak
+// is set by its queue depths (kNativeQueueDepth). Call once, early in main.
 void KeepFrameBuffersInHeap();
 
 // LibTorch's OpenMP threads spin while they wait for work (libgomp's default policy),

@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
     const std::chrono::milliseconds delay(delay_ms);
     hooks.frames.open_movie = testing::Slow(hooks.frames.open_movie, delay);
     hooks.frames.open_image_sequence = testing::Slow(hooks.frames.open_image_sequence, delay);
+    // Slowed frames come from the sources above: the RGB path.
+    hooks.frames.open_native_movie = nullptr;
     hooks.after_warm_up = [delay](const std::string&) { std::this_thread::sleep_for(delay); };
   }
   std::vector<std::string> rest = app.remaining();
