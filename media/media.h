@@ -204,7 +204,8 @@ absl::StatusOr<std::unique_ptr<NativeFrameSource>> OpenNativeVideoSource(const s
 // YUV without alpha, 8 to 16 bits, limited-range by convention (not the yuvj formats).
 bool IsNativeYuvFormat(const std::string& pixel_format);
 
-enum class ResizeFilter { kBicubic, kLanczos };
+// kArea (libswscale's SWS_AREA, averaging) is for shrinking: thumbnails and QC copies.
+enum class ResizeFilter { kBicubic, kLanczos, kArea };
 
 // Resizes native frames to `width`x`height` in `pixel_format` (IsNativeYuvFormat) with
 // libswscale as ffmpeg's scale filter sets it up (FFmpeg 5.1 vf_scale: the filter's

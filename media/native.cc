@@ -125,7 +125,9 @@ absl::StatusOr<std::unique_ptr<NativeResizer>> NativeResizer::Create(
   state->height = height;
   state->format = av_get_pix_fmt(pixel_format.c_str());
   // The flags the scale filter passes for flags=bicubic / flags=lanczos, nothing else.
-  state->flags = filter == ResizeFilter::kBicubic ? SWS_BICUBIC : SWS_LANCZOS;
+  state->flags = filter == ResizeFilter::kBicubic   ? SWS_BICUBIC
+                 : filter == ResizeFilter::kLanczos ? SWS_LANCZOS
+                                                    : SWS_AREA;
   state->threads = threads;
   return std::unique_ptr<NativeResizer>(new NativeResizer(std::move(state)));
 }

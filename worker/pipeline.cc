@@ -158,6 +158,7 @@ struct NativeStages {
   media::FrameSink& sink;
   const std::atomic<bool>& cancelled;
   const std::function<void(int64_t)>& progress;
+  OutputCheck& check;  // measures each frame as it is written (on a small copy)
   double decode_s = 0, resize_s = 0, encode_s = 0;
   int64_t written = 0;
 
@@ -179,7 +180,8 @@ struct NativeStages {
     std::thread encoder([&] {
       while (auto f = resized.Pop()) {
         auto t = Clock::now();
-        absl::Status st = sink.WriteNative(*f);
+        absl::Status st = check.AddNative(*f);
+        if (st.ok()) st = sink.WriteNative(*f);
         encode_s += Since(t);
         if (!st.ok()) {
           error.Set(st);
@@ -336,7 +338,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
                                                 a.input_info().height() * up.scale(),
                                                 format->pix_fmt, *native, at::get_num_threads());
     if (!resizer.ok()) return Failure(named(resizer.status()), "");
-    NativeStages stages{*native_source, **resizer, **sink, cancelled, progress};
+    NativeStages stages{*native_source, **resizer, **sink, cancelled, progress, check};
     error.Set(stages.Run());
     decode_s = stages.decode_s;
     infer_s = stages.resize_s;
@@ -432,6 +434,16 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   report.qc = check.Qc();
   report.thumbnail =
       MakeThumbnail(storage_, a.job_id(), absl::StrFormat("chunk_%06d.jpg", a.task_index()), check);
+  if (check.first().width > 0) {
+    // The chunk's first and last frames, small, for the assembly's seam check.
+    absl::StatusOr<std::string> edges =
+        WritePicture(storage_, a.job_id(), ChunkEdgesName(a.task_index()),
+                     EncodeChunkEdges(check.first(), check.last()));
+    if (!edges.ok()) {
+      spdlog::warn("job={} task={} seam frames not kept: {}", a.job_id(), a.task_index(),
+                   std::string(edges.status().message()));
+    }
+  }
   if (const std::string qc_error = QcFailure(up.qc(), report.qc); !qc_error.empty()) {
     report.error = qc_error;
     report.retryable = false;  // the same frames flag again on any worker
@@ -672,7 +684,7 @@ TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
   if (st.ok()) {
     // Seam flicker, before anything is published: a job that says qc: fail publishes
     // nothing flagged.
-    report.qc = MeasureSeams(a, format->image_sequence());
+    report.qc = MeasureSeams(a);
     if (const std::string qc_error = QcFailure(up.qc(), report.qc); !qc_error.empty()) {
       report.error = absl::StrCat(context, qc_error);
       report.retryable = false;
@@ -690,52 +702,25 @@ TaskReport TaskRunner::RunAssemble(const v1::Assignment& a) {
   return report;
 }
 
-v1::TaskQc TaskRunner::MeasureSeams(const v1::Assignment& a, bool sequence_out) const {
+v1::TaskQc TaskRunner::MeasureSeams(const v1::Assignment& a) const {
   if (a.segments_size() < 2 || a.segment_median_differences_size() != a.segments_size()) return {};
-  const std::string pattern = fs::path(a.upscale().output()).filename().string();
-  // The first and last frames of each chunk's output, as the assembly joins them.
+  // Each chunk kept its first and last frames (small, as its median was measured): the
+  // seams are measured without decoding a segment.
   std::vector<double> differences;
   media::Frame last_before;
-  int64_t number = a.input_info().first_frame();
   for (int i = 0; i < a.segments_size(); ++i) {
-    const int64_t count = i < a.segment_frames_size() ? a.segment_frames(i) : 0;
-    absl::StatusOr<media::Frame> first_frame, last_frame;
+    media::Frame first, last;
     absl::Status st = [&]() -> absl::Status {
-      if (count <= 0) return absl::FailedPreconditionError("no frames");
-      if (sequence_out) {
-        ASSIGN_OR_RETURN(fs::path folder,
-                         storage_.Resolve(SequenceChunkFolder(a.segments(i)), "segment"));
-        ASSIGN_OR_RETURN(common::UniqueFd fd, storage_.OpenDirBeneath(folder, false, "segment"));
-        const std::string path = fd.path() + "/" + pattern;
-        for (int64_t n : {number, number + count - 1}) {
-          ASSIGN_OR_RETURN(auto source, media::OpenImageSequenceSource(path, n, n + 1));
-          media::Frame f;
-          ASSIGN_OR_RETURN(bool got, source->Next(&f));
-          if (!got) return absl::FailedPreconditionError("frame did not decode");
-          (n == number ? first_frame : last_frame) = std::move(f);
-        }
-        return absl::OkStatus();
-      }
-      ASSIGN_OR_RETURN(fs::path p, storage_.Resolve(a.segments(i), "segment"));
-      ASSIGN_OR_RETURN(common::UniqueFd fd, storage_.OpenBeneath(p, O_RDONLY, "segment"));
-      ASSIGN_OR_RETURN(auto source, media::OpenVideoSource(fd.path(), 0, count));
-      media::Frame f;
-      for (int64_t k = 0; k < count; ++k) {
-        ASSIGN_OR_RETURN(bool got, source->Next(&f));
-        if (!got) return absl::FailedPreconditionError("frame did not decode");
-        if (k == 0) first_frame = f;
-      }
-      last_frame = std::move(f);
-      return absl::OkStatus();
+      ASSIGN_OR_RETURN(std::string bytes, ReadPicture(storage_, a.job_id(), ChunkEdgesName(i)));
+      return DecodeChunkEdges(bytes, &first, &last);
     }();
     if (!st.ok()) {
-      spdlog::warn("job={} seams not measured: segment '{}': {}", a.job_id(), a.segments(i),
+      spdlog::warn("job={} seams not measured: chunk {}: {}", a.job_id(), i,
                    std::string(st.message()));
       return {};
     }
-    if (i > 0) differences.push_back(media::MeanAbsoluteDifference(last_before, *first_frame));
-    last_before = std::move(*last_frame);
-    number += count;
+    if (i > 0) differences.push_back(media::MeanAbsoluteDifference(last_before, first));
+    last_before = std::move(last);
   }
   return SeamQc(differences,
                 {a.segment_median_differences().begin(), a.segment_median_differences().end()});

@@ -120,9 +120,10 @@ class TaskRunner final {
   // The image sequence the chunks wrote, each chunk's frames checked likewise.
   absl::Status StageSequence(const v1::Assignment& a, const std::filesystem::path& output,
                              Publication* pub);
-  // ASSEMBLE: the difference across each seam between chunks, judged against the
+  // ASSEMBLE: the difference across each seam between chunks (the last frame of one, the
+  // first of the next, as each chunk kept them small: ChunkEdgesName), judged against the
   // medians the chunks reported (worker/pictures.h); unmeasured (logged) on trouble.
-  v1::TaskQc MeasureSeams(const v1::Assignment& a, bool sequence_out) const;
+  v1::TaskQc MeasureSeams(const v1::Assignment& a) const;
   // `<output>.json`, the provenance sidecar of an upscale job.
   absl::Status StageUpscaleSidecar(const v1::Assignment& a, const std::string& name,
                                    Publication* pub, TaskReport* report);
