@@ -8,9 +8,14 @@
 //   memory        server resident memory per queued task with ~1,000,000 queued tasks
 //   restart       time for a SIGKILLed server to reload them and answer again
 // Usage: bench_scheduler [--quick] [--store sqlite|postgres] [--postgres-url URL]
+//                        [--prefetch N] [--server-bin PATH] [--only dispatch|submit|memory]
 //   --quick: smaller counts, for a smoke run. --store postgres: each server gets a new
 //   database on the PostgreSQL server at --postgres-url (a superuser's URL), or on one
-//   started for the run with tests/pg_server.sh.
+//   started for the run with tests/pg_server.sh. --prefetch: the simulated workers'
+//   prefetch depth per slot (default 1: they hold their next assignment while they
+//   report a result, as `reelfarm-worker --prefetch 1` does). --server-bin: another
+//   reelfarm-server to drive (e.g. an earlier build, for before/after figures from the
+//   same client). --only: one figure.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -54,6 +59,7 @@ void Die(const std::string& what) {
 // The PostgreSQL server databases are made on ("" for SQLite), and the store's name.
 std::string g_postgres;
 std::string g_store = "sqlite";
+std::string g_server_bin = REELFARM_SERVER_BIN;
 
 // A new database on g_postgres; its URL.
 std::string NewDatabase(const std::string& name) {
@@ -83,7 +89,7 @@ class Server {
   void Start() {
     const fs::path port_file = dir_ / "port";
     fs::remove(port_file);
-    std::vector<std::string> args = {REELFARM_SERVER_BIN,
+    std::vector<std::string> args = {g_server_bin,
                                      "--data-dir",
                                      dir_.string(),
                                      "--listen",
@@ -193,10 +199,11 @@ class Server {
   std::unique_ptr<v1::JobService::Stub> stub_;
 };
 
-// A worker that reports success for every assignment at once.
+// A worker that reports success for every assignment at once, holding `prefetch` more.
 class SimWorker {
  public:
-  SimWorker(const std::string& address, std::string name) : name_(std::move(name)) {
+  SimWorker(const std::string& address, std::string name, int prefetch)
+      : name_(std::move(name)), prefetch_(prefetch) {
     channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
     stub_ = v1::WorkerService::NewStub(channel_);
     thread_ = std::thread([this] { Run(); });
@@ -214,6 +221,7 @@ class SimWorker {
     v1::WorkerMessage hello;
     hello.mutable_hello()->set_name(name_);
     hello.mutable_hello()->set_slots(1);
+    hello.mutable_hello()->set_prefetch(prefetch_);
     hello.mutable_hello()->add_models("bicubic");
     if (!stream->Write(hello)) return;
     v1::ServerMessage msg;
@@ -230,6 +238,7 @@ class SimWorker {
   }
 
   std::string name_;
+  const int prefetch_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   grpc::ClientContext ctx_;
@@ -255,16 +264,25 @@ double Percentile(std::vector<double> v, double p) {
 
 int main(int argc, char** argv) {
   bool quick = false;
+  int prefetch = 1;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") {
       quick = true;
+    } else if (arg == "--prefetch" && i + 1 < argc) {
+      prefetch = std::atoi(argv[++i]);
+    } else if (arg == "--server-bin" && i + 1 < argc) {
+      g_server_bin = argv[++i];
+    } else if (arg == "--only" && i + 1 < argc) {
+      only = argv[++i];
     } else if (arg == "--store" && i + 1 < argc) {
       g_store = argv[++i];
     } else if (arg == "--postgres-url" && i + 1 < argc) {
       g_postgres = argv[++i];
     } else {
-      Die("usage: bench_scheduler [--quick] [--store sqlite|postgres] [--postgres-url URL]");
+      Die("usage: bench_scheduler [--quick] [--store sqlite|postgres] [--postgres-url URL] "
+          "[--prefetch N] [--server-bin PATH] [--only dispatch|submit|memory]");
     }
   }
   const fs::path root = fs::temp_directory_path() / ("reelfarm-bench-" + std::to_string(getpid()));
@@ -288,12 +306,15 @@ int main(int argc, char** argv) {
     return d;
   };
 
+  auto run = [&](const char* figure) { return only.empty() || only == figure; };
   // Dispatch throughput: jobs of 1-frame chunks, every task finished at once.
   for (int workers : {1, 16, 256}) {
+    if (!run("dispatch")) break;
     Server server(data_dir("dispatch" + std::to_string(workers)));
     std::vector<std::unique_ptr<SimWorker>> sims;
     for (int i = 0; i < workers; ++i) {
-      sims.push_back(std::make_unique<SimWorker>(server.address(), "sim" + std::to_string(i)));
+      sims.push_back(
+          std::make_unique<SimWorker>(server.address(), "sim" + std::to_string(i), prefetch));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300 + workers * 2));
     const int jobs = quick ? 2 : (workers == 1 ? 1 : 3);
@@ -306,14 +327,14 @@ int main(int argc, char** argv) {
     const double s = Seconds(t0);
     const int64_t tasks = static_cast<int64_t>(jobs) * (clip_frames + 1);
     std::printf(
-        "{\"bench\":\"dispatch\",\"workers\":%d,\"tasks\":%lld,\"seconds\":%.3f,"
-        "\"tasks_per_s\":%.0f,\"store\":\"%s\"}\n",
-        workers, static_cast<long long>(tasks), s, tasks / s, g_store.c_str());
+        "{\"bench\":\"dispatch\",\"workers\":%d,\"prefetch\":%d,\"tasks\":%lld,"
+        "\"seconds\":%.3f,\"tasks_per_s\":%.0f,\"store\":\"%s\"}\n",
+        workers, prefetch, static_cast<long long>(tasks), s, tasks / s, g_store.c_str());
     std::fflush(stdout);
   }
 
   // Submit latency, on a server with no workers (so the queue grows as it would).
-  {
+  if (run("submit")) {
     Server server(data_dir("submit"));
     for (const auto& [name, input, count] :
          {std::make_tuple("1-chunk", "clips/one.mp4", quick ? 50 : 300),
@@ -333,7 +354,7 @@ int main(int argc, char** argv) {
   }
 
   // Memory with ~1,000,000 queued tasks, then restart time.
-  {
+  if (run("memory")) {
     const fs::path dir = data_dir("memory");
     Server server(dir);
     const int64_t rss0 = server.RssBytes();

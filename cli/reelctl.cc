@@ -313,7 +313,9 @@ void PrintJob(const v1::Job& j) {
                       t.kind() == v1::TASK_KIND_CHUNK  ? "chunk"
                       : t.kind() == v1::TASK_KIND_TAKE ? "take"
                                                        : "assemble",
-                      what, TaskStateName(t.state()), std::to_string(t.attempts()), t.worker()});
+                      // Held: prefetched by its worker, waiting for a slot there.
+                      what, t.held() ? "held" : TaskStateName(t.state()),
+                      std::to_string(t.attempts()), t.worker()});
     }
     const std::vector<std::string> lines = Columns(rows, "  ");
     std::printf("%s\n", lines[0].c_str());
