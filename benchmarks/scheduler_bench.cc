@@ -9,13 +9,14 @@
 //   restart       time for a SIGKILLed server to reload them and answer again
 // Usage: bench_scheduler [--quick] [--store sqlite|postgres] [--postgres-url URL]
 //                        [--prefetch N] [--server-bin PATH] [--only dispatch|submit|memory]
+//                        [--workers N]
 //   --quick: smaller counts, for a smoke run. --store postgres: each server gets a new
 //   database on the PostgreSQL server at --postgres-url (a superuser's URL), or on one
 //   started for the run with tests/pg_server.sh. --prefetch: the simulated workers'
 //   prefetch depth per slot (default 1: they hold their next assignment while they
 //   report a result, as `reelfarm-worker --prefetch 1` does). --server-bin: another
 //   reelfarm-server to drive (e.g. an earlier build, for before/after figures from the
-//   same client). --only: one figure.
+//   same client). --only: one figure. --workers: dispatch with N workers only.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -266,6 +267,7 @@ int main(int argc, char** argv) {
   bool quick = false;
   int prefetch = 1;
   std::string only;
+  std::vector<int> worker_counts = {1, 16, 256};
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") {
@@ -276,13 +278,15 @@ int main(int argc, char** argv) {
       g_server_bin = argv[++i];
     } else if (arg == "--only" && i + 1 < argc) {
       only = argv[++i];
+    } else if (arg == "--workers" && i + 1 < argc) {
+      worker_counts = {std::atoi(argv[++i])};
     } else if (arg == "--store" && i + 1 < argc) {
       g_store = argv[++i];
     } else if (arg == "--postgres-url" && i + 1 < argc) {
       g_postgres = argv[++i];
     } else {
       Die("usage: bench_scheduler [--quick] [--store sqlite|postgres] [--postgres-url URL] "
-          "[--prefetch N] [--server-bin PATH] [--only dispatch|submit|memory]");
+          "[--prefetch N] [--server-bin PATH] [--only dispatch|submit|memory] [--workers N]");
     }
   }
   const fs::path root = fs::temp_directory_path() / ("reelfarm-bench-" + std::to_string(getpid()));
@@ -308,7 +312,7 @@ int main(int argc, char** argv) {
 
   auto run = [&](const char* figure) { return only.empty() || only == figure; };
   // Dispatch throughput: jobs of 1-frame chunks, every task finished at once.
-  for (int workers : {1, 16, 256}) {
+  for (int workers : worker_counts) {
     if (!run("dispatch")) break;
     Server server(data_dir("dispatch" + std::to_string(workers)));
     std::vector<std::unique_ptr<SimWorker>> sims;
@@ -323,9 +327,18 @@ int main(int argc, char** argv) {
     for (int j = 0; j < jobs; ++j) {
       ids.push_back(server.Submit("clips/long.mp4", "out/d" + std::to_string(j) + ".mp4", 1));
     }
-    while (!server.AllDone(ids)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // Until the workers sent every result (counted here: a GetJob of 10,001 tasks would
+    // hold the scheduler's lock while it copies them), then until the jobs say so.
+    const int64_t tasks_total = static_cast<int64_t>(jobs) * (clip_frames + 1);
+    for (;;) {
+      int64_t sent = 0;
+      for (const auto& w : sims) sent += w->done();
+      if (sent >= tasks_total) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    while (!server.AllDone(ids)) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     const double s = Seconds(t0);
-    const int64_t tasks = static_cast<int64_t>(jobs) * (clip_frames + 1);
+    const int64_t tasks = tasks_total;
     std::printf(
         "{\"bench\":\"dispatch\",\"workers\":%d,\"prefetch\":%d,\"tasks\":%lld,"
         "\"seconds\":%.3f,\"tasks_per_s\":%.0f,\"store\":\"%s\"}\n",

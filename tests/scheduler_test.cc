@@ -391,7 +391,6 @@ TEST_CASE("a wedge expands prompts x seeds x parameters in a fixed order, named 
   CHECK(TakeOutput("renders/plate.mov", "x_take003") == "renders/x_take003.mov");
 }
 
-}  // namespace reelfarm::scheduler
 
 namespace {
 
@@ -631,3 +630,5 @@ TEST_CASE("a reconnecting worker's leases run in the order it got them, the rest
   CHECK_FALSE(view->task_held[held->task.index]);
   CHECK(f.sched->GetStats().projects["default"].tasks_running == 1);
 }
+
+}  // namespace reelfarm::scheduler
