@@ -370,6 +370,7 @@ std::vector<JobView> Scheduler::ListJobs(const ListFilter& f) const {
     JobView v = ViewLocked(it->second);
     v.tasks.clear();
     v.task_frames_done.clear();
+    v.task_held.clear();
     out.push_back(std::move(v));
   }
   return out;

@@ -4,7 +4,8 @@
 // adapts the API to these calls.
 //
 // Policy, in order: a task goes only to a worker that has its model, every tag the job
-// requires, free memory for the model's estimate and a free slot; among the jobs that
+// requires, free memory for the model's estimate and room for it (a free slot, or a
+// place among the assignments it holds ahead: WorkerInfo::prefetch); among the jobs that
 // fit, the highest priority wins; among equal priorities, the project furthest below
 // its weighted share of the running tasks (and under its cap); then the oldest job.
 // A task that failed on a worker (its lease expired there included) goes to another
