@@ -391,7 +391,6 @@ TEST_CASE("a wedge expands prompts x seeds x parameters in a fixed order, named 
   CHECK(TakeOutput("renders/plate.mov", "x_take003") == "renders/x_take003.mov");
 }
 
-
 namespace {
 
 WorkerInfo Prefetching(const std::string& name, int slots, int prefetch) {
