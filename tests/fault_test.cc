@@ -307,8 +307,8 @@ TEST_CASE("a held (prefetched) task shows as held, and when its worker dies anot
         farm.Reelctl() + " get " + std::to_string(resp.job_id()) + " 2>&1", &status);
     INFO(out);
     CHECK(status == 0);
-    CHECK(std::regex_search(out, std::regex("\n1 +chunk +24-47 +held +1 +holder")));
-    CHECK(std::regex_search(out, std::regex("\n0 +chunk +0-23 +running +1 +holder")));
+    CHECK(std::regex_search(out, std::regex("\n +1 +chunk +24-47 +held +1 +holder")));
+    CHECK(std::regex_search(out, std::regex("\n +0 +chunk +0-23 +running +1 +holder")));
   }
   CHECK(FindWorker(farm, "holder").prefetch() == 1);
 
