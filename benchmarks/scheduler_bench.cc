@@ -9,11 +9,16 @@
 //   restart       time for a SIGKILLed server to reload them and answer again
 // Usage: bench_scheduler [--quick] [--only dispatch|submit|restart] [--keep]
 //                        [--store sqlite|postgres] [--postgres-url URL]
+//                        [--prefetch N] [--server-bin PATH] [--workers N]
 //   --quick: smaller counts, for a smoke run. --only: one group of figures (restart
-//   includes memory). --keep: leave the run's folder (named on stderr), e.g. to profile a
-//   restart on its state. --store postgres: each server gets a new
+//   includes memory; "memory" is the same group). --keep: leave the run's folder (named
+//   on stderr), e.g. to profile a restart on its state. --store postgres: each server gets a new
 //   database on the PostgreSQL server at --postgres-url (a superuser's URL), or on one
-//   started for the run with tests/pg_server.sh.
+//   started for the run with tests/pg_server.sh. --prefetch: the simulated workers'
+//   prefetch depth per slot (default 1: they hold their next assignment while they
+//   report a result, as `reelfarm-worker --prefetch 1` does). --server-bin: another
+//   reelfarm-server to drive (e.g. an earlier build, for before/after figures from the
+//   same client). --only: one figure. --workers: dispatch with N workers only.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -57,6 +62,7 @@ void Die(const std::string& what) {
 // The PostgreSQL server databases are made on ("" for SQLite), and the store's name.
 std::string g_postgres;
 std::string g_store = "sqlite";
+std::string g_server_bin = REELFARM_SERVER_BIN;
 
 // A new database on g_postgres; its URL.
 std::string NewDatabase(const std::string& name) {
@@ -86,7 +92,7 @@ class Server {
   void Start() {
     const fs::path port_file = dir_ / "port";
     fs::remove(port_file);
-    std::vector<std::string> args = {REELFARM_SERVER_BIN,
+    std::vector<std::string> args = {g_server_bin,
                                      "--data-dir",
                                      dir_.string(),
                                      "--listen",
@@ -196,10 +202,11 @@ class Server {
   std::unique_ptr<v1::JobService::Stub> stub_;
 };
 
-// A worker that reports success for every assignment at once.
+// A worker that reports success for every assignment at once, holding `prefetch` more.
 class SimWorker {
  public:
-  SimWorker(const std::string& address, std::string name) : name_(std::move(name)) {
+  SimWorker(const std::string& address, std::string name, int prefetch)
+      : name_(std::move(name)), prefetch_(prefetch) {
     channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
     stub_ = v1::WorkerService::NewStub(channel_);
     thread_ = std::thread([this] { Run(); });
@@ -217,6 +224,7 @@ class SimWorker {
     v1::WorkerMessage hello;
     hello.mutable_hello()->set_name(name_);
     hello.mutable_hello()->set_slots(1);
+    hello.mutable_hello()->set_prefetch(prefetch_);
     hello.mutable_hello()->add_models("bicubic");
     if (!stream->Write(hello)) return;
     v1::ServerMessage msg;
@@ -233,6 +241,7 @@ class SimWorker {
   }
 
   std::string name_;
+  const int prefetch_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   grpc::ClientContext ctx_;
@@ -259,7 +268,9 @@ double Percentile(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
   bool quick = false;
   bool keep = false;
+  int prefetch = 1;
   std::string only;
+  std::vector<int> worker_counts = {1, 16, 256};
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") {
@@ -268,13 +279,21 @@ int main(int argc, char** argv) {
       keep = true;
     } else if (arg == "--only" && i + 1 < argc) {
       only = argv[++i];
+      if (only == "memory") only = "restart";
+    } else if (arg == "--prefetch" && i + 1 < argc) {
+      prefetch = std::atoi(argv[++i]);
+    } else if (arg == "--server-bin" && i + 1 < argc) {
+      g_server_bin = argv[++i];
+    } else if (arg == "--workers" && i + 1 < argc) {
+      worker_counts = {std::atoi(argv[++i])};
     } else if (arg == "--store" && i + 1 < argc) {
       g_store = argv[++i];
     } else if (arg == "--postgres-url" && i + 1 < argc) {
       g_postgres = argv[++i];
     } else {
       Die("usage: bench_scheduler [--quick] [--only dispatch|submit|restart] [--keep] "
-          "[--store sqlite|postgres] [--postgres-url URL]");
+          "[--store sqlite|postgres] [--postgres-url URL] [--prefetch N] [--server-bin PATH] "
+          "[--workers N]");
     }
   }
   const fs::path root = fs::temp_directory_path() / ("reelfarm-bench-" + std::to_string(getpid()));
@@ -303,12 +322,13 @@ int main(int argc, char** argv) {
   };
 
   // Dispatch throughput: jobs of 1-frame chunks, every task finished at once.
-  for (int workers : {1, 16, 256}) {
+  for (int workers : worker_counts) {
     if (!runs("dispatch")) break;
     Server server(data_dir("dispatch" + std::to_string(workers)));
     std::vector<std::unique_ptr<SimWorker>> sims;
     for (int i = 0; i < workers; ++i) {
-      sims.push_back(std::make_unique<SimWorker>(server.address(), "sim" + std::to_string(i)));
+      sims.push_back(
+          std::make_unique<SimWorker>(server.address(), "sim" + std::to_string(i), prefetch));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300 + workers * 2));
     const int jobs = quick ? 2 : (workers == 1 ? 1 : 3);
@@ -317,13 +337,22 @@ int main(int argc, char** argv) {
     for (int j = 0; j < jobs; ++j) {
       ids.push_back(server.Submit("clips/long.mp4", "out/d" + std::to_string(j) + ".mp4", 1));
     }
-    while (!server.AllDone(ids)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // Until the workers sent every result (counted here: a GetJob of 10,001 tasks would
+    // hold the scheduler's lock while it copies them), then until the jobs say so.
+    const int64_t tasks_total = static_cast<int64_t>(jobs) * (clip_frames + 1);
+    for (;;) {
+      int64_t sent = 0;
+      for (const auto& w : sims) sent += w->done();
+      if (sent >= tasks_total) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    while (!server.AllDone(ids)) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     const double s = Seconds(t0);
-    const int64_t tasks = static_cast<int64_t>(jobs) * (clip_frames + 1);
+    const int64_t tasks = tasks_total;
     std::printf(
-        "{\"bench\":\"dispatch\",\"workers\":%d,\"tasks\":%lld,\"seconds\":%.3f,"
-        "\"tasks_per_s\":%.0f,\"store\":\"%s\"}\n",
-        workers, static_cast<long long>(tasks), s, tasks / s, g_store.c_str());
+        "{\"bench\":\"dispatch\",\"workers\":%d,\"prefetch\":%d,\"tasks\":%lld,"
+        "\"seconds\":%.3f,\"tasks_per_s\":%.0f,\"store\":\"%s\"}\n",
+        workers, prefetch, static_cast<long long>(tasks), s, tasks / s, g_store.c_str());
     std::fflush(stdout);
   }
 

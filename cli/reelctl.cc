@@ -314,7 +314,9 @@ void PrintJob(const v1::Job& j) {
                       t.kind() == v1::TASK_KIND_CHUNK  ? "chunk"
                       : t.kind() == v1::TASK_KIND_TAKE ? "take"
                                                        : "assemble",
-                      what, TaskStateName(t.state()), std::to_string(t.attempts()), t.worker(),
+                      // Held: prefetched by its worker, waiting for a slot there.
+                      what, t.held() ? "held" : TaskStateName(t.state()),
+                      std::to_string(t.attempts()), t.worker(),
                       !t.has_qc()              ? "-"
                       : t.qc().flags().empty() ? "ok"
                                                : std::to_string(t.qc().flags_size()) + " flagged"});

@@ -45,4 +45,11 @@ inline constexpr double kDefaultModelGuidance = 3.0;
 inline constexpr std::array<const char*, 2> kSamplers = {"euler", "ddim"};
 inline constexpr const char* kDefaultSampler = kSamplers[0];
 
+// Workers: assignments held per slot beyond the running one (reelfarm-worker
+// --prefetch). 0 by default: a farm's tasks take seconds, against a round trip of a
+// fraction of a millisecond, and a held task waits behind a long one while another
+// worker may be free. Many tasks of milliseconds on one worker want 1 (or more).
+inline constexpr int kDefaultPrefetch = 0;
+inline constexpr int kMaxPrefetch = 16;  // the server takes no more than this
+
 }  // namespace reelfarm::common

@@ -363,9 +363,14 @@ JobView Scheduler::ViewLocked(const JobEntry& e) const {
   v.job = e.job;
   v.tasks = e.tasks;
   v.task_frames_done = e.progress;
+  v.task_held.assign(e.tasks.size(), false);
   v.tasks_total = static_cast<int>(e.tasks.size());
   for (size_t i = 0; i < e.tasks.size(); ++i) {
     const Task& t = e.tasks[i];
+    if (t.state == TaskState::kLeased) {
+      auto it = leases_.find(t.lease_id);
+      v.task_held[i] = it != leases_.end() && it->second.held;
+    }
     if (t.is_work()) {
       v.frames_total += t.frames();
       v.frames_done += t.state == TaskState::kSucceeded ? t.frames() : e.progress[i];
@@ -405,6 +410,7 @@ std::vector<JobView> Scheduler::ListJobs(const ListFilter& f) const {
     JobView v = ViewLocked(it->second);
     v.tasks.clear();
     v.task_frames_done.clear();
+    v.task_held.clear();
     out.push_back(std::move(v));
   }
   return out;
@@ -444,10 +450,33 @@ void Scheduler::ReleaseLeaseLocked(uint64_t lease_id) {
   --projects_[e.job.spec.project].running;
   auto wit = workers_.find(lease.worker);
   if (wit != workers_.end()) {
-    --wit->second.running;
-    wit->second.memory_in_use -= e.job.spec.memory_bytes;
+    WorkerEntry& w = wit->second;
+    w.memory_in_use -= e.job.spec.memory_bytes;
+    if (lease.held) {
+      w.held.erase(lease.id);
+    } else {
+      --w.running;
+    }
+    // A slot freed: the worker starts the held assignment it got first.
+    while (w.running < w.info.slots && !w.held.empty()) {
+      auto next = leases_.find(*w.held.begin());
+      w.held.erase(w.held.begin());
+      if (next == leases_.end()) continue;
+      next->second.held = false;
+      ++w.running;
+    }
   }
   e.progress[lease.task_index] = 0;
+}
+
+void Scheduler::TakeRoomLocked(WorkerEntry& w, Lease& lease) {
+  lease.held = w.running >= w.info.slots;
+  if (lease.held) {
+    w.held.insert(lease.id);
+  } else {
+    ++w.running;
+  }
+  w.memory_in_use += jobs_.at(lease.job_id).job.spec.memory_bytes;
 }
 
 void Scheduler::FinishJobLocked(JobEntry& e, JobState state, const std::string& error, Writes* w) {
@@ -534,13 +563,23 @@ int Scheduler::NextTaskLocked(const JobEntry& e, const std::string& worker) cons
 
 std::optional<Assignment> Scheduler::LeaseNext(const std::string& worker) {
   absl::MutexLock lock(&mu_);
+  Writes writes;
+  std::optional<Assignment> a = LeaseNextLocked(worker, &writes);
+  // The assignment may go out before the lease is durable: after a crash the task is
+  // pending again and the worker's lease is refused on reconnect.
+  if (a) CommitLocked(std::move(writes));
+  return a;
+}
+
+std::optional<Assignment> Scheduler::LeaseNextLocked(const std::string& worker, Writes* writes) {
   auto wit = workers_.find(worker);
   if (wit == workers_.end() || wit->second.draining || wit->second.leases_expired > 0 ||
       !commits_->health().ok()) {
     return std::nullopt;
   }
   WorkerEntry& w = wit->second;
-  if (w.running >= w.info.slots) return std::nullopt;
+  const int room = w.info.slots * (1 + std::max(0, w.info.prefetch));
+  if (w.running + static_cast<int>(w.held.size()) >= room) return std::nullopt;
   // Highest priority; then the project furthest below its weighted share; then oldest.
   using Key = std::tuple<int, double, double, int64_t>;
   std::optional<Key> best_key;
@@ -565,7 +604,6 @@ std::optional<Assignment> Scheduler::LeaseNext(const std::string& worker) {
   }
   if (!best) return std::nullopt;
   JobEntry& e = *best;
-  Writes writes;
   const int64_t now = clock_->NowMs();
   Lease lease;
   lease.id = next_lease_id_++;
@@ -583,23 +621,21 @@ std::optional<Assignment> Scheduler::LeaseNext(const std::string& worker) {
   task.lease_id = lease.id;
   lease.attempt = task.attempts;
   events_->TaskLeased(e.job, task, now - e.ready_since[best_index]);
-  SetTaskLocked(e, task, &writes);
+  SetTaskLocked(e, task, writes);
   if (e.job.state == JobState::kQueued) {
     Job job = e.job;
     job.state = JobState::kRunning;
     job.started_unix_ms = now;
-    SetJobLocked(e, std::move(job), &writes);
+    SetJobLocked(e, std::move(job), writes);
   }
+  TakeRoomLocked(w, lease);
   leases_[lease.id] = lease;
-  ++w.running;
-  w.memory_in_use += e.job.spec.memory_bytes;
+  // Held leases count here too: a project's share and cap are of the tasks its workers
+  // hold, so a prefetch does not let a project past its cap.
   ProjectEntry& p = projects_[e.job.spec.project];
   ++p.running;
   ++p.leased_total;
   e.progress[best_index] = 0;
-  // The assignment may go out before the lease is durable: after a crash the task is
-  // pending again and the worker's lease is refused on reconnect.
-  CommitLocked(std::move(writes));
   return MakeAssignmentLocked(e, best_index, lease);
 }
 
@@ -722,7 +758,8 @@ absl::Status Scheduler::Complete(const std::string& worker, uint64_t lease_id,
 
 void Scheduler::CompleteAsync(const std::string& worker, uint64_t lease_id,
                               const TaskOutcome& outcome,
-                              std::function<void(const absl::Status&)> done) {
+                              std::function<void(const absl::Status&)> done,
+                              std::vector<Assignment>* next) {
   uint64_t seq = 0;
   absl::Status refused;
   {
@@ -764,6 +801,12 @@ void Scheduler::CompleteAsync(const std::string& worker, uint64_t lease_id,
           return t.state == TaskState::kSucceeded;
         });
         if (all_done) FinishJobLocked(e, JobState::kSucceeded, "", &writes);
+      }
+      // The worker's next work joins this commit: one batch, one durable write.
+      while (next) {
+        std::optional<Assignment> a = LeaseNextLocked(worker, &writes);
+        if (!a) break;
+        next->push_back(std::move(*a));
       }
       seq = CommitLocked(std::move(writes));
     }

@@ -4,7 +4,8 @@
 // adapts the API to these calls.
 //
 // Policy, in order: a task goes only to a worker that has its model, every tag the job
-// requires, free memory for the model's estimate and a free slot; among the jobs that
+// requires, free memory for the model's estimate and room for it (a free slot, or a
+// place among the assignments it holds ahead: WorkerInfo::prefetch); among the jobs that
 // fit, the highest priority wins; among equal priorities, the project furthest below
 // its weighted share of the running tasks (and under its cap); then the oldest job.
 // A task that failed on a worker (its lease expired there included) goes to another
@@ -66,6 +67,9 @@ inline int64_t LeaseEpoch(uint64_t lease_id) {
 struct WorkerInfo {
   std::string name;
   int slots = 1;
+  // Assignments held per slot beyond the running one (prefetch): the worker may hold
+  // slots × (1 + prefetch) leases and starts a held one as soon as a slot frees.
+  int prefetch = 0;
   std::vector<std::string> models;
   std::map<std::string, std::string> tags;
   int64_t memory_bytes = 0;          // 0: unknown, no memory check
@@ -80,6 +84,10 @@ struct Lease {
   int64_t leased_ms = 0;
   int64_t deadline_ms = 0;
   int attempt = 0;
+  // Prefetched: the worker holds it until a slot frees and has not started it. Its
+  // worker's oldest held lease starts when one of its running leases ends (as the
+  // worker starts its held assignments in the order it got them).
+  bool held = false;
 };
 
 // What a worker is sent: the lease, its task, and what it needs to run it.
@@ -116,6 +124,7 @@ struct JobView {
   Job job;
   std::vector<Task> tasks;
   std::vector<int64_t> task_frames_done;  // per task, current attempt
+  std::vector<bool> task_held;            // per task: leased, held by a worker, not started
   int64_t frames_total = 0;
   int64_t frames_done = 0;
   int tasks_total = 0;
@@ -227,7 +236,8 @@ class Scheduler final {
   std::vector<WorkerView> ListWorkers() const;
   std::vector<std::string> KnownModels() const;
 
-  // The next task for `worker`, if it has a free slot and a task fits it.
+  // The next task for `worker`, if it has room (slots × (1 + prefetch) leases) and a
+  // task fits it.
   std::optional<Assignment> LeaseNext(const std::string& worker);
   // Renews `worker`'s leases among `lease_ids`; returns those that are not current.
   // A heartbeat (or progress report) makes an unhealthy worker healthy again.
@@ -239,8 +249,13 @@ class Scheduler final {
   absl::Status Complete(const std::string& worker, uint64_t lease_id, const TaskOutcome& outcome);
   // Same, without blocking: `done` gets the answer once the outcome is committed (or
   // at once when it is refused). It runs on the commit thread: quick, no callbacks in.
+  // With `next`, the room the result frees on `worker` is leased again at once (as
+  // LeaseNext would) and those leases join the outcome's commit: one group-commit
+  // batch, one durable write, for the result and the worker's next work. They are
+  // returned in `next`, to send at once (like LeaseNext's, before they are durable).
   void CompleteAsync(const std::string& worker, uint64_t lease_id, const TaskOutcome& outcome,
-                     std::function<void(const absl::Status&)> done);
+                     std::function<void(const absl::Status&)> done,
+                     std::vector<Assignment>* next = nullptr);
   // Expires leases past their deadline; their tasks are queued again (or fail the
   // job past max attempts) and their workers are unhealthy until they heartbeat.
   // Returns the expired leases, which are also revoked.
@@ -253,7 +268,8 @@ class Scheduler final {
   struct Stats {
     struct ProjectCounts {
       int64_t tasks_queued = 0;   // pending
-      int64_t tasks_running = 0;  // leased
+      int64_t tasks_running = 0;  // leased and started
+      int64_t tasks_held = 0;     // leased, held by a worker that prefetched it (not started)
       int64_t jobs_active = 0;    // not terminal
     };
     std::map<std::string, ProjectCounts> projects;
@@ -288,8 +304,9 @@ class Scheduler final {
   struct WorkerEntry {
     WorkerInfo info;
     int64_t tasks_done = 0;
-    int64_t memory_in_use = 0;
-    int running = 0;
+    int64_t memory_in_use = 0;  // of every lease it holds, held ones included
+    int running = 0;            // leases started (at most its slots)
+    std::set<uint64_t> held;    // leases it holds for when a slot frees, oldest first
     bool draining = false;
     int leases_expired = 0;  // since the last heartbeat; > 0: unhealthy
     int64_t unhealthy_since_ms = 0;
@@ -321,6 +338,11 @@ class Scheduler final {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Assignment MakeAssignmentLocked(const JobEntry& e, int index, const Lease& lease) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // LeaseNext without the commit: the lease's writes go to `w`.
+  std::optional<Assignment> LeaseNextLocked(const std::string& worker, Writes* w)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts `lease` on its worker `w`: started while a slot is free, else held.
+  void TakeRoomLocked(WorkerEntry& w, Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetTaskLocked(JobEntry& e, const Task& t, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetJobLocked(JobEntry& e, Job job, Writes* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseLeaseLocked(uint64_t lease_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -203,6 +203,7 @@ std::vector<uint64_t> Scheduler::RegisterWorker(const WorkerInfo& info,
   w.info = info;
   w.draining = draining_.count(info.name) > 0;
   w.running = 0;
+  w.held.clear();
   w.memory_in_use = 0;
   w.leases_expired = 0;  // it says hello: alive
   w.unhealthy_since_ms = 0;
@@ -213,26 +214,28 @@ std::vector<uint64_t> Scheduler::RegisterWorker(const WorkerInfo& info,
     auto it = leases_.find(id);
     if (it == leases_.end() || it->second.worker != info.name) stale.push_back(id);
   }
-  // Leases this worker should hold: kept if it still runs them, else failed.
+  // Leases this worker should hold: kept if it still runs (or holds) them, else failed.
+  std::set<uint64_t> kept;  // by id: the oldest run, the rest are held
   std::vector<uint64_t> lost;
   for (auto& [id, lease] : leases_) {
     if (lease.worker != info.name) continue;
     if (reported.count(id)) {
       lease.deadline_ms = clock_->NowMs() + options_.lease_ms;
-      ++w.running;
-      w.memory_in_use += jobs_.at(lease.job_id).job.spec.memory_bytes;
+      kept.insert(id);
     } else {
       lost.push_back(id);
     }
   }
   Writes writes;
   for (uint64_t id : lost) {
-    // ReleaseLeaseLocked decrements the worker's counters, which do not count it.
-    const Lease& lease = leases_.at(id);
+    // ReleaseLeaseLocked takes it off the worker's counts, which do not count it yet.
+    Lease& lease = leases_.at(id);
+    lease.held = false;
     ++w.running;
     w.memory_in_use += jobs_.at(lease.job_id).job.spec.memory_bytes;
     FailAttemptLocked(id, absl::StrCat("worker '", info.name, "' restarted"), true, &writes);
   }
+  for (uint64_t id : kept) TakeRoomLocked(w, leases_.at(id));
   CommitLocked(std::move(writes));
   return stale;
 }
@@ -311,7 +314,8 @@ Scheduler::Stats Scheduler::GetStats() const {
     }
   }
   for (const auto& [id, lease] : leases_) {
-    ++st.projects[jobs_.at(lease.job_id).job.spec.project].tasks_running;
+    Stats::ProjectCounts& p = st.projects[jobs_.at(lease.job_id).job.spec.project];
+    ++(lease.held ? p.tasks_held : p.tasks_running);
   }
   for (const auto& [name, w] : workers_) {
     st.worker_unhealthy[name] = w.leases_expired > 0;

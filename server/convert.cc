@@ -237,6 +237,7 @@ v1::Job ToProto(const s::JobView& v) {
     if (i < v.task_frames_done.size()) {
       pt->set_frames_done(t.state == s::TaskState::kSucceeded ? t.frames() : v.task_frames_done[i]);
     }
+    pt->set_held(i < v.task_held.size() && v.task_held[i]);
   }
   return out;
 }
@@ -297,6 +298,7 @@ v1::Worker ToProto(const s::WorkerView& w) {
   for (const auto& [k, v] : w.info.tags) (*out.mutable_tags())[k] = v;
   out.set_memory_bytes(w.info.memory_bytes);
   out.set_slots(w.info.slots);
+  out.set_prefetch(w.info.prefetch);
   for (const auto& m : w.info.models) out.add_models(m);
   for (const auto& d : w.info.devices) out.add_devices(d);
   for (const auto& l : w.leases) {

@@ -108,12 +108,16 @@ class SchedulerStatsCollector final : public prometheus::Collectable {
     auto queued = gauge("reelfarm_tasks_queued", "Tasks waiting for a worker, by pool and project");
     auto running = gauge("reelfarm_tasks_running",
                          "Tasks leased to a worker and running, by pool and project");
+    auto held = gauge("reelfarm_tasks_held",
+                      "Tasks leased to a worker that holds them until a slot frees (its "
+                      "prefetch), not started yet, by pool and project");
     auto active = gauge("reelfarm_jobs_active", "Jobs not yet ended, by project");
     // One pool for now; the label is there so dashboards survive pools arriving.
     for (const auto& [project, c] : st.projects) {
       add(queued, {{"pool", "default"}, {"project", project}}, static_cast<double>(c.tasks_queued));
       add(running, {{"pool", "default"}, {"project", project}},
           static_cast<double>(c.tasks_running));
+      add(held, {{"pool", "default"}, {"project", project}}, static_cast<double>(c.tasks_held));
       add(active, {{"project", project}}, static_cast<double>(c.jobs_active));
     }
     auto workers =
@@ -133,7 +137,7 @@ class SchedulerStatsCollector final : public prometheus::Collectable {
     std::vector<prometheus::MetricFamily> out;
     // Families without samples are left out (promtool reads an empty family as a
     // problem only in some versions; an absent family is unambiguous).
-    for (auto* f : {&queued, &running, &active, &workers, &unhealthy}) {
+    for (auto* f : {&queued, &running, &held, &active, &workers, &unhealthy}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }
     return out;

@@ -197,6 +197,11 @@ void FarmServer::DispatchLoop() {
     jobs_->ActivateWaitingJobs();
     workers_->Dispatch();
     jobs_->PollWatchers();
+    // A result leases its worker's next task itself (WorkerService), so a pass here is
+    // for new jobs, workers that freed without a result, expiries and watchers: under a
+    // stream of results, one pass per millisecond at most, so that passes do not take
+    // the scheduler's lock (and the CPU) from the results, one per change.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 

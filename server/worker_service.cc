@@ -1,9 +1,11 @@
 #include "server/worker_service.h"
 
+#include <algorithm>
 #include <deque>
 
 #include <spdlog/spdlog.h>
 
+#include "common/job_defaults.h"
 #include "server/convert.h"
 
 namespace reelfarm::server {
@@ -29,6 +31,16 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
     }
     outbox_.push_back(std::move(msg));
     if (!writing_) WriteNextLocked();
+  }
+
+  // Queues an assignment (see Send).
+  void SendAssignment(const scheduler::Assignment& a) {
+    spdlog::info("leased job={} task={} worker={} lease={} attempt={}{}", a.lease.job_id,
+                 a.lease.task_index, name_, a.lease.id, a.lease.attempt,
+                 a.lease.held ? " held" : "");
+    v1::ServerMessage msg;
+    *msg.mutable_assignment() = ToProto(a);
+    Send(std::move(msg));
   }
 
   // Ends the stream from the server side.
@@ -109,6 +121,7 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
       scheduler::WorkerInfo info;
       info.name = name_;
       info.slots = std::max(1, msg.hello().slots());
+      info.prefetch = std::clamp(msg.hello().prefetch(), 0, common::kMaxPrefetch);
       info.models.assign(msg.hello().models().begin(), msg.hello().models().end());
       info.tags.insert(msg.hello().tags().begin(), msg.hello().tags().end());
       info.memory_bytes = msg.hello().memory_bytes();
@@ -131,8 +144,9 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
         absl::MutexLock lock(&mu_);
         for (const auto& l : w.leases) leases_[l.id] = {l.job_id, l.task_index, l.attempt};
       }
-      spdlog::info("worker connected worker={} peer={} slots={} models={} held_leases={}", name_,
-                   peer_, info.slots, info.models.size(), held.size());
+      spdlog::info(
+          "worker connected worker={} peer={} slots={} prefetch={} models={} held_leases={}", name_,
+          peer_, info.slots, info.prefetch, info.models.size(), held.size());
       return true;
     }
     switch (msg.msg_case()) {
@@ -178,14 +192,19 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
           spdlog::warn("task failed worker={} lease={} retryable={}: {}", name_, r.lease_id(),
                        r.retryable(), r.error());
         }
-        // Answered once the outcome is committed, without holding this thread.
+        // Answered once the outcome is committed, without holding this thread. The
+        // worker's next work is leased in the same commit and sent at once.
         WorkerServiceImpl* service = service_;
         const std::string name = name_;
         const uint64_t lease = r.lease_id();
-        sched->CompleteAsync(name_, lease, FromProto(r),
-                             [service, name, lease](const absl::Status& st) {
-                               service->AnswerResult(name, lease, st);
-                             });
+        std::vector<scheduler::Assignment> next;
+        sched->CompleteAsync(
+            name_, lease, FromProto(r),
+            [service, name, lease](const absl::Status& st) {
+              service->AnswerResult(name, lease, st);
+            },
+            &next);
+        for (const scheduler::Assignment& a : next) SendAssignment(a);
         break;
       }
       default:
@@ -293,13 +312,7 @@ void WorkerServiceImpl::Dispatch() {
     it->second->Send(std::move(cancel));
   }
   for (auto& [name, session] : sessions_) {
-    while (auto a = sched_->LeaseNext(name)) {
-      spdlog::info("leased job={} task={} worker={} lease={} attempt={}", a->lease.job_id,
-                   a->lease.task_index, name, a->lease.id, a->lease.attempt);
-      v1::ServerMessage msg;
-      *msg.mutable_assignment() = ToProto(*a);
-      session->Send(std::move(msg));
-    }
+    while (auto a = sched_->LeaseNext(name)) session->SendAssignment(*a);
   }
 }
 

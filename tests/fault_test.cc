@@ -367,3 +367,74 @@ TEST_CASE(
   CHECK(next.tasks(0).workers_size() == 1);
   CHECK(next.tasks(0).worker() == "sa");
 }
+
+namespace {
+
+// The server's gauge `name` summed over its samples (-1: no sample).
+double GaugeSum(Farm& farm, const std::string& name) {
+  const std::string text = Farm::Scrape(farm.server_metrics_port());
+  const std::regex re("\\n" + name + "\\{[^}]*\\} (\\S+)");
+  double sum = -1;
+  for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it) {
+    sum = std::max(sum, 0.0) + std::stod((*it)[1]);
+  }
+  return sum;
+}
+
+}  // namespace
+
+TEST_CASE("a held (prefetched) task shows as held, and when its worker dies another does it",
+          "[integration][fault]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm", {"--metrics"});
+  testing::MakeTestClip(farm.storage() / "plates/p.mp4", 320, 180, 48);
+  // 24 frames of 150 ms: 3.6 s per chunk, so the held one is seen waiting.
+  farm.StartWorker("holder", {"--frame-delay-ms", "150", "--prefetch", "1"});
+  farm.WaitForWorkers(1);
+  v1::SubmitJobResponse resp;
+  REQUIRE(farm.Submit(UpscaleSpec("plates/p.mp4", "renders/p.mp4", 24), &resp).ok());
+  // One task runs on the single slot, the next is held for it.
+  v1::Job mid = WaitUntil(farm, resp.job_id(), [](const v1::Job& j) {
+    int held = 0, running = 0;
+    for (const auto& t : j.tasks()) {
+      if (t.state() == v1::TASK_STATE_LEASED) ++(t.held() ? held : running);
+    }
+    return held == 1 && running == 1 && j.tasks(0).frames_done() > 0;
+  });
+  int held_index = -1;
+  for (const auto& t : mid.tasks()) {
+    if (t.held()) held_index = t.index();
+  }
+  REQUIRE(held_index == 1);
+  CHECK(mid.tasks(held_index).worker() == "holder");
+  CHECK(mid.tasks(held_index).frames_done() == 0);
+  // Not counted as running: the gauges and `reelctl get` tell them apart.
+  CHECK(GaugeSum(farm, "reelfarm_tasks_running") == 1);
+  CHECK(GaugeSum(farm, "reelfarm_tasks_held") == 1);
+  {
+    int status = 0;
+    const std::string out = testing::Capture(
+        farm.Reelctl() + " get " + std::to_string(resp.job_id()) + " 2>&1", &status);
+    INFO(out);
+    CHECK(status == 0);
+    CHECK(std::regex_search(out, std::regex("\n +1 +chunk +24-47 +held +1 +holder")));
+    CHECK(std::regex_search(out, std::regex("\n +0 +chunk +0-23 +running +1 +holder")));
+  }
+  CHECK(FindWorker(farm, "holder").prefetch() == 1);
+
+  // The worker dies holding both: its stream drops, both tasks go back to the queue
+  // and a new worker does them.
+  farm.KillWorker("holder", SIGKILL);
+  farm.StartWorker("heir");
+  v1::Job job = farm.WaitForJob(resp.job_id());
+  REQUIRE(job.state() == v1::JOB_STATE_SUCCEEDED);
+  const v1::Task& t = job.tasks(held_index);
+  REQUIRE(t.workers_size() == 2);
+  CHECK(t.workers(0) == "holder");
+  CHECK(t.workers(1) == "heir");
+  CHECK_THAT(t.errors(0), Catch::Contains("disconnected"));
+  CHECK_FALSE(t.held());
+  CheckUpscaledClip(farm.storage() / "plates/p.mp4", farm.storage() / "renders/p.mp4", 48,
+                    "scale=640:360:flags=bicubic", 35.0);
+  CHECK(GaugeSum(farm, "reelfarm_tasks_held") <= 0);
+}

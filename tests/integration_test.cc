@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -276,4 +277,28 @@ TEST_CASE("reelctl chains a job onto another job's output with --depends-on", "[
   // Two bicubic x2 steps against one x4 of the source.
   CheckUpscaledClip(farm.storage() / "plates/small.mp4", farm.storage() / "stage2/x4.mp4", 24,
                     "scale=640:360:flags=bicubic", 30.0);
+}
+
+TEST_CASE("a worker with --prefetch 1 runs a job end to end, holding its next task",
+          "[integration]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  testing::MakeTestClip(farm.storage() / "plates/pf.mp4", 320, 180, 96);
+  farm.StartWorker("w1", {"--prefetch", "1"});
+  farm.WaitForWorkers(1);
+  v1::Job job = farm.RunToSuccess(UpscaleSpec("plates/pf.mp4", "renders/pf.mp4", 12));
+  CHECK(job.tasks_done() == 9);  // 8 chunks + assemble
+  for (const auto& t : job.tasks()) {
+    CHECK(t.attempts() == 1);
+    CHECK(t.worker() == "w1");
+    CHECK_FALSE(t.held());
+  }
+  CheckUpscaledClip(farm.storage() / "plates/pf.mp4", farm.storage() / "renders/pf.mp4", 96,
+                    "scale=640:360:flags=bicubic", 35.0);
+  // The worker asked for it, and the server held assignments for it.
+  CHECK_THAT(farm.WorkerLog("w1"), Catch::Contains("prefetch=1"));
+  CHECK_THAT(farm.ServerLog(), Catch::Contains("prefetch=1"));
+  CHECK(farm.ServerLog().find(" worker=w1 lease=") != std::string::npos);
+  CHECK(std::regex_search(farm.ServerLog(), std::regex("leased job=\\d+ task=\\d+ worker=w1 "
+                                                       "lease=\\d+ attempt=1 held")));
 }

@@ -391,4 +391,243 @@ TEST_CASE("a wedge expands prompts x seeds x parameters in a fixed order, named 
   CHECK(TakeOutput("renders/plate.mov", "x_take003") == "renders/x_take003.mov");
 }
 
+namespace {
+
+WorkerInfo Prefetching(const std::string& name, int slots, int prefetch) {
+  WorkerInfo w = Worker(name, slots);
+  w.prefetch = prefetch;
+  return w;
+}
+
+// A JobStore that records the writes of each Commit (one entry per batch) and passes
+// them on to an in-memory store.
+class RecordingStore final : public JobStore {
+ public:
+  absl::StatusOr<int64_t> CreateJob(const Job& job, const std::vector<Task>& tasks) override {
+    return inner_->CreateJob(job, tasks);
+  }
+  absl::Status Commit(const std::vector<Write>& writes) override {
+    {
+      absl::MutexLock lock(&mu_);
+      batches_.push_back(writes);
+    }
+    return inner_->Commit(writes);
+  }
+  absl::StatusOr<Snapshot> LoadAll() override { return inner_->LoadAll(); }
+  std::vector<std::vector<Write>> batches() {
+    absl::MutexLock lock(&mu_);
+    return batches_;
+  }
+
+ private:
+  std::unique_ptr<JobStore> inner_ = testing::NewInMemoryJobStore();
+  absl::Mutex mu_;
+  std::vector<std::vector<Write>> batches_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+TEST_CASE("a worker with a prefetch holds slots x (1 + prefetch) leases, the extra ones held",
+          "[unit][scheduler]") {
+  Fixture f;
+  auto v = f.sched->Submit(Spec(1), Info(10));
+  REQUIRE(v.ok());
+  f.sched->RegisterWorker(Prefetching("w1", 2, 1));
+  std::vector<Assignment> got;
+  while (auto a = f.sched->LeaseNext("w1")) got.push_back(*a);
+  REQUIRE(got.size() == 4);
+  // The first two run (two slots), the next two wait for a slot.
+  CHECK_FALSE(got[0].lease.held);
+  CHECK_FALSE(got[1].lease.held);
+  CHECK(got[2].lease.held);
+  CHECK(got[3].lease.held);
+  // Shown as held, not running: in the job's view and in the counts for metrics.
+  auto view = f.sched->GetJob(v->job.id);
+  CHECK(view->tasks[2].state == TaskState::kLeased);
+  CHECK(view->task_held == std::vector<bool>{false, false, true, true, false, false, false, false,
+                                             false, false, false});
+  auto stats = f.sched->GetStats();
+  CHECK(stats.projects["default"].tasks_running == 2);
+  CHECK(stats.projects["default"].tasks_held == 2);
+  CHECK(stats.projects["default"].tasks_queued == 7);  // 6 chunks and the assembly
+  CHECK(stats.workers_busy == 1);
+
+  // A slot frees: the held assignment it got first starts there.
+  REQUIRE(f.sched->Complete("w1", got[1].lease.id, Ok()).ok());
+  view = f.sched->GetJob(v->job.id);
+  CHECK_FALSE(view->task_held[2]);
+  CHECK(view->task_held[3]);
+  stats = f.sched->GetStats();
+  CHECK(stats.projects["default"].tasks_running == 2);
+  CHECK(stats.projects["default"].tasks_held == 1);
+  // Room for one more, held again.
+  auto next = f.sched->LeaseNext("w1");
+  REQUIRE(next);
+  CHECK(next->lease.held);
+  CHECK_FALSE(f.sched->LeaseNext("w1"));
+
+  // Without a prefetch a worker holds only its slots.
+  f.sched->RegisterWorker(Worker("w2", 2));
+  CHECK(f.sched->LeaseNext("w2"));
+  CHECK(f.sched->LeaseNext("w2"));
+  CHECK_FALSE(f.sched->LeaseNext("w2"));
+}
+
+TEST_CASE("a result and the worker's next lease are committed in one batch", "[unit][scheduler]") {
+  RecordingStore store;
+  ManualClock clock;
+  auto s = Scheduler::Create(&store, &clock, {});
+  REQUIRE(s.ok());
+  Scheduler& sched = **s;
+  auto v = sched.Submit(Spec(1), Info(3));
+  REQUIRE(v.ok());
+  sched.RegisterWorker(Prefetching("w1", 1, 1));
+  auto a = sched.LeaseNext("w1");
+  auto b = sched.LeaseNext("w1");
+  REQUIRE((a && b));
+  CHECK(b->lease.held);
+
+  absl::Mutex mu;
+  bool answered = false;
+  absl::Status answer;
+  std::vector<Assignment> next;
+  sched.CompleteAsync(
+      "w1", a->lease.id, Ok(),
+      [&](const absl::Status& st) {
+        absl::MutexLock lock(&mu);
+        answer = st;
+        answered = true;
+      },
+      &next);
+  // The result freed a slot: b runs, and the room is filled at once.
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].task.index == 2);
+  CHECK(next[0].lease.held);
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&answered));
+    CHECK(answer.ok());
+  }
+  // The batch that made the result durable also holds the new lease.
+  bool together = false;
+  for (const auto& batch : store.batches()) {
+    bool result = false, lease = false;
+    for (const auto& w : batch) {
+      if (w.kind != JobStore::Write::Kind::kUpdateTask) continue;
+      result |= w.task.index == 0 && w.task.state == TaskState::kSucceeded;
+      lease |= w.task.index == 2 && w.task.state == TaskState::kLeased &&
+               w.task.lease_id == next[0].lease.id;
+    }
+    together |= result && lease;
+  }
+  CHECK(together);
+  auto snap = store.LoadAll();
+  REQUIRE(snap.ok());
+  CHECK(snap->tasks[0].state == TaskState::kSucceeded);
+  CHECK(snap->tasks[2].state == TaskState::kLeased);
+  CHECK(snap->tasks[2].lease_id == next[0].lease.id);
+
+  // A refused result (fencing) leases nothing.
+  std::vector<Assignment> none;
+  bool refused = false;
+  sched.CompleteAsync(
+      "w1", a->lease.id, Ok(),
+      [&](const absl::Status& st) {
+        absl::MutexLock lock(&mu);
+        refused = st.code() == absl::StatusCode::kFailedPrecondition;
+      },
+      &none);
+  {
+    absl::MutexLock lock(&mu);
+    CHECK(refused);
+  }
+  CHECK(none.empty());
+}
+
+TEST_CASE("a held lease is renewed by heartbeats and expires like any other", "[unit][scheduler]") {
+  SchedulerOptions o;
+  o.lease_ms = 10'000;
+  Fixture f(o);
+  auto v = f.sched->Submit(Spec(1), Info(4));
+  REQUIRE(v.ok());
+  f.sched->RegisterWorker(Prefetching("w1", 1, 1));
+  f.sched->RegisterWorker(Worker("w2"));
+  auto a = f.sched->LeaseNext("w1");
+  auto held = f.sched->LeaseNext("w1");
+  REQUIRE((a && held));
+  REQUIRE(held->lease.held);
+  // Heartbeats naming the held lease renew it, past its first deadline.
+  for (int i = 0; i < 3; ++i) {
+    f.clock.AdvanceMs(6'000);
+    CHECK(f.sched->Heartbeat("w1", {a->lease.id, held->lease.id}).empty());
+    CHECK(f.sched->ExpireLeases().empty());
+  }
+  // Silence: both expire, and the held one's task is queued again.
+  f.clock.AdvanceMs(10'000);
+  auto expired = f.sched->ExpireLeases();
+  REQUIRE(expired.size() == 2);
+  auto view = f.sched->GetJob(v->job.id);
+  CHECK(view->tasks[held->task.index].state == TaskState::kPending);
+  CHECK(view->tasks[held->task.index].errors.back().find("lease expired") != std::string::npos);
+  // Fencing: w1's late result for the held lease is refused; w2 does the task.
+  absl::Status late = f.sched->Complete("w1", held->lease.id, Ok());
+  CHECK(late.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(late.message().find("not current") != absl::string_view::npos);
+  std::set<int> done;
+  while (auto b = f.sched->LeaseNext("w2")) {
+    REQUIRE(f.sched->Complete("w2", b->lease.id, Ok()).ok());
+    done.insert(b->task.index);
+  }
+  CHECK(done.count(held->task.index) == 1);
+  CHECK(f.sched->GetJob(v->job.id)->job.state == JobState::kSucceeded);
+  CHECK(f.sched->GetJob(v->job.id)->tasks[held->task.index].workers.back() == "w2");
+}
+
+TEST_CASE("a held lease of a worker that disconnects goes back to the queue", "[unit][scheduler]") {
+  Fixture f;
+  auto v = f.sched->Submit(Spec(1), Info(2));
+  REQUIRE(v.ok());
+  f.sched->RegisterWorker(Prefetching("w1", 1, 1));
+  auto a = f.sched->LeaseNext("w1");
+  auto held = f.sched->LeaseNext("w1");
+  REQUIRE((a && held));
+  f.sched->UnregisterWorker("w1");
+  auto view = f.sched->GetJob(v->job.id);
+  CHECK(view->tasks[held->task.index].state == TaskState::kPending);
+  CHECK(view->task_held == std::vector<bool>{false, false, false});
+  CHECK(f.sched->GetStats().projects["default"].tasks_held == 0);
+  f.sched->RegisterWorker(Worker("w2"));
+  auto b = f.sched->LeaseNext("w2");
+  REQUIRE(b);
+  CHECK(b->task.index == a->task.index);
+  REQUIRE(f.sched->Complete("w2", b->lease.id, Ok()).ok());
+  auto c = f.sched->LeaseNext("w2");
+  REQUIRE(c);
+  CHECK(c->task.index == held->task.index);
+  CHECK(c->lease.attempt == 2);
+}
+
+TEST_CASE("a reconnecting worker's leases run in the order it got them, the rest held",
+          "[unit][scheduler]") {
+  Fixture f;
+  auto v = f.sched->Submit(Spec(1), Info(3));
+  REQUIRE(v.ok());
+  f.sched->RegisterWorker(Prefetching("w1", 1, 1));
+  auto a = f.sched->LeaseNext("w1");
+  auto held = f.sched->LeaseNext("w1");
+  REQUIRE((a && held));
+  // The stream broke and came back: the worker names both leases.
+  CHECK(f.sched->RegisterWorker(Prefetching("w1", 1, 1), {held->lease.id, a->lease.id}).empty());
+  auto view = f.sched->GetJob(v->job.id);
+  CHECK_FALSE(view->task_held[a->task.index]);
+  CHECK(view->task_held[held->task.index]);
+  CHECK_FALSE(f.sched->LeaseNext("w1"));  // full: one running, one held
+  // Back without the running one (it ended while away): the held one runs now.
+  CHECK(f.sched->RegisterWorker(Prefetching("w1", 1, 1), {held->lease.id}).empty());
+  view = f.sched->GetJob(v->job.id);
+  CHECK(view->tasks[a->task.index].state == TaskState::kPending);
+  CHECK_FALSE(view->task_held[held->task.index]);
+  CHECK(f.sched->GetStats().projects["default"].tasks_running == 1);
+}
+
 }  // namespace reelfarm::scheduler

@@ -259,6 +259,7 @@ void Agent::Run() {
     v1::Hello* h = hello.mutable_hello();
     h->set_name(options_.name);
     h->set_slots(options_.slots);
+    h->set_prefetch(options_.prefetch);
     for (const auto& m : models_) h->add_models(m);
     h->add_devices(options_.pipeline.device);
     h->set_version(REELFARM_VERSION);
@@ -280,8 +281,8 @@ void Agent::Run() {
     const bool connected = read && first.has_welcome();
     if (connected) {
       heartbeat_ms_.store(std::max<int64_t>(100, first.welcome().heartbeat_interval_ms()));
-      spdlog::info("connected to {} as worker={} slots={} held_leases={}", server, options_.name,
-                   options_.slots, h->held_leases_size());
+      spdlog::info("connected to {} as worker={} slots={} prefetch={} held_leases={}", server,
+                   options_.name, options_.slots, options_.prefetch, h->held_leases_size());
       backoff_ms = 200;
       {
         absl::MutexLock lock(&stream_mu_);

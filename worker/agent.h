@@ -25,6 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_security.h"
+#include "common/job_defaults.h"
 #include "common/server_list.h"
 #include "common/storage.h"
 #include "reelfarm/v1/workers.grpc.pb.h"
@@ -39,6 +40,9 @@ struct AgentOptions {
   std::string server = "127.0.0.1:7700";
   std::string name;
   int slots = 1;
+  // Assignments held per slot beyond the running one, started as soon as a slot frees
+  // (common/job_defaults.h says why the default is 0).
+  int prefetch = common::kDefaultPrefetch;
   int threads = 1;                          // LibTorch intra-op threads
   std::map<std::string, std::string> tags;  // e.g. gpu=h100, site=lon
   int64_t memory_bytes = 0;                 // memory offered to models (0: not said)

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "common/job_defaults.h"
 #include "common/logging.h"
 #include "common/server_list.h"
 #include "common/service_main.h"
@@ -62,6 +63,14 @@ int RunWorkerMain(int argc, char** argv, const WorkerHooks& hooks) {
       ->check(CLI::Range(1, 1024));
   app.add_option("--slots", options.slots, "tasks run at once")
       ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--prefetch", options.prefetch,
+                 "assignments held per slot beyond the running one, started as soon as a "
+                 "slot frees: the next task is here while a result is reported. A held task "
+                 "waits behind the one running, while another worker may be free: keep 0 "
+                 "for tasks of seconds (a round trip is under a millisecond); 1 for many "
+                 "tasks of milliseconds on few workers")
+      ->check(CLI::Range(0, common::kMaxPrefetch))
       ->capture_default_str();
   app.add_option("--device", options.pipeline.device, "cpu or cuda:N")->capture_default_str();
   std::vector<std::string> tags;
@@ -176,9 +185,9 @@ int RunWorkerMain(int argc, char** argv, const WorkerHooks& hooks) {
     if (!health_port_file.empty()) common::WritePortFile(health_port_file, port);
   }
 
-  spdlog::info("worker={} server={} storage={} threads={} slots={} device={}", options.name,
-               options.server, (*storage)->root().string(), options.threads, options.slots,
-               options.pipeline.device);
+  spdlog::info("worker={} server={} storage={} threads={} slots={} prefetch={} device={}",
+               options.name, options.server, (*storage)->root().string(), options.threads,
+               options.slots, options.prefetch, options.pipeline.device);
   worker::Agent agent(**storage, options, *registry);
   std::thread signals([&] {
     spdlog::info("signal {}: stopping", stop_signals.Wait());
