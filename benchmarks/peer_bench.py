@@ -377,19 +377,14 @@ def reelfarm_upscale(clip_rel, out_rel, data_dir):
         if sub.returncode != 0:
             raise RuntimeError("reelctl submit failed: " + sub.stderr)
         job = re.search(r"(\d+)", sub.stdout).group(1)
-        peak = 0
-        while True:
-            peak = max([peak] + [vm_hwm(p) for p in workers])
-            got = subprocess.run([reelctl, "--json", "get", job], env=env, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
-            state = json.loads(got).get("state", "") if got.strip().startswith("{") else ""
-            if state.endswith("SUCCEEDED"):
-                break
-            if state.endswith("FAILED") or state.endswith("CANCELLED"):
-                raise RuntimeError("reelfarm job " + state)
-            time.sleep(0.01)
+        # `reelctl wait` blocks on the server's event stream: no polling process competes
+        # with the worker for the CPU. VmHWM is the worker's peak over its whole life.
+        waited = subprocess.run([reelctl, "wait", job], env=env, text=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         s = time.perf_counter() - t0
-        peak = max([peak] + [vm_hwm(p) for p in workers])
+        if waited.returncode != 0:
+            raise RuntimeError("reelfarm job did not succeed: " + waited.stderr)
+        peak = max([0] + [vm_hwm(p) for p in workers])
         return {"seconds": s, "peak_bytes": peak}
     finally:
         server.send_signal(signal.SIGTERM)

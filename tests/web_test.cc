@@ -390,6 +390,8 @@ TEST_CASE("a pick submits an upscale of the take in the wedge's project", "[unit
   CHECK(page.find("<p class=\"error\">no &lt;b&gt;</p>") != std::string::npos);
   CHECK(page.find("<option value=\"&lt;x&gt;\">") != std::string::npos);
   CHECK(page.find("value=\"two\"") != std::string::npos);
+}
+
 TEST_CASE("the monitor reads a worker's picture from the job's pictures folder and nothing else",
           "[unit]") {
   namespace fs = std::filesystem;
