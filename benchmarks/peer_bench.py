@@ -347,7 +347,7 @@ def ffmpeg_oneliner(clip, out, w, h):
     return {"seconds": s, "peak_bytes": usage.ru_maxrss * 1024}
 
 
-def reelfarm_upscale(clip_rel, out_rel, data_dir):
+def reelfarm_upscale(clip_rel, out_rel, data_dir, chunk=None):
     port_file = os.path.join(data_dir, "port")
     with contextlib.suppress(FileNotFoundError):
         os.remove(port_file)
@@ -372,7 +372,8 @@ def reelfarm_upscale(clip_rel, out_rel, data_dir):
         t0 = time.perf_counter()
         sub = subprocess.run(
             [reelctl, "submit", "upscale", "--input", clip_rel, "--output", out_rel,
-             "--scale", "2", "--model", "bicubic", "--crf", "18", "--preset", "veryfast"],
+             "--scale", "2", "--model", "bicubic", "--crf", "18", "--preset", "veryfast"]
+            + (["--chunk", str(chunk)] if chunk else []),
             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if sub.returncode != 0:
             raise RuntimeError("reelctl submit failed: " + sub.stderr)
@@ -394,7 +395,7 @@ def reelfarm_upscale(clip_rel, out_rel, data_dir):
             server.kill()
 
 
-def ffmpeg_comparison(rounds, quick, workdir):
+def ffmpeg_comparison(rounds, quick, workdir, chunk=None):
     frames = 48 if quick else 240
     w, h = 1280, 720
     data_dir = os.path.join(workdir, "farm")
@@ -415,7 +416,7 @@ def ffmpeg_comparison(rounds, quick, workdir):
                 peers.append(row)
             else:
                 out_rel = f"renders/x2_{r}.mp4"
-                row = reelfarm_upscale("clips/in720.mp4", out_rel, data_dir)
+                row = reelfarm_upscale("clips/in720.mp4", out_rel, data_dir, chunk)
                 out = os.path.join(storage, out_rel)
                 ours.append(row)
             row["psnr"] = psnr_planes(out, clip, 2 * w, 2 * h)
@@ -423,6 +424,7 @@ def ffmpeg_comparison(rounds, quick, workdir):
                   "seconds": round(row["seconds"], 3),
                   "peak_mib": round(row["peak_bytes"] / 2**20, 1), "psnr": row["psnr"]})
     summary = {"summary": "ffmpeg", "rounds": rounds, "frames": frames,
+               "chunk": chunk or "default",
                "peer": "ffmpeg -vf scale=flags=bicubic -c:v libx264 -crf 18 -preset veryfast"}
     for key, better in [("seconds", "lower"), ("peak_bytes", "lower")]:
         a = statistics.median(r[key] for r in ours)
@@ -442,6 +444,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["queue", "restart", "ffmpeg"])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--chunk", type=int,
+                        help="ffmpeg comparison: the farm job's frames per chunk (default: the "
+                             "farm's). The clip has one keyframe, so with several chunks each "
+                             "decodes from its start; one worker gains nothing from chunks")
     args = parser.parse_args()
     for tool in ("redis-server", "ffmpeg"):
         if not shutil.which(tool):
@@ -451,7 +457,7 @@ def main():
         if args.only in (None, "queue", "restart"):
             queue_comparison(args.rounds, args.quick, workdir, args.only == "restart")
         if args.only in (None, "ffmpeg"):
-            ffmpeg_comparison(args.rounds, args.quick, workdir)
+            ffmpeg_comparison(args.rounds, args.quick, workdir, args.chunk)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
