@@ -19,6 +19,8 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "absl/strings/str_cat.h"
+
 #include "common/duration.h"
 #include "common/logging.h"
 #include "common/service_main.h"
@@ -204,7 +206,7 @@ int main(int argc, char** argv) {
                  "http(s) URL POSTed a JSON body when any job ends (repeatable)");
   app.add_option("--monitor-url", options.notify.monitor_url,
                  "base URL of the monitor, for the webhook body's link (URL/jobs/ID); "
-                 "default: --web-listen's address");
+                 "default: the monitor's own address once it listens (none without a monitor)");
   app.add_option("--webhook-attempts", options.notify.max_attempts,
                  "tries per webhook delivery, the first included")
       ->check(CLI::Range(1, 20))
@@ -238,13 +240,6 @@ int main(int argc, char** argv) {
     absl::StatusOr<int64_t> keep = common::ParseAge(keep_finished, "--keep-finished");
     if (!keep.ok()) return usage_error(std::string(keep.status().message()));
     options.keep_finished_ms = *keep;
-  }
-  // The webhook body's monitor link: the monitor this server serves, unless told.
-  if (options.notify.monitor_url.empty()) {
-    char name[256] = {};
-    options.notify.monitor_url =
-        server::DefaultMonitorUrl(web.listen, options.tls.insecure,
-                                  gethostname(name, sizeof(name) - 1) == 0 ? name : "localhost");
   }
   for (const std::string& url : options.notify.webhooks) {
     const absl::Status st = server::CheckWebhookUrl(url, "--webhook");
@@ -370,6 +365,15 @@ int main(int argc, char** argv) {
     if (started.ok()) {
       monitor = std::move(*started);
       if (!web_port_file.empty()) common::WritePortFile(web_port_file, monitor->port());
+      // The webhook body's monitor link: the monitor this server serves (its bound port,
+      // also when --web-listen asked for port 0), unless --monitor-url says otherwise.
+      if (options.notify.monitor_url.empty()) {
+        char name[256] = {};
+        const std::string host = web.listen.substr(0, web.listen.rfind(':'));
+        farm->SetMonitorUrl(server::DefaultMonitorUrl(
+            absl::StrCat(host, ":", monitor->port()), options.tls.insecure,
+            gethostname(name, sizeof(name) - 1) == 0 ? name : "localhost"));
+      }
     } else if (web_listen_opt->count() > 0) {
       farm->Shutdown();
       return usage_error(std::string(started.status().message()));

@@ -138,6 +138,7 @@ Notifier::Notifier(NotifierOptions options, prometheus::Registry& registry,
                     .Register(registry)
                     .Add({})) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
+  monitor_url_ = options_.monitor_url;
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -155,6 +156,11 @@ Notifier::~Notifier() {
   }
 }
 
+void Notifier::SetMonitorUrl(std::string url) {
+  absl::MutexLock lock(&mu_);
+  monitor_url_ = std::move(url);
+}
+
 void Notifier::JobSubmitted(const scheduler::Job& job) {
   if (next_) next_->JobSubmitted(job);
 }
@@ -166,8 +172,8 @@ void Notifier::JobFinished(const scheduler::Job& job) {
   for (const std::string& url : job.spec.webhooks) {
     if (std::find(urls.begin(), urls.end(), url) == urls.end()) urls.push_back(url);
   }
-  const std::string body = WebhookBody(job, options_.monitor_url);
   absl::MutexLock lock(&mu_);
+  const std::string body = WebhookBody(job, monitor_url_);
   for (std::string& url : urls) {
     queue_.push_back({job.id, std::move(url), body, 0, SteadyMs()});
   }

@@ -77,6 +77,10 @@ class Notifier final : public scheduler::SchedulerEvents {
                     bool will_retry, int64_t run_ms) override;
   void LeaseExpired(const scheduler::Lease& lease) override;
 
+  // The base of the body's "monitor" link from now on ("" for none): the server sets it
+  // once its monitor listens, so that a link never names a monitor that failed to start.
+  void SetMonitorUrl(std::string url);
+
  private:
   struct Delivery {
     int64_t job_id = 0;
@@ -89,7 +93,7 @@ class Notifier final : public scheduler::SchedulerEvents {
   // One POST; OK for a 2xx answer.
   absl::Status Post(const Delivery& d) const;
 
-  const NotifierOptions options_;
+  const NotifierOptions options_;  // its monitor_url is the first monitor_url_
   scheduler::SchedulerEvents* const next_;
   prometheus::Counter& sent_;
   prometheus::Counter& failed_;
@@ -98,6 +102,7 @@ class Notifier final : public scheduler::SchedulerEvents {
   absl::Mutex mu_;
   absl::CondVar wake_;
   std::deque<Delivery> queue_ ABSL_GUARDED_BY(mu_);
+  std::string monitor_url_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

@@ -73,6 +73,8 @@ class FarmServer final {
     return server_->InProcessChannel(grpc::ChannelArguments());
   }
   Authenticator& authenticator() const { return *auth_; }
+  // The base URL of the monitor for webhook bodies' links ("" for none).
+  void SetMonitorUrl(std::string url) { notifier_->SetMonitorUrl(std::move(url)); }
   // Stops serving: ends streams, stops the dispatcher, waits for handlers.
   void Shutdown();
   // OK while the store takes commits; else the error that stopped them (the server

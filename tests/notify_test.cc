@@ -212,6 +212,25 @@ TEST_CASE("a failed job's webhook says FAILED with the error", "[integration][no
   CHECK(body["monitor"] == "");
 }
 
+TEST_CASE("the webhook's monitor link names the port the monitor bound", "[integration][notify]") {
+  testing::TempDir dir;
+  Receiver hook;
+  // Port 0: the link can only be right if it is made once the monitor listens.
+  const fs::path port_file = dir.path() / "web.port";
+  Farm farm(dir.path() / "farm", {"--webhook", hook.url(), "--web-listen", "127.0.0.1:0",
+                                  "--web-port-file", port_file.string()});
+  REQUIRE(Eventually([&] { return fs::exists(port_file) && fs::file_size(port_file) > 0; }));
+  int port = 0;
+  std::ifstream(port_file) >> port;
+  REQUIRE(port > 0);
+  testing::MakeTestClip(farm.storage() / "plates/a.mp4", 64, 36, 6);
+  farm.StartWorker("w1");
+  const v1::Job job = farm.RunToSuccess(testing::UpscaleSpec("plates/a.mp4", "renders/a.mp4", 6));
+  REQUIRE(Eventually([&] { return hook.bodies().size() == 1; }));
+  CHECK(json::parse(hook.bodies()[0])["monitor"] ==
+        "http://127.0.0.1:" + std::to_string(port) + "/jobs/" + std::to_string(job.id()));
+}
+
 TEST_CASE("a webhook that is not an http(s) URL is refused at submit", "[integration][notify]") {
   testing::TempDir dir;
   Farm farm(dir.path() / "farm");

@@ -149,6 +149,9 @@ class MonitorImpl final : public WebMonitor {
   void JobAction(const httplib::Request& req, httplib::Response& res);
   void WorkerAction(const httplib::Request& req, httplib::Response& res);
   void PriorityAction(const httplib::Request& req, httplib::Response& res);
+  // The session of an event-stream request, if it has one and a stream slot is free;
+  // else the 401 or 503 page is written and nothing is returned.
+  std::optional<Session> AdmitStream(const httplib::Request& req, httplib::Response& res);
   void Events(const httplib::Request& req, httplib::Response& res);
   void JobsEvents(const Session& s, httplib::Response& res);
   void JobEvents(const Session& s, int64_t job_id, httplib::Response& res);
@@ -723,13 +726,22 @@ void MonitorImpl::WorkerAction(const httplib::Request& req, httplib::Response& r
   res.set_redirect("/workers", 303);
 }
 
-void MonitorImpl::Events(const httplib::Request& req, httplib::Response& res) {
+std::optional<Session> MonitorImpl::AdmitStream(const httplib::Request& req,
+                                                httplib::Response& res) {
   std::optional<Session> s = SessionOf(req, res);
-  if (!s.has_value()) return ErrorPage(res, 401, "not signed in");
-  if (streams_.load() >= std::max(1, options_.threads - kReservedThreads)) {
+  if (!s.has_value()) {
+    ErrorPage(res, 401, "not signed in");
+  } else if (streams_.load() >= std::max(1, options_.threads - kReservedThreads)) {
     res.set_header("Retry-After", "5");
-    return ErrorPage(res, 503, "too many open event streams; try again later");
+    ErrorPage(res, 503, "too many open event streams; try again later");
+    s.reset();
   }
+  return s;
+}
+
+void MonitorImpl::Events(const httplib::Request& req, httplib::Response& res) {
+  std::optional<Session> s = AdmitStream(req, res);
+  if (!s.has_value()) return;
   int64_t job_id = 0;
   if (req.has_param("job")) {
     if (!absl::SimpleAtoi(req.get_param_value("job"), &job_id)) {
@@ -819,12 +831,8 @@ void MonitorImpl::JobEvents(const Session& s, int64_t job_id, httplib::Response&
 }
 
 void MonitorImpl::LogEvents(const httplib::Request& req, httplib::Response& res) {
-  std::optional<Session> s = SessionOf(req, res);
-  if (!s.has_value()) return ErrorPage(res, 401, "not signed in");
-  if (streams_.load() >= std::max(1, options_.threads - kReservedThreads)) {
-    res.set_header("Retry-After", "5");
-    return ErrorPage(res, 503, "too many open event streams; try again later");
-  }
+  std::optional<Session> s = AdmitStream(req, res);
+  if (!s.has_value()) return;
   int64_t job_id = 0;
   if (!absl::SimpleAtoi(req.matches[1].str(), &job_id)) return ErrorPage(res, 404, "no such job");
   v1::GetTaskLogsRequest lr;
