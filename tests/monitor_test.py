@@ -471,3 +471,52 @@ def test_monitor_serves_https_with_the_grpc_certificate(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_event_streams_past_the_limit_get_503_with_retry_after(tmp_path):
+    """--web-threads 16 (the least) leaves 8 threads for event streams (8 are kept for
+    pages): a ninth stream, of job changes or of a task log, gets 503 with Retry-After while
+    8 are open, pages are still served, and a stream is admitted again once one closes."""
+    server = subprocess.Popen(
+        [SERVER, "--insecure", "--no-auth", "--listen", "127.0.0.1:0", "--metrics-listen", "",
+         "--web-listen", "127.0.0.1:0", "--web-port-file", str(tmp_path / "web.port"),
+         "--web-threads", "16", "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port = int(wait_for("the monitor's port", lambda: (tmp_path / "web.port").exists() and
+                            (tmp_path / "web.port").read_text().strip()))
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(base + "/jobs", timeout=10) as r:
+            cookie = r.headers["Set-Cookie"].split(";")[0]
+
+        def get(path):
+            return urllib.request.urlopen(
+                urllib.request.Request(base + path, headers={"Cookie": cookie}), timeout=10)
+
+        open_streams = [get("/events") for _ in range(8)]
+        for stream in open_streams:
+            assert stream.status == 200
+            assert stream.readline().startswith(b"retry:")
+        for path in ("/events", "/jobs/1/log/events"):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                get(path)
+            assert e.value.code == 503, path
+            assert e.value.headers["Retry-After"] == "5"
+            assert b"too many open event streams" in e.value.read()
+        with get("/jobs") as page:  # pages keep their threads
+            assert page.status == 200
+        open_streams.pop().close()
+
+        def admitted():
+            try:
+                with get("/events") as again:
+                    return again.status == 200
+            except urllib.error.HTTPError as e:
+                assert e.code == 503
+                return False
+        wait_for("a stream admitted after one closed", admitted, timeout=60, interval=1)
+        for stream in open_streams:
+            stream.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
