@@ -35,9 +35,11 @@ constexpr int kBusyTimeoutMs = 5000;
 // The WAL is checkpointed (in the background) once a commit leaves it this long, as
 // SQLite's own auto-checkpoint would (inside that COMMIT).
 constexpr int kCheckpointPages = 1000;
-// Should the background checkpoints fall behind, a commit that leaves the WAL this
-// long checkpoints it itself (PASSIVE), so the WAL never grows without bound.
-constexpr int kInlineCheckpointPages = 8 * kCheckpointPages;
+// Under commits back to back, a background checkpoint never ends with nothing left
+// (each commit adds frames while it runs), so the WAL cannot start over. A commit that
+// leaves the WAL this long checkpoints it itself (PASSIVE, copying only what the
+// background checkpoints have not), so the WAL never grows without bound.
+constexpr int kInlineCheckpointPages = 4 * kCheckpointPages;
 
 // Forward-only: step i brings the schema from version i to i + 1. Never edit a
 // shipped step; append one.
