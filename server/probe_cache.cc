@@ -23,7 +23,7 @@ absl::StatusOr<FileIdentity> FileIdentity::Of(int fd) {
   return id;
 }
 
-std::optional<media::VideoInfo> ProbeCache::Find(const FileIdentity& id) {
+std::optional<media::VideoInfo> ProbeCache::Find(const FileIdentity& id, bool count_miss) {
   std::optional<media::VideoInfo> found;
   {
     absl::MutexLock lock(&mu_);
@@ -31,8 +31,10 @@ std::optional<media::VideoInfo> ProbeCache::Find(const FileIdentity& id) {
       ++hits_;
       lru_.splice(lru_.begin(), lru_, it->second);
       found = it->second->second;
-    } else {
+    } else if (count_miss) {
       ++misses_;
+    } else {
+      return std::nullopt;
     }
   }
   if (on_lookup_) on_lookup_(found.has_value());

@@ -50,8 +50,10 @@ class ProbeCache {
   ProbeCache(const ProbeCache&) = delete;
   ProbeCache& operator=(const ProbeCache&) = delete;
 
-  // The probe of the file with `id`, counted as a hit; nullopt (a miss) when none.
-  std::optional<media::VideoInfo> Find(const FileIdentity& id) ABSL_LOCKS_EXCLUDED(mu_);
+  // The probe of the file with `id`, counted as a hit; nullopt (a miss) when none,
+  // counted unless `count_miss` is false (a caller that will look again, and probe).
+  std::optional<media::VideoInfo> Find(const FileIdentity& id, bool count_miss = true)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void Insert(const FileIdentity& id, const media::VideoInfo& info) ABSL_LOCKS_EXCLUDED(mu_);
 
   int64_t hits() const ABSL_LOCKS_EXCLUDED(mu_);
