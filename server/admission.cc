@@ -74,17 +74,22 @@ absl::StatusOr<media::VideoInfo> ProbeMedia(const scheduler::UpscaleSpec& u, con
         "upscale.input '", u.input, "' not found under the storage root '", root.string(), "'"));
   }
   // Opened beneath the root (no symbolic link out, even one made since Resolve()) and
-  // read through /proc/self/fd.
+  // read through /proc/self/fd. Without media I/O, opened so that it cannot block (a
+  // FIFO's open waits for a writer), and taken from the cache only if a regular file.
+  const int flags = needs_media_io != nullptr ? O_RDONLY | O_NONBLOCK : O_RDONLY;
   absl::StatusOr<common::UniqueFd> fd =
       sequence ? storage.OpenDirBeneath(input.parent_path(), false, "upscale.input")
-               : storage.OpenBeneath(input, O_RDONLY, "upscale.input");
+               : storage.OpenBeneath(input, flags, "upscale.input");
   if (!fd.ok()) return fd.status();
   std::optional<FileIdentity> id;
   std::optional<media::VideoInfo> cached;
   if (!sequence) {
-    if (absl::StatusOr<FileIdentity> got = FileIdentity::Of(fd->get()); got.ok()) {
+    bool regular = false;
+    if (absl::StatusOr<FileIdentity> got = FileIdentity::Of(fd->get(), &regular); got.ok()) {
       id = *got;
-      cached = cache.Find(*id, /*count_miss=*/needs_media_io == nullptr);
+      if (regular || needs_media_io == nullptr) {
+        cached = cache.Find(*id, /*count_miss=*/needs_media_io == nullptr);
+      }
     }
     if (!cached.has_value() && needs_media_io != nullptr) return NeedsMediaIo(needs_media_io);
   }

@@ -9,11 +9,12 @@
 
 namespace reelfarm::server {
 
-absl::StatusOr<FileIdentity> FileIdentity::Of(int fd) {
+absl::StatusOr<FileIdentity> FileIdentity::Of(int fd, bool* regular) {
   struct stat st;
   if (fstat(fd, &st) != 0) {
     return absl::InternalError(absl::StrCat("fstat: ", std::strerror(errno)));
   }
+  if (regular != nullptr) *regular = S_ISREG(st.st_mode);
   FileIdentity id;
   id.device = st.st_dev;
   id.inode = st.st_ino;

@@ -39,7 +39,8 @@ struct FileIdentity {
   }
 
   // The identity of the open file `fd` (fstat); errno's message when it fails.
-  static absl::StatusOr<FileIdentity> Of(int fd);
+  // `regular`, when given, is set to whether it is a regular file.
+  static absl::StatusOr<FileIdentity> Of(int fd, bool* regular = nullptr);
 };
 
 class ProbeCache {
