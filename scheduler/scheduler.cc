@@ -355,7 +355,9 @@ absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
     request_ids_[{e.job.spec.project, e.job.spec.request_id}] = id;
   }
   events_->JobSubmitted(e.job);
-  return std::make_pair(id, CommitLocked(std::move(w)));
+  // Submit waits for this seq at once (Durable): its thread commits the batch itself.
+  BumpLocked();
+  return std::make_pair(id, commits_->Append(std::move(w), CommitQueue::Wake::kCaller));
 }
 
 JobView Scheduler::ViewLocked(const JobEntry& e) const {

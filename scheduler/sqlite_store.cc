@@ -1,7 +1,9 @@
 // SqliteJobStore: the default JobStore, one SQLite file in WAL mode.
 //
 // One connection behind a mutex; every write is one committed transaction with
-// synchronous=FULL, so a call that returned OK survives a crash. Rows are
+// synchronous=FULL, so a call that returned OK survives a crash. WAL checkpoints run
+// off the commit path (a Checkpointer: its own connection and thread, woken when the
+// WAL passes kCheckpointPages), so no COMMIT pays for copying the WAL into the file. Rows are
 // store_rows.h's (JSON text for specs, so adding a field needs no schema step);
 // the schema itself evolves through kMigrations, recorded in `schema_version`.
 #include <sqlite3.h>
@@ -12,6 +14,7 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -29,6 +32,14 @@ namespace reelfarm::scheduler {
 namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
+// The WAL is checkpointed (in the background) once a commit leaves it this long, as
+// SQLite's own auto-checkpoint would (inside that COMMIT).
+constexpr int kCheckpointPages = 1000;
+// Under commits back to back, a background checkpoint never ends with nothing left
+// (each commit adds frames while it runs), so the WAL cannot start over. A commit that
+// leaves the WAL this long checkpoints it itself (PASSIVE, copying only what the
+// background checkpoints have not), so the WAL never grows without bound.
+constexpr int kInlineCheckpointPages = 4 * kCheckpointPages;
 
 // Forward-only: step i brings the schema from version i to i + 1. Never edit a
 // shipped step; append one.
@@ -258,6 +269,70 @@ absl::Status ReadAll(const Connection& conn, sqlite3_stmt* stmt,
   }
 }
 
+// Checkpoints the WAL of the database at `path` on its own connection and thread when
+// Due(): PASSIVE, so writers go on meanwhile; once a checkpoint has copied the whole
+// WAL, the next commit starts the WAL from its beginning again.
+class Checkpointer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Checkpointer>> Start(const std::string& path) {
+    sqlite3* raw = nullptr;
+    const int rc =
+        sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+    Connection conn(path, DbPtr(raw));
+    if (rc != SQLITE_OK) return conn.Error(rc, "open for checkpoints");
+    // The checkpoint syncs the WAL, then the database file, before the WAL is reused.
+    RETURN_IF_ERROR(conn.Exec("PRAGMA synchronous=FULL", "set synchronous"));
+    return absl::WrapUnique(new Checkpointer(std::move(conn)));
+  }
+  ~Checkpointer() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+      wake_.Signal();
+    }
+    thread_.join();
+  }
+  Checkpointer(const Checkpointer&) = delete;
+  Checkpointer& operator=(const Checkpointer&) = delete;
+
+  // The WAL needs a checkpoint. Cheap: wakes the thread only when it sleeps.
+  void Due() {
+    absl::MutexLock lock(&mu_);
+    if (due_) return;
+    due_ = true;
+    if (!running_) wake_.Signal();
+  }
+
+ private:
+  explicit Checkpointer(Connection conn) : conn_(std::move(conn)) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  void Loop() {
+    absl::MutexLock lock(&mu_);
+    for (;;) {
+      while (!due_ && !stop_) wake_.Wait(&mu_);
+      if (stop_) return;
+      due_ = false;
+      running_ = true;
+      mu_.Unlock();
+      // A failure (e.g. SQLITE_BUSY while another checkpoint runs) is retried at the
+      // next Due(); commits go on either way.
+      sqlite3_wal_checkpoint_v2(conn_.db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      mu_.Lock();
+      running_ = false;
+    }
+  }
+
+  Connection conn_;  // used by the thread only
+  absl::Mutex mu_;
+  absl::CondVar wake_;
+  bool due_ ABSL_GUARDED_BY(mu_) = false;
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
 class SqliteJobStore final : public JobStore {
  public:
   static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path) {
@@ -449,6 +524,10 @@ class SqliteJobStore final : public JobStore {
     RETURN_IF_ERROR(conn_.Exec("PRAGMA synchronous=FULL", "set synchronous"));
     RETURN_IF_ERROR(conn_.Exec("PRAGMA foreign_keys=ON", "enable foreign keys"));
     RETURN_IF_ERROR(Migrate());
+    // Checkpoints in the background instead of inside a COMMIT (this hook replaces
+    // SQLite's auto-checkpoint).
+    ASSIGN_OR_RETURN(checkpointer_, Checkpointer::Start(conn_.path()));
+    sqlite3_wal_hook(conn_.db(), &OnWalCommit, checkpointer_.get());
     const std::pair<StmtPtr*, const char*> statements[] = {
         {&insert_job_,
          "INSERT INTO jobs(spec, input_info, state, error, created_unix_ms, "
@@ -487,6 +566,16 @@ class SqliteJobStore final : public JobStore {
       ASSIGN_OR_RETURN(*slot, conn_.Prepare(sql));
     }
     return absl::OkStatus();
+  }
+
+  // After each commit, with the WAL's length in pages.
+  static int OnWalCommit(void* checkpointer, sqlite3* db, const char* name, int pages) {
+    if (pages >= kInlineCheckpointPages) {
+      sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (pages >= kCheckpointPages) {
+      static_cast<Checkpointer*>(checkpointer)->Due();
+    }
+    return SQLITE_OK;
   }
 
   // The first column of the first row of `sql` as text ("" when no row).
@@ -529,6 +618,8 @@ class SqliteJobStore final : public JobStore {
   }
 
   absl::Mutex mu_;
+  // Before the connection, whose WAL hook points at it: stopped after it closes.
+  std::unique_ptr<Checkpointer> checkpointer_;
   // Before the statements, so that they are finalized before it closes.
   Connection conn_ ABSL_GUARDED_BY(mu_);
   StmtPtr insert_job_ ABSL_GUARDED_BY(mu_);

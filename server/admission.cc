@@ -23,6 +23,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Admit() with `needs_media_io` at a point where it would do media I/O.
+absl::Status NeedsMediaIo(bool* needs_media_io) {
+  *needs_media_io = true;
+  return absl::UnavailableError("admission needs media I/O; admit again off the gRPC thread");
+}
+
 scheduler::MediaInfo MediaInfoOf(const media::VideoInfo& v) {
   scheduler::MediaInfo mi;
   mi.width = v.width;
@@ -50,7 +56,8 @@ scheduler::MediaInfo MediaInfoOf(const media::VideoInfo& v) {
 // and narrows it to the spec's frame range. Errors name upscale.input and the frames.
 // A movie already probed (the same file: ProbeCache) is not read again.
 absl::StatusOr<media::VideoInfo> ProbeMedia(const scheduler::UpscaleSpec& u, const fs::path& input,
-                                            const common::Storage& storage, ProbeCache& cache) {
+                                            const common::Storage& storage, ProbeCache& cache,
+                                            bool* needs_media_io) {
   const fs::path& root = storage.root();
   // -1: unset (from the start, to the end).
   const int64_t first = u.first_frame;
@@ -61,23 +68,30 @@ absl::StatusOr<media::VideoInfo> ProbeMedia(const scheduler::UpscaleSpec& u, con
                      " is not a frame range; give 0 <= first_frame <= last_frame"));
   }
   const bool sequence = media::HasFramePattern(u.input);
+  if (sequence && needs_media_io != nullptr) return NeedsMediaIo(needs_media_io);
   if (!sequence && !fs::exists(input)) {
     return absl::NotFoundError(absl::StrCat(
         "upscale.input '", u.input, "' not found under the storage root '", root.string(), "'"));
   }
   // Opened beneath the root (no symbolic link out, even one made since Resolve()) and
-  // read through /proc/self/fd.
+  // read through /proc/self/fd. Without media I/O, opened so that it cannot block (a
+  // FIFO's open waits for a writer), and taken from the cache only if a regular file.
+  const int flags = needs_media_io != nullptr ? O_RDONLY | O_NONBLOCK : O_RDONLY;
   absl::StatusOr<common::UniqueFd> fd =
       sequence ? storage.OpenDirBeneath(input.parent_path(), false, "upscale.input")
-               : storage.OpenBeneath(input, O_RDONLY, "upscale.input");
+               : storage.OpenBeneath(input, flags, "upscale.input");
   if (!fd.ok()) return fd.status();
   std::optional<FileIdentity> id;
   std::optional<media::VideoInfo> cached;
   if (!sequence) {
-    if (absl::StatusOr<FileIdentity> got = FileIdentity::Of(fd->get()); got.ok()) {
+    bool regular = false;
+    if (absl::StatusOr<FileIdentity> got = FileIdentity::Of(fd->get(), &regular); got.ok()) {
       id = *got;
-      cached = cache.Find(*id);
+      if (regular || needs_media_io == nullptr) {
+        cached = cache.Find(*id, /*count_miss=*/needs_media_io == nullptr);
+      }
     }
+    if (!cached.has_value() && needs_media_io != nullptr) return NeedsMediaIo(needs_media_io);
   }
   absl::StatusOr<media::VideoInfo> info =
       cached.has_value() ? absl::StatusOr<media::VideoInfo>(*cached)
@@ -261,7 +275,8 @@ absl::Status Admission::CheckStrings(const v1::JobSpec& spec) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<AdmittedJob> Admission::Admit(scheduler::JobSpec spec, Stage stage) const {
+absl::StatusOr<AdmittedJob> Admission::Admit(scheduler::JobSpec spec, Stage stage,
+                                             bool* needs_media_io) const {
   if (spec.priority < common::kMinPriority || spec.priority > common::kMaxPriority) {
     return absl::InvalidArgumentError(absl::StrCat("priority is ", spec.priority, "; give ",
                                                    common::kMinPriority, "..",
@@ -279,6 +294,7 @@ absl::StatusOr<AdmittedJob> Admission::Admit(scheduler::JobSpec spec, Stage stag
     }
   }
   AdmittedJob out;
+  if (spec.is_generate() && needs_media_io != nullptr) return NeedsMediaIo(needs_media_io);
   if (spec.is_generate()) {
     GenerateLimits gl;
     gl.max_steps = limits_.max_generate_steps;
@@ -295,7 +311,7 @@ absl::StatusOr<AdmittedJob> Admission::Admit(scheduler::JobSpec spec, Stage stag
     RETURN_IF_ERROR(CheckTakeOutputs(spec, *storage_));
     out.input = info;
   } else {
-    RETURN_IF_ERROR(AdmitUpscale(spec, stage, &out.input));
+    RETURN_IF_ERROR(AdmitUpscale(spec, stage, &out.input, needs_media_io));
   }
   out.spec = std::move(spec);
   return out;
@@ -338,7 +354,8 @@ absl::Status AdmitColour(scheduler::UpscaleSpec& u, const common::Storage& stora
 }  // namespace
 
 absl::Status Admission::AdmitUpscale(scheduler::JobSpec& spec, Stage stage,
-                                     std::optional<scheduler::MediaInfo>* input) const {
+                                     std::optional<scheduler::MediaInfo>* input,
+                                     bool* needs_media_io) const {
   scheduler::UpscaleSpec& u = spec.upscale;
   if (u.chunk_frames < 1) {
     return absl::InvalidArgumentError(absl::StrCat("upscale.chunk_frames is ", u.chunk_frames,
@@ -396,6 +413,8 @@ absl::Status Admission::AdmitUpscale(scheduler::JobSpec& spec, Stage stage,
         absl::StrCat("upscale.scale is ", u.scale, " but model '", u.model, "' is made for scale ",
                      absl::StrJoin(scales, ", "), "; give one of those or another model"));
   }
+  const bool colour = !u.colorspace_in.empty() || !u.colorspace_out.empty();
+  if (colour && needs_media_io != nullptr) return NeedsMediaIo(needs_media_io);
   RETURN_IF_ERROR(AdmitColour(u, *storage_));
   // Paths.
   ASSIGN_OR_RETURN(fs::path in_path, storage_->ResolveJobPath(u.input, "upscale.input"));
@@ -423,16 +442,18 @@ absl::Status Admission::AdmitUpscale(scheduler::JobSpec& spec, Stage stage,
       }
     }
   }
-  ASSIGN_OR_RETURN(scheduler::MediaInfo mi, ProbeInput(u));
+  ASSIGN_OR_RETURN(scheduler::MediaInfo mi, ProbeInput(u, in_path, needs_media_io));
   RETURN_IF_ERROR(CheckTaskCount(spec, mi));
   RETURN_IF_ERROR(CheckUpscaleOutputs(u, out_path, format, mi));
   *input = mi;
   return absl::OkStatus();
 }
 
-absl::StatusOr<scheduler::MediaInfo> Admission::ProbeInput(const scheduler::UpscaleSpec& u) const {
-  ASSIGN_OR_RETURN(fs::path input, storage_->ResolveJobPath(u.input, "upscale.input"));
-  ASSIGN_OR_RETURN(media::VideoInfo info, ProbeMedia(u, input, *storage_, *probe_cache_));
+absl::StatusOr<scheduler::MediaInfo> Admission::ProbeInput(const scheduler::UpscaleSpec& u,
+                                                           const fs::path& input,
+                                                           bool* needs_media_io) const {
+  ASSIGN_OR_RETURN(media::VideoInfo info,
+                   ProbeMedia(u, input, *storage_, *probe_cache_, needs_media_io));
   if (info.width > limits_.max_width || info.height > limits_.max_height) {
     return absl::FailedPreconditionError(
         absl::StrCat("upscale.input '", u.input, "' is ", info.width, "x", info.height,

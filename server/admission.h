@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -75,13 +76,22 @@ class Admission {
   // root, the output format, the input (probed, against the size and frame limits),
   // the tasks it makes against --max-tasks-per-job, and the outputs it would replace.
   // Every error names the field and the value, and what to give.
-  absl::StatusOr<AdmittedJob> Admit(scheduler::JobSpec spec, Stage stage = Stage::kSubmit) const;
+  //
+  // `needs_media_io`: when given, Admit does no media I/O (it still stats and opens
+  // paths). Where it would (an input not in the probe cache, an image sequence, a
+  // generate job's models, an OCIO config), it sets *needs_media_io and returns
+  // UNAVAILABLE at once; the caller then admits the spec again where blocking is fine.
+  absl::StatusOr<AdmittedJob> Admit(scheduler::JobSpec spec, Stage stage = Stage::kSubmit,
+                                    bool* needs_media_io = nullptr) const;
 
  private:
   absl::Status CheckStrings(const v1::JobSpec& spec) const;
   absl::Status AdmitUpscale(scheduler::JobSpec& spec, Stage stage,
-                            std::optional<scheduler::MediaInfo>* input) const;
-  absl::StatusOr<scheduler::MediaInfo> ProbeInput(const scheduler::UpscaleSpec& u) const;
+                            std::optional<scheduler::MediaInfo>* input, bool* needs_media_io) const;
+  // `input`: u.input resolved (Storage::ResolveJobPath).
+  absl::StatusOr<scheduler::MediaInfo> ProbeInput(const scheduler::UpscaleSpec& u,
+                                                  const std::filesystem::path& input,
+                                                  bool* needs_media_io) const;
   absl::Status CheckTaskCount(const scheduler::JobSpec& spec,
                               const scheduler::MediaInfo& input) const;
 

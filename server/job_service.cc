@@ -267,7 +267,8 @@ JobServiceImpl::~JobServiceImpl() {
 }
 
 absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(const v1::SubmitJobRequest& req,
-                                                               const Principal& caller) {
+                                                               const Principal& caller,
+                                                               bool* needs_media_io) {
   ASSIGN_OR_RETURN(scheduler::JobSpec spec, admission_.FromRequest(req.spec()));
   spec.owner = caller.name;
   if (!caller.CanControl(spec.project)) {
@@ -292,7 +293,8 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceImpl::DoSubmit(const v1::SubmitJ
     *resp.mutable_job() = ToProto(v);
     return resp;
   }
-  ASSIGN_OR_RETURN(AdmittedJob job, admission_.Admit(std::move(spec)));
+  ASSIGN_OR_RETURN(AdmittedJob job,
+                   admission_.Admit(std::move(spec), Admission::Stage::kSubmit, needs_media_io));
   if (req.validate_only()) {
     ASSIGN_OR_RETURN(scheduler::JobView v,
                      sched_->DryRun(std::move(job.spec), std::move(job.input)));
@@ -335,9 +337,18 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
     finish(caller.status());
     return reactor;
   }
-  // Admission probes files and Submit waits for the durable commit: neither runs on
-  // this callback thread. The reactor is finished from the executor's; the call and
-  // `req`/`resp` live until then.
+  // A job whose input was probed before (ProbeCache) needs no media I/O: it is admitted
+  // and committed here, on this callback thread, and answered from it; a hand-off to
+  // another thread and back costs more than the commit's wait (benchmarks/: submit).
+  // One that would probe (or read models, or an OCIO config) is admitted again on the
+  // executor, so that no probe runs on gRPC's thread. The reactor is then finished
+  // from the executor's; the call and `req`/`resp` live until then.
+  bool needs_media_io = false;
+  absl::StatusOr<v1::SubmitJobResponse> now = DoSubmit(*req, *caller, &needs_media_io);
+  if (!needs_media_io) {
+    finish(std::move(now));
+    return reactor;
+  }
   executor_->Run(
       [this, req, finish, caller = *std::move(caller)] { finish(DoSubmit(*req, caller)); });
   return reactor;

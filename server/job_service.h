@@ -84,9 +84,12 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
  private:
   friend class JobWatcher;
   friend class TaskLogStreamer;
-  // Admits and submits (or dry-runs) the request's job; runs on executor_.
+  // Admits and submits (or dry-runs) the request's job. With `needs_media_io`, on the
+  // callback thread: does no media I/O, and sets *needs_media_io (its answer then
+  // unused) where it would; else on executor_.
   absl::StatusOr<v1::SubmitJobResponse> DoSubmit(const v1::SubmitJobRequest& req,
-                                                 const Principal& caller);
+                                                 const Principal& caller,
+                                                 bool* needs_media_io = nullptr);
   // The caller of `ctx` if it has one of `roles`; else UNAUTHENTICATED or
   // PERMISSION_DENIED naming `what`.
   absl::StatusOr<Principal> Caller(grpc::CallbackServerContext* ctx,

@@ -9,11 +9,12 @@
 
 namespace reelfarm::server {
 
-absl::StatusOr<FileIdentity> FileIdentity::Of(int fd) {
+absl::StatusOr<FileIdentity> FileIdentity::Of(int fd, bool* regular) {
   struct stat st;
   if (fstat(fd, &st) != 0) {
     return absl::InternalError(absl::StrCat("fstat: ", std::strerror(errno)));
   }
+  if (regular != nullptr) *regular = S_ISREG(st.st_mode);
   FileIdentity id;
   id.device = st.st_dev;
   id.inode = st.st_ino;
@@ -23,7 +24,7 @@ absl::StatusOr<FileIdentity> FileIdentity::Of(int fd) {
   return id;
 }
 
-std::optional<media::VideoInfo> ProbeCache::Find(const FileIdentity& id) {
+std::optional<media::VideoInfo> ProbeCache::Find(const FileIdentity& id, bool count_miss) {
   std::optional<media::VideoInfo> found;
   {
     absl::MutexLock lock(&mu_);
@@ -31,8 +32,10 @@ std::optional<media::VideoInfo> ProbeCache::Find(const FileIdentity& id) {
       ++hits_;
       lru_.splice(lru_.begin(), lru_, it->second);
       found = it->second->second;
-    } else {
+    } else if (count_miss) {
       ++misses_;
+    } else {
+      return std::nullopt;
     }
   }
   if (on_lookup_) on_lookup_(found.has_value());

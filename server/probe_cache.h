@@ -39,7 +39,8 @@ struct FileIdentity {
   }
 
   // The identity of the open file `fd` (fstat); errno's message when it fails.
-  static absl::StatusOr<FileIdentity> Of(int fd);
+  // `regular`, when given, is set to whether it is a regular file.
+  static absl::StatusOr<FileIdentity> Of(int fd, bool* regular = nullptr);
 };
 
 class ProbeCache {
@@ -50,8 +51,10 @@ class ProbeCache {
   ProbeCache(const ProbeCache&) = delete;
   ProbeCache& operator=(const ProbeCache&) = delete;
 
-  // The probe of the file with `id`, counted as a hit; nullopt (a miss) when none.
-  std::optional<media::VideoInfo> Find(const FileIdentity& id) ABSL_LOCKS_EXCLUDED(mu_);
+  // The probe of the file with `id`, counted as a hit; nullopt (a miss) when none,
+  // counted unless `count_miss` is false (a caller that will look again, and probe).
+  std::optional<media::VideoInfo> Find(const FileIdentity& id, bool count_miss = true)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void Insert(const FileIdentity& id, const media::VideoInfo& info) ABSL_LOCKS_EXCLUDED(mu_);
 
   int64_t hits() const ABSL_LOCKS_EXCLUDED(mu_);

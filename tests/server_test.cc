@@ -260,4 +260,25 @@ TEST_CASE("the probe cache keeps the most recently used inputs and counts its lo
   CHECK(cache.misses() == 1);
 }
 
+TEST_CASE("the probe cache counts no miss for a lookup that will be made again", "[unit]") {
+  // SubmitJob looks an input up on gRPC's thread first (no media I/O there); on a miss
+  // it admits the job again on its executor, whose lookup is the one counted.
+  int hits = 0, misses = 0;
+  server::ProbeCache cache([&](bool hit) { ++(hit ? hits : misses); });
+  server::FileIdentity f;
+  f.inode = 7;
+  CHECK_FALSE(cache.Find(f, /*count_miss=*/false).has_value());
+  CHECK(cache.misses() == 0);
+  CHECK(misses == 0);
+  CHECK_FALSE(cache.Find(f).has_value());
+  CHECK(cache.misses() == 1);
+  media::VideoInfo info;
+  info.frame_count = 5;
+  cache.Insert(f, info);
+  REQUIRE(cache.Find(f, /*count_miss=*/false).has_value());
+  CHECK(cache.hits() == 1);
+  CHECK(hits == 1);
+  CHECK(misses == 1);
+}
+
 }  // namespace reelfarm
