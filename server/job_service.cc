@@ -223,7 +223,7 @@ class TaskLogStreamer final : public grpc::ServerWriteReactor<v1::TaskLogLines> 
 JobServiceImpl::JobServiceImpl(scheduler::Scheduler* sched, const common::Storage* storage,
                                std::vector<std::string> model_path, Limits limits,
                                ServerMetrics* metrics, const TaskLogStore* task_logs,
-                               Authenticator* auth)
+                               Authenticator* auth, bool local_store)
     : sched_(sched),
       storage_(storage),
       admission_(sched, storage, std::move(model_path), limits,
@@ -232,7 +232,8 @@ JobServiceImpl::JobServiceImpl(scheduler::Scheduler* sched, const common::Storag
                  }),
       metrics_(metrics),
       task_logs_(task_logs),
-      auth_(auth) {
+      auth_(auth),
+      local_store_(local_store) {
   // The executor is gRPC's EventEngine, which needs the library initialised.
   grpc_init();
   executor_ = grpc_event_engine::experimental::CreateEventEngine();
@@ -343,11 +344,14 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
   // One that would probe (or read models, or an OCIO config) is admitted again on the
   // executor, so that no probe runs on gRPC's thread. The reactor is then finished
   // from the executor's; the call and `req`/`resp` live until then.
-  bool needs_media_io = false;
-  absl::StatusOr<v1::SubmitJobResponse> now = DoSubmit(*req, *caller, &needs_media_io);
-  if (!needs_media_io) {
-    finish(std::move(now));
-    return reactor;
+  // Only with a local store (see the constructor).
+  if (local_store_) {
+    bool needs_media_io = false;
+    absl::StatusOr<v1::SubmitJobResponse> now = DoSubmit(*req, *caller, &needs_media_io);
+    if (!needs_media_io) {
+      finish(std::move(now));
+      return reactor;
+    }
   }
   executor_->Run(
       [this, req, finish, caller = *std::move(caller)] { finish(DoSubmit(*req, caller)); });

@@ -28,9 +28,13 @@ class TaskLogStreamer;
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
   // `auth` decides who may call what (borrowed; must outlive the service).
+  // `local_store`: the scheduler commits to a local file (SQLite), whose commit is an
+  // fsync; a submit that needs no media I/O then commits on gRPC's callback thread. With
+  // a networked store (PostgreSQL), whose commit may wait out an outage, every submit
+  // waits on the executor.
   JobServiceImpl(scheduler::Scheduler* sched, const common::Storage* storage,
                  std::vector<std::string> model_path, Limits limits, ServerMetrics* metrics,
-                 const TaskLogStore* task_logs, Authenticator* auth);
+                 const TaskLogStore* task_logs, Authenticator* auth, bool local_store);
   ~JobServiceImpl() override;
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
@@ -108,6 +112,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   ServerMetrics* const metrics_;
   const TaskLogStore* const task_logs_;
   Authenticator* const auth_;
+  const bool local_store_;
 
   absl::Mutex watchers_mu_;  // before a watcher's or streamer's own mutex
   std::set<JobWatcher*> watchers_ ABSL_GUARDED_BY(watchers_mu_);

@@ -112,9 +112,9 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
   s->workers_ =
       std::make_unique<WorkerServiceImpl>(s->sched_.get(), s->metrics_.get(), s->task_logs_.get(),
                                           s->auth_.get(), options.require_worker_cert);
-  s->jobs_ = std::make_unique<JobServiceImpl>(s->sched_.get(), s->storage_.get(),
-                                              options.model_path, options.limits, s->metrics_.get(),
-                                              s->task_logs_.get(), s->auth_.get());
+  s->jobs_ = std::make_unique<JobServiceImpl>(
+      s->sched_.get(), s->storage_.get(), options.model_path, options.limits, s->metrics_.get(),
+      s->task_logs_.get(), s->auth_.get(), !scheduler::IsPostgresUrl(options.store));
   // Both are process-wide switches that apply to builders made after them.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
