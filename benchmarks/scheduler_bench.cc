@@ -15,8 +15,11 @@
 //   on stderr), e.g. to profile a restart on its state. --store postgres: each server gets a new
 //   database on the PostgreSQL server at --postgres-url (a superuser's URL), or on one
 //   started for the run with tests/pg_server.sh. --prefetch: the simulated workers'
-//   prefetch depth per slot (default 1: they hold their next assignment while they
-//   report a result, as `reelfarm-worker --prefetch 1` does). --server-bin: another
+//   prefetch depth per slot (default 16, the most a server grants: they hold 16
+//   assignments beyond the one they run, as `reelfarm-worker --prefetch 16` does; their
+//   tasks take no time, so no held task waits behind a long one; the JSON says which).
+//   They read and send batches (several messages in one) when the server does.
+//   --server-bin: another
 //   reelfarm-server to drive (e.g. an earlier build, for before/after figures from the
 //   same client). --only: one figure. --workers: dispatch with N workers only.
 #include <signal.h>
@@ -294,7 +297,7 @@ double Percentile(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
   bool quick = false;
   bool keep = false;
-  int prefetch = 1;
+  int prefetch = 16;  // common::kMaxPrefetch (see --prefetch above)
   std::string only;
   std::vector<int> worker_counts = {1, 16, 256};
   for (int i = 1; i < argc; ++i) {

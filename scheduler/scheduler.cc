@@ -239,7 +239,10 @@ void Scheduler::AddTasksLocked(JobEntry& e, std::vector<Task> tasks, Writes* w) 
   const int64_t now = clock_->NowMs();
   for (Task& t : tasks) {
     t.job_id = e.job.id;
-    w->push_back({Write::Kind::kInsertTask, {}, t});
+    // Built in place: a task's write carries an empty Job, not worth a temporary.
+    Write& write = w->emplace_back();
+    write.kind = Write::Kind::kInsertTask;
+    write.task = t;
     if (t.is_work()) {
       ++e.chunks_total;
       if (t.state == TaskState::kPending) e.ready_chunks.insert(t.index);
@@ -431,7 +434,9 @@ void Scheduler::SetTaskLocked(JobEntry& e, const Task& t, Writes* w) {
     e.ready_since[t.index] = clock_->NowMs();
   }
   old = t;
-  w->push_back({Write::Kind::kUpdateTask, {}, t});
+  Write& write = w->emplace_back();  // built in place, as in AddTasksLocked
+  write.kind = Write::Kind::kUpdateTask;
+  write.task = t;
 }
 
 void Scheduler::SetJobLocked(JobEntry& e, Job job, Writes* w) {
