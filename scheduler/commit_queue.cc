@@ -21,7 +21,7 @@ uint64_t CommitQueue::Append(std::vector<JobStore::Write> writes) {
   if (queue_.empty()) {
     queue_ = std::move(writes);  // a large job's writes are not moved one by one
   } else {
-    queue_.reserve(queue_.size() + writes.size());
+    // No exact reserve here: the queue grows geometrically while a commit runs.
     for (auto& w : writes) queue_.push_back(std::move(w));
   }
   ++appended_seq_;
