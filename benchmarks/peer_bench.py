@@ -267,6 +267,8 @@ def reelfarm_queue(quick, restart_only=False):
         emit(row)
         if row["bench"] == "dispatch":
             out[f"dispatch{row['workers']}"] = row["tasks_per_s"]
+            # bench_scheduler's default prefetch per slot of its simulated workers
+            out["dispatch_prefetch"] = row["prefetch"]
         elif row["bench"] == "submit" and row["job"] == "1-chunk":
             out["submit"] = {"p50_ms": row["p50_ms"], "p99_ms": row["p99_ms"]}
         elif row["bench"] == "memory":
@@ -290,6 +292,9 @@ def queue_comparison(rounds, quick, workdir, restart_only=False):
         return statistics.median(r[key][sub] if sub else r[key] for r in runs)
 
     summary = {"summary": "queue", "rounds": rounds, "peer": "celery 5.2 + redis 7 (fsync always)"}
+    if not restart_only:
+        # The simulated reelfarm workers' prefetch per slot (Celery's: multiplier 1).
+        summary["reelfarm_dispatch_prefetch"] = ours[0]["dispatch_prefetch"]
     for key, sub, better in [("submit", "p50_ms", "lower"), ("submit", "p99_ms", "lower"),
                              ("dispatch1", None, "higher"), ("dispatch16", None, "higher"),
                              ("restart", None, "lower"), ("bytes_per_task", None, "lower")]:

@@ -15,8 +15,11 @@
 //   on stderr), e.g. to profile a restart on its state. --store postgres: each server gets a new
 //   database on the PostgreSQL server at --postgres-url (a superuser's URL), or on one
 //   started for the run with tests/pg_server.sh. --prefetch: the simulated workers'
-//   prefetch depth per slot (default 1: they hold their next assignment while they
-//   report a result, as `reelfarm-worker --prefetch 1` does). --server-bin: another
+//   prefetch depth per slot (default 16, the most a server grants: they hold 16
+//   assignments beyond the one they run, as `reelfarm-worker --prefetch 16` does; their
+//   tasks take no time, so no held task waits behind a long one; the JSON says which).
+//   They read and send batches (several messages in one) when the server does.
+//   --server-bin: another
 //   reelfarm-server to drive (e.g. an earlier build, for before/after figures from the
 //   same client). --only: one figure. --workers: dispatch with N workers only.
 #include <signal.h>
@@ -203,6 +206,8 @@ class Server {
 };
 
 // A worker that reports success for every assignment at once, holding `prefetch` more.
+// The assignments that arrive in one message are answered in one (a WorkerBatch) when
+// the server reads batches (its Welcome says so), else one result per message.
 class SimWorker {
  public:
   SimWorker(const std::string& address, std::string name, int prefetch)
@@ -219,6 +224,13 @@ class SimWorker {
   int64_t done() const { return done_.load(); }
 
  private:
+  static void AddResult(uint64_t lease_id, v1::WorkerMessage* msg) {
+    v1::TaskResult* r = msg->mutable_result();
+    r->set_lease_id(lease_id);
+    r->set_ok(true);
+    r->set_model_digest("builtin:bicubic");
+  }
+
   void Run() {
     auto stream = stub_->Connect(&ctx_);
     v1::WorkerMessage hello;
@@ -226,16 +238,33 @@ class SimWorker {
     hello.mutable_hello()->set_slots(1);
     hello.mutable_hello()->set_prefetch(prefetch_);
     hello.mutable_hello()->add_models("bicubic");
+    hello.mutable_hello()->set_batches(true);
     if (!stream->Write(hello)) return;
     v1::ServerMessage msg;
+    bool batches = false;  // the server reads WorkerBatch
+    std::vector<uint64_t> leases;
     while (!stop_ && stream->Read(&msg)) {
-      if (!msg.has_assignment()) continue;
-      v1::WorkerMessage result;
-      result.mutable_result()->set_lease_id(msg.assignment().lease_id());
-      result.mutable_result()->set_ok(true);
-      result.mutable_result()->set_model_digest("builtin:bicubic");
-      if (!stream->Write(result)) break;
-      ++done_;
+      if (msg.has_welcome()) batches = msg.welcome().batches();
+      leases.clear();
+      if (msg.has_assignment()) leases.push_back(msg.assignment().lease_id());
+      for (const v1::ServerMessage& m : msg.batch().messages()) {
+        if (m.has_assignment()) leases.push_back(m.assignment().lease_id());
+      }
+      if (leases.empty()) continue;
+      bool ok = true;
+      if (batches && leases.size() > 1) {
+        v1::WorkerMessage out;
+        for (uint64_t id : leases) AddResult(id, out.mutable_batch()->add_messages());
+        ok = stream->Write(out);
+      } else {
+        for (uint64_t id : leases) {
+          v1::WorkerMessage out;
+          AddResult(id, &out);
+          ok = ok && stream->Write(out);
+        }
+      }
+      if (!ok) break;
+      done_ += static_cast<int64_t>(leases.size());
     }
     stream->Finish();
   }
@@ -268,7 +297,7 @@ double Percentile(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
   bool quick = false;
   bool keep = false;
-  int prefetch = 1;
+  int prefetch = 16;  // common::kMaxPrefetch (see --prefetch above)
   std::string only;
   std::vector<int> worker_counts = {1, 16, 256};
   for (int i = 1; i < argc; ++i) {

@@ -18,7 +18,12 @@ CommitQueue::~CommitQueue() {
 uint64_t CommitQueue::Append(std::vector<JobStore::Write> writes, Wake wake) {
   absl::MutexLock lock(&mu_);
   if (writes.empty()) return appended_seq_;
-  for (auto& w : writes) queue_.push_back(std::move(w));
+  if (queue_.empty()) {
+    queue_ = std::move(writes);  // a large job's writes are not moved one by one
+  } else {
+    // No exact reserve here: the queue grows geometrically while a commit runs.
+    for (auto& w : writes) queue_.push_back(std::move(w));
+  }
   ++appended_seq_;
   if (wake == Wake::kCommitter) work_.Signal();
   return appended_seq_;

@@ -219,6 +219,7 @@ std::vector<Task> Scheduler::MakeTasks(const JobSpec& spec, const MediaInfo& inf
     return tasks;
   }
   std::vector<FrameRange> ranges = SplitIntoChunks(info.frame_count, spec.upscale.chunk_frames);
+  tasks.reserve(ranges.size() + 1);
   for (size_t i = 0; i < ranges.size(); ++i) {
     Task t;
     t.index = static_cast<int>(i);
@@ -238,7 +239,10 @@ void Scheduler::AddTasksLocked(JobEntry& e, std::vector<Task> tasks, Writes* w) 
   const int64_t now = clock_->NowMs();
   for (Task& t : tasks) {
     t.job_id = e.job.id;
-    w->push_back({Write::Kind::kInsertTask, {}, t});
+    // Built in place: a task's write carries an empty Job, not worth a temporary.
+    Write& write = w->emplace_back();
+    write.kind = Write::Kind::kInsertTask;
+    write.task = t;
     if (t.is_work()) {
       ++e.chunks_total;
       if (t.state == TaskState::kPending) e.ready_chunks.insert(t.index);
@@ -347,6 +351,8 @@ absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
   JobEntry& e = jobs_[id];
   e.job = std::move(job);
   Writes w;
+  // One write per task: reserved, so that a large job's writes are not moved again.
+  w.reserve(tasks.size() + 1);
   w.push_back({Write::Kind::kInsertJob, e.job, {}});
   AddTasksLocked(e, std::move(tasks), &w);
   active_.insert(id);
@@ -430,7 +436,9 @@ void Scheduler::SetTaskLocked(JobEntry& e, const Task& t, Writes* w) {
     e.ready_since[t.index] = clock_->NowMs();
   }
   old = t;
-  w->push_back({Write::Kind::kUpdateTask, {}, t});
+  Write& write = w->emplace_back();  // built in place, as in AddTasksLocked
+  write.kind = Write::Kind::kUpdateTask;
+  write.task = t;
 }
 
 void Scheduler::SetJobLocked(JobEntry& e, Job job, Writes* w) {
@@ -762,48 +770,27 @@ void Scheduler::CompleteAsync(const std::string& worker, uint64_t lease_id,
                               const TaskOutcome& outcome,
                               std::function<void(const absl::Status&)> done,
                               std::vector<Assignment>* next) {
+  CompleteAllAsync(
+      worker, {Report{lease_id, outcome}},
+      [done = std::move(done)](const std::vector<absl::Status>& st) { done(st.front()); }, next);
+}
+
+void Scheduler::CompleteAllAsync(const std::string& worker, const std::vector<Report>& reports,
+                                 std::function<void(const std::vector<absl::Status>&)> done,
+                                 std::vector<Assignment>* next) {
+  std::vector<absl::Status> statuses;
+  statuses.reserve(reports.size());
+  bool any_accepted = false;
   uint64_t seq = 0;
-  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
-    auto it = leases_.find(lease_id);
-    if (it == leases_.end() || it->second.worker != worker) {
-      refused = absl::FailedPreconditionError(
-          absl::StrCat("lease ", lease_id,
-                       " is not current (it expired, or the task was given to "
-                       "another worker or cancelled); result dropped"));
-    } else {
-      Writes writes;
-      {
-        // What the attempt measured and made is kept whatever its outcome: a task that
-        // failed its QC shows why.
-        Task& reported = jobs_.at(it->second.job_id).tasks[it->second.task_index];
-        reported.qc = outcome.qc;
-        reported.thumbnail = outcome.thumbnail;
-        reported.preview = outcome.preview;
-      }
-      if (!outcome.ok) {
-        FailAttemptLocked(lease_id, outcome.error, outcome.retryable, &writes);
-      } else {
-        const Lease lease = it->second;
-        JobEntry& e = jobs_.at(lease.job_id);
-        Task task = e.tasks[lease.task_index];
-        task.state = TaskState::kSucceeded;
-        task.error.clear();
-        task.seconds = outcome.seconds;  // lease_id stays: the lease whose output counts
-        task.model_digest = outcome.model_digest;
-        task.output_digest = outcome.output_digest;
-        ReleaseLeaseLocked(lease.id);
-        SetTaskLocked(e, task, &writes);
-        auto wit = workers_.find(worker);
-        if (wit != workers_.end()) ++wit->second.tasks_done;
-        events_->TaskFinished(e.job, task, /*ok=*/true, /*will_retry=*/false,
-                              clock_->NowMs() - lease.leased_ms);
-        const bool all_done = std::all_of(e.tasks.begin(), e.tasks.end(), [](const Task& t) {
-          return t.state == TaskState::kSucceeded;
-        });
-        if (all_done) FinishJobLocked(e, JobState::kSucceeded, "", &writes);
-      }
+    Writes writes;
+    writes.reserve(3 * reports.size() + 2);
+    for (const Report& r : reports) {
+      statuses.push_back(CompleteLocked(worker, r.lease_id, r.outcome, &writes));
+      any_accepted = any_accepted || statuses.back().ok();
+    }
+    if (any_accepted) {
       // The worker's next work joins this commit: one batch, one durable write.
       while (next) {
         std::optional<Assignment> a = LeaseNextLocked(worker, &writes);
@@ -813,11 +800,62 @@ void Scheduler::CompleteAsync(const std::string& worker, uint64_t lease_id,
       seq = CommitLocked(std::move(writes));
     }
   }
-  if (!refused.ok()) {
-    done(refused);
+  if (!any_accepted) {
+    done(statuses);
     return;
   }
-  commits_->AfterCommit(seq, std::move(done));
+  // Accepted ones are answered with the commit's outcome; refused ones stay refused.
+  commits_->AfterCommit(seq, [statuses = std::move(statuses),
+                              done = std::move(done)](const absl::Status& st) mutable {
+    for (absl::Status& s : statuses) {
+      if (s.ok()) s = st;
+    }
+    done(statuses);
+  });
+}
+
+absl::Status Scheduler::CompleteLocked(const std::string& worker, uint64_t lease_id,
+                                       const TaskOutcome& outcome, Writes* writes) {
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end() || it->second.worker != worker) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease ", lease_id,
+                     " is not current (it expired, or the task was given to "
+                     "another worker or cancelled); result dropped"));
+  }
+  {
+    // What the attempt measured and made is kept whatever its outcome: a task that
+    // failed its QC shows why.
+    Task& reported = jobs_.at(it->second.job_id).tasks[it->second.task_index];
+    reported.qc = outcome.qc;
+    reported.thumbnail = outcome.thumbnail;
+    reported.preview = outcome.preview;
+  }
+  if (!outcome.ok) {
+    FailAttemptLocked(lease_id, outcome.error, outcome.retryable, writes);
+    return absl::OkStatus();
+  }
+  const Lease lease = it->second;
+  JobEntry& e = jobs_.at(lease.job_id);
+  Task task = e.tasks[lease.task_index];
+  task.state = TaskState::kSucceeded;
+  task.error.clear();
+  task.seconds = outcome.seconds;  // lease_id stays: the lease whose output counts
+  task.model_digest = outcome.model_digest;
+  task.output_digest = outcome.output_digest;
+  ReleaseLeaseLocked(lease.id);
+  SetTaskLocked(e, task, writes);
+  auto wit = workers_.find(worker);
+  if (wit != workers_.end()) ++wit->second.tasks_done;
+  events_->TaskFinished(e.job, task, /*ok=*/true, /*will_retry=*/false,
+                        clock_->NowMs() - lease.leased_ms);
+  // Every task succeeded: its counts say so without a pass over the job's tasks (a job
+  // has its work tasks and at most one assembly).
+  const bool all_done =
+      e.chunks_succeeded == e.chunks_total &&
+      (e.assemble_index < 0 || e.tasks[e.assemble_index].state == TaskState::kSucceeded);
+  if (all_done) FinishJobLocked(e, JobState::kSucceeded, "", writes);
+  return absl::OkStatus();
 }
 
 void Scheduler::FailAttemptLocked(uint64_t lease_id, const std::string& error, bool retryable,

@@ -256,6 +256,20 @@ class Scheduler final {
   void CompleteAsync(const std::string& worker, uint64_t lease_id, const TaskOutcome& outcome,
                      std::function<void(const absl::Status&)> done,
                      std::vector<Assignment>* next = nullptr);
+  // One result of a worker, for CompleteAllAsync.
+  struct Report {
+    uint64_t lease_id = 0;
+    TaskOutcome outcome;
+  };
+  // CompleteAsync for several results of one worker at once, in order: one pass under
+  // the lock and one group-commit entry. `done` runs once, with a status per report in
+  // their order, when the accepted ones are committed (or at once, in this thread, when
+  // every one is refused; a refused one's status is FAILED_PRECONDITION as Complete's).
+  // With `next`, the room they free is leased again in the same commit (see
+  // CompleteAsync).
+  void CompleteAllAsync(const std::string& worker, const std::vector<Report>& reports,
+                        std::function<void(const std::vector<absl::Status>&)> done,
+                        std::vector<Assignment>* next = nullptr);
   // Expires leases past their deadline; their tasks are queued again (or fail the
   // job past max attempts) and their workers are unhealthy until they heartbeat.
   // Returns the expired leases, which are also revoked.
@@ -348,6 +362,11 @@ class Scheduler final {
   void ReleaseLeaseLocked(uint64_t lease_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The worker sent a heartbeat or progress: healthy again.
   void MarkAliveLocked(const std::string& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies one result to the state, its writes to `w`; FAILED_PRECONDITION (nothing
+  // changed) when the lease is not current.
+  absl::Status CompleteLocked(const std::string& worker, uint64_t lease_id,
+                              const TaskOutcome& outcome, Writes* w)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the attempt under `lease_id` as failed: queue again or fail the job.
   void FailAttemptLocked(uint64_t lease_id, const std::string& error, bool retryable, Writes* w)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

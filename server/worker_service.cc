@@ -24,23 +24,30 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   // Queues a message; dropped once the stream is finishing. Thread-safe.
   void Send(v1::ServerMessage msg) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    if (finish_called_ || finishing_) return;
-    if (msg.has_assignment()) {
-      const v1::Assignment& a = msg.assignment();
-      leases_[a.lease_id()] = {a.job_id(), a.task_index(), a.attempt()};
-    }
-    outbox_.push_back(std::move(msg));
+    QueueLocked(std::move(msg));
     if (!writing_) WriteNextLocked();
   }
 
-  // Queues an assignment (see Send).
-  void SendAssignment(const scheduler::Assignment& a) {
-    spdlog::info("leased job={} task={} worker={} lease={} attempt={}{}", a.lease.job_id,
-                 a.lease.task_index, name_, a.lease.id, a.lease.attempt,
-                 a.lease.held ? " held" : "");
-    v1::ServerMessage msg;
-    *msg.mutable_assignment() = ToProto(a);
-    Send(std::move(msg));
+  // Queues messages in order (see Send); to a worker that reads batches they leave
+  // together, in one message.
+  void SendAll(std::vector<v1::ServerMessage> msgs) ABSL_LOCKS_EXCLUDED(mu_) {
+    if (msgs.empty()) return;
+    absl::MutexLock lock(&mu_);
+    for (v1::ServerMessage& msg : msgs) QueueLocked(std::move(msg));
+    if (!writing_) WriteNextLocked();
+  }
+
+  // Queues assignments, in order (see SendAll).
+  void SendAssignments(const std::vector<scheduler::Assignment>& as) {
+    std::vector<v1::ServerMessage> msgs(as.size());
+    for (size_t i = 0; i < as.size(); ++i) {
+      const scheduler::Assignment& a = as[i];
+      spdlog::info("leased job={} task={} worker={} lease={} attempt={}{}", a.lease.job_id,
+                   a.lease.task_index, name_, a.lease.id, a.lease.attempt,
+                   a.lease.held ? " held" : "");
+      *msgs[i].mutable_assignment() = ToProto(a);
+    }
+    SendAll(std::move(msgs));
   }
 
   // Ends the stream from the server side.
@@ -86,9 +93,33 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   }
 
  private:
+  void QueueLocked(v1::ServerMessage msg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_called_ || finishing_) return;
+    if (msg.has_assignment()) {
+      const v1::Assignment& a = msg.assignment();
+      leases_[a.lease_id()] = {a.job_id(), a.task_index(), a.attempt()};
+    }
+    outbox_.push_back(std::move(msg));
+  }
+
+  // Writes what is queued: one message, or, to a worker that reads batches, everything
+  // queued (up to a size well below a receiver's default message limit of 4 MiB) in one.
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    current_ = std::move(outbox_.front());
-    outbox_.pop_front();
+    if (!batches_ || outbox_.size() == 1) {
+      current_ = std::move(outbox_.front());
+      outbox_.pop_front();
+    } else {
+      current_.Clear();
+      v1::ServerBatch* batch = current_.mutable_batch();
+      size_t bytes = 0;
+      while (!outbox_.empty() && batch->messages_size() < kMaxBatchMessages) {
+        const size_t size = outbox_.front().ByteSizeLong();
+        if (batch->messages_size() > 0 && bytes + size > kMaxBatchBytes) break;
+        bytes += size;
+        *batch->add_messages() = std::move(outbox_.front());
+        outbox_.pop_front();
+      }
+    }
     writing_ = true;
     StartWrite(&current_);
   }
@@ -102,53 +133,80 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
 
   // Returns false when the stream was closed because of the message.
   bool Handle(const v1::WorkerMessage& msg) {
-    scheduler::Scheduler* sched = service_->sched_;
-    if (!registered_) {
-      if (!msg.has_hello() || msg.hello().name().empty()) {
-        Close({grpc::StatusCode::INVALID_ARGUMENT,
-               "the first message on a worker stream must be a Hello with a name"});
-        return false;
+    if (registered_) {
+      std::vector<scheduler::Scheduler::Report> results;
+      if (msg.has_batch()) {
+        for (const v1::WorkerMessage& m : msg.batch().messages()) {
+          if (!m.has_batch()) HandleOne(m, &results);  // a batch in a batch is ignored
+        }
+      } else {
+        HandleOne(msg, &results);
       }
-      name_ = msg.hello().name();
-      if (!service_->Register(name_, this)) {
-        Close({grpc::StatusCode::ALREADY_EXISTS, "a worker named '" + name_ +
-                                                     "' is already connected; give each "
-                                                     "worker a unique --name"});
-        return false;
-      }
-      registered_ = true;
-      service_->metrics_->WorkerConnected();
-      scheduler::WorkerInfo info;
-      info.name = name_;
-      info.slots = std::max(1, msg.hello().slots());
-      info.prefetch = std::clamp(msg.hello().prefetch(), 0, common::kMaxPrefetch);
-      info.models.assign(msg.hello().models().begin(), msg.hello().models().end());
-      info.tags.insert(msg.hello().tags().begin(), msg.hello().tags().end());
-      info.memory_bytes = msg.hello().memory_bytes();
-      info.devices.assign(msg.hello().devices().begin(), msg.hello().devices().end());
-      v1::ServerMessage welcome;
-      welcome.mutable_welcome()->set_heartbeat_interval_ms(sched->options().heartbeat_ms);
-      welcome.mutable_welcome()->set_lease_duration_ms(sched->options().lease_ms);
-      Send(std::move(welcome));
-      std::vector<uint64_t> held(msg.hello().held_leases().begin(),
-                                 msg.hello().held_leases().end());
-      for (uint64_t stale : sched->RegisterWorker(info, held)) {
-        v1::ServerMessage cancel;
-        cancel.mutable_cancel()->set_lease_id(stale);
-        cancel.mutable_cancel()->set_reason("lease is no longer current");
-        Send(std::move(cancel));
-      }
-      // Leases kept across the reconnect: their task logs go to the right file too.
-      for (const auto& w : sched->ListWorkers()) {
-        if (w.info.name != name_) continue;
-        absl::MutexLock lock(&mu_);
-        for (const auto& l : w.leases) leases_[l.id] = {l.job_id, l.task_index, l.attempt};
-      }
-      spdlog::info(
-          "worker connected worker={} peer={} slots={} prefetch={} models={} held_leases={}", name_,
-          peer_, info.slots, info.prefetch, info.models.size(), held.size());
+      Complete(results);
       return true;
     }
+    return HandleHello(msg);
+  }
+
+  // The stream's first message: a Hello, or the stream is closed (returns false).
+  bool HandleHello(const v1::WorkerMessage& msg) {
+    scheduler::Scheduler* sched = service_->sched_;
+    if (!msg.has_hello() || msg.hello().name().empty()) {
+      Close({grpc::StatusCode::INVALID_ARGUMENT,
+             "the first message on a worker stream must be a Hello with a name"});
+      return false;
+    }
+    name_ = msg.hello().name();
+    if (!service_->Register(name_, this)) {
+      Close({grpc::StatusCode::ALREADY_EXISTS, "a worker named '" + name_ +
+                                                   "' is already connected; give each "
+                                                   "worker a unique --name"});
+      return false;
+    }
+    registered_ = true;
+    service_->metrics_->WorkerConnected();
+    scheduler::WorkerInfo info;
+    info.name = name_;
+    info.slots = std::max(1, msg.hello().slots());
+    info.prefetch = std::clamp(msg.hello().prefetch(), 0, common::kMaxPrefetch);
+    info.models.assign(msg.hello().models().begin(), msg.hello().models().end());
+    info.tags.insert(msg.hello().tags().begin(), msg.hello().tags().end());
+    info.memory_bytes = msg.hello().memory_bytes();
+    info.devices.assign(msg.hello().devices().begin(), msg.hello().devices().end());
+    {
+      absl::MutexLock lock(&mu_);
+      batches_ = msg.hello().batches();
+    }
+    v1::ServerMessage welcome;
+    welcome.mutable_welcome()->set_heartbeat_interval_ms(sched->options().heartbeat_ms);
+    welcome.mutable_welcome()->set_lease_duration_ms(sched->options().lease_ms);
+    welcome.mutable_welcome()->set_batches(true);
+    Send(std::move(welcome));
+    std::vector<uint64_t> held(msg.hello().held_leases().begin(), msg.hello().held_leases().end());
+    for (uint64_t stale : sched->RegisterWorker(info, held)) {
+      v1::ServerMessage cancel;
+      cancel.mutable_cancel()->set_lease_id(stale);
+      cancel.mutable_cancel()->set_reason("lease is no longer current");
+      Send(std::move(cancel));
+    }
+    // Leases kept across the reconnect: their task logs go to the right file too.
+    for (const auto& w : sched->ListWorkers()) {
+      if (w.info.name != name_) continue;
+      absl::MutexLock lock(&mu_);
+      for (const auto& l : w.leases) leases_[l.id] = {l.job_id, l.task_index, l.attempt};
+    }
+    spdlog::info(
+        "worker connected worker={} peer={} slots={} prefetch={} batches={} models={} "
+        "held_leases={}",
+        name_, peer_, info.slots, info.prefetch, msg.hello().batches(), info.models.size(),
+        held.size());
+    return true;
+  }
+
+  // One message of a registered worker; a result is added to `results`, to be completed
+  // with the others of its batch.
+  void HandleOne(const v1::WorkerMessage& msg, std::vector<scheduler::Scheduler::Report>* results) {
+    scheduler::Scheduler* sched = service_->sched_;
     switch (msg.msg_case()) {
       case v1::WorkerMessage::kHeartbeat: {
         std::vector<uint64_t> ids(msg.heartbeat().lease_ids().begin(),
@@ -192,25 +250,31 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
           spdlog::warn("task failed worker={} lease={} retryable={}: {}", name_, r.lease_id(),
                        r.retryable(), r.error());
         }
-        // Answered once the outcome is committed, without holding this thread. The
-        // worker's next work is leased in the same commit and sent at once.
-        WorkerServiceImpl* service = service_;
-        const std::string name = name_;
-        const uint64_t lease = r.lease_id();
-        std::vector<scheduler::Assignment> next;
-        sched->CompleteAsync(
-            name_, lease, FromProto(r),
-            [service, name, lease](const absl::Status& st) {
-              service->AnswerResult(name, lease, st);
-            },
-            &next);
-        for (const scheduler::Assignment& a : next) SendAssignment(a);
+        results->push_back({r.lease_id(), FromProto(r)});
         break;
       }
       default:
         break;
     }
-    return true;
+  }
+
+  // Completes a message's results together: answered once their outcomes are committed,
+  // in one message, without holding this thread. The worker's next work is leased in
+  // the same commit and sent at once.
+  void Complete(const std::vector<scheduler::Scheduler::Report>& results) {
+    if (results.empty()) return;
+    WorkerServiceImpl* service = service_;
+    std::vector<uint64_t> leases;
+    leases.reserve(results.size());
+    for (const auto& r : results) leases.push_back(r.lease_id);
+    std::vector<scheduler::Assignment> next;
+    service_->sched_->CompleteAllAsync(
+        name_, results,
+        [service, name = name_, leases = std::move(leases)](const std::vector<absl::Status>& st) {
+          service->AnswerResults(name, leases, st);
+        },
+        &next);
+    SendAssignments(next);
   }
 
   // What each lease sent on this stream is for, so task logs find their file.
@@ -225,6 +289,8 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   v1::WorkerMessage in_;
   std::string name_;
   bool registered_ = false;  // touched only by the reading side
+  static constexpr int kMaxBatchMessages = 256;
+  static constexpr size_t kMaxBatchBytes = size_t{1} << 20;
 
   absl::Mutex mu_;
   std::deque<v1::ServerMessage> outbox_ ABSL_GUARDED_BY(mu_);
@@ -232,6 +298,7 @@ class WorkerSession final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool batches_ ABSL_GUARDED_BY(mu_) = false;  // the worker reads ServerBatch
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, LeaseTask> leases_ ABSL_GUARDED_BY(mu_);
 };
@@ -283,22 +350,28 @@ void WorkerServiceImpl::Unregister(const std::string& name, WorkerSession* s) {
   sched_->UnregisterWorker(name);
 }
 
-void WorkerServiceImpl::AnswerResult(const std::string& worker, uint64_t lease_id,
-                                     const absl::Status& st) {
-  if (!st.ok()) {
-    spdlog::warn("result refused worker={} lease={}: {}", worker, lease_id,
-                 std::string(st.message()));
-    // Not a fencing refusal: the store failed. No answer, so the worker keeps the
-    // result and sends it again after it reconnects.
-    if (st.code() != absl::StatusCode::kFailedPrecondition) return;
+void WorkerServiceImpl::AnswerResults(const std::string& worker,
+                                      const std::vector<uint64_t>& lease_ids,
+                                      const std::vector<absl::Status>& statuses) {
+  std::vector<v1::ServerMessage> acks;
+  acks.reserve(lease_ids.size());
+  for (size_t i = 0; i < lease_ids.size(); ++i) {
+    const absl::Status& st = statuses[i];
+    if (!st.ok()) {
+      spdlog::warn("result refused worker={} lease={}: {}", worker, lease_ids[i],
+                   std::string(st.message()));
+      // Not a fencing refusal: the store failed. No answer, so the worker keeps the
+      // result and sends it again after it reconnects.
+      if (st.code() != absl::StatusCode::kFailedPrecondition) continue;
+    }
+    v1::ServerMessage& ack = acks.emplace_back();
+    ack.mutable_ack()->set_lease_id(lease_ids[i]);
+    ack.mutable_ack()->set_accepted(st.ok());
+    ack.mutable_ack()->set_message(std::string(st.message()));
   }
-  v1::ServerMessage ack;
-  ack.mutable_ack()->set_lease_id(lease_id);
-  ack.mutable_ack()->set_accepted(st.ok());
-  ack.mutable_ack()->set_message(std::string(st.message()));
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(worker);
-  if (it != sessions_.end()) it->second->Send(std::move(ack));
+  if (it != sessions_.end()) it->second->SendAll(std::move(acks));
 }
 
 void WorkerServiceImpl::Dispatch() {
@@ -312,7 +385,9 @@ void WorkerServiceImpl::Dispatch() {
     it->second->Send(std::move(cancel));
   }
   for (auto& [name, session] : sessions_) {
-    while (auto a = sched_->LeaseNext(name)) session->SendAssignment(*a);
+    std::vector<scheduler::Assignment> leased;
+    while (auto a = sched_->LeaseNext(name)) leased.push_back(std::move(*a));
+    session->SendAssignments(leased);
   }
 }
 

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -39,8 +40,10 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   void Dispatch();
   // Ends every stream (server shutdown).
   void CloseAll();
-  // Answers a worker's result once its outcome is committed (or refused).
-  void AnswerResult(const std::string& worker, uint64_t lease_id, const absl::Status& st);
+  // Answers a worker's results (one status per lease, in order) once their outcomes
+  // are committed (or refused), in one message to a worker that reads batches.
+  void AnswerResults(const std::string& worker, const std::vector<uint64_t>& lease_ids,
+                     const std::vector<absl::Status>& statuses);
 
  private:
   friend class WorkerSession;

@@ -438,3 +438,92 @@ TEST_CASE("a held (prefetched) task shows as held, and when its worker dies anot
                     "scale=640:360:flags=bicubic", 35.0);
   CHECK(GaugeSum(farm, "reelfarm_tasks_held") <= 0);
 }
+
+TEST_CASE(
+    "a worker that reads batches gets its held leases in one message, in order, and its "
+    "batched results are each applied and acknowledged once durable",
+    "[integration][fault]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  testing::MakeTestClip(farm.storage() / "plates/six.mp4", 32, 32, 6);
+  auto stub = v1::WorkerService::NewStub(
+      grpc::CreateChannel(farm.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto stream = stub->Connect(&ctx);
+  v1::WorkerMessage hello;
+  hello.mutable_hello()->set_name("batcher");
+  hello.mutable_hello()->set_slots(1);
+  hello.mutable_hello()->set_prefetch(3);
+  hello.mutable_hello()->add_models("bicubic");
+  hello.mutable_hello()->set_batches(true);
+  REQUIRE(stream->Write(hello));
+  v1::ServerMessage msg;
+  REQUIRE(stream->Read(&msg));
+  REQUIRE(msg.has_welcome());
+  CHECK(msg.welcome().batches());
+  farm.WaitForWorkers(1);
+
+  // 6 one-frame chunks and an assembly; the worker has room for 1 + 3.
+  v1::SubmitJobResponse resp;
+  REQUIRE(farm.Submit(UpscaleSpec("plates/six.mp4", "renders/six.mp4", 1), &resp).ok());
+  REQUIRE(stream->Read(&msg));
+  REQUIRE(msg.has_batch());
+  REQUIRE(msg.batch().messages_size() == 4);
+  std::vector<uint64_t> leases;
+  for (int i = 0; i < 4; ++i) {
+    const v1::ServerMessage& m = msg.batch().messages(i);
+    REQUIRE(m.has_assignment());
+    CHECK(m.assignment().job_id() == resp.job_id());
+    CHECK(m.assignment().task_index() == i);
+    if (!leases.empty()) CHECK(m.assignment().lease_id() > leases.back());
+    leases.push_back(m.assignment().lease_id());
+  }
+
+  // Four results and one under a lease that is not current, in one message.
+  const uint64_t stale = leases.back() + 1000;
+  v1::WorkerMessage results;
+  for (uint64_t id : {leases[0], leases[1], stale, leases[2], leases[3]}) {
+    v1::TaskResult* r = results.mutable_batch()->add_messages()->mutable_result();
+    r->set_lease_id(id);
+    r->set_ok(true);
+    r->set_model_digest("builtin:bicubic");
+  }
+  REQUIRE(stream->Write(results));
+  // Each is answered once, the four accepted and the stale one refused; the room they
+  // freed brings chunks 4 and 5.
+  std::map<uint64_t, int> acks;
+  std::map<uint64_t, bool> accepted;
+  std::vector<int> next;
+  const auto take = [&](const v1::ServerMessage& m) {
+    if (m.has_ack()) {
+      ++acks[m.ack().lease_id()];
+      accepted[m.ack().lease_id()] = m.ack().accepted();
+    }
+    if (m.has_assignment()) next.push_back(m.assignment().task_index());
+  };
+  while (acks.size() < 5 || next.size() < 2) {
+    REQUIRE(stream->Read(&msg));
+    take(msg);
+    for (const v1::ServerMessage& m : msg.batch().messages()) take(m);
+  }
+  for (uint64_t id : leases) {
+    CHECK(acks[id] == 1);
+    CHECK(accepted[id]);
+  }
+  CHECK(acks[stale] == 1);
+  CHECK_FALSE(accepted[stale]);
+  CHECK(next == std::vector<int>{4, 5});
+
+  // Acknowledged means durable: a server killed now has the four chunks done.
+  ctx.TryCancel();
+  stream->Finish();
+  farm.RestartServerAfterKill();
+  v1::Job job = farm.Get(resp.job_id());
+  REQUIRE(job.tasks_size() == 7);
+  for (int i = 0; i < 4; ++i) {
+    CHECK(job.tasks(i).state() == v1::TASK_STATE_SUCCEEDED);
+    CHECK(job.tasks(i).attempts() == 1);
+  }
+  CHECK(job.tasks(4).state() != v1::TASK_STATE_SUCCEEDED);
+}

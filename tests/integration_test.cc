@@ -279,6 +279,31 @@ TEST_CASE("reelctl chains a job onto another job's output with --depends-on", "[
                     "scale=640:360:flags=bicubic", 30.0);
 }
 
+TEST_CASE("a worker with --prefetch 3 gets its leases in one message and runs them in order",
+          "[integration]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  testing::MakeTestClip(farm.storage() / "plates/pb.mp4", 320, 180, 48);
+  farm.StartWorker("w1", {"--prefetch", "3"});
+  farm.WaitForWorkers(1);
+  v1::Job job = farm.RunToSuccess(UpscaleSpec("plates/pb.mp4", "renders/pb.mp4", 6));
+  CHECK(job.tasks_done() == 9);  // 8 chunks + assemble
+  CheckUpscaledClip(farm.storage() / "plates/pb.mp4", farm.storage() / "renders/pb.mp4", 48,
+                    "scale=640:360:flags=bicubic", 35.0);
+  // The worker said it reads batches; its first four leases came in one message, and
+  // its one slot started the tasks in the order they were leased.
+  const std::string log = farm.WorkerLog("w1");
+  CHECK_THAT(farm.ServerLog(), Catch::Contains("batches=true"));
+  CHECK(std::regex_search(log, std::regex("server batch messages=4")));
+  std::vector<int> started;
+  const std::regex re("task started job=\\d+ task=(\\d+) ");
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator();
+       ++it) {
+    started.push_back(std::stoi((*it)[1]));
+  }
+  CHECK(started == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8});
+}
+
 TEST_CASE("a worker with --prefetch 1 runs a job end to end, holding its next task",
           "[integration]") {
   testing::TempDir dir;

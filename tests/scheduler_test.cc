@@ -409,9 +409,16 @@ class RecordingStore final : public JobStore {
   absl::Status Commit(const std::vector<Write>& writes) override {
     {
       absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](bool* held) { return !*held; }, &held_));
       batches_.push_back(writes);
     }
     return inner_->Commit(writes);
+  }
+  // While held, commits wait (nothing becomes durable).
+  void Hold(bool held) {
+    absl::MutexLock lock(&mu_);
+    held_ = held;
   }
   absl::StatusOr<Snapshot> LoadAll() override { return inner_->LoadAll(); }
   std::vector<std::vector<Write>> batches() {
@@ -423,6 +430,7 @@ class RecordingStore final : public JobStore {
   std::unique_ptr<JobStore> inner_ = testing::NewInMemoryJobStore();
   absl::Mutex mu_;
   std::vector<std::vector<Write>> batches_ ABSL_GUARDED_BY(mu_);
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
@@ -541,6 +549,92 @@ TEST_CASE("a result and the worker's next lease are committed in one batch", "[u
     absl::MutexLock lock(&mu);
     CHECK(refused);
   }
+  CHECK(none.empty());
+}
+
+TEST_CASE("several results at once are applied in one commit and answered once it is durable",
+          "[unit][scheduler]") {
+  RecordingStore store;
+  ManualClock clock;
+  auto s = Scheduler::Create(&store, &clock, {});
+  REQUIRE(s.ok());
+  Scheduler& sched = **s;
+  auto v = sched.Submit(Spec(1), Info(4));  // chunks 0-3, assembly 4
+  REQUIRE(v.ok());
+  sched.RegisterWorker(Prefetching("w1", 1, 2));
+  auto a = sched.LeaseNext("w1");
+  auto b = sched.LeaseNext("w1");
+  auto c = sched.LeaseNext("w1");
+  REQUIRE((a && b && c));
+  CHECK_FALSE(sched.LeaseNext("w1"));
+
+  store.Hold(true);
+  absl::Mutex mu;
+  bool answered = false;
+  std::vector<absl::Status> answers;
+  std::vector<Assignment> next;
+  TaskOutcome failed;
+  failed.error = "disk full";
+  failed.retryable = true;
+  const uint64_t unknown = c->lease.id + 1000;
+  sched.CompleteAllAsync(
+      "w1", {{a->lease.id, Ok()}, {unknown, Ok()}, {b->lease.id, failed}},
+      [&](const std::vector<absl::Status>& st) {
+        absl::MutexLock lock(&mu);
+        answers = st;
+        answered = true;
+      },
+      &next);
+  // Two results freed two places: chunk 3 is leased in the same commit, and chunk 1
+  // (its attempt failed, it goes to another worker when one can take it; none can).
+  REQUIRE(next.size() == 2);
+  CHECK(next[0].task.index == 1);
+  CHECK(next[1].task.index == 3);
+  {
+    // Nothing is durable yet: no answer.
+    absl::MutexLock lock(&mu);
+    CHECK_FALSE(answered);
+  }
+  store.Hold(false);
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&answered));
+    REQUIRE(answers.size() == 3);
+    CHECK(answers[0].ok());
+    CHECK(answers[1].code() == absl::StatusCode::kFailedPrecondition);
+    CHECK(answers[2].ok());
+  }
+  // One batch made both results and the new leases durable.
+  bool together = false;
+  for (const auto& batch : store.batches()) {
+    bool done0 = false, failed1 = false, lease1 = false, lease3 = false;
+    for (const auto& w : batch) {
+      if (w.kind != JobStore::Write::Kind::kUpdateTask) continue;
+      done0 |= w.task.index == 0 && w.task.state == TaskState::kSucceeded;
+      failed1 |= w.task.index == 1 && w.task.state == TaskState::kPending &&
+                 w.task.errors.back() == "disk full";
+      lease1 |= w.task.index == 1 && w.task.lease_id == next[0].lease.id;
+      lease3 |= w.task.index == 3 && w.task.lease_id == next[1].lease.id;
+    }
+    together |= done0 && failed1 && lease1 && lease3;
+  }
+  CHECK(together);
+  auto snap = store.LoadAll();
+  REQUIRE(snap.ok());
+  CHECK(snap->tasks[0].state == TaskState::kSucceeded);
+  CHECK(snap->tasks[1].state == TaskState::kLeased);
+  CHECK(snap->tasks[1].attempts == 2);
+  CHECK(snap->tasks[3].state == TaskState::kLeased);
+
+  // Only refused results: answered at once, nothing leased.
+  std::vector<absl::Status> refused;
+  std::vector<Assignment> none;
+  sched.CompleteAllAsync(
+      "w1", {{a->lease.id, Ok()}, {unknown, Ok()}},
+      [&](const std::vector<absl::Status>& st) { refused = st; }, &none);
+  REQUIRE(refused.size() == 2);
+  CHECK(refused[0].code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(refused[1].code() == absl::StatusCode::kFailedPrecondition);
   CHECK(none.empty());
 }
 

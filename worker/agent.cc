@@ -265,6 +265,7 @@ void Agent::Run() {
     h->set_version(REELFARM_VERSION);
     h->mutable_tags()->insert(options_.tags.begin(), options_.tags.end());
     h->set_memory_bytes(options_.memory_bytes);
+    h->set_batches(true);
     std::vector<v1::WorkerMessage> resend;
     {
       absl::MutexLock lock(&work_mu_);
@@ -288,7 +289,14 @@ void Agent::Run() {
         absl::MutexLock lock(&stream_mu_);
         stream_ = stream.get();
       }
-      for (const auto& msg : resend) Send(msg);
+      if (first.welcome().batches() && resend.size() > 1) {
+        // The results kept for the server, in one message.
+        v1::WorkerMessage batch;
+        for (auto& msg : resend) *batch.mutable_batch()->add_messages() = std::move(msg);
+        Send(batch);
+      } else {
+        for (const auto& msg : resend) Send(msg);
+      }
       Serve(stream.get());
     }
     {
@@ -360,32 +368,44 @@ void Agent::Run() {
 void Agent::Serve(grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream) {
   v1::ServerMessage msg;
   while (stream->Read(&msg)) {
-    if (msg.has_assignment()) {
-      Work w{msg.assignment(), std::make_shared<std::atomic<bool>>(false)};
-      spdlog::info("assigned job={} task={} lease={} attempt={}", w.assignment.job_id(),
-                   w.assignment.task_index(), w.assignment.lease_id(), w.assignment.attempt());
-      absl::MutexLock lock(&work_mu_);
-      active_[w.assignment.lease_id()] = w.cancelled;
-      queue_.push_back(std::move(w));
-      work_cv_.Signal();
-    } else if (msg.has_cancel()) {
-      absl::MutexLock lock(&work_mu_);
-      const uint64_t id = msg.cancel().lease_id();
-      unacked_.erase(id);
-      auto it = active_.find(id);
-      if (it != active_.end()) {
-        spdlog::info("cancel lease={}: {}", it->first, msg.cancel().reason());
-        it->second->store(true);
-        active_.erase(it);
+    if (msg.has_batch()) {
+      spdlog::info("server batch messages={}", msg.batch().messages_size());
+      // In order, as if sent one by one; a batch in a batch is ignored.
+      for (const v1::ServerMessage& m : msg.batch().messages()) {
+        if (!m.has_batch()) Handle(m);
       }
-      // A task still queued for a slot is dropped there (its flag is set).
-    } else if (msg.has_ack()) {
-      absl::MutexLock lock(&work_mu_);
-      unacked_.erase(msg.ack().lease_id());
-      if (!msg.ack().accepted()) {
-        spdlog::warn("server refused the result of lease={}: {}", msg.ack().lease_id(),
-                     msg.ack().message());
-      }
+    } else {
+      Handle(msg);
+    }
+  }
+}
+
+void Agent::Handle(const v1::ServerMessage& msg) {
+  if (msg.has_assignment()) {
+    Work w{msg.assignment(), std::make_shared<std::atomic<bool>>(false)};
+    spdlog::info("assigned job={} task={} lease={} attempt={}", w.assignment.job_id(),
+                 w.assignment.task_index(), w.assignment.lease_id(), w.assignment.attempt());
+    absl::MutexLock lock(&work_mu_);
+    active_[w.assignment.lease_id()] = w.cancelled;
+    queue_.push_back(std::move(w));
+    work_cv_.Signal();
+  } else if (msg.has_cancel()) {
+    absl::MutexLock lock(&work_mu_);
+    const uint64_t id = msg.cancel().lease_id();
+    unacked_.erase(id);
+    auto it = active_.find(id);
+    if (it != active_.end()) {
+      spdlog::info("cancel lease={}: {}", it->first, msg.cancel().reason());
+      it->second->store(true);
+      active_.erase(it);
+    }
+    // A task still queued for a slot is dropped there (its flag is set).
+  } else if (msg.has_ack()) {
+    absl::MutexLock lock(&work_mu_);
+    unacked_.erase(msg.ack().lease_id());
+    if (!msg.ack().accepted()) {
+      spdlog::warn("server refused the result of lease={}: {}", msg.ack().lease_id(),
+                   msg.ack().message());
     }
   }
 }

@@ -87,6 +87,8 @@ class Agent final {
   // Sends on the current stream; false if there is none.
   bool Send(const v1::WorkerMessage& msg) ABSL_LOCKS_EXCLUDED(stream_mu_);
   void Serve(grpc::ClientReaderWriter<v1::WorkerMessage, v1::ServerMessage>* stream);
+  // One message from the server (an assignment, a cancellation or an acknowledgement).
+  void Handle(const v1::ServerMessage& msg) ABSL_LOCKS_EXCLUDED(work_mu_);
   void DropAllWork(const std::string& why) ABSL_LOCKS_EXCLUDED(work_mu_);
   // Sends a result and keeps it until the server answers it.
   void SendResult(const v1::WorkerMessage& result) ABSL_LOCKS_EXCLUDED(work_mu_, stream_mu_);
