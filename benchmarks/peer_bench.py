@@ -15,8 +15,9 @@ reelfarm/peer ratios of the medians:
 * ``ffmpeg``: a bicubic x2 upscale of a 240-frame 720p clip on a local farm with one
   worker against the ffmpeg one-liner ``ffmpeg -i in -vf scale=2560:1440:flags=bicubic
   -c:v libx264 -crf 18 -preset veryfast``: wall time, peak memory (the worker's VmHWM
-  against ffmpeg's max RSS) and PSNR per plane against an unencoded ffmpeg scale of the
-  input.
+  against ffmpeg's max RSS), CPU time (user + system of the worker, and of worker and
+  server, against ffmpeg's: the figure to read when other work shares the cores) and
+  PSNR per plane against an unencoded ffmpeg scale of the input.
 
 Usage (after scripts/setup-bench-deps.sh and a build):
     benchmarks/peer_bench.py [--rounds 3] [--only queue|restart|ffmpeg] [--quick]
@@ -319,6 +320,16 @@ def vm_hwm(pid):
         return 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of process PID so far (all its threads), 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def children(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -349,7 +360,9 @@ def ffmpeg_oneliner(clip, out, w, h):
     if status != 0:
         raise RuntimeError("ffmpeg failed")
     del before
-    return {"seconds": s, "peak_bytes": usage.ru_maxrss * 1024}
+    return {"seconds": s, "peak_bytes": usage.ru_maxrss * 1024,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime, "farm_cpu_seconds":
+            usage.ru_utime + usage.ru_stime}
 
 
 def reelfarm_upscale(clip_rel, out_rel, data_dir, chunk=None):
@@ -374,6 +387,8 @@ def reelfarm_upscale(clip_rel, out_rel, data_dir, chunk=None):
                                            stderr=subprocess.DEVNULL).stdout:
             time.sleep(0.05)
         workers = [p for p in children(server.pid)]
+        cpu0 = sum(cpu_seconds(p) for p in workers)
+        server_cpu0 = cpu_seconds(server.pid)
         t0 = time.perf_counter()
         sub = subprocess.run(
             [reelctl, "submit", "upscale", "--input", clip_rel, "--output", out_rel,
@@ -391,7 +406,10 @@ def reelfarm_upscale(clip_rel, out_rel, data_dir, chunk=None):
         if waited.returncode != 0:
             raise RuntimeError("reelfarm job did not succeed: " + waited.stderr)
         peak = max([0] + [vm_hwm(p) for p in workers])
-        return {"seconds": s, "peak_bytes": peak}
+        cpu = sum(cpu_seconds(p) for p in workers) - cpu0
+        server_cpu = cpu_seconds(server.pid) - server_cpu0
+        return {"seconds": s, "peak_bytes": peak, "cpu_seconds": cpu,
+                "farm_cpu_seconds": cpu + server_cpu}
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -427,11 +445,16 @@ def ffmpeg_comparison(rounds, quick, workdir, chunk=None):
             row["psnr"] = psnr_planes(out, clip, 2 * w, 2 * h)
             emit({"bench": "upscale_bicubic_x2", "farm": who, "frames": frames,
                   "seconds": round(row["seconds"], 3),
-                  "peak_mib": round(row["peak_bytes"] / 2**20, 1), "psnr": row["psnr"]})
+                  "peak_mib": round(row["peak_bytes"] / 2**20, 1),
+                  "cpu_seconds": round(row["cpu_seconds"], 3),
+                  "farm_cpu_seconds": round(row["farm_cpu_seconds"], 3), "psnr": row["psnr"]})
     summary = {"summary": "ffmpeg", "rounds": rounds, "frames": frames,
                "chunk": chunk or "default",
                "peer": "ffmpeg -vf scale=flags=bicubic -c:v libx264 -crf 18 -preset veryfast"}
-    for key, better in [("seconds", "lower"), ("peak_bytes", "lower")]:
+    # cpu_seconds: user + system CPU of the worker (reelfarm) or of ffmpeg, for when other
+    # work on the machine makes wall times noisy; farm_cpu_seconds adds the server's.
+    for key, better in [("seconds", "lower"), ("peak_bytes", "lower"), ("cpu_seconds", "lower"),
+                        ("farm_cpu_seconds", "lower")]:
         a = statistics.median(r[key] for r in ours)
         b = statistics.median(r[key] for r in peers)
         summary[key] = {"reelfarm": round(a, 3), "peer": round(b, 3), "ratio": round(a / b, 3),

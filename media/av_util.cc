@@ -322,7 +322,7 @@ absl::StatusOr<std::vector<VideoInput::PacketTimes>> VideoInput::ReadRemainingPa
           "the file is truncated or damaged; give a complete file");
     }
     if (packet_->stream_index == stream_->index) {
-      times.push_back({packet_->pts, packet_->dts, packet_->flags});
+      times.push_back({packet_->pts, packet_->dts, packet_->flags, packet_->size});
       ++packets_read_;
     }
     av_packet_unref(packet_.get());

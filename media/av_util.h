@@ -149,6 +149,7 @@ class VideoInput final {
     int64_t pts = AV_NOPTS_VALUE;
     int64_t dts = AV_NOPTS_VALUE;
     int flags = 0;  // AV_PKT_FLAG_*
+    int size = 0;   // bytes the demuxer read
   };
   // Reads the rest of the file without decoding; returns its video packets' times in
   // file (decode) order.

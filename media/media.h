@@ -134,6 +134,13 @@ class FrameSource {
 
   // Decodes the next frame into `frame`. Returns false at the end of the range.
   virtual absl::StatusOr<bool> Next(Frame* frame) = 0;
+
+  // Carries the source on to frames [begin, end) of the same input when `begin` is the
+  // frame it would give next (once read to its end, its range's end): decoding goes on
+  // from where it is instead of seeking to a keyframe and decoding forward again, and
+  // the frames are those a new source of [begin, end) gives. False, and the source as it
+  // was, otherwise: another frame, a source that failed, or one that cannot.
+  virtual bool ContinueTo(int64_t /*begin*/, int64_t /*end*/) { return false; }
 };
 
 // A decoded frame in its own pixel format and bit depth (yuv420p, yuv422p10le...), for
@@ -191,6 +198,9 @@ class NativeFrameSource {
 
   // The next frame into `frame`. Returns false at the end of the range.
   virtual absl::StatusOr<bool> Next(NativeFrame* frame) = 0;
+
+  // As FrameSource::ContinueTo: the following range of the same movie, decoded on.
+  virtual bool ContinueTo(int64_t /*begin*/, int64_t /*end*/) { return false; }
 };
 
 // The frames of OpenVideoSource(path, begin, end), the same grid frames, as the decoder

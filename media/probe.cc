@@ -1,6 +1,7 @@
 // ProbeVideo and LibraryVersions.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <utility>
@@ -84,6 +85,32 @@ absl::StatusOr<int64_t> IntactCodedFrames(const std::string& path, const Timelin
   }
 }
 
+// Whether the container shows every video packet there in full: an MP4/MOV file whose
+// sample table lists as many samples as the demuxer reads, each read at its listed size
+// and none flagged corrupt. A file cut short reads fewer or shorter ones (or none, its
+// moov atom gone), and is checked by decoding; so is every other container (MPEG-TS
+// gives a cut packet as it is).
+absl::StatusOr<bool> SamplesComplete(const std::string& path) {
+  ASSIGN_OR_RETURN(std::unique_ptr<VideoInput> input, VideoInput::Open(path));
+  const AVInputFormat* format = input->format().iformat;
+  if (format == nullptr || std::strcmp(format->name, "mov,mp4,m4a,3gp,3g2,mj2") != 0) {
+    return false;
+  }
+  ASSIGN_OR_RETURN(const std::vector<VideoInput::PacketTimes> packets,
+                   input->ReadRemainingPacketTimes());
+  // The stream's index is the sample table (its entries in the order the demuxer reads
+  // them); the function takes a non-const stream and only reads it.
+  AVStream* stream = const_cast<AVStream*>(&input->stream());
+  const int listed = avformat_index_get_entries_count(stream);
+  if (listed <= 0 || static_cast<size_t>(listed) != packets.size()) return false;
+  for (int i = 0; i < listed; ++i) {
+    const AVIndexEntry* e = avformat_index_get_entry(stream, i);
+    const VideoInput::PacketTimes& p = packets[static_cast<size_t>(i)];
+    if (e == nullptr || e->size != p.size || (p.flags & AV_PKT_FLAG_CORRUPT) != 0) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
@@ -140,8 +167,14 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path) {
   info.has_audio = input->has_audio();
   info.timecode = input->timecode();
   // A truncated file (its last GOP ends mid-way): the grid ends before the first frame
-  // that does not decode intact, so no worker is asked for it.
-  ASSIGN_OR_RETURN(const int64_t intact, IntactCodedFrames(path, timeline));
+  // that does not decode intact, so no worker is asked for it. An MP4/MOV whose samples
+  // are all there in full was not cut: its last GOP is not decoded to find out (for a
+  // clip of one GOP, a decode of every frame on the submit's path).
+  ASSIGN_OR_RETURN(const bool complete, SamplesComplete(path));
+  int64_t intact = static_cast<int64_t>(timeline.keys.size());
+  if (!complete) {
+    ASSIGN_OR_RETURN(intact, IntactCodedFrames(path, timeline));
+  }
   info.tail_cut_frames = CutGrid(&timeline.grid, intact);
   if (timeline.grid.slot_frame.empty()) {
     return absl::FailedPreconditionError(

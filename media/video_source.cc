@@ -26,6 +26,7 @@ class VideoSource final : public FrameSource {
   absl::StatusOr<bool> Next(Frame* frame) override;
   // The next frame as decoded (a new reference to the decoder's frame).
   absl::StatusOr<bool> NextNative(NativeFrame* frame);
+  bool ContinueTo(int64_t begin, int64_t end) override;
   int rotation() const { return input_->rotation(); }
   const std::string& path() const { return path_; }
 
@@ -48,11 +49,13 @@ class VideoSource final : public FrameSource {
   // Decodes up to the coded frame that slot next_ shows, into shown_. False at the end
   // of the range.
   absl::StatusOr<bool> Advance();
+  absl::StatusOr<bool> Decode();  // Advance's work, within the range
 
   const std::string path_;
-  const int64_t begin_;
-  const int64_t end_;
-  int64_t next_;  // slot of the next frame to return
+  int64_t begin_;
+  int64_t end_;
+  int64_t next_;         // slot of the next frame to return
+  bool failed_ = false;  // a frame failed: where the decoder stands is not known
   Timeline timeline_;
   std::unique_ptr<VideoInput> input_;
   AvFramePtr decoded_;
@@ -135,6 +138,15 @@ absl::StatusOr<int64_t> VideoSource::CodedFrameOf(const AVFrame& decoded) {
   return coded < 0 ? kSkip : coded;
 }
 
+bool VideoSource::ContinueTo(int64_t begin, int64_t end) {
+  if (failed_ || begin != next_ || end < begin) return false;
+  // The decoder stands after the frame slot begin - 1 shows (held in shown_), where a
+  // new source of [begin, end) would have decoded to from the keyframe before it.
+  begin_ = begin;
+  end_ = end;
+  return true;
+}
+
 absl::StatusOr<bool> VideoSource::Next(Frame* frame) {
   ASSIGN_OR_RETURN(bool more, Advance());
   if (!more) return false;
@@ -164,6 +176,13 @@ absl::StatusOr<bool> VideoSource::NextNative(NativeFrame* frame) {
 
 absl::StatusOr<bool> VideoSource::Advance() {
   if (next_ >= end_) return false;
+  failed_ = true;  // until the frame is found
+  ASSIGN_OR_RETURN(bool found, Decode());
+  failed_ = false;
+  return found;
+}
+
+absl::StatusOr<bool> VideoSource::Decode() {
   if (next_ >= slot_count()) return PastEnd();
   const int64_t wanted = timeline_.grid.slot_frame[next_];
   while (shown_frame_ < wanted && !ended_) {
@@ -210,15 +229,20 @@ class NativeVideoSource final : public NativeFrameSource {
   absl::StatusOr<bool> Next(NativeFrame* frame) override {
     ASSIGN_OR_RETURN(bool more, source_->NextNative(frame));
     if (more && !IsNativeYuvFormat(frame->pixel_format())) {
+      failed_ = true;
       return absl::FailedPreconditionError(
           "input '" + source_->path() + "' frame " + std::to_string(frame->index) +
           ": pixel format '" + frame->pixel_format() + "' is not planar YUV; use the RGB path");
     }
     return more;
   }
+  bool ContinueTo(int64_t begin, int64_t end) override {
+    return !failed_ && source_->ContinueTo(begin, end);
+  }
 
  private:
   std::unique_ptr<VideoSource> source_;
+  bool failed_ = false;
 };
 
 }  // namespace

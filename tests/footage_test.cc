@@ -313,6 +313,52 @@ TEST_CASE("a movie that declares no frame rate is refused naming the file and th
   CHECK(CheckOnGrid(src, dir.path()).frame_count == 25);
 }
 
+TEST_CASE("an MP4 cut short in its one GOP is not taken for a complete one",
+          "[unit][media][footage]") {
+  TempDir dir;
+  // The sample table at the front (faststart), so the cut file opens; one GOP, so the
+  // probe has no keyframe near the end to decode from.
+  const fs::path full = dir.path() / "full.mp4";
+  Ffmpeg(std::string(kSrc) + ":d=3 -c:v libx264 -bf 3 -movflags +faststart '" + full.string() +
+         "'");
+  auto complete = ProbeVideo(full.string());
+  REQUIRE(complete.ok());
+  CHECK(complete->frame_count == 72);
+  CHECK(complete->coded_frames == 72);
+  CHECK(complete->tail_cut_frames == 0);
+  const std::string pos = Capture(
+      "ffprobe -v error -select_streams v -show_entries packet=pos "
+      "-of csv=p=0 '" +
+      full.string() + "' | grep -o '[0-9]*' | sed -n '62p;63p'");
+  long long pos62 = 0;
+  long long pos63 = 0;
+  REQUIRE(std::sscanf(pos.c_str(), "%lld %lld", &pos62, &pos63) == 2);
+  const fs::path clip = dir.path() / "cut.mp4";
+  REQUIRE(Run("head -c " + std::to_string((pos62 + pos63) / 2) + " '" + full.string() + "' > '" +
+              clip.string() + "'") == 0);
+  // Its sample table still lists 72 frames; the frames before the cut are the ones
+  // ffmpeg decodes exactly as from the whole file.
+  const auto reference = FfmpegGrid(clip, dir.path());
+  const auto whole_file = FfmpegGrid(full, dir.path());
+  REQUIRE(whole_file.size() == 72);
+  size_t intact = 0;
+  while (intact < reference.size() && intact < whole_file.size() &&
+         reference[intact] == whole_file[intact]) {
+    ++intact;
+  }
+  INFO("ffmpeg delivers " << reference.size() << " frames of the cut file, " << intact
+                          << " intact");
+  REQUIRE(intact < 72);
+  auto info = ProbeVideo(clip.string());
+  INFO(info.status().ToString());
+  REQUIRE(info.ok());
+  // No frame past the cut (decoded to find it, the probe stops at most one short of
+  // ffmpeg's count: 59 of 60 here).
+  CHECK(info->frame_count <= static_cast<int64_t>(intact));
+  CHECK(info->frame_count >= static_cast<int64_t>(intact) - 1);
+  CHECK(info->tail_cut_frames > 0);
+}
+
 TEST_CASE("a clip cut short in its last GOP delivers every frame before the cut",
           "[unit][media][footage]") {
   TempDir dir;

@@ -5,12 +5,14 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/storage.h"
@@ -227,5 +229,99 @@ TEST_CASE("learned models and RGB inputs still take the RGB path",
     const auto low = CompareWithFfmpeg(c.Segment(), seq / "s.%04d.png", "bicubic", 0, 128, 72);
     INFO("lowest PSNR y " << low[0] << " u " << low[1] << " v " << low[2]);
     CHECK(low[0] >= 35.0);
+  }
+}
+
+namespace {
+
+// Runs frames [begin, end) of `c`'s job as chunk `index` on `runner`.
+worker::TaskReport RunChunkOn(worker::TaskRunner& runner, NativeChunk& c, int index, int64_t begin,
+                              int64_t end) {
+  c.a.set_task_index(index);
+  c.a.set_frame_begin(begin);
+  c.a.set_frame_end(end);
+  c.a.set_segment(common::Storage::JobPartsDir(3) + "/chunk_00000" + std::to_string(index) +
+                  ".lease_1.mov");
+  std::atomic<bool> cancelled{false};
+  worker::TaskReport r = runner.Run(
+      c.a, [](int64_t) {}, cancelled);
+  INFO(r.error);
+  REQUIRE(r.ok);
+  CHECK(r.frame_path == "native");
+  CHECK(r.frames_done == end - begin);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("chunks in order on one slot go on with the decoder and write what chunks alone write",
+          "[integration][worker][native]") {
+  NativeChunk c;
+  // One keyframe: alone, chunk k decodes from frame 0.
+  testing::MakeTestClip(c.dir.path() / "plates/a.mp4", 320, 180, 36);
+  c.Set("plates/a.mp4", "renders/a.mp4", "bicubic", 0, 12, "", 18);
+  std::vector<std::string> in_order;
+  {
+    worker::TaskRunner runner(*c.storage, c.options);
+    for (int k = 0; k < 3; ++k) {
+      const worker::TaskReport r = RunChunkOn(runner, c, k, 12 * k, 12 * (k + 1));
+      CHECK(r.continued_decode == (k > 0));
+      in_order.push_back(r.output_digest);
+      const auto low = CompareWithFfmpeg(c.Segment(), c.dir.path() / "plates/a.mp4", "bicubic",
+                                         12 * k, 640, 360);
+      INFO("chunk " << k << " lowest PSNR y " << low[0] << " u " << low[1] << " v " << low[2]);
+      for (double db : low) CHECK(db >= 40.0);
+    }
+  }
+  // Each chunk alone on a new worker: the same bytes.
+  for (int k = 0; k < 3; ++k) {
+    worker::TaskRunner alone(*c.storage, c.options);
+    const worker::TaskReport r = RunChunkOn(alone, c, k, 12 * k, 12 * (k + 1));
+    CHECK_FALSE(r.continued_decode);
+    INFO("chunk " << k);
+    CHECK(r.output_digest == in_order[static_cast<size_t>(k)]);
+  }
+}
+
+TEST_CASE("a chunk goes on only from a decoder of the same file at its first frame",
+          "[integration][worker][native]") {
+  NativeChunk c;
+  const fs::path plate = c.dir.path() / "plates/a.mp4";
+  testing::MakeTestClip(plate, 320, 180, 36);
+  c.Set("plates/a.mp4", "renders/a.mp4", "bicubic", 0, 12);
+  SECTION("out of order") {
+    worker::TaskRunner runner(*c.storage, c.options);
+    CHECK_FALSE(RunChunkOn(runner, c, 1, 12, 24).continued_decode);
+    CHECK_FALSE(RunChunkOn(runner, c, 0, 0, 12).continued_decode);
+    CHECK_FALSE(RunChunkOn(runner, c, 2, 24, 36).continued_decode);  // 12 was next
+  }
+  SECTION("the input replaced between chunks") {
+    worker::TaskRunner runner(*c.storage, c.options);
+    CHECK_FALSE(RunChunkOn(runner, c, 0, 0, 12).continued_decode);
+    const fs::path other = c.dir.path() / "plates/other.mp4";
+    REQUIRE(testing::Run("ffmpeg -nostdin -v error -y -f lavfi -i testsrc=s=320x180:r=24 "
+                         "-frames:v 36 -c:v libx264 -crf 12 -pix_fmt yuv420p '" +
+                         other.string() + "'") == 0);
+    fs::rename(other, plate);
+    const worker::TaskReport r = RunChunkOn(runner, c, 1, 12, 24);
+    CHECK_FALSE(r.continued_decode);
+    // The new file's frames.
+    const auto low = CompareWithFfmpeg(c.Segment(), plate, "bicubic", 12, 640, 360);
+    INFO("lowest PSNR y " << low[0] << " u " << low[1] << " v " << low[2]);
+    for (double db : low) CHECK(db >= 45.0);
+  }
+  SECTION("after the decoder's time is up") {
+    c.options.keep_source_seconds = 1.5;
+    worker::TaskRunner runner(*c.storage, c.options);
+    CHECK_FALSE(RunChunkOn(runner, c, 0, 0, 12).continued_decode);
+    CHECK(RunChunkOn(runner, c, 1, 12, 24).continued_decode);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    CHECK_FALSE(RunChunkOn(runner, c, 2, 24, 36).continued_decode);
+  }
+  SECTION("kept for no time") {
+    c.options.keep_source_seconds = 0;
+    worker::TaskRunner runner(*c.storage, c.options);
+    CHECK_FALSE(RunChunkOn(runner, c, 0, 0, 12).continued_decode);
+    CHECK_FALSE(RunChunkOn(runner, c, 1, 12, 24).continued_decode);
   }
 }

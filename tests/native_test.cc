@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -310,6 +311,128 @@ TEST_CASE("the native source refuses what only the RGB path makes upright",
   CHECK_FALSE(IsNativeYuvFormat("yuva444p10le"));
   CHECK(NativeResizer::Create(640, 360, "rgb48le", ResizeFilter::kBicubic).status().code() ==
         absl::StatusCode::kInvalidArgument);
+}
+
+// Frames [begin, end) of `clip` as the native source gives them: through `source` carried
+// on (ContinueTo) when given, else through a new source of that range.
+std::vector<std::vector<Plane>> ChunkFrames(const fs::path& clip, int64_t begin, int64_t end,
+                                            NativeFrameSource* carried = nullptr) {
+  std::unique_ptr<NativeFrameSource> fresh;
+  NativeFrameSource* source = carried;
+  if (source == nullptr) {
+    auto opened = OpenNativeVideoSource(clip.string(), begin, end);
+    INFO(opened.status().ToString());
+    REQUIRE(opened.ok());
+    fresh = std::move(*opened);
+    source = fresh.get();
+  } else {
+    REQUIRE(source->ContinueTo(begin, end));
+  }
+  std::vector<std::vector<Plane>> frames;
+  NativeFrame f;
+  while (true) {
+    auto more = source->Next(&f);
+    INFO(more.status().ToString());
+    REQUIRE(more.ok());
+    if (!*more) break;
+    CHECK(f.index == begin + static_cast<int64_t>(frames.size()));
+    frames.push_back({SamplesOf(f, 0), SamplesOf(f, 1), SamplesOf(f, 2)});
+  }
+  CHECK(static_cast<int64_t>(frames.size()) == end - begin);
+  return frames;
+}
+
+TEST_CASE("a native source carried on to the next chunk gives the frames a new source gives",
+          "[unit][media][native]") {
+  TempDir dir;
+  struct Clip {
+    const char* name;
+    std::string args;
+    bool cfr;  // ffmpeg's own decode is the grid as it is
+  };
+  const Clip c = GENERATE(
+      Clip{"one_key.mp4", "-f lavfi -i testsrc2=s=160x90:r=24 -frames:v 30 -c:v libx264", true},
+      // Keyframes inside the chunks, B-frames reordered across their boundaries.
+      Clip{"gop7_bf2.mp4",
+           "-f lavfi -i testsrc2=s=160x90:r=24 -frames:v 30 -c:v libx264 -g 7 -bf 2 "
+           "-x264-params scenecut=0",
+           true},
+      // Held and dropped frames on the grid.
+      Clip{"vfr.mkv",
+           "-f lavfi -i testsrc2=s=160x90:r=24:d=2 -vf \"setpts='(N+4*sin(N/5))/(24*TB)'\" "
+           "-fps_mode vfr -c:v libx264 -g 9",
+           false});
+  const fs::path clip = dir.path() / c.name;
+  REQUIRE(Run("ffmpeg -nostdin -v error -y " + c.args + " -pix_fmt yuv420p '" + clip.string() +
+              "'") == 0);
+  auto info = ProbeVideo(clip.string());
+  REQUIRE(info.ok());
+  const int64_t n = std::min<int64_t>(info->frame_count, 30);
+  REQUIRE(n >= 24);
+  // Chunks of 10 frames (the last one shorter), one source carried through them.
+  auto first = OpenNativeVideoSource(clip.string(), 0, 10);
+  REQUIRE(first.ok());
+  NativeFrameSource& source = **first;
+  std::vector<std::vector<Plane>> carried;
+  for (int64_t begin = 0; begin < n; begin += 10) {
+    const int64_t end = std::min<int64_t>(begin + 10, n);
+    std::vector<std::vector<Plane>> chunk;
+    if (begin == 0) {
+      NativeFrame f;
+      while (*source.Next(&f)) chunk.push_back({SamplesOf(f, 0), SamplesOf(f, 1), SamplesOf(f, 2)});
+    } else {
+      chunk = ChunkFrames(clip, begin, end, &source);
+    }
+    const auto alone = ChunkFrames(clip, begin, end);
+    INFO(c.name << ": chunk [" << begin << ", " << end << ")");
+    REQUIRE(chunk.size() == alone.size());
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      INFO("frame " << begin + static_cast<int64_t>(i));
+      CHECK(chunk[i] == alone[i]);
+    }
+    for (auto& f : chunk) carried.push_back(std::move(f));
+  }
+  REQUIRE(static_cast<int64_t>(carried.size()) == n);
+  if (c.cfr) {
+    // And ffmpeg's own decode of the clip, frame by frame.
+    const auto reference = FfmpegFrames(clip, "null", "yuv420p", 160, 90);
+    REQUIRE(static_cast<int64_t>(reference.size()) >= n);
+    for (int64_t i = 0; i < n; ++i) {
+      INFO(c.name << ": frame " << i);
+      CHECK(carried[static_cast<size_t>(i)] == reference[static_cast<size_t>(i)]);
+    }
+  }
+}
+
+TEST_CASE("a native source goes on only from the frame it stands at", "[unit][media][native]") {
+  TempDir dir;
+  const fs::path clip = dir.path() / "clip.mp4";
+  testing::MakeTestClip(clip, 160, 90, 20);
+  auto source = OpenNativeVideoSource(clip.string(), 0, 8);
+  REQUIRE(source.ok());
+  NativeFrame f;
+  for (int i = 0; i < 5; ++i) REQUIRE(*(*source)->Next(&f));
+  // Not read to its end: frame 8 is not next.
+  CHECK_FALSE((*source)->ContinueTo(8, 12));
+  CHECK_FALSE((*source)->ContinueTo(4, 12));  // behind
+  CHECK_FALSE((*source)->ContinueTo(6, 12));  // ahead
+  // Refused, it goes on with its own range.
+  int64_t last = -1;
+  while (*(*source)->Next(&f)) last = f.index;
+  CHECK(last == 7);
+  CHECK_FALSE((*source)->ContinueTo(9, 12));
+  CHECK_FALSE((*source)->ContinueTo(8, 7));  // an empty range the wrong way round
+  REQUIRE((*source)->ContinueTo(8, 12));
+  std::vector<int64_t> got;
+  while (*(*source)->Next(&f)) got.push_back(f.index);
+  CHECK(got == std::vector<int64_t>{8, 9, 10, 11});
+  // Past the movie's end it fails as a new source would, and then goes on no more.
+  REQUIRE((*source)->ContinueTo(12, 25));
+  absl::StatusOr<bool> more = true;
+  while (more.ok() && *more) more = (*source)->Next(&f);
+  CHECK(more.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(f.index == 19);
+  CHECK_FALSE((*source)->ContinueTo(20, 25));
 }
 
 }  // namespace reelfarm::media

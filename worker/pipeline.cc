@@ -7,6 +7,7 @@
 #include <torch/version.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/job_defaults.h"
 #include "common/model_manifest.h"
 #include "media/colour.h"
@@ -212,10 +214,98 @@ struct NativeStages {
   }
 };
 
+// What identifies the movie a chunk reads: its name in the job and the file's identity
+// (device, inode, size, modification and change times), through the descriptor it was
+// opened by; a file replaced or written since has another. "" when unknown.
+std::string InputIdentity(const std::string& name, int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return "";
+  return absl::StrCat(name, "|", st.st_dev, ":", st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec,
+                      ".", st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec, ".", st.st_ctim.tv_nsec);
+}
+
 }  // namespace
 
+// A native chunk's source, kept open after the chunk at the frame after it, for a while
+// (PipelineOptions::keep_source_seconds): the next chunk of the same input that starts there goes
+// on decoding (NativeFrameSource::ContinueTo) instead of seeking to the keyframe before it and
+// decoding forward again. A 240-frame clip with one keyframe in five chunks decodes 720
+// frames without it. A thread of its own drops the source when its time is up.
+class KeptSource {
+ public:
+  explicit KeptSource(double seconds)
+      : keep_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds))) {
+  }
+  ~KeptSource() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+      wake_.Signal();
+    }
+    if (reaper_.joinable()) reaper_.join();
+  }
+  KeptSource(const KeptSource&) = delete;
+  KeptSource& operator=(const KeptSource&) = delete;
+
+  void Keep(std::string key, std::unique_ptr<media::NativeFrameSource> source) {
+    if (keep_ <= Clock::duration::zero()) return;
+    std::unique_ptr<media::NativeFrameSource> old;  // freed after the lock is let go
+    absl::MutexLock lock(&mu_);
+    old = std::move(source_);
+    source_ = std::move(source);
+    key_ = std::move(key);
+    until_ = Clock::now() + keep_;
+    if (!reaper_.joinable()) reaper_ = std::thread([this] { Reap(); });
+    wake_.Signal();
+  }
+
+  // The kept source carried on to [begin, end) when it is of `key` and stands at
+  // `begin`; otherwise null, and the kept source is dropped.
+  std::unique_ptr<media::NativeFrameSource> Take(const std::string& key, int64_t begin,
+                                                 int64_t end) {
+    std::unique_ptr<media::NativeFrameSource> source;
+    bool same = false;
+    {
+      absl::MutexLock lock(&mu_);
+      source = std::move(source_);
+      same = !key.empty() && key == key_;
+    }
+    if (source && same && source->ContinueTo(begin, end)) return source;
+    return nullptr;
+  }
+
+ private:
+  void Reap() {
+    absl::MutexLock lock(&mu_);
+    while (!stop_) {
+      const auto now = Clock::now();
+      if (source_ && now >= until_) {
+        source_.reset();
+        malloc_trim(0);  // as after a chunk: the decoder's memory goes back
+        continue;
+      }
+      if (source_) {
+        wake_.WaitWithTimeout(&mu_, absl::FromChrono(until_ - now));
+      } else {
+        wake_.Wait(&mu_);
+      }
+    }
+  }
+
+  const Clock::duration keep_;
+  absl::Mutex mu_;
+  absl::CondVar wake_;
+  std::unique_ptr<media::NativeFrameSource> source_ ABSL_GUARDED_BY(mu_);
+  std::string key_ ABSL_GUARDED_BY(mu_);
+  Clock::time_point until_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread reaper_;
+};
+
 TaskRunner::TaskRunner(const common::Storage& storage, PipelineOptions options)
-    : storage_(storage), options_(std::move(options)) {}
+    : storage_(storage),
+      options_(std::move(options)),
+      kept_(std::make_unique<KeptSource>(options_.keep_source_seconds)) {}
 
 TaskRunner::~TaskRunner() = default;
 
@@ -304,16 +394,24 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
       sequence_in ? media::FramePath(input_path, a.input_info().first_frame()) : input_path,
       options_.model_path, storage_);
   if (!colour.ok()) return Failure(named(colour.status()), "");
+  bool report_continued = false;
   const media::ColourPipeline* cm = colour->pipeline.get();
   const std::optional<media::ResizeFilter> native =
       NativeFilter(a, **model, *format, sequence_in, cm, options_.frames);
   std::unique_ptr<media::FrameSource> source;
   std::unique_ptr<media::NativeFrameSource> native_source;
+  // The input's identity, to go on with the previous chunk's decoder (KeptSource).
+  const std::string input_key = native ? InputIdentity(up.input(), input_fd->get()) : "";
+  const auto t_open = Clock::now();
   if (native) {
+    native_source = kept_->Take(input_key, decode_begin, decode_end);
+    report_continued = native_source != nullptr;
+  }
+  if (native && !native_source) {
     auto opened = options_.frames.open_native_movie(input_path, decode_begin, decode_end);
     if (!opened.ok()) return Failure(named(opened.status()), "");
     native_source = std::move(*opened);
-  } else {
+  } else if (!native) {
     auto opened = sequence_in ? (cm ? options_.frames.open_scene_referred_image_sequence
                                     : options_.frames.open_image_sequence)(input_path, decode_begin,
                                                                            decode_end)
@@ -321,9 +419,12 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
     if (!opened.ok()) return Failure(named(opened.status()), "");
     source = std::move(*opened);
   }
+  const double open_source_s = Since(t_open);
+  const auto t_sink = Clock::now();
   auto sink =
       OpenSink(a, *format, sequence_out ? out_path.string() : tmp.string(), cm, native.has_value());
   if (!sink.ok()) return Failure(named(sink.status()), "");
+  const double open_sink_s = Since(t_sink);
 
   TaskReport report;
   FirstError error;
@@ -400,9 +501,22 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
     st = absl::InternalError(
         absl::StrCat("wrote ", written, " frames of ", a.frame_end() - a.frame_begin()));
   }
+  const auto t_close = Clock::now();
   if (st.ok()) st = (*sink)->Close();
   sink->reset();
+  const double close_s = Since(t_close);
+  report.continued_decode = report_continued;
+  spdlog::info(
+      "chunk job={} task={} frames=[{}, {}) path={} decoder={} open_source={:.3f} "
+      "open_sink={:.3f} decode={:.3f} {}={:.3f} encode={:.3f} close={:.3f}",
+      a.job_id(), a.task_index(), decode_begin, decode_end, report.frame_path,
+      report_continued ? "continued" : "opened", open_source_s, open_sink_s, decode_s,
+      native ? "resize" : "infer", infer_s, encode_s, close_s);
   if (native) {
+    // Kept for the next chunk of the input when frames follow this one's.
+    if (st.ok() && !input_key.empty() && decode_end < range.input_last + 1) {
+      kept_->Keep(input_key, std::move(native_source));
+    }
     // The encoder's and decoder's memory goes back to the system now: with the heap
     // kept at its peak (KeepFrameBuffersInHeap), each chunk's new encoder would
     // otherwise grow the worker further (595 MiB after 5 chunks against 464 after one,

@@ -28,6 +28,8 @@ class ColourPipeline;
 
 namespace reelfarm::worker {
 
+class KeptSource;  // pipeline.cc
+
 // Where a task's frames come from and go: FFmpeg's sources and sinks (media/)
 // by default. A test injects its own (a slow source, a sink that fails); each opens
 // what the media function of the same shape opens.
@@ -57,6 +59,11 @@ struct PipelineOptions {
   std::string device = "cpu";
   std::string worker_name;
   FrameIo frames;
+  // How long a native chunk's decoder stays open after the chunk, at the frame after it,
+  // for the next chunk of the same input to go on from (TaskReport::continued_decode).
+  // With one worker the next chunk's lease comes within milliseconds; the bound keeps an
+  // idle worker from holding a decoder and its reference frames. 0: never kept.
+  double keep_source_seconds = 5.0;
 };
 
 struct TaskReport {
@@ -75,6 +82,9 @@ struct TaskReport {
   std::string frame_path;
   // Seconds spent in each stage (decode, infer, encode, publish).
   std::map<std::string, double> stage_seconds;
+  // CHUNK: its decoder went on from the previous chunk's on this slot (the one before it
+  // in the same input, kept open: KeptSource), no seek and no frames decoded twice.
+  bool continued_decode = false;
 };
 
 // Runs tasks for one slot. Keeps the models it loaded (a model is used by one thread).
@@ -140,6 +150,8 @@ class TaskRunner final {
   const PipelineOptions options_;
   std::map<std::string, std::unique_ptr<inference::Model>> models_;
   std::map<std::string, std::unique_ptr<inference::Generator>> generators_;
+  // The last native chunk's source, open at the frame after that chunk, for a while.
+  std::unique_ptr<KeptSource> kept_;
 };
 
 // Keeps freed frame buffers in the heap for the next frame. An upscaled 1440p frame
