@@ -53,6 +53,28 @@ std::vector<std::vector<uint8_t>> FfmpegGrid(const fs::path& in, const fs::path&
   return testing::DecodeRgb(ref, "", nullptr, nullptr);
 }
 
+// Copies `full` to `cut` up to the middle of its 63rd packet (in file order), as a copy or
+// a download that stopped does.
+void CutInPacket63(const fs::path& full, const fs::path& cut) {
+  const std::string pos = Capture(
+      "ffprobe -v error -select_streams v -show_entries packet=pos "
+      "-of csv=p=0 '" +
+      full.string() + "' | grep -o '[0-9]*' | sed -n '62p;63p'");
+  long long pos62 = 0;
+  long long pos63 = 0;
+  REQUIRE(std::sscanf(pos.c_str(), "%lld %lld", &pos62, &pos63) == 2);
+  REQUIRE(Run("head -c " + std::to_string((pos62 + pos63) / 2) + " '" + full.string() + "' > '" +
+              cut.string() + "'") == 0);
+}
+
+// How many frames at the start of `cut` equal those of `whole`.
+size_t IntactPrefix(const std::vector<std::vector<uint8_t>>& cut,
+                    const std::vector<std::vector<uint8_t>>& whole) {
+  size_t n = 0;
+  while (n < cut.size() && n < whole.size() && cut[n] == whole[n]) ++n;
+  return n;
+}
+
 std::vector<Frame> ReadChunked(const fs::path& path, int64_t count, int64_t chunk) {
   std::vector<Frame> all;
   for (int64_t b = 0; b < count; b += chunk) {
@@ -326,26 +348,14 @@ TEST_CASE("an MP4 cut short in its one GOP is not taken for a complete one",
   CHECK(complete->frame_count == 72);
   CHECK(complete->coded_frames == 72);
   CHECK(complete->tail_cut_frames == 0);
-  const std::string pos = Capture(
-      "ffprobe -v error -select_streams v -show_entries packet=pos "
-      "-of csv=p=0 '" +
-      full.string() + "' | grep -o '[0-9]*' | sed -n '62p;63p'");
-  long long pos62 = 0;
-  long long pos63 = 0;
-  REQUIRE(std::sscanf(pos.c_str(), "%lld %lld", &pos62, &pos63) == 2);
   const fs::path clip = dir.path() / "cut.mp4";
-  REQUIRE(Run("head -c " + std::to_string((pos62 + pos63) / 2) + " '" + full.string() + "' > '" +
-              clip.string() + "'") == 0);
+  CutInPacket63(full, clip);
   // Its sample table still lists 72 frames; the frames before the cut are the ones
   // ffmpeg decodes exactly as from the whole file.
   const auto reference = FfmpegGrid(clip, dir.path());
   const auto whole_file = FfmpegGrid(full, dir.path());
   REQUIRE(whole_file.size() == 72);
-  size_t intact = 0;
-  while (intact < reference.size() && intact < whole_file.size() &&
-         reference[intact] == whole_file[intact]) {
-    ++intact;
-  }
+  const size_t intact = IntactPrefix(reference, whole_file);
   INFO("ffmpeg delivers " << reference.size() << " frames of the cut file, " << intact
                           << " intact");
   REQUIRE(intact < 72);
@@ -368,16 +378,8 @@ TEST_CASE("a clip cut short in its last GOP delivers every frame before the cut"
   INFO("x264 " << bframes);
   const fs::path full = dir.path() / "full.ts";
   Ffmpeg(std::string(kSrc) + ":d=3 -c:v libx264 -g 24 " + bframes + " '" + full.string() + "'");
-  const std::string pos = Capture(
-      "ffprobe -v error -select_streams v -show_entries packet=pos "
-      "-of csv=p=0 '" +
-      full.string() + "' | grep -o '[0-9]*' | sed -n '62p;63p'");
-  long long pos62 = 0;
-  long long pos63 = 0;
-  REQUIRE(std::sscanf(pos.c_str(), "%lld %lld", &pos62, &pos63) == 2);
   const fs::path clip = dir.path() / "cut.ts";
-  REQUIRE(Run("head -c " + std::to_string((pos62 + pos63) / 2) + " '" + full.string() + "' > '" +
-              clip.string() + "'") == 0);
+  CutInPacket63(full, clip);
 
   // ffmpeg's own decode of the cut file delivers its damaged frames too (concealed);
   // the frames before the cut are those it decodes exactly as from the whole file.
@@ -385,8 +387,7 @@ TEST_CASE("a clip cut short in its last GOP delivers every frame before the cut"
   const auto whole_file = FfmpegGrid(full, dir.path());
   REQUIRE(whole_file.size() == 72);
   REQUIRE(reference.size() < 72);
-  size_t intact = 0;
-  while (intact < reference.size() && reference[intact] == whole_file[intact]) ++intact;
+  const size_t intact = IntactPrefix(reference, whole_file);
   INFO("ffmpeg delivers " << reference.size() << " frames of the cut file, " << intact
                           << " intact");
   REQUIRE(intact >= 48);               // the cut is in the last GOP
