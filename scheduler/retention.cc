@@ -65,8 +65,11 @@ absl::StatusOr<Scheduler::PurgeResult> Scheduler::Purge(const PurgeRequest& requ
       Job deleted;
       deleted.id = job.id;
       w.push_back({JobStore::Write::Kind::kDeleteJob, std::move(deleted), {}});
-      jobs_.erase(job.id);
       active_.erase(job.id);
+      if (auto it = jobs_.find(job.id); it != jobs_.end()) {
+        RecountQueuedLocked(it->second);  // no longer counted in the queue
+        jobs_.erase(it);
+      }
       dependents_.erase(job.id);
       // Its own entries among its dependencies' dependents.
       for (int64_t dep : job.spec.depends_on) {

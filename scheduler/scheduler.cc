@@ -96,6 +96,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Cl
       e.tasks.reserve(task_count);
       Prefault(e.tasks.data(), task_count * sizeof(Task));
       if (!IsTerminal(e.job.state)) s->active_.insert(s->active_.end(), e.job.id);
+      if (e.job.state == JobState::kWaiting) s->unprobed_.insert(s->unprobed_.end(), e.job.id);
       for (int64_t dep : e.job.spec.depends_on) s->dependents_[dep].push_back(e.job.id);
       if (!e.job.spec.request_id.empty()) {
         s->request_ids_[{e.job.spec.project, e.job.spec.request_id}] = e.job.id;
@@ -153,6 +154,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(JobStore* store, Cl
         max_lease = std::max(max_lease, lease.id);
       }
     }
+    s->RecountQueuedLocked(e);
   }
   // Lease ids stay above any handed out before (by this server or an earlier leader).
   const uint64_t first = s->options_.lease_epoch > 0
@@ -253,6 +255,19 @@ void Scheduler::AddTasksLocked(JobEntry& e, std::vector<Task> tasks, Writes* w) 
   e.tasks = std::move(tasks);
   e.progress.assign(e.tasks.size(), 0);
   e.ready_since.assign(e.tasks.size(), now);
+  RecountQueuedLocked(e);
+}
+
+void Scheduler::RecountQueuedLocked(JobEntry& e) {
+  int64_t queued = 0;
+  if (active_.count(e.job.id) > 0) {
+    queued = static_cast<int64_t>(e.ready_chunks.size()) +
+             (e.assemble_index >= 0 && e.tasks[e.assemble_index].state == TaskState::kPending);
+  }
+  if (queued == e.queued_counted) return;
+  queued_tasks_ += queued - e.queued_counted;
+  projects_[e.job.spec.project].queued += queued - e.queued_counted;
+  e.queued_counted = queued;
 }
 
 absl::StatusOr<JobView> Scheduler::Submit(JobSpec spec, std::optional<MediaInfo> input_info) {
@@ -298,15 +313,9 @@ absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
   }
   // Admission.
   const int64_t adding = static_cast<int64_t>(tasks.size());
-  int64_t queued_total = 0, queued_project = 0;
-  for (int64_t active : active_) {
-    const JobEntry& e = jobs_.at(active);
-    const int64_t pending =
-        static_cast<int64_t>(e.ready_chunks.size()) +
-        (e.assemble_index >= 0 && e.tasks[e.assemble_index].state == TaskState::kPending);
-    queued_total += pending;
-    if (e.job.spec.project == spec.project) queued_project += pending;
-  }
+  const int64_t queued_total = queued_tasks_;
+  auto project_it = projects_.find(spec.project);
+  const int64_t queued_project = project_it == projects_.end() ? 0 : project_it->second.queued;
   const ProjectPolicy& policy = PolicyFor(spec.project);
   const int64_t project_limit =
       policy.max_queued ? policy.max_queued : options_.max_queued_tasks_per_project;
@@ -356,6 +365,8 @@ absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
   w.push_back({Write::Kind::kInsertJob, e.job, {}});
   AddTasksLocked(e, std::move(tasks), &w);
   active_.insert(id);
+  RecountQueuedLocked(e);
+  if (e.job.state == JobState::kWaiting && e.tasks.empty()) unprobed_.insert(id);
   for (int64_t dep : e.job.spec.depends_on) dependents_[dep].push_back(id);
   if (!e.job.spec.request_id.empty()) {
     request_ids_[{e.job.spec.project, e.job.spec.request_id}] = id;
@@ -436,6 +447,7 @@ void Scheduler::SetTaskLocked(JobEntry& e, const Task& t, Writes* w) {
     e.ready_since[t.index] = clock_->NowMs();
   }
   old = t;
+  RecountQueuedLocked(e);
   Write& write = w->emplace_back();  // built in place, as in AddTasksLocked
   write.kind = Write::Kind::kUpdateTask;
   write.task = t;
@@ -448,6 +460,8 @@ void Scheduler::SetJobLocked(JobEntry& e, Job job, Writes* w) {
   } else {
     active_.insert(e.job.id);
   }
+  RecountQueuedLocked(e);
+  if (e.job.state == JobState::kWaiting && e.tasks.empty()) unprobed_.insert(e.job.id);
   w->push_back({Write::Kind::kUpdateJob, e.job, {}});
 }
 

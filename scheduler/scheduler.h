@@ -220,7 +220,7 @@ class Scheduler final {
   // Jobs whose dependencies succeeded but whose input was not there to probe at
   // submit: the server admits each again (probing its input) and calls Activate with
   // the input it found, or FailJob with the reason it refused it.
-  std::vector<std::pair<int64_t, JobSpec>> JobsToActivate() const;
+  std::vector<std::pair<int64_t, JobSpec>> JobsToActivate();
   absl::Status Activate(int64_t job_id, const MediaInfo& input_info);
   absl::Status FailJob(int64_t job_id, const std::string& error);
 
@@ -314,6 +314,9 @@ class Scheduler final {
     int chunks_total = 0;
     int chunks_succeeded = 0;
     int assemble_index = -1;
+    // Its pending tasks as counted in queued_tasks_ and its project's `queued` (0 once
+    // it is no longer active): RecountQueuedLocked keeps the sums without a walk.
+    int64_t queued_counted = 0;
   };
   struct WorkerEntry {
     WorkerInfo info;
@@ -329,6 +332,7 @@ class Scheduler final {
   struct ProjectEntry {
     int running = 0;
     int64_t leased_total = 0;
+    int64_t queued = 0;  // pending tasks of its active jobs
   };
   using Writes = std::vector<JobStore::Write>;
 
@@ -339,6 +343,9 @@ class Scheduler final {
   JobEntry* FindLocked(int64_t job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddTasksLocked(JobEntry& e, std::vector<Task> tasks, Writes* w)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings queued_tasks_ and the project's `queued` up to date with `e`'s pending tasks
+  // (none unless it is active). Called wherever those or its being active change.
+  void RecountQueuedLocked(JobEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static std::vector<Task> MakeTasks(const JobSpec& spec, const MediaInfo& info);
   // Queued, running or waiting, from the job's dependencies and history.
   JobState NaturalStateLocked(const JobEntry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -405,6 +412,12 @@ class Scheduler final {
   int64_t next_job_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<int64_t, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
   std::set<int64_t> active_ ABSL_GUARDED_BY(mu_);  // jobs not in a terminal state
+  // Pending tasks of active jobs (what admission limits), kept by RecountQueuedLocked.
+  int64_t queued_tasks_ ABSL_GUARDED_BY(mu_) = 0;
+  // Jobs that went waiting before their input was probed, and some that since left that
+  // state (JobsToActivate drops those): the dispatcher looks only at these, not at
+  // every active job.
+  std::set<int64_t> unprobed_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, std::vector<int64_t>> dependents_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, int64_t> request_ids_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);

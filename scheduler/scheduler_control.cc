@@ -147,12 +147,20 @@ void Scheduler::WakeDependentsLocked(int64_t job_id, Writes* w) {
   }
 }
 
-std::vector<std::pair<int64_t, JobSpec>> Scheduler::JobsToActivate() const {
+std::vector<std::pair<int64_t, JobSpec>> Scheduler::JobsToActivate() {
   absl::MutexLock lock(&mu_);
   std::vector<std::pair<int64_t, JobSpec>> out;
-  for (int64_t id : active_) {
-    const JobEntry& e = jobs_.at(id);
-    if (e.job.state != JobState::kWaiting || !e.tasks.empty()) continue;
+  for (auto id_it = unprobed_.begin(); id_it != unprobed_.end();) {
+    const int64_t id = *id_it;
+    auto job_it = jobs_.find(id);
+    // Gone, probed or ended since: a job comes back here only by going waiting again.
+    if (job_it == jobs_.end() || job_it->second.job.state != JobState::kWaiting ||
+        !job_it->second.tasks.empty()) {
+      id_it = unprobed_.erase(id_it);
+      continue;
+    }
+    ++id_it;
+    const JobEntry& e = job_it->second;
     bool ready = true;
     for (int64_t dep : e.job.spec.depends_on) {
       auto it = jobs_.find(dep);

@@ -40,6 +40,9 @@ constexpr int kCheckpointPages = 1000;
 // leaves the WAL this long checkpoints it itself (PASSIVE, copying only what the
 // background checkpoints have not), so the WAL never grows without bound.
 constexpr int kInlineCheckpointPages = 4 * kCheckpointPages;
+// The WAL's length laid out on disk at open (LayOutWal): room for the frames it holds
+// between background checkpoints twice over (a frame is a page and a 24-byte header).
+constexpr int64_t kWalLayoutBytes = 2 * kCheckpointPages * (4096 + 24);
 
 // Forward-only: step i brings the schema from version i to i + 1. Never edit a
 // shipped step; append one.
@@ -500,6 +503,47 @@ class SqliteJobStore final : public JobStore {
     return CheckUpdated(job, absl::StrCat("job ", id));
   }
 
+  // Writes the WAL file out to kWalLayoutBytes of zeros while it holds no frames, as
+  // PostgreSQL zero-fills a WAL segment before use. SQLite starts the WAL over from its
+  // beginning after each complete checkpoint and never shortens it, so commits then
+  // write over blocks the file already has: the COMMIT's fdatasync flushes the frames
+  // alone, not the file's new length and blocks too (on ext4, about half the sync's
+  // time; otherwise the first ~1,000 pages after each start pay it). A WAL whose header
+  // is zeros holds no frames to SQLite (its recovery stops at the header). Done only
+  // after a TRUNCATE checkpoint emptied it, under the write lock; anything else (another
+  // connection reading or writing) leaves the WAL as it is.
+  absl::Status LayOutWal() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    int wal_frames = -1, checkpointed = -1;
+    if (sqlite3_wal_checkpoint_v2(conn_.db(), "main", SQLITE_CHECKPOINT_TRUNCATE, &wal_frames,
+                                  &checkpointed) != SQLITE_OK ||
+        wal_frames != 0) {
+      return absl::OkStatus();
+    }
+    return InTransaction(conn_, /*write=*/true, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      sqlite3_file* wal = nullptr;
+      if (sqlite3_file_control(conn_.db(), "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) !=
+              SQLITE_OK ||
+          wal == nullptr || wal->pMethods == nullptr) {
+        return absl::OkStatus();
+      }
+      sqlite3_int64 size = -1;
+      int rc = wal->pMethods->xFileSize(wal, &size);
+      if (rc != SQLITE_OK) return conn_.Error(rc, "size the WAL");
+      if (size != 0) return absl::OkStatus();  // written since the checkpoint
+      // 64 KiB a write: the unix VFS writes at most 128 KiB in one call.
+      const std::vector<char> zeros(64 << 10, 0);
+      for (int64_t at = 0; at < kWalLayoutBytes; at += static_cast<int64_t>(zeros.size())) {
+        const int n = static_cast<int>(
+            std::min<int64_t>(static_cast<int64_t>(zeros.size()), kWalLayoutBytes - at));
+        rc = wal->pMethods->xWrite(wal, zeros.data(), n, at);
+        if (rc != SQLITE_OK) return conn_.Error(rc, "lay out the WAL");
+      }
+      rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);  // its length and blocks too
+      if (rc != SQLITE_OK) return conn_.Error(rc, "sync the laid-out WAL");
+      return absl::OkStatus();
+    });
+  }
+
   // Steps an UPDATE of one row; NOT_FOUND when it matched none.
   absl::Status CheckUpdated(Call& call, const std::string& row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     RETURN_IF_ERROR(call.Step(absl::StrCat("update ", row)).status());
@@ -524,6 +568,7 @@ class SqliteJobStore final : public JobStore {
     RETURN_IF_ERROR(conn_.Exec("PRAGMA synchronous=FULL", "set synchronous"));
     RETURN_IF_ERROR(conn_.Exec("PRAGMA foreign_keys=ON", "enable foreign keys"));
     RETURN_IF_ERROR(Migrate());
+    RETURN_IF_ERROR(LayOutWal());
     // Checkpoints in the background instead of inside a COMMIT (this hook replaces
     // SQLite's auto-checkpoint).
     ASSIGN_OR_RETURN(checkpointer_, Checkpointer::Start(conn_.path()));

@@ -242,6 +242,83 @@ TEST_CASE("dependencies: a job on another job's output gets its tasks when it su
   CHECK(after->job.input_info.frame_count == 4);
 }
 
+TEST_CASE("dependencies: a waiting job cancelled and retried is activated after a restart too",
+          "[unit][policy]") {
+  Farm f;
+  const int64_t first = f.Submit(Spec("a"), 1);
+  JobSpec chained = Spec("a");
+  chained.depends_on = {first};
+  chained.upscale.input = "out_a.mp4";
+  auto v = f.sched->Submit(chained, std::nullopt);
+  REQUIRE(v.ok());
+  REQUIRE(f.sched->Cancel(v->job.id).ok());
+  f.sched->RegisterWorker(Worker("w"));
+  for (int i = 0; i < 2; ++i) {
+    auto a = f.sched->LeaseNext("w");
+    REQUIRE(a);
+    REQUIRE(f.sched->Complete("w", a->lease.id, Ok()).ok());
+  }
+  // Cancelled: not activated, though its dependency succeeded.
+  CHECK(f.sched->JobsToActivate().empty());
+  REQUIRE(f.sched->Retry(v->job.id).ok());
+  CHECK(f.State(v->job.id) == JobState::kWaiting);
+  auto ready = f.sched->JobsToActivate();
+  REQUIRE(ready.size() == 1);
+  CHECK(ready[0].first == v->job.id);
+  // The same job found waiting in the store by a new scheduler.
+  f.sched.reset();
+  auto again = Scheduler::Create(f.store.get(), &f.clock, {});
+  REQUIRE(again.ok());
+  f.sched = std::move(*again);
+  ready = f.sched->JobsToActivate();
+  REQUIRE(ready.size() == 1);
+  CHECK(ready[0].first == v->job.id);
+  REQUIRE(f.sched->Activate(v->job.id, Frames(2)).ok());
+  CHECK(f.State(v->job.id) == JobState::kQueued);
+  CHECK(f.sched->JobsToActivate().empty());
+}
+
+TEST_CASE("admission counts the queue through leases, failures, cancel, retry and a restart",
+          "[unit][policy]") {
+  SchedulerOptions o;
+  o.max_queued_tasks = 8;
+  o.max_queued_tasks_per_project = 6;
+  Farm f(o);
+  // The refusal of a 2-task job (1 chunk + assemble) in `project`, naming `count`.
+  auto refused = [&](const std::string& project, const std::string& count) {
+    auto r = f.sched->Submit(Spec(project), Frames(1));
+    INFO(r.status().ToString());
+    return r.status().code() == absl::StatusCode::kResourceExhausted &&
+           r.status().message().find(count) != absl::string_view::npos;
+  };
+  const int64_t a = f.Submit(Spec("a"), 4);  // 4 chunks + assemble: 5 queued in 'a'
+  CHECK(refused("a", "project 'a' has 5 queued tasks"));
+  // A leased task leaves the queue; one that fails and will be tried again is back in it.
+  f.sched->RegisterWorker(Worker("w"));
+  auto lease = f.sched->LeaseNext("w");
+  REQUIRE(lease);
+  CHECK(f.sched->Submit(Spec("a"), Frames(1)).ok());  // 'a': 4 + 2
+  REQUIRE(f.sched->Complete("w", lease->lease.id, Fail("out of memory", true)).ok());
+  CHECK(refused("b", "the farm has 7 queued tasks"));
+  // Cancelled, its tasks leave the queue; retried, they come back.
+  REQUIRE(f.sched->Cancel(a).ok());
+  CHECK(f.sched->Submit(Spec("b"), Frames(1)).ok());  // 'a' 2, 'b' 2
+  CHECK(f.sched->Submit(Spec("a"), Frames(1)).ok());  // 'a' 4
+  REQUIRE(f.sched->Retry(a).ok());                    // 'a' 4 + 5
+  CHECK(refused("b", "the farm has 11 queued tasks"));
+  CHECK(refused("a", "project 'a' has 9 queued tasks"));
+  // A new scheduler on the same store counts the same queue.
+  f.sched.reset();
+  auto again = Scheduler::Create(f.store.get(), &f.clock, o);
+  REQUIRE(again.ok());
+  f.sched = std::move(*again);
+  CHECK(refused("b", "the farm has 11 queued tasks"));
+  CHECK(refused("a", "project 'a' has 9 queued tasks"));
+  const auto stats = f.sched->GetStats();
+  CHECK(stats.projects.at("a").tasks_queued == 9);
+  CHECK(stats.projects.at("b").tasks_queued == 2);
+}
+
 TEST_CASE("retries: on another worker, up to max_attempts", "[unit][policy]") {
   Farm f;
   JobSpec spec = Spec("a");

@@ -1,6 +1,7 @@
 // SqliteJobStore's WAL checkpoints, which run on their own connection and thread
 // rather than inside a COMMIT: the WAL is copied into the database file while the store
-// is open, it stays bounded however much is committed, and a reopen sees every commit.
+// is open, it stays bounded however much is committed, and a reopen sees every commit;
+// it is laid out on disk at open, so that commits write over it.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -94,6 +95,38 @@ TEST_CASE("SqliteJobStore keeps the WAL bounded however much is committed", "[un
   REQUIRE(snap.ok());
   CHECK(snap->jobs.size() == kJobs);
   CHECK(snap->jobs.back().spec.name == std::string(15000, static_cast<char>('a' + kJobs % 26)));
+}
+
+TEST_CASE("SqliteJobStore lays out the WAL at open and commits write over it, losing none",
+          "[unit][store]") {
+  TempDir dir;
+  const std::filesystem::path db = dir.path() / "jobs.db";
+  const std::filesystem::path wal = dir.path() / "jobs.db-wal";
+  std::unique_ptr<JobStore> store = Open(db.string());
+  // Laid out before the first commit: room for 2,000 frames (twice the background
+  // checkpoint's threshold).
+  const int64_t laid = FileSize(wal);
+  CHECK(laid >= 2000 * (kPage + 24));
+  // About 400 pages: each commit writes over the laid-out file, which does not grow.
+  for (int64_t id = 1; id <= 100; ++id) {
+    REQUIRE(store->Commit(BigJob(id)).ok());
+    REQUIRE(FileSize(wal) == laid);
+  }
+  // A second store opened on the file while the first's commits are still in the WAL:
+  // they are checkpointed before the WAL is laid out again, and both go on committing.
+  std::unique_ptr<JobStore> second = Open(db.string());
+  REQUIRE(store->Commit(BigJob(101)).ok());
+  REQUIRE(second->Commit(BigJob(102)).ok());
+  store.reset();
+  second.reset();
+  store = Open(db.string());
+  auto snap = store->LoadAll();
+  REQUIRE(snap.ok());
+  REQUIRE(snap->jobs.size() == 102);
+  for (int64_t id = 1; id <= 102; ++id) {
+    CHECK(snap->jobs[id - 1].id == id);
+    CHECK(snap->jobs[id - 1].spec.name == std::string(15000, static_cast<char>('a' + id % 26)));
+  }
 }
 
 }  // namespace
