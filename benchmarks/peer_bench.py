@@ -20,8 +20,9 @@ reelfarm/peer ratios of the medians:
   PSNR per plane against an unencoded ffmpeg scale of the input.
 
 Usage (after scripts/setup-bench-deps.sh and a build):
-    benchmarks/peer_bench.py [--rounds 3] [--only queue|restart|ffmpeg] [--quick]
-``--only restart``: the queue comparison's restart figure alone (~1M queued tasks each).
+    benchmarks/peer_bench.py [--rounds 3] [--only queue|submit|restart|ffmpeg] [--quick]
+``--only restart``: the queue comparison's restart figure alone (~1M queued tasks each);
+``--only submit``: its submit latency alone.
 """
 
 import argparse
@@ -149,8 +150,9 @@ def start_celery_workers(n, env, app_dir):
     return procs
 
 
-def celery_queue(quick, workdir, restart_only=False):
-    """One round of the Celery + Redis figures (only the restart one with RESTART_ONLY)."""
+def celery_queue(quick, workdir, part="queue"):
+    """One round of the Celery + Redis figures (PART: queue for all, submit or restart)."""
+    restart_only = part == "restart"
     sys.path.insert(0, "")
     redis_srv = Redis(workdir)
     redis_srv.start()
@@ -187,7 +189,7 @@ def celery_queue(quick, workdir, restart_only=False):
         client.delete("celery")
 
         # Dispatch: workers connected, then N tasks published, until all are acked.
-        for workers in () if restart_only else (1, 16):
+        for workers in () if part != "queue" else (1, 16):
             tasks = 2000 if quick else (10001 if workers == 1 else 30003)
             procs = start_celery_workers(workers, env, app_dir)
             try:
@@ -213,6 +215,8 @@ def celery_queue(quick, workdir, restart_only=False):
             emit({"bench": "dispatch", "farm": "celery+redis", "workers": workers,
                   "tasks": tasks, "seconds": round(s, 3), "tasks_per_s": round(tasks / s)})
 
+        if part == "submit":
+            return out
         # Restart with ~1M queued tasks: real Celery messages (one published, copied with
         # fresh ids), the AOF rewritten, SIGKILL, then until the queue answers.
         queued = 20020 if quick else 1000100  # what bench_scheduler queues
@@ -255,10 +259,10 @@ def celery_queue(quick, workdir, restart_only=False):
     return out
 
 
-def reelfarm_queue(quick, restart_only=False):
+def reelfarm_queue(quick, part="queue"):
     """One round of bench_scheduler (SQLite, synchronous=FULL)."""
     exe = os.path.join(BUILD, "benchmarks", "bench_scheduler")
-    args = (["--quick"] if quick else []) + (["--only", "restart"] if restart_only else [])
+    args = (["--quick"] if quick else []) + (["--only", part] if part != "queue" else [])
     proc = subprocess.run([exe] + args, check=True,
                           stdout=subprocess.PIPE, text=True)
     out = {}
@@ -279,27 +283,29 @@ def reelfarm_queue(quick, restart_only=False):
     return out
 
 
-def queue_comparison(rounds, quick, workdir, restart_only=False):
+def queue_comparison(rounds, quick, workdir, part="queue"):
     ours, peers = [], []
     for r in range(rounds):
         if r % 2 == 0:
-            ours.append(reelfarm_queue(quick, restart_only))
-            peers.append(celery_queue(quick, workdir, restart_only))
+            ours.append(reelfarm_queue(quick, part))
+            peers.append(celery_queue(quick, workdir, part))
         else:
-            peers.append(celery_queue(quick, workdir, restart_only))
-            ours.append(reelfarm_queue(quick, restart_only))
+            peers.append(celery_queue(quick, workdir, part))
+            ours.append(reelfarm_queue(quick, part))
 
     def med(runs, key, sub=None):
         return statistics.median(r[key][sub] if sub else r[key] for r in runs)
 
     summary = {"summary": "queue", "rounds": rounds, "peer": "celery 5.2 + redis 7 (fsync always)"}
-    if not restart_only:
+    if part == "queue":
         # The simulated reelfarm workers' prefetch per slot (Celery's: multiplier 1).
         summary["reelfarm_dispatch_prefetch"] = ours[0]["dispatch_prefetch"]
     for key, sub, better in [("submit", "p50_ms", "lower"), ("submit", "p99_ms", "lower"),
                              ("dispatch1", None, "higher"), ("dispatch16", None, "higher"),
                              ("restart", None, "lower"), ("bytes_per_task", None, "lower")]:
-        if restart_only and key not in ("restart", "bytes_per_task"):
+        if part == "restart" and key not in ("restart", "bytes_per_task"):
+            continue
+        if part == "submit" and key != "submit":
             continue
         name = f"{key}_{sub}" if sub else key
         a, b = med(ours, key, sub), med(peers, key, sub)
@@ -470,7 +476,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["queue", "restart", "ffmpeg"])
+    parser.add_argument("--only", choices=["queue", "submit", "restart", "ffmpeg"])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--chunk", type=int,
                         help="ffmpeg comparison: the farm job's frames per chunk (default: the "
@@ -482,8 +488,8 @@ def main():
             sys.exit(f"peer_bench: {tool} not found; run scripts/setup-bench-deps.sh")
     workdir = tempfile.mkdtemp(prefix="reelfarm-peer-")
     try:
-        if args.only in (None, "queue", "restart"):
-            queue_comparison(args.rounds, args.quick, workdir, args.only == "restart")
+        if args.only in (None, "queue", "submit", "restart"):
+            queue_comparison(args.rounds, args.quick, workdir, args.only or "queue")
         if args.only in (None, "ffmpeg"):
             ffmpeg_comparison(args.rounds, args.quick, workdir, args.chunk)
     finally:

@@ -9,6 +9,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 #include <algorithm>
@@ -82,8 +83,32 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(const fs::path& root) {
   return std::make_unique<LocalStorage>(std::move(canonical));
 }
 
-absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
-                                          absl::string_view field) const {
+namespace {
+
+// Where `existing` (a path that exists, or the root) leads, as fs::canonical finds it,
+// in three system calls: the kernel resolves it once (open O_PATH), and the name of the
+// descriptor is that resolution. fs::canonical reads each component as a link in turn
+// (a call each), and this runs for every path of every submit. Falls back to
+// fs::weakly_canonical where the descriptor's name is not a plain path (no /proc).
+fs::path RealPath(const fs::path& existing, std::error_code& ec) {
+  const int fd = ::open(existing.c_str(), O_PATH | O_CLOEXEC);
+  if (fd >= 0) {
+    char name[PATH_MAX];
+    const ssize_t n =
+        ::readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), name, sizeof(name) - 1);
+    ::close(fd);
+    if (n > 0 && static_cast<size_t>(n) < sizeof(name) - 1 && name[0] == '/') {
+      ec.clear();
+      return fs::path(std::string(name, static_cast<size_t>(n)));
+    }
+  }
+  return fs::weakly_canonical(existing, ec);
+}
+
+}  // namespace
+
+absl::StatusOr<std::pair<fs::path, fs::path>> Storage::ResolveReal(absl::string_view relative,
+                                                                   absl::string_view field) const {
   if (relative.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, " is empty; give a path relative to the storage root"));
@@ -116,7 +141,7 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
     if (fs::exists(st)) break;
     existing = existing.parent_path();
   }
-  fs::path real = fs::weakly_canonical(existing, ec);
+  fs::path real = RealPath(existing, ec);
   if (ec) {
     return absl::PermissionDeniedError(absl::StrCat(field, " '", relative, "': ", ec.message()));
   }
@@ -125,24 +150,25 @@ absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
     return absl::PermissionDeniedError(absl::StrCat(
         field, " '", relative, "' resolves outside the storage root (through a symbolic link)"));
   }
-  return full;
+  return std::make_pair(std::move(full), std::move(real));
+}
+
+absl::StatusOr<fs::path> Storage::Resolve(absl::string_view relative,
+                                          absl::string_view field) const {
+  ASSIGN_OR_RETURN(auto resolved, ResolveReal(relative, field));
+  return std::move(resolved.first);
 }
 
 absl::StatusOr<fs::path> Storage::ResolveJobPath(absl::string_view relative,
                                                  absl::string_view field) const {
-  ASSIGN_OR_RETURN(fs::path full, Resolve(relative, field));
+  ASSIGN_OR_RETURN(auto resolved, ResolveReal(relative, field));
+  const auto& [full, real] = resolved;
   const auto reserved = [&](const fs::path& p) {
     const fs::path rel = p.lexically_relative(root_);
     return !rel.empty() && *rel.begin() == kFarmDir;
   };
-  std::error_code ec;
   // The name as given, and where the part of it that exists leads.
-  fs::path existing = full;
-  while (!existing.empty() && existing != root_ && !fs::exists(fs::symlink_status(existing, ec))) {
-    existing = existing.parent_path();
-  }
-  const fs::path real = fs::weakly_canonical(existing, ec);
-  if (reserved(full.lexically_normal()) || (!ec && reserved(real))) {
+  if (reserved(full.lexically_normal()) || reserved(real)) {
     return absl::PermissionDeniedError(
         absl::StrCat(field, " '", relative, "' lies in the farm's own folder '", kFarmDir,
                      "' (job scratch and segments); give a path outside it"));

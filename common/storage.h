@@ -155,6 +155,10 @@ class Storage {
   explicit Storage(std::filesystem::path root) : root_(std::move(root)) {}
 
  private:
+  // Resolve()'s work: the full path, and where the part of it that exists leads (its
+  // real path: beneath the root, or Resolve() fails).
+  absl::StatusOr<std::pair<std::filesystem::path, std::filesystem::path>> ResolveReal(
+      absl::string_view relative, absl::string_view field) const;
   // A copy of `staged` beside `final_path` (on another file system than the staging
   // folder: link(2) cannot cross it), written and fsynced, at `*copy`.
   absl::Status CopyBeside(const std::filesystem::path& staged,

@@ -59,6 +59,23 @@ TEST_CASE("paths resolve beneath the storage root only", "[unit][storage]") {
   fs::create_directory_symlink(dir.path() / "outside", dir.path() / "root/escape");
   auto link = storage.Resolve("escape/x.mp4", "upscale.input");
   CHECK(link.status().code() == absl::StatusCode::kPermissionDenied);
+  // So is a link to a file outside; an absolute link that stays inside, and a relative
+  // one to it, are followed.
+  std::ofstream(dir.path() / "outside/secret.mp4") << "x";
+  fs::create_symlink(dir.path() / "outside/secret.mp4", dir.path() / "root/shots/secret.mp4");
+  CHECK(storage.Resolve("shots/secret.mp4", "upscale.input").status().code() ==
+        absl::StatusCode::kPermissionDenied);
+  fs::create_directories(dir.path() / "root/shots/v003");
+  std::ofstream(dir.path() / "root/shots/v003/plate.mp4") << "x";
+  fs::create_directory_symlink(dir.path() / "root/shots/v003", dir.path() / "root/shots/latest");
+  fs::create_directory_symlink("latest", dir.path() / "root/shots/current");
+  for (const char* p : {"shots/latest/plate.mp4", "shots/current/plate.mp4",
+                        "shots/current/new.mp4", "shots/latest"}) {
+    INFO(p);
+    auto r = storage.Resolve(p, "upscale.input");
+    REQUIRE(r.ok());
+    CHECK(*r == storage.root() / p);
+  }
 }
 
 TEST_CASE("files open beneath the root at the time of use", "[unit][storage]") {
