@@ -1,5 +1,11 @@
 #include "common/model_manifest.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <fstream>
 #include <set>
@@ -270,6 +276,71 @@ std::vector<ModelManifest> FindModelPackages(const std::vector<std::string>& sea
     }
   }
   return out;
+}
+
+namespace {
+
+void AppendStat(int dirfd, const char* name, std::string* out, int64_t* newest) {
+  struct stat st {};
+  if (::fstatat(dirfd, name, &st, 0) != 0) {
+    absl::StrAppend(out, name, ":-;");
+    return;
+  }
+  *newest = std::max<int64_t>({*newest, st.st_mtim.tv_sec, st.st_ctim.tv_sec});
+  absl::StrAppend(out, name, ":", st.st_dev, ",", st.st_ino, ",", st.st_size, ",",
+                  st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ",", st.st_ctim.tv_sec, ".",
+                  st.st_ctim.tv_nsec, ";");
+}
+
+}  // namespace
+
+std::string ModelPackageCache::Signature(int64_t* newest) const {
+  std::string out;
+  *newest = 0;
+  for (const std::string& root : search_path_) {
+    absl::StrAppend(&out, "|");
+    AppendStat(AT_FDCWD, root.c_str(), &out, newest);
+    DIR* dir = ::opendir(root.c_str());
+    if (dir == nullptr) continue;
+    // Each folder (its own times change when a file in it is added or removed) and its
+    // manifest (changed in place or replaced).
+    std::vector<std::string> names;
+    while (const dirent* e = ::readdir(dir)) {
+      if (e->d_name[0] == '.' && (e->d_name[1] == 0 || (e->d_name[1] == '.' && !e->d_name[2]))) {
+        continue;
+      }
+      names.emplace_back(e->d_name);
+    }
+    std::sort(names.begin(), names.end());
+    const int fd = ::dirfd(dir);
+    for (const std::string& name : names) {
+      AppendStat(fd, name.c_str(), &out, newest);
+      AppendStat(fd, (name + "/model.json").c_str(), &out, newest);
+    }
+    ::closedir(dir);
+  }
+  return out;
+}
+
+std::shared_ptr<const std::vector<ModelManifest>> ModelPackageCache::Get() const {
+  int64_t newest = 0;
+  std::string signature = Signature(&newest);
+  struct timespec now {};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  // Racily clean: changed too recently for the times to tell a later change apart.
+  if (newest + racy_seconds_ > now.tv_sec) signature.clear();
+  {
+    absl::MutexLock lock(&mu_);
+    if (packages_ && !signature.empty() && signature == signature_) return packages_;
+  }
+  // Read outside the lock; what was stat'ed before the read can only be older than
+  // what was read, so a change during it is read again next time.
+  auto packages =
+      std::make_shared<const std::vector<ModelManifest>>(FindModelPackages(search_path_));
+  absl::MutexLock lock(&mu_);
+  signature_ = std::move(signature);
+  packages_ = packages;
+  return packages;
 }
 
 const std::vector<int>& BuiltinScales() {

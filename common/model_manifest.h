@@ -5,9 +5,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "common/job_defaults.h"
 #include "common/status.h"
 
@@ -91,6 +95,32 @@ absl::StatusOr<ModelManifest> ForScale(const ModelManifest& m, int scale);
 // a name clash). Invalid packages are skipped; their errors go to `errors`.
 std::vector<ModelManifest> FindModelPackages(const std::vector<std::string>& search_path,
                                              std::vector<std::string>* errors = nullptr);
+
+// FindModelPackages of one search path, read again only when something it read may
+// have changed: each folder of the path, the names in it, each of those and its
+// model.json (inode, size, modification and change times; a stat each) are compared
+// with what they were. Reading the packages parses every manifest (about 80 us a
+// package here), and the server admits every submit against them. As git does with
+// "racily clean" files, nothing is kept while any of those times is under
+// `racy_seconds` old: a file changed twice within one tick of the file system's clock,
+// the same size both times, would otherwise look unchanged. Thread-safe.
+class ModelPackageCache {
+ public:
+  explicit ModelPackageCache(std::vector<std::string> search_path, int racy_seconds = 2)
+      : search_path_(std::move(search_path)), racy_seconds_(racy_seconds) {}
+  std::shared_ptr<const std::vector<ModelManifest>> Get() const;
+
+ private:
+  // What the packages were read from, as stat sees it; `*newest` the latest of the
+  // times in it (seconds since the epoch).
+  std::string Signature(int64_t* newest) const;
+
+  const std::vector<std::string> search_path_;
+  const int racy_seconds_;
+  mutable absl::Mutex mu_;
+  mutable std::string signature_ ABSL_GUARDED_BY(mu_);
+  mutable std::shared_ptr<const std::vector<ModelManifest>> packages_ ABSL_GUARDED_BY(mu_);
+};
 
 // Built-in resamplers every worker has, and the scales they run.
 const std::vector<std::string>& BuiltinModels();

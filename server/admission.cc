@@ -161,7 +161,8 @@ Admission::Admission(const scheduler::Scheduler* sched, const common::Storage* s
       storage_(storage),
       model_path_(std::move(model_path)),
       limits_(limits),
-      probe_cache_(std::make_unique<ProbeCache>(std::move(on_probe_lookup))) {}
+      probe_cache_(std::make_unique<ProbeCache>(std::move(on_probe_lookup))),
+      model_packages_(std::make_unique<common::ModelPackageCache>(model_path_)) {}
 
 absl::StatusOr<scheduler::JobSpec> Admission::FromRequest(const v1::JobSpec& spec) const {
   const auto size = static_cast<int64_t>(spec.ByteSizeLong());
@@ -177,9 +178,8 @@ absl::StatusOr<scheduler::JobSpec> Admission::FromRequest(const v1::JobSpec& spe
         "(model, prompt, seeds, output)");
   }
   if (spec.has_generate() && spec.generate().model().empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("generate.model is empty; give one of: ",
-                     DenoiserNames(common::FindModelPackages(model_path_))));
+    return absl::InvalidArgumentError(absl::StrCat("generate.model is empty; give one of: ",
+                                                   DenoiserNames(*model_packages_->Get())));
   }
   return FromProto(spec);
 }
@@ -302,9 +302,9 @@ absl::StatusOr<AdmittedJob> Admission::Admit(scheduler::JobSpec spec, Stage stag
     gl.max_height = limits_.max_height;
     gl.max_frames = limits_.max_frames;
     int64_t memory_bytes = 0;
-    ASSIGN_OR_RETURN(scheduler::MediaInfo info,
-                     PrepareGenerate(&spec.generate, common::FindModelPackages(model_path_), gl,
-                                     *storage_, &memory_bytes));
+    ASSIGN_OR_RETURN(
+        scheduler::MediaInfo info,
+        PrepareGenerate(&spec.generate, *model_packages_->Get(), gl, *storage_, &memory_bytes));
     spec.memory_bytes = memory_bytes;
     // Before the outputs: a wedge's size is a product, and each take has outputs.
     RETURN_IF_ERROR(CheckTaskCount(spec, info));
@@ -375,7 +375,9 @@ absl::Status Admission::AdmitUpscale(scheduler::JobSpec& spec, Stage stage,
   // Model: a built-in, a package on the server's model path, or one a worker has.
   const std::vector<std::string>& builtins = common::BuiltinModels();
   std::vector<std::string> known = builtins;
-  std::vector<common::ModelManifest> packages = common::FindModelPackages(model_path_);
+  const std::shared_ptr<const std::vector<common::ModelManifest>> packages_now =
+      model_packages_->Get();
+  const std::vector<common::ModelManifest>& packages = *packages_now;
   for (const auto& m : packages) known.push_back(m.name);
   for (const auto& m : sched_->KnownModels()) known.push_back(m);
   std::sort(known.begin(), known.end());

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/model_manifest.h"
 #include "common/storage.h"
 #include "reelfarm/v1/jobs.pb.h"
 #include "scheduler/scheduler.h"
@@ -101,6 +102,8 @@ class Admission {
   const Limits limits_;
   // Filled by the const Admit(); thread-safe. Held by pointer so Admission stays movable.
   std::unique_ptr<ProbeCache> probe_cache_;
+  // The packages on model_path_, read again only when they change.
+  std::unique_ptr<common::ModelPackageCache> model_packages_;
 };
 
 }  // namespace reelfarm::server

@@ -344,6 +344,46 @@ TEST_CASE("model manifests are read and checked", "[unit][models]") {
   CHECK(errors[0].find("scale 0") != std::string::npos);
 }
 
+TEST_CASE("model packages are read again when one is added, changed or removed, and only then",
+          "[unit][models]") {
+  reelfarm::testing::TempDir dir;
+  const auto write_package = [&](const std::string& name, int scale) {
+    fs::create_directories(dir.path() / name);
+    std::ofstream(dir.path() / name / "model.json")
+        << R"({"kind":"upscaler","scale":)" << scale << "}";
+    std::ofstream(dir.path() / name / "model.pt") << "x";
+  };
+  write_package("a", 2);
+  // Times one second apart at most: no racy window, so that keeping is seen at once.
+  const reelfarm::common::ModelPackageCache cache({dir.path().string()}, /*racy_seconds=*/0);
+  auto first = cache.Get();
+  REQUIRE(first->size() == 1);
+  CHECK((*first)[0].scale == 2);
+  CHECK(cache.Get() == first);  // nothing changed: the same packages, not read again
+  write_package("b", 3);
+  auto added = cache.Get();
+  REQUIRE(added->size() == 2);
+  CHECK(added != first);
+  // Replaced in place with another size; then removed.
+  std::ofstream(dir.path() / "a/model.json") << R"({"kind":"upscaler", "scale":4})";
+  auto changed = cache.Get();
+  REQUIRE(changed->size() == 2);
+  CHECK(((*changed)[0].name == "a" ? (*changed)[0] : (*changed)[1]).scale == 4);
+  fs::remove_all(dir.path() / "b");
+  auto removed = cache.Get();
+  REQUIRE(removed->size() == 1);
+  CHECK((*removed)[0].name == "a");
+  // With the default racy window, packages changed just now are read on every call:
+  // a change of the same size within one clock tick is still seen.
+  const reelfarm::common::ModelPackageCache fresh({dir.path().string()});
+  auto before = fresh.Get();
+  std::ofstream(dir.path() / "a/model.json") << R"({"kind":"upscaler", "scale":3})";
+  auto after = fresh.Get();
+  REQUIRE(after->size() == 1);
+  CHECK((*after)[0].scale == 3);
+  CHECK(after != before);
+}
+
 TEST_CASE("JSON logs: one object per line with key=value fields", "[unit][common]") {
   auto formatter = reelfarm::common::NewJsonLogFormatter();
   const std::string text =
