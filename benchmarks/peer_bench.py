@@ -285,13 +285,24 @@ def reelfarm_queue(quick, part="queue"):
 
 def queue_comparison(rounds, quick, workdir, part="queue"):
     ours, peers = [], []
+
+    # Each farm's round starts on a quiet disk: what the one before wrote (a million
+    # queued tasks, or an AOF of them) is flushed first, not during its fsyncs.
+    def reelfarm_round():
+        os.sync()
+        ours.append(reelfarm_queue(quick, part))
+
+    def celery_round():
+        os.sync()
+        peers.append(celery_queue(quick, workdir, part))
+
     for r in range(rounds):
         if r % 2 == 0:
-            ours.append(reelfarm_queue(quick, part))
-            peers.append(celery_queue(quick, workdir, part))
+            reelfarm_round()
+            celery_round()
         else:
-            peers.append(celery_queue(quick, workdir, part))
-            ours.append(reelfarm_queue(quick, part))
+            celery_round()
+            reelfarm_round()
 
     def med(runs, key, sub=None):
         return statistics.median(r[key][sub] if sub else r[key] for r in runs)
