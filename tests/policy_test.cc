@@ -73,6 +73,31 @@ struct Farm {
     return v->job.id;
   }
   JobState State(int64_t id) { return sched->GetJob(id)->job.state; }
+  // A new scheduler on the same store, as after a restart.
+  void Restart(SchedulerOptions o = {}) {
+    sched.reset();
+    auto s = Scheduler::Create(store.get(), &clock, std::move(o));
+    REQUIRE(s.ok());
+    sched = std::move(*s);
+  }
+  // A job on `first`'s output: waiting, with no tasks (its input is not there yet).
+  JobView SubmitOnOutputOf(int64_t first) {
+    JobSpec chained = Spec("a");
+    chained.depends_on = {first};
+    chained.upscale.input = "out_a.mp4";
+    auto v = sched->Submit(chained, std::nullopt);
+    REQUIRE(v.ok());
+    return *v;
+  }
+  // `worker` (registered here) leases and finishes `n` tasks.
+  void Finish(const std::string& worker, int n) {
+    sched->RegisterWorker(Worker(worker));
+    for (int i = 0; i < n; ++i) {
+      auto a = sched->LeaseNext(worker);
+      REQUIRE(a);
+      REQUIRE(sched->Complete(worker, a->lease.id, Ok()).ok());
+    }
+  }
 };
 
 }  // namespace
@@ -218,25 +243,15 @@ TEST_CASE("dependencies: a chain runs in order, and a failure fails what depends
 TEST_CASE("dependencies: a job on another job's output gets its tasks when it succeeds",
           "[unit][policy]") {
   Farm f;
-  const int64_t first = f.Submit(Spec("a"), 1);
-  JobSpec chained = Spec("a");
-  chained.depends_on = {first};
-  chained.upscale.input = "out_a.mp4";
-  auto v = f.sched->Submit(chained, std::nullopt);
-  REQUIRE(v.ok());
-  CHECK(v->tasks.empty());
+  const auto v = f.SubmitOnOutputOf(f.Submit(Spec("a"), 1));
+  CHECK(v.tasks.empty());
   CHECK(f.sched->JobsToActivate().empty());
-  f.sched->RegisterWorker(Worker("w"));
-  for (int i = 0; i < 2; ++i) {
-    auto a = f.sched->LeaseNext("w");
-    REQUIRE(a);
-    REQUIRE(f.sched->Complete("w", a->lease.id, Ok()).ok());
-  }
+  f.Finish("w", 2);
   auto ready = f.sched->JobsToActivate();
   REQUIRE(ready.size() == 1);
-  CHECK(ready[0].first == v->job.id);
-  REQUIRE(f.sched->Activate(v->job.id, Frames(4)).ok());
-  auto after = f.sched->GetJob(v->job.id);
+  CHECK(ready[0].first == v.job.id);
+  REQUIRE(f.sched->Activate(v.job.id, Frames(4)).ok());
+  auto after = f.sched->GetJob(v.job.id);
   CHECK(after->job.state == JobState::kQueued);
   CHECK(after->tasks.size() == 5);
   CHECK(after->job.input_info.frame_count == 4);
@@ -245,36 +260,23 @@ TEST_CASE("dependencies: a job on another job's output gets its tasks when it su
 TEST_CASE("dependencies: a waiting job cancelled and retried is activated after a restart too",
           "[unit][policy]") {
   Farm f;
-  const int64_t first = f.Submit(Spec("a"), 1);
-  JobSpec chained = Spec("a");
-  chained.depends_on = {first};
-  chained.upscale.input = "out_a.mp4";
-  auto v = f.sched->Submit(chained, std::nullopt);
-  REQUIRE(v.ok());
-  REQUIRE(f.sched->Cancel(v->job.id).ok());
-  f.sched->RegisterWorker(Worker("w"));
-  for (int i = 0; i < 2; ++i) {
-    auto a = f.sched->LeaseNext("w");
-    REQUIRE(a);
-    REQUIRE(f.sched->Complete("w", a->lease.id, Ok()).ok());
-  }
+  const auto v = f.SubmitOnOutputOf(f.Submit(Spec("a"), 1));
+  REQUIRE(f.sched->Cancel(v.job.id).ok());
+  f.Finish("w", 2);
   // Cancelled: not activated, though its dependency succeeded.
   CHECK(f.sched->JobsToActivate().empty());
-  REQUIRE(f.sched->Retry(v->job.id).ok());
-  CHECK(f.State(v->job.id) == JobState::kWaiting);
+  REQUIRE(f.sched->Retry(v.job.id).ok());
+  CHECK(f.State(v.job.id) == JobState::kWaiting);
   auto ready = f.sched->JobsToActivate();
   REQUIRE(ready.size() == 1);
-  CHECK(ready[0].first == v->job.id);
+  CHECK(ready[0].first == v.job.id);
   // The same job found waiting in the store by a new scheduler.
-  f.sched.reset();
-  auto again = Scheduler::Create(f.store.get(), &f.clock, {});
-  REQUIRE(again.ok());
-  f.sched = std::move(*again);
+  f.Restart();
   ready = f.sched->JobsToActivate();
   REQUIRE(ready.size() == 1);
-  CHECK(ready[0].first == v->job.id);
-  REQUIRE(f.sched->Activate(v->job.id, Frames(2)).ok());
-  CHECK(f.State(v->job.id) == JobState::kQueued);
+  CHECK(ready[0].first == v.job.id);
+  REQUIRE(f.sched->Activate(v.job.id, Frames(2)).ok());
+  CHECK(f.State(v.job.id) == JobState::kQueued);
   CHECK(f.sched->JobsToActivate().empty());
 }
 
@@ -308,10 +310,7 @@ TEST_CASE("admission counts the queue through leases, failures, cancel, retry an
   CHECK(refused("b", "the farm has 11 queued tasks"));
   CHECK(refused("a", "project 'a' has 9 queued tasks"));
   // A new scheduler on the same store counts the same queue.
-  f.sched.reset();
-  auto again = Scheduler::Create(f.store.get(), &f.clock, o);
-  REQUIRE(again.ok());
-  f.sched = std::move(*again);
+  f.Restart(o);
   CHECK(refused("b", "the farm has 11 queued tasks"));
   CHECK(refused("a", "project 'a' has 9 queued tasks"));
   const auto stats = f.sched->GetStats();
