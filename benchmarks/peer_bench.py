@@ -139,6 +139,29 @@ def fill(client, sample, task_id, count, batch=1000):
         pipe.execute()
 
 
+def drain(client, poll):
+    """Waits until Celery's queue is empty and nothing is unacknowledged; returns when it
+    first was. Kombu's Redis transport pops a message (BRPOP) before it records it as
+    unacknowledged, in two commands, so one look can see neither while a worker holds
+    one: an empty state counts once a second look, 10 ms later, agrees. Fails after 60 s
+    without progress rather than wait for ever."""
+    last, since = None, time.perf_counter()
+    while True:
+        state = (client.llen("celery"), client.hlen("unacked"))
+        now = time.perf_counter()
+        if state == (0, 0):
+            time.sleep(0.01)
+            if (client.llen("celery"), client.hlen("unacked")) == (0, 0):
+                return now
+            continue
+        if state != last:
+            last, since = state, now
+        elif now - since > 60:
+            raise RuntimeError(f"celery made no progress for 60 s: {state[0]} queued, "
+                               f"{state[1]} unacknowledged")
+        time.sleep(poll)
+
+
 def start_celery_workers(n, env, app_dir):
     procs = []
     for i in range(n):
@@ -196,21 +219,20 @@ def celery_queue(quick, workdir, part="queue"):
                 # Ready when every worker has taken a warm-up task.
                 warm = [benchapp.noop.apply_async((-1,)) for _ in range(workers)]
                 del warm
-                while client.llen("celery") > 0 or client.hlen("unacked") > 0:
-                    time.sleep(0.02)
+                drain(client, 0.02)
                 time.sleep(0.5)
                 # The tasks go in as one bulk submit would at best: real Celery messages
                 # (one published, copied with fresh ids), pushed in pipelined batches.
                 t0 = time.perf_counter()
                 fill(client, sample, task_id, tasks)
-                while client.llen("celery") > 0 or client.hlen("unacked") > 0:
-                    time.sleep(0.005)
-                s = time.perf_counter() - t0
+                s = drain(client, 0.005) - t0
             finally:
                 for p in procs:
                     p.terminate()
                 for p in procs:
                     p.wait()
+                # Nothing a stopped worker held is left for the next measurement.
+                client.delete("celery", "unacked", "unacked_index")
             out[f"dispatch{workers}"] = tasks / s
             emit({"bench": "dispatch", "farm": "celery+redis", "workers": workers,
                   "tasks": tasks, "seconds": round(s, 3), "tasks_per_s": round(tasks / s)})
