@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_identity.h"
 
 namespace reelfarm::common {
 namespace fs = std::filesystem;
@@ -287,9 +288,7 @@ void AppendStat(int dirfd, const char* name, std::string* out, int64_t* newest) 
     return;
   }
   *newest = std::max<int64_t>({*newest, st.st_mtim.tv_sec, st.st_ctim.tv_sec});
-  absl::StrAppend(out, name, ":", st.st_dev, ",", st.st_ino, ",", st.st_size, ",",
-                  st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ",", st.st_ctim.tv_sec, ".",
-                  st.st_ctim.tv_nsec, ";");
+  absl::StrAppend(out, name, ":", FileIdentity::FromStat(st).ToString(), ";");
 }
 
 }  // namespace

@@ -18,30 +18,12 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/file_identity.h"
 #include "media/media.h"
 
 namespace reelfarm::server {
 
-struct FileIdentity {
-  dev_t device = 0;
-  ino_t inode = 0;
-  int64_t size = 0;
-  int64_t mtime_ns = 0;
-  int64_t ctime_ns = 0;
-
-  friend bool operator==(const FileIdentity& a, const FileIdentity& b) {
-    return a.device == b.device && a.inode == b.inode && a.size == b.size &&
-           a.mtime_ns == b.mtime_ns && a.ctime_ns == b.ctime_ns;
-  }
-  template <typename H>
-  friend H AbslHashValue(H h, const FileIdentity& f) {
-    return H::combine(std::move(h), f.device, f.inode, f.size, f.mtime_ns, f.ctime_ns);
-  }
-
-  // The identity of the open file `fd` (fstat); errno's message when it fails.
-  // `regular`, when given, is set to whether it is a regular file.
-  static absl::StatusOr<FileIdentity> Of(int fd, bool* regular = nullptr);
-};
+using common::FileIdentity;
 
 class ProbeCache {
  public:

@@ -7,7 +7,6 @@
 #include <torch/version.h>
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/file_identity.h"
 #include "common/job_defaults.h"
 #include "common/model_manifest.h"
 #include "media/colour.h"
@@ -218,10 +218,8 @@ struct NativeStages {
 // (device, inode, size, modification and change times), through the descriptor it was
 // opened by; a file replaced or written since has another. "" when unknown.
 std::string InputIdentity(const std::string& name, int fd) {
-  struct stat st;
-  if (fstat(fd, &st) != 0) return "";
-  return absl::StrCat(name, "|", st.st_dev, ":", st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec,
-                      ".", st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec, ".", st.st_ctim.tv_nsec);
+  absl::StatusOr<common::FileIdentity> id = common::FileIdentity::Of(fd);
+  return id.ok() ? absl::StrCat(name, "|", id->ToString()) : "";
 }
 
 }  // namespace
