@@ -22,6 +22,11 @@
 //   --server-bin: another
 //   reelfarm-server to drive (e.g. an earlier build, for before/after figures from the
 //   same client). --only: one figure. --workers: dispatch with N workers only.
+//   --submits N: N submits of the 1-chunk job and N GetJob calls (default 300), and
+//   none of the 10,000-frame job (e.g. to profile the server's submit path). Each
+//   submit and get_job line also gives the server's CPU time per call
+//   (server_cpu_ms): steadier than the latency on a shared machine, for before/after
+//   comparisons of one path.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -34,8 +39,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -155,6 +162,20 @@ class Server {
 
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   v1::JobService::Stub& jobs() { return *stub_; }
+
+  // User + system CPU seconds the server has used so far (/proc/PID/stat).
+  double CpuSeconds() const {
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i >= 14) ticks += std::stod(field);
+    }
+    return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
 
   int64_t RssBytes() const {
     std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
@@ -300,6 +321,7 @@ int main(int argc, char** argv) {
   int prefetch = 16;  // common::kMaxPrefetch (see --prefetch above)
   std::string only;
   std::vector<int> worker_counts = {1, 16, 256};
+  int submits = 0;  // --submits; 0: the defaults
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") {
@@ -313,6 +335,8 @@ int main(int argc, char** argv) {
       prefetch = std::atoi(argv[++i]);
     } else if (arg == "--server-bin" && i + 1 < argc) {
       g_server_bin = argv[++i];
+    } else if (arg == "--submits" && i + 1 < argc) {
+      submits = std::atoi(argv[++i]);
     } else if (arg == "--workers" && i + 1 < argc) {
       worker_counts = {std::atoi(argv[++i])};
     } else if (arg == "--store" && i + 1 < argc) {
@@ -322,7 +346,7 @@ int main(int argc, char** argv) {
     } else {
       Die("usage: bench_scheduler [--quick] [--only dispatch|submit|restart] [--keep] "
           "[--store sqlite|postgres] [--postgres-url URL] [--prefetch N] [--server-bin PATH] "
-          "[--workers N]");
+          "[--workers N] [--submits N]");
     }
   }
   const fs::path root = fs::temp_directory_path() / ("reelfarm-bench-" + std::to_string(getpid()));
@@ -395,8 +419,9 @@ int main(int argc, char** argv) {
     {
       // The floor under it: a call that reads one job and writes nothing (GetJob).
       const int64_t id = server.Submit("clips/one.mp4", "out/s_floor.mp4", 1);
+      const double cpu0 = server.CpuSeconds();
       std::vector<double> ms;
-      for (int i = 0; i < (quick ? 50 : 300); ++i) {
+      for (int i = 0; i < (quick ? 50 : submits > 0 ? submits : 300); ++i) {
         const auto t0 = Clock::now();
         grpc::ClientContext ctx;
         v1::GetJobRequest req;
@@ -405,29 +430,41 @@ int main(int argc, char** argv) {
         if (!server.jobs().GetJob(&ctx, req, &job).ok()) Die("GetJob failed");
         ms.push_back(Seconds(t0) * 1000);
       }
-      std::printf("{\"bench\":\"get_job\",\"count\":%zu,\"p50_ms\":%.2f,\"p99_ms\":%.2f}\n",
-                  ms.size(), Percentile(ms, 0.5), Percentile(ms, 0.99));
+      std::printf(
+          "{\"bench\":\"get_job\",\"count\":%zu,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
+          "\"server_cpu_ms\":%.3f}\n",
+          ms.size(), Percentile(ms, 0.5), Percentile(ms, 0.99),
+          (server.CpuSeconds() - cpu0) * 1000 / static_cast<double>(ms.size()));
       std::fflush(stdout);
     }
-    for (const auto& [name, input, count] :
-         {std::make_tuple("1-chunk", "clips/one.mp4", quick ? 50 : 300),
-          std::make_tuple("10000-frame", "clips/long.mp4", quick ? 5 : 40)}) {
+    for (const auto& [name, input, count] : {std::make_tuple("1-chunk", "clips/one.mp4",
+                                                             submits > 0 ? submits
+                                                             : quick     ? 50
+                                                                         : 300),
+                                             std::make_tuple("10000-frame", "clips/long.mp4",
+                                                             submits > 0 ? 0
+                                                             : quick     ? 5
+                                                                         : 40)}) {
+      if (count == 0) continue;
       // The first submit of an input probes it (FFmpeg); the figures are of submits of a
       // known input, as the peer bench's are of publishes after the first. The first is
       // reported on its own (first_ms).
       auto t0 = Clock::now();
       server.Submit(input, "out/s_" + std::string(name) + "first.mp4", 1);
       const double first_ms = Seconds(t0) * 1000;
+      const double cpu0 = server.CpuSeconds();
       std::vector<double> ms;
       for (int i = 0; i < count; ++i) {
         t0 = Clock::now();
         server.Submit(input, "out/s_" + std::string(name) + std::to_string(i) + ".mp4", 1);
         ms.push_back(Seconds(t0) * 1000);
       }
+      const double server_cpu_ms = (server.CpuSeconds() - cpu0) * 1000 / count;
       std::printf(
           "{\"bench\":\"submit\",\"job\":\"%s\",\"count\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
-          "\"first_ms\":%.2f,\"store\":\"%s\"}\n",
-          name, count, Percentile(ms, 0.5), Percentile(ms, 0.99), first_ms, g_store.c_str());
+          "\"first_ms\":%.2f,\"server_cpu_ms\":%.3f,\"store\":\"%s\"}\n",
+          name, count, Percentile(ms, 0.5), Percentile(ms, 0.99), first_ms, server_cpu_ms,
+          g_store.c_str());
       std::fflush(stdout);
     }
   }

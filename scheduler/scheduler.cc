@@ -372,8 +372,13 @@ absl::StatusOr<std::pair<int64_t, uint64_t>> Scheduler::AdmitLocked(
     request_ids_[{e.job.spec.project, e.job.spec.request_id}] = id;
   }
   events_->JobSubmitted(e.job);
+  // The dispatcher (WaitForChange) is woken when a pass could do something with the
+  // new job: lease it to a worker with room, or activate it once its input or its
+  // dependencies allow. With every worker full (or none), a pass would find nothing,
+  // and it would take a core from the submits while they wait for their commits; the
+  // job is leased as a worker frees a slot (a result, or a heartbeat's pass).
+  if (e.job.state == JobState::kWaiting || AnyWorkerHasRoomLocked()) BumpLocked();
   // Submit waits for this seq at once (Durable): its thread commits the batch itself.
-  BumpLocked();
   return std::make_pair(id, commits_->Append(std::move(w), CommitQueue::Wake::kCaller));
 }
 
@@ -595,15 +600,23 @@ std::optional<Assignment> Scheduler::LeaseNext(const std::string& worker) {
   return a;
 }
 
+bool Scheduler::HasRoom(const WorkerEntry& w) {
+  if (w.draining || w.leases_expired > 0) return false;
+  const int room = w.info.slots * (1 + std::max(0, w.info.prefetch));
+  return w.running + static_cast<int>(w.held.size()) < room;
+}
+
+bool Scheduler::AnyWorkerHasRoomLocked() const {
+  return std::any_of(workers_.begin(), workers_.end(),
+                     [](const auto& entry) { return HasRoom(entry.second); });
+}
+
 std::optional<Assignment> Scheduler::LeaseNextLocked(const std::string& worker, Writes* writes) {
   auto wit = workers_.find(worker);
-  if (wit == workers_.end() || wit->second.draining || wit->second.leases_expired > 0 ||
-      !commits_->health().ok()) {
+  if (wit == workers_.end() || !HasRoom(wit->second) || !commits_->health().ok()) {
     return std::nullopt;
   }
   WorkerEntry& w = wit->second;
-  const int room = w.info.slots * (1 + std::max(0, w.info.prefetch));
-  if (w.running + static_cast<int>(w.held.size()) >= room) return std::nullopt;
   // Highest priority; then the project furthest below its weighted share; then oldest.
   using Key = std::tuple<int, double, double, int64_t>;
   std::optional<Key> best_key;

@@ -398,6 +398,10 @@ class Scheduler final {
   absl::StatusOr<JobView> ChangeJob(int64_t job_id,
                                     const std::function<absl::Status(JobEntry&, Writes*)>& change);
   void BumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a worker may take another lease now (healthy, not draining, below its
+  // slots × (1 + prefetch)); whether any may.
+  static bool HasRoom(const WorkerEntry& w);
+  bool AnyWorkerHasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Clock* const clock_;
   const SchedulerOptions options_;

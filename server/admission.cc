@@ -427,7 +427,7 @@ absl::Status Admission::AdmitUpscale(scheduler::JobSpec& spec, Stage stage,
     return absl::InvalidArgumentError(
         absl::StrCat("upscale.output '", u.output, "' is the input; give another path"));
   }
-  if (!media::HasFramePattern(u.input) && !fs::exists(in_path)) {
+  if (!spec.depends_on.empty() && !media::HasFramePattern(u.input) && !fs::exists(in_path)) {
     // The output of a job this one depends on is probed when that job succeeds: the
     // job is admitted again then (ActivateWaitingJobs), and this check passes.
     for (int64_t dep : spec.depends_on) {

@@ -43,6 +43,19 @@ TEST_CASE("paths resolve beneath the storage root only", "[unit][storage]") {
   REQUIRE(ok.ok());
   CHECK(*ok == storage.root() / "shots/sh010/plate.mp4");
   CHECK(storage.Resolve("shots/../shots/a.mp4", "f").ok());
+  // A name in a folder that does not exist yet, right under the root.
+  auto fresh = storage.Resolve("renders/v001/out.mp4", "upscale.output");
+  REQUIRE(fresh.ok());
+  CHECK(*fresh == storage.root() / "renders/v001/out.mp4");
+  // A root given through a link is the real folder, and paths resolve beneath it.
+  fs::create_directory_symlink(dir.path() / "root", dir.path() / "root-link");
+  auto through_link = Storage::Open(dir.path() / "root-link");
+  REQUIRE(through_link.ok());
+  CHECK((*through_link)->root() == storage.root());
+  auto beneath = (*through_link)->Resolve("shots/a.mp4", "upscale.input");
+  REQUIRE(beneath.ok());
+  CHECK(*beneath == storage.root() / "shots/a.mp4");
+  CHECK((*through_link)->Resolve("renders/out.mp4", "upscale.output").ok());
 
   auto abs = storage.Resolve("/etc/passwd", "upscale.input");
   CHECK(abs.status().code() == absl::StatusCode::kPermissionDenied);

@@ -435,6 +435,41 @@ class RecordingStore final : public JobStore {
 
 }  // namespace
 
+TEST_CASE("a submit wakes the dispatcher only when a worker has room or the job waits",
+          "[unit][scheduler]") {
+  Fixture f;
+  // No worker: nothing for a dispatcher pass to do.
+  uint64_t seen = f.sched->version();
+  REQUIRE(f.sched->Submit(Spec(10), Info(20)).ok());
+  CHECK(f.sched->version() == seen);
+  // A worker with a free slot: woken, and the pass leases it the first job's task.
+  f.sched->RegisterWorker(Worker("w1", 1));
+  seen = f.sched->version();
+  REQUIRE(f.sched->Submit(Spec(10), Info(20)).ok());
+  CHECK(f.sched->version() > seen);
+  CHECK(f.sched->WaitForChange(seen, 0) > seen);
+  auto lease = f.sched->LeaseNext("w1");
+  REQUIRE(lease);
+  // Every slot taken: not woken.
+  seen = f.sched->version();
+  auto full = f.sched->Submit(Spec(10), Info(20));
+  REQUIRE(full.ok());
+  CHECK(f.sched->version() == seen);
+  // A job that waits (its input not yet probed) is always woken for.
+  seen = f.sched->version();
+  REQUIRE(f.sched->Submit(Spec(10), std::nullopt).ok());
+  CHECK(f.sched->version() > seen);
+  // The job submitted while the farm was full is leased as the worker's slot frees
+  // (each result is followed by the worker's next lease), after the older jobs' tasks.
+  bool reached = false;
+  for (int i = 0; i < 12 && lease && !reached; ++i) {
+    REQUIRE(f.sched->Complete("w1", lease->lease.id, Ok()).ok());
+    lease = f.sched->LeaseNext("w1");
+    reached = lease && lease->lease.job_id == full->job.id;
+  }
+  CHECK(reached);
+}
+
 TEST_CASE("a worker with a prefetch holds slots x (1 + prefetch) leases, the extra ones held",
           "[unit][scheduler]") {
   Fixture f;

@@ -1,7 +1,10 @@
 // SqliteJobStore's WAL checkpoints, which run on their own connection and thread
 // rather than inside a COMMIT: the WAL is copied into the database file while the store
 // is open, it stays bounded however much is committed, and a reopen sees every commit;
-// it is laid out on disk at open, so that commits write over it.
+// it is laid out on disk at open, so that commits write over it. The VFS that gathers a
+// commit's WAL writes into one (scheduler/sqlite_wal_vfs.h) has every committed frame in
+// the file when a commit returns.
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -13,6 +16,7 @@
 #include <thread>
 
 #include "scheduler/job_store.h"
+#include "scheduler/sqlite_wal_vfs.h"
 #include "tests/testing/fixtures.h"
 
 namespace reelfarm::scheduler {
@@ -126,6 +130,85 @@ TEST_CASE("SqliteJobStore lays out the WAL at open and commits write over it, lo
   for (int64_t id = 1; id <= 102; ++id) {
     CHECK(snap->jobs[id - 1].id == id);
     CHECK(snap->jobs[id - 1].spec.name == std::string(15000, static_cast<char>('a' + id % 26)));
+  }
+}
+
+using Db = std::unique_ptr<sqlite3, int (*)(sqlite3*)>;
+
+Db OpenDb(const std::filesystem::path& path, const char* vfs) {
+  sqlite3* raw = nullptr;
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs);
+  Db db(raw, &sqlite3_close);
+  REQUIRE(rc == SQLITE_OK);
+  return db;
+}
+
+void Exec(sqlite3* db, const std::string& sql) {
+  INFO(sql << ": " << sqlite3_errmsg(db));
+  REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+}
+
+// Row `i`'s value: its length varies from a few bytes to past the VFS's 64 KiB gathering
+// limit (a write that large goes straight through), and its bytes depend on i.
+std::string Value(int i) {
+  const size_t sizes[] = {7, 3000, 12000, 200000, 40};
+  std::string v(sizes[i % 5], '\0');
+  for (size_t k = 0; k < v.size(); ++k) v[k] = static_cast<char>((i * 131 + k * 7) % 251);
+  return v;
+}
+
+TEST_CASE("the WAL-gathering VFS has every committed frame in the file when a commit returns",
+          "[unit][store]") {
+  REQUIRE(WalCoalescingVfs() != nullptr);
+  TempDir dir;
+  const std::filesystem::path path = dir.path() / "t.db";
+  Db db = OpenDb(path, WalCoalescingVfs());
+  Exec(db.get(), "PRAGMA journal_mode=WAL");
+  Exec(db.get(), "PRAGMA synchronous=FULL");
+  Exec(db.get(), "PRAGMA wal_autocheckpoint=0");  // the frames stay in the WAL
+  Exec(db.get(), "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB NOT NULL)");
+  sqlite3_stmt* raw = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db.get(), "INSERT INTO t(id, v) VALUES(?, ?)", -1, &raw, nullptr) ==
+          SQLITE_OK);
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> insert(raw, &sqlite3_finalize);
+  for (int i = 1; i <= 25; ++i) {
+    CAPTURE(i);
+    // One transaction of one or two rows.
+    Exec(db.get(), "BEGIN IMMEDIATE");
+    for (int row : {i, 1000 + i}) {
+      if (row > 1000 && i % 3 != 0) continue;
+      const std::string v = Value(row);
+      sqlite3_bind_int(insert.get(), 1, row);
+      sqlite3_bind_blob(insert.get(), 2, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+      REQUIRE(sqlite3_step(insert.get()) == SQLITE_DONE);
+      sqlite3_reset(insert.get());
+    }
+    Exec(db.get(), "COMMIT");
+    // The files as they are now, with the connection still open (its memory is not on
+    // disk), read with SQLite's own VFS: every committed row is there.
+    const std::filesystem::path copy = dir.path() / ("copy" + std::to_string(i));
+    std::filesystem::create_directory(copy);
+    std::filesystem::copy_file(path, copy / "t.db");
+    std::filesystem::copy_file(path.string() + "-wal", copy / "t.db-wal");
+    Db seen = OpenDb(copy / "t.db", nullptr);
+    sqlite3_stmt* q = nullptr;
+    REQUIRE(sqlite3_prepare_v2(seen.get(), "SELECT id, v FROM t ORDER BY id", -1, &q, nullptr) ==
+            SQLITE_OK);
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> rows(q, &sqlite3_finalize);
+    std::vector<int> ids;
+    while (sqlite3_step(rows.get()) == SQLITE_ROW) {
+      const int id = sqlite3_column_int(rows.get(), 0);
+      const auto* bytes = static_cast<const char*>(sqlite3_column_blob(rows.get(), 1));
+      const std::string v(bytes, static_cast<size_t>(sqlite3_column_bytes(rows.get(), 1)));
+      CHECK(v == Value(id));
+      ids.push_back(id);
+    }
+    std::vector<int> want;
+    for (int k = 1; k <= i; ++k) want.push_back(k);
+    for (int k = 3; k <= i; k += 3) want.push_back(1000 + k);
+    std::sort(want.begin(), want.end());
+    CHECK(ids == want);
   }
 }
 
