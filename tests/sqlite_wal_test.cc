@@ -56,9 +56,9 @@ TEST_CASE("SqliteJobStore checkpoints the WAL in the background while it is open
   const std::filesystem::path db = dir.path() / "jobs.db";
   std::unique_ptr<JobStore> store = Open(db.string());
   const int64_t before = FileSize(db);
-  // About 1,600 pages: past the checkpoint threshold (1,000), far below the length at
-  // which a commit would checkpoint itself (4,000).
-  constexpr int kJobs = 400;
+  // About 3,200 pages: past the checkpoint threshold (2,500), far below the length at
+  // which a commit would checkpoint itself (10,000).
+  constexpr int kJobs = 800;
   for (int64_t id = 1; id <= kJobs; ++id) REQUIRE(store->Commit(BigJob(id)).ok());
   // The jobs' pages reach the database file with the store still open, written by the
   // checkpointer (SQLite's own auto-checkpoint is off).
@@ -80,17 +80,17 @@ TEST_CASE("SqliteJobStore keeps the WAL bounded however much is committed", "[un
   const std::filesystem::path db = dir.path() / "jobs.db";
   const std::filesystem::path wal = dir.path() / "jobs.db-wal";
   std::unique_ptr<JobStore> store = Open(db.string());
-  // About 12,000 pages committed in all: a WAL never checkpointed would hold them all.
-  constexpr int kJobs = 3000;
+  // About 16,000 pages committed in all: a WAL never checkpointed would hold them all.
+  constexpr int kJobs = 4000;
   int64_t largest = 0;
   for (int64_t id = 1; id <= kJobs; ++id) {
     REQUIRE(store->Commit(BigJob(id)).ok());
     largest = std::max(largest, FileSize(wal));
   }
   INFO("largest WAL: " << largest / kPage << " pages");
-  // At most the length at which a commit checkpoints itself (4,000 pages), plus one
+  // At most the length at which a commit checkpoints itself (10,000 pages), plus one
   // commit; a WAL frame is a page and a 24-byte header, after the WAL's 32-byte header.
-  CHECK(largest <= 32 + (4000 + 64) * (kPage + 24));
+  CHECK(largest <= 32 + (10000 + 64) * (kPage + 24));
   CHECK(largest > 0);
   // Every commit survives a reopen.
   store.reset();
@@ -107,10 +107,10 @@ TEST_CASE("SqliteJobStore lays out the WAL at open and commits write over it, lo
   const std::filesystem::path db = dir.path() / "jobs.db";
   const std::filesystem::path wal = dir.path() / "jobs.db-wal";
   std::unique_ptr<JobStore> store = Open(db.string());
-  // Laid out before the first commit: room for 2,000 frames (twice the background
+  // Laid out before the first commit: room for 5,000 frames (twice the background
   // checkpoint's threshold).
   const int64_t laid = FileSize(wal);
-  CHECK(laid >= 2000 * (kPage + 24));
+  CHECK(laid >= 5000 * (kPage + 24));
   // About 400 pages: each commit writes over the laid-out file, which does not grow.
   for (int64_t id = 1; id <= 100; ++id) {
     REQUIRE(store->Commit(BigJob(id)).ok());
