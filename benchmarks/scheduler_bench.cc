@@ -416,12 +416,15 @@ int main(int argc, char** argv) {
     // submits' fsyncs (Redis's submits in the peer bench start on a fresh server too).
     ::sync();
     Server server(submit_dir);
+    // GetJob calls and submits of the 1-chunk job; submits of the 10,000-frame one.
+    const int small_calls = submits > 0 ? submits : quick ? 50 : 300;
+    const int large_submits = submits > 0 ? 0 : quick ? 5 : 40;
     {
       // The floor under it: a call that reads one job and writes nothing (GetJob).
       const int64_t id = server.Submit("clips/one.mp4", "out/s_floor.mp4", 1);
       const double cpu0 = server.CpuSeconds();
       std::vector<double> ms;
-      for (int i = 0; i < (quick ? 50 : submits > 0 ? submits : 300); ++i) {
+      for (int i = 0; i < small_calls; ++i) {
         const auto t0 = Clock::now();
         grpc::ClientContext ctx;
         v1::GetJobRequest req;
@@ -437,14 +440,9 @@ int main(int argc, char** argv) {
           (server.CpuSeconds() - cpu0) * 1000 / static_cast<double>(ms.size()));
       std::fflush(stdout);
     }
-    for (const auto& [name, input, count] : {std::make_tuple("1-chunk", "clips/one.mp4",
-                                                             submits > 0 ? submits
-                                                             : quick     ? 50
-                                                                         : 300),
-                                             std::make_tuple("10000-frame", "clips/long.mp4",
-                                                             submits > 0 ? 0
-                                                             : quick     ? 5
-                                                                         : 40)}) {
+    for (const auto& [name, input, count] :
+         {std::make_tuple("1-chunk", "clips/one.mp4", small_calls),
+          std::make_tuple("10000-frame", "clips/long.mp4", large_submits)}) {
       if (count == 0) continue;
       // The first submit of an input probes it (FFmpeg); the figures are of submits of a
       // known input, as the peer bench's are of publishes after the first. The first is

@@ -85,13 +85,20 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(const fs::path& root) {
 
 namespace {
 
+// openat2 of `path` (relative to `dirfd`) with the given RESOLVE_ flags; magic links
+// are always refused. -1 and errno on failure.
+int OpenAt2(int dirfd, const char* path, int flags, mode_t mode, uint64_t resolve) {
+  struct open_how how {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.mode = (flags & O_CREAT) ? mode : 0;
+  how.resolve = resolve | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(::syscall(SYS_openat2, dirfd, path, &how, sizeof(how)));
+}
+
 // Opens `path` (absolute) if no component of it is a symbolic link; -1 otherwise, or
 // on any other error (errno says which).
 int OpenNoSymlinks(const fs::path& path, int flags) {
-  struct open_how how {};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  return static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof(how)));
+  return OpenAt2(AT_FDCWD, path.c_str(), flags, 0, RESOLVE_NO_SYMLINKS);
 }
 
 // Where `existing` (a path that exists, or the root) leads, as fs::canonical finds it,
@@ -233,11 +240,7 @@ namespace {
 
 // openat2 beneath `dirfd`: no component may leave it, magic links are refused.
 int OpenAt2Beneath(int dirfd, const std::string& relative, int flags, mode_t mode) {
-  struct open_how how {};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  how.mode = (flags & O_CREAT) ? mode : 0;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  return static_cast<int>(::syscall(SYS_openat2, dirfd, relative.c_str(), &how, sizeof(how)));
+  return OpenAt2(dirfd, relative.c_str(), flags, mode, RESOLVE_BENEATH);
 }
 
 }  // namespace
