@@ -6,8 +6,15 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace reelfarm::common {
+
+void UseReleaseMutexChecks() {
+#ifdef NDEBUG
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
+}
 
 StopSignals::StopSignals() {
   sigemptyset(&set_);

@@ -14,6 +14,15 @@
 
 namespace reelfarm::common {
 
+// absl::Mutex's deadlock detection set as absl's own release builds have it. Debian builds
+// absl without NDEBUG, which leaves its debug-only detection on: every acquisition of every
+// absl::Mutex (ours and gRPC's, which uses absl's) updates a process-wide lock graph under
+// a global lock, and a lock-order cycle that may never deadlock aborts the process. A
+// release build of reelfarm (NDEBUG) turns it off; a debug build keeps it, and so do the
+// test binaries (clang's -Wthread-safety checks our lock use in every build). Call it
+// first in main, before any thread starts.
+void UseReleaseMutexChecks();
+
 // SIGINT and SIGTERM, taken by Wait() (sigwait), never by a handler on some thread.
 // Construct it in main before any thread starts: threads inherit the blocked mask.
 class StopSignals final {

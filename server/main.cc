@@ -91,6 +91,7 @@ static bool PortTaken(const std::string& listen) {
 }
 
 int main(int argc, char** argv) {
+  common::UseReleaseMutexChecks();
   CLI::App app{"reelfarm-server: the farm's gRPC API, scheduler and state"};
   std::string listen = "127.0.0.1:7700";
   std::string data_dir = "reelfarm-data";

@@ -19,6 +19,7 @@
 #include <spdlog/details/log_msg.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 #include "common/model_manifest.h"
 #include "common/process.h"
@@ -466,6 +467,58 @@ TEST_CASE("StopProcesses ends children with SIGTERM, and with SIGKILL past the g
   CHECK(WTERMSIG(st[3]) == SIGTERM);
   // All reaped: none is left for waitpid.
   for (pid_t pid : {polite, stubborn, stopped}) CHECK(waitpid(pid, nullptr, WNOHANG) == -1);
+}
+
+namespace {
+
+// Runs `body` in a forked child (which then exits 0) and returns its wait status; a
+// process-wide setting made there does not reach the tests that follow.
+template <typename Body>
+int InChild(Body body) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    body();
+    _exit(0);
+  }
+  int st = -1;
+  waitpid(pid, &st, 0);
+  return st;
+}
+
+// Two absl::Mutexes taken in one order and then in the other: a lock-order cycle, which
+// absl's deadlock detection aborts on (no thread waits: it never deadlocks here).
+void LockBothOrders() {
+  absl::Mutex a, b;
+  a.Lock();
+  b.Lock();
+  b.Unlock();
+  a.Unlock();
+  b.Lock();
+  a.Lock();
+  a.Unlock();
+  b.Unlock();
+}
+
+}  // namespace
+
+TEST_CASE("release builds run absl::Mutex without its debug-only deadlock detection",
+          "[unit][locks]") {
+#ifndef NDEBUG
+  WARN("a debug build keeps absl's deadlock detection: skipped");
+#else
+  // Debian's absl is built without NDEBUG: a process that sets nothing aborts on the
+  // cycle (the cost that UseReleaseMutexChecks removes from every lock).
+  const int untouched = InChild([] { LockBothOrders(); });
+  CHECK(WIFSIGNALED(untouched));
+  CHECK(WTERMSIG(untouched) == SIGABRT);
+  // What reelfarm-server and reelfarm-worker call first in main.
+  const int release = InChild([] {
+    reelfarm::common::UseReleaseMutexChecks();
+    LockBothOrders();
+  });
+  CHECK(WIFEXITED(release));
+  CHECK(WEXITSTATUS(release) == 0);
+#endif
 }
 
 TEST_CASE("a metrics endpoint writes its port, and a taken port fails naming the flag",

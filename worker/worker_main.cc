@@ -32,6 +32,7 @@ namespace reelfarm::worker {
 
 int RunWorkerMain(int argc, char** argv, const WorkerHooks& hooks) {
   worker::RestartWithPassiveOpenMpWaits(argv);
+  common::UseReleaseMutexChecks();
   CLI::App app{"reelfarm-worker: runs the farm's tasks"};
   worker::AgentOptions options;
   char host[256] = "worker";
