@@ -19,8 +19,8 @@ namespace reelfarm::common {
 // absl::Mutex (ours and gRPC's, which uses absl's) updates a process-wide lock graph under
 // a global lock, and a lock-order cycle that may never deadlock aborts the process. A
 // release build of reelfarm (NDEBUG) turns it off; a debug build keeps it, and so do the
-// test binaries (clang's -Wthread-safety checks our lock use in every build). Call it
-// first in main, before any thread starts.
+// test binaries (scripts/check-thread-safety.sh, run by scripts/test.sh, checks our lock
+// use with clang's -Wthread-safety). Call it first in main, before any thread starts.
 void UseReleaseMutexChecks();
 
 // SIGINT and SIGTERM, taken by Wait() (sigwait), never by a handler on some thread.
