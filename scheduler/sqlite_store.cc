@@ -327,6 +327,23 @@ class Checkpointer {
     if (!running_) wake_.Signal();
   }
 
+  // A checkpoint on the store's own connection `db`, by a commit that left the WAL at
+  // kInlineCheckpointPages. SQLite runs one checkpoint at a time (a PASSIVE one that
+  // finds another running does nothing), so it waits for a background checkpoint that
+  // is running to end, and holds the next one off until it returns: the WAL is then
+  // copied whole and starts over at the next commit.
+  void RunInline(sqlite3* db, const char* name) {
+    absl::MutexLock lock(&mu_);
+    while (running_) idle_.Wait(&mu_);
+    running_ = true;
+    mu_.Unlock();
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    mu_.Lock();
+    running_ = false;
+    idle_.SignalAll();
+    if (due_) wake_.Signal();
+  }
+
  private:
   explicit Checkpointer(Connection conn) : conn_(std::move(conn)) {
     thread_ = std::thread([this] { Loop(); });
@@ -335,24 +352,25 @@ class Checkpointer {
   void Loop() {
     absl::MutexLock lock(&mu_);
     for (;;) {
-      while (!due_ && !stop_) wake_.Wait(&mu_);
+      while ((!due_ || running_) && !stop_) wake_.Wait(&mu_);
       if (stop_) return;
       due_ = false;
       running_ = true;
       mu_.Unlock();
-      // A failure (e.g. SQLITE_BUSY while another checkpoint runs) is retried at the
-      // next Due(); commits go on either way.
+      // A failure is retried at the next Due(); commits go on either way.
       sqlite3_wal_checkpoint_v2(conn_.db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
       mu_.Lock();
       running_ = false;
+      idle_.SignalAll();
     }
   }
 
   Connection conn_;  // used by the thread only
   absl::Mutex mu_;
   absl::CondVar wake_;
+  absl::CondVar idle_;  // running_ turned false
   bool due_ ABSL_GUARDED_BY(mu_) = false;
-  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  bool running_ ABSL_GUARDED_BY(mu_) = false;  // a checkpoint, background or inline
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
@@ -638,7 +656,7 @@ class SqliteJobStore final : public JobStore {
   // After each commit, with the WAL's length in pages.
   static int OnWalCommit(void* checkpointer, sqlite3* db, const char* name, int pages) {
     if (pages >= kInlineCheckpointPages) {
-      sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      static_cast<Checkpointer*>(checkpointer)->RunInline(db, name);
     } else if (pages >= kCheckpointPages) {
       static_cast<Checkpointer*>(checkpointer)->Due();
     }
