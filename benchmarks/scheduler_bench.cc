@@ -7,11 +7,13 @@
 //                 a 10,000-frame job (10,000 chunks of 1 frame + assembly)
 //   memory        server resident memory per queued task with ~1,000,000 queued tasks
 //   restart       time for a SIGKILLed server to reload them and answer again
-// Usage: bench_scheduler [--quick] [--only dispatch|submit|restart] [--keep]
+// Usage: bench_scheduler [--quick] [--only dispatch|submit|restart[,...]] [--keep]
 //                        [--store sqlite|postgres] [--postgres-url URL]
 //                        [--prefetch N] [--server-bin PATH] [--workers N]
-//   --quick: smaller counts, for a smoke run. --only: one group of figures (restart
-//   includes memory; "memory" is the same group). --keep: leave the run's folder (named
+//                        [--submits N] [--submit-blocks]
+//   --quick: smaller counts, for a smoke run. --only: one group of figures, or several
+//   joined by commas (restart includes memory; "memory" is the same group). --keep:
+//   leave the run's folder (named
 //   on stderr), e.g. to profile a restart on its state. --store postgres: each server gets a new
 //   database on the PostgreSQL server at --postgres-url (a superuser's URL), or on one
 //   started for the run with tests/pg_server.sh. --prefetch: the simulated workers'
@@ -27,6 +29,11 @@
 //   submit and get_job line also gives the server's CPU time per call
 //   (server_cpu_ms): steadier than the latency on a shared machine, for before/after
 //   comparisons of one path.
+//   --submit-blocks: submits on demand, for a driver that interleaves them with another
+//   farm's in the same minutes (benchmarks/peer_bench.py): prints "ready" once the
+//   server answers (and has probed the input), then for each number N read from stdin
+//   makes N submits of the 1-chunk job and prints one line {"bench":"submit_block",
+//   "ms":[...]} of their latencies; stops the server at the end of stdin.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -322,6 +329,7 @@ int main(int argc, char** argv) {
   std::string only;
   std::vector<int> worker_counts = {1, 16, 256};
   int submits = 0;  // --submits; 0: the defaults
+  bool submit_blocks = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") {
@@ -330,11 +338,12 @@ int main(int argc, char** argv) {
       keep = true;
     } else if (arg == "--only" && i + 1 < argc) {
       only = argv[++i];
-      if (only == "memory") only = "restart";
     } else if (arg == "--prefetch" && i + 1 < argc) {
       prefetch = std::atoi(argv[++i]);
     } else if (arg == "--server-bin" && i + 1 < argc) {
       g_server_bin = argv[++i];
+    } else if (arg == "--submit-blocks") {
+      submit_blocks = true;
     } else if (arg == "--submits" && i + 1 < argc) {
       submits = std::atoi(argv[++i]);
     } else if (arg == "--workers" && i + 1 < argc) {
@@ -346,7 +355,7 @@ int main(int argc, char** argv) {
     } else {
       Die("usage: bench_scheduler [--quick] [--only dispatch|submit|restart] [--keep] "
           "[--store sqlite|postgres] [--postgres-url URL] [--prefetch N] [--server-bin PATH] "
-          "[--workers N] [--submits N]");
+          "[--workers N] [--submits N] [--submit-blocks]");
     }
   }
   const fs::path root = fs::temp_directory_path() / ("reelfarm-bench-" + std::to_string(getpid()));
@@ -360,12 +369,22 @@ int main(int argc, char** argv) {
     std::ifstream(pg_state / "url") >> g_postgres;
   }
   if (g_store != "sqlite" && g_store != "postgres") Die("--store: give sqlite or postgres");
-  if (!only.empty() && only != "dispatch" && only != "submit" && only != "restart") {
-    Die("--only: give dispatch, submit or restart");
+  // --only: one group, or several joined by commas.
+  std::vector<std::string> groups;
+  std::string arg_group;
+  for (std::stringstream list(only); std::getline(list, arg_group, ',');) {
+    if (arg_group == "memory") arg_group = "restart";
+    if (arg_group != "dispatch" && arg_group != "submit" && arg_group != "restart") {
+      Die("--only: give dispatch, submit or restart, or several joined by commas");
+    }
+    groups.push_back(arg_group);
   }
-  const auto runs = [&](const char* group) { return only.empty() || only == group; };
+  const auto runs = [&](const char* group) {
+    return !submit_blocks &&
+           (groups.empty() || std::find(groups.begin(), groups.end(), group) != groups.end());
+  };
   const int clip_frames = quick ? 1000 : 10000;
-  MakeClip(root / "clips/storage/clips/long.mp4", clip_frames);
+  if (!submit_blocks) MakeClip(root / "clips/storage/clips/long.mp4", clip_frames);
   MakeClip(root / "clips/storage/clips/one.mp4", 1);
   auto data_dir = [&](const std::string& name) {
     fs::path d = root / name;
@@ -373,6 +392,31 @@ int main(int argc, char** argv) {
     fs::copy(root / "clips/storage/clips", d / "storage/clips", fs::copy_options::recursive);
     return d;
   };
+
+  // Submit latency in blocks, for a driver that interleaves them with another farm's
+  // (peer_bench.py): a line "ready" once the server answers, then for each line N read
+  // from stdin, N submits of the 1-chunk job and one line of their latencies in ms.
+  if (submit_blocks) {
+    ::sync();
+    Server server(data_dir("submit_blocks"));
+    server.Submit("clips/one.mp4", "out/b_first.mp4", 1);  // probes the input
+    std::printf("ready\n");
+    std::fflush(stdout);
+    int block = 0;
+    for (int n = 0; std::scanf("%d", &n) == 1; ++block) {
+      std::string line = "{\"bench\":\"submit_block\",\"ms\":[";
+      for (int i = 0; i < n; ++i) {
+        const auto t0 = Clock::now();
+        server.Submit("clips/one.mp4",
+                      "out/b" + std::to_string(block) + "_" + std::to_string(i) + ".mp4", 1);
+        char ms[32];
+        std::snprintf(ms, sizeof ms, "%s%.4f", i ? "," : "", Seconds(t0) * 1000);
+        line += ms;
+      }
+      std::printf("%s]}\n", line.c_str());
+      std::fflush(stdout);
+    }
+  }
 
   // Submit latency, on a server with no workers (so the queue grows as it would). First,
   // as the peer bench measures Celery's submits first in its round: neither farm's
