@@ -234,9 +234,10 @@ TEST_CASE("learned models and RGB inputs still take the RGB path",
 
 namespace {
 
-// Runs frames [begin, end) of `c`'s job as chunk `index` on `runner`.
+// Runs frames [begin, end) of `c`'s job as chunk `index` on `runner`, which should take
+// frame path `path`.
 worker::TaskReport RunChunkOn(worker::TaskRunner& runner, NativeChunk& c, int index, int64_t begin,
-                              int64_t end) {
+                              int64_t end, const std::string& path = "native") {
   c.a.set_task_index(index);
   c.a.set_frame_begin(begin);
   c.a.set_frame_end(end);
@@ -247,7 +248,7 @@ worker::TaskReport RunChunkOn(worker::TaskRunner& runner, NativeChunk& c, int in
       c.a, [](int64_t) {}, cancelled);
   INFO(r.error);
   REQUIRE(r.ok);
-  CHECK(r.frame_path == "native");
+  CHECK(r.frame_path == path);
   CHECK(r.frames_done == end - begin);
   return r;
 }
@@ -280,6 +281,57 @@ TEST_CASE("chunks in order on one slot go on with the decoder and write what chu
     CHECK_FALSE(r.continued_decode);
     INFO("chunk " << k);
     CHECK(r.output_digest == in_order[static_cast<size_t>(k)]);
+  }
+}
+
+TEST_CASE(
+    "a learned model's chunks in order on one slot go on with the RGB decoder and write "
+    "what chunks alone write",
+    "[integration][worker][native]") {
+  NativeChunk c;
+  // One keyframe: alone, chunk k decodes from frame 0.
+  testing::MakeTestClip(c.dir.path() / "plates/a.mp4", 64, 36, 36);
+  testing::WriteNearestX2Model(c.dir.path() / "models", "nearest");
+  testing::WriteTemporalX2Model(c.dir.path() / "models", "temporal");
+  SECTION("a frame-by-frame model") {
+    c.Set("plates/a.mp4", "renders/a.mp4", "nearest", 0, 12, "", 18);
+    std::vector<std::string> in_order;
+    {
+      worker::TaskRunner runner(*c.storage, c.options);
+      for (int k = 0; k < 3; ++k) {
+        const worker::TaskReport r = RunChunkOn(runner, c, k, 12 * k, 12 * (k + 1), "rgb");
+        CHECK(r.continued_decode == (k > 0));
+        in_order.push_back(r.output_digest);
+        // Against ffmpeg's own decode of those frames, scaled as the model does.
+        const auto low = CompareWithFfmpeg(c.Segment(), c.dir.path() / "plates/a.mp4", "neighbor",
+                                           12 * k, 128, 72);
+        INFO("chunk " << k << " lowest PSNR y " << low[0] << " u " << low[1] << " v " << low[2]);
+        CHECK(low[0] >= 35.0);
+      }
+      // Out of order: nothing to go on from.
+      CHECK_FALSE(RunChunkOn(runner, c, 1, 12, 24, "rgb").continued_decode);
+    }
+    // Each chunk alone on a new worker: the same bytes.
+    for (int k = 0; k < 3; ++k) {
+      worker::TaskRunner alone(*c.storage, c.options);
+      const worker::TaskReport r = RunChunkOn(alone, c, k, 12 * k, 12 * (k + 1), "rgb");
+      CHECK_FALSE(r.continued_decode);
+      INFO("chunk " << k);
+      CHECK(r.output_digest == in_order[static_cast<size_t>(k)]);
+    }
+  }
+  SECTION("a temporal model, whose next chunk needs frames before where this one stopped") {
+    c.Set("plates/a.mp4", "renders/a.mp4", "temporal", 0, 12, "", 18);
+    worker::TaskRunner runner(*c.storage, c.options);
+    CHECK_FALSE(RunChunkOn(runner, c, 0, 0, 12, "rgb").continued_decode);
+    CHECK_FALSE(RunChunkOn(runner, c, 1, 12, 24, "rgb").continued_decode);
+  }
+  SECTION("a native chunk does not go on from an RGB chunk's decoder") {
+    c.Set("plates/a.mp4", "renders/a.mp4", "nearest", 0, 12, "", 18);
+    worker::TaskRunner runner(*c.storage, c.options);
+    CHECK_FALSE(RunChunkOn(runner, c, 0, 0, 12, "rgb").continued_decode);
+    c.a.mutable_upscale()->set_model("bicubic");
+    CHECK_FALSE(RunChunkOn(runner, c, 1, 12, 24, "native").continued_decode);
   }
 }
 

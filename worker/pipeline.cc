@@ -15,6 +15,7 @@
 #include <fstream>
 #include <optional>
 #include <thread>
+#include <type_traits>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -224,11 +225,13 @@ std::string InputIdentity(const std::string& name, int fd) {
 
 }  // namespace
 
-// A native chunk's source, kept open after the chunk at the frame after it, for a while
-// (PipelineOptions::keep_source_seconds): the next chunk of the same input that starts there goes
-// on decoding (NativeFrameSource::ContinueTo) instead of seeking to the keyframe before it and
-// decoding forward again. A 240-frame clip with one keyframe in five chunks decodes 720
-// frames without it. A thread of its own drops the source when its time is up.
+// A chunk's source of a movie, kept open after the chunk at the frame after it, for a
+// while (PipelineOptions::keep_source_seconds): the next chunk of the same input that
+// starts there goes on decoding (ContinueTo) instead of seeking to the keyframe before it
+// and decoding forward again. A 240-frame clip with one keyframe in five chunks decodes
+// 720 frames without it. Either path's source: the native one (filters on YUV) or the
+// RGB one (learned models); a chunk takes only its own kind. A thread of its own drops
+// the source when its time is up.
 class KeptSource {
  public:
   explicit KeptSource(double seconds)
@@ -246,43 +249,67 @@ class KeptSource {
   KeptSource& operator=(const KeptSource&) = delete;
 
   void Keep(std::string key, std::unique_ptr<media::NativeFrameSource> source) {
-    if (keep_ <= Clock::duration::zero()) return;
-    std::unique_ptr<media::NativeFrameSource> old;  // freed after the lock is let go
-    absl::MutexLock lock(&mu_);
-    old = std::move(source_);
-    source_ = std::move(source);
-    key_ = std::move(key);
-    until_ = Clock::now() + keep_;
-    if (!reaper_.joinable()) reaper_ = std::thread([this] { Reap(); });
-    wake_.Signal();
+    KeepEither(std::move(key), std::move(source), nullptr);
+  }
+  void Keep(std::string key, std::unique_ptr<media::FrameSource> source) {
+    KeepEither(std::move(key), nullptr, std::move(source));
   }
 
-  // The kept source carried on to [begin, end) when it is of `key` and stands at
-  // `begin`; otherwise null, and the kept source is dropped.
-  std::unique_ptr<media::NativeFrameSource> Take(const std::string& key, int64_t begin,
-                                                 int64_t end) {
-    std::unique_ptr<media::NativeFrameSource> source;
+  // The kept source of kind `Source` (media::NativeFrameSource or media::FrameSource)
+  // carried on to [begin, end) when it is of `key` and stands at `begin`; otherwise
+  // null, and whatever was kept is dropped.
+  template <typename Source>
+  std::unique_ptr<Source> Take(const std::string& key, int64_t begin, int64_t end) {
+    std::unique_ptr<media::NativeFrameSource> native;
+    std::unique_ptr<media::FrameSource> rgb;
     bool same = false;
     {
       absl::MutexLock lock(&mu_);
-      source = std::move(source_);
+      native = std::move(native_);
+      rgb = std::move(rgb_);
       same = !key.empty() && key == key_;
+    }
+    std::unique_ptr<Source> source;
+    if constexpr (std::is_same_v<Source, media::NativeFrameSource>) {
+      source = std::move(native);
+    } else {
+      source = std::move(rgb);
     }
     if (source && same && source->ContinueTo(begin, end)) return source;
     return nullptr;
   }
 
  private:
+  void KeepEither(std::string key, std::unique_ptr<media::NativeFrameSource> native,
+                  std::unique_ptr<media::FrameSource> rgb) {
+    if (keep_ <= Clock::duration::zero()) return;
+    // Freed after the lock is let go.
+    std::unique_ptr<media::NativeFrameSource> old_native;
+    std::unique_ptr<media::FrameSource> old_rgb;
+    absl::MutexLock lock(&mu_);
+    old_native = std::move(native_);
+    old_rgb = std::move(rgb_);
+    native_ = std::move(native);
+    rgb_ = std::move(rgb);
+    key_ = std::move(key);
+    until_ = Clock::now() + keep_;
+    if (!reaper_.joinable()) reaper_ = std::thread([this] { Reap(); });
+    wake_.Signal();
+  }
+
+  bool HoldsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return native_ || rgb_; }
+
   void Reap() {
     absl::MutexLock lock(&mu_);
     while (!stop_) {
       const auto now = Clock::now();
-      if (source_ && now >= until_) {
-        source_.reset();
+      if (HoldsLocked() && now >= until_) {
+        native_.reset();
+        rgb_.reset();
         malloc_trim(0);  // as after a chunk: the decoder's memory goes back
         continue;
       }
-      if (source_) {
+      if (HoldsLocked()) {
         wake_.WaitWithTimeout(&mu_, absl::FromChrono(until_ - now));
       } else {
         wake_.Wait(&mu_);
@@ -293,7 +320,8 @@ class KeptSource {
   const Clock::duration keep_;
   absl::Mutex mu_;
   absl::CondVar wake_;
-  std::unique_ptr<media::NativeFrameSource> source_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<media::NativeFrameSource> native_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<media::FrameSource> rgb_ ABSL_GUARDED_BY(mu_);
   std::string key_ ABSL_GUARDED_BY(mu_);
   Clock::time_point until_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
@@ -398,18 +426,22 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
       NativeFilter(a, **model, *format, sequence_in, cm, options_.frames);
   std::unique_ptr<media::FrameSource> source;
   std::unique_ptr<media::NativeFrameSource> native_source;
-  // The input's identity, to go on with the previous chunk's decoder (KeptSource).
-  const std::string input_key = native ? InputIdentity(up.input(), input_fd->get()) : "";
+  // The input's identity, to go on with the previous chunk's decoder (KeptSource): a
+  // movie's (an image sequence opens a file a frame).
+  const std::string input_key = sequence_in ? "" : InputIdentity(up.input(), input_fd->get());
   const auto t_open = Clock::now();
   if (native) {
-    native_source = kept_->Take(input_key, decode_begin, decode_end);
+    native_source = kept_->Take<media::NativeFrameSource>(input_key, decode_begin, decode_end);
     report_continued = native_source != nullptr;
+  } else if (!sequence_in) {
+    source = kept_->Take<media::FrameSource>(input_key, decode_begin, decode_end);
+    report_continued = source != nullptr;
   }
   if (native && !native_source) {
     auto opened = options_.frames.open_native_movie(input_path, decode_begin, decode_end);
     if (!opened.ok()) return Failure(named(opened.status()), "");
     native_source = std::move(*opened);
-  } else if (!native) {
+  } else if (!native && !source) {
     auto opened = sequence_in ? (cm ? options_.frames.open_scene_referred_image_sequence
                                     : options_.frames.open_image_sequence)(input_path, decode_begin,
                                                                            decode_end)
@@ -521,6 +553,10 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
     // at 1440p). The native path has no float frames whose page faults this would cost.
     native_source.reset();
     malloc_trim(0);
+  } else if (st.ok() && !input_key.empty() && decode_end < range.input_last + 1) {
+    // The same for a movie's RGB source (a temporal model's next chunk starts before
+    // where this one's context ended, so it opens its own).
+    kept_->Keep(input_key, std::move(source));
   }
   if (st.ok() && !sequence_out) {
     auto t = Clock::now();

@@ -59,8 +59,9 @@ struct PipelineOptions {
   std::string device = "cpu";
   std::string worker_name;
   FrameIo frames;
-  // How long a native chunk's decoder stays open after the chunk, at the frame after it,
-  // for the next chunk of the same input to go on from (TaskReport::continued_decode).
+  // How long a chunk's movie decoder (native or RGB path) stays open after the chunk, at
+  // the frame after it, for the next chunk of the same input to go on from
+  // (TaskReport::continued_decode).
   // With one worker the next chunk's lease comes within milliseconds; the bound keeps an
   // idle worker from holding a decoder and its reference frames. 0: never kept.
   double keep_source_seconds = 5.0;
