@@ -2,6 +2,7 @@
 // ffmpeg tool (MPEG-4 Part 2 B-frames in AVI, held frames, VFR, edit lists, audio
 // first, many codecs, odd geometry) are read frame for frame as the ffmpeg tool writes
 // them to a constant-rate output, whichever range they are read in.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
@@ -85,8 +86,32 @@ std::vector<Frame> ReadChunked(const fs::path& path, int64_t count, int64_t chun
   return all;
 }
 
+// The frames [0, count) of `path` through one source carried on from chunk to chunk
+// (FrameSource::ContinueTo, as a worker goes on from the previous chunk's decoder).
+std::vector<Frame> ReadCarried(const fs::path& path, int64_t count, int64_t chunk) {
+  auto source = OpenVideoSource(path.string(), 0, std::min(count, chunk));
+  INFO(source.status().ToString());
+  REQUIRE(source.ok());
+  std::vector<Frame> all;
+  for (int64_t b = 0; b < count; b += chunk) {
+    const int64_t e = std::min(count, b + chunk);
+    if (b > 0) REQUIRE((*source)->ContinueTo(b, e));
+    Frame f;
+    for (;;) {
+      absl::StatusOr<bool> more = (*source)->Next(&f);
+      INFO("chunk [" << b << ", " << e << "): " << more.status().ToString());
+      REQUIRE(more.ok());
+      if (!*more) break;
+      all.push_back(std::move(f));
+    }
+    REQUIRE(all.size() == static_cast<size_t>(e));
+  }
+  return all;
+}
+
 // The checks every fixture passes: the probe's count is ffmpeg's, frame i is ffmpeg's
-// frame i, and reading in chunks gives the same frames as reading it whole.
+// frame i, and reading in chunks (new sources, or one carried on) gives the same frames
+// as reading it whole.
 VideoInfo CheckOnGrid(const fs::path& clip, const fs::path& work, double min_psnr = 35) {
   INFO("fixture " << clip.filename().string());
   auto info = ProbeVideo(clip.string());
@@ -105,10 +130,14 @@ VideoInfo CheckOnGrid(const fs::path& clip, const fs::path& work, double min_psn
     CHECK(psnr >= min_psnr);
   }
   const std::vector<Frame> chunked = ReadChunked(clip, info->frame_count, 7);
+  const std::vector<Frame> carried = ReadCarried(clip, info->frame_count, 7);
   REQUIRE(chunked.size() == whole.size());
+  REQUIRE(carried.size() == whole.size());
   for (size_t i = 0; i < whole.size(); ++i) {
     INFO("frame " << i);
     CHECK(chunked[i].planes == whole[i].planes);
+    CHECK(carried[i].index == static_cast<int64_t>(i));
+    CHECK(carried[i].planes == whole[i].planes);
   }
   return *info;
 }

@@ -542,20 +542,20 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
       a.job_id(), a.task_index(), decode_begin, decode_end, report.frame_path,
       report_continued ? "continued" : "opened", open_source_s, open_sink_s, decode_s,
       native ? "resize" : "infer", infer_s, encode_s, close_s);
+  // A movie's source is kept for the next chunk when frames follow this one's and it
+  // stands at the first of them: a temporal model's source stands past this chunk's
+  // context, after frames the next chunk needs, so that one opens its own.
+  const bool keep = st.ok() && !input_key.empty() && decode_end == range.target_end &&
+                    decode_end < range.input_last + 1;
   if (native) {
-    // Kept for the next chunk of the input when frames follow this one's.
-    if (st.ok() && !input_key.empty() && decode_end < range.input_last + 1) {
-      kept_->Keep(input_key, std::move(native_source));
-    }
+    if (keep) kept_->Keep(input_key, std::move(native_source));
     // The encoder's and decoder's memory goes back to the system now: with the heap
     // kept at its peak (KeepFrameBuffersInHeap), each chunk's new encoder would
     // otherwise grow the worker further (595 MiB after 5 chunks against 464 after one,
     // at 1440p). The native path has no float frames whose page faults this would cost.
     native_source.reset();
     malloc_trim(0);
-  } else if (st.ok() && !input_key.empty() && decode_end < range.input_last + 1) {
-    // The same for a movie's RGB source (a temporal model's next chunk starts before
-    // where this one's context ended, so it opens its own).
+  } else if (keep) {
     kept_->Keep(input_key, std::move(source));
   }
   if (st.ok() && !sequence_out) {
