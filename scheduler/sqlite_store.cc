@@ -2,8 +2,9 @@
 //
 // One connection behind a mutex; every write is one committed transaction with
 // synchronous=FULL, so a call that returned OK survives a crash. WAL checkpoints run
-// off the commit path (a Checkpointer: its own connection and thread, woken when the
-// WAL passes kCheckpointPages), so no COMMIT pays for copying the WAL into the file. Rows are
+// mostly off the commit path (a Checkpointer: its own connection and thread, woken when
+// the WAL passes kCheckpointPages, copies the bulk; one commit then copies the few frames
+// added meanwhile), so almost no COMMIT pays for copying the WAL into the file. Rows are
 // store_rows.h's (JSON text for specs, so adding a field needs no schema step);
 // the schema itself evolves through kMigrations, recorded in `schema_version`.
 #include <sqlite3.h>
@@ -42,10 +43,10 @@ constexpr int kBusyTimeoutMs = 5000;
 // (1.69 against 1.42 ms in alternated runs of 300 submits, benchmarks/: submit). A
 // crash recovery reads at most the WAL's length, about 40 MB here.
 constexpr int kCheckpointPages = 2500;
-// Under commits back to back, a background checkpoint never ends with nothing left
-// (each commit adds frames while it runs), so the WAL cannot start over. A commit that
-// leaves the WAL this long checkpoints it itself (PASSIVE, copying only what the
-// background checkpoints have not), so the WAL never grows without bound.
+// A commit that leaves the WAL this long checkpoints it itself whatever else is so
+// (PASSIVE, copying only what earlier checkpoints have not), so the WAL never grows
+// without bound, even when the copy of the rest (Checkpointer) did not let it start
+// over (a reader held it).
 constexpr int kInlineCheckpointPages = 4 * kCheckpointPages;
 // The WAL's length laid out on disk at open (LayOutWal): room for the frames it holds
 // between background checkpoints twice over (a frame is a page and a 24-byte header).
@@ -293,9 +294,21 @@ absl::Status ReadAll(const Connection& conn, sqlite3_stmt* stmt,
   }
 }
 
-// Checkpoints the WAL of the database at `path` on its own connection and thread when
-// Due(): PASSIVE, so writers go on meanwhile; once a checkpoint has copied the whole
-// WAL, the next commit starts the WAL from its beginning again.
+// Checkpoints the WAL of the database at `path`, told after each commit how long the
+// WAL is (AfterCommit). Once a commit leaves it kCheckpointPages long, the bulk of it is
+// copied into the database file on the checkpointer's own connection and thread
+// (PASSIVE, so commits go on meanwhile); the commit after that pass copies the rest
+// itself, on the store's connection, and the commit after it starts the WAL from its
+// beginning again.
+//
+// Why the rest is copied by a commit: the WAL starts over only at a write that finds
+// it copied whole, and under commits back to back a background pass never ends so
+// (each commit adds frames while it runs). Passes run again and again then, each
+// copying a commit or two and syncing the WAL and the database file, and every commit's
+// fdatasync queued behind those flushes: 2.4 syncs a submit where one is needed, over
+// ~75 % of a stream of small submits (benchmarks/: submit). A commit copying the few
+// frames added since the bulk pass does it with no other writer, so it ends with the
+// WAL copied whole: one commit in some 500 small ones pays that copy and two syncs.
 class Checkpointer {
  public:
   static absl::StatusOr<std::unique_ptr<Checkpointer>> Start(const std::string& path) {
@@ -319,21 +332,42 @@ class Checkpointer {
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
 
-  // The WAL needs a checkpoint. Cheap: wakes the thread only when it sleeps.
-  void Due() {
+  // Called by SQLite's WAL hook after each commit on the store's connection `db`, with
+  // the WAL's length in pages. Cheap unless this commit copies the rest of the WAL.
+  void AfterCommit(sqlite3* db, const char* name, int pages) {
     absl::MutexLock lock(&mu_);
-    if (due_) return;
-    due_ = true;
-    if (!running_) wake_.Signal();
+    if (pages < kCheckpointPages) {
+      phase_ = Phase::kShort;  // started over (or not yet long)
+    } else if (pages >= kInlineCheckpointPages) {
+      // The rest was not copied whole (a reader kept it, or the bulk pass began late):
+      // whatever is running, this commit copies the WAL whole.
+      RunInlineLocked(db, name);
+    } else if (phase_ == Phase::kShort) {
+      phase_ = Phase::kBulk;
+      if (!running_) wake_.Signal();
+    } else if (phase_ == Phase::kBulkDone) {
+      phase_ = Phase::kRest;
+      RunInlineLocked(db, name);
+    }
   }
 
-  // A checkpoint on the store's own connection `db`, by a commit that left the WAL at
-  // kInlineCheckpointPages. SQLite runs one checkpoint at a time (a PASSIVE one that
-  // finds another running does nothing), so it waits for a background checkpoint that
-  // is running to end, and holds the next one off until it returns: the WAL is then
-  // copied whole and starts over at the next commit.
-  void RunInline(sqlite3* db, const char* name) {
-    absl::MutexLock lock(&mu_);
+ private:
+  enum class Phase {
+    kShort,     // the WAL is below kCheckpointPages
+    kBulk,      // the thread copies what the WAL holds (or is woken to)
+    kBulkDone,  // the bulk is copied; the next commit copies the rest
+    kRest,      // the rest was copied; the next commit starts the WAL over
+  };
+
+  explicit Checkpointer(Connection conn) : conn_(std::move(conn)) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  // A PASSIVE checkpoint on the store's own connection `db`. SQLite runs one checkpoint
+  // at a time (a PASSIVE one that finds another running does nothing), so it waits for
+  // a background one that is running to end, and holds the next one off until it
+  // returns: the WAL is then copied whole and starts over at the next commit.
+  void RunInlineLocked(sqlite3* db, const char* name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     while (running_) idle_.Wait(&mu_);
     running_ = true;
     mu_.Unlock();
@@ -341,27 +375,22 @@ class Checkpointer {
     mu_.Lock();
     running_ = false;
     idle_.SignalAll();
-    if (due_) wake_.Signal();
-  }
-
- private:
-  explicit Checkpointer(Connection conn) : conn_(std::move(conn)) {
-    thread_ = std::thread([this] { Loop(); });
+    if (phase_ == Phase::kBulk) wake_.Signal();
   }
 
   void Loop() {
     absl::MutexLock lock(&mu_);
     for (;;) {
-      while ((!due_ || running_) && !stop_) wake_.Wait(&mu_);
+      while ((phase_ != Phase::kBulk || running_) && !stop_) wake_.Wait(&mu_);
       if (stop_) return;
-      due_ = false;
       running_ = true;
       mu_.Unlock();
-      // A failure is retried at the next Due(); commits go on either way.
+      // A failure leaves the rest to the next commit's pass; commits go on either way.
       sqlite3_wal_checkpoint_v2(conn_.db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
       mu_.Lock();
       running_ = false;
       idle_.SignalAll();
+      if (phase_ == Phase::kBulk) phase_ = Phase::kBulkDone;
     }
   }
 
@@ -369,7 +398,7 @@ class Checkpointer {
   absl::Mutex mu_;
   absl::CondVar wake_;
   absl::CondVar idle_;  // running_ turned false
-  bool due_ ABSL_GUARDED_BY(mu_) = false;
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kShort;
   bool running_ ABSL_GUARDED_BY(mu_) = false;  // a checkpoint, background or inline
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
@@ -655,11 +684,7 @@ class SqliteJobStore final : public JobStore {
 
   // After each commit, with the WAL's length in pages.
   static int OnWalCommit(void* checkpointer, sqlite3* db, const char* name, int pages) {
-    if (pages >= kInlineCheckpointPages) {
-      static_cast<Checkpointer*>(checkpointer)->RunInline(db, name);
-    } else if (pages >= kCheckpointPages) {
-      static_cast<Checkpointer*>(checkpointer)->Due();
-    }
+    static_cast<Checkpointer*>(checkpointer)->AfterCommit(db, name, pages);
     return SQLITE_OK;
   }
 
