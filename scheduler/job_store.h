@@ -11,6 +11,7 @@
 // tests/testing/memory_store.h's InMemoryJobStore.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -85,8 +86,17 @@ class JobStore {
   virtual absl::Status Load(LoadSink& sink);
 };
 
+// Told of each WAL checkpoint a SQLite store runs, for metrics: `pass` is "background"
+// (the checkpointer's own thread copying the bulk of the WAL), "rest" (the commit after
+// that pass copying what was committed meanwhile) or "limit" (a commit that found the
+// WAL at its bound); the seconds it took and whether SQLite returned OK. Called on the
+// thread that ran the checkpoint (a commit's, for "rest" and "limit"): thread-safe and
+// quick.
+using CheckpointObserver = std::function<void(const char* pass, double seconds, bool ok)>;
+
 // SQLite in WAL mode at `path` (created with its schema if missing).
-absl::StatusOr<std::unique_ptr<JobStore>> OpenSqliteJobStore(const std::string& path);
+absl::StatusOr<std::unique_ptr<JobStore>> OpenSqliteJobStore(const std::string& path,
+                                                             CheckpointObserver observer = {});
 
 // PostgreSQL at `url` (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE), its schema
 // created or migrated first. Connects at once: a wrong or unreachable URL fails here,

@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <iterator>
@@ -311,7 +312,8 @@ absl::Status ReadAll(const Connection& conn, sqlite3_stmt* stmt,
 // WAL copied whole: one commit in some 500 small ones pays that copy and two syncs.
 class Checkpointer {
  public:
-  static absl::StatusOr<std::unique_ptr<Checkpointer>> Start(const std::string& path) {
+  static absl::StatusOr<std::unique_ptr<Checkpointer>> Start(const std::string& path,
+                                                             CheckpointObserver observer) {
     sqlite3* raw = nullptr;
     const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                                    WalCoalescingVfs());
@@ -319,7 +321,7 @@ class Checkpointer {
     if (rc != SQLITE_OK) return conn.Error(rc, "open for checkpoints");
     // The checkpoint syncs the WAL, then the database file, before the WAL is reused.
     RETURN_IF_ERROR(conn.Exec("PRAGMA synchronous=FULL", "set synchronous"));
-    return absl::WrapUnique(new Checkpointer(std::move(conn)));
+    return absl::WrapUnique(new Checkpointer(std::move(conn), std::move(observer)));
   }
   ~Checkpointer() {
     {
@@ -341,13 +343,13 @@ class Checkpointer {
     } else if (pages >= kInlineCheckpointPages) {
       // The rest was not copied whole (a reader kept it, or the bulk pass began late):
       // whatever is running, this commit copies the WAL whole.
-      RunInlineLocked(db, name);
+      RunInlineLocked(db, name, "limit");
     } else if (phase_ == Phase::kShort) {
       phase_ = Phase::kBulk;
       if (!running_) wake_.Signal();
     } else if (phase_ == Phase::kBulkDone) {
       phase_ = Phase::kRest;
-      RunInlineLocked(db, name);
+      RunInlineLocked(db, name, "rest");
     }
   }
 
@@ -359,23 +361,46 @@ class Checkpointer {
     kRest,      // the rest was copied; the next commit starts the WAL over
   };
 
-  explicit Checkpointer(Connection conn) : conn_(std::move(conn)) {
+  Checkpointer(Connection conn, CheckpointObserver observer)
+      : conn_(std::move(conn)), observer_(std::move(observer)) {
     thread_ = std::thread([this] { Loop(); });
+  }
+
+  struct PassResult {
+    double seconds = 0;
+    bool ok = false;
+  };
+  // One PASSIVE checkpoint of `db`'s WAL.
+  static PassResult Pass(sqlite3* db, const char* name) {
+    const auto start = std::chrono::steady_clock::now();
+    const int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    return {std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+            rc == SQLITE_OK};
+  }
+  // Tells the observer of a pass once the phase it leads to is set (so that a commit
+  // that follows the report meets that phase), with mu_ released.
+  void ReportLocked(const char* pass, PassResult r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!observer_) return;
+    mu_.Unlock();
+    observer_(pass, r.seconds, r.ok);
+    mu_.Lock();
   }
 
   // A PASSIVE checkpoint on the store's own connection `db`. SQLite runs one checkpoint
   // at a time (a PASSIVE one that finds another running does nothing), so it waits for
   // a background one that is running to end, and holds the next one off until it
   // returns: the WAL is then copied whole and starts over at the next commit.
-  void RunInlineLocked(sqlite3* db, const char* name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void RunInlineLocked(sqlite3* db, const char* name, const char* pass)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     while (running_) idle_.Wait(&mu_);
     running_ = true;
     mu_.Unlock();
-    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    const PassResult r = Pass(db, name);
     mu_.Lock();
     running_ = false;
     idle_.SignalAll();
     if (phase_ == Phase::kBulk) wake_.Signal();
+    ReportLocked(pass, r);
   }
 
   void Loop() {
@@ -386,15 +411,17 @@ class Checkpointer {
       running_ = true;
       mu_.Unlock();
       // A failure leaves the rest to the next commit's pass; commits go on either way.
-      sqlite3_wal_checkpoint_v2(conn_.db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      const PassResult r = Pass(conn_.db(), "main");
       mu_.Lock();
       running_ = false;
       idle_.SignalAll();
       if (phase_ == Phase::kBulk) phase_ = Phase::kBulkDone;
+      ReportLocked("background", r);
     }
   }
 
   Connection conn_;  // used by the thread only
+  const CheckpointObserver observer_;
   absl::Mutex mu_;
   absl::CondVar wake_;
   absl::CondVar idle_;  // running_ turned false
@@ -406,7 +433,8 @@ class Checkpointer {
 
 class SqliteJobStore final : public JobStore {
  public:
-  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path) {
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path,
+                                                        CheckpointObserver observer) {
     if (path.empty()) {
       return absl::InvalidArgumentError(
           "job store path is empty; give a file such as "
@@ -421,7 +449,7 @@ class SqliteJobStore final : public JobStore {
     Connection conn(path, DbPtr(raw));
     if (rc != SQLITE_OK) return conn.Error(rc, "open");
     auto store = absl::WrapUnique(new SqliteJobStore(std::move(conn)));
-    RETURN_IF_ERROR(store->Init());
+    RETURN_IF_ERROR(store->Init(std::move(observer)));
     return std::unique_ptr<JobStore>(std::move(store));
   }
 
@@ -620,7 +648,7 @@ class SqliteJobStore final : public JobStore {
     return absl::NotFoundError(absl::StrCat(row, " is not in job store '", conn_.path(), "'"));
   }
 
-  absl::Status Init() {
+  absl::Status Init(CheckpointObserver observer) {
     absl::MutexLock lock(&mu_);
     if (sqlite3_db_readonly(conn_.db(), "main") == 1) {
       return conn_.Error(SQLITE_READONLY, "open for writing");
@@ -640,7 +668,7 @@ class SqliteJobStore final : public JobStore {
     RETURN_IF_ERROR(LayOutWal());
     // Checkpoints in the background instead of inside a COMMIT (this hook replaces
     // SQLite's auto-checkpoint).
-    ASSIGN_OR_RETURN(checkpointer_, Checkpointer::Start(conn_.path()));
+    ASSIGN_OR_RETURN(checkpointer_, Checkpointer::Start(conn_.path(), std::move(observer)));
     sqlite3_wal_hook(conn_.db(), &OnWalCommit, checkpointer_.get());
     const std::pair<StmtPtr*, const char*> statements[] = {
         {&insert_job_,
@@ -747,8 +775,9 @@ class SqliteJobStore final : public JobStore {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<JobStore>> OpenSqliteJobStore(const std::string& path) {
-  return SqliteJobStore::Open(path);
+absl::StatusOr<std::unique_ptr<JobStore>> OpenSqliteJobStore(const std::string& path,
+                                                             CheckpointObserver observer) {
+  return SqliteJobStore::Open(path, std::move(observer));
 }
 
 }  // namespace reelfarm::scheduler

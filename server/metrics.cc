@@ -52,6 +52,9 @@ const prometheus::Histogram::BucketBoundaries kRpcBuckets = {
     0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 const prometheus::Histogram::BucketBoundaries kStoreBuckets = {
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+// A background pass copies ~10 MB of WAL into the database file and syncs both.
+const prometheus::Histogram::BucketBoundaries kCheckpointBuckets = {
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 // "service/method" pairs that may appear as labels: reelfarm's own, health, reflection.
 const std::set<std::string>& KnownMethods() {
@@ -211,6 +214,10 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                         .Name("reelfarm_store_errors_total")
                         .Help("State store calls that failed, by operation")
                         .Register(registry)),
+      checkpoint_seconds_(prometheus::BuildHistogram()
+                              .Name("reelfarm_store_checkpoint_duration_seconds")
+                              .Help("SQLite WAL checkpoints, by pass (background, rest, limit)")
+                              .Register(registry)),
       grpc_requests_(prometheus::BuildCounter()
                          .Name("reelfarm_grpc_requests_total")
                          .Help("gRPC calls finished, by service, method and status code")
@@ -276,6 +283,11 @@ void ServerMetrics::WorkerDisconnected() { worker_disconnects_.Increment(); }
 void ServerMetrics::StoreCall(const std::string& op, double seconds, bool ok) {
   store_seconds_.Add({{"op", op}}, kStoreBuckets).Observe(seconds);
   if (!ok) store_errors_.Add({{"op", op}}).Increment();
+}
+
+void ServerMetrics::StoreCheckpoint(const std::string& pass, double seconds, bool ok) {
+  checkpoint_seconds_.Add({{"pass", pass}}, kCheckpointBuckets).Observe(seconds);
+  if (!ok) store_errors_.Add({{"op", "checkpoint"}}).Increment();
 }
 
 void ServerMetrics::GrpcCall(const std::string& full_method, int code, double seconds) {

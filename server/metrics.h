@@ -51,6 +51,9 @@ class ServerMetrics final : public scheduler::SchedulerEvents {
   void WorkerDisconnected();
   // One JobStore call (`op`: create_job, update_job, update_task, load_all).
   void StoreCall(const std::string& op, double seconds, bool ok);
+  // One WAL checkpoint of the SQLite store (`pass`: background, rest, limit; see
+  // scheduler::CheckpointObserver); a failed one counts as a store error (op checkpoint).
+  void StoreCheckpoint(const std::string& pass, double seconds, bool ok);
   // One finished gRPC call; `full_method` is gRPC's "/package.Service/Method".
   void GrpcCall(const std::string& full_method, int code, double seconds);
 
@@ -74,6 +77,7 @@ class ServerMetrics final : public scheduler::SchedulerEvents {
   prometheus::Counter& worker_disconnects_;
   prometheus::Family<prometheus::Histogram>& store_seconds_;
   prometheus::Family<prometheus::Counter>& store_errors_;
+  prometheus::Family<prometheus::Histogram>& checkpoint_seconds_;
   prometheus::Family<prometheus::Counter>& grpc_requests_;
   prometheus::Family<prometheus::Histogram>& grpc_seconds_;
   std::shared_ptr<SchedulerStatsCollector> stats_;

@@ -70,7 +70,11 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
   absl::StatusOr<std::unique_ptr<scheduler::JobStore>> opened =
       scheduler::IsPostgresUrl(options.store)
           ? scheduler::OpenPostgresJobStore(options.store, options.epoch)
-          : scheduler::OpenSqliteJobStore(options.store);
+          : scheduler::OpenSqliteJobStore(
+                options.store,
+                [metrics = s->metrics_.get()](const char* pass, double seconds, bool ok) {
+                  metrics->StoreCheckpoint(pass, seconds, ok);
+                });
   if (!opened.ok()) return ForFlag(opened.status(), "--store");
   std::unique_ptr<scheduler::JobStore> store = std::move(*opened);
   s->store_ = std::make_unique<TimedJobStore>(std::move(store), s->metrics_.get());

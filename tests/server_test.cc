@@ -13,6 +13,7 @@
 #include <prometheus/registry.h>
 
 #include "common/storage.h"
+#include "scheduler/job_store.h"
 #include "scheduler/scheduler.h"
 #include "server/metrics.h"
 #include "server/probe_cache.h"
@@ -154,6 +155,41 @@ TEST_CASE("server metrics follow the scheduler: jobs, attempts, retries, expiry,
   CHECK(Find(gauges, "reelfarm_tasks_queued") == -1);
   metrics.AttachScheduler(nullptr);
   CHECK(metrics.stats_collectable()->Collect().empty());
+}
+
+TEST_CASE("a SQLite store's WAL checkpoints are timed by pass", "[unit][server]") {
+  prometheus::Registry registry;
+  ServerMetrics metrics(registry);
+  reelfarm::testing::TempDir dir;
+  // As the server opens it (server.cc).
+  absl::StatusOr<std::unique_ptr<scheduler::JobStore>> store = scheduler::OpenSqliteJobStore(
+      (dir.path() / "state.db").string(), [&metrics](const char* pass, double seconds, bool ok) {
+        metrics.StoreCheckpoint(pass, seconds, ok);
+      });
+  REQUIRE(store.ok());
+  const auto count = [&](const std::string& pass) {
+    return Find(registry.Collect(), "reelfarm_store_checkpoint_duration_seconds", {{"pass", pass}},
+                "count");
+  };
+  // Jobs of ~4 pages (their spec's name) until the WAL's 2,500 pages start the
+  // background pass, and that pass has ended: the commit after it copies the rest.
+  int64_t id = 0;
+  while (count("rest") < 1 && id < 20000) {
+    scheduler::Job job;
+    job.id = ++id;
+    job.spec.name = std::string(15000, 'n');
+    REQUIRE((*store)->Commit({{scheduler::JobStore::Write::Kind::kInsertJob, job, {}}}).ok());
+  }
+  CHECK(id >= 300);  // not before the WAL held 2,500 pages (at most 8 a commit)
+  CHECK(count("rest") == 1);
+  // Reported once the pass has ended, after the phase that lets a commit copy the rest.
+  for (int i = 0; i < 500 && count("background") < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(count("background") == 1);
+  CHECK(Find(registry.Collect(), "reelfarm_store_checkpoint_duration_seconds", {{"pass", "limit"}},
+             "count") == -1);
+  CHECK(Find(registry.Collect(), "reelfarm_store_errors_total") == -1);
 }
 
 TEST_CASE("gRPC calls are labelled by known method and code only", "[unit][server]") {
