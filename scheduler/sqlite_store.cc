@@ -341,8 +341,9 @@ class Checkpointer {
     if (pages < kCheckpointPages) {
       phase_ = Phase::kShort;  // started over (or not yet long)
     } else if (pages >= kInlineCheckpointPages) {
-      // The rest was not copied whole (a reader kept it, or the bulk pass began late):
-      // whatever is running, this commit copies the WAL whole.
+      // One commit this large (a job of tens of thousands of tasks), or the rest was not
+      // copied whole (a reader kept the WAL): whatever is running, this commit copies
+      // the WAL whole.
       RunInlineLocked(db, name, "limit");
     } else if (phase_ == Phase::kShort) {
       phase_ = Phase::kBulk;
