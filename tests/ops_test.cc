@@ -447,3 +447,39 @@ TEST_CASE("a submit of an input already probed reads no media and a rewritten on
   CHECK(lookups("hit") == 2);
   CHECK(lookups("miss") == 2);
 }
+
+// The SQLite store's WAL checkpoints on a real server's /metrics: a stream of submits
+// fills the WAL to 2,500 pages, the checkpointer's background pass copies it and the
+// submit after that pass copies the rest (scheduler/sqlite_store.cc, Checkpointer).
+TEST_CASE("a stream of submits shows the WAL's checkpoint passes on the server's /metrics",
+          "[integration]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm", {"--metrics"});
+  testing::MakeTestClip(farm.storage() / "plates/c.mp4", 64, 36, 2);
+  const auto passes = [&](const std::string& pass) {
+    return Value(ParseMetrics(Farm::Scrape(farm.server_metrics_port())),
+                 "reelfarm_store_checkpoint_duration_seconds_count", {{"pass", pass}});
+  };
+  CHECK(passes("background") == -1);  // none before the WAL is long
+  int submits = 0;
+  while (submits < 4000 && (submits % 50 != 0 || passes("rest") < 1)) {
+    v1::SubmitJobResponse resp;
+    const grpc::Status st = farm.Submit(
+        testing::UpscaleSpec("plates/c.mp4", "renders/c" + std::to_string(submits) + ".mp4", 1),
+        &resp);
+    INFO(st.error_message());
+    REQUIRE(st.ok());
+    ++submits;
+  }
+  INFO(submits << " submits");
+  CHECK(submits >= 100);  // each writes a few WAL pages: the WAL reached 2,500 on the way
+  CHECK(passes("rest") == 1);
+  // Reported just after the pass's end lets a commit copy the rest.
+  for (int i = 0; i < 100 && passes("background") < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(passes("background") == 1);
+  CHECK(passes("limit") == -1);
+  CHECK(Value(ParseMetrics(Farm::Scrape(farm.server_metrics_port())),
+              "reelfarm_store_errors_total") == -1);
+}
