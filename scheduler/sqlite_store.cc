@@ -47,7 +47,7 @@ constexpr int kCheckpointPages = 2500;
 // A commit that leaves the WAL this long checkpoints it itself whatever else is so
 // (PASSIVE, copying only what earlier checkpoints have not), so the WAL never grows
 // without bound, even when the copy of the rest (Checkpointer) did not let it start
-// over (a reader held it).
+// over (a reader held it) or one commit was this large.
 constexpr int kInlineCheckpointPages = 4 * kCheckpointPages;
 // The WAL's length laid out on disk at open (LayOutWal): room for the frames it holds
 // between background checkpoints twice over (a frame is a page and a 24-byte header).

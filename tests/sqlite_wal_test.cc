@@ -187,6 +187,65 @@ void Exec(sqlite3* db, const std::string& sql) {
   REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
 }
 
+TEST_CASE("SqliteJobStore's WAL starts over again once a reader that held it goes away",
+          "[unit][store]") {
+  // What an operator may do: read state.db with another program (a sqlite3 shell, a
+  // backup) while the server commits. A reader's snapshot keeps the checkpoints from
+  // copying past it, so the WAL cannot start over and grows; once the reader is gone,
+  // the commit that finds the WAL at its bound (10,000 pages) copies it whole, and the
+  // background pass and the commit after it take over again.
+  TempDir dir;
+  const std::filesystem::path db = dir.path() / "jobs.db";
+  const std::filesystem::path wal = dir.path() / "jobs.db-wal";
+  std::mutex mu;
+  std::map<std::string, int> passes;
+  absl::StatusOr<std::unique_ptr<JobStore>> opened =
+      OpenSqliteJobStore(db.string(), [&](const char* pass, double, bool ok) {
+        std::lock_guard<std::mutex> lock(mu);
+        ++passes[ok ? pass : "failed"];
+      });
+  REQUIRE(opened.ok());
+  std::unique_ptr<JobStore> store = std::move(opened).value();
+  int64_t id = 0;
+  {
+    Db reader = OpenDb(db, nullptr);
+    Exec(reader.get(), "BEGIN");
+    Exec(reader.get(), "SELECT count(*) FROM jobs");  // holds this snapshot until COMMIT
+    // Some 7,000 pages: past the background pass's 2,500, below the bound.
+    for (int i = 0; i < 800; ++i) REQUIRE(store->Commit(BigJob(++id)).ok());
+    Exec(reader.get(), "COMMIT");
+  }
+  int background_before = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    CHECK(passes.count("limit") == 0);
+    background_before = passes["background"];
+  }
+  // Some 18,000 pages more, with nobody reading.
+  int64_t largest = 0;
+  for (int i = 0; i < 2000; ++i) {
+    REQUIRE(store->Commit(BigJob(++id)).ok());
+    largest = std::max(largest, FileSize(wal));
+  }
+  INFO("largest WAL: " << largest / (kPage + 24) << " frames");
+  CHECK(largest <= 32 + (10000 + 64) * (kPage + 24));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    INFO("background " << passes["background"] << " (" << background_before << " while read), rest "
+                       << passes["rest"] << ", limit " << passes["limit"]);
+    CHECK(passes["limit"] == 1);
+    // The WAL started over after the bound and filled to 2,500 pages again, more than
+    // once: the background passes resumed.
+    CHECK(passes["background"] >= background_before + 2);
+    CHECK(passes.count("failed") == 0);
+  }
+  store.reset();
+  store = Open(db.string());
+  auto snap = store->LoadAll();
+  REQUIRE(snap.ok());
+  CHECK(snap->jobs.size() == static_cast<size_t>(id));
+}
+
 // Row `i`'s value: its length varies from a few bytes to past the VFS's 64 KiB gathering
 // limit (a write that large goes straight through), and its bytes depend on i.
 std::string Value(int i) {
