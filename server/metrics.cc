@@ -227,6 +227,11 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                         .Help("gRPC call latency (stream lifetime for streams), by "
                               "service, method and status code")
                         .Register(registry)),
+      callback_threads_(prometheus::BuildGauge()
+                            .Name("reelfarm_grpc_callback_threads")
+                            .Help("gRPC's callback threads by state: serving calls, or held "
+                                  "so that one thread serves without hand-offs")
+                            .Register(registry)),
       stats_(std::make_shared<SchedulerStatsCollector>()) {}
 
 ServerMetrics::~ServerMetrics() { stats_->Attach(nullptr); }
@@ -275,6 +280,11 @@ void ServerMetrics::ProbeCacheLookup(bool hit) {
 
 void ServerMetrics::SubmitRefused(absl::StatusCode code) {
   jobs_refused_.Add({{"code", absl::StatusCodeToString(code)}}).Increment();
+}
+
+void ServerMetrics::CallbackThreads(int serving, int held) {
+  callback_threads_.Add({{"state", "serving"}}).Set(serving);
+  callback_threads_.Add({{"state", "held"}}).Set(held);
 }
 
 void ServerMetrics::WorkerConnected() { worker_connects_.Increment(); }

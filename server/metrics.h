@@ -18,6 +18,7 @@
 #include <grpcpp/support/server_interceptor.h>
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
@@ -54,6 +55,8 @@ class ServerMetrics final : public scheduler::SchedulerEvents {
   // One WAL checkpoint of the SQLite store (`pass`: background, rest, limit; see
   // scheduler::CheckpointObserver); a failed one counts as a store error (op checkpoint).
   void StoreCheckpoint(const std::string& pass, double seconds, bool ok);
+  // gRPC's callback threads: those that serve calls and those held (callback_threads.h).
+  void CallbackThreads(int serving, int held);
   // One finished gRPC call; `full_method` is gRPC's "/package.Service/Method".
   void GrpcCall(const std::string& full_method, int code, double seconds);
 
@@ -80,6 +83,7 @@ class ServerMetrics final : public scheduler::SchedulerEvents {
   prometheus::Family<prometheus::Histogram>& checkpoint_seconds_;
   prometheus::Family<prometheus::Counter>& grpc_requests_;
   prometheus::Family<prometheus::Histogram>& grpc_seconds_;
+  prometheus::Family<prometheus::Gauge>& callback_threads_;
   std::shared_ptr<SchedulerStatsCollector> stats_;
 };
 

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "scheduler/pg_connection.h"
+#include "server/callback_threads.h"
 #include "server/retention.h"
 #include "server/timed_store.h"
 
@@ -26,29 +27,42 @@ namespace {
 // (bytes that are not printable ASCII escaped) and the services that are served.
 class UnknownMethodService final : public grpc::CallbackGenericService {
  public:
+  // `hold` (may be null) takes the calls to CallbackThreadHold::kMethod that are its own.
+  explicit UnknownMethodService(CallbackThreadHold* hold) : hold_(hold) {}
+
   grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
     class Reactor final : public grpc::ServerGenericBidiReactor {
      public:
-      explicit Reactor(const std::string& method) {
-        std::string shown;
-        for (unsigned char c : method.substr(0, 200)) {
-          if (c >= 0x20 && c < 0x7f) {
-            shown.push_back(static_cast<char>(c));
-          } else {
-            absl::StrAppend(&shown, "\\x", absl::Hex(c, absl::kZeroPad2));
-          }
-        }
-        Finish(grpc::Status(
-            grpc::StatusCode::UNIMPLEMENTED,
-            absl::StrCat("method '", shown,
-                         "' is not served here; this port serves reelfarm.v1.JobService, "
-                         "reelfarm.v1.WorkerService, grpc.health.v1.Health and server "
-                         "reflection (use reelctl or the Python SDK)")));
-      }
+      explicit Reactor(grpc::Status status) { Finish(status); }
       void OnDone() override { delete this; }
     };
-    return new Reactor(ctx->method());
+    if (hold_ != nullptr && ctx->method() == CallbackThreadHold::kMethod) {
+      const auto& metadata = ctx->client_metadata();
+      const auto token = metadata.find(CallbackThreadHold::kTokenKey);
+      // Returns once released, at shutdown.
+      if (token != metadata.end() &&
+          hold_->Hold(std::string(token->second.data(), token->second.size()))) {
+        return new Reactor(grpc::Status::OK);
+      }
+    }
+    std::string shown;
+    for (unsigned char c : ctx->method().substr(0, 200)) {
+      if (c >= 0x20 && c < 0x7f) {
+        shown.push_back(static_cast<char>(c));
+      } else {
+        absl::StrAppend(&shown, "\\x", absl::Hex(c, absl::kZeroPad2));
+      }
+    }
+    return new Reactor(
+        grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                     absl::StrCat("method '", shown,
+                                  "' is not served here; this port serves reelfarm.v1.JobService, "
+                                  "reelfarm.v1.WorkerService, grpc.health.v1.Health and server "
+                                  "reflection (use reelctl or the Python SDK)")));
   }
+
+ private:
+  CallbackThreadHold* const hold_;
 };
 
 // A start-up error names the flag that set what failed, so the operator knows what to
@@ -130,7 +144,9 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.RegisterService(s->jobs_.get());
   builder.RegisterService(s->workers_.get());
-  s->unknown_methods_ = std::make_unique<UnknownMethodService>();
+  const bool local_store = !scheduler::IsPostgresUrl(options.store);
+  if (local_store) s->hold_ = std::make_unique<CallbackThreadHold>();
+  s->unknown_methods_ = std::make_unique<UnknownMethodService>(s->hold_.get());
   builder.RegisterCallbackGenericService(s->unknown_methods_.get());
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
@@ -144,6 +160,16 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
     health->SetServingStatus(true);
     health->SetServingStatus(v1::JobService::service_full_name(), true);
     health->SetServingStatus(v1::WorkerService::service_full_name(), true);
+  }
+  // One callback thread serves every call (callback_threads.h); with PostgreSQL, gRPC's.
+  if (s->hold_) {
+    const int held = s->hold_->Start(s->server_.get(), absl::Seconds(5));
+    const int threads = s->hold_->callback_threads();
+    s->metrics_->CallbackThreads(threads - held, held);
+    spdlog::info(
+        "gRPC: {} of {} callback threads serve ({} held, so that no call waits for "
+        "a hand-off between them)",
+        threads - held, threads, held);
   }
   s->dispatcher_ = std::thread([srv = s.get()] { srv->DispatchLoop(); });
   s->sweeper_ = std::thread([srv = s.get()] { srv->SweepLoop(); });
@@ -211,6 +237,8 @@ void FarmServer::DispatchLoop() {
 
 void FarmServer::Shutdown() {
   if (stop_.exchange(true)) return;
+  // Before anything that waits on handlers or streams: they may need those threads.
+  if (hold_) hold_->Release();
   if (server_) {
     if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   }

@@ -17,6 +17,7 @@
 #include "common/storage.h"
 #include "scheduler/scheduler.h"
 #include "server/auth.h"
+#include "server/callback_threads.h"
 #include "server/job_service.h"
 #include "server/metrics.h"
 #include "server/notifier.h"
@@ -106,6 +107,9 @@ class FarmServer final {
   std::unique_ptr<scheduler::Scheduler> sched_;
   // Answers calls to methods this port does not serve (garbage, typos, old clients).
   std::unique_ptr<grpc::CallbackGenericService> unknown_methods_;
+  // Holds gRPC's callback threads but one (callback_threads.h); null with PostgreSQL.
+  // Released by Shutdown(); destroyed before unknown_methods_, which calls it.
+  std::unique_ptr<CallbackThreadHold> hold_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   int64_t keep_finished_ms_ = 0;
