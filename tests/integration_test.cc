@@ -1,6 +1,7 @@
 // End to end on a real farm: server and worker processes on loopback, a clip made with
 // ffmpeg's testsrc2, outputs checked frame by frame against an independent bicubic ×2.
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -8,6 +9,8 @@
 #include <set>
 #include <thread>
 
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
 #include "media/media.h"
@@ -326,4 +329,110 @@ TEST_CASE("a worker with --prefetch 1 runs a job end to end, holding its next ta
   CHECK(farm.ServerLog().find(" worker=w1 lease=") != std::string::npos);
   CHECK(std::regex_search(farm.ServerLog(), std::regex("leased job=\\d+ task=\\d+ worker=w1 "
                                                        "lease=\\d+ attempt=1 held")));
+}
+
+namespace {
+
+// gRPC's callback threads ("nexting_thread") in process `pid`.
+int CallbackThreads(pid_t pid) {
+  int n = 0;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name) && name == "nexting_thread") ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("one gRPC callback thread serves every call and the rest are held until shutdown",
+          "[integration]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm", {"--metrics"});
+  testing::MakeTestClip(farm.storage() / "plates/one.mp4", 64, 36, 4);
+  const int threads = CallbackThreads(farm.server_pid());
+  REQUIRE(threads >= 2);  // gRPC runs at least two
+  const std::string held =
+      "reelfarm_grpc_callback_threads{state=\"held\"} " + std::to_string(threads - 1);
+  const std::string serving = "reelfarm_grpc_callback_threads{state=\"serving\"} 1";
+  std::string metrics = Farm::Scrape(farm.server_metrics_port());
+  CHECK_THAT(metrics, Catch::Contains(held));
+  CHECK_THAT(metrics, Catch::Contains(serving));
+  CHECK_THAT(farm.ServerLog(),
+             Catch::Contains("gRPC: 1 of " + std::to_string(threads) + " callback threads serve"));
+
+  // Callers at once, each on a connection of its own: the one thread serves them all.
+  constexpr int kCallers = 8, kSubmits = 5;
+  std::vector<std::vector<int64_t>> ids(kCallers);
+  std::vector<std::string> errors(kCallers);
+  std::vector<std::thread> callers;
+  for (int c = 0; c < kCallers; ++c) {
+    callers.emplace_back([&, c] {
+      grpc::ChannelArguments args;
+      args.SetInt("reelfarm.caller", c);  // not shared with the other callers' channels
+      auto stub = v1::JobService::NewStub(
+          grpc::CreateCustomChannel(farm.address(), grpc::InsecureChannelCredentials(), args));
+      for (int i = 0; i < kSubmits; ++i) {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        v1::SubmitJobRequest req;
+        *req.mutable_spec() =
+            UpscaleSpec("plates/one.mp4",
+                        "renders/c" + std::to_string(c) + "_" + std::to_string(i) + ".mp4", 4);
+        v1::SubmitJobResponse resp;
+        const grpc::Status st = stub->SubmitJob(&ctx, req, &resp);
+        if (!st.ok()) {
+          errors[c] = st.error_message();
+          return;
+        }
+        grpc::ClientContext get_ctx;
+        v1::GetJobRequest get;
+        get.set_job_id(resp.job_id());
+        v1::Job job;
+        if (const grpc::Status g = stub->GetJob(&get_ctx, get, &job); !g.ok()) {
+          errors[c] = g.error_message();
+          return;
+        }
+        ids[c].push_back(job.id());
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  std::set<int64_t> distinct;
+  for (int c = 0; c < kCallers; ++c) {
+    CHECK(errors[c].empty());
+    distinct.insert(ids[c].begin(), ids[c].end());
+  }
+  CHECK(distinct.size() == kCallers * kSubmits);
+
+  // The method of the holds is no method to anyone else: no token, or a wrong one.
+  grpc::GenericStub generic(
+      grpc::CreateChannel(farm.address(), grpc::InsecureChannelCredentials()));
+  for (const std::string token : {"", "0123456789abcdef0123456789abcdef"}) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!token.empty()) ctx.AddMetadata("x-reelfarm-hold-token", token);
+    grpc::Slice empty("");
+    const grpc::ByteBuffer request(&empty, 1);
+    grpc::ByteBuffer response;
+    grpc::Status status;
+    grpc::CompletionQueue cq;
+    auto call = generic.PrepareUnaryCall(&ctx, "/reelfarm.internal.v1.Serving/HoldCallbackThread",
+                                         request, &cq);
+    call->StartCall();
+    call->Finish(&response, &status, &ctx);
+    void* tag = nullptr;
+    bool ok = false;
+    REQUIRE(cq.Next(&tag, &ok));
+    CHECK(status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+    CHECK_THAT(status.error_message(), Catch::Contains("is not served here"));
+  }
+  metrics = Farm::Scrape(farm.server_metrics_port());
+  CHECK_THAT(metrics, Catch::Contains(held));
+
+  // At shutdown the held threads are let go: the server ends on SIGTERM, with status 0.
+  const int status = farm.StopServer(std::chrono::seconds(20));
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

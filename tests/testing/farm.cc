@@ -116,6 +116,12 @@ void Farm::KillLeader() {
   server_pid_ = -1;
 }
 
+int Farm::StopServer(std::chrono::seconds timeout) {
+  const int status = reelfarm::common::StopProcesses({server_pid_}, timeout)[0];
+  server_pid_ = -1;
+  return status;
+}
+
 void Farm::RestartStandbyAfterKill() {
   kill(standby_pid_, SIGKILL);
   waitpid(standby_pid_, nullptr, 0);

@@ -65,6 +65,11 @@ class Farm {
   // afterwards are given both addresses; Get() follows the leader.
   void StartStandby();
   std::string standby_address() const { return "127.0.0.1:" + std::to_string(standby_port_); }
+  // The first server's pid (-1 once stopped).
+  pid_t server_pid() const { return server_pid_; }
+  // Sends SIGTERM to the first server and reaps it; returns its wait status (SIGKILLed,
+  // if it had not exited after `timeout`).
+  int StopServer(std::chrono::seconds timeout);
   // SIGKILLs the first server (the leader) and reaps it.
   void KillLeader();
   // SIGKILLs the second server (StartStandby's; it may lead by now), then starts it again
