@@ -122,11 +122,6 @@ void CallbackThreadHold::Release() {
   }
 }
 
-int CallbackThreadHold::held() const {
-  absl::MutexLock lock(&mu_);
-  return held_;
-}
-
 int CallbackThreadHold::callback_threads() const {
   absl::MutexLock lock(&mu_);
   return callback_threads_;

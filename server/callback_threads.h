@@ -12,10 +12,10 @@
 // are unchanged (benchmarks/: submit, dispatch).
 //
 // So the server makes one call to itself (in process, with a token only it knows) per
-// callback thread beyond the first, to kHoldMethod; its handler runs on a callback
+// callback thread beyond the first, to kMethod; its handler runs on a callback
 // thread and keeps it until Release(). Holds are counted across the process: however
 // many servers a process runs, one callback thread is always left to serve (and to run
-// the callbacks of the process's clients). A call to kHoldMethod that is not one of the
+// the callbacks of the process's clients). A call to kMethod that is not one of the
 // holds (no token, or not on a callback thread, or none left to hold) is answered at
 // once as an unknown method.
 //
@@ -59,7 +59,6 @@ class CallbackThreadHold {
   // Lets the held threads go and waits until the hold calls have ended.
   void Release();
 
-  int held() const;
   // gRPC's callback threads in this process ("nexting_thread"), counted at Start().
   int callback_threads() const;
 
