@@ -1,6 +1,6 @@
 // gRPC serving models against each other: the latency of a unary call whose handler
 // makes one durable commit (a 16 KiB write and fdatasync, as a small SubmitJob's WAL
-// commit does), served four ways by four server processes on loopback, in the same
+// commit does), served five ways by five server processes on loopback, in the same
 // minutes (blocks of 100 calls, rotating which server goes first):
 //   async_one_thread    an async generic service on one completion queue, driven by one
 //                       thread that polls, handles and answers: no other thread polls
@@ -8,7 +8,9 @@
 //                       default health service): gRPC then runs its callback queue's
 //                       "nexting" threads (at least two), which poll too
 //   sync                a sync service (grpc.health.v1.Health/Check), gRPC's thread pool
-//   callback            a callback service, as reelfarm-server's JobService is today
+//   callback            a callback service, as reelfarm-server's JobService is
+//   callback_held       the same, with all of gRPC's callback threads but one held
+//                       (server::CallbackThreadHold), as reelfarm-server does with SQLite
 // Prints one JSON line per model (p50/p99 in ms, and the ratio of its p50 to
 // async_one_thread's) and a summary line. Why: reelfarm's submit is within a few
 // percent of Celery's (benchmarks/peer_bench.py), and what separates the models is
@@ -37,6 +39,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "server/callback_threads.h"
 
 namespace {
 
@@ -115,6 +118,29 @@ class CallbackHealth final : public health::Health::CallbackService {
   Committer* c_;
 };
 
+// Takes the calls of a CallbackThreadHold (and answers any other call UNIMPLEMENTED).
+class HoldService final : public grpc::CallbackGenericService {
+ public:
+  explicit HoldService(reelfarm::server::CallbackThreadHold* hold) : hold_(hold) {}
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
+    class Reactor final : public grpc::ServerGenericBidiReactor {
+     public:
+      explicit Reactor(grpc::Status status) { Finish(status); }
+      void OnDone() override { delete this; }
+    };
+    const auto& metadata = ctx->client_metadata();
+    const auto token = metadata.find(reelfarm::server::CallbackThreadHold::kTokenKey);
+    if (token != metadata.end() &&
+        hold_->Hold(std::string(token->second.data(), token->second.size()))) {
+      return new Reactor(grpc::Status::OK);
+    }
+    return new Reactor(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "not served"));
+  }
+
+ private:
+  reelfarm::server::CallbackThreadHold* const hold_;
+};
+
 grpc::ByteBuffer Serialize(const google::protobuf::Message& m) {
   const std::string bytes = m.SerializeAsString();
   grpc::Slice slice(bytes);
@@ -127,6 +153,8 @@ int Serve(const std::string& mode, const std::string& file) {
   SyncHealth sync_health(&committer);
   CallbackHealth callback_health(&committer);
   grpc::AsyncGenericService generic;
+  reelfarm::server::CallbackThreadHold hold;
+  HoldService hold_service(&hold);
   const bool async = mode == "async_one_thread" || mode == "async_beside_callback";
   if (mode == "async_beside_callback") grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -138,13 +166,17 @@ int Serve(const std::string& mode, const std::string& file) {
     cq = builder.AddCompletionQueue();
   } else if (mode == "sync") {
     builder.RegisterService(&sync_health);
-  } else if (mode == "callback") {
+  } else if (mode == "callback" || mode == "callback_held") {
     builder.RegisterService(&callback_health);
+    if (mode == "callback_held") builder.RegisterCallbackGenericService(&hold_service);
   } else {
     Die("unknown model " + mode);
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) Die("cannot serve " + mode);
+  if (mode == "callback_held" && hold.Start(server.get(), absl::Seconds(5)) < 1) {
+    Die("no callback thread held");
+  }
   std::printf("%d\n", port);
   std::fflush(stdout);
   if (!async) {
@@ -260,7 +292,8 @@ int main(int argc, char** argv) {
   fs::create_directories(dir);
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   std::vector<ServerProcess> servers;
-  for (const char* model : {"async_one_thread", "async_beside_callback", "sync", "callback"}) {
+  for (const char* model :
+       {"async_one_thread", "async_beside_callback", "sync", "callback", "callback_held"}) {
     servers.push_back(Start(self, model, dir));
   }
   grpc::CompletionQueue cq;

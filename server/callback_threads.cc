@@ -2,11 +2,13 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
+#include <grpc/support/cpu.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/channel_arguments.h>
@@ -14,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace reelfarm::server {
 
@@ -33,6 +36,27 @@ int CountCallbackThreads() {
     std::ifstream comm(it->path() / "comm");
     std::string name;
     if (std::getline(comm, name) && name == kCallbackThreadName) ++n;
+  }
+  return n;
+}
+
+// How many callback threads gRPC 1.51 starts (CallbackAlternativeCQ in
+// src/cpp/common/completion_queue_cc.cc): half the cores, at least 2 and at most 16.
+int ExpectedCallbackThreads() {
+  return std::clamp(static_cast<int>(gpr_cpu_num_cores()) / 2, 2, 16);
+}
+
+// The callback threads of the process once they have all named themselves: a thread
+// gets its name when it starts running, which on a loaded machine can be after the
+// server has started. Waits at most `wait` for the count gRPC starts; returns the count
+// then (a gRPC that starts more or fewer is counted as it is).
+int CountStartedCallbackThreads(absl::Duration wait) {
+  const int expected = ExpectedCallbackThreads();
+  const absl::Time deadline = absl::Now() + wait;
+  int n = CountCallbackThreads();
+  while (n < expected && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+    n = CountCallbackThreads();
   }
   return n;
 }
@@ -65,7 +89,7 @@ CallbackThreadHold::CallbackThreadHold() : token_(NewToken()) {}
 CallbackThreadHold::~CallbackThreadHold() { Release(); }
 
 int CallbackThreadHold::Start(grpc::Server* server, absl::Duration wait) {
-  const int threads = CountCallbackThreads();
+  const int threads = CountStartedCallbackThreads(wait);
   const int to_hold = threads - 1 - g_held.load();
   {
     absl::MutexLock lock(&mu_);

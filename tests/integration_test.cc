@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <set>
 #include <thread>
@@ -349,7 +350,26 @@ int CallbackThreads(pid_t pid) {
 TEST_CASE("one gRPC callback thread serves every call and the rest are held until shutdown",
           "[integration]") {
   testing::TempDir dir;
-  Farm farm(dir.path() / "farm", {"--metrics"});
+  std::optional<Farm> started;
+  {
+    // The server starts on a busy machine, as on a farm node or a CI runner: gRPC's
+    // threads then name themselves late, and the server must still find them all.
+    std::vector<pid_t> load;
+    for (unsigned i = 0; i < 2 * std::max(1u, std::thread::hardware_concurrency()); ++i) {
+      const pid_t pid = fork();
+      if (pid == 0) {
+        for (;;) {
+        }
+      }
+      load.push_back(pid);
+    }
+    started.emplace(dir.path() / "farm", std::vector<std::string>{"--metrics"});
+    for (const pid_t pid : load) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+  Farm& farm = *started;
   testing::MakeTestClip(farm.storage() / "plates/one.mp4", 64, 36, 4);
   const int threads = CallbackThreads(farm.server_pid());
   REQUIRE(threads >= 2);  // gRPC runs at least two
@@ -401,7 +421,7 @@ TEST_CASE("one gRPC callback thread serves every call and the rest are held unti
   for (auto& t : callers) t.join();
   std::set<int64_t> distinct;
   for (int c = 0; c < kCallers; ++c) {
-    CHECK(errors[c].empty());
+    CHECK(errors[c] == "");
     distinct.insert(ids[c].begin(), ids[c].end());
   }
   CHECK(distinct.size() == kCallers * kSubmits);
