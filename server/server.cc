@@ -185,9 +185,8 @@ void FarmServer::SweepLoop() {
       if (!purged.ok()) spdlog::warn("retention: {}", std::string(purged.status().message()));
     }
     SweepScratch();
-    for (int i = 0; i < 20 && !stop_.load(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+    // Every 2 s; at once out of the wait when the server stops.
+    if (stopped_.WaitForNotificationWithTimeout(absl::Seconds(2))) return;
   }
 }
 
@@ -237,6 +236,7 @@ void FarmServer::DispatchLoop() {
 
 void FarmServer::Shutdown() {
   if (stop_.exchange(true)) return;
+  stopped_.Notify();
   // Before anything that waits on handlers or streams: they may need those threads.
   if (hold_) hold_->Release();
   if (server_) {

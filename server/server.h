@@ -13,6 +13,7 @@
 #include <grpcpp/support/channel_arguments.h>
 #include <prometheus/registry.h>
 
+#include "absl/synchronization/notification.h"
 #include "common/grpc_security.h"
 #include "common/storage.h"
 #include "scheduler/scheduler.h"
@@ -114,6 +115,7 @@ class FarmServer final {
   int port_ = 0;
   int64_t keep_finished_ms_ = 0;
   std::atomic<bool> stop_{false};
+  absl::Notification stopped_;  // notified with stop_ set
   std::thread dispatcher_;
   std::thread sweeper_;
 };
