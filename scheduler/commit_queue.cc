@@ -1,9 +1,14 @@
 #include "scheduler/commit_queue.h"
 
+#include "common/thread_name.h"
+
 namespace reelfarm::scheduler {
 
 CommitQueue::CommitQueue(JobStore* store) : store_(store) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    common::NameThread("rf-commit");
+    Loop();
+  });
 }
 
 CommitQueue::~CommitQueue() {

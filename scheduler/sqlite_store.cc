@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/thread_name.h"
 #include "scheduler/job_store.h"
 #include "scheduler/sqlite_wal_vfs.h"
 #include "scheduler/store_rows.h"
@@ -364,7 +365,10 @@ class Checkpointer {
 
   Checkpointer(Connection conn, CheckpointObserver observer)
       : conn_(std::move(conn)), observer_(std::move(observer)) {
-    thread_ = std::thread([this] { Loop(); });
+    thread_ = std::thread([this] {
+      common::NameThread("rf-checkpoint");
+      Loop();
+    });
   }
 
   struct PassResult {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_security.h"
+#include "common/thread_name.h"
 #include "scheduler/pg_connection.h"
 
 namespace reelfarm::server {
@@ -96,7 +97,10 @@ absl::StatusOr<std::unique_ptr<HaServer>> HaServer::Start(ServerOptions options,
   s->options_.listen = WithPort(s->options_.listen, s->port_, false);
   ASSIGN_OR_RETURN(s->election_,
                    scheduler::LeaderElection::Create(s->options_.store, s->advertise_));
-  s->loop_ = std::thread([srv = s.get()] { srv->Loop(); });
+  s->loop_ = std::thread([srv = s.get()] {
+    common::NameThread("rf-lead");
+    srv->Loop();
+  });
   return s;
 }
 

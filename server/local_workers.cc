@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/process.h"
+#include "common/thread_name.h"
 
 namespace reelfarm::server {
 
@@ -31,7 +32,10 @@ LocalWorkers::LocalWorkers(std::vector<std::vector<std::string>> argvs,
   env_.insert(env_.end(), env.begin(), env.end());
   pids_.assign(argvs_.size(), -1);
   for (size_t i = 0; i < argvs_.size(); ++i) pids_[i] = Spawn(static_cast<int>(i));
-  supervisor_ = std::thread([this] { Supervise(); });
+  supervisor_ = std::thread([this] {
+    common::NameThread("rf-supervise");
+    Supervise();
+  });
 }
 
 pid_t LocalWorkers::Spawn(int i) {

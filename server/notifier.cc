@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/thread_name.h"
 #include "scheduler/wedge.h"
 
 namespace reelfarm::server {
@@ -139,7 +140,10 @@ Notifier::Notifier(NotifierOptions options, prometheus::Registry& registry,
                     .Add({})) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   monitor_url_ = options_.monitor_url;
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    common::NameThread("rf-notify");
+    Loop();
+  });
 }
 
 Notifier::~Notifier() {

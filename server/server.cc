@@ -5,6 +5,7 @@
 #include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
 
+#include "common/thread_name.h"
 #include "scheduler/pg_connection.h"
 #include "server/callback_threads.h"
 #include "server/retention.h"
@@ -171,8 +172,14 @@ absl::StatusOr<std::unique_ptr<FarmServer>> FarmServer::Start(const ServerOption
         "a hand-off between them)",
         threads - held, threads, held);
   }
-  s->dispatcher_ = std::thread([srv = s.get()] { srv->DispatchLoop(); });
-  s->sweeper_ = std::thread([srv = s.get()] { srv->SweepLoop(); });
+  s->dispatcher_ = std::thread([srv = s.get()] {
+    common::NameThread("rf-dispatch");
+    srv->DispatchLoop();
+  });
+  s->sweeper_ = std::thread([srv = s.get()] {
+    common::NameThread("rf-sweep");
+    srv->SweepLoop();
+  });
   return s;
 }
 

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <regex>
 #include <set>
@@ -334,16 +335,19 @@ TEST_CASE("a worker with --prefetch 1 runs a job end to end, holding its next ta
 
 namespace {
 
-// gRPC's callback threads ("nexting_thread") in process `pid`.
-int CallbackThreads(pid_t pid) {
-  int n = 0;
+// The names of the threads of process `pid`, with how many carry each.
+std::map<std::string, int> ThreadNames(pid_t pid) {
+  std::map<std::string, int> names;
   for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
     std::ifstream comm(task.path() / "comm");
     std::string name;
-    if (std::getline(comm, name) && name == "nexting_thread") ++n;
+    if (std::getline(comm, name)) ++names[name];
   }
-  return n;
+  return names;
 }
+
+// gRPC's callback threads ("nexting_thread") in process `pid`.
+int CallbackThreads(pid_t pid) { return ThreadNames(pid)["nexting_thread"]; }
 
 }  // namespace
 
@@ -460,4 +464,27 @@ TEST_CASE("one gRPC callback thread serves every call and the rest are held unti
   const int status = farm.StopServer(std::chrono::seconds(20));
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("the farm's own threads carry names that top -H and ps -T show", "[integration]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  farm.StartWorker("w1", {"--slots", "2"});
+  // The worker's slots start with it; its heartbeat once it is connected.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::map<std::string, int> worker = ThreadNames(farm.WorkerPid("w1"));
+  while (worker["rf-heartbeat"] == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    worker = ThreadNames(farm.WorkerPid("w1"));
+  }
+  CHECK(worker["rf-heartbeat"] == 1);
+  CHECK(worker["rf-slot-0"] == 1);
+  CHECK(worker["rf-slot-1"] == 1);
+  CHECK(worker["rf-signals"] == 1);
+
+  std::map<std::string, int> server = ThreadNames(farm.server_pid());
+  for (const char* name : {"rf-dispatch", "rf-sweep", "rf-commit", "rf-checkpoint", "rf-notify"}) {
+    INFO(name);
+    CHECK(server[name] == 1);
+  }
 }

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/model_manifest.h"
+#include "common/thread_name.h"
 #include "worker/inference/generator.h"
 #include "worker/inference/model.h"
 
@@ -67,8 +68,16 @@ Agent::Agent(const common::Storage& storage, AgentOptions options, prometheus::R
                        .Help("1 once the worker's models are warm, else 0")
                        .Register(registry)
                        .Add({})) {
-  for (int i = 0; i < options_.slots; ++i) slots_.emplace_back([this, i] { SlotLoop(i); });
-  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+  for (int i = 0; i < options_.slots; ++i) {
+    slots_.emplace_back([this, i] {
+      common::NameThread(("rf-slot-" + std::to_string(i)).c_str());
+      SlotLoop(i);
+    });
+  }
+  heartbeat_ = std::thread([this] {
+    common::NameThread("rf-heartbeat");
+    HeartbeatLoop();
+  });
 }
 
 Agent::~Agent() {

@@ -27,6 +27,7 @@
 #include "common/file_identity.h"
 #include "common/job_defaults.h"
 #include "common/model_manifest.h"
+#include "common/thread_name.h"
 #include "media/colour.h"
 #include "media/media.h"
 #include "media/output_format.h"
@@ -170,6 +171,7 @@ struct NativeStages {
     FirstError error;
     BoundedQueue<media::NativeFrame> decoded(kNativeQueueDepth), resized(kNativeQueueDepth);
     std::thread decoder([&] {
+      common::NameThread("rf-decode");
       while (!cancelled.load()) {
         auto t = Clock::now();
         media::NativeFrame f;
@@ -181,6 +183,7 @@ struct NativeStages {
       decoded.Close();
     });
     std::thread encoder([&] {
+      common::NameThread("rf-encode");
       while (auto f = resized.Pop()) {
         auto t = Clock::now();
         absl::Status st = check.AddNative(*f);
@@ -293,7 +296,12 @@ class KeptSource {
     rgb_ = std::move(rgb);
     key_ = std::move(key);
     until_ = Clock::now() + keep_;
-    if (!reaper_.joinable()) reaper_ = std::thread([this] { Reap(); });
+    if (!reaper_.joinable()) {
+      reaper_ = std::thread([this] {
+        common::NameThread("rf-reap");
+        Reap();
+      });
+    }
     wake_.Signal();
   }
 
@@ -478,6 +486,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
   } else {
     BoundedQueue<media::Frame> decoded(4), upscaled(4);
     std::thread decoder([&] {
+      common::NameThread("rf-decode");
       while (!cancelled.load()) {
         auto t = Clock::now();
         media::Frame f;
@@ -493,6 +502,7 @@ TaskReport TaskRunner::RunChunk(const v1::Assignment& a,
       decoded.Close();
     });
     std::thread encoder([&] {
+      common::NameThread("rf-encode");
       while (auto f = upscaled.Pop()) {
         auto t = Clock::now();
         // QC sees the frames as the model gave them (0..1; colour-managed jobs convert

@@ -22,6 +22,7 @@
 #include "common/server_list.h"
 #include "common/service_main.h"
 #include "common/storage.h"
+#include "common/thread_name.h"
 #include "media/media.h"
 #include "worker/agent.h"
 #include "worker/device_metrics.h"
@@ -191,6 +192,7 @@ int RunWorkerMain(int argc, char** argv, const WorkerHooks& hooks) {
                options.slots, options.prefetch, options.pipeline.device);
   worker::Agent agent(**storage, options, *registry);
   std::thread signals([&] {
+    common::NameThread("rf-signals");
     spdlog::info("signal {}: stopping", stop_signals.Wait());
     agent.Stop();
   });

@@ -23,6 +23,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/thread_name.h"
 #include "reelfarm/v1/jobs.grpc.pb.h"
 #include "server/web/assets.h"
 #include "server/web/html.h"
@@ -254,8 +255,14 @@ absl::Status MonitorImpl::Listen() {
     poll_token_ = RandomHex(32);
     auth_->AddToken("monitor", Role::kViewer, poll_token_);
   }
-  listener_ = std::thread([this] { http_->listen_after_bind(); });
-  poller_ = std::thread([this] { PollLoop(); });
+  listener_ = std::thread([this] {
+    common::NameThread("rf-web-accept");
+    http_->listen_after_bind();
+  });
+  poller_ = std::thread([this] {
+    common::NameThread("rf-web-poll");
+    PollLoop();
+  });
   return absl::OkStatus();
 }
 
