@@ -346,6 +346,33 @@ std::map<std::string, int> ThreadNames(pid_t pid) {
   return names;
 }
 
+// Processes that keep a core busy each, from construction until destruction (even when
+// a REQUIRE throws in between).
+class BusyProcesses {
+ public:
+  explicit BusyProcesses(unsigned n) {
+    for (unsigned i = 0; i < n; ++i) {
+      const pid_t pid = fork();
+      if (pid == 0) {
+        volatile unsigned long spins = 0;
+        for (;;) spins = spins + 1;
+      }
+      if (pid > 0) pids_.push_back(pid);
+    }
+  }
+  ~BusyProcesses() {
+    for (const pid_t pid : pids_) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+  BusyProcesses(const BusyProcesses&) = delete;
+  BusyProcesses& operator=(const BusyProcesses&) = delete;
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
 // gRPC's callback threads ("nexting_thread") in process `pid`.
 int CallbackThreads(pid_t pid) { return ThreadNames(pid)["nexting_thread"]; }
 
@@ -358,20 +385,8 @@ TEST_CASE("one gRPC callback thread serves every call and the rest are held unti
   {
     // The server starts on a busy machine, as on a farm node or a CI runner: gRPC's
     // threads then name themselves late, and the server must still find them all.
-    std::vector<pid_t> load;
-    for (unsigned i = 0; i < 2 * std::max(1u, std::thread::hardware_concurrency()); ++i) {
-      const pid_t pid = fork();
-      if (pid == 0) {
-        for (;;) {
-        }
-      }
-      load.push_back(pid);
-    }
+    const BusyProcesses load(2 * std::max(1u, std::thread::hardware_concurrency()));
     started.emplace(dir.path() / "farm", std::vector<std::string>{"--metrics"});
-    for (const pid_t pid : load) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
   }
   Farm& farm = *started;
   testing::MakeTestClip(farm.storage() / "plates/one.mp4", 64, 36, 4);
