@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -485,20 +486,32 @@ TEST_CASE("the farm's own threads carry names that top -H and ps -T show", "[int
   testing::TempDir dir;
   Farm farm(dir.path() / "farm");
   farm.StartWorker("w1", {"--slots", "2"});
-  // The worker's slots start with it; its heartbeat once it is connected.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  std::map<std::string, int> worker = ThreadNames(farm.WorkerPid("w1"));
-  while (worker["rf-heartbeat"] == 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    worker = ThreadNames(farm.WorkerPid("w1"));
+  // Each thread names itself once it runs, which can be a moment after its process
+  // answers: wait until every name is there (or 30 s), then check each once.
+  const auto names_within = [](pid_t pid, const std::vector<std::string>& wanted) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    std::map<std::string, int> names = ThreadNames(pid);
+    const auto all_there = [&] {
+      return std::all_of(wanted.begin(), wanted.end(),
+                         [&](const std::string& n) { return names[n] > 0; });
+    };
+    while (!all_there() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      names = ThreadNames(pid);
+    }
+    return names;
+  };
+  const std::vector<std::string> worker_names = {"rf-heartbeat", "rf-slot-0", "rf-slot-1",
+                                                 "rf-signals"};
+  std::map<std::string, int> worker = names_within(farm.WorkerPid("w1"), worker_names);
+  for (const std::string& name : worker_names) {
+    INFO(name);
+    CHECK(worker[name] == 1);
   }
-  CHECK(worker["rf-heartbeat"] == 1);
-  CHECK(worker["rf-slot-0"] == 1);
-  CHECK(worker["rf-slot-1"] == 1);
-  CHECK(worker["rf-signals"] == 1);
-
-  std::map<std::string, int> server = ThreadNames(farm.server_pid());
-  for (const char* name : {"rf-dispatch", "rf-sweep", "rf-commit", "rf-checkpoint", "rf-notify"}) {
+  const std::vector<std::string> server_names = {"rf-dispatch", "rf-sweep", "rf-commit",
+                                                 "rf-checkpoint", "rf-notify"};
+  std::map<std::string, int> server = names_within(farm.server_pid(), server_names);
+  for (const std::string& name : server_names) {
     INFO(name);
     CHECK(server[name] == 1);
   }
