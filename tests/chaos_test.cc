@@ -101,8 +101,12 @@ class Client {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
       st = call(*stubs_[current_], &ctx);
+      // A call caught in a leader's hand-over may also end CANCELLED (README, Failover:
+      // the standby's service goes as the farm takes the port); retried like the others
+      // (submits carry a request_id).
       if (st.error_code() != grpc::StatusCode::UNAVAILABLE &&
-          st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+          st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
+          st.error_code() != grpc::StatusCode::CANCELLED) {
         return st;
       }
       current_ = (current_ + 1) % stubs_.size();
