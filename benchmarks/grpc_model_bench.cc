@@ -128,12 +128,7 @@ class HoldService final : public grpc::CallbackGenericService {
       explicit Reactor(grpc::Status status) { Finish(status); }
       void OnDone() override { delete this; }
     };
-    const auto& metadata = ctx->client_metadata();
-    const auto token = metadata.find(reelfarm::server::CallbackThreadHold::kTokenKey);
-    if (token != metadata.end() &&
-        hold_->Hold(std::string(token->second.data(), token->second.size()))) {
-      return new Reactor(grpc::Status::OK);
-    }
+    if (hold_->HoldCall(*ctx)) return new Reactor(grpc::Status::OK);
     return new Reactor(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "not served"));
   }
 

@@ -120,6 +120,14 @@ int CallbackThreadHold::Start(grpc::Server* server, absl::Duration wait) {
   return held_;
 }
 
+bool CallbackThreadHold::HoldCall(const grpc::GenericCallbackServerContext& ctx) {
+  if (ctx.method() != kMethod) return false;
+  const auto& metadata = ctx.client_metadata();
+  const auto token = metadata.find(kTokenKey);
+  if (token == metadata.end()) return false;
+  return Hold(std::string(token->second.data(), token->second.size()));
+}
+
 bool CallbackThreadHold::Hold(const std::string& token) {
   if (token != token_ || !OnCallbackThread()) return false;
   absl::MutexLock lock(&mu_);

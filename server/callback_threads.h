@@ -29,6 +29,7 @@
 #include <vector>
 
 #include <grpcpp/client_context.h>
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/server.h>
 
@@ -48,14 +49,14 @@ class CallbackThreadHold {
   CallbackThreadHold(const CallbackThreadHold&) = delete;
   CallbackThreadHold& operator=(const CallbackThreadHold&) = delete;
 
-  // Makes the hold calls to `server` (started, and serving kMethod through a generic
-  // service that calls Hold()), and waits until they are held or answered, at most
-  // `wait`. Returns how many threads it holds.
+  // Makes the hold calls to `server` (started, and serving kMethod through a callback
+  // generic service that calls HoldCall()), and waits until they are held or answered,
+  // at most `wait`. Returns how many threads it holds.
   int Start(grpc::Server* server, absl::Duration wait);
-  // Called by the generic service for a call to kMethod with the token it was sent
-  // (empty if none): when the call is one of this hold's, keeps the calling thread until
-  // Release() and returns true; otherwise returns false at once.
-  bool Hold(const std::string& token);
+  // Called by the generic service for each call it gets: when the call is one of this
+  // hold's (kMethod, with its token), keeps the calling thread until Release() and
+  // returns true (answer the call OK then); otherwise returns false at once.
+  bool HoldCall(const grpc::GenericCallbackServerContext& ctx);
   // Lets the held threads go and waits until the hold calls have ended.
   void Release();
 
@@ -68,6 +69,9 @@ class CallbackThreadHold {
     grpc::ByteBuffer request;
     grpc::ByteBuffer response;
   };
+
+  // HoldCall() for a call to kMethod that was sent `token`.
+  bool Hold(const std::string& token);
 
   const std::string token_;
   // The hold calls (Start() only; they live until Release() has seen them end).

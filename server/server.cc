@@ -37,15 +37,8 @@ class UnknownMethodService final : public grpc::CallbackGenericService {
       explicit Reactor(grpc::Status status) { Finish(status); }
       void OnDone() override { delete this; }
     };
-    if (hold_ != nullptr && ctx->method() == CallbackThreadHold::kMethod) {
-      const auto& metadata = ctx->client_metadata();
-      const auto token = metadata.find(CallbackThreadHold::kTokenKey);
-      // Returns once released, at shutdown.
-      if (token != metadata.end() &&
-          hold_->Hold(std::string(token->second.data(), token->second.size()))) {
-        return new Reactor(grpc::Status::OK);
-      }
-    }
+    // A hold's call returns once released, at shutdown.
+    if (hold_ != nullptr && hold_->HoldCall(*ctx)) return new Reactor(grpc::Status::OK);
     std::string shown;
     for (unsigned char c : ctx->method().substr(0, 200)) {
       if (c >= 0x20 && c < 0x7f) {
