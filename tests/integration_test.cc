@@ -484,7 +484,7 @@ TEST_CASE("one gRPC callback thread serves every call and the rest are held unti
 
 TEST_CASE("the farm's own threads carry names that top -H and ps -T show", "[integration]") {
   testing::TempDir dir;
-  Farm farm(dir.path() / "farm");
+  Farm farm(dir.path() / "farm", {"--web-listen", "127.0.0.1:0", "--web-threads", "20"});
   farm.StartWorker("w1", {"--slots", "2"});
   // Each thread names itself once it runs, which can be a moment after its process
   // answers: wait until every name is there (or 30 s), then check each once.
@@ -508,11 +508,13 @@ TEST_CASE("the farm's own threads carry names that top -H and ps -T show", "[int
     INFO(name);
     CHECK(worker[name] == 1);
   }
-  const std::vector<std::string> server_names = {"rf-dispatch", "rf-sweep", "rf-commit",
-                                                 "rf-checkpoint", "rf-notify"};
+  const std::vector<std::string> server_names = {"rf-dispatch",   "rf-sweep",  "rf-commit",
+                                                 "rf-checkpoint", "rf-notify", "rf-web-accept",
+                                                 "rf-web-poll",   "rf-web"};
   std::map<std::string, int> server = names_within(farm.server_pid(), server_names);
   for (const std::string& name : server_names) {
     INFO(name);
-    CHECK(server[name] == 1);
+    // The monitor's pool (--web-threads) is rf-web, one thread each.
+    CHECK(server[name] == (name == "rf-web" ? 20 : 1));
   }
 }

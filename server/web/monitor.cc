@@ -236,7 +236,14 @@ absl::Status MonitorImpl::Listen() {
     http_ = std::make_unique<httplib::Server>();
   }
   const int threads = std::max(kReservedThreads + 1, options_.threads);
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // cpp-httplib makes the pool on the listening thread (rf-web-accept), and a new
+  // thread takes its maker's name: the pool's threads are rf-web.
+  http_->new_task_queue = [threads] {
+    common::NameThread("rf-web");
+    auto* pool = new httplib::ThreadPool(threads);
+    common::NameThread("rf-web-accept");
+    return pool;
+  };
   http_->set_keep_alive_timeout(5);
   http_->set_payload_max_length(64 * 1024);
   Routes();
