@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import re
 import resource
 import shutil
@@ -318,18 +319,20 @@ def submit_latency(blocks, per_block, workdir):
         client.delete("celery")
         if ours.stdout.readline().strip() != "ready":
             raise RuntimeError("bench_scheduler --submit-blocks did not start")
-        ms = {"reelfarm": [], "celery+redis": []}
+        by_block = {"reelfarm": [], "celery+redis": []}
 
         def reelfarm_block():
             ours.stdin.write(f"{per_block}\n")
             ours.stdin.flush()
-            ms["reelfarm"].extend(json.loads(ours.stdout.readline())["ms"])
+            by_block["reelfarm"].append(json.loads(ours.stdout.readline())["ms"])
 
         def celery_block():
+            row = []
             for i in range(per_block):
                 t0 = time.perf_counter()
                 benchapp.noop.apply_async((i,))
-                ms["celery+redis"].append((time.perf_counter() - t0) * 1000)
+                row.append((time.perf_counter() - t0) * 1000)
+            by_block["celery+redis"].append(row)
 
         os.sync()
         for b in range(blocks):
@@ -345,8 +348,9 @@ def submit_latency(blocks, per_block, workdir):
             ours.wait()
         redis_srv.kill()
         shutil.rmtree(redis_srv.dir, ignore_errors=True)
-    out = {}
-    for farm, values in ms.items():
+    out = {"by_block": by_block}
+    for farm, rows in by_block.items():
+        values = [x for row in rows for x in row]
         out[farm] = {"p50_ms": percentile(values, 0.5), "p99_ms": percentile(values, 0.99)}
         # The first submit of each block follows the other farm's block (~0.1 s idle,
         # or ~0.2 s): what a TD's one submit after a pause meets.
@@ -357,6 +361,22 @@ def submit_latency(blocks, per_block, workdir):
     return out
 
 
+def ratio_interval(ours_blocks, peer_blocks, q, resamples=1000, seed=1):
+    """How far the reelfarm/peer ratio of the Q-quantile moves with the luck of the
+    blocks: its 5th and 95th percentiles over RESAMPLES bootstrap resamples of the
+    block pairs (block i of each farm ran in the same minute, so a pair is resampled
+    whole). Where the interval holds 1, one run cannot tell the farms apart."""
+    rng = random.Random(seed)
+    n = len(ours_blocks)
+    ratios = []
+    for _ in range(resamples):
+        picks = [rng.randrange(n) for _ in range(n)]
+        ratios.append(percentile([x for i in picks for x in ours_blocks[i]], q) /
+                      percentile([x for i in picks for x in peer_blocks[i]], q))
+    ratios.sort()
+    return ratios[int(0.05 * resamples)], ratios[int(0.95 * resamples) - 1]
+
+
 def queue_comparison(rounds, quick, workdir, part="queue"):
     ours, peers = [], []
     summary = {"summary": "queue", "rounds": rounds, "peer": "celery 5.2 + redis 7 (fsync always)"}
@@ -364,10 +384,13 @@ def queue_comparison(rounds, quick, workdir, part="queue"):
         blocks, per_block = (4, 25) if quick else (10 * rounds, 100)
         latency = submit_latency(blocks, per_block, workdir)
         summary["submit_blocks"] = f"{blocks} x {per_block}"
-        for sub in ("p50_ms", "p99_ms"):
+        for sub, q in (("p50_ms", 0.5), ("p99_ms", 0.99)):
             a, b = latency["reelfarm"][sub], latency["celery+redis"][sub]
+            lo, hi = ratio_interval(latency["by_block"]["reelfarm"],
+                                    latency["by_block"]["celery+redis"], q)
             summary[f"submit_{sub}"] = {"reelfarm": round(a, 3), "peer": round(b, 3),
-                                        "ratio": round(a / b, 3), "better": "lower"}
+                                        "ratio": round(a / b, 3), "better": "lower",
+                                        "ratio_90pct_interval": [round(lo, 3), round(hi, 3)]}
         if part == "submit":
             emit(summary)
             return
