@@ -7,6 +7,8 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "common/grpc_security.h"
+
 namespace reelfarm::cli {
 
 const char* StateName(v1::JobState s) {
@@ -86,6 +88,9 @@ std::vector<v1::Job> WatchJobs(const WatchStubs& stubs, const std::vector<int64_
       grpc::Status st;
       for (std::shared_ptr<v1::JobService::Stub> stub = stubs(nullptr); stub; stub = stubs(&st)) {
         grpc::ClientContext ctx;
+        // After a connect gRPC took for failed, the stub's own server again, once it
+        // connects (common::IsSpuriousConnectFailure).
+        ctx.set_wait_for_ready(common::IsSpuriousConnectFailure(st));
         v1::WatchJobRequest req;
         req.set_job_id(ids[i]);
         auto reader = stub->WatchJob(&ctx, req);

@@ -448,13 +448,22 @@ using JobStub = v1::JobService::Stub;
 template <typename Stub, typename Req, typename Resp>
 using UnaryMethod = grpc::Status (Stub::*)(grpc::ClientContext*, const Req&, Resp*);
 
-// One unary call with a deadline, so that an unreachable server fails fast.
+// One unary call with a deadline, so that an unreachable server fails fast. A connect
+// that gRPC took for failed when it was not (common::IsSpuriousConnectFailure; nothing
+// reached the server) is called once more, waiting for gRPC's next connect (its
+// back-off, about 1 s) within the same deadline.
 template <typename Stub, typename Req, typename Resp>
 grpc::Status CallUnary(Stub& stub, UnaryMethod<Stub, Req, Resp> method, const Req& req, Resp* resp,
                        int deadline_seconds = 30) {
+  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(deadline_seconds);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(deadline_seconds));
-  return (stub.*method)(&ctx, req, resp);
+  ctx.set_deadline(deadline);
+  const grpc::Status st = (stub.*method)(&ctx, req, resp);
+  if (!common::IsSpuriousConnectFailure(st)) return st;
+  grpc::ClientContext again;
+  again.set_deadline(deadline);
+  again.set_wait_for_ready(true);
+  return (stub.*method)(&again, req, resp);
 }
 
 // With --json, `m` as one line of JSON; else what `text` prints. Exit 0.
@@ -496,6 +505,8 @@ int Watch(Context& c, const std::vector<int64_t>& ids) {
   auto stubs = [&](const grpc::Status* failed) -> std::shared_ptr<v1::JobService::Stub> {
     std::lock_guard<std::mutex> lock(mu);
     if (failed == nullptr) return stub;
+    // Nothing reached the server: the same one again (WatchJobs waits for the channel).
+    if (common::IsSpuriousConnectFailure(*failed)) return ++reconnects > 10 ? nullptr : stub;
     const bool cut = failed->error_code() == grpc::StatusCode::UNAVAILABLE ||
                      failed->error_code() == grpc::StatusCode::CANCELLED;
     absl::StatusOr<common::ServerList> servers = common::ServerList::Parse(c.server_list);
@@ -627,25 +638,31 @@ int SubmitFile(Context& c, const std::string& path, const std::vector<std::strin
 
 // Prints each task's lines as "[task N] <line>" (or one JSON object per message).
 int Logs(Context& c, int64_t id, int task, bool follow) {
-  grpc::ClientContext ctx;
   v1::GetTaskLogsRequest req;
   req.set_job_id(id);
   if (task >= 0) req.set_task_index(task);
   req.set_follow(follow);
-  if (!follow) c.SetDeadline(&ctx, 60);
-  auto reader = c.stub->GetTaskLogs(&ctx, req);
-  v1::TaskLogLines m;
-  while (reader->Read(&m)) {
-    if (c.json) {
-      std::printf("%s\n", ToJson(m).c_str());
-    } else {
-      for (const auto& line : m.lines()) {
-        std::printf("[task %d] %s\n", m.task_index(), line.c_str());
+  grpc::Status st;
+  // A second stream only after a connect that gRPC took for failed (CallUnary).
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    grpc::ClientContext ctx;
+    if (!follow) c.SetDeadline(&ctx, 60);
+    ctx.set_wait_for_ready(attempt > 0);
+    auto reader = c.stub->GetTaskLogs(&ctx, req);
+    v1::TaskLogLines m;
+    while (reader->Read(&m)) {
+      if (c.json) {
+        std::printf("%s\n", ToJson(m).c_str());
+      } else {
+        for (const auto& line : m.lines()) {
+          std::printf("[task %d] %s\n", m.task_index(), line.c_str());
+        }
       }
+      std::fflush(stdout);
     }
-    std::fflush(stdout);
+    st = reader->Finish();
+    if (!common::IsSpuriousConnectFailure(st)) break;
   }
-  grpc::Status st = reader->Finish();
   if (!st.ok()) return ReportRpcError(st);
   return 0;
 }

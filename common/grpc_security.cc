@@ -97,6 +97,14 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   return grpc::SslServerCredentials(ssl);
 }
 
+bool IsSpuriousConnectFailure(const grpc::Status& st) {
+  if (st.error_code() != grpc::StatusCode::UNAVAILABLE) return false;
+  const std::string& msg = st.error_message();
+  return msg.find("failed to connect") != std::string::npos &&
+         msg.find("No such file or directory") != std::string::npos &&
+         msg.find("unix:") == std::string::npos;  // where ENOENT is a real answer
+}
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
                                                            const ClientTlsOptions& tls,
                                                            const std::string& token,

@@ -44,6 +44,15 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
                                                            const std::string& token,
                                                            grpc::ChannelArguments args = {});
 
+// Whether a call failed on a connection that did not fail: gRPC 1.51 (Debian 12's)
+// reads errno a few calls after a non-blocking TCP connect, so an attempt that was
+// still in progress now and then reads as failed with errno 2 (grpc/grpc#35064):
+// UNAVAILABLE "failed to connect to all addresses; last error: UNKNOWN:
+// ipv4:127.0.0.1:7700: No such file or directory". A TCP connect never fails with
+// ENOENT, so a client may call again once, waiting for the channel (wait_for_ready):
+// nothing reached the server. A refused or unreachable server reads otherwise.
+bool IsSpuriousConnectFailure(const grpc::Status& st);
+
 // The whole of a small file (certificates, keys, tokens); `what` names it in errors.
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path, const std::string& what);
 

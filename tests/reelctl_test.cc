@@ -2,6 +2,7 @@
 // codes, and the progress display on a terminal and in a pipe.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -506,4 +507,59 @@ TEST_CASE("reelctl says which side of a TLS mismatch expects what, without gRPC'
   // With the CA: served.
   CHECK(RunCtl(dir, "list --server " + tls.address() + " --tls-ca " + cert.crt.string()).status ==
         0);
+}
+
+TEST_CASE(
+    "reelctl calls again when gRPC took a connect for failed with errno 2 but not when the "
+    "server refused it",
+    "[integration][reelctl]") {
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm");
+  testing::MakeTestClip(farm.storage() / "plates/e.mp4", 64, 36, 12);
+  farm.StartWorker("w1");
+  farm.WaitForWorkers(1);
+  // Each process's first TCP connect reads as failed with errno 2, as gRPC 1.51 now and
+  // then takes one that was in progress (tests/testing/connect_enoent.cc).
+  const std::string shim =
+      "LD_PRELOAD=" + std::string(REELFARM_CONNECT_ENOENT_SHIM) + " CONNECT_ENOENT=1 ";
+  const std::string server = "--server " + farm.address() + " --insecure ";
+
+  // What a client that does not call again sees (Python's grpcio, the same gRPC core).
+  int status = 0;
+  const std::string bare = testing::Capture(
+      shim + "/usr/bin/python3 -c \"import grpc; ch = grpc.insecure_channel('" + farm.address() +
+          "'); ch.unary_unary('/grpc.health.v1.Health/Check')(b'', timeout=10)\" 2>&1",
+      &status);
+  INFO(bare);
+  CHECK(status != 0);
+  CHECK(bare.find("No such file or directory") != std::string::npos);
+
+  // reelctl: unary calls (list, submit, health), a watch stream and a log stream.
+  const Seen list = RunCtl(dir, server + "list", shim);
+  INFO(list.err);
+  CHECK(list.status == 0);
+  CHECK(LineStarting(list.out, "ID ") != "");
+  const Seen submit = RunCtl(
+      dir, server + "--json submit upscale --input plates/e.mp4 --output renders/e.mp4", shim);
+  INFO(submit.err);
+  REQUIRE(submit.status == 0);
+  const std::string id = json::parse(submit.out)["jobId"].get<std::string>();
+  const Seen watch = RunCtl(dir, server + "watch " + id, shim);
+  INFO(watch.err);
+  CHECK(watch.status == 0);
+  CHECK(watch.out.find("job " + id + " succeeded") != std::string::npos);
+  const Seen logs = RunCtl(dir, server + "logs " + id, shim);
+  INFO(logs.err);
+  CHECK(logs.status == 0);
+  CHECK(logs.err.empty());
+  const Seen health = RunCtl(dir, server + "health", shim);
+  CHECK(health.status == 0);
+  CHECK(health.out == "SERVING\n");
+
+  // A server that is not there: refused, reported at once (exit 3), not waited for.
+  const auto start = std::chrono::steady_clock::now();
+  const Seen refused = RunCtl(dir, "--server 127.0.0.1:1 --insecure list");
+  CHECK(refused.status == 3);
+  CHECK(refused.err.find("Connection refused") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
 }

@@ -39,6 +39,17 @@ _TASK_KINDS = {
 }
 
 
+def _spurious_connect_failure(err: grpc.RpcError) -> bool:
+    """Whether a call failed on a connection that did not fail: gRPC 1.51 (Debian 12's
+    grpcio) reads errno a few calls after a non-blocking TCP connect, so an attempt still
+    in progress now and then reads as failed with errno 2, "No such file or directory"
+    (grpc/grpc#35064). Nothing reached the server; the call is made again, waiting for
+    the channel (wait_for_ready). A refused or unreachable server reads otherwise."""
+    details = err.details() or ""
+    return (err.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details
+            and "No such file or directory" in details and "unix:" not in details)
+
+
 def _take_output(output: str, take_name: str) -> str:
     """A take's output, named as the server names it: "{take}" in `output` replaced by
     the take's name, else the file's stem (up to its first '.')."""
@@ -305,11 +316,15 @@ class Client:
     def _call(self, method, request):
         """Calls the JobService method named ``method`` on the leader."""
         tries = 3 * len(self._addresses) + 2
+        wait = False
         for attempt in range(tries):
             try:
                 return getattr(self._stub, method)(request, timeout=self._timeout,
-                                                  metadata=self._metadata)
+                                                  metadata=self._metadata, wait_for_ready=wait)
             except grpc.RpcError as err:
+                wait = _spurious_connect_failure(err)
+                if wait and attempt + 1 < tries:
+                    continue  # the same server, once the channel connects
                 if (err.code() != grpc.StatusCode.UNAVAILABLE or attempt + 1 == tries
                         or not self._follow_leader(err)):
                     raise errors.from_rpc_error(err) from None
@@ -457,10 +472,12 @@ class Client:
         """Yields a Job snapshot for each progress event until the job ends. With several
         servers, a watch cut by a change of leader goes on with the new leader."""
         tries = 3 * len(self._addresses) + 2
+        wait = False
         while True:
             try:
                 for event in self._stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id),
-                                                 timeout=timeout, metadata=self._metadata):
+                                                 timeout=timeout, metadata=self._metadata,
+                                                 wait_for_ready=wait):
                     tries = 3 * len(self._addresses) + 2
                     yield Job(self, event.job)
                 return
@@ -468,6 +485,9 @@ class Client:
                 if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and timeout is not None:
                     return
                 tries -= 1
+                wait = _spurious_connect_failure(err)
+                if wait and tries > 0:
+                    continue  # the same server, once the channel connects
                 if (err.code() != grpc.StatusCode.UNAVAILABLE or tries <= 0
                         or not self._follow_leader(err)):
                     raise errors.from_rpc_error(err) from None
@@ -519,11 +539,12 @@ class Client:
         import asyncio  # only callers of the async API need it
 
         tries = 3 * len(self._addresses) + 2
+        wait = False
         while True:
             async with self._aio_channel() as channel:
                 stub = jobs_pb2_grpc.JobServiceStub(channel)
                 call = stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout,
-                                     metadata=self._metadata)
+                                     metadata=self._metadata, wait_for_ready=wait)
                 try:
                     async for event in call:
                         tries = 3 * len(self._addresses) + 2
@@ -533,6 +554,9 @@ class Client:
                     if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and timeout is not None:
                         return
                     tries -= 1
+                    wait = _spurious_connect_failure(err)
+                    if wait and tries > 0:
+                        continue  # the same server, once a new channel connects
                     leader = dict(err.trailing_metadata() or ()).get("reelfarm-leader", "")
                     if (err.code() != grpc.StatusCode.UNAVAILABLE or tries <= 0
                             or not self._follow_leader(err)):

@@ -1,7 +1,9 @@
 """The SDK against a real server with a local worker: submit, watch, wait, outputs,
 and a typed exception for each status class."""
 import json
+import os
 import subprocess
+import sys
 
 import pytest
 
@@ -196,3 +198,33 @@ def test_webhooks_are_called_when_the_job_ends_and_checked_at_submit(farm):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.skipif(not os.environ.get("REELFARM_CONNECT_ENOENT_SHIM"),
+                    reason="needs tests/testing/connect_enoent.cc built (ctest sets it)")
+def test_calls_again_when_grpc_took_a_connect_for_failed(farm):
+    """gRPC 1.51 now and then takes a TCP connect in progress for failed, errno 2
+    (grpc/grpc#35064): the shim makes every process's first connect read so. A bare
+    grpcio call fails; the SDK's calls and its watch call again and succeed."""
+    src = farm.clip("plates/enoent.mp4", frames=12)
+    env = dict(os.environ, LD_PRELOAD=os.environ["REELFARM_CONNECT_ENOENT_SHIM"],
+               CONNECT_ENOENT="1")
+    bare = subprocess.run(
+        [sys.executable, "-c", "import grpc, sys; ch = grpc.insecure_channel(sys.argv[1]); "
+         "ch.unary_unary('/grpc.health.v1.Health/Check')(b'', timeout=10)", farm.address],
+        env=env, capture_output=True, text=True)
+    assert bare.returncode != 0
+    assert "No such file or directory" in bare.stderr
+
+    def sdk(code, *args):
+        """`code` in a process of its own: its first connect is the one that fails."""
+        run = subprocess.run(
+            [sys.executable, "-c", "import sys, reelfarm\n"
+             "c = reelfarm.Client(sys.argv[1], insecure=True)\n" + code, farm.address, *args],
+            env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    job_id = sdk("print(c.submit_upscale(sys.argv[2], 'renders/enoent.mp4').id)", src)
+    assert sdk("print(list(c.watch(int(sys.argv[2])))[-1].state)", job_id) == "succeeded"
+    assert sdk("print([j.id for j in c.list()])", job_id) != "[]"
