@@ -255,7 +255,10 @@ absl::StatusOr<bool> VideoInput::ReadFrame(AVFrame* frame) {
   av_frame_unref(frame);
   while (true) {
     const int ret = avcodec_receive_frame(decoder_.get(), frame);
-    if (ret >= 0) return true;
+    if (ret >= 0) {
+      ++frames_decoded_;
+      return true;
+    }
     if (ret == AVERROR_EOF) return false;
     if (ret != AVERROR(EAGAIN)) {
       return AvError(absl::StatusCode::kFailedPrecondition, ret,
@@ -298,6 +301,12 @@ absl::Status VideoInput::FeedDecoder() {
       first_packet_key_ = (packet_->flags & AV_PKT_FLAG_KEY) != 0;
     }
     const int64_t number = packets_read_++;
+    // Read by the decoder for this packet (it holds at most one not yet decoded, and
+    // slice threads decode it before the next is sent).
+    decoder_->skip_frame = skip_before_ != AV_NOPTS_VALUE && packet_->pts != AV_NOPTS_VALUE &&
+                                   packet_->pts < skip_before_
+                               ? AVDISCARD_NONREF
+                               : AVDISCARD_DEFAULT;
     ret = avcodec_send_packet(decoder_.get(), packet_.get());
     av_packet_unref(packet_.get());
     if (ret < 0) {

@@ -160,6 +160,16 @@ class VideoInput final {
   // demuxer cannot seek there.
   bool SeekBackward(int64_t timestamp);
 
+  // From now on, a packet whose pts is before `pts` (the stream's time base) is given to
+  // the decoder with skip_frame = AVDISCARD_NONREF: a frame that no other frame refers
+  // to is not decoded at all (B-frames outside a pyramid; every B-frame of MPEG-2 and
+  // MPEG-4 Part 2), the others are. For a range that starts mid-GOP: the frames before
+  // it are decoded only as far as the frames wanted need. Packets without a pts are
+  // decoded whole. AV_NOPTS_VALUE (the default) skips nothing.
+  void SkipUnreferencedBefore(int64_t pts) { skip_before_ = pts; }
+  // Frames the decoder gave out since Open (ReadFrame's true answers).
+  int64_t frames_decoded() const { return frames_decoded_; }
+
   const std::string& path() const { return path_; }
   const AVStream& stream() const { return *stream_; }
   const AVFormatContext& format() const { return *format_; }
@@ -196,6 +206,8 @@ class VideoInput final {
   bool draining_ = false;
   bool any_packet_ = false;
   int64_t packets_read_ = 0;
+  int64_t frames_decoded_ = 0;
+  int64_t skip_before_ = AV_NOPTS_VALUE;
   int64_t first_packet_pts_ = AV_NOPTS_VALUE;
   bool first_packet_key_ = false;
   bool has_audio_ = false;

@@ -88,6 +88,12 @@ absl::StatusOr<std::unique_ptr<VideoSource>> VideoSource::Create(const std::stri
 
 absl::Status VideoSource::Open() {
   ASSIGN_OR_RETURN(input_, VideoInput::Open(path_));
+  // The frames before the next one to show are not shown: of those, only what later
+  // frames refer to is decoded (a chunk that starts mid-GOP decodes from the keyframe
+  // before it). Frames counted in decode order are all decoded.
+  if (!timeline_.by_count && next_ < slot_count()) {
+    input_->SkipUnreferencedBefore(timeline_.keys[timeline_.grid.slot_frame[next_]]);
+  }
   if (!decoded_) {
     ASSIGN_OR_RETURN(decoded_, AllocFrame());
     ASSIGN_OR_RETURN(shown_, AllocFrame());

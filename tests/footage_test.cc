@@ -7,9 +7,12 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "media/av_util.h"
 #include "media/grid.h"
 #include "media/media.h"
 #include "tests/testing/fixtures.h"
@@ -303,6 +306,95 @@ TEST_CASE("many codecs and containers are read on ffmpeg's grid", "[unit][media]
       CHECK(info.frame_count == 48);
     }
   }
+}
+
+namespace {
+
+// The luma plane of `frame`, row by row without padding.
+std::vector<uint8_t> Luma(const AVFrame& frame) {
+  std::vector<uint8_t> y;
+  for (int row = 0; row < frame.height; ++row) {
+    const uint8_t* p = frame.data[0] + static_cast<ptrdiff_t>(row) * frame.linesize[0];
+    y.insert(y.end(), p, p + frame.width);
+  }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("a range that starts mid-GOP decodes only the frames before it that others refer to",
+          "[unit][media][footage]") {
+  TempDir dir;
+  // One GOP of 240 frames, I B B B P B B B P ...: B-frames outside a pyramid are
+  // referred to by no other frame.
+  const fs::path clip = dir.path() / "one_gop.mp4";
+  Ffmpeg(std::string(kSrc) +
+         ":d=10 -c:v libx264 -bf 3 -x264-params b-pyramid=none:b-adapt=0:keyint=250:scenecut=0 '" +
+         clip.string() + "'");
+  // ffprobe's account of each frame, in presentation order: its pts and picture type.
+  struct Shown {
+    int64_t pts;
+    char type;
+  };
+  std::vector<Shown> shown;
+  {
+    std::istringstream lines(
+        Capture("ffprobe -v error -select_streams v -show_entries "
+                "frame=pts,pict_type -of csv=p=0 '" +
+                clip.string() + "'"));
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.empty()) continue;  // ffprobe separates some frames with a blank line
+      const auto comma = line.find(',');
+      REQUIRE(comma != std::string::npos);
+      shown.push_back({std::stoll(line.substr(0, comma)), line[comma + 1]});
+    }
+  }
+  REQUIRE(shown.size() == 240);
+  const int64_t start = 200;
+  const int64_t refs_before = std::count_if(shown.begin(), shown.begin() + start,
+                                            [](const Shown& f) { return f.type != 'B'; });
+  REQUIRE(refs_before < start / 2);  // the clip is what the test needs: mostly B-frames
+
+  // Every frame decoded, by pts.
+  std::map<int64_t, std::vector<uint8_t>> all;
+  {
+    auto input = VideoInput::Open(clip.string());
+    REQUIRE(input.ok());
+    auto frame = AllocFrame();
+    REQUIRE(frame.ok());
+    for (;;) {
+      absl::StatusOr<bool> more = (*input)->ReadFrame(frame->get());
+      REQUIRE(more.ok());
+      if (!*more) break;
+      all[(*frame)->pts] = Luma(**frame);
+    }
+    CHECK((*input)->frames_decoded() == 240);
+  }
+  REQUIRE(all.size() == 240);
+
+  // From frame 200 on: the unreferenced frames before it are not decoded; every frame
+  // that comes out is the one decoded whole, and none from 200 on is missing.
+  auto input = VideoInput::Open(clip.string());
+  REQUIRE(input.ok());
+  (*input)->SkipUnreferencedBefore(shown[start].pts);
+  auto frame = AllocFrame();
+  REQUIRE(frame.ok());
+  int64_t before = 0;
+  int64_t from = 0;
+  for (;;) {
+    absl::StatusOr<bool> more = (*input)->ReadFrame(frame->get());
+    REQUIRE(more.ok());
+    if (!*more) break;
+    const int64_t pts = (*frame)->pts;
+    INFO("pts " << pts);
+    REQUIRE(all.count(pts) == 1);
+    CHECK(Luma(**frame) == all[pts]);
+    (pts < shown[start].pts ? before : from) += 1;
+  }
+  CHECK(from == 240 - start);
+  CHECK(before == refs_before);
+  CHECK((*input)->frames_decoded() == refs_before + 240 - start);
 }
 
 TEST_CASE("odd sizes and non-square pixels are read on the grid", "[unit][media][footage]") {
