@@ -6,9 +6,16 @@
 // Each stage's CPU is measured alone and inside the pipeline run: stage-alone CPU
 // overstates what a stage costs beside the others (caches, codec threads), so the
 // bound that e2e is held to is the one measured in the same run.
-// Prints one JSON line per model. Usage:
+// Prints one JSON line per model.
+// Last, chunks that start mid-GOP (the clip is one GOP): the CPU to decode frames
+// [s, s + 48) from a new source (OpenNativeVideoSource, as a worker opens a chunk
+// another slot's decoder did not lead up to) against `ffmpeg -threads 1 -ss T -i clip
+// -frames:v 48 -f null -` (an accurate seek: the keyframe before, then every frame up
+// to T decoded), medians of 3 alternated runs, one JSON line; s = 0 is the chunk with
+// nothing before it (ffmpeg's start-up is in its figures), and preroll_ratio compares
+// what the frames before a chunk cost each (its figure less the one at s = 0). Usage:
 //   reelfarm-bench-pipeline [--frames 240] [--threads N] [--model bicubic|espcn2x]
-//                           [--no-python] [--e2e-only] [--keep DIR]
+//                           [--no-python] [--e2e-only] [--chunks-only] [--keep DIR]
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/script.h>
@@ -354,12 +361,70 @@ StageFps StagesAlone(const std::string& clip, inference::Model& model, int frame
 
 }  // namespace
 
+// User + system CPU seconds of this process (who == RUSAGE_SELF) or of its waited-for
+// children (RUSAGE_CHILDREN).
+double CpuSeconds(int who) {
+  rusage u{};
+  getrusage(who, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+void ChunkDecodeAgainstFfmpeg(const fs::path& clip, int frames) {
+  constexpr int kChunk = 48;
+  nlohmann::json line = {{"bench", "chunk_decode_mid_gop"}, {"frames", kChunk}};
+  for (int start = 0; start + kChunk <= frames; start += kChunk) {
+    std::vector<double> ours, theirs;
+    for (int run = 0; run < 3; ++run) {
+      double cpu0 = CpuSeconds(RUSAGE_SELF);
+      auto source = media::OpenNativeVideoSource(clip.string(), start, start + kChunk);
+      Check(source.status());
+      media::NativeFrame frame;
+      int n = 0;
+      for (;;) {
+        auto more = (*source)->Next(&frame);
+        Check(more.status());
+        if (!*more) break;
+        ++n;
+      }
+      if (n != kChunk) Die("the chunk read " + std::to_string(n) + " frames");
+      source->reset();
+      ours.push_back(CpuSeconds(RUSAGE_SELF) - cpu0);
+      char ss[32];
+      std::snprintf(ss, sizeof ss, "%.6f", start / 24.0);
+      const std::string cmd = "ffmpeg -nostdin -v error -threads 1 -ss " + std::string(ss) +
+                              " -i '" + clip.string() + "' -frames:v " + std::to_string(kChunk) +
+                              " -f null -";
+      cpu0 = CpuSeconds(RUSAGE_CHILDREN);
+      if (std::system(cmd.c_str()) != 0) Die("ffmpeg -ss failed");
+      theirs.push_back(CpuSeconds(RUSAGE_CHILDREN) - cpu0);
+    }
+    line["cpu_seconds"][std::to_string(start)] = {{"reelfarm", Median(ours)},
+                                                  {"ffmpeg_ss", Median(theirs)},
+                                                  {"ratio", Median(ours) / Median(theirs)}};
+    // What the frames before the chunk cost, over the chunk with nothing before it.
+    if (start > 0) {
+      const auto& at0 = line["cpu_seconds"]["0"];
+      line["preroll_ratio"][std::to_string(start)] =
+          (Median(ours) - at0["reelfarm"].get<double>()) /
+          (Median(theirs) - at0["ffmpeg_ss"].get<double>());
+    }
+  }
+  std::cout << line.dump() << std::endl;
+}
+
 int main(int argc, char** argv) {
   worker::RestartWithPassiveOpenMpWaits(argv);  // as the worker runs
   int frames = 240;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   bool python = true;
   bool stages = true;  // --e2e-only: the pipeline alone (for profiling it)
+  bool chunks = true;  // the mid-GOP chunk decode against ffmpeg -ss (--chunks-only: it alone)
   std::string keep;
   std::vector<std::string> models = {"bicubic", "espcn2x"};
   for (int i = 1; i < argc; ++i) {
@@ -371,7 +436,9 @@ int main(int argc, char** argv) {
     else if (a == "--no-python")
       python = false;
     else if (a == "--e2e-only")
-      stages = python = false;
+      stages = python = chunks = false;
+    else if (a == "--chunks-only")
+      models.clear();
     else if (a == "--model" && i + 1 < argc)
       models = {argv[++i]};
     else if (a == "--keep" && i + 1 < argc)
@@ -529,6 +596,7 @@ int main(int argc, char** argv) {
     }
     std::cout << line.dump() << std::endl;
   }
+  if (chunks) ChunkDecodeAgainstFfmpeg(clip, frames);
   if (keep.empty()) fs::remove_all(work);
   return 0;
 }
