@@ -205,7 +205,7 @@ def test_webhooks_are_called_when_the_job_ends_and_checked_at_submit(farm):
 def test_calls_again_when_grpc_took_a_connect_for_failed(farm):
     """gRPC 1.51 now and then takes a TCP connect in progress for failed, errno 2
     (grpc/grpc#35064): the shim makes every process's first connect read so. A bare
-    grpcio call fails; the SDK's calls and its watch call again and succeed."""
+    grpcio call fails; the SDK's calls, watch and watch_async call again and succeed."""
     src = farm.clip("plates/enoent.mp4", frames=12)
     env = dict(os.environ, LD_PRELOAD=os.environ["REELFARM_CONNECT_ENOENT_SHIM"],
                CONNECT_ENOENT="1")
@@ -227,4 +227,8 @@ def test_calls_again_when_grpc_took_a_connect_for_failed(farm):
 
     job_id = sdk("print(c.submit_upscale(sys.argv[2], 'renders/enoent.mp4').id)", src)
     assert sdk("print(list(c.watch(int(sys.argv[2])))[-1].state)", job_id) == "succeeded"
+    assert sdk("import asyncio\n"
+               "async def last():\n"
+               "    return [j async for j in c.watch_async(int(sys.argv[2]))][-1].state\n"
+               "print(asyncio.run(last()))", job_id) == "succeeded"
     assert sdk("print([j.id for j in c.list()])", job_id) != "[]"
