@@ -131,10 +131,11 @@ struct StageFps {
   double decode_cpu_ms = 0, infer_cpu_ms = 0, encode_cpu_ms = 0;
 };
 
-// User + system CPU seconds of the whole process so far.
-double CpuSeconds() {
+// User + system CPU seconds so far of the whole process (RUSAGE_SELF), or of its
+// children that were waited for (RUSAGE_CHILDREN).
+double CpuSeconds(int who = RUSAGE_SELF) {
   rusage u{};
-  getrusage(RUSAGE_SELF, &u);
+  getrusage(who, &u);
   return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
@@ -284,17 +285,12 @@ OneLiner RunFfmpegOneLiner(const fs::path& clip, const fs::path& out) {
       "ffmpeg -nostdin -v error -y -i '" + clip.string() +
       "' -vf scale=" + std::to_string(2 * kWidth) + ":" + std::to_string(2 * kHeight) +
       ":flags=bicubic -c:v libx264 -crf 18 -preset veryfast '" + out.string() + "'";
-  rusage before{}, after{};
-  getrusage(RUSAGE_CHILDREN, &before);
+  const double cpu0 = CpuSeconds(RUSAGE_CHILDREN);
   const auto t0 = Clock::now();
   if (std::system(cmd.c_str()) != 0) Die("the ffmpeg one-liner failed: " + cmd);
   OneLiner r;
   r.seconds = Seconds(t0);
-  getrusage(RUSAGE_CHILDREN, &after);
-  const auto cpu = [](const rusage& u) {
-    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-  };
-  r.cpu_seconds = cpu(after) - cpu(before);
+  r.cpu_seconds = CpuSeconds(RUSAGE_CHILDREN) - cpu0;
   return r;
 }
 
@@ -359,17 +355,6 @@ StageFps StagesAlone(const std::string& clip, inference::Model& model, int frame
   return fps;
 }
 
-}  // namespace
-
-// User + system CPU seconds of this process (who == RUSAGE_SELF) or of its waited-for
-// children (RUSAGE_CHILDREN).
-double CpuSeconds(int who) {
-  rusage u{};
-  getrusage(who, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -417,6 +402,8 @@ void ChunkDecodeAgainstFfmpeg(const fs::path& clip, int frames) {
   }
   std::cout << line.dump() << std::endl;
 }
+
+}  // namespace
 
 int main(int argc, char** argv) {
   worker::RestartWithPassiveOpenMpWaits(argv);  // as the worker runs
