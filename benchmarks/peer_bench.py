@@ -21,6 +21,9 @@ reelfarm/peer ratios of the medians:
   server, against ffmpeg's: the figure to read when other work shares the cores) and
   PSNR per plane against an unencoded ffmpeg scale of the input.
 
+A run of both (no ``--only``) ends with a ``targets`` line: issue 21's points, each with
+the figure from this run it is judged on, its target, whether it is met, and ``all_met``.
+
 Usage (after scripts/setup-bench-deps.sh and a build):
     benchmarks/peer_bench.py [--rounds 3] [--only queue|submit|restart|ffmpeg] [--quick]
 ``--only restart``: the queue comparison's restart figure alone (~1M queued tasks each);
@@ -393,7 +396,7 @@ def queue_comparison(rounds, quick, workdir, part="queue"):
                                         "ratio_90pct_interval": [round(lo, 3), round(hi, 3)]}
         if part == "submit":
             emit(summary)
-            return
+            return summary
 
     # Each farm's round starts on a quiet disk: what the one before wrote (a million
     # queued tasks, or an AOF of them) is flushed first, not during its fsyncs.
@@ -427,6 +430,7 @@ def queue_comparison(rounds, quick, workdir, part="queue"):
         summary[key] = {"reelfarm": round(a, 3), "peer": round(b, 3),
                         "ratio": round(a / b, 3), "better": better}
     emit(summary)
+    return summary
 
 
 # --------------------------------------------------------------------------------------
@@ -585,6 +589,44 @@ def ffmpeg_comparison(rounds, quick, workdir, chunk=None):
         b = statistics.median(r["psnr"][plane] for r in peers)
         summary[f"psnr_{plane}_db"] = {"reelfarm": a, "peer": b, "difference_db": round(a - b, 2)}
     emit(summary)
+    return summary
+
+
+# Issue 21's targets, each against the peer in the same run.
+DISPATCH1_TARGET = 10_000  # tasks/s, one single-slot worker
+CHROMA_WITHIN_DB = 1.0     # U and V PSNR no more than this below ffmpeg's
+MEMORY_RATIO_TARGET = 1.2  # worker peak against the one-liner's
+
+
+def targets(queue, ffmpeg):
+    """Issue 21's "how it is judged" points, read from one run's QUEUE and FFMPEG summary
+    lines: each with the figure it is judged on, its target and whether it is met, and
+    whether all are. A point whose figure the run did not measure is not met."""
+    points = {}
+
+    def point(name, value, target, met):
+        points[name] = {"value": value, "target": target, "met": bool(met)}
+
+    def ratio(summary, key):
+        return (summary or {}).get(key, {}).get("ratio")
+
+    for key in ("submit_p50_ms", "submit_p99_ms", "restart"):
+        r = ratio(queue, key)
+        point(key + "_ratio", r, "<= 1 (Celery + Redis)", r is not None and r <= 1)
+    d1 = (queue or {}).get("dispatch1", {}).get("reelfarm")
+    point("dispatch1_tasks_per_s", d1, f">= {DISPATCH1_TARGET}",
+          d1 is not None and d1 >= DISPATCH1_TARGET)
+    r = ratio(ffmpeg, "seconds")
+    point("filter_wall_ratio", r, "<= 1 (ffmpeg one-liner)", r is not None and r <= 1)
+    chroma = [(ffmpeg or {}).get(f"psnr_{p}_db", {}).get("difference_db") for p in ("u", "v")]
+    worst = None if None in chroma else min(chroma)
+    point("chroma_psnr_difference_db", worst, f">= -{CHROMA_WITHIN_DB} (U and V)",
+          worst is not None and worst >= -CHROMA_WITHIN_DB)
+    r = ratio(ffmpeg, "peak_bytes")
+    point("peak_memory_ratio", r, f"<= {MEMORY_RATIO_TARGET}",
+          r is not None and r <= MEMORY_RATIO_TARGET)
+    return {"summary": "targets", "issue": 21, "points": points,
+            "all_met": all(p["met"] for p in points.values())}
 
 
 def main():
@@ -603,10 +645,14 @@ def main():
             sys.exit(f"peer_bench: {tool} not found; run scripts/setup-bench-deps.sh")
     workdir = tempfile.mkdtemp(prefix="reelfarm-peer-")
     try:
+        queue = ffmpeg = None
         if args.only in (None, "queue", "submit", "restart"):
-            queue_comparison(args.rounds, args.quick, workdir, args.only or "queue")
+            queue = queue_comparison(args.rounds, args.quick, workdir, args.only or "queue")
         if args.only in (None, "ffmpeg"):
-            ffmpeg_comparison(args.rounds, args.quick, workdir, args.chunk)
+            ffmpeg = ffmpeg_comparison(args.rounds, args.quick, workdir, args.chunk)
+        if args.only is None:
+            # Every figure the issue judges comes from this one run.
+            emit(targets(queue, ffmpeg))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

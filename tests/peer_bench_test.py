@@ -68,3 +68,50 @@ def test_a_tail_in_a_few_blocks_shows_as_a_wide_interval_around_the_ratio():
     assert hi - lo > 0.05
     # The same seed, the same interval (a run's summary can be reproduced from its blocks).
     assert peer_bench.ratio_interval(ours, peer, 0.99) == (lo, hi)
+
+
+def summaries(submit_p50=0.7, submit_p99=0.95, restart=0.5, dispatch1=17000.0, wall=0.93,
+              u=0.31, v=0.39, memory=1.11):
+    """A queue and an ffmpeg summary line as peer_bench.py prints them."""
+    queue = {"summary": "queue",
+             "submit_p50_ms": {"ratio": submit_p50}, "submit_p99_ms": {"ratio": submit_p99},
+             "restart": {"ratio": restart}, "dispatch1": {"reelfarm": dispatch1, "ratio": 29.0}}
+    ffmpeg = {"summary": "ffmpeg", "seconds": {"ratio": wall}, "peak_bytes": {"ratio": memory},
+              "psnr_y_db": {"difference_db": 0.35}, "psnr_u_db": {"difference_db": u},
+              "psnr_v_db": {"difference_db": v}}
+    return queue, ffmpeg
+
+
+def test_targets_all_met_when_every_point_is():
+    out = peer_bench.targets(*summaries())
+    assert out["all_met"] is True
+    assert sorted(out["points"]) == sorted([
+        "submit_p50_ms_ratio", "submit_p99_ms_ratio", "restart_ratio", "dispatch1_tasks_per_s",
+        "filter_wall_ratio", "chroma_psnr_difference_db", "peak_memory_ratio"])
+    assert out["points"]["chroma_psnr_difference_db"]["value"] == 0.31  # the worse of U, V
+    # A ratio of exactly 1 is "at or below".
+    assert peer_bench.targets(*summaries(submit_p99=1.0, wall=1.0))["all_met"] is True
+
+
+def test_targets_name_the_point_that_is_missed():
+    for change, point in [({"submit_p99": 1.04}, "submit_p99_ms_ratio"),
+                          ({"submit_p50": 1.2}, "submit_p50_ms_ratio"),
+                          ({"restart": 1.01}, "restart_ratio"),
+                          ({"dispatch1": 9999.0}, "dispatch1_tasks_per_s"),
+                          ({"wall": 1.03}, "filter_wall_ratio"),
+                          ({"v": -1.2}, "chroma_psnr_difference_db"),
+                          ({"memory": 1.21}, "peak_memory_ratio")]:
+        out = peer_bench.targets(*summaries(**change))
+        assert out["all_met"] is False, change
+        assert [k for k, p in out["points"].items() if not p["met"]] == [point], change
+    # Chroma better than ffmpeg's by any amount, or worse by less than 1 dB, is within.
+    assert peer_bench.targets(*summaries(u=-0.9, v=2.5))["all_met"] is True
+
+
+def test_targets_of_a_run_that_measured_only_part_are_not_met():
+    queue, _ = summaries()
+    out = peer_bench.targets(queue, None)
+    assert out["all_met"] is False
+    assert {k for k, p in out["points"].items() if not p["met"]} == {
+        "filter_wall_ratio", "chroma_psnr_difference_db", "peak_memory_ratio"}
+    assert out["points"]["filter_wall_ratio"]["value"] is None
