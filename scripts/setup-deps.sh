@@ -11,6 +11,8 @@ PKGS=(
   prometheus-cpp-dev
   catch2
   libsqlite3-dev libssl-dev
+  # reelfarm-server's allocator (server/malloc_conf.cc).
+  libjemalloc-dev
   # PostgreSQL state: libpq for the store; the server binaries (initdb, pg_ctl) for
   # tests/pg_server.sh, which runs a throwaway server per test run.
   libpq-dev postgresql
