@@ -2,9 +2,10 @@
 //
 // One connection behind a mutex; every write is one committed transaction with
 // synchronous=FULL, so a call that returned OK survives a crash. WAL checkpoints run
-// mostly off the commit path (a Checkpointer: its own connection and thread, woken when
-// the WAL passes kCheckpointPages, copies the bulk; one commit then copies the few frames
-// added meanwhile), so almost no COMMIT pays for copying the WAL into the file. Rows are
+// off the commit path (a Checkpointer: its own connection and thread, which copies the
+// WAL whole in the first pause of commits once it passes kCheckpointPages; with no
+// pause, it copies the bulk and one commit copies the few frames added meanwhile), so
+// almost no COMMIT pays for copying the WAL into the file. Rows are
 // store_rows.h's (JSON text for specs, so adding a field needs no schema step);
 // the schema itself evolves through kMigrations, recorded in `schema_version`.
 #include <sqlite3.h>
@@ -27,6 +28,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/thread_name.h"
 #include "scheduler/job_store.h"
 #include "scheduler/sqlite_wal_vfs.h"
@@ -37,14 +40,21 @@ namespace reelfarm::scheduler {
 namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
-// The WAL is checkpointed (in the background) once a commit leaves it this long, as
-// SQLite's own auto-checkpoint would (inside that COMMIT) at 1,000 pages. Longer than
+// A checkpoint is due once a commit leaves the WAL this long, as SQLite's own
+// auto-checkpoint would checkpoint (inside that COMMIT) at 1,000 pages. Longer than
 // SQLite's default so that a burst of small submits (about 6 pages each) does not
 // fsync behind a checkpoint: a checkpoint writes the pages into the database file and
 // syncs it, and a commit's fdatasync waiting behind that flush made the submit's p99
 // (1.69 against 1.42 ms in alternated runs of 300 submits, benchmarks/: submit). A
 // crash recovery reads at most the WAL's length, about 40 MB here.
 constexpr int kCheckpointPages = 2500;
+// A due checkpoint runs once commits have paused this long (Checkpointer). A submit
+// takes well under a millisecond; a pause of this length is a gap in the stream.
+constexpr absl::Duration kQuietTime = absl::Milliseconds(20);
+// With no pause, the bulk is copied beside the commits once the WAL is this long, and
+// the commit that finds it this long after that copies the rest.
+constexpr int kBulkPages = kCheckpointPages + kCheckpointPages / 5;
+constexpr int kRestPages = kCheckpointPages + 2 * kCheckpointPages / 5;
 // A commit that leaves the WAL this long checkpoints it itself whatever else is so
 // (PASSIVE, copying only what earlier checkpoints have not), so the WAL never grows
 // without bound, even when the copy of the rest (Checkpointer) did not let it start
@@ -297,14 +307,23 @@ absl::Status ReadAll(const Connection& conn, sqlite3_stmt* stmt,
 }
 
 // Checkpoints the WAL of the database at `path`, told after each commit how long the
-// WAL is (AfterCommit). Once a commit leaves it kCheckpointPages long, the bulk of it is
-// copied into the database file on the checkpointer's own connection and thread
-// (PASSIVE, so commits go on meanwhile); the commit after that pass copies the rest
-// itself, on the store's connection, and the commit after it starts the WAL from its
-// beginning again.
+// WAL is (AfterCommit). Once a commit leaves it kCheckpointPages long, a checkpoint is
+// due, and it is run where it costs no commit anything if it can be:
 //
-// Why the rest is copied by a commit: the WAL starts over only at a write that finds
-// it copied whole, and under commits back to back a background pass never ends so
+// * In a pause: once no commit has come for kQuietTime, the checkpointer copies the
+//   whole WAL into the database file on its own connection and thread (PASSIVE, so a
+//   commit that comes meanwhile goes on), and the next commit starts the WAL from its
+//   beginning again. Submits come in bursts (a TD's script, a wedge, a night's queue),
+//   and a pause between them is where the copy and its two syncs belong: run beside a
+//   stream of commits, its syncs and the device's flush of its pages are what those
+//   commits' fdatasyncs wait behind.
+// * Under commits back to back, with no pause, the bulk is copied in the background once
+//   the WAL reaches kBulkPages (commits go on meanwhile); the commit that finds the WAL
+//   kRestPages long after that pass copies the rest itself, on the store's connection,
+//   and the commit after it starts the WAL over.
+//
+// Why the rest is copied by a commit then: the WAL starts over only at a write that
+// finds it copied whole, and under commits back to back a background pass never ends so
 // (each commit adds frames while it runs). Passes run again and again then, each
 // copying a commit or two and syncing the WAL and the database file, and every commit's
 // fdatasync queued behind those flushes: 2.4 syncs a submit where one is needed, over
@@ -339,27 +358,57 @@ class Checkpointer {
   // the WAL's length in pages. Cheap unless this commit copies the rest of the WAL.
   void AfterCommit(sqlite3* db, const char* name, int pages) {
     absl::MutexLock lock(&mu_);
+    last_commit_ = absl::Now();
     if (pages < kCheckpointPages) {
       phase_ = Phase::kShort;  // started over (or not yet long)
-    } else if (pages >= kInlineCheckpointPages) {
+      return;
+    }
+    if (pages >= kInlineCheckpointPages) {
       // One commit this large (a job of tens of thousands of tasks), or the rest was not
       // copied whole (a reader kept the WAL): whatever is running, this commit copies
       // the WAL whole.
       RunInlineLocked(db, name, "limit");
-    } else if (phase_ == Phase::kShort) {
-      phase_ = Phase::kBulk;
-      if (!running_) wake_.Signal();
-    } else if (phase_ == Phase::kBulkDone) {
-      phase_ = Phase::kRest;
-      RunInlineLocked(db, name, "rest");
+      return;
+    }
+    switch (phase_) {
+      case Phase::kShort:
+        phase_ = Phase::kDue;  // the thread waits for a pause
+        wake_.Signal();
+        break;
+      case Phase::kDue:
+        if (pages >= kBulkPages) {
+          phase_ = Phase::kBulk;  // no pause came: the bulk now, beside the commits
+          if (!running_) wake_.Signal();
+        }
+        break;
+      case Phase::kBulk:
+        break;
+      case Phase::kBulkDone:
+        if (pages >= kRestPages) {
+          phase_ = Phase::kRest;
+          copied_in_pause_ = false;
+          RunInlineLocked(db, name, "rest");
+        }
+        break;
+      case Phase::kRest:
+        // Copied whole, yet the WAL did not start over. After a pause's pass, a commit
+        // came as it ended (its frames are past what it copied): they are the rest, as
+        // after a bulk pass. After a commit's pass, a reader holds the WAL (another
+        // program reading the file): passes cannot copy past it; the limit's will.
+        if (copied_in_pause_) {
+          copied_in_pause_ = false;
+          phase_ = Phase::kBulkDone;
+        }
+        break;
     }
   }
 
  private:
   enum class Phase {
     kShort,     // the WAL is below kCheckpointPages
+    kDue,       // it is not: the thread waits for a pause to copy it whole
     kBulk,      // the thread copies what the WAL holds (or is woken to)
-    kBulkDone,  // the bulk is copied; the next commit copies the rest
+    kBulkDone,  // the bulk is copied; a pause, or a commit at kRestPages, copies the rest
     kRest,      // the rest was copied; the next commit starts the WAL over
   };
 
@@ -374,13 +423,15 @@ class Checkpointer {
   struct PassResult {
     double seconds = 0;
     bool ok = false;
+    bool whole = false;  // every frame the WAL held was copied
   };
   // One PASSIVE checkpoint of `db`'s WAL.
   static PassResult Pass(sqlite3* db, const char* name) {
     const auto start = std::chrono::steady_clock::now();
-    const int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    int log = -1, copied = -1;
+    const int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
     return {std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-            rc == SQLITE_OK};
+            rc == SQLITE_OK, rc == SQLITE_OK && log >= 0 && copied == log};
   }
   // Tells the observer of a pass once the phase it leads to is set (so that a commit
   // that follows the report meets that phase), with mu_ released.
@@ -408,20 +459,47 @@ class Checkpointer {
     ReportLocked(pass, r);
   }
 
+  // Whether the thread has a pass to run now: the bulk, or a due checkpoint (or the
+  // rest after the bulk) once commits have paused for kQuietTime.
+  bool ReadyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (running_) return false;
+    if (phase_ == Phase::kBulk) return true;
+    return (phase_ == Phase::kDue || phase_ == Phase::kBulkDone) &&
+           absl::Now() - last_commit_ >= kQuietTime;
+  }
+
   void Loop() {
     absl::MutexLock lock(&mu_);
     for (;;) {
-      while ((phase_ != Phase::kBulk || running_) && !stop_) wake_.Wait(&mu_);
+      while (!ReadyLocked() && !stop_) {
+        if (!running_ && (phase_ == Phase::kDue || phase_ == Phase::kBulkDone)) {
+          wake_.WaitWithDeadline(&mu_, last_commit_ + kQuietTime);
+        } else {
+          wake_.Wait(&mu_);
+        }
+      }
       if (stop_) return;
+      const bool in_pause = phase_ != Phase::kBulk;
+      const absl::Time last_commit = last_commit_;
       running_ = true;
       mu_.Unlock();
-      // A failure leaves the rest to the next commit's pass; commits go on either way.
+      // A failure leaves the rest to the next pass (or commit); commits go on either way.
       const PassResult r = Pass(conn_.db(), "main");
       mu_.Lock();
       running_ = false;
       idle_.SignalAll();
-      if (phase_ == Phase::kBulk) phase_ = Phase::kBulkDone;
-      ReportLocked("background", r);
+      if (in_pause) {
+        // Copied whole with no commit meanwhile: the next commit starts the WAL over.
+        // Else what came meanwhile (or what a reader kept) is the rest, as after a bulk.
+        if (phase_ == Phase::kDue || phase_ == Phase::kBulkDone) {
+          copied_in_pause_ = r.whole && last_commit_ == last_commit;
+          phase_ = copied_in_pause_ ? Phase::kRest : Phase::kBulkDone;
+        }
+        ReportLocked("pause", r);
+      } else {
+        if (phase_ == Phase::kBulk) phase_ = Phase::kBulkDone;
+        ReportLocked("background", r);
+      }
     }
   }
 
@@ -433,6 +511,8 @@ class Checkpointer {
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kShort;
   bool running_ ABSL_GUARDED_BY(mu_) = false;  // a checkpoint, background or inline
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_commit_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  bool copied_in_pause_ ABSL_GUARDED_BY(mu_) = false;  // kRest was set by a pause's pass
   std::thread thread_;
 };
 
