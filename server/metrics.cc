@@ -214,10 +214,11 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                         .Name("reelfarm_store_errors_total")
                         .Help("State store calls that failed, by operation")
                         .Register(registry)),
-      checkpoint_seconds_(prometheus::BuildHistogram()
-                              .Name("reelfarm_store_checkpoint_duration_seconds")
-                              .Help("SQLite WAL checkpoints, by pass (background, rest, limit)")
-                              .Register(registry)),
+      checkpoint_seconds_(
+          prometheus::BuildHistogram()
+              .Name("reelfarm_store_checkpoint_duration_seconds")
+              .Help("SQLite WAL checkpoints, by pass (pause, background, rest, limit)")
+              .Register(registry)),
       grpc_requests_(prometheus::BuildCounter()
                          .Name("reelfarm_grpc_requests_total")
                          .Help("gRPC calls finished, by service, method and status code")

@@ -53,6 +53,34 @@ std::unique_ptr<JobStore> Open(const std::string& path) {
   return std::move(store).value();
 }
 
+// A store opened as the server opens it, counting its checkpoint passes by kind
+// ("failed" for one that failed).
+class CountingStore {
+ public:
+  explicit CountingStore(const std::filesystem::path& db) {
+    absl::StatusOr<std::unique_ptr<JobStore>> opened =
+        OpenSqliteJobStore(db.string(), [this](const char* pass, double, bool ok) {
+          std::lock_guard<std::mutex> lock(mu_);
+          ++passes_[ok ? pass : "failed"];
+        });
+    INFO(opened.status().ToString());
+    REQUIRE(opened.ok());
+    store_ = std::move(opened).value();
+  }
+  JobStore* operator->() const { return store_.get(); }
+  void Close() { store_.reset(); }
+  int passes(const std::string& pass) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto it = passes_.find(pass);
+    return it == passes_.end() ? 0 : it->second;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, int> passes_;
+  std::unique_ptr<JobStore> store_;  // last: closed (its checkpointer joined) first
+};
+
 TEST_CASE("SqliteJobStore checkpoints the WAL in the background while it is open",
           "[unit][store]") {
   TempDir dir;
@@ -65,11 +93,12 @@ TEST_CASE("SqliteJobStore checkpoints the WAL in the background while it is open
   constexpr int kJobs = 800;
   for (int64_t id = 1; id <= kJobs; ++id) REQUIRE(store->Commit(BigJob(id)).ok());
   // The jobs' pages reach the database file with the store still open, written by the
-  // checkpointer (SQLite's own auto-checkpoint is off): each time the WAL passes 2,500
-  // pages (every 280 jobs or so) the background pass copies it, the commit after that
-  // pass the rest, and the WAL starts over. So at least the first 400 jobs' pages (each
-  // job's name fills three) are in the file; what came after the last pass stays in the
-  // WAL until the next checkpoint (the reopen below reads it from there).
+  // checkpointer (SQLite's own auto-checkpoint is off): under these commits back to
+  // back, the background pass copies the bulk once the WAL holds 3,000 pages, the commit
+  // that finds 3,500 the rest, and the WAL starts over (every 400 jobs or so); in the
+  // pause after the last commit, the checkpointer copies what is due. So at least the
+  // first 400 jobs' pages (each job's name fills three) are in the file; what is not
+  // stays in the WAL (the reopen below reads it from there).
   const int64_t want = before + 400 * 3 * kPage;
   for (int i = 0; i < 200 && FileSize(db) < want; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -89,20 +118,12 @@ TEST_CASE("SqliteJobStore keeps the WAL bounded by starting it over under commit
   // or two it has not copied, so passes that ran again and again never let the WAL start
   // over: it grew to the 10,000 pages at which a commit checkpoints it itself, with two
   // syncs a pass beside every commit's own. The commit after the background pass copies
-  // those itself, and the WAL starts over at the next one: it never holds much more than
-  // the 2,500 pages at which the background pass begins.
+  // those itself (once the WAL holds 3,500 pages), and the WAL starts over at the next
+  // one: it never holds much more than that.
   TempDir dir;
   const std::filesystem::path db = dir.path() / "jobs.db";
   const std::filesystem::path wal = dir.path() / "jobs.db-wal";
-  std::mutex mu;
-  std::map<std::string, int> passes;  // checkpoint passes run, by kind
-  absl::StatusOr<std::unique_ptr<JobStore>> opened =
-      OpenSqliteJobStore(db.string(), [&](const char* pass, double, bool ok) {
-        std::lock_guard<std::mutex> lock(mu);
-        ++passes[ok ? pass : "failed"];
-      });
-  REQUIRE(opened.ok());
-  std::unique_ptr<JobStore> store = std::move(opened).value();
+  CountingStore store(db);
   // Some 35,000 pages committed in all: a WAL never checkpointed would hold them all.
   constexpr int kJobs = 4000;
   int64_t largest = 0;
@@ -113,31 +134,30 @@ TEST_CASE("SqliteJobStore keeps the WAL bounded by starting it over under commit
   INFO("largest WAL: " << largest / (kPage + 24) << " frames");
   // Within 7,500 frames, a frame being a page and a 24-byte header after the WAL's
   // 32-byte header (the file is laid out for 5,000 at open and grows only past that):
-  // room for 5,000 pages committed while the background pass copies 2,500.
+  // room for 4,500 pages committed while the background pass copies 3,000.
   CHECK(largest <= 32 + 7500 * (kPage + 24));
   CHECK(largest > 0);
   {
     // One background pass and one commit's pass for the rest each time the WAL filled to
-    // 2,500 pages (a dozen or so times here: a commit writes 8 or 9 pages with the
-    // tables' and page 1's), where passes chasing commits ran about one for every two
-    // commits past the first 2,500 pages; none at the bound (10,000 pages).
-    std::lock_guard<std::mutex> lock(mu);
+    // 3,500 pages (ten or so times here: a commit writes 8 or 9 pages with the tables'
+    // and page 1's), where passes chasing commits ran about one for every two commits
+    // past the first 2,500 pages; none at the bound (10,000 pages).
     // A pause in the loop (a slow moment of the machine) lets the checkpointer copy the
     // WAL whole instead ("pause"), without a background pass or a commit's.
-    INFO("background " << passes["background"] << ", rest " << passes["rest"] << ", pause "
-                       << passes["pause"]);
-    CHECK(passes["background"] + passes["pause"] >= 1);
-    CHECK(passes["background"] <= 40);
-    CHECK(passes["rest"] <= passes["background"]);
+    INFO("background " << store.passes("background") << ", rest " << store.passes("rest")
+                       << ", pause " << store.passes("pause"));
+    CHECK(store.passes("background") + store.passes("pause") >= 1);
+    CHECK(store.passes("background") <= 40);
+    CHECK(store.passes("rest") <= store.passes("background"));
     // The last pass may end after all.
-    CHECK(passes["rest"] + passes["pause"] >= passes["background"] - 1);
-    CHECK(passes.count("limit") == 0);
-    CHECK(passes.count("failed") == 0);
+    CHECK(store.passes("rest") + store.passes("pause") >= store.passes("background") - 1);
+    CHECK(store.passes("limit") == 0);
+    CHECK(store.passes("failed") == 0);
   }
   // Every commit survives a reopen.
-  store.reset();
-  store = Open(db.string());
-  auto snap = store->LoadAll();
+  store.Close();
+  std::unique_ptr<JobStore> reopened = Open(db.string());
+  auto snap = reopened->LoadAll();
   REQUIRE(snap.ok());
   CHECK(snap->jobs.size() == kJobs);
   CHECK(snap->jobs.back().spec.name == std::string(15000, static_cast<char>('a' + kJobs % 26)));
@@ -152,21 +172,9 @@ TEST_CASE("SqliteJobStore copies the WAL whole in a pause of commits, off every 
   TempDir dir;
   const std::filesystem::path db = dir.path() / "jobs.db";
   const std::filesystem::path wal = dir.path() / "jobs.db-wal";
-  std::mutex mu;
-  std::map<std::string, int> passes;
-  absl::StatusOr<std::unique_ptr<JobStore>> opened =
-      OpenSqliteJobStore(db.string(), [&](const char* pass, double, bool ok) {
-        std::lock_guard<std::mutex> lock(mu);
-        ++passes[ok ? pass : "failed"];
-      });
-  REQUIRE(opened.ok());
-  std::unique_ptr<JobStore> store = std::move(opened).value();
-  const auto count = [&](const std::string& pass) {
-    std::lock_guard<std::mutex> lock(mu);
-    return passes.count(pass) ? passes[pass] : 0;
-  };
+  CountingStore store(db);
   const auto await_pause = [&](int n) {
-    for (int i = 0; i < 200 && count("pause") < n; ++i) {
+    for (int i = 0; i < 200 && store.passes("pause") < n; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   };
@@ -177,22 +185,22 @@ TEST_CASE("SqliteJobStore copies the WAL whole in a pause of commits, off every 
   int64_t id = 0;
   for (int i = 0; i < kBurst; ++i) REQUIRE(store->Commit(BigJob(++id)).ok());
   await_pause(1);
-  CHECK(count("pause") == 1);
+  CHECK(store.passes("pause") == 1);
   // The jobs' pages are in the database file (each job's name fills three).
   CHECK(FileSize(db) >= before + kBurst * 3 * kPage);
   // The next burst starts the WAL over: had it not, its pages would add up past the
   // bulk's and the rest's lengths, and a background pass and a commit's would run.
   for (int i = 0; i < kBurst; ++i) REQUIRE(store->Commit(BigJob(++id)).ok());
   await_pause(2);
-  CHECK(count("pause") == 2);
-  CHECK(count("background") == 0);
-  CHECK(count("rest") == 0);
-  CHECK(count("limit") == 0);
-  CHECK(count("failed") == 0);
+  CHECK(store.passes("pause") == 2);
+  CHECK(store.passes("background") == 0);
+  CHECK(store.passes("rest") == 0);
+  CHECK(store.passes("limit") == 0);
+  CHECK(store.passes("failed") == 0);
   CHECK(FileSize(wal) == laid);  // written over, never grown
-  store.reset();
-  store = Open(db.string());
-  auto snap = store->LoadAll();
+  store.Close();
+  std::unique_ptr<JobStore> reopened = Open(db.string());
+  auto snap = reopened->LoadAll();
   REQUIRE(snap.ok());
   REQUIRE(snap->jobs.size() == static_cast<size_t>(id));
   CHECK(snap->jobs.back().spec.name == std::string(15000, static_cast<char>('a' + id % 26)));
@@ -256,29 +264,20 @@ TEST_CASE("SqliteJobStore's WAL starts over again once a reader that held it goe
   TempDir dir;
   const std::filesystem::path db = dir.path() / "jobs.db";
   const std::filesystem::path wal = dir.path() / "jobs.db-wal";
-  std::mutex mu;
-  std::map<std::string, int> passes;
-  absl::StatusOr<std::unique_ptr<JobStore>> opened =
-      OpenSqliteJobStore(db.string(), [&](const char* pass, double, bool ok) {
-        std::lock_guard<std::mutex> lock(mu);
-        ++passes[ok ? pass : "failed"];
-      });
-  REQUIRE(opened.ok());
-  std::unique_ptr<JobStore> store = std::move(opened).value();
+  CountingStore store(db);
   int64_t id = 0;
   {
     Db reader = OpenDb(db, nullptr);
     Exec(reader.get(), "BEGIN");
     Exec(reader.get(), "SELECT count(*) FROM jobs");  // holds this snapshot until COMMIT
-    // Some 7,000 pages: past the background pass's 2,500, below the bound.
+    // Some 7,000 pages: past the background pass's 3,000, below the bound.
     for (int i = 0; i < 800; ++i) REQUIRE(store->Commit(BigJob(++id)).ok());
     Exec(reader.get(), "COMMIT");
   }
   int background_before = 0;
   {
-    std::lock_guard<std::mutex> lock(mu);
-    CHECK(passes.count("limit") == 0);
-    background_before = passes["background"] + passes["pause"];
+    CHECK(store.passes("limit") == 0);
+    background_before = store.passes("background") + store.passes("pause");
   }
   // Some 18,000 pages more, with nobody reading.
   int64_t largest = 0;
@@ -289,18 +288,18 @@ TEST_CASE("SqliteJobStore's WAL starts over again once a reader that held it goe
   INFO("largest WAL: " << largest / (kPage + 24) << " frames");
   CHECK(largest <= 32 + (10000 + 64) * (kPage + 24));
   {
-    std::lock_guard<std::mutex> lock(mu);
-    INFO("background " << passes["background"] << " (" << background_before << " while read), rest "
-                       << passes["rest"] << ", limit " << passes["limit"]);
-    CHECK(passes["limit"] == 1);
-    // The WAL started over after the bound and filled to 2,500 pages again, more than
+    INFO("background " << store.passes("background") << " (" << background_before
+                       << " while read), rest " << store.passes("rest") << ", limit "
+                       << store.passes("limit"));
+    CHECK(store.passes("limit") == 1);
+    // The WAL started over after the bound and filled to 3,000 pages again, more than
     // once: the background passes resumed.
-    CHECK(passes["background"] + passes["pause"] >= background_before + 2);
-    CHECK(passes.count("failed") == 0);
+    CHECK(store.passes("background") + store.passes("pause") >= background_before + 2);
+    CHECK(store.passes("failed") == 0);
   }
-  store.reset();
-  store = Open(db.string());
-  auto snap = store->LoadAll();
+  store.Close();
+  std::unique_ptr<JobStore> reopened = Open(db.string());
+  auto snap = reopened->LoadAll();
   REQUIRE(snap.ok());
   CHECK(snap->jobs.size() == static_cast<size_t>(id));
 }
