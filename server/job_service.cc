@@ -91,6 +91,12 @@ class JobWatcher final : public grpc::ServerWriteReactor<v1::JobEvent> {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     if (!ok) cancelled_ = true;
+    // The terminal event is out: the stream ends now, not at the next poll (up to
+    // 100 ms later, which `reelctl wait` and `watch` waited for on every job).
+    if (ok && sent_terminal_ && !finished_) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+    }
   }
   void OnCancel() override {
     absl::MutexLock lock(&mu_);

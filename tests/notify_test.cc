@@ -12,6 +12,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -317,6 +318,50 @@ TEST_CASE("reelctl wait blocks until jobs end and exits 0, 1, 2, 3 or 5 as docum
   out = testing::Capture(std::string(REELFARM_REELCTL_BIN) + " wait --help", &status);
   CHECK(status == 0);
   CHECK(out.find("5: --timeout") != std::string::npos);
+}
+
+// Calls of `method` the server has finished, summed over codes (its /metrics).
+double Calls(const Farm& farm, const std::string& method) {
+  const std::string text = Farm::Scrape(farm.server_metrics_port());
+  const std::regex sample("^reelfarm_grpc_requests_total\\{[^}]*method=\"" + method +
+                          "\"[^}]*\\} ([0-9.e+]+)$");
+  double total = 0;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, sample)) total += std::stod(m[1]);
+  }
+  return total;
+}
+
+TEST_CASE("reelctl wait follows its jobs' event streams and asks for each job once it has ended",
+          "[integration][notify][reelctl]") {
+  // It returned up to half a second after the job ended, polling GetJob every 0.5 s;
+  // now it waits on WatchJob, which the server ends with the job.
+  testing::TempDir dir;
+  Farm farm(dir.path() / "farm", {"--metrics"});
+  testing::MakeTestClip(farm.storage() / "plates/a.mp4", 64, 36, 12);
+  v1::SubmitJobResponse ok;
+  REQUIRE(farm.Submit(testing::UpscaleSpec("plates/a.mp4", "renders/a_x2.mp4", 6), &ok).ok());
+  const std::string id = std::to_string(ok.job_id());
+  const double get_before = Calls(farm, "GetJob");
+  auto waiting = std::async(std::launch::async, [&] {
+    int st = -1;
+    std::string o = testing::Capture(farm.Reelctl() + " wait " + id, &st);
+    return std::make_pair(st, o);
+  });
+  // No worker: the job waits, and so does reelctl, on one stream, with one GetJob.
+  CHECK(waiting.wait_for(std::chrono::milliseconds(2500)) == std::future_status::timeout);
+  CHECK(Calls(farm, "GetJob") - get_before == 1);
+  farm.StartWorker("w1");
+  REQUIRE(waiting.wait_for(std::chrono::seconds(120)) == std::future_status::ready);
+  const auto [status, out] = waiting.get();
+  INFO(out);
+  CHECK(status == 0);
+  CHECK(out.find("job " + id + " succeeded") != std::string::npos);
+  // One more, once the stream told it the job had ended; the stream closed with OK.
+  CHECK(Calls(farm, "GetJob") - get_before == 2);
+  CHECK(Calls(farm, "WatchJob") == 1);
 }
 
 TEST_CASE("reelctl purge lists with --dry-run, then forgets jobs, logs and scratch, not outputs",
