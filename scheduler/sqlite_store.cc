@@ -459,20 +459,24 @@ class Checkpointer {
     ReportLocked(pass, r);
   }
 
-  // Whether the thread has a pass to run now: the bulk, or a due checkpoint (or the
-  // rest after the bulk) once commits have paused for kQuietTime.
-  bool ReadyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Whether the phase's next pass waits for a pause: a due checkpoint, or the rest
+  // after the bulk.
+  bool AwaitsPauseLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return phase_ == Phase::kDue || phase_ == Phase::kBulkDone;
+  }
+  // Whether the thread has a pass to run now: the bulk, or one that waits for a pause
+  // once commits have paused for kQuietTime.
+  bool ReadyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (running_) return false;
     if (phase_ == Phase::kBulk) return true;
-    return (phase_ == Phase::kDue || phase_ == Phase::kBulkDone) &&
-           absl::Now() - last_commit_ >= kQuietTime;
+    return AwaitsPauseLocked() && absl::Now() - last_commit_ >= kQuietTime;
   }
 
   void Loop() {
     absl::MutexLock lock(&mu_);
     for (;;) {
       while (!ReadyLocked() && !stop_) {
-        if (!running_ && (phase_ == Phase::kDue || phase_ == Phase::kBulkDone)) {
+        if (!running_ && AwaitsPauseLocked()) {
           wake_.WaitWithDeadline(&mu_, last_commit_ + kQuietTime);
         } else {
           wake_.Wait(&mu_);
@@ -491,7 +495,7 @@ class Checkpointer {
       if (in_pause) {
         // Copied whole with no commit meanwhile: the next commit starts the WAL over.
         // Else what came meanwhile (or what a reader kept) is the rest, as after a bulk.
-        if (phase_ == Phase::kDue || phase_ == Phase::kBulkDone) {
+        if (AwaitsPauseLocked()) {
           copied_in_pause_ = r.whole && last_commit_ == last_commit;
           phase_ = copied_in_pause_ ? Phase::kRest : Phase::kBulkDone;
         }

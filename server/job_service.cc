@@ -56,9 +56,10 @@ class JobWatcher final : public grpc::ServerWriteReactor<v1::JobEvent> {
   void Poll(const scheduler::Scheduler& sched) {
     absl::MutexLock lock(&mu_);
     if (writing_ || finished_) return;
-    if (cancelled_ || sent_terminal_) {
+    // (After the terminal event, OnWriteDone finished the stream, or cancelled it.)
+    if (cancelled_) {
       finished_ = true;
-      Finish(cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+      Finish(grpc::Status::CANCELLED);
       return;
     }
     absl::StatusOr<scheduler::JobView> v = sched.GetJob(job_id_);
